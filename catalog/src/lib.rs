@@ -1,1 +1,24 @@
-//! placeholder
+//! smelt's dataset catalog.
+//!
+//! ```text
+//! ranks ──► runs/<id>/{plan.json, shards/*.parquet, splits/*.json}   (dataset storage, object_store)
+//!                                   │  commit_run: all splits complete?
+//!                                   ▼
+//!                      _versions/NNNNNN.json (immutable manifest, source of truth)
+//!                                   │  one sled transaction
+//!                                   ▼
+//!                      catalog.sled (index: datasets, versions, manifests, runs)
+//! ```
+//! Only the commit writes the index; ranks on other machines only touch storage.
+
+pub mod commit;
+pub mod error;
+pub mod index;
+pub mod model;
+pub mod store;
+
+pub use commit::{commit_run, completed_splits, rebuild, shard_path, split_record_path, write_plan, CommitOutcome};
+pub use error::{CatalogError, Result};
+pub use index::{Catalog, VersionRef};
+pub use model::*;
+pub use store::{to_json_bytes, Created, DatasetStore};

@@ -1,0 +1,372 @@
+//! The commit protocol (DESIGN.md): a run's plan and per-split completion
+//! records live in the dataset's storage; the commit checks that every split
+//! is complete, writes the version's manifest once (`_versions/NNNNNN.json`,
+//! create-only, so two committers cannot both take a number), then records it
+//! in the sled index in one transaction.
+//!
+//! ```text
+//! runs/<id>/plan.json + runs/<id>/splits/*.json ──► manifest ──► _versions/NNNNNN.json ──► sled
+//! ```
+//! A crash after the manifest and before sled leaves a version that the next
+//! commit (or `catalog rebuild`) records; a crash before the manifest leaves
+//! nothing visible.
+
+use std::collections::BTreeMap;
+
+use crate::error::{CatalogError, Result};
+use crate::index::Catalog;
+use crate::model::{
+    manifest_path, GroupStats, Lineage, RunPlan, SplitRecord, StageMetrics, Totals, VersionManifest, FORMAT_VERSION,
+};
+use crate::store::{to_json_bytes, Created, DatasetStore};
+
+/// Path of a run's plan.
+pub fn plan_path(run_id: &str) -> String {
+    format!("runs/{run_id}/plan.json")
+}
+
+/// Path of a split's completion record.
+pub fn split_record_path(run_id: &str, split: u32) -> String {
+    format!("runs/{run_id}/splits/{split:05}.json")
+}
+
+/// Path of a shard of a run.
+pub fn shard_path(run_id: &str, split: u32, seq: u32) -> String {
+    format!("runs/{run_id}/shards/part-{split:05}-{seq:04}.parquet")
+}
+
+/// Writes the run's plan, or checks that the plan already there is the same
+/// run (another rank, or an earlier attempt being resumed).
+///
+/// # Errors
+/// `User` when a plan with a different pipeline or inputs exists under this run id.
+pub async fn write_plan(store: &DatasetStore, plan: &RunPlan) -> Result<()> {
+    let path = plan_path(&plan.run_id);
+    if store.put_create(&path, to_json_bytes(plan)).await? == Created::Written {
+        return Ok(());
+    }
+    let existing: RunPlan = store
+        .get_json(&path)
+        .await?
+        .ok_or_else(|| CatalogError::Internal(format!("{path} exists and then does not")))?;
+    if existing.pipeline_hash != plan.pipeline_hash || existing.resolved_config != plan.resolved_config {
+        return Err(CatalogError::User(format!(
+            "run {} was started with a different pipeline (hash {} vs {} now); resume it with the same pipeline file, or start a new run without --run-id",
+            plan.run_id, existing.pipeline_hash, plan.pipeline_hash
+        )));
+    }
+    if existing.splits != plan.splits {
+        return Err(CatalogError::User(format!(
+            "run {} was planned over {} input splits and now finds {}; inputs changed since the run started. Start a new run without --run-id",
+            plan.run_id,
+            existing.splits.len(),
+            plan.splits.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Indexes of the splits of `run_id` that have a completion record.
+///
+/// # Errors
+/// Storage failures.
+pub async fn completed_splits(store: &DatasetStore, run_id: &str) -> Result<Vec<u32>> {
+    let names = store.list(&format!("runs/{run_id}/splits")).await?;
+    Ok(names
+        .iter()
+        .filter_map(|n| n.rsplit('/').next()?.strip_suffix(".json")?.parse::<u32>().ok())
+        .collect())
+}
+
+/// What a commit did.
+#[derive(Debug, Clone)]
+pub struct CommitOutcome {
+    /// The committed version.
+    pub manifest: VersionManifest,
+    /// False when the run had already been committed (the call changed nothing
+    /// but, where needed, recorded the existing manifest in the index).
+    pub newly_committed: bool,
+}
+
+/// Commits run `run_id` of the dataset at `store`.
+///
+/// # Errors
+/// `IncompleteRun` listing missing splits; `User` when the run has no plan;
+/// storage and index failures. Nothing becomes visible on error.
+pub async fn commit_run(catalog: &Catalog, store: &DatasetStore, run_id: &str, committed_at: &str) -> Result<CommitOutcome> {
+    let plan: RunPlan = store.get_json(&plan_path(run_id)).await?.ok_or_else(|| {
+        CatalogError::User(format!("no run {run_id} under {}: start it with `smelt run PIPELINE --run-id {run_id}`", store.url()))
+    })?;
+
+    // Already committed? The index knows, or an unrecorded manifest does (crash after writing it).
+    if let Some((dataset, v)) = catalog.run_version(run_id)? {
+        if let Some(manifest) = catalog.manifest(&dataset, v)? {
+            return Ok(CommitOutcome { manifest, newly_committed: false });
+        }
+    }
+    let recorded_latest = catalog.dataset(&plan.dataset)?.map_or(0, |d| d.latest);
+    let mut stored = stored_versions(store).await?;
+    for &v in stored.iter().filter(|&&v| v > recorded_latest) {
+        let m: VersionManifest = load_manifest(store, v).await?;
+        record_blocking(catalog, store.url(), &m).await?;
+        if m.lineage.run_id == run_id {
+            return Ok(CommitOutcome { manifest: m, newly_committed: false });
+        }
+    }
+
+    let mut records = Vec::with_capacity(plan.splits.len());
+    let mut missing = Vec::new();
+    for split in &plan.splits {
+        match store.get_json::<SplitRecord>(&split_record_path(run_id, split.index)).await? {
+            Some(r) => records.push(r),
+            None => missing.push((split.index, split.id.clone())),
+        }
+    }
+    if !missing.is_empty() {
+        return Err(CatalogError::IncompleteRun { run_id: run_id.to_string(), total: plan.splits.len(), missing });
+    }
+
+    // Bounded retries against a concurrent committer taking the same number.
+    for _attempt in 0..8 {
+        let next = stored.last().copied().unwrap_or(0).max(recorded_latest) + 1;
+        let manifest = build_manifest(&plan, &records, next, committed_at);
+        match store.put_create(&manifest_path(next), to_json_bytes(&manifest)).await? {
+            Created::Written => {
+                record_blocking(catalog, store.url(), &manifest).await?;
+                return Ok(CommitOutcome { manifest, newly_committed: true });
+            }
+            Created::AlreadyExists => stored = stored_versions(store).await?,
+        }
+    }
+    Err(CatalogError::User(format!(
+        "could not commit run {run_id}: other commits kept taking the next version number; retry"
+    )))
+}
+
+async fn record_blocking(catalog: &Catalog, root_url: &str, m: &VersionManifest) -> Result<()> {
+    let (c, url, m) = (catalog.clone(), root_url.to_string(), m.clone());
+    tokio::task::spawn_blocking(move || c.record(&url, &m))
+        .await
+        .map_err(|e| CatalogError::Internal(format!("catalog writer panicked: {e}")))?
+}
+
+/// Version numbers with a manifest in storage, ascending.
+///
+/// # Errors
+/// Storage failures.
+pub async fn stored_versions(store: &DatasetStore) -> Result<Vec<u64>> {
+    let mut v: Vec<u64> = store
+        .list("_versions")
+        .await?
+        .iter()
+        .filter_map(|n| n.rsplit('/').next()?.strip_suffix(".json")?.parse().ok())
+        .collect();
+    v.sort_unstable();
+    Ok(v)
+}
+
+/// Reads version `v`'s manifest from storage.
+///
+/// # Errors
+/// Storage failures, or a missing or undecodable manifest.
+pub async fn load_manifest(store: &DatasetStore, v: u64) -> Result<VersionManifest> {
+    store
+        .get_json(&manifest_path(v))
+        .await?
+        .ok_or_else(|| CatalogError::User(format!("{}/{} does not exist", store.url(), manifest_path(v))))
+}
+
+/// Records every manifest in the dataset's storage in the index (for a lost
+/// or damaged sled database). Returns the versions recorded.
+///
+/// # Errors
+/// Storage and index failures.
+pub async fn rebuild(catalog: &Catalog, store: &DatasetStore) -> Result<Vec<u64>> {
+    let versions = stored_versions(store).await?;
+    for &v in &versions {
+        let m = load_manifest(store, v).await?;
+        record_blocking(catalog, store.url(), &m).await?;
+    }
+    Ok(versions)
+}
+
+fn build_manifest(plan: &RunPlan, records: &[SplitRecord], version: u64, committed_at: &str) -> VersionManifest {
+    let mut shards: Vec<_> = records.iter().flat_map(|r| r.shards.iter().cloned()).collect();
+    shards.sort_by(|a, b| (a.split, &a.path).cmp(&(b.split, &b.path)));
+
+    let mut groups: BTreeMap<(String, String, String), GroupStats> = BTreeMap::new();
+    for s in records.iter().flat_map(|r| &r.stats) {
+        let g = groups.entry((s.lang.clone(), s.source.clone(), s.domain.clone())).or_insert_with(|| GroupStats {
+            lang: s.lang.clone(),
+            source: s.source.clone(),
+            domain: s.domain.clone(),
+            ..Default::default()
+        });
+        g.docs += s.docs;
+        g.tokens += s.tokens;
+        g.text_bytes += s.text_bytes;
+    }
+    let stats: Vec<GroupStats> = groups.into_values().collect();
+
+    let mut funnel: Vec<StageMetrics> = Vec::new();
+    for m in records.iter().flat_map(|r| &r.stages) {
+        match funnel.iter_mut().find(|f| f.stage == m.stage) {
+            Some(f) => f.merge(m),
+            None => funnel.push(m.clone()),
+        }
+    }
+
+    let totals = Totals {
+        rows: shards.iter().map(|s| s.rows).sum(),
+        shards: shards.len() as u64,
+        bytes: shards.iter().map(|s| s.bytes).sum(),
+        tokens: stats.iter().map(|s| s.tokens).sum(),
+        text_bytes: stats.iter().map(|s| s.text_bytes).sum(),
+    };
+
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    h.update(&to_json_bytes(&plan.schema));
+    for s in &shards {
+        h.update(s.checksum.as_bytes());
+        h.update(b"\n");
+    }
+    VersionManifest {
+        format: FORMAT_VERSION,
+        dataset: plan.dataset.clone(),
+        version,
+        committed_at: committed_at.to_string(),
+        digest: format!("xxh3-128:{:032x}", h.digest128()),
+        schema: plan.schema.clone(),
+        shards,
+        totals,
+        stats,
+        funnel,
+        lineage: Lineage {
+            run_id: plan.run_id.clone(),
+            pipeline_path: plan.pipeline_path.clone(),
+            pipeline_hash: plan.pipeline_hash.clone(),
+            resolved_config: plan.resolved_config.clone(),
+            smelt_version: plan.smelt_version.clone(),
+            inputs: plan.splits.clone(),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{FieldDesc, ShardEntry, SplitInfo};
+    use crate::VersionRef;
+
+    fn plan(run_id: &str, n: u32) -> RunPlan {
+        RunPlan {
+            format: FORMAT_VERSION,
+            run_id: run_id.into(),
+            dataset: "demo".into(),
+            root_url: String::new(),
+            pipeline_path: "p.yaml".into(),
+            pipeline_hash: "h1".into(),
+            resolved_config: serde_json::json!({"stages": []}),
+            smelt_version: "0.1.0".into(),
+            schema: vec![FieldDesc { name: "id".into(), data_type: "Utf8".into(), nullable: false }],
+            splits: (0..n)
+                .map(|i| SplitInfo { index: i, source: "src".into(), id: format!("f{i}.warc.gz"), bytes: Some(10) })
+                .collect(),
+        }
+    }
+
+    fn record(run_id: &str, i: u32) -> SplitRecord {
+        SplitRecord {
+            format: FORMAT_VERSION,
+            split: SplitInfo { index: i, source: "src".into(), id: format!("f{i}.warc.gz"), bytes: Some(10) },
+            shards: vec![ShardEntry {
+                path: shard_path(run_id, i, 0),
+                split: i,
+                rows: 5,
+                bytes: 100,
+                checksum: format!("xxh3-128:{i}"),
+            }],
+            stats: vec![GroupStats {
+                lang: "und".into(),
+                source: "cc".into(),
+                domain: "a.org".into(),
+                docs: 5,
+                tokens: 0,
+                text_bytes: 50,
+            }],
+            stages: vec![StageMetrics { stage: "src".into(), rows_out: 5, ..Default::default() }],
+        }
+    }
+
+    async fn setup() -> (tempfile::TempDir, Catalog, DatasetStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let catalog = Catalog::open(&dir.path().join("data")).unwrap();
+        let store = DatasetStore::open(dir.path().join("ds").to_str().unwrap()).unwrap();
+        (dir, catalog, store)
+    }
+
+    #[tokio::test]
+    async fn refuses_incomplete_runs_then_commits_once() {
+        let (_d, catalog, store) = setup().await;
+        write_plan(&store, &plan("r1", 3)).await.unwrap();
+        store.put(&split_record_path("r1", 1), to_json_bytes(&record("r1", 1))).await.unwrap();
+        let err = commit_run(&catalog, &store, "r1", "t").await.unwrap_err();
+        match &err {
+            CatalogError::IncompleteRun { missing, total, .. } => {
+                assert_eq!(*total, 3);
+                assert_eq!(missing, &vec![(0, "f0.warc.gz".to_string()), (2, "f2.warc.gz".to_string())]);
+            }
+            other => panic!("unexpected {other}"),
+        }
+        assert!(err.to_string().contains("split 0: f0.warc.gz"));
+        assert!(stored_versions(&store).await.unwrap().is_empty(), "nothing visible after a refused commit");
+
+        for i in [0, 2] {
+            store.put(&split_record_path("r1", i), to_json_bytes(&record("r1", i))).await.unwrap();
+        }
+        let out = commit_run(&catalog, &store, "r1", "t").await.unwrap();
+        assert!(out.newly_committed);
+        assert_eq!(out.manifest.version, 1);
+        assert_eq!(out.manifest.totals.rows, 15);
+        assert_eq!(out.manifest.stats.len(), 1);
+        assert_eq!(out.manifest.stats[0].docs, 15);
+        assert_eq!(out.manifest.funnel[0].rows_out, 15);
+        let again = commit_run(&catalog, &store, "r1", "t2").await.unwrap();
+        assert!(!again.newly_committed);
+        assert_eq!(again.manifest, out.manifest);
+        assert_eq!(catalog.versions("demo").unwrap().len(), 1);
+        let got = catalog.resolve(&"demo@latest".parse::<VersionRef>().unwrap()).unwrap();
+        assert_eq!(got.lineage.run_id, "r1");
+    }
+
+    #[tokio::test]
+    async fn a_plan_from_another_pipeline_is_refused() {
+        let (_d, _catalog, store) = setup().await;
+        write_plan(&store, &plan("r1", 1)).await.unwrap();
+        write_plan(&store, &plan("r1", 1)).await.unwrap();
+        let mut other = plan("r1", 1);
+        other.pipeline_hash = "h2".into();
+        let e = write_plan(&store, &other).await.unwrap_err().to_string();
+        assert!(e.contains("different pipeline"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_manifest_written_before_a_crash_is_recorded_not_duplicated() {
+        let (dir, catalog, store) = setup().await;
+        write_plan(&store, &plan("r1", 1)).await.unwrap();
+        store.put(&split_record_path("r1", 0), to_json_bytes(&record("r1", 0))).await.unwrap();
+        // Simulate: manifest written, process killed before sled recorded it.
+        let m = build_manifest(&plan("r1", 1), &[record("r1", 0)], 1, "t");
+        store.put(&manifest_path(1), to_json_bytes(&m)).await.unwrap();
+        let out = commit_run(&catalog, &store, "r1", "t").await.unwrap();
+        assert!(!out.newly_committed);
+        assert_eq!(stored_versions(&store).await.unwrap(), vec![1]);
+        assert_eq!(catalog.versions("demo").unwrap().len(), 1);
+
+        // A lost index is rebuilt from the manifests.
+        drop(catalog);
+        let fresh = Catalog::open(&dir.path().join("data2")).unwrap();
+        assert_eq!(rebuild(&fresh, &store).await.unwrap(), vec![1]);
+        assert_eq!(fresh.manifest("demo", 1).unwrap().unwrap(), m);
+    }
+}

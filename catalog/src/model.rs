@@ -1,0 +1,253 @@
+//! The values the catalog stores: run plans, split completion records and
+//! version manifests. All are plain serde values written as JSON files into
+//! the dataset's storage (the source of truth) and indexed in sled.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Format version of every JSON file the catalog writes.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// One column of a dataset's schema, as the catalog records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldDesc {
+    /// Column name.
+    pub name: String,
+    /// Arrow data type, as Arrow displays it (`Utf8`, `LargeUtf8`, `FixedSizeBinary(16)`, ...).
+    pub data_type: String,
+    /// Whether the column may hold nulls.
+    pub nullable: bool,
+}
+
+/// One unit of input work, listed at plan time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SplitInfo {
+    /// Position of the split in the plan; shards are named and ordered by it.
+    pub index: u32,
+    /// The stage that reads it.
+    pub source: String,
+    /// What it reads (a file path or URL, with a byte range if any).
+    pub id: String,
+    /// Input size in bytes, when known.
+    pub bytes: Option<u64>,
+}
+
+/// The plan of a run, written once at `runs/<run_id>/plan.json` by whichever
+/// rank starts first; every rank must agree with it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunPlan {
+    /// File format version.
+    pub format: u32,
+    /// The run.
+    pub run_id: String,
+    /// Dataset name.
+    pub dataset: String,
+    /// URL of the dataset's root in storage.
+    pub root_url: String,
+    /// Path of the pipeline file as given.
+    pub pipeline_path: String,
+    /// xxh3-128 of the pipeline file's bytes, hex.
+    pub pipeline_hash: String,
+    /// Every stage's configuration with defaults filled in.
+    pub resolved_config: serde_json::Value,
+    /// smelt's version.
+    pub smelt_version: String,
+    /// Schema of the rows the sink writes.
+    pub schema: Vec<FieldDesc>,
+    /// Every split, in order.
+    pub splits: Vec<SplitInfo>,
+}
+
+/// One shard file of a version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardEntry {
+    /// Path relative to the dataset root.
+    pub path: String,
+    /// Split that produced it.
+    pub split: u32,
+    /// Number of rows.
+    pub rows: u64,
+    /// File size in bytes.
+    pub bytes: u64,
+    /// `xxh3-128:<hex>` of the file's bytes.
+    pub checksum: String,
+}
+
+/// Statistics of one group (language x source x domain).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupStats {
+    /// `lang` column value, or `und` when the dataset has none.
+    pub lang: String,
+    /// `source` column value.
+    pub source: String,
+    /// Host of the URL, `-` when there is none.
+    pub domain: String,
+    /// Documents.
+    pub docs: u64,
+    /// Tokens (`n_tokens` column), 0 when the dataset is not tokenized.
+    pub tokens: u64,
+    /// Bytes of UTF-8 text.
+    pub text_bytes: u64,
+}
+
+/// Rows in and out of one stage, with drops by reason.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StageMetrics {
+    /// Stage name in the pipeline.
+    pub stage: String,
+    /// Rows received.
+    pub rows_in: u64,
+    /// Rows emitted.
+    pub rows_out: u64,
+    /// Rows dropped, by reason.
+    pub drops: BTreeMap<String, u64>,
+    /// Input records skipped (sources: corrupt or truncated records), by reason.
+    pub skips: BTreeMap<String, u64>,
+    /// CPU time spent in the stage, in milliseconds (not part of determinism).
+    pub busy_ms: u64,
+}
+
+impl StageMetrics {
+    /// Adds `other`'s counts into `self`.
+    pub fn merge(&mut self, other: &StageMetrics) {
+        self.rows_in += other.rows_in;
+        self.rows_out += other.rows_out;
+        self.busy_ms += other.busy_ms;
+        for (k, v) in &other.drops {
+            *self.drops.entry(k.clone()).or_default() += v;
+        }
+        for (k, v) in &other.skips {
+            *self.skips.entry(k.clone()).or_default() += v;
+        }
+    }
+}
+
+/// Completion record of one split, written at `runs/<run_id>/splits/<index>.json`
+/// after all its shards are in storage.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SplitRecord {
+    /// File format version.
+    pub format: u32,
+    /// The split.
+    pub split: SplitInfo,
+    /// Shards it produced, in order.
+    pub shards: Vec<ShardEntry>,
+    /// Group statistics of the rows written.
+    pub stats: Vec<GroupStats>,
+    /// Per-stage metrics, in the pipeline's stage order.
+    pub stages: Vec<StageMetrics>,
+}
+
+/// Where a version came from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Lineage {
+    /// The run that produced it.
+    pub run_id: String,
+    /// Pipeline file path as given.
+    pub pipeline_path: String,
+    /// xxh3-128 of the pipeline file, hex.
+    pub pipeline_hash: String,
+    /// Resolved stage configurations.
+    pub resolved_config: serde_json::Value,
+    /// smelt's version.
+    pub smelt_version: String,
+    /// Input splits read.
+    pub inputs: Vec<SplitInfo>,
+}
+
+/// Totals of a version.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Totals {
+    /// Rows (documents).
+    pub rows: u64,
+    /// Shard files.
+    pub shards: u64,
+    /// Bytes of shard files.
+    pub bytes: u64,
+    /// Tokens, 0 when not tokenized.
+    pub tokens: u64,
+    /// Bytes of text.
+    pub text_bytes: u64,
+}
+
+/// An immutable dataset version, written once at `_versions/<NNNNNN>.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VersionManifest {
+    /// File format version.
+    pub format: u32,
+    /// Dataset name.
+    pub dataset: String,
+    /// Version number, from 1.
+    pub version: u64,
+    /// Commit time, RFC 3339.
+    pub committed_at: String,
+    /// xxh3-128 over the schema and every shard checksum in order: equal
+    /// digests mean byte-identical data, whatever the run.
+    pub digest: String,
+    /// Schema of the shards.
+    pub schema: Vec<FieldDesc>,
+    /// Every shard, ordered by split and sequence.
+    pub shards: Vec<ShardEntry>,
+    /// Totals.
+    pub totals: Totals,
+    /// Group statistics (language x source x domain), sorted by key.
+    pub stats: Vec<GroupStats>,
+    /// Filter funnel: per-stage metrics summed over splits, in stage order.
+    pub funnel: Vec<StageMetrics>,
+    /// Lineage.
+    pub lineage: Lineage,
+}
+
+/// The short form of a version kept in the sled index for `catalog log`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VersionSummary {
+    /// Dataset name.
+    pub dataset: String,
+    /// Version number.
+    pub version: u64,
+    /// The run that produced it.
+    pub run_id: String,
+    /// Commit time, RFC 3339.
+    pub committed_at: String,
+    /// Pipeline hash.
+    pub pipeline_hash: String,
+    /// Data digest.
+    pub digest: String,
+    /// Totals.
+    pub totals: Totals,
+    /// Manifest location relative to the dataset root.
+    pub manifest_path: String,
+}
+
+impl VersionSummary {
+    /// The summary of a manifest.
+    pub fn of(m: &VersionManifest) -> Self {
+        VersionSummary {
+            dataset: m.dataset.clone(),
+            version: m.version,
+            run_id: m.lineage.run_id.clone(),
+            committed_at: m.committed_at.clone(),
+            pipeline_hash: m.lineage.pipeline_hash.clone(),
+            digest: m.digest.clone(),
+            totals: m.totals.clone(),
+            manifest_path: manifest_path(m.version),
+        }
+    }
+}
+
+/// A dataset as the index knows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DatasetRecord {
+    /// Name.
+    pub name: String,
+    /// URL of its root in storage.
+    pub root_url: String,
+    /// Latest committed version.
+    pub latest: u64,
+}
+
+/// Path of version `v`'s manifest relative to the dataset root.
+pub fn manifest_path(v: u64) -> String {
+    format!("_versions/{v:06}.json")
+}
