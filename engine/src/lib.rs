@@ -1,1 +1,27 @@
-//! placeholder
+//! smelt's engine: the pipeline model, its compiler and the executor.
+//!
+//! ```text
+//! pipeline.yaml ──yaml──► Node tree ──compile (no I/O)──► Pipeline (petgraph DAG, schemas per edge)
+//!                                                            │ exec::run (rank R of W)
+//!                                                            ▼
+//!   splits ──► sources ─► transforms ─► sink ──► shards + completion records in dataset storage
+//!                                                            │ smelt_catalog::commit_run
+//!                                                            ▼
+//!                                                      dataset version
+//! ```
+
+pub mod channel;
+pub mod compile;
+pub mod diagnostic;
+pub mod error;
+pub mod exec;
+pub mod graph;
+pub mod stage;
+pub mod yaml;
+
+pub use compile::{compile, Pipeline, StageNode};
+pub use diagnostic::{Diagnostic, Diagnostics, Pos};
+pub use error::{EngineError, Result};
+pub use exec::{list_splits, run, sample, Progress, RunOptions, RunReport, SampleReport};
+pub use graph::{render, GraphFormat};
+pub use stage::*;

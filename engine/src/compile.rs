@@ -1,0 +1,569 @@
+//! Pipeline YAML to a compiled DAG, in two phases with no I/O:
+//!
+//! ```text
+//! text ──yaml::parse──► Node tree ──settings + stages──► StageConfigs ──edges──► petgraph DAG
+//!                                                         ──cycles, kinds, schemas──► Pipeline
+//! ```
+//! Every problem found is reported at once as a [`Diagnostic`] with
+//! file:line:column and the YAML path; the compiled [`Pipeline`] is a plain
+//! value that `graph` prints and the executor runs.
+
+use std::collections::{BTreeMap, HashMap};
+
+use arrow::datatypes::SchemaRef;
+use petgraph::graph::{DiGraph, NodeIndex};
+use petgraph::visit::EdgeRef;
+use petgraph::Direction;
+
+use crate::diagnostic::{closest, Diagnostic, Diagnostics};
+use crate::stage::{StageConfig, StageKind, StageType};
+use crate::yaml::{self, format_path, Node, PathSeg, Value};
+
+/// Default rows per batch.
+pub const DEFAULT_BATCH_ROWS: usize = 1024;
+/// Default bound of each inter-stage channel, in bytes.
+pub const DEFAULT_CHANNEL_BYTES: usize = 32 << 20;
+
+const SETTINGS: &[&str] = &["dataset", "description", "output", "parallelism", "batch_rows", "channel_bytes", "stages"];
+
+/// A stage of the compiled pipeline.
+#[derive(Debug, Clone)]
+pub struct StageNode {
+    /// Name in the pipeline.
+    pub name: String,
+    /// `type:` name.
+    pub type_name: String,
+    /// Configured stage.
+    pub config: StageConfig,
+    /// Schema of its output (for a sink: of what it writes).
+    pub schema: SchemaRef,
+    /// Input stage names in the order given.
+    pub inputs: Vec<String>,
+}
+
+/// A compiled pipeline.
+#[derive(Debug, Clone)]
+pub struct Pipeline {
+    /// The file it came from.
+    pub file: String,
+    /// xxh3-128 of the file's bytes, hex.
+    pub hash: String,
+    /// Dataset name.
+    pub dataset: String,
+    /// Dataset root location, if set in the file.
+    pub output: Option<String>,
+    /// Concurrent splits, if set in the file.
+    pub parallelism: Option<usize>,
+    /// Rows per batch.
+    pub batch_rows: usize,
+    /// Bound of each inter-stage channel in bytes.
+    pub channel_bytes: usize,
+    /// The DAG; edge weights are the input position at the consumer.
+    pub graph: DiGraph<StageNode, usize>,
+    /// Nodes in topological order, ties broken by file order.
+    pub order: Vec<NodeIndex>,
+}
+
+impl Pipeline {
+    /// The sink node.
+    ///
+    /// # Panics
+    /// Never for a compiled pipeline (compilation requires exactly one sink).
+    pub fn sink(&self) -> NodeIndex {
+        *self
+            .order
+            .iter()
+            .find(|&&n| self.graph[n].config.kind() == StageKind::Sink)
+            .expect("a compiled pipeline has a sink")
+    }
+
+    /// Source nodes in file order.
+    pub fn sources(&self) -> Vec<NodeIndex> {
+        self.order.iter().copied().filter(|&n| self.graph[n].config.kind() == StageKind::Source).collect()
+    }
+
+    /// Inputs of `n`, ordered by input position.
+    pub fn inputs_of(&self, n: NodeIndex) -> Vec<NodeIndex> {
+        let mut e: Vec<_> =
+            self.graph.edges_directed(n, Direction::Incoming).map(|e| (*e.weight(), e.source())).collect();
+        e.sort();
+        e.into_iter().map(|(_, s)| s).collect()
+    }
+
+    /// Every stage's resolved configuration (what lineage records and ranks compare).
+    pub fn resolved_config(&self) -> serde_json::Value {
+        let stages: Vec<serde_json::Value> = self
+            .order
+            .iter()
+            .map(|&n| {
+                let s = &self.graph[n];
+                serde_json::json!({
+                    "name": s.name,
+                    "type": s.type_name,
+                    "inputs": s.inputs,
+                    "options": s.config.resolved(),
+                })
+            })
+            .collect();
+        serde_json::json!({
+            "dataset": self.dataset,
+            "output": self.output,
+            "batch_rows": self.batch_rows,
+            "stages": stages,
+        })
+    }
+}
+
+struct Ctx<'a> {
+    file: &'a str,
+    root: &'a Node,
+    out: Vec<Diagnostic>,
+}
+
+impl Ctx<'_> {
+    fn at(&mut self, path: &[PathSeg], at_key: bool, message: String, help: Option<String>) {
+        let pos = self.root.locate(path, at_key);
+        self.out.push(Diagnostic { file: self.file.to_string(), pos, path: format_path(path), message, help });
+    }
+}
+
+fn key(k: &str) -> PathSeg {
+    PathSeg::Key(k.to_string())
+}
+
+fn positive_int(ctx: &mut Ctx<'_>, node: &Node, name: &str) -> Option<usize> {
+    match node.value {
+        Value::Int(i) if i >= 1 => Some(i as usize),
+        _ => {
+            ctx.at(&[key(name)], false, format!("`{name}` must be a positive integer, found {}", node.kind()), None);
+            None
+        }
+    }
+}
+
+fn valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 128
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        && !s.starts_with('.')
+}
+
+/// Compiles a pipeline file's text.
+///
+/// # Errors
+/// Every problem found, each with its position.
+pub fn compile(file: &str, text: &str, registry: &[StageType]) -> Result<Pipeline, Diagnostics> {
+    let root = match yaml::parse(text) {
+        Ok(r) => r,
+        Err(e) => {
+            return Err(Diagnostics(vec![Diagnostic {
+                file: file.to_string(),
+                pos: e.pos,
+                path: String::new(),
+                message: format!("invalid YAML: {}", e.message),
+                help: None,
+            }]))
+        }
+    };
+    let mut ctx = Ctx { file, root: &root, out: Vec::new() };
+    let Some(top) = root.as_map() else {
+        ctx.at(
+            &[],
+            false,
+            format!("a pipeline is a mapping with `dataset:` and `stages:`, found {}", root.kind()),
+            None,
+        );
+        return Err(Diagnostics(ctx.out));
+    };
+
+    let mut dataset = None;
+    let mut output = None;
+    let mut parallelism = None;
+    let mut batch_rows = DEFAULT_BATCH_ROWS;
+    let mut channel_bytes = DEFAULT_CHANNEL_BYTES;
+    let mut stages_node = None;
+    for (k, v) in top {
+        let name = k.as_str().unwrap_or_default();
+        match name {
+            "dataset" => match v.as_str() {
+                Some(s) if valid_name(s) => dataset = Some(s.to_string()),
+                _ => ctx.at(
+                    &[key("dataset")],
+                    false,
+                    "`dataset` must be a name of letters, digits, `_`, `-` or `.`".into(),
+                    Some("for example `dataset: cc-news`".into()),
+                ),
+            },
+            "description" => {}
+            "output" => match v.as_str() {
+                Some(s) if !s.is_empty() => output = Some(s.to_string()),
+                _ => ctx.at(&[key("output")], false, "`output` must be a path or object store URL".into(), None),
+            },
+            "parallelism" => parallelism = positive_int(&mut ctx, v, "parallelism"),
+            "batch_rows" => batch_rows = positive_int(&mut ctx, v, "batch_rows").unwrap_or(batch_rows),
+            "channel_bytes" => channel_bytes = positive_int(&mut ctx, v, "channel_bytes").unwrap_or(channel_bytes),
+            "stages" => stages_node = Some(v),
+            other => {
+                let help = closest(other, SETTINGS.iter().copied()).map(|c| format!("did you mean `{c}`?"));
+                ctx.at(
+                    &[key(other)],
+                    true,
+                    format!("unknown pipeline setting `{other}`; settings are: {}", SETTINGS.join(", ")),
+                    help,
+                );
+            }
+        }
+    }
+    if dataset.is_none() && !top.iter().any(|(k, _)| k.as_str() == Some("dataset")) {
+        ctx.at(&[], false, "missing `dataset:` (the name of the dataset this pipeline writes)".into(), None);
+    }
+
+    // Stages.
+    let mut graph: DiGraph<StageNode, usize> = DiGraph::new();
+    let mut index: HashMap<String, NodeIndex> = HashMap::new();
+    let mut file_order: Vec<(NodeIndex, Vec<(String, Vec<PathSeg>)>)> = Vec::new();
+    let mut all_names: Vec<String> = Vec::new();
+    match stages_node.map(|n| (n, n.as_map())) {
+        None => ctx.at(&[], false, "missing `stages:` (a mapping of stage name to stage)".into(), None),
+        Some((n, None)) => {
+            ctx.at(&[key("stages")], false, format!("`stages` must be a mapping of stage name to stage, found {}", n.kind()), None)
+        }
+        Some((_, Some(stages))) => {
+            all_names = stages.iter().filter_map(|(k, _)| k.as_str().map(str::to_string)).collect();
+            for (k, v) in stages {
+                let name = k.as_str().unwrap_or_default().to_string();
+                let base = vec![key("stages"), key(&name)];
+                if !valid_name(&name) {
+                    ctx.at(&base, true, format!("stage name `{name}` must be letters, digits, `_`, `-` or `.`"), None);
+                }
+                if let Some((node, inputs)) = compile_stage(&mut ctx, registry, &name, v, &base) {
+                    let idx = graph.add_node(node);
+                    index.insert(name.clone(), idx);
+                    file_order.push((idx, inputs));
+                }
+            }
+        }
+    }
+
+    // Edges.
+    for (idx, inputs) in &file_order {
+        let name = graph[*idx].name.clone();
+        for (pos, (input, path)) in inputs.iter().enumerate() {
+            match index.get(input) {
+                Some(&src) => {
+                    graph.add_edge(src, *idx, pos);
+                }
+                None if all_names.iter().any(|n| n == input) => {} // that stage has its own error
+                None => {
+                    let help = closest(input, all_names.iter().map(String::as_str).filter(|n| *n != name))
+                        .map(|c| format!("did you mean `{c}`?"))
+                        .or_else(|| Some(format!("stages are: {}", all_names.join(", "))));
+                    ctx.at(path, false, format!("stage `{name}` reads from `{input}`, which is not a stage"), help);
+                }
+            }
+        }
+    }
+
+    let order = match topo_order(&graph, &file_order.iter().map(|(i, _)| *i).collect::<Vec<_>>()) {
+        Ok(order) => order,
+        Err(cycle) => {
+            let names: Vec<&str> = cycle.iter().map(|&n| graph[n].name.as_str()).collect();
+            let first = names[0].to_string();
+            ctx.at(
+                &[key("stages"), key(&first), key("inputs")],
+                false,
+                format!("the stages form a cycle: {}", names.join(" -> ")),
+                Some("a pipeline is a DAG: remove one of these inputs".into()),
+            );
+            return Err(finish(ctx));
+        }
+    };
+
+    // Kinds, sinks and schemas, in topological order.
+    let sinks: Vec<NodeIndex> = order.iter().copied().filter(|&n| graph[n].config.kind() == StageKind::Sink).collect();
+    if !file_order.is_empty() || stages_node.is_some() {
+        if sinks.is_empty() && ctx.out.is_empty() {
+            ctx.at(&[key("stages")], false, "the pipeline has no sink: add a stage with `type: parquet`".into(), None);
+        }
+        if order.iter().all(|&n| graph[n].config.kind() != StageKind::Source) && ctx.out.is_empty() {
+            ctx.at(&[key("stages")], false, "the pipeline has no source: add a stage such as `type: warc`".into(), None);
+        }
+    }
+    for &extra in sinks.iter().skip(1) {
+        let name = graph[extra].name.clone();
+        ctx.at(
+            &[key("stages"), key(&name)],
+            true,
+            format!("a pipeline writes one dataset through one sink; `{}` is a second sink", name),
+            Some(format!("remove `{name}` or write a second pipeline for the other dataset")),
+        );
+    }
+    let mut schemas: HashMap<NodeIndex, SchemaRef> = HashMap::new();
+    for &n in &order {
+        let inputs: Vec<NodeIndex> = {
+            let mut e: Vec<_> = graph.edges_directed(n, Direction::Incoming).map(|e| (*e.weight(), e.source())).collect();
+            e.sort();
+            e.into_iter().map(|(_, s)| s).collect()
+        };
+        let name = graph[n].name.clone();
+        let base = vec![key("stages"), key(&name)];
+        let consumers = graph.edges_directed(n, Direction::Outgoing).count();
+        match graph[n].config.kind() {
+            StageKind::Sink if consumers > 0 => {
+                ctx.at(&base, true, format!("`{name}` is a sink; no stage can read from it"), None)
+            }
+            StageKind::Source | StageKind::Transform | StageKind::Barrier if consumers == 0 && !sinks.is_empty() => ctx.at(
+                &base,
+                true,
+                format!("stage `{name}` feeds nothing"),
+                Some(format!("list `{name}` in the `inputs:` of a later stage, or remove it")),
+            ),
+            _ => {}
+        }
+        let in_schemas: Vec<SchemaRef> = inputs.iter().filter_map(|i| schemas.get(i).cloned()).collect();
+        if in_schemas.len() != inputs.len() {
+            continue; // an input already failed; do not pile up follow-on errors
+        }
+        if in_schemas.len() > 1 {
+            let first = &in_schemas[0];
+            if let Some(k) = in_schemas.iter().position(|s| !same_fields(s, first)) {
+                ctx.at(
+                    &[key("stages"), key(&name), key("inputs")],
+                    false,
+                    format!(
+                        "the inputs of `{name}` have different columns: `{}` has [{}], `{}` has [{}]",
+                        graph[inputs[0]].name,
+                        describe(first),
+                        graph[inputs[k]].name,
+                        describe(&in_schemas[k])
+                    ),
+                    Some("stages that share a consumer must produce the same columns".into()),
+                );
+                continue;
+            }
+        }
+        let result = match &graph[n].config {
+            StageConfig::Source(c) => Ok(c.schema()),
+            StageConfig::Transform(c) => match in_schemas.first() {
+                Some(s) => c.output_schema(s),
+                None => continue,
+            },
+            StageConfig::Sink(c) => match in_schemas.first() {
+                Some(s) => c.check_input(s).map(|()| s.clone()),
+                None => continue,
+            },
+        };
+        match result {
+            Ok(s) => {
+                graph[n].schema = s.clone();
+                schemas.insert(n, s);
+            }
+            Err(e) => {
+                let from: Vec<&str> = inputs.iter().map(|&i| graph[i].name.as_str()).collect();
+                ctx.at(
+                    &[key("stages"), key(&name), key("inputs")],
+                    false,
+                    format!("stage `{name}` ({}) {} (input: {})", graph[n].type_name, e.0, from.join(", ")),
+                    Some("add a stage before it that produces the column".into()),
+                );
+            }
+        }
+    }
+
+    if !ctx.out.is_empty() {
+        return Err(finish(ctx));
+    }
+    let Some(dataset) = dataset else { return Err(finish(ctx)) };
+    Ok(Pipeline {
+        file: file.to_string(),
+        hash: format!("{:032x}", xxhash_rust::xxh3::xxh3_128(text.as_bytes())),
+        dataset,
+        output,
+        parallelism,
+        batch_rows,
+        channel_bytes,
+        graph,
+        order,
+    })
+}
+
+fn finish(ctx: Ctx<'_>) -> Diagnostics {
+    let mut out = ctx.out;
+    out.sort_by(|a, b| a.pos.cmp(&b.pos));
+    out.dedup();
+    Diagnostics(out)
+}
+
+fn same_fields(a: &SchemaRef, b: &SchemaRef) -> bool {
+    a.fields().len() == b.fields().len()
+        && a.fields().iter().zip(b.fields()).all(|(x, y)| x.name() == y.name() && x.data_type() == y.data_type())
+}
+
+fn describe(s: &SchemaRef) -> String {
+    s.fields().iter().map(|f| f.name().as_str()).collect::<Vec<_>>().join(", ")
+}
+
+type InputRefs = Vec<(String, Vec<PathSeg>)>;
+
+fn compile_stage(
+    ctx: &mut Ctx<'_>,
+    registry: &[StageType],
+    name: &str,
+    node: &Node,
+    base: &[PathSeg],
+) -> Option<(StageNode, InputRefs)> {
+    let Some(entries) = node.as_map() else {
+        ctx.at(base, false, format!("stage `{name}` must be a mapping with `type:`, found {}", node.kind()), None);
+        return None;
+    };
+    let with = |k: &str| -> Vec<PathSeg> {
+        let mut p = base.to_vec();
+        p.push(key(k));
+        p
+    };
+    let mut type_name = None;
+    let mut inputs: InputRefs = Vec::new();
+    let mut has_inputs = false;
+    let mut options = serde_json::Map::new();
+    for (k, v) in entries {
+        let k = k.as_str().unwrap_or_default();
+        match k {
+            "type" => match v.as_str() {
+                Some(t) => type_name = Some(t.to_string()),
+                None => ctx.at(&with("type"), false, format!("`type` must be a stage type name, found {}", v.kind()), None),
+            },
+            "inputs" => {
+                has_inputs = true;
+                match &v.value {
+                    Value::Str(s) => inputs.push((s.clone(), with("inputs"))),
+                    Value::Seq(items) => {
+                        for (i, item) in items.iter().enumerate() {
+                            let mut p = with("inputs");
+                            p.push(PathSeg::Index(i));
+                            match item.as_str() {
+                                Some(s) => inputs.push((s.to_string(), p)),
+                                None => ctx.at(&p, false, format!("an input is a stage name, found {}", item.kind()), None),
+                            }
+                        }
+                    }
+                    _ => ctx.at(&with("inputs"), false, format!("`inputs` is a stage name or a list of them, found {}", v.kind()), None),
+                }
+            }
+            "description" => {}
+            _ => {
+                options.insert(k.to_string(), v.to_json());
+            }
+        }
+    }
+    let Some(type_name) = type_name else {
+        ctx.at(base, true, format!("stage `{name}` has no `type:`"), Some(format!("stage types are: {}", type_names(registry))));
+        return None;
+    };
+    let Some(st) = registry.iter().find(|t| t.name == type_name) else {
+        let help = closest(&type_name, registry.iter().map(|t| t.name))
+            .map(|c| format!("did you mean `{c}`?"))
+            .or_else(|| Some(format!("stage types are: {}", type_names(registry))));
+        ctx.at(&with("type"), false, format!("unknown stage type `{type_name}`"), help);
+        return None;
+    };
+    let mut seen = BTreeMap::new();
+    for (input, path) in &inputs {
+        if input == name {
+            ctx.at(path, false, format!("stage `{name}` reads from itself"), None);
+        } else if seen.insert(input.clone(), ()).is_some() {
+            ctx.at(path, false, format!("`{input}` is listed twice in the inputs of `{name}`"), None);
+        }
+    }
+    match (st.kind, has_inputs) {
+        (StageKind::Source, true) => ctx.at(
+            &with("inputs"),
+            true,
+            format!("`{name}` is a source (type `{type_name}`) and takes no `inputs`"),
+            None,
+        ),
+        (StageKind::Transform | StageKind::Barrier | StageKind::Sink, false) => ctx.at(
+            base,
+            true,
+            format!("stage `{name}` (type `{type_name}`) needs `inputs:`, the stages it reads from"),
+            None,
+        ),
+        _ => {}
+    }
+    let config = match (st.configure)(serde_json::Value::Object(options)) {
+        Ok(c) => c,
+        Err(e) => {
+            let mut p = base.to_vec();
+            p.extend(e.path.iter().cloned());
+            let help = if e.at_key {
+                let field = e.message.split('`').nth(1).unwrap_or_default().to_string();
+                let expected: Vec<&str> = e.message.split("expected one of ").nth(1).map_or(Vec::new(), |rest| {
+                    rest.split(',').map(|s| s.trim().trim_matches('`')).filter(|s| !s.is_empty()).collect()
+                });
+                closest(&field, expected.iter().copied())
+                    .map(|c| format!("did you mean `{c}`?"))
+                    .or_else(|| Some(format!("see `smelt stages {type_name}` for its options")))
+            } else {
+                None
+            };
+            ctx.at(&p, e.at_key, format!("stage `{name}` (type `{type_name}`): {}", e.message), help);
+            return None;
+        }
+    };
+    let schema = std::sync::Arc::new(arrow::datatypes::Schema::empty());
+    Some((
+        StageNode {
+            name: name.to_string(),
+            type_name,
+            config,
+            schema,
+            inputs: inputs.iter().map(|(n, _)| n.clone()).collect(),
+        },
+        inputs,
+    ))
+}
+
+fn type_names(registry: &[StageType]) -> String {
+    registry.iter().map(|t| t.name).collect::<Vec<_>>().join(", ")
+}
+
+/// Topological order preferring file order; on a cycle, the cycle as a path
+/// that starts and ends at the same node.
+fn topo_order(graph: &DiGraph<StageNode, usize>, file_order: &[NodeIndex]) -> Result<Vec<NodeIndex>, Vec<NodeIndex>> {
+    let mut indegree: HashMap<NodeIndex, usize> =
+        file_order.iter().map(|&n| (n, graph.edges_directed(n, Direction::Incoming).count())).collect();
+    let mut order = Vec::with_capacity(file_order.len());
+    let mut done = vec![false; graph.node_count()];
+    loop {
+        let Some(&next) = file_order.iter().find(|&&n| !done[n.index()] && indegree[&n] == 0) else { break };
+        done[next.index()] = true;
+        order.push(next);
+        for e in graph.edges_directed(next, Direction::Outgoing) {
+            if let Some(d) = indegree.get_mut(&e.target()) {
+                *d -= 1;
+            }
+        }
+    }
+    if order.len() == file_order.len() {
+        return Ok(order);
+    }
+    // Walk backwards along incoming edges among the remaining nodes until a node repeats.
+    let start = *file_order.iter().find(|&&n| !done[n.index()]).expect("a remaining node");
+    let mut path = vec![start];
+    let mut cur = start;
+    loop {
+        let prev = graph
+            .edges_directed(cur, Direction::Incoming)
+            .map(|e| e.source())
+            .filter(|s| !done[s.index()])
+            .min_by_key(|s| file_order.iter().position(|f| f == s))
+            .expect("a node left in a cycle has a remaining input");
+        if let Some(at) = path.iter().position(|&p| p == prev) {
+            let mut cycle: Vec<NodeIndex> = path[at..].to_vec();
+            cycle.reverse();
+            cycle.push(cycle[0]);
+            return Err(cycle);
+        }
+        path.push(prev);
+        cur = prev;
+    }
+}

@@ -1,0 +1,625 @@
+//! The streaming executor.
+//!
+//! ```text
+//!            plan: list splits, write runs/<id>/plan.json (every rank agrees)
+//!                                   │  rank R takes splits i with i % W == R, minus completed ones
+//!                                   ▼
+//!  per split (up to `parallelism` at once), one task per stage reachable from its source:
+//!    SplitReader ──byte-bounded channel──► Transform ──► ... ──► ShardWriter ──► object store
+//!  a stage with several inputs takes one batch from each, in input order (lockstep),
+//!  so its output does not depend on timing; CPU work runs on blocking threads,
+//!  at most `parallelism` at a time.
+//!                                   │  all shards stored
+//!                                   ▼
+//!            runs/<id>/splits/<i>.json (completion record: shards, stats, metrics)
+//! ```
+//! Shards are named by (split, sequence), so their bytes depend only on the
+//! input and the pipeline: any number of threads or ranks gives the same files.
+//! Dropping the future returned by [`run`] cancels every task of the run.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow::array::{Array, AsArray, BooleanArray};
+use arrow::compute::{concat_batches, filter_record_batch};
+use arrow::datatypes::{DataType, SchemaRef};
+use arrow::record_batch::RecordBatch;
+use futures::{StreamExt, TryStreamExt};
+use petgraph::graph::NodeIndex;
+use petgraph::visit::{Bfs, EdgeRef};
+use smelt_catalog::{
+    completed_splits, shard_path, split_record_path, to_json_bytes, write_plan, DatasetStore, FieldDesc, GroupStats,
+    RunPlan, ShardEntry, SplitInfo, SplitRecord, StageMetrics, FORMAT_VERSION,
+};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use crate::channel::{channel, Msg, Receiver, Sender};
+use crate::compile::Pipeline;
+use crate::error::{EngineError, Result};
+use crate::stage::{Processed, ReadOptions, Skips, SplitSpec, StageConfig};
+
+/// Live counters for a progress bar.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Splits this process will run.
+    pub splits_total: AtomicU64,
+    /// Splits finished.
+    pub splits_done: AtomicU64,
+    /// Records read by sources.
+    pub records: AtomicU64,
+    /// Input bytes read.
+    pub bytes: AtomicU64,
+    /// Input bytes of the splits this process runs, when known.
+    pub bytes_total: AtomicU64,
+    /// Rows written.
+    pub rows_written: AtomicU64,
+}
+
+/// How to run.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Run id (resume by reusing it).
+    pub run_id: String,
+    /// This process's rank.
+    pub rank: u32,
+    /// Number of ranks.
+    pub world_size: u32,
+    /// Splits run at once, and CPU-bound stage calls at once.
+    pub parallelism: usize,
+    /// Directory relative input paths are resolved against (the pipeline file's).
+    pub base_dir: PathBuf,
+    /// smelt's version, for lineage.
+    pub smelt_version: String,
+    /// Live counters.
+    pub progress: Arc<Progress>,
+}
+
+/// What a run did in this process.
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    /// The run's plan.
+    pub plan: RunPlan,
+    /// Splits this process ran now.
+    pub executed: Vec<u32>,
+    /// Splits of this rank skipped because an earlier attempt completed them.
+    pub resumed: Vec<u32>,
+    /// Per-stage metrics of the splits run now, in stage order.
+    pub stages: Vec<StageMetrics>,
+    /// Rows written now.
+    pub rows_written: u64,
+    /// Shards written now.
+    pub shards_written: u64,
+    /// Wall time.
+    pub elapsed: Duration,
+}
+
+/// The splits of every source, in plan order (sources in pipeline order, each source's splits in its order).
+///
+/// # Errors
+/// A source cannot list its inputs (missing files, bad globs).
+pub async fn list_splits(p: &Pipeline, base_dir: &std::path::Path) -> Result<Vec<(NodeIndex, SplitSpec)>> {
+    let mut out = Vec::new();
+    for n in p.sources() {
+        let StageConfig::Source(cfg) = p.graph[n].config.clone() else { continue };
+        let dir = base_dir.to_path_buf();
+        let name = p.graph[n].name.clone();
+        let specs = tokio::task::spawn_blocking(move || cfg.splits(&dir))
+            .await
+            .map_err(|e| EngineError::Internal(format!("split listing panicked: {e}")))?
+            .map_err(|e| e.in_stage(&name))?;
+        out.extend(specs.into_iter().map(|s| (n, s)));
+    }
+    Ok(out)
+}
+
+/// The schema of a pipeline's output as the catalog records it.
+pub fn schema_desc(schema: &SchemaRef) -> Vec<FieldDesc> {
+    schema
+        .fields()
+        .iter()
+        .map(|f| FieldDesc { name: f.name().clone(), data_type: f.data_type().to_string(), nullable: f.is_nullable() })
+        .collect()
+}
+
+/// Runs this rank's share of a pipeline, writing shards and completion
+/// records to `store`. Does not commit.
+///
+/// # Errors
+/// Listing inputs, a stage failure, or storage failure. Splits completed before
+/// the error keep their completion records, so a rerun with the same run id resumes.
+pub async fn run(p: &Pipeline, store: &DatasetStore, opts: &RunOptions) -> Result<RunReport> {
+    let started = Instant::now();
+    if opts.world_size == 0 || opts.rank >= opts.world_size {
+        return Err(EngineError::User(format!(
+            "--rank {} is outside --world-size {} (ranks are 0..{})",
+            opts.rank, opts.world_size, opts.world_size
+        )));
+    }
+    let splits = list_splits(p, &opts.base_dir).await?;
+    let infos: Vec<SplitInfo> = splits
+        .iter()
+        .enumerate()
+        .map(|(i, (n, s))| SplitInfo { index: i as u32, source: p.graph[*n].name.clone(), id: s.id.clone(), bytes: s.bytes })
+        .collect();
+    let plan = RunPlan {
+        format: FORMAT_VERSION,
+        run_id: opts.run_id.clone(),
+        dataset: p.dataset.clone(),
+        root_url: store.url().to_string(),
+        pipeline_path: p.file.clone(),
+        pipeline_hash: p.hash.clone(),
+        resolved_config: p.resolved_config(),
+        smelt_version: opts.smelt_version.clone(),
+        schema: schema_desc(&p.graph[p.sink()].schema),
+        splits: infos,
+    };
+    write_plan(store, &plan).await?;
+    let done: HashSet<u32> = completed_splits(store, &opts.run_id).await?.into_iter().collect();
+    let (mut mine, mut resumed) = (Vec::new(), Vec::new());
+    for i in (0..splits.len() as u32).filter(|i| i % opts.world_size == opts.rank) {
+        if done.contains(&i) {
+            resumed.push(i);
+        } else {
+            mine.push(i);
+        }
+    }
+    let progress = &opts.progress;
+    progress.splits_total.store(mine.len() as u64, Ordering::Relaxed);
+    progress.bytes_total.store(mine.iter().filter_map(|&i| splits[i as usize].1.bytes).sum(), Ordering::Relaxed);
+
+    let parallelism = opts.parallelism.max(1);
+    let cpu = Arc::new(Semaphore::new(parallelism));
+    let records: Vec<SplitRecord> = futures::stream::iter(mine.iter().copied())
+        .map(|i| {
+            let (node, spec) = splits[i as usize].clone();
+            let info = plan.splits[i as usize].clone();
+            let cpu = cpu.clone();
+            async move {
+                let sink = SinkMode::Store { store: store.clone(), run_id: opts.run_id.clone(), split: i };
+                let out = run_split(p, node, &spec, cpu, progress.clone(), None, sink).await?;
+                let record = SplitRecord {
+                    format: FORMAT_VERSION,
+                    split: info,
+                    shards: out.shards,
+                    stats: out.stats,
+                    stages: out.stages,
+                };
+                store.put(&split_record_path(&opts.run_id, i), to_json_bytes(&record)).await?;
+                progress.splits_done.fetch_add(1, Ordering::Relaxed);
+                Ok::<_, EngineError>(record)
+            }
+        })
+        .buffer_unordered(parallelism)
+        .try_collect()
+        .await?;
+
+    let mut stages: Vec<StageMetrics> = Vec::new();
+    for m in records.iter().flat_map(|r| &r.stages) {
+        match stages.iter_mut().find(|s| s.stage == m.stage) {
+            Some(s) => s.merge(m),
+            None => stages.push(m.clone()),
+        }
+    }
+    let mut executed = mine;
+    executed.sort_unstable();
+    Ok(RunReport {
+        executed,
+        resumed,
+        stages,
+        rows_written: records.iter().flat_map(|r| &r.shards).map(|s| s.rows).sum(),
+        shards_written: records.iter().map(|r| r.shards.len() as u64).sum(),
+        elapsed: started.elapsed(),
+        plan,
+    })
+}
+
+/// What a dry run produced.
+#[derive(Debug, Clone)]
+pub struct SampleReport {
+    /// Rows that would be written, in order.
+    pub batches: Vec<RecordBatch>,
+    /// Per-stage metrics.
+    pub stages: Vec<StageMetrics>,
+    /// Splits read.
+    pub splits_read: usize,
+}
+
+/// Runs the pipeline on the first `limit` source records (splits in plan order),
+/// writing nothing.
+///
+/// # Errors
+/// As [`run`].
+pub async fn sample(p: &Pipeline, base_dir: &std::path::Path, limit: usize, parallelism: usize) -> Result<SampleReport> {
+    let splits = list_splits(p, base_dir).await?;
+    let cpu = Arc::new(Semaphore::new(parallelism.max(1)));
+    let progress = Arc::new(Progress::default());
+    let mut report = SampleReport { batches: Vec::new(), stages: Vec::new(), splits_read: 0 };
+    let mut left = limit;
+    for (node, spec) in &splits {
+        if left == 0 {
+            break;
+        }
+        let before = progress.records.load(Ordering::Relaxed);
+        let out = run_split(p, *node, spec, cpu.clone(), progress.clone(), Some(left), SinkMode::Collect).await?;
+        left = left.saturating_sub((progress.records.load(Ordering::Relaxed) - before) as usize);
+        report.splits_read += 1;
+        report.batches.extend(out.collected);
+        for m in out.stages {
+            match report.stages.iter_mut().find(|s| s.stage == m.stage) {
+                Some(s) => s.merge(&m),
+                None => report.stages.push(m),
+            }
+        }
+    }
+    Ok(report)
+}
+
+enum SinkMode {
+    Store { store: DatasetStore, run_id: String, split: u32 },
+    Collect,
+}
+
+#[derive(Default)]
+struct SplitOutput {
+    shards: Vec<ShardEntry>,
+    stats: Vec<GroupStats>,
+    stages: Vec<StageMetrics>,
+    collected: Vec<RecordBatch>,
+}
+
+enum TaskOut {
+    Metrics(NodeIndex, StageMetrics),
+    Sink(NodeIndex, StageMetrics, Vec<ShardEntry>, Vec<GroupStats>, Vec<RecordBatch>),
+}
+
+/// Runs `f` on a blocking thread while holding one CPU permit.
+async fn on_cpu<T: Send + 'static>(cpu: &Arc<Semaphore>, f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
+    let _permit = cpu.acquire().await.map_err(|_| EngineError::Cancelled)?;
+    tokio::task::spawn_blocking(f).await.map_err(|e| {
+        if e.is_panic() {
+            EngineError::Internal(format!("a stage panicked: {e}"))
+        } else {
+            EngineError::Cancelled
+        }
+    })
+}
+
+async fn broadcast(outputs: &[Sender], batch: &RecordBatch) -> bool {
+    let mut any = false;
+    for tx in outputs {
+        any |= tx.send(batch.clone()).await;
+    }
+    any
+}
+
+/// Takes one message from each open input, in input order; `None` when all are closed.
+async fn next_inputs(inputs: &mut [Receiver]) -> Option<Vec<Msg>> {
+    let mut parts = Vec::with_capacity(inputs.len());
+    for rx in inputs.iter_mut() {
+        if let Some(m) = rx.recv().await {
+            parts.push(m);
+        }
+    }
+    (!parts.is_empty()).then_some(parts)
+}
+
+fn join_parts(schema: &SchemaRef, parts: &[Msg]) -> Result<RecordBatch> {
+    if parts.len() == 1 {
+        return Ok(parts[0].batch.clone());
+    }
+    Ok(concat_batches(schema, parts.iter().map(|m| &m.batch))?)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_split(
+    p: &Pipeline,
+    source: NodeIndex,
+    spec: &SplitSpec,
+    cpu: Arc<Semaphore>,
+    progress: Arc<Progress>,
+    limit: Option<usize>,
+    sink: SinkMode,
+) -> Result<SplitOutput> {
+    // Nodes reachable from this split's source, and channels on the edges between them.
+    let mut active = HashSet::new();
+    let mut bfs = Bfs::new(&p.graph, source);
+    while let Some(n) = bfs.next(&p.graph) {
+        active.insert(n);
+    }
+    let mut senders: HashMap<NodeIndex, Vec<Sender>> = HashMap::new();
+    let mut receivers: HashMap<NodeIndex, Vec<(usize, Receiver)>> = HashMap::new();
+    for e in p.graph.edge_references() {
+        if active.contains(&e.source()) && active.contains(&e.target()) {
+            let (tx, rx) = channel(p.channel_bytes);
+            senders.entry(e.source()).or_default().push(tx);
+            receivers.entry(e.target()).or_default().push((*e.weight(), rx));
+        }
+    }
+
+    let mut tasks: JoinSet<Result<TaskOut>> = JoinSet::new();
+    let sink_mode = Arc::new(sink);
+    for &n in p.order.iter().filter(|n| active.contains(n)) {
+        let outputs = senders.remove(&n).unwrap_or_default();
+        let mut ins = receivers.remove(&n).unwrap_or_default();
+        ins.sort_by_key(|(pos, _)| *pos);
+        let inputs: Vec<Receiver> = ins.into_iter().map(|(_, rx)| rx).collect();
+        let stage = p.graph[n].clone();
+        let input_schema = p.inputs_of(n).first().map(|&i| p.graph[i].schema.clone());
+        let (cpu, progress, spec, sink_mode) = (cpu.clone(), progress.clone(), spec.clone(), sink_mode.clone());
+        let batch_rows = p.batch_rows;
+        let name = stage.name.clone();
+        tasks.spawn(async move {
+            let mut m = StageMetrics { stage: stage.name.clone(), ..Default::default() };
+            let mut busy = Duration::ZERO;
+            let result = match &stage.config {
+                StageConfig::Source(cfg) => {
+                    let cfg = cfg.clone();
+                    let opts = ReadOptions { batch_rows };
+                    let mut reader = Some(on_cpu(&cpu, move || cfg.open(&spec, &opts)).await??);
+                    let mut skips = Some(Skips::default());
+                    let mut left = limit.unwrap_or(usize::MAX);
+                    let mut last_bytes = 0;
+                    while left > 0 {
+                        let (mut r, mut s) = (reader.take().expect("reader"), skips.take().expect("skips"));
+                        let t = Instant::now();
+                        let (r, s, res) = on_cpu(&cpu, move || {
+                            let res = r.next_batch(&mut s);
+                            (r, s, res)
+                        })
+                        .await?;
+                        busy += t.elapsed();
+                        let bytes = r.bytes_read();
+                        progress.bytes.fetch_add(bytes.saturating_sub(last_bytes), Ordering::Relaxed);
+                        last_bytes = bytes;
+                        reader = Some(r);
+                        skips = Some(s);
+                        let Some(mut batch) = res? else { break };
+                        if batch.num_rows() > left {
+                            batch = batch.slice(0, left);
+                        }
+                        left -= batch.num_rows();
+                        m.rows_out += batch.num_rows() as u64;
+                        progress.records.fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
+                        if !broadcast(&outputs, &batch).await {
+                            break;
+                        }
+                    }
+                    m.skips = skips.map(|s| s.counts().clone()).unwrap_or_default();
+                    Ok(TaskOut::Metrics(n, m))
+                }
+                StageConfig::Transform(cfg) => {
+                    let mut inputs = inputs;
+                    let schema = input_schema.ok_or_else(|| EngineError::Internal("transform without input".into()))?;
+                    let mut t = Some(cfg.build(&schema)?);
+                    while let Some(parts) = next_inputs(&mut inputs).await {
+                        let batch = join_parts(&schema, &parts)?;
+                        m.rows_in += batch.num_rows() as u64;
+                        let mut tr = t.take().expect("transform");
+                        let start = Instant::now();
+                        let (tr, res) = on_cpu(&cpu, move || {
+                            let r = tr.process(batch);
+                            (tr, r)
+                        })
+                        .await?;
+                        busy += start.elapsed();
+                        t = Some(tr);
+                        drop(parts);
+                        let out = match res? {
+                            Processed::Batch(b) => b,
+                            Processed::Filtered { batch, verdicts } => apply_verdicts(batch, verdicts, &mut m.drops)?,
+                        };
+                        m.rows_out += out.num_rows() as u64;
+                        if !broadcast(&outputs, &out).await {
+                            break;
+                        }
+                    }
+                    Ok(TaskOut::Metrics(n, m))
+                }
+                StageConfig::Sink(cfg) => {
+                    let mut inputs = inputs;
+                    let schema = input_schema.ok_or_else(|| EngineError::Internal("sink without input".into()))?;
+                    let mut writer = Some(cfg.writer(&schema)?);
+                    let mut groups: BTreeMap<(String, String, String), GroupStats> = BTreeMap::new();
+                    let mut shards = Vec::new();
+                    let mut collected = Vec::new();
+                    let mut seq = 0u32;
+                    let mut finished = false;
+                    while !finished {
+                        let parts = next_inputs(&mut inputs).await;
+                        let batch = match &parts {
+                            Some(parts) => Some(join_parts(&schema, parts)?),
+                            None => None,
+                        };
+                        finished = batch.is_none();
+                        if let Some(b) = &batch {
+                            m.rows_in += b.num_rows() as u64;
+                            m.rows_out += b.num_rows() as u64;
+                            if matches!(*sink_mode, SinkMode::Collect) {
+                                collected.push(b.clone());
+                                continue;
+                            }
+                        } else if matches!(*sink_mode, SinkMode::Collect) {
+                            break;
+                        }
+                        let mut w = writer.take().expect("writer");
+                        let start = Instant::now();
+                        let (w, res) = on_cpu(&cpu, move || {
+                            let res = match &batch {
+                                Some(b) => w.write(b),
+                                None => w.finish(),
+                            };
+                            let mut g = BTreeMap::new();
+                            if let Some(b) = &batch {
+                                accumulate_stats(b, &mut g);
+                            }
+                            (w, res.map(|s| (s, g)))
+                        })
+                        .await?;
+                        busy += start.elapsed();
+                        writer = Some(w);
+                        let (encoded, g) = res?;
+                        for (k, v) in g {
+                            let e = groups.entry(k).or_insert_with(|| GroupStats { docs: 0, tokens: 0, text_bytes: 0, ..v.clone() });
+                            e.docs += v.docs;
+                            e.tokens += v.tokens;
+                            e.text_bytes += v.text_bytes;
+                        }
+                        drop(parts);
+                        if let SinkMode::Store { store, run_id, split } = &*sink_mode {
+                            for shard in encoded {
+                                let path = shard_path(run_id, *split, seq);
+                                seq += 1;
+                                let checksum = format!("xxh3-128:{:032x}", xxhash_rust::xxh3::xxh3_128(&shard.bytes));
+                                let bytes = shard.bytes.len() as u64;
+                                store.put(&path, shard.bytes).await?;
+                                progress.rows_written.fetch_add(shard.rows, Ordering::Relaxed);
+                                shards.push(ShardEntry { path, split: *split, rows: shard.rows, bytes, checksum });
+                            }
+                        }
+                    }
+                    Ok(TaskOut::Sink(n, m, shards, groups.into_values().collect(), collected))
+                }
+            };
+            result.map(|mut out| {
+                let ms = busy.as_millis() as u64;
+                match &mut out {
+                    TaskOut::Metrics(_, m) | TaskOut::Sink(_, m, ..) => m.busy_ms = ms,
+                }
+                out
+            })
+            .map_err(|e: EngineError| e.in_stage(&name))
+        });
+    }
+
+    let mut out = SplitOutput::default();
+    let mut metrics: HashMap<NodeIndex, StageMetrics> = HashMap::new();
+    while let Some(joined) = tasks.join_next().await {
+        let res = joined.map_err(|e| {
+            if e.is_panic() {
+                EngineError::Internal(format!("a stage task panicked: {e}"))
+            } else {
+                EngineError::Cancelled
+            }
+        })?;
+        match res {
+            Ok(TaskOut::Metrics(n, m)) => {
+                metrics.insert(n, m);
+            }
+            Ok(TaskOut::Sink(n, m, shards, stats, collected)) => {
+                metrics.insert(n, m);
+                out.shards = shards;
+                out.stats = stats;
+                out.collected = collected;
+            }
+            Err(e) => {
+                tasks.abort_all();
+                return Err(e);
+            }
+        }
+    }
+    out.stages = p
+        .order
+        .iter()
+        .map(|n| metrics.remove(n).unwrap_or_else(|| StageMetrics { stage: p.graph[*n].name.clone(), ..Default::default() }))
+        .collect();
+    Ok(out)
+}
+
+fn apply_verdicts(
+    batch: RecordBatch,
+    verdicts: Vec<Option<std::borrow::Cow<'static, str>>>,
+    drops: &mut BTreeMap<String, u64>,
+) -> Result<RecordBatch> {
+    if verdicts.len() != batch.num_rows() {
+        return Err(EngineError::Internal(format!(
+            "a filter returned {} verdicts for {} rows",
+            verdicts.len(),
+            batch.num_rows()
+        )));
+    }
+    let mut keep = Vec::with_capacity(verdicts.len());
+    for v in verdicts {
+        match v {
+            None => keep.push(true),
+            Some(reason) => {
+                keep.push(false);
+                *drops.entry(reason.into_owned()).or_default() += 1;
+            }
+        }
+    }
+    if keep.iter().all(|k| *k) {
+        return Ok(batch);
+    }
+    Ok(filter_record_batch(&batch, &BooleanArray::from(keep))?)
+}
+
+/// Host of a URL, lowercased, without port or `www.`; `-` when there is none.
+pub fn domain_of(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
+    let host = host.split(':').next().unwrap_or("");
+    let host = host.strip_prefix("www.").unwrap_or(host);
+    if host.is_empty() {
+        "-"
+    } else {
+        host
+    }
+}
+
+fn accumulate_stats(batch: &RecordBatch, groups: &mut BTreeMap<(String, String, String), GroupStats>) {
+    let string_at = |name: &str, i: usize| -> Option<String> {
+        let col = batch.column_by_name(name)?;
+        if col.is_null(i) {
+            return None;
+        }
+        match col.data_type() {
+            DataType::Utf8 => Some(col.as_string::<i32>().value(i).to_string()),
+            DataType::LargeUtf8 => Some(col.as_string::<i64>().value(i).to_string()),
+            _ => None,
+        }
+    };
+    let tokens = batch.column_by_name("n_tokens").and_then(|c| arrow::compute::cast(c, &DataType::UInt64).ok());
+    let text = batch.column_by_name("text");
+    for i in 0..batch.num_rows() {
+        let lang = string_at("lang", i).unwrap_or_else(|| "und".into());
+        let source = string_at("source", i).unwrap_or_else(|| "-".into());
+        let domain = string_at("url", i).map_or_else(|| "-".to_string(), |u| domain_of(&u).to_ascii_lowercase());
+        let g = groups.entry((lang.clone(), source.clone(), domain.clone())).or_insert_with(|| GroupStats {
+            lang,
+            source,
+            domain,
+            ..Default::default()
+        });
+        g.docs += 1;
+        if let Some(t) = &tokens {
+            let t = t.as_primitive::<arrow::datatypes::UInt64Type>();
+            if !t.is_null(i) {
+                g.tokens += t.value(i);
+            }
+        }
+        if let Some(text) = text {
+            g.text_bytes += match text.data_type() {
+                DataType::LargeUtf8 => text.as_string::<i64>().value(i).len() as u64,
+                DataType::Utf8 => text.as_string::<i32>().value(i).len() as u64,
+                _ => 0,
+            };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn domains() {
+        assert_eq!(domain_of("https://www.Example.org:8080/a?b"), "Example.org");
+        assert_eq!(domain_of("http://user@an.wikipedia.org/wiki/x"), "an.wikipedia.org");
+        assert_eq!(domain_of(""), "-");
+    }
+}

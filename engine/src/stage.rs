@@ -1,0 +1,354 @@
+//! The stage traits. A stage `type:` maps (in the binary's registry) to a
+//! [`StageType`], whose `configure` turns YAML options into a [`StageConfig`]
+//! with no I/O; the compiler asks configs for schemas; the executor builds
+//! runtime objects from them.
+//!
+//! ```text
+//! options (JSON) ──configure──► StageConfig ──schema checks──► compiled DAG
+//!                                   │ build (I/O allowed)
+//!                                   ▼
+//!        SplitReader ─batches─► Transform ─batches─► ShardWriter ─encoded shards─► engine uploads
+//! ```
+//! Stages never spawn tasks, count their own drops, or touch storage: the
+//! engine owns loops, channels, metrics and I/O of shards.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow::datatypes::{DataType, SchemaRef};
+use arrow::record_batch::RecordBatch;
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+
+use crate::error::Result;
+use crate::yaml::PathSeg;
+
+/// The kinds of stage (DESIGN.md, "Stages").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StageKind {
+    /// Lists splits, reads them into batches.
+    Source,
+    /// Batch in, batch out.
+    Transform,
+    /// Needs all its input before emitting (none built in yet).
+    Barrier,
+    /// Writes shards.
+    Sink,
+}
+
+impl StageKind {
+    /// Lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StageKind::Source => "source",
+            StageKind::Transform => "transform",
+            StageKind::Barrier => "barrier",
+            StageKind::Sink => "sink",
+        }
+    }
+}
+
+/// A problem with a stage's options, located by its path inside the options.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OptionError {
+    /// Path inside the stage's options.
+    pub path: Vec<PathSeg>,
+    /// What is wrong.
+    pub message: String,
+    /// Whether the error is about an option name (points at the key rather than the value).
+    pub at_key: bool,
+}
+
+/// An entry of the stage registry.
+pub struct StageType {
+    /// The `type:` name.
+    pub name: &'static str,
+    /// Its kind.
+    pub kind: StageKind,
+    /// One line for `smelt stages`.
+    pub about: &'static str,
+    /// Parses the stage's options (no I/O).
+    pub configure: fn(serde_json::Value) -> Result<StageConfig, OptionError>,
+}
+
+impl Debug for StageType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StageType").field("name", &self.name).field("kind", &self.kind).finish()
+    }
+}
+
+/// A configured stage.
+#[derive(Debug, Clone)]
+pub enum StageConfig {
+    /// A source.
+    Source(Arc<dyn SourceConfig>),
+    /// A transform.
+    Transform(Arc<dyn TransformConfig>),
+    /// A sink.
+    Sink(Arc<dyn SinkConfig>),
+}
+
+impl StageConfig {
+    /// The kind.
+    pub fn kind(&self) -> StageKind {
+        match self {
+            StageConfig::Source(_) => StageKind::Source,
+            StageConfig::Transform(_) => StageKind::Transform,
+            StageConfig::Sink(_) => StageKind::Sink,
+        }
+    }
+
+    /// Options with defaults filled in, for lineage.
+    pub fn resolved(&self) -> serde_json::Value {
+        match self {
+            StageConfig::Source(c) => c.resolved(),
+            StageConfig::Transform(c) => c.resolved(),
+            StageConfig::Sink(c) => c.resolved(),
+        }
+    }
+}
+
+/// Deserialises options into a `deny_unknown_fields` config struct, keeping
+/// the path of the failing field.
+///
+/// # Errors
+/// Unknown options, wrong types, invalid values.
+pub fn parse_options<T: DeserializeOwned>(options: serde_json::Value) -> Result<T, OptionError> {
+    serde_path_to_error::deserialize::<_, T>(options).map_err(|e| {
+        let mut path: Vec<PathSeg> = e
+            .path()
+            .iter()
+            .filter_map(|seg| match seg {
+                serde_path_to_error::Segment::Map { key } => Some(PathSeg::Key(key.clone())),
+                serde_path_to_error::Segment::Seq { index } => Some(PathSeg::Index(*index)),
+                serde_path_to_error::Segment::Enum { variant } => Some(PathSeg::Key(variant.clone())),
+                serde_path_to_error::Segment::Unknown => None,
+            })
+            .collect();
+        let message = e.inner().to_string();
+        let at_key = message.starts_with("unknown field");
+        if at_key {
+            // serde reports the unknown field itself as the last segment only sometimes.
+            if let Some(name) = message.split('`').nth(1) {
+                if path.last() != Some(&PathSeg::Key(name.to_string())) {
+                    path.push(PathSeg::Key(name.to_string()));
+                }
+            }
+        }
+        OptionError { path, message, at_key }
+    })
+}
+
+/// A schema problem on an edge: the stage needs something its input lacks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SchemaError(pub String);
+
+/// Checks that `schema` has `column` with one of `types`.
+///
+/// # Errors
+/// A message naming the column, the wanted types and the columns present.
+pub fn require_column(schema: &SchemaRef, column: &str, types: &[DataType]) -> Result<(), SchemaError> {
+    match schema.field_with_name(column) {
+        Ok(f) if types.is_empty() || types.contains(f.data_type()) => Ok(()),
+        Ok(f) => Err(SchemaError(format!(
+            "needs column `{column}` as {}, but its input has it as {}",
+            types.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(" or "),
+            f.data_type()
+        ))),
+        Err(_) => Err(SchemaError(format!(
+            "needs column `{column}`{}, but its input has only: {}",
+            if types.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", types.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(" or "))
+            },
+            schema.fields().iter().map(|f| f.name().as_str()).collect::<Vec<_>>().join(", ")
+        ))),
+    }
+}
+
+/// One unit of a source's input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SplitSpec {
+    /// What is read: a path or URL (with a byte range if any).
+    pub id: String,
+    /// Size in bytes when known.
+    pub bytes: Option<u64>,
+}
+
+/// Per-reason counts of skipped input records; each skip is also logged.
+#[derive(Debug, Default, Clone)]
+pub struct Skips {
+    counts: BTreeMap<String, u64>,
+}
+
+impl Skips {
+    /// Counts and logs one skipped record.
+    pub fn skip(&mut self, reason: &str, detail: impl std::fmt::Display) {
+        tracing::warn!(reason, "skipped record: {detail}");
+        *self.counts.entry(reason.to_string()).or_default() += 1;
+    }
+
+    /// Counts by reason.
+    pub fn counts(&self) -> &BTreeMap<String, u64> {
+        &self.counts
+    }
+}
+
+/// Settings a source reader gets from the engine.
+#[derive(Debug, Clone)]
+pub struct ReadOptions {
+    /// Rows per batch.
+    pub batch_rows: usize,
+}
+
+/// A source's configuration.
+pub trait SourceConfig: Send + Sync + Debug {
+    /// Schema of the batches it produces.
+    fn schema(&self) -> SchemaRef;
+    /// Options with defaults filled in.
+    fn resolved(&self) -> serde_json::Value;
+    /// Lists splits in a deterministic order (I/O). Relative paths are resolved against `base_dir`.
+    ///
+    /// # Errors
+    /// Missing inputs.
+    fn splits(&self, base_dir: &Path) -> Result<Vec<SplitSpec>>;
+    /// Opens one split for reading.
+    ///
+    /// # Errors
+    /// The split cannot be opened.
+    fn open(&self, split: &SplitSpec, options: &ReadOptions) -> Result<Box<dyn SplitReader>>;
+}
+
+/// Reads one split; blocking calls are fine (the engine runs it off the I/O threads).
+pub trait SplitReader: Send {
+    /// The next batch, `None` at the end. Bad records are skipped through `skips`.
+    ///
+    /// # Errors
+    /// Failures that make the rest of the split unreadable.
+    fn next_batch(&mut self, skips: &mut Skips) -> Result<Option<RecordBatch>>;
+    /// Input bytes consumed so far, for progress.
+    fn bytes_read(&self) -> u64 {
+        0
+    }
+}
+
+/// A transform's configuration.
+pub trait TransformConfig: Send + Sync + Debug {
+    /// Output schema for an input schema.
+    ///
+    /// # Errors
+    /// The input lacks a column the stage needs.
+    fn output_schema(&self, input: &SchemaRef) -> Result<SchemaRef, SchemaError>;
+    /// Options with defaults filled in.
+    fn resolved(&self) -> serde_json::Value;
+    /// Builds the runtime transform for one split.
+    ///
+    /// # Errors
+    /// Resources the stage needs cannot be loaded.
+    fn build(&self, input: &SchemaRef) -> Result<Box<dyn Transform>>;
+}
+
+/// What a transform did with a batch.
+#[derive(Debug)]
+pub enum Processed {
+    /// A batch of output rows.
+    Batch(RecordBatch),
+    /// `batch` with a verdict per row: `None` keeps the row, `Some(reason)`
+    /// drops it. The engine filters and counts drops by stage and reason.
+    Filtered {
+        /// Rows before filtering (already transformed, if the stage also maps).
+        batch: RecordBatch,
+        /// One verdict per row.
+        verdicts: Vec<Option<Cow<'static, str>>>,
+    },
+}
+
+/// A runtime transform.
+pub trait Transform: Send {
+    /// Processes one batch.
+    ///
+    /// # Errors
+    /// Failures that must stop the run (not bad documents: drop those with a reason).
+    fn process(&mut self, batch: RecordBatch) -> Result<Processed>;
+}
+
+/// One encoded shard file, ready for the engine to store.
+#[derive(Debug, Clone)]
+pub struct EncodedShard {
+    /// File bytes.
+    pub bytes: Bytes,
+    /// Rows in it.
+    pub rows: u64,
+}
+
+/// A sink's configuration.
+pub trait SinkConfig: Send + Sync + Debug {
+    /// Checks the input schema.
+    ///
+    /// # Errors
+    /// Missing columns.
+    fn check_input(&self, input: &SchemaRef) -> Result<(), SchemaError>;
+    /// Options with defaults filled in.
+    fn resolved(&self) -> serde_json::Value;
+    /// A writer for one split's rows.
+    ///
+    /// # Errors
+    /// Invalid writer settings.
+    fn writer(&self, schema: &SchemaRef) -> Result<Box<dyn ShardWriter>>;
+}
+
+/// Encodes rows into shard files, rolling over at the size target.
+pub trait ShardWriter: Send {
+    /// Adds a batch; returns the shards that are complete.
+    ///
+    /// # Errors
+    /// Encoding failures.
+    fn write(&mut self, batch: &RecordBatch) -> Result<Vec<EncodedShard>>;
+    /// Flushes the rest.
+    ///
+    /// # Errors
+    /// Encoding failures.
+    fn finish(&mut self) -> Result<Vec<EncodedShard>>;
+}
+
+/// The fixed document columns (DESIGN.md, "Data between stages").
+pub mod doc {
+    use arrow::datatypes::{DataType, Field, TimeUnit};
+
+    /// `id`, Utf8.
+    pub fn id() -> Field {
+        Field::new("id", DataType::Utf8, false)
+    }
+    /// `text`, LargeUtf8.
+    pub fn text() -> Field {
+        Field::new("text", DataType::LargeUtf8, false)
+    }
+    /// `url`, Utf8, nullable.
+    pub fn url() -> Field {
+        Field::new("url", DataType::Utf8, true)
+    }
+    /// `source`, Utf8.
+    pub fn source() -> Field {
+        Field::new("source", DataType::Utf8, false)
+    }
+    /// `fetched_at`, Timestamp(us, UTC), nullable.
+    pub fn fetched_at() -> Field {
+        Field::new("fetched_at", DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), true)
+    }
+    /// `origin`, Utf8.
+    pub fn origin() -> Field {
+        Field::new("origin", DataType::Utf8, false)
+    }
+    /// `content_hash`, FixedSizeBinary(16).
+    pub fn content_hash() -> Field {
+        Field::new("content_hash", DataType::FixedSizeBinary(16), false)
+    }
+    /// The full fixed document schema, in order.
+    pub fn all() -> Vec<Field> {
+        vec![id(), text(), url(), source(), fetched_at(), origin(), content_hash()]
+    }
+}
