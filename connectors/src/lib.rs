@@ -1,1 +1,14 @@
-//! placeholder
+//! smelt's sources and sinks.
+//!
+//! ```text
+//! local files / globs ──files::list_files──► splits
+//!   warc (WARC/WET, gzip per record or whole file) ─┐
+//!   jsonl (.jsonl, .jsonl.gz)                        ├─► document batches ──► ... ──► parquet sink ──► encoded shards
+//!   parquet                                         ─┘
+//! ```
+//! Every source counts and logs bad records (with file and offset) and carries on.
+
+pub mod files;
+pub mod sink;
+pub mod source;
+pub mod warc;

@@ -192,6 +192,12 @@ impl Skips {
         *self.counts.entry(reason.to_string()).or_default() += 1;
     }
 
+    /// Counts one input record that is expected not to become a document
+    /// (a non-HTML response, a 404), without a warning.
+    pub fn ignore(&mut self, reason: &str) {
+        *self.counts.entry(reason.to_string()).or_default() += 1;
+    }
+
     /// Counts by reason.
     pub fn counts(&self) -> &BTreeMap<String, u64> {
         &self.counts

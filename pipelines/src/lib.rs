@@ -1,1 +1,11 @@
-//! placeholder
+//! smelt's built-in processing stages.
+//!
+//! ```text
+//! (html, content_type) ──html_to_text──► text ──content_hash──► content_hash
+//! ```
+//! Each stage is one file: its config struct (`deny_unknown_fields`, every
+//! field documented), its runtime struct, and its tests.
+
+pub mod content_hash;
+pub mod html;
+pub mod html_to_text;

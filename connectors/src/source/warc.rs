@@ -1,0 +1,226 @@
+//! `warc` source: local WARC/WET files (`.warc`, `.warc.gz`, gzip per record
+//! or whole-file, WARC/0.17 to 1.1). `response` records with an HTML payload
+//! (or WET `conversion` records) become documents; everything else is
+//! counted, never fatal.
+//!
+//! ```text
+//! file ──WarcReader──► record ──type?──► response: HTTP parse ──status/content type──► (html, content_type)
+//!                                  │        conversion: block ─────────────────────────► text
+//!                                  └─► warcinfo: isPartOf ─► default `source` (cc:CC-MAIN-2024-22)
+//! corrupt gzip / truncated / bad header ──► Skips (counted by kind, logged with file#offset)
+//! ```
+
+use std::path::Path;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use smelt_engine::{
+    parse_options, EngineError, OptionError, ReadOptions, Result, Skips, SourceConfig, SplitReader, SplitSpec,
+    StageConfig,
+};
+
+use super::{derived_id, doc_schema, parse_time_us, Body, DocBuilder, DocRow};
+use crate::files::list_files;
+use crate::warc::{parse_http_response, WarcReader};
+
+/// Which WARC records become documents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordKind {
+    /// HTTP responses (WARC files); the payload goes to `html` for `html_to_text`.
+    Response,
+    /// Extracted text (WET files); the block goes to `text`.
+    Conversion,
+}
+
+fn default_records() -> RecordKind {
+    RecordKind::Response
+}
+fn default_statuses() -> Vec<u16> {
+    vec![200]
+}
+fn default_content_types() -> Vec<String> {
+    vec!["text/html".into(), "application/xhtml+xml".into()]
+}
+fn default_max_payload() -> u64 {
+    16 << 20
+}
+
+/// Options of the `warc` source.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WarcConfig {
+    /// WARC/WET files, directories or glob patterns, relative to the pipeline file.
+    pub paths: Vec<String>,
+    /// `response` (default: HTML pages, for `html_to_text`) or `conversion` (WET text).
+    #[serde(default = "default_records")]
+    pub records: RecordKind,
+    /// `source` column value; default `cc:<crawl>` from the file's warcinfo `isPartOf`, else `warc`.
+    #[serde(default)]
+    pub source: Option<String>,
+    /// HTTP statuses kept for `response` records (default [200]).
+    #[serde(default = "default_statuses")]
+    pub statuses: Vec<u16>,
+    /// Payload media types kept for `response` records (default text/html, application/xhtml+xml).
+    /// A response without a Content-Type is kept (the extractor decides).
+    #[serde(default = "default_content_types")]
+    pub content_types: Vec<String>,
+    /// Records with a larger block are skipped and counted (default 16 MiB).
+    #[serde(default = "default_max_payload")]
+    pub max_payload_bytes: u64,
+}
+
+/// Registry hook.
+///
+/// # Errors
+/// Unknown or invalid options.
+pub fn configure(options: serde_json::Value) -> Result<StageConfig, OptionError> {
+    let c: WarcConfig = parse_options(options)?;
+    if c.paths.is_empty() {
+        return Err(OptionError {
+            path: vec![smelt_engine::yaml::PathSeg::Key("paths".into())],
+            message: "`paths` lists at least one file or glob".into(),
+            at_key: false,
+        });
+    }
+    Ok(StageConfig::Source(Arc::new(c)))
+}
+
+impl WarcConfig {
+    fn body(&self) -> Body {
+        match self.records {
+            RecordKind::Response => Body::Html,
+            RecordKind::Conversion => Body::Text,
+        }
+    }
+}
+
+impl SourceConfig for WarcConfig {
+    fn schema(&self) -> arrow::datatypes::SchemaRef {
+        doc_schema(self.body())
+    }
+
+    fn resolved(&self) -> serde_json::Value {
+        serde_json::to_value(self).unwrap_or_default()
+    }
+
+    fn splits(&self, base_dir: &Path) -> Result<Vec<SplitSpec>> {
+        list_files(&self.paths, base_dir)
+    }
+
+    fn open(&self, split: &SplitSpec, options: &ReadOptions) -> Result<Box<dyn SplitReader>> {
+        let mut reader = WarcReader::open(Path::new(&split.id))
+            .map_err(|e| EngineError::External(format!("cannot open {}: {e}", split.id)))?;
+        reader.set_max_block_len(self.max_payload_bytes);
+        Ok(Box::new(WarcSplitReader {
+            config: self.clone(),
+            path: split.id.clone(),
+            reader,
+            source: self.source.clone(),
+            batch_rows: options.batch_rows,
+            builder: DocBuilder::new(self.body()),
+            done: false,
+        }))
+    }
+}
+
+struct WarcSplitReader {
+    config: WarcConfig,
+    path: String,
+    reader: WarcReader,
+    source: Option<String>,
+    batch_rows: usize,
+    builder: DocBuilder,
+    done: bool,
+}
+
+fn media_type(content_type: &str) -> &str {
+    content_type.split(';').next().unwrap_or("").trim()
+}
+
+impl SplitReader for WarcSplitReader {
+    fn next_batch(&mut self, skips: &mut Skips) -> Result<Option<arrow::record_batch::RecordBatch>> {
+        while !self.done && self.builder.len() < self.batch_rows {
+            let record = match self.reader.next_record() {
+                None => {
+                    self.done = true;
+                    break;
+                }
+                Some(Err(e)) => {
+                    skips.skip(e.kind.as_str(), format!("{}#{}: {}", self.path, e.location, e.message));
+                    continue;
+                }
+                Some(Ok(r)) => r,
+            };
+            let origin = format!("{}#{}", self.path, record.location);
+            let kind = record.warc_type().unwrap_or("").to_ascii_lowercase();
+            if kind == "warcinfo" && self.source.is_none() {
+                let info = String::from_utf8_lossy(&record.block);
+                let crawl = info
+                    .lines()
+                    .find_map(|l| l.strip_prefix("isPartOf:").map(|v| v.trim().to_string()))
+                    .filter(|v| !v.is_empty());
+                self.source = Some(crawl.map_or_else(|| "warc".to_string(), |c| format!("cc:{c}")));
+                continue;
+            }
+            let id = record
+                .record_id()
+                .map(|r| r.trim_start_matches('<').trim_end_matches('>').to_string())
+                .unwrap_or_else(|| derived_id(&origin));
+            let fetched_at = record.date().and_then(parse_time_us);
+            let source = self.source.as_deref().unwrap_or("warc");
+            match (self.config.records, kind.as_str()) {
+                (RecordKind::Response, "response") => {
+                    let Some(http) = parse_http_response(&record.block) else {
+                        skips.skip("bad_http", format!("{origin}: response block is not an HTTP response"));
+                        continue;
+                    };
+                    if !self.config.statuses.contains(&http.status) {
+                        skips.ignore(&format!("http_{}", http.status));
+                        continue;
+                    }
+                    let ct = http.header("content-type");
+                    if let Some(ct) = ct {
+                        let mt = media_type(ct);
+                        if !self.config.content_types.iter().any(|t| t.eq_ignore_ascii_case(mt)) {
+                            skips.ignore("not_html");
+                            continue;
+                        }
+                    }
+                    self.builder.push(DocRow {
+                        id: &id,
+                        body: http.body,
+                        content_type: ct,
+                        url: record.target_uri(),
+                        source,
+                        fetched_at,
+                        origin: &origin,
+                    });
+                }
+                (RecordKind::Conversion, "conversion") => {
+                    if std::str::from_utf8(&record.block).is_err() {
+                        skips.skip("bad_utf8", format!("{origin}: conversion block is not UTF-8; invalid bytes replaced"));
+                    }
+                    self.builder.push(DocRow {
+                        id: &id,
+                        body: &record.block,
+                        content_type: None,
+                        url: record.target_uri(),
+                        source,
+                        fetched_at,
+                        origin: &origin,
+                    });
+                }
+                _ => {}
+            }
+        }
+        if self.builder.is_empty() {
+            return Ok(None);
+        }
+        self.builder.finish().map(Some)
+    }
+
+    fn bytes_read(&self) -> u64 {
+        self.reader.compressed_bytes()
+    }
+}

@@ -1,0 +1,678 @@
+//! Subcommands. Exit codes: 0 success, 1 runtime failure, 2 invalid pipeline
+//! or usage, 3 `commit` of an incomplete run, 130 cancelled.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use arrow::array::{Array, AsArray};
+use arrow::datatypes::DataType;
+use clap::{Args, Parser, Subcommand};
+use smelt_catalog::{commit_run, Catalog, CatalogError, DatasetStore, StageMetrics, VersionManifest, VersionRef};
+use smelt_engine::{EngineError, GraphFormat, Pipeline, Progress, RunOptions};
+
+use crate::output::{emit, emit_json, human_bytes, progress_bar, table, Format};
+use crate::registry;
+
+const EXAMPLES: &str = "\
+Examples:
+  smelt run examples/quickstart.yaml                 # run and commit a new dataset version
+  smelt run examples/quickstart.yaml --sample 100    # dry run on the first 100 records
+  smelt validate examples/quickstart.yaml            # every problem at once, with file:line:column
+  smelt graph examples/quickstart.yaml --format mermaid
+  smelt catalog log quickstart
+  smelt catalog show quickstart@1";
+
+/// smelt: declarative pipelines from raw web and news data to versioned LLM training datasets.
+#[derive(Debug, Parser)]
+#[command(name = "smelt", version, about, after_help = EXAMPLES)]
+pub struct Cli {
+    /// Directory of the catalog index and default dataset storage.
+    #[arg(long, global = true, env = "SMELT_DATA_DIR", default_value = "smelt-data")]
+    pub data_dir: PathBuf,
+    /// More logging (-v info, -vv debug); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a pipeline and commit a new dataset version.
+    #[command(after_help = "Examples:
+  smelt run examples/quickstart.yaml
+  smelt run examples/quickstart.yaml --sample 100
+  smelt run pipeline.yaml --run-id nightly-01               # resume: finished splits are skipped
+  smelt run pipeline.yaml --rank 0 --world-size 2 --run-id r1 &
+  smelt run pipeline.yaml --rank 1 --world-size 2 --run-id r1; wait; smelt commit r1")]
+    Run(RunArgs),
+    /// Commit a run whose splits are all complete (after `run --rank`).
+    #[command(after_help = "Example:\n  smelt commit r1")]
+    Commit {
+        /// The run id given to `smelt run --run-id`.
+        run_id: String,
+        /// The pipeline, when the run's pointer is not in this data directory.
+        #[arg(long)]
+        pipeline: Option<PathBuf>,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+    /// Check pipeline files without running them; exits 2 on any problem.
+    #[command(after_help = "Example:\n  smelt validate examples/quickstart.yaml")]
+    Validate {
+        /// Pipeline files.
+        #[arg(required = true)]
+        pipelines: Vec<PathBuf>,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+    /// Draw a pipeline's DAG.
+    #[command(after_help = "Examples:\n  smelt graph examples/quickstart.yaml --format mermaid\n  smelt graph p.yaml --format dot | dot -Tsvg > p.svg")]
+    Graph {
+        /// Pipeline file.
+        pipeline: PathBuf,
+        /// mermaid, dot or plantuml.
+        #[arg(long, value_enum, default_value = "mermaid")]
+        format: GraphFmt,
+    },
+    /// List stage types.
+    Stages {
+        /// Output format.
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+    /// Query the dataset catalog.
+    #[command(subcommand)]
+    Catalog(CatalogCmd),
+}
+
+/// `smelt graph --format`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum GraphFmt {
+    /// Mermaid flowchart.
+    Mermaid,
+    /// Graphviz DOT.
+    Dot,
+    /// PlantUML.
+    Plantuml,
+}
+
+/// `smelt run` arguments.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Pipeline file.
+    pub pipeline: PathBuf,
+    /// Dry run: process the first N source records, print what would be written, commit nothing.
+    #[arg(long, value_name = "N")]
+    pub sample: Option<usize>,
+    /// Run id; reuse it to resume a run that stopped (finished splits are skipped).
+    #[arg(long)]
+    pub run_id: Option<String>,
+    /// This process's rank (with --world-size): runs splits i with i % W == R, does not commit.
+    #[arg(long, requires = "world_size")]
+    pub rank: Option<u32>,
+    /// Number of ranks.
+    #[arg(long, requires = "rank")]
+    pub world_size: Option<u32>,
+    /// Splits processed at once (default: the pipeline's `parallelism`, else the number of cores).
+    #[arg(long)]
+    pub parallelism: Option<usize>,
+    /// Dataset storage root (path or object store URL); overrides the pipeline's `output:`.
+    #[arg(long)]
+    pub output: Option<String>,
+    /// No progress bar.
+    #[arg(long)]
+    pub no_progress: bool,
+    /// Output format of the summary.
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: Format,
+}
+
+/// `smelt catalog` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum CatalogCmd {
+    /// Datasets with their latest version.
+    List {
+        /// Output format.
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+    /// Versions of a dataset, oldest first.
+    #[command(after_help = "Example:\n  smelt catalog log quickstart")]
+    Log {
+        /// Dataset name.
+        dataset: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+    /// One version: manifest, schema, lineage, stats.
+    #[command(after_help = "Examples:\n  smelt catalog show quickstart@1\n  smelt catalog show quickstart@latest --format json")]
+    Show {
+        /// DATASET@VERSION (or DATASET for the latest).
+        version: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+    /// Recreate the index from the manifests in dataset storage.
+    #[command(after_help = "Examples:\n  smelt catalog rebuild\n  smelt catalog rebuild s3://bucket/datasets/cc-news")]
+    Rebuild {
+        /// Dataset roots to scan (default: every dataset under DATA_DIR/datasets and those the index knows).
+        roots: Vec<String>,
+    },
+}
+
+fn fail(e: &anyhow::Error) -> ExitCode {
+    eprintln!("error: {e:#}");
+    if let Some(EngineError::Config(_) | EngineError::User(_)) = e.downcast_ref::<EngineError>() {
+        return ExitCode::from(2);
+    }
+    match e.downcast_ref::<CatalogError>() {
+        Some(CatalogError::IncompleteRun { .. }) => ExitCode::from(3),
+        Some(CatalogError::User(_)) => ExitCode::from(2),
+        _ => ExitCode::from(1),
+    }
+}
+
+/// Runs a parsed command line.
+pub async fn dispatch(cli: Cli) -> ExitCode {
+    let data_dir = cli.data_dir.clone();
+    let result = match cli.command {
+        Command::Run(args) => run(&data_dir, args).await,
+        Command::Commit { run_id, pipeline, format } => commit(&data_dir, &run_id, pipeline.as_deref(), format).await,
+        Command::Validate { pipelines, format } => return validate(&pipelines, format),
+        Command::Graph { pipeline, format } => graph(&pipeline, format),
+        Command::Stages { format } => {
+            stages(format);
+            Ok(())
+        }
+        Command::Catalog(cmd) => catalog(&data_dir, cmd).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if matches!(e.downcast_ref::<EngineError>(), Some(EngineError::Cancelled)) => {
+            eprintln!("cancelled");
+            ExitCode::from(130)
+        }
+        Err(e) => fail(&e),
+    }
+}
+
+/// Reads and compiles a pipeline file.
+fn load(path: &Path) -> anyhow::Result<Pipeline> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| EngineError::User(format!("cannot read pipeline {}: {e}", path.display())))?;
+    let p = smelt_engine::compile(&path.display().to_string(), &text, &registry::stages()).map_err(EngineError::Config)?;
+    Ok(p)
+}
+
+fn base_dir(path: &Path) -> PathBuf {
+    path.parent().filter(|p| !p.as_os_str().is_empty()).map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+}
+
+fn validate(paths: &[PathBuf], format: Format) -> ExitCode {
+    let mut all = Vec::new();
+    let mut failed = false;
+    for path in paths {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) => {
+                failed = true;
+                all.push(serde_json::json!({"file": path.display().to_string(), "ok": false,
+                    "errors": [{"message": format!("cannot read: {e}")}]}));
+                if format == Format::Table {
+                    eprintln!("{}: error: cannot read: {e}", path.display());
+                }
+                continue;
+            }
+        };
+        match smelt_engine::compile(&path.display().to_string(), &text, &registry::stages()) {
+            Ok(p) => {
+                all.push(serde_json::json!({"file": path.display().to_string(), "ok": true, "dataset": p.dataset,
+                    "stages": p.order.len()}));
+                if format == Format::Table {
+                    emit(&format!("{}: ok (dataset `{}`, {} stages)", path.display(), p.dataset, p.order.len()));
+                }
+            }
+            Err(diags) => {
+                failed = true;
+                let errors: Vec<_> = diags
+                    .0
+                    .iter()
+                    .map(|d| serde_json::json!({"line": d.pos.line, "column": d.pos.col, "path": d.path,
+                        "message": d.message, "help": d.help}))
+                    .collect();
+                all.push(serde_json::json!({"file": path.display().to_string(), "ok": false, "errors": errors}));
+                if format == Format::Table {
+                    eprintln!("{diags}");
+                }
+            }
+        }
+    }
+    if format == Format::Json {
+        emit_json(&serde_json::Value::Array(all));
+    }
+    if failed {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn graph(path: &Path, format: GraphFmt) -> anyhow::Result<()> {
+    let p = load(path)?;
+    let f = match format {
+        GraphFmt::Mermaid => GraphFormat::Mermaid,
+        GraphFmt::Dot => GraphFormat::Dot,
+        GraphFmt::Plantuml => GraphFormat::PlantUml,
+    };
+    emit(&smelt_engine::render(&p, f));
+    Ok(())
+}
+
+fn stages(format: Format) {
+    let reg = registry::stages();
+    match format {
+        Format::Json => emit_json(&serde_json::Value::Array(
+            reg.iter().map(|s| serde_json::json!({"type": s.name, "kind": s.kind.as_str(), "about": s.about})).collect(),
+        )),
+        Format::Table => {
+            let rows: Vec<Vec<String>> =
+                reg.iter().map(|s| vec![s.name.to_string(), s.kind.as_str().to_string(), s.about.to_string()]).collect();
+            emit(&table(&["type", "kind", "about"], &rows));
+            emit("Options of each stage: docs/stages.md");
+        }
+    }
+}
+
+/// Where a run's dataset lives, remembered in the data directory so `smelt commit RUN` finds it.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct RunPointer {
+    dataset: String,
+    root_url: String,
+    pipeline: String,
+}
+
+fn pointer_path(data_dir: &Path, run_id: &str) -> PathBuf {
+    data_dir.join("runs").join(format!("{run_id}.json"))
+}
+
+fn dataset_root(data_dir: &Path, p: &Pipeline, pipeline_path: &Path, cli_output: Option<&str>) -> String {
+    match cli_output.map(str::to_string).or_else(|| p.output.clone()) {
+        Some(o) if o.contains("://") || Path::new(&o).is_absolute() => o,
+        Some(o) if cli_output.is_some() => o,
+        Some(o) => base_dir(pipeline_path).join(o).display().to_string(),
+        None => data_dir.join("datasets").join(&p.dataset).display().to_string(),
+    }
+}
+
+fn new_run_id() -> String {
+    let now = chrono::Utc::now();
+    let salt = (now.timestamp_subsec_nanos() ^ std::process::id().rotate_left(16)) & 0xffff;
+    format!("{}-{salt:04x}", now.format("%Y%m%dT%H%M%SZ"))
+}
+
+fn valid_run_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 100 && id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')) && !id.starts_with('.')
+}
+
+async fn run(data_dir: &Path, args: RunArgs) -> anyhow::Result<()> {
+    let p = load(&args.pipeline)?;
+    let parallelism = args
+        .parallelism
+        .or(p.parallelism)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    if let Some(n) = args.sample {
+        return sample(&p, &args.pipeline, n, parallelism, args.format).await;
+    }
+    let run_id = args.run_id.clone().unwrap_or_else(new_run_id);
+    if !valid_run_id(&run_id) {
+        return Err(EngineError::User(format!("run id `{run_id}` must be letters, digits, `-`, `_` or `.`")).into());
+    }
+    let (rank, world_size) = (args.rank.unwrap_or(0), args.world_size.unwrap_or(1));
+    let single = args.rank.is_none();
+    // Fail fast if the catalog cannot be opened, before hours of work; ranks never touch it.
+    let catalog = if single { Some(open_catalog(data_dir)?) } else { None };
+    let root = dataset_root(data_dir, &p, &args.pipeline, args.output.as_deref());
+    let store = DatasetStore::open(&root)?;
+    let pointer = RunPointer { dataset: p.dataset.clone(), root_url: store.url().to_string(), pipeline: args.pipeline.display().to_string() };
+    let ptr_path = pointer_path(data_dir, &run_id);
+    std::fs::create_dir_all(ptr_path.parent().expect("has parent"))
+        .and_then(|()| std::fs::write(&ptr_path, serde_json::to_vec_pretty(&pointer)?))
+        .with_context(|| format!("cannot write {}", ptr_path.display()))?;
+
+    let progress = Arc::new(Progress::default());
+    let opts = RunOptions {
+        run_id: run_id.clone(),
+        rank,
+        world_size,
+        parallelism,
+        base_dir: base_dir(&args.pipeline),
+        smelt_version: env!("CARGO_PKG_VERSION").to_string(),
+        progress: progress.clone(),
+    };
+    eprintln!("run {run_id}: dataset `{}` -> {}{}", p.dataset, store.url(), if single { String::new() } else { format!(" (rank {rank} of {world_size})") });
+    let bar = progress_bar(progress, !args.no_progress && args.format == Format::Table);
+    let result = tokio::select! {
+        r = smelt_engine::run(&p, &store, &opts) => r,
+        _ = tokio::signal::ctrl_c() => Err(EngineError::Cancelled),
+    };
+    if let Some((bar, ticker)) = bar {
+        ticker.abort();
+        bar.finish_and_clear();
+    }
+    let report = match result {
+        Ok(r) => r,
+        Err(EngineError::Cancelled) => {
+            eprintln!("cancelled: nothing was committed; finished splits are kept. Resume with:\n  smelt run {} --run-id {run_id}", args.pipeline.display());
+            return Err(EngineError::Cancelled.into());
+        }
+        Err(e) => {
+            return Err(anyhow::Error::new(e).context(format!(
+                "run {run_id} failed; nothing was committed. Fix the cause and resume with `smelt run {} --run-id {run_id}`",
+                args.pipeline.display()
+            )))
+        }
+    };
+    let committed = match &catalog {
+        Some(c) => Some(commit_run(c, &store, &run_id, &chrono::Utc::now().to_rfc3339()).await?),
+        None => None,
+    };
+    let summary = serde_json::json!({
+        "run_id": run_id,
+        "dataset": p.dataset,
+        "rank": rank,
+        "world_size": world_size,
+        "splits_run": report.executed.len(),
+        "splits_resumed": report.resumed.len(),
+        "rows_written": report.rows_written,
+        "shards_written": report.shards_written,
+        "elapsed_s": report.elapsed.as_secs_f64(),
+        "stages": report.stages,
+        "version": committed.as_ref().map(|c| c.manifest.version),
+        "digest": committed.as_ref().map(|c| c.manifest.digest.clone()),
+    });
+    match args.format {
+        Format::Json => emit_json(&summary),
+        Format::Table => {
+            emit(&funnel_table(&report.stages));
+            emit(&format!(
+                "{} splits run ({} already complete), {} rows in {} shards, {:.1}s",
+                report.executed.len(),
+                report.resumed.len(),
+                report.rows_written,
+                report.shards_written,
+                report.elapsed.as_secs_f64()
+            ));
+            match &committed {
+                Some(c) => emit(&format!(
+                    "committed {}@{} ({} rows, {} shards, {}); see `smelt catalog show {}@{}`",
+                    c.manifest.dataset,
+                    c.manifest.version,
+                    c.manifest.totals.rows,
+                    c.manifest.totals.shards,
+                    human_bytes(c.manifest.totals.bytes),
+                    c.manifest.dataset,
+                    c.manifest.version
+                )),
+                None => emit(&format!("rank {rank} done; when every rank is done: smelt commit {run_id}")),
+            }
+        }
+    }
+    Ok(())
+}
+
+fn funnel_table(stages: &[StageMetrics]) -> String {
+    let rows: Vec<Vec<String>> = stages
+        .iter()
+        .map(|s| {
+            let reasons = |m: &std::collections::BTreeMap<String, u64>| {
+                m.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")
+            };
+            vec![
+                s.stage.clone(),
+                s.rows_in.to_string(),
+                s.rows_out.to_string(),
+                reasons(&s.drops),
+                reasons(&s.skips),
+                format!("{:.2}", s.busy_ms as f64 / 1000.0),
+            ]
+        })
+        .collect();
+    table(&["stage", "rows in", "rows out", "dropped", "skipped input", "cpu s"], &rows)
+}
+
+async fn sample(p: &Pipeline, path: &Path, n: usize, parallelism: usize, format: Format) -> anyhow::Result<()> {
+    let report = smelt_engine::sample(p, &base_dir(path), n, parallelism).await?;
+    let mut rows = Vec::new();
+    for b in &report.batches {
+        let col = |name: &str| b.column_by_name(name).cloned();
+        let (id, url, text) = (col("id"), col("url"), col("text"));
+        for i in 0..b.num_rows() {
+            let s = |c: &Option<arrow::array::ArrayRef>| -> Option<String> {
+                let c = c.as_ref()?;
+                if c.is_null(i) {
+                    return None;
+                }
+                match c.data_type() {
+                    DataType::Utf8 => Some(c.as_string::<i32>().value(i).to_string()),
+                    DataType::LargeUtf8 => Some(c.as_string::<i64>().value(i).to_string()),
+                    _ => None,
+                }
+            };
+            rows.push((s(&id).unwrap_or_default(), s(&url), s(&text).unwrap_or_default()));
+        }
+    }
+    match format {
+        Format::Json => emit_json(&serde_json::json!({
+            "dry_run": true,
+            "splits_read": report.splits_read,
+            "rows": rows.len(),
+            "stages": report.stages,
+            "documents": rows.iter().map(|(id, url, text)| serde_json::json!({"id": id, "url": url, "chars": text.chars().count(),
+                "text": text.chars().take(500).collect::<String>()})).collect::<Vec<_>>(),
+        })),
+        Format::Table => {
+            let preview: Vec<Vec<String>> = rows
+                .iter()
+                .take(20)
+                .map(|(id, url, text)| {
+                    let snippet: String = text.split_whitespace().collect::<Vec<_>>().join(" ").chars().take(60).collect();
+                    vec![id.chars().take(45).collect(), url.clone().unwrap_or_default().chars().take(50).collect(), text.chars().count().to_string(), snippet]
+                })
+                .collect();
+            emit(&table(&["id", "url", "chars", "text"], &preview));
+            if rows.len() > preview.len() {
+                emit(&format!("... {} more rows", rows.len() - preview.len()));
+            }
+            emit(&funnel_table(&report.stages));
+            emit(&format!("dry run: {} rows from {} splits; nothing written or committed", rows.len(), report.splits_read));
+        }
+    }
+    Ok(())
+}
+
+fn open_catalog(data_dir: &Path) -> anyhow::Result<Catalog> {
+    Ok(Catalog::open(data_dir)?)
+}
+
+async fn commit(data_dir: &Path, run_id: &str, pipeline: Option<&Path>, format: Format) -> anyhow::Result<()> {
+    let root = match pipeline {
+        Some(path) => {
+            let p = load(path)?;
+            dataset_root(data_dir, &p, path, None)
+        }
+        None => {
+            let ptr = pointer_path(data_dir, run_id);
+            let bytes = std::fs::read(&ptr).map_err(|_| {
+                CatalogError::User(format!(
+                    "no run `{run_id}` known in {}: pass the pipeline with `smelt commit {run_id} --pipeline PIPELINE.yaml`",
+                    data_dir.display()
+                ))
+            })?;
+            let p: RunPointer = serde_json::from_slice(&bytes).with_context(|| format!("corrupt {}", ptr.display()))?;
+            p.root_url
+        }
+    };
+    let catalog = open_catalog(data_dir)?;
+    let store = DatasetStore::open(&root)?;
+    let out = commit_run(&catalog, &store, run_id, &chrono::Utc::now().to_rfc3339()).await?;
+    let m = &out.manifest;
+    match format {
+        Format::Json => emit_json(&serde_json::json!({"dataset": m.dataset, "version": m.version, "newly_committed": out.newly_committed,
+            "rows": m.totals.rows, "shards": m.totals.shards, "digest": m.digest})),
+        Format::Table => emit(&format!(
+            "{} {}@{} ({} rows, {} shards)",
+            if out.newly_committed { "committed" } else { "already committed as" },
+            m.dataset,
+            m.version,
+            m.totals.rows,
+            m.totals.shards
+        )),
+    }
+    Ok(())
+}
+
+async fn catalog(data_dir: &Path, cmd: CatalogCmd) -> anyhow::Result<()> {
+    let catalog = open_catalog(data_dir)?;
+    match cmd {
+        CatalogCmd::List { format } => {
+            let mut rows = Vec::new();
+            let mut json = Vec::new();
+            for d in catalog.datasets()? {
+                let latest = catalog.manifest(&d.name, d.latest)?;
+                let t = latest.as_ref().map(|m| m.totals.clone()).unwrap_or_default();
+                let at = latest.as_ref().map(|m| m.committed_at.clone()).unwrap_or_default();
+                rows.push(vec![d.name.clone(), d.latest.to_string(), t.rows.to_string(), t.tokens.to_string(), human_bytes(t.bytes), at.clone()]);
+                json.push(serde_json::json!({"dataset": d.name, "latest": d.latest, "rows": t.rows, "tokens": t.tokens, "bytes": t.bytes, "updated": at, "root": d.root_url}));
+            }
+            match format {
+                Format::Json => emit_json(&serde_json::Value::Array(json)),
+                Format::Table => emit(&table(&["dataset", "latest", "rows", "tokens", "size", "updated"], &rows)),
+            }
+        }
+        CatalogCmd::Log { dataset, format } => {
+            if catalog.dataset(&dataset)?.is_none() {
+                catalog.resolve(&VersionRef { dataset: dataset.clone(), version: None })?;
+            }
+            let versions = catalog.versions(&dataset)?;
+            match format {
+                Format::Json => emit_json(&serde_json::to_value(&versions)?),
+                Format::Table => {
+                    let rows: Vec<Vec<String>> = versions
+                        .iter()
+                        .rev()
+                        .map(|v| {
+                            vec![
+                                format!("{}@{}", v.dataset, v.version),
+                                v.committed_at.chars().take(19).collect(),
+                                v.run_id.clone(),
+                                v.totals.rows.to_string(),
+                                v.totals.shards.to_string(),
+                                human_bytes(v.totals.bytes),
+                                v.pipeline_hash.chars().take(12).collect(),
+                                v.digest.trim_start_matches("xxh3-128:").chars().take(12).collect(),
+                            ]
+                        })
+                        .collect();
+                    emit(&table(&["version", "committed", "run", "rows", "shards", "size", "pipeline", "digest"], &rows));
+                }
+            }
+        }
+        CatalogCmd::Show { version, format } => {
+            let r: VersionRef = version.parse()?;
+            let m = catalog.resolve(&r)?;
+            match format {
+                Format::Json => emit_json(&serde_json::to_value(&m)?),
+                Format::Table => emit(&show_table(&m)),
+            }
+        }
+        CatalogCmd::Rebuild { roots } => {
+            let mut roots = roots;
+            if roots.is_empty() {
+                roots.extend(catalog.datasets()?.into_iter().map(|d| d.root_url));
+                if let Ok(entries) = std::fs::read_dir(data_dir.join("datasets")) {
+                    let mut local: Vec<String> = entries.filter_map(|e| e.ok()).map(|e| e.path().display().to_string()).collect();
+                    local.sort();
+                    roots.extend(local);
+                }
+            }
+            let mut seen = std::collections::HashSet::new();
+            for root in roots {
+                let store = DatasetStore::open(&root)?;
+                if !seen.insert(store.url().to_string()) {
+                    continue;
+                }
+                let versions = smelt_catalog::rebuild(&catalog, &store).await?;
+                emit(&format!("{}: {} versions recorded", store.url(), versions.len()));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn show_table(m: &VersionManifest) -> String {
+    let mut out = String::new();
+    out.push_str(&format!("{}@{}\n", m.dataset, m.version));
+    out.push_str(&format!("  committed   {}\n  run         {}\n  digest      {}\n", m.committed_at, m.lineage.run_id, m.digest));
+    out.push_str(&format!(
+        "  totals      {} rows, {} shards, {}, {} tokens, {} of text\n",
+        m.totals.rows,
+        m.totals.shards,
+        human_bytes(m.totals.bytes),
+        m.totals.tokens,
+        human_bytes(m.totals.text_bytes)
+    ));
+    out.push_str(&format!(
+        "  lineage     pipeline {} (hash {}), smelt {}, {} input splits\n\nschema\n",
+        m.lineage.pipeline_path,
+        &m.lineage.pipeline_hash,
+        m.lineage.smelt_version,
+        m.lineage.inputs.len()
+    ));
+    let schema: Vec<Vec<String>> = m
+        .schema
+        .iter()
+        .map(|f| vec![f.name.clone(), f.data_type.clone(), if f.nullable { "null".into() } else { "not null".into() }])
+        .collect();
+    out.push_str(&table(&["column", "type", "nulls"], &schema));
+    out.push_str("\nstats (language x source x domain, top 20 by docs)\n");
+    let mut stats = m.stats.clone();
+    stats.sort_by(|a, b| b.docs.cmp(&a.docs).then_with(|| (&a.lang, &a.source, &a.domain).cmp(&(&b.lang, &b.source, &b.domain))));
+    let rows: Vec<Vec<String>> = stats
+        .iter()
+        .take(20)
+        .map(|s| vec![s.lang.clone(), s.source.clone(), s.domain.clone(), s.docs.to_string(), s.tokens.to_string(), human_bytes(s.text_bytes)])
+        .collect();
+    out.push_str(&table(&["lang", "source", "domain", "docs", "tokens", "text"], &rows));
+    if stats.len() > 20 {
+        out.push_str(&format!("... {} more groups\n", stats.len() - 20));
+    }
+    out.push_str("\nfilter funnel\n");
+    out.push_str(&funnel_table(&m.funnel));
+    out.push_str("\ninputs\n");
+    for i in m.lineage.inputs.iter().take(10) {
+        out.push_str(&format!("  [{}] {} ({})\n", i.index, i.id, i.source));
+    }
+    if m.lineage.inputs.len() > 10 {
+        out.push_str(&format!("  ... {} more\n", m.lineage.inputs.len() - 10));
+    }
+    out.push_str("\nshards\n");
+    let shards: Vec<Vec<String>> = m
+        .shards
+        .iter()
+        .take(10)
+        .map(|s| vec![s.path.clone(), s.rows.to_string(), human_bytes(s.bytes), s.checksum.clone()])
+        .collect();
+    out.push_str(&table(&["path", "rows", "size", "checksum"], &shards));
+    if m.shards.len() > 10 {
+        out.push_str(&format!("... {} more shards\n", m.shards.len() - 10));
+    }
+    out
+}

@@ -1,0 +1,48 @@
+//! The one table that maps a stage `type:` name to its factory (STYLE.md 3).
+//! Adding a stage means adding a line here; there is no hidden registration.
+
+use smelt_connectors::{sink, source};
+use smelt_engine::{StageKind, StageType};
+use smelt_pipelines as pipelines;
+
+/// Every stage type smelt knows, sources first.
+pub fn stages() -> Vec<StageType> {
+    vec![
+        StageType {
+            name: "warc",
+            kind: StageKind::Source,
+            about: "WARC/WET files (gzip per record or whole file): HTTP responses with HTML, or WET text",
+            configure: source::warc::configure,
+        },
+        StageType {
+            name: "jsonl",
+            kind: StageKind::Source,
+            about: "JSON Lines files (.jsonl, .jsonl.gz), one document per line (Dolma/datatrove layout)",
+            configure: source::jsonl::configure,
+        },
+        StageType {
+            name: "parquet_files",
+            kind: StageKind::Source,
+            about: "Parquet files with a `text` column (e.g. another dataset's shards)",
+            configure: source::parquet::configure,
+        },
+        StageType {
+            name: "html_to_text",
+            kind: StageKind::Transform,
+            about: "decode HTML (HTTP/meta charset, detection) and keep its visible text; drops empty pages",
+            configure: pipelines::html_to_text::configure,
+        },
+        StageType {
+            name: "content_hash",
+            kind: StageKind::Transform,
+            about: "add `content_hash`: xxh3-128 of the normalised text (lowercase, collapsed whitespace)",
+            configure: pipelines::content_hash::configure,
+        },
+        StageType {
+            name: "parquet",
+            kind: StageKind::Sink,
+            about: "write the dataset as zstd Parquet shards, committed as a catalog version",
+            configure: sink::parquet::configure,
+        },
+    ]
+}
