@@ -88,7 +88,11 @@ impl Catalog {
         })?;
         let db = sled::Config::new().path(&path).open().map_err(|e| {
             let message = match &e {
-                sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock || io.raw_os_error() == Some(11) => {
+                sled::Error::Io(io)
+                    if io.kind() == std::io::ErrorKind::WouldBlock
+                        || io.raw_os_error() == Some(11)
+                        || io.to_string().contains("could not acquire lock") =>
+                {
                     "another smelt process has the catalog open (sled allows one process); wait for it, or use another --data-dir".to_string()
                 }
                 other => format!("{other}; if the index is damaged, move it away and run `smelt catalog rebuild`"),

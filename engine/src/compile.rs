@@ -223,6 +223,8 @@ pub fn compile(file: &str, text: &str, registry: &[StageType]) -> Result<Pipelin
     let mut index: HashMap<String, NodeIndex> = HashMap::new();
     let mut file_order: Vec<(NodeIndex, Vec<(String, Vec<PathSeg>)>)> = Vec::new();
     let mut all_names: Vec<String> = Vec::new();
+    // Stages whose own definition failed: their inputs are still checked.
+    let mut broken: Vec<(String, InputRefs)> = Vec::new();
     match stages_node.map(|n| (n, n.as_map())) {
         None => ctx.at(&[], false, "missing `stages:` (a mapping of stage name to stage)".into(), None),
         Some((n, None)) => {
@@ -236,25 +238,34 @@ pub fn compile(file: &str, text: &str, registry: &[StageType]) -> Result<Pipelin
                 if !valid_name(&name) {
                     ctx.at(&base, true, format!("stage name `{name}` must be letters, digits, `_`, `-` or `.`"), None);
                 }
-                if let Some((node, inputs)) = compile_stage(&mut ctx, registry, &name, v, &base) {
-                    let idx = graph.add_node(node);
-                    index.insert(name.clone(), idx);
-                    file_order.push((idx, inputs));
+                let (node, inputs) = compile_stage(&mut ctx, registry, &name, v, &base);
+                match node {
+                    Some(node) => {
+                        let idx = graph.add_node(node);
+                        index.insert(name.clone(), idx);
+                        file_order.push((idx, inputs));
+                    }
+                    None => broken.push((name.clone(), inputs)),
                 }
             }
         }
     }
 
     // Edges.
-    for (idx, inputs) in &file_order {
-        let name = graph[*idx].name.clone();
+    let named: Vec<(Option<NodeIndex>, String, &InputRefs)> = file_order
+        .iter()
+        .map(|(idx, inputs)| (Some(*idx), graph[*idx].name.clone(), inputs))
+        .chain(broken.iter().map(|(name, inputs)| (None, name.clone(), inputs)))
+        .collect();
+    for (idx, name, inputs) in named {
         for (pos, (input, path)) in inputs.iter().enumerate() {
-            match index.get(input) {
-                Some(&src) => {
-                    graph.add_edge(src, *idx, pos);
+            match (index.get(input), idx) {
+                (Some(&src), Some(idx)) => {
+                    graph.add_edge(src, idx, pos);
                 }
-                None if all_names.iter().any(|n| n == input) => {} // that stage has its own error
-                None => {
+                (Some(_), None) => {}
+                (None, _) if all_names.iter().any(|n| n == input) => {} // that stage has its own error
+                (None, _) => {
                     let help = closest(input, all_names.iter().map(String::as_str).filter(|n| *n != name))
                         .map(|c| format!("did you mean `{c}`?"))
                         .or_else(|| Some(format!("stages are: {}", all_names.join(", "))));
@@ -312,12 +323,16 @@ pub fn compile(file: &str, text: &str, registry: &[StageType]) -> Result<Pipelin
             StageKind::Sink if consumers > 0 => {
                 ctx.at(&base, true, format!("`{name}` is a sink; no stage can read from it"), None)
             }
-            StageKind::Source | StageKind::Transform | StageKind::Barrier if consumers == 0 && !sinks.is_empty() => ctx.at(
+            StageKind::Source | StageKind::Transform | StageKind::Barrier
+                if consumers == 0 && !sinks.is_empty() && broken.is_empty() && ctx.out.is_empty() =>
+            {
+                ctx.at(
                 &base,
                 true,
                 format!("stage `{name}` feeds nothing"),
-                Some(format!("list `{name}` in the `inputs:` of a later stage, or remove it")),
-            ),
+                    Some(format!("list `{name}` in the `inputs:` of a later stage, or remove it")),
+                )
+            }
             _ => {}
         }
         let in_schemas: Vec<SchemaRef> = inputs.iter().filter_map(|i| schemas.get(i).cloned()).collect();
@@ -411,10 +426,10 @@ fn compile_stage(
     name: &str,
     node: &Node,
     base: &[PathSeg],
-) -> Option<(StageNode, InputRefs)> {
+) -> (Option<StageNode>, InputRefs) {
     let Some(entries) = node.as_map() else {
         ctx.at(base, false, format!("stage `{name}` must be a mapping with `type:`, found {}", node.kind()), None);
-        return None;
+        return (None, Vec::new());
     };
     let with = |k: &str| -> Vec<PathSeg> {
         let mut p = base.to_vec();
@@ -457,14 +472,14 @@ fn compile_stage(
     }
     let Some(type_name) = type_name else {
         ctx.at(base, true, format!("stage `{name}` has no `type:`"), Some(format!("stage types are: {}", type_names(registry))));
-        return None;
+        return (None, inputs);
     };
     let Some(st) = registry.iter().find(|t| t.name == type_name) else {
         let help = closest(&type_name, registry.iter().map(|t| t.name))
             .map(|c| format!("did you mean `{c}`?"))
             .or_else(|| Some(format!("stage types are: {}", type_names(registry))));
         ctx.at(&with("type"), false, format!("unknown stage type `{type_name}`"), help);
-        return None;
+        return (None, inputs);
     };
     let mut seen = BTreeMap::new();
     for (input, path) in &inputs {
@@ -506,20 +521,12 @@ fn compile_stage(
                 None
             };
             ctx.at(&p, e.at_key, format!("stage `{name}` (type `{type_name}`): {}", e.message), help);
-            return None;
+            return (None, inputs);
         }
     };
     let schema = std::sync::Arc::new(arrow::datatypes::Schema::empty());
-    Some((
-        StageNode {
-            name: name.to_string(),
-            type_name,
-            config,
-            schema,
-            inputs: inputs.iter().map(|(n, _)| n.clone()).collect(),
-        },
-        inputs,
-    ))
+    let node = StageNode { name: name.to_string(), type_name, config, schema, inputs: inputs.iter().map(|(n, _)| n.clone()).collect() };
+    (Some(node), inputs)
 }
 
 fn type_names(registry: &[StageType]) -> String {

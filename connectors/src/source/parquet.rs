@@ -167,7 +167,7 @@ impl SplitReader for ParquetReader {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use arrow::array::LargeStringArray;
+    use arrow::array::{AsArray, LargeStringArray};
     use parquet::arrow::ArrowWriter;
 
     #[test]

@@ -55,7 +55,8 @@ pub struct WarcConfig {
     /// `response` (default: HTML pages, for `html_to_text`) or `conversion` (WET text).
     #[serde(default = "default_records")]
     pub records: RecordKind,
-    /// `source` column value; default `cc:<crawl>` from the file's warcinfo `isPartOf`, else `warc`.
+    /// `source` column value; default `cc:<crawl>` from the file's warcinfo `isPartOf`, else from a
+    /// `CC-MAIN-YYYY-WW` in the file name, else `warc`.
     #[serde(default)]
     pub source: Option<String>,
     /// HTTP statuses kept for `response` records (default [200]).
@@ -117,6 +118,7 @@ impl SourceConfig for WarcConfig {
             path: split.id.clone(),
             reader,
             source: self.source.clone(),
+            fallback_source: crawl_from_file_name(&split.id).unwrap_or_else(|| "warc".to_string()),
             batch_rows: options.batch_rows,
             builder: DocBuilder::new(self.body()),
             done: false,
@@ -128,10 +130,24 @@ struct WarcSplitReader {
     config: WarcConfig,
     path: String,
     reader: WarcReader,
+    /// The `source` option, or the crawl named by the file's warcinfo.
     source: Option<String>,
+    /// From the file name, or `warc`.
+    fallback_source: String,
     batch_rows: usize,
     builder: DocBuilder,
     done: bool,
+}
+
+/// `cc:CC-MAIN-2024-22` when the file name carries a crawl id (not a segment timestamp).
+fn crawl_from_file_name(path: &str) -> Option<String> {
+    let name = Path::new(path).file_name()?.to_str()?;
+    let at = name.find("CC-MAIN-")?;
+    let id = name.get(at..at + 15)?;
+    let b = id.as_bytes();
+    let ok = b[8..12].iter().all(u8::is_ascii_digit) && b[12] == b'-' && b[13..15].iter().all(u8::is_ascii_digit);
+    let next_is_digit = name.as_bytes().get(at + 15).is_some_and(u8::is_ascii_digit);
+    (ok && !next_is_digit).then(|| format!("cc:{id}"))
 }
 
 fn media_type(content_type: &str) -> &str {
@@ -160,7 +176,7 @@ impl SplitReader for WarcSplitReader {
                     .lines()
                     .find_map(|l| l.strip_prefix("isPartOf:").map(|v| v.trim().to_string()))
                     .filter(|v| !v.is_empty());
-                self.source = Some(crawl.map_or_else(|| "warc".to_string(), |c| format!("cc:{c}")));
+                self.source = crawl.map(|c| format!("cc:{c}"));
                 continue;
             }
             let id = record
@@ -168,7 +184,7 @@ impl SplitReader for WarcSplitReader {
                 .map(|r| r.trim_start_matches('<').trim_end_matches('>').to_string())
                 .unwrap_or_else(|| derived_id(&origin));
             let fetched_at = record.date().and_then(parse_time_us);
-            let source = self.source.as_deref().unwrap_or("warc");
+            let source = self.source.as_deref().unwrap_or(&self.fallback_source);
             match (self.config.records, kind.as_str()) {
                 (RecordKind::Response, "response") => {
                     let Some(http) = parse_http_response(&record.block) else {
@@ -222,5 +238,17 @@ impl SplitReader for WarcSplitReader {
 
     fn bytes_read(&self) -> u64 {
         self.reader.compressed_bytes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crawl_ids_come_from_names_not_segment_timestamps() {
+        assert_eq!(crawl_from_file_name("/x/CC-MAIN-2025-33-cdx.warc.gz").as_deref(), Some("cc:CC-MAIN-2025-33"));
+        assert_eq!(crawl_from_file_name("CC-MAIN-20240517233122-20240518023122-00000.warc.gz"), None);
+        assert_eq!(crawl_from_file_name("sample.warc.gz"), None);
     }
 }

@@ -1,0 +1,376 @@
+//! End-to-end tests of the `smelt` binary on the bundled real Common Crawl samples.
+
+mod common;
+
+use std::io::Write;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::{example, repo, scaled_quickstart, shard_bytes, stderr, stdout, Env};
+
+fn quickstart() -> String {
+    example("quickstart.yaml").display().to_string()
+}
+
+fn dataset_root(env: &Env, name: &str) -> std::path::PathBuf {
+    env.data().join("datasets").join(name)
+}
+
+#[test]
+fn quickstart_commits_a_version_with_manifest_lineage_and_stats() {
+    let env = Env::new();
+    let run = env.json(&["run", &quickstart(), "--run-id", "first"]);
+    assert_eq!(run["version"], 1);
+    assert_eq!(run["splits_run"], 3);
+    let rows = run["rows_written"].as_u64().unwrap();
+    assert!(rows >= 15, "the three samples hold about 20 HTML responses, got {rows}");
+
+    let log = env.json(&["catalog", "log", "quickstart"]);
+    assert_eq!(log.as_array().unwrap().len(), 1);
+    assert_eq!(log[0]["run_id"], "first");
+    assert_eq!(log[0]["totals"]["rows"], rows);
+
+    let m = env.json(&["catalog", "show", "quickstart@1"]);
+    let cols: Vec<&str> = m["schema"].as_array().unwrap().iter().map(|f| f["name"].as_str().unwrap()).collect();
+    assert_eq!(cols, ["id", "text", "url", "source", "fetched_at", "origin", "content_hash"]);
+    assert_eq!(m["lineage"]["run_id"], "first");
+    assert_eq!(m["lineage"]["inputs"].as_array().unwrap().len(), 3);
+    assert_eq!(m["lineage"]["resolved_config"]["stages"][0]["options"]["records"], "response");
+    assert_eq!(m["lineage"]["pipeline_hash"].as_str().unwrap().len(), 32);
+    let sources: std::collections::BTreeSet<&str> =
+        m["stats"].as_array().unwrap().iter().map(|s| s["source"].as_str().unwrap()).collect();
+    assert!(sources.contains("cc:CC-MAIN-2020-34") && sources.contains("cc:CC-MAIN-2024-22"), "{sources:?}");
+    let docs: u64 = m["stats"].as_array().unwrap().iter().map(|s| s["docs"].as_u64().unwrap()).sum();
+    assert_eq!(docs, rows);
+    let funnel = m["funnel"].as_array().unwrap();
+    assert_eq!(funnel.len(), 4);
+    assert_eq!(funnel[1]["stage"], "text");
+
+    // The shards are real Parquet with the rows the manifest claims.
+    let root = dataset_root(&env, "quickstart");
+    let mut total = 0;
+    for s in m["shards"].as_array().unwrap() {
+        let bytes = std::fs::read(root.join(s["path"].as_str().unwrap())).unwrap();
+        let checksum = format!("xxh3-128:{:032x}", xxhash_rust::xxh3::xxh3_128(&bytes));
+        assert_eq!(s["checksum"].as_str().unwrap(), checksum);
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes))
+            .unwrap()
+            .build()
+            .unwrap();
+        for b in reader {
+            let b = b.unwrap();
+            let text = b.column_by_name("text").unwrap();
+            let text = text.as_any().downcast_ref::<arrow::array::LargeStringArray>().unwrap();
+            assert!(text.iter().all(|t| !t.unwrap().is_empty()));
+            total += b.num_rows() as u64;
+        }
+    }
+    assert_eq!(total, rows);
+
+    // Human-readable forms work too.
+    let show = env.ok(&["catalog", "show", "quickstart"]);
+    assert!(show.contains("quickstart@1") && show.contains("filter funnel") && show.contains("content_hash"), "{show}");
+    let list = env.ok(&["catalog", "list"]);
+    assert!(list.contains("quickstart"), "{list}");
+
+    // A second run is version 2 with the same data digest.
+    let again = env.json(&["run", &quickstart()]);
+    assert_eq!(again["version"], 2);
+    assert_eq!(again["digest"], run["digest"]);
+}
+
+#[test]
+fn same_input_gives_byte_identical_shards_across_runs_threads_and_ranks() {
+    let one = Env::new();
+    let a = one.json(&["run", &quickstart(), "--parallelism", "1"]);
+    let two = Env::new();
+    let b = two.json(&["run", &quickstart(), "--parallelism", "4"]);
+    assert_eq!(a["digest"], b["digest"]);
+
+    let ranks = Env::new();
+    for rank in ["1", "0"] {
+        let r = ranks.json(&["run", &quickstart(), "--rank", rank, "--world-size", "2", "--run-id", "ranked"]);
+        assert!(r["version"].is_null(), "ranks never commit");
+    }
+    let c = ranks.json(&["commit", "ranked"]);
+    assert_eq!(c["digest"], a["digest"]);
+
+    let ma = one.json(&["catalog", "show", "quickstart@1"]);
+    let mc = ranks.json(&["catalog", "show", "quickstart@1"]);
+    let sa = shard_bytes(&ma, &dataset_root(&one, "quickstart"));
+    let sc = shard_bytes(&mc, &dataset_root(&ranks, "quickstart"));
+    assert_eq!(sa.len(), sc.len());
+    for ((na, ba), (nc, bc)) in sa.iter().zip(&sc) {
+        assert_eq!(na, nc);
+        assert!(ba == bc, "shard {na} differs between 1 process and 2 ranks");
+    }
+}
+
+#[test]
+fn commit_refuses_an_incomplete_run_and_lists_missing_splits() {
+    let env = Env::new();
+    env.ok(&["run", &quickstart(), "--rank", "0", "--world-size", "2", "--run-id", "half"]);
+    let out = env.smelt(&["commit", "half"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("run half is not complete: 1 of 3 splits have no completion record"), "{err}");
+    assert!(err.contains("split 1:") && err.contains("CC-MAIN-2024-22-whirlwind.warc.gz"), "{err}");
+    let out = env.smelt(&["catalog", "log", "quickstart"]);
+    assert!(!out.status.success(), "no version may be visible");
+
+    env.ok(&["run", &quickstart(), "--rank", "1", "--world-size", "2", "--run-id", "half"]);
+    let c = env.json(&["commit", "half"]);
+    assert_eq!(c["version"], 1);
+    assert_eq!(c["newly_committed"], true);
+    let again = env.json(&["commit", "half"]);
+    assert_eq!(again["newly_committed"], false);
+    assert_eq!(again["version"], 1);
+}
+
+#[test]
+fn resuming_a_run_skips_finished_splits_and_neither_loses_nor_duplicates() {
+    let env = Env::new();
+    // Rank 0 of 2 finishes its splits, then the run is resumed by one process.
+    env.ok(&["run", &quickstart(), "--rank", "0", "--world-size", "2", "--run-id", "resume"]);
+    let r = env.json(&["run", &quickstart(), "--run-id", "resume"]);
+    assert_eq!(r["splits_resumed"], 2);
+    assert_eq!(r["splits_run"], 1);
+    let fresh = Env::new();
+    let f = fresh.json(&["run", &quickstart()]);
+    assert_eq!(r["digest"], f["digest"]);
+
+    // A changed pipeline cannot resume the run.
+    let yaml = std::fs::read_to_string(example("quickstart.yaml")).unwrap().replace("zstd_level: 3", "zstd_level: 5");
+    let p = env.write("changed/quickstart.yaml", yaml.as_bytes());
+    std::os::unix::fs::symlink(repo().join("examples/data"), env.path().join("changed/data")).unwrap();
+    let out = env.smelt(&["run", p.to_str().unwrap(), "--run-id", "resume"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("was started with a different pipeline"), "{}", stderr(&out));
+}
+
+fn wait_for(cond: impl Fn() -> bool, limit: Duration) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    false
+}
+
+fn split_records(root: &Path, run: &str) -> usize {
+    std::fs::read_dir(root.join("runs").join(run).join("splits")).map(|d| d.count()).unwrap_or(0)
+}
+
+#[test]
+fn a_killed_run_shows_no_version_and_resumes_to_the_same_dataset() {
+    let env = Env::new();
+    let p = scaled_quickstart(&env, 40);
+    let p = p.to_str().unwrap();
+    let mut child = env.cmd().args(["run", p, "--run-id", "killed", "--parallelism", "1"]).spawn().unwrap();
+    let root = dataset_root(&env, "quickstart");
+    let started = wait_for(|| split_records(&root, "killed") >= 1, Duration::from_secs(120));
+    assert!(started, "no split completed");
+    // While it runs, a second process cannot open the catalog and says why.
+    let busy = env.smelt(&["catalog", "list"]);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let done = split_records(&root, "killed");
+    assert!(done < 120, "the run finished before it could be killed ({done} splits); use more input");
+    assert!(!busy.status.success());
+    assert!(stderr(&busy).contains("another smelt process has the catalog open"), "{}", stderr(&busy));
+
+    assert!(!env.smelt(&["catalog", "log", "quickstart"]).status.success(), "a killed run shows no version");
+    let r = env.json(&["run", p, "--run-id", "killed", "--parallelism", "2"]);
+    assert_eq!(r["splits_resumed"].as_u64().unwrap() as usize, done);
+    assert_eq!(r["version"], 1);
+
+    // The same inputs (origins hold their paths) run uninterrupted into another data dir.
+    let fresh = Env::new();
+    let f = fresh.json(&["run", p]);
+    assert_eq!(r["digest"], f["digest"], "resumed run differs from an uninterrupted one");
+    let m = env.json(&["catalog", "show", "quickstart@1"]);
+    assert_eq!(m["totals"]["rows"], f["rows_written"]);
+}
+
+#[test]
+fn ctrl_c_cancels_without_committing() {
+    let env = Env::new();
+    let p = scaled_quickstart(&env, 40);
+    let mut child = env
+        .cmd()
+        .args(["run", p.to_str().unwrap(), "--run-id", "int", "--parallelism", "1"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let root = dataset_root(&env, "quickstart");
+    assert!(wait_for(|| split_records(&root, "int") >= 1, Duration::from_secs(120)));
+    let status = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
+    assert!(stderr(&out).contains("nothing was committed"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--run-id int"), "{}", stderr(&out));
+    assert!(!env.smelt(&["catalog", "log", "quickstart"]).status.success());
+}
+
+#[test]
+fn sample_is_a_dry_run() {
+    let env = Env::new();
+    let out = env.json(&["run", &quickstart(), "--sample", "5"]);
+    assert_eq!(out["dry_run"], true);
+    let docs = out["documents"].as_array().unwrap();
+    assert!(!docs.is_empty() && docs.len() <= 5);
+    assert_eq!(out["stages"][0]["rows_out"], 5);
+    assert!(!env.data().join("datasets").exists(), "a dry run writes nothing");
+    let table = env.ok(&["run", &quickstart(), "--sample", "3"]);
+    assert!(table.contains("dry run: ") && table.contains("nothing written or committed"), "{table}");
+}
+
+#[test]
+fn graph_renders_mermaid_dot_and_plantuml() {
+    let env = Env::new();
+    let m = env.ok(&["graph", &quickstart(), "--format", "mermaid"]);
+    assert!(m.starts_with("flowchart LR"), "{m}");
+    assert!(m.contains("crawl -->|7 cols| text") && m.contains("hashed -->|7 cols| out"), "{m}");
+    let d = env.ok(&["graph", &quickstart(), "--format", "dot"]);
+    assert!(d.contains("digraph \"quickstart\"") && d.contains("\"text\" -> \"hashed\""), "{d}");
+    let u = env.ok(&["graph", &example("fan_in.yaml").display().to_string(), "--format", "plantuml"]);
+    assert!(u.starts_with("@startuml") && u.contains("wet --> hashed") && u.contains("dolma --> hashed"), "{u}");
+}
+
+#[test]
+fn every_example_validates_and_runs() {
+    for name in ["quickstart.yaml", "wet.yaml", "jsonl.yaml", "fan_in.yaml"] {
+        let env = Env::new();
+        let p = example(name).display().to_string();
+        env.ok(&["validate", &p]);
+        let r = env.json(&["run", &p]);
+        assert_eq!(r["version"], 1, "{name}");
+        assert!(r["rows_written"].as_u64().unwrap() > 0, "{name}");
+    }
+    // Fan-in: both sources' documents arrive, in a deterministic order.
+    let env = Env::new();
+    let r = env.json(&["run", &example("fan_in.yaml").display().to_string()]);
+    let m = env.json(&["catalog", "show", "mixed@1"]);
+    assert_eq!(m["lineage"]["inputs"].as_array().unwrap().len(), 2);
+    assert_eq!(r["stages"][2]["rows_in"], r["rows_written"]);
+}
+
+#[test]
+fn invalid_pipelines_report_every_problem_with_its_position() {
+    let dir = repo().join("tests/pipelines/invalid");
+    let mut names: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    names.sort();
+    assert!(names.len() >= 10);
+    let env = Env::new();
+    let mut failures = Vec::new();
+    for p in names {
+        let rel = format!("tests/pipelines/invalid/{}", p.file_name().unwrap().to_str().unwrap());
+        let out = env.cmd().current_dir(repo()).args(["validate", &rel]).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{rel} must fail validation");
+        let expected_path = p.with_extension("expected");
+        let got = stderr(&out);
+        match std::fs::read_to_string(&expected_path) {
+            Ok(want) if want == got => {}
+            Ok(want) => failures.push(format!("{rel}:\n--- want\n{want}--- got\n{got}")),
+            Err(_) if std::env::var_os("SMELT_BLESS").is_some() => std::fs::write(&expected_path, &got).unwrap(),
+            Err(_) => failures.push(format!("{rel}: no {} (run with SMELT_BLESS=1 to write it)\n{got}", expected_path.display())),
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+
+    // JSON for scripts.
+    let out = env.cmd().current_dir(repo()).args(["validate", "tests/pipelines/invalid/many.yaml", "--format", "json"]).output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v[0]["errors"].as_array().unwrap().len() >= 5);
+    assert!(v[0]["errors"][0]["line"].as_u64().unwrap() >= 1);
+}
+
+#[test]
+fn bad_input_is_skipped_counted_and_never_stops_the_run() {
+    let env = Env::new();
+    let src = repo().join("examples/data/cc/CC-MAIN-2020-34-resiliparse-excerpt.warc.gz");
+    let clean = std::fs::read(&src).unwrap();
+    // Corrupt a gzip member in the middle: flip bytes well inside the file.
+    let mut corrupt = clean.clone();
+    let mid = corrupt.len() / 2;
+    for b in &mut corrupt[mid..mid + 64] {
+        *b ^= 0x5a;
+    }
+    env.write("in/a-corrupt.warc.gz", &corrupt);
+    // Truncate another copy mid-record.
+    env.write("in/b-truncated.warc.gz", &clean[..clean.len() * 3 / 4]);
+    env.write("in/c-clean.warc.gz", &clean);
+    let yaml = std::fs::read_to_string(example("quickstart.yaml")).unwrap().replace("data/cc/*.warc.gz", "in/*.warc.gz");
+    let p = env.write("bad.yaml", yaml.as_bytes());
+    let r = env.json(&["run", p.to_str().unwrap()]);
+    assert_eq!(r["version"], 1);
+    let skips = &r["stages"][0]["skips"];
+    assert!(skips["corrupt_gzip"].as_u64().unwrap_or(0) >= 1, "{skips}");
+    assert!(skips["truncated_record"].as_u64().unwrap_or(0) + skips["corrupt_gzip"].as_u64().unwrap_or(0) >= 2, "{skips}");
+    let clean_env = Env::new();
+    let one = clean_env.json(&["run", &quickstart()]);
+    let per_clean_file = 16u64;
+    let rows = r["rows_written"].as_u64().unwrap();
+    assert!(rows > per_clean_file && rows < 3 * per_clean_file, "intact records survive: {rows}");
+    assert!(one["rows_written"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn missing_inputs_and_unwritable_outputs_fail_clearly_without_a_version() {
+    let env = Env::new();
+    let p = env.write("missing.yaml", b"dataset: gone\nstages:\n  crawl:\n    type: warc\n    paths: [nothere/*.warc.gz]\n  text:\n    type: html_to_text\n    inputs: [crawl]\n  h:\n    type: content_hash\n    inputs: [text]\n  out:\n    type: parquet\n    inputs: [h]\n");
+    let out = env.smelt(&["run", p.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("stage `crawl`: no input file matches `nothere/*.warc.gz`"), "{}", stderr(&out));
+
+    // Output under a regular file: cannot be created.
+    env.write("blocker", b"x");
+    let out = env.smelt(&["run", &quickstart(), "--output", env.path().join("blocker/ds").to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("cannot create output directory"), "{}", stderr(&out));
+    assert!(!env.smelt(&["catalog", "log", "quickstart"]).status.success());
+
+    // Read-only dataset root (not root-proof: root may write anywhere, so only checked when it bites).
+    let ro = env.path().join("ro");
+    std::fs::create_dir_all(&ro).unwrap();
+    let mut perms = std::fs::metadata(&ro).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o555);
+    std::fs::set_permissions(&ro, perms).unwrap();
+    let probe = std::fs::File::create(ro.join("probe"));
+    if probe.is_err() {
+        let out = env.smelt(&["run", &quickstart(), "--output", ro.to_str().unwrap()]);
+        assert!(!out.status.success());
+        assert!(stderr(&out).contains("nothing was committed"), "{}", stderr(&out));
+    }
+}
+
+#[test]
+fn help_has_examples_and_broken_pipes_exit_zero() {
+    let env = Env::new();
+    let h = env.ok(&["--help"]);
+    assert!(h.contains("Examples:") && h.contains("smelt run examples/quickstart.yaml"), "{h}");
+    let h = env.ok(&["run", "--help"]);
+    assert!(h.contains("--sample") && h.contains("--world-size"), "{h}");
+    let mut child = env
+        .cmd()
+        .args(["stages"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    let s = env.ok(&["stages"]);
+    for t in ["warc", "jsonl", "parquet_files", "html_to_text", "content_hash", "parquet"] {
+        assert!(s.contains(t), "{s}");
+    }
+    let _ = std::io::stdout().flush();
+    assert!(stdout(&env.smelt(&["--version"])).starts_with("smelt "));
+}
