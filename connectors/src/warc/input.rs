@@ -20,8 +20,9 @@ pub(crate) struct Input<R = File> {
 }
 
 impl<R: Read + Seek> Input<R> {
-    pub(crate) fn new(src: R, capacity: usize) -> Self {
-        Input { src, buf: vec![0; capacity], start: 0, end: 0, buf_offset: 0, eof: false, error: None }
+    /// A window of `capacity` bytes over `src`, whose read position is `offset`.
+    pub(crate) fn new(src: R, capacity: usize, offset: u64) -> Self {
+        Input { src, buf: vec![0; capacity], start: 0, end: 0, buf_offset: offset, eof: false, error: None }
     }
 
     /// File offset of the first unread byte.
@@ -123,7 +124,7 @@ mod tests {
     #[test]
     fn fill_slide_and_seek() {
         let data: Vec<u8> = (0..=255u8).cycle().take(1000).collect();
-        let mut input = Input::new(Cursor::new(data.clone()), 64);
+        let mut input = Input::new(Cursor::new(data.clone()), 64, 0);
         input.fill_to(10).unwrap();
         assert!(input.avail().len() >= 10);
         input.consume(60);

@@ -241,6 +241,8 @@ pub struct WarcReader {
     input_done: bool,
     finished: bool,
     max_block_len: u64,
+    /// File offset where reading started.
+    start: u64,
     /// Decoded bytes of a streamed member held back until its CRC is checked.
     hold: u64,
     /// Skip libdeflate and stream every member (tests of the streaming path).
@@ -261,23 +263,26 @@ impl WarcReader {
         WarcReader::from_file(File::open(path)?)
     }
 
-    /// Reads from an open file, from its current position on.
+    /// Reads from an open file, from its current position on (offsets stay
+    /// file offsets), e.g. from a member offset taken from a CDX index.
     ///
     /// # Errors
     ///
     /// As for [`WarcReader::open`].
-    pub fn from_file(file: File) -> io::Result<WarcReader> {
-        WarcReader::from_source(Box::new(file))
+    pub fn from_file(mut file: File) -> io::Result<WarcReader> {
+        let position = file.stream_position()?;
+        WarcReader::from_source(Box::new(file), position)
     }
 
-    /// Reads from any seekable source (tests use in-memory data).
-    pub(crate) fn from_source(src: Box<dyn Source>) -> io::Result<WarcReader> {
-        let mut input = Input::new(src, WINDOW);
+    /// Reads from any seekable source positioned at `position` (tests use
+    /// in-memory data).
+    pub(crate) fn from_source(src: Box<dyn Source>, position: u64) -> io::Result<WarcReader> {
+        let mut input = Input::new(src, WINDOW, position);
         let mut scratch = Vec::new();
         let gzip = detect_gzip(&mut input, &mut scratch)?;
         let mut members = VecDeque::new();
         if !gzip {
-            members.push_back(MemberStart { abs: 0, offset: 0 });
+            members.push_back(MemberStart { abs: position, offset: position });
         }
         Ok(WarcReader {
             input,
@@ -285,8 +290,9 @@ impl WarcReader {
             inflater: Libdeflate::new()?,
             stream: None,
             out: BytesMut::new(),
-            out_abs: 0,
-            frontier: 0,
+            // Plain files: decoded-stream positions are file offsets.
+            out_abs: if gzip { 0 } else { position },
+            frontier: if gzip { 0 } else { position },
             members,
             gaps: VecDeque::new(),
             resync: false,
@@ -295,6 +301,7 @@ impl WarcReader {
             input_done: false,
             finished: false,
             max_block_len: DEFAULT_MAX_BLOCK_LEN,
+            start: position,
             hold: HOLD,
             stream_all: false,
             stream_in: STREAM_IN,
@@ -326,12 +333,12 @@ impl WarcReader {
     /// Bytes of uncompressed WARC decoded so far (all of it once the reader is
     /// exhausted), for throughput figures.
     pub fn uncompressed_bytes(&self) -> u64 {
-        self.out_abs + self.out.len() as u64
+        self.out_end() - if self.gzip { 0 } else { self.start }
     }
 
     /// Bytes of the file consumed so far.
     pub fn compressed_bytes(&self) -> u64 {
-        self.input.offset()
+        self.input.offset() - self.start
     }
 
     /// The next record, or a non-fatal per-record error; `None` at end of
@@ -451,7 +458,8 @@ impl WarcReader {
                 }
                 return Step::NeedMore;
             };
-            let content_length = match parse_header(&d[..header_len], None) {
+            let mut headers = Vec::with_capacity(16);
+            let content_length = match parse_header(&d[..header_len], Some(&mut headers)) {
                 Ok(n) => n,
                 Err(message) => return self.bad_header(message),
             };
@@ -472,11 +480,6 @@ impl WarcReader {
             let block_len = usize::try_from(content_length).unwrap_or(usize::MAX);
             if avail.saturating_sub(header_len) < block_len {
                 return Step::NeedMore;
-            }
-            let mut headers = Vec::with_capacity(16);
-            // Already parsed once without collecting: cannot fail now.
-            if let Err(message) = parse_header(&d[..header_len], Some(&mut headers)) {
-                return self.bad_header(message);
             }
             let version = String::from_utf8_lossy(trim(line_at(d, 0))).into_owned();
             let location = self.location(self.out_abs);

@@ -36,11 +36,11 @@ fn read_file(name: &str) -> Vec<Result<WarcRecord, RecordError>> {
 }
 
 fn read_bytes(data: Vec<u8>) -> Vec<Result<WarcRecord, RecordError>> {
-    read_all(WarcReader::from_source(Box::new(Cursor::new(data))).unwrap())
+    read_all(WarcReader::from_source(Box::new(Cursor::new(data)), 0).unwrap())
 }
 
 fn read_bytes_streaming(data: Vec<u8>, hold: u64) -> Vec<Result<WarcRecord, RecordError>> {
-    let mut reader = WarcReader::from_source(Box::new(Cursor::new(data))).unwrap();
+    let mut reader = WarcReader::from_source(Box::new(Cursor::new(data)), 0).unwrap();
     reader.stream_all(hold, 4096);
     read_all(reader)
 }
@@ -98,6 +98,14 @@ const WHIRLWIND_IDS: [&str; 4] = [
 ];
 
 // ------------------------------------------------------------ real fixtures
+
+#[test]
+fn reader_can_move_to_another_thread() {
+    fn is_send<T: Send>() {}
+    is_send::<WarcReader>();
+    is_send::<WarcRecord>();
+    is_send::<RecordError>();
+}
 
 #[test]
 fn whirlwind_warc_per_record_gzip() {
@@ -524,6 +532,26 @@ fn over_long_block_is_skipped() {
 }
 
 #[test]
+fn start_at_a_member_offset() {
+    // As a reader of one CDX hit would: open, seek to the member, read.
+    let mut file = std::fs::File::open(fixture("whirlwind.warc.gz")).unwrap();
+    file.seek(SeekFrom::Start(1023)).unwrap();
+    let mut reader = WarcReader::from_file(file).unwrap();
+    let first = reader.next_record().unwrap().unwrap();
+    assert_eq!((first.warc_type(), first.location.to_string()), (Some("response"), "1023".to_owned()));
+    assert_eq!(summary(&read_all(reader)), ["metadata@18374"]);
+    // Uncompressed, with a damaged member-less stretch to skip: offsets stay file offsets.
+    let mut file = std::fs::File::open(fixture("eugeneware.warc")).unwrap();
+    file.seek(SeekFrom::Start(1600)).unwrap();
+    let mut reader = WarcReader::from_file(file).unwrap();
+    assert!(!reader.is_gzip());
+    assert_eq!(summary(&[reader.next_record().unwrap()]), ["!bad_header@1600"]);
+    assert_eq!(summary(&[reader.next_record().unwrap()]), ["metadata@2455"]);
+    let rest = read_all(reader);
+    assert_eq!(rest.len(), 9);
+}
+
+#[test]
 fn empty_and_blank_inputs() {
     assert!(read_bytes(Vec::new()).is_empty());
     assert!(read_bytes(b"\r\n\r\n\n".to_vec()).is_empty());
@@ -560,7 +588,7 @@ fn io_error_ends_reading_once() {
     let data = fixture_bytes("eugeneware.warc");
     let all = read_bytes(data.clone());
     let src = FailingReader { inner: Cursor::new(data), fail_at: 100_000 };
-    let items = read_all(WarcReader::from_source(Box::new(src)).unwrap());
+    let items = read_all(WarcReader::from_source(Box::new(src), 0).unwrap());
     // Every record that ends before the failure, then one error.
     let starts: Vec<u64> = records(&all).iter().map(|r| r.location.member_offset).collect();
     let before: Vec<String> = records(&all)
@@ -577,7 +605,7 @@ fn io_error_ends_reading_once() {
     assert!(items.last().unwrap().as_ref().unwrap_err().message.contains("disk on fire"));
     // A failure at once fails `open`.
     let src = FailingReader { inner: Cursor::new(Vec::new()), fail_at: 0 };
-    assert!(WarcReader::from_source(Box::new(src)).is_err());
+    assert!(WarcReader::from_source(Box::new(src), 0).is_err());
 }
 
 #[test]
