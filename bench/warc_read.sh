@@ -3,6 +3,7 @@
 #
 #   bench/warc_read.sh                    # the 4 DEBDOCS-SYNTH shards built by the peer harness
 #   RUNS=7 bench/warc_read.sh FILE.gz...  # any gzip WARC files
+#   BENCH_WARC_BIN=path/to/bench_warc bench/warc_read.sh   # skip the cargo build
 #
 # Both sides read every record and parse every response block as HTTP: fastwarc through the
 # peer harness's bench_parse.parse_fastwarc (ArchiveIterator(parse_http=True) + reader.read()),
@@ -33,9 +34,13 @@ for f in "${FILES[@]}"; do
 done
 
 cd "$ROOT"
-cargo build -q --release -p smelt-connectors --example bench_warc
-TARGET=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
-BIN=$TARGET/release/examples/bench_warc
+if [ -n "${BENCH_WARC_BIN:-}" ]; then
+    BIN=$BENCH_WARC_BIN   # a bench_warc built elsewhere (e.g. while the workspace does not build)
+else
+    cargo build -q --release -p smelt-connectors --example bench_warc
+    TARGET=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+    BIN=$TARGET/release/examples/bench_warc
+fi
 
 echo "input: ${#ABS[@]} files, $(du -cb "${ABS[@]}" | tail -1 | cut -f1) compressed bytes; $RUNS runs each;" \
      "$(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)); load $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -138,7 +138,11 @@ impl WarcRecord {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RecordErrorKind {
     /// A gzip member that does not decode (bad data, bad CRC), or bytes where a
-    /// member should start that are not one. Reading resumes at the next member.
+    /// member should start that are not one. Reading resumes at the next member
+    /// that verifiably decodes. Nothing of a corrupt member is returned, except
+    /// from members over 16 MiB decoded (a whole-file gzip), whose records are
+    /// returned as they are decoded: those before the damage come out, the
+    /// rest of the member is dropped.
     CorruptGzip,
     /// The data ends (file end, or a cut gzip member) before the record does.
     TruncatedRecord,
