@@ -9,9 +9,10 @@ use anyhow::Context;
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::DataType;
 use clap::{Args, Parser, Subcommand};
-use smelt_catalog::{commit_run, Catalog, CatalogError, DatasetStore, StageMetrics, VersionManifest, VersionRef};
+use smelt_catalog::{commit_run, Catalog, CatalogError, DatasetStore, StageMetrics};
 use smelt_engine::{EngineError, GraphFormat, Pipeline, Progress, RunOptions};
 
+use crate::catalog_cmd::{CatalogCmd, GateFailed, EXIT_GATE};
 use crate::output::{emit, emit_json, human_bytes, progress_bar, table, Format};
 use crate::registry;
 
@@ -89,6 +90,37 @@ pub enum Command {
     /// Query the dataset catalog.
     #[command(subcommand)]
     Catalog(CatalogCmd),
+    /// SQL over dataset versions and the catalog (DataFusion).
+    #[command(after_help = "Examples:
+  smelt sql 'SELECT source, count(*) FROM \"quickstart@1\" GROUP BY source ORDER BY 2 DESC'
+  smelt sql \"SELECT * FROM versions WHERE dataset = 'quickstart'\"
+  smelt sql 'SELECT id, url FROM \"quickstart@prod\"' --format csv --output ids.csv
+
+Tables: every \"dataset@version\", \"dataset@tag\" and dataset (latest) named in the query,
+and the catalog tables datasets, versions, shards, runs, tags, stats, funnel, drops.")]
+    Sql {
+        /// One SQL statement (reading only).
+        query: String,
+        /// table, csv, json or parquet.
+        #[arg(long, value_enum, default_value = "table")]
+        format: SqlFmt,
+        /// Write to this file instead of stdout (required for parquet).
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
+}
+
+/// `smelt sql --format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SqlFmt {
+    /// Human-readable table.
+    Table,
+    /// CSV with a header.
+    Csv,
+    /// JSON array of objects.
+    Json,
+    /// Parquet (needs --output).
+    Parquet,
 }
 
 /// `smelt graph --format`.
@@ -133,43 +165,11 @@ pub struct RunArgs {
     pub format: Format,
 }
 
-/// `smelt catalog` subcommands.
-#[derive(Debug, Subcommand)]
-pub enum CatalogCmd {
-    /// Datasets with their latest version.
-    List {
-        /// Output format.
-        #[arg(long, value_enum, default_value = "table")]
-        format: Format,
-    },
-    /// Versions of a dataset, oldest first.
-    #[command(after_help = "Example:\n  smelt catalog log quickstart")]
-    Log {
-        /// Dataset name.
-        dataset: String,
-        /// Output format.
-        #[arg(long, value_enum, default_value = "table")]
-        format: Format,
-    },
-    /// One version: manifest, schema, lineage, stats.
-    #[command(after_help = "Examples:\n  smelt catalog show quickstart@1\n  smelt catalog show quickstart@latest --format json")]
-    Show {
-        /// DATASET@VERSION (or DATASET for the latest).
-        version: String,
-        /// Output format.
-        #[arg(long, value_enum, default_value = "table")]
-        format: Format,
-    },
-    /// Recreate the index from the manifests in dataset storage.
-    #[command(after_help = "Examples:\n  smelt catalog rebuild\n  smelt catalog rebuild s3://bucket/datasets/cc-news")]
-    Rebuild {
-        /// Dataset roots to scan (default: every dataset under DATA_DIR/datasets and those the index knows).
-        roots: Vec<String>,
-    },
-}
-
 fn fail(e: &anyhow::Error) -> ExitCode {
     eprintln!("error: {e:#}");
+    if e.downcast_ref::<GateFailed>().is_some() {
+        return ExitCode::from(EXIT_GATE);
+    }
     if let Some(EngineError::Config(_) | EngineError::User(_)) = e.downcast_ref::<EngineError>() {
         return ExitCode::from(2);
     }
@@ -192,7 +192,8 @@ pub async fn dispatch(cli: Cli) -> ExitCode {
             stages(format);
             Ok(())
         }
-        Command::Catalog(cmd) => catalog(&data_dir, cmd).await,
+        Command::Catalog(cmd) => crate::catalog_cmd::run(&data_dir, cmd).await,
+        Command::Sql { query, format, output } => sql(&data_dir, &query, format, output.as_deref()).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -337,8 +338,11 @@ async fn run(data_dir: &Path, args: RunArgs) -> anyhow::Result<()> {
     }
     let (rank, world_size) = (args.rank.unwrap_or(0), args.world_size.unwrap_or(1));
     let single = args.rank.is_none();
-    // Fail fast if the catalog cannot be opened, before hours of work; ranks never touch it.
-    let catalog = if single { Some(open_catalog(data_dir)?) } else { None };
+    // Fail fast if the catalog cannot be opened, before hours of work, but do not
+    // hold it during the run (other smelt processes use it); ranks never touch it.
+    if single {
+        drop(open_catalog(data_dir)?);
+    }
     let root = dataset_root(data_dir, &p, &args.pipeline, args.output.as_deref());
     let store = DatasetStore::open(&root)?;
     let pointer = RunPointer { dataset: p.dataset.clone(), root_url: store.url().to_string(), pipeline: args.pipeline.display().to_string() };
@@ -380,9 +384,11 @@ async fn run(data_dir: &Path, args: RunArgs) -> anyhow::Result<()> {
             )))
         }
     };
-    let committed = match &catalog {
-        Some(c) => Some(commit_run(c, &store, &run_id, &chrono::Utc::now().to_rfc3339()).await?),
-        None => None,
+    let committed = if single {
+        let c = open_catalog(data_dir)?;
+        Some(commit_run(&c, &store, &run_id, &chrono::Utc::now().to_rfc3339()).await?)
+    } else {
+        None
     };
     let summary = serde_json::json!({
         "run_id": run_id,
@@ -428,7 +434,8 @@ async fn run(data_dir: &Path, args: RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn funnel_table(stages: &[StageMetrics]) -> String {
+/// The filter funnel as a table.
+pub fn funnel_table(stages: &[StageMetrics]) -> String {
     let rows: Vec<Vec<String>> = stages
         .iter()
         .map(|s| {
@@ -498,8 +505,40 @@ async fn sample(p: &Pipeline, path: &Path, n: usize, parallelism: usize, format:
     Ok(())
 }
 
-fn open_catalog(data_dir: &Path) -> anyhow::Result<Catalog> {
-    Ok(Catalog::open(data_dir)?)
+/// Opens the catalog index for a short while, waiting up to SMELT_CATALOG_WAIT
+/// seconds (default 30) while another smelt process holds it.
+pub fn open_catalog(data_dir: &Path) -> anyhow::Result<Catalog> {
+    let wait = std::env::var("SMELT_CATALOG_WAIT").ok().and_then(|s| s.parse::<f64>().ok()).unwrap_or(30.0);
+    Ok(Catalog::open_wait(data_dir, std::time::Duration::from_secs_f64(wait.max(0.0)))?)
+}
+
+async fn sql(data_dir: &Path, query: &str, format: SqlFmt, output: Option<&Path>) -> anyhow::Result<()> {
+    use smelt_catalog::sql::SqlFormat;
+    let f = match format {
+        SqlFmt::Table => SqlFormat::Table,
+        SqlFmt::Csv => SqlFormat::Csv,
+        SqlFmt::Json => SqlFormat::Json,
+        SqlFmt::Parquet => SqlFormat::Parquet,
+    };
+    if f == SqlFormat::Parquet && output.is_none() {
+        return Err(EngineError::User("--format parquet writes a file: add --output FILE.parquet".into()).into());
+    }
+    let catalog = open_catalog(data_dir)?;
+    let batches = smelt_catalog::sql::query(&catalog, query).await?;
+    drop(catalog);
+    match output {
+        Some(path) => {
+            let mut file = std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+            smelt_catalog::sql::write_results(&batches, f, &mut file)?;
+            eprintln!("wrote {} rows to {}", batches.iter().map(|b| b.num_rows()).sum::<usize>(), path.display());
+        }
+        None => {
+            let mut buf = Vec::new();
+            smelt_catalog::sql::write_results(&batches, f, &mut buf)?;
+            emit(&String::from_utf8_lossy(&buf));
+        }
+    }
+    Ok(())
 }
 
 async fn commit(data_dir: &Path, run_id: &str, pipeline: Option<&Path>, format: Format) -> anyhow::Result<()> {
@@ -539,140 +578,3 @@ async fn commit(data_dir: &Path, run_id: &str, pipeline: Option<&Path>, format: 
     Ok(())
 }
 
-async fn catalog(data_dir: &Path, cmd: CatalogCmd) -> anyhow::Result<()> {
-    let catalog = open_catalog(data_dir)?;
-    match cmd {
-        CatalogCmd::List { format } => {
-            let mut rows = Vec::new();
-            let mut json = Vec::new();
-            for d in catalog.datasets()? {
-                let latest = catalog.manifest(&d.name, d.latest)?;
-                let t = latest.as_ref().map(|m| m.totals.clone()).unwrap_or_default();
-                let at = latest.as_ref().map(|m| m.committed_at.clone()).unwrap_or_default();
-                rows.push(vec![d.name.clone(), d.latest.to_string(), t.rows.to_string(), t.tokens.to_string(), human_bytes(t.bytes), at.clone()]);
-                json.push(serde_json::json!({"dataset": d.name, "latest": d.latest, "rows": t.rows, "tokens": t.tokens, "bytes": t.bytes, "updated": at, "root": d.root_url}));
-            }
-            match format {
-                Format::Json => emit_json(&serde_json::Value::Array(json)),
-                Format::Table => emit(&table(&["dataset", "latest", "rows", "tokens", "size", "updated"], &rows)),
-            }
-        }
-        CatalogCmd::Log { dataset, format } => {
-            if catalog.dataset(&dataset)?.is_none() {
-                catalog.resolve(&VersionRef { dataset: dataset.clone(), version: None })?;
-            }
-            let versions = catalog.versions(&dataset)?;
-            match format {
-                Format::Json => emit_json(&serde_json::to_value(&versions)?),
-                Format::Table => {
-                    let rows: Vec<Vec<String>> = versions
-                        .iter()
-                        .rev()
-                        .map(|v| {
-                            vec![
-                                format!("{}@{}", v.dataset, v.version),
-                                v.committed_at.chars().take(19).collect(),
-                                v.run_id.clone(),
-                                v.totals.rows.to_string(),
-                                v.totals.shards.to_string(),
-                                human_bytes(v.totals.bytes),
-                                v.pipeline_hash.chars().take(12).collect(),
-                                v.digest.trim_start_matches("xxh3-128:").chars().take(12).collect(),
-                            ]
-                        })
-                        .collect();
-                    emit(&table(&["version", "committed", "run", "rows", "shards", "size", "pipeline", "digest"], &rows));
-                }
-            }
-        }
-        CatalogCmd::Show { version, format } => {
-            let r: VersionRef = version.parse()?;
-            let m = catalog.resolve(&r)?;
-            match format {
-                Format::Json => emit_json(&serde_json::to_value(&m)?),
-                Format::Table => emit(&show_table(&m)),
-            }
-        }
-        CatalogCmd::Rebuild { roots } => {
-            let mut roots = roots;
-            if roots.is_empty() {
-                roots.extend(catalog.datasets()?.into_iter().map(|d| d.root_url));
-                if let Ok(entries) = std::fs::read_dir(data_dir.join("datasets")) {
-                    let mut local: Vec<String> = entries.filter_map(|e| e.ok()).map(|e| e.path().display().to_string()).collect();
-                    local.sort();
-                    roots.extend(local);
-                }
-            }
-            let mut seen = std::collections::HashSet::new();
-            for root in roots {
-                let store = DatasetStore::open(&root)?;
-                if !seen.insert(store.url().to_string()) {
-                    continue;
-                }
-                let versions = smelt_catalog::rebuild(&catalog, &store).await?;
-                emit(&format!("{}: {} versions recorded", store.url(), versions.len()));
-            }
-        }
-    }
-    Ok(())
-}
-
-fn show_table(m: &VersionManifest) -> String {
-    let mut out = String::new();
-    out.push_str(&format!("{}@{}\n", m.dataset, m.version));
-    out.push_str(&format!("  committed   {}\n  run         {}\n  digest      {}\n", m.committed_at, m.lineage.run_id, m.digest));
-    out.push_str(&format!(
-        "  totals      {} rows, {} shards, {}, {} tokens, {} of text\n",
-        m.totals.rows,
-        m.totals.shards,
-        human_bytes(m.totals.bytes),
-        m.totals.tokens,
-        human_bytes(m.totals.text_bytes)
-    ));
-    out.push_str(&format!(
-        "  lineage     pipeline {} (hash {}), smelt {}, {} input splits\n\nschema\n",
-        m.lineage.pipeline_path,
-        &m.lineage.pipeline_hash,
-        m.lineage.smelt_version,
-        m.lineage.inputs.len()
-    ));
-    let schema: Vec<Vec<String>> = m
-        .schema
-        .iter()
-        .map(|f| vec![f.name.clone(), f.data_type.clone(), if f.nullable { "null".into() } else { "not null".into() }])
-        .collect();
-    out.push_str(&table(&["column", "type", "nulls"], &schema));
-    out.push_str("\nstats (language x source x domain, top 20 by docs)\n");
-    let mut stats = m.stats.clone();
-    stats.sort_by(|a, b| b.docs.cmp(&a.docs).then_with(|| (&a.lang, &a.source, &a.domain).cmp(&(&b.lang, &b.source, &b.domain))));
-    let rows: Vec<Vec<String>> = stats
-        .iter()
-        .take(20)
-        .map(|s| vec![s.lang.clone(), s.source.clone(), s.domain.clone(), s.docs.to_string(), s.tokens.to_string(), human_bytes(s.text_bytes)])
-        .collect();
-    out.push_str(&table(&["lang", "source", "domain", "docs", "tokens", "text"], &rows));
-    if stats.len() > 20 {
-        out.push_str(&format!("... {} more groups\n", stats.len() - 20));
-    }
-    out.push_str("\nfilter funnel\n");
-    out.push_str(&funnel_table(&m.funnel));
-    out.push_str("\ninputs\n");
-    for i in m.lineage.inputs.iter().take(10) {
-        out.push_str(&format!("  [{}] {} ({})\n", i.index, i.id, i.source));
-    }
-    if m.lineage.inputs.len() > 10 {
-        out.push_str(&format!("  ... {} more\n", m.lineage.inputs.len() - 10));
-    }
-    out.push_str("\nshards\n");
-    let shards: Vec<Vec<String>> = m
-        .shards
-        .iter()
-        .take(10)
-        .map(|s| vec![s.path.clone(), s.rows.to_string(), human_bytes(s.bytes), s.checksum.clone()])
-        .collect();
-    out.push_str(&table(&["path", "rows", "size", "checksum"], &shards));
-    if m.shards.len() > 10 {
-        out.push_str(&format!("... {} more shards\n", m.shards.len() - 10));
-    }
-    out
-}

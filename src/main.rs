@@ -7,7 +7,9 @@
 //! smelt catalog ...     ── sled index (+ manifests in dataset storage)
 //! ```
 
+mod catalog_cmd;
 mod cli;
+mod docs;
 mod output;
 mod registry;
 

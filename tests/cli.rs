@@ -172,14 +172,13 @@ fn a_killed_run_shows_no_version_and_resumes_to_the_same_dataset() {
     let root = dataset_root(&env, "quickstart");
     let started = wait_for(|| split_records(&root, "killed") >= 1, Duration::from_secs(120));
     assert!(started, "no split completed");
-    // While it runs, a second process cannot open the catalog and says why.
-    let busy = env.smelt(&["catalog", "list"]);
+    // While it runs, a second smelt process can use the catalog (the run does not hold it).
+    let during = env.smelt(&["catalog", "list"]);
     child.kill().unwrap();
     child.wait().unwrap();
     let done = split_records(&root, "killed");
     assert!(done < 120, "the run finished before it could be killed ({done} splits); use more input");
-    assert!(!busy.status.success());
-    assert!(stderr(&busy).contains("another smelt process has the catalog open"), "{}", stderr(&busy));
+    assert!(during.status.success(), "{}", stderr(&during));
 
     assert!(!env.smelt(&["catalog", "log", "quickstart"]).status.success(), "a killed run shows no version");
     let r = env.json(&["run", p, "--run-id", "killed", "--parallelism", "2"]);
@@ -198,7 +197,7 @@ fn a_killed_run_shows_no_version_and_resumes_to_the_same_dataset() {
 fn ctrl_c_cancels_without_committing() {
     let env = Env::new();
     let p = scaled_quickstart(&env, 40);
-    let mut child = env
+    let child = env
         .cmd()
         .args(["run", p.to_str().unwrap(), "--run-id", "int", "--parallelism", "1"])
         .stderr(std::process::Stdio::piped())
@@ -373,4 +372,106 @@ fn help_has_examples_and_broken_pipes_exit_zero() {
     }
     let _ = std::io::stdout().flush();
     assert!(stdout(&env.smelt(&["--version"])).starts_with("smelt "));
+}
+
+#[test]
+fn a_held_catalog_is_waited_for_then_reported_with_its_holder() {
+    let env = Env::new();
+    env.ok(&["run", &quickstart()]);
+    let held = smelt_catalog::Catalog::open(&env.data()).unwrap();
+    // Short wait: a clear error naming the holder.
+    let out = env.cmd().env("SMELT_CATALOG_WAIT", "0.2").args(["catalog", "log", "quickstart"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("another smelt process has the catalog open"), "{err}");
+    assert!(err.contains(&format!("held by pid {}", std::process::id())), "{err}");
+    // A longer wait succeeds once the holder lets go.
+    let child = env.cmd().env("SMELT_CATALOG_WAIT", "20").args(["catalog", "log", "quickstart"]).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    drop(held);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("quickstart@1"));
+}
+
+#[test]
+fn tags_move_and_resolve() {
+    let env = Env::new();
+    env.ok(&["run", &quickstart()]);
+    env.ok(&["run", &quickstart()]);
+    env.ok(&["catalog", "tag", "quickstart@1", "prod"]);
+    assert_eq!(env.json(&["catalog", "show", "quickstart@prod"])["version"], 1);
+    env.ok(&["catalog", "tag", "quickstart@2", "prod"]);
+    assert_eq!(env.json(&["catalog", "show", "quickstart@prod"])["version"], 2);
+    let log = env.json(&["catalog", "log", "quickstart"]);
+    assert_eq!(log[1]["tags"], serde_json::json!(["prod"]));
+    let out = env.smelt(&["catalog", "show", "quickstart@prd"]);
+    assert!(stderr(&out).contains("did you mean `quickstart@prod`?"), "{}", stderr(&out));
+    let out = env.smelt(&["catalog", "show", "quickstrat@1"]);
+    assert!(stderr(&out).contains("did you mean `quickstart`?"), "{}", stderr(&out));
+    let out = env.smelt(&["catalog", "tag", "quickstart@2", "42"]);
+    assert_eq!(out.status.code(), Some(2));
+    // Tags survive a lost index.
+    std::fs::remove_dir_all(env.data().join("catalog.sled")).unwrap();
+    let out = env.ok(&["catalog", "rebuild"]);
+    assert!(out.contains("2 versions, 1 tags recorded"), "{out}");
+    assert_eq!(env.json(&["catalog", "show", "quickstart@prod"])["version"], 2);
+}
+
+#[test]
+fn diff_lineage_and_gc() {
+    let env = Env::new();
+    let src = repo().join("examples/data/cc");
+    let files: Vec<_> = std::fs::read_dir(&src).unwrap().map(|e| e.unwrap().path()).filter(|p| p.to_str().unwrap().ends_with(".warc.gz") && !p.to_str().unwrap().ends_with(".wet.gz")).collect();
+    std::fs::create_dir_all(env.path().join("in")).unwrap();
+    for f in &files {
+        std::fs::copy(f, env.path().join("in").join(f.file_name().unwrap())).unwrap();
+    }
+    let yaml = std::fs::read_to_string(example("quickstart.yaml")).unwrap().replace("data/cc/*.warc.gz", "in/*.warc.gz");
+    let p = env.write("p.yaml", yaml.as_bytes());
+    let p = p.to_str().unwrap();
+    env.ok(&["run", p]);
+    // Version 2: one input file fewer and a changed option.
+    std::fs::remove_file(env.path().join("in/CC-MAIN-2025-33-cdx-toolkit.warc.gz")).unwrap();
+    env.write("p.yaml", yaml.replace("min_chars: 1", "min_chars: 2000").as_bytes());
+    env.ok(&["run", p]);
+    let d = env.json(&["catalog", "diff", "quickstart@1", "quickstart@2"]);
+    assert_eq!(d["lineage"]["pipeline_changed"], true);
+    assert!(d["lineage"]["config_changes"].as_array().unwrap().iter().any(|c| c["path"] == "stages[text].options.min_chars"), "{}", d["lineage"]);
+    assert_eq!(d["lineage"]["inputs_removed"].as_array().unwrap().len(), 1);
+    let docs = &d["documents"];
+    assert!(docs["removed"].as_u64().unwrap() >= 2, "{docs}");
+    assert_eq!(docs["added"], 0);
+    let (a, b) = (d["totals"]["rows"][0].as_u64().unwrap(), d["totals"]["rows"][1].as_u64().unwrap());
+    assert_eq!(a - b, docs["removed"].as_u64().unwrap());
+    assert!(d["mixture"][0]["share_delta_pp"].as_f64().unwrap().abs() > 0.0);
+    assert!(d["funnel"].as_array().unwrap().iter().any(|f| f["reason"] == "too_short"));
+    // Gates: exit 4 when crossed.
+    let out = env.smelt(&["catalog", "diff", "quickstart@1", "quickstart@2", "--fail-on", "docs_removed>1%"]);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    assert!(stderr(&out).contains("diff gate failed: docs_removed"), "{}", stderr(&out));
+    env.ok(&["catalog", "diff", "quickstart@1", "quickstart@2", "--fail-on", "token_share_delta>100pp"]);
+    let out = env.smelt(&["catalog", "diff", "quickstart@1", "quickstart@2", "--fail-on", "bogus>1"]);
+    assert!(stderr(&out).contains("unknown metric `bogus`"), "{}", stderr(&out));
+    // Readable form and sample documents with their text.
+    let t = env.ok(&["catalog", "diff", "quickstart@1", "quickstart@2", "--docs", "removed", "--limit", "2"]);
+    assert!(t.contains("documents") && t.contains("sample documents (removed)") && t.contains("mixture"), "{t}");
+    let j = env.json(&["catalog", "diff", "quickstart@1", "quickstart@2", "--docs", "removed", "--limit", "2"]);
+    assert_eq!(j["sample_documents"]["from"].as_array().unwrap().len(), 2, "{}", j["sample_documents"]);
+
+    let l = env.ok(&["catalog", "lineage", "quickstart@2"]);
+    assert!(l.contains("html_to_text") && l.contains("min_chars"), "{l}");
+
+    // gc: a failed run's staging goes, committed shards stay.
+    env.ok(&["run", p, "--rank", "0", "--world-size", "2", "--run-id", "abandoned"]);
+    let root = dataset_root(&env, "quickstart");
+    assert!(root.join("runs/abandoned").exists());
+    let dry = env.ok(&["catalog", "gc", "--grace-hours", "0", "--dry-run"]);
+    assert!(dry.contains("would remove") && dry.contains("runs/abandoned/plan.json"), "{dry}");
+    env.ok(&["catalog", "gc", "--grace-hours", "0"]);
+    assert!(!root.join("runs/abandoned/plan.json").exists());
+    let m = env.json(&["catalog", "show", "quickstart@1"]);
+    for s in m["shards"].as_array().unwrap() {
+        assert!(root.join(s["path"].as_str().unwrap()).exists(), "committed shard removed");
+    }
 }

@@ -22,35 +22,102 @@ pub struct Catalog {
     versions: sled::Tree,
     manifests: sled::Tree,
     runs: sled::Tree,
+    tags: sled::Tree,
+    _holder: std::sync::Arc<Holder>,
 }
 
-/// A dataset reference: `name`, `name@7`, `name@latest`.
+/// Which version of a dataset a reference names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selector {
+    /// The latest version (`name`, `name@latest`).
+    Latest,
+    /// A version number (`name@7`).
+    Number(u64),
+    /// A tag (`name@prod`).
+    Tag(String),
+}
+
+/// A dataset reference: `name`, `name@7`, `name@latest`, `name@prod`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VersionRef {
     /// Dataset name.
     pub dataset: String,
-    /// Version number; `None` means latest.
-    pub version: Option<u64>,
+    /// Which version.
+    pub selector: Selector,
+}
+
+impl VersionRef {
+    /// The latest version of `dataset`.
+    pub fn latest(dataset: &str) -> Self {
+        VersionRef { dataset: dataset.to_string(), selector: Selector::Latest }
+    }
+}
+
+impl std::fmt::Display for VersionRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.selector {
+            Selector::Latest => write!(f, "{}@latest", self.dataset),
+            Selector::Number(v) => write!(f, "{}@{v}", self.dataset),
+            Selector::Tag(t) => write!(f, "{}@{t}", self.dataset),
+        }
+    }
+}
+
+/// Whether `tag` can name a tag: not a number, not `latest`, letters/digits/`-_.`.
+pub fn valid_tag(tag: &str) -> bool {
+    !tag.is_empty()
+        && tag.len() <= 64
+        && tag != "latest"
+        && !tag.bytes().all(|b| b.is_ascii_digit())
+        && tag.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
 impl std::str::FromStr for VersionRef {
     type Err = CatalogError;
     fn from_str(s: &str) -> Result<Self> {
-        let (name, v) = match s.split_once('@') {
-            None => (s, None),
-            Some((n, "latest")) => (n, None),
-            Some((n, v)) => {
-                let v = v.parse::<u64>().map_err(|_| {
-                    CatalogError::User(format!("`{s}`: a version is a number or `latest`, as in {n}@3"))
-                })?;
-                (n, Some(v))
+        let (name, selector) = match s.split_once('@') {
+            None => (s, Selector::Latest),
+            Some((n, "latest")) => (n, Selector::Latest),
+            Some((n, v)) if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) => {
+                let v = v.parse::<u64>().map_err(|_| CatalogError::User(format!("`{s}`: version number too large")))?;
+                (n, Selector::Number(v))
+            }
+            Some((n, t)) if valid_tag(t) => (n, Selector::Tag(t.to_string())),
+            Some((n, _)) => {
+                return Err(CatalogError::User(format!(
+                    "`{s}`: after `@` comes a version number, `latest` or a tag, as in {n}@3 or {n}@prod"
+                )))
             }
         };
         if name.is_empty() {
             return Err(CatalogError::User(format!("`{s}`: expected DATASET or DATASET@VERSION")));
         }
-        Ok(VersionRef { dataset: name.to_string(), version: v })
+        Ok(VersionRef { dataset: name.to_string(), selector })
     }
+}
+
+/// Format of the index; a catalog written with another format is refused.
+pub const INDEX_FORMAT: u32 = 1;
+
+/// Who holds the catalog open, written beside the sled database while it is open.
+#[derive(Debug)]
+struct Holder {
+    path: PathBuf,
+}
+
+impl Drop for Holder {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    candidates
+        .into_iter()
+        .map(|c| (strsim::damerau_levenshtein(word, c), c))
+        .filter(|(d, c)| *d <= 2.max(c.len() / 3))
+        .min()
+        .map(|(_, c)| c)
 }
 
 fn version_key(dataset: &str, version: u64) -> Vec<u8> {
@@ -79,9 +146,11 @@ impl Catalog {
     ///
     /// # Errors
     /// `Open` when another process holds the database (sled takes an exclusive
-    /// lock) or the files are unreadable.
+    /// lock; the message names the holder), the files are unreadable, or the
+    /// index was written in another format.
     pub fn open(data_dir: &Path) -> Result<Self> {
         let path = data_dir.join("catalog.sled");
+        let holder_path = data_dir.join("catalog.holder");
         std::fs::create_dir_all(data_dir).map_err(|e| CatalogError::Open {
             path: path.clone(),
             message: format!("cannot create the data directory: {e}"),
@@ -93,21 +162,69 @@ impl Catalog {
                         || io.raw_os_error() == Some(11)
                         || io.to_string().contains("could not acquire lock") =>
                 {
-                    "another smelt process has the catalog open (sled allows one process); wait for it, or use another --data-dir".to_string()
+                    let holder = std::fs::read_to_string(&holder_path).map(|h| format!(" ({})", h.trim())).unwrap_or_default();
+                    format!(
+                        "another smelt process has the catalog open{holder}; sled allows one process at a time. \
+                         Wait for it (smelt retries for SMELT_CATALOG_WAIT seconds, default 30), or use another --data-dir"
+                    )
                 }
                 other => format!("{other}; if the index is damaged, move it away and run `smelt catalog rebuild`"),
             };
             CatalogError::Open { path: path.clone(), message }
         })?;
+        let holder = format!(
+            "held by pid {}: {}",
+            std::process::id(),
+            std::env::args().collect::<Vec<_>>().join(" ").chars().take(200).collect::<String>()
+        );
+        let _ = std::fs::write(&holder_path, holder);
+        let holder = std::sync::Arc::new(Holder { path: holder_path });
+        let meta = db.open_tree("meta")?;
+        match meta.get("format")? {
+            None => {
+                meta.insert("format", INDEX_FORMAT.to_string().as_bytes())?;
+            }
+            Some(v) if v.as_ref() == INDEX_FORMAT.to_string().as_bytes() => {}
+            Some(v) => {
+                return Err(CatalogError::Open {
+                    path,
+                    message: format!(
+                        "this catalog index has format {} and this smelt reads format {INDEX_FORMAT}; use the matching smelt, \
+                         or move the index away and run `smelt catalog rebuild` to recreate it from the manifests",
+                        String::from_utf8_lossy(&v)
+                    ),
+                })
+            }
+        }
         let tree = |name: &str| db.open_tree(name).map_err(CatalogError::from);
         Ok(Catalog {
             datasets: tree("datasets")?,
             versions: tree("versions")?,
             manifests: tree("manifests")?,
             runs: tree("runs")?,
+            tags: tree("tags")?,
+            _holder: holder,
             db,
             path,
         })
+    }
+
+    /// Opens the index, retrying while another process holds it, for up to `wait`.
+    ///
+    /// # Errors
+    /// As [`Catalog::open`], once `wait` has passed.
+    pub fn open_wait(data_dir: &Path, wait: std::time::Duration) -> Result<Self> {
+        let start = std::time::Instant::now();
+        let mut pause = std::time::Duration::from_millis(5);
+        loop {
+            match Catalog::open(data_dir) {
+                Err(CatalogError::Open { message, .. }) if message.starts_with("another smelt process") && start.elapsed() < wait => {
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(std::time::Duration::from_millis(200));
+                }
+                other => return other,
+            }
+        }
     }
 
     /// Where the index lives.
@@ -150,21 +267,78 @@ impl Catalog {
     /// Resolves a reference to a manifest.
     ///
     /// # Errors
-    /// `User` when the dataset or version does not exist.
+    /// `User` when the dataset, version or tag does not exist (with close names).
     pub fn resolve(&self, r: &VersionRef) -> Result<VersionManifest> {
         let record = self.dataset(&r.dataset)?.ok_or_else(|| {
             let known: Vec<String> = self.datasets().unwrap_or_default().into_iter().map(|d| d.name).collect();
-            CatalogError::User(format!(
-                "no dataset named `{}` in the catalog {}; known: {}",
-                r.dataset,
-                self.path.display(),
-                if known.is_empty() { "none".to_string() } else { known.join(", ") }
-            ))
+            let hint = match closest(&r.dataset, known.iter().map(String::as_str)) {
+                Some(c) => format!("; did you mean `{c}`?"),
+                None if known.is_empty() => "; the catalog is empty: `smelt run PIPELINE` commits a version".to_string(),
+                None => format!("; datasets: {}", known.join(", ")),
+            };
+            CatalogError::User(format!("no dataset named `{}` in {}{hint}", r.dataset, self.path.display()))
         })?;
-        let v = r.version.unwrap_or(record.latest);
+        let v = match &r.selector {
+            Selector::Latest => record.latest,
+            Selector::Number(v) => *v,
+            Selector::Tag(t) => self.tag_version(&r.dataset, t)?.ok_or_else(|| {
+                let tags: Vec<String> = self.tags(&r.dataset).unwrap_or_default().into_iter().map(|(t, _)| t).collect();
+                let hint = match closest(t, tags.iter().map(String::as_str)) {
+                    Some(c) => format!("did you mean `{}@{c}`?", r.dataset),
+                    None if tags.is_empty() => format!("`{}` has no tags; `smelt catalog tag {}@N {t}` sets one", r.dataset, r.dataset),
+                    None => format!("its tags: {}", tags.join(", ")),
+                };
+                CatalogError::User(format!("`{r}`: no tag `{t}`; {hint}"))
+            })?,
+        };
         self.manifest(&r.dataset, v)?.ok_or_else(|| {
-            CatalogError::User(format!("{}@{v} does not exist; the latest version is {}", r.dataset, record.latest))
+            CatalogError::User(format!("{}@{v} does not exist; versions are 1 to {}", r.dataset, record.latest))
         })
+    }
+
+    /// The version a tag points to.
+    ///
+    /// # Errors
+    /// Index failures.
+    pub fn tag_version(&self, dataset: &str, tag: &str) -> Result<Option<u64>> {
+        let mut k = dataset_prefix(dataset);
+        k.extend_from_slice(tag.as_bytes());
+        Ok(self.tags.get(k)?.and_then(|v| String::from_utf8_lossy(&v).parse().ok()))
+    }
+
+    /// Tags of a dataset with their versions, by tag name.
+    ///
+    /// # Errors
+    /// Index failures.
+    pub fn tags(&self, dataset: &str) -> Result<Vec<(String, u64)>> {
+        let prefix = dataset_prefix(dataset);
+        let mut out = Vec::new();
+        for kv in self.tags.scan_prefix(&prefix) {
+            let (k, v) = kv?;
+            let tag = String::from_utf8_lossy(&k[prefix.len()..]).to_string();
+            if let Ok(v) = String::from_utf8_lossy(&v).parse() {
+                out.push((tag, v));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Points `tag` of `dataset` at `version` (moving it if it exists), then flushes.
+    ///
+    /// # Errors
+    /// `User` for an invalid tag name or a version that does not exist.
+    pub fn set_tag(&self, dataset: &str, tag: &str, version: u64) -> Result<()> {
+        if !valid_tag(tag) {
+            return Err(CatalogError::User(format!(
+                "`{tag}` cannot be a tag: use letters, digits, `-`, `_` or `.`, not a number and not `latest`"
+            )));
+        }
+        self.resolve(&VersionRef { dataset: dataset.to_string(), selector: Selector::Number(version) })?;
+        let mut k = dataset_prefix(dataset);
+        k.extend_from_slice(tag.as_bytes());
+        self.tags.insert(k, version.to_string().as_bytes())?;
+        self.db.flush()?;
+        Ok(())
     }
 
     /// The version a run committed, if any.
@@ -223,10 +397,25 @@ mod tests {
 
     #[test]
     fn version_refs_parse() {
-        assert_eq!("a@3".parse::<VersionRef>().unwrap(), VersionRef { dataset: "a".into(), version: Some(3) });
-        assert_eq!("a@latest".parse::<VersionRef>().unwrap(), VersionRef { dataset: "a".into(), version: None });
-        assert_eq!("a".parse::<VersionRef>().unwrap(), VersionRef { dataset: "a".into(), version: None });
-        let e = "a@x".parse::<VersionRef>().unwrap_err().to_string();
-        assert!(e.contains("a version is a number or `latest`"), "{e}");
+        let r = |s: &str| s.parse::<VersionRef>().unwrap().selector;
+        assert_eq!(r("a@3"), Selector::Number(3));
+        assert_eq!(r("a@latest"), Selector::Latest);
+        assert_eq!(r("a"), Selector::Latest);
+        assert_eq!(r("cc-news@prod"), Selector::Tag("prod".into()));
+        assert_eq!("cc-news@prod".parse::<VersionRef>().unwrap().to_string(), "cc-news@prod");
+        let e = "a@x y".parse::<VersionRef>().unwrap_err().to_string();
+        assert!(e.contains("a version number, `latest` or a tag"), "{e}");
+    }
+
+    #[test]
+    fn a_catalog_of_another_format_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let c = Catalog::open(dir.path()).unwrap();
+            c.db.open_tree("meta").unwrap().insert("format", b"99".as_slice()).unwrap();
+            c.db.flush().unwrap();
+        }
+        let e = Catalog::open(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("format 99") && e.contains("reads format 1"), "{e}");
     }
 }

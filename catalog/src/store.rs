@@ -140,6 +140,50 @@ impl DatasetStore {
     }
 }
 
+/// An object in dataset storage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    /// Path relative to the dataset root.
+    pub path: String,
+    /// Size in bytes.
+    pub bytes: u64,
+    /// Last modification time.
+    pub modified: chrono::DateTime<chrono::Utc>,
+}
+
+impl DatasetStore {
+    /// Objects under `rel_prefix` with size and modification time, sorted by path.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn list_meta(&self, rel_prefix: &str) -> Result<Vec<ObjectInfo>> {
+        let prefix = self.full(rel_prefix);
+        let metas: Vec<_> = match self.store.list(Some(&prefix)).try_collect().await {
+            Ok(m) => m,
+            Err(object_store::Error::NotFound { .. }) => Vec::new(),
+            Err(e) => return Err(self.err(rel_prefix, e)),
+        };
+        let strip = if self.prefix.as_ref().is_empty() { 0 } else { self.prefix.as_ref().len() + 1 };
+        let mut out: Vec<ObjectInfo> = metas
+            .into_iter()
+            .map(|m| ObjectInfo { path: m.location.as_ref()[strip..].to_string(), bytes: m.size, modified: m.last_modified })
+            .collect();
+        out.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(out)
+    }
+
+    /// Deletes `rel` (a missing object is not an error).
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn delete(&self, rel: &str) -> Result<()> {
+        match self.store.delete(&self.full(rel)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(self.err(rel, e)),
+        }
+    }
+}
+
 /// Serialises a catalog value as pretty JSON with a trailing newline.
 ///
 /// # Panics
