@@ -15,6 +15,7 @@ pub mod commit;
 pub mod error;
 pub mod index;
 pub mod model;
+pub mod sql;
 pub mod store;
 
 pub use commit::{commit_run, completed_splits, rebuild, shard_path, split_record_path, write_plan, CommitOutcome};
