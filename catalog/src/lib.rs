@@ -12,14 +12,19 @@
 //! Only the commit writes the index; ranks on other machines only touch storage.
 
 pub mod commit;
+pub mod diff;
+pub mod docdiff;
+pub mod docindex;
 pub mod error;
+pub mod gc;
 pub mod index;
 pub mod model;
 pub mod sql;
 pub mod store;
+pub mod tags;
 
 pub use commit::{commit_run, completed_splits, rebuild, shard_path, split_record_path, write_plan, CommitOutcome};
 pub use error::{CatalogError, Result};
-pub use index::{Catalog, VersionRef};
+pub use index::{valid_tag, Catalog, Selector, VersionRef};
 pub use model::*;
 pub use store::{to_json_bytes, Created, DatasetStore};
