@@ -79,6 +79,123 @@ mod tests {
         "spanish_article",
     ];
 
+    /// Random documents built from markup fragments: no panic, and the
+    /// output's shape holds (no surrounding whitespace, no line ending in
+    /// whitespace, at most one empty line in a row).
+    #[test]
+    fn random_markup_never_panics() {
+        const PIECES: &[&str] = &[
+            "<",
+            ">",
+            "</",
+            "/>",
+            "<!--",
+            "-->",
+            "--!>",
+            "<![CDATA[",
+            "]]>",
+            "<!DOCTYPE html>",
+            "<?",
+            "&",
+            "&amp;",
+            "&#",
+            "&#x",
+            "41",
+            ";",
+            "&copy",
+            "&nbsp;",
+            "\"",
+            "'",
+            "=",
+            " ",
+            "\n",
+            "\r\n",
+            "\t",
+            "x",
+            "word",
+            "é",
+            "\u{3000}",
+            "\u{a0}",
+            "<p>",
+            "</p>",
+            "<p class=\"a>b\">",
+            "<div>",
+            "</div>",
+            "<pre>",
+            "</pre>",
+            "<script>",
+            "</script>",
+            "<style>",
+            "</style>",
+            "<nav>",
+            "</nav>",
+            "<aside>",
+            "</aside>",
+            "<form>",
+            "</form>",
+            "<h1>",
+            "</h1>",
+            "<main>",
+            "<table>",
+            "<tr>",
+            "<td>",
+            "<th>",
+            "</table>",
+            "<li>",
+            "<ul>",
+            "</ul>",
+            "<svg>",
+            "<svg/>",
+            "</svg>",
+            "<head>",
+            "</head>",
+            "<body>",
+            "</body>",
+            "<title>",
+            "</title>",
+            "<textarea>",
+            "<xmp>",
+            "</xmp>",
+            "<br>",
+            "<button>",
+            "<select>",
+            "<option>",
+            "<b>",
+            "</b>",
+            "<meta charset=",
+            "utf-8",
+            "koi8-r",
+            "<plaintext>",
+        ];
+        let mut state: u64 = 0x2545_F491_4F6C_DD1D;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for _ in 0..3000 {
+            let len = (next() % 60) as usize;
+            let doc: String = (0..len)
+                .map(|_| PIECES[(next() % PIECES.len() as u64) as usize])
+                .collect();
+            for keep_title in [false, true] {
+                let text = html_to_text(&doc, &TextOptions { keep_title });
+                assert_eq!(text.trim(), text, "{doc:?}");
+                assert!(!text.contains("\n\n\n"), "{doc:?}");
+                for line in text.lines() {
+                    assert_eq!(line.trim_end(), line, "{doc:?}");
+                }
+            }
+            let (decoded, _) =
+                decode_html(doc.as_bytes(), Some("text/html; charset=x"), Some(&doc));
+            assert_eq!(decoded, doc);
+            let mut bytes = doc.into_bytes();
+            bytes.truncate(bytes.len() / 2);
+            let _ = decode_html(&bytes, None, None);
+        }
+    }
+
     #[test]
     fn keeps_the_article_words_of_real_pages() {
         for stem in GOLD_PAGES {
@@ -169,9 +286,16 @@ mod tests {
         // rnz.de puts the whole article (with its <h1>) inside an <aside>,
         // next to real sidebars.
         let (html, text, _) = page_text("rnz.de.witzel.html");
-        assert!(text.contains("Frank Witzel erhält Deutschen Buchpreis 2015"), "{text}");
+        assert!(
+            text.contains("Frank Witzel erhält Deutschen Buchpreis 2015"),
+            "{text}"
+        );
         assert!(text.contains("Für einen Roman über die alte Bundesrepublik hat Frank Witzel"));
-        for sidebar in ["Immobilienmarkt", "Alles kostenlos?", "RNZ-WHATSAPP-Newsletter"] {
+        for sidebar in [
+            "Immobilienmarkt",
+            "Alles kostenlos?",
+            "RNZ-WHATSAPP-Newsletter",
+        ] {
             assert!(html.contains(sidebar));
             assert!(!text.contains(sidebar), "{sidebar:?} leaked into the text");
         }
