@@ -6,17 +6,20 @@
 //!
 //! ```text
 //! runs/<id>/plan.json + runs/<id>/splits/*.json ──► manifest ──► _versions/NNNNNN.json ──► sled
+//! runs/<id>/index/*.idx ──k-way merge──► _versions/NNNNNN-<id>.idx ──┘ (written first, named in the manifest)
 //! ```
 //! A crash after the manifest and before sled leaves a version that the next
 //! commit (or `catalog rebuild`) records; a crash before the manifest leaves
-//! nothing visible.
+//! nothing visible (at most an index file no manifest names).
 
 use std::collections::BTreeMap;
 
+use crate::docindex::{build_version_index, version_index_path};
 use crate::error::{CatalogError, Result};
 use crate::index::Catalog;
 use crate::model::{
-    manifest_path, GroupStats, Lineage, RunPlan, SplitRecord, StageMetrics, Totals, VersionManifest, FORMAT_VERSION,
+    manifest_path, DocIndexRef, GroupStats, Lineage, RunPlan, SplitRecord, StageMetrics, Totals, VersionManifest,
+    FORMAT_VERSION,
 };
 use crate::store::{to_json_bytes, Created, DatasetStore};
 
@@ -126,10 +129,24 @@ pub async fn commit_run(catalog: &Catalog, store: &DatasetStore, run_id: &str, c
         return Err(CatalogError::IncompleteRun { run_id: run_id.to_string(), total: plan.splits.len(), missing });
     }
 
+    // The version's document index: the splits' sorted runs merged once, stored
+    // before the manifest under each number tried.
+    let mut doc_index = build_version_index(store, run_id, &records).await?;
+    let mut placed: Option<String> = None;
+
     // Bounded retries against a concurrent committer taking the same number.
     for _attempt in 0..8 {
         let next = stored.last().copied().unwrap_or(0).max(recorded_latest) + 1;
-        let manifest = build_manifest(&plan, &records, next, committed_at);
+        let index_ref = match &mut doc_index {
+            Some(built) => {
+                let path = version_index_path(next, run_id);
+                let r = built.place(store, &path, placed.as_deref()).await?;
+                placed = Some(path);
+                Some(r)
+            }
+            None => None,
+        };
+        let manifest = build_manifest(&plan, &records, next, committed_at, index_ref);
         match store.put_create(&manifest_path(next), to_json_bytes(&manifest)).await? {
             Created::Written => {
                 record_blocking(catalog, store.url(), &manifest).await?;
@@ -190,7 +207,13 @@ pub async fn rebuild(catalog: &Catalog, store: &DatasetStore) -> Result<Vec<u64>
     Ok(versions)
 }
 
-fn build_manifest(plan: &RunPlan, records: &[SplitRecord], version: u64, committed_at: &str) -> VersionManifest {
+fn build_manifest(
+    plan: &RunPlan,
+    records: &[SplitRecord],
+    version: u64,
+    committed_at: &str,
+    doc_index: Option<DocIndexRef>,
+) -> VersionManifest {
     let mut shards: Vec<_> = records.iter().flat_map(|r| r.shards.iter().cloned()).collect();
     shards.sort_by(|a, b| (a.split, &a.path).cmp(&(b.split, &b.path)));
 
@@ -249,12 +272,14 @@ fn build_manifest(plan: &RunPlan, records: &[SplitRecord], version: u64, committ
             smelt_version: plan.smelt_version.clone(),
             inputs: plan.splits.clone(),
         },
+        doc_index,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::docindex::{put_run, split_index_path, DocIndexReader, RunBuilder};
     use crate::model::{FieldDesc, ShardEntry, SplitInfo};
     use crate::VersionRef;
 
@@ -295,6 +320,7 @@ mod tests {
                 text_bytes: 50,
             }],
             stages: vec![StageMetrics { stage: "src".into(), rows_out: 5, ..Default::default() }],
+            doc_index: None,
         }
     }
 
@@ -331,12 +357,64 @@ mod tests {
         assert_eq!(out.manifest.stats.len(), 1);
         assert_eq!(out.manifest.stats[0].docs, 15);
         assert_eq!(out.manifest.funnel[0].rows_out, 15);
+        assert!(out.manifest.doc_index.is_none(), "splits without document indexes give a version without one");
         let again = commit_run(&catalog, &store, "r1", "t2").await.unwrap();
         assert!(!again.newly_committed);
         assert_eq!(again.manifest, out.manifest);
         assert_eq!(catalog.versions("demo").unwrap().len(), 1);
         let got = catalog.resolve(&"demo@latest".parse::<VersionRef>().unwrap()).unwrap();
         assert_eq!(got.lineage.run_id, "r1");
+    }
+
+    /// Stores run `run_id`'s split `i` with a document index of `ids`.
+    async fn put_indexed_split(store: &DatasetStore, run_id: &str, i: u32, ids: &[String]) {
+        let mut rec = record(run_id, i);
+        let mut b = RunBuilder::new();
+        for id in ids {
+            b.push(id.as_bytes(), &[i as u8; 16]).unwrap();
+        }
+        rec.doc_index = Some(put_run(store, &split_index_path(run_id, i), b.finish().unwrap()).await.unwrap());
+        store.put(&split_record_path(run_id, i), to_json_bytes(&rec)).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn the_commit_merges_split_indexes_into_one_sorted_version_index() {
+        let (_d, catalog, store) = setup().await;
+        write_plan(&store, &plan("r1", 3)).await.unwrap();
+        let mut all = Vec::new();
+        for i in 0..3u32 {
+            let ids: Vec<String> = (0..5).map(|k| format!("doc-{:02}", (k * 7 + i * 3) % 20)).collect();
+            all.extend(ids.iter().map(|id| (id.clone(), [i as u8; 16])));
+            put_indexed_split(&store, "r1", i, &ids).await;
+        }
+        let out = commit_run(&catalog, &store, "r1", "t").await.unwrap();
+        let di = out.manifest.doc_index.clone().expect("a document index");
+        assert_eq!((di.path.as_str(), di.entries), ("_versions/000001-r1.idx", 15));
+        let bytes = store.get(&di.path).await.unwrap().unwrap();
+        assert_eq!((di.bytes, di.checksum.clone()), (bytes.len() as u64, format!("xxh3-128:{:032x}", xxhash_rust::xxh3::xxh3_128(&bytes))));
+        let got: Vec<(String, [u8; 16])> = DocIndexReader::new(&bytes[..])
+            .unwrap()
+            .map(|e| e.map(|(id, h)| (String::from_utf8(id).unwrap(), h)))
+            .collect::<std::io::Result<_>>()
+            .unwrap();
+        all.sort();
+        assert_eq!(got, all);
+        // The manifest in storage names it too, and no scratch files are left.
+        assert_eq!(load_manifest(&store, 1).await.unwrap().doc_index, Some(di));
+        assert!(store.list("runs/r1").await.unwrap().iter().all(|p| !p.contains("smelt-docindex")));
+    }
+
+    #[tokio::test]
+    async fn a_damaged_split_index_stops_the_commit() {
+        let (_d, catalog, store) = setup().await;
+        write_plan(&store, &plan("r1", 2)).await.unwrap();
+        for i in 0..2 {
+            put_indexed_split(&store, "r1", i, &[format!("doc-{i}")]).await;
+        }
+        store.put(&split_index_path("r1", 1), bytes::Bytes::from_static(b"SMELTDIX garbage")).await.unwrap();
+        let e = commit_run(&catalog, &store, "r1", "t").await.unwrap_err();
+        assert!(matches!(&e, CatalogError::Corrupt { location, .. } if location.ends_with("runs/r1/index/00001.idx")), "{e}");
+        assert!(stored_versions(&store).await.unwrap().is_empty());
     }
 
     #[tokio::test]
@@ -356,7 +434,7 @@ mod tests {
         write_plan(&store, &plan("r1", 1)).await.unwrap();
         store.put(&split_record_path("r1", 0), to_json_bytes(&record("r1", 0))).await.unwrap();
         // Simulate: manifest written, process killed before sled recorded it.
-        let m = build_manifest(&plan("r1", 1), &[record("r1", 0)], 1, "t");
+        let m = build_manifest(&plan("r1", 1), &[record("r1", 0)], 1, "t", None);
         store.put(&manifest_path(1), to_json_bytes(&m)).await.unwrap();
         let out = commit_run(&catalog, &store, "r1", "t").await.unwrap();
         assert!(!out.newly_committed);

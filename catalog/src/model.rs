@@ -74,6 +74,20 @@ pub struct ShardEntry {
     pub checksum: String,
 }
 
+/// A stored document index: the `(id, content_hash)` of every row, sorted by
+/// id (format in [`crate::docindex`]); the document diff merge-joins two of them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DocIndexRef {
+    /// Path relative to the dataset root.
+    pub path: String,
+    /// Entries (rows with an id and a content hash).
+    pub entries: u64,
+    /// File size in bytes.
+    pub bytes: u64,
+    /// `xxh3-128:<hex>` of the file's bytes.
+    pub checksum: String,
+}
+
 /// Statistics of one group (language x source x domain).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GroupStats {
@@ -137,6 +151,11 @@ pub struct SplitRecord {
     pub stats: Vec<GroupStats>,
     /// Per-stage metrics, in the pipeline's stage order.
     pub stages: Vec<StageMetrics>,
+    /// The split's sorted document index (`runs/<run_id>/index/<index>.idx`),
+    /// stored before this record; `None` from a smelt without document
+    /// indexes, or when the rows have no `id` or `content_hash` column.
+    #[serde(default)]
+    pub doc_index: Option<DocIndexRef>,
 }
 
 /// Where a version came from.
@@ -197,6 +216,11 @@ pub struct VersionManifest {
     pub funnel: Vec<StageMetrics>,
     /// Lineage.
     pub lineage: Lineage,
+    /// The version's sorted document index, written before this manifest;
+    /// `None` for versions committed before smelt wrote them (the diff then
+    /// has no document section).
+    #[serde(default)]
+    pub doc_index: Option<DocIndexRef>,
 }
 
 /// The short form of a version kept in the sled index for `catalog log`.

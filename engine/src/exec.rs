@@ -9,9 +9,9 @@
 //!  a stage with several inputs takes one batch from each, in input order (lockstep),
 //!  so its output does not depend on timing; CPU work runs on blocking threads,
 //!  at most `parallelism` at a time.
-//!                                   │  all shards stored
-//!                                   ▼
-//!            runs/<id>/splits/<i>.json (completion record: shards, stats, metrics)
+//!                                   │  all shards stored, then the split's sorted (id, content_hash)
+//!                                   ▼  run at runs/<id>/index/<i>.idx (the document diff's input)
+//!            runs/<id>/splits/<i>.json (completion record: shards, stats, metrics, index)
 //! ```
 //! Shards are named by (split, sequence), so their bytes depend only on the
 //! input and the pipeline: any number of threads or ranks gives the same files.
@@ -30,9 +30,10 @@ use arrow::record_batch::RecordBatch;
 use futures::{StreamExt, TryStreamExt};
 use petgraph::graph::NodeIndex;
 use petgraph::visit::{Bfs, EdgeRef};
+use smelt_catalog::docindex::{put_run, split_index_path, RunBuilder};
 use smelt_catalog::{
-    completed_splits, shard_path, split_record_path, to_json_bytes, write_plan, DatasetStore, FieldDesc, GroupStats,
-    RunPlan, ShardEntry, SplitInfo, SplitRecord, StageMetrics, FORMAT_VERSION,
+    completed_splits, shard_path, split_record_path, to_json_bytes, write_plan, DatasetStore, DocIndexRef, FieldDesc,
+    GroupStats, RunPlan, ShardEntry, SplitInfo, SplitRecord, StageMetrics, FORMAT_VERSION,
 };
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -187,6 +188,7 @@ pub async fn run(p: &Pipeline, store: &DatasetStore, opts: &RunOptions) -> Resul
                     shards: out.shards,
                     stats: out.stats,
                     stages: out.stages,
+                    doc_index: out.doc_index,
                 };
                 store.put(&split_record_path(&opts.run_id, i), to_json_bytes(&record)).await?;
                 progress.splits_done.fetch_add(1, Ordering::Relaxed);
@@ -269,11 +271,53 @@ struct SplitOutput {
     stats: Vec<GroupStats>,
     stages: Vec<StageMetrics>,
     collected: Vec<RecordBatch>,
+    doc_index: Option<DocIndexRef>,
+}
+
+/// What a sink task hands back.
+struct SinkOut {
+    metrics: StageMetrics,
+    shards: Vec<ShardEntry>,
+    stats: Vec<GroupStats>,
+    collected: Vec<RecordBatch>,
+    doc_index: Option<DocIndexRef>,
 }
 
 enum TaskOut {
     Metrics(NodeIndex, StageMetrics),
-    Sink(NodeIndex, StageMetrics, Vec<ShardEntry>, Vec<GroupStats>, Vec<RecordBatch>),
+    Sink(NodeIndex, Box<SinkOut>),
+}
+
+/// Whether rows of `schema` can be indexed for the document diff: a string
+/// `id` and a 16-byte `content_hash`.
+fn indexable(schema: &SchemaRef) -> bool {
+    let id = schema.field_with_name("id").map(|f| f.data_type().clone());
+    let hash = schema.field_with_name("content_hash").map(|f| f.data_type().clone());
+    matches!(id, Ok(DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View))
+        && matches!(hash, Ok(DataType::FixedSizeBinary(16)))
+}
+
+/// Adds the `(id, content_hash)` of every row of `batch` to `run`; rows with
+/// a null id or hash are not indexed.
+fn index_batch(run: &mut RunBuilder, batch: &RecordBatch) -> Result<()> {
+    let (Some(ids), Some(hashes)) = (batch.column_by_name("id"), batch.column_by_name("content_hash")) else {
+        return Ok(());
+    };
+    let Some(hashes) = hashes.as_fixed_size_binary_opt() else { return Ok(()) };
+    let spill = |e: std::io::Error| EngineError::External(format!("cannot spill the document index to temporary space: {e}"));
+    let mut push = |i: usize, id: Option<&str>| -> Result<()> {
+        if let (Some(id), false) = (id, hashes.is_null(i)) {
+            let hash: &[u8; 16] = hashes.value(i).try_into().map_err(|_| EngineError::Internal("content_hash is not 16 bytes".into()))?;
+            run.push(id.as_bytes(), hash).map_err(spill)?;
+        }
+        Ok(())
+    };
+    match ids.data_type() {
+        DataType::Utf8 => ids.as_string::<i32>().iter().enumerate().try_for_each(|(i, id)| push(i, id)),
+        DataType::LargeUtf8 => ids.as_string::<i64>().iter().enumerate().try_for_each(|(i, id)| push(i, id)),
+        DataType::Utf8View => ids.as_string_view().iter().enumerate().try_for_each(|(i, id)| push(i, id)),
+        _ => Ok(()),
+    }
 }
 
 /// Runs `f` on a blocking thread while holding one CPU permit.
@@ -423,6 +467,9 @@ async fn run_split(
                     let mut inputs = inputs;
                     let schema = input_schema.ok_or_else(|| EngineError::Internal("sink without input".into()))?;
                     let mut writer = Some(cfg.writer(&schema)?);
+                    let store_mode = matches!(*sink_mode, SinkMode::Store { .. });
+                    let mut doc_run = (store_mode && indexable(&schema)).then(RunBuilder::new);
+                    let mut finished_run = None;
                     let mut groups: BTreeMap<(String, String, String), GroupStats> = BTreeMap::new();
                     let mut shards = Vec::new();
                     let mut collected = Vec::new();
@@ -446,8 +493,9 @@ async fn run_split(
                             break;
                         }
                         let mut w = writer.take().expect("writer");
+                        let mut run = doc_run.take();
                         let start = Instant::now();
-                        let (w, res) = on_cpu(&cpu, move || {
+                        let (w, run, res) = on_cpu(&cpu, move || {
                             let res = match &batch {
                                 Some(b) => w.write(b),
                                 None => w.finish(),
@@ -456,12 +504,27 @@ async fn run_split(
                             if let Some(b) = &batch {
                                 accumulate_stats(b, &mut g);
                             }
-                            (w, res.map(|s| (s, g)))
+                            // Index the rows; at the end, sort them into the split's run.
+                            let res = res.map_err(EngineError::from).and_then(|s| {
+                                let finished = match (&mut run, &batch) {
+                                    (Some(r), Some(b)) => index_batch(r, b).map(|()| None)?,
+                                    (Some(_), None) => Some(run.take().expect("run").finish().map_err(|e| {
+                                        EngineError::External(format!("cannot write the document index to temporary space: {e}"))
+                                    })?),
+                                    (None, _) => None,
+                                };
+                                Ok((s, g, finished))
+                            });
+                            (w, run, res)
                         })
                         .await?;
                         busy += start.elapsed();
                         writer = Some(w);
-                        let (encoded, g) = res?;
+                        doc_run = run;
+                        let (encoded, g, finished) = res?;
+                        if finished.is_some() {
+                            finished_run = finished;
+                        }
                         for (k, v) in g {
                             let e = groups.entry(k).or_insert_with(|| GroupStats { docs: 0, tokens: 0, text_bytes: 0, ..v.clone() });
                             e.docs += v.docs;
@@ -481,13 +544,22 @@ async fn run_split(
                             }
                         }
                     }
-                    Ok(TaskOut::Sink(n, m, shards, groups.into_values().collect(), collected))
+                    // The split's index is stored with its shards, before the completion record.
+                    let doc_index = match (&*sink_mode, finished_run) {
+                        (SinkMode::Store { store, run_id, split }, Some(run)) => {
+                            Some(put_run(store, &split_index_path(run_id, *split), run).await?)
+                        }
+                        _ => None,
+                    };
+                    let stats = groups.into_values().collect();
+                    Ok(TaskOut::Sink(n, Box::new(SinkOut { metrics: m, shards, stats, collected, doc_index })))
                 }
             };
             result.map(|mut out| {
                 let ms = busy.as_millis() as u64;
                 match &mut out {
-                    TaskOut::Metrics(_, m) | TaskOut::Sink(_, m, ..) => m.busy_ms = ms,
+                    TaskOut::Metrics(_, m) => m.busy_ms = ms,
+                    TaskOut::Sink(_, s) => s.metrics.busy_ms = ms,
                 }
                 out
             })
@@ -509,11 +581,13 @@ async fn run_split(
             Ok(TaskOut::Metrics(n, m)) => {
                 metrics.insert(n, m);
             }
-            Ok(TaskOut::Sink(n, m, shards, stats, collected)) => {
-                metrics.insert(n, m);
-                out.shards = shards;
-                out.stats = stats;
-                out.collected = collected;
+            Ok(TaskOut::Sink(n, s)) => {
+                let s = *s;
+                metrics.insert(n, s.metrics);
+                out.shards = s.shards;
+                out.stats = s.stats;
+                out.collected = s.collected;
+                out.doc_index = s.doc_index;
             }
             Err(e) => {
                 tasks.abort_all();

@@ -104,6 +104,7 @@ pub fn scaled_quickstart(env: &Env, copies: usize) -> PathBuf {
             }
         }
     }
-    let yaml = std::fs::read_to_string(example("quickstart.yaml")).unwrap().replace("data/cc/*.warc.gz", "in/*.warc.gz");
+    let yaml =
+        std::fs::read_to_string(example("quickstart.yaml")).unwrap().replace("data/cc/*.warc.gz", "in/*.warc.gz");
     env.write("scaled.yaml", yaml.as_bytes())
 }
