@@ -459,6 +459,12 @@ fn diff_lineage_and_gc() {
     let j = env.json(&["catalog", "diff", "quickstart@1", "quickstart@2", "--docs", "removed", "--limit", "2"]);
     assert_eq!(j["sample_documents"]["from"].as_array().unwrap().len(), 2, "{}", j["sample_documents"]);
 
+    // Across datasets: works, and says what differs.
+    env.ok(&["run", &example("wet.yaml").display().to_string()]);
+    let x = env.json(&["catalog", "diff", "quickstart@1", "wet-sample@1"]);
+    assert_eq!(x["to"], "wet-sample@1");
+    assert!(x["lineage"]["config_changes"].as_array().unwrap().iter().any(|c| c["path"] == "dataset"), "{}", x["lineage"]);
+
     let l = env.ok(&["catalog", "lineage", "quickstart@2"]);
     assert!(l.contains("html_to_text") && l.contains("min_chars"), "{l}");
 
