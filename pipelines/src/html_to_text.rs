@@ -69,7 +69,7 @@ impl TransformConfig for HtmlToTextConfig {
     fn build(&self, input: &SchemaRef) -> Result<Box<dyn Transform>> {
         let output = self.output_schema(input).map_err(|e| smelt_engine::EngineError::Internal(e.0))?;
         Ok(Box::new(HtmlToText {
-            options: TextOptions { keep_title: self.keep_title, ..Default::default() },
+            options: TextOptions { keep_title: self.keep_title },
             min_chars: self.min_chars,
             output,
         }))
