@@ -111,7 +111,9 @@ impl Drop for Holder {
     }
 }
 
-fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+/// Closest candidate to `word` by edit distance, if it is close enough to be a typo
+/// (used for "did you mean" hints everywhere in smelt).
+pub fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     candidates
         .into_iter()
         .map(|c| (strsim::damerau_levenshtein(word, c), c))

@@ -25,6 +25,6 @@ pub mod tags;
 
 pub use commit::{commit_run, completed_splits, rebuild, shard_path, split_record_path, write_plan, CommitOutcome};
 pub use error::{CatalogError, Result};
-pub use index::{valid_tag, Catalog, Selector, VersionRef};
+pub use index::{closest, valid_tag, Catalog, Selector, VersionRef};
 pub use model::*;
 pub use store::{to_json_bytes, Created, DatasetStore};

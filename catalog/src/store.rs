@@ -127,16 +127,7 @@ impl DatasetStore {
     /// # Errors
     /// Storage failures.
     pub async fn list(&self, rel_prefix: &str) -> Result<Vec<String>> {
-        let prefix = self.full(rel_prefix);
-        let metas: Vec<_> = match self.store.list(Some(&prefix)).try_collect().await {
-            Ok(m) => m,
-            Err(object_store::Error::NotFound { .. }) => Vec::new(),
-            Err(e) => return Err(self.err(rel_prefix, e)),
-        };
-        let strip = if self.prefix.as_ref().is_empty() { 0 } else { self.prefix.as_ref().len() + 1 };
-        let mut names: Vec<String> = metas.into_iter().map(|m| m.location.as_ref()[strip..].to_string()).collect();
-        names.sort();
-        Ok(names)
+        Ok(self.list_meta(rel_prefix).await?.into_iter().map(|o| o.path).collect())
     }
 }
 
