@@ -382,11 +382,9 @@ where
     A: Read + Send,
     B: Read + Send,
 {
-    fn channel() -> ((SyncSender<Msg>, Receiver<Msg>), (SyncSender<Batch>, Receiver<Batch>)) {
-        (sync_channel(4), sync_channel(6))
-    }
-    let ((tx_a, rx_a), (back_a, ret_a)) = channel();
-    let ((tx_b, rx_b), (back_b, ret_b)) = channel();
+    // Decoded batches go one way, used ones come back to be refilled.
+    let ((tx_a, rx_a), (back_a, ret_a)) = (sync_channel::<Msg>(4), sync_channel::<Batch>(6));
+    let ((tx_b, rx_b), (back_b, ret_b)) = (sync_channel::<Msg>(4), sync_channel::<Batch>(6));
     std::thread::scope(|scope| {
         let ha = scope.spawn(move || decode_thread(a, tx_a, ret_a));
         let hb = scope.spawn(move || decode_thread(b, tx_b, ret_b));

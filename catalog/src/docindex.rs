@@ -650,37 +650,37 @@ fn open_index(path: &Path) -> io::Result<DocIndexReader<File>> {
 
 fn merge_files_with<W: Write>(inputs: &[PathBuf], out: W, scratch: &Path, fan_in: usize) -> io::Result<(W, u64)> {
     let fan_in = fan_in.max(2);
-    let mut level: Vec<PathBuf> = inputs.to_vec();
-    let mut owned = false;
-    let mut pass = 0;
-    while level.len() > fan_in {
-        let mut next = Vec::with_capacity(level.len().div_ceil(fan_in));
-        for (i, group) in level.chunks(fan_in).enumerate() {
-            let path = scratch.join(format!("merge-{pass}-{i:06}.idx"));
-            let file = BufWriter::new(File::create(&path).map_err(|e| with_path(&path, e))?);
-            let mut w = DocIndexWriter::with_level(file, INTERMEDIATE_LEVEL)?;
-            merge_group(group, &mut w)?;
-            w.finish()?.flush()?;
-            next.push(path);
-        }
-        if owned {
-            for p in &level {
+    // (path, whether it is ours): intermediate files are removed once merged.
+    let mut level: Vec<(PathBuf, bool)> = inputs.iter().map(|p| (p.clone(), false)).collect();
+    let remove = |group: &[(PathBuf, bool)]| {
+        for (p, owned) in group {
+            if *owned {
                 let _ = std::fs::remove_file(p);
             }
         }
-        level = next;
-        owned = true;
-        pass += 1;
+    };
+    let mut made = 0;
+    while level.len() > fan_in {
+        // Merge just enough runs that the rest fits in one final merge (with
+        // 100 runs: 37 first, not all 100 twice); with many more, full groups.
+        let take = (level.len() - fan_in + 1).min(fan_in);
+        let group: Vec<(PathBuf, bool)> = level.drain(..take).collect();
+        let path = scratch.join(format!("merge-{made:06}.idx"));
+        made += 1;
+        let file = BufWriter::new(File::create(&path).map_err(|e| with_path(&path, e))?);
+        let mut w = DocIndexWriter::with_level(file, INTERMEDIATE_LEVEL)?;
+        let paths: Vec<PathBuf> = group.iter().map(|(p, _)| p.clone()).collect();
+        merge_group(&paths, &mut w)?;
+        w.finish()?.flush()?;
+        remove(&group);
+        level.push((path, true));
     }
     let mut w = DocIndexWriter::new(out)?;
-    merge_group(&level, &mut w)?;
+    let paths: Vec<PathBuf> = level.iter().map(|(p, _)| p.clone()).collect();
+    merge_group(&paths, &mut w)?;
     let n = w.entries();
     let out = w.finish()?;
-    if owned {
-        for p in &level {
-            let _ = std::fs::remove_file(p);
-        }
-    }
+    remove(&level);
     Ok((out, n))
 }
 
@@ -692,52 +692,73 @@ fn merge_group<W: Write>(paths: &[PathBuf], w: &mut DocIndexWriter<W>) -> io::Re
     merge_readers(&mut readers, w)
 }
 
-/// k-way merge of sorted readers with a binary heap of reader indexes.
+/// k-way merge of sorted readers with a loser tree: one comparison per level
+/// (log2 k) for each entry, half of what a binary heap needs.
 fn merge_readers<R: Read, W: Write>(readers: &mut [(DocIndexReader<R>, &Path)], w: &mut DocIndexWriter<W>) -> io::Result<()> {
-    let advance = |r: &mut (DocIndexReader<R>, &Path)| r.0.advance().map_err(|e| with_path(r.1, e));
-    let mut heap: Vec<usize> = Vec::with_capacity(readers.len());
-    for (i, r) in readers.iter_mut().enumerate() {
-        if advance(r)? {
-            heap.push(i);
+    let k = readers.len();
+    if k == 0 {
+        return Ok(());
+    }
+    let mut live = Vec::with_capacity(k);
+    for (r, p) in readers.iter_mut() {
+        live.push(r.advance().map_err(|e| with_path(p, e))?);
+    }
+    // Whether reader `a`'s entry comes before reader `b`'s (exhausted readers last).
+    let before = |readers: &[(DocIndexReader<R>, &Path)], live: &[bool], a: usize, b: usize| -> bool {
+        match (live[a], live[b]) {
+            (true, true) => {
+                let (ra, rb) = (&readers[a].0, &readers[b].0);
+                ra.id().cmp(rb.id()).then_with(|| ra.hash().cmp(rb.hash())).then(a.cmp(&b)) == Ordering::Less
+            }
+            (x, _) => x,
+        }
+    };
+    // tree[0]: the winner; tree[1..k]: the loser of each match; leaf i sits at k + i.
+    let mut tree = vec![0usize; k.max(1)];
+    fn build<R: Read>(
+        node: usize,
+        k: usize,
+        tree: &mut [usize],
+        before: &impl Fn(&[(DocIndexReader<R>, &Path)], &[bool], usize, usize) -> bool,
+        readers: &[(DocIndexReader<R>, &Path)],
+        live: &[bool],
+    ) -> usize {
+        if node >= k {
+            return node - k;
+        }
+        let l = build(2 * node, k, tree, before, readers, live);
+        let r = build(2 * node + 1, k, tree, before, readers, live);
+        if before(readers, live, l, r) {
+            tree[node] = r;
+            l
+        } else {
+            tree[node] = l;
+            r
         }
     }
-    let less = |readers: &[(DocIndexReader<R>, &Path)], a: usize, b: usize| {
-        let (ra, rb) = (&readers[a].0, &readers[b].0);
-        ra.id().cmp(rb.id()).then_with(|| ra.hash().cmp(rb.hash())).then(a.cmp(&b)) == Ordering::Less
-    };
-    let sift_down = |readers: &[(DocIndexReader<R>, &Path)], heap: &mut [usize], mut i: usize| loop {
-        let (l, r) = (2 * i + 1, 2 * i + 2);
-        let mut m = i;
-        if l < heap.len() && less(readers, heap[l], heap[m]) {
-            m = l;
+    tree[0] = build(1, k, &mut tree, &before, readers, &live);
+    loop {
+        let top = tree[0];
+        if !live[top] {
+            return Ok(());
         }
-        if r < heap.len() && less(readers, heap[r], heap[m]) {
-            m = r;
-        }
-        if m == i {
-            break;
-        }
-        heap.swap(i, m);
-        i = m;
-    };
-    for i in (0..heap.len() / 2).rev() {
-        sift_down(readers, &mut heap, i);
-    }
-    while let Some(&top) = heap.first() {
         {
             let r = &readers[top].0;
             w.push(r.id(), r.hash())?;
         }
-        if !advance(&mut readers[top])? {
-            let last = heap.pop().expect("non-empty");
-            if heap.is_empty() {
-                break;
+        let (r, p) = &mut readers[top];
+        live[top] = r.advance().map_err(|e| with_path(p, e))?;
+        // Replay the matches on the way from the leaf to the root.
+        let mut winner = top;
+        let mut node = (top + k) / 2;
+        while node >= 1 {
+            if before(readers, &live, tree[node], winner) {
+                std::mem::swap(&mut tree[node], &mut winner);
             }
-            heap[0] = last;
+            node /= 2;
         }
-        sift_down(readers, &mut heap, 0);
+        tree[0] = winner;
     }
-    Ok(())
 }
 
 /// A writer that counts and hashes (xxh3-128) what goes through it.

@@ -505,7 +505,7 @@ async fn run_split(
                                 accumulate_stats(b, &mut g);
                             }
                             // Index the rows; at the end, sort them into the split's run.
-                            let res = res.map_err(EngineError::from).and_then(|s| {
+                            let res = res.and_then(|s| {
                                 let finished = match (&mut run, &batch) {
                                     (Some(r), Some(b)) => index_batch(r, b).map(|()| None)?,
                                     (Some(_), None) => Some(run.take().expect("run").finish().map_err(|e| {
