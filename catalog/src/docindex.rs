@@ -1039,7 +1039,8 @@ fn verify(path: &Path, r: &DocIndexRef, location: &str) -> Result<()> {
 /// A version index merged at commit, not yet stored.
 #[derive(Debug)]
 pub struct BuiltIndex {
-    scratch: ScratchDir,
+    /// Holds the merged file until it is placed (removed on drop).
+    _scratch: ScratchDir,
     file: PathBuf,
     entries: u64,
     bytes: u64,
@@ -1070,7 +1071,6 @@ impl BuiltIndex {
             }
             Backing::Whole => {}
         }
-        let _ = &self.scratch;
         Ok(DocIndexRef { path: rel.to_string(), entries: self.entries, bytes: self.bytes, checksum: self.checksum.clone() })
     }
 }
@@ -1144,7 +1144,7 @@ pub async fn build_version_index(store: &DatasetStore, run_id: &str, records: &[
             "merging the document indexes of run {run_id} gave {entries} entries, the splits recorded {expected}"
         )));
     }
-    Ok(Some(BuiltIndex { scratch, file: out, entries, bytes, checksum }))
+    Ok(Some(BuiltIndex { _scratch: scratch, file: out, entries, bytes, checksum }))
 }
 
 /// A stored index opened for reading: the file, and the scratch directory
