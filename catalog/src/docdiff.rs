@@ -23,7 +23,7 @@
 //! listed in id order. An id is sampled at most once per kind.
 
 use std::collections::BinaryHeap;
-use std::io::{self, BufReader, Read};
+use std::io::{self, Read};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 
 use serde::Serialize;
@@ -445,7 +445,7 @@ pub async fn diff_version_documents(
     tokio::task::spawn_blocking(move || -> Result<DocDiff> {
         let open = |path: &std::path::Path, location: &str| {
             std::fs::File::open(path)
-                .map(|f| HashingReader::new(BufReader::with_capacity(256 << 10, f)))
+                .map(HashingReader::new)
                 .map_err(|e| io_error(location, e))
         };
         let ha = open(&fa.path, &fa.location)?;
