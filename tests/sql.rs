@@ -23,7 +23,8 @@ fn committed() -> (Env, serde_json::Value) {
 
 fn sql(env: &Env, q: &str) -> Result<Vec<RecordBatch>, smelt_catalog::CatalogError> {
     // The binary has exited, so this process can open the index.
-    let catalog = Catalog::open(&env.data()).unwrap();
+    // sled may still be releasing a previous handle of this process: wait for the lock.
+    let catalog = Catalog::open_wait(&env.data(), std::time::Duration::from_secs(20)).unwrap();
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
