@@ -8,7 +8,7 @@
 //! _versions/B.idx ──DocIndexReader──┘
 //! ```
 //! One pass over both indexes: time linear in their size, memory flat (one
-//! entry per side, plus the samples).
+//! entry per side, a few batches decoded ahead, plus the samples).
 //!
 //! **Duplicate ids.** Ids should be unique, but a dataset may repeat one. Each
 //! side is treated as a multiset of `(id, hash)`: within one id, entries with
@@ -423,8 +423,8 @@ fn decode_thread<R: Read>(r: R, tx: SyncSender<Msg>, ret: Receiver<Batch>) -> Op
 /// The document diff of two committed versions from their stored indexes:
 /// a local index is read in place, one in an object store is first
 /// downloaded to a temporary file. Both are checked against the checksums
-/// their manifests record. The join runs on blocking threads (one decoding
-/// each index, one joining).
+/// their manifests record. The join runs on a blocking thread, with B
+/// decoded ahead on a second one.
 ///
 /// Returns `None` when either version has no document index (committed
 /// before smelt wrote them): the diff then has no document section.
