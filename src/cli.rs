@@ -448,11 +448,12 @@ pub fn funnel_table(stages: &[StageMetrics]) -> String {
                 s.rows_out.to_string(),
                 reasons(&s.drops),
                 reasons(&s.skips),
+                reasons(&s.counters),
                 format!("{:.2}", s.busy_ms as f64 / 1000.0),
             ]
         })
         .collect();
-    table(&["stage", "rows in", "rows out", "dropped", "skipped input", "cpu s"], &rows)
+    table(&["stage", "rows in", "rows out", "dropped", "skipped input", "counted", "cpu s"], &rows)
 }
 
 async fn sample(p: &Pipeline, path: &Path, n: usize, parallelism: usize, format: Format) -> anyhow::Result<()> {

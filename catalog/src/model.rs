@@ -118,6 +118,10 @@ pub struct StageMetrics {
     pub drops: BTreeMap<String, u64>,
     /// Input records skipped (sources: corrupt or truncated records), by reason.
     pub skips: BTreeMap<String, u64>,
+    /// What the stage counted besides rows (e.g. `pii` redactions by kind,
+    /// `toxicity` matches by list), by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub counters: BTreeMap<String, u64>,
     /// CPU time spent in the stage, in milliseconds (not part of determinism).
     pub busy_ms: u64,
 }
@@ -133,6 +137,9 @@ impl StageMetrics {
         }
         for (k, v) in &other.skips {
             *self.skips.entry(k.clone()).or_default() += v;
+        }
+        for (k, v) in &other.counters {
+            *self.counters.entry(k.clone()).or_default() += v;
         }
     }
 }

@@ -461,6 +461,9 @@ async fn run_split(
                             break;
                         }
                     }
+                    if let Some(t) = t.as_mut() {
+                        m.counters = t.take_counters();
+                    }
                     Ok(TaskOut::Metrics(n, m))
                 }
                 StageConfig::Sink(cfg) => {

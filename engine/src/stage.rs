@@ -280,6 +280,12 @@ pub trait Transform: Send {
     /// # Errors
     /// Failures that must stop the run (not bad documents: drop those with a reason).
     fn process(&mut self, batch: RecordBatch) -> Result<Processed>;
+
+    /// Counts the stage kept besides rows and drops (redactions, matches, ...),
+    /// taken once when its split ends and summed into the stage's metrics.
+    fn take_counters(&mut self) -> BTreeMap<String, u64> {
+        BTreeMap::new()
+    }
 }
 
 /// One encoded shard file, ready for the engine to store.

@@ -323,7 +323,7 @@ fn funnel_of(tb: &mut Table, _root_url: &str, m: &VersionManifest) {
 
 fn drops_of(tb: &mut Table, _root_url: &str, m: &VersionManifest) {
     for st in &m.funnel {
-        for (kind, reasons) in [("drop", &st.drops), ("skip", &st.skips)] {
+        for (kind, reasons) in [("drop", &st.drops), ("skip", &st.skips), ("count", &st.counters)] {
             for (reason, n) in reasons {
                 tb.str(0, m.dataset.clone());
                 tb.u64(1, m.version);

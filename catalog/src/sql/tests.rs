@@ -110,6 +110,7 @@ fn commit(f: &Fixture, root_url: &str, version: u64, shards: &[RecordBatch]) -> 
         rows_out: 8,
         drops: BTreeMap::from([("too_short".to_string(), 2)]),
         skips: BTreeMap::new(),
+        counters: BTreeMap::new(),
         busy_ms: 1,
     }];
     let lineage = Lineage {
