@@ -12,8 +12,8 @@
 //! navigation, footers, forms, scripts, ...). Main-content extraction
 //! (boilerplate removal) is a later, separate stage.
 
-mod charset;
-mod text;
+pub(crate) mod charset;
+pub(crate) mod text;
 
 pub use charset::{
     charset_from_content_type, decode_html, prescan_meta_charset, sniff_encoding, EncodingSource,

@@ -224,10 +224,10 @@ fn allowed_in_head(name: &[u8]) -> bool {
 /// Open elements the extractor tracks at most (deeper ones are not tracked).
 const MAX_OPEN: usize = 1024;
 /// Open elements an end tag, or a start tag that closes others, looks through at most.
-const SEARCH_LIMIT: usize = 256;
+pub(crate) const SEARCH_LIMIT: usize = 256;
 
 /// FNV-1a of the ASCII-lower-cased name: tag names compared as one integer.
-const fn name_key(name: &[u8]) -> u64 {
+pub(crate) const fn name_key(name: &[u8]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     let mut i = 0;
     while i < name.len() {
@@ -300,7 +300,7 @@ impl TagName {
 
 /// WHATWG's "special" elements: an end tag of an ordinary element does not
 /// close them, and they stop the search for one.
-fn is_special(name: &[u8]) -> bool {
+pub(crate) fn is_special(name: &[u8]) -> bool {
     matches!(
         name,
         b"address"
@@ -391,7 +391,7 @@ fn is_special(name: &[u8]) -> bool {
 }
 
 /// Elements that bound the scope in which an end tag looks for its element.
-fn is_scope_boundary(name: &[u8]) -> bool {
+pub(crate) fn is_scope_boundary(name: &[u8]) -> bool {
     matches!(
         name,
         b"applet"
@@ -406,7 +406,7 @@ fn is_scope_boundary(name: &[u8]) -> bool {
     )
 }
 
-fn is_void(name: &[u8]) -> bool {
+pub(crate) fn is_void(name: &[u8]) -> bool {
     matches!(
         name,
         b"area"
@@ -432,7 +432,7 @@ fn is_void(name: &[u8]) -> bool {
 }
 
 /// Start tags that close an open `<p>` first.
-fn closes_p(name: &[u8]) -> bool {
+pub(crate) fn closes_p(name: &[u8]) -> bool {
     matches!(
         name,
         b"address"
@@ -905,7 +905,7 @@ impl Extractor<'_> {
 /// `from`, following the WHATWG script-data states: inside `<!-- ... -->`, a
 /// `<script>` ... `</script>` pair (as in `document.write("<script>...</script>")`)
 /// does not end the script.
-fn script_end(b: &[u8], from: usize) -> Option<usize> {
+pub(crate) fn script_end(b: &[u8], from: usize) -> Option<usize> {
     #[derive(PartialEq)]
     enum State {
         Data,
@@ -958,7 +958,7 @@ fn script_end(b: &[u8], from: usize) -> Option<usize> {
 }
 
 /// The end of a tag name starting at `i`.
-fn tag_name_end(b: &[u8], mut i: usize) -> usize {
+pub(crate) fn tag_name_end(b: &[u8], mut i: usize) -> usize {
     while i < b.len() && !matches!(b[i], b' ' | b'\t' | b'\n' | b'\r' | b'\x0C' | b'/' | b'>') {
         i += 1;
     }
@@ -1020,7 +1020,7 @@ fn tag_end(b: &[u8], mut i: usize) -> Option<(usize, bool)> {
 /// The end of a comment whose text starts at `start` (after `<!--`): after
 /// `-->` or `--!>`; `<!-->` and `<!--->` are empty comments; an unclosed
 /// comment runs to the end of the input.
-fn comment_end(b: &[u8], start: usize) -> usize {
+pub(crate) fn comment_end(b: &[u8], start: usize) -> usize {
     if b.get(start) == Some(&b'>') {
         return start + 1;
     }
@@ -1070,7 +1070,7 @@ static CLASS: [u8; 256] = {
 
 /// Length of the Unicode whitespace (`White_Space`) or C1 control character
 /// starting at `i`, if there is one.
-fn unicode_space_len(s: &[u8], i: usize) -> Option<usize> {
+pub(crate) fn unicode_space_len(s: &[u8], i: usize) -> Option<usize> {
     let b1 = *s.get(i + 1)?;
     match s[i] {
         0xC2 if (0x80..=0xA0).contains(&b1) => Some(2), // C1 controls, U+0085, U+00A0
@@ -1090,7 +1090,7 @@ fn unicode_space_len(s: &[u8], i: usize) -> Option<usize> {
 }
 
 /// A decoded character reference.
-enum Decoded {
+pub(crate) enum Decoded {
     Char(char),
     Str(&'static str),
 }
@@ -1143,7 +1143,7 @@ fn named_entity(name: &[u8]) -> Option<&'static str> {
 
 /// Decodes the character reference starting with the `&` at `amp`; returns
 /// the value and the length of the reference, or `None` when the `&` is text.
-fn decode_reference(s: &[u8], amp: usize) -> Option<(Decoded, usize)> {
+pub(crate) fn decode_reference(s: &[u8], amp: usize) -> Option<(Decoded, usize)> {
     let rest = s.get(amp + 1..)?;
     if rest.first() == Some(&b'#') {
         let hex = matches!(rest.get(1), Some(b'x' | b'X'));

@@ -1,0 +1,229 @@
+//! Boilerplate and content hints from attributes: `class` and `id` words,
+//! `role`, inline styles that hide an element.
+//!
+//! The word lists follow the usual heuristics of readability's
+//! "unlikely candidates", trafilatura's and jusText's boilerplate cues: they
+//! name kinds of page furniture (comments, share bars, cookie banners,
+//! related links, ads, navigation), never particular sites.
+
+use std::sync::OnceLock;
+
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+
+use super::dom::flag;
+
+/// Substrings of `class`/`id` values that mark furniture whatever else the value says.
+const STRONG: &[&str] = &[
+    "comment",
+    "disqus",
+    "respond",
+    "cookie",
+    "consent",
+    "gdpr",
+    "share",
+    "sharing",
+    "social",
+    "related",
+    "recommend",
+    "newsletter",
+    "subscri",
+    "signup",
+    "sign-up",
+    "breadcrumb",
+    "sidebar",
+    "side-bar",
+    "advert",
+    "sponsor",
+    "promo",
+    "popup",
+    "pop-up",
+    "modal",
+    "outbrain",
+    "taboola",
+    "paywall",
+    "banner",
+    "widget",
+    "skip-link",
+    "skiplink",
+    "trending",
+    "popular",
+    "more-stories",
+    "read-more",
+    "readmore",
+    "further-reading",
+    "see-also",
+    "toolbar",
+    "login",
+    "masthead",
+    "copyright",
+    "byline",
+    "author-bio",
+    "authorbio",
+    "author-box",
+    "about-author",
+    "tag-list",
+    "taglist",
+    "tagcloud",
+    "tag-cloud",
+    "post-meta",
+    "entry-meta",
+    "postmeta",
+    "entry-footer",
+    "post-footer",
+    "article-footer",
+    "pagination",
+    "pager",
+    "navbar",
+    "navigation",
+    "dropdown",
+    "teaser",
+    "headline-list",
+    "screen-reader",
+    "visually-hidden",
+    "visuallyhidden",
+    "sr-only",
+    "print-only",
+    "noprint",
+];
+
+/// Substrings that mark furniture unless a content word is there too.
+const WEAK: &[&str] = &[
+    "footer", "header", "menu", "nav", "meta", "aside", "caption", "credit", "rating", "tools",
+    "links", "extra", "shoutbox", "sponsored", "date", "infobox", "categor",
+];
+
+/// Substrings of content containers.
+const POSITIVE: &[&str] = &[
+    "article", "content", "main", "post", "entry", "story", "body", "text", "blog", "prose",
+    "markdown", "hentry", "h-entry",
+];
+
+/// Whole words (split at non-alphanumerics) that mark furniture.
+const STRONG_WORDS: &[&[u8]] = &[
+    b"ad", b"ads", b"adv", b"advert", b"share", b"tags", b"tag", b"hide", b"hidden", b"print",
+    b"social", b"comments", b"author", b"meta", b"nav", b"menu", b"sidebar", b"footer",
+];
+
+struct Matcher {
+    ac: AhoCorasick,
+    strong: usize,
+    weak: usize,
+}
+
+fn matcher() -> &'static Matcher {
+    static M: OnceLock<Matcher> = OnceLock::new();
+    M.get_or_init(|| {
+        let patterns: Vec<&str> = STRONG.iter().chain(WEAK).chain(POSITIVE).copied().collect();
+        let ac = AhoCorasickBuilder::new()
+            .ascii_case_insensitive(true)
+            .match_kind(MatchKind::Standard)
+            .build(&patterns)
+            .expect("valid literal patterns");
+        Matcher { ac, strong: STRONG.len(), weak: WEAK.len() }
+    })
+}
+
+/// Flags for a `class` or `id` value.
+pub(crate) fn class_id_flags(value: &[u8]) -> u16 {
+    if value.is_empty() {
+        return 0;
+    }
+    let value = &value[..value.len().min(512)];
+    let m = matcher();
+    let (mut strong, mut weak, mut positive) = (false, false, false);
+    for found in m.ac.find_overlapping_iter(value) {
+        let p = found.pattern().as_usize();
+        if p < m.strong {
+            strong = true;
+        } else if p < m.strong + m.weak {
+            weak = true;
+        } else {
+            positive = true;
+        }
+    }
+    if !strong {
+        strong = value
+            .split(|c| !c.is_ascii_alphanumeric())
+            .any(|w| w.len() <= 8 && STRONG_WORDS.iter().any(|s| w.eq_ignore_ascii_case(s)));
+    }
+    let mut flags = 0;
+    if strong {
+        flags |= flag::STRONG_NEG;
+    }
+    if weak && !positive {
+        flags |= flag::WEAK_NEG;
+    }
+    if positive && !strong && !weak {
+        flags |= flag::POSITIVE;
+    }
+    flags
+}
+
+/// Flags for a `role` value.
+pub(crate) fn role_flags(value: &[u8]) -> u16 {
+    let v = value.trim_ascii();
+    let furniture = [
+        &b"navigation"[..],
+        b"banner",
+        b"contentinfo",
+        b"complementary",
+        b"search",
+        b"dialog",
+        b"alertdialog",
+        b"menu",
+        b"menubar",
+        b"toolbar",
+        b"tablist",
+    ];
+    if furniture.iter().any(|f| v.eq_ignore_ascii_case(f)) {
+        flag::STRONG_NEG
+    } else if v.eq_ignore_ascii_case(b"main") || v.eq_ignore_ascii_case(b"article") {
+        flag::MAIN
+    } else {
+        0
+    }
+}
+
+/// Whether an inline `style` hides the element (`display:none`, `visibility:hidden`).
+pub(crate) fn style_hides(style: &[u8]) -> bool {
+    if style.len() < 11 {
+        return false;
+    }
+    let mut compact = [0u8; 256];
+    let mut n = 0;
+    for &c in style.iter().take(1024) {
+        if c.is_ascii_whitespace() {
+            continue;
+        }
+        if n == compact.len() {
+            break;
+        }
+        compact[n] = c.to_ascii_lowercase();
+        n += 1;
+    }
+    let s = &compact[..n];
+    let has = |needle: &[u8]| s.windows(needle.len()).any(|w| w == needle);
+    has(b"display:none") || has(b"visibility:hidden")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn class_words() {
+        assert_eq!(class_id_flags(b"comment-list"), flag::STRONG_NEG);
+        assert_eq!(class_id_flags(b"article-body"), flag::POSITIVE);
+        assert_eq!(class_id_flags(b"entry-content comments-open"), flag::STRONG_NEG);
+        // A weak word yields to a content word.
+        assert_eq!(class_id_flags(b"post-header"), 0);
+        assert_eq!(class_id_flags(b"site-header"), flag::WEAK_NEG);
+        // Short words count only whole.
+        assert_eq!(class_id_flags(b"ad-slot"), flag::STRONG_NEG);
+        assert_eq!(class_id_flags(b"shadow loaded"), 0);
+        assert_eq!(role_flags(b" navigation "), flag::STRONG_NEG);
+        assert_eq!(role_flags(b"main"), flag::MAIN);
+        assert!(style_hides(b"color:red; DISPLAY : none"));
+        assert!(!style_hides(b"display:block"));
+    }
+}

@@ -1,0 +1,130 @@
+//! Choosing the main content among the blocks of a parsed page.
+//!
+//! ```text
+//! blocks ──► good? (long enough, few link bytes) ──► good bytes per subtree
+//!    flagged subtrees (nav, footer, comments, share bars, hidden, ...) dropped,
+//!    unless they hold most of the page's good text (sites that wrap the article in an <aside>)
+//!                 ──► main node = argmax over nodes of good − BAD_WEIGHT × bad
+//!                 ──► its blocks, minus dropped subtrees and link lists
+//! ```
+//! Every pass is a loop over the arena (children after parents), linear in
+//! the number of nodes and blocks.
+
+use std::time::Instant;
+
+use super::dom::{flag, Block, Doc, Role, Timeout};
+
+/// A block is good text when it has at least this many bytes...
+const GOOD_MIN_BYTES: usize = 50;
+/// ...and at most this share of them inside links (per mille).
+const GOOD_MAX_LINK_PERMILLE: usize = 330;
+/// Blocks with a larger share of link bytes are link lists (per mille).
+const LINK_LIST_PERMILLE: usize = 500;
+/// How much a byte of bad text (short or link-heavy blocks) costs a
+/// candidate container, against a byte of good text.
+const BAD_WEIGHT_PERMILLE: i64 = 600;
+/// A flagged subtree holding more than this share of the page's good text is kept.
+const KEEP_FLAGGED_PERMILLE: u64 = 500;
+
+const FURNITURE: u16 = flag::TAG_BOILER | flag::STRONG_NEG | flag::WEAK_NEG | flag::HIDDEN;
+
+fn is_good(b: &Block) -> bool {
+    let len = b.end - b.start;
+    len >= GOOD_MIN_BYTES && b.link_bytes * 1000 <= len * GOOD_MAX_LINK_PERMILLE
+}
+
+fn is_link_list(b: &Block) -> bool {
+    let len = b.end - b.start;
+    b.role != Role::Pre && b.link_bytes * 1000 > len * LINK_LIST_PERMILLE
+}
+
+fn check(deadline: Option<Instant>) -> Result<(), Timeout> {
+    match deadline {
+        Some(d) if Instant::now() >= d => Err(Timeout),
+        _ => Ok(()),
+    }
+}
+
+/// Indices of the blocks of the main content, in document order.
+///
+/// # Errors
+/// [`Timeout`] when `deadline` passes first.
+pub(crate) fn main_blocks(doc: &Doc, deadline: Option<Instant>) -> Result<Vec<usize>, Timeout> {
+    let nodes = &doc.nodes;
+    let n = nodes.len();
+    let parent = |i: usize| nodes[i].parent as usize;
+
+    // Good bytes per subtree, flags ignored.
+    let mut good_raw = vec![0u64; n];
+    for b in &doc.blocks {
+        if is_good(b) {
+            good_raw[b.node as usize] += (b.end - b.start) as u64;
+        }
+    }
+    for i in (1..n).rev() {
+        good_raw[parent(i)] += good_raw[i];
+    }
+    check(deadline)?;
+
+    // Dropped subtrees.
+    let total = good_raw[0];
+    let mut dead = vec![false; n];
+    for i in 1..n {
+        let furniture = nodes[i].flags & FURNITURE != 0
+            && good_raw[i] * 1000 <= total * KEEP_FLAGGED_PERMILLE;
+        dead[i] = furniture || dead[parent(i)];
+    }
+
+    // Good and bad bytes per subtree, dropped subtrees excluded.
+    let mut good = vec![0i64; n];
+    let mut bad = vec![0i64; n];
+    for b in &doc.blocks {
+        let node = b.node as usize;
+        if dead[node] {
+            continue;
+        }
+        let len = (b.end - b.start) as i64;
+        if is_good(b) {
+            good[node] += len;
+        } else if b.role != Role::Heading {
+            bad[node] += len;
+        }
+    }
+    let mut end = (1..=n).collect::<Vec<usize>>();
+    for i in (1..n).rev() {
+        let p = parent(i);
+        good[p] += good[i];
+        bad[p] += bad[i];
+        end[p] = end[p].max(end[i]);
+    }
+    check(deadline)?;
+
+    // The main node: the most good text for the least bad text.
+    let mut best = 0;
+    let mut best_score = i64::MIN;
+    for i in 0..n {
+        if dead[i] || good[i] == 0 && i != 0 {
+            continue;
+        }
+        let score = good[i] * 1000 - BAD_WEIGHT_PERMILLE * bad[i];
+        if score >= best_score {
+            best = i;
+            best_score = score;
+        }
+    }
+    if good[0] == 0 {
+        best = 0;
+    }
+
+    let range = best..end[best];
+    Ok(doc
+        .blocks
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| {
+            let node = b.node as usize;
+            range.contains(&node) && !dead[node] && !is_link_list(b)
+        })
+        .map(|(i, _)| i)
+        .collect())
+}
