@@ -1,0 +1,403 @@
+//! `gopher_repetition` transform: Gopher's repetition heuristics (Rae et al.
+//! 2021, table A1) exactly as datatrove 0.10.1's `GopherRepetitionFilter`
+//! applies them: duplicate paragraphs and lines (by count and by characters),
+//! the share of characters in the most frequent 2-, 3- and 4-gram, and the
+//! share of characters in repeated 5- to 10-grams.
+//!
+//! ```text
+//! text ─split \n\n+─► duplicate paragraphs ─split \n+─► duplicate lines
+//!      ─words─► top n-gram (n = 2..4) ─► repeated n-grams (n = 5..10) ──► keep | drop(reason)
+//! ```
+//! datatrove builds a Python string per n-gram; here n-grams are slices of
+//! one joined buffer, keyed by a rolling hash and compared by bytes, so no
+//! string is allocated per n-gram and equality is exact.
+
+use std::borrow::Cow;
+use std::collections::{HashMap, HashSet};
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use arrow::datatypes::SchemaRef;
+use serde::{Deserialize, Serialize};
+use smelt_engine::{
+    parse_options, OptionError, Result, SchemaError, StageConfig, Transform, TransformConfig,
+};
+
+use super::gopher_quality::d_language;
+use super::words::{split_into_words, Segmenter};
+use super::{
+    char_len, check_input, find_duplicates, on, py_strip, DocFilter, FilterStage, FxBuild, Outcome,
+};
+
+fn d_03() -> Option<f64> {
+    Some(0.3)
+}
+fn d_02() -> Option<f64> {
+    Some(0.2)
+}
+fn d_top() -> Vec<(usize, f64)> {
+    vec![(2, 0.2), (3, 0.18), (4, 0.16)]
+}
+fn d_dup() -> Vec<(usize, f64)> {
+    vec![
+        (5, 0.15),
+        (6, 0.14),
+        (7, 0.13),
+        (8, 0.12),
+        (9, 0.11),
+        (10, 0.10),
+    ]
+}
+
+/// Options of `gopher_repetition` (datatrove's argument names; `null` or 0 turns a fraction check off).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GopherRepetitionConfig {
+    /// Drop documents with a larger share of duplicate lines (default 0.3).
+    #[serde(default = "d_03")]
+    pub dup_line_frac: Option<f64>,
+    /// Drop documents with a larger share of duplicate paragraphs (default 0.3).
+    #[serde(default = "d_03")]
+    pub dup_para_frac: Option<f64>,
+    /// Drop documents with a larger share of characters in duplicate lines (default 0.2).
+    #[serde(default = "d_02")]
+    pub dup_line_char_frac: Option<f64>,
+    /// Drop documents with a larger share of characters in duplicate paragraphs (default 0.2).
+    #[serde(default = "d_02")]
+    pub dup_para_char_frac: Option<f64>,
+    /// `[n, fraction]` pairs: drop when the most frequent n-gram covers more of the characters (default [[2, 0.2], [3, 0.18], [4, 0.16]]).
+    #[serde(default = "d_top")]
+    pub top_n_grams: Vec<(usize, f64)>,
+    /// `[n, fraction]` pairs: drop when repeated n-grams cover more of the characters (default [[5, 0.15], ... [10, 0.10]]).
+    #[serde(default = "d_dup")]
+    pub dup_n_grams: Vec<(usize, f64)>,
+    /// Language of rows without a `language` column value (default `en`); picks the word splitter.
+    #[serde(default = "d_language")]
+    pub language: String,
+}
+
+/// Registry hook.
+///
+/// # Errors
+/// Unknown or invalid options (an n of 0).
+pub fn configure(options: serde_json::Value) -> Result<StageConfig, OptionError> {
+    let c: GopherRepetitionConfig = parse_options(options)?;
+    for (key, list) in [
+        ("top_n_grams", &c.top_n_grams),
+        ("dup_n_grams", &c.dup_n_grams),
+    ] {
+        if let Some(i) = list.iter().position(|(n, _)| *n == 0) {
+            return Err(OptionError {
+                path: vec![
+                    smelt_engine::yaml::PathSeg::Key(key.into()),
+                    smelt_engine::yaml::PathSeg::Index(i),
+                ],
+                message: "n must be at least 1".into(),
+                at_key: false,
+            });
+        }
+    }
+    Ok(StageConfig::Transform(Arc::new(c)))
+}
+
+impl TransformConfig for GopherRepetitionConfig {
+    fn output_schema(&self, input: &SchemaRef) -> Result<SchemaRef, SchemaError> {
+        check_input(input)
+    }
+
+    fn resolved(&self) -> serde_json::Value {
+        serde_json::to_value(self).unwrap_or_default()
+    }
+
+    fn build(&self, _input: &SchemaRef) -> Result<Box<dyn Transform>> {
+        Ok(Box::new(FilterStage::new(
+            GopherRepetition::new(self.clone()),
+            &self.language,
+        )))
+    }
+}
+
+/// The runtime filter, with buffers reused across documents.
+pub struct GopherRepetition {
+    c: GopherRepetitionConfig,
+    buf: Grams,
+}
+
+/// One document's words, joined for n-gram slicing.
+#[derive(Default)]
+struct Grams {
+    joined: Vec<u8>,
+    /// Byte offset in `joined` where each word starts (plus the end).
+    offsets: Vec<usize>,
+    /// Code points before each word (plus the total).
+    chars: Vec<usize>,
+    prefix: Vec<u64>,
+    pow: Vec<u64>,
+    ids: Vec<u32>,
+}
+
+impl GopherRepetition {
+    /// A filter with these options.
+    pub fn new(c: GopherRepetitionConfig) -> Self {
+        GopherRepetition {
+            c,
+            buf: Grams::default(),
+        }
+    }
+}
+
+const BASE: u64 = 0x100_0000_01b3;
+
+/// An n-gram: its bytes in the joined buffer, keyed by a precomputed hash.
+#[derive(Clone, Copy)]
+struct Gram<'a> {
+    hash: u64,
+    bytes: &'a [u8],
+}
+
+impl PartialEq for Gram<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.hash == other.hash && self.bytes == other.bytes
+    }
+}
+impl Eq for Gram<'_> {}
+impl Hash for Gram<'_> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
+}
+
+/// A word-sequence n-gram (equality of `" ".join(words)`): its word ids.
+#[derive(Clone, Copy)]
+struct Seq<'a> {
+    hash: u64,
+    ids: &'a [u32],
+}
+
+impl PartialEq for Seq<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.hash == other.hash && self.ids == other.ids
+    }
+}
+impl Eq for Seq<'_> {}
+impl Hash for Seq<'_> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
+}
+
+/// `re.split(r"\n{min,}", s)`.
+fn split_newline_runs(s: &str, min: usize) -> Vec<&str> {
+    let b = s.as_bytes();
+    let mut out = Vec::new();
+    let (mut start, mut i) = (0, 0);
+    while i < b.len() {
+        if b[i] == b'\n' {
+            let run_end = i + b[i..].iter().take_while(|&&c| c == b'\n').count();
+            if run_end - i >= min {
+                out.push(&s[start..i]);
+                start = run_end;
+            }
+            i = run_end;
+        } else {
+            i += 1;
+        }
+    }
+    out.push(&s[start..]);
+    out
+}
+
+impl Grams {
+    fn prepare(&mut self, words: &[&str]) {
+        self.joined.clear();
+        self.offsets.clear();
+        self.chars.clear();
+        let mut chars = 0;
+        for w in words {
+            self.offsets.push(self.joined.len());
+            self.chars.push(chars);
+            self.joined.extend_from_slice(w.as_bytes());
+            chars += char_len(w);
+        }
+        self.offsets.push(self.joined.len());
+        self.chars.push(chars);
+        self.prefix.clear();
+        self.prefix.push(0);
+        let mut h = 0u64;
+        for &b in &self.joined {
+            h = h.wrapping_mul(BASE).wrapping_add(u64::from(b) + 1);
+            self.prefix.push(h);
+        }
+        while self.pow.len() <= self.joined.len() {
+            let next = self.pow.last().map_or(1, |p| p.wrapping_mul(BASE));
+            self.pow.push(next);
+        }
+        let mut intern: HashMap<&str, u32, FxBuild> = HashMap::default();
+        self.ids.clear();
+        for w in words {
+            let next = intern.len() as u32;
+            self.ids.push(*intern.entry(w).or_insert(next));
+        }
+    }
+
+    /// datatrove's `find_top_duplicate` over `n`-grams: characters of the most
+    /// frequent one (joined with spaces) times its count; ties go to the first seen.
+    fn top_duplicate(&self, n: usize) -> usize {
+        let windows = self.ids.len() + 1 - n;
+        let mut counts: HashMap<Seq<'_>, (usize, usize), FxBuild> =
+            HashMap::with_capacity_and_hasher(windows, FxBuild::default());
+        for i in 0..windows {
+            let ids = &self.ids[i..i + n];
+            let mut h = super::FxHasher::default();
+            for id in ids {
+                h.write_u64(u64::from(*id));
+            }
+            let e = counts
+                .entry(Seq {
+                    hash: h.finish(),
+                    ids,
+                })
+                .or_insert((0, i));
+            e.0 += 1;
+        }
+        let &(count, first) = counts
+            .values()
+            .max_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)))
+            .expect("at least one n-gram");
+        let chars = self.chars[first + n] - self.chars[first] + (n - 1);
+        chars * count
+    }
+
+    /// datatrove's `find_all_duplicate`: characters of repeated `n`-grams
+    /// (words concatenated), skipping past each repeat.
+    fn all_duplicate(&self, n: usize) -> usize {
+        let mut seen: HashSet<Gram<'_>, FxBuild> =
+            HashSet::with_capacity_and_hasher(self.ids.len(), FxBuild::default());
+        let n_words = self.ids.len();
+        let (mut repeated, mut idx) = (0, 0);
+        while idx + n <= n_words {
+            let (a, b) = (self.offsets[idx], self.offsets[idx + n]);
+            let hash = self.prefix[b].wrapping_sub(self.prefix[a].wrapping_mul(self.pow[b - a]));
+            let gram = Gram {
+                hash,
+                bytes: &self.joined[a..b],
+            };
+            if seen.contains(&gram) {
+                repeated += self.chars[idx + n] - self.chars[idx];
+                idx += n;
+            } else {
+                seen.insert(gram);
+                idx += 1;
+            }
+        }
+        repeated
+    }
+}
+
+impl DocFilter for GopherRepetition {
+    fn filter(&mut self, text: &str, segmenter: Segmenter) -> Outcome {
+        if text.is_empty() {
+            return Outcome::Drop("empty".into());
+        }
+        let c = &self.c;
+        let text_len = char_len(text) as f64;
+        let paragraphs = split_newline_runs(py_strip(text), 2);
+        let (dups, dup_chars) = find_duplicates(paragraphs.iter().copied());
+        if on(c.dup_para_frac).is_some_and(|t| dups as f64 / paragraphs.len() as f64 > t) {
+            return Outcome::Drop("dup_para_frac".into());
+        }
+        if on(c.dup_para_char_frac).is_some_and(|t| dup_chars as f64 / text_len > t) {
+            return Outcome::Drop("dup_para_char_frac".into());
+        }
+        let lines = split_newline_runs(text, 1);
+        let (dups, dup_chars) = find_duplicates(lines.iter().copied());
+        if on(c.dup_line_frac).is_some_and(|t| dups as f64 / lines.len() as f64 > t) {
+            return Outcome::Drop("dup_line_frac".into());
+        }
+        if on(c.dup_line_char_frac).is_some_and(|t| dup_chars as f64 / text_len > t) {
+            return Outcome::Drop("dup_line_char_frac".into());
+        }
+        let mut words = Vec::new();
+        split_into_words(text, segmenter, &mut words);
+        self.buf.prepare(&words);
+        for &(n, frac) in &c.top_n_grams {
+            if n > words.len() {
+                continue;
+            }
+            if self.buf.top_duplicate(n) as f64 / text_len > frac {
+                return Outcome::Drop(Cow::Owned(format!("top_{n}_gram")));
+            }
+        }
+        for &(n, frac) in &c.dup_n_grams {
+            if self.buf.all_duplicate(n) as f64 / text_len > frac {
+                return Outcome::Drop(Cow::Owned(format!("duplicated_{n}_n_grams")));
+            }
+        }
+        Outcome::Keep
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(text: &str) -> Outcome {
+        let c: GopherRepetitionConfig = parse_options(serde_json::json!({})).unwrap();
+        GopherRepetition::new(c).filter(text, Segmenter::English)
+    }
+
+    const PROSE: &str = "The river rose overnight after heavy rain in the hills.\n\nFarmers moved cattle to higher ground \
+        while volunteers filled sandbags near the old bridge.\n\nBy morning the water had reached the market square, \
+        and shop owners began counting the damage.";
+
+    #[test]
+    fn keeps_text_without_repetition() {
+        assert_eq!(run(PROSE), Outcome::Keep);
+        assert_eq!(run(""), Outcome::Drop("empty".into()));
+    }
+
+    #[test]
+    fn duplicate_paragraphs_and_lines() {
+        let p = "Subscribe to our newsletter for updates.";
+        assert_eq!(
+            run(&format!("{PROSE}\n\n{p}\n\n{p}\n\n{p}")),
+            Outcome::Drop("dup_para_frac".into())
+        );
+        let long = "Click here to read the full terms and conditions of this offer before you buy anything from our store today.";
+        assert_eq!(
+            run(&format!("{PROSE}\n\n{long}\n\n{long}")),
+            Outcome::Drop("dup_para_char_frac".into())
+        );
+        let lines = "Home\nNews\nSport\nHome\nNews\nSport\nWeather";
+        assert_eq!(run(lines), Outcome::Drop("dup_line_frac".into()));
+        assert_eq!(split_newline_runs("\na\n\n\nb\n", 1), ["", "a", "b", ""]);
+        assert_eq!(split_newline_runs("a\nb\n\nc", 2), ["a\nb", "c"]);
+    }
+
+    #[test]
+    fn n_gram_repetition() {
+        let text = "buy cheap shoes online buy cheap shoes today buy cheap shoes now and buy cheap shoes here";
+        assert_eq!(run(text), Outcome::Drop("top_2_gram".into()));
+        let c: GopherRepetitionConfig =
+            parse_options(serde_json::json!({"top_n_grams": []})).unwrap();
+        let text = "one two three four five six seven eight nine ten eleven twelve one two three four five six seven eight nine ten";
+        assert_eq!(
+            GopherRepetition::new(c).filter(text, Segmenter::English),
+            Outcome::Drop("duplicated_5_n_grams".into())
+        );
+    }
+
+    #[test]
+    fn all_duplicate_matches_datatrove_arithmetic() {
+        let mut f = Grams::default();
+        // find_all_duplicate(["a","b","a","b","a","b"], 2): "ab" at 0, "ba" at 1, "ab" again at 2 (+2, skip to 4), "ab" at 4 (+2).
+        f.prepare(&["a", "b", "a", "b", "a", "b"]);
+        assert_eq!(f.all_duplicate(2), 4);
+        // Concatenation decides equality: "ab"+"c" equals "a"+"bc".
+        f.prepare(&["ab", "c", "x", "a", "bc"]);
+        assert_eq!(f.all_duplicate(2), 3);
+        // Top n-gram: counts by word sequence, length with spaces, ties to the first seen.
+        f.prepare(&["aa", "b", "c", "dd", "aa", "b", "c", "dd"]);
+        assert_eq!(f.top_duplicate(2), ("aa b".len()) * 2);
+    }
+}

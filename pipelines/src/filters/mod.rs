@@ -1,0 +1,299 @@
+//! Quality filters with the rules, order of checks, default thresholds and
+//! drop reasons of datatrove 0.10.1 (`GopherQualityFilter`,
+//! `GopherRepetitionFilter`, `C4QualityFilter`, `FineWebQualityFilter`), so
+//! that drop counts compare with FineWeb's.
+//!
+//! ```text
+//! text (+ language) ──words::split_into_words──► words ─┐
+//!                   ──lines / paragraphs ───────────────┴─► rule checks ──► keep | drop(reason) | rewrite (c4)
+//! ```
+//! Each filter is one file; they share the [`FilterStage`] runtime (text and
+//! language columns in, verdicts out), the word splitter ([`words`]) and the
+//! Python string semantics datatrove relies on (`str.splitlines`,
+//! `str.strip`, `len` in code points), kept here.
+//!
+//! Language: datatrove's filters take it from their `language` argument; here
+//! the `language` option is the default, and an input `language` column (as
+//! the `langid` stage writes) decides per row where it is not null.
+
+pub mod c4;
+pub mod fineweb;
+pub mod gopher_quality;
+pub mod gopher_repetition;
+mod tables;
+pub mod words;
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, AsArray, LargeStringArray, StringArray};
+use arrow::datatypes::{DataType, SchemaRef};
+use arrow::record_batch::RecordBatch;
+use smelt_engine::{require_column, Processed, Result, SchemaError, Transform};
+
+use words::Segmenter;
+
+/// What a filter decided for one document.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Keep the document as it is.
+    Keep,
+    /// Drop it, with datatrove's reason.
+    Drop(Cow<'static, str>),
+    /// Keep it with this text instead (c4 removes lines).
+    Rewrite(String),
+}
+
+/// One document-level filter.
+pub trait DocFilter: Send {
+    /// Decides for one text, split as `segmenter` says.
+    fn filter(&mut self, text: &str, segmenter: Segmenter) -> Outcome;
+    /// Counts besides drops (see `Transform::take_counters`).
+    fn take_counters(&mut self) -> BTreeMap<String, u64> {
+        BTreeMap::new()
+    }
+}
+
+/// Schema check shared by the filters: a `text` column, and a `language`
+/// column (if any) as a string.
+///
+/// # Errors
+/// No `text` column, or `text`/`language` of another type.
+pub fn check_input(input: &SchemaRef) -> Result<SchemaRef, SchemaError> {
+    require_column(input, "text", &[DataType::LargeUtf8, DataType::Utf8])?;
+    if input.field_with_name("language").is_ok() {
+        require_column(input, "language", &[DataType::Utf8, DataType::LargeUtf8])?;
+    }
+    Ok(input.clone())
+}
+
+/// The transform that runs a [`DocFilter`] over batches.
+pub struct FilterStage<F> {
+    filter: F,
+    default_language: Segmenter,
+}
+
+impl<F: DocFilter> FilterStage<F> {
+    /// A stage with `language` as the default for rows without one.
+    pub fn new(filter: F, language: &str) -> Self {
+        FilterStage {
+            filter,
+            default_language: Segmenter::for_language(language),
+        }
+    }
+}
+
+fn str_at(col: &ArrayRef, i: usize) -> Option<&str> {
+    if col.is_null(i) {
+        return None;
+    }
+    match col.data_type() {
+        DataType::LargeUtf8 => Some(col.as_string::<i64>().value(i)),
+        DataType::Utf8 => Some(col.as_string::<i32>().value(i)),
+        _ => None,
+    }
+}
+
+impl<F: DocFilter> Transform for FilterStage<F> {
+    fn process(&mut self, batch: RecordBatch) -> Result<Processed> {
+        let text = batch
+            .column_by_name("text")
+            .expect("schema checked")
+            .clone();
+        let language = batch.column_by_name("language").cloned();
+        let mut verdicts = Vec::with_capacity(batch.num_rows());
+        let mut rewrites: Vec<(usize, String)> = Vec::new();
+        for i in 0..batch.num_rows() {
+            let segmenter = language
+                .as_ref()
+                .and_then(|l| str_at(l, i))
+                .map_or(self.default_language, Segmenter::for_language);
+            let t = str_at(&text, i).unwrap_or("");
+            match self.filter.filter(t, segmenter) {
+                Outcome::Keep => verdicts.push(None),
+                Outcome::Drop(reason) => verdicts.push(Some(reason)),
+                Outcome::Rewrite(new) => {
+                    verdicts.push(None);
+                    rewrites.push((i, new));
+                }
+            }
+        }
+        if rewrites.is_empty() {
+            return Ok(Processed::Filtered { batch, verdicts });
+        }
+        let mut next = rewrites.iter().peekable();
+        let mut values: Vec<Option<&str>> = Vec::with_capacity(batch.num_rows());
+        for i in 0..batch.num_rows() {
+            match next.peek() {
+                Some((j, new)) if *j == i => {
+                    values.push(Some(new.as_str()));
+                    next.next();
+                }
+                _ => values.push(str_at(&text, i)),
+            }
+        }
+        let new_text: ArrayRef = match text.data_type() {
+            DataType::LargeUtf8 => Arc::new(LargeStringArray::from(values)),
+            _ => Arc::new(StringArray::from(values)),
+        };
+        let idx = batch.schema().index_of("text")?;
+        let mut cols = batch.columns().to_vec();
+        cols[idx] = new_text;
+        let batch = RecordBatch::try_new(batch.schema(), cols)?;
+        Ok(Processed::Filtered { batch, verdicts })
+    }
+
+    fn take_counters(&mut self) -> BTreeMap<String, u64> {
+        self.filter.take_counters()
+    }
+}
+
+/// A threshold that datatrove skips when it is falsy (`None` or 0).
+pub(crate) fn on(t: Option<f64>) -> Option<f64> {
+    t.filter(|v| *v != 0.0)
+}
+
+/// Whether `c` lies in one of the sorted inclusive `ranges`.
+pub(crate) fn in_ranges(ranges: &[(u32, u32)], c: char) -> bool {
+    let c = c as u32;
+    ranges
+        .binary_search_by(|&(lo, hi)| {
+            if hi < c {
+                std::cmp::Ordering::Less
+            } else if lo > c {
+                std::cmp::Ordering::Greater
+            } else {
+                std::cmp::Ordering::Equal
+            }
+        })
+        .is_ok()
+}
+
+/// Python's `str.isspace` for one character.
+pub(crate) fn py_isspace(c: char) -> bool {
+    c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c)
+}
+
+/// Python's `str.isalpha` for one character (categories L*).
+pub(crate) fn py_isalpha(c: char) -> bool {
+    if c.is_ascii() {
+        c.is_ascii_alphabetic()
+    } else {
+        in_ranges(tables::PY_ALPHA, c)
+    }
+}
+
+/// Whether `c` is in datatrove's `PUNCTUATION_SET`.
+pub(crate) fn is_dt_punctuation(c: char) -> bool {
+    in_ranges(tables::DT_PUNCTUATION, c)
+}
+
+/// Whether `c` is in datatrove's `TERMINAL_PUNCTUATION`.
+pub(crate) fn is_dt_terminal(c: char) -> bool {
+    in_ranges(tables::DT_TERMINAL, c)
+}
+
+/// Python's `str.strip()`.
+pub(crate) fn py_strip(s: &str) -> &str {
+    s.trim_matches(py_isspace)
+}
+
+/// Python's `len(s)`: code points.
+pub(crate) fn char_len(s: &str) -> usize {
+    if s.is_ascii() {
+        s.len()
+    } else {
+        s.bytes().filter(|b| (*b as i8) >= -0x40).count()
+    }
+}
+
+/// Python's `str.splitlines()` (no trailing empty line; `\r\n` is one break).
+pub(crate) fn py_splitlines(s: &str) -> impl Iterator<Item = &str> {
+    let mut rest = s;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        for (i, c) in rest.char_indices() {
+            let brk = match c {
+                '\n' | '\u{b}' | '\u{c}' | '\u{1c}' | '\u{1d}' | '\u{1e}' | '\u{85}'
+                | '\u{2028}' | '\u{2029}' => c.len_utf8(),
+                '\r' => {
+                    if rest[i + 1..].starts_with('\n') {
+                        2
+                    } else {
+                        1
+                    }
+                }
+                _ => continue,
+            };
+            let line = &rest[..i];
+            rest = &rest[i + brk..];
+            return Some(line);
+        }
+        let line = rest;
+        rest = "";
+        Some(line)
+    })
+}
+
+/// datatrove's `find_duplicates`: (number of repeated elements, their total length in code points).
+pub(crate) fn find_duplicates<'a>(items: impl IntoIterator<Item = &'a str>) -> (usize, usize) {
+    let mut seen: std::collections::HashSet<&str, FxBuild> = Default::default();
+    let (mut n, mut chars) = (0, 0);
+    for x in items {
+        if !seen.insert(x) {
+            n += 1;
+            chars += char_len(x);
+        }
+    }
+    (n, chars)
+}
+
+/// A small fast hasher (FxHash) for string keys built by the filters.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct FxHasher(u64);
+
+impl Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        const K: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(c.try_into().expect("8 bytes")))
+                .wrapping_mul(K);
+        }
+        for &b in chunks.remainder() {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(K);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        const K: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+        self.0 = (self.0.rotate_left(5) ^ v).wrapping_mul(K);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// `BuildHasher` for [`FxHasher`].
+pub(crate) type FxBuild = BuildHasherDefault<FxHasher>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn python_string_semantics() {
+        let lines: Vec<_> = py_splitlines("a\r\nb\rc\n\nd\u{2028}e\n").collect();
+        assert_eq!(lines, ["a", "b", "c", "", "d", "e"]);
+        assert_eq!(py_splitlines("").count(), 0);
+        assert_eq!(py_strip("\u{1f} x \u{a0}"), "x");
+        assert_eq!(char_len("été…"), 4);
+        assert!(py_isalpha('é') && !py_isalpha('\u{301}') && !py_isalpha('1'));
+        assert!(is_dt_punctuation('…') && is_dt_punctuation('\u{7}') && !is_dt_punctuation('a'));
+        assert!(is_dt_terminal('。') && !is_dt_terminal(','));
+        assert_eq!(find_duplicates(["a", "bb", "a", "bb", "bb"]), (3, 5));
+    }
+}
