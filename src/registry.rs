@@ -39,6 +39,12 @@ pub fn stages() -> Vec<StageType> {
             configure: pipelines::content_hash::configure,
         },
         StageType {
+            name: "langid",
+            kind: StageKind::Transform,
+            about: "add `language`/`language_score` (fastText LID-176 embedded, or whatlang); keep the languages asked for",
+            configure: pipelines::langid::configure,
+        },
+        StageType {
             name: "parquet",
             kind: StageKind::Sink,
             about: "write the dataset as zstd Parquet shards, committed as a catalog version",

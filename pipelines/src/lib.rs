@@ -9,3 +9,4 @@
 pub mod content_hash;
 pub mod html;
 pub mod html_to_text;
+pub mod langid;

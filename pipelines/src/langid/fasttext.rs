@@ -1,0 +1,927 @@
+//! A reader for fastText's binary model format (`.bin` and the quantized
+//! `.ftz`) and its supervised `predict`, written to give the same answers as
+//! fastText 0.9.2 (the version the Python `fasttext` wheel ships) bit for bit:
+//! the same float operations in the same order.
+//!
+//! ```text
+//! text ──split on ' ' \n \r \t \v \f \0, then "</s>"──► tokens
+//!      ──word id or char n-grams "<tok>" (minn..=maxn, FNV-1a on bytes with the int8 quirk)──► input rows
+//!      ──sum in order, × (1/count)──► hidden
+//!      ──hierarchical softmax (DFS over the Huffman tree) | softmax | one-vs-all──► (label, p + 1e-5)
+//! ```
+//!
+//! File layout (all little-endian): magic `793712314`, version (11 or 12),
+//! args (12 × i32 then f64), dictionary (sizes, then each entry as a
+//! NUL-terminated string, i64 count, i8 type; then the pruned n-gram index),
+//! `bool` quantized input, the input matrix (dense: i64 rows, i64 cols,
+//! f32s; quantized: `qnorm`, rows, cols, codes, a product quantizer with 256
+//! centroids per sub-quantizer, and with `qnorm` the norm codes and their
+//! quantizer), `bool` quantized output, the output matrix.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+/// fastText's magic number at the start of every model file.
+const MAGIC: i32 = 793_712_314;
+/// The end-of-sentence token fastText appends to every line.
+pub const EOS: &str = "</s>";
+/// Prefix of label entries in the dictionary.
+const LABEL_PREFIX: &str = "__label__";
+/// Centroids per sub-quantizer.
+const KSUB: usize = 256;
+
+/// Why a model could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    /// The file could not be read.
+    #[error("cannot read fastText model {path}: {source}")]
+    Io {
+        /// The model path.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The bytes are not a model this reader understands.
+    #[error("{origin} is not a usable fastText model: {message}")]
+    Format {
+        /// Where the bytes came from (a path, or "the embedded LID-176 model").
+        origin: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// The loss a supervised model was trained with; it decides how scores are computed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Loss {
+    /// Hierarchical softmax (LID-176).
+    HierarchicalSoftmax,
+    /// Negative sampling: independent sigmoids per label.
+    NegativeSampling,
+    /// Softmax over all labels.
+    Softmax,
+    /// One-vs-all: independent sigmoids per label.
+    OneVsAll,
+}
+
+/// A product quantizer (fastText `ProductQuantizer`).
+#[derive(Debug)]
+struct ProductQuantizer {
+    nsubq: usize,
+    dsub: usize,
+    lastdsub: usize,
+    centroids: Vec<f32>,
+}
+
+impl ProductQuantizer {
+    fn centroid(&self, m: usize, code: u8) -> &[f32] {
+        let i = usize::from(code);
+        if m == self.nsubq - 1 {
+            let start = m * KSUB * self.dsub + i * self.lastdsub;
+            &self.centroids[start..start + self.lastdsub]
+        } else {
+            let start = (m * KSUB + i) * self.dsub;
+            &self.centroids[start..start + self.dsub]
+        }
+    }
+}
+
+/// A model matrix, dense or product-quantized.
+#[derive(Debug)]
+enum Matrix {
+    Dense { rows: usize, cols: usize, data: Vec<f32> },
+    Quantized { rows: usize, cols: usize, codes: Vec<u8>, pq: ProductQuantizer, norms: Option<(Vec<u8>, ProductQuantizer)> },
+}
+
+impl Matrix {
+    fn rows(&self) -> usize {
+        match self {
+            Matrix::Dense { rows, .. } | Matrix::Quantized { rows, .. } => *rows,
+        }
+    }
+
+    fn cols(&self) -> usize {
+        match self {
+            Matrix::Dense { cols, .. } | Matrix::Quantized { cols, .. } => *cols,
+        }
+    }
+
+    /// `x += row i` (fastText `addRowToVector`).
+    fn add_row(&self, x: &mut [f32], i: usize) {
+        match self {
+            Matrix::Dense { cols, data, .. } => {
+                for (xj, a) in x.iter_mut().zip(&data[i * cols..(i + 1) * cols]) {
+                    *xj += *a;
+                }
+            }
+            Matrix::Quantized { codes, pq, norms, .. } => {
+                let alpha = norm(norms, i);
+                let code = &codes[pq.nsubq * i..pq.nsubq * (i + 1)];
+                for (m, &c) in code.iter().enumerate() {
+                    let centroid = pq.centroid(m, c);
+                    for (xj, cn) in x[m * pq.dsub..].iter_mut().zip(centroid) {
+                        *xj += alpha * *cn;
+                    }
+                }
+            }
+        }
+    }
+
+    /// `row i · x` (fastText `dotRow`).
+    fn dot_row(&self, x: &[f32], i: usize) -> f32 {
+        match self {
+            Matrix::Dense { cols, data, .. } => {
+                let mut d = 0.0f32;
+                for (a, xj) in data[i * cols..(i + 1) * cols].iter().zip(x) {
+                    d += *a * *xj;
+                }
+                d
+            }
+            Matrix::Quantized { codes, pq, norms, .. } => {
+                let alpha = norm(norms, i);
+                let code = &codes[pq.nsubq * i..pq.nsubq * (i + 1)];
+                let mut res = 0.0f32;
+                for (m, &c) in code.iter().enumerate() {
+                    let centroid = pq.centroid(m, c);
+                    for (xj, cn) in x[m * pq.dsub..].iter().zip(centroid) {
+                        res += *xj * *cn;
+                    }
+                }
+                res * alpha
+            }
+        }
+    }
+}
+
+fn norm(norms: &Option<(Vec<u8>, ProductQuantizer)>, i: usize) -> f32 {
+    match norms {
+        Some((codes, npq)) => npq.centroid(0, codes[i])[0],
+        None => 1.0,
+    }
+}
+
+/// A node of the hierarchical-softmax tree (fastText `HierarchicalSoftmaxLoss::Node`).
+#[derive(Debug, Clone, Copy)]
+struct Node {
+    left: i32,
+    right: i32,
+    count: i64,
+}
+
+/// An open-addressing map from a fastText hash to an index.
+#[derive(Debug)]
+struct IdTable {
+    slots: Vec<i32>,
+    mask: usize,
+}
+
+impl IdTable {
+    fn with_len(len: usize) -> IdTable {
+        let cap = (len * 2).max(16).next_power_of_two();
+        IdTable { slots: vec![-1; cap], mask: cap - 1 }
+    }
+
+    fn start(&self, h: u32) -> usize {
+        (h.wrapping_mul(0x9E37_79B1) as usize) & self.mask
+    }
+}
+
+/// The dictionary: words (with their char n-gram ids), labels, pruned n-gram buckets.
+#[derive(Debug)]
+struct Dictionary {
+    /// Entry strings, concatenated; `ends[i]` is where entry `i` ends.
+    bytes: Vec<u8>,
+    ends: Vec<usize>,
+    is_label: Vec<bool>,
+    counts: Vec<i64>,
+    nwords: usize,
+    /// Entry lookup by the entry's fastText hash.
+    words: IdTable,
+    /// Input rows of each word (itself, then its n-grams), flattened.
+    subwords: Vec<u32>,
+    subword_ends: Vec<usize>,
+    /// Bucket -> pruned row index, when the model was pruned (`.ftz`).
+    prune: Option<(IdTable, Vec<(i32, i32)>)>,
+    bucket: u32,
+    minn: usize,
+    maxn: usize,
+}
+
+impl Dictionary {
+    fn entry(&self, i: usize) -> &[u8] {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        &self.bytes[start..self.ends[i]]
+    }
+
+    /// The entry id of `token`, if it is in the dictionary.
+    fn find(&self, token: &[u8], h: u32) -> Option<usize> {
+        let mut slot = self.words.start(h);
+        loop {
+            let id = self.words.slots[slot];
+            if id < 0 {
+                return None;
+            }
+            if self.entry(id as usize) == token {
+                return Some(id as usize);
+            }
+            slot = (slot + 1) & self.words.mask;
+        }
+    }
+
+    /// The input row of an n-gram bucket id (fastText `pushHash`), if it has one.
+    fn bucket_row(&self, id: i64) -> Option<u32> {
+        if id < 0 {
+            return None;
+        }
+        match &self.prune {
+            None => Some(self.nwords as u32 + id as u32),
+            Some((table, pairs)) => {
+                let mut slot = table.start(id as u32);
+                loop {
+                    let p = table.slots[slot];
+                    if p < 0 {
+                        return None;
+                    }
+                    let (from, to) = pairs[p as usize];
+                    if i64::from(from) == id {
+                        return Some(self.nwords as u32 + to as u32);
+                    }
+                    slot = (slot + 1) & table.mask;
+                }
+            }
+        }
+    }
+
+    /// Calls `push` with the rows of the char n-grams of `word` (already
+    /// wrapped in `<` and `>`), in fastText's order (`computeSubwords`).
+    fn char_ngrams(&self, word: &[u8], mut push: impl FnMut(u32)) {
+        for i in 0..word.len() {
+            if word[i] & 0xC0 == 0x80 {
+                continue;
+            }
+            let mut h = FNV_OFFSET;
+            let mut j = i;
+            let mut n = 1;
+            while j < word.len() && n <= self.maxn {
+                h = fnv_step(h, word[j]);
+                j += 1;
+                while j < word.len() && word[j] & 0xC0 == 0x80 {
+                    h = fnv_step(h, word[j]);
+                    j += 1;
+                }
+                if n >= self.minn && !(n == 1 && (i == 0 || j == word.len())) {
+                    if let Some(row) = self.bucket_row(i64::from(h % self.bucket)) {
+                        push(row);
+                    }
+                }
+                n += 1;
+            }
+        }
+    }
+}
+
+const FNV_OFFSET: u32 = 2_166_136_261;
+
+/// One FNV-1a step as fastText does it: the byte is sign-extended (`int8_t`) first.
+fn fnv_step(h: u32, byte: u8) -> u32 {
+    (h ^ (byte as i8 as i32 as u32)).wrapping_mul(16_777_619)
+}
+
+/// fastText's string hash (`Dictionary::hash`).
+pub fn hash(bytes: &[u8]) -> u32 {
+    bytes.iter().fold(FNV_OFFSET, |h, &b| fnv_step(h, b))
+}
+
+/// fastText's `std_log`: `log(x + 1e-5)` in double, rounded to float.
+fn std_log(x: f32) -> f32 {
+    (f64::from(x) + 1e-5).ln() as f32
+}
+
+/// A supervised fastText model.
+pub struct Model {
+    dim: usize,
+    word_ngrams: usize,
+    loss: Loss,
+    dict: Dictionary,
+    input: Matrix,
+    output: Matrix,
+    /// Label names without `__label__`.
+    labels: Vec<String>,
+    tree: Vec<Node>,
+    /// fastText's sigmoid lookup table (one-vs-all and negative sampling).
+    sigmoid_table: Vec<f32>,
+}
+
+impl std::fmt::Debug for Model {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Model")
+            .field("dim", &self.dim)
+            .field("loss", &self.loss)
+            .field("words", &self.dict.nwords)
+            .field("labels", &self.labels.len())
+            .field("input_rows", &self.input.rows())
+            .finish()
+    }
+}
+
+/// Reusable buffers for [`Model::predict`].
+#[derive(Debug, Default)]
+pub struct Scratch {
+    hidden: Vec<f32>,
+    output: Vec<f32>,
+    word: Vec<u8>,
+    word_hashes: Vec<u32>,
+}
+
+/// A label with its score, as fastText's `predict` returns them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Prediction {
+    /// Index into [`Model::labels`].
+    pub label: usize,
+    /// `exp(log(p + 1e-5))`: the probability plus 1e-5 (so it may exceed 1 by that much).
+    pub score: f32,
+}
+
+impl Model {
+    /// Reads a model file.
+    ///
+    /// # Errors
+    /// The file cannot be read, or is not a supervised fastText model; the message names the path.
+    pub fn load(path: &Path) -> Result<Model, ModelError> {
+        let bytes = std::fs::read(path).map_err(|source| ModelError::Io { path: path.display().to_string(), source })?;
+        Model::from_bytes(&bytes, &path.display().to_string())
+    }
+
+    /// Reads a model from its bytes; `origin` names them in errors.
+    ///
+    /// # Errors
+    /// The bytes are not a supervised fastText model (version 11 or 12).
+    pub fn from_bytes(bytes: &[u8], origin: &str) -> Result<Model, ModelError> {
+        let fail = |message: String| ModelError::Format { origin: origin.to_string(), message };
+        let mut r = Reader { bytes, pos: 0 };
+        parse(&mut r).map_err(fail)
+    }
+
+    /// Label names, without `__label__`, in the model's order.
+    pub fn labels(&self) -> &[String] {
+        &self.labels
+    }
+
+    /// The index of a label name (without `__label__`).
+    pub fn label_index(&self, name: &str) -> Option<usize> {
+        self.labels.iter().position(|l| l == name)
+    }
+
+    /// The loss the model was trained with.
+    pub fn loss(&self) -> Loss {
+        self.loss
+    }
+
+    /// Predicts the labels of one line of text like fastText's Python
+    /// `predict(text, k=-1, threshold)`: every label scoring at least
+    /// `threshold`, best first. `text` is read up to its first newline (as a
+    /// line), or to a literal `</s>` token, as fastText does; callers who want
+    /// the whole text replace newlines by spaces first (datatrove does).
+    /// Returns nothing when no token has an input row (fastText would
+    /// compute a NaN there).
+    pub fn predict(&self, text: &str, threshold: f32, scratch: &mut Scratch, out: &mut Vec<Prediction>) {
+        out.clear();
+        if !self.hidden(text.as_bytes(), scratch) {
+            return;
+        }
+        match self.loss {
+            Loss::HierarchicalSoftmax => {
+                if !self.tree.is_empty() {
+                    self.dfs(self.tree.len() - 1, 0.0, std_log(threshold), &scratch.hidden, out);
+                }
+            }
+            Loss::Softmax | Loss::NegativeSampling | Loss::OneVsAll => {
+                self.compute_output(scratch);
+                for (i, &p) in scratch.output.iter().enumerate() {
+                    if p >= threshold {
+                        out.push(Prediction { label: i, score: std_log(p) });
+                    }
+                }
+            }
+        }
+        // fastText sorts by log score (descending), then returns exp of it.
+        out.sort_by(|a, b| b.score.total_cmp(&a.score));
+        for p in out.iter_mut() {
+            p.score = p.score.exp();
+        }
+    }
+
+    /// Fills `scratch.hidden` with the average of the input rows of `line`
+    /// (fastText `getLine` + `computeHidden`). False when there are none.
+    fn hidden(&self, line: &[u8], scratch: &mut Scratch) -> bool {
+        scratch.hidden.clear();
+        scratch.hidden.resize(self.dim, 0.0);
+        scratch.word_hashes.clear();
+        let mut count: usize = 0;
+        let hidden = &mut scratch.hidden;
+        let word = &mut scratch.word;
+        let mut add = |row: u32, hidden: &mut Vec<f32>| {
+            self.input.add_row(hidden, row as usize);
+            count += 1;
+        };
+        let mut rest = line;
+        loop {
+            // readWord: skip separators; a newline (or the end of the line) yields EOS.
+            let start = rest.iter().position(|&c| !is_separator(c) || c == b'\n');
+            let token: &[u8] = match start {
+                None => EOS.as_bytes(),
+                Some(s) if rest[s] == b'\n' => EOS.as_bytes(),
+                Some(s) => {
+                    let len = rest[s..].iter().position(|&c| is_separator(c)).unwrap_or(rest.len() - s);
+                    let t = &rest[s..s + len];
+                    rest = &rest[s + len..];
+                    t
+                }
+            };
+            let h = hash(token);
+            let wid = self.dict.find(token, h);
+            let label = match wid {
+                Some(id) => self.dict.is_label[id],
+                None => token.starts_with(LABEL_PREFIX.as_bytes()),
+            };
+            if !label {
+                match wid {
+                    None if token != EOS.as_bytes() => {
+                        word.clear();
+                        word.push(b'<');
+                        word.extend_from_slice(token);
+                        word.push(b'>');
+                        self.dict.char_ngrams(word, |row| add(row, hidden));
+                    }
+                    None => {}
+                    Some(id) if self.dict.maxn == 0 => add(id as u32, hidden),
+                    Some(id) => {
+                        let start = if id == 0 { 0 } else { self.dict.subword_ends[id - 1] };
+                        for &row in &self.dict.subwords[start..self.dict.subword_ends[id]] {
+                            add(row, hidden);
+                        }
+                    }
+                }
+                if self.word_ngrams > 1 {
+                    scratch.word_hashes.push(h);
+                }
+            }
+            if token == EOS.as_bytes() {
+                break;
+            }
+        }
+        // addWordNgrams: hashes are int32 in fastText, widened to uint64 with sign extension.
+        let hashes = &scratch.word_hashes;
+        for i in 0..hashes.len() {
+            let mut h = hashes[i] as i32 as i64 as u64;
+            for &hj in hashes.iter().skip(i + 1).take(self.word_ngrams - 1) {
+                h = h.wrapping_mul(116_049_371).wrapping_add(hj as i32 as i64 as u64);
+                if let Some(row) = self.dict.bucket_row((h % u64::from(self.dict.bucket)) as i64) {
+                    add(row, hidden);
+                }
+            }
+        }
+        if count == 0 {
+            return false;
+        }
+        let scale = (1.0f64 / count as f64) as f32;
+        for x in hidden.iter_mut() {
+            *x *= scale;
+        }
+        true
+    }
+
+    /// Hierarchical softmax DFS (fastText `HierarchicalSoftmaxLoss::dfs` with k = all labels).
+    fn dfs(&self, node: usize, score: f32, log_threshold: f32, hidden: &[f32], out: &mut Vec<Prediction>) {
+        if score < log_threshold {
+            return;
+        }
+        let n = self.tree[node];
+        if n.left == -1 && n.right == -1 {
+            out.push(Prediction { label: node, score });
+            return;
+        }
+        let osz = self.labels.len();
+        let f = self.output.dot_row(hidden, node - osz);
+        let f = (1.0f64 / f64::from(1.0f32 + (-f).exp())) as f32;
+        self.dfs(n.left as usize, score + std_log(1.0 - f), log_threshold, hidden, out);
+        self.dfs(n.right as usize, score + std_log(f), log_threshold, hidden, out);
+    }
+
+    /// Output probabilities for softmax and sigmoid losses (fastText `computeOutput`).
+    fn compute_output(&self, scratch: &mut Scratch) {
+        let osz = self.labels.len();
+        scratch.output.clear();
+        scratch.output.extend((0..osz).map(|i| self.output.dot_row(&scratch.hidden, i)));
+        let out = &mut scratch.output;
+        match self.loss {
+            Loss::Softmax => {
+                let max = out.iter().fold(out[0], |m, &x| m.max(x));
+                let mut z = 0.0f32;
+                for x in out.iter_mut() {
+                    *x = (*x - max).exp();
+                    z += *x;
+                }
+                for x in out.iter_mut() {
+                    *x /= z;
+                }
+            }
+            _ => {
+                for x in out.iter_mut() {
+                    *x = self.sigmoid(*x);
+                }
+            }
+        }
+    }
+
+    /// fastText's table sigmoid (`Loss::sigmoid`).
+    fn sigmoid(&self, x: f32) -> f32 {
+        const MAX: f32 = 8.0;
+        const SIZE: f32 = 512.0;
+        if x < -MAX {
+            0.0
+        } else if x > MAX {
+            1.0
+        } else {
+            self.sigmoid_table[((x + MAX) * SIZE / MAX / 2.0) as usize]
+        }
+    }
+}
+
+/// fastText's word separators (`readWord`).
+fn is_separator(c: u8) -> bool {
+    matches!(c, b' ' | b'\n' | b'\r' | b'\t' | 0x0b | 0x0c | 0)
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl Reader<'_> {
+    fn take(&mut self, n: usize, what: &str) -> Result<&[u8], String> {
+        if self.bytes.len() - self.pos < n {
+            return Err(format!("truncated: {what} needs {n} bytes at offset {}, the file has {}", self.pos, self.bytes.len()));
+        }
+        let s = &self.bytes[self.pos..self.pos + n];
+        self.pos += n;
+        Ok(s)
+    }
+    fn i32(&mut self, what: &str) -> Result<i32, String> {
+        Ok(i32::from_le_bytes(self.take(4, what)?.try_into().expect("4 bytes")))
+    }
+    fn i64(&mut self, what: &str) -> Result<i64, String> {
+        Ok(i64::from_le_bytes(self.take(8, what)?.try_into().expect("8 bytes")))
+    }
+    fn f64(&mut self, what: &str) -> Result<f64, String> {
+        Ok(f64::from_le_bytes(self.take(8, what)?.try_into().expect("8 bytes")))
+    }
+    fn u8(&mut self, what: &str) -> Result<u8, String> {
+        Ok(self.take(1, what)?[0])
+    }
+    fn f32s(&mut self, n: usize, what: &str) -> Result<Vec<f32>, String> {
+        let bytes = self.take(n.checked_mul(4).ok_or_else(|| format!("{what}: size overflows"))?, what)?;
+        Ok(bytes.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes"))).collect())
+    }
+    /// A non-negative size, at most `max`.
+    fn size(&mut self, wide: bool, max: usize, what: &str) -> Result<usize, String> {
+        let v = if wide { self.i64(what)? } else { i64::from(self.i32(what)?) };
+        if v < 0 || v as u64 > max as u64 {
+            return Err(format!("{what} is {v}, expected 0..={max}"));
+        }
+        Ok(v as usize)
+    }
+}
+
+fn parse(r: &mut Reader<'_>) -> Result<Model, String> {
+    if r.i32("magic number")? != MAGIC {
+        return Err("wrong magic number (expected a fastText .bin or .ftz file)".into());
+    }
+    let version = r.i32("version")?;
+    if version != 11 && version != 12 {
+        return Err(format!("file format version {version}; this reader knows versions 11 and 12"));
+    }
+    let dim = r.size(false, 1 << 16, "dim")?;
+    let _ws = r.i32("ws")?;
+    let _epoch = r.i32("epoch")?;
+    let _min_count = r.i32("minCount")?;
+    let _neg = r.i32("neg")?;
+    let word_ngrams = r.size(false, 64, "wordNgrams")?.max(1);
+    let loss = match r.i32("loss")? {
+        1 => Loss::HierarchicalSoftmax,
+        2 => Loss::NegativeSampling,
+        3 => Loss::Softmax,
+        4 => Loss::OneVsAll,
+        other => return Err(format!("unknown loss {other}")),
+    };
+    let model = r.i32("model")?;
+    if model != 3 {
+        return Err(format!("model type {model} is not a supervised (classifier) model"));
+    }
+    let bucket = r.size(false, i32::MAX as usize, "bucket")? as u32;
+    let minn = r.size(false, 1 << 10, "minn")?;
+    let mut maxn = r.size(false, 1 << 10, "maxn")?;
+    let _lr_update_rate = r.i32("lrUpdateRate")?;
+    let _t = r.f64("t")?;
+    if version == 11 {
+        maxn = 0; // old supervised models have no char n-grams
+    }
+    if dim == 0 {
+        return Err("dim is 0".into());
+    }
+
+    // Dictionary.
+    let size = r.size(false, i32::MAX as usize, "dictionary size")?;
+    let nwords = r.size(false, size, "word count")?;
+    let nlabels = r.size(false, size, "label count")?;
+    if nwords + nlabels != size {
+        return Err(format!("dictionary has {size} entries but {nwords} words and {nlabels} labels"));
+    }
+    let _ntokens = r.i64("token count")?;
+    let prune_size = r.i64("pruned n-gram count")?;
+    let mut bytes = Vec::new();
+    let mut ends = Vec::with_capacity(size);
+    let mut is_label = Vec::with_capacity(size);
+    let mut counts = Vec::with_capacity(size);
+    for i in 0..size {
+        let rest = &r.bytes[r.pos..];
+        let len = memchr::memchr(0, rest).ok_or_else(|| format!("truncated: dictionary entry {i} has no terminating NUL"))?;
+        bytes.extend_from_slice(&rest[..len]);
+        r.pos += len + 1;
+        ends.push(bytes.len());
+        counts.push(r.i64("entry count")?);
+        let t = r.u8("entry type")?;
+        if t > 1 {
+            return Err(format!("dictionary entry {i} has type {t}"));
+        }
+        is_label.push(t == 1);
+    }
+    if is_label[..nwords].iter().any(|&l| l) || is_label[nwords..].iter().any(|&l| !l) {
+        return Err("dictionary entries are not words first, then labels".into());
+    }
+    let prune = if prune_size < 0 {
+        None
+    } else {
+        let n = usize::try_from(prune_size).map_err(|_| "pruned n-gram count too large".to_string())?;
+        if n > r.bytes.len() / 8 {
+            return Err(format!("truncated: {n} pruned n-grams announced"));
+        }
+        let mut pairs = Vec::with_capacity(n);
+        for _ in 0..n {
+            pairs.push((r.i32("pruned n-gram")?, r.i32("pruned n-gram row")?));
+        }
+        Some(pairs)
+    };
+
+    let mut dict = Dictionary {
+        bytes,
+        ends,
+        is_label,
+        counts,
+        nwords,
+        words: IdTable::with_len(size),
+        subwords: Vec::new(),
+        subword_ends: Vec::with_capacity(size),
+        prune: None,
+        bucket,
+        minn,
+        maxn,
+    };
+    for i in 0..size {
+        let h = hash(dict.entry(i));
+        let mut slot = dict.words.start(h);
+        while dict.words.slots[slot] >= 0 {
+            if dict.entry(dict.words.slots[slot] as usize) == dict.entry(i) {
+                return Err(format!("dictionary entry {i} is a duplicate"));
+            }
+            slot = (slot + 1) & dict.words.mask;
+        }
+        dict.words.slots[slot] = i as i32;
+    }
+    if let Some(pairs) = prune {
+        // fastText keeps the last pair for a repeated bucket (`pruneidx_[first] = second`).
+        let mut last: HashMap<i32, i32> = HashMap::with_capacity(pairs.len());
+        for (from, to) in pairs {
+            last.insert(from, to);
+        }
+        let mut pairs: Vec<(i32, i32)> = last.into_iter().filter(|&(from, _)| from >= 0).collect();
+        pairs.sort_unstable();
+        let mut table = IdTable::with_len(pairs.len());
+        for (p, &(from, _)) in pairs.iter().enumerate() {
+            let mut slot = table.start(from as u32);
+            while table.slots[slot] >= 0 {
+                slot = (slot + 1) & table.mask;
+            }
+            table.slots[slot] = p as i32;
+        }
+        dict.prune = Some((table, pairs));
+    }
+    if bucket == 0 && (maxn > 0 || word_ngrams > 1) {
+        return Err("bucket is 0 but the model uses char or word n-grams".into());
+    }
+    // Each entry's input rows (fastText `initNgrams`).
+    let mut word = Vec::new();
+    for i in 0..size {
+        dict.subwords.push(i as u32);
+        if dict.entry(i) != EOS.as_bytes() && maxn > 0 {
+            word.clear();
+            word.push(b'<');
+            word.extend_from_slice(dict.entry(i));
+            word.push(b'>');
+            let mut rows = Vec::new();
+            dict.char_ngrams(&word, |row| rows.push(row));
+            dict.subwords.extend(rows);
+        }
+        dict.subword_ends.push(dict.subwords.len());
+    }
+
+    let quant_input = r.u8("input quantization flag")? != 0;
+    let input = read_matrix(r, quant_input, "input")?;
+    if prune_size >= 0 && !quant_input {
+        return Err("a pruned dictionary needs a quantized input matrix".into());
+    }
+    let quant_output = r.u8("output quantization flag")? != 0;
+    let output = read_matrix(r, quant_input && quant_output, "output")?;
+    if input.cols() != dim || output.cols() != dim {
+        return Err(format!("matrices have {} and {} columns, dim is {dim}", input.cols(), output.cols()));
+    }
+    let max_row = dict.subwords.iter().copied().max().map_or(0, |m| m as usize + 1);
+    let max_bucket_row = match &dict.prune {
+        None if maxn > 0 || word_ngrams > 1 => nwords + bucket as usize,
+        None => 0,
+        Some((_, pairs)) => pairs.iter().map(|&(_, to)| if to < 0 { usize::MAX } else { nwords + to as usize + 1 }).max().unwrap_or(0),
+    };
+    if max_row.max(max_bucket_row).max(size) > input.rows() {
+        return Err(format!("input matrix has {} rows, the dictionary needs {}", input.rows(), max_row.max(max_bucket_row).max(size)));
+    }
+    if output.rows() < nlabels || nlabels == 0 {
+        return Err(format!("output matrix has {} rows for {nlabels} labels", output.rows()));
+    }
+    if r.pos != r.bytes.len() {
+        return Err(format!("{} unexpected bytes after the output matrix", r.bytes.len() - r.pos));
+    }
+
+    let labels = (nwords..size)
+        .map(|i| {
+            let l = String::from_utf8_lossy(dict.entry(i));
+            l.strip_prefix(LABEL_PREFIX).unwrap_or(&l).to_string()
+        })
+        .collect();
+    let tree = if loss == Loss::HierarchicalSoftmax { build_tree(&dict.counts[nwords..]) } else { Vec::new() };
+    let sigmoid_table = (0..=512)
+        .map(|i| {
+            let x = (i as f32 * 2.0 * 8.0) / 512.0 - 8.0;
+            (1.0 / (1.0 + f64::from((-x).exp()))) as f32
+        })
+        .collect();
+    Ok(Model { dim, word_ngrams, loss, dict, input, output, labels, tree, sigmoid_table })
+}
+
+fn read_pq(r: &mut Reader<'_>, what: &str) -> Result<ProductQuantizer, String> {
+    let dim = r.size(false, 1 << 16, &format!("{what} quantizer dim"))?;
+    let nsubq = r.size(false, 1 << 16, &format!("{what} quantizer nsubq"))?;
+    let dsub = r.size(false, 1 << 16, &format!("{what} quantizer dsub"))?;
+    let lastdsub = r.size(false, 1 << 16, &format!("{what} quantizer lastdsub"))?;
+    if nsubq == 0 || dsub == 0 || lastdsub == 0 || (nsubq - 1) * dsub + lastdsub != dim {
+        return Err(format!("{what} quantizer shape is inconsistent (dim {dim}, nsubq {nsubq}, dsub {dsub}, lastdsub {lastdsub})"));
+    }
+    let centroids = r.f32s(dim * KSUB, &format!("{what} quantizer centroids"))?;
+    Ok(ProductQuantizer { nsubq, dsub, lastdsub, centroids })
+}
+
+fn read_matrix(r: &mut Reader<'_>, quantized: bool, what: &str) -> Result<Matrix, String> {
+    let limit = r.bytes.len();
+    if !quantized {
+        let rows = r.size(true, limit, &format!("{what} matrix rows"))?;
+        let cols = r.size(true, limit, &format!("{what} matrix columns"))?;
+        let n = rows.checked_mul(cols).ok_or_else(|| format!("{what} matrix size overflows"))?;
+        let data = r.f32s(n, &format!("{what} matrix"))?;
+        return Ok(Matrix::Dense { rows, cols, data });
+    }
+    let qnorm = r.u8(&format!("{what} qnorm flag"))? != 0;
+    let rows = r.size(true, limit, &format!("{what} matrix rows"))?;
+    let cols = r.size(true, 1 << 16, &format!("{what} matrix columns"))?;
+    let code_size = r.size(false, limit, &format!("{what} code size"))?;
+    let codes = r.take(code_size, &format!("{what} codes"))?.to_vec();
+    let pq = read_pq(r, what)?;
+    if pq.centroids.len() != cols * KSUB || code_size != rows * pq.nsubq {
+        return Err(format!("{what} matrix: {code_size} codes for {rows} rows of {} sub-quantizers", pq.nsubq));
+    }
+    let norms = if qnorm {
+        let norm_codes = r.take(rows, &format!("{what} norm codes"))?.to_vec();
+        let npq = read_pq(r, &format!("{what} norm"))?;
+        Some((norm_codes, npq))
+    } else {
+        None
+    };
+    Ok(Matrix::Quantized { rows, cols, codes, pq, norms })
+}
+
+/// The Huffman tree over label counts (fastText `HierarchicalSoftmaxLoss::buildTree`).
+fn build_tree(counts: &[i64]) -> Vec<Node> {
+    let osz = counts.len();
+    let mut tree = vec![Node { left: -1, right: -1, count: 1_000_000_000_000_000 }; 2 * osz - 1];
+    for (node, &c) in tree.iter_mut().zip(counts) {
+        node.count = c;
+    }
+    let mut leaf = osz as i64 - 1;
+    let mut node = osz;
+    for i in osz..2 * osz - 1 {
+        let mut mini = [0usize; 2];
+        for m in &mut mini {
+            if leaf >= 0 && tree[leaf as usize].count < tree[node].count {
+                *m = leaf as usize;
+                leaf -= 1;
+            } else {
+                *m = node;
+                node += 1;
+            }
+        }
+        tree[i].left = mini[0] as i32;
+        tree[i].right = mini[1] as i32;
+        tree[i].count = tree[mini[0]].count + tree[mini[1]].count;
+    }
+    tree
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lid176() -> Model {
+        Model::from_bytes(include_bytes!("../../../models/lid.176.ftz"), "lid.176.ftz").unwrap()
+    }
+
+    fn top3(model: &Model, text: &str) -> Vec<(String, f32)> {
+        let mut out = Vec::new();
+        model.predict(text, 0.0, &mut Scratch::default(), &mut out);
+        out.iter().take(3).map(|p| (model.labels()[p.label].clone(), p.score)).collect()
+    }
+
+    #[test]
+    fn reads_lid176() {
+        let m = lid176();
+        assert_eq!(m.labels().len(), 176);
+        assert_eq!(&m.labels()[..4], ["en", "ru", "de", "fr"]);
+        assert_eq!(m.loss(), Loss::HierarchicalSoftmax);
+        assert_eq!(m.dict.nwords, 7235);
+        assert_eq!(m.input.rows(), 50_000);
+    }
+
+    /// Expected values from Python fastText 0.9.2 (`fasttext.load_model("lid.176.ftz").predict(text, k=3)`),
+    /// printed with `repr(float(p))`.
+    #[test]
+    fn predicts_like_python_fasttext() {
+        let m = lid176();
+        let cases: &[(&str, [(&str, f32); 3])] = &[
+            ("The quick brown fox jumps over the lazy dog.", [("en", 0.6974507570266724), ("es", 0.04621101915836334), ("pt", 0.02520005963742733)]),
+            ("Der schnelle braune Fuchs springt über den faulen Hund.", [("de", 0.9447035789489746), ("en", 0.01887556165456772), ("ru", 0.004669151734560728)]),
+            ("Le renard brun rapide saute par-dessus le chien paresseux.", [("fr", 0.818234920501709), ("en", 0.028768017888069153), ("it", 0.018429145216941833)]),
+            ("El rápido zorro marrón salta sobre el perro perezoso.", [("es", 0.9217135906219482), ("pt", 0.05185578390955925), ("gl", 0.007315402384847403)]),
+            ("Быстрая коричневая лиса прыгает через ленивую собаку.", [("ru", 0.9599481225013733), ("be", 0.016154980286955833), ("uk", 0.004849589429795742)]),
+            ("敏捷的棕色狐狸跳过了懒狗。", [("ja", 0.5168367624282837), ("zh", 0.46042919158935547), ("yue", 0.0135393887758255)]),
+            ("素早い茶色の狐がのろまな犬を飛び越える。", [("ja", 1.000035285949707), ("uk", 1.8013692169915885e-05), ("ru", 1.285865164390998e-05)]),
+            ("빠른 갈색 여우가 게으른 개를 뛰어넘는다.", [("ko", 0.9996539354324341), ("el", 0.00010947191185550764), ("no", 0.0001049674247042276)]),
+            ("الثعلب البني السريع يقفز فوق الكلب الكسول.", [("ar", 0.993318498134613), ("uk", 0.002515330445021391), ("arz", 0.00225852825678885)]),
+            ("Szybki brązowy lis przeskakuje nad leniwym psem.", [("pl", 0.9924208521842957), ("en", 0.0026189794298261404), ("de", 0.0010685225715860724)]),
+            ("ok", [("en", 0.6297650337219238), ("pl", 0.14195026457309723), ("de", 0.05507952347397804)]),
+            // A literal `</s>` ends the line for fastText: only EOS is read, as for empty text.
+            ("</s> hello", [("en", 0.12450417876243591), ("ca", 0.08594832569360733), ("de", 0.0802881047129631)]),
+            // An unknown `__label__` token is skipped.
+            ("__label__en bonjour", [("fr", 0.9015306830406189), ("en", 0.05479123070836067), ("de", 0.007157167419791222)]),
+        ];
+        for (text, expected) in cases {
+            let got = top3(&m, text);
+            let want: Vec<(String, f32)> = expected.iter().map(|(l, p)| (l.to_string(), *p)).collect();
+            assert_eq!(got, want, "{text}");
+        }
+        assert_eq!(top3(&m, ""), top3(&m, "</s> hello"));
+    }
+
+    #[test]
+    fn hash_sign_extends_bytes_like_fasttext() {
+        // fastText casts each byte to int8_t before the xor.
+        assert_eq!(hash(b""), 2_166_136_261);
+        assert_eq!(hash(b"a"), 0xe40c_292c);
+        assert_ne!(hash("é".as_bytes()), {
+            let mut h = FNV_OFFSET;
+            for &b in "é".as_bytes() {
+                h = (h ^ u32::from(b)).wrapping_mul(16_777_619);
+            }
+            h
+        });
+    }
+
+    #[test]
+    fn rejects_bad_bytes_with_their_origin() {
+        let e = Model::from_bytes(b"not a model", "x.ftz").unwrap_err().to_string();
+        assert!(e.contains("x.ftz") && e.contains("magic"), "{e}");
+        let bytes = include_bytes!("../../../models/lid.176.ftz");
+        for cut in [8, 60, 1000, bytes.len() / 2, bytes.len() - 1] {
+            let e = Model::from_bytes(&bytes[..cut], "cut.ftz").unwrap_err().to_string();
+            assert!(e.contains("cut.ftz") && e.contains("truncated"), "{cut}: {e}");
+        }
+        let e = Model::load(Path::new("/nonexistent/lid.bin")).unwrap_err().to_string();
+        assert!(e.contains("/nonexistent/lid.bin"), "{e}");
+    }
+}
