@@ -39,6 +39,30 @@ pub fn stages() -> Vec<StageType> {
             configure: pipelines::content_hash::configure,
         },
         StageType {
+            name: "gopher_quality",
+            kind: StageKind::Transform,
+            about: "drop documents failing Gopher's quality rules (datatrove GopherQualityFilter: word count, word length, symbols, stop words)",
+            configure: pipelines::filters::gopher_quality::configure,
+        },
+        StageType {
+            name: "gopher_repetition",
+            kind: StageKind::Transform,
+            about: "drop documents with repeated lines, paragraphs or n-grams (datatrove GopherRepetitionFilter)",
+            configure: pipelines::filters::gopher_repetition::configure,
+        },
+        StageType {
+            name: "c4",
+            kind: StageKind::Transform,
+            about: "C4 cleaning (datatrove C4QualityFilter): remove boilerplate lines, drop lorem ipsum, code and short pages",
+            configure: pipelines::filters::c4::configure,
+        },
+        StageType {
+            name: "fineweb",
+            kind: StageKind::Transform,
+            about: "drop documents failing FineWeb's rules (datatrove FineWebQualityFilter: line punctuation, short lines, duplicates, lists)",
+            configure: pipelines::filters::fineweb::configure,
+        },
+        StageType {
             name: "langid",
             kind: StageKind::Transform,
             about: "add `language`/`language_score` (fastText LID-176 embedded, or whatlang); keep the languages asked for",
