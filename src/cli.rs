@@ -300,6 +300,21 @@ struct RunPointer {
     pipeline: String,
 }
 
+/// A run's scratch directory (barrier stages' spills and state): under the
+/// data directory, so ranks on several machines need it on a shared file system.
+fn scratch_dir(data_dir: &Path, dataset: &str, run_id: &str) -> PathBuf {
+    data_dir.join("scratch").join(dataset).join(run_id)
+}
+
+/// Removes a committed run's scratch directory; a failure only warns.
+fn remove_scratch(dir: &Path) {
+    if dir.exists() {
+        if let Err(e) = std::fs::remove_dir_all(dir) {
+            tracing::warn!("cannot remove scratch directory {}: {e}", dir.display());
+        }
+    }
+}
+
 fn pointer_path(data_dir: &Path, run_id: &str) -> PathBuf {
     data_dir.join("runs").join(format!("{run_id}.json"))
 }
@@ -360,6 +375,7 @@ async fn run(data_dir: &Path, args: RunArgs) -> anyhow::Result<()> {
         base_dir: base_dir(&args.pipeline),
         smelt_version: env!("CARGO_PKG_VERSION").to_string(),
         progress: progress.clone(),
+        scratch_dir: scratch_dir(data_dir, &p.dataset, &run_id),
     };
     eprintln!("run {run_id}: dataset `{}` -> {}{}", p.dataset, store.url(), if single { String::new() } else { format!(" (rank {rank} of {world_size})") });
     let bar = progress_bar(progress, !args.no_progress && args.format == Format::Table);
@@ -384,9 +400,15 @@ async fn run(data_dir: &Path, args: RunArgs) -> anyhow::Result<()> {
             )))
         }
     };
+    if let Some(waiting) = &report.waiting {
+        emit(waiting);
+        return Ok(());
+    }
     let committed = if single {
         let c = open_catalog(data_dir)?;
-        Some(commit_run(&c, &store, &run_id, &chrono::Utc::now().to_rfc3339()).await?)
+        let committed = commit_run(&c, &store, &run_id, &chrono::Utc::now().to_rfc3339()).await?;
+        remove_scratch(&opts.scratch_dir);
+        Some(committed)
     } else {
         None
     };
@@ -564,6 +586,7 @@ async fn commit(data_dir: &Path, run_id: &str, pipeline: Option<&Path>, format: 
     let store = DatasetStore::open(&root)?;
     let out = commit_run(&catalog, &store, run_id, &chrono::Utc::now().to_rfc3339()).await?;
     let m = &out.manifest;
+    remove_scratch(&scratch_dir(data_dir, &m.dataset, run_id));
     match format {
         Format::Json => emit_json(&serde_json::json!({"dataset": m.dataset, "version": m.version, "newly_committed": out.newly_committed,
             "rows": m.totals.rows, "shards": m.totals.shards, "digest": m.digest})),

@@ -69,6 +69,18 @@ pub fn stages() -> Vec<StageType> {
             configure: pipelines::langid::configure,
         },
         StageType {
+            name: "dedup_exact",
+            kind: StageKind::Barrier,
+            about: "drop documents whose content_hash was seen before in the run (keep first or newest)",
+            configure: pipelines::dedup::exact::configure_exact,
+        },
+        StageType {
+            name: "dedup_url",
+            kind: StageKind::Barrier,
+            about: "drop documents whose normalised URL was seen before in the run (keep first or newest)",
+            configure: pipelines::dedup::exact::configure_url,
+        },
+        StageType {
             name: "parquet",
             kind: StageKind::Sink,
             about: "write the dataset as zstd Parquet shards, committed as a catalog version",

@@ -481,3 +481,79 @@ fn diff_lineage_and_gc() {
         assert!(root.join(s["path"].as_str().unwrap()).exists(), "committed shard removed");
     }
 }
+
+/// A pipeline that reads the CC samples twice (the second time as copies
+/// under other names), so every document has an exact duplicate in another split.
+fn dedup_pipeline(env: &Env) -> String {
+    for f in std::fs::read_dir(repo().join("examples/data/cc")).unwrap() {
+        let f = f.unwrap().path();
+        let name = f.file_name().unwrap().to_str().unwrap().to_string();
+        if name.ends_with(".warc.gz") && !name.contains(".wet") {
+            std::fs::create_dir_all(env.path().join("in")).unwrap();
+            std::fs::copy(&f, env.path().join("in").join(format!("a-{name}"))).unwrap();
+            std::fs::copy(&f, env.path().join("in").join(format!("b-{name}"))).unwrap();
+        }
+    }
+    let yaml = "dataset: deduped
+stages:
+  crawl: {type: warc, paths: [in/*.warc.gz]}
+  text: {type: html_to_text, inputs: [crawl]}
+  hashed: {type: content_hash, inputs: [text]}
+  unique: {type: dedup_exact, inputs: [hashed]}
+  out: {type: parquet, inputs: [unique]}
+";
+    env.write("dedup.yaml", yaml.as_bytes()).display().to_string()
+}
+
+fn stage<'a>(run: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    run["stages"].as_array().unwrap().iter().find(|s| s["stage"] == name).unwrap()
+}
+
+#[test]
+fn a_barrier_dedups_across_splits_threads_and_ranks_and_resumes() {
+    let env = Env::new();
+    let p = dedup_pipeline(&env);
+    let base = Env::new().json(&["run", &quickstart()]);
+    let unique_in_base = {
+        let r = Env::new();
+        let q = dedup_pipeline(&r);
+        // The same pipeline on one copy only: what dedup within one copy leaves.
+        for f in std::fs::read_dir(r.path().join("in")).unwrap() {
+            let f = f.unwrap().path();
+            if f.file_name().unwrap().to_str().unwrap().starts_with("b-") {
+                std::fs::remove_file(f).unwrap();
+            }
+        }
+        r.json(&["run", &q])["rows_written"].as_u64().unwrap()
+    };
+    assert!(unique_in_base <= base["rows_written"].as_u64().unwrap());
+
+    let one = env.json(&["run", &p, "--parallelism", "1"]);
+    assert_eq!(one["rows_written"].as_u64().unwrap(), unique_in_base, "every copy is dropped: {one}");
+    let u = stage(&one, "unique");
+    assert_eq!(u["rows_in"].as_u64().unwrap(), 2 * base["rows_written"].as_u64().unwrap());
+    assert_eq!(
+        u["drops"]["duplicate_text"].as_u64().unwrap(),
+        2 * base["rows_written"].as_u64().unwrap() - unique_in_base
+    );
+    assert_eq!(u["counters"]["distinct_keys"].as_u64().unwrap(), unique_in_base);
+    assert!(!env.data().join("scratch/deduped").read_dir().map_or(false, |mut d| d.next().is_some()), "scratch removed after commit");
+
+    // Same pipeline file (origins name the input paths), other data directories.
+    let four = Env::new();
+    assert_eq!(four.json(&["run", &p, "--parallelism", "4"])["digest"], one["digest"]);
+
+    // Two ranks: the first to finish its splits waits for the other; a rerun continues.
+    let ranks = Env::new();
+    let pr = p.clone();
+    let out = ranks.ok(&["run", &pr, "--rank", "0", "--world-size", "2", "--run-id", "r"]);
+    assert!(out.contains("before barrier `unique`") && out.contains("rerun every rank"), "{out}");
+    ranks.ok(&["run", &pr, "--rank", "1", "--world-size", "2", "--run-id", "r"]);
+    ranks.ok(&["run", &pr, "--rank", "0", "--world-size", "2", "--run-id", "r"]);
+    let c = ranks.json(&["commit", "r"]);
+    assert_eq!(c["digest"], one["digest"]);
+    let shown = ranks.json(&["catalog", "show", "deduped@1"]);
+    let funnel = shown["funnel"].as_array().unwrap();
+    let f = funnel.iter().find(|s| s["stage"] == "unique").unwrap();
+    assert_eq!(f["drops"], u["drops"]);
+}

@@ -24,7 +24,11 @@ pub const DEFAULT_BATCH_ROWS: usize = 1024;
 /// Default bound of each inter-stage channel, in bytes.
 pub const DEFAULT_CHANNEL_BYTES: usize = 32 << 20;
 
-const SETTINGS: &[&str] = &["dataset", "description", "output", "parallelism", "batch_rows", "channel_bytes", "stages"];
+/// Default memory budget of a barrier stage's global step, in bytes.
+pub const DEFAULT_MEMORY_BUDGET: usize = 512 << 20;
+
+const SETTINGS: &[&str] =
+    &["dataset", "description", "output", "parallelism", "batch_rows", "channel_bytes", "memory_budget", "stages"];
 
 /// A stage of the compiled pipeline.
 #[derive(Debug, Clone)]
@@ -58,6 +62,11 @@ pub struct Pipeline {
     pub batch_rows: usize,
     /// Bound of each inter-stage channel in bytes.
     pub channel_bytes: usize,
+    /// Memory a barrier stage's global step may use, in bytes.
+    pub memory_budget: usize,
+    /// Phase of each node (by node index): the number of barriers upstream
+    /// of it. A barrier observes in its inputs' phase and emits in the next.
+    pub phases: Vec<u32>,
     /// The DAG; edge weights are the input position at the consumer.
     pub graph: DiGraph<StageNode, usize>,
     /// Nodes in topological order, ties broken by file order.
@@ -80,6 +89,14 @@ impl Pipeline {
     /// Source nodes in file order.
     pub fn sources(&self) -> Vec<NodeIndex> {
         self.order.iter().copied().filter(|&n| self.graph[n].config.kind() == StageKind::Source).collect()
+    }
+
+    /// Barrier nodes, in the order their phases run.
+    pub fn barriers(&self) -> Vec<NodeIndex> {
+        let mut b: Vec<NodeIndex> =
+            self.order.iter().copied().filter(|&n| self.graph[n].config.kind() == StageKind::Barrier).collect();
+        b.sort_by_key(|n| self.phases[n.index()]);
+        b
     }
 
     /// Inputs of `n`, ordered by input position.
@@ -181,6 +198,7 @@ pub fn compile(file: &str, text: &str, registry: &[StageType]) -> Result<Pipelin
     let mut parallelism = None;
     let mut batch_rows = DEFAULT_BATCH_ROWS;
     let mut channel_bytes = DEFAULT_CHANNEL_BYTES;
+    let mut memory_budget = DEFAULT_MEMORY_BUDGET;
     let mut stages_node = None;
     for (k, v) in top {
         let name = k.as_str().unwrap_or_default();
@@ -202,6 +220,7 @@ pub fn compile(file: &str, text: &str, registry: &[StageType]) -> Result<Pipelin
             "parallelism" => parallelism = positive_int(&mut ctx, v, "parallelism"),
             "batch_rows" => batch_rows = positive_int(&mut ctx, v, "batch_rows").unwrap_or(batch_rows),
             "channel_bytes" => channel_bytes = positive_int(&mut ctx, v, "channel_bytes").unwrap_or(channel_bytes),
+            "memory_budget" => memory_budget = positive_int(&mut ctx, v, "memory_budget").unwrap_or(memory_budget),
             "stages" => stages_node = Some(v),
             other => {
                 let help = closest(other, SETTINGS.iter().copied()).map(|c| format!("did you mean `{c}`?"));
@@ -363,6 +382,10 @@ pub fn compile(file: &str, text: &str, registry: &[StageType]) -> Result<Pipelin
                 Some(s) => c.output_schema(s),
                 None => continue,
             },
+            StageConfig::Barrier(c) => match in_schemas.first() {
+                Some(s) => c.output_schema(s),
+                None => continue,
+            },
             StageConfig::Sink(c) => match in_schemas.first() {
                 Some(s) => c.check_input(s).map(|()| s.clone()),
                 None => continue,
@@ -385,6 +408,7 @@ pub fn compile(file: &str, text: &str, registry: &[StageType]) -> Result<Pipelin
         }
     }
 
+    let phases = if ctx.out.is_empty() { phases_of(&graph, &order, &mut ctx) } else { Vec::new() };
     if !ctx.out.is_empty() {
         return Err(finish(ctx));
     }
@@ -397,9 +421,54 @@ pub fn compile(file: &str, text: &str, registry: &[StageType]) -> Result<Pipelin
         parallelism,
         batch_rows,
         channel_bytes,
+        memory_budget,
+        phases,
         graph,
         order,
     })
+}
+
+/// Each node's phase (see [`Pipeline::phases`]). A stage whose inputs lie on
+/// different sides of a barrier, or two barriers in one phase, are errors:
+/// the executor runs one barrier at a time, each split in order.
+fn phases_of(graph: &DiGraph<StageNode, usize>, order: &[NodeIndex], ctx: &mut Ctx<'_>) -> Vec<u32> {
+    let mut phase = vec![0u32; graph.node_count()];
+    let mut barrier_in_phase: BTreeMap<u32, NodeIndex> = BTreeMap::new();
+    for &n in order {
+        let ins: Vec<(u32, NodeIndex)> = graph
+            .edges_directed(n, Direction::Incoming)
+            .map(|e| {
+                let i = e.source();
+                (phase[i.index()] + u32::from(graph[i].config.kind() == StageKind::Barrier), i)
+            })
+            .collect();
+        let p = ins.iter().map(|(p, _)| *p).max().unwrap_or(0);
+        let name = &graph[n].name;
+        if let Some((q, before)) = ins.iter().find(|(q, _)| *q != p) {
+            let (_, after) = ins.iter().find(|(q, _)| *q == p).expect("the max is an input");
+            ctx.at(
+                &[key("stages"), key(name), key("inputs")],
+                false,
+                format!(
+                    "`{name}` reads from both sides of a barrier stage: `{}` is behind {q} barrier(s), `{}` behind {p}",
+                    graph[*before].name, graph[*after].name
+                ),
+                Some("every input of a stage must pass through the same barrier stages (dedup, shuffles)".into()),
+            );
+        }
+        phase[n.index()] = p;
+        if graph[n].config.kind() == StageKind::Barrier {
+            if let Some(first) = barrier_in_phase.insert(p, n) {
+                ctx.at(
+                    &[key("stages"), key(name)],
+                    true,
+                    format!("barrier stages `{}` and `{name}` run side by side; smelt runs one barrier at a time", graph[first].name),
+                    Some(format!("chain them: make `{name}` read (through its inputs) from `{}`", graph[first].name)),
+                );
+            }
+        }
+    }
+    phase
 }
 
 fn finish(ctx: Ctx<'_>) -> Diagnostics {

@@ -29,7 +29,7 @@ use arrow::datatypes::{DataType, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use futures::{StreamExt, TryStreamExt};
 use petgraph::graph::NodeIndex;
-use petgraph::visit::{Bfs, EdgeRef};
+use petgraph::visit::EdgeRef;
 use smelt_catalog::docindex::{put_run, split_index_path, RunBuilder};
 use smelt_catalog::{
     completed_splits, shard_path, split_record_path, to_json_bytes, write_plan, DatasetStore, DocIndexRef, FieldDesc,
@@ -41,7 +41,7 @@ use tokio::task::JoinSet;
 use crate::channel::{channel, Msg, Receiver, Sender};
 use crate::compile::Pipeline;
 use crate::error::{EngineError, Result};
-use crate::stage::{Processed, ReadOptions, Skips, SplitSpec, StageConfig};
+use crate::stage::{BarrierContext, Processed, ReadOptions, Skips, SplitSpec, StageConfig, StageKind};
 
 /// Live counters for a progress bar.
 #[derive(Debug, Default)]
@@ -77,6 +77,9 @@ pub struct RunOptions {
     pub smelt_version: String,
     /// Live counters.
     pub progress: Arc<Progress>,
+    /// This run's scratch directory (barrier stages' spills and state); every
+    /// rank of the run must see the same one.
+    pub scratch_dir: PathBuf,
 }
 
 /// What a run did in this process.
@@ -96,6 +99,9 @@ pub struct RunReport {
     pub shards_written: u64,
     /// Wall time.
     pub elapsed: Duration,
+    /// Set when this rank finished its share of a barrier's observe phase
+    /// but other ranks have not: what to do next.
+    pub waiting: Option<String>,
 }
 
 /// The splits of every source, in plan order (sources in pipeline order, each source's splits in its order).
@@ -174,20 +180,70 @@ pub async fn run(p: &Pipeline, store: &DatasetStore, opts: &RunOptions) -> Resul
 
     let parallelism = opts.parallelism.max(1);
     let cpu = Arc::new(Semaphore::new(parallelism));
+    let barriers = p.barriers();
+    let env = PhaseEnv { scratch: opts.scratch_dir.clone(), memory_budget: p.memory_budget, parallelism };
+    let splits = &splits;
+
+    // Observe phases of the barriers, in order; each ends with its global step.
+    for (k, &b) in barriers.iter().enumerate() {
+        let k = k as u32;
+        let todo: Vec<u32> = mine.iter().copied().filter(|&i| !env.phase_marker(k, i).exists()).collect();
+        futures::stream::iter(todo)
+            .map(|i| {
+                let cpu = cpu.clone();
+                let (env, barriers) = (&env, &barriers);
+                async move {
+                    let root = env.root(p, barriers, k, i, &splits[i as usize])?;
+                    let out = run_split(p, root, k, cpu, progress.clone(), None, SinkMode::Barrier { ctx: env.context(p, b), split: i, spill: env.spill_path(p, b, i) }).await?;
+                    env.write_marker(k, i, &out.stages)?;
+                    Ok::<_, EngineError>(())
+                }
+            })
+            .buffer_unordered(parallelism)
+            .try_collect::<Vec<()>>()
+            .await?;
+        if !env.resolved_marker(p, b).exists() {
+            let missing: Vec<u32> = (0..splits.len() as u32).filter(|&i| !env.phase_marker(k, i).exists()).collect();
+            if !missing.is_empty() {
+                return Ok(RunReport {
+                    executed: Vec::new(),
+                    resumed,
+                    stages: Vec::new(),
+                    rows_written: 0,
+                    shards_written: 0,
+                    elapsed: started.elapsed(),
+                    waiting: Some(format!(
+                        "rank {} finished its splits before barrier `{}`; {} split(s) of other ranks are not done ({}); \
+                         rerun every rank with the same --run-id once they are, to continue past the barrier",
+                        opts.rank,
+                        p.graph[b].name,
+                        missing.len(),
+                        missing.iter().take(8).map(u32::to_string).collect::<Vec<_>>().join(", ")
+                    )),
+                    plan,
+                });
+            }
+            resolve_barrier(p, b, &env, &cpu, splits.len() as u32).await?;
+        }
+    }
+
+    let last = barriers.len() as u32;
     let records: Vec<SplitRecord> = futures::stream::iter(mine.iter().copied())
         .map(|i| {
-            let (node, spec) = splits[i as usize].clone();
             let info = plan.splits[i as usize].clone();
             let cpu = cpu.clone();
+            let (env, barriers) = (&env, &barriers);
             async move {
                 let sink = SinkMode::Store { store: store.clone(), run_id: opts.run_id.clone(), split: i };
-                let out = run_split(p, node, &spec, cpu, progress.clone(), None, sink).await?;
+                let root = env.root(p, barriers, last, i, &splits[i as usize])?;
+                let out = run_split(p, root, last, cpu, progress.clone(), None, sink).await?;
+                let stages = env.all_phase_metrics(p, barriers, i, out.stages)?;
                 let record = SplitRecord {
                     format: FORMAT_VERSION,
                     split: info,
                     shards: out.shards,
                     stats: out.stats,
-                    stages: out.stages,
+                    stages,
                     doc_index: out.doc_index,
                 };
                 store.put(&split_record_path(&opts.run_id, i), to_json_bytes(&record)).await?;
@@ -215,6 +271,7 @@ pub async fn run(p: &Pipeline, store: &DatasetStore, opts: &RunOptions) -> Resul
         rows_written: records.iter().flat_map(|r| &r.shards).map(|s| s.rows).sum(),
         shards_written: records.iter().map(|r| r.shards.len() as u64).sum(),
         elapsed: started.elapsed(),
+        waiting: None,
         plan,
     })
 }
@@ -231,7 +288,8 @@ pub struct SampleReport {
 }
 
 /// Runs the pipeline on the first `limit` source records (splits in plan order),
-/// writing nothing.
+/// writing nothing. Barrier stages run over the sampled rows only, in a
+/// temporary scratch directory.
 ///
 /// # Errors
 /// As [`run`].
@@ -239,30 +297,217 @@ pub async fn sample(p: &Pipeline, base_dir: &std::path::Path, limit: usize, para
     let splits = list_splits(p, base_dir).await?;
     let cpu = Arc::new(Semaphore::new(parallelism.max(1)));
     let progress = Arc::new(Progress::default());
+    let barriers = p.barriers();
+    let scratch = TempDir::new("smelt-sample")?;
+    let env = PhaseEnv { scratch: scratch.0.clone(), memory_budget: p.memory_budget, parallelism: parallelism.max(1) };
     let mut report = SampleReport { batches: Vec::new(), stages: Vec::new(), splits_read: 0 };
-    let mut left = limit;
-    for (node, spec) in &splits {
-        if left == 0 {
-            break;
-        }
-        let before = progress.records.load(Ordering::Relaxed);
-        let out = run_split(p, *node, spec, cpu.clone(), progress.clone(), Some(left), SinkMode::Collect).await?;
-        left = left.saturating_sub((progress.records.load(Ordering::Relaxed) - before) as usize);
-        report.splits_read += 1;
-        report.batches.extend(out.collected);
-        for m in out.stages {
+    let merge = |report: &mut SampleReport, stages: Vec<StageMetrics>| {
+        for m in stages {
             match report.stages.iter_mut().find(|s| s.stage == m.stage) {
                 Some(s) => s.merge(&m),
                 None => report.stages.push(m),
             }
         }
+    };
+    let mut left = limit;
+    for (i, (node, spec)) in splits.iter().enumerate() {
+        if left == 0 {
+            break;
+        }
+        let before = progress.records.load(Ordering::Relaxed);
+        let sink = match barriers.first() {
+            Some(&b) => SinkMode::Barrier { ctx: env.context(p, b), split: i as u32, spill: env.spill_path(p, b, i as u32) },
+            None => SinkMode::Collect,
+        };
+        let out = run_split(p, Root::Source(*node, spec.clone()), 0, cpu.clone(), progress.clone(), Some(left), sink).await?;
+        left = left.saturating_sub((progress.records.load(Ordering::Relaxed) - before) as usize);
+        report.splits_read += 1;
+        report.batches.extend(out.collected);
+        merge(&mut report, out.stages);
+    }
+    for (k, &b) in barriers.iter().enumerate() {
+        resolve_barrier(p, b, &env, &cpu, report.splits_read as u32).await?;
+        let phase = k as u32 + 1;
+        for i in 0..report.splits_read as u32 {
+            let sink = match barriers.get(k + 1) {
+                Some(&next) => SinkMode::Barrier { ctx: env.context(p, next), split: i, spill: env.spill_path(p, next, i) },
+                None => SinkMode::Collect,
+            };
+            let root = env.root(p, &barriers, phase, i, &splits[i as usize])?;
+            let out = run_split(p, root, phase, cpu.clone(), progress.clone(), None, sink).await?;
+            report.batches.extend(out.collected);
+            merge(&mut report, out.stages);
+        }
     }
     Ok(report)
+}
+
+/// A directory removed when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(prefix: &str) -> Result<Self> {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        let dir = std::env::temp_dir().join(format!("{prefix}-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&dir).map_err(|e| io_error(&dir, e))?;
+        Ok(TempDir(dir))
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn io_error(path: &std::path::Path, e: std::io::Error) -> EngineError {
+    EngineError::External(format!("{}: {e}", path.display()))
+}
+
+/// Where each phase of a run keeps its files:
+///
+/// ```text
+/// <scratch>/<barrier>/spill/<split>.parquet    rows that reached the barrier, in order
+/// <scratch>/<barrier>/observed/                 the observers' files
+/// <scratch>/<barrier>/resolved/                 the global step's output (renamed into place)
+/// <scratch>/<barrier>/resolved.json             its counters; present = resolved
+/// <scratch>/phase-<k>/<split>.json              split done with phase k (its stage metrics)
+/// ```
+struct PhaseEnv {
+    scratch: PathBuf,
+    memory_budget: usize,
+    parallelism: usize,
+}
+
+impl PhaseEnv {
+    fn stage_dir(&self, p: &Pipeline, b: NodeIndex) -> PathBuf {
+        self.scratch.join(&p.graph[b].name)
+    }
+
+    fn context(&self, p: &Pipeline, b: NodeIndex) -> BarrierContext {
+        let dir = self.stage_dir(p, b);
+        BarrierContext {
+            observed_dir: dir.join("observed"),
+            resolved_dir: dir.join("resolved"),
+            memory_budget: self.memory_budget,
+            parallelism: self.parallelism,
+        }
+    }
+
+    fn spill_path(&self, p: &Pipeline, b: NodeIndex, split: u32) -> PathBuf {
+        self.stage_dir(p, b).join("spill").join(format!("{split:06}.parquet"))
+    }
+
+    fn phase_marker(&self, phase: u32, split: u32) -> PathBuf {
+        self.scratch.join(format!("phase-{phase}")).join(format!("{split:06}.json"))
+    }
+
+    fn resolved_marker(&self, p: &Pipeline, b: NodeIndex) -> PathBuf {
+        self.stage_dir(p, b).join("resolved.json")
+    }
+
+    /// Where split `split` starts in `phase`: its source, or the spill of the barrier before.
+    fn root(&self, p: &Pipeline, barriers: &[NodeIndex], phase: u32, split: u32, source: &(NodeIndex, SplitSpec)) -> Result<Root> {
+        if phase == 0 {
+            return Ok(Root::Source(source.0, source.1.clone()));
+        }
+        let b = barriers[phase as usize - 1];
+        Ok(Root::Spill { barrier: b, file: self.spill_path(p, b, split), ctx: self.context(p, b), split })
+    }
+
+    fn write_marker(&self, phase: u32, split: u32, stages: &[StageMetrics]) -> Result<()> {
+        write_atomic(&self.phase_marker(phase, split), &serde_json::to_vec(stages).map_err(|e| EngineError::Internal(e.to_string()))?)
+    }
+
+    /// The split's metrics over every phase: earlier phases' markers plus
+    /// `last`; each barrier's global-step counters go to split 0's record.
+    fn all_phase_metrics(&self, p: &Pipeline, barriers: &[NodeIndex], split: u32, last: Vec<StageMetrics>) -> Result<Vec<StageMetrics>> {
+        let mut out = last;
+        for (k, &b) in barriers.iter().enumerate() {
+            let path = self.phase_marker(k as u32, split);
+            let bytes = std::fs::read(&path).map_err(|e| io_error(&path, e))?;
+            let earlier: Vec<StageMetrics> = serde_json::from_slice(&bytes).map_err(|e| io_error(&path, std::io::Error::other(e)))?;
+            for (o, m) in out.iter_mut().zip(&earlier) {
+                o.merge(m);
+            }
+            if split == 0 {
+                let path = self.resolved_marker(p, b);
+                let bytes = std::fs::read(&path).map_err(|e| io_error(&path, e))?;
+                let counters: BTreeMap<String, u64> =
+                    serde_json::from_slice(&bytes).map_err(|e| io_error(&path, std::io::Error::other(e)))?;
+                if let Some(o) = out.iter_mut().find(|m| m.stage == p.graph[b].name) {
+                    o.merge(&StageMetrics { counters, ..Default::default() });
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Writes `bytes` to `path` through a temporary file and a rename.
+fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().expect("a file in a directory");
+    std::fs::create_dir_all(dir).map_err(|e| io_error(dir, e))?;
+    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+    std::fs::write(&tmp, bytes).map_err(|e| io_error(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| io_error(path, e))
+}
+
+/// Runs barrier `b`'s global step over splits `0..splits` into a fresh
+/// directory and renames it into place; ranks that race both compute the same
+/// result and the first rename wins.
+async fn resolve_barrier(p: &Pipeline, b: NodeIndex, env: &PhaseEnv, cpu: &Arc<Semaphore>, splits: u32) -> Result<()> {
+    let StageConfig::Barrier(cfg) = p.graph[b].config.clone() else {
+        return Err(EngineError::Internal("resolve of a stage that is not a barrier".into()));
+    };
+    let mut ctx = env.context(p, b);
+    let fin = ctx.resolved_dir.clone();
+    let tmp = env.stage_dir(p, b).join(format!("resolving-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp).map_err(|e| io_error(&tmp, e))?;
+    std::fs::create_dir_all(&ctx.observed_dir).map_err(|e| io_error(&ctx.observed_dir, e))?;
+    ctx.resolved_dir = tmp.clone();
+    let name = p.graph[b].name.clone();
+    let all: Vec<u32> = (0..splits).collect();
+    // The global step may use every core: hold all permits.
+    let permits = cpu.clone().acquire_many_owned(env.parallelism as u32).await.map_err(|_| EngineError::Cancelled)?;
+    let counters = tokio::task::spawn_blocking(move || cfg.resolve(&ctx, &all))
+        .await
+        .map_err(|e| EngineError::Internal(format!("a barrier's global step panicked: {e}")))?
+        .map_err(|e| e.in_stage(&name))?;
+    drop(permits);
+    if !fin.exists() {
+        if let Err(e) = std::fs::rename(&tmp, &fin) {
+            if !fin.exists() {
+                return Err(io_error(&fin, e));
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&tmp);
+    write_atomic(&env.resolved_marker(p, b), &serde_json::to_vec(&counters).map_err(|e| EngineError::Internal(e.to_string()))?)
+}
+
+/// Where a split's work starts in a phase.
+enum Root {
+    /// Phase 0: the split's source.
+    Source(NodeIndex, SplitSpec),
+    /// Later phases: the rows that reached the previous barrier, through its applier.
+    Spill { barrier: NodeIndex, file: PathBuf, ctx: BarrierContext, split: u32 },
+}
+
+impl Root {
+    fn node(&self) -> NodeIndex {
+        match self {
+            Root::Source(n, _) | Root::Spill { barrier: n, .. } => *n,
+        }
+    }
 }
 
 enum SinkMode {
     Store { store: DatasetStore, run_id: String, split: u32 },
     Collect,
+    /// The phase ends at a barrier: its observer and its spill take the rows.
+    Barrier { ctx: BarrierContext, split: u32, spill: PathBuf },
 }
 
 #[derive(Default)]
@@ -361,28 +606,38 @@ fn join_parts(schema: &SchemaRef, parts: &[Msg]) -> Result<RecordBatch> {
 #[allow(clippy::too_many_arguments)]
 async fn run_split(
     p: &Pipeline,
-    source: NodeIndex,
-    spec: &SplitSpec,
+    root: Root,
+    phase: u32,
     cpu: Arc<Semaphore>,
     progress: Arc<Progress>,
     limit: Option<usize>,
     sink: SinkMode,
 ) -> Result<SplitOutput> {
-    // Nodes reachable from this split's source, and channels on the edges between them.
-    let mut active = HashSet::new();
-    let mut bfs = Bfs::new(&p.graph, source);
-    while let Some(n) = bfs.next(&p.graph) {
-        active.insert(n);
+    // Nodes of this phase reachable from the root (a barrier ends a phase),
+    // and channels on the edges between them.
+    let root_node = root.node();
+    let mut active = HashSet::from([root_node]);
+    let mut stack = vec![root_node];
+    while let Some(n) = stack.pop() {
+        if n != root_node && p.graph[n].config.kind() == StageKind::Barrier {
+            continue;
+        }
+        for m in p.graph.neighbors_directed(n, petgraph::Direction::Outgoing) {
+            if p.phases[m.index()] == phase && active.insert(m) {
+                stack.push(m);
+            }
+        }
     }
     let mut senders: HashMap<NodeIndex, Vec<Sender>> = HashMap::new();
     let mut receivers: HashMap<NodeIndex, Vec<(usize, Receiver)>> = HashMap::new();
     for e in p.graph.edge_references() {
-        if active.contains(&e.source()) && active.contains(&e.target()) {
+        if active.contains(&e.source()) && active.contains(&e.target()) && e.target() != root_node {
             let (tx, rx) = channel(p.channel_bytes);
             senders.entry(e.source()).or_default().push(tx);
             receivers.entry(e.target()).or_default().push((*e.weight(), rx));
         }
     }
+    let mut root = Some(root);
 
     let mut tasks: JoinSet<Result<TaskOut>> = JoinSet::new();
     let sink_mode = Arc::new(sink);
@@ -393,14 +648,110 @@ async fn run_split(
         let inputs: Vec<Receiver> = ins.into_iter().map(|(_, rx)| rx).collect();
         let stage = p.graph[n].clone();
         let input_schema = p.inputs_of(n).first().map(|&i| p.graph[i].schema.clone());
-        let (cpu, progress, spec, sink_mode) = (cpu.clone(), progress.clone(), spec.clone(), sink_mode.clone());
+        let (cpu, progress, sink_mode) = (cpu.clone(), progress.clone(), sink_mode.clone());
+        let my_root = if n == root_node { root.take() } else { None };
         let batch_rows = p.batch_rows;
         let name = stage.name.clone();
         tasks.spawn(async move {
             let mut m = StageMetrics { stage: stage.name.clone(), ..Default::default() };
             let mut busy = Duration::ZERO;
-            let result = match &stage.config {
-                StageConfig::Source(cfg) => {
+            let result = match (&stage.config, my_root) {
+                (StageConfig::Barrier(cfg), Some(Root::Spill { file, ctx, split, .. })) => {
+                    let schema = input_schema.ok_or_else(|| EngineError::Internal("barrier without input".into()))?;
+                    let cfg = cfg.clone();
+                    let start = Instant::now();
+                    let (mut reader, mut applier) = on_cpu(&cpu, move || -> Result<_> {
+                        let f = std::fs::File::open(&file).map_err(|e| {
+                            io_error(&file, e)
+                        })?;
+                        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f)
+                            .and_then(|b| b.with_batch_size(batch_rows).build())
+                            .map_err(|e| EngineError::External(format!("{}: cannot read the spill: {e}", file.display())))?;
+                        Ok((reader, cfg.applier(&schema, &ctx, split)?))
+                    })
+                    .await??;
+                    busy += start.elapsed();
+                    loop {
+                        let start = Instant::now();
+                        let (r, a, res) = on_cpu(&cpu, move || {
+                            let res = match reader.next() {
+                                None => Ok(None),
+                                Some(Err(e)) => Err(EngineError::External(format!("cannot read the spill: {e}"))),
+                                Some(Ok(b)) => applier.process(b).map(Some),
+                            };
+                            (reader, applier, res)
+                        })
+                        .await?;
+                        busy += start.elapsed();
+                        (reader, applier) = (r, a);
+                        let Some(processed) = res? else { break };
+                        let out = match processed {
+                            Processed::Batch(b) => b,
+                            Processed::Filtered { batch, verdicts } => apply_verdicts(batch, verdicts, &mut m.drops)?,
+                        };
+                        m.rows_out += out.num_rows() as u64;
+                        if !broadcast(&outputs, &out).await {
+                            break;
+                        }
+                    }
+                    m.counters = applier.take_counters();
+                    Ok(TaskOut::Metrics(n, m))
+                }
+                (StageConfig::Barrier(cfg), None) => {
+                    let SinkMode::Barrier { ctx, split, spill } = &*sink_mode else {
+                        return Err(EngineError::Internal("a barrier ends a phase that has another sink".into()));
+                    };
+                    let mut inputs = inputs;
+                    let schema = input_schema.ok_or_else(|| EngineError::Internal("barrier without input".into()))?;
+                    std::fs::create_dir_all(&ctx.observed_dir).map_err(|e| io_error(&ctx.observed_dir, e))?;
+                    let dir = spill.parent().expect("spill in a directory");
+                    std::fs::create_dir_all(dir).map_err(|e| io_error(dir, e))?;
+                    let tmp = spill.with_extension(format!("tmp-{}", std::process::id()));
+                    let f = std::fs::File::create(&tmp).map_err(|e| io_error(&tmp, e))?;
+                    let props = parquet::file::properties::WriterProperties::builder()
+                        .set_compression(parquet::basic::Compression::ZSTD(parquet::basic::ZstdLevel::try_new(1).expect("level 1")))
+                        .build();
+                    let writer = parquet::arrow::ArrowWriter::try_new(f, schema.clone(), Some(props))
+                        .map_err(|e| EngineError::External(format!("{}: {e}", tmp.display())))?;
+                    let observer = cfg.observer(&schema, ctx, *split)?;
+                    let mut state = Some((writer, observer));
+                    while let Some(parts) = next_inputs(&mut inputs).await {
+                        let batch = join_parts(&schema, &parts)?;
+                        drop(parts);
+                        m.rows_in += batch.num_rows() as u64;
+                        let (mut w, mut o) = state.take().expect("state");
+                        let start = Instant::now();
+                        let (w, o, res) = on_cpu(&cpu, move || {
+                            let res = w
+                                .write(&batch)
+                                .map_err(|e| EngineError::External(format!("cannot spill rows to scratch: {e}")))
+                                .and_then(|()| o.observe(&batch));
+                            (w, o, res)
+                        })
+                        .await?;
+                        busy += start.elapsed();
+                        res?;
+                        state = Some((w, o));
+                    }
+                    let (w, mut o) = state.take().expect("state");
+                    let start = Instant::now();
+                    let (tmp2, spill2) = (tmp.clone(), spill.clone());
+                    on_cpu(&cpu, move || -> Result<()> {
+                        o.finish()?;
+                        w.close().map_err(|e| EngineError::External(format!("{}: {e}", tmp2.display())))?;
+                        std::fs::rename(&tmp2, &spill2).map_err(|e| io_error(&spill2, e))
+                    })
+                    .await??;
+                    busy += start.elapsed();
+                    Ok(TaskOut::Metrics(n, m))
+                }
+                (StageConfig::Barrier(_), Some(Root::Source(..))) | (_, Some(Root::Spill { .. })) => {
+                    Err(EngineError::Internal("a split's root does not match its stage".into()))
+                }
+                (StageConfig::Source(cfg), root) => {
+                    let Some(Root::Source(_, spec)) = root else {
+                        return Err(EngineError::Internal("a source that is not its split's root".into()));
+                    };
                     let cfg = cfg.clone();
                     let opts = ReadOptions { batch_rows };
                     let mut reader = Some(on_cpu(&cpu, move || cfg.open(&spec, &opts)).await??);
@@ -435,7 +786,7 @@ async fn run_split(
                     m.skips = skips.map(|s| s.counts().clone()).unwrap_or_default();
                     Ok(TaskOut::Metrics(n, m))
                 }
-                StageConfig::Transform(cfg) => {
+                (StageConfig::Transform(cfg), _) => {
                     let mut inputs = inputs;
                     let schema = input_schema.ok_or_else(|| EngineError::Internal("transform without input".into()))?;
                     let mut t = Some(cfg.build(&schema)?);
@@ -466,7 +817,7 @@ async fn run_split(
                     }
                     Ok(TaskOut::Metrics(n, m))
                 }
-                StageConfig::Sink(cfg) => {
+                (StageConfig::Sink(cfg), _) => {
                     let mut inputs = inputs;
                     let schema = input_schema.ok_or_else(|| EngineError::Internal("sink without input".into()))?;
                     let mut writer = Some(cfg.writer(&schema)?);

@@ -37,6 +37,7 @@ pub fn render(p: &Pipeline, format: GraphFormat) -> String {
                 let shape = match s.config.kind() {
                     StageKind::Source => format!("[(\"{label}\")]"),
                     StageKind::Sink => format!("[/\"{label}\"/]"),
+                    StageKind::Barrier => format!("{{{{\"{label}\"}}}}"),
                     _ => format!("[\"{label}\"]"),
                 };
                 out.push_str(&format!("    {}{}\n", ident(&s.name), shape));
@@ -52,6 +53,7 @@ pub fn render(p: &Pipeline, format: GraphFormat) -> String {
                 let shape = match s.config.kind() {
                     StageKind::Source => "cylinder",
                     StageKind::Sink => "folder",
+                    StageKind::Barrier => "hexagon",
                     _ => "box",
                 };
                 out.push_str(&format!("    \"{}\" [shape={shape}, label=\"{}\\n({})\"];\n", s.name, s.name, s.type_name));
@@ -68,6 +70,7 @@ pub fn render(p: &Pipeline, format: GraphFormat) -> String {
                 let kw = match s.config.kind() {
                     StageKind::Source => "database",
                     StageKind::Sink => "folder",
+                    StageKind::Barrier => "queue",
                     _ => "component",
                 };
                 out.push_str(&format!("{kw} \"{}\\n({})\" as {}\n", s.name, s.type_name, ident(&s.name)));

@@ -87,6 +87,8 @@ pub enum StageConfig {
     Source(Arc<dyn SourceConfig>),
     /// A transform.
     Transform(Arc<dyn TransformConfig>),
+    /// A barrier: sees every row of the run before any leaves it.
+    Barrier(Arc<dyn BarrierConfig>),
     /// A sink.
     Sink(Arc<dyn SinkConfig>),
 }
@@ -97,6 +99,7 @@ impl StageConfig {
         match self {
             StageConfig::Source(_) => StageKind::Source,
             StageConfig::Transform(_) => StageKind::Transform,
+            StageConfig::Barrier(_) => StageKind::Barrier,
             StageConfig::Sink(_) => StageKind::Sink,
         }
     }
@@ -106,6 +109,7 @@ impl StageConfig {
         match self {
             StageConfig::Source(c) => c.resolved(),
             StageConfig::Transform(c) => c.resolved(),
+            StageConfig::Barrier(c) => c.resolved(),
             StageConfig::Sink(c) => c.resolved(),
         }
     }
@@ -286,6 +290,77 @@ pub trait Transform: Send {
     fn take_counters(&mut self) -> BTreeMap<String, u64> {
         BTreeMap::new()
     }
+}
+
+/// Where a barrier stage keeps its state in one run. The directories are on a
+/// file system every rank of the run sees (the data directory's `scratch/`).
+#[derive(Debug, Clone)]
+pub struct BarrierContext {
+    /// What observers wrote, one set of files per split (observers name
+    /// their files by split); read by [`BarrierConfig::resolve`].
+    pub observed_dir: std::path::PathBuf,
+    /// What `resolve` writes and appliers read. `resolve` gets a fresh
+    /// directory that the engine renames into place once it returns.
+    pub resolved_dir: std::path::PathBuf,
+    /// Memory the global step may use, in bytes (pipeline setting `memory_budget`).
+    pub memory_budget: usize,
+    /// Threads the global step may use.
+    pub parallelism: usize,
+}
+
+/// A barrier stage's configuration (DESIGN.md, "Stages"). The engine runs it
+/// in three steps, and may run them in different processes (ranks):
+///
+/// ```text
+/// phase k, per split:   rows ──► observer (keeps what the global step needs, e.g. signatures)
+///                        └─────► spilled to scratch as Parquet, in order
+/// once, all splits done: resolve (e.g. cluster the signatures, out of core)
+/// phase k+1, per split: spilled rows, same order ──► applier (a Transform: keep, drop, annotate) ──► downstream
+/// ```
+pub trait BarrierConfig: Send + Sync + Debug {
+    /// Columns out for columns in; no I/O.
+    ///
+    /// # Errors
+    /// The input lacks a column the stage needs.
+    fn output_schema(&self, input: &SchemaRef) -> Result<SchemaRef, SchemaError>;
+
+    /// Options with defaults filled in, for lineage.
+    fn resolved(&self) -> serde_json::Value;
+
+    /// Builds the observer of split `split`.
+    ///
+    /// # Errors
+    /// Resources the stage needs cannot be loaded or written.
+    fn observer(&self, input: &SchemaRef, ctx: &BarrierContext, split: u32) -> Result<Box<dyn BarrierObserver>>;
+
+    /// The global step, once per run after every split in `splits` was
+    /// observed. Returns counts for the stage's metrics.
+    ///
+    /// # Errors
+    /// Storage or resource failures (the run stops and can be resumed).
+    fn resolve(&self, ctx: &BarrierContext, splits: &[u32]) -> Result<BTreeMap<String, u64>>;
+
+    /// Builds the applier of split `split`: it receives the rows the
+    /// observer saw, in the same order, in batches.
+    ///
+    /// # Errors
+    /// The resolved state cannot be read.
+    fn applier(&self, input: &SchemaRef, ctx: &BarrierContext, split: u32) -> Result<Box<dyn Transform>>;
+}
+
+/// Sees one split's rows in the observe phase of a barrier.
+pub trait BarrierObserver: Send {
+    /// Takes one batch, in row order.
+    ///
+    /// # Errors
+    /// Writing the stage's state failed.
+    fn observe(&mut self, batch: &RecordBatch) -> Result<()>;
+
+    /// All rows seen: write what is left.
+    ///
+    /// # Errors
+    /// Writing the stage's state failed.
+    fn finish(&mut self) -> Result<()>;
 }
 
 /// One encoded shard file, ready for the engine to store.

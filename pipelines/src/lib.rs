@@ -7,6 +7,7 @@
 //! field documented), its runtime struct, and its tests.
 
 pub mod content_hash;
+pub mod dedup;
 pub mod filters;
 pub mod html;
 pub mod html_to_text;
