@@ -89,8 +89,18 @@ impl ProductQuantizer {
 /// A model matrix, dense or product-quantized.
 #[derive(Debug)]
 enum Matrix {
-    Dense { rows: usize, cols: usize, data: Vec<f32> },
-    Quantized { rows: usize, cols: usize, codes: Vec<u8>, pq: ProductQuantizer, norms: Option<(Vec<u8>, ProductQuantizer)> },
+    Dense {
+        rows: usize,
+        cols: usize,
+        data: Vec<f32>,
+    },
+    Quantized {
+        rows: usize,
+        cols: usize,
+        codes: Vec<u8>,
+        pq: ProductQuantizer,
+        norms: Option<(Vec<u8>, ProductQuantizer)>,
+    },
 }
 
 impl Matrix {
@@ -348,7 +358,8 @@ impl Model {
     /// # Errors
     /// The file cannot be read, or is not a supervised fastText model; the message names the path.
     pub fn load(path: &Path) -> Result<Model, ModelError> {
-        let bytes = std::fs::read(path).map_err(|source| ModelError::Io { path: path.display().to_string(), source })?;
+        let bytes =
+            std::fs::read(path).map_err(|source| ModelError::Io { path: path.display().to_string(), source })?;
         Model::from_bytes(&bytes, &path.display().to_string())
     }
 
@@ -561,7 +572,11 @@ struct Reader<'a> {
 impl Reader<'_> {
     fn take(&mut self, n: usize, what: &str) -> Result<&[u8], String> {
         if self.bytes.len() - self.pos < n {
-            return Err(format!("truncated: {what} needs {n} bytes at offset {}, the file has {}", self.pos, self.bytes.len()));
+            return Err(format!(
+                "truncated: {what} needs {n} bytes at offset {}, the file has {}",
+                self.pos,
+                self.bytes.len()
+            ));
         }
         let s = &self.bytes[self.pos..self.pos + n];
         self.pos += n;
@@ -645,7 +660,8 @@ fn parse(r: &mut Reader<'_>) -> Result<Model, String> {
     let mut counts = Vec::with_capacity(size);
     for i in 0..size {
         let rest = &r.bytes[r.pos..];
-        let len = memchr::memchr(0, rest).ok_or_else(|| format!("truncated: dictionary entry {i} has no terminating NUL"))?;
+        let len =
+            memchr::memchr(0, rest).ok_or_else(|| format!("truncated: dictionary entry {i} has no terminating NUL"))?;
         bytes.extend_from_slice(&rest[..len]);
         r.pos += len + 1;
         ends.push(bytes.len());
@@ -749,10 +765,16 @@ fn parse(r: &mut Reader<'_>) -> Result<Model, String> {
     let max_bucket_row = match &dict.prune {
         None if maxn > 0 || word_ngrams > 1 => nwords + bucket as usize,
         None => 0,
-        Some((_, pairs)) => pairs.iter().map(|&(_, to)| if to < 0 { usize::MAX } else { nwords + to as usize + 1 }).max().unwrap_or(0),
+        Some((_, pairs)) => {
+            pairs.iter().map(|&(_, to)| if to < 0 { usize::MAX } else { nwords + to as usize + 1 }).max().unwrap_or(0)
+        }
     };
     if max_row.max(max_bucket_row).max(size) > input.rows() {
-        return Err(format!("input matrix has {} rows, the dictionary needs {}", input.rows(), max_row.max(max_bucket_row).max(size)));
+        return Err(format!(
+            "input matrix has {} rows, the dictionary needs {}",
+            input.rows(),
+            max_row.max(max_bucket_row).max(size)
+        ));
     }
     if output.rows() < nlabels || nlabels == 0 {
         return Err(format!("output matrix has {} rows for {nlabels} labels", output.rows()));
@@ -783,7 +805,9 @@ fn read_pq(r: &mut Reader<'_>, what: &str) -> Result<ProductQuantizer, String> {
     let dsub = r.size(false, 1 << 16, &format!("{what} quantizer dsub"))?;
     let lastdsub = r.size(false, 1 << 16, &format!("{what} quantizer lastdsub"))?;
     if nsubq == 0 || dsub == 0 || lastdsub == 0 || (nsubq - 1) * dsub + lastdsub != dim {
-        return Err(format!("{what} quantizer shape is inconsistent (dim {dim}, nsubq {nsubq}, dsub {dsub}, lastdsub {lastdsub})"));
+        return Err(format!(
+            "{what} quantizer shape is inconsistent (dim {dim}, nsubq {nsubq}, dsub {dsub}, lastdsub {lastdsub})"
+        ));
     }
     let centroids = r.f32s(dim * KSUB, &format!("{what} quantizer centroids"))?;
     Ok(ProductQuantizer { nsubq, dsub, lastdsub, centroids })
@@ -874,21 +898,54 @@ mod tests {
     fn predicts_like_python_fasttext() {
         let m = lid176();
         let cases: &[(&str, [(&str, f32); 3])] = &[
-            ("The quick brown fox jumps over the lazy dog.", [("en", 0.6974507570266724), ("es", 0.04621101915836334), ("pt", 0.02520005963742733)]),
-            ("Der schnelle braune Fuchs springt über den faulen Hund.", [("de", 0.9447035789489746), ("en", 0.01887556165456772), ("ru", 0.004669151734560728)]),
-            ("Le renard brun rapide saute par-dessus le chien paresseux.", [("fr", 0.818234920501709), ("en", 0.028768017888069153), ("it", 0.018429145216941833)]),
-            ("El rápido zorro marrón salta sobre el perro perezoso.", [("es", 0.9217135906219482), ("pt", 0.05185578390955925), ("gl", 0.007315402384847403)]),
-            ("Быстрая коричневая лиса прыгает через ленивую собаку.", [("ru", 0.9599481225013733), ("be", 0.016154980286955833), ("uk", 0.004849589429795742)]),
-            ("敏捷的棕色狐狸跳过了懒狗。", [("ja", 0.5168367624282837), ("zh", 0.46042919158935547), ("yue", 0.0135393887758255)]),
-            ("素早い茶色の狐がのろまな犬を飛び越える。", [("ja", 1.000035285949707), ("uk", 1.8013692169915885e-05), ("ru", 1.285865164390998e-05)]),
-            ("빠른 갈색 여우가 게으른 개를 뛰어넘는다.", [("ko", 0.9996539354324341), ("el", 0.00010947191185550764), ("no", 0.0001049674247042276)]),
-            ("الثعلب البني السريع يقفز فوق الكلب الكسول.", [("ar", 0.993318498134613), ("uk", 0.002515330445021391), ("arz", 0.00225852825678885)]),
-            ("Szybki brązowy lis przeskakuje nad leniwym psem.", [("pl", 0.9924208521842957), ("en", 0.0026189794298261404), ("de", 0.0010685225715860724)]),
+            (
+                "The quick brown fox jumps over the lazy dog.",
+                [("en", 0.6974507570266724), ("es", 0.04621101915836334), ("pt", 0.02520005963742733)],
+            ),
+            (
+                "Der schnelle braune Fuchs springt über den faulen Hund.",
+                [("de", 0.9447035789489746), ("en", 0.01887556165456772), ("ru", 0.004669151734560728)],
+            ),
+            (
+                "Le renard brun rapide saute par-dessus le chien paresseux.",
+                [("fr", 0.818234920501709), ("en", 0.028768017888069153), ("it", 0.018429145216941833)],
+            ),
+            (
+                "El rápido zorro marrón salta sobre el perro perezoso.",
+                [("es", 0.9217135906219482), ("pt", 0.05185578390955925), ("gl", 0.007315402384847403)],
+            ),
+            (
+                "Быстрая коричневая лиса прыгает через ленивую собаку.",
+                [("ru", 0.9599481225013733), ("be", 0.016154980286955833), ("uk", 0.004849589429795742)],
+            ),
+            (
+                "敏捷的棕色狐狸跳过了懒狗。",
+                [("ja", 0.5168367624282837), ("zh", 0.46042919158935547), ("yue", 0.0135393887758255)],
+            ),
+            (
+                "素早い茶色の狐がのろまな犬を飛び越える。",
+                [("ja", 1.000035285949707), ("uk", 1.8013692169915885e-05), ("ru", 1.285865164390998e-05)],
+            ),
+            (
+                "빠른 갈색 여우가 게으른 개를 뛰어넘는다.",
+                [("ko", 0.9996539354324341), ("el", 0.00010947191185550764), ("no", 0.0001049674247042276)],
+            ),
+            (
+                "الثعلب البني السريع يقفز فوق الكلب الكسول.",
+                [("ar", 0.993318498134613), ("uk", 0.002515330445021391), ("arz", 0.00225852825678885)],
+            ),
+            (
+                "Szybki brązowy lis przeskakuje nad leniwym psem.",
+                [("pl", 0.9924208521842957), ("en", 0.0026189794298261404), ("de", 0.0010685225715860724)],
+            ),
             ("ok", [("en", 0.6297650337219238), ("pl", 0.14195026457309723), ("de", 0.05507952347397804)]),
             // A literal `</s>` ends the line for fastText: only EOS is read, as for empty text.
             ("</s> hello", [("en", 0.12450417876243591), ("ca", 0.08594832569360733), ("de", 0.0802881047129631)]),
             // An unknown `__label__` token is skipped.
-            ("__label__en bonjour", [("fr", 0.9015306830406189), ("en", 0.05479123070836067), ("de", 0.007157167419791222)]),
+            (
+                "__label__en bonjour",
+                [("fr", 0.9015306830406189), ("en", 0.05479123070836067), ("de", 0.007157167419791222)],
+            ),
         ];
         for (text, expected) in cases {
             let got = top3(&m, text);

@@ -45,7 +45,9 @@ pub const UNKNOWN: &str = "unknown";
 pub fn lid176() -> Result<Arc<Model>> {
     static MODEL: OnceLock<std::result::Result<Arc<Model>, String>> = OnceLock::new();
     MODEL
-        .get_or_init(|| Model::from_bytes(LID176, "the embedded LID-176 model").map(Arc::new).map_err(|e| e.to_string()))
+        .get_or_init(|| {
+            Model::from_bytes(LID176, "the embedded LID-176 model").map(Arc::new).map_err(|e| e.to_string())
+        })
         .clone()
         .map_err(EngineError::Internal)
 }
@@ -118,9 +120,7 @@ pub fn configure(options: serde_json::Value) -> Result<StageConfig, OptionError>
     // The labels are known without I/O unless `model` names a file; that one is checked at build.
     let labels: Option<Vec<String>> = match (c.backend, &c.model) {
         (Backend::Whatlang, _) => Some(WHATLANG_CODES.iter().map(|(_, code)| code.to_string()).collect()),
-        (Backend::Fasttext, None) => {
-            Some(lid176().map_err(|e| at("model", e.to_string()))?.labels().to_vec())
-        }
+        (Backend::Fasttext, None) => Some(lid176().map_err(|e| at("model", e.to_string()))?.labels().to_vec()),
         (Backend::Fasttext, Some(_)) => None,
     };
     if let Some(labels) = labels {
@@ -137,10 +137,14 @@ impl LangIdConfig {
             .iter()
             .enumerate()
             .map(|(i, l)| (vec![PathSeg::Key("languages".into()), PathSeg::Index(i)], l))
-            .chain(self.thresholds.keys().map(|l| (vec![PathSeg::Key("thresholds".into()), PathSeg::Key(l.clone())], l)));
+            .chain(
+                self.thresholds.keys().map(|l| (vec![PathSeg::Key("thresholds".into()), PathSeg::Key(l.clone())], l)),
+            );
         for (path, lang) in named {
             if !labels.iter().any(|l| l == lang) {
-                let hint = closest(lang, labels.iter().map(String::as_str)).map(|c| format!("; did you mean `{c}`?")).unwrap_or_default();
+                let hint = closest(lang, labels.iter().map(String::as_str))
+                    .map(|c| format!("; did you mean `{c}`?"))
+                    .unwrap_or_default();
                 return Err((path, format!("the {} backend has no language `{lang}`{hint}", self.backend_name())));
             }
         }
@@ -206,6 +210,7 @@ impl TransformConfig for LangIdConfig {
 }
 
 /// ISO 639-3 codes of whatlang's languages and the two-letter codes LID-176 uses for them.
+#[rustfmt::skip]
 pub const WHATLANG_CODES: &[(&str, &str)] = &[
     ("afr", "af"), ("aka", "ak"), ("amh", "am"), ("ara", "ar"), ("aze", "az"), ("bel", "be"), ("ben", "bn"),
     ("bul", "bg"), ("cat", "ca"), ("ces", "cs"), ("cmn", "zh"), ("cym", "cy"), ("dan", "da"), ("deu", "de"),
@@ -260,7 +265,10 @@ impl LangId {
                 };
                 model.predict(text, 0.0, scratch, predictions);
                 let score_of = |lang: &str| {
-                    model.label_index(lang).and_then(|i| predictions.iter().find(|p| p.label == i)).map_or(0.0, |p| f64::from(p.score))
+                    model
+                        .label_index(lang)
+                        .and_then(|i| predictions.iter().find(|p| p.label == i))
+                        .map_or(0.0, |p| f64::from(p.score))
                 };
                 let scores = wanted.iter().map(|l| score_of(l)).collect();
                 match predictions.first() {
@@ -331,5 +339,201 @@ impl Transform for LangId {
         cols.push(Arc::new(scores.finish()));
         let out = RecordBatch::try_new(self.output.clone(), cols)?;
         Ok(Processed::Filtered { batch: out, verdicts })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Float64Array, LargeStringArray, StringArray};
+    use smelt_engine::stage::doc;
+
+    fn run(options: serde_json::Value, texts: &[&str]) -> (Vec<String>, Vec<f64>, Vec<Option<Cow<'static, str>>>) {
+        let StageConfig::Transform(cfg) = configure(options).unwrap() else { panic!("a transform") };
+        let schema = Arc::new(Schema::new(vec![doc::id(), doc::text()]));
+        let ids: Vec<String> = (0..texts.len()).map(|i| i.to_string()).collect();
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![Arc::new(StringArray::from(ids)), Arc::new(LargeStringArray::from(texts.to_vec()))],
+        )
+        .unwrap();
+        let Processed::Filtered { batch, verdicts } = cfg.build(&schema).unwrap().process(batch).unwrap() else {
+            panic!("a filter")
+        };
+        let langs = batch.column_by_name("language").unwrap().as_string::<i32>();
+        let scores = batch.column_by_name("language_score").unwrap().as_any().downcast_ref::<Float64Array>().unwrap();
+        (langs.iter().map(|l| l.unwrap().to_string()).collect(), scores.values().to_vec(), verdicts)
+    }
+
+    const EN: &str = "The committee will publish its final report on the new railway line next week.";
+    const DE: &str =
+        "Der Ausschuss wird seinen Abschlussbericht über die neue Bahnstrecke nächste Woche veröffentlichen.";
+    const FR: &str =
+        "Le comité publiera la semaine prochaine son rapport final sur la nouvelle ligne de chemin de fer.";
+
+    #[test]
+    fn fixture_texts_get_python_fasttext_labels_and_scores() {
+        let model = lid176().unwrap();
+        let fixture = include_str!("../../tests/fixtures/langid/texts.jsonl");
+        let (mut scratch, mut out) = (Scratch::default(), Vec::new());
+        let mut n = 0;
+        for line in fixture.lines() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            let text = v["text"].as_str().unwrap().replace('\n', " ");
+            model.predict(&text, 0.0, &mut scratch, &mut out);
+            let got: Vec<(String, f32)> =
+                out.iter().take(3).map(|p| (model.labels()[p.label].clone(), p.score)).collect();
+            let want: Vec<(String, f32)> = v["fasttext"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| (p[0].as_str().unwrap().to_string(), p[1].as_f64().unwrap() as f32))
+                .collect();
+            assert_eq!(got, want, "{}", v["id"]);
+            n += 1;
+        }
+        assert_eq!(n, 35);
+    }
+
+    #[test]
+    fn labels_and_keeps_the_languages_asked_for() {
+        let texts = [EN, DE, FR, "ok", "", " \n\t "];
+        let (langs, scores, verdicts) = run(serde_json::json!({"languages": ["en", "de"]}), &texts);
+        assert_eq!(langs, ["en", "de", "fr", "en", "unknown", "unknown"]);
+        assert!(scores[..3].iter().all(|&s| s > 0.65), "{scores:?}");
+        assert!(scores[3] < 0.65 && scores[4] == 0.0 && scores[5] == 0.0, "{scores:?}");
+        let reason = |r: &'static str| Some(Cow::Borrowed(r));
+        assert_eq!(
+            verdicts,
+            vec![
+                None,
+                None,
+                reason("language_not_kept"),
+                reason("language_score_below_threshold"),
+                reason("empty_text"),
+                reason("empty_text")
+            ]
+        );
+
+        // Without `languages` every confident document is kept; a per-language threshold applies to its language.
+        let (_, _, verdicts) = run(serde_json::json!({"thresholds": {"fr": 0.9999}}), &texts[..4]);
+        assert_eq!(
+            verdicts,
+            vec![None, None, reason("language_score_below_threshold"), reason("language_score_below_threshold")]
+        );
+        let (_, _, verdicts) = run(serde_json::json!({"threshold": 0.5, "thresholds": {"en": 0.0}}), &texts[..4]);
+        assert_eq!(verdicts, vec![None, None, None, None]);
+
+        // label_only drops nothing, and labels the same.
+        let (labels, s2, verdicts) = run(serde_json::json!({"label_only": true, "languages": ["de"]}), &texts);
+        assert_eq!((labels, s2), (langs, scores));
+        assert!(verdicts.iter().all(Option::is_none));
+    }
+
+    #[test]
+    fn newlines_are_spaces_as_in_datatrove() {
+        let (_, a, _) = run(
+            serde_json::json!({"label_only": true}),
+            &["Hello\nworld, how are\nyou today?", "Hello world, how are you today?"],
+        );
+        assert_eq!(a[0], a[1]);
+    }
+
+    #[test]
+    fn huge_and_odd_text_does_not_panic() {
+        let huge = DE.repeat(200_000); // ~20 MB
+        let odd =
+            "\u{0301}\u{200d}\u{feff}\u{fffd} \0\u{10ffff} 𝔘𝔫𝔦𝔠𝔬𝔡𝔢 \u{1f600}\u{1f3f3}\u{fe0f}\u{200d}\u{1f308} </s>";
+        let (langs, scores, _) =
+            run(serde_json::json!({"label_only": true}), &[&huge, odd, "12345 67890", "__label__en"]);
+        assert_eq!(langs[0], "de");
+        assert!(scores[0] > 0.9);
+        assert!(scores.iter().all(|s| s.is_finite() && *s <= 1.001), "{scores:?}");
+        let (langs, _, verdicts) = run(serde_json::json!({"backend": "whatlang"}), &[&huge, odd, "12345 67890"]);
+        assert_eq!(langs[0], "de");
+        assert_eq!(langs[2], "unknown");
+        assert_eq!(verdicts[2], Some(Cow::Borrowed("language_score_below_threshold")));
+    }
+
+    #[test]
+    fn whatlang_uses_the_same_codes() {
+        let (langs, scores, verdicts) =
+            run(serde_json::json!({"backend": "whatlang", "languages": ["en", "de"], "threshold": 0.0}), &[EN, DE, FR]);
+        assert_eq!(langs, ["en", "de", "fr"]);
+        assert!(scores.iter().all(|&s| s > 0.0 && s <= 1.0));
+        assert_eq!(verdicts, vec![None, None, Some(Cow::Borrowed("language_not_kept"))]);
+        let lid = lid176().unwrap();
+        for lang in whatlang::Lang::all() {
+            let code = whatlang_code(*lang);
+            assert_eq!(code.len(), 2, "{lang:?}");
+            // Every whatlang language but Akan, Shona and Zulu is one of LID-176's labels.
+            assert!(lid.label_index(code).is_some() || ["ak", "sn", "zu"].contains(&code), "{code}");
+        }
+        assert_eq!(WHATLANG_CODES.len(), whatlang::Lang::all().len());
+    }
+
+    #[test]
+    fn bad_options_are_reported() {
+        let err = |o: serde_json::Value| configure(o).unwrap_err();
+        let e = err(serde_json::json!({"languages": ["en", "english"]}));
+        assert_eq!(e.path, vec![PathSeg::Key("languages".into()), PathSeg::Index(1)]);
+        assert!(e.message.contains("no language `english`"), "{}", e.message);
+        let e = err(serde_json::json!({"thresholds": {"dee": 0.5}}));
+        assert!(e.message.contains("did you mean `de`"), "{}", e.message);
+        let e = err(serde_json::json!({"backend": "whatlang", "languages": ["ceb"]}));
+        assert!(e.message.contains("whatlang backend has no language `ceb`"), "{}", e.message);
+        assert!(err(serde_json::json!({"threshold": 1.5})).message.contains("between 0 and 1"));
+        assert!(err(serde_json::json!({"backend": "whatlang", "model": "x.bin"})).message.contains("`fasttext` only"));
+        assert!(err(serde_json::json!({"backend": "cld3"})).message.contains("unknown variant"));
+        assert!(err(serde_json::json!({"treshold": 0.5})).at_key);
+    }
+
+    #[test]
+    fn a_model_path_is_loaded_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let bad = dir.path().join("broken.ftz");
+        std::fs::write(&bad, b"\xba\x16\x4f\x2f\x0c\x00\x00\x00 not really").unwrap();
+        let schema = Arc::new(Schema::new(vec![doc::id(), doc::text()]));
+        let build = |path: &Path, langs: &[&str]| {
+            let StageConfig::Transform(cfg) =
+                configure(serde_json::json!({"model": path.to_str().unwrap(), "languages": langs})).unwrap()
+            else {
+                panic!("a transform")
+            };
+            cfg.build(&schema).map(|_| ())
+        };
+        let e = build(&bad, &[]).unwrap_err().to_string();
+        assert!(e.contains("broken.ftz") && e.contains("not a usable fastText model"), "{e}");
+        let e = build(&dir.path().join("missing.bin"), &[]).unwrap_err().to_string();
+        assert!(e.contains("missing.bin"), "{e}");
+        let good = dir.path().join("lid.176.ftz");
+        std::fs::write(&good, LID176).unwrap();
+        build(&good, &["en"]).unwrap();
+        let e = build(&good, &["xx"]).unwrap_err().to_string();
+        assert!(e.contains("no language `xx`") && e.contains("lid.176.ftz"), "{e}");
+    }
+
+    #[test]
+    fn replaces_existing_language_columns() {
+        let cfg: LangIdConfig = serde_json::from_value(serde_json::json!({})).unwrap();
+        let input = Arc::new(Schema::new(vec![
+            doc::id(),
+            Field::new("language", DataType::Utf8, true),
+            doc::text(),
+            Field::new("language_score", DataType::Float32, true),
+        ]));
+        let out = cfg.output_schema(&input).unwrap();
+        let names: Vec<_> = out.fields().iter().map(|f| (f.name().as_str(), f.data_type().clone())).collect();
+        assert_eq!(
+            names,
+            [
+                ("id", DataType::Utf8),
+                ("text", DataType::LargeUtf8),
+                ("language", DataType::Utf8),
+                ("language_score", DataType::Float64)
+            ]
+        );
+        let e = cfg.output_schema(&Arc::new(Schema::new(vec![doc::id()]))).unwrap_err().0;
+        assert!(e.contains("needs column `text`"), "{e}");
     }
 }
