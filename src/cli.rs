@@ -87,6 +87,8 @@ pub enum Command {
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
     },
+    /// Print the main-content text the `extract` stage gets from HTML files or WARC responses.
+    Extract(crate::extract_cmd::ExtractArgs),
     /// Query the dataset catalog.
     #[command(subcommand)]
     Catalog(CatalogCmd),
@@ -193,6 +195,7 @@ pub async fn dispatch(cli: Cli) -> ExitCode {
             Ok(())
         }
         Command::Catalog(cmd) => crate::catalog_cmd::run(&data_dir, cmd).await,
+        Command::Extract(args) => crate::extract_cmd::run(&args),
         Command::Sql { query, format, output } => sql(&data_dir, &query, format, output.as_deref()).await,
     };
     match result {

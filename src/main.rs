@@ -10,6 +10,7 @@
 mod catalog_cmd;
 mod cli;
 mod docs;
+mod extract_cmd;
 mod output;
 mod registry;
 
