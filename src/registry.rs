@@ -39,6 +39,18 @@ pub fn stages() -> Vec<StageType> {
             configure: pipelines::content_hash::configure,
         },
         StageType {
+            name: "pii",
+            kind: StageKind::Transform,
+            about: "redact email addresses, public IPv4/IPv6 addresses and phone numbers in `text` (counted per kind)",
+            configure: pipelines::pii::configure,
+        },
+        StageType {
+            name: "toxicity",
+            kind: StageKind::Transform,
+            about: "drop or flag documents with block-list words (LDNOOBW, per row language) or block-listed URLs",
+            configure: pipelines::toxicity::configure,
+        },
+        StageType {
             name: "gopher_quality",
             kind: StageKind::Transform,
             about: "drop documents failing Gopher's quality rules (datatrove GopherQualityFilter: word count, word length, symbols, stop words)",

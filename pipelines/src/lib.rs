@@ -11,4 +11,6 @@ pub mod dedup;
 pub mod filters;
 pub mod html;
 pub mod html_to_text;
+pub mod pii;
+pub mod toxicity;
 pub mod langid;
