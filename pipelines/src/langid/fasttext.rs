@@ -761,7 +761,9 @@ fn parse(r: &mut Reader<'_>) -> Result<Model, String> {
     if input.cols() != dim || output.cols() != dim {
         return Err(format!("matrices have {} and {} columns, dim is {dim}", input.cols(), output.cols()));
     }
-    let max_row = dict.subwords.iter().copied().max().map_or(0, |m| m as usize + 1);
+    // Words (never labels) are looked up in the input matrix: their own row, then their n-grams'.
+    let word_rows = &dict.subwords[..if nwords == 0 { 0 } else { dict.subword_ends[nwords - 1] }];
+    let max_row = word_rows.iter().copied().max().map_or(0, |m| m as usize + 1);
     let max_bucket_row = match &dict.prune {
         None if maxn > 0 || word_ngrams > 1 => nwords + bucket as usize,
         None => 0,
@@ -769,11 +771,11 @@ fn parse(r: &mut Reader<'_>) -> Result<Model, String> {
             pairs.iter().map(|&(_, to)| if to < 0 { usize::MAX } else { nwords + to as usize + 1 }).max().unwrap_or(0)
         }
     };
-    if max_row.max(max_bucket_row).max(size) > input.rows() {
+    if max_row.max(max_bucket_row) > input.rows() {
         return Err(format!(
             "input matrix has {} rows, the dictionary needs {}",
             input.rows(),
-            max_row.max(max_bucket_row).max(size)
+            max_row.max(max_bucket_row)
         ));
     }
     if output.rows() < nlabels || nlabels == 0 {
@@ -871,6 +873,7 @@ fn build_tree(counts: &[i64]) -> Vec<Node> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
 
     fn lid176() -> Model {
         Model::from_bytes(include_bytes!("../../../models/lid.176.ftz"), "lid.176.ftz").unwrap()
@@ -953,6 +956,36 @@ mod tests {
             assert_eq!(got, want, "{text}");
         }
         assert_eq!(top3(&m, ""), top3(&m, "</s> hello"));
+    }
+
+    /// Small models trained with Python fastText 0.9.2 on the fixture texts (see the fixture README):
+    /// dense `.bin` with softmax and word bigrams, dense one-vs-all, and a pruned `.ftz` with `qnorm`
+    /// and a last sub-quantizer narrower than the others. Every label's score must be Python's.
+    #[test]
+    fn small_dense_and_quantized_models_match_python_fasttext() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/langid");
+        let expected: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("small_models.json")).unwrap()).unwrap();
+        let mut texts: Vec<String> = std::fs::read_to_string(dir.join("texts.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["text"].as_str().unwrap().replace('\n', " "))
+            .collect();
+        texts.extend(expected["texts_jsonl_then"].as_array().unwrap().iter().map(|t| t.as_str().unwrap().to_string()));
+        let (mut scratch, mut out) = (Scratch::default(), Vec::new());
+        for (name, want) in expected["models"].as_object().unwrap() {
+            let model = Model::load(&dir.join(name)).unwrap();
+            let want = want.as_array().unwrap();
+            assert_eq!(want.len(), texts.len());
+            for (text, want) in texts.iter().zip(want) {
+                model.predict(text, 0.0, &mut scratch, &mut out);
+                let got: BTreeMap<&str, f32> = out.iter().map(|p| (model.labels()[p.label].as_str(), p.score)).collect();
+                let want: BTreeMap<&str, f32> =
+                    want.as_object().unwrap().iter().map(|(l, s)| (l.as_str(), s.as_f64().unwrap() as f32)).collect();
+                assert_eq!(got, want, "{name}: {text}");
+                assert!(out.windows(2).all(|w| w[0].score >= w[1].score));
+            }
+        }
     }
 
     #[test]
