@@ -66,6 +66,21 @@ def dolma():
             yield "dolma/%s/%d" % (os.path.basename(p), n), d["text"]
 
 
+def feeds():
+    """Feed entries (title, summary, content) from feed-rs 3.0.0's parsed fixtures: bbc, spiegel, ilgiornale, ..."""
+    tag = re.compile(r"<[^>]*>")
+    for p in sorted(glob.glob(os.path.join(SHARED, "news/feed-rs-3.0.0-fixture/*/*.serde.json"))):
+        try:
+            feed = json.load(open(p, encoding="utf-8"))
+        except ValueError:
+            continue
+        for n, e in enumerate(feed.get("entries") or []):
+            parts = [(e.get("title") or {}).get("content"), (e.get("summary") or {}).get("content"),
+                     (e.get("content") or {}).get("body")]
+            text = "\n".join(html.unescape(tag.sub(" ", x)) for x in parts if x)
+            yield "feeds/%s/%d" % (os.path.basename(p), n), text
+
+
 def warc_text(paths, tag, limit=None):
     """Visible text of the HTML responses (resiliparse, plain text of the whole page)."""
     from fastwarc.warc import ArchiveIterator, WarcRecordType
@@ -90,25 +105,30 @@ def corpus():
     yield from newspaper4k()
     yield from trafilatura_cache()
     yield from dolma()
+    yield from feeds()
     yield from warc_text(sorted(glob.glob(os.path.join(PEERS, "data/samples/*.warc*"))), "realweb")
     yield from reuters()
     yield from warc_text(sorted(glob.glob(os.path.join(PEERS, "data/warc/DEBDOCS-SYNTH-00000.warc.gz"))), "debdocs")
 
 
-def python_fasttext(docs):
+def python_fasttext(docs, runs=3):
+    """Python fastText as datatrove's FT176LID calls it; median CPU and wall seconds of `runs` passes."""
     import fasttext
     model = fasttext.load_model(MODEL)
-    out = {}
-    common.wait_idle()
-    cpu0, t0 = time.process_time(), time.perf_counter()
-    for i, text in docs:
-        labels, scores = model.predict(text.replace("\n", " "), k=-1)
-        best = max(zip(labels, scores), key=lambda x: x[1])
-        out[i] = (best[0].split("__")[2], float(best[1]))
-    return out, time.process_time() - cpu0, time.perf_counter() - t0
+    out, cpus, walls = {}, [], []
+    for _ in range(runs):
+        common.wait_idle()
+        cpu0, t0 = time.process_time(), time.perf_counter()
+        for i, text in docs:
+            labels, scores = model.predict(text.replace("\n", " "), k=-1)
+            best = max(zip(labels, scores), key=lambda x: x[1])
+            out[i] = (best[0].split("__")[2], float(best[1]))
+        cpus.append(time.process_time() - cpu0)
+        walls.append(time.perf_counter() - t0)
+    return out, sorted(cpus)[runs // 2], sorted(walls)[runs // 2]
 
 
-PIPELINE = """dataset: langid-parity
+PIPELINE = """dataset: DATASET
 stages:
   docs:
     type: jsonl
@@ -121,33 +141,53 @@ stages:
     type: parquet
     inputs: [lang]
 """
+# The same run without the stage: its CPU time is taken off to get langid's own.
+BASELINE = """dataset: DATASET
+stages:
+  docs:
+    type: jsonl
+    paths: [corpus.jsonl]
+  out:
+    type: parquet
+    inputs: [docs]
+"""
 
 
-def smelt(work, binary):
-    with open(os.path.join(work, "pipeline.yaml"), "w") as f:
-        f.write(PIPELINE)
-    data = os.path.join(work, "smelt-data")
-    env = dict(os.environ, SMELT_DATA_DIR=data, RAYON_NUM_THREADS="1")
+def smelt_run(work, binary, dataset, pipeline):
+    path = os.path.join(work, dataset + ".yaml")
+    with open(path, "w") as f:
+        f.write(pipeline.replace("DATASET", dataset))
+    env = dict(os.environ, SMELT_DATA_DIR=os.path.join(work, "smelt-data"))
     common.wait_idle()
-    t0 = time.perf_counter()
-    run = subprocess.run([binary, "run", os.path.join(work, "pipeline.yaml"), "--parallelism", "1"], env=env,
-                         capture_output=True, text=True)
-    wall = time.perf_counter() - t0
+    cpu0, t0 = common.cpu_now(), time.perf_counter()
+    run = subprocess.run([binary, "run", path, "--parallelism", "1"], env=env, capture_output=True, text=True)
+    wall, cpu = time.perf_counter() - t0, common.cpu_now() - cpu0
     if run.returncode != 0:
         raise SystemExit("smelt run failed:\n" + run.stdout + run.stderr)
-    stage_cpu = None
+    stage_busy = None
     for line in (run.stdout + run.stderr).splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")] if "|" in line else line.split()
         if cells and cells[0] == "lang":
-            stage_cpu = float(cells[-1])
+            stage_busy = float(cells[-1])
+    return cpu, wall, stage_busy
+
+
+def smelt(work, binary, runs=3):
+    """Median CPU seconds of the run with langid, without it, and langid's own busy seconds."""
+    with_l, without, busy, wall = [], [], [], []
+    for r in range(runs):
+        c, w, b = smelt_run(work, binary, "langid-parity-%d" % r, PIPELINE)
+        with_l.append(c), wall.append(w), busy.append(b)
+        without.append(smelt_run(work, binary, "langid-baseline-%d" % r, BASELINE)[0])
+    med = lambda xs: sorted(xs)[len(xs) // 2]  # noqa: E731
     import pyarrow.parquet as pq
-    shards = sorted(glob.glob(os.path.join(work, "smelt-data/datasets/langid-parity/**/*.parquet"), recursive=True))
+    shards = glob.glob(os.path.join(work, "smelt-data/datasets/langid-parity-0/**/*.parquet"), recursive=True)
     out = {}
-    for s in shards:
+    for s in sorted(shards):
         t = pq.read_table(s, columns=["id", "language", "language_score"])
         for i, l, sc in zip(*(t.column(c).to_pylist() for c in ("id", "language", "language_score"))):
             out[i] = (l, sc)
-    return out, stage_cpu, wall, run.stdout + run.stderr
+    return out, med(with_l) - med(without), med(busy), med(wall), med(with_l), med(without)
 
 
 def fixture(dest):
@@ -183,7 +223,7 @@ def main():
             f.write(json.dumps({"id": i, "text": text}, ensure_ascii=False) + "\n")
     nbytes = sum(len(t.encode("utf-8")) for _, t in docs)
     py, py_cpu, py_wall = python_fasttext(docs)
-    rs, rs_cpu, rs_wall, log = smelt(work, binary)
+    rs, rs_cpu, rs_busy, rs_wall, cpu_with, cpu_without = smelt(work, binary)
 
     agree, diffs, disagreements, langs = 0, [], [], {}
     for i, _ in docs:
@@ -208,7 +248,10 @@ def main():
         "disagreements": disagreements[:20],
         "python_fasttext_cpu_s": py_cpu,
         "python_fasttext_wall_s": py_wall,
-        "smelt_langid_stage_cpu_s": rs_cpu,
+        "smelt_langid_cpu_s": rs_cpu,
+        "smelt_langid_stage_busy_s": rs_busy,
+        "smelt_run_cpu_s_with_langid": cpu_with,
+        "smelt_run_cpu_s_without_langid": cpu_without,
         "smelt_run_wall_s": rs_wall,
         "machine": "%s, %d cores" % (open("/proc/cpuinfo").read().split("model name")[1].split("\n")[0].strip(": "), os.cpu_count()),
     }
@@ -220,9 +263,10 @@ def main():
         ("score |diff| max / mean", "%.3g / %.3g" % (figures["score_abs_diff_max"], figures["score_abs_diff_mean"])),
         ("scores bit-equal", "%d/%d" % (figures["scores_bit_equal"], len(diffs))),
         ("Python fastText 0.9.2, 1 core", "%.2f s CPU: %.0f docs/s, %.1f MB/s" % (py_cpu, n / py_cpu, nbytes / 1e6 / py_cpu)),
-        ("smelt langid stage, 1 core", "%.2f s CPU: %.0f docs/s, %.1f MB/s" % (rs_cpu, n / rs_cpu, nbytes / 1e6 / rs_cpu)
-         if rs_cpu else "n/a"),
-        ("smelt run wall (jsonl+langid+parquet)", "%.2f s" % rs_wall),
+        ("smelt langid, 1 core (run CPU - run without it)",
+         "%.2f s CPU: %.0f docs/s, %.1f MB/s" % (rs_cpu, n / rs_cpu, nbytes / 1e6 / rs_cpu)),
+        ("smelt langid stage busy (run summary)", "%.2f s: %.0f docs/s" % (rs_busy, n / rs_busy)),
+        ("smelt run CPU with / without langid", "%.2f s / %.2f s (wall %.2f s)" % (cpu_with, cpu_without, rs_wall)),
     ]
     w = max(len(r[0]) for r in rows)
     for k, v in rows:

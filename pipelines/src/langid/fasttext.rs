@@ -388,13 +388,13 @@ impl Model {
         self.loss
     }
 
-    /// Predicts the labels of one line of text like fastText's Python
-    /// `predict(text, k=-1, threshold)`: every label scoring at least
-    /// `threshold`, best first. `text` is read up to its first newline (as a
-    /// line), or to a literal `</s>` token, as fastText does; callers who want
-    /// the whole text replace newlines by spaces first (datatrove does).
-    /// Returns nothing when no token has an input row (fastText would
-    /// compute a NaN there).
+    /// Predicts the labels of a text like fastText's Python
+    /// `predict(text.replace("\n", " "), k=-1, threshold)` (how datatrove
+    /// calls it): every label scoring at least `threshold`, best first.
+    /// Newlines are word separators like spaces; as in fastText, reading
+    /// stops at a literal `</s>` token (its end-of-line token). Returns
+    /// nothing when no token has an input row (fastText would compute a NaN
+    /// there).
     pub fn predict(&self, text: &str, threshold: f32, scratch: &mut Scratch, out: &mut Vec<Prediction>) {
         out.clear();
         if !self.hidden(text.as_bytes(), scratch) {
@@ -437,11 +437,9 @@ impl Model {
         };
         let mut rest = line;
         loop {
-            // readWord: skip separators; a newline (or the end of the line) yields EOS.
-            let start = rest.iter().position(|&c| !is_separator(c) || c == b'\n');
-            let token: &[u8] = match start {
+            // readWord: skip separators; the end of the text is fastText's end of line, EOS.
+            let token: &[u8] = match rest.iter().position(|&c| !is_separator(c)) {
                 None => EOS.as_bytes(),
-                Some(s) if rest[s] == b'\n' => EOS.as_bytes(),
                 Some(s) => {
                     let len = rest[s..].iter().position(|&c| is_separator(c)).unwrap_or(rest.len() - s);
                     let t = &rest[s..s + len];
@@ -969,7 +967,7 @@ mod tests {
         let mut texts: Vec<String> = std::fs::read_to_string(dir.join("texts.jsonl"))
             .unwrap()
             .lines()
-            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["text"].as_str().unwrap().replace('\n', " "))
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["text"].as_str().unwrap().to_string())
             .collect();
         texts.extend(expected["texts_jsonl_then"].as_array().unwrap().iter().map(|t| t.as_str().unwrap().to_string()));
         let (mut scratch, mut out) = (Scratch::default(), Vec::new());
@@ -979,7 +977,8 @@ mod tests {
             assert_eq!(want.len(), texts.len());
             for (text, want) in texts.iter().zip(want) {
                 model.predict(text, 0.0, &mut scratch, &mut out);
-                let got: BTreeMap<&str, f32> = out.iter().map(|p| (model.labels()[p.label].as_str(), p.score)).collect();
+                let got: BTreeMap<&str, f32> =
+                    out.iter().map(|p| (model.labels()[p.label].as_str(), p.score)).collect();
                 let want: BTreeMap<&str, f32> =
                     want.as_object().unwrap().iter().map(|(l, s)| (l.as_str(), s.as_f64().unwrap() as f32)).collect();
                 assert_eq!(got, want, "{name}: {text}");

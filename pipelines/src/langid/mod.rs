@@ -201,7 +201,7 @@ impl TransformConfig for LangIdConfig {
                 self.check_labels(model.labels()).map_err(|(_, message)| {
                     EngineError::User(format!("{message} (model {})", self.model.as_deref().unwrap_or("LID-176")))
                 })?;
-                Detector::FastText { model, scratch: Scratch::default(), predictions: Vec::new(), line: String::new() }
+                Detector::FastText { model, scratch: Scratch::default(), predictions: Vec::new() }
             }
             Backend::Whatlang => Detector::Whatlang,
         };
@@ -231,7 +231,7 @@ pub fn whatlang_code(lang: whatlang::Lang) -> &'static str {
 }
 
 enum Detector {
-    FastText { model: Arc<Model>, scratch: Scratch, predictions: Vec<Prediction>, line: String },
+    FastText { model: Arc<Model>, scratch: Scratch, predictions: Vec<Prediction> },
     Whatlang,
 }
 
@@ -254,15 +254,8 @@ impl LangId {
             return (UNKNOWN.to_string(), 0.0, vec![0.0; wanted.len()]);
         }
         match &mut self.detector {
-            Detector::FastText { model, scratch, predictions, line } => {
-                // datatrove's FT176LID: `model.predict(text.replace("\n", " "), k=-1)`.
-                let text = if memchr::memchr(b'\n', text.as_bytes()).is_some() {
-                    line.clear();
-                    line.extend(text.chars().map(|c| if c == '\n' { ' ' } else { c }));
-                    line.as_str()
-                } else {
-                    text
-                };
+            Detector::FastText { model, scratch, predictions } => {
+                // datatrove's FT176LID: `model.predict(text.replace("\n", " "), k=-1)`; `predict` reads newlines as spaces.
                 model.predict(text, 0.0, scratch, predictions);
                 let score_of = |lang: &str| {
                     model
@@ -379,8 +372,9 @@ mod tests {
         let mut n = 0;
         for line in fixture.lines() {
             let v: serde_json::Value = serde_json::from_str(line).unwrap();
-            let text = v["text"].as_str().unwrap().replace('\n', " ");
-            model.predict(&text, 0.0, &mut scratch, &mut out);
+            // Python was given the text with newlines as spaces; `predict` reads them so itself.
+            let text = v["text"].as_str().unwrap();
+            model.predict(text, 0.0, &mut scratch, &mut out);
             let got: Vec<(String, f32)> =
                 out.iter().take(3).map(|p| (model.labels()[p.label].clone(), p.score)).collect();
             let want: Vec<(String, f32)> = v["fasttext"]
