@@ -201,7 +201,8 @@ impl TransformConfig for LangIdConfig {
                 self.check_labels(model.labels()).map_err(|(_, message)| {
                     EngineError::User(format!("{message} (model {})", self.model.as_deref().unwrap_or("LID-176")))
                 })?;
-                Detector::FastText { model, scratch: Scratch::default(), predictions: Vec::new() }
+                let wanted = self.languages.iter().filter_map(|l| model.label_index(l)).collect();
+                Detector::FastText { model, wanted, scratch: Scratch::default(), predictions: Vec::new() }
             }
             Backend::Whatlang => Detector::Whatlang,
         };
@@ -231,7 +232,13 @@ pub fn whatlang_code(lang: whatlang::Lang) -> &'static str {
 }
 
 enum Detector {
-    FastText { model: Arc<Model>, scratch: Scratch, predictions: Vec<Prediction> },
+    FastText {
+        model: Arc<Model>,
+        /// Label index of each of `languages`.
+        wanted: Vec<usize>,
+        scratch: Scratch,
+        predictions: Vec<Prediction>,
+    },
     Whatlang,
 }
 
@@ -247,23 +254,20 @@ fn has_words(text: &str) -> bool {
 }
 
 impl LangId {
-    /// The best language, its score, and the score of `lang` (0 when not predicted).
-    fn label(&mut self, text: &str) -> (String, f64, Vec<f64>) {
+    /// The best language, its score, and the scores of `languages` (0 when not predicted).
+    fn label(&mut self, text: &str, empty: bool) -> (String, f64, Vec<f64>) {
         let wanted = &self.config.languages;
-        if !has_words(text) {
+        if empty {
             return (UNKNOWN.to_string(), 0.0, vec![0.0; wanted.len()]);
         }
         match &mut self.detector {
-            Detector::FastText { model, scratch, predictions } => {
+            Detector::FastText { model, wanted, scratch, predictions } => {
                 // datatrove's FT176LID: `model.predict(text.replace("\n", " "), k=-1)`; `predict` reads newlines as spaces.
                 model.predict(text, 0.0, scratch, predictions);
-                let score_of = |lang: &str| {
-                    model
-                        .label_index(lang)
-                        .and_then(|i| predictions.iter().find(|p| p.label == i))
-                        .map_or(0.0, |p| f64::from(p.score))
-                };
-                let scores = wanted.iter().map(|l| score_of(l)).collect();
+                let scores = wanted
+                    .iter()
+                    .map(|&i| predictions.iter().find(|p| p.label == i).map_or(0.0, |p| f64::from(p.score)))
+                    .collect();
                 match predictions.first() {
                     Some(best) => (model.labels()[best.label].clone(), f64::from(best.score), scores),
                     None => (UNKNOWN.to_string(), 0.0, scores),
@@ -282,12 +286,12 @@ impl LangId {
 
     /// datatrove's rule: with `languages`, keep when any of them scores above its
     /// threshold; without, keep when the best language does.
-    fn verdict(&self, text: &str, lang: &str, score: f64, scores: &[f64]) -> Option<Cow<'static, str>> {
+    fn verdict(&self, empty: bool, lang: &str, score: f64, scores: &[f64]) -> Option<Cow<'static, str>> {
         let c = &self.config;
         if c.label_only {
             return None;
         }
-        if lang == UNKNOWN && !has_words(text) {
+        if empty {
             return Some(Cow::Borrowed("empty_text"));
         }
         if c.languages.is_empty() {
@@ -315,8 +319,9 @@ impl Transform for LangId {
                 DataType::LargeUtf8 => text.as_string::<i64>().value(i),
                 _ => text.as_string::<i32>().value(i),
             };
-            let (lang, score, wanted) = self.label(t);
-            verdicts.push(self.verdict(t, &lang, score, &wanted));
+            let empty = !has_words(t);
+            let (lang, score, wanted) = self.label(t, empty);
+            verdicts.push(self.verdict(empty, &lang, score, &wanted));
             languages.append_value(&lang);
             scores.append_value(score);
         }
