@@ -559,7 +559,8 @@ impl Rules {
         if spans.is_empty() {
             return;
         }
-        spans.sort_by_key(|&(s, e, _)| (e - s, s));
+        // spaCy's len_start_cmp: longest first, then the leftmost.
+        spans.sort_by_key(|&(s, e, _)| (e - s, std::cmp::Reverse(s)));
         let mut seen = vec![false; toks.len()];
         let mut kept = Vec::new();
         for &(s, e, rule) in spans.iter().rev() {
@@ -650,6 +651,9 @@ mod tests {
             ("St.", &["St."]),
             ("1.5.", &["1.5", "."]),
             ("“Hi”.", &["“", "Hi", "”", "."]),
+            ("values[:]", &["values", "[:", "]"]),
+            ("f('''", &["f", "(", "''", "'"]),
+            ("string):>>>", &["string", "):", ">", ">", ">"]),
         ];
         for (text, want) in cases {
             assert_eq!(&words(text), want, "{text}");

@@ -1,0 +1,257 @@
+#!/usr/bin/env python3
+"""Parity of smelt's quality filters with datatrove 0.10.1's, on the same texts.
+
+Input texts come from datatrove's own Trafilatura step, so both sides see identical text:
+  * runs/extract_w2   (run_datatrove_pipeline.py --mode extract over data/warc, DEBDOCS-SYNTH)
+  * runs/extract_samples (the same over the real-web WARCs in data/samples)
+  * the real news pages of ../shared/data/news (trafilatura tests cache, newspaper4k tests),
+    extracted with datatrove's `Trafilatura(favour_precision=True)` extractor.
+
+For each filter, datatrove's filter runs on every document (keep/drop and reason) and smelt's
+release binary runs `jsonl -> <filter> -> parquet`; kept ids (and, for c4, the rewritten
+text) are read back from the Parquet shards. Disagreements are grouped by (datatrove verdict,
+smelt verdict); smelt's reason for a disagreeing document comes from a one-document rerun.
+
+  ~/.cache/smelt-peers/venv/bin/python bench/filters_parity.py [--smelt target/release/smelt]
+
+Prints a table and writes bench/results/filters_parity.json.
+"""
+import argparse
+import glob
+import gzip
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections import Counter, defaultdict
+
+PEERS = os.path.expanduser("~/.cache/smelt-peers")
+sys.path.insert(0, PEERS)
+import common  # noqa: E402,F401  (offline environment for datatrove)
+
+import pyarrow.parquet as pq  # noqa: E402
+from datatrove.data import Document  # noqa: E402
+from datatrove.pipeline.filters import (  # noqa: E402
+    C4QualityFilter,
+    FineWebQualityFilter,
+    GopherQualityFilter,
+    GopherRepetitionFilter,
+)
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHARED = os.path.join(os.path.dirname(REPO), "shared", "data")
+
+# name -> (datatrove filter factory, smelt stage options)
+FILTERS = {
+    "gopher_repetition": (GopherRepetitionFilter, {}),
+    "gopher_quality": (GopherQualityFilter, {}),
+    "c4": (C4QualityFilter, {}),
+    "c4_fineweb": (lambda: C4QualityFilter(filter_no_terminal_punct=False), {"filter_no_terminal_punct": False}),
+    "fineweb": (FineWebQualityFilter, {}),
+}
+STAGE_TYPE = {"c4_fineweb": "c4"}
+
+
+def read_jsonl_dir(d, tag):
+    docs = []
+    for f in sorted(glob.glob(os.path.join(d, "output", "*.jsonl*"))):
+        op = gzip.open if f.endswith(".gz") else open
+        with op(f, "rt") as fh:
+            for line in fh:
+                r = json.loads(line)
+                docs.append((f"{tag}:{r['id']}", r["text"]))
+    return docs
+
+
+def ensure_extract(out, input_dir, glob_pattern, limit):
+    if not glob.glob(os.path.join(out, "output", "*.jsonl*")):
+        cmd = [os.path.join(PEERS, "venv/bin/python"), "run_datatrove_pipeline.py", "--mode", "extract", "--workers", "2",
+               "--input", input_dir, "--glob", glob_pattern, "--out", out]
+        if limit:
+            cmd += ["--limit", str(limit)]
+        print("extracting:", " ".join(cmd), file=sys.stderr)
+        subprocess.run(cmd, cwd=PEERS, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def news_pages():
+    from datatrove.pipeline.extractors import Trafilatura
+
+    ex = Trafilatura(favour_precision=True, timeout=5.0)
+    docs = []
+    for pattern in ["news/trafilatura-tests-cache/*.html*", "news/newspaper4k-0.9.6-tests-data/html/*.html"]:
+        for f in sorted(glob.glob(os.path.join(SHARED, pattern))):
+            raw = open(f, "rb").read()
+            if f.endswith(".gz"):
+                raw = gzip.decompress(raw)
+            text = ex.extract(raw.decode("utf-8", errors="replace"))
+            if text:
+                docs.append((f"news:{os.path.basename(f)}", text))
+    return docs
+
+
+def collect(limit):
+    docs = []
+    w2 = os.path.join(PEERS, "runs", "extract_w2")
+    ensure_extract(w2, os.path.join(PEERS, "data", "warc"), "*.warc.gz", limit)
+    docs += read_jsonl_dir(w2, "debdocs")
+    samples = os.path.join(PEERS, "runs", "extract_samples")
+    ensure_extract(samples, os.path.join(PEERS, "data", "samples"), "*.warc*", 0)
+    docs += read_jsonl_dir(samples, "web")
+    if os.path.isdir(SHARED):
+        docs += news_pages()
+    seen, out = set(), []
+    for i, t in docs:
+        if t and i not in seen:
+            seen.add(i)
+            out.append((i, t))
+    return out
+
+
+def datatrove_verdicts(name, docs):
+    f = FILTERS[name][0]()
+    res = {}
+    t = time.process_time()
+    for i, text in docs:
+        d = Document(text=text, id=i)
+        r = f.filter(d)
+        keep, reason = (r, None) if isinstance(r, bool) else r
+        res[i] = (bool(keep), reason, d.text if keep else None)
+    return res, time.process_time() - t
+
+
+def write_jsonl(path, docs):
+    with open(path, "w") as fh:
+        for i, t in docs:
+            fh.write(json.dumps({"id": i, "text": t}) + "\n")
+
+
+def run_smelt(smelt, work, name, docs_path):
+    stage = STAGE_TYPE.get(name, name)
+    opts = FILTERS[name][1]
+    d = os.path.join(work, name)
+    shutil.rmtree(d, ignore_errors=True)
+    os.makedirs(d)
+    y = os.path.join(d, "p.yaml")
+    with open(y, "w") as fh:
+        fh.write(f"dataset: parity-{name}\nstages:\n  docs:\n    type: jsonl\n    paths: [{docs_path}]\n"
+                 f"  f:\n    type: {stage}\n    inputs: [docs]\n")
+        for k, v in opts.items():
+            fh.write(f"    {k}: {json.dumps(v)}\n")
+        fh.write("  out:\n    type: parquet\n    inputs: [f]\n")
+    t = time.perf_counter()
+    p = subprocess.run([smelt, "--data-dir", os.path.join(d, "data"), "run", y, "--no-progress", "--format", "json",
+                        "--output", os.path.join(d, "store")], capture_output=True, text=True)
+    wall = time.perf_counter() - t
+    if p.returncode != 0:
+        raise SystemExit(f"smelt failed for {name}: {p.stderr[-2000:]}")
+    kept = {}
+    for f in glob.glob(os.path.join(d, "store", "**", "*.parquet"), recursive=True):
+        tb = pq.read_table(f, columns=["id", "text"])
+        for i, t in zip(tb.column("id").to_pylist(), tb.column("text").to_pylist()):
+            kept[i] = t
+    try:
+        summary = json.loads(p.stdout)
+    except json.JSONDecodeError:
+        summary = None
+    return kept, wall, summary
+
+
+def drop_reasons(summary):
+    """(reason -> count) of the filter stage, from the run summary JSON, whatever its exact layout."""
+    found = {}
+
+    def walk(x):
+        if isinstance(x, dict):
+            for k, v in x.items():
+                if k in ("drops", "dropped") and isinstance(v, dict) and all(isinstance(n, int) for n in v.values()):
+                    found.update(v)
+                else:
+                    walk(v)
+        elif isinstance(x, list):
+            for v in x:
+                walk(v)
+
+    walk(summary)
+    return found
+
+
+def smelt_reason(smelt, work, name, doc):
+    d = os.path.join(work, name + "-one")
+    os.makedirs(d, exist_ok=True)
+    path = os.path.join(d, "doc.jsonl")
+    write_jsonl(path, [doc])
+    _, _, summary = run_smelt(smelt, d, name, path)
+    reasons = [r for r, n in drop_reasons(summary).items() if n]
+    return reasons[0] if reasons else "?"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--smelt", default=os.path.join(REPO, "target", "release", "smelt"))
+    ap.add_argument("--work", default=os.path.join(PEERS, "runs", "filters_parity"))
+    ap.add_argument("--limit", type=int, default=1500, help="docs per DEBDOCS shard when extracting")
+    ap.add_argument("--filters", default=",".join(FILTERS))
+    ap.add_argument("--examples", type=int, default=3)
+    a = ap.parse_args()
+    os.makedirs(a.work, exist_ok=True)
+    docs = collect(a.limit)
+    by_source = Counter(i.split(":", 1)[0] for i, _ in docs)
+    docs_path = os.path.join(a.work, "docs.jsonl")
+    write_jsonl(docs_path, docs)
+    text_of = dict(docs)
+    results = {"docs": len(docs), "by_source": dict(by_source), "filters": {}}
+    print(f"{len(docs)} documents ({', '.join(f'{k} {v}' for k, v in sorted(by_source.items()))})")
+    print(f"{'filter':<18} {'docs':>6} {'dt kept':>8} {'smelt kept':>10} {'agree':>8} {'agree %':>8} {'text same':>9} "
+          f"{'dt cpu s':>9} {'smelt wall s':>12}")
+    for name in a.filters.split(","):
+        dt, dt_cpu = datatrove_verdicts(name, docs)
+        kept, wall, summary = run_smelt(a.smelt, a.work, name, docs_path)
+        agree, classes, text_same, both_kept = 0, defaultdict(list), 0, 0
+        for i, _ in docs:
+            dk, dreason, dtext = dt[i]
+            sk = i in kept
+            if dk == sk:
+                agree += 1
+                if dk:
+                    both_kept += 1
+                    text_same += dtext == kept[i]
+            else:
+                classes[(f"keep" if dk else f"drop:{dreason}", "keep" if sk else "drop")].append(i)
+        detail = []
+        for (dv, sv), ids in sorted(classes.items(), key=lambda kv: -len(kv[1])):
+            ex = []
+            for i in ids[: a.examples]:
+                sr = smelt_reason(a.smelt, a.work, name, (i, text_of[i])) if sv == "drop" else None
+                ex.append({"id": i, "smelt_reason": sr, "text": text_of[i][:300]})
+            detail.append({"datatrove": dv, "smelt": sv, "count": len(ids), "examples": ex})
+        n = len(docs)
+        r = {
+            "docs": n,
+            "datatrove_kept": sum(v[0] for v in dt.values()),
+            "smelt_kept": len(kept),
+            "agree": agree,
+            "agree_pct": round(100 * agree / n, 3),
+            "kept_text_identical": f"{text_same}/{both_kept}",
+            "datatrove_cpu_s": round(dt_cpu, 2),
+            "smelt_wall_s": round(wall, 2),
+            "datatrove_reasons": dict(Counter(v[1] for v in dt.values() if not v[0])),
+            "smelt_reasons": drop_reasons(summary),
+            "disagreements": detail,
+        }
+        results["filters"][name] = r
+        print(f"{name:<18} {n:>6} {r['datatrove_kept']:>8} {r['smelt_kept']:>10} {agree:>8} {r['agree_pct']:>8.2f} "
+              f"{r['kept_text_identical']:>9} {dt_cpu:>9.2f} {wall:>12.2f}")
+        for dd in detail:
+            print(f"    datatrove {dd['datatrove']:<32} smelt {dd['smelt']:<5} {dd['count']:>5}  e.g. "
+                  + "; ".join(f"{e['id']}" + (f" ({e['smelt_reason']})" if e["smelt_reason"] else "") for e in dd["examples"]))
+    os.makedirs(os.path.join(REPO, "bench", "results"), exist_ok=True)
+    out = os.path.join(REPO, "bench", "results", "filters_parity.json")
+    with open(out, "w") as fh:
+        json.dump(results, fh, indent=1, ensure_ascii=False)
+    print("wrote", out)
+
+
+if __name__ == "__main__":
+    main()
