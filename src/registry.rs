@@ -93,6 +93,12 @@ pub fn stages() -> Vec<StageType> {
             configure: pipelines::dedup::exact::configure_url,
         },
         StageType {
+            name: "dedup_minhash",
+            kind: StageKind::Barrier,
+            about: "drop near-duplicate documents (FineWeb/datatrove MinHash: 5-grams, 14 bands x 8 hashes); dup_cluster, dup_cluster_size on kept ones",
+            configure: pipelines::dedup::minhash::configure,
+        },
+        StageType {
             name: "parquet",
             kind: StageKind::Sink,
             about: "write the dataset as zstd Parquet shards, committed as a catalog version",

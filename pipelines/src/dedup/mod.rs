@@ -2,8 +2,11 @@
 //! be kept or dropped once every split of the run has been seen.
 //!
 //! ```text
-//! dedup_exact  by content_hash      ─┐
-//! dedup_url    by normalised URL    ─┴─► exact.rs (sorted key files, k-way merge)
+//! dedup_exact    by content_hash      ─┐
+//! dedup_url      by normalised URL    ─┴─► exact.rs (sorted key files, k-way merge)
+//! dedup_minhash  near duplicates      ───► minhash.rs (signatures, LSH bands, union-find)
 //! ```
 
 pub mod exact;
+pub mod minhash;
+mod minhash_tables;

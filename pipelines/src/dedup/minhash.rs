@@ -1,0 +1,1323 @@
+//! `dedup_minhash` barrier stage: near-duplicate removal with the MinHash
+//! signatures, LSH bands and clustering of datatrove 0.10.1
+//! (`MinhashDedupSignature` → `Buckets` → `Cluster` → `Filter`), with the
+//! defaults FineWeb used: 5-word shingles, 14 bands × 8 rows, seed 1, 64-bit
+//! hashes. One document per cluster stays; the kept one gets the cluster's
+//! id and size (FineWeb-2 keeps the size to re-upsample).
+//!
+//! ```text
+//! observe, per split:  text ─simplify_text─► words ─5-grams─► xxh64 ─► 112 × min((a·x + b) mod 2^61−1)
+//!                      per band: (xxh3-128 of its 8 values, preference, row) ──sort──► observed/<split>.b<band>
+//! resolve, once:       per band (in parallel): k-way merge of every split's file; equal keys
+//!                      ──► pairs (first of the key, other) ──► pairs/<band>.bin
+//!                      bands in order ──► union-find over the documents that have pairs
+//!                      ──► resolved/clusters.bin (per clustered row: cluster id, size, dropped)
+//! apply, per split:    drop `minhash_duplicate`; kept rows get `dup_cluster`, `dup_cluster_size`
+//! ```
+//! Compatibility with datatrove: the normalisation (`simplify_text`), the
+//! word splitter (spaCy's rules, `filters::words`), the shingle hash
+//! (`xxhash.xxh64_intdigest` of the words joined by a space), the
+//! permutation parameters (numpy's `RandomState(seed).randint`, replicated
+//! below: MT19937 with numpy's masked rejection sampling) and the uint64
+//! arithmetic (wrapping, then `% (2^61 − 1)`) are the same, so signatures
+//! are bit-identical (tests below). Documents with fewer words than
+//! `n_grams` have no shingle and are never duplicates, as in datatrove.
+//! Differences: a band is compared by a 128-bit hash of its values (a false
+//! match needs a 2^-128 collision); in a cluster of three or more, datatrove
+//! keeps the root of its union-by-size, here the first document in input
+//! order (or the newest) stays.
+//!
+//! Memory: an observer holds 32 bytes per row and band of its split; the
+//! global step holds one buffered reader per split and band being merged,
+//! and about 48 bytes per document that has a near-duplicate (not per
+//! document of the corpus); pairs go through disk.
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use arrow::array::{Array, ArrayRef, AsArray, UInt32Array, UInt64Array};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit, TimestampMicrosecondType};
+use arrow::record_batch::RecordBatch;
+use regex::Regex;
+use serde::{Deserialize, Serialize};
+use smelt_engine::yaml::PathSeg;
+use smelt_engine::{
+    parse_options, require_column, BarrierConfig, BarrierContext, BarrierObserver, EngineError,
+    OptionError, Processed, Result, SchemaError, StageConfig, Transform,
+};
+use unicode_normalization::UnicodeNormalization;
+
+use super::exact::Keep;
+use super::minhash_tables::{NONSPACING_MARKS, PUNCTUATION};
+use crate::filters::words::{split_into_words, Segmenter};
+use crate::filters::{in_ranges, py_isspace, py_strip, FxBuild};
+
+/// The Mersenne prime 2^61 − 1 of datatrove's permutations.
+const MERSENNE: u64 = (1 << 61) - 1;
+
+/// Options of `dedup_minhash`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DedupMinhashConfig {
+    /// Number of LSH bands (datatrove `num_buckets`); two documents are candidates when one band matches.
+    #[serde(default = "default_buckets")]
+    pub buckets: usize,
+    /// Hashes per band (datatrove `hashes_per_bucket`); buckets × hashes_per_bucket hashes in all.
+    #[serde(default = "default_hashes_per_bucket")]
+    pub hashes_per_bucket: usize,
+    /// Words per shingle.
+    #[serde(default = "default_n_grams")]
+    pub n_grams: usize,
+    /// Seed of the permutation parameters (numpy `RandomState(seed)`, as datatrove).
+    #[serde(default = "default_seed")]
+    pub seed: u32,
+    /// Which document of a cluster stays: `first` (input order) or `newest` (latest `fetched_at`).
+    #[serde(default = "default_keep")]
+    pub keep: Keep,
+    /// Language of the word splitter; an input `language` (or `lang`) column overrides it per row.
+    #[serde(default = "default_language")]
+    pub language: String,
+}
+
+fn default_buckets() -> usize {
+    14
+}
+fn default_hashes_per_bucket() -> usize {
+    8
+}
+fn default_n_grams() -> usize {
+    5
+}
+fn default_seed() -> u32 {
+    1
+}
+fn default_keep() -> Keep {
+    Keep::First
+}
+fn default_language() -> String {
+    "en".to_string()
+}
+
+/// Registry hook.
+///
+/// # Errors
+/// Unknown or invalid options (zero bands, rows or shingle size; more than 1024 hashes).
+pub fn configure(options: serde_json::Value) -> Result<StageConfig, OptionError> {
+    let c: DedupMinhashConfig = parse_options(options)?;
+    let bad = |key: &str, message: String| OptionError {
+        path: vec![PathSeg::Key(key.to_string())],
+        message,
+        at_key: false,
+    };
+    for (key, v) in [
+        ("buckets", c.buckets),
+        ("hashes_per_bucket", c.hashes_per_bucket),
+        ("n_grams", c.n_grams),
+    ] {
+        if v == 0 {
+            return Err(bad(key, format!("`{key}` must be at least 1")));
+        }
+    }
+    if c.buckets * c.hashes_per_bucket > 1024 {
+        return Err(bad(
+            "buckets",
+            format!(
+                "buckets × hashes_per_bucket = {} is more than 1024",
+                c.buckets * c.hashes_per_bucket
+            ),
+        ));
+    }
+    if c.n_grams > 64 {
+        return Err(bad("n_grams", "`n_grams` must be at most 64".to_string()));
+    }
+    Ok(StageConfig::Barrier(Arc::new(DedupMinhash {
+        signer: Arc::new(Signer::new(&c)),
+        resolved: serde_json::to_value(&c).unwrap_or_default(),
+        config: c,
+    })))
+}
+
+// ---------------------------------------------------------------- signatures
+
+/// numpy's legacy `RandomState` generator (MT19937), enough of it for
+/// `randint(low, high, dtype=np.uint64)`.
+struct Mt19937 {
+    state: [u32; 624],
+    pos: usize,
+}
+
+impl Mt19937 {
+    /// `RandomState(seed)` for an integer seed (`mt19937_seed`).
+    fn new(seed: u32) -> Self {
+        let mut state = [0u32; 624];
+        let mut s = seed;
+        for (i, slot) in state.iter_mut().enumerate() {
+            *slot = s;
+            s = 1_812_433_253u32
+                .wrapping_mul(s ^ (s >> 30))
+                .wrapping_add(i as u32 + 1);
+        }
+        Mt19937 { state, pos: 624 }
+    }
+
+    fn next_u32(&mut self) -> u32 {
+        if self.pos == 624 {
+            for i in 0..624 {
+                let y = (self.state[i] & 0x8000_0000) | (self.state[(i + 1) % 624] & 0x7fff_ffff);
+                let mut v = self.state[(i + 397) % 624] ^ (y >> 1);
+                if y & 1 == 1 {
+                    v ^= 0x9908_b0df;
+                }
+                self.state[i] = v;
+            }
+            self.pos = 0;
+        }
+        let mut y = self.state[self.pos];
+        self.pos += 1;
+        y ^= y >> 11;
+        y ^= (y << 7) & 0x9d2c_5680;
+        y ^= (y << 15) & 0xefc6_0000;
+        y ^ (y >> 18)
+    }
+
+    /// numpy's `randint(low, high, dtype=np.uint64)` for one value with
+    /// `high - low > 2^32` (masked rejection over 64-bit draws).
+    fn randint_u64(&mut self, low: u64, high: u64) -> u64 {
+        let rng = high - 1 - low;
+        let mask = u64::MAX >> rng.leading_zeros();
+        loop {
+            let v = ((u64::from(self.next_u32()) << 32) | u64::from(self.next_u32())) & mask;
+            if v <= rng {
+                return low + v;
+            }
+        }
+    }
+}
+
+/// `x mod (2^61 − 1)` for any u64.
+#[inline]
+fn mod_mersenne(x: u64) -> u64 {
+    let r = (x & MERSENNE) + (x >> 61);
+    if r >= MERSENNE {
+        r - MERSENNE
+    } else {
+        r
+    }
+}
+
+/// Whether `c` is in datatrove's `PUNCTUATION`.
+fn is_punctuation(c: char) -> bool {
+    if c.is_ascii() {
+        !(c.is_ascii_alphanumeric() || c == ' ' || c == '\t' || c == '\n')
+    } else {
+        in_ranges(PUNCTUATION, c)
+    }
+}
+
+fn numbers() -> &'static Regex {
+    static RE: OnceLock<Regex> = OnceLock::new();
+    RE.get_or_init(|| Regex::new(r"\p{Nd}+([.,،٫⎖⎗⎘]\p{Nd}+)?").expect("valid regex"))
+}
+
+/// datatrove's `simplify_text` with its default `TextNormConfig`: lowercase,
+/// numbers (any script, with one decimal part) to `0`, punctuation to
+/// spaces, whitespace runs to one space, trimmed, diacritics (category `Mn`
+/// after NFD) removed.
+pub fn simplify_text(text: &str, out: &mut String) {
+    out.clear();
+    let lower: Cow<'_, str> = if text.is_ascii() {
+        Cow::Owned(text.to_ascii_lowercase())
+    } else {
+        Cow::Owned(text.to_lowercase())
+    };
+    let numbered = numbers().replace_all(&lower, "0");
+    let mut pending_space = false;
+    for c in numbered.chars() {
+        let c = if is_punctuation(c) { ' ' } else { c };
+        if py_isspace(c) {
+            pending_space = !out.is_empty();
+            continue;
+        }
+        if pending_space {
+            out.push(' ');
+            pending_space = false;
+        }
+        out.push(c);
+    }
+    if !out.is_ascii() {
+        let stripped: String = out
+            .nfd()
+            .filter(|&c| !in_ranges(NONSPACING_MARKS, c))
+            .collect();
+        out.clear();
+        out.push_str(py_strip(&stripped));
+    }
+}
+
+/// Computes datatrove-identical MinHash signatures.
+#[derive(Debug)]
+pub struct Signer {
+    a: Vec<u64>,
+    b: Vec<u64>,
+    n_grams: usize,
+}
+
+/// Reusable buffers of [`Signer::signature`].
+#[derive(Default)]
+pub struct Scratch {
+    simplified: String,
+    shingle: String,
+    hashes: Vec<u64>,
+}
+
+impl Signer {
+    /// The permutation parameters of datatrove's `MinhashDedupSignature.parameters`.
+    pub fn new(c: &DedupMinhashConfig) -> Self {
+        let n = c.buckets * c.hashes_per_bucket;
+        let mut gen = Mt19937::new(c.seed);
+        let a = (0..n).map(|_| gen.randint_u64(1, MERSENNE)).collect();
+        let b = (0..n).map(|_| gen.randint_u64(0, MERSENNE)).collect();
+        Signer {
+            a,
+            b,
+            n_grams: c.n_grams,
+        }
+    }
+
+    /// The shingle hashes of `text` (datatrove's `get_shingles`), in order.
+    pub fn shingles(&self, text: &str, segmenter: Segmenter, scratch: &mut Scratch) -> Vec<u64> {
+        let mut out = Vec::new();
+        self.shingles_into(text, segmenter, scratch, &mut out);
+        out
+    }
+
+    fn shingles_into(
+        &self,
+        text: &str,
+        segmenter: Segmenter,
+        scratch: &mut Scratch,
+        out: &mut Vec<u64>,
+    ) {
+        out.clear();
+        simplify_text(text, &mut scratch.simplified);
+        let mut words = Vec::new();
+        split_into_words(&scratch.simplified, segmenter, &mut words);
+        if words.len() < self.n_grams {
+            return;
+        }
+        for gram in words.windows(self.n_grams) {
+            scratch.shingle.clear();
+            for (i, w) in gram.iter().enumerate() {
+                if i > 0 {
+                    scratch.shingle.push(' ');
+                }
+                scratch.shingle.push_str(w);
+            }
+            out.push(xxhash_rust::xxh64::xxh64(scratch.shingle.as_bytes(), 0));
+        }
+    }
+
+    /// The signature of `text` into `sig` (all hashes, band after band), or
+    /// false when it has no shingle (fewer words than `n_grams`).
+    pub fn signature(
+        &self,
+        text: &str,
+        segmenter: Segmenter,
+        scratch: &mut Scratch,
+        sig: &mut Vec<u64>,
+    ) -> bool {
+        let mut hashes = std::mem::take(&mut scratch.hashes);
+        self.shingles_into(text, segmenter, scratch, &mut hashes);
+        sig.clear();
+        sig.resize(self.a.len(), u64::MAX);
+        for &x in &hashes {
+            for ((s, &a), &b) in sig.iter_mut().zip(&self.a).zip(&self.b) {
+                // numpy uint64 arithmetic wraps before the modulo.
+                let v = mod_mersenne(x.wrapping_mul(a).wrapping_add(b));
+                if v < *s {
+                    *s = v;
+                }
+            }
+        }
+        let any = !hashes.is_empty();
+        scratch.hashes = hashes;
+        any
+    }
+}
+
+// ---------------------------------------------------------------- the stage
+
+#[derive(Debug)]
+struct DedupMinhash {
+    config: DedupMinhashConfig,
+    signer: Arc<Signer>,
+    resolved: serde_json::Value,
+}
+
+/// One band of one row on disk: key, preference (smaller stays), row. 32 bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Entry {
+    key: u128,
+    pref: i64,
+    row: u64,
+}
+
+impl Entry {
+    fn write(&self, w: &mut impl Write) -> std::io::Result<()> {
+        w.write_all(&self.key.to_le_bytes())?;
+        w.write_all(&self.pref.to_le_bytes())?;
+        w.write_all(&self.row.to_le_bytes())
+    }
+
+    fn read(r: &mut impl Read) -> std::io::Result<Option<Entry>> {
+        let mut b = [0u8; 32];
+        match r.read_exact(&mut b) {
+            Ok(()) => Ok(Some(Entry {
+                key: u128::from_le_bytes(b[..16].try_into().expect("16")),
+                pref: le_i64(&b[16..24]),
+                row: le_u64(&b[24..]),
+            })),
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+fn le_u64(b: &[u8]) -> u64 {
+    u64::from_le_bytes(b.try_into().expect("8 bytes"))
+}
+fn le_i64(b: &[u8]) -> i64 {
+    i64::from_le_bytes(b.try_into().expect("8 bytes"))
+}
+fn le_u32(b: &[u8]) -> u32 {
+    u32::from_le_bytes(b.try_into().expect("4 bytes"))
+}
+
+fn io(path: &Path, e: std::io::Error) -> EngineError {
+    EngineError::External(format!("{}: {e}", path.display()))
+}
+
+fn band_path(dir: &Path, split: u32, band: usize) -> PathBuf {
+    dir.join(format!("{split:06}.b{band:03}"))
+}
+
+fn stats_path(dir: &Path, split: u32) -> PathBuf {
+    dir.join(format!("{split:06}.stats"))
+}
+
+/// A document across the run: split in the top 24 bits, row in the low 40.
+fn node(split: u32, row: u64) -> Result<u64> {
+    if split >= 1 << 24 || row >= 1 << 40 {
+        return Err(EngineError::User(format!(
+            "dedup_minhash handles up to 2^24 splits of 2^40 rows (split {split}, row {row})"
+        )));
+    }
+    Ok((u64::from(split) << 40) | row)
+}
+
+fn split_of(node: u64) -> u32 {
+    (node >> 40) as u32
+}
+
+fn str_at(c: &ArrayRef, i: usize) -> Option<&str> {
+    if c.is_null(i) {
+        return None;
+    }
+    match c.data_type() {
+        DataType::Utf8 => Some(c.as_string::<i32>().value(i)),
+        DataType::LargeUtf8 => Some(c.as_string::<i64>().value(i)),
+        _ => None,
+    }
+}
+
+fn language_column(schema: &Schema) -> Option<&'static str> {
+    ["language", "lang"]
+        .into_iter()
+        .find(|n| schema.field_with_name(n).is_ok())
+}
+
+impl BarrierConfig for DedupMinhash {
+    fn output_schema(&self, input: &SchemaRef) -> Result<SchemaRef, SchemaError> {
+        require_column(input, "text", &[DataType::LargeUtf8, DataType::Utf8])?;
+        if let Some(l) = language_column(input) {
+            require_column(input, l, &[DataType::Utf8, DataType::LargeUtf8])?;
+        }
+        if self.config.keep == Keep::Newest {
+            require_column(
+                input,
+                "fetched_at",
+                &[
+                    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+                    DataType::Timestamp(TimeUnit::Microsecond, None),
+                ],
+            )?;
+        }
+        let mut fields: Vec<Field> = input
+            .fields()
+            .iter()
+            .filter(|f| f.name() != "dup_cluster" && f.name() != "dup_cluster_size")
+            .map(|f| f.as_ref().clone())
+            .collect();
+        fields.push(Field::new("dup_cluster", DataType::UInt64, true));
+        fields.push(Field::new("dup_cluster_size", DataType::UInt32, false));
+        Ok(Arc::new(Schema::new_with_metadata(
+            fields,
+            input.metadata().clone(),
+        )))
+    }
+
+    fn resolved(&self) -> serde_json::Value {
+        self.resolved.clone()
+    }
+
+    fn observer(
+        &self,
+        _input: &SchemaRef,
+        ctx: &BarrierContext,
+        split: u32,
+    ) -> Result<Box<dyn BarrierObserver>> {
+        Ok(Box::new(Observer {
+            signer: self.signer.clone(),
+            rows_per_band: self.config.hashes_per_bucket,
+            keep: self.config.keep,
+            default_segmenter: Segmenter::for_language(&self.config.language),
+            dir: ctx.observed_dir.clone(),
+            split,
+            bands: vec![Vec::new(); self.config.buckets],
+            scratch: Scratch::default(),
+            sig: Vec::new(),
+            row: 0,
+            without_shingles: 0,
+        }))
+    }
+
+    fn resolve(&self, ctx: &BarrierContext, splits: &[u32]) -> Result<BTreeMap<String, u64>> {
+        let pairs_dir = ctx.resolved_dir.join("pairs");
+        std::fs::create_dir_all(&pairs_dir).map_err(|e| io(&pairs_dir, e))?;
+        let bands = self.config.buckets;
+        // Bands merge independently: one thread per band, up to `parallelism`.
+        let next = AtomicUsize::new(0);
+        let threads = ctx.parallelism.clamp(1, bands);
+        let results: Vec<Result<u64>> = std::thread::scope(|s| {
+            let workers: Vec<_> = (0..threads)
+                .map(|_| {
+                    s.spawn(|| -> Result<u64> {
+                        let mut pairs = 0;
+                        loop {
+                            let band = next.fetch_add(1, Ordering::Relaxed);
+                            if band >= bands {
+                                return Ok(pairs);
+                            }
+                            pairs += merge_band(
+                                &ctx.observed_dir,
+                                splits,
+                                band,
+                                &pairs_dir.join(format!("{band:03}.bin")),
+                            )?;
+                        }
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .map(|w| {
+                    w.join().unwrap_or_else(|_| {
+                        Err(EngineError::External("a band merge panicked".into()))
+                    })
+                })
+                .collect()
+        });
+        let mut pairs = 0;
+        for r in results {
+            pairs += r?;
+        }
+        let mut uf = Clusters::default();
+        for band in 0..bands {
+            let path = pairs_dir.join(format!("{band:03}.bin"));
+            let mut r =
+                BufReader::with_capacity(1 << 16, File::open(&path).map_err(|e| io(&path, e))?);
+            let mut b = [0u8; 32];
+            loop {
+                match r.read_exact(&mut b) {
+                    Ok(()) => uf.union(
+                        (le_u64(&b[..8]), le_i64(&b[8..16])),
+                        (le_u64(&b[16..24]), le_i64(&b[24..])),
+                    ),
+                    Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
+                    Err(e) => return Err(io(&path, e)),
+                }
+            }
+            if uf.bytes() > ctx.memory_budget {
+                tracing::warn!(
+                    "dedup_minhash: clustering {} documents that have near-duplicates needs about {} MiB, over the memory budget of {} MiB",
+                    uf.nodes.len(),
+                    uf.bytes() >> 20,
+                    ctx.memory_budget >> 20
+                );
+            }
+        }
+        std::fs::remove_dir_all(&pairs_dir).map_err(|e| io(&pairs_dir, e))?;
+        let (clustered, clusters, dropped) = write_clusters(&ctx.resolved_dir, &mut uf)?;
+        let (mut documents, mut without) = (0u64, 0u64);
+        for &split in splits {
+            let path = stats_path(&ctx.observed_dir, split);
+            let b = std::fs::read(&path).map_err(|e| io(&path, e))?;
+            if b.len() != 16 {
+                return Err(EngineError::External(format!(
+                    "{}: truncated",
+                    path.display()
+                )));
+            }
+            documents += le_u64(&b[..8]);
+            without += le_u64(&b[8..]);
+        }
+        Ok(BTreeMap::from([
+            ("documents".to_string(), documents),
+            ("without_shingles".to_string(), without),
+            ("candidate_pairs".to_string(), pairs),
+            ("in_clusters".to_string(), clustered),
+            ("clusters".to_string(), clusters),
+            ("duplicates".to_string(), dropped),
+        ]))
+    }
+
+    fn applier(
+        &self,
+        input: &SchemaRef,
+        ctx: &BarrierContext,
+        split: u32,
+    ) -> Result<Box<dyn Transform>> {
+        let schema = self
+            .output_schema(input)
+            .map_err(|e| EngineError::User(e.0))?;
+        Ok(Box::new(Applier {
+            marks: read_marks(&ctx.resolved_dir, split)?,
+            next: 0,
+            row: 0,
+            schema,
+        }))
+    }
+}
+
+/// Merges band `band` of every split; writes a pair (first entry of a key,
+/// other entry) per duplicate entry to `out`; returns the number of pairs.
+fn merge_band(dir: &Path, splits: &[u32], band: usize, out: &Path) -> Result<u64> {
+    let mut heap = BinaryHeap::new();
+    let mut readers = Vec::with_capacity(splits.len());
+    for (i, &split) in splits.iter().enumerate() {
+        let path = band_path(dir, split, band);
+        let mut r = BufReader::with_capacity(1 << 14, File::open(&path).map_err(|e| io(&path, e))?);
+        if let Some(e) = Entry::read(&mut r).map_err(|e| io(&path, e))? {
+            heap.push(std::cmp::Reverse((e.key, e.pref, split, e.row, i)));
+        }
+        readers.push((path, r));
+    }
+    let mut w = BufWriter::with_capacity(1 << 16, File::create(out).map_err(|e| io(out, e))?);
+    let mut head: Option<(u128, u64, i64)> = None;
+    let mut pairs = 0;
+    while let Some(std::cmp::Reverse((key, pref, split, row, i))) = heap.pop() {
+        let n = node(split, row)?;
+        match head {
+            Some((k, first, first_pref)) if k == key => {
+                let mut rec = [0u8; 32];
+                rec[..8].copy_from_slice(&first.to_le_bytes());
+                rec[8..16].copy_from_slice(&first_pref.to_le_bytes());
+                rec[16..24].copy_from_slice(&n.to_le_bytes());
+                rec[24..].copy_from_slice(&pref.to_le_bytes());
+                w.write_all(&rec).map_err(|e| io(out, e))?;
+                pairs += 1;
+            }
+            _ => head = Some((key, n, pref)),
+        }
+        let (path, r) = &mut readers[i];
+        if let Some(e) = Entry::read(r).map_err(|e| io(path, e))? {
+            heap.push(std::cmp::Reverse((e.key, e.pref, split, e.row, i)));
+        }
+    }
+    w.flush().map_err(|e| io(out, e))?;
+    Ok(pairs)
+}
+
+/// Union-find over the documents that appear in pairs (union by size, path halving).
+#[derive(Default)]
+struct Clusters {
+    index: HashMap<u64, u32, FxBuild>,
+    /// (node, preference) per member.
+    nodes: Vec<(u64, i64)>,
+    parent: Vec<u32>,
+    size: Vec<u32>,
+}
+
+impl Clusters {
+    fn id(&mut self, (node, pref): (u64, i64)) -> u32 {
+        let next = self.nodes.len() as u32;
+        let id = *self.index.entry(node).or_insert(next);
+        if id == next {
+            self.nodes.push((node, pref));
+            self.parent.push(id);
+            self.size.push(1);
+        }
+        id
+    }
+
+    fn find(&mut self, mut x: u32) -> u32 {
+        while self.parent[x as usize] != x {
+            let p = self.parent[x as usize];
+            self.parent[x as usize] = self.parent[p as usize];
+            x = p;
+        }
+        x
+    }
+
+    fn union(&mut self, a: (u64, i64), b: (u64, i64)) {
+        let (a, b) = (self.id(a), self.id(b));
+        let (mut ra, mut rb) = (self.find(a), self.find(b));
+        if ra == rb {
+            return;
+        }
+        if self.size[ra as usize] < self.size[rb as usize] {
+            std::mem::swap(&mut ra, &mut rb);
+        }
+        self.parent[rb as usize] = ra;
+        self.size[ra as usize] += self.size[rb as usize];
+    }
+
+    /// Approximate memory held, in bytes.
+    fn bytes(&self) -> usize {
+        self.index.capacity() * 13
+            + self.nodes.capacity() * 16
+            + self.parent.capacity() * 4
+            + self.size.capacity() * 4
+    }
+}
+
+/// `clusters.bin`: per clustered document, sorted by node: node u64, cluster
+/// u64, size u32, dropped u32 (little-endian, 24 bytes); `clusters.idx`: per
+/// split with such documents, (split u32, first record u64, count u64).
+/// Cluster ids number the clusters by their kept document, in input order.
+/// Returns (documents in clusters, clusters, dropped).
+fn write_clusters(dir: &Path, uf: &mut Clusters) -> Result<(u64, u64, u64)> {
+    let n = uf.nodes.len();
+    let roots: Vec<u32> = (0..n as u32).map(|i| uf.find(i)).collect();
+    // The kept member of each root: smallest (preference, node).
+    let mut kept: HashMap<u32, (i64, u64), FxBuild> = HashMap::default();
+    for (i, &r) in roots.iter().enumerate() {
+        let (node, pref) = uf.nodes[i];
+        let k = kept.entry(r).or_insert((pref, node));
+        if (pref, node) < *k {
+            *k = (pref, node);
+        }
+    }
+    let mut order: Vec<(u64, u32)> = kept.iter().map(|(&r, &(_, node))| (node, r)).collect();
+    order.sort_unstable();
+    let cluster_of: HashMap<u32, u64, FxBuild> = order
+        .iter()
+        .enumerate()
+        .map(|(i, &(_, r))| (r, i as u64))
+        .collect();
+    let mut records: Vec<(u64, u64, u32, bool)> = (0..n)
+        .map(|i| {
+            let r = roots[i];
+            let node = uf.nodes[i].0;
+            (
+                node,
+                cluster_of[&r],
+                uf.size[r as usize],
+                kept[&r].1 != node,
+            )
+        })
+        .collect();
+    records.sort_unstable();
+    let bin = dir.join("clusters.bin");
+    let idx = dir.join("clusters.idx");
+    let mut b = BufWriter::new(File::create(&bin).map_err(|e| io(&bin, e))?);
+    let mut x = BufWriter::new(File::create(&idx).map_err(|e| io(&idx, e))?);
+    let mut start = 0usize;
+    let mut dropped = 0;
+    for (i, &(node, cluster, size, drop)) in records.iter().enumerate() {
+        dropped += u64::from(drop);
+        let mut rec = [0u8; 24];
+        rec[..8].copy_from_slice(&node.to_le_bytes());
+        rec[8..16].copy_from_slice(&cluster.to_le_bytes());
+        rec[16..20].copy_from_slice(&size.to_le_bytes());
+        rec[20..].copy_from_slice(&u32::from(drop).to_le_bytes());
+        b.write_all(&rec).map_err(|e| io(&bin, e))?;
+        let split = split_of(node);
+        if i + 1 == records.len() || split_of(records[i + 1].0) != split {
+            let mut e = [0u8; 20];
+            e[..4].copy_from_slice(&split.to_le_bytes());
+            e[4..12].copy_from_slice(&(start as u64).to_le_bytes());
+            e[12..].copy_from_slice(&((i + 1 - start) as u64).to_le_bytes());
+            x.write_all(&e).map_err(|e| io(&idx, e))?;
+            start = i + 1;
+        }
+    }
+    b.flush().map_err(|e| io(&bin, e))?;
+    x.flush().map_err(|e| io(&idx, e))?;
+    Ok((n as u64, order.len() as u64, dropped))
+}
+
+/// What happens to a clustered row of a split.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Mark {
+    row: u64,
+    cluster: u64,
+    size: u32,
+    dropped: bool,
+}
+
+fn read_marks(dir: &Path, split: u32) -> Result<Vec<Mark>> {
+    let idx = dir.join("clusters.idx");
+    let bytes = std::fs::read(&idx).map_err(|e| io(&idx, e))?;
+    let Some(entry) = bytes.chunks_exact(20).find(|c| le_u32(&c[..4]) == split) else {
+        return Ok(Vec::new());
+    };
+    let (start, n) = (le_u64(&entry[4..12]), le_u64(&entry[12..]));
+    let bin = dir.join("clusters.bin");
+    let mut f = File::open(&bin).map_err(|e| io(&bin, e))?;
+    f.seek(SeekFrom::Start(start * 24))
+        .map_err(|e| io(&bin, e))?;
+    let mut buf = vec![0u8; n as usize * 24];
+    f.read_exact(&mut buf).map_err(|e| io(&bin, e))?;
+    Ok(buf
+        .chunks_exact(24)
+        .map(|c| Mark {
+            row: le_u64(&c[..8]) & ((1 << 40) - 1),
+            cluster: le_u64(&c[8..16]),
+            size: le_u32(&c[16..20]),
+            dropped: le_u32(&c[20..]) != 0,
+        })
+        .collect())
+}
+
+struct Observer {
+    signer: Arc<Signer>,
+    rows_per_band: usize,
+    keep: Keep,
+    default_segmenter: Segmenter,
+    dir: PathBuf,
+    split: u32,
+    bands: Vec<Vec<Entry>>,
+    scratch: Scratch,
+    sig: Vec<u64>,
+    row: u64,
+    without_shingles: u64,
+}
+
+impl BarrierObserver for Observer {
+    fn observe(&mut self, batch: &RecordBatch) -> Result<()> {
+        let text = batch
+            .column_by_name("text")
+            .ok_or_else(|| EngineError::User("dedup_minhash needs a `text` column".into()))?;
+        let language =
+            language_column(batch.schema().as_ref()).and_then(|l| batch.column_by_name(l));
+        let fetched = batch.column_by_name("fetched_at");
+        for i in 0..batch.num_rows() {
+            let row = self.row + i as u64;
+            let segmenter = language
+                .and_then(|l| str_at(l, i))
+                .map_or(self.default_segmenter, Segmenter::for_language);
+            let t = str_at(text, i).unwrap_or("");
+            if !self
+                .signer
+                .signature(t, segmenter, &mut self.scratch, &mut self.sig)
+            {
+                self.without_shingles += 1;
+                continue;
+            }
+            let pref = match (self.keep, fetched) {
+                (Keep::Newest, Some(c)) if c.is_valid(i) => {
+                    -c.as_primitive::<TimestampMicrosecondType>().value(i)
+                }
+                (Keep::Newest, _) => i64::MAX,
+                (Keep::First, _) => 0,
+            };
+            for (band, values) in self
+                .bands
+                .iter_mut()
+                .zip(self.sig.chunks_exact(self.rows_per_band))
+            {
+                let mut bytes = [0u8; 8 * 64];
+                for (j, v) in values.iter().enumerate().take(64) {
+                    bytes[j * 8..j * 8 + 8].copy_from_slice(&v.to_le_bytes());
+                }
+                let key = xxhash_rust::xxh3::xxh3_128(&bytes[..values.len().min(64) * 8]);
+                band.push(Entry { key, pref, row });
+            }
+        }
+        self.row += batch.num_rows() as u64;
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        for (i, entries) in self.bands.iter_mut().enumerate() {
+            entries.sort_unstable();
+            let path = band_path(&self.dir, self.split, i);
+            let tmp = path.with_extension("tmp");
+            let mut w =
+                BufWriter::with_capacity(1 << 16, File::create(&tmp).map_err(|e| io(&tmp, e))?);
+            for e in entries.iter() {
+                e.write(&mut w).map_err(|e| io(&tmp, e))?;
+            }
+            w.flush().map_err(|e| io(&tmp, e))?;
+            drop(w);
+            std::fs::rename(&tmp, &path).map_err(|e| io(&path, e))?;
+            *entries = Vec::new();
+        }
+        let path = stats_path(&self.dir, self.split);
+        let mut b = self.row.to_le_bytes().to_vec();
+        b.extend_from_slice(&self.without_shingles.to_le_bytes());
+        std::fs::write(&path, b).map_err(|e| io(&path, e))
+    }
+}
+
+struct Applier {
+    marks: Vec<Mark>,
+    next: usize,
+    row: u64,
+    schema: SchemaRef,
+}
+
+impl Transform for Applier {
+    fn process(&mut self, batch: RecordBatch) -> Result<Processed> {
+        let n = batch.num_rows();
+        let mut verdicts = Vec::with_capacity(n);
+        let mut cluster = Vec::with_capacity(n);
+        let mut size = Vec::with_capacity(n);
+        for _ in 0..n {
+            match self.marks.get(self.next) {
+                Some(m) if m.row == self.row => {
+                    self.next += 1;
+                    verdicts.push(m.dropped.then_some(Cow::Borrowed("minhash_duplicate")));
+                    cluster.push(Some(m.cluster));
+                    size.push(m.size);
+                }
+                _ => {
+                    verdicts.push(None);
+                    cluster.push(None);
+                    size.push(1);
+                }
+            }
+            self.row += 1;
+        }
+        let input = batch.schema();
+        let mut columns: Vec<ArrayRef> = input
+            .fields()
+            .iter()
+            .zip(batch.columns())
+            .filter(|(f, _)| f.name() != "dup_cluster" && f.name() != "dup_cluster_size")
+            .map(|(_, c)| c.clone())
+            .collect();
+        columns.push(Arc::new(UInt64Array::from(cluster)));
+        columns.push(Arc::new(UInt32Array::from(size)));
+        let batch =
+            RecordBatch::try_new(self.schema.clone(), columns).map_err(|e| EngineError::Stage {
+                stage: "dedup_minhash".into(),
+                message: e.to_string(),
+            })?;
+        Ok(Processed::Filtered { batch, verdicts })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::LargeStringArray;
+
+    fn defaults() -> DedupMinhashConfig {
+        serde_json::from_value(serde_json::json!({})).unwrap()
+    }
+
+    #[test]
+    fn parameters_equal_numpy_random_state() {
+        // numpy 2.4.6: RandomState(1).randint(1, 2**61-1, dtype=uint64, size=112), then (0, 2**61-1).
+        let s = Signer::new(&defaults());
+        assert_eq!(s.a.len(), 112);
+        assert_eq!(
+            s.a[..3],
+            [775169054918279404, 1758426461858698313, 2109959069025162]
+        );
+        assert_eq!(s.a[111], 223865076026037746);
+        assert_eq!(
+            s.b[..3],
+            [
+                1062448801025099917,
+                1324811268927594100,
+                1217488311597731462
+            ]
+        );
+        assert_eq!(s.b[111], 1097409548522419201);
+    }
+
+    #[test]
+    fn mersenne_modulo() {
+        for x in [
+            0,
+            1,
+            MERSENNE - 1,
+            MERSENNE,
+            MERSENNE + 1,
+            u64::MAX,
+            u64::MAX - 7,
+            1 << 63,
+        ] {
+            assert_eq!(mod_mersenne(x), x % MERSENNE, "{x}");
+        }
+    }
+
+    #[test]
+    fn simplify_text_equals_datatrove() {
+        // Outputs of datatrove 0.10.1 `simplify_text` (Python 3.11).
+        let mut out = String::new();
+        simplify_text("The quick brown fox jumps over the lazy dog. It was 3.14 degrees at 10:30, said Mr. O'Neil!", &mut out);
+        assert_eq!(
+            out,
+            "the quick brown fox jumps over the lazy dog it was 0 degrees at 0 0 said mr o neil"
+        );
+        simplify_text("Café déjà vu — naïve coöperation in São Paulo; 1,000,000 people didn't   care.\n\nNew line here, twice.", &mut out);
+        assert_eq!(out, "cafe deja vu naive cooperation in sao paulo 0 0 people didn t care new line here twice");
+        simplify_text(" \u{a0}\t…", &mut out);
+        assert_eq!(out, "");
+    }
+
+    #[test]
+    fn signatures_equal_datatrove() {
+        // Values from datatrove 0.10.1 MinhashDedupSignature(config=MinhashConfig()).get_signature(get_shingles(text)),
+        // computed with ~/.cache/smelt-peers/venv (numpy 2.4.6, xxhash, spaCy 3.8 blank "en").
+        let s = Signer::new(&defaults());
+        let mut scratch = Scratch::default();
+        let mut sig = Vec::new();
+        let t1 = "The quick brown fox jumps over the lazy dog. It was 3.14 degrees at 10:30, said Mr. O'Neil!";
+        let sh = s.shingles(t1, Segmenter::English, &mut scratch);
+        assert_eq!((sh.len(), sh[0]), (16, 7797000677988824208));
+        assert!(s.signature(t1, Segmenter::English, &mut scratch, &mut sig));
+        assert_eq!(
+            sig[..8],
+            [
+                85330943174081874,
+                175021855724751277,
+                302227827184868053,
+                11020519422042938,
+                53559052118215307,
+                29158846513531735,
+                163177125024804319,
+                204404170303891102
+            ]
+        );
+        assert_eq!(
+            sig[104..],
+            [
+                138080280408424662,
+                212222752476155101,
+                200020302528876325,
+                66167128343108654,
+                1765945916311590,
+                441787638492695253,
+                227311182905181596,
+                3963570588256049
+            ]
+        );
+        let t2 = "Café déjà vu — naïve coöperation in São Paulo; 1,000,000 people didn't   care.\n\nNew line here, twice.";
+        assert_eq!(
+            s.shingles(t2, Segmenter::English, &mut scratch)[0],
+            4637080560052264693
+        );
+        assert!(s.signature(t2, Segmenter::English, &mut scratch, &mut sig));
+        assert_eq!(
+            sig[..8],
+            [
+                304626807260492972,
+                171217542402245573,
+                340359984706400615,
+                12997252328864793,
+                32266331820189576,
+                1938453440616973,
+                11388426140811900,
+                13343244205543199
+            ]
+        );
+        assert_eq!(
+            sig[104..],
+            [
+                139139056480978640,
+                75935693767405712,
+                230827615395285481,
+                173744432893853388,
+                16815948652258692,
+                105247797438701035,
+                66777232870110729,
+                133237326027677448
+            ]
+        );
+        // Exactly one shingle, whose hash is above 2^63 (the multiplication wraps).
+        let t3 = "one two three four five";
+        assert_eq!(
+            s.shingles(t3, Segmenter::English, &mut scratch),
+            [16779001585721188446]
+        );
+        assert!(s.signature(t3, Segmenter::English, &mut scratch, &mut sig));
+        assert_eq!(
+            sig[..8],
+            [
+                699275049159941947,
+                1668490093867446599,
+                889504911880821557,
+                1551604595285391346,
+                383147901504461938,
+                368063453279159230,
+                1189702035984891960,
+                1500586479833668126
+            ]
+        );
+        assert_eq!(
+            sig[104..],
+            [
+                1486271680580835655,
+                1833971666700873554,
+                1611486037240835381,
+                2061213241286577803,
+                503107812181541087,
+                2167288653533356246,
+                2080465638341788154,
+                1688177567886525154
+            ]
+        );
+    }
+
+    #[test]
+    fn short_and_empty_documents_have_no_signature() {
+        // datatrove: `ngrams` of fewer than n words is empty, and such documents get no signature.
+        let s = Signer::new(&defaults());
+        let mut scratch = Scratch::default();
+        let mut sig = Vec::new();
+        for t in [
+            "",
+            "   \n\t",
+            "one two three four",
+            "!!! ??? ...",
+            "1 2 3 4",
+        ] {
+            assert!(
+                !s.signature(t, Segmenter::English, &mut scratch, &mut sig),
+                "{t:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn unspaced_scripts_get_shingles() {
+        // Snippets from ../shared/data/news/newspaper4k-0.9.6-tests-data/txt (the newspaper4k
+        // test fixtures, MIT licence): Chinese, Japanese and Thai news text.
+        let s = Signer::new(&defaults());
+        let mut scratch = Scratch::default();
+        for (lang, text) in [("zh", ZH), ("ja", JA), ("th", TH)] {
+            let seg = Segmenter::for_language(lang);
+            let sh = s.shingles(text, seg, &mut scratch);
+            assert!(sh.len() >= 10, "{lang}: {} shingles", sh.len());
+            // The same text with one clause changed is still near, an unrelated one is not.
+            let mut sig_a = Vec::new();
+            let mut sig_b = Vec::new();
+            assert!(s.signature(text, seg, &mut scratch, &mut sig_a));
+            assert!(s.signature(&format!("{text}{text}"), seg, &mut scratch, &mut sig_b));
+            let same = sig_a.iter().zip(&sig_b).filter(|(a, b)| a == b).count();
+            assert!(same > 80, "{lang}: {same}/112 hashes agree");
+        }
+    }
+
+    const ZH: &str = include_str!("../../tests/fixtures/minhash/zh.txt");
+    const JA: &str = include_str!("../../tests/fixtures/minhash/ja.txt");
+    const TH: &str = include_str!("../../tests/fixtures/minhash/th.txt");
+
+    /// Runs the stage over `splits` (each a list of texts, one batch per split)
+    /// and returns per split the verdicts, clusters and sizes.
+    fn run(
+        options: serde_json::Value,
+        splits: &[Vec<&str>],
+        parallelism: usize,
+    ) -> Vec<Vec<(bool, Option<u64>, u32)>> {
+        let StageConfig::Barrier(b) = configure(options).unwrap() else {
+            panic!("a barrier")
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = BarrierContext {
+            observed_dir: dir.path().join("observed"),
+            resolved_dir: dir.path().join("resolved"),
+            memory_budget: 1 << 20,
+            parallelism,
+        };
+        std::fs::create_dir_all(&ctx.observed_dir).unwrap();
+        std::fs::create_dir_all(&ctx.resolved_dir).unwrap();
+        let schema = Arc::new(Schema::new(vec![Field::new(
+            "text",
+            DataType::LargeUtf8,
+            false,
+        )]));
+        let batches: Vec<RecordBatch> = splits
+            .iter()
+            .map(|texts| {
+                RecordBatch::try_new(
+                    schema.clone(),
+                    vec![Arc::new(LargeStringArray::from(texts.clone()))],
+                )
+                .unwrap()
+            })
+            .collect();
+        for (i, x) in batches.iter().enumerate() {
+            let mut o = b.observer(&schema, &ctx, i as u32).unwrap();
+            o.observe(x).unwrap();
+            o.finish().unwrap();
+        }
+        let ids: Vec<u32> = (0..splits.len() as u32).collect();
+        let counts = b.resolve(&ctx, &ids).unwrap();
+        assert_eq!(
+            counts["documents"],
+            splits.iter().map(|s| s.len() as u64).sum::<u64>()
+        );
+        let out_schema = b.output_schema(&schema).unwrap();
+        batches
+            .iter()
+            .enumerate()
+            .map(|(i, x)| {
+                let mut a = b.applier(&schema, &ctx, i as u32).unwrap();
+                let Processed::Filtered { batch, verdicts } = a.process(x.clone()).unwrap() else {
+                    panic!("a filter")
+                };
+                assert_eq!(batch.schema(), out_schema);
+                let c = batch
+                    .column_by_name("dup_cluster")
+                    .unwrap()
+                    .as_primitive::<arrow::datatypes::UInt64Type>();
+                let s = batch
+                    .column_by_name("dup_cluster_size")
+                    .unwrap()
+                    .as_primitive::<arrow::datatypes::UInt32Type>();
+                (0..batch.num_rows())
+                    .map(|r| {
+                        (
+                            verdicts[r].is_some(),
+                            c.is_valid(r).then(|| c.value(r)),
+                            s.value(r),
+                        )
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    const BASE: &str = "The central bank raised its benchmark interest rate by a quarter of a percentage point on Wednesday, \
+        its third increase this year, saying that inflation remained well above its target and that the labour market \
+        was still tight. Officials signalled that further increases were possible if price pressures did not ease in \
+        the coming months, although several members of the committee argued for a pause to assess the effects of \
+        earlier moves on household spending and business investment across the country.";
+
+    fn edited(words_changed: &[usize]) -> String {
+        BASE.split(' ')
+            .filter(|w| !w.is_empty())
+            .enumerate()
+            .map(|(i, w)| {
+                if words_changed.contains(&i) {
+                    "zebra"
+                } else {
+                    w
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    #[test]
+    fn near_duplicates_are_found_and_dissimilar_texts_are_not() {
+        let near = edited(&[40]); // one word changed at the end: ~0.93 Jaccard of 5-gram sets
+        let far = "A small museum in the north of the city reopened on Saturday after two years of renovation, with a new \
+            wing for its collection of maps, a café on the roof and an exhibition about the history of the river port.";
+        let out = run(serde_json::json!({}), &[vec![BASE, far], vec![&near]], 1);
+        assert_eq!(
+            out,
+            vec![
+                vec![(false, Some(0), 2), (false, None, 1)],
+                vec![(true, Some(0), 2)]
+            ]
+        );
+    }
+
+    #[test]
+    fn a_chain_is_one_cluster_and_the_first_stays() {
+        // a ~ b (end changed), b ~ c (start changed); a and c are further apart but clustered through b.
+        let a = edited(&[]);
+        let b = edited(&[70]);
+        let c = edited(&[3, 70]);
+        let out = run(serde_json::json!({}), &[vec![&c], vec![&b, &a]], 2);
+        // Input order: c (split 0) is first, so it stays.
+        assert_eq!(
+            out,
+            vec![
+                vec![(false, Some(0), 3)],
+                vec![(true, Some(0), 3), (true, Some(0), 3)]
+            ]
+        );
+    }
+
+    #[test]
+    fn same_result_for_any_parallelism_and_exact_copies_cluster() {
+        let texts: Vec<String> = (0..30).map(|i| edited(&[i % 7 * 10, 50 + i % 3])).collect();
+        let split_a: Vec<&str> = texts[..15].iter().map(String::as_str).collect();
+        let split_b: Vec<&str> = texts[15..].iter().map(String::as_str).collect();
+        let one = run(
+            serde_json::json!({}),
+            &[split_a.clone(), split_b.clone()],
+            1,
+        );
+        let four = run(serde_json::json!({}), &[split_a, split_b], 4);
+        assert_eq!(one, four);
+        let dropped = one.iter().flatten().filter(|x| x.0).count();
+        assert!(dropped >= 20, "{dropped} dropped");
+        assert!(!one[0][0].0, "the first document stays");
+    }
+
+    #[test]
+    fn short_documents_are_kept_alone() {
+        let out = run(
+            serde_json::json!({}),
+            &[vec!["", "tiny text", "tiny text", BASE]],
+            1,
+        );
+        assert_eq!(
+            out,
+            vec![vec![
+                (false, None, 1),
+                (false, None, 1),
+                (false, None, 1),
+                (false, None, 1)
+            ]]
+        );
+    }
+
+    #[test]
+    fn options_are_checked() {
+        assert!(configure(serde_json::json!({"buckets": 0})).is_err());
+        assert!(configure(serde_json::json!({"buckets": 200, "hashes_per_bucket": 8})).is_err());
+        assert!(
+            configure(serde_json::json!({"threshold": 0.8}))
+                .unwrap_err()
+                .at_key
+        );
+        let StageConfig::Barrier(b) =
+            configure(serde_json::json!({"buckets": 20, "hashes_per_bucket": 5, "n_grams": 3}))
+                .unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(b.resolved()["buckets"], 20);
+        let out = run(
+            serde_json::json!({"buckets": 20, "hashes_per_bucket": 5, "n_grams": 3}),
+            &[vec![BASE, &edited(&[10])]],
+            1,
+        );
+        assert!(out[0][1].0);
+    }
+}
