@@ -877,10 +877,11 @@ mod tests {
         Model::from_bytes(include_bytes!("../../../models/lid.176.ftz"), "lid.176.ftz").unwrap()
     }
 
-    fn top3(model: &Model, text: &str) -> Vec<(String, f32)> {
+    /// The best three labels with their float32 scores widened to f64, as Python prints them.
+    fn top3(model: &Model, text: &str) -> Vec<(String, f64)> {
         let mut out = Vec::new();
         model.predict(text, 0.0, &mut Scratch::default(), &mut out);
-        out.iter().take(3).map(|p| (model.labels()[p.label].clone(), p.score)).collect()
+        out.iter().take(3).map(|p| (model.labels()[p.label].clone(), f64::from(p.score))).collect()
     }
 
     #[test]
@@ -898,7 +899,7 @@ mod tests {
     #[test]
     fn predicts_like_python_fasttext() {
         let m = lid176();
-        let cases: &[(&str, [(&str, f32); 3])] = &[
+        let cases: &[(&str, [(&str, f64); 3])] = &[
             (
                 "The quick brown fox jumps over the lazy dog.",
                 [("en", 0.6974507570266724), ("es", 0.04621101915836334), ("pt", 0.02520005963742733)],
@@ -950,7 +951,7 @@ mod tests {
         ];
         for (text, expected) in cases {
             let got = top3(&m, text);
-            let want: Vec<(String, f32)> = expected.iter().map(|(l, p)| (l.to_string(), *p)).collect();
+            let want: Vec<(String, f64)> = expected.iter().map(|(l, p)| (l.to_string(), *p)).collect();
             assert_eq!(got, want, "{text}");
         }
         assert_eq!(top3(&m, ""), top3(&m, "</s> hello"));
