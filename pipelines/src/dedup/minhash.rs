@@ -1119,7 +1119,7 @@ mod tests {
             let seg = Segmenter::for_language(lang);
             let sh = s.shingles(text, seg, &mut scratch);
             assert!(sh.len() >= 10, "{lang}: {} shingles", sh.len());
-            // The same text with one clause changed is still near, an unrelated one is not.
+            // The text repeated twice has nearly the same shingle set, so most hashes agree.
             let mut sig_a = Vec::new();
             let mut sig_b = Vec::new();
             assert!(s.signature(text, seg, &mut scratch, &mut sig_a));
@@ -1247,10 +1247,28 @@ mod tests {
 
     #[test]
     fn a_chain_is_one_cluster_and_the_first_stays() {
-        // a ~ b (end changed), b ~ c (start changed); a and c are further apart but clustered through b.
-        let a = edited(&[]);
-        let b = edited(&[70]);
-        let c = edited(&[3, 70]);
+        // Three windows of BASE shifted by 6 words: a and b share 4 bands, b and c one,
+        // a and c none (checked below, and with datatrove's signatures); all three are one cluster.
+        let w: Vec<&str> = BASE.split_whitespace().collect();
+        let (a, b, c) = (
+            w[..w.len() - 12].join(" "),
+            w[6..w.len() - 6].join(" "),
+            w[12..].join(" "),
+        );
+        let s = Signer::new(&defaults());
+        let mut scratch = Scratch::default();
+        let mut sig = |t: &str| {
+            let mut v = Vec::new();
+            assert!(s.signature(t, Segmenter::English, &mut scratch, &mut v));
+            v
+        };
+        let (sa, sb, sc) = (sig(&a), sig(&b), sig(&c));
+        let shared =
+            |x: &[u64], y: &[u64]| x.chunks(8).zip(y.chunks(8)).filter(|(p, q)| p == q).count();
+        assert_eq!(
+            (shared(&sa, &sb), shared(&sb, &sc), shared(&sa, &sc)),
+            (4, 1, 0)
+        );
         let out = run(serde_json::json!({}), &[vec![&c], vec![&b, &a]], 2);
         // Input order: c (split 0) is first, so it stays.
         assert_eq!(
@@ -1258,6 +1276,34 @@ mod tests {
             vec![
                 vec![(false, Some(0), 3)],
                 vec![(true, Some(0), 3), (true, Some(0), 3)]
+            ]
+        );
+    }
+
+    #[test]
+    fn union_find_joins_chains_across_bands() {
+        let mut uf = Clusters::default();
+        uf.union((1, 0), (2, 0));
+        uf.union((5, 0), (6, 0));
+        uf.union((2, 0), (3, 0));
+        uf.union((3, 0), (1, 0));
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(write_clusters(dir.path(), &mut uf).unwrap(), (5, 2, 3));
+        let marks = read_marks(dir.path(), 0).unwrap();
+        let m = |row, cluster, size, dropped| Mark {
+            row,
+            cluster,
+            size,
+            dropped,
+        };
+        assert_eq!(
+            marks,
+            [
+                m(1, 0, 3, false),
+                m(2, 0, 3, true),
+                m(3, 0, 3, true),
+                m(5, 1, 2, false),
+                m(6, 1, 2, true)
             ]
         );
     }
