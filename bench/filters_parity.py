@@ -7,12 +7,15 @@ Input texts come from datatrove's own Trafilatura step, so both sides see identi
   * the real news pages of ../shared/data/news (trafilatura tests cache, newspaper4k tests),
     extracted with datatrove's `Trafilatura(favour_precision=True)` extractor.
 
-For each filter, datatrove's filter runs on every document (keep/drop and reason) and smelt's
-release binary runs `jsonl -> <filter> -> parquet`; kept ids (and, for c4, the rewritten
-text) are read back from the Parquet shards. Disagreements are grouped by (datatrove verdict,
-smelt verdict); smelt's reason for a disagreeing document comes from a one-document rerun.
+For each filter, datatrove's filter runs on every document (keep/drop and reason, new text for
+c4). On smelt's side the example `filters_words` (the same filter code, called in-process)
+gives every document's words and verdict with its reason, and the release binary runs
+`jsonl -> <filter> -> parquet` for the end-to-end check: its kept ids (and c4's rewritten
+texts) are read back from the Parquet shards and must equal the in-process verdicts.
+Disagreements are grouped by (datatrove reason, smelt reason) with examples. Word lists are
+compared with datatrove's `split_into_words` (spaCy) document by document.
 
-  ~/.cache/smelt-peers/venv/bin/python bench/filters_parity.py [--smelt target/release/smelt]
+  bench/filters_parity.sh   (builds what it needs, then runs this with the peer venv)
 
 Prints a table and writes bench/results/filters_parity.json.
 """
@@ -177,75 +180,96 @@ def drop_reasons(summary):
     return found
 
 
-def smelt_reason(smelt, work, name, doc):
-    d = os.path.join(work, name + "-one")
-    os.makedirs(d, exist_ok=True)
-    path = os.path.join(d, "doc.jsonl")
-    write_jsonl(path, [doc])
-    _, _, summary = run_smelt(smelt, d, name, path)
-    reasons = [r for r, n in drop_reasons(summary).items() if n]
-    return reasons[0] if reasons else "?"
+def smelt_inproc(example, docs_path):
+    t = time.perf_counter()
+    p = subprocess.run([example, docs_path], capture_output=True, text=True, check=True)
+    wall = time.perf_counter() - t
+    rows = {}
+    for line in p.stdout.splitlines():
+        r = json.loads(line)
+        rows[r["id"]] = r
+    return rows, wall
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--smelt", default=os.path.join(REPO, "target", "release", "smelt"))
+    ap.add_argument("--example", default=os.path.join(REPO, "target", "debug", "examples", "filters_words"))
     ap.add_argument("--work", default=os.path.join(PEERS, "runs", "filters_parity"))
     ap.add_argument("--limit", type=int, default=1500, help="docs per DEBDOCS shard when extracting")
     ap.add_argument("--filters", default=",".join(FILTERS))
     ap.add_argument("--examples", type=int, default=3)
     a = ap.parse_args()
+    from datatrove.utils.text import split_into_words
+
     os.makedirs(a.work, exist_ok=True)
     docs = collect(a.limit)
     by_source = Counter(i.split(":", 1)[0] for i, _ in docs)
     docs_path = os.path.join(a.work, "docs.jsonl")
     write_jsonl(docs_path, docs)
     text_of = dict(docs)
-    results = {"docs": len(docs), "by_source": dict(by_source), "filters": {}}
+    mine, inproc_wall = smelt_inproc(a.example, docs_path)
+    same_words, word_diff_docs = 0, []
+    t = time.process_time()
+    for i, text in docs:
+        if split_into_words(text, "en") == mine[i]["words"]:
+            same_words += 1
+        else:
+            word_diff_docs.append(i)
+    spacy_cpu = time.process_time() - t
+    results = {"docs": len(docs), "by_source": dict(by_source),
+               "words_identical_docs": same_words, "words_differ_examples": word_diff_docs[:10],
+               "spacy_split_cpu_s": round(spacy_cpu, 2), "smelt_inproc_debug_wall_s": round(inproc_wall, 2), "filters": {}}
     print(f"{len(docs)} documents ({', '.join(f'{k} {v}' for k, v in sorted(by_source.items()))})")
-    print(f"{'filter':<18} {'docs':>6} {'dt kept':>8} {'smelt kept':>10} {'agree':>8} {'agree %':>8} {'text same':>9} "
-          f"{'dt cpu s':>9} {'smelt wall s':>12}")
+    print(f"word lists identical to datatrove/spaCy: {same_words}/{len(docs)} documents")
+    print(f"{'filter':<18} {'docs':>6} {'dt kept':>8} {'smelt kept':>10} {'agree':>7} {'agree %':>8} {'reason =':>9} "
+          f"{'c4 text =':>11} {'e2e ids =':>9} {'dt cpu s':>9} {'smelt wall s':>12}")
+    smelt_ok = os.path.exists(a.smelt)
     for name in a.filters.split(","):
         dt, dt_cpu = datatrove_verdicts(name, docs)
-        kept, wall, summary = run_smelt(a.smelt, a.work, name, docs_path)
-        agree, classes, text_same, both_kept = 0, defaultdict(list), 0, 0
+        kept, wall, summary = run_smelt(a.smelt, a.work, name, docs_path) if smelt_ok else (None, float("nan"), None)
+        agree, same_reason, classes, text_same, both_kept, e2e_same = 0, 0, defaultdict(list), 0, 0, 0
         for i, _ in docs:
             dk, dreason, dtext = dt[i]
-            sk = i in kept
+            sreason = mine[i]["verdicts"][name]
+            sk = sreason is None
+            if kept is not None:
+                e2e_same += (i in kept) == sk and (not sk or kept[i] == mine[i]["texts"][name])
             if dk == sk:
                 agree += 1
+                same_reason += dk or dreason == sreason
                 if dk:
                     both_kept += 1
-                    text_same += dtext == kept[i]
+                    text_same += dtext == mine[i]["texts"][name]
             else:
-                classes[(f"keep" if dk else f"drop:{dreason}", "keep" if sk else "drop")].append(i)
+                classes[("keep" if dk else dreason, "keep" if sk else sreason)].append(i)
         detail = []
         for (dv, sv), ids in sorted(classes.items(), key=lambda kv: -len(kv[1])):
-            ex = []
-            for i in ids[: a.examples]:
-                sr = smelt_reason(a.smelt, a.work, name, (i, text_of[i])) if sv == "drop" else None
-                ex.append({"id": i, "smelt_reason": sr, "text": text_of[i][:300]})
+            ex = [{"id": i, "text": text_of[i][:300]} for i in ids[: a.examples]]
             detail.append({"datatrove": dv, "smelt": sv, "count": len(ids), "examples": ex})
         n = len(docs)
         r = {
             "docs": n,
             "datatrove_kept": sum(v[0] for v in dt.values()),
-            "smelt_kept": len(kept),
+            "smelt_kept": sum(mine[i]["verdicts"][name] is None for i, _ in docs),
             "agree": agree,
             "agree_pct": round(100 * agree / n, 3),
+            "same_reason_pct": round(100 * same_reason / n, 3),
             "kept_text_identical": f"{text_same}/{both_kept}",
+            "e2e_binary_matches_inproc": None if kept is None else f"{e2e_same}/{n}",
             "datatrove_cpu_s": round(dt_cpu, 2),
             "smelt_wall_s": round(wall, 2),
             "datatrove_reasons": dict(Counter(v[1] for v in dt.values() if not v[0])),
-            "smelt_reasons": drop_reasons(summary),
+            "smelt_reasons": drop_reasons(summary) if summary else None,
             "disagreements": detail,
         }
         results["filters"][name] = r
-        print(f"{name:<18} {n:>6} {r['datatrove_kept']:>8} {r['smelt_kept']:>10} {agree:>8} {r['agree_pct']:>8.2f} "
-              f"{r['kept_text_identical']:>9} {dt_cpu:>9.2f} {wall:>12.2f}")
+        print(f"{name:<18} {n:>6} {r['datatrove_kept']:>8} {r['smelt_kept']:>10} {agree:>7} {r['agree_pct']:>8.2f} "
+              f"{r['same_reason_pct']:>8.2f}% {r['kept_text_identical']:>11} "
+              f"{(r['e2e_binary_matches_inproc'] or '-'):>9} {dt_cpu:>9.2f} {wall:>12.2f}")
         for dd in detail:
-            print(f"    datatrove {dd['datatrove']:<32} smelt {dd['smelt']:<5} {dd['count']:>5}  e.g. "
-                  + "; ".join(f"{e['id']}" + (f" ({e['smelt_reason']})" if e["smelt_reason"] else "") for e in dd["examples"]))
+            print(f"    datatrove {dd['datatrove']:<28} smelt {dd['smelt']:<28} {dd['count']:>5}  e.g. "
+                  + ", ".join(e["id"] for e in dd["examples"]))
     os.makedirs(os.path.join(REPO, "bench", "results"), exist_ok=True)
     out = os.path.join(REPO, "bench", "results", "filters_parity.json")
     with open(out, "w") as fh:
