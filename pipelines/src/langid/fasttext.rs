@@ -29,6 +29,8 @@ pub const EOS: &str = "</s>";
 const LABEL_PREFIX: &str = "__label__";
 /// Centroids per sub-quantizer.
 const KSUB: usize = 256;
+/// Quantized input matrices up to this many values (64 MiB as f32) are decoded at load.
+const DEQUANTIZE_MAX_FLOATS: usize = 16 << 20;
 
 /// Why a model could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -114,6 +116,28 @@ impl Matrix {
         match self {
             Matrix::Dense { cols, .. } | Matrix::Quantized { cols, .. } => *cols,
         }
+    }
+
+    /// The same matrix with its rows decoded, when it is quantized and has at
+    /// most `max_floats` values: adding a decoded row gives the very same
+    /// floats (`x += alpha * c` rounds `alpha * c` to f32 either way) with one
+    /// contiguous read instead of a centroid lookup per sub-quantizer.
+    fn dequantized(self, max_floats: usize) -> Matrix {
+        let (rows, cols) = (self.rows(), self.cols());
+        if matches!(self, Matrix::Dense { .. }) || rows.saturating_mul(cols) > max_floats {
+            return self;
+        }
+        let Matrix::Quantized { codes, pq, norms, .. } = &self else { unreachable!("checked above") };
+        let mut data = vec![0.0f32; rows * cols];
+        for (i, row) in data.chunks_exact_mut(cols).enumerate() {
+            let alpha = norm(norms, i);
+            for (m, &c) in codes[pq.nsubq * i..pq.nsubq * (i + 1)].iter().enumerate() {
+                for (x, cn) in row[m * pq.dsub..].iter_mut().zip(pq.centroid(m, c)) {
+                    *x = alpha * *cn;
+                }
+            }
+        }
+        Matrix::Dense { rows, cols, data }
     }
 
     /// `x += row i` (fastText `addRowToVector`).
@@ -750,7 +774,7 @@ fn parse(r: &mut Reader<'_>) -> Result<Model, String> {
     }
 
     let quant_input = r.u8("input quantization flag")? != 0;
-    let input = read_matrix(r, quant_input, "input")?;
+    let input = read_matrix(r, quant_input, "input")?.dequantized(DEQUANTIZE_MAX_FLOATS);
     if prune_size >= 0 && !quant_input {
         return Err("a pruned dictionary needs a quantized input matrix".into());
     }
