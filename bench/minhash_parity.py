@@ -75,7 +75,8 @@ def run_smelt(inp, work, parallelism):
         f.write(f"""dataset: mh
 stages:
   docs: {{type: jsonl, paths: ["{os.path.join(inp, '*.jsonl.gz')}"]}}
-  unique: {{type: dedup_minhash, inputs: [docs]}}
+  hashed: {{type: content_hash, inputs: [docs]}}
+  unique: {{type: dedup_minhash, inputs: [hashed]}}
   out: {{type: parquet, inputs: [unique]}}
 """)
     env = dict(os.environ, SMELT_DATA_DIR=os.path.join(base, "data"))

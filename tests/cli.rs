@@ -557,3 +557,83 @@ fn a_barrier_dedups_across_splits_threads_and_ranks_and_resumes() {
     let f = funnel.iter().find(|s| s["stage"] == "unique").unwrap();
     assert_eq!(f["drops"], u["drops"]);
 }
+
+#[test]
+fn extract_prints_main_content_of_html_files_and_warc_responses() {
+    let env = Env::new();
+    let page = env.write(
+        "page.html",
+        "<html><head><title>T</title></head><body><nav><a href=/>Home</a> <a href=/news>News</a></nav>\
+         <article><h1>Harbour reopens</h1><p>The harbour reopened on Monday after three weeks of repairs to the sea wall, \
+         the port authority said in a statement.</p><p>Ferries resume their normal timetable on Tuesday.</p></article>\
+         <footer>Copyright 2024 Example News. All rights reserved.</footer></body></html>"
+            .as_bytes(),
+    );
+    let out = env.ok(&["extract", page.to_str().unwrap()]);
+    assert!(out.contains("The harbour reopened on Monday") && out.contains("Ferries resume"), "{out}");
+    assert!(!out.contains("All rights reserved"), "footer kept: {out}");
+
+    let warc = repo().join("examples/data/cc/CC-MAIN-2020-34-resiliparse-excerpt.warc.gz");
+    let out = env.ok(&["extract", "--warc", warc.to_str().unwrap(), "--limit", "3", "--format", "json"]);
+    let lines: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 3);
+    assert!(lines.iter().all(|l| l["url"].is_string() && (l["text"].is_string() || l["skipped"].is_string())), "{out}");
+
+    let none = env.smelt(&["extract"]);
+    assert_eq!(none.status.code(), Some(2));
+    assert!(stderr(&none).contains("nothing to extract"), "{}", stderr(&none));
+}
+
+fn minhash_pipeline(env: &Env) -> String {
+    // Two splits with planted near-duplicates of each other: `a2` is `a1` with one word
+    // changed at the end, `b2` is `b1` with other case, punctuation and numbers; `b3` also matches
+    // `b1`, in the other split. `c` is unrelated, `short` has fewer words than a shingle.
+    let a1 = "The harbour reopened on Monday after three weeks of repairs to the sea wall, the port \
+              authority said in a statement. Ferries resume their normal timetable on Tuesday, and the \
+              fish market will open again at the end of the week once the cold stores are checked.";
+    let b1 = "Rail services between the two cities were suspended for most of the afternoon after a signal \
+              failure near the main station, and about 12 trains were cancelled. Engineers fixed the fault \
+              by 6 pm and the operator apologised to passengers for the long delays and crowded platforms.";
+    let c = "The library will extend its opening hours during the exam period, staying open until midnight \
+             from Monday to Thursday, and students can now book quiet study rooms online up to a week ahead.";
+    let a2 = a1.replace("checked.", "inspected.");
+    let b2 = b1.to_uppercase().replace("12", "17").replace("6 pm", "7 PM!");
+    let line = |id: &str, text: &str| format!("{}\n", serde_json::json!({"id": id, "text": text}));
+    let first = [line("a1", a1), line("b1", b1), line("short", "a few words only")].concat();
+    let second = [line("c", c), line("a2", &a2), line("b2", &b2), line("b3", b1)].concat();
+    env.write("in/0.jsonl", first.as_bytes());
+    env.write("in/1.jsonl", second.as_bytes());
+    let yaml = "dataset: near
+stages:
+  docs: {type: jsonl, paths: [in/*.jsonl]}
+  hashed: {type: content_hash, inputs: [docs]}
+  unique: {type: dedup_minhash, inputs: [hashed]}
+  out: {type: parquet, inputs: [unique]}
+";
+    env.write("near.yaml", yaml.as_bytes()).display().to_string()
+}
+
+#[test]
+fn minhash_dedup_drops_planted_near_duplicates_across_splits_for_any_parallelism() {
+    let env = Env::new();
+    let p = minhash_pipeline(&env);
+    let one = env.json(&["run", &p, "--parallelism", "1"]);
+    let u = stage(&one, "unique");
+    assert_eq!(u["rows_in"].as_u64().unwrap(), 7, "{one}");
+    assert_eq!(u["drops"]["minhash_duplicate"].as_u64().unwrap(), 3, "{one}");
+    assert_eq!(u["counters"]["clusters"].as_u64().unwrap(), 2, "{one}");
+    assert_eq!(u["counters"]["without_shingles"].as_u64().unwrap(), 1, "{one}");
+    assert_eq!(one["rows_written"].as_u64().unwrap(), 4);
+    let rows = env.json(&["sql", "SELECT id, dup_cluster, dup_cluster_size FROM \"near@1\" ORDER BY id"]);
+    assert_eq!(
+        rows,
+        serde_json::json!([
+            {"id": "a1", "dup_cluster": 0, "dup_cluster_size": 2},
+            {"id": "b1", "dup_cluster": 1, "dup_cluster_size": 3},
+            {"id": "c", "dup_cluster": null, "dup_cluster_size": 1},
+            {"id": "short", "dup_cluster": null, "dup_cluster_size": 1},
+        ])
+    );
+    // Same pipeline file (origins name the input paths), another data directory.
+    assert_eq!(Env::new().json(&["run", &p, "--parallelism", "2"])["digest"], one["digest"]);
+}
