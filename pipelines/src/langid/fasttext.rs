@@ -333,6 +333,8 @@ fn std_log(x: f32) -> f32 {
 
 /// A supervised fastText model.
 pub struct Model {
+    /// Process-unique, for [`Scratch`]'s cache.
+    id: u64,
     dim: usize,
     word_ngrams: usize,
     loss: Loss,
@@ -358,13 +360,76 @@ impl std::fmt::Debug for Model {
     }
 }
 
-/// Reusable buffers for [`Model::predict`].
+/// Reusable buffers for [`Model::predict`], with a cache of the input rows
+/// of out-of-vocabulary tokens (most tokens: LID-176 knows 7,235 words).
 #[derive(Debug, Default)]
 pub struct Scratch {
     hidden: Vec<f32>,
     output: Vec<f32>,
     word: Vec<u8>,
     word_hashes: Vec<u32>,
+    oov: OovCache,
+}
+
+/// Out-of-vocabulary token -> its char n-gram rows, for one model. Cleared when full.
+#[derive(Debug, Default)]
+struct OovCache {
+    model: u64,
+    /// Open addressing: (token hash, token index + 1), 0 = empty.
+    slots: Vec<(u32, u32)>,
+    /// Per token: end of its bytes in `bytes`, end of its rows in `rows`.
+    ends: Vec<(usize, usize)>,
+    bytes: Vec<u8>,
+    rows: Vec<u32>,
+}
+
+impl OovCache {
+    const SLOTS: usize = 1 << 16;
+    const MAX_ROWS: usize = 1 << 22;
+
+    /// The rows of `token` (fastText hash `h`), computed by `compute` on a miss.
+    fn rows(&mut self, model: u64, token: &[u8], h: u32, compute: impl FnOnce(&mut Vec<u32>)) -> &[u32] {
+        if self.model != model || self.ends.len() >= Self::SLOTS / 2 || self.rows.len() >= Self::MAX_ROWS {
+            self.model = model;
+            self.slots.clear();
+            self.slots.resize(Self::SLOTS, (0, 0));
+            self.ends.clear();
+            self.bytes.clear();
+            self.rows.clear();
+        }
+        let span = |ends: &[(usize, usize)], i: usize| {
+            let (b0, r0) = if i == 0 { (0, 0) } else { ends[i - 1] };
+            (b0..ends[i].0, r0..ends[i].1)
+        };
+        let mask = Self::SLOTS - 1;
+        let mut slot = (h.wrapping_mul(0x9E37_79B1) >> 16) as usize & mask;
+        loop {
+            let (sh, idx) = self.slots[slot];
+            if idx == 0 {
+                break;
+            }
+            if sh == h {
+                let (b, r) = span(&self.ends, idx as usize - 1);
+                if &self.bytes[b] == token {
+                    return &self.rows[r];
+                }
+            }
+            slot = (slot + 1) & mask;
+        }
+        self.bytes.extend_from_slice(token);
+        compute(&mut self.rows);
+        self.ends.push((self.bytes.len(), self.rows.len()));
+        let i = self.ends.len();
+        self.slots[slot] = (h, i as u32);
+        let (_, r) = span(&self.ends, i - 1);
+        &self.rows[r]
+    }
+}
+
+/// A process-unique id per loaded model, so a [`Scratch`] cache is never used across models.
+fn next_model_id() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 /// A label with its score, as fastText's `predict` returns them.
@@ -455,6 +520,7 @@ impl Model {
         let mut count: usize = 0;
         let hidden = &mut scratch.hidden;
         let word = &mut scratch.word;
+        let oov = &mut scratch.oov;
         let mut add = |row: u32, hidden: &mut Vec<f32>| {
             self.input.add_row(hidden, row as usize);
             count += 1;
@@ -480,11 +546,16 @@ impl Model {
             if !label {
                 match wid {
                     None if token != EOS.as_bytes() => {
-                        word.clear();
-                        word.push(b'<');
-                        word.extend_from_slice(token);
-                        word.push(b'>');
-                        self.dict.char_ngrams(word, |row| add(row, hidden));
+                        let rows = oov.rows(self.id, token, h, |rows| {
+                            word.clear();
+                            word.push(b'<');
+                            word.extend_from_slice(token);
+                            word.push(b'>');
+                            self.dict.char_ngrams(word, |row| rows.push(row));
+                        });
+                        for &row in rows {
+                            add(row, hidden);
+                        }
                     }
                     None => {}
                     Some(id) if self.dict.maxn == 0 => add(id as u32, hidden),
@@ -820,7 +891,7 @@ fn parse(r: &mut Reader<'_>) -> Result<Model, String> {
             (1.0 / (1.0 + f64::from((-x).exp()))) as f32
         })
         .collect();
-    Ok(Model { dim, word_ngrams, loss, dict, input, output, labels, tree, sigmoid_table })
+    Ok(Model { id: next_model_id(), dim, word_ngrams, loss, dict, input, output, labels, tree, sigmoid_table })
 }
 
 fn read_pq(r: &mut Reader<'_>, what: &str) -> Result<ProductQuantizer, String> {
@@ -1010,6 +1081,19 @@ mod tests {
                 assert!(out.windows(2).all(|w| w[0].score >= w[1].score));
             }
         }
+    }
+
+    #[test]
+    fn the_token_cache_changes_nothing() {
+        let m = lid176();
+        // 100,000 distinct tokens: the cache fills and is cleared several times.
+        let text: String = (0..100_000u32).map(|i| format!("w{}ö{} ", i * 7919 % 100_003, i % 13)).collect();
+        let (mut warm, mut out, mut fresh) = (Scratch::default(), Vec::new(), Vec::new());
+        m.predict(&text, 0.0, &mut warm, &mut out);
+        m.predict(&text, 0.0, &mut warm, &mut out);
+        m.predict(&text, 0.0, &mut Scratch::default(), &mut fresh);
+        assert_eq!(out, fresh);
+        assert!(!out.is_empty());
     }
 
     #[test]
