@@ -28,7 +28,7 @@ sys.path.insert(0, PEERS)
 import common  # noqa: E402,F401  (sets the offline environment)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SMELT = os.path.join(ROOT, "target", "release", "smelt")
+SMELT = os.environ.get("SMELT_BIN", os.path.join(ROOT, "target", "release", "smelt"))
 
 
 def child_cpu():
@@ -106,11 +106,36 @@ def explain(docs, only_dt, only_smelt):
     for ids in bands.values():
         for i in ids:
             twins.setdefault(i, set()).update(x for x in ids if x != i)
+    # Clusters: connected components of the band twins (the same for both sides,
+    # as the signatures are equal). Per cluster, does each side remove size - 1?
+    parent = {}
+
+    def find(x):
+        while parent.setdefault(x, x) != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for i, ts in twins.items():
+        for t in ts:
+            parent[find(i)] = find(t)
+    members = {}
+    for i, ts in twins.items():
+        if ts:
+            members.setdefault(find(i), []).append(i)
+    clusters = {"clusters": len(members), "of_2": sum(len(m) == 2 for m in members.values()),
+                "of_3_or_more": sum(len(m) > 2 for m in members.values()),
+                "differing_only_in_kept_member": 0, "other": 0}
+    for m in members.values():
+        a = sum(x in only_dt for x in m)
+        b = sum(x in only_smelt for x in m)
+        if a or b:
+            clusters["differing_only_in_kept_member" if a == b == 1 and len(m) > 2 else "other"] += 1
     rows = []
     for side, ids in (("datatrove only", only_dt), ("smelt only", only_smelt)):
         for i in sorted(ids):
             rows.append({"side": side, "id": i, "band_twins": sorted(twins.get(i, ())), "words": len(by_id[i]["text"].split())})
-    return rows
+    return rows, clusters
 
 
 def main():
@@ -144,8 +169,8 @@ def main():
         "smelt_docs_per_cpu_s": round(n / sm["cpu_s"], 1),
         "speedup_per_cpu_s": round(dt["cpu_s"] / sm["cpu_s"], 1),
         "smelt_counters": sm["stage"].get("counters", {}),
-        "differences": explain(docs, dt["removed"] - removed_smelt, removed_smelt - dt["removed"]),
     }
+    fig["differences"], fig["clusters"] = explain(docs, dt["removed"] - removed_smelt, removed_smelt - dt["removed"])
     print(f"input: {inp} ({n} documents)")
     print("| | removed | CPU s | wall s | docs / CPU-s |")
     print("|---|---|---|---|---|")
@@ -153,7 +178,10 @@ def main():
     print(f"| smelt dedup_minhash (--parallelism 1) | {fig['removed_smelt']} | {fig['smelt_cpu_s']} | {fig['smelt_wall_s']} | {fig['smelt_docs_per_cpu_s']} |")
     print(f"removed by both: {fig['removed_both']}, Jaccard {fig['jaccard_removed']}; "
           f"smelt --parallelism 2 same set: {fig['smelt_parallelism_2_same_removed']}; speed-up {fig['speedup_per_cpu_s']}x per CPU-second")
-    for d in fig["differences"]:
+    c = fig["clusters"]
+    print(f"clusters (band-twin components): {c['clusters']} ({c['of_2']} of 2, {c['of_3_or_more']} of 3 or more); "
+          f"differing in the kept member only: {c['differing_only_in_kept_member']}, otherwise: {c['other']}")
+    for d in fig["differences"][: int(os.environ.get("SHOW", "10"))]:
         print(f"  {d['side']}: {d['id']} ({d['words']} words) band twins: {', '.join(d['band_twins'][:5])}")
     with open(os.path.join(work, "figures.json"), "w") as f:
         json.dump(fig, f, indent=1)
