@@ -6,10 +6,12 @@ running LID-176) against Python fastText 0.9.2 on the same texts.
 
 Python side: exactly what datatrove's LanguageFilter/FT176LID does,
 `model.predict(text.replace("\n", " "), k=-1)`, best label = max score.
-smelt side: `jsonl -> langid (label_only) -> parquet` with target/release/smelt,
-one split and one thread; speed is the stage's own CPU seconds from the run
-summary (JSONL parsing and Parquet writing excluded), and the whole run's
-wall time is reported beside it.
+smelt side, twice: the model alone (target/release/examples/langid_predict,
+one thread, CPU seconds of a pass over the texts in memory, like the Python
+loop), and the stage in a pipeline `jsonl -> langid (label_only) -> parquet`
+run by target/release/smelt with one split (CPU of that run minus the CPU of
+the same run without langid). Both outputs are compared with Python's.
+Figures are medians of 3 passes/runs.
 """
 import glob
 import gzip
@@ -190,6 +192,19 @@ def smelt(work, binary, runs=3):
     return out, med(with_l) - med(without), med(busy), med(wall), med(with_l), med(without)
 
 
+def predict_example(work):
+    """smelt's fastText reader alone: label and score per id, median CPU and wall seconds of a pass."""
+    common.wait_idle()
+    run = subprocess.run([os.path.join(ROOT, "target", "release", "examples", "langid_predict"),
+                          os.path.join(work, "corpus.jsonl")], capture_output=True, text=True, check=True)
+    out = {}
+    for line in run.stdout.splitlines():
+        i, label, score = line.split("\t")
+        out[i] = (label, float(score))
+    m = re.search(r"median ([0-9.]+) s wall, ([0-9.]+) s CPU", run.stderr)
+    return out, float(m.group(2)), float(m.group(1))
+
+
 def fixture(dest):
     """A small real multilingual fixture for the unit tests, with Python fastText's answers."""
     import fasttext
@@ -224,6 +239,8 @@ def main():
     nbytes = sum(len(t.encode("utf-8")) for _, t in docs)
     py, py_cpu, py_wall = python_fasttext(docs)
     rs, rs_cpu, rs_busy, rs_wall, cpu_with, cpu_without = smelt(work, binary)
+    model_only, model_cpu, model_wall = predict_example(work)
+    model_agree = sum(1 for i, _ in docs if model_only[i] == py[i])
 
     agree, diffs, disagreements, langs = 0, [], [], {}
     for i, _ in docs:
@@ -248,6 +265,9 @@ def main():
         "disagreements": disagreements[:20],
         "python_fasttext_cpu_s": py_cpu,
         "python_fasttext_wall_s": py_wall,
+        "model_only_bit_equal": model_agree,
+        "smelt_model_only_cpu_s": model_cpu,
+        "smelt_model_only_wall_s": model_wall,
         "smelt_langid_cpu_s": rs_cpu,
         "smelt_langid_stage_busy_s": rs_busy,
         "smelt_run_cpu_s_with_langid": cpu_with,
@@ -263,7 +283,10 @@ def main():
         ("score |diff| max / mean", "%.3g / %.3g" % (figures["score_abs_diff_max"], figures["score_abs_diff_mean"])),
         ("scores bit-equal", "%d/%d" % (figures["scores_bit_equal"], len(diffs))),
         ("Python fastText 0.9.2, 1 core", "%.2f s CPU: %.0f docs/s, %.1f MB/s" % (py_cpu, n / py_cpu, nbytes / 1e6 / py_cpu)),
-        ("smelt langid, 1 core (run CPU - run without it)",
+        ("smelt model only: same label and score", "%d/%d" % (model_agree, n)),
+        ("smelt model only (langid_predict), 1 core",
+         "%.2f s CPU: %.0f docs/s, %.1f MB/s" % (model_cpu, n / model_cpu, nbytes / 1e6 / model_cpu)),
+        ("smelt langid stage, 1 core (run CPU - run without it)",
          "%.2f s CPU: %.0f docs/s, %.1f MB/s" % (rs_cpu, n / rs_cpu, nbytes / 1e6 / rs_cpu)),
         ("smelt langid stage busy (run summary)", "%.2f s: %.0f docs/s" % (rs_busy, n / rs_busy)),
         ("smelt run CPU with / without langid", "%.2f s / %.2f s (wall %.2f s)" % (cpu_with, cpu_without, rs_wall)),

@@ -9,6 +9,6 @@
 #   bash bench/langid_parity.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release -q --bin smelt
+cargo build --release -q --bin smelt --example langid_predict
 echo "$(date -u +%F) $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 ~/.cache/smelt-peers/venv/bin/python bench/langid_parity.py "${WORK:-target/langid-parity}"
