@@ -140,7 +140,7 @@ fn tokens(text: &str, segmenter: Segmenter, keep_space: bool, out: &mut Vec<Tok>
     for (i, c) in text.char_indices() {
         if py_isspace(c) {
             if let Some(s) = chunk_start.take() {
-                rules.chunk(text, s, i, segmenter, out);
+                rules.chunk(text, s, i, out);
             }
             if ws_start.is_none() {
                 // spaCy folds one leading ' ' into the previous token (not at the text start).
@@ -148,7 +148,7 @@ fn tokens(text: &str, segmenter: Segmenter, keep_space: bool, out: &mut Vec<Tok>
             }
         } else {
             if let Some(s) = ws_start.take() {
-                if keep_space && s < i {
+                if s < i {
                     out.push(Tok {
                         start: s,
                         end: i,
@@ -163,16 +163,27 @@ fn tokens(text: &str, segmenter: Segmenter, keep_space: bool, out: &mut Vec<Tok>
         at_text_start = false;
     }
     if let Some(s) = chunk_start {
-        rules.chunk(text, s, text.len(), segmenter, out);
+        rules.chunk(text, s, text.len(), out);
     }
     if let Some(s) = ws_start {
-        if keep_space && s < text.len() {
+        if s < text.len() {
             out.push(Tok {
                 start: s,
                 end: text.len(),
                 space: true,
             });
         }
+    }
+    // The special-case matcher sees the whole document, whitespace tokens included:
+    // a match across a space is not applied but still shadows overlapping ones.
+    if out.len() > 1 {
+        rules.apply_matcher(text, out);
+    }
+    if segmenter == Segmenter::Unspaced {
+        split_unspaced(text, out);
+    }
+    if !keep_space {
+        out.retain(|t| !t.space);
     }
 }
 
@@ -417,8 +428,7 @@ fn find_infixes(s: &str, hyphen_after_digit: bool, out: &mut Vec<(usize, usize)>
 
 impl Rules {
     /// Tokenizes one whitespace-free chunk `text[cs..ce]` and appends its tokens.
-    fn chunk(&self, text: &str, cs: usize, ce: usize, segmenter: Segmenter, out: &mut Vec<Tok>) {
-        let first = out.len();
+    fn chunk(&self, text: &str, cs: usize, ce: usize, out: &mut Vec<Tok>) {
         let chunk = &text[cs..ce];
         if let Some(pieces) = self.exceptions.get(chunk) {
             push_pieces(pieces, cs, out);
@@ -431,12 +441,6 @@ impl Rules {
             });
         } else {
             self.split_affixes(text, cs, ce, out);
-        }
-        if out.len() - first > 1 {
-            self.apply_matcher(text, first, out);
-        }
-        if segmenter == Segmenter::Unspaced {
-            split_unspaced(text, first, out);
         }
     }
 
@@ -538,8 +542,8 @@ impl Rules {
 
     /// spaCy's `_apply_special_cases`: special cases whose affix-split tokens
     /// appear in a row are re-tokenized by their rule; the longest win.
-    fn apply_matcher(&self, text: &str, first: usize, out: &mut Vec<Tok>) {
-        let toks = &out[first..];
+    fn apply_matcher(&self, text: &str, out: &mut Vec<Tok>) {
+        let toks = &out[..];
         let mut spans: Vec<(usize, usize, &'static str)> = Vec::new();
         for i in 0..toks.len() {
             let Some(cands) = self.matcher.get(&text[toks[i].start..toks[i].end]) else {
@@ -570,11 +574,13 @@ impl Rules {
             seen[s..e].iter_mut().for_each(|x| *x = true);
         }
         kept.sort_by_key(|&(s, _, _)| s);
-        let old: Vec<Tok> = out.drain(first..).collect();
+        let old: Vec<Tok> = std::mem::take(out);
         let mut i = 0;
         for (s, e, rule) in kept {
             out.extend_from_slice(&old[i..s]);
-            match self.exceptions.get(rule) {
+            // spaCy looks the span's text up: a match across a space keeps its tokens.
+            let span_text = &text[old[s].start..old[e - 1].end];
+            match self.exceptions.get(rule).filter(|_| span_text == rule) {
                 Some(pieces) => push_pieces(pieces, old[s].start, out),
                 None => out.extend_from_slice(&old[s..e]),
             }
@@ -589,19 +595,27 @@ fn push_pieces(pieces: &[&str], mut at: usize, out: &mut Vec<Tok>) {
         out.push(Tok {
             start: at,
             end: at + p.len(),
-            space: false,
+            // Whitespace special cases (" ", "\n") stay whitespace tokens.
+            space: p.chars().all(py_isspace),
         });
         at += p.len();
     }
 }
 
-/// Splits the tokens from `first` on at Unicode word boundaries (scripts written without spaces).
-fn split_unspaced(text: &str, first: usize, out: &mut Vec<Tok>) {
-    if out[first..].iter().all(|t| text[t.start..t.end].is_ascii()) {
+/// Splits tokens at Unicode word boundaries (scripts written without spaces).
+fn split_unspaced(text: &str, out: &mut Vec<Tok>) {
+    if out
+        .iter()
+        .all(|t| t.space || text[t.start..t.end].is_ascii())
+    {
         return;
     }
-    let old: Vec<Tok> = out.drain(first..).collect();
+    let old: Vec<Tok> = std::mem::take(out);
     for t in old {
+        if t.space {
+            out.push(t);
+            continue;
+        }
         let s = &text[t.start..t.end];
         for (off, w) in s.split_word_bound_indices() {
             if !w.chars().all(py_isspace) {
@@ -652,6 +666,8 @@ mod tests {
             ("1.5.", &["1.5", "."]),
             ("“Hi”.", &["“", "Hi", "”", "."]),
             ("values[:]", &["values", "[:", "]"]),
+            // ":')" across the space is longer, so it shadows "):" (and is not applied).
+            ("format): ')", &["format", ")", ":", "'", ")"]),
             ("f('''", &["f", "(", "''", "'"]),
             ("string):>>>", &["string", "):", ">", ">", ">"]),
         ];
