@@ -379,3 +379,92 @@ mod datatrove_parity {
         assert_eq!(checked, 20 * 5);
     }
 }
+
+#[cfg(test)]
+mod stage_tests {
+    use super::*;
+    use arrow::array::StringArray;
+    use arrow::datatypes::{Field, Schema};
+
+    const BODY: &str = "The library reopened on Saturday after a year of repairs.\n\
+        Visitors queued outside before the doors opened at nine.\n\
+        The new reading room has space for two hundred people.\n\
+        Staff said the children's section was the most popular.\n\
+        Opening hours will be extended during the summer holidays.";
+
+    fn batch(texts: Vec<&str>, langs: Option<Vec<Option<&str>>>) -> RecordBatch {
+        let mut fields = vec![
+            Field::new("id", DataType::Utf8, false),
+            Field::new("text", DataType::LargeUtf8, false),
+        ];
+        let mut cols: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from(
+                (0..texts.len()).map(|i| i.to_string()).collect::<Vec<_>>(),
+            )),
+            Arc::new(LargeStringArray::from(texts)),
+        ];
+        if let Some(l) = langs {
+            fields.push(Field::new("language", DataType::Utf8, true));
+            cols.push(Arc::new(StringArray::from(l)));
+        }
+        RecordBatch::try_new(Arc::new(Schema::new(fields)), cols).unwrap()
+    }
+
+    #[test]
+    fn c4_rewrites_the_text_column_and_keeps_the_schema() {
+        let cfg = c4::configure(serde_json::json!({})).unwrap();
+        let smelt_engine::StageConfig::Transform(cfg) = cfg else {
+            panic!("a transform")
+        };
+        let b = batch(vec![&format!("Menu\n{BODY}"), "Too short.", BODY], None);
+        let schema = cfg.output_schema(&b.schema()).unwrap();
+        assert_eq!(schema, b.schema());
+        let mut t = cfg.build(&schema).unwrap();
+        let Processed::Filtered {
+            batch: out,
+            verdicts,
+        } = t.process(b).unwrap()
+        else {
+            panic!("filtered")
+        };
+        assert_eq!(verdicts, vec![None, Some("too_few_sentences".into()), None]);
+        let text = out.column_by_name("text").unwrap().as_string::<i64>();
+        assert_eq!(text.value(0), BODY);
+        assert_eq!(text.value(2), BODY);
+        assert_eq!(
+            t.take_counters().get("lines_removed:no_terminal_punc"),
+            Some(&1)
+        );
+    }
+
+    #[test]
+    fn language_column_picks_the_splitter_per_row() {
+        // 60 Han characters: 60 words when split as Chinese, one word otherwise.
+        let han = "我们今天在公园里散步看到很多花和树还有小鸟在唱歌天气非常好大家都很开心孩子们在草地上玩耍老人坐在长椅上聊天年轻人跑步锻炼身体这是一个美好的下午";
+        let cfg = gopher_quality::configure(serde_json::json!({"min_avg_word_length": null, "max_avg_word_length": null, "min_stop_words": null})).unwrap();
+        let smelt_engine::StageConfig::Transform(cfg) = cfg else {
+            panic!("a transform")
+        };
+        let b = batch(
+            vec![han, han, han],
+            Some(vec![Some("zh"), None, Some("en")]),
+        );
+        let mut t = cfg.build(&b.schema()).unwrap();
+        let Processed::Filtered { verdicts, .. } = t.process(b).unwrap() else {
+            panic!("filtered")
+        };
+        assert_eq!(
+            verdicts,
+            vec![
+                None,
+                Some("gopher_short_doc".into()),
+                Some("gopher_short_doc".into())
+            ]
+        );
+        let bad = Arc::new(Schema::new(vec![
+            Field::new("text", DataType::Utf8, false),
+            Field::new("language", DataType::Int32, true),
+        ]));
+        assert!(check_input(&bad).is_err());
+    }
+}

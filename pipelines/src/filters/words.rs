@@ -380,20 +380,22 @@ fn find_infixes(s: &str, hyphen_after_digit: bool, out: &mut Vec<(usize, usize)>
             matched = Some(rest.len() - rest.trim_start_matches('.').len());
         } else if c == '…' || in_ranges(tables::ICONS, c) {
             matched = Some(c.len_utf8());
-        } else if matches!(c, '+' | '-' | '*' | '^')
-            && prev.is_some_and(|p| p.is_ascii_digit())
-            && next.is_some_and(|n| n.is_ascii_digit() || n == '-')
-        {
-            matched = Some(1);
-        } else if c == '.'
-            && prev
-                .is_some_and(|p| in_ranges(tables::ALPHA_LOWER, p) || in_ranges(tables::QUOTES, p))
-            && next
-                .is_some_and(|n| in_ranges(tables::ALPHA_UPPER, n) || in_ranges(tables::QUOTES, n))
-        {
-            matched = Some(1);
-        } else if c == ',' && alpha(prev) && alpha(next) {
-            matched = Some(1);
+        } else {
+            // `(?<=[0-9])[+\-\*^](?=[0-9-])`, `(?<=[{al}{q}])\.(?=[{au}{q}])`, `(?<=[{a}]),(?=[{a}])`
+            let arithmetic = matches!(c, '+' | '-' | '*' | '^')
+                && prev.is_some_and(|p| p.is_ascii_digit())
+                && next.is_some_and(|n| n.is_ascii_digit() || n == '-');
+            let sentence_dot = c == '.'
+                && prev.is_some_and(|p| {
+                    in_ranges(tables::ALPHA_LOWER, p) || in_ranges(tables::QUOTES, p)
+                })
+                && next.is_some_and(|n| {
+                    in_ranges(tables::ALPHA_UPPER, n) || in_ranges(tables::QUOTES, n)
+                });
+            let comma = c == ',' && alpha(prev) && alpha(next);
+            if arithmetic || sentence_dot || comma {
+                matched = Some(1);
+            }
         }
         if matched.is_none()
             && (alpha(prev) || (hyphen_after_digit && prev.is_some_and(|p| p.is_ascii_digit())))
