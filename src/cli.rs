@@ -6,8 +6,6 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
-use arrow::array::{Array, AsArray};
-use arrow::datatypes::DataType;
 use clap::{Args, Parser, Subcommand};
 use smelt_catalog::{commit_run, Catalog, CatalogError, DatasetStore, StageMetrics};
 use smelt_engine::{EngineError, GraphFormat, Pipeline, Progress, RunOptions};
@@ -488,17 +486,7 @@ async fn sample(p: &Pipeline, path: &Path, n: usize, parallelism: usize, format:
         let col = |name: &str| b.column_by_name(name).cloned();
         let (id, url, text) = (col("id"), col("url"), col("text"));
         for i in 0..b.num_rows() {
-            let s = |c: &Option<arrow::array::ArrayRef>| -> Option<String> {
-                let c = c.as_ref()?;
-                if c.is_null(i) {
-                    return None;
-                }
-                match c.data_type() {
-                    DataType::Utf8 => Some(c.as_string::<i32>().value(i).to_string()),
-                    DataType::LargeUtf8 => Some(c.as_string::<i64>().value(i).to_string()),
-                    _ => None,
-                }
-            };
+            let s = |c: &Option<arrow::array::ArrayRef>| c.as_ref().and_then(|c| smelt_engine::str_at(c, i)).map(str::to_string);
             rows.push((s(&id).unwrap_or_default(), s(&url), s(&text).unwrap_or_default()));
         }
     }

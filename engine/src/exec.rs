@@ -41,7 +41,7 @@ use tokio::task::JoinSet;
 use crate::channel::{channel, Msg, Receiver, Sender};
 use crate::compile::Pipeline;
 use crate::error::{EngineError, Result};
-use crate::stage::{BarrierContext, Processed, ReadOptions, Skips, SplitSpec, StageConfig, StageKind};
+use crate::stage::{str_at, BarrierContext, Processed, ReadOptions, Skips, SplitSpec, StageConfig, StageKind};
 
 /// Live counters for a progress bar.
 #[derive(Debug, Default)]
@@ -1000,17 +1000,7 @@ pub fn domain_of(url: &str) -> &str {
 }
 
 fn accumulate_stats(batch: &RecordBatch, groups: &mut BTreeMap<(String, String, String), GroupStats>) {
-    let string_at = |name: &str, i: usize| -> Option<String> {
-        let col = batch.column_by_name(name)?;
-        if col.is_null(i) {
-            return None;
-        }
-        match col.data_type() {
-            DataType::Utf8 => Some(col.as_string::<i32>().value(i).to_string()),
-            DataType::LargeUtf8 => Some(col.as_string::<i64>().value(i).to_string()),
-            _ => None,
-        }
-    };
+    let string_at = |name: &str, i: usize| -> Option<String> { batch.column_by_name(name).and_then(|c| str_at(c, i)).map(str::to_string) };
     let tokens = batch.column_by_name("n_tokens").and_then(|c| arrow::compute::cast(c, &DataType::UInt64).ok());
     let text = batch.column_by_name("text");
     for i in 0..batch.num_rows() {
@@ -1031,11 +1021,7 @@ fn accumulate_stats(batch: &RecordBatch, groups: &mut BTreeMap<(String, String, 
             }
         }
         if let Some(text) = text {
-            g.text_bytes += match text.data_type() {
-                DataType::LargeUtf8 => text.as_string::<i64>().value(i).len() as u64,
-                DataType::Utf8 => text.as_string::<i32>().value(i).len() as u64,
-                _ => 0,
-            };
+            g.text_bytes += str_at(text, i).map_or(0, |t| t.len() as u64);
         }
     }
 }

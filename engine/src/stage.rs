@@ -150,6 +150,21 @@ pub fn parse_options<T: DeserializeOwned>(options: serde_json::Value) -> Result<
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SchemaError(pub String);
 
+/// Row `i` of a string column (Utf8, LargeUtf8 or Utf8View); `None` when
+/// null or when the column is not a string column.
+pub fn str_at(col: &arrow::array::ArrayRef, i: usize) -> Option<&str> {
+    use arrow::array::{Array, AsArray};
+    if col.is_null(i) {
+        return None;
+    }
+    match col.data_type() {
+        DataType::Utf8 => Some(col.as_string::<i32>().value(i)),
+        DataType::LargeUtf8 => Some(col.as_string::<i64>().value(i)),
+        DataType::Utf8View => Some(col.as_string_view().value(i)),
+        _ => None,
+    }
+}
+
 /// Checks that `schema` has `column` with one of `types`.
 ///
 /// # Errors

@@ -21,12 +21,12 @@ use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray};
+use arrow::array::{Array, AsArray};
 use arrow::datatypes::{DataType, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
 use serde::{Deserialize, Serialize};
 use smelt_engine::{
-    parse_options, require_column, BarrierConfig, BarrierContext, BarrierObserver, EngineError, OptionError,
+    parse_options, require_column, str_at, BarrierConfig, BarrierContext, BarrierObserver, EngineError, OptionError,
     Processed, Result, SchemaError, StageConfig, Transform,
 };
 
@@ -315,20 +315,9 @@ fn row_keys(batch: &RecordBatch, by: By, strip_params: &[String]) -> Vec<Option<
         By::Url => {
             let Some(c) = batch.column_by_name("url") else { return vec![None; batch.num_rows()] };
             (0..c.len())
-                .map(|i| string_at(c, i).map(|u| xxhash_rust::xxh3::xxh3_128(normalize_url(u, strip_params).as_bytes())))
+                .map(|i| str_at(c, i).map(|u| xxhash_rust::xxh3::xxh3_128(normalize_url(u, strip_params).as_bytes())))
                 .collect()
         }
-    }
-}
-
-fn string_at(c: &ArrayRef, i: usize) -> Option<&str> {
-    if c.is_null(i) {
-        return None;
-    }
-    match c.data_type() {
-        DataType::Utf8 => Some(c.as_string::<i32>().value(i)),
-        DataType::LargeUtf8 => Some(c.as_string::<i64>().value(i)),
-        _ => None,
     }
 }
 
