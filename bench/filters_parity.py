@@ -130,23 +130,31 @@ def write_jsonl(path, docs):
             fh.write(json.dumps({"id": i, "text": t}) + "\n")
 
 
+def child_cpu():
+    import resource
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
 def run_smelt(smelt, work, name, docs_path):
+    """Runs `jsonl -> <filter> -> parquet` (no filter for name None); returns kept {id: text}, wall s, CPU s, summary."""
     stage = STAGE_TYPE.get(name, name)
-    opts = FILTERS[name][1]
-    d = os.path.join(work, name)
+    opts = FILTERS[name][1] if name else {}
+    d = os.path.join(work, name or "none")
     shutil.rmtree(d, ignore_errors=True)
     os.makedirs(d)
     y = os.path.join(d, "p.yaml")
     with open(y, "w") as fh:
-        fh.write(f"dataset: parity-{name}\nstages:\n  docs:\n    type: jsonl\n    paths: [{docs_path}]\n"
-                 f"  f:\n    type: {stage}\n    inputs: [docs]\n")
-        for k, v in opts.items():
-            fh.write(f"    {k}: {json.dumps(v)}\n")
-        fh.write("  out:\n    type: parquet\n    inputs: [f]\n")
-    t = time.perf_counter()
+        fh.write(f"dataset: parity-{name or 'none'}\nstages:\n  docs:\n    type: jsonl\n    paths: [{docs_path}]\n")
+        if name:
+            fh.write(f"  f:\n    type: {stage}\n    inputs: [docs]\n")
+            for k, v in opts.items():
+                fh.write(f"    {k}: {json.dumps(v)}\n")
+        fh.write(f"  out:\n    type: parquet\n    inputs: [{'f' if name else 'docs'}]\n")
+    t, cpu = time.perf_counter(), child_cpu()
     p = subprocess.run([smelt, "--data-dir", os.path.join(d, "data"), "run", y, "--no-progress", "--format", "json",
                         "--output", os.path.join(d, "store")], capture_output=True, text=True)
-    wall = time.perf_counter() - t
+    wall, cpu = time.perf_counter() - t, child_cpu() - cpu
     if p.returncode != 0:
         raise SystemExit(f"smelt failed for {name}: {p.stderr[-2000:]}")
     kept = {}
@@ -158,7 +166,7 @@ def run_smelt(smelt, work, name, docs_path):
         summary = json.loads(p.stdout)
     except json.JSONDecodeError:
         summary = None
-    return kept, wall, summary
+    return kept, wall, cpu, summary
 
 
 def drop_reasons(summary):
@@ -223,11 +231,16 @@ def main():
     print(f"{len(docs)} documents ({', '.join(f'{k} {v}' for k, v in sorted(by_source.items()))})")
     print(f"word lists identical to datatrove/spaCy: {same_words}/{len(docs)} documents")
     print(f"{'filter':<18} {'docs':>6} {'dt kept':>8} {'smelt kept':>10} {'agree':>7} {'agree %':>8} {'reason =':>9} "
-          f"{'c4 text =':>11} {'e2e ids =':>9} {'dt cpu s':>9} {'smelt wall s':>12}")
+          f"{'c4 text =':>11} {'e2e ids =':>9} {'dt cpu s':>9} {'smelt cpu s':>11}")
     smelt_ok = os.path.exists(a.smelt)
+    if smelt_ok:
+        # jsonl -> parquet without a filter: the I/O part of each smelt run's CPU time.
+        base = [run_smelt(a.smelt, a.work, None, docs_path)[2] for _ in range(3)]
+        results["smelt_io_only_cpu_s"] = round(sorted(base)[1], 2)
+        print(f"smelt jsonl -> parquet without a filter: {results['smelt_io_only_cpu_s']:.2f} CPU s (median of 3)")
     for name in a.filters.split(","):
         dt, dt_cpu = datatrove_verdicts(name, docs)
-        kept, wall, summary = run_smelt(a.smelt, a.work, name, docs_path) if smelt_ok else (None, float("nan"), None)
+        kept, wall, cpu, summary = run_smelt(a.smelt, a.work, name, docs_path) if smelt_ok else (None, float("nan"), float("nan"), None)
         agree, same_reason, classes, text_same, both_kept, e2e_same = 0, 0, defaultdict(list), 0, 0, 0
         for i, _ in docs:
             dk, dreason, dtext = dt[i]
@@ -259,6 +272,7 @@ def main():
             "e2e_binary_matches_inproc": None if kept is None else f"{e2e_same}/{n}",
             "datatrove_cpu_s": round(dt_cpu, 2),
             "smelt_wall_s": round(wall, 2),
+            "smelt_cpu_s": round(cpu, 2),
             "datatrove_reasons": dict(Counter(v[1] for v in dt.values() if not v[0])),
             "smelt_reasons": drop_reasons(summary) if summary else None,
             "disagreements": detail,
@@ -266,7 +280,7 @@ def main():
         results["filters"][name] = r
         print(f"{name:<18} {n:>6} {r['datatrove_kept']:>8} {r['smelt_kept']:>10} {agree:>7} {r['agree_pct']:>8.2f} "
               f"{r['same_reason_pct']:>8.2f}% {r['kept_text_identical']:>11} "
-              f"{(r['e2e_binary_matches_inproc'] or '-'):>9} {dt_cpu:>9.2f} {wall:>12.2f}")
+              f"{(r['e2e_binary_matches_inproc'] or '-'):>9} {dt_cpu:>9.2f} {cpu:>11.2f}")
         for dd in detail:
             print(f"    datatrove {dd['datatrove']:<28} smelt {dd['smelt']:<28} {dd['count']:>5}  e.g. "
                   + ", ".join(e["id"] for e in dd["examples"]))

@@ -131,8 +131,10 @@ struct Grams {
     offsets: Vec<usize>,
     /// Code points before each word (plus the total).
     chars: Vec<usize>,
-    prefix: Vec<u64>,
-    pow: Vec<u64>,
+    /// Polynomial hash of each word's bytes, and BASE to the power of its length:
+    /// folding them gives the hash of any concatenation, so equal strings hash
+    /// alike however they split into words.
+    word_hash: Vec<(u64, u64)>,
     ids: Vec<u32>,
 }
 
@@ -221,16 +223,14 @@ impl Grams {
         }
         self.offsets.push(self.joined.len());
         self.chars.push(chars);
-        self.prefix.clear();
-        self.prefix.push(0);
-        let mut h = 0u64;
-        for &b in &self.joined {
-            h = h.wrapping_mul(BASE).wrapping_add(u64::from(b) + 1);
-            self.prefix.push(h);
-        }
-        while self.pow.len() <= self.joined.len() {
-            let next = self.pow.last().map_or(1, |p| p.wrapping_mul(BASE));
-            self.pow.push(next);
+        self.word_hash.clear();
+        for w in words {
+            let (mut h, mut p) = (0u64, 1u64);
+            for &b in w.as_bytes() {
+                h = h.wrapping_mul(BASE).wrapping_add(u64::from(b) + 1);
+                p = p.wrapping_mul(BASE);
+            }
+            self.word_hash.push((h, p));
         }
         let mut intern: HashMap<&str, u32, FxBuild> = HashMap::default();
         self.ids.clear();
@@ -277,7 +277,9 @@ impl Grams {
         let (mut repeated, mut idx) = (0, 0);
         while idx + n <= n_words {
             let (a, b) = (self.offsets[idx], self.offsets[idx + n]);
-            let hash = self.prefix[b].wrapping_sub(self.prefix[a].wrapping_mul(self.pow[b - a]));
+            let hash = self.word_hash[idx..idx + n]
+                .iter()
+                .fold(0u64, |h, &(wh, wp)| h.wrapping_mul(wp).wrapping_add(wh));
             let gram = Gram {
                 hash,
                 bytes: &self.joined[a..b],
