@@ -468,3 +468,61 @@ mod stage_tests {
         assert!(check_input(&bad).is_err());
     }
 }
+
+#[cfg(test)]
+mod odd_input {
+    use super::*;
+
+    fn all_filters() -> Vec<Box<dyn DocFilter>> {
+        let d = || serde_json::json!({});
+        vec![
+            Box::new(gopher_repetition::GopherRepetition::new(
+                smelt_engine::parse_options(d()).unwrap(),
+            )),
+            Box::new(gopher_quality::GopherQuality::new(
+                smelt_engine::parse_options(d()).unwrap(),
+            )),
+            Box::new(c4::C4::new(smelt_engine::parse_options(d()).unwrap())),
+            Box::new(c4::C4::new(
+                smelt_engine::parse_options(serde_json::json!({"split_paragraph": false})).unwrap(),
+            )),
+            Box::new(fineweb::FineWeb::new(
+                smelt_engine::parse_options(d()).unwrap(),
+            )),
+        ]
+    }
+
+    /// Empty, control-only, combining-only, emoji, mixed-script, very long and
+    /// repetitive texts: every filter decides (no panic), the same way twice.
+    #[test]
+    fn odd_and_huge_texts_get_a_verdict() {
+        let long_word = "x".repeat(200_000);
+        let huge = "the cat sat on the mat. ".repeat(20_000);
+        let texts: Vec<String> = vec![
+            String::new(),
+            "\u{0}\u{1}\u{7f}".into(),
+            "\u{301}\u{302}\u{303}".into(),
+            "🙂🙂 👍🏽 🇫🇷".into(),
+            "שלום עולם. مرحبا بالعالم. 你好，世界。".into(),
+            "\r\n\r\n\u{2028}\u{85}\u{b}".into(),
+            "a...b…c::d--e,f.G'h\"i(j)k[l]m{n}".into(),
+            long_word,
+            huge,
+        ];
+        for t in &texts {
+            for seg in [Segmenter::English, Segmenter::Multi, Segmenter::Unspaced] {
+                let a: Vec<Outcome> = all_filters().iter_mut().map(|f| f.filter(t, seg)).collect();
+                let b: Vec<Outcome> = all_filters().iter_mut().map(|f| f.filter(t, seg)).collect();
+                assert_eq!(a, b);
+            }
+        }
+        let mut f = gopher_repetition::GopherRepetition::new(
+            smelt_engine::parse_options(serde_json::json!({})).unwrap(),
+        );
+        // "the cat" (7 chars) x 20,000 over 480,000 chars = 0.29 > 0.2.
+        assert_eq!(
+            f.filter(&texts[8], Segmenter::English),
+            Outcome::Drop("top_2_gram".into())
+        );
+    }
+}
