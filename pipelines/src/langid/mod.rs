@@ -63,7 +63,7 @@ pub enum Backend {
     /// A fastText model (LID-176 unless `model` names another).
     #[default]
     Fasttext,
-    /// The `whatlang` crate (69 languages, no model file).
+    /// The `whatlang` crate (70 languages, no model file).
     Whatlang,
 }
 
