@@ -503,8 +503,9 @@ fn is_phone(b: &[u8], plus: bool, groups: &[Group]) -> bool {
         return (8..=15).contains(&digits) && !first.paren && b[first.start] != b'0';
     }
     if first.len() >= 2 && b[first.start] == b'0' && b[first.start + 1] == b'0' {
-        // 00 CC ...: the international prefix written out.
-        return !first.paren && groups.len() >= 2 && (10..=17).contains(&digits);
+        // 00 CC ...: the international prefix written out; a country code never starts with 0.
+        let cc = if first.len() > 2 { first.start + 2 } else { groups.get(1).map_or(first.start, |g| g.start) };
+        return !first.paren && groups.len() >= 2 && (10..=17).contains(&digits) && b[cc] != b'0';
     }
     // North American: [1] (NXX) NXX-XXXX, NXX-NXX-XXXX, NXX.NXX.XXXX.
     let nanp = if groups.len() == 4 && first.len() == 1 && b[first.start] == b'1' && !first.paren {
@@ -809,7 +810,7 @@ mod tests {
             "Chrome 120.0.6099.109 on 2024-05-01, 01.02.2023 and 12/31/1999.",
             "In 2019 sales rose 12% to $1,234,567.89 (about 1 234 567 EUR).",
             "Order 1234567890, ISBN 978-3-16-148410-0, range 1990-2000, score 3-2.",
-            "Population 8 336 817; call ext. 1234; 10.0.0.1 is private.",
+            "Population 8 336 817; call ext. 1234; 10.0.0.1 is private; 00 00 00 00 00.",
             "x86 3rd abc1234567890 C++11 1.2.3.4.5",
         ] {
             assert!(found(text).is_empty(), "{text}: {:?}", found(text));

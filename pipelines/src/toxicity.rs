@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
-use arrow::array::{Array, ArrayRef, AsArray, BooleanBuilder, StringArray, UInt32Builder};
+use arrow::array::{Array, ArrayRef, AsArray, BooleanBuilder, UInt32Builder};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use serde::{Deserialize, Serialize};
@@ -574,11 +574,14 @@ struct ToxicityTransform {
     counters: BTreeMap<String, u64>,
 }
 
-fn strings(batch: &RecordBatch, name: &str) -> Option<StringArray> {
-    let col = batch.column_by_name(name)?;
+/// The string at row `i` of a Utf8 or LargeUtf8 column; `None` for nulls.
+fn str_at(col: &ArrayRef, i: usize) -> Option<&str> {
+    if col.is_null(i) {
+        return None;
+    }
     match col.data_type() {
-        DataType::LargeUtf8 => arrow::compute::cast(col, &DataType::Utf8).ok().map(|c| c.as_string::<i32>().clone()),
-        DataType::Utf8 => Some(col.as_string::<i32>().clone()),
+        DataType::LargeUtf8 => Some(col.as_string::<i64>().value(i)),
+        DataType::Utf8 => Some(col.as_string::<i32>().value(i)),
         _ => None,
     }
 }
@@ -590,6 +593,9 @@ impl ToxicityTransform {
 
     /// Matches of the row's lists in `text`, counted per list and term; returns (matches, words).
     fn scan(&mut self, text: &str, mask: u64) -> (u32, usize) {
+        if mask == 0 {
+            return (0, 0);
+        }
         let words = normalize(text, &mut self.scratch);
         find_matches(&self.lexicon, &self.scratch, mask, &mut self.found);
         for &(_, _, t) in &self.found {
@@ -610,19 +616,17 @@ impl ToxicityTransform {
 
 impl Transform for ToxicityTransform {
     fn process(&mut self, batch: RecordBatch) -> Result<Processed> {
-        let text = strings(&batch, "text").ok_or_else(|| EngineError::Internal("toxicity: no text column".into()))?;
-        let url = strings(&batch, "url");
-        let language = strings(&batch, &self.config.language_column);
         let lexicon = self.lexicon.clone();
+        let text =
+            batch.column_by_name("text").ok_or_else(|| EngineError::Internal("toxicity: no text column".into()))?;
+        let url = batch.column_by_name("url").filter(|_| lexicon.domains.len() + lexicon.url_words.len() > 0);
+        let language = batch.column_by_name(&self.config.language_column);
         let flag = self.config.mode == Mode::Flag;
         let mut verdicts = Vec::with_capacity(batch.num_rows());
         let mut toxic = BooleanBuilder::with_capacity(batch.num_rows());
         let mut toxic_matches = UInt32Builder::with_capacity(batch.num_rows());
         for i in 0..batch.num_rows() {
-            let blocked = match url.as_ref().filter(|u| u.is_valid(i)) {
-                Some(u) if lexicon.domains.len() + lexicon.url_words.len() > 0 => lexicon.url_verdict(u.value(i)),
-                _ => None,
-            };
+            let blocked = url.and_then(|u| str_at(u, i)).and_then(|u| lexicon.url_verdict(u));
             match blocked {
                 Some(UrlBlock::Domain) => self.count("blocked_url:domain", 1),
                 Some(UrlBlock::Word(w)) => {
@@ -634,13 +638,12 @@ impl Transform for ToxicityTransform {
             let (matches, words) = if blocked.is_some() && !flag {
                 (0, 0)
             } else {
-                let lang = language.as_ref().filter(|l| l.is_valid(i)).map(|l| l.value(i));
+                let lang = language.and_then(|l| str_at(l, i));
                 let (mask, no_list) = lexicon.mask_for(lang);
                 if no_list {
                     self.count("language_without_list", 1);
                 }
-                let t = if text.is_valid(i) { text.value(i) } else { "" };
-                self.scan(t, mask)
+                self.scan(str_at(text, i).unwrap_or(""), mask)
             };
             let toxic_words = self.is_toxic(matches, words);
             if flag {
@@ -680,7 +683,7 @@ impl Transform for ToxicityTransform {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use arrow::array::{BooleanArray, LargeStringArray, UInt32Array};
+    use arrow::array::{BooleanArray, LargeStringArray, StringArray, UInt32Array};
     use smelt_engine::stage::doc;
     use std::borrow::Cow;
 
