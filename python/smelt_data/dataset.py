@@ -1,0 +1,322 @@
+"""TokenShardDataset: the token shards of one smelt version, as training samples.
+
+Data flow (one epoch)::
+
+    _versions/NNNNNN.json ──shards──► row groups ("chunks", the unit of work)
+        ──shuffle(seed, epoch)──► chunk order
+        ──chunk i goes to consumer i % C   (C = world_size x DataLoader workers; consumer = rank * workers + worker)
+        ──per consumer: rows of its chunks (row order shuffled per chunk), EOS between documents,
+          one token stream cut into samples of seq_len + 1 tokens (consecutive samples share one token,
+          as Megatron's GPTDataset: x = s[:-1], y = s[1:])
+
+Every row of the version is read by exactly one consumer per epoch, so no
+sample is duplicated across ranks or workers and none is skipped except each
+consumer's last partial sample (fewer than seq_len + 1 tokens) per epoch.
+The plan depends only on (manifest, seed, epoch, world_size, workers), so a
+rerun yields the same samples, and ``state_dict()`` (samples taken per
+consumer) lets ``load_state_dict()`` resume mid-epoch exactly: the consumer
+skips whole chunks by their token counts, then the rest of the tokens already used.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, Iterator, List, Optional, Sequence, Union
+
+import numpy as np
+import pyarrow.parquet as pq
+
+try:  # torch is optional: without it the dataset is a plain iterable with the same API.
+    import torch
+    from torch.utils.data import IterableDataset as _Base
+    from torch.utils.data import get_worker_info as _torch_worker_info
+except ImportError:  # pragma: no cover - exercised in CI, which has no torch
+    torch = None
+    _Base = object
+    _torch_worker_info = None
+
+META_TOKENIZER = b"smelt.tokenizer"
+META_TOKENIZER_HASH = b"smelt.tokenizer_hash"
+META_VOCAB_SIZE = b"smelt.vocab_size"
+META_EOS_ID = b"smelt.eos_id"
+
+
+class TokenizerMismatch(ValueError):
+    """The version was tokenized with another tokenizer than the one the loader asked for."""
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One row group of one shard: the unit that is shuffled and assigned."""
+
+    shard: int
+    row_group: int
+    rows: int
+
+
+def find_manifest(source: Union[str, os.PathLike], version: Optional[int] = None) -> Path:
+    """The manifest path: ``source`` itself when it is a ``.json`` file, else
+    ``source/_versions/NNNNNN.json`` for ``version`` (default: the newest)."""
+    p = Path(source)
+    if p.is_file():
+        if version is not None and json.loads(p.read_text())["version"] != version:
+            raise ValueError(f"{p} is version {json.loads(p.read_text())['version']}, not {version}")
+        return p
+    versions = p / "_versions"
+    if not versions.is_dir():
+        raise FileNotFoundError(f"{p} is neither a manifest file nor a dataset root with _versions/")
+    if version is None:
+        found = sorted(f for f in versions.glob("[0-9]" * 6 + ".json"))
+        if not found:
+            raise FileNotFoundError(f"{versions} holds no committed version")
+        return found[-1]
+    m = versions / f"{version:06d}.json"
+    if not m.is_file():
+        raise FileNotFoundError(f"version {version} is not committed under {p} ({m} is missing)")
+    return m
+
+
+class TokenShardDataset(_Base):
+    """Samples of ``seq_len + 1`` token ids from a smelt version's token shards.
+
+    Args:
+        source: a version manifest (``.../_versions/000003.json``) or a dataset root (local paths).
+        version: with a dataset root, the version (default: the newest).
+        rank, world_size: this process's share (torch.distributed's rank and world size).
+        seed: shuffle seed; every rank must pass the same one.
+        seq_len: tokens per sample input; samples hold ``seq_len + 1`` ids.
+        shuffle: shuffle chunk order and rows within chunks per epoch (False keeps shard order).
+        expected_tokenizer: the tokenizer the model was built for: its name (``tiktoken:cl100k_base``,
+            the tokenizer.json path the pipeline named) or its hash (``xxh3-128:...``, a prefix is enough).
+            A version tokenized otherwise raises :class:`TokenizerMismatch`.
+        epoch: first epoch (``set_epoch`` changes it).
+        eos_id: the id put between documents that do not already end with it (default: the
+            version's recorded EOS, if any).
+        num_workers: DataLoader workers (default: taken from ``get_worker_info`` at iteration;
+            give it to use ``state_dict``/``load_state_dict`` outside the workers).
+    """
+
+    def __init__(
+        self,
+        source: Union[str, os.PathLike],
+        version: Optional[int] = None,
+        rank: int = 0,
+        world_size: int = 1,
+        seed: int = 0,
+        seq_len: int = 1024,
+        shuffle: bool = True,
+        expected_tokenizer: Optional[str] = None,
+        epoch: int = 0,
+        eos_id: Optional[int] = None,
+        num_workers: Optional[int] = None,
+    ):
+        if world_size < 1 or not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} is not in 0..{world_size - 1}")
+        if seq_len < 1:
+            raise ValueError("seq_len must be positive")
+        self.manifest_path = find_manifest(source, version)
+        self.manifest = json.loads(self.manifest_path.read_text())
+        self.root = self.manifest_path.parent.parent
+        if "input_ids" not in {f["name"] for f in self.manifest["schema"]}:
+            raise ValueError(
+                f"{self.manifest['dataset']}@{self.manifest['version']} has no input_ids column: "
+                "its pipeline needs a `tokenize` stage")
+        self.paths = [str(self.root / s["path"]) for s in self.manifest["shards"]]
+        self.rank, self.world_size, self.seed, self.seq_len = rank, world_size, seed, seq_len
+        self.shuffle, self.epoch, self.num_workers = shuffle, epoch, num_workers
+        self.tokenizer, self.tokenizer_hash, self.vocab_size, recorded_eos = self._tokenizer_metadata()
+        self.eos_id = eos_id if eos_id is not None else recorded_eos
+        if expected_tokenizer is not None:
+            self.check_tokenizer(expected_tokenizer)
+        self.chunks = self._chunks()
+        self._taken: Dict[int, int] = {}
+        self._resume: Dict[int, int] = {}
+
+    # ----- identity -----
+
+    def _tokenizer_metadata(self):
+        if not self.paths:
+            return None, None, None, None
+        meta = pq.read_schema(self.paths[0]).metadata or {}
+
+        def get(key):
+            v = meta.get(key)
+            return v.decode() if v is not None else None
+
+        vocab = get(META_VOCAB_SIZE)
+        eos = get(META_EOS_ID)
+        return get(META_TOKENIZER), get(META_TOKENIZER_HASH), int(vocab) if vocab else None, int(eos) if eos else None
+
+    def check_tokenizer(self, expected: str) -> None:
+        """Raises :class:`TokenizerMismatch` unless ``expected`` names this version's tokenizer or hash."""
+        ok = expected == self.tokenizer or (
+            self.tokenizer_hash is not None and expected.startswith("xxh3-128:") and self.tokenizer_hash.startswith(expected))
+        if not ok:
+            raise TokenizerMismatch(
+                f"{self.manifest['dataset']}@{self.manifest['version']} was tokenized with {self.tokenizer!r} "
+                f"({self.tokenizer_hash}), but the loader expects {expected!r}: token ids would not mean "
+                "what the model was trained on; retokenize the data or load the matching tokenizer")
+
+    # ----- plan -----
+
+    def _chunks(self) -> List[Chunk]:
+        out = []
+        for i, path in enumerate(self.paths):
+            md = pq.ParquetFile(path).metadata
+            for rg in range(md.num_row_groups):
+                if md.row_group(rg).num_rows:
+                    out.append(Chunk(i, rg, md.row_group(rg).num_rows))
+        return out
+
+    def set_epoch(self, epoch: int) -> None:
+        """Selects the epoch (its shuffle); clears progress."""
+        self.epoch = epoch
+        self._taken.clear()
+        self._resume.clear()
+
+    def _order(self) -> List[int]:
+        n = len(self.chunks)
+        if not self.shuffle:
+            return list(range(n))
+        return np.random.default_rng([self.seed, self.epoch]).permutation(n).tolist()
+
+    def _workers(self):
+        """(this worker's index, number of workers)."""
+        info = _torch_worker_info() if _torch_worker_info is not None else None
+        if info is not None:
+            return info.id, info.num_workers
+        return 0, self.num_workers or 1
+
+    def consumer_chunks(self, consumer: int, consumers: int) -> List[int]:
+        """Indices into ``chunks`` that ``consumer`` of ``consumers`` reads this epoch, in order."""
+        return self._order()[consumer::consumers]
+
+    # ----- reading -----
+
+    def _chunk_tokens(self, c: Chunk) -> int:
+        if self.eos_id is None:
+            t = pq.ParquetFile(self.paths[c.shard]).read_row_group(c.row_group, columns=["n_tokens"])
+            return int(t.column("n_tokens").to_numpy().sum())
+        return int(self._row_ids(c)[0].size)  # EOS added where a row lacks it: count them on the ids
+
+    def _row_ids(self, c: Chunk):
+        """(token stream of the chunk, row starts, EOS tokens added)."""
+        t = pq.ParquetFile(self.paths[c.shard]).read_row_group(c.row_group, columns=["input_ids"])
+        col = t.column("input_ids").combine_chunks()
+        values = col.values.to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+        offsets = col.offsets.to_numpy()
+        rows = len(offsets) - 1
+        order = np.arange(rows)
+        if self.shuffle:
+            order = np.random.default_rng([self.seed, self.epoch, c.shard, c.row_group]).permutation(rows)
+        starts, ends = offsets[:-1][order], offsets[1:][order]
+        if self.eos_id is not None:
+            last = np.where(ends > starts, values[np.maximum(ends - 1, 0)], -1)
+            needs_eos = last != self.eos_id
+        else:
+            needs_eos = np.zeros(rows, dtype=bool)
+        lengths = (ends - starts) + needs_eos
+        stream = np.empty(int(lengths.sum()), dtype=np.int64)
+        pos = 0
+        for s, e, add in zip(starts.tolist(), ends.tolist(), needs_eos.tolist()):
+            n = e - s
+            stream[pos:pos + n] = values[s:e]
+            pos += n
+            if add:
+                stream[pos] = self.eos_id
+                pos += 1
+        return stream, starts, int(needs_eos.sum())
+
+    def _samples(self, consumer: int, consumers: int, skip: int) -> Iterator[np.ndarray]:
+        L = self.seq_len
+        start = skip * L  # stream position where the next sample starts
+        pos = 0  # stream position of buf[0]
+        buf = np.empty(0, dtype=np.int64)
+        for ci in self.consumer_chunks(consumer, consumers):
+            c = self.chunks[ci]
+            if buf.size == 0:
+                n = self._cheap_tokens(c)
+                if pos + n <= start:  # resuming: the chunk ends before the next sample starts
+                    pos += n
+                    continue
+            stream = self._row_ids(c)[0]
+            buf = np.concatenate([buf, stream]) if buf.size else stream
+            if pos < start:
+                drop = min(start - pos, buf.size)
+                buf = buf[drop:]
+                pos += drop
+            while buf.size >= L + 1:
+                yield buf[:L + 1]
+                buf = buf[L:]
+                pos += L
+
+    def _cheap_tokens(self, c: Chunk) -> int:
+        """Tokens the chunk adds to the stream, from its n_tokens (and EOS) without its ids when possible."""
+        key = (c.shard, c.row_group)
+        cache = self.__dict__.setdefault("_token_cache", {})
+        if key not in cache:
+            cache[key] = self._chunk_tokens(c)
+        return cache[key]
+
+    # ----- iteration and state -----
+
+    def __iter__(self):
+        return self.iter_worker(*self._workers())
+
+    def iter_worker(self, worker: int, workers: int):
+        """The samples of DataLoader worker ``worker`` of ``workers`` on this rank (``__iter__`` asks torch)."""
+        consumers = self.world_size * workers
+        consumer = self.rank * workers + worker
+        skip = self._resume.get(consumer, 0)
+        self._taken[consumer] = skip
+        for s in self._samples(consumer, consumers, skip):
+            self._taken[consumer] += 1
+            yield torch.from_numpy(s.copy()) if torch is not None else s.copy()
+
+    def state_dict(self, batches_seen: Optional[int] = None, batch_size: Optional[int] = None) -> dict:
+        """Where this rank is in the epoch.
+
+        In-process iteration (no DataLoader workers) counts samples itself. With a
+        DataLoader of ``num_workers`` workers (given to the constructor), pass the number of
+        batches the training loop has taken and the batch size: the DataLoader takes batch j
+        from worker j % workers, so the samples each worker has given follow from them.
+        """
+        workers = self.num_workers or 1
+        if batches_seen is not None:
+            if batch_size is None:
+                raise ValueError("batches_seen needs batch_size")
+            taken = {}
+            for w in range(workers):
+                taken[self.rank * workers + w] = (batches_seen // workers + (1 if w < batches_seen % workers else 0)) * batch_size
+        else:
+            taken = dict(self._taken)
+        return {"manifest": str(self.manifest_path), "version": self.manifest["version"], "epoch": self.epoch,
+                "seed": self.seed, "seq_len": self.seq_len, "world_size": self.world_size, "workers": workers,
+                "taken": {str(k): v for k, v in sorted(taken.items())}}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Resumes where ``state`` (from :meth:`state_dict`) stopped: the next samples are the ones that followed."""
+        for key in ("seed", "seq_len", "world_size"):
+            if state[key] != getattr(self, key):
+                raise ValueError(f"state was saved with {key}={state[key]}, this loader has {getattr(self, key)}")
+        if state["workers"] != (self.num_workers or 1):
+            raise ValueError(f"state was saved with {state['workers']} workers, this loader has {self.num_workers or 1}")
+        if state["version"] != self.manifest["version"]:
+            raise ValueError(f"state is for version {state['version']}, this loader reads {self.manifest['version']}")
+        self.epoch = state["epoch"]
+        self._resume = {int(k): v for k, v in state["taken"].items()}
+        self._taken = dict(self._resume)
+
+
+def samples_per_epoch(ds: TokenShardDataset, workers: int = 1) -> List[int]:
+    """Samples each consumer of ``ds.rank`` yields this epoch (reads ``n_tokens`` only)."""
+    out = []
+    consumers = ds.world_size * workers
+    for w in range(workers):
+        c = ds.rank * workers + w
+        tokens = sum(ds._cheap_tokens(ds.chunks[i]) for i in ds.consumer_chunks(c, consumers))
+        out.append(max(0, (tokens - 1) // ds.seq_len))
+    return out
