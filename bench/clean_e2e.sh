@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Issue 4, end to end: smelt's cleaning pipeline (bench/clean_e2e.yaml) vs
+# datatrove 0.10.1's equivalent (WarcReader -> Trafilatura -> LanguageFilter
+# -> GopherRepetition -> GopherQuality -> C4 -> FineWeb -> JsonlWriter,
+# ../shared/peers/run_datatrove_pipeline.py), same WARC input, one worker
+# each, in one run. Reports documents per CPU-second and the ratio.
+#
+#   bash bench/clean_e2e.sh                 # 250 responses from each DEBDOCS shard = 1,000 pages
+#   RESPONSES=1000 bash bench/clean_e2e.sh  # 4,000 pages
+#
+# Needs the peer environment (bash ../shared/peers/setup.sh; $PEERS, default
+# ~/.cache/smelt-peers). CPU time is of the whole process tree (timed.py).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PEERS=${PEERS:-$HOME/.cache/smelt-peers}
+RESPONSES=${RESPONSES:-250}
+py=$PEERS/venv/bin/python
+[ -x "$py" ] || { echo "peer venv missing: bash ../shared/peers/setup.sh" >&2; exit 1; }
+if [ -z "${SMELT_BIN:-}" ]; then cargo build --release --locked -q --bin smelt; fi
+bin=${SMELT_BIN:-$PWD/target/release/smelt}
+work=${WORK:-$(mktemp -d)}
+mkdir -p "$work"
+python3 bench/warc_subset.py --responses "$RESPONSES" "$work/input" "$PEERS"/data/warc/DEBDOCS-SYNTH-0000[0-3].warc.gz
+sed "s#INPUT#$work/input#" bench/clean_e2e.yaml > "$work/p.yaml"
+export PEERS_MAX_IDLE_WAIT=${PEERS_MAX_IDLE_WAIT:-30}
+
+rm -f "$work/timed.jsonl"
+timed() { # label cmd...
+  local label=$1; shift
+  "$py" "$PEERS/timed.py" "$label" -- "$@" 2> >(grep '^TIMED' | sed 's/^TIMED //' >> "$work/timed.jsonl") > "$work/$label.out"
+}
+timed smelt "$bin" --data-dir "$work/data" run "$work/p.yaml" --parallelism 1 --format json --no-progress
+(cd "$PEERS" && timed datatrove "$py" run_datatrove_pipeline.py --workers 1 --input "$work/input" --out "$work/datatrove" --tag _bench)
+sleep 1
+
+"$py" - "$work" <<'PY'
+import glob, gzip, json, sys
+import pyarrow.parquet as pq
+work = sys.argv[1]
+rec = {json.loads(l)["label"]: json.loads(l) for l in open(f"{work}/timed.jsonl")}
+run = json.load(open(f"{work}/smelt.out"))
+docs_in = run["stages"][0]["rows_out"] if "stages" in run else None
+smelt_ids = set()
+for f in glob.glob(f"{work}/data/datasets/clean_e2e/**/*.parquet", recursive=True):
+    smelt_ids |= set(pq.read_table(f, columns=["id"]).column("id").to_pylist())
+dt_ids = set()
+for f in glob.glob(f"{work}/datatrove/output/*.jsonl.gz"):
+    for line in gzip.open(f, "rt"):
+        dt_ids.add(json.loads(line)["id"].strip("<>"))  # datatrove keeps the WARC-Record-ID's brackets
+dt = json.load(open(glob.glob(f"{work}/datatrove/logs/stats.json")[0]))
+dt_in = next(s["stats"].get("documents", 0) for s in dt if "WARC" in s["name"] or "Warc" in s["name"])
+dt_in = dt_in.get("total", dt_in) if isinstance(dt_in, dict) else dt_in
+rows = []
+for label, n_in, kept in [("smelt", docs_in, len(smelt_ids)), ("datatrove 0.10.1", dt_in, len(dt_ids))]:
+    r = rec["smelt" if label == "smelt" else "datatrove"]
+    rows.append((label, n_in, kept, r["cpu_s"], r["wall_s"], r["maxrss_MB"], n_in / r["cpu_s"]))
+print(f"| pipeline | docs in | kept | CPU s | wall s | peak RSS MB | docs per CPU-s |")
+print(f"|---|---|---|---|---|---|---|")
+for r in rows:
+    print(f"| {r[0]} | {r[1]} | {r[2]} | {r[3]:.2f} | {r[4]:.2f} | {r[5]} | {r[6]:.1f} |")
+print(f"\nratio (docs per CPU-second, smelt / datatrove): {rows[0][6] / rows[1][6]:.1f}x")
+both = smelt_ids & dt_ids
+union = smelt_ids | dt_ids
+print(f"kept-set agreement: {len(both)} kept by both, {len(smelt_ids - dt_ids)} only smelt, {len(dt_ids - smelt_ids)} only datatrove (Jaccard {len(both) / max(1, len(union)):.3f})")
+if "stages" in run:
+    print("\nsmelt funnel:")
+    for s in run["stages"]:
+        print(f"  {s['stage']:<12} in {s['rows_in']:>6} out {s['rows_out']:>6} cpu {s.get('busy_ms', 0) / 1000:.2f}s drops {s.get('drops', {})}")
+print("\ndatatrove steps:")
+for s in dt:
+    print(f"  {s['name']:<40} {json.dumps({k: v for k, v in s.get('stats', {}).items() if k in ('documents', 'forwarded', 'dropped')})} time {s.get('time_stats', {}).get('total', 0):.1f}s")
+PY
+echo "work dir: $work"
