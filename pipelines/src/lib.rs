@@ -13,4 +13,5 @@ pub mod html;
 pub mod html_to_text;
 pub mod pii;
 pub mod toxicity;
+pub mod tokenize;
 pub mod langid;
