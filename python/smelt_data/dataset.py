@@ -218,16 +218,17 @@ class TokenShardDataset(_Base):
             needs_eos = last != self.eos_id
         else:
             needs_eos = np.zeros(rows, dtype=bool)
-        lengths = (ends - starts) + needs_eos
-        stream = np.empty(int(lengths.sum()), dtype=np.int64)
-        pos = 0
-        for s, e, add in zip(starts.tolist(), ends.tolist(), needs_eos.tolist()):
-            n = e - s
-            stream[pos:pos + n] = values[s:e]
-            pos += n
-            if add:
-                stream[pos] = self.eos_id
-                pos += 1
+        lengths = ends - starts
+        total = int(lengths.sum())
+        if self.shuffle:
+            # Gather the permuted rows in one vectorised take.
+            row_starts_out = np.cumsum(lengths) - lengths
+            idx = np.arange(total, dtype=np.int64) - np.repeat(row_starts_out - starts, lengths)
+            stream = values[idx]
+        else:
+            stream = values[offsets[0]:offsets[-1]]
+        if needs_eos.any():
+            stream = np.insert(stream, np.cumsum(lengths)[needs_eos], self.eos_id)
         return stream, starts, int(needs_eos.sum())
 
     def _samples(self, consumer: int, consumers: int, skip: int) -> Iterator[np.ndarray]:
