@@ -33,7 +33,7 @@
 //! document of the corpus); pairs go through disk.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -52,10 +52,9 @@ use smelt_engine::{
 };
 use unicode_normalization::UnicodeNormalization;
 
-use super::exact::Keep;
 use super::minhash_tables::{NONSPACING_MARKS, PUNCTUATION};
 use crate::filters::words::{split_into_words, Segmenter};
-use crate::filters::{in_ranges, py_isspace, py_strip, FxBuild};
+use crate::filters::{in_ranges, py_isspace, py_strip};
 
 /// The Mersenne prime 2^61 − 1 of datatrove's permutations.
 const MERSENNE: u64 = (1 << 61) - 1;
@@ -76,9 +75,9 @@ pub struct DedupMinhashConfig {
     /// Seed of the permutation parameters (numpy `RandomState(seed)`, as datatrove).
     #[serde(default = "default_seed")]
     pub seed: u32,
-    /// Which document of a cluster stays: `first` (input order) or `newest` (latest `fetched_at`).
+    /// Which document of a cluster stays: `datatrove` (the root of datatrove's union-find), `first` (input order) or `newest` (latest `fetched_at`).
     #[serde(default = "default_keep")]
-    pub keep: Keep,
+    pub keep: MinhashKeep,
     /// Language of the word splitter; an input `language` (or `lang`) column overrides it per row.
     #[serde(default = "default_language")]
     pub language: String,
@@ -96,8 +95,22 @@ fn default_n_grams() -> usize {
 fn default_seed() -> u32 {
     1
 }
-fn default_keep() -> Keep {
-    Keep::First
+/// Which document of a near-duplicate cluster stays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MinhashKeep {
+    /// The one datatrove's `MinhashDedupCluster` keeps: the root of its union-find
+    /// (union by size over the candidate pairs, bands in order, each band's pairs
+    /// in signature order; ties keep the earlier document's root).
+    Datatrove,
+    /// The first in (split, row) order: the input order of the run.
+    First,
+    /// The one with the latest `fetched_at` (ties: the first).
+    Newest,
+}
+
+fn default_keep() -> MinhashKeep {
+    MinhashKeep::Datatrove
 }
 fn default_language() -> String {
     "en".to_string()
@@ -359,35 +372,6 @@ struct DedupMinhash {
     resolved: serde_json::Value,
 }
 
-/// One band of one row on disk: key, preference (smaller stays), row. 32 bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-struct Entry {
-    key: u128,
-    pref: i64,
-    row: u64,
-}
-
-impl Entry {
-    fn write(&self, w: &mut impl Write) -> std::io::Result<()> {
-        w.write_all(&self.key.to_le_bytes())?;
-        w.write_all(&self.pref.to_le_bytes())?;
-        w.write_all(&self.row.to_le_bytes())
-    }
-
-    fn read(r: &mut impl Read) -> std::io::Result<Option<Entry>> {
-        let mut b = [0u8; 32];
-        match r.read_exact(&mut b) {
-            Ok(()) => Ok(Some(Entry {
-                key: u128::from_le_bytes(b[..16].try_into().expect("16")),
-                pref: le_i64(&b[16..24]),
-                row: le_u64(&b[24..]),
-            })),
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(None),
-            Err(e) => Err(e),
-        }
-    }
-}
-
 fn le_u64(b: &[u8]) -> u64 {
     u64::from_le_bytes(b.try_into().expect("8 bytes"))
 }
@@ -406,8 +390,20 @@ fn band_path(dir: &Path, split: u32, band: usize) -> PathBuf {
     dir.join(format!("{split:06}.b{band:03}"))
 }
 
+/// A sorted run an observer spilled before its split ended.
+fn run_path(dir: &Path, split: u32, band: usize, run: u32) -> PathBuf {
+    dir.join(format!("{split:06}.b{band:03}.r{run:05}"))
+}
+
 fn stats_path(dir: &Path, split: u32) -> PathBuf {
     dir.join(format!("{split:06}.stats"))
+}
+
+/// `path` with `.tmp` appended (written, then renamed into place).
+fn tmp_path(path: &Path) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(".tmp");
+    PathBuf::from(s)
 }
 
 /// A document across the run: split in the top 24 bits, row in the low 40.
@@ -418,10 +414,6 @@ fn node(split: u32, row: u64) -> Result<u64> {
         )));
     }
     Ok((u64::from(split) << 40) | row)
-}
-
-fn split_of(node: u64) -> u32 {
-    (node >> 40) as u32
 }
 
 fn str_at(c: &ArrayRef, i: usize) -> Option<&str> {
@@ -441,13 +433,186 @@ fn language_column(schema: &Schema) -> Option<&'static str> {
         .find(|n| schema.field_with_name(n).is_ok())
 }
 
+/// A preference as a u64 that sorts as the i64 does (smaller stays).
+fn pref_key(pref: i64) -> u64 {
+    (pref as u64) ^ (1 << 63)
+}
+
+fn pref_of(key: u64) -> i64 {
+    (key ^ (1 << 63)) as i64
+}
+
+// Band records. One record per document and band: the band's
+// `hashes_per_bucket` values, the preference key, the node; `width` u64 in
+// all, stored little-endian (80 bytes for 8 rows). Records compare as u64
+// sequences, so a sorted band is in datatrove's order: the values compared
+// as tuples, then (with equal preferences, as in `datatrove` and `first`)
+// split and row, datatrove's (file, document).
+
+/// Sorts the records of `buf` (each `width` u64) and writes them to `path`
+/// (a temporary file renamed into place).
+fn write_sorted(buf: &[u64], width: usize, path: &Path) -> Result<()> {
+    let n = buf.len() / width;
+    let rec = |i: u32| &buf[i as usize * width..(i as usize + 1) * width];
+    let mut order: Vec<u32> = (0..n as u32).collect();
+    order.sort_unstable_by(|&a, &b| rec(a).cmp(rec(b)));
+    let tmp = tmp_path(path);
+    let mut w = BufWriter::with_capacity(1 << 16, File::create(&tmp).map_err(|e| io(&tmp, e))?);
+    for &i in &order {
+        write_record(&mut w, rec(i)).map_err(|e| io(&tmp, e))?;
+    }
+    w.flush().map_err(|e| io(&tmp, e))?;
+    drop(w);
+    std::fs::rename(&tmp, path).map_err(|e| io(path, e))
+}
+
+fn write_record(w: &mut impl Write, rec: &[u64]) -> std::io::Result<()> {
+    let mut bytes = [0u8; 8 * 64];
+    let mut at = 0;
+    for chunk in rec.chunks(64) {
+        for (j, v) in chunk.iter().enumerate() {
+            bytes[j * 8..j * 8 + 8].copy_from_slice(&v.to_le_bytes());
+        }
+        w.write_all(&bytes[..chunk.len() * 8])?;
+        at += chunk.len();
+    }
+    debug_assert_eq!(at, rec.len());
+    Ok(())
+}
+
+/// Reads a file of sorted records one at a time.
+struct RecordReader {
+    path: PathBuf,
+    r: BufReader<File>,
+    bytes: Vec<u8>,
+    cur: Vec<u64>,
+}
+
+impl RecordReader {
+    fn open(path: &Path, width: usize) -> Result<Self> {
+        let f = File::open(path).map_err(|e| io(path, e))?;
+        let len = f.metadata().map_err(|e| io(path, e))?.len();
+        if len % (width as u64 * 8) != 0 {
+            return Err(EngineError::External(format!(
+                "{}: truncated ({len} bytes is not a whole number of {}-byte records)",
+                path.display(),
+                width * 8
+            )));
+        }
+        Ok(RecordReader {
+            path: path.to_path_buf(),
+            r: BufReader::with_capacity(1 << 16, f),
+            bytes: vec![0; width * 8],
+            cur: vec![0; width],
+        })
+    }
+
+    /// Reads the next record into `cur`; false at the end.
+    fn advance(&mut self) -> Result<bool> {
+        match self.r.read_exact(&mut self.bytes) {
+            Ok(()) => {
+                for (v, c) in self.cur.iter_mut().zip(self.bytes.chunks_exact(8)) {
+                    *v = le_u64(c);
+                }
+                Ok(true)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(false),
+            Err(e) => Err(io(&self.path, e)),
+        }
+    }
+}
+
+/// A k-way merge of sorted record files (a binary min-heap of readers; one
+/// record and a 64 KiB buffer held per file).
+struct Merge {
+    readers: Vec<RecordReader>,
+    heap: Vec<usize>,
+}
+
+impl Merge {
+    fn open(paths: &[PathBuf], width: usize) -> Result<Self> {
+        let mut readers = Vec::with_capacity(paths.len());
+        for p in paths {
+            let mut r = RecordReader::open(p, width)?;
+            if r.advance()? {
+                readers.push(r);
+            }
+        }
+        let mut m = Merge {
+            heap: (0..readers.len()).collect(),
+            readers,
+        };
+        for i in (0..m.heap.len() / 2).rev() {
+            m.sift_down(i);
+        }
+        Ok(m)
+    }
+
+    fn less(&self, a: usize, b: usize) -> bool {
+        (&self.readers[a].cur, a) < (&self.readers[b].cur, b)
+    }
+
+    fn sift_down(&mut self, mut i: usize) {
+        let n = self.heap.len();
+        loop {
+            let (l, r) = (2 * i + 1, 2 * i + 2);
+            let mut m = i;
+            if l < n && self.less(self.heap[l], self.heap[m]) {
+                m = l;
+            }
+            if r < n && self.less(self.heap[r], self.heap[m]) {
+                m = r;
+            }
+            if m == i {
+                return;
+            }
+            self.heap.swap(i, m);
+            i = m;
+        }
+    }
+
+    /// The smallest record left.
+    fn peek(&self) -> Option<&[u64]> {
+        self.heap.first().map(|&i| self.readers[i].cur.as_slice())
+    }
+
+    /// Moves past the smallest record.
+    fn pop(&mut self) -> Result<()> {
+        let Some(&top) = self.heap.first() else {
+            return Ok(());
+        };
+        if !self.readers[top].advance()? {
+            let last = self.heap.pop().expect("not empty");
+            if !self.heap.is_empty() {
+                self.heap[0] = last;
+            }
+        }
+        self.sift_down(0);
+        Ok(())
+    }
+}
+
+/// Per split of the run, in order: (split, documents, dense index of its first row).
+type Layout = Vec<(u32, u64, u64)>;
+
+/// The dense index of a node: documents numbered across the run's splits in order.
+fn dense(layout: &Layout, node: u64) -> Result<u64> {
+    let (split, row) = ((node >> 40) as u32, node & ((1 << 40) - 1));
+    match layout.binary_search_by_key(&split, |l| l.0) {
+        Ok(i) if row < layout[i].1 => Ok(layout[i].2 + row),
+        _ => Err(EngineError::Internal(format!(
+            "dedup_minhash: split {split} row {row} is not in the observed splits"
+        ))),
+    }
+}
+
 impl BarrierConfig for DedupMinhash {
     fn output_schema(&self, input: &SchemaRef) -> Result<SchemaRef, SchemaError> {
         require_column(input, "text", &[DataType::LargeUtf8, DataType::Utf8])?;
         if let Some(l) = language_column(input) {
             require_column(input, l, &[DataType::Utf8, DataType::LargeUtf8])?;
         }
-        if self.config.keep == Keep::Newest {
+        if self.config.keep == MinhashKeep::Newest {
             require_column(
                 input,
                 "fetched_at",
@@ -481,14 +646,22 @@ impl BarrierConfig for DedupMinhash {
         ctx: &BarrierContext,
         split: u32,
     ) -> Result<Box<dyn BarrierObserver>> {
+        let width = self.config.hashes_per_bucket + 2;
+        let bands = self.config.buckets;
+        // Observers run `parallelism` at once and share half the budget; the
+        // rest is for the sort's order vector and the engine.
+        let share = ctx.memory_budget / ctx.parallelism.max(1) / 2;
+        let per_band = (share / 8 / bands / width).max(16) * width;
         Ok(Box::new(Observer {
             signer: self.signer.clone(),
-            rows_per_band: self.config.hashes_per_bucket,
+            width,
             keep: self.config.keep,
             default_segmenter: Segmenter::for_language(&self.config.language),
             dir: ctx.observed_dir.clone(),
             split,
-            bands: vec![Vec::new(); self.config.buckets],
+            bands: (0..bands).map(|_| Vec::with_capacity(per_band)).collect(),
+            per_band,
+            runs: 0,
             scratch: Scratch::default(),
             sig: Vec::new(),
             row: 0,
@@ -497,9 +670,32 @@ impl BarrierConfig for DedupMinhash {
     }
 
     fn resolve(&self, ctx: &BarrierContext, splits: &[u32]) -> Result<BTreeMap<String, u64>> {
+        let mut sorted = splits.to_vec();
+        sorted.sort_unstable();
+        let mut layout: Layout = Vec::with_capacity(sorted.len());
+        let (mut documents, mut without) = (0u64, 0u64);
+        for &split in &sorted {
+            let path = stats_path(&ctx.observed_dir, split);
+            let b = std::fs::read(&path).map_err(|e| io(&path, e))?;
+            if b.len() != 16 {
+                return Err(EngineError::External(format!(
+                    "{}: truncated",
+                    path.display()
+                )));
+            }
+            layout.push((split, le_u64(&b[..8]), documents));
+            documents += le_u64(&b[..8]);
+            without += le_u64(&b[8..]);
+        }
+        if documents >= u64::from(u32::MAX) {
+            return Err(EngineError::User(format!(
+                "dedup_minhash clusters up to 2^32 - 1 documents in one run ({documents} given)"
+            )));
+        }
         let pairs_dir = ctx.resolved_dir.join("pairs");
         std::fs::create_dir_all(&pairs_dir).map_err(|e| io(&pairs_dir, e))?;
         let bands = self.config.buckets;
+        let width = self.config.hashes_per_bucket + 2;
         // Bands merge independently: one thread per band, up to `parallelism`.
         let next = AtomicUsize::new(0);
         let threads = ctx.parallelism.clamp(1, bands);
@@ -515,8 +711,9 @@ impl BarrierConfig for DedupMinhash {
                             }
                             pairs += merge_band(
                                 &ctx.observed_dir,
-                                splits,
+                                &layout,
                                 band,
+                                width,
                                 &pairs_dir.join(format!("{band:03}.bin")),
                             )?;
                         }
@@ -536,7 +733,16 @@ impl BarrierConfig for DedupMinhash {
         for r in results {
             pairs += r?;
         }
-        let mut uf = Clusters::default();
+        let mut uf = Clusters::new(documents as usize, self.config.keep);
+        if uf.bytes() > ctx.memory_budget {
+            tracing::warn!(
+                "dedup_minhash: clustering {documents} documents needs about {} MiB, over the memory budget of {} MiB",
+                uf.bytes() >> 20,
+                ctx.memory_budget >> 20
+            );
+        }
+        // datatrove's MinhashDedupCluster reads the bands' pair files in band
+        // order, each in its merge order: the same unions in the same order.
         for band in 0..bands {
             let path = pairs_dir.join(format!("{band:03}.bin"));
             let mut r =
@@ -545,37 +751,16 @@ impl BarrierConfig for DedupMinhash {
             loop {
                 match r.read_exact(&mut b) {
                     Ok(()) => uf.union(
-                        (le_u64(&b[..8]), le_i64(&b[8..16])),
-                        (le_u64(&b[16..24]), le_i64(&b[24..])),
+                        (le_u64(&b[..8]) as u32, le_i64(&b[8..16])),
+                        (le_u64(&b[16..24]) as u32, le_i64(&b[24..])),
                     ),
                     Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
                     Err(e) => return Err(io(&path, e)),
                 }
             }
-            if uf.bytes() > ctx.memory_budget {
-                tracing::warn!(
-                    "dedup_minhash: clustering {} documents that have near-duplicates needs about {} MiB, over the memory budget of {} MiB",
-                    uf.nodes.len(),
-                    uf.bytes() >> 20,
-                    ctx.memory_budget >> 20
-                );
-            }
         }
         std::fs::remove_dir_all(&pairs_dir).map_err(|e| io(&pairs_dir, e))?;
-        let (clustered, clusters, dropped) = write_clusters(&ctx.resolved_dir, &mut uf)?;
-        let (mut documents, mut without) = (0u64, 0u64);
-        for &split in splits {
-            let path = stats_path(&ctx.observed_dir, split);
-            let b = std::fs::read(&path).map_err(|e| io(&path, e))?;
-            if b.len() != 16 {
-                return Err(EngineError::External(format!(
-                    "{}: truncated",
-                    path.display()
-                )));
-            }
-            documents += le_u64(&b[..8]);
-            without += le_u64(&b[8..]);
-        }
+        let (clustered, clusters, dropped) = write_clusters(&ctx.resolved_dir, &mut uf, &layout)?;
         Ok(BTreeMap::from([
             ("documents".to_string(), documents),
             ("without_shingles".to_string(), without),
@@ -604,65 +789,59 @@ impl BarrierConfig for DedupMinhash {
     }
 }
 
-/// Merges band `band` of every split; writes a pair (first entry of a key,
-/// other entry) per duplicate entry to `out`; returns the number of pairs.
-fn merge_band(dir: &Path, splits: &[u32], band: usize, out: &Path) -> Result<u64> {
-    let mut heap = BinaryHeap::new();
-    let mut readers = Vec::with_capacity(splits.len());
-    for (i, &split) in splits.iter().enumerate() {
-        let path = band_path(dir, split, band);
-        let mut r = BufReader::with_capacity(1 << 14, File::open(&path).map_err(|e| io(&path, e))?);
-        if let Some(e) = Entry::read(&mut r).map_err(|e| io(&path, e))? {
-            heap.push(std::cmp::Reverse((e.key, e.pref, split, e.row, i)));
-        }
-        readers.push((path, r));
-    }
+/// Merges band `band` of every split in datatrove's order and writes a pair
+/// per two neighbours with equal values (datatrove's `MinhashDedupBuckets`:
+/// (previous, current), so a key shared by a, b, c gives a~b, b~c) to `out`:
+/// (dense index u64, preference i64) twice, 32 bytes. Returns the number of pairs.
+fn merge_band(dir: &Path, layout: &Layout, band: usize, width: usize, out: &Path) -> Result<u64> {
+    let paths: Vec<PathBuf> = layout.iter().map(|l| band_path(dir, l.0, band)).collect();
+    let mut merge = Merge::open(&paths, width)?;
+    let values = width - 2;
     let mut w = BufWriter::with_capacity(1 << 16, File::create(out).map_err(|e| io(out, e))?);
-    let mut head: Option<(u128, u64, i64)> = None;
+    let mut prev: Vec<u64> = Vec::with_capacity(width);
     let mut pairs = 0;
-    while let Some(std::cmp::Reverse((key, pref, split, row, i))) = heap.pop() {
-        let n = node(split, row)?;
-        match head {
-            Some((k, first, first_pref)) if k == key => {
-                let mut rec = [0u8; 32];
-                rec[..8].copy_from_slice(&first.to_le_bytes());
-                rec[8..16].copy_from_slice(&first_pref.to_le_bytes());
-                rec[16..24].copy_from_slice(&n.to_le_bytes());
-                rec[24..].copy_from_slice(&pref.to_le_bytes());
-                w.write_all(&rec).map_err(|e| io(out, e))?;
-                pairs += 1;
-            }
-            _ => head = Some((key, n, pref)),
+    while let Some(cur) = merge.peek() {
+        if !prev.is_empty() && prev[..values] == cur[..values] {
+            let mut rec = [0u8; 32];
+            rec[..8].copy_from_slice(&dense(layout, prev[values + 1])?.to_le_bytes());
+            rec[8..16].copy_from_slice(&pref_of(prev[values]).to_le_bytes());
+            rec[16..24].copy_from_slice(&dense(layout, cur[values + 1])?.to_le_bytes());
+            rec[24..].copy_from_slice(&pref_of(cur[values]).to_le_bytes());
+            w.write_all(&rec).map_err(|e| io(out, e))?;
+            pairs += 1;
         }
-        let (path, r) = &mut readers[i];
-        if let Some(e) = Entry::read(r).map_err(|e| io(path, e))? {
-            heap.push(std::cmp::Reverse((e.key, e.pref, split, e.row, i)));
-        }
+        prev.clear();
+        prev.extend_from_slice(cur);
+        merge.pop()?;
     }
     w.flush().map_err(|e| io(out, e))?;
     Ok(pairs)
 }
 
-/// Union-find over the documents that appear in pairs (union by size, path halving).
-#[derive(Default)]
+/// Union-find over every document of the run by dense index, as datatrove's
+/// `MinhashDedupCluster`: union by size, the first argument's root winning
+/// ties; path halving (roots are the same as with datatrove's path
+/// compression). 4 + 4 bytes per document, 8 more with `keep: newest`.
 struct Clusters {
-    index: HashMap<u64, u32, FxBuild>,
-    /// (node, preference) per member.
-    nodes: Vec<(u64, i64)>,
     parent: Vec<u32>,
     size: Vec<u32>,
+    keep: MinhashKeep,
+    /// Preference per document (`newest` only).
+    pref: Vec<i64>,
 }
 
 impl Clusters {
-    fn id(&mut self, (node, pref): (u64, i64)) -> u32 {
-        let next = self.nodes.len() as u32;
-        let id = *self.index.entry(node).or_insert(next);
-        if id == next {
-            self.nodes.push((node, pref));
-            self.parent.push(id);
-            self.size.push(1);
+    fn new(n: usize, keep: MinhashKeep) -> Self {
+        Clusters {
+            parent: (0..n as u32).collect(),
+            size: vec![1; n],
+            keep,
+            pref: if keep == MinhashKeep::Newest {
+                vec![i64::MAX; n]
+            } else {
+                Vec::new()
+            },
         }
-        id
     }
 
     fn find(&mut self, mut x: u32) -> u32 {
@@ -674,8 +853,11 @@ impl Clusters {
         x
     }
 
-    fn union(&mut self, a: (u64, i64), b: (u64, i64)) {
-        let (a, b) = (self.id(a), self.id(b));
+    fn union(&mut self, (a, pa): (u32, i64), (b, pb): (u32, i64)) {
+        if !self.pref.is_empty() {
+            self.pref[a as usize] = pa;
+            self.pref[b as usize] = pb;
+        }
         let (mut ra, mut rb) = (self.find(a), self.find(b));
         if ra == rb {
             return;
@@ -687,12 +869,37 @@ impl Clusters {
         self.size[ra as usize] += self.size[rb as usize];
     }
 
-    /// Approximate memory held, in bytes.
+    /// Memory held while clustering (with the two arrays `write_clusters` adds), in bytes.
     fn bytes(&self) -> usize {
-        self.index.capacity() * 13
-            + self.nodes.capacity() * 16
-            + self.parent.capacity() * 4
-            + self.size.capacity() * 4
+        self.parent.len() * 16 + self.pref.len() * 8
+    }
+
+    /// The kept member of every cluster, by root (`u32::MAX` elsewhere).
+    fn kept(&mut self) -> Vec<u32> {
+        let n = self.parent.len() as u32;
+        let mut kept = vec![u32::MAX; n as usize];
+        for x in 0..n {
+            let r = self.find(x);
+            if self.size[r as usize] < 2 {
+                continue;
+            }
+            let k = &mut kept[r as usize];
+            match self.keep {
+                // datatrove keeps the root of its union-find.
+                MinhashKeep::Datatrove => *k = r,
+                MinhashKeep::First => {
+                    if *k == u32::MAX {
+                        *k = x;
+                    }
+                }
+                MinhashKeep::Newest => {
+                    if *k == u32::MAX || (self.pref[x as usize], x) < (self.pref[*k as usize], *k) {
+                        *k = x;
+                    }
+                }
+            }
+        }
+        kept
     }
 }
 
@@ -701,65 +908,53 @@ impl Clusters {
 /// split with such documents, (split u32, first record u64, count u64).
 /// Cluster ids number the clusters by their kept document, in input order.
 /// Returns (documents in clusters, clusters, dropped).
-fn write_clusters(dir: &Path, uf: &mut Clusters) -> Result<(u64, u64, u64)> {
-    let n = uf.nodes.len();
-    let roots: Vec<u32> = (0..n as u32).map(|i| uf.find(i)).collect();
-    // The kept member of each root: smallest (preference, node).
-    let mut kept: HashMap<u32, (i64, u64), FxBuild> = HashMap::default();
-    for (i, &r) in roots.iter().enumerate() {
-        let (node, pref) = uf.nodes[i];
-        let k = kept.entry(r).or_insert((pref, node));
-        if (pref, node) < *k {
-            *k = (pref, node);
+fn write_clusters(dir: &Path, uf: &mut Clusters, layout: &Layout) -> Result<(u64, u64, u64)> {
+    let kept = uf.kept();
+    let n = uf.parent.len() as u32;
+    let mut cluster = vec![u32::MAX; n as usize];
+    let mut clusters = 0u32;
+    for x in 0..n {
+        let r = uf.find(x);
+        if kept[r as usize] == x {
+            cluster[r as usize] = clusters;
+            clusters += 1;
         }
     }
-    let mut order: Vec<(u64, u32)> = kept.iter().map(|(&r, &(_, node))| (node, r)).collect();
-    order.sort_unstable();
-    let cluster_of: HashMap<u32, u64, FxBuild> = order
-        .iter()
-        .enumerate()
-        .map(|(i, &(_, r))| (r, i as u64))
-        .collect();
-    let mut records: Vec<(u64, u64, u32, bool)> = (0..n)
-        .map(|i| {
-            let r = roots[i];
-            let node = uf.nodes[i].0;
-            (
-                node,
-                cluster_of[&r],
-                uf.size[r as usize],
-                kept[&r].1 != node,
-            )
-        })
-        .collect();
-    records.sort_unstable();
     let bin = dir.join("clusters.bin");
     let idx = dir.join("clusters.idx");
     let mut b = BufWriter::new(File::create(&bin).map_err(|e| io(&bin, e))?);
-    let mut x = BufWriter::new(File::create(&idx).map_err(|e| io(&idx, e))?);
-    let mut start = 0usize;
-    let mut dropped = 0;
-    for (i, &(node, cluster, size, drop)) in records.iter().enumerate() {
-        dropped += u64::from(drop);
-        let mut rec = [0u8; 24];
-        rec[..8].copy_from_slice(&node.to_le_bytes());
-        rec[8..16].copy_from_slice(&cluster.to_le_bytes());
-        rec[16..20].copy_from_slice(&size.to_le_bytes());
-        rec[20..].copy_from_slice(&u32::from(drop).to_le_bytes());
-        b.write_all(&rec).map_err(|e| io(&bin, e))?;
-        let split = split_of(node);
-        if i + 1 == records.len() || split_of(records[i + 1].0) != split {
+    let mut x_w = BufWriter::new(File::create(&idx).map_err(|e| io(&idx, e))?);
+    let (mut written, mut dropped) = (0u64, 0u64);
+    for &(split, docs, first) in layout {
+        let start = written;
+        for row in 0..docs {
+            let x = (first + row) as u32;
+            let r = uf.find(x);
+            let size = uf.size[r as usize];
+            if size < 2 {
+                continue;
+            }
+            let drop = kept[r as usize] != x;
+            dropped += u64::from(drop);
+            let mut rec = [0u8; 24];
+            rec[..8].copy_from_slice(&node(split, row)?.to_le_bytes());
+            rec[8..16].copy_from_slice(&u64::from(cluster[r as usize]).to_le_bytes());
+            rec[16..20].copy_from_slice(&size.to_le_bytes());
+            rec[20..].copy_from_slice(&u32::from(drop).to_le_bytes());
+            b.write_all(&rec).map_err(|e| io(&bin, e))?;
+            written += 1;
+        }
+        if written > start {
             let mut e = [0u8; 20];
             e[..4].copy_from_slice(&split.to_le_bytes());
-            e[4..12].copy_from_slice(&(start as u64).to_le_bytes());
-            e[12..].copy_from_slice(&((i + 1 - start) as u64).to_le_bytes());
-            x.write_all(&e).map_err(|e| io(&idx, e))?;
-            start = i + 1;
+            e[4..12].copy_from_slice(&start.to_le_bytes());
+            e[12..].copy_from_slice(&(written - start).to_le_bytes());
+            x_w.write_all(&e).map_err(|e| io(&idx, e))?;
         }
     }
     b.flush().map_err(|e| io(&bin, e))?;
-    x.flush().map_err(|e| io(&idx, e))?;
-    Ok((n as u64, order.len() as u64, dropped))
+    x_w.flush().map_err(|e| io(&idx, e))?;
+    Ok((written, u64::from(clusters), dropped))
 }
 
 /// What happens to a clustered row of a split.
@@ -797,16 +992,38 @@ fn read_marks(dir: &Path, split: u32) -> Result<Vec<Mark>> {
 
 struct Observer {
     signer: Arc<Signer>,
-    rows_per_band: usize,
-    keep: Keep,
+    /// u64 per band record.
+    width: usize,
+    keep: MinhashKeep,
     default_segmenter: Segmenter,
     dir: PathBuf,
     split: u32,
-    bands: Vec<Vec<Entry>>,
+    /// Records per band not yet written, each buffer allocated once.
+    bands: Vec<Vec<u64>>,
+    /// u64 a band buffer holds before the observer spills a sorted run.
+    per_band: usize,
+    /// Sorted runs spilled so far.
+    runs: u32,
     scratch: Scratch,
     sig: Vec<u64>,
     row: u64,
     without_shingles: u64,
+}
+
+impl Observer {
+    /// Writes every band's buffer as a sorted run.
+    fn spill(&mut self) -> Result<()> {
+        for (band, buf) in self.bands.iter_mut().enumerate() {
+            write_sorted(
+                buf,
+                self.width,
+                &run_path(&self.dir, self.split, band, self.runs),
+            )?;
+            buf.clear();
+        }
+        self.runs += 1;
+        Ok(())
+    }
 }
 
 impl BarrierObserver for Observer {
@@ -817,6 +1034,7 @@ impl BarrierObserver for Observer {
         let language =
             language_column(batch.schema().as_ref()).and_then(|l| batch.column_by_name(l));
         let fetched = batch.column_by_name("fetched_at");
+        let rows_per_band = self.width - 2;
         for i in 0..batch.num_rows() {
             let row = self.row + i as u64;
             let segmenter = language
@@ -831,23 +1049,24 @@ impl BarrierObserver for Observer {
                 continue;
             }
             let pref = match (self.keep, fetched) {
-                (Keep::Newest, Some(c)) if c.is_valid(i) => {
+                (MinhashKeep::Newest, Some(c)) if c.is_valid(i) => {
                     -c.as_primitive::<TimestampMicrosecondType>().value(i)
                 }
-                (Keep::Newest, _) => i64::MAX,
-                (Keep::First, _) => 0,
+                (MinhashKeep::Newest, _) => i64::MAX,
+                _ => 0,
             };
+            if self.bands[0].len() + self.width > self.per_band {
+                self.spill()?;
+            }
+            let n = node(self.split, row)?;
             for (band, values) in self
                 .bands
                 .iter_mut()
-                .zip(self.sig.chunks_exact(self.rows_per_band))
+                .zip(self.sig.chunks_exact(rows_per_band))
             {
-                let mut bytes = [0u8; 8 * 64];
-                for (j, v) in values.iter().enumerate().take(64) {
-                    bytes[j * 8..j * 8 + 8].copy_from_slice(&v.to_le_bytes());
-                }
-                let key = xxhash_rust::xxh3::xxh3_128(&bytes[..values.len().min(64) * 8]);
-                band.push(Entry { key, pref, row });
+                band.extend_from_slice(values);
+                band.push(pref_key(pref));
+                band.push(n);
             }
         }
         self.row += batch.num_rows() as u64;
@@ -855,20 +1074,37 @@ impl BarrierObserver for Observer {
     }
 
     fn finish(&mut self) -> Result<()> {
-        for (i, entries) in self.bands.iter_mut().enumerate() {
-            entries.sort_unstable();
-            let path = band_path(&self.dir, self.split, i);
-            let tmp = path.with_extension("tmp");
-            let mut w =
-                BufWriter::with_capacity(1 << 16, File::create(&tmp).map_err(|e| io(&tmp, e))?);
-            for e in entries.iter() {
-                e.write(&mut w).map_err(|e| io(&tmp, e))?;
+        if self.runs == 0 {
+            for (band, buf) in self.bands.iter().enumerate() {
+                write_sorted(buf, self.width, &band_path(&self.dir, self.split, band))?;
             }
-            w.flush().map_err(|e| io(&tmp, e))?;
-            drop(w);
-            std::fs::rename(&tmp, &path).map_err(|e| io(&path, e))?;
-            *entries = Vec::new();
+        } else {
+            if !self.bands[0].is_empty() {
+                self.spill()?;
+            }
+            self.bands = Vec::new();
+            for band in 0..self.signer.a.len() / (self.width - 2) {
+                let runs: Vec<PathBuf> = (0..self.runs)
+                    .map(|r| run_path(&self.dir, self.split, band, r))
+                    .collect();
+                let path = band_path(&self.dir, self.split, band);
+                let tmp = tmp_path(&path);
+                let mut merge = Merge::open(&runs, self.width)?;
+                let mut w =
+                    BufWriter::with_capacity(1 << 16, File::create(&tmp).map_err(|e| io(&tmp, e))?);
+                while let Some(rec) = merge.peek() {
+                    write_record(&mut w, rec).map_err(|e| io(&tmp, e))?;
+                    merge.pop()?;
+                }
+                w.flush().map_err(|e| io(&tmp, e))?;
+                drop(w);
+                std::fs::rename(&tmp, &path).map_err(|e| io(&path, e))?;
+                for r in &runs {
+                    std::fs::remove_file(r).map_err(|e| io(r, e))?;
+                }
+            }
         }
+        self.bands = Vec::new();
         let path = stats_path(&self.dir, self.split);
         let mut b = self.row.to_le_bytes().to_vec();
         b.extend_from_slice(&self.without_shingles.to_le_bytes());
@@ -1140,6 +1376,15 @@ mod tests {
         splits: &[Vec<&str>],
         parallelism: usize,
     ) -> Vec<Vec<(bool, Option<u64>, u32)>> {
+        run_with_budget(options, splits, parallelism, 1 << 20)
+    }
+
+    fn run_with_budget(
+        options: serde_json::Value,
+        splits: &[Vec<&str>],
+        parallelism: usize,
+        memory_budget: usize,
+    ) -> Vec<Vec<(bool, Option<u64>, u32)>> {
         let StageConfig::Barrier(b) = configure(options).unwrap() else {
             panic!("a barrier")
         };
@@ -1147,7 +1392,7 @@ mod tests {
         let ctx = BarrierContext {
             observed_dir: dir.path().join("observed"),
             resolved_dir: dir.path().join("resolved"),
-            memory_budget: 1 << 20,
+            memory_budget,
             parallelism,
         };
         std::fs::create_dir_all(&ctx.observed_dir).unwrap();
@@ -1269,7 +1514,11 @@ mod tests {
             (shared(&sa, &sb), shared(&sb, &sc), shared(&sa, &sc)),
             (4, 1, 0)
         );
-        let out = run(serde_json::json!({}), &[vec![&c], vec![&b, &a]], 2);
+        let out = run(
+            serde_json::json!({"keep": "first"}),
+            &[vec![&c], vec![&b, &a]],
+            2,
+        );
         // Input order: c (split 0) is first, so it stays.
         assert_eq!(
             out,
@@ -1282,14 +1531,18 @@ mod tests {
 
     #[test]
     fn union_find_joins_chains_across_bands() {
-        let mut uf = Clusters::default();
+        // Two splits of 4 documents: dense indexes 0..4 and 4..8.
+        let layout: Layout = vec![(0, 4, 0), (3, 4, 4)];
+        let mut uf = Clusters::new(8, MinhashKeep::First);
         uf.union((1, 0), (2, 0));
         uf.union((5, 0), (6, 0));
         uf.union((2, 0), (3, 0));
         uf.union((3, 0), (1, 0));
         let dir = tempfile::tempdir().unwrap();
-        assert_eq!(write_clusters(dir.path(), &mut uf).unwrap(), (5, 2, 3));
-        let marks = read_marks(dir.path(), 0).unwrap();
+        assert_eq!(
+            write_clusters(dir.path(), &mut uf, &layout).unwrap(),
+            (5, 2, 3)
+        );
         let m = |row, cluster, size, dropped| Mark {
             row,
             cluster,
@@ -1297,15 +1550,35 @@ mod tests {
             dropped,
         };
         assert_eq!(
-            marks,
-            [
-                m(1, 0, 3, false),
-                m(2, 0, 3, true),
-                m(3, 0, 3, true),
-                m(5, 1, 2, false),
-                m(6, 1, 2, true)
-            ]
+            read_marks(dir.path(), 0).unwrap(),
+            [m(1, 0, 3, false), m(2, 0, 3, true), m(3, 0, 3, true)]
         );
+        assert_eq!(
+            read_marks(dir.path(), 3).unwrap(),
+            [m(1, 1, 2, false), m(2, 1, 2, true)]
+        );
+        assert!(read_marks(dir.path(), 1).unwrap().is_empty());
+    }
+
+    #[test]
+    fn datatrove_keeps_the_root_of_union_by_size() {
+        // datatrove's MinhashDedupCluster.union on the same pairs: (5, 6) then
+        // (1, 5): the sizes are 1 and 2, so 5's root stays although 1 comes first;
+        // (2, 3) then (3, 1): 2's set is larger and stays.
+        let layout: Layout = vec![(0, 8, 0)];
+        let mut uf = Clusters::new(8, MinhashKeep::Datatrove);
+        for (a, b) in [(5, 6), (1, 5), (2, 3), (4, 2), (7, 2), (3, 0)] {
+            uf.union((a, 0), (b, 0));
+        }
+        let dir = tempfile::tempdir().unwrap();
+        write_clusters(dir.path(), &mut uf, &layout).unwrap();
+        let kept: Vec<u64> = read_marks(dir.path(), 0)
+            .unwrap()
+            .iter()
+            .filter(|m| !m.dropped)
+            .map(|m| m.row)
+            .collect();
+        assert_eq!(kept, [2, 5]);
     }
 
     #[test]
@@ -1323,6 +1596,19 @@ mod tests {
         let dropped = one.iter().flatten().filter(|x| x.0).count();
         assert!(dropped >= 20, "{dropped} dropped");
         assert!(!one[0][0].0, "the first document stays");
+    }
+
+    #[test]
+    fn observers_spill_sorted_runs_and_give_the_same_result() {
+        // A budget this small holds 16 records per band: 30 documents spill runs.
+        let texts: Vec<String> = (0..30).map(|i| edited(&[i % 7 * 10, 50 + i % 3])).collect();
+        let split: Vec<&str> = texts.iter().map(String::as_str).collect();
+        for keep in ["datatrove", "first"] {
+            let options = serde_json::json!({ "keep": keep });
+            let whole = run(options.clone(), &[split.clone()], 1);
+            let spilled = run_with_budget(options, &[split.clone()], 1, 1024);
+            assert_eq!(whole, spilled, "{keep}");
+        }
     }
 
     #[test]
