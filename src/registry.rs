@@ -33,6 +33,12 @@ pub fn stages() -> Vec<StageType> {
             configure: pipelines::html_to_text::configure,
         },
         StageType {
+            name: "extract",
+            kind: StageKind::Transform,
+            about: "decode HTML and keep its main content (drops navigation, footers, comments, share bars, ads, ...)",
+            configure: pipelines::extract::configure,
+        },
+        StageType {
             name: "content_hash",
             kind: StageKind::Transform,
             about: "add `content_hash`: xxh3-128 of the normalised text (lowercase, collapsed whitespace)",

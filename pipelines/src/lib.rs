@@ -8,6 +8,7 @@
 
 pub mod content_hash;
 pub mod dedup;
+pub mod extract;
 pub mod filters;
 pub mod html;
 pub mod html_to_text;
@@ -15,3 +16,5 @@ pub mod pii;
 pub mod toxicity;
 pub mod tokenize;
 pub mod langid;
+
+pub use extract::{extract_document, ExtractOptions, Extracted, SkipReason};

@@ -140,13 +140,13 @@ fn classify(name: &[u8]) -> Kind {
         b"td" | b"th" => Kind::Cell,
         b"pre" | b"listing" => Kind::Block(Role::Pre),
         b"blockquote" => Kind::Block(Role::Quote),
-        b"script" | b"style" | b"noscript" | b"template" | b"iframe" | b"textarea"
-        | b"noembed" | b"noframes" => Kind::RawDrop,
+        b"script" | b"style" | b"noscript" | b"template" | b"iframe" | b"textarea" | b"noembed"
+        | b"noframes" => Kind::RawDrop,
         b"xmp" => Kind::RawKeep,
         b"title" => Kind::Title,
         b"plaintext" => Kind::Plaintext,
-        b"svg" | b"math" | b"button" | b"select" | b"object" | b"audio" | b"video"
-        | b"canvas" | b"datalist" | b"map" => Kind::Drop,
+        b"svg" | b"math" | b"button" | b"select" | b"object" | b"audio" | b"video" | b"canvas"
+        | b"datalist" | b"map" => Kind::Drop,
         b"head" => Kind::Head,
         b"body" | b"html" => Kind::Body,
         _ if name.contains(&b'-') => Kind::Block(Role::Text), // custom elements are components
@@ -167,8 +167,18 @@ fn tag_flags(name: &[u8]) -> u16 {
 fn allowed_in_head(name: &[u8]) -> bool {
     matches!(
         name,
-        b"meta" | b"link" | b"title" | b"style" | b"script" | b"noscript" | b"base" | b"template"
-            | b"basefont" | b"bgsound" | b"head" | b"html"
+        b"meta"
+            | b"link"
+            | b"title"
+            | b"style"
+            | b"script"
+            | b"noscript"
+            | b"base"
+            | b"template"
+            | b"basefont"
+            | b"bgsound"
+            | b"head"
+            | b"html"
     )
 }
 
@@ -248,7 +258,10 @@ pub(crate) fn parse(html: &str, deadline: Option<Instant>) -> Result<Doc, Timeou
     let mut p = Parser {
         b: html.as_bytes(),
         doc: Doc {
-            nodes: vec![Node { parent: 0, flags: 0 }],
+            nodes: vec![Node {
+                parent: 0,
+                flags: 0,
+            }],
             blocks: Vec::new(),
             text: String::new(),
             title: None,
@@ -272,7 +285,8 @@ pub(crate) fn parse(html: &str, deadline: Option<Instant>) -> Result<Doc, Timeou
     p.run(&mut text)?;
     p.end_block(&mut text);
     // Every write is whole UTF-8 sequences taken from a `&str` or a `char`.
-    p.doc.text = String::from_utf8(text).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+    p.doc.text = String::from_utf8(text)
+        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
     Ok(p.doc)
 }
 
@@ -328,7 +342,11 @@ impl Parser<'_> {
                         Decoded::Str(v) => v,
                     };
                     if value.chars().all(|c| c.is_whitespace() || c.is_control()) {
-                        self.whitespace(out, value.as_bytes().first().copied().unwrap_or(b' '), pre);
+                        self.whitespace(
+                            out,
+                            value.as_bytes().first().copied().unwrap_or(b' '),
+                            pre,
+                        );
                     } else {
                         self.emit(out, value.as_bytes());
                     }
@@ -505,7 +523,9 @@ impl Parser<'_> {
             self.in_head = false;
         }
         match kind {
-            Kind::RawDrop | Kind::RawKeep | Kind::Title => return self.raw_text(out, raw, kind, after),
+            Kind::RawDrop | Kind::RawKeep | Kind::Title => {
+                return self.raw_text(out, raw, kind, after)
+            }
             Kind::Plaintext => {
                 if self.skip.is_none() {
                     self.end_block(out);
@@ -728,7 +748,11 @@ impl Parser<'_> {
         }
     }
 
-    fn search(&self, target: impl Fn(&Open) -> bool, stop: impl Fn(&Open) -> bool) -> Option<usize> {
+    fn search(
+        &self,
+        target: impl Fn(&Open) -> bool,
+        stop: impl Fn(&Open) -> bool,
+    ) -> Option<usize> {
         for (index, e) in self.open.iter().enumerate().rev().take(SEARCH_LIMIT) {
             if target(e) {
                 return Some(index);
@@ -748,19 +772,20 @@ impl Parser<'_> {
             }
         }
         let not_address_div_p = |e: &Open| e.special && !matches!(e.key, K_ADDRESS | K_DIV | K_P);
-        let table_section =
-            |e: &Open| matches!(e.key, K_TABLE | K_TBODY | K_THEAD | K_TFOOT);
+        let table_section = |e: &Open| matches!(e.key, K_TABLE | K_TBODY | K_THEAD | K_TFOOT);
         let found = match lower {
             b"li" => self.search(|e| e.key == K_LI, not_address_div_p),
             b"dd" | b"dt" => self.search(|e| matches!(e.key, K_DD | K_DT), not_address_div_p),
             b"a" => self.search(|e| e.key == K_A, |e| e.special),
-            b"td" | b"th" => {
-                self.search(|e| matches!(e.key, K_TD | K_TH), |e| e.key == K_TR || table_section(e))
-            }
+            b"td" | b"th" => self.search(
+                |e| matches!(e.key, K_TD | K_TH),
+                |e| e.key == K_TR || table_section(e),
+            ),
             b"tr" => self.search(|e| e.key == K_TR, table_section),
-            b"tbody" | b"thead" | b"tfoot" => {
-                self.search(|e| matches!(e.key, K_TBODY | K_THEAD | K_TFOOT), |e| e.key == K_TABLE)
-            }
+            b"tbody" | b"thead" | b"tfoot" => self.search(
+                |e| matches!(e.key, K_TBODY | K_THEAD | K_TFOOT),
+                |e| e.key == K_TABLE,
+            ),
             b"option" => self.search(|e| e.key == K_OPTION, |_| true),
             b"h1" | b"h2" | b"h3" | b"h4" | b"h5" | b"h6" => {
                 self.search(|e| K_HEADINGS.contains(&e.key), |_| true)
@@ -808,7 +833,9 @@ impl<'a> Attrs<'a> {
         if self.hidden || self.aria_hidden || patterns::style_hides(self.style) {
             flags |= flag::HIDDEN;
         }
-        if self.itemprop.eq_ignore_ascii_case(b"articlebody") || self.itemprop.eq_ignore_ascii_case(b"text") {
+        if self.itemprop.eq_ignore_ascii_case(b"articlebody")
+            || self.itemprop.eq_ignore_ascii_case(b"text")
+        {
             flags |= flag::MAIN;
         }
         flags
@@ -818,7 +845,11 @@ impl<'a> Attrs<'a> {
 /// Reads the attributes of a tag whose name ends at `i`, calling `each(name,
 /// value)` (raw bytes, references not decoded); returns the position after the
 /// closing `>` and whether the tag ends with `/>`, or `None` when the input ends first.
-fn attributes<'a>(b: &'a [u8], mut i: usize, mut each: impl FnMut(&'a [u8], &'a [u8])) -> Option<(usize, bool)> {
+fn attributes<'a>(
+    b: &'a [u8],
+    mut i: usize,
+    mut each: impl FnMut(&'a [u8], &'a [u8]),
+) -> Option<(usize, bool)> {
     let n = b.len();
     let space = |c: u8| matches!(c, b' ' | b'\t' | b'\n' | b'\r' | b'\x0C');
     loop {
@@ -875,7 +906,12 @@ fn attributes<'a>(b: &'a [u8], mut i: usize, mut each: impl FnMut(&'a [u8], &'a 
 fn collapse(s: &[u8]) -> String {
     let mut p = Parser {
         b: &[],
-        doc: Doc { nodes: Vec::new(), blocks: Vec::new(), text: String::new(), title: None },
+        doc: Doc {
+            nodes: Vec::new(),
+            blocks: Vec::new(),
+            text: String::new(),
+            title: None,
+        },
         open: Vec::new(),
         overflow: 0,
         in_head: false,

@@ -30,8 +30,8 @@ use arrow::record_batch::RecordBatch;
 use serde::{Deserialize, Serialize};
 use smelt_engine::stage::doc;
 use smelt_engine::{
-    parse_options, require_column, OptionError, Processed, Result, SchemaError, StageConfig, Transform,
-    TransformConfig,
+    parse_options, require_column, OptionError, Processed, Result, SchemaError, StageConfig,
+    Transform, TransformConfig,
 };
 
 use crate::html::decode_html;
@@ -152,18 +152,31 @@ pub fn extract_document(
     let (decoded, encoding) = decode_html(html, content_type, url);
     let parsed = dom::parse(&decoded, deadline).map_err(|_| SkipReason::Timeout)?;
     let keep = select::main_blocks(&parsed, deadline).map_err(|_| SkipReason::Timeout)?;
-    let mut text = String::with_capacity(keep.iter().map(|&i| parsed.blocks[i].end - parsed.blocks[i].start + 1).sum());
+    let mut text = String::with_capacity(
+        keep.iter()
+            .map(|&i| parsed.blocks[i].end - parsed.blocks[i].start + 1)
+            .sum(),
+    );
     if options.keep_title {
         if let Some(title) = &parsed.title {
             text.push_str(title);
         }
     }
+    // Repeated blocks (gallery captions, "Read more") and blocks without a
+    // letter or digit run (pagers' "<<", separators) are left out.
+    let mut seen = std::collections::HashSet::new();
     for &i in &keep {
         let b = parsed.blocks[i];
+        let s = &parsed.text[b.start..b.end];
+        if b.role != Role::Pre && b.role != Role::Row {
+            let letters = s.chars().filter(|c| c.is_alphabetic()).count();
+            if letters == 0 || !seen.insert(s) {
+                continue;
+            }
+        }
         if !text.is_empty() {
             text.push('\n');
         }
-        let s = &parsed.text[b.start..b.end];
         if b.role == Role::Pre {
             text.push_str(s);
         } else {
@@ -186,7 +199,11 @@ pub fn extract_document(
     if text.chars().take(options.min_chars).count() < options.min_chars {
         return Err(SkipReason::TooShort);
     }
-    Ok(Extracted { text, title: parsed.title, encoding })
+    Ok(Extracted {
+        text,
+        title: parsed.title,
+        encoding,
+    })
 }
 
 fn default_max_html_bytes() -> usize {
@@ -243,13 +260,21 @@ impl TransformConfig for ExtractConfig {
     fn output_schema(&self, input: &SchemaRef) -> Result<SchemaRef, SchemaError> {
         require_column(input, "html", &[DataType::LargeBinary, DataType::Binary])?;
         if input.field_with_name("text").is_ok() {
-            return Err(SchemaError("would replace the input's existing `text` column; remove one of them".into()));
+            return Err(SchemaError(
+                "would replace the input's existing `text` column; remove one of them".into(),
+            ));
         }
         let fields: Vec<Field> = input
             .fields()
             .iter()
             .filter(|f| f.name() != "content_type")
-            .map(|f| if f.name() == "html" { doc::text() } else { f.as_ref().clone() })
+            .map(|f| {
+                if f.name() == "html" {
+                    doc::text()
+                } else {
+                    f.as_ref().clone()
+                }
+            })
             .collect();
         Ok(Arc::new(Schema::new(fields)))
     }
@@ -259,8 +284,13 @@ impl TransformConfig for ExtractConfig {
     }
 
     fn build(&self, input: &SchemaRef) -> Result<Box<dyn Transform>> {
-        let output = self.output_schema(input).map_err(|e| smelt_engine::EngineError::Internal(e.0))?;
-        Ok(Box::new(Extract { options: self.options(), output }))
+        let output = self
+            .output_schema(input)
+            .map_err(|e| smelt_engine::EngineError::Internal(e.0))?;
+        Ok(Box::new(Extract {
+            options: self.options(),
+            output,
+        }))
     }
 }
 
@@ -278,13 +308,23 @@ fn bytes_at(col: &ArrayRef, i: usize) -> &[u8] {
 
 impl Transform for Extract {
     fn process(&mut self, batch: RecordBatch) -> Result<Processed> {
-        let html = batch.column_by_name("html").expect("schema checked").clone();
-        let content_type = batch.column_by_name("content_type").and_then(|c| c.as_string_opt::<i32>().cloned());
-        let url = batch.column_by_name("url").and_then(|c| c.as_string_opt::<i32>().cloned());
+        let html = batch
+            .column_by_name("html")
+            .expect("schema checked")
+            .clone();
+        let content_type = batch
+            .column_by_name("content_type")
+            .and_then(|c| c.as_string_opt::<i32>().cloned());
+        let url = batch
+            .column_by_name("url")
+            .and_then(|c| c.as_string_opt::<i32>().cloned());
         let mut text = LargeStringBuilder::with_capacity(batch.num_rows(), 4096 * batch.num_rows());
         let mut verdicts = Vec::with_capacity(batch.num_rows());
         for i in 0..batch.num_rows() {
-            let ct = content_type.as_ref().filter(|c| c.is_valid(i)).map(|c| c.value(i));
+            let ct = content_type
+                .as_ref()
+                .filter(|c| c.is_valid(i))
+                .map(|c| c.value(i));
             let u = url.as_ref().filter(|c| c.is_valid(i)).map(|c| c.value(i));
             match extract_document(bytes_at(&html, i), ct, u, &self.options) {
                 Ok(extracted) => {
@@ -304,10 +344,19 @@ impl Transform for Extract {
             .iter()
             .zip(batch.columns())
             .filter(|(f, _)| f.name() != "content_type")
-            .map(|(f, c)| if f.name() == "html" { text.clone() } else { c.clone() })
+            .map(|(f, c)| {
+                if f.name() == "html" {
+                    text.clone()
+                } else {
+                    c.clone()
+                }
+            })
             .collect();
         let out = RecordBatch::try_new(self.output.clone(), cols)?;
-        Ok(Processed::Filtered { batch: out, verdicts })
+        Ok(Processed::Filtered {
+            batch: out,
+            verdicts,
+        })
     }
 }
 

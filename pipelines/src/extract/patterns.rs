@@ -76,7 +76,6 @@ const STRONG: &[&str] = &[
     "navbar",
     "navigation",
     "dropdown",
-    "teaser",
     "headline-list",
     "screen-reader",
     "visually-hidden",
@@ -88,8 +87,24 @@ const STRONG: &[&str] = &[
 
 /// Substrings that mark furniture unless a content word is there too.
 const WEAK: &[&str] = &[
-    "footer", "header", "menu", "nav", "meta", "aside", "caption", "credit", "rating", "tools",
-    "links", "extra", "shoutbox", "sponsored", "date", "infobox", "categor",
+    "footer",
+    "header",
+    "menu",
+    "nav",
+    "meta",
+    "aside",
+    "caption",
+    "credit",
+    "rating",
+    "tools",
+    "links",
+    "extra",
+    "shoutbox",
+    "sponsored",
+    "date",
+    "infobox",
+    "categor",
+    "teaser",
 ];
 
 /// Substrings of content containers.
@@ -100,8 +115,22 @@ const POSITIVE: &[&str] = &[
 
 /// Whole words (split at non-alphanumerics) that mark furniture.
 const STRONG_WORDS: &[&[u8]] = &[
-    b"ad", b"ads", b"adv", b"advert", b"share", b"tags", b"tag", b"hide", b"hidden", b"print",
-    b"social", b"comments", b"author", b"meta", b"nav", b"menu", b"sidebar", b"footer",
+    b"ad",
+    b"ads",
+    b"adv",
+    b"advert",
+    b"share",
+    b"tags",
+    b"tag",
+    b"print",
+    b"social",
+    b"comments",
+    b"author",
+    b"meta",
+    b"nav",
+    b"menu",
+    b"sidebar",
+    b"footer",
 ];
 
 struct Matcher {
@@ -119,7 +148,11 @@ fn matcher() -> &'static Matcher {
             .match_kind(MatchKind::Standard)
             .build(&patterns)
             .expect("valid literal patterns");
-        Matcher { ac, strong: STRONG.len(), weak: WEAK.len() }
+        Matcher {
+            ac,
+            strong: STRONG.len(),
+            weak: WEAK.len(),
+        }
     })
 }
 
@@ -214,7 +247,10 @@ mod tests {
     fn class_words() {
         assert_eq!(class_id_flags(b"comment-list"), flag::STRONG_NEG);
         assert_eq!(class_id_flags(b"article-body"), flag::POSITIVE);
-        assert_eq!(class_id_flags(b"entry-content comments-open"), flag::STRONG_NEG);
+        assert_eq!(
+            class_id_flags(b"entry-content comments-open"),
+            flag::STRONG_NEG
+        );
         // A weak word yields to a content word.
         assert_eq!(class_id_flags(b"post-header"), 0);
         assert_eq!(class_id_flags(b"site-header"), flag::WEAK_NEG);

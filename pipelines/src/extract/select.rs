@@ -4,7 +4,7 @@
 //! blocks ──► good? (long enough, few link bytes) ──► good bytes per subtree
 //!    flagged subtrees (nav, footer, comments, share bars, hidden, ...) dropped,
 //!    unless they hold most of the page's good text (sites that wrap the article in an <aside>)
-//!                 ──► main node = argmax over nodes of good − BAD_WEIGHT × bad
+//!                 ──► main node = argmax over containers of good − BAD_WEIGHT × link text
 //!                 ──► its blocks, minus dropped subtrees and link lists
 //! ```
 //! Every pass is a loop over the arena (children after parents), linear in
@@ -20,9 +20,13 @@ const GOOD_MIN_BYTES: usize = 50;
 const GOOD_MAX_LINK_PERMILLE: usize = 330;
 /// Blocks with a larger share of link bytes are link lists (per mille).
 const LINK_LIST_PERMILLE: usize = 500;
-/// How much a byte of bad text (short or link-heavy blocks) costs a
-/// candidate container, against a byte of good text.
+/// How much a byte of link text (all of a link list) costs a candidate
+/// container, against a byte of good text.
 const BAD_WEIGHT_PERMILLE: i64 = 600;
+/// A paragraph beside the main node joins it with at least this many bytes...
+const SIBLING_MIN_BYTES: usize = 80;
+/// ...and at most this share of link bytes (per mille).
+const SIBLING_MAX_LINK_PERMILLE: usize = 250;
 /// A flagged subtree holding more than this share of the page's good text is kept.
 const KEEP_FLAGGED_PERMILLE: u64 = 500;
 
@@ -70,14 +74,15 @@ pub(crate) fn main_blocks(doc: &Doc, deadline: Option<Instant>) -> Result<Vec<us
     let total = good_raw[0];
     let mut dead = vec![false; n];
     for i in 1..n {
-        let furniture = nodes[i].flags & FURNITURE != 0
-            && good_raw[i] * 1000 <= total * KEEP_FLAGGED_PERMILLE;
+        let furniture =
+            nodes[i].flags & FURNITURE != 0 && good_raw[i] * 1000 <= total * KEEP_FLAGGED_PERMILLE;
         dead[i] = furniture || dead[parent(i)];
     }
 
     // Good and bad bytes per subtree, dropped subtrees excluded.
     let mut good = vec![0i64; n];
     let mut bad = vec![0i64; n];
+    let mut blocks = vec![0u32; n];
     for b in &doc.blocks {
         let node = b.node as usize;
         if dead[node] {
@@ -86,15 +91,22 @@ pub(crate) fn main_blocks(doc: &Doc, deadline: Option<Instant>) -> Result<Vec<us
         let len = (b.end - b.start) as i64;
         if is_good(b) {
             good[node] += len;
-        } else if b.role != Role::Heading {
-            bad[node] += len;
         }
+        // Link text is what navigation, related lists and tag clouds are made of;
+        // short text without links (list items, table rows, captions) is neutral.
+        bad[node] += if is_link_list(b) {
+            len
+        } else {
+            b.link_bytes as i64
+        };
+        blocks[node] += 1;
     }
     let mut end = (1..=n).collect::<Vec<usize>>();
     for i in (1..n).rev() {
         let p = parent(i);
         good[p] += good[i];
         bad[p] += bad[i];
+        blocks[p] += blocks[i];
         end[p] = end[p].max(end[i]);
     }
     check(deadline)?;
@@ -103,7 +115,8 @@ pub(crate) fn main_blocks(doc: &Doc, deadline: Option<Instant>) -> Result<Vec<us
     let mut best = 0;
     let mut best_score = i64::MIN;
     for i in 0..n {
-        if dead[i] || good[i] == 0 && i != 0 {
+        // A container: a node with a single block is a paragraph, not a candidate.
+        if i != 0 && (dead[i] || good[i] == 0 || blocks[i] < 2) {
             continue;
         }
         let score = good[i] * 1000 - BAD_WEIGHT_PERMILLE * bad[i];
@@ -116,14 +129,25 @@ pub(crate) fn main_blocks(doc: &Doc, deadline: Option<Instant>) -> Result<Vec<us
         best = 0;
     }
 
+    // Long, link-poor paragraphs right beside the main node (a lead paragraph
+    // before the article body's container) belong to it too (readability's sibling rule).
     let range = best..end[best];
+    let beside = [parent(best), parent(parent(best))];
+    let lead = |b: &Block| {
+        let node = b.node as usize;
+        let len = b.end - b.start;
+        best != 0
+            && (beside.contains(&node) || beside.contains(&parent(node)))
+            && len >= SIBLING_MIN_BYTES
+            && b.link_bytes * 1000 <= len * SIBLING_MAX_LINK_PERMILLE
+    };
     Ok(doc
         .blocks
         .iter()
         .enumerate()
         .filter(|(_, b)| {
             let node = b.node as usize;
-            range.contains(&node) && !dead[node] && !is_link_list(b)
+            !dead[node] && (range.contains(&node) && !is_link_list(b) || lead(b))
         })
         .map(|(i, _)| i)
         .collect())
