@@ -46,7 +46,10 @@ pub enum Command {
   smelt run examples/quickstart.yaml --sample 100
   smelt run pipeline.yaml --run-id nightly-01               # resume: finished splits are skipped
   smelt run pipeline.yaml --rank 0 --world-size 2 --run-id r1 &
-  smelt run pipeline.yaml --rank 1 --world-size 2 --run-id r1; wait; smelt commit r1")]
+  smelt run pipeline.yaml --rank 1 --world-size 2 --run-id r1; wait; smelt commit r1
+  smelt run pipeline.yaml --executor slurm --ranks 64 --partition cpu --cpus-per-rank 8 --mem 32G --time 10:00:00
+  smelt run pipeline.yaml --executor slurm --ranks 64 --dry-run   # print the sbatch scripts
+  smelt run pipeline.yaml --executor slurm --resume RUN          # resubmit only unfinished ranks")]
     Run(RunArgs),
     /// Commit a run whose splits are all complete (after `run --rank`).
     #[command(after_help = "Example:\n  smelt commit r1")]
@@ -90,6 +93,9 @@ pub enum Command {
     /// Query the dataset catalog.
     #[command(subcommand)]
     Catalog(CatalogCmd),
+    /// Runs on a cluster (`smelt run --executor slurm|k8s`): state per rank, logs.
+    #[command(subcommand)]
+    Runs(crate::slurm::RunsCmd),
     /// SQL over dataset versions and the catalog (DataFusion).
     #[command(after_help = "Examples:
   smelt sql 'SELECT source, count(*) FROM \"quickstart@1\" GROUP BY source ORDER BY 2 DESC'
@@ -163,6 +169,9 @@ pub struct RunArgs {
     /// Output format of the summary.
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
+    /// Cluster options (--executor slurm|k8s, --ranks, ...; docs/slurm.md).
+    #[command(flatten)]
+    pub cluster: crate::slurm::ClusterArgs,
 }
 
 fn fail(e: &anyhow::Error) -> ExitCode {
@@ -193,6 +202,7 @@ pub async fn dispatch(cli: Cli) -> ExitCode {
             Ok(())
         }
         Command::Catalog(cmd) => crate::catalog_cmd::run(&data_dir, cmd).await,
+        Command::Runs(cmd) => crate::slurm::runs(&data_dir, cmd).await,
         Command::Extract(args) => crate::extract_cmd::run(&args),
         Command::Sql { query, format, output } => sql(&data_dir, &query, format, output.as_deref()).await,
     };
@@ -207,14 +217,14 @@ pub async fn dispatch(cli: Cli) -> ExitCode {
 }
 
 /// Reads and compiles a pipeline file.
-fn load(path: &Path) -> anyhow::Result<Pipeline> {
+pub(crate) fn load(path: &Path) -> anyhow::Result<Pipeline> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| EngineError::User(format!("cannot read pipeline {}: {e}", path.display())))?;
     let p = smelt_engine::compile(&path.display().to_string(), &text, &registry::stages()).map_err(EngineError::Config)?;
     Ok(p)
 }
 
-fn base_dir(path: &Path) -> PathBuf {
+pub(crate) fn base_dir(path: &Path) -> PathBuf {
     path.parent().filter(|p| !p.as_os_str().is_empty()).map_or_else(|| PathBuf::from("."), Path::to_path_buf)
 }
 
@@ -303,7 +313,7 @@ struct RunPointer {
 
 /// A run's scratch directory (barrier stages' spills and state): under the
 /// data directory, so ranks on several machines need it on a shared file system.
-fn scratch_dir(data_dir: &Path, dataset: &str, run_id: &str) -> PathBuf {
+pub(crate) fn scratch_dir(data_dir: &Path, dataset: &str, run_id: &str) -> PathBuf {
     data_dir.join("scratch").join(dataset).join(run_id)
 }
 
@@ -320,7 +330,7 @@ fn pointer_path(data_dir: &Path, run_id: &str) -> PathBuf {
     data_dir.join("runs").join(format!("{run_id}.json"))
 }
 
-fn dataset_root(data_dir: &Path, p: &Pipeline, pipeline_path: &Path, cli_output: Option<&str>) -> String {
+pub(crate) fn dataset_root(data_dir: &Path, p: &Pipeline, pipeline_path: &Path, cli_output: Option<&str>) -> String {
     match cli_output.map(str::to_string).or_else(|| p.output.clone()) {
         Some(o) if o.contains("://") || Path::new(&o).is_absolute() => o,
         Some(o) if cli_output.is_some() => o,
@@ -329,17 +339,20 @@ fn dataset_root(data_dir: &Path, p: &Pipeline, pipeline_path: &Path, cli_output:
     }
 }
 
-fn new_run_id() -> String {
+pub(crate) fn new_run_id() -> String {
     let now = chrono::Utc::now();
     let salt = (now.timestamp_subsec_nanos() ^ std::process::id().rotate_left(16)) & 0xffff;
     format!("{}-{salt:04x}", now.format("%Y%m%dT%H%M%SZ"))
 }
 
-fn valid_run_id(id: &str) -> bool {
+pub(crate) fn valid_run_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= 100 && id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')) && !id.starts_with('.')
 }
 
 async fn run(data_dir: &Path, args: RunArgs) -> anyhow::Result<()> {
+    if args.cluster.wanted() {
+        return crate::slurm::submit(data_dir, &args).await;
+    }
     let p = load(&args.pipeline)?;
     let parallelism = args
         .parallelism

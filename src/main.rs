@@ -5,14 +5,17 @@
 //! smelt run             ── compile ─► exec::run (rank R of W) ─► commit (single process) ─► version
 //! smelt commit          ── catalog::commit_run ─► version
 //! smelt catalog ...     ── sled index (+ manifests in dataset storage)
+//! smelt run --executor slurm|k8s ── sbatch arrays per phase + commit job | Job manifests (slurm.rs, k8s.rs)
 //! ```
 
 mod catalog_cmd;
 mod cli;
 mod docs;
 mod extract_cmd;
+mod k8s;
 mod output;
 mod registry;
+mod slurm;
 
 use std::process::ExitCode;
 
