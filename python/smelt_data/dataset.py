@@ -5,7 +5,7 @@ Data flow (one epoch)::
     _versions/NNNNNN.json ──shards──► row groups ("chunks", the unit of work)
         ──shuffle(seed, epoch)──► chunk order
         ──chunk i goes to consumer i % C   (C = world_size x DataLoader workers; consumer = rank * workers + worker)
-        ──per consumer: rows of its chunks (row order shuffled per chunk), EOS between documents,
+        ──per consumer: rows of its chunks (documents shuffled per chunk; split documents stay whole),
           one token stream cut into samples of seq_len + 1 tokens (consecutive samples share one token,
           as Megatron's GPTDataset: x = s[:-1], y = s[1:])
 
@@ -93,8 +93,7 @@ class TokenShardDataset(_Base):
             the tokenizer.json path the pipeline named) or its hash (``xxh3-128:...``, a prefix is enough).
             A version tokenized otherwise raises :class:`TokenizerMismatch`.
         epoch: first epoch (``set_epoch`` changes it).
-        eos_id: the id put between documents that do not already end with it (default: the
-            version's recorded EOS, if any).
+        eos_id: for versions tokenized without an EOS (none recorded): an id put after each row.
         num_workers: DataLoader workers (default: taken from ``get_worker_info`` at iteration;
             give it to use ``state_dict``/``load_state_dict`` outside the workers).
     """
@@ -128,6 +127,7 @@ class TokenShardDataset(_Base):
         self.rank, self.world_size, self.seed, self.seq_len = rank, world_size, seed, seq_len
         self.shuffle, self.epoch, self.num_workers = shuffle, epoch, num_workers
         self.tokenizer, self.tokenizer_hash, self.vocab_size, recorded_eos = self._tokenizer_metadata()
+        self.recorded_eos = recorded_eos
         self.eos_id = eos_id if eos_id is not None else recorded_eos
         if expected_tokenizer is not None:
             self.check_tokenizer(expected_tokenizer)
@@ -197,39 +197,50 @@ class TokenShardDataset(_Base):
     # ----- reading -----
 
     def _chunk_tokens(self, c: Chunk) -> int:
-        if self.eos_id is None:
-            t = pq.ParquetFile(self.paths[c.shard]).read_row_group(c.row_group, columns=["n_tokens"])
-            return int(t.column("n_tokens").to_numpy().sum())
-        return int(self._row_ids(c)[0].size)  # EOS added where a row lacks it: count them on the ids
+        t = pq.ParquetFile(self.paths[c.shard]).read_row_group(c.row_group, columns=["n_tokens"])
+        added = c.rows if self.recorded_eos is None and self.eos_id is not None else 0
+        return int(t.column("n_tokens").to_numpy().sum()) + added
 
     def _row_ids(self, c: Chunk):
-        """(token stream of the chunk, row starts, EOS tokens added)."""
+        """(token stream of the chunk, row starts, EOS tokens added).
+
+        Rows whose last id is not the recorded EOS continue in the next row (a document the
+        `tokenize` stage split into `id#0`, `id#1`, ...), so the shuffle moves runs of rows
+        ending with an EOS row: documents stay whole. With no EOS recorded, each row is a
+        document, and an ``eos_id`` given to the constructor is put after each.
+        """
         t = pq.ParquetFile(self.paths[c.shard]).read_row_group(c.row_group, columns=["input_ids"])
         col = t.column("input_ids").combine_chunks()
         values = col.values.to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
-        offsets = col.offsets.to_numpy()
+        offsets = col.offsets.to_numpy().astype(np.int64)
         rows = len(offsets) - 1
-        order = np.arange(rows)
-        if self.shuffle:
-            order = np.random.default_rng([self.seed, self.epoch, c.shard, c.row_group]).permutation(rows)
-        starts, ends = offsets[:-1][order], offsets[1:][order]
-        if self.eos_id is not None:
-            last = np.where(ends > starts, values[np.maximum(ends - 1, 0)], -1)
-            needs_eos = last != self.eos_id
-        else:
-            needs_eos = np.zeros(rows, dtype=bool)
+        starts, ends = offsets[:-1], offsets[1:]
+        if self.shuffle and rows > 1:
+            if self.recorded_eos is not None:
+                last = np.where(ends > starts, values[np.maximum(ends - 1, 0)], self.recorded_eos)
+                unit = np.concatenate([[0], np.cumsum(last[:-1] == self.recorded_eos)])
+            else:
+                unit = np.arange(rows)
+            n_units = int(unit[-1]) + 1
+            first_row = np.searchsorted(unit, np.arange(n_units))
+            unit_rows = np.diff(np.append(first_row, rows))
+            perm = np.random.default_rng([self.seed, self.epoch, c.shard, c.row_group]).permutation(n_units)
+            # Rows of the permuted units, in order within each unit.
+            order = np.repeat(first_row[perm] - (np.cumsum(unit_rows[perm]) - unit_rows[perm]), unit_rows[perm])
+            order = order + np.arange(rows)
+            starts, ends = starts[order], ends[order]
         lengths = ends - starts
         total = int(lengths.sum())
-        if self.shuffle:
-            # Gather the permuted rows in one vectorised take.
+        if self.shuffle and rows > 1:
             row_starts_out = np.cumsum(lengths) - lengths
-            idx = np.arange(total, dtype=np.int64) - np.repeat(row_starts_out - starts, lengths)
-            stream = values[idx]
+            stream = values[np.arange(total, dtype=np.int64) - np.repeat(row_starts_out - starts, lengths)]
         else:
             stream = values[offsets[0]:offsets[-1]]
-        if needs_eos.any():
-            stream = np.insert(stream, np.cumsum(lengths)[needs_eos], self.eos_id)
-        return stream, starts, int(needs_eos.sum())
+        added = 0
+        if self.recorded_eos is None and self.eos_id is not None:
+            stream = np.insert(stream, np.cumsum(lengths), self.eos_id)
+            added = rows
+        return stream, starts, added
 
     def _samples(self, consumer: int, consumers: int, skip: int) -> Iterator[np.ndarray]:
         L = self.seq_len

@@ -16,7 +16,7 @@ from smelt_data import dataset as dsmod
 
 
 def write_version(root: Path, docs_per_shard, version=1, row_group=5, eos=None, tokenizer="tiktoken:cl100k_base",
-                  hash_="xxh3-128:" + "ab" * 16, lengths=None):
+                  hash_="xxh3-128:" + "ab" * 16, lengths=None, given_rows=None):
     """Shards whose rows hold consecutive unique ids; returns all ids in shard/row order."""
     rng = np.random.default_rng(7)
     next_id, shards, all_rows = 1000, [], []
@@ -24,8 +24,8 @@ def write_version(root: Path, docs_per_shard, version=1, row_group=5, eos=None, 
     if eos is not None:
         meta["smelt.eos_id"] = str(eos)
     for s, n_docs in enumerate(docs_per_shard):
-        rows = []
-        for d in range(n_docs):
+        rows = list(given_rows[s]) if given_rows else []
+        for d in range(0 if given_rows else n_docs):
             n = int(lengths[d % len(lengths)]) if lengths else int(rng.integers(1, 40))
             rows.append(list(range(next_id, next_id + n)))
             next_id += n
@@ -132,11 +132,37 @@ def test_resume_with_dataloader_workers_from_batches_seen(tmp_path):
         TokenShardDataset(tmp_path, seed=8, seq_len=10, num_workers=2).load_state_dict(state)
 
 
-def test_eos_goes_between_documents_that_lack_it(tmp_path):
-    rows = write_version(tmp_path, [3], row_group=10, eos=7, lengths=[4])
-    ds = TokenShardDataset(tmp_path, seq_len=4, shuffle=False)
+def test_split_documents_stay_whole_and_in_order_when_shuffled(tmp_path):
+    # Recorded EOS 7: documents end with it; a document split by `tokenize` has it on its last row only.
+    docs, rows, nxt = [], [], 100
+    for d in range(30):
+        parts = 1 + d % 3
+        doc = []
+        for p in range(parts):
+            row = list(range(nxt, nxt + 3))
+            nxt += 3
+            if p == parts - 1:
+                row.append(7)
+            rows.append(row)
+            doc.extend(row)
+        docs.append(doc)
+    write_version(tmp_path, [len(rows)], row_group=len(rows), eos=7, given_rows=[rows])
+    ds = TokenShardDataset(tmp_path, seq_len=4, seed=2)
+    samples = collect(ds)
+    stream = [t for s in samples for t in s[:4]] + samples[-1][4:]
+    pieces = [p for p in " ".join(map(str, stream)).split(" 7") if p.strip()]
+    got = [[int(x) for x in p.split()] for p in pieces]
+    want = {tuple(d[:-1]) for d in docs}
+    assert all(tuple(g) in want for g in got[:-1]), "every document comes whole, parts in order"
+    assert [g for g in got[:-1]] != [list(d[:-1]) for d in docs][:len(got) - 1], "and the documents are shuffled"
+
+
+def test_an_eos_given_for_versions_without_one_goes_after_each_row(tmp_path):
+    rows = write_version(tmp_path, [3], row_group=10, lengths=[4])
+    ds = TokenShardDataset(tmp_path, seq_len=4, shuffle=False, eos_id=7)
     stream = [t for s in collect(ds) for t in s[:4]]
     assert stream[:10] == rows[0] + [7] + rows[1] + [7]
+    assert samples_per_epoch(ds)[0] == len(collect(ds))
 
 
 def test_tokenizer_mismatch_is_a_clear_error(tmp_path):
