@@ -42,7 +42,7 @@ def main():
         else:
             it = ds.iter_worker(0, 1)
         for item in it:
-            n = item.numel() if use_torch else item.size
+            n = item.numel() if hasattr(item, "numel") else item.size
             tokens += n
             samples += item.shape[0] if use_torch else 1
             if time.perf_counter() - t0 >= a.seconds:
