@@ -90,6 +90,8 @@ pub enum Command {
     },
     /// Print the main-content text the `extract` stage gets from HTML files or WARC responses.
     Extract(crate::extract_cmd::ExtractArgs),
+    /// Write a version's token shards as Megatron-LM, nanoGPT or JSONL training files.
+    Export(crate::export_cmd::ExportArgs),
     /// Query the dataset catalog.
     #[command(subcommand)]
     Catalog(CatalogCmd),
@@ -179,6 +181,9 @@ fn fail(e: &anyhow::Error) -> ExitCode {
     if e.downcast_ref::<GateFailed>().is_some() {
         return ExitCode::from(EXIT_GATE);
     }
+    if e.downcast_ref::<crate::train_hook::TrainFailed>().is_some() {
+        return ExitCode::from(crate::train_hook::EXIT_TRAIN_FAILED);
+    }
     if let Some(EngineError::Config(_) | EngineError::User(_)) = e.downcast_ref::<EngineError>() {
         return ExitCode::from(2);
     }
@@ -202,6 +207,7 @@ pub async fn dispatch(cli: Cli) -> ExitCode {
             Ok(())
         }
         Command::Catalog(cmd) => crate::catalog_cmd::run(&data_dir, cmd).await,
+        Command::Export(args) => crate::export_cmd::run(&data_dir, &args).await,
         Command::Runs(cmd) => crate::slurm::runs(&data_dir, cmd).await,
         Command::Extract(args) => crate::extract_cmd::run(&args),
         Command::Sql { query, format, output } => sql(&data_dir, &query, format, output.as_deref()).await,
@@ -220,6 +226,7 @@ pub async fn dispatch(cli: Cli) -> ExitCode {
 pub(crate) fn load(path: &Path) -> anyhow::Result<Pipeline> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| EngineError::User(format!("cannot read pipeline {}: {e}", path.display())))?;
+    smelt_pipelines::tokenize::set_pipeline_dir(&base_dir(path));
     let p = smelt_engine::compile(&path.display().to_string(), &text, &registry::stages()).map_err(EngineError::Config)?;
     Ok(p)
 }
@@ -244,6 +251,7 @@ fn validate(paths: &[PathBuf], format: Format) -> ExitCode {
                 continue;
             }
         };
+        smelt_pipelines::tokenize::set_pipeline_dir(&base_dir(path));
         match smelt_engine::compile(&path.display().to_string(), &text, &registry::stages()) {
             Ok(p) => {
                 all.push(serde_json::json!({"file": path.display().to_string(), "ok": true, "dataset": p.dataset,
@@ -426,6 +434,10 @@ async fn run(data_dir: &Path, args: RunArgs) -> anyhow::Result<()> {
     } else {
         None
     };
+    let train = match (&committed, &p.train) {
+        (Some(c), Some(cmd)) => Some(crate::train_hook::run_train(cmd, store.url(), &c.manifest.dataset, c.manifest.version)),
+        _ => None,
+    };
     let summary = serde_json::json!({
         "run_id": run_id,
         "dataset": p.dataset,
@@ -439,6 +451,7 @@ async fn run(data_dir: &Path, args: RunArgs) -> anyhow::Result<()> {
         "stages": report.stages,
         "version": committed.as_ref().map(|c| c.manifest.version),
         "digest": committed.as_ref().map(|c| c.manifest.digest.clone()),
+        "train": train,
     });
     match args.format {
         Format::Json => emit_json(&summary),
@@ -465,6 +478,14 @@ async fn run(data_dir: &Path, args: RunArgs) -> anyhow::Result<()> {
                 )),
                 None => emit(&format!("rank {rank} done; when every rank is done: smelt commit {run_id}")),
             }
+            if let Some(t) = &train {
+                emit(&format!("train command exited with {} after {:.1}s", t.exit_code.map_or_else(|| "no code".into(), |c| c.to_string()), t.elapsed_s));
+            }
+        }
+    }
+    if let (Some(t), Some(c)) = (&train, &committed) {
+        if let Some(failed) = t.failure(&c.manifest.dataset, c.manifest.version) {
+            return Err(failed.into());
         }
     }
     Ok(())
@@ -569,6 +590,7 @@ async fn sql(data_dir: &Path, query: &str, format: SqlFmt, output: Option<&Path>
 }
 
 async fn commit(data_dir: &Path, run_id: &str, pipeline: Option<&Path>, format: Format) -> anyhow::Result<()> {
+    let mut train_pipeline = pipeline.map(Path::to_path_buf);
     let root = match pipeline {
         Some(path) => {
             let p = load(path)?;
@@ -583,6 +605,7 @@ async fn commit(data_dir: &Path, run_id: &str, pipeline: Option<&Path>, format: 
                 ))
             })?;
             let p: RunPointer = serde_json::from_slice(&bytes).with_context(|| format!("corrupt {}", ptr.display()))?;
+            train_pipeline = Some(PathBuf::from(&p.pipeline));
             p.root_url
         }
     };
@@ -602,6 +625,15 @@ async fn commit(data_dir: &Path, run_id: &str, pipeline: Option<&Path>, format: 
             m.totals.rows,
             m.totals.shards
         )),
+    }
+    // The pipeline's `train:` command, once per version (not again for an already committed run).
+    let train = train_pipeline.filter(|_| out.newly_committed).and_then(|path| load(&path).ok()).and_then(|p| p.train);
+    if let Some(cmd) = train {
+        let t = crate::train_hook::run_train(&cmd, store.url(), &m.dataset, m.version);
+        eprintln!("train command exited with {}", t.exit_code.map_or_else(|| "no code".into(), |c| c.to_string()));
+        if let Some(failed) = t.failure(&m.dataset, m.version) {
+            return Err(failed.into());
+        }
     }
     Ok(())
 }

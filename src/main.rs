@@ -11,10 +11,12 @@
 mod catalog_cmd;
 mod cli;
 mod docs;
+mod export_cmd;
 mod extract_cmd;
 mod k8s;
 mod output;
 mod registry;
+mod train_hook;
 mod slurm;
 
 use std::process::ExitCode;

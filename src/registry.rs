@@ -105,6 +105,12 @@ pub fn stages() -> Vec<StageType> {
             configure: pipelines::dedup::minhash::configure,
         },
         StageType {
+            name: "tokenize",
+            kind: StageKind::Transform,
+            about: "add `input_ids`/`n_tokens` with a HF tokenizer.json or tiktoken:cl100k_base|o200k_base|r50k_base|p50k_base (BOS/EOS, truncate or split)",
+            configure: pipelines::tokenize::configure,
+        },
+        StageType {
             name: "parquet",
             kind: StageKind::Sink,
             about: "write the dataset as zstd Parquet shards, committed as a catalog version",

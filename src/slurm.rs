@@ -507,6 +507,15 @@ async fn prepare(data_dir: &Path, args: &RunArgs) -> anyhow::Result<Prepared> {
     let (run_id, state) = match &c.resume {
         Some(run) => {
             let (_, st) = read_state(&data_dir, run)?;
+            if st.executor != c.executor {
+                return Err(user_err(format!("run {run} was not submitted to Slurm")));
+            }
+            if args.output.as_deref().is_some_and(|o| o != st.root_url) {
+                return Err(user_err(format!(
+                    "run {run} writes to {}; a resume keeps it (drop --output)",
+                    st.root_url
+                )));
+            }
             if st.pipeline_hash != p.hash {
                 return Err(user_err(format!(
                     "run {run} was submitted with another pipeline (hash {} vs {} now); resume with the same file",
@@ -558,8 +567,10 @@ async fn prepare(data_dir: &Path, args: &RunArgs) -> anyhow::Result<Prepared> {
     if let Some(n) = args.parallelism.or(c.cpus_per_rank.map(|n| n as usize)) {
         rank_args.extend(["--parallelism".into(), n.to_string()]);
     }
-    if let Some(o) = &args.output {
-        rank_args.extend(["--output".into(), o.clone()]);
+    // A resume passes the first submission's storage root, whether it came from --output or the pipeline.
+    let output = if c.resume.is_some() { Some(state.root_url.clone()) } else { args.output.clone() };
+    if let Some(o) = output {
+        rank_args.extend(["--output".into(), o]);
     }
     Ok(Prepared {
         dir: run_dir(&data_dir, c.executor, &run_id),
@@ -1013,6 +1024,14 @@ async fn job_states(st: &RunState) -> JobStates {
     states
 }
 
+/// A job that ended without success.
+fn failed(state: &str) -> bool {
+    matches!(
+        state,
+        "FAILED" | "CANCELLED" | "TIMEOUT" | "OUT_OF_MEMORY" | "NODE_FAIL" | "BOOT_FAIL" | "DEADLINE" | "PREEMPTED"
+    )
+}
+
 fn is_live(state: &str) -> bool {
     matches!(
         state,
@@ -1105,6 +1124,9 @@ fn rank_view(dir: &Path, st: &RunState, done: &Done, states: &JobStates, rank: u
     }
     if splits_done == splits.len() && (view.state.is_empty() || view.state == "COMPLETED") {
         view.state = "COMPLETED".into();
+    } else if st.executor == Executor::K8s {
+        view.state = "INCOMPLETE".into();
+        view.reason = format!("see `kubectl get pods -l smelt/run-id={}`", crate::k8s::k8s_name(&[&st.run_id]));
     } else if view.state.is_empty() {
         view.state = if known { "INCOMPLETE".into() } else { "UNKNOWN".into() };
         view.reason = "not in Slurm any more and splits are missing: see the log, then --resume".into();
@@ -1116,7 +1138,6 @@ fn overall(views: &[RankView], commit: Option<&JobInfo>, committed: Option<&(Str
     if committed.is_some() {
         return "committed";
     }
-    let failed = |s: &str| !is_live(s) && s != "COMPLETED";
     if views.iter().any(|v| failed(&v.state)) || commit.is_some_and(|c| failed(&c.state)) {
         return "failed";
     }
@@ -1261,7 +1282,8 @@ async fn show(data_dir: &Path, run_id: &str, format: Format) -> anyhow::Result<(
                 st.splits,
                 st.world_size
             ));
-            for (k, b) in st.barriers.iter().enumerate() {
+            // After the commit the scratch directory (and its markers) is gone.
+            for (k, b) in st.barriers.iter().enumerate().filter(|_| committed.is_none()) {
                 emit(&format!(
                     "phase {k} (up to barrier `{b}`): {}/{} splits observed{}",
                     done.markers[k].len(),

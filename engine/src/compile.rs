@@ -28,7 +28,7 @@ pub const DEFAULT_CHANNEL_BYTES: usize = 32 << 20;
 pub const DEFAULT_MEMORY_BUDGET: usize = 512 << 20;
 
 const SETTINGS: &[&str] =
-    &["dataset", "description", "output", "parallelism", "batch_rows", "channel_bytes", "memory_budget", "stages"];
+    &["dataset", "description", "output", "parallelism", "batch_rows", "channel_bytes", "memory_budget", "train", "stages"];
 
 /// A stage of the compiled pipeline.
 #[derive(Debug, Clone)]
@@ -64,6 +64,9 @@ pub struct Pipeline {
     pub channel_bytes: usize,
     /// Memory a barrier stage's global step may use, in bytes.
     pub memory_budget: usize,
+    /// Command run (by `sh -c`) after a successful commit, with `SMELT_MANIFEST`,
+    /// `SMELT_DATASET` and `SMELT_VERSION` in its environment.
+    pub train: Option<String>,
     /// Phase of each node (by node index): the number of barriers upstream
     /// of it. A barrier observes in its inputs' phase and emits in the next.
     pub phases: Vec<u32>,
@@ -199,6 +202,7 @@ pub fn compile(file: &str, text: &str, registry: &[StageType]) -> Result<Pipelin
     let mut batch_rows = DEFAULT_BATCH_ROWS;
     let mut channel_bytes = DEFAULT_CHANNEL_BYTES;
     let mut memory_budget = DEFAULT_MEMORY_BUDGET;
+    let mut train = None;
     let mut stages_node = None;
     for (k, v) in top {
         let name = k.as_str().unwrap_or_default();
@@ -221,6 +225,10 @@ pub fn compile(file: &str, text: &str, registry: &[StageType]) -> Result<Pipelin
             "batch_rows" => batch_rows = positive_int(&mut ctx, v, "batch_rows").unwrap_or(batch_rows),
             "channel_bytes" => channel_bytes = positive_int(&mut ctx, v, "channel_bytes").unwrap_or(channel_bytes),
             "memory_budget" => memory_budget = positive_int(&mut ctx, v, "memory_budget").unwrap_or(memory_budget),
+            "train" => match v.as_str() {
+                Some(s) if !s.trim().is_empty() => train = Some(s.to_string()),
+                _ => ctx.at(&[key("train")], false, "`train` must be a command line, run after each commit".into(), None),
+            },
             "stages" => stages_node = Some(v),
             other => {
                 let help = closest(other, SETTINGS.iter().copied()).map(|c| format!("did you mean `{c}`?"));
@@ -422,6 +430,7 @@ pub fn compile(file: &str, text: &str, registry: &[StageType]) -> Result<Pipelin
         batch_rows,
         channel_bytes,
         memory_budget,
+        train,
         phases,
         graph,
         order,

@@ -76,7 +76,9 @@ pub fn configure(options: serde_json::Value) -> Result<StageConfig, OptionError>
 
 impl SinkConfig for ParquetSinkConfig {
     fn check_input(&self, input: &SchemaRef) -> Result<(), SchemaError> {
-        for f in doc::all() {
+        // Token shards (stage `tokenize`) carry `input_ids` and may leave `text` out.
+        let token_shards = input.field_with_name("input_ids").is_ok();
+        for f in doc::all().into_iter().filter(|f| !(token_shards && f.name() == "text")) {
             require_column(input, f.name(), &[f.data_type().clone()])?;
         }
         Ok(())
@@ -93,6 +95,18 @@ impl SinkConfig for ParquetSinkConfig {
             .set_max_row_group_row_count(Some(self.row_group_rows))
             .set_statistics_enabled(EnabledStatistics::Chunk)
             .set_created_by(format!("smelt {}", env!("CARGO_PKG_VERSION")))
+            // The schema's metadata (e.g. the tokenizer of token shards) as the file's
+            // key-value metadata, readable without decoding the Arrow schema; sorted, so
+            // shards stay byte-identical.
+            .set_key_value_metadata(Some(
+                schema
+                    .metadata()
+                    .iter()
+                    .collect::<std::collections::BTreeMap<_, _>>()
+                    .into_iter()
+                    .map(|(k, v)| parquet::file::metadata::KeyValue::new(k.clone(), v.clone()))
+                    .collect(),
+            ).filter(|kv: &Vec<_>| !kv.is_empty()))
             .build();
         Ok(Box::new(ParquetShardWriter {
             config: self.clone(),
@@ -201,6 +215,31 @@ mod tests {
         let reader = ParquetRecordBatchReaderBuilder::try_new(a[0].bytes.clone()).unwrap();
         assert_eq!(reader.metadata().file_metadata().num_rows(), 40);
         assert_eq!(reader.schema().fields().len(), 7);
+    }
+
+    #[test]
+    fn token_shards_keep_the_schema_metadata_as_key_value_metadata() {
+        let meta: std::collections::HashMap<String, String> =
+            [("smelt.tokenizer".to_string(), "tiktoken:cl100k_base".to_string())].into();
+        let fields: Vec<_> = doc::all().into_iter().filter(|f| f.name() != "text").collect();
+        let schema = Arc::new(Schema::new_with_metadata(fields, meta));
+        let cfg: ParquetSinkConfig = serde_json::from_value(serde_json::json!({})).unwrap();
+        cfg.check_input(&schema).expect_err("no input_ids: text is required");
+        let mut with_ids: Vec<_> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+        with_ids.push(arrow::datatypes::Field::new("input_ids", DataType::List(Arc::new(arrow::datatypes::Field::new("item", DataType::UInt32, false))), false));
+        let schema = Arc::new(Schema::new_with_metadata(with_ids, schema.metadata().clone()));
+        cfg.check_input(&schema).unwrap();
+        let full = docs(1);
+        let mut cols: Vec<ArrayRef> = full.columns().iter().enumerate().filter(|(i, _)| *i != 1).map(|(_, c)| c.clone()).collect();
+        let ids = arrow::array::ListArray::from_iter_primitive::<arrow::datatypes::UInt32Type, _, _>([Some(vec![Some(1u32), Some(2)])]);
+        let item = Arc::new(arrow::datatypes::Field::new("item", DataType::UInt32, false));
+        cols.push(Arc::new(arrow::array::ListArray::try_new(item, ids.offsets().clone(), ids.values().clone(), None).unwrap()));
+        let batch = RecordBatch::try_new(schema, cols).unwrap();
+        let shards = write_all(&cfg, &[batch]);
+        let reader = ParquetRecordBatchReaderBuilder::try_new(shards[0].bytes.clone()).unwrap();
+        let kv = reader.metadata().file_metadata().key_value_metadata().unwrap();
+        assert!(kv.iter().any(|k| k.key == "smelt.tokenizer" && k.value.as_deref() == Some("tiktoken:cl100k_base")), "{kv:?}");
+        assert_eq!(reader.schema().metadata()["smelt.tokenizer"], "tiktoken:cl100k_base");
     }
 
     #[test]
