@@ -7,12 +7,14 @@
 //!
 //! ```text
 //! observe, per split:  text ─simplify_text─► words ─5-grams─► xxh64 ─► 112 × min((a·x + b) mod 2^61−1)
-//!                      per band: (xxh3-128 of its 8 values, preference, row) ──sort──► observed/<split>.b<band>
-//! resolve, once:       per band (in parallel): k-way merge of every split's file; equal keys
-//!                      ──► pairs (first of the key, other) ──► pairs/<band>.bin
-//!                      bands in order ──► union-find over the documents that have pairs
+//!                      per band: (its 8 values, preference, split·row) ──sort──► observed/<split>.b<band>
+//!                      (past the observer's share of the budget: sorted runs, merged at the end)
+//! resolve, once:       per band (in parallel): k-way merge of every split's file in datatrove's
+//!                      order; neighbours with equal values ──► pairs (previous, current) ──► pairs/<band>.bin
+//!                      bands in order ──► union-find over every document (datatrove's union by size)
 //!                      ──► resolved/clusters.bin (per clustered row: cluster id, size, dropped)
 //! apply, per split:    drop `minhash_duplicate`; kept rows get `dup_cluster`, `dup_cluster_size`
+//!                      (and `dup_members` with `explain: true`, docs/adr/0007-dedup-explain.md)
 //! ```
 //! Compatibility with datatrove: the normalisation (`simplify_text`), the
 //! word splitter (spaCy's rules, `filters::words`), the shingle hash
@@ -22,15 +24,18 @@
 //! arithmetic (wrapping, then `% (2^61 − 1)`) are the same, so signatures
 //! are bit-identical (tests below). Documents with fewer words than
 //! `n_grams` have no shingle and are never duplicates, as in datatrove.
-//! Differences: a band is compared by a 128-bit hash of its values (a false
-//! match needs a 2^-128 collision); in a cluster of three or more, datatrove
-//! keeps the root of its union-by-size, here the first document in input
-//! order (or the newest) stays.
+//! The pairs are datatrove's too: `MinhashDedupBuckets` merges each band's
+//! sorted (values, file, document) records and pairs each record with the
+//! one before it when their values are equal; `MinhashDedupCluster` unions
+//! the pairs band after band with union by size (on a tie the first
+//! argument's root stays) and keeps each set's root. `keep: datatrove` (the
+//! default) keeps that root; that needs the full band values, not a hash of
+//! them, as the order of pairs within a band is the order of the values.
 //!
-//! Memory: an observer holds 32 bytes per row and band of its split; the
-//! global step holds one buffered reader per split and band being merged,
-//! and about 48 bytes per document that has a near-duplicate (not per
-//! document of the corpus); pairs go through disk.
+//! Memory: an observer holds at most its share of `memory_budget` (80 bytes
+//! per row and band); the global step holds one buffered reader per split
+//! and band being merged and 8 to 16 bytes per document of the run
+//! (union-find arrays); pairs go through disk.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -40,7 +45,11 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use arrow::array::{Array, ArrayRef, AsArray, UInt32Array, UInt64Array};
+use arrow::array::{
+    Array, ArrayRef, AsArray, Float32Array, ListArray, StringArray, StructArray, UInt32Array,
+    UInt64Array,
+};
+use arrow::buffer::{NullBuffer, OffsetBuffer};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit, TimestampMicrosecondType};
 use arrow::record_batch::RecordBatch;
 use regex::Regex;
@@ -81,6 +90,9 @@ pub struct DedupMinhashConfig {
     /// Language of the word splitter; an input `language` (or `lang`) column overrides it per row.
     #[serde(default = "default_language")]
     pub language: String,
+    /// Keep on each cluster's kept row the other members' ids and estimated Jaccard similarity (`dup_members`), for `smelt dedup explain`.
+    #[serde(default)]
+    pub explain: bool,
 }
 
 fn default_buckets() -> usize {
@@ -625,11 +637,14 @@ impl BarrierConfig for DedupMinhash {
         let mut fields: Vec<Field> = input
             .fields()
             .iter()
-            .filter(|f| f.name() != "dup_cluster" && f.name() != "dup_cluster_size")
+            .filter(|f| !OUTPUT_COLUMNS.contains(&f.name().as_str()))
             .map(|f| f.as_ref().clone())
             .collect();
         fields.push(Field::new("dup_cluster", DataType::UInt64, true));
         fields.push(Field::new("dup_cluster_size", DataType::UInt32, false));
+        if self.config.explain {
+            fields.push(Field::new("dup_members", members_type(), true));
+        }
         Ok(Arc::new(Schema::new_with_metadata(
             fields,
             input.metadata().clone(),
@@ -666,6 +681,14 @@ impl BarrierConfig for DedupMinhash {
             sig: Vec::new(),
             row: 0,
             without_shingles: 0,
+            ids: if self.config.explain {
+                let path = ids_path(&ctx.observed_dir, split);
+                Some(BufWriter::new(
+                    File::create(&path).map_err(|e| io(&path, e))?,
+                ))
+            } else {
+                None
+            },
         }))
     }
 
@@ -760,7 +783,11 @@ impl BarrierConfig for DedupMinhash {
             }
         }
         std::fs::remove_dir_all(&pairs_dir).map_err(|e| io(&pairs_dir, e))?;
-        let (clustered, clusters, dropped) = write_clusters(&ctx.resolved_dir, &mut uf, &layout)?;
+        let w = write_clusters(&ctx.resolved_dir, &mut uf, &layout)?;
+        let (clustered, clusters, dropped) = (w.clustered, w.clusters, w.dropped);
+        if self.config.explain {
+            write_members(ctx, &mut uf, &w, &layout, self.signer.a.len())?;
+        }
         Ok(BTreeMap::from([
             ("documents".to_string(), documents),
             ("without_shingles".to_string(), without),
@@ -781,6 +808,12 @@ impl BarrierConfig for DedupMinhash {
             .output_schema(input)
             .map_err(|e| EngineError::User(e.0))?;
         Ok(Box::new(Applier {
+            members: if self.config.explain {
+                read_members(&ctx.resolved_dir, split)?
+            } else {
+                Vec::new()
+            },
+            explain: self.config.explain,
             marks: read_marks(&ctx.resolved_dir, split)?,
             next: 0,
             row: 0,
@@ -907,8 +940,7 @@ impl Clusters {
 /// u64, size u32, dropped u32 (little-endian, 24 bytes); `clusters.idx`: per
 /// split with such documents, (split u32, first record u64, count u64).
 /// Cluster ids number the clusters by their kept document, in input order.
-/// Returns (documents in clusters, clusters, dropped).
-fn write_clusters(dir: &Path, uf: &mut Clusters, layout: &Layout) -> Result<(u64, u64, u64)> {
+fn write_clusters(dir: &Path, uf: &mut Clusters, layout: &Layout) -> Result<Written> {
     let kept = uf.kept();
     let n = uf.parent.len() as u32;
     let mut cluster = vec![u32::MAX; n as usize];
@@ -954,7 +986,27 @@ fn write_clusters(dir: &Path, uf: &mut Clusters, layout: &Layout) -> Result<(u64
     }
     b.flush().map_err(|e| io(&bin, e))?;
     x_w.flush().map_err(|e| io(&idx, e))?;
-    Ok((written, u64::from(clusters), dropped))
+    Ok(Written {
+        clustered: written,
+        clusters: u64::from(clusters),
+        dropped,
+        kept,
+        cluster,
+    })
+}
+
+/// What [`write_clusters`] found.
+struct Written {
+    /// Documents in clusters.
+    clustered: u64,
+    /// Clusters.
+    clusters: u64,
+    /// Documents dropped.
+    dropped: u64,
+    /// Kept member per root (dense index).
+    kept: Vec<u32>,
+    /// Cluster number per root.
+    cluster: Vec<u32>,
 }
 
 /// What happens to a clustered row of a split.
@@ -1008,6 +1060,8 @@ struct Observer {
     sig: Vec<u64>,
     row: u64,
     without_shingles: u64,
+    /// With `explain`: (row, 16-bit fingerprints of the hashes, id) per row with a signature.
+    ids: Option<BufWriter<File>>,
 }
 
 impl Observer {
@@ -1034,6 +1088,7 @@ impl BarrierObserver for Observer {
         let language =
             language_column(batch.schema().as_ref()).and_then(|l| batch.column_by_name(l));
         let fetched = batch.column_by_name("fetched_at");
+        let id_col = batch.column_by_name("id");
         let rows_per_band = self.width - 2;
         for i in 0..batch.num_rows() {
             let row = self.row + i as u64;
@@ -1057,6 +1112,11 @@ impl BarrierObserver for Observer {
             };
             if self.bands[0].len() + self.width > self.per_band {
                 self.spill()?;
+            }
+            if let Some(w) = &mut self.ids {
+                let id = id_col.and_then(|c| str_at(c, i)).unwrap_or("");
+                write_member(w, row, &self.sig, id)
+                    .map_err(|e| io(&ids_path(&self.dir, self.split), e))?;
             }
             let n = node(self.split, row)?;
             for (band, values) in self
@@ -1105,6 +1165,10 @@ impl BarrierObserver for Observer {
             }
         }
         self.bands = Vec::new();
+        if let Some(mut w) = self.ids.take() {
+            let path = ids_path(&self.dir, self.split);
+            w.flush().map_err(|e| io(&path, e))?;
+        }
         let path = stats_path(&self.dir, self.split);
         let mut b = self.row.to_le_bytes().to_vec();
         b.extend_from_slice(&self.without_shingles.to_le_bytes());
@@ -1113,6 +1177,9 @@ impl BarrierObserver for Observer {
 }
 
 struct Applier {
+    explain: bool,
+    /// With `explain`: per kept row of a cluster, in row order, the other members.
+    members: Vec<(u64, Vec<(String, f32)>)>,
     marks: Vec<Mark>,
     next: usize,
     row: u64,
@@ -1146,11 +1213,14 @@ impl Transform for Applier {
             .fields()
             .iter()
             .zip(batch.columns())
-            .filter(|(f, _)| f.name() != "dup_cluster" && f.name() != "dup_cluster_size")
+            .filter(|(f, _)| !OUTPUT_COLUMNS.contains(&f.name().as_str()))
             .map(|(_, c)| c.clone())
             .collect();
         columns.push(Arc::new(UInt64Array::from(cluster)));
         columns.push(Arc::new(UInt32Array::from(size)));
+        if self.explain {
+            columns.push(self.members_column(self.row - n as u64, n));
+        }
         let batch =
             RecordBatch::try_new(self.schema.clone(), columns).map_err(|e| EngineError::Stage {
                 stage: "dedup_minhash".into(),
@@ -1158,6 +1228,209 @@ impl Transform for Applier {
             })?;
         Ok(Processed::Filtered { batch, verdicts })
     }
+}
+
+impl Applier {
+    /// `dup_members` for rows `first..first + n` of the split.
+    fn members_column(&self, first: u64, n: usize) -> ArrayRef {
+        let start = self.members.partition_point(|m| m.0 < first);
+        let mut offsets = vec![0i32];
+        let mut valid = Vec::with_capacity(n);
+        let (mut ids, mut sims) = (Vec::new(), Vec::new());
+        let mut next = self.members[start..].iter().peekable();
+        for row in first..first + n as u64 {
+            match next.next_if(|m| m.0 == row) {
+                Some((_, list)) => {
+                    for (id, sim) in list {
+                        ids.push(id.as_str());
+                        sims.push(*sim);
+                    }
+                    valid.push(true);
+                }
+                None => valid.push(false),
+            }
+            offsets.push(ids.len() as i32);
+        }
+        let DataType::List(item) = members_type() else {
+            unreachable!("a list type")
+        };
+        let DataType::Struct(fields) = item.data_type().clone() else {
+            unreachable!("a struct type")
+        };
+        let values = StructArray::new(
+            fields,
+            vec![
+                Arc::new(StringArray::from(ids)),
+                Arc::new(Float32Array::from(sims)),
+            ],
+            None,
+        );
+        Arc::new(ListArray::new(
+            item,
+            OffsetBuffer::new(offsets.into()),
+            Arc::new(values),
+            Some(NullBuffer::from(valid)),
+        ))
+    }
+}
+
+/// Columns the stage adds (replaced when the input has them already).
+const OUTPUT_COLUMNS: [&str; 3] = ["dup_cluster", "dup_cluster_size", "dup_members"];
+
+/// `dup_members`: List<Struct<id: Utf8, similarity: Float32>>.
+pub fn members_type() -> DataType {
+    let fields = vec![
+        Field::new("id", DataType::Utf8, false),
+        Field::new("similarity", DataType::Float32, false),
+    ];
+    DataType::List(Arc::new(Field::new(
+        "item",
+        DataType::Struct(fields.into()),
+        true,
+    )))
+}
+
+// Explain data. Observers write `<split>.ids`: per row with a signature,
+// row u64, the low 16 bits of each hash (u16), the id's length u32 and its
+// bytes. After clustering, `write_members` reads them for the clustered rows
+// only and writes `members/<split>.bin` for the splits that hold kept rows:
+// per kept row, in row order, row u64, members u32, then per member
+// similarity f32, id length u32, id bytes. The similarity is the estimated
+// Jaccard similarity to the kept row: the share of equal hashes (16-bit
+// fingerprints; a false match per hash has chance 2^-16).
+
+fn ids_path(dir: &Path, split: u32) -> PathBuf {
+    dir.join(format!("{split:06}.ids"))
+}
+
+fn members_path(dir: &Path, split: u32) -> PathBuf {
+    dir.join("members").join(format!("{split:06}.bin"))
+}
+
+fn write_member(w: &mut impl Write, row: u64, sig: &[u64], id: &str) -> std::io::Result<()> {
+    w.write_all(&row.to_le_bytes())?;
+    for v in sig {
+        w.write_all(&(*v as u16).to_le_bytes())?;
+    }
+    w.write_all(&(id.len() as u32).to_le_bytes())?;
+    w.write_all(id.as_bytes())
+}
+
+/// The estimated Jaccard similarity of two fingerprinted signatures.
+fn similarity(a: &[u16], b: &[u16]) -> f32 {
+    let same = a.iter().zip(b).filter(|(x, y)| x == y).count();
+    same as f32 / a.len().max(1) as f32
+}
+
+/// Reads the observers' id files for the clustered rows and writes each
+/// cluster's members beside its kept row. Holds the clustered rows' ids and
+/// fingerprints (about 2 bytes per hash plus the id per clustered document).
+fn write_members(
+    ctx: &BarrierContext,
+    uf: &mut Clusters,
+    w: &Written,
+    layout: &Layout,
+    hashes: usize,
+) -> Result<()> {
+    // (cluster, dropped, node, id, fingerprints)
+    let mut members: Vec<(u32, bool, u64, String, Vec<u16>)> = Vec::new();
+    let mut head = [0u8; 8];
+    let mut fp_bytes = vec![0u8; hashes * 2];
+    for &(split, _, first) in layout {
+        let path = ids_path(&ctx.observed_dir, split);
+        let mut r = BufReader::with_capacity(1 << 16, File::open(&path).map_err(|e| io(&path, e))?);
+        loop {
+            match r.read_exact(&mut head) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
+                Err(e) => return Err(io(&path, e)),
+            }
+            let row = le_u64(&head);
+            r.read_exact(&mut fp_bytes).map_err(|e| io(&path, e))?;
+            r.read_exact(&mut head[..4]).map_err(|e| io(&path, e))?;
+            let mut id = vec![0u8; le_u32(&head[..4]) as usize];
+            r.read_exact(&mut id).map_err(|e| io(&path, e))?;
+            let x = (first + row) as u32;
+            let root = uf.find(x);
+            if uf.size[root as usize] < 2 {
+                continue;
+            }
+            let fp = fp_bytes
+                .chunks_exact(2)
+                .map(|c| u16::from_le_bytes([c[0], c[1]]))
+                .collect();
+            members.push((
+                w.cluster[root as usize],
+                w.kept[root as usize] != x,
+                node(split, row)?,
+                String::from_utf8_lossy(&id).into_owned(),
+                fp,
+            ));
+        }
+    }
+    members.sort_unstable_by_key(|m| (m.0, m.1, m.2));
+    let mut per_split: BTreeMap<u32, Vec<u8>> = BTreeMap::new();
+    for group in members.chunk_by(|a, b| a.0 == b.0) {
+        let kept = &group[0];
+        if kept.1 {
+            return Err(EngineError::Internal(format!(
+                "dedup_minhash: cluster {} has no kept member",
+                kept.0
+            )));
+        }
+        let out = per_split.entry((kept.2 >> 40) as u32).or_default();
+        out.extend_from_slice(&(kept.2 & ((1 << 40) - 1)).to_le_bytes());
+        out.extend_from_slice(&(group.len() as u32 - 1).to_le_bytes());
+        for m in &group[1..] {
+            out.extend_from_slice(&similarity(&kept.4, &m.4).to_le_bytes());
+            out.extend_from_slice(&(m.3.len() as u32).to_le_bytes());
+            out.extend_from_slice(m.3.as_bytes());
+        }
+    }
+    let dir = ctx.resolved_dir.join("members");
+    std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
+    for (split, bytes) in per_split {
+        let path = members_path(&ctx.resolved_dir, split);
+        std::fs::write(&path, bytes).map_err(|e| io(&path, e))?;
+    }
+    Ok(())
+}
+
+/// The members file of `split`, sorted by kept row (empty when it has no kept row of a cluster).
+fn read_members(dir: &Path, split: u32) -> Result<Vec<(u64, Vec<(String, f32)>)>> {
+    let path = members_path(dir, split);
+    let b = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io(&path, e)),
+    };
+    let bad = || EngineError::External(format!("{}: truncated", path.display()));
+    fn take<'a>(rest: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
+        let (head, tail) = (rest.get(..n)?, rest.get(n..)?);
+        *rest = tail;
+        Some(head)
+    }
+    let mut rest: &[u8] = &b;
+    let mut out: Vec<(u64, Vec<(String, f32)>)> = Vec::new();
+    while !rest.is_empty() {
+        let row = le_u64(take(&mut rest, 8).ok_or_else(bad)?);
+        let n = le_u32(take(&mut rest, 4).ok_or_else(bad)?) as usize;
+        let mut list = Vec::with_capacity(n.min(1 << 16));
+        for _ in 0..n {
+            let sim = f32::from_le_bytes(
+                take(&mut rest, 4)
+                    .ok_or_else(bad)?
+                    .try_into()
+                    .expect("4 bytes"),
+            );
+            let len = le_u32(take(&mut rest, 4).ok_or_else(bad)?) as usize;
+            let id = take(&mut rest, len).ok_or_else(bad)?;
+            list.push((String::from_utf8_lossy(id).into_owned(), sim));
+        }
+        out.push((row, list));
+    }
+    out.sort_by_key(|m| m.0);
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -1539,10 +1812,8 @@ mod tests {
         uf.union((2, 0), (3, 0));
         uf.union((3, 0), (1, 0));
         let dir = tempfile::tempdir().unwrap();
-        assert_eq!(
-            write_clusters(dir.path(), &mut uf, &layout).unwrap(),
-            (5, 2, 3)
-        );
+        let w = write_clusters(dir.path(), &mut uf, &layout).unwrap();
+        assert_eq!((w.clustered, w.clusters, w.dropped), (5, 2, 3));
         let m = |row, cluster, size, dropped| Mark {
             row,
             cluster,
@@ -1609,6 +1880,106 @@ mod tests {
             let spilled = run_with_budget(options, &[split.clone()], 1, 1024);
             assert_eq!(whole, spilled, "{keep}");
         }
+    }
+
+    #[test]
+    fn explain_lists_the_members_on_the_kept_row() {
+        let StageConfig::Barrier(b) =
+            configure(serde_json::json!({"explain": true, "keep": "first"})).unwrap()
+        else {
+            panic!("a barrier")
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = BarrierContext {
+            observed_dir: dir.path().join("observed"),
+            resolved_dir: dir.path().join("resolved"),
+            memory_budget: 1 << 20,
+            parallelism: 1,
+        };
+        std::fs::create_dir_all(&ctx.observed_dir).unwrap();
+        std::fs::create_dir_all(&ctx.resolved_dir).unwrap();
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Utf8, false),
+            Field::new("text", DataType::LargeUtf8, false),
+        ]));
+        let (near, other) = (edited(&[40]), edited(&[3, 20]));
+        let splits = [
+            vec![("x", "too short"), ("a", BASE)],
+            vec![("b", near.as_str()), ("c", BASE), ("d", other.as_str())],
+        ];
+        let batches: Vec<RecordBatch> = splits
+            .iter()
+            .map(|rows| {
+                let ids: Vec<&str> = rows.iter().map(|r| r.0).collect();
+                let texts: Vec<&str> = rows.iter().map(|r| r.1).collect();
+                RecordBatch::try_new(
+                    schema.clone(),
+                    vec![
+                        Arc::new(StringArray::from(ids)),
+                        Arc::new(LargeStringArray::from(texts)),
+                    ],
+                )
+                .unwrap()
+            })
+            .collect();
+        for (i, x) in batches.iter().enumerate() {
+            let mut o = b.observer(&schema, &ctx, i as u32).unwrap();
+            o.observe(x).unwrap();
+            o.finish().unwrap();
+        }
+        b.resolve(&ctx, &[0, 1]).unwrap();
+        let mut a = b.applier(&schema, &ctx, 0).unwrap();
+        let Processed::Filtered { batch, .. } = a.process(batches[0].clone()).unwrap() else {
+            panic!("a filter")
+        };
+        let members = batch
+            .column_by_name("dup_members")
+            .unwrap()
+            .as_list::<i32>();
+        assert!(members.is_null(0));
+        let list = members.value(1);
+        let list = list.as_struct();
+        let ids: Vec<&str> = (0..list.len())
+            .map(|i| list.column(0).as_string::<i32>().value(i))
+            .collect();
+        let sims: Vec<f32> = (0..list.len())
+            .map(|i| {
+                list.column(1)
+                    .as_primitive::<arrow::datatypes::Float32Type>()
+                    .value(i)
+            })
+            .collect();
+        // `a` stays (first); `c` is an exact copy, `b` and `d` near-duplicates.
+        assert_eq!(ids.len(), 3, "{ids:?}");
+        let sim = |id: &str| sims[ids.iter().position(|x| *x == id).unwrap()];
+        assert_eq!(sim("c"), 1.0);
+        // The estimates are within 0.15 of the true Jaccard of the shingle sets (112 hashes).
+        let signer = Signer::new(&defaults());
+        let mut scratch = Scratch::default();
+        let mut set = |t: &str| -> std::collections::HashSet<u64> {
+            signer
+                .shingles(t, Segmenter::English, &mut scratch)
+                .into_iter()
+                .collect()
+        };
+        let base = set(BASE);
+        for (id, text) in [("b", near.as_str()), ("d", other.as_str())] {
+            let s = set(text);
+            let truth = base.intersection(&s).count() as f32 / base.union(&s).count() as f32;
+            assert!(
+                (sim(id) - truth).abs() < 0.15,
+                "{id}: {} vs {truth}",
+                sim(id)
+            );
+            assert!(sim(id) < 1.0);
+        }
+        // The other split's rows are all dropped: no member lists there.
+        let mut a = b.applier(&schema, &ctx, 1).unwrap();
+        let Processed::Filtered { batch, verdicts } = a.process(batches[1].clone()).unwrap() else {
+            panic!("a filter")
+        };
+        assert!(verdicts.iter().all(Option::is_some));
+        assert_eq!(batch.column_by_name("dup_members").unwrap().null_count(), 3);
     }
 
     #[test]

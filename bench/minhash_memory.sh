@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Peak RSS of dedup_minhash with memory_budget 512 MiB on generated corpora
+# (real Reuters-21578 stories with variations). SIZES="1000000 3000000" by
+# default; figures in target/minhash-memory/figures.json (WORK=dir elsewhere).
+#   bash bench/minhash_memory.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --release -q --bin smelt
+echo "$(date -u +%F) $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), load $(cut -d' ' -f1 /proc/loadavg)"
+# shellcheck disable=SC2086
+~/.cache/smelt-peers/venv/bin/python bench/minhash_memory.py "${WORK:-target/minhash-memory}" ${SIZES:-1000000 3000000}
