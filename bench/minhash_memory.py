@@ -61,7 +61,8 @@ def main():
 memory_budget: 536870912
 stages:
   docs: {{type: jsonl, paths: ["{os.path.join(base, 'in', '*.jsonl')}"]}}
-  unique: {{type: dedup_minhash, inputs: [docs]}}
+  hashed: {{type: content_hash, inputs: [docs]}}
+  unique: {{type: dedup_minhash, inputs: [hashed]}}
   out: {{type: parquet, inputs: [unique]}}
 """)
         env = dict(os.environ, SMELT_DATA_DIR=os.path.join(base, "data"))

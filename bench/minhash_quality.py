@@ -114,7 +114,8 @@ def main():
         f.write(f"""dataset: mhq
 stages:
   docs: {{type: jsonl, paths: ["{os.path.join(work, 'in', '*.jsonl')}"]}}
-  unique: {{type: dedup_minhash, inputs: [docs], explain: true}}
+  hashed: {{type: content_hash, inputs: [docs]}}
+  unique: {{type: dedup_minhash, inputs: [hashed], explain: true}}
   out: {{type: parquet, inputs: [unique]}}
 """)
     env = dict(os.environ, SMELT_DATA_DIR=os.path.join(work, "data"))

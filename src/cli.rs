@@ -92,6 +92,9 @@ pub enum Command {
     Extract(crate::extract_cmd::ExtractArgs),
     /// Write a version's token shards as Megatron-LM, nanoGPT or JSONL training files.
     Export(crate::export_cmd::ExportArgs),
+    /// Explain `dedup_minhash` clusters: members, similarity, which one stayed and why.
+    #[command(subcommand)]
+    Dedup(crate::dedup_cmd::DedupCmd),
     /// Query the dataset catalog.
     #[command(subcommand)]
     Catalog(CatalogCmd),
@@ -207,6 +210,7 @@ pub async fn dispatch(cli: Cli) -> ExitCode {
             Ok(())
         }
         Command::Catalog(cmd) => crate::catalog_cmd::run(&data_dir, cmd).await,
+        Command::Dedup(cmd) => crate::dedup_cmd::run(&data_dir, cmd).await,
         Command::Export(args) => crate::export_cmd::run(&data_dir, &args).await,
         Command::Runs(cmd) => crate::slurm::runs(&data_dir, cmd).await,
         Command::Extract(args) => crate::extract_cmd::run(&args),

@@ -45,7 +45,11 @@ pub enum DedupCmd {
 /// Unknown versions, versions without a `dedup_minhash` stage, query failures.
 pub async fn run(data_dir: &Path, cmd: DedupCmd) -> anyhow::Result<()> {
     match cmd {
-        DedupCmd::Explain { version, doc_id, format } => {
+        DedupCmd::Explain {
+            version,
+            doc_id,
+            format,
+        } => {
             let e = explain(data_dir, &version, &doc_id).await?;
             match format {
                 Format::Json => emit_json(&e),
@@ -65,7 +69,10 @@ struct Member {
 
 /// The `dedup_minhash` stage of a version's pipeline: (name, keep rule, explain on).
 fn minhash_stage(m: &VersionManifest) -> anyhow::Result<(String, String, bool)> {
-    let stages = m.lineage.resolved_config["stages"].as_array().cloned().unwrap_or_default();
+    let stages = m.lineage.resolved_config["stages"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     let s = stages.iter().find(|s| s["type"] == "dedup_minhash").ok_or_else(|| {
         smelt_engine::EngineError::User(format!(
             "{}@{} was not made by a pipeline with a `dedup_minhash` stage",
@@ -91,6 +98,10 @@ fn rule(keep: &str) -> &'static str {
     }
 }
 
+fn round4(x: f32) -> f64 {
+    (f64::from(x) * 1e4).round() / 1e4
+}
+
 fn sql_string(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
@@ -111,7 +122,11 @@ async fn explain(data_dir: &Path, version: &str, doc_id: &str) -> anyhow::Result
     let members_col = if with_members { ", dup_members" } else { "" };
     let q = format!(
         "SELECT id, dup_cluster, dup_cluster_size{members_col} FROM {table_name} WHERE dup_cluster IS NOT NULL{}",
-        if with_members { String::new() } else { format!(" AND id = {}", sql_string(doc_id)) }
+        if with_members {
+            String::new()
+        } else {
+            format!(" AND id = {}", sql_string(doc_id))
+        }
     );
     let batches = smelt_catalog::sql::query(&catalog, &q).await?;
     for b in &batches {
@@ -121,22 +136,32 @@ async fn explain(data_dir: &Path, version: &str, doc_id: &str) -> anyhow::Result
         let lists = with_members.then(|| b.column(3).as_list::<i32>());
         for i in 0..b.num_rows() {
             let kept_id = ids.value(i);
-            let mut members = vec![Member { id: kept_id.to_string(), similarity: 1.0, kept: true }];
+            let mut members = vec![Member {
+                id: kept_id.to_string(),
+                similarity: 1.0,
+                kept: true,
+            }];
             if let Some(lists) = lists.filter(|l| l.is_valid(i)) {
                 let list = lists.value(i);
                 let list = list.as_struct();
-                let (mid, msim) = (list.column(0).as_string::<i32>(), list.column(1).as_primitive::<Float32Type>());
-                members.extend(
-                    (0..list.len())
-                        .map(|j| Member { id: mid.value(j).to_string(), similarity: msim.value(j), kept: false }),
+                let (mid, msim) = (
+                    list.column(0).as_string::<i32>(),
+                    list.column(1).as_primitive::<Float32Type>(),
                 );
+                members.extend((0..list.len()).map(|j| Member {
+                    id: mid.value(j).to_string(),
+                    similarity: msim.value(j),
+                    kept: false,
+                }));
             }
-            let Some(me) = members.iter().find(|x| x.id == doc_id) else { continue };
+            let Some(me) = members.iter().find(|x| x.id == doc_id) else {
+                continue;
+            };
             let status = if me.kept { "kept" } else { "dropped" };
             out["status"] = status.into();
             if !me.kept {
                 out["drop_reason"] = "minhash_duplicate".into();
-                out["similarity_to_kept"] = f64::from(me.similarity).into();
+                out["similarity_to_kept"] = round4(me.similarity).into();
             }
             out["cluster"] = clusters.value(i).into();
             out["cluster_size"] = sizes.value(i).into();
@@ -144,19 +169,26 @@ async fn explain(data_dir: &Path, version: &str, doc_id: &str) -> anyhow::Result
             if with_members {
                 out["members"] = members
                     .iter()
-                    .map(|x| serde_json::json!({"id": x.id, "similarity": x.similarity, "kept": x.kept}))
+                    .map(|x| serde_json::json!({"id": x.id, "similarity": round4(x.similarity), "kept": x.kept}))
                     .collect();
             } else {
-                out["note"] = "the stage ran without `explain: true`, so the version does not list the dropped members"
-                    .into();
+                out["note"] =
+                    "the stage ran without `explain: true`, so the version does not list the dropped members".into();
             }
             return Ok(out);
         }
     }
     // Not in a cluster: kept alone, or not in the version at all.
-    let q = format!("SELECT count(*) AS n FROM {table_name} WHERE id = {}", sql_string(doc_id));
+    let q = format!(
+        "SELECT count(*) AS n FROM {table_name} WHERE id = {}",
+        sql_string(doc_id)
+    );
     let batches = smelt_catalog::sql::query(&catalog, &q).await?;
-    let n: i64 = batches.iter().filter(|b| b.num_rows() > 0).map(|b| b.column(0).as_primitive::<arrow::datatypes::Int64Type>().value(0)).sum();
+    let n: i64 = batches
+        .iter()
+        .filter(|b| b.num_rows() > 0)
+        .map(|b| b.column(0).as_primitive::<arrow::datatypes::Int64Type>().value(0))
+        .sum();
     if n > 0 {
         out["status"] = "alone".into();
         out["note"] = "in the version with no near-duplicate (no band matched another document)".into();
@@ -187,7 +219,12 @@ fn explain_table(e: &serde_json::Value) -> String {
         s("status")
     );
     if !e["cluster"].is_null() {
-        out += &format!("cluster {} of {} documents, kept: {}\n", s("cluster"), s("cluster_size"), s("kept"));
+        out += &format!(
+            "cluster {} of {} documents, kept: {}\n",
+            s("cluster"),
+            s("cluster_size"),
+            s("kept")
+        );
     }
     if let Some(members) = e["members"].as_array() {
         let rows: Vec<Vec<String>> = members
@@ -196,7 +233,11 @@ fn explain_table(e: &serde_json::Value) -> String {
                 vec![
                     m["id"].as_str().unwrap_or("").to_string(),
                     format!("{:.3}", m["similarity"].as_f64().unwrap_or(0.0)),
-                    if m["kept"].as_bool() == Some(true) { "kept".into() } else { "dropped: minhash_duplicate".into() },
+                    if m["kept"].as_bool() == Some(true) {
+                        "kept".into()
+                    } else {
+                        "dropped: minhash_duplicate".into()
+                    },
                 ]
             })
             .collect();

@@ -10,6 +10,7 @@
 
 mod catalog_cmd;
 mod cli;
+mod dedup_cmd;
 mod docs;
 mod export_cmd;
 mod extract_cmd;
