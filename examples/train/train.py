@@ -57,6 +57,11 @@ class GPT(nn.Module):
         self.ln = nn.LayerNorm(d)
         self.head = nn.Linear(d, vocab, bias=False)
         self.head.weight = self.tok.weight
+        for m in self.modules():  # GPT-2's initialisation
+            if isinstance(m, (nn.Linear, nn.Embedding)):
+                nn.init.normal_(m.weight, std=0.02)
+            if isinstance(m, nn.Linear) and m.bias is not None:
+                nn.init.zeros_(m.bias)
 
     def forward(self, idx, targets):
         x = self.tok(idx) + self.pos(torch.arange(idx.shape[1], device=idx.device))
@@ -106,13 +111,13 @@ def main():
     model_name = a.model or ("small" if device == "cuda" else "tiny")
     torch.manual_seed(0)
     ds = TokenShardDataset(a.source, seq_len=a.seq_len, seed=0, expected_tokenizer=a.expected_tokenizer,
-                           num_workers=a.workers)
+                           num_workers=a.workers, batch_size=a.batch)
     vocab = ds.vocab_size or 65536
     model = GPT(vocab, a.seq_len, *MODELS[model_name]).to(device)
     params = sum(p.numel() for p in model.parameters())
     opt = torch.optim.AdamW(model.parameters(), lr=6e-4, weight_decay=0.1, fused=device == "cuda")
     step_fn = torch.compile(model) if a.compile else model
-    loader = torch.utils.data.DataLoader(ds, batch_size=a.batch, num_workers=a.workers, pin_memory=device == "cuda",
+    loader = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=a.workers, pin_memory=device == "cuda",
                                          persistent_workers=False, prefetch_factor=4 if a.workers else None)
     gpu = GpuSampler() if device == "cuda" else None
     waits, steps_s, losses = [], [], []
@@ -126,6 +131,8 @@ def main():
             epoch += 1
             ds.set_epoch(epoch)
             it = iter(loader)
+            continue
+        if batch.shape[0] != a.batch:  # an epoch's last, smaller batch
             continue
         batch = batch.to(device, non_blocking=True)
         t1 = time.perf_counter()

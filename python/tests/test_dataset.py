@@ -46,6 +46,21 @@ def write_version(root: Path, docs_per_shard, version=1, row_group=5, eos=None, 
     return all_rows
 
 
+def test_batches_are_the_samples_in_order_and_resume_by_samples(tmp_path):
+    write_version(tmp_path, [40, 30], row_group=6)
+    samples = collect(TokenShardDataset(tmp_path, seed=4, seq_len=8))
+    ds = TokenShardDataset(tmp_path, seed=4, seq_len=8, batch_size=5)
+    batches = list(ds.iter_worker(0, 1))
+    assert all(b.shape[1] == 9 for b in batches) and all(b.shape[0] == 5 for b in batches[:-1])
+    assert [r.tolist() for b in batches for r in b] == samples
+    ds = TokenShardDataset(tmp_path, seed=4, seq_len=8, batch_size=5)
+    it = ds.iter_worker(0, 1)
+    next(it), next(it)
+    resumed = TokenShardDataset(tmp_path, seed=4, seq_len=8, batch_size=5)
+    resumed.load_state_dict(ds.state_dict())
+    assert [r.tolist() for b in resumed.iter_worker(0, 1) for r in b] == samples[10:]
+
+
 def collect(ds, worker=0, workers=1):
     return [s.tolist() if hasattr(s, "tolist") else list(s) for s in ds.iter_worker(worker, workers)]
 
