@@ -36,7 +36,7 @@ SHARED = os.path.join(os.path.dirname(REPO), "shared", "data", "news")
 PEERS = os.path.expanduser("~/.cache/smelt-peers")
 OUT = os.path.join(REPO, "target", "extract-bench")  # scratch: page dumps, listings, texts
 RESULTS = os.path.join(HERE, "results")  # the figures
-SMELT = os.path.join(REPO, "target", "release", "examples", "extract_pages")
+SMELT = os.environ.get("SMELT_EXTRACT_BIN", os.path.join(REPO, "target", "release", "examples", "extract_pages"))
 sys.path.insert(0, os.path.join(HERE, "data"))
 sys.path.insert(0, PEERS)
 

@@ -40,9 +40,7 @@ const STRONG: &[&str] = &[
     "modal",
     "outbrain",
     "taboola",
-    "paywall",
     "banner",
-    "widget",
     "skip-link",
     "skiplink",
     "trending",
@@ -113,7 +111,7 @@ const POSITIVE: &[&str] = &[
     "markdown", "hentry", "h-entry",
 ];
 
-/// Whole words (split at non-alphanumerics) that mark furniture.
+/// Words that mark furniture as the first word of a class name or id.
 const STRONG_WORDS: &[&[u8]] = &[
     b"ad",
     b"ads",
@@ -175,9 +173,15 @@ pub(crate) fn class_id_flags(value: &[u8]) -> u16 {
         }
     }
     if !strong {
-        strong = value
-            .split(|c| !c.is_ascii_alphanumeric())
-            .any(|w| w.len() <= 8 && STRONG_WORDS.iter().any(|s| w.eq_ignore_ascii_case(s)));
+        // The first word of a class name (`ad-slot`, `share_bar`), not a
+        // modifier further in (`TestReport__Section--Ads`).
+        strong = value.split(|c: &u8| c.is_ascii_whitespace()).any(|name| {
+            let first = name
+                .split(|c| !c.is_ascii_alphanumeric())
+                .find(|w| !w.is_empty())
+                .unwrap_or_default();
+            first.len() <= 8 && STRONG_WORDS.iter().any(|s| first.eq_ignore_ascii_case(s))
+        });
     }
     let mut flags = 0;
     if strong {

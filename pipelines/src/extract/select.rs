@@ -27,6 +27,8 @@ const BAD_WEIGHT_PERMILLE: i64 = 600;
 const SIBLING_MIN_BYTES: usize = 80;
 /// ...and at most this share of link bytes (per mille).
 const SIBLING_MAX_LINK_PERMILLE: usize = 250;
+/// A sibling container joins the main node with at least this share of its good text (per mille).
+const SIBLING_SHARE_PERMILLE: i64 = 200;
 /// A flagged subtree holding more than this share of the page's good text is kept.
 const KEEP_FLAGGED_PERMILLE: u64 = 500;
 
@@ -141,13 +143,38 @@ pub(crate) fn main_blocks(doc: &Doc, deadline: Option<Instant>) -> Result<Vec<us
             && len >= SIBLING_MIN_BYTES
             && b.link_bytes * 1000 <= len * SIBLING_MAX_LINK_PERMILLE
     };
+    // Sibling containers with a good share of the main node's good text and
+    // more of it than link text (an article body split by ad slots).
+    let p = parent(best);
+    let sibling_ok = |i: usize| {
+        i != best
+            && parent(i) == p
+            && !dead[i]
+            && good[i] * 1000 > BAD_WEIGHT_PERMILLE * bad[i]
+            && good[i] * 1000 >= good[best] * SIBLING_SHARE_PERMILLE
+    };
+    let in_sibling = |node: usize| {
+        let mut i = node;
+        for _ in 0..64 {
+            if i == 0 || i <= p {
+                return false;
+            }
+            if parent(i) == p {
+                return sibling_ok(i);
+            }
+            i = parent(i);
+        }
+        false
+    };
     Ok(doc
         .blocks
         .iter()
         .enumerate()
         .filter(|(_, b)| {
             let node = b.node as usize;
-            !dead[node] && (range.contains(&node) && !is_link_list(b) || lead(b))
+            !dead[node]
+                && ((range.contains(&node) || best != 0 && in_sibling(node)) && !is_link_list(b)
+                    || lead(b))
         })
         .map(|(i, _)| i)
         .collect())
