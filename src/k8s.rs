@@ -259,7 +259,7 @@ pub fn write(pre: &Prepared, args: &RunArgs) -> anyhow::Result<()> {
         std::fs::set_permissions(&apply_path, std::fs::Permissions::from_mode(0o755))?;
     }
     let mut state = pre.state.clone();
-    state.submissions.push(Submission { at: chrono::Utc::now().to_rfc3339(), arrays: Vec::new(), commit_job: None });
+    state.submissions.push(Submission { at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true), arrays: Vec::new(), commit_job: None });
     std::fs::write(pre.dir.join("state.json"), serde_json::to_vec_pretty(&state)?)?;
     emit(&format!(
         "run {}: wrote {} Kubernetes manifests to {}\napply: {}\nwatch: smelt runs show {}",

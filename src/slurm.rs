@@ -842,7 +842,7 @@ async fn submit_slurm(mut pre: Prepared, args: &RunArgs) -> anyhow::Result<()> {
         std::fs::write(&s.path, &s.text).with_context(|| format!("cannot write {}", s.path.display()))?;
     }
     pre.state.submissions.push(Submission {
-        at: chrono::Utc::now().to_rfc3339(),
+        at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         arrays: Vec::new(),
         commit_job: None,
     });
@@ -909,7 +909,7 @@ async fn submit_slurm(mut pre: Prepared, args: &RunArgs) -> anyhow::Result<()> {
                 ]))
                 .collect();
             emit(&format!(
-                "run {}: {} {} ranks over {} splits to Slurm",
+                "run {}: {} to Slurm ({} ranks over {} splits; ranks without splits are not submitted)",
                 pre.run_id,
                 if resume { "resubmitted" } else { "submitted" },
                 pre.world_size,
@@ -1152,6 +1152,8 @@ fn overall(views: &[RankView], commit: Option<&JobInfo>, committed: Option<&(Str
 /// # Errors
 /// An unknown run, unreadable state or storage.
 pub async fn runs(data_dir: &Path, cmd: RunsCmd) -> anyhow::Result<()> {
+    // Absolute log paths in the output, whatever directory this runs in.
+    let data_dir = &std::fs::canonicalize(data_dir).unwrap_or_else(|_| data_dir.to_path_buf());
     match cmd {
         RunsCmd::List { format } => list(data_dir, format).await,
         RunsCmd::Show { run_id, format } => show(data_dir, &run_id, format).await,
