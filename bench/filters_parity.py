@@ -150,7 +150,9 @@ def run_smelt(smelt, work, name, docs_path):
             fh.write(f"  f:\n    type: {stage}\n    inputs: [docs]\n")
             for k, v in opts.items():
                 fh.write(f"    {k}: {json.dumps(v)}\n")
-        fh.write(f"  out:\n    type: parquet\n    inputs: [{'f' if name else 'docs'}]\n")
+        # The parquet sink needs `content_hash`.
+        fh.write(f"  hashed:\n    type: content_hash\n    inputs: [{'f' if name else 'docs'}]\n")
+        fh.write("  out:\n    type: parquet\n    inputs: [hashed]\n")
     t, cpu = time.perf_counter(), child_cpu()
     p = subprocess.run([smelt, "--data-dir", os.path.join(d, "data"), "run", y, "--no-progress", "--format", "json",
                         "--output", os.path.join(d, "store")], capture_output=True, text=True)
