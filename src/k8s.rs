@@ -172,7 +172,10 @@ pub fn manifests(pre: &Prepared, args: &RunArgs) -> anyhow::Result<Vec<(String, 
     let w = pre.world_size;
     let phases = pre.state.barriers.len() as u32 + 1;
     let deadline = match &c.time {
-        Some(t) => Some(slurm_time_secs(t).ok_or_else(|| EngineUser::err(format!("--time {t}: not [D-]HH:MM:SS")))?),
+        Some(t) => Some(
+            slurm_time_secs(t)
+                .ok_or_else(|| smelt_engine::EngineError::User(format!("--time {t}: not [D-]HH:MM:SS")))?,
+        ),
         None => None,
     };
     let q = |p: &Path| sh_quote(&p.display().to_string());
@@ -216,15 +219,6 @@ pub fn manifests(pre: &Prepared, args: &RunArgs) -> anyhow::Result<Vec<(String, 
     Ok(out)
 }
 
-/// Small adapter: user errors as the binary reports them (exit 2).
-struct EngineUser;
-
-impl EngineUser {
-    fn err(msg: String) -> anyhow::Error {
-        smelt_engine::EngineError::User(msg).into()
-    }
-}
-
 /// Writes (or with `--dry-run` prints) the manifests and `apply.sh`.
 ///
 /// # Errors
@@ -259,7 +253,11 @@ pub fn write(pre: &Prepared, args: &RunArgs) -> anyhow::Result<()> {
         std::fs::set_permissions(&apply_path, std::fs::Permissions::from_mode(0o755))?;
     }
     let mut state = pre.state.clone();
-    state.submissions.push(Submission { at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true), arrays: Vec::new(), commit_job: None });
+    state.submissions.push(Submission {
+        at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        arrays: Vec::new(),
+        commit_job: None,
+    });
     std::fs::write(pre.dir.join("state.json"), serde_json::to_vec_pretty(&state)?)?;
     emit(&format!(
         "run {}: wrote {} Kubernetes manifests to {}\napply: {}\nwatch: smelt runs show {}",

@@ -593,10 +593,6 @@ struct Script {
     array: Option<(u32, u32, Vec<u32>)>,
 }
 
-fn mem_line(mem: &str) -> String {
-    format!("#SBATCH --mem={mem}")
-}
-
 fn build_scripts(
     pre: &Prepared,
     args: &RunArgs,
@@ -658,7 +654,7 @@ fn build_scripts(
                 lines.push(format!("#SBATCH --cpus-per-task={n}"));
             }
             if let Some(m) = &c.mem {
-                lines.push(mem_line(m));
+                lines.push(format!("#SBATCH --mem={m}"));
             }
             if let Some(t) = &c.time {
                 lines.push(format!("#SBATCH --time={t}"));
