@@ -447,16 +447,32 @@ fn a_cancelled_array_resumes_without_loss_or_duplicates() {
 }
 
 #[test]
-fn a_barrier_runs_as_two_dependent_arrays_and_gives_the_local_digest() {
+fn a_barrier_runs_as_dependent_phases_split_at_max_array_size_with_the_local_digest() {
     if !slurm_up() {
         return;
     }
     let env = Env::new();
     let dd = dedup_pipeline(&env);
     let (digest, rows) = local_digest(&dd);
-    let sub = env.json(&["run", &dd, "--executor", "slurm", "--ranks", "4", "--cpus-per-rank", "1", "--run-id", "dd"]);
-    assert_eq!(ranks_of(&sub), vec![vec![0, 1, 2, 3], vec![0, 1, 2, 3]]);
-    assert_eq!(sub["arrays"][1]["phase"], 1);
+    // MaxArraySize 3: each phase is two arrays (ranks 0-2, and rank 3 as task 0 + offset 3).
+    let sub = env.json(&[
+        "run",
+        &dd,
+        "--executor",
+        "slurm",
+        "--ranks",
+        "4",
+        "--cpus-per-rank",
+        "1",
+        "--run-id",
+        "dd",
+        "--max-array-size",
+        "3",
+    ]);
+    assert_eq!(ranks_of(&sub), vec![vec![0, 1, 2], vec![3], vec![0, 1, 2], vec![3]]);
+    let phases: Vec<u64> = sub["arrays"].as_array().unwrap().iter().map(|a| a["phase"].as_u64().unwrap()).collect();
+    assert_eq!(phases, [0, 0, 1, 1]);
+    assert_eq!(sub["arrays"][1]["offset"], 3);
     let s = settle(&env, "dd");
     assert_eq!(s["state"], "committed", "{s:#}");
     let m = committed(&env, "deduped");
