@@ -702,3 +702,36 @@ fn a_run_killed_while_clustering_resumes_without_loss_or_duplicates() {
     let ids = env.json(&["sql", "SELECT count(*) AS n, count(DISTINCT id) AS d FROM \"mhkill@1\""]);
     assert_eq!(ids, serde_json::json!([{"n": 4000, "d": 4000}]));
 }
+
+#[test]
+fn dedup_explain_shows_the_cluster_of_a_dropped_and_a_kept_document() {
+    let env = Env::new();
+    minhash_pipeline(&env);
+    let yaml = "dataset: nearx
+stages:
+  docs: {type: jsonl, paths: [in/*.jsonl]}
+  hashed: {type: content_hash, inputs: [docs]}
+  unique: {type: dedup_minhash, inputs: [hashed], explain: true}
+  out: {type: parquet, inputs: [unique]}
+";
+    let p = env.write("nearx.yaml", yaml.as_bytes()).display().to_string();
+    env.json(&["run", &p]);
+    let b2 = env.json(&["dedup", "explain", "nearx@1", "b2"]);
+    assert_eq!(b2["status"], "dropped", "{b2}");
+    assert_eq!(b2["drop_reason"], "minhash_duplicate");
+    assert_eq!(b2["kept"], "b1");
+    assert_eq!(b2["cluster_size"], 3);
+    let members: Vec<&str> = b2["members"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
+    assert_eq!(members, ["b1", "b2", "b3"]);
+    // b3 is an exact copy of b1; b2 differs only in case, digits and punctuation, which the normalisation removes.
+    assert_eq!(b2["members"][2]["similarity"], 1.0);
+    assert!(b2["rule"].as_str().unwrap().starts_with("keep: datatrove"), "{b2}");
+    let a1 = env.json(&["dedup", "explain", "nearx@1", "a1"]);
+    assert_eq!((a1["status"].as_str(), a1["cluster_size"].as_u64()), (Some("kept"), Some(2)), "{a1}");
+    assert_eq!(env.json(&["dedup", "explain", "nearx@1", "c"])["status"], "alone");
+    assert_eq!(env.json(&["dedup", "explain", "nearx@1", "nope"])["status"], "absent");
+    let table = env.smelt(&["dedup", "explain", "nearx@1", "a2"]);
+    assert!(table.status.success(), "{}", stderr(&table));
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(text.contains("a2 in nearx@1 (stage `unique`): dropped") && text.contains("kept: a1"), "{text}");
+}
