@@ -25,7 +25,7 @@ py=$PEERS/venv/bin/python
 [ -x "$py" ] || { echo "peer venv missing: bash ../shared/peers/setup.sh" >&2; exit 1; }
 mkdir -p "$WORK"
 
-cargo build --release -q -p smelt-pipelines --example bench_pii_toxicity
+cargo build --release -q --workspace --example bench_pii_toxicity  # workspace features: reuses the smelt build
 bench=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/release/examples/bench_pii_toxicity
 
 if [ ! -s "$WORK/reuters.jsonl" ]; then

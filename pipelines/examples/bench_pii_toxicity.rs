@@ -9,7 +9,8 @@
 //! Usage:
 //!
 //! ```text
-//! cargo run --release -p smelt-pipelines --example bench_pii_toxicity -- [--iters N] [--show N] FILE.jsonl
+//! cargo build --release --workspace --example bench_pii_toxicity   # workspace features, as the smelt binary
+//! target/release/examples/bench_pii_toxicity [--iters N] [--show N] FILE.jsonl
 //! ```
 //!
 //! Prints one JSON object per measured stage (the best of N runs) to stdout.

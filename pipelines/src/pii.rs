@@ -402,8 +402,34 @@ fn find_ipv6(text: &str, only_public: bool, out: &mut Vec<Span>) {
     }
 }
 
-/// Words that make a dotted quad a version number (`version 4.2.1.0`).
-const VERSION_WORDS: [&str; 8] = ["version", "ver", "v", "release", "build", "firmware", "kernel", "update"];
+/// Words that make a dotted quad a version or section number (`version 4.2.1.0`, `section 12.2.2.1`).
+const VERSION_WORDS: [&str; 15] = [
+    "version",
+    "ver",
+    "v",
+    "release",
+    "build",
+    "firmware",
+    "kernel",
+    "update",
+    "section",
+    "sect",
+    "chapter",
+    "abschnitt",
+    "kapitel",
+    "avsnitt",
+    "chapitre",
+];
+
+/// A dotted quad that starts a line and ends with a dot is a section number (`12.2.2.1. Title`).
+fn is_heading_number(b: &[u8], i: usize, end: usize) -> bool {
+    let mut l = i;
+    while l > 0 && matches!(b[l - 1], b' ' | b'\t') {
+        l -= 1;
+    }
+    let line_start = l == 0 || matches!(b[l - 1], b'\n' | b'\r');
+    line_start && end < b.len() && b[end] == b'.' && (end + 1 == b.len() || b[end + 1].is_ascii_whitespace())
+}
 
 fn after_version_word(b: &[u8], i: usize) -> bool {
     let mut e = i;
@@ -447,7 +473,7 @@ fn ipv4_at(b: &[u8], i: usize, only_public: bool) -> Option<usize> {
         }
     }
     let continues = pos < n && (is_word_byte(b[pos]) || (b[pos] == b'.' && pos + 1 < n && b[pos + 1].is_ascii_digit()));
-    if continues || (i > 0 && b[i - 1] == b'.') || after_version_word(b, i) {
+    if continues || (i > 0 && b[i - 1] == b'.') || after_version_word(b, i) || is_heading_number(b, i, pos) {
         return None;
     }
     if only_public && !ipv4_is_public(Ipv4Addr::from(octets)) {
@@ -608,11 +634,33 @@ fn phone_at(text: &str, i: usize) -> Option<(usize, usize)> {
     for k in (1..=count).rev() {
         let end = groups[k - 1].end;
         let boundary_ok = if k < count { groups[k].sep == b' ' } else { phone_end_ok(b, end) };
-        if boundary_ok && is_phone(b, plus, &groups[..k]) {
+        let spaced = groups[1..k].iter().any(|g| g.sep == b' ');
+        if boundary_ok && is_phone(b, plus, &groups[..k]) && (plus || !spaced || !in_number_run(b, s, end)) {
             return Some((s, end));
         }
     }
     None
+}
+
+/// Whether a space-separated candidate sits among other number tokens, as in
+/// a hex dump (`75 01 95 08 81 02 95 01`) or a table row.
+fn in_number_run(b: &[u8], s: usize, end: usize) -> bool {
+    let hex_token = |t: &[u8]| !t.is_empty() && t.iter().all(u8::is_ascii_hexdigit);
+    let before = s >= 2 && b[s - 1] == b' ' && {
+        let mut t = s - 1;
+        while t > 0 && b[t - 1].is_ascii_alphanumeric() {
+            t -= 1;
+        }
+        hex_token(&b[t..s - 1])
+    };
+    let after = end + 1 < b.len() && b[end] == b' ' && {
+        let mut t = end + 1;
+        while t < b.len() && b[t].is_ascii_alphanumeric() {
+            t += 1;
+        }
+        hex_token(&b[end + 1..t])
+    };
+    before || after
 }
 
 /// Skips a number with its inner punctuation (`2024-05-01`, `1.2.3.4.5`, `1,000`).
@@ -812,6 +860,9 @@ mod tests {
             "Order 1234567890, ISBN 978-3-16-148410-0, range 1990-2000, score 3-2.",
             "Population 8 336 817; call ext. 1234; 10.0.0.1 is private; 00 00 00 00 00.",
             "x86 3rd abc1234567890 C++11 1.2.3.4.5",
+            "See Avsnitt 6.7.3.1, or section 1.3.3.1.\n12.2.2.1. Vorbereitende Schritte\n",
+            "00000010  75 01 95 08 81 02 95 01  75 08 81 03 95 05 75 01  |u.......u.....u.|",
+            "| 0000: 02 23 44 30 13 40 ac 34 df 3d bf 9a 19 49 39",
         ] {
             assert!(found(text).is_empty(), "{text}: {:?}", found(text));
         }
