@@ -428,12 +428,14 @@ fn is_heading_number(b: &[u8], i: usize, end: usize) -> bool {
         l -= 1;
     }
     let line_start = l == 0 || matches!(b[l - 1], b'\n' | b'\r');
-    line_start && end < b.len() && b[end] == b'.' && (end + 1 == b.len() || b[end + 1].is_ascii_whitespace())
+    let spaced = |j: usize| j == b.len() || b[j].is_ascii_whitespace() || b[j..].starts_with("\u{a0}".as_bytes());
+    line_start && end < b.len() && b[end] == b'.' && spaced(end + 1)
 }
 
 fn after_version_word(b: &[u8], i: usize) -> bool {
     let mut e = i;
-    while e > 0 && b[e - 1] == b' ' {
+    while e > 0 && matches!(b[e - 1], b' ' | b'\t' | 0xA0 | 0xC2) {
+        // Spaces, tabs and no-break spaces (U+00A0 is C2 A0 in UTF-8).
         e -= 1;
     }
     if e > 0 && b[e - 1] == b'.' {
@@ -861,6 +863,7 @@ mod tests {
             "Population 8 336 817; call ext. 1234; 10.0.0.1 is private; 00 00 00 00 00.",
             "x86 3rd abc1234567890 C++11 1.2.3.4.5",
             "See Avsnitt 6.7.3.1, or section 1.3.3.1.\n12.2.2.1. Vorbereitende Schritte\n",
+            "(See Section\u{a0}55.2.2.1 for more)\n\n55.2.2.1.\u{a0}Multiple Servers",
             "00000010  75 01 95 08 81 02 95 01  75 08 81 03 95 05 75 01  |u.......u.....u.|",
             "| 0000: 02 23 44 30 13 40 ac 34 df 3d bf 9a 19 49 39",
         ] {
