@@ -1179,7 +1179,7 @@ impl BarrierObserver for Observer {
 struct Applier {
     explain: bool,
     /// With `explain`: per kept row of a cluster, in row order, the other members.
-    members: Vec<(u64, Vec<(String, f32)>)>,
+    members: Members,
     marks: Vec<Mark>,
     next: usize,
     row: u64,
@@ -1396,8 +1396,11 @@ fn write_members(
     Ok(())
 }
 
+/// Per kept row of a cluster: (row, the other members' (id, similarity)).
+type Members = Vec<(u64, Vec<(String, f32)>)>;
+
 /// The members file of `split`, sorted by kept row (empty when it has no kept row of a cluster).
-fn read_members(dir: &Path, split: u32) -> Result<Vec<(u64, Vec<(String, f32)>)>> {
+fn read_members(dir: &Path, split: u32) -> Result<Members> {
     let path = members_path(dir, split);
     let b = match std::fs::read(&path) {
         Ok(b) => b,
@@ -1411,7 +1414,7 @@ fn read_members(dir: &Path, split: u32) -> Result<Vec<(u64, Vec<(String, f32)>)>
         Some(head)
     }
     let mut rest: &[u8] = &b;
-    let mut out: Vec<(u64, Vec<(String, f32)>)> = Vec::new();
+    let mut out: Members = Vec::new();
     while !rest.is_empty() {
         let row = le_u64(take(&mut rest, 8).ok_or_else(bad)?);
         let n = le_u32(take(&mut rest, 4).ok_or_else(bad)?) as usize;
