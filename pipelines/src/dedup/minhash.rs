@@ -1835,6 +1835,26 @@ mod tests {
     }
 
     #[test]
+    fn newest_keeps_the_smallest_preference_then_the_first() {
+        // Preferences are minus fetched_at: -30 is the newest.
+        let layout: Layout = vec![(0, 6, 0)];
+        let mut uf = Clusters::new(6, MinhashKeep::Newest);
+        uf.union((0, -10), (1, -30));
+        uf.union((1, -30), (2, -20));
+        uf.union((3, i64::MAX), (4, i64::MAX));
+        let dir = tempfile::tempdir().unwrap();
+        write_clusters(dir.path(), &mut uf, &layout).unwrap();
+        let kept: Vec<(u64, u64)> = read_marks(dir.path(), 0)
+            .unwrap()
+            .iter()
+            .filter(|m| !m.dropped)
+            .map(|m| (m.row, m.cluster))
+            .collect();
+        // Clusters are numbered by their kept row: 1 (newest of 0, 1, 2), then 3 (no dates: the first).
+        assert_eq!(kept, [(1, 0), (3, 1)]);
+    }
+
+    #[test]
     fn datatrove_keeps_the_root_of_union_by_size() {
         // datatrove's MinhashDedupCluster.union on the same pairs: (5, 6) then
         // (1, 5): the sizes are 1 and 2, so 5's root stays although 1 comes first;
