@@ -116,7 +116,8 @@ impl Sink {
                 for &t in ids {
                     match self.width {
                         Width::U16 => {
-                            let t = u16::try_from(t).map_err(|_| EngineError::User(format!("token id {t} does not fit uint16")))?;
+                            let t = u16::try_from(t)
+                                .map_err(|_| EngineError::User(format!("token id {t} does not fit uint16")))?;
                             self.buf.extend_from_slice(&t.to_le_bytes());
                         }
                         Width::U32 => self.buf.extend_from_slice(&t.to_le_bytes()),
@@ -193,11 +194,14 @@ pub async fn run(data_dir: &Path, args: &ExportArgs) -> anyhow::Result<()> {
     let mut pending: Vec<u32> = Vec::new();
     let mut rows = 0u64;
     for shard in &manifest.shards {
-        let bytes = store
-            .get(&shard.path)
-            .await?
-            .ok_or_else(|| EngineError::External(format!("shard {} of {}@{} is missing", shard.path, manifest.dataset, manifest.version)))?;
-        let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).with_context(|| format!("read {}", shard.path))?;
+        let bytes = store.get(&shard.path).await?.ok_or_else(|| {
+            EngineError::External(format!(
+                "shard {} of {}@{} is missing",
+                shard.path, manifest.dataset, manifest.version
+            ))
+        })?;
+        let builder =
+            ParquetRecordBatchReaderBuilder::try_new(bytes).with_context(|| format!("read {}", shard.path))?;
         if sink.is_none() {
             if let Some(kv) = builder.metadata().file_metadata().key_value_metadata() {
                 meta = kv.iter().filter_map(|k| Some((k.key.clone(), k.value.clone()?))).collect();
@@ -224,10 +228,8 @@ pub async fn run(data_dir: &Path, args: &ExportArgs) -> anyhow::Result<()> {
         }
         let sink = sink.as_mut().expect("opened above");
         let schema = builder.parquet_schema();
-        let wanted: Vec<usize> = ["id", "input_ids"]
-            .iter()
-            .filter_map(|name| builder.schema().index_of(name).ok())
-            .collect();
+        let wanted: Vec<usize> =
+            ["id", "input_ids"].iter().filter_map(|name| builder.schema().index_of(name).ok()).collect();
         let mask = ProjectionMask::roots(schema, wanted);
         let reader = builder.with_projection(mask).with_batch_size(4096).build()?;
         for batch in reader {
@@ -265,7 +267,9 @@ pub async fn run(data_dir: &Path, args: &ExportArgs) -> anyhow::Result<()> {
         b.finish_and_clear();
     }
     let Some(mut sink) = sink else {
-        return Err(EngineError::User(format!("{}@{} has no shards to export", manifest.dataset, manifest.version)).into());
+        return Err(
+            EngineError::User(format!("{}@{} has no shards to export", manifest.dataset, manifest.version)).into()
+        );
     };
     sink.data.flush()?;
     let mut files = vec![with_ext(if args.format == ExportFormat::Jsonl { "jsonl" } else { "bin" })];
@@ -297,18 +301,29 @@ pub async fn run(data_dir: &Path, args: &ExportArgs) -> anyhow::Result<()> {
         "files": files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>(),
     });
     let meta_path = with_ext("json");
-    std::fs::write(&meta_path, serde_json::to_vec_pretty(&summary)?).with_context(|| format!("write {}", meta_path.display()))?;
+    std::fs::write(&meta_path, serde_json::to_vec_pretty(&summary)?)
+        .with_context(|| format!("write {}", meta_path.display()))?;
     match args.summary {
         Format::Json => emit_json(&summary),
         Format::Table => {
             let rows_t = vec![
                 vec!["version".into(), format!("{}@{}", manifest.dataset, manifest.version)],
                 vec!["format".into(), format!("{} ({dtype})", args.format.name())],
-                vec!["tokenizer".into(), format!("{} {}", summary["tokenizer"].as_str().unwrap_or("-"), summary["tokenizer_hash"].as_str().unwrap_or(""))],
+                vec![
+                    "tokenizer".into(),
+                    format!(
+                        "{} {}",
+                        summary["tokenizer"].as_str().unwrap_or("-"),
+                        summary["tokenizer_hash"].as_str().unwrap_or("")
+                    ),
+                ],
                 vec!["rows".into(), rows.to_string()],
                 vec!["sequences".into(), sink.sequences.to_string()],
                 vec!["tokens".into(), sink.tokens.to_string()],
-                vec!["files".into(), files.iter().chain([&meta_path]).map(|f| f.display().to_string()).collect::<Vec<_>>().join(", ")],
+                vec![
+                    "files".into(),
+                    files.iter().chain([&meta_path]).map(|f| f.display().to_string()).collect::<Vec<_>>().join(", "),
+                ],
             ];
             emit(&table(&["", ""], &rows_t));
         }
@@ -323,8 +338,10 @@ fn progress(total: u64, enabled: bool) -> Option<indicatif::ProgressBar> {
     }
     let bar = indicatif::ProgressBar::new(total);
     bar.set_style(
-        indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} ({bytes_per_sec})")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        indicatif::ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} ({bytes_per_sec})",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     Some(bar)
 }

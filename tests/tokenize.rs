@@ -38,7 +38,10 @@ fn pipeline(dir: &Path, extra: &str) -> std::path::PathBuf {
     p
 }
 
-fn read_ids(root: &Path, manifest: &serde_json::Value) -> (Vec<String>, Vec<Vec<u32>>, std::collections::HashMap<String, String>) {
+fn read_ids(
+    root: &Path,
+    manifest: &serde_json::Value,
+) -> (Vec<String>, Vec<Vec<u32>>, std::collections::HashMap<String, String>) {
     let (mut ids, mut rows, mut kv) = (Vec::new(), Vec::new(), Default::default());
     for s in manifest["shards"].as_array().unwrap() {
         let bytes = bytes::Bytes::from(std::fs::read(root.join(s["path"].as_str().unwrap())).unwrap());
@@ -74,11 +77,14 @@ fn read_megatron(prefix: &str) -> (u8, Vec<Vec<u32>>, Vec<i64>) {
     let code = idx[17];
     let (n_seq, n_doc) = (u64_at(18) as usize, u64_at(26) as usize);
     let mut off = 34;
-    let lengths: Vec<i32> = (0..n_seq).map(|i| i32::from_le_bytes(idx[off + 4 * i..off + 4 * i + 4].try_into().unwrap())).collect();
+    let lengths: Vec<i32> =
+        (0..n_seq).map(|i| i32::from_le_bytes(idx[off + 4 * i..off + 4 * i + 4].try_into().unwrap())).collect();
     off += 4 * n_seq;
-    let pointers: Vec<i64> = (0..n_seq).map(|i| i64::from_le_bytes(idx[off + 8 * i..off + 8 * i + 8].try_into().unwrap())).collect();
+    let pointers: Vec<i64> =
+        (0..n_seq).map(|i| i64::from_le_bytes(idx[off + 8 * i..off + 8 * i + 8].try_into().unwrap())).collect();
     off += 8 * n_seq;
-    let docs: Vec<i64> = (0..n_doc).map(|i| i64::from_le_bytes(idx[off + 8 * i..off + 8 * i + 8].try_into().unwrap())).collect();
+    let docs: Vec<i64> =
+        (0..n_doc).map(|i| i64::from_le_bytes(idx[off + 8 * i..off + 8 * i + 8].try_into().unwrap())).collect();
     assert_eq!(off + 8 * n_doc, idx.len(), "nothing after the document indices");
     let size = if code == 8 { 2 } else { 4 };
     let seqs = lengths
@@ -139,7 +145,8 @@ fn tokenize_commit_train_hook_and_export() {
 
     // Megatron: one sequence per row, int32 (cl100k has more than 65500 ids).
     let out = env.path().join("export");
-    let s = env.ok(&["export", "news-tok@1", "--format", "megatron", "--out", out.to_str().unwrap(), "--summary", "json"]);
+    let s =
+        env.ok(&["export", "news-tok@1", "--format", "megatron", "--out", out.to_str().unwrap(), "--summary", "json"]);
     let s: serde_json::Value = serde_json::from_str(&s).unwrap();
     assert_eq!((s["dtype"].as_str(), s["sequences"].as_u64()), (Some("int32"), Some(rows.len() as u64)));
     let (code, seqs, docs) = read_megatron(out.join("news-tok-v1").to_str().unwrap());
@@ -148,7 +155,18 @@ fn tokenize_commit_train_hook_and_export() {
     assert_eq!(docs, (0..=rows.len() as i64).collect::<Vec<_>>());
 
     // nanoGPT, packed: every sequence 64 tokens, the stream is the rows in order.
-    let s = env.ok(&["export", "news-tok", "--format", "nanogpt", "--out", out.to_str().unwrap(), "--pack", "64", "--summary", "json"]);
+    let s = env.ok(&[
+        "export",
+        "news-tok",
+        "--format",
+        "nanogpt",
+        "--out",
+        out.to_str().unwrap(),
+        "--pack",
+        "64",
+        "--summary",
+        "json",
+    ]);
     let s: serde_json::Value = serde_json::from_str(&s).unwrap();
     let stream: Vec<u32> = rows.concat();
     let bin = std::fs::read(out.join("news-tok-v1.bin")).unwrap();
@@ -173,7 +191,8 @@ fn a_failing_train_command_keeps_the_version_and_exits_5() {
     let p = pipeline(env.path(), "train: 'exit 3'\n");
     let out = env.smelt(&["run", p.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(5), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("news-tok@1 is committed, but its train command failed (exit code 3)"));
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("news-tok@1 is committed, but its train command failed (exit code 3)"));
     assert!(env.data().join("datasets/news-tok/_versions/000001.json").exists());
 }
 

@@ -25,8 +25,11 @@ const BPE_HASH_FACTOR: u64 = 17_846_336_922_010_275_747;
 
 /// GPT-2's pre-tokenizer (r50k, p50k) in bpe-openai's look-ahead form:
 /// `\s+(?!\S)` becomes `\s+\s` with the last character dropped.
-const R50K_PATTERNS: [(&str, bool); 3] =
-    [("'(?:[sdmt]|ll|ve|re)| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+$", false), ("\\s+\\s", true), ("\\s", false)];
+const R50K_PATTERNS: [(&str, bool); 3] = [
+    ("'(?:[sdmt]|ll|ve|re)| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+$", false),
+    ("\\s+\\s", true),
+    ("\\s", false),
+];
 
 /// A loaded tokenizer with its identity.
 pub struct Loaded {
@@ -107,9 +110,8 @@ impl Loaded {
         // settings (BERT files often carry max_length 128) do not apply.
         tok.with_truncation(None).map_err(|e| parse(e.to_string()))?;
         tok.with_padding(None);
-        let find = |candidates: &[&str]| {
-            candidates.iter().find_map(|t| tok.token_to_id(t).map(|id| ((*t).to_string(), id)))
-        };
+        let find =
+            |candidates: &[&str]| candidates.iter().find_map(|t| tok.token_to_id(t).map(|id| ((*t).to_string(), id)));
         let default_bos = find(&["<s>", "[CLS]", "<|begin_of_text|>", "<bos>"]);
         let default_eos = find(&["<|endoftext|>", "</s>", "[SEP]", "<|end_of_text|>", "<eos>"]);
         let vocab_size = tok.get_vocab_size(true) as u32;

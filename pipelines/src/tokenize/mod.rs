@@ -127,7 +127,8 @@ struct Prepared {
 /// Unknown or invalid options.
 pub fn configure(options: serde_json::Value) -> Result<StageConfig, OptionError> {
     let mut c: TokenizeConfig = parse_options(options)?;
-    let at = |field: &str, message: String| OptionError { path: vec![PathSeg::Key(field.into())], message, at_key: false };
+    let at =
+        |field: &str, message: String| OptionError { path: vec![PathSeg::Key(field.into())], message, at_key: false };
     if let Some(enc) = c.tokenizer.strip_prefix("tiktoken:") {
         if !ENCODINGS.contains(&enc) {
             return Err(at("tokenizer", LoadError::Encoding(enc.to_string()).to_string()));
@@ -338,13 +339,18 @@ impl Transform for Tokenize {
                     }
                 }
                 let ids: ArrayRef = Arc::new(ids.finish());
-                cols.push(if f.data_type() == &DataType::Utf8 { ids } else { arrow::compute::cast(&ids, f.data_type())? });
+                cols.push(if f.data_type() == &DataType::Utf8 {
+                    ids
+                } else {
+                    arrow::compute::cast(&ids, f.data_type())?
+                });
             } else {
                 cols.push(c);
             }
         }
         let item = Arc::new(Field::new("item", DataType::UInt32, false));
-        let list = ListArray::try_new(item, OffsetBuffer::new(offsets.into()), Arc::new(UInt32Array::from(values)), None)?;
+        let list =
+            ListArray::try_new(item, OffsetBuffer::new(offsets.into()), Arc::new(UInt32Array::from(values)), None)?;
         cols.push(Arc::new(list));
         cols.push(Arc::new(UInt32Array::from(n_tokens)));
         let out = RecordBatch::try_new(self.output.clone(), cols)?;

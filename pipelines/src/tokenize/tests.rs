@@ -99,7 +99,9 @@ fn truncate_keeps_eos_and_split_makes_numbered_rows() {
     let (b, _) = run(&cfg, docs(&[Some(text)]));
     assert_eq!(ids_of(&b, 0), [&full[..3], &[50256]].concat());
 
-    let cfg = config(serde_json::json!({"tokenizer": "tiktoken:r50k_base", "max_tokens": 4, "overflow": "split", "keep_text": true}));
+    let cfg = config(
+        serde_json::json!({"tokenizer": "tiktoken:r50k_base", "max_tokens": 4, "overflow": "split", "keep_text": true}),
+    );
     let (b, verdicts) = run(&cfg, docs(&[Some("short"), Some(text)]));
     assert_eq!(b.num_rows(), 4);
     assert!(verdicts.iter().all(Option::is_none));
@@ -144,13 +146,17 @@ fn bad_tokenizers_are_reported_with_their_name() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("broken.json"), b"{\"version\": \"1.0\", \"model\": 42}").unwrap();
     set_pipeline_dir(dir.path());
-    let StageConfig::Transform(cfg) = configure(serde_json::json!({"tokenizer": "broken.json"})).unwrap() else { panic!() };
+    let StageConfig::Transform(cfg) = configure(serde_json::json!({"tokenizer": "broken.json"})).unwrap() else {
+        panic!()
+    };
     let e = cfg.output_schema(&docs(&[]).schema()).unwrap_err();
     assert!(e.0.contains("broken.json") && e.0.contains("does not parse"), "{}", e.0);
     let Err(EngineError::User(m)) = cfg.build(&docs(&[]).schema()) else { panic!("a user error") };
     assert!(m.contains("broken.json"), "{m}");
 
-    let StageConfig::Transform(cfg) = configure(serde_json::json!({"tokenizer": "missing.json"})).unwrap() else { panic!() };
+    let StageConfig::Transform(cfg) = configure(serde_json::json!({"tokenizer": "missing.json"})).unwrap() else {
+        panic!()
+    };
     let e = cfg.output_schema(&docs(&[]).schema()).unwrap_err();
     assert!(e.0.contains("cannot read tokenizer file") && e.0.contains("missing.json"), "{}", e.0);
 
