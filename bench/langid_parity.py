@@ -186,8 +186,8 @@ def smelt(work, binary, runs=3):
     shards = glob.glob(os.path.join(work, "smelt-data/datasets/langid-parity-0/**/*.parquet"), recursive=True)
     out = {}
     for s in sorted(shards):
-        t = pq.read_table(s, columns=["id", "language", "language_score"])
-        for i, l, sc in zip(*(t.column(c).to_pylist() for c in ("id", "language", "language_score"))):
+        t = pq.read_table(s, columns=["id", "lang", "lang_score"])
+        for i, l, sc in zip(*(t.column(c).to_pylist() for c in ("id", "lang", "lang_score"))):
             out[i] = (l, sc)
     return out, med(with_l) - med(without), med(busy), med(wall), med(with_l), med(without)
 

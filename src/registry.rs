@@ -57,6 +57,12 @@ pub fn stages() -> Vec<StageType> {
             configure: pipelines::toxicity::configure,
         },
         StageType {
+            name: "langid",
+            kind: StageKind::Transform,
+            about: "add `lang`/`lang_score` (fastText LID-176 embedded, or whatlang); keep the languages asked for",
+            configure: pipelines::langid::configure,
+        },
+        StageType {
             name: "gopher_quality",
             kind: StageKind::Transform,
             about: "drop documents failing Gopher's quality rules (datatrove GopherQualityFilter: word count, word length, symbols, stop words)",
@@ -79,12 +85,6 @@ pub fn stages() -> Vec<StageType> {
             kind: StageKind::Transform,
             about: "drop documents failing FineWeb's rules (datatrove FineWebQualityFilter: line punctuation, short lines, duplicates, lists)",
             configure: pipelines::filters::fineweb::configure,
-        },
-        StageType {
-            name: "langid",
-            kind: StageKind::Transform,
-            about: "add `language`/`language_score` (fastText LID-176 embedded, or whatlang); keep the languages asked for",
-            configure: pipelines::langid::configure,
         },
         StageType {
             name: "dedup_exact",

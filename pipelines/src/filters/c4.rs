@@ -87,7 +87,7 @@ pub struct C4Config {
     /// Remove lines with cookie or terms-of-use notices (default true).
     #[serde(default = "yes")]
     pub filter_policy: bool,
-    /// Language of rows without a `language` column value (default `en`); picks the sentence splitter.
+    /// Language of rows without a `lang` column value (default `en`); picks the sentence splitter.
     #[serde(default = "d_language")]
     pub language: String,
 }

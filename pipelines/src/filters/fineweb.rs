@@ -63,7 +63,7 @@ pub struct FineWebConfig {
     /// Drop documents with more newlines per word (default 0.3).
     #[serde(default = "d_new_line")]
     pub new_line_ratio: f64,
-    /// Language of rows without a `language` column value (default `en`); picks the word splitter.
+    /// Language of rows without a `lang` column value (default `en`); picks the word splitter.
     #[serde(default = "d_language")]
     pub language: String,
 }

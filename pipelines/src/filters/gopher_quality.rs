@@ -95,7 +95,7 @@ pub struct GopherQualityConfig {
     /// The stop words (default: the, be, to, of, and, that, have, with); matched case-sensitively.
     #[serde(default = "d_stop_words")]
     pub stop_words: Vec<String>,
-    /// Language of rows without a `language` column value (default `en`); picks the word splitter.
+    /// Language of rows without a `lang` column value (default `en`); picks the word splitter.
     #[serde(default = "d_language")]
     pub language: String,
 }

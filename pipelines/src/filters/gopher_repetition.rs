@@ -71,7 +71,7 @@ pub struct GopherRepetitionConfig {
     /// `[n, fraction]` pairs: drop when repeated n-grams cover more of the characters (default [[5, 0.15], ... [10, 0.10]]).
     #[serde(default = "d_dup")]
     pub dup_n_grams: Vec<(usize, f64)>,
-    /// Language of rows without a `language` column value (default `en`); picks the word splitter.
+    /// Language of rows without a `lang` column value (default `en`); picks the word splitter.
     #[serde(default = "d_language")]
     pub language: String,
 }

@@ -13,7 +13,7 @@
 //! `str.strip`, `len` in code points), kept here.
 //!
 //! Language: datatrove's filters take it from their `language` argument; here
-//! the `language` option is the default, and an input `language` column (as
+//! the `language` option is the default, and an input `lang` column (as
 //! the `langid` stage writes) decides per row where it is not null.
 
 pub mod c4;
@@ -56,15 +56,15 @@ pub trait DocFilter: Send {
     }
 }
 
-/// Schema check shared by the filters: a `text` column, and a `language`
+/// Schema check shared by the filters: a `text` column, and a `lang`
 /// column (if any) as a string.
 ///
 /// # Errors
-/// No `text` column, or `text`/`language` of another type.
+/// No `text` column, or `text`/`lang` of another type.
 pub fn check_input(input: &SchemaRef) -> Result<SchemaRef, SchemaError> {
     require_column(input, "text", &[DataType::LargeUtf8, DataType::Utf8])?;
-    if input.field_with_name("language").is_ok() {
-        require_column(input, "language", &[DataType::Utf8, DataType::LargeUtf8])?;
+    if input.field_with_name("lang").is_ok() {
+        require_column(input, "lang", &[DataType::Utf8, DataType::LargeUtf8])?;
     }
     Ok(input.clone())
 }
@@ -102,7 +102,7 @@ impl<F: DocFilter> Transform for FilterStage<F> {
             .column_by_name("text")
             .expect("schema checked")
             .clone();
-        let language = batch.column_by_name("language").cloned();
+        let language = batch.column_by_name("lang").cloned();
         let mut verdicts = Vec::with_capacity(batch.num_rows());
         let mut rewrites: Vec<(usize, String)> = Vec::new();
         for i in 0..batch.num_rows() {
@@ -404,7 +404,7 @@ mod stage_tests {
             Arc::new(LargeStringArray::from(texts)),
         ];
         if let Some(l) = langs {
-            fields.push(Field::new("language", DataType::Utf8, true));
+            fields.push(Field::new("lang", DataType::Utf8, true));
             cols.push(Arc::new(StringArray::from(l)));
         }
         RecordBatch::try_new(Arc::new(Schema::new(fields)), cols).unwrap()
@@ -463,7 +463,7 @@ mod stage_tests {
         );
         let bad = Arc::new(Schema::new(vec![
             Field::new("text", DataType::Utf8, false),
-            Field::new("language", DataType::Int32, true),
+            Field::new("lang", DataType::Int32, true),
         ]));
         assert!(check_input(&bad).is_err());
     }

@@ -181,11 +181,11 @@ impl TransformConfig for LangIdConfig {
         let mut fields: Vec<Field> = input
             .fields()
             .iter()
-            .filter(|f| f.name() != "language" && f.name() != "language_score")
+            .filter(|f| f.name() != "lang" && f.name() != "lang_score")
             .map(|f| f.as_ref().clone())
             .collect();
-        fields.push(Field::new("language", DataType::Utf8, false));
-        fields.push(Field::new("language_score", DataType::Float64, false));
+        fields.push(Field::new("lang", DataType::Utf8, false));
+        fields.push(Field::new("lang_score", DataType::Float64, false));
         Ok(Arc::new(Schema::new(fields)))
     }
 
@@ -330,7 +330,7 @@ impl Transform for LangId {
             .fields()
             .iter()
             .zip(batch.columns())
-            .filter(|(f, _)| f.name() != "language" && f.name() != "language_score")
+            .filter(|(f, _)| f.name() != "lang" && f.name() != "lang_score")
             .map(|(_, c)| c.clone())
             .collect();
         cols.push(Arc::new(languages.finish()));
@@ -358,8 +358,8 @@ mod tests {
         let Processed::Filtered { batch, verdicts } = cfg.build(&schema).unwrap().process(batch).unwrap() else {
             panic!("a filter")
         };
-        let langs = batch.column_by_name("language").unwrap().as_string::<i32>();
-        let scores = batch.column_by_name("language_score").unwrap().as_any().downcast_ref::<Float64Array>().unwrap();
+        let langs = batch.column_by_name("lang").unwrap().as_string::<i32>();
+        let scores = batch.column_by_name("lang_score").unwrap().as_any().downcast_ref::<Float64Array>().unwrap();
         (langs.iter().map(|l| l.unwrap().to_string()).collect(), scores.values().to_vec(), verdicts)
     }
 
@@ -517,9 +517,9 @@ mod tests {
         let cfg: LangIdConfig = serde_json::from_value(serde_json::json!({})).unwrap();
         let input = Arc::new(Schema::new(vec![
             doc::id(),
-            Field::new("language", DataType::Utf8, true),
+            Field::new("lang", DataType::Utf8, true),
             doc::text(),
-            Field::new("language_score", DataType::Float32, true),
+            Field::new("lang_score", DataType::Float32, true),
         ]));
         let out = cfg.output_schema(&input).unwrap();
         let names: Vec<_> = out.fields().iter().map(|f| (f.name().as_str(), f.data_type().clone())).collect();
@@ -528,8 +528,8 @@ mod tests {
             [
                 ("id", DataType::Utf8),
                 ("text", DataType::LargeUtf8),
-                ("language", DataType::Utf8),
-                ("language_score", DataType::Float64)
+                ("lang", DataType::Utf8),
+                ("lang_score", DataType::Float64)
             ]
         );
         let e = cfg.output_schema(&Arc::new(Schema::new(vec![doc::id()]))).unwrap_err().0;
