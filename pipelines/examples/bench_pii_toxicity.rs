@@ -1,7 +1,7 @@
 //! Throughput of the `pii` and `toxicity` transforms on one thread.
 //!
 //! ```text
-//! JSONL (text, url, language) ──► batches of 1,024 rows in memory
+//! JSONL (text, url, lang) ──► batches of 1,024 rows in memory
 //!     ──► N × pii.process ──────────────────────────► docs/s, MB/s, redactions per kind
 //!     ──► N × toxicity.process (flag, each config) ──► docs/s, MB/s, flagged docs
 //! ```
@@ -134,7 +134,7 @@ fn show_pii(batches: &[RecordBatch], per_kind: usize) {
 fn read_batches(path: &str) -> Vec<RecordBatch> {
     let data = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
     let schema =
-        Arc::new(Schema::new(vec![doc::id(), doc::text(), doc::url(), Field::new("language", DataType::Utf8, true)]));
+        Arc::new(Schema::new(vec![doc::id(), doc::text(), doc::url(), Field::new("lang", DataType::Utf8, true)]));
     let rows: Vec<serde_json::Value> = data
         .lines()
         .filter(|l| !l.trim().is_empty())
@@ -151,7 +151,7 @@ fn read_batches(path: &str) -> Vec<RecordBatch> {
                     chunk.iter().map(|v| field(v, "text").unwrap_or_default()).collect::<Vec<_>>(),
                 )),
                 Arc::new(StringArray::from(chunk.iter().map(|v| field(v, "url")).collect::<Vec<_>>())),
-                Arc::new(StringArray::from(chunk.iter().map(|v| field(v, "language")).collect::<Vec<_>>())),
+                Arc::new(StringArray::from(chunk.iter().map(|v| field(v, "lang")).collect::<Vec<_>>())),
             ];
             RecordBatch::try_new(schema.clone(), cols).expect("batch")
         })

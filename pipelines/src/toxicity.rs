@@ -8,7 +8,7 @@
 //! text ──lowercase, one space──► Aho-Corasick (all lists, overlapping)
 //!        ──keep terms of the row's language lists, at word boundaries──►
 //!        ──leftmost-longest, no overlap──► matches ≥ min_matches ──► toxic_words
-//! language (when the input has it) ──► which lists count for the row
+//! lang (when the input has it) ──► which lists count for the row
 //! ```
 //!
 //! Matching is case-insensitive (Unicode lowercase) and treats runs of
@@ -91,7 +91,7 @@ fn one() -> u32 {
 }
 
 fn language() -> String {
-    "language".into()
+    "lang".into()
 }
 
 /// Options of `toxicity`.
@@ -131,7 +131,7 @@ pub struct ToxicityConfig {
     /// Matches per word (whitespace-separated) a document may have and stay clean (default 0).
     #[serde(default)]
     pub max_ratio: f64,
-    /// Column with each row's language code (default `language`), used when the input has it.
+    /// Column with each row's language code (default `lang`, as `langid` writes it), used when the input has it.
     #[serde(default = "language")]
     pub language_column: String,
 }
@@ -792,7 +792,7 @@ mod tests {
             Arc::new(StringArray::from(urls.to_vec())),
         ];
         if let Some(langs) = langs {
-            fields.push(Field::new("language", DataType::Utf8, true));
+            fields.push(Field::new("lang", DataType::Utf8, true));
             cols.push(Arc::new(StringArray::from(langs.to_vec())));
         }
         RecordBatch::try_new(Arc::new(Schema::new(fields)), cols).unwrap()
@@ -884,7 +884,7 @@ mod tests {
         let flagged = stage(serde_json::json!({"mode": "flag"}));
         let has_toxic = Arc::new(Schema::new(vec![doc::text(), Field::new("toxic", DataType::Boolean, false)]));
         assert!(flagged.output_schema(&has_toxic).unwrap_err().0.contains("already has it"));
-        let bad_lang = Arc::new(Schema::new(vec![doc::text(), Field::new("language", DataType::Int32, true)]));
+        let bad_lang = Arc::new(Schema::new(vec![doc::text(), Field::new("lang", DataType::Int32, true)]));
         assert!(flagged.output_schema(&bad_lang).is_err());
         // A missing word file is the user's to fix.
         let missing = stage(serde_json::json!({"lists": ["/nonexistent/words.txt"]}));
