@@ -12,13 +12,13 @@ mod catalog_cmd;
 mod cli;
 mod dedup_cmd;
 mod docs;
-mod export_cmd;
 mod extract_cmd;
+mod export_cmd;
 mod k8s;
 mod output;
 mod registry;
-mod train_hook;
 mod slurm;
+mod train_hook;
 
 use std::process::ExitCode;
 
