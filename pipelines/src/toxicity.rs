@@ -101,7 +101,7 @@ pub struct ToxicityConfig {
     /// Bundled LDNOOBW lists to use, by language code (default: all 28).
     #[serde(default)]
     pub languages: Option<Vec<String>>,
-    /// Lists for rows without a language (no language column, or null): default all of `languages`.
+    /// Lists for rows without a language (no language column, or null): default `[en]` when `languages` has it (as C4), else all of `languages`.
     #[serde(default)]
     pub default_languages: Option<Vec<String>>,
     /// Your own word files, one term per line (`#` starts a comment line), used for every row.
@@ -168,7 +168,7 @@ pub fn configure(options: serde_json::Value) -> Result<StageConfig, OptionError>
     let bundled: Vec<&str> = LDNOOBW.iter().map(|(l, _)| *l).collect();
     let languages = c.languages.get_or_insert_with(|| bundled.iter().map(|l| l.to_string()).collect()).clone();
     check_languages("languages", &languages, &bundled)?;
-    let defaults = c.default_languages.get_or_insert_with(|| languages.clone()).clone();
+    let defaults = c.default_languages.get_or_insert_with(|| default_lists(&languages)).clone();
     let configured: Vec<&str> = languages.iter().map(String::as_str).collect();
     check_languages("default_languages", &defaults, &configured)?;
     if c.min_matches == 0 {
@@ -341,10 +341,20 @@ fn read_lines(path: &Path, option: &str) -> Result<String> {
         .map_err(|e| EngineError::User(format!("toxicity: cannot read `{option}` file {}: {e}", path.display())))
 }
 
+/// Lists for rows without a language: English alone when configured (other
+/// languages' terms are common English words, Turkish `am`), else all.
+fn default_lists(languages: &[String]) -> Vec<String> {
+    if languages.iter().any(|l| l == "en") {
+        vec!["en".to_string()]
+    } else {
+        languages.to_vec()
+    }
+}
+
 impl Lexicon {
     fn build(c: &ToxicityConfig) -> Result<Lexicon> {
         let languages = c.languages.clone().unwrap_or_default();
-        let defaults = c.default_languages.clone().unwrap_or_else(|| languages.clone());
+        let defaults = c.default_languages.clone().unwrap_or_else(|| default_lists(&languages));
         let mut sources: Vec<(String, String)> = LDNOOBW
             .iter()
             .filter(|(l, _)| languages.iter().any(|x| x == l))
@@ -743,10 +753,13 @@ mod tests {
     #[test]
     fn row_language_picks_lists() {
         let lex = lexicon(serde_json::json!({"languages": ["en", "de", "tr", "fr", "fr-CA-u-sd-caqc"]}));
-        // Turkish "am" is an English word: only Turkish rows (and rows without a language) count it.
+        // Turkish "am" is an English word: only Turkish rows count it; rows
+        // without a language use English alone by default.
         assert!(matched(&lex, "I am here", Some("en")).is_empty());
         assert_eq!(matched(&lex, "I am here", Some("tr")), vec!["am"]);
-        assert_eq!(matched(&lex, "I am here", None), vec!["am"]);
+        assert!(matched(&lex, "I am here", None).is_empty());
+        let all = lexicon(serde_json::json!({"languages": ["en", "tr"], "default_languages": ["en", "tr"]}));
+        assert_eq!(matched(&all, "I am here", None), vec!["am"]);
         // A language's regional lists count for it; `en-GB` and `FR` work.
         assert_eq!(matched(&lex, "Tabarnak, quelle journée", Some("FR")), vec!["tabarnak"]);
         assert_eq!(matched(&lex, "what an asshole", Some("en-GB")), vec!["asshole"]);
