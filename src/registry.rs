@@ -99,6 +99,12 @@ pub fn stages() -> Vec<StageType> {
             configure: pipelines::dedup::exact::configure_url,
         },
         StageType {
+            name: "dedup_lines",
+            kind: StageKind::Barrier,
+            about: "remove lines seen more than max_occurrences times in the run (CCNet line dedup, keep first); lines_removed, chars_removed",
+            configure: pipelines::dedup::lines::configure,
+        },
+        StageType {
             name: "dedup_minhash",
             kind: StageKind::Barrier,
             about: "drop near-duplicate documents (FineWeb/datatrove MinHash: 5-grams, 14 bands x 8 hashes); dup_cluster, dup_cluster_size on kept ones",

@@ -735,3 +735,45 @@ stages:
     let text = String::from_utf8_lossy(&table.stdout);
     assert!(text.contains("a2 in nearx@1 (stage `unique`): dropped") && text.contains("kept: a1"), "{text}");
 }
+
+#[test]
+fn line_dedup_removes_shared_boilerplate_across_splits_for_any_parallelism() {
+    let env = Env::new();
+    let doc = |id: &str, body: &str| {
+        let text = format!("Home | News | Contact\n{body}\nCopyright 2024 Example Media. All rights reserved.");
+        format!("{}\n", serde_json::json!({"id": id, "text": text}))
+    };
+    let first = [doc("a", "The council approved the new budget on Monday."), doc("b", "Heavy rain is expected over the weekend.")];
+    let second = [
+        doc("c", "The museum opens a new wing in May."),
+        format!("{}\n", serde_json::json!({"id": "d", "text": "home news contact\nCOPYRIGHT 2025 example media, all rights reserved"})),
+    ];
+    env.write("in/0.jsonl", first.concat().as_bytes());
+    env.write("in/1.jsonl", second.concat().as_bytes());
+    let yaml = "dataset: lines
+stages:
+  docs: {type: jsonl, paths: [in/*.jsonl]}
+  cut: {type: dedup_lines, inputs: [docs]}
+  hashed: {type: content_hash, inputs: [cut]}
+  out: {type: parquet, inputs: [hashed]}
+";
+    let p = env.write("lines.yaml", yaml.as_bytes()).display().to_string();
+    let one = env.json(&["run", &p, "--parallelism", "1"]);
+    let u = stage(&one, "cut");
+    assert_eq!(u["rows_in"].as_u64().unwrap(), 4, "{one}");
+    // `d` is only boilerplate, seen before: it loses both lines and is dropped.
+    assert_eq!(u["drops"]["lines_dedup_empty"].as_u64().unwrap(), 1, "{one}");
+    assert_eq!(u["counters"]["lines_removed"].as_u64().unwrap(), 6, "{one}");
+    assert_eq!(u["counters"]["frequent_lines"].as_u64().unwrap(), 2, "{one}");
+    let rows = env.json(&["sql", "SELECT id, text FROM \"lines@1\" ORDER BY id"]);
+    assert_eq!(
+        rows,
+        serde_json::json!([
+            {"id": "a", "text": "Home | News | Contact\nThe council approved the new budget on Monday.\nCopyright 2024 Example Media. All rights reserved."},
+            {"id": "b", "text": "Heavy rain is expected over the weekend."},
+            {"id": "c", "text": "The museum opens a new wing in May."},
+        ])
+    );
+    // Same pipeline file (origins name the input paths), another data directory.
+    assert_eq!(Env::new().json(&["run", &p, "--parallelism", "2"])["digest"], one["digest"]);
+}

@@ -1,0 +1,677 @@
+//! `dedup_lines` barrier stage: CCNet-style line deduplication across the
+//! whole run. A line whose normalised form occurs more than `max_occurrences`
+//! times in the run is removed from `text` everywhere, except (with
+//! `keep_first`) its first occurrence in (split, row, line) order.
+//!
+//! ```text
+//! observe, per split:  (hash, row, line) per counted line ──sort──► observed/<split>.lines
+//! resolve, once:       k-way merge of every split's file by (hash, split, row, line);
+//!                      per frequent hash its removed occurrences ──► resolved/drops.bin
+//!                                                                    resolved/drops.idx
+//! apply, per split:    its removed (row, line) pairs (sorted) ──► lines cut from `text`
+//! ```
+//! Lines are the `\n`-separated pieces of `text`. A line is normalised as
+//! CCNet's `normalize_for_dedup` does, plus accent removal: trimmed,
+//! lowercased, decimal digits to `0`, accents (combining marks after NFD),
+//! punctuation, symbols and control characters removed, whitespace runs to one
+//! space. Keys are xxh3-64 hashes of that form. Lines whose form is empty or
+//! shorter than `min_line_chars` are never counted nor removed. Memory in the
+//! global step: one buffered reader per split file plus 16 bytes per removed
+//! line.
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, BinaryHeap};
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::{
+    Array, ArrayRef, AsArray, GenericStringArray, GenericStringBuilder, OffsetSizeTrait,
+};
+use arrow::datatypes::{DataType, SchemaRef};
+use arrow::record_batch::RecordBatch;
+use serde::{Deserialize, Serialize};
+use smelt_engine::yaml::PathSeg;
+use smelt_engine::{
+    parse_options, require_column, str_at, BarrierConfig, BarrierContext, BarrierObserver,
+    EngineError, OptionError, Processed, Result, SchemaError, StageConfig, Transform,
+};
+use unicode_normalization::char::is_combining_mark;
+use unicode_normalization::UnicodeNormalization;
+
+/// Drop reason of documents left without text.
+const REASON: &str = "lines_dedup_empty";
+
+/// Options of `dedup_lines`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DedupLinesConfig {
+    /// A line occurring more than this many times in the run is removed (CCNet: 1).
+    #[serde(default = "default_max_occurrences")]
+    pub max_occurrences: u64,
+    /// Lines whose normalised form has fewer characters are never removed.
+    #[serde(default)]
+    pub min_line_chars: usize,
+    /// Keep the first occurrence of a removed line, in (split, row, line) order.
+    #[serde(default = "default_keep_first")]
+    pub keep_first: bool,
+    /// A document that lost lines and keeps fewer non-blank characters is dropped.
+    #[serde(default = "default_min_chars")]
+    pub min_chars: usize,
+}
+
+fn default_max_occurrences() -> u64 {
+    1
+}
+
+fn default_keep_first() -> bool {
+    true
+}
+
+fn default_min_chars() -> usize {
+    1
+}
+
+/// Registry hook of `dedup_lines`.
+///
+/// # Errors
+/// Unknown or invalid options (`max_occurrences` must be at least 1).
+pub fn configure(options: serde_json::Value) -> Result<StageConfig, OptionError> {
+    let c: DedupLinesConfig = parse_options(options)?;
+    if c.max_occurrences == 0 {
+        return Err(OptionError {
+            path: vec![PathSeg::Key("max_occurrences".into())],
+            message: "must be at least 1".into(),
+            at_key: false,
+        });
+    }
+    Ok(StageConfig::Barrier(Arc::new(DedupLines {
+        resolved: serde_json::to_value(&c).unwrap_or_default(),
+        c,
+    })))
+}
+
+#[derive(Debug)]
+struct DedupLines {
+    c: DedupLinesConfig,
+    resolved: serde_json::Value,
+}
+
+/// A line as compared by `dedup_lines` (see the module documentation).
+pub fn normalize_line(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut space = false;
+    for c in line.trim().nfd().flat_map(char::to_lowercase) {
+        if c.is_whitespace() {
+            space = !out.is_empty();
+        } else if is_combining_mark(c) || !c.is_alphanumeric() {
+            // accents, punctuation, symbols, control characters
+        } else {
+            if space {
+                out.push(' ');
+                space = false;
+            }
+            out.push(if c.to_digit(10).is_some() || is_decimal_digit(c) {
+                '0'
+            } else {
+                c
+            });
+        }
+    }
+    out
+}
+
+/// Decimal digits outside ASCII (Python's `\d`): the common Unicode blocks
+/// of ten consecutive digits.
+fn is_decimal_digit(c: char) -> bool {
+    const ZEROS: [u32; 12] = [
+        0x0660, 0x06F0, 0x07C0, 0x0966, 0x09E6, 0x0A66, 0x0AE6, 0x0B66, 0x0BE6, 0x0E50, 0x0ED0,
+        0xFF10,
+    ];
+    let c = c as u32;
+    ZEROS.iter().any(|&z| (z..z + 10).contains(&c))
+}
+
+/// The key of a line, or `None` for a line that is never counted.
+fn line_key(line: &str, min_line_chars: usize) -> Option<u64> {
+    let n = normalize_line(line);
+    (!n.is_empty() && n.chars().count() >= min_line_chars)
+        .then(|| xxhash_rust::xxh3::xxh3_64(n.as_bytes()))
+}
+
+/// One observed line: key, row, line number. 20 bytes on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Entry {
+    key: u64,
+    row: u64,
+    line: u32,
+}
+
+const ENTRY_BYTES: usize = 20;
+
+impl Entry {
+    fn write(&self, w: &mut impl Write) -> std::io::Result<()> {
+        w.write_all(&self.key.to_be_bytes())?;
+        w.write_all(&self.row.to_be_bytes())?;
+        w.write_all(&self.line.to_be_bytes())
+    }
+
+    fn read(r: &mut impl Read) -> std::io::Result<Option<Entry>> {
+        let mut b = [0u8; ENTRY_BYTES];
+        match r.read_exact(&mut b) {
+            Ok(()) => Ok(Some(Entry {
+                key: u64::from_be_bytes(b[..8].try_into().expect("8 bytes")),
+                row: u64::from_be_bytes(b[8..16].try_into().expect("8 bytes")),
+                line: u32::from_be_bytes(b[16..].try_into().expect("4 bytes")),
+            })),
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+fn io(path: &Path, e: std::io::Error) -> EngineError {
+    EngineError::External(format!("{}: {e}", path.display()))
+}
+
+fn lines_path(dir: &Path, split: u32) -> PathBuf {
+    dir.join(format!("{split:06}.lines"))
+}
+
+/// A removed line: (split, row, line).
+type Removed = (u32, u64, u32);
+
+impl BarrierConfig for DedupLines {
+    fn output_schema(&self, input: &SchemaRef) -> Result<SchemaRef, SchemaError> {
+        require_column(input, "text", &[DataType::Utf8, DataType::LargeUtf8])?;
+        Ok(input.clone())
+    }
+
+    fn resolved(&self) -> serde_json::Value {
+        self.resolved.clone()
+    }
+
+    fn observer(
+        &self,
+        _input: &SchemaRef,
+        ctx: &BarrierContext,
+        split: u32,
+    ) -> Result<Box<dyn BarrierObserver>> {
+        Ok(Box::new(Observer {
+            min_line_chars: self.c.min_line_chars,
+            path: lines_path(&ctx.observed_dir, split),
+            entries: Vec::new(),
+            row: 0,
+        }))
+    }
+
+    fn resolve(&self, ctx: &BarrierContext, splits: &[u32]) -> Result<BTreeMap<String, u64>> {
+        // One sorted file per split: merge them all by (key, split, row, line).
+        let mut heap = BinaryHeap::new();
+        let mut readers = Vec::with_capacity(splits.len());
+        for (i, &split) in splits.iter().enumerate() {
+            let path = lines_path(&ctx.observed_dir, split);
+            let mut r =
+                BufReader::with_capacity(64 << 10, File::open(&path).map_err(|e| io(&path, e))?);
+            if let Some(e) = Entry::read(&mut r).map_err(|e| io(&path, e))? {
+                heap.push(std::cmp::Reverse((e.key, split, e.row, e.line, i)));
+            }
+            readers.push((path, r));
+        }
+        let mut drops: Vec<Removed> = Vec::new();
+        let (mut distinct, mut frequent) = (0u64, 0u64);
+        // The occurrences of the current key, kept until it has more than `max_occurrences`.
+        let mut group: Vec<Removed> = Vec::new();
+        let mut last = None;
+        let close = |group: &mut Vec<Removed>, drops: &mut Vec<Removed>, frequent: &mut u64| {
+            if group.len() as u64 > self.c.max_occurrences {
+                *frequent += 1;
+                drops.extend(group.iter().skip(usize::from(self.c.keep_first)));
+            }
+            group.clear();
+        };
+        while let Some(std::cmp::Reverse((key, split, row, line, i))) = heap.pop() {
+            if last != Some(key) {
+                close(&mut group, &mut drops, &mut frequent);
+                distinct += 1;
+                last = Some(key);
+            }
+            group.push((split, row, line));
+            let (path, r) = &mut readers[i];
+            if let Some(e) = Entry::read(r).map_err(|e| io(path, e))? {
+                heap.push(std::cmp::Reverse((e.key, split, e.row, e.line, i)));
+            }
+        }
+        close(&mut group, &mut drops, &mut frequent);
+        drops.sort_unstable();
+        write_drops(&ctx.resolved_dir, &drops)?;
+        Ok(BTreeMap::from([
+            ("distinct_lines".to_string(), distinct),
+            ("frequent_lines".to_string(), frequent),
+            ("duplicate_lines".to_string(), drops.len() as u64),
+        ]))
+    }
+
+    fn applier(
+        &self,
+        _input: &SchemaRef,
+        ctx: &BarrierContext,
+        split: u32,
+    ) -> Result<Box<dyn Transform>> {
+        Ok(Box::new(Applier {
+            drops: read_drops(&ctx.resolved_dir, split)?,
+            next: 0,
+            row: 0,
+            min_chars: self.c.min_chars,
+            lines_removed: 0,
+            chars_removed: 0,
+        }))
+    }
+}
+
+/// `drops.bin`: (split u32, row u64, line u32) big-endian, sorted;
+/// `drops.idx`: per split with drops, (split u32, first entry u64, count u64).
+fn write_drops(dir: &Path, drops: &[Removed]) -> Result<()> {
+    let bin = dir.join("drops.bin");
+    let idx = dir.join("drops.idx");
+    let mut b = BufWriter::new(File::create(&bin).map_err(|e| io(&bin, e))?);
+    let mut x = BufWriter::new(File::create(&idx).map_err(|e| io(&idx, e))?);
+    let mut start = 0usize;
+    for (i, &(split, row, line)) in drops.iter().enumerate() {
+        b.write_all(&split.to_be_bytes())
+            .and_then(|()| b.write_all(&row.to_be_bytes()))
+            .and_then(|()| b.write_all(&line.to_be_bytes()))
+            .map_err(|e| io(&bin, e))?;
+        if i + 1 == drops.len() || drops[i + 1].0 != split {
+            let n = (i + 1 - start) as u64;
+            x.write_all(&split.to_be_bytes())
+                .and_then(|()| x.write_all(&(start as u64).to_be_bytes()))
+                .and_then(|()| x.write_all(&n.to_be_bytes()))
+                .map_err(|e| io(&idx, e))?;
+            start = i + 1;
+        }
+    }
+    b.flush().map_err(|e| io(&bin, e))?;
+    x.flush().map_err(|e| io(&idx, e))
+}
+
+/// The sorted removed (row, line) pairs of one split.
+fn read_drops(dir: &Path, split: u32) -> Result<Vec<(u64, u32)>> {
+    let idx = dir.join("drops.idx");
+    let bytes = std::fs::read(&idx).map_err(|e| io(&idx, e))?;
+    let Some(entry) = bytes
+        .chunks_exact(20)
+        .find(|c| u32::from_be_bytes(c[..4].try_into().expect("4")) == split)
+    else {
+        return Ok(Vec::new());
+    };
+    let start = u64::from_be_bytes(entry[4..12].try_into().expect("8"));
+    let n = u64::from_be_bytes(entry[12..].try_into().expect("8"));
+    let bin = dir.join("drops.bin");
+    let mut f = File::open(&bin).map_err(|e| io(&bin, e))?;
+    f.seek(SeekFrom::Start(start * 16))
+        .map_err(|e| io(&bin, e))?;
+    let mut buf = vec![0u8; n as usize * 16];
+    f.read_exact(&mut buf).map_err(|e| io(&bin, e))?;
+    Ok(buf
+        .chunks_exact(16)
+        .map(|c| {
+            (
+                u64::from_be_bytes(c[4..12].try_into().expect("8")),
+                u32::from_be_bytes(c[12..].try_into().expect("4")),
+            )
+        })
+        .collect())
+}
+
+struct Observer {
+    min_line_chars: usize,
+    path: PathBuf,
+    entries: Vec<Entry>,
+    row: u64,
+}
+
+impl BarrierObserver for Observer {
+    fn observe(&mut self, batch: &RecordBatch) -> Result<()> {
+        if let Some(text) = batch.column_by_name("text") {
+            for i in 0..batch.num_rows() {
+                let Some(t) = str_at(text, i) else { continue };
+                let row = self.row + i as u64;
+                for (line, l) in t.split('\n').enumerate() {
+                    // More than 2^32 lines needs more than 4 GiB of text; such lines are not counted.
+                    let Ok(line) = u32::try_from(line) else { break };
+                    if let Some(key) = line_key(l, self.min_line_chars) {
+                        self.entries.push(Entry { key, row, line });
+                    }
+                }
+            }
+        }
+        self.row += batch.num_rows() as u64;
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        self.entries.sort_unstable();
+        let tmp = self.path.with_extension("tmp");
+        let mut w = BufWriter::new(File::create(&tmp).map_err(|e| io(&tmp, e))?);
+        for e in &self.entries {
+            e.write(&mut w).map_err(|e| io(&tmp, e))?;
+        }
+        w.flush().map_err(|e| io(&tmp, e))?;
+        drop(w);
+        std::fs::rename(&tmp, &self.path).map_err(|e| io(&self.path, e))
+    }
+}
+
+struct Applier {
+    drops: Vec<(u64, u32)>,
+    next: usize,
+    row: u64,
+    min_chars: usize,
+    lines_removed: u64,
+    chars_removed: u64,
+}
+
+impl Applier {
+    /// The text of every row without its removed lines, and the verdicts.
+    fn cut<O: OffsetSizeTrait>(
+        &mut self,
+        col: &GenericStringArray<O>,
+    ) -> (ArrayRef, Vec<Option<Cow<'static, str>>>) {
+        let mut out = GenericStringBuilder::<O>::with_capacity(col.len(), col.value_data().len());
+        let mut verdicts = Vec::with_capacity(col.len());
+        let mut kept = String::new();
+        for i in 0..col.len() {
+            let row = self.row + i as u64;
+            let has_drops = self.drops.get(self.next).is_some_and(|d| d.0 == row);
+            if col.is_null(i) || !has_drops {
+                out.append_option(col.is_valid(i).then(|| col.value(i)));
+                verdicts.push(None);
+                continue;
+            }
+            kept.clear();
+            let mut first = true;
+            for (n, l) in col.value(i).split('\n').enumerate() {
+                if self.drops.get(self.next) == Some(&(row, n as u32)) {
+                    self.next += 1;
+                    self.lines_removed += 1;
+                    self.chars_removed += l.chars().count() as u64;
+                    continue;
+                }
+                if !first {
+                    kept.push('\n');
+                }
+                kept.push_str(l);
+                first = false;
+            }
+            // Entries past the last line cannot come from this text; skip them rather than stall.
+            while self.drops.get(self.next).is_some_and(|d| d.0 == row) {
+                self.next += 1;
+            }
+            let left = kept.chars().filter(|c| !c.is_whitespace()).count();
+            verdicts.push((left < self.min_chars).then_some(Cow::Borrowed(REASON)));
+            out.append_value(&kept);
+        }
+        self.row += col.len() as u64;
+        (Arc::new(out.finish()), verdicts)
+    }
+}
+
+impl Transform for Applier {
+    fn process(&mut self, batch: RecordBatch) -> Result<Processed> {
+        let idx = batch.schema().index_of("text")?;
+        let text = batch.column(idx).clone();
+        let (cut, verdicts) = match text.data_type() {
+            DataType::LargeUtf8 => self.cut(text.as_string::<i64>()),
+            _ => self.cut(text.as_string::<i32>()),
+        };
+        let mut cols = batch.columns().to_vec();
+        cols[idx] = cut;
+        Ok(Processed::Filtered {
+            batch: RecordBatch::try_new(batch.schema(), cols)?,
+            verdicts,
+        })
+    }
+
+    fn take_counters(&mut self) -> BTreeMap<String, u64> {
+        let counts = BTreeMap::from([
+            (
+                "lines_removed".to_string(),
+                std::mem::take(&mut self.lines_removed),
+            ),
+            (
+                "chars_removed".to_string(),
+                std::mem::take(&mut self.chars_removed),
+            ),
+        ]);
+        counts.into_iter().filter(|(_, n)| *n > 0).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{LargeStringArray, StringArray};
+    use arrow::datatypes::Schema;
+    use smelt_engine::stage::doc;
+
+    fn batch(texts: &[Option<&str>]) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![arrow::datatypes::Field::new(
+            "text",
+            DataType::LargeUtf8,
+            true,
+        )]));
+        RecordBatch::try_new(
+            schema,
+            vec![Arc::new(LargeStringArray::from(texts.to_vec()))],
+        )
+        .unwrap()
+    }
+
+    type Out = Vec<Vec<(Option<String>, Option<Cow<'static, str>>)>>;
+
+    /// Runs the stage over `splits`; per split, per row, (text, verdict), and the counters.
+    fn run(cfg: &StageConfig, splits: &[Vec<RecordBatch>]) -> (Out, BTreeMap<String, u64>) {
+        let StageConfig::Barrier(b) = cfg else {
+            panic!("a barrier")
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = BarrierContext {
+            observed_dir: dir.path().join("observed"),
+            resolved_dir: dir.path().join("resolved"),
+            memory_budget: 1 << 20,
+            parallelism: 1,
+        };
+        std::fs::create_dir_all(&ctx.observed_dir).unwrap();
+        std::fs::create_dir_all(&ctx.resolved_dir).unwrap();
+        let schema = splits[0][0].schema();
+        b.output_schema(&schema).unwrap();
+        for (i, batches) in splits.iter().enumerate() {
+            let mut o = b.observer(&schema, &ctx, i as u32).unwrap();
+            for x in batches {
+                o.observe(x).unwrap();
+            }
+            o.finish().unwrap();
+        }
+        let ids: Vec<u32> = (0..splits.len() as u32).collect();
+        let mut counts = b.resolve(&ctx, &ids).unwrap();
+        let out = splits
+            .iter()
+            .enumerate()
+            .map(|(i, batches)| {
+                let mut a = b.applier(&schema, &ctx, i as u32).unwrap();
+                let rows = batches
+                    .iter()
+                    .flat_map(|x| match a.process(x.clone()).unwrap() {
+                        Processed::Filtered { batch, verdicts } => {
+                            let t = batch.column_by_name("text").unwrap().clone();
+                            (0..batch.num_rows())
+                                .map(|r| str_at(&t, r).map(String::from))
+                                .zip(verdicts)
+                                .collect::<Vec<_>>()
+                        }
+                        Processed::Batch(_) => panic!("a filter"),
+                    })
+                    .collect();
+                for (k, n) in a.take_counters() {
+                    *counts.entry(k).or_default() += n;
+                }
+                rows
+            })
+            .collect();
+        (out, counts)
+    }
+
+    fn kept(s: &str) -> (Option<String>, Option<Cow<'static, str>>) {
+        (Some(s.to_string()), None)
+    }
+
+    #[test]
+    fn normalises_like_ccnet() {
+        assert_eq!(
+            normalize_line("  Hello,   WORLD!! 2024 "),
+            "hello world 0000"
+        );
+        assert_eq!(normalize_line("Café — crème brûlée"), "cafe creme brulee");
+        assert_eq!(normalize_line("٣ items\t\u{7}"), "0 items");
+        assert_eq!(normalize_line(" ... *** "), "");
+        assert_eq!(normalize_line("Résumé"), normalize_line("resume"));
+    }
+
+    #[test]
+    fn removes_repeated_lines_keeping_the_first_across_splits_and_batches() {
+        let cfg = configure(serde_json::json!({})).unwrap();
+        let (out, counts) = run(
+            &cfg,
+            &[
+                vec![
+                    batch(&[Some("Home | About\nFirst story.\nCopyright 2023")]),
+                    batch(&[Some("home about\nSecond story.")]),
+                ],
+                vec![batch(&[
+                    Some("Third story.\nCOPYRIGHT 2024\n\nHome - About"),
+                    None,
+                ])],
+            ],
+        );
+        assert_eq!(
+            out,
+            vec![
+                vec![
+                    kept("Home | About\nFirst story.\nCopyright 2023"),
+                    kept("Second story.")
+                ],
+                vec![kept("Third story.\n"), (None, None)],
+            ]
+        );
+        assert_eq!(counts["lines_removed"], 3);
+        assert_eq!(
+            counts["chars_removed"],
+            ("home about".len() + "COPYRIGHT 2024".len() + "Home - About".len()) as u64
+        );
+        assert_eq!(counts["frequent_lines"], 2);
+        assert_eq!(counts["duplicate_lines"], 3);
+        assert_eq!(counts["distinct_lines"], 5);
+    }
+
+    #[test]
+    fn max_occurrences_keep_first_and_min_line_chars() {
+        let texts = [
+            Some("menu\nbody one\nshared footer line"),
+            Some("menu\nbody two\nshared footer line"),
+            Some("menu\nbody three"),
+        ];
+        // `menu` is seen 3 times, the footer twice: only `menu` is above 2.
+        let cfg =
+            configure(serde_json::json!({"max_occurrences": 2, "keep_first": false})).unwrap();
+        let (out, _) = run(&cfg, &[vec![batch(&texts)]]);
+        assert_eq!(
+            out,
+            vec![vec![
+                kept("body one\nshared footer line"),
+                kept("body two\nshared footer line"),
+                kept("body three")
+            ]]
+        );
+        // Lines of fewer than 5 normalised characters are never removed.
+        let cfg = configure(serde_json::json!({"min_line_chars": 5})).unwrap();
+        let (out, _) = run(&cfg, &[vec![batch(&texts)]]);
+        assert_eq!(
+            out,
+            vec![vec![
+                kept(texts[0].unwrap()),
+                kept("menu\nbody two"),
+                kept("menu\nbody three")
+            ]]
+        );
+    }
+
+    #[test]
+    fn drops_documents_left_without_text() {
+        let cfg = configure(serde_json::json!({"min_chars": 10})).unwrap();
+        let d = Some(Cow::Borrowed(REASON));
+        let (out, counts) = run(
+            &cfg,
+            &[vec![batch(&[
+                Some("same line\nlong unique body text"),
+                Some("Same line!\n  "),
+                Some(""),
+                Some("tiny"),
+            ])]],
+        );
+        // Only documents that lost lines are checked against `min_chars`.
+        assert_eq!(
+            out,
+            vec![vec![
+                kept("same line\nlong unique body text"),
+                (Some("  ".into()), d),
+                kept(""),
+                kept("tiny")
+            ]]
+        );
+        assert_eq!(counts["lines_removed"], 1);
+    }
+
+    #[test]
+    fn utf8_text_odd_unicode_and_no_lines_in_common() {
+        let schema = Arc::new(Schema::new(vec![arrow::datatypes::Field::new(
+            "text",
+            DataType::Utf8,
+            true,
+        )]));
+        let b = RecordBatch::try_new(
+            schema,
+            vec![Arc::new(StringArray::from(vec![
+                Some("\u{200b}\u{fe0f}\r\nα\r\nα\u{301}\r"),
+                Some("𝔘𝔫𝔦𝔠𝔬𝔡𝔢\n\u{0}"),
+            ]))],
+        )
+        .unwrap();
+        let cfg = configure(serde_json::json!({})).unwrap();
+        let (out, counts) = run(&cfg, &[vec![b]]);
+        // `α` and `ά` normalise alike: the second goes (with its `\r`).
+        assert_eq!(
+            out,
+            vec![vec![
+                kept("\u{200b}\u{fe0f}\r\nα\r"),
+                kept("𝔘𝔫𝔦𝔠𝔬𝔡𝔢\n\u{0}")
+            ]]
+        );
+        assert_eq!(counts["duplicate_lines"], 1);
+    }
+
+    #[test]
+    fn rejects_bad_options_and_schemas() {
+        assert!(configure(serde_json::json!({"max_occurrences": 0})).is_err());
+        assert!(configure(serde_json::json!({"keep": "first"})).is_err());
+        let StageConfig::Barrier(b) = configure(serde_json::json!({})).unwrap() else {
+            panic!()
+        };
+        let e = b
+            .output_schema(&Arc::new(Schema::new(vec![doc::id()])))
+            .unwrap_err()
+            .0;
+        assert!(e.contains("text"), "{e}");
+    }
+}
