@@ -112,7 +112,7 @@ pub fn normalize_line(line: &str) -> String {
                 out.push(' ');
                 space = false;
             }
-            out.push(if c.to_digit(10).is_some() || is_decimal_digit(c) {
+            out.push(if c.is_ascii_digit() || is_decimal_digit(c) {
                 '0'
             } else {
                 c
