@@ -230,7 +230,7 @@ pub async fn dispatch(cli: Cli) -> ExitCode {
 pub(crate) fn load(path: &Path) -> anyhow::Result<Pipeline> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| EngineError::User(format!("cannot read pipeline {}: {e}", path.display())))?;
-    smelt_pipelines::tokenize::set_pipeline_dir(&base_dir(path));
+    smelt_pipelines::set_pipeline_dir(&base_dir(path));
     let p = smelt_engine::compile(&path.display().to_string(), &text, &registry::stages()).map_err(EngineError::Config)?;
     Ok(p)
 }
@@ -255,7 +255,7 @@ fn validate(paths: &[PathBuf], format: Format) -> ExitCode {
                 continue;
             }
         };
-        smelt_pipelines::tokenize::set_pipeline_dir(&base_dir(path));
+        smelt_pipelines::set_pipeline_dir(&base_dir(path));
         match smelt_engine::compile(&path.display().to_string(), &text, &registry::stages()) {
             Ok(p) => {
                 all.push(serde_json::json!({"file": path.display().to_string(), "ok": true, "dataset": p.dataset,

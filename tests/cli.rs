@@ -777,3 +777,29 @@ stages:
     // Same pipeline file (origins name the input paths), another data directory.
     assert_eq!(Env::new().json(&["run", &p, "--parallelism", "2"])["digest"], one["digest"]);
 }
+
+#[test]
+fn relative_stage_files_resolve_against_the_pipeline_file() {
+    let env = Env::new();
+    env.write("p/words.txt", b"# our own list\nflamingo\n");
+    env.write(
+        "p/docs.jsonl",
+        b"{\"id\": \"a\", \"text\": \"A flamingo stood in the lake.\"}\n{\"id\": \"b\", \"text\": \"A heron stood in the lake.\"}\n",
+    );
+    let p = env.write(
+        "p/p.yaml",
+        b"dataset: lists
+stages:
+  docs: {type: jsonl, paths: [docs.jsonl]}
+  clean: {type: toxicity, inputs: [docs], lists: [words.txt], languages: [en]}
+  hashed: {type: content_hash, inputs: [clean]}
+  out: {type: parquet, inputs: [hashed]}
+",
+    );
+    // The working directory is not the pipeline's: `words.txt` is found next to `p.yaml`.
+    let out = env.cmd().current_dir(repo()).args(["run", p.to_str().unwrap(), "--format", "json"]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let run: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(run["rows_written"], 1);
+    assert_eq!(stage(&run, "clean")["drops"]["toxic_words"], 1);
+}

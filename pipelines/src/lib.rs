@@ -18,3 +18,21 @@ pub mod tokenize;
 pub mod langid;
 
 pub use extract::{extract_document, ExtractOptions, Extracted, SkipReason};
+
+static PIPELINE_DIR: std::sync::RwLock<Option<std::path::PathBuf>> = std::sync::RwLock::new(None);
+
+/// Sets the directory that relative file options of the stages configured
+/// next (`tokenize`'s `tokenizer`, `langid`'s `model`, `toxicity`'s `lists`
+/// and `url_blocklist`) are resolved against: the pipeline file's, as for
+/// source paths. Unset, they are relative to the working directory.
+pub fn set_pipeline_dir(dir: &std::path::Path) {
+    *PIPELINE_DIR.write().unwrap_or_else(|p| p.into_inner()) = Some(dir.to_path_buf());
+}
+
+/// `path` resolved against the directory given to [`set_pipeline_dir`].
+pub fn resolve_path(path: &std::path::Path) -> std::path::PathBuf {
+    match PIPELINE_DIR.read().unwrap_or_else(|e| e.into_inner()).as_ref() {
+        Some(dir) if path.is_relative() => dir.join(path),
+        _ => path.to_path_buf(),
+    }
+}

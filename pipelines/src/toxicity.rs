@@ -165,6 +165,9 @@ fn check_languages(option: &str, langs: &[String], allowed: &[&str]) -> Result<(
 /// outside [0, 1), terms that are empty once normalised, or nothing to match.
 pub fn configure(options: serde_json::Value) -> Result<StageConfig, OptionError> {
     let mut c: ToxicityConfig = parse_options(options)?;
+    for p in c.lists.iter_mut().chain(c.url_blocklist.iter_mut()) {
+        *p = crate::resolve_path(p);
+    }
     let bundled: Vec<&str> = LDNOOBW.iter().map(|(l, _)| *l).collect();
     let languages = c.languages.get_or_insert_with(|| bundled.iter().map(|l| l.to_string()).collect()).clone();
     check_languages("languages", &languages, &bundled)?;

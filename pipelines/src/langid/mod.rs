@@ -75,7 +75,7 @@ pub struct LangIdConfig {
     #[serde(default)]
     pub backend: Backend,
     /// A fastText model file (`.bin` or `.ftz`) to use instead of the embedded LID-176
-    /// (relative to the working directory); its labels lose their `__label__` prefix.
+    /// (relative to the pipeline file); its labels lose their `__label__` prefix.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
     /// Languages kept (model labels, e.g. `en`, `de`); empty keeps every language.
@@ -100,7 +100,8 @@ pub struct LangIdConfig {
 /// # Errors
 /// Unknown or invalid options; with the embedded model or whatlang, languages it cannot produce.
 pub fn configure(options: serde_json::Value) -> Result<StageConfig, OptionError> {
-    let c: LangIdConfig = parse_options(options)?;
+    let mut c: LangIdConfig = parse_options(options)?;
+    c.model = c.model.map(|m| crate::resolve_path(Path::new(&m)).display().to_string());
     let at = |key: &str, message: String| OptionError { path: vec![PathSeg::Key(key.into())], message, at_key: false };
     if c.backend == Backend::Whatlang && c.model.is_some() {
         return Err(at("model", "`model` applies to backend `fasttext` only".into()));

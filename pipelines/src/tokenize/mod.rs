@@ -14,7 +14,7 @@
 //! ```
 //!
 //! Relative tokenizer paths are resolved against the pipeline file's
-//! directory (the CLI calls [`set_pipeline_dir`] before compiling). The
+//! directory (the CLI calls [`crate::set_pipeline_dir`] before compiling). The
 //! tokenizer is read once when the compiler asks for the output schema, so
 //! `smelt validate` reports a file that does not parse, naming it.
 
@@ -23,7 +23,7 @@ mod backend;
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, OnceLock};
 
 use arrow::array::{Array, ArrayRef, ListArray, StringBuilder, UInt32Array};
 use arrow::buffer::OffsetBuffer;
@@ -49,14 +49,6 @@ pub const META_BOS_ID: &str = "smelt.bos_id";
 /// Schema metadata key: the EOS id added to each document, if any.
 pub const META_EOS_ID: &str = "smelt.eos_id";
 
-static PIPELINE_DIR: RwLock<Option<PathBuf>> = RwLock::new(None);
-
-/// Sets the directory that relative `tokenizer:` paths of the next
-/// configured stages are resolved against (the pipeline file's). Unset, they
-/// are relative to the working directory.
-pub fn set_pipeline_dir(dir: &Path) {
-    *PIPELINE_DIR.write().unwrap_or_else(|p| p.into_inner()) = Some(dir.to_path_buf());
-}
 
 /// A BOS/EOS choice: `true` (the tokenizer's usual token), `false` (none), a token's text or its id.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -142,11 +134,7 @@ pub fn configure(options: serde_json::Value) -> Result<StageConfig, OptionError>
             return Err(at("max_tokens", format!("max_tokens must leave room for text beside BOS/EOS, got {m}")));
         }
     }
-    let p = Path::new(&c.tokenizer);
-    c.path = match PIPELINE_DIR.read().unwrap_or_else(|e| e.into_inner()).as_ref() {
-        Some(dir) if p.is_relative() => dir.join(p),
-        _ => p.to_path_buf(),
-    };
+    c.path = crate::resolve_path(Path::new(&c.tokenizer));
     Ok(StageConfig::Transform(Arc::new(c)))
 }
 

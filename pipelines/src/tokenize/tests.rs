@@ -4,6 +4,7 @@ use arrow::array::{AsArray, LargeStringArray, StringArray};
 use arrow::datatypes::UInt32Type;
 
 use super::*;
+use crate::set_pipeline_dir;
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tokenizers")
