@@ -24,10 +24,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
-use arrow::array::{Array, ArrayRef, AsArray, BooleanBuilder, UInt32Builder};
+use arrow::array::{ArrayRef, BooleanBuilder, UInt32Builder};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use serde::{Deserialize, Serialize};
+use smelt_engine::str_at;
 use smelt_engine::diagnostic::closest;
 use smelt_engine::yaml::PathSeg;
 use smelt_engine::{
@@ -588,16 +589,6 @@ struct ToxicityTransform {
 }
 
 /// The string at row `i` of a Utf8 or LargeUtf8 column; `None` for nulls.
-fn str_at(col: &ArrayRef, i: usize) -> Option<&str> {
-    if col.is_null(i) {
-        return None;
-    }
-    match col.data_type() {
-        DataType::LargeUtf8 => Some(col.as_string::<i64>().value(i)),
-        DataType::Utf8 => Some(col.as_string::<i32>().value(i)),
-        _ => None,
-    }
-}
 
 impl ToxicityTransform {
     fn count(&mut self, name: &str, n: u64) {

@@ -54,6 +54,7 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit, TimestampMi
 use arrow::record_batch::RecordBatch;
 use regex::Regex;
 use serde::{Deserialize, Serialize};
+use smelt_engine::str_at;
 use smelt_engine::yaml::PathSeg;
 use smelt_engine::{
     parse_options, require_column, BarrierConfig, BarrierContext, BarrierObserver, EngineError,
@@ -428,16 +429,6 @@ fn node(split: u32, row: u64) -> Result<u64> {
     Ok((u64::from(split) << 40) | row)
 }
 
-fn str_at(c: &ArrayRef, i: usize) -> Option<&str> {
-    if c.is_null(i) {
-        return None;
-    }
-    match c.data_type() {
-        DataType::Utf8 => Some(c.as_string::<i32>().value(i)),
-        DataType::LargeUtf8 => Some(c.as_string::<i64>().value(i)),
-        _ => None,
-    }
-}
 
 fn language_column(schema: &Schema) -> Option<&'static str> {
     ["language", "lang"]

@@ -28,9 +28,10 @@ use std::collections::BTreeMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, LargeStringArray, StringArray};
+use arrow::array::{Array, ArrayRef, LargeStringArray, StringArray};
 use arrow::datatypes::{DataType, SchemaRef};
 use arrow::record_batch::RecordBatch;
+use smelt_engine::str_at;
 use smelt_engine::{require_column, Processed, Result, SchemaError, Transform};
 
 use words::Segmenter;
@@ -85,16 +86,6 @@ impl<F: DocFilter> FilterStage<F> {
     }
 }
 
-fn str_at(col: &ArrayRef, i: usize) -> Option<&str> {
-    if col.is_null(i) {
-        return None;
-    }
-    match col.data_type() {
-        DataType::LargeUtf8 => Some(col.as_string::<i64>().value(i)),
-        DataType::Utf8 => Some(col.as_string::<i32>().value(i)),
-        _ => None,
-    }
-}
 
 impl<F: DocFilter> Transform for FilterStage<F> {
     fn process(&mut self, batch: RecordBatch) -> Result<Processed> {
@@ -383,7 +374,7 @@ mod datatrove_parity {
 #[cfg(test)]
 mod stage_tests {
     use super::*;
-    use arrow::array::StringArray;
+    use arrow::array::{AsArray, StringArray};
     use arrow::datatypes::{Field, Schema};
 
     const BODY: &str = "The library reopened on Saturday after a year of repairs.\n\
