@@ -284,12 +284,11 @@ impl Grams {
                 hash,
                 bytes: &self.joined[a..b],
             };
-            if seen.contains(&gram) {
+            if seen.insert(gram) {
+                idx += 1;
+            } else {
                 repeated += self.chars[idx + n] - self.chars[idx];
                 idx += n;
-            } else {
-                seen.insert(gram);
-                idx += 1;
             }
         }
         repeated
