@@ -25,8 +25,9 @@ use arrow::array::{Array, AsArray};
 use arrow::datatypes::{DataType, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
 use serde::{Deserialize, Serialize};
+use super::io;
 use smelt_engine::{
-    parse_options, require_column, str_at, BarrierConfig, BarrierContext, BarrierObserver, EngineError, OptionError,
+    parse_options, require_column, str_at, BarrierConfig, BarrierContext, BarrierObserver, OptionError,
     Processed, Result, SchemaError, StageConfig, Transform,
 };
 
@@ -134,21 +135,12 @@ impl Entry {
     }
 
     fn read(r: &mut impl Read) -> std::io::Result<Option<Entry>> {
-        let mut b = [0u8; ENTRY_BYTES];
-        match r.read_exact(&mut b) {
-            Ok(()) => Ok(Some(Entry {
-                key: u128::from_be_bytes(b[..16].try_into().expect("16 bytes")),
-                pref: i64::from_be_bytes(b[16..24].try_into().expect("8 bytes")),
-                row: u64::from_be_bytes(b[24..].try_into().expect("8 bytes")),
-            })),
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(None),
-            Err(e) => Err(e),
-        }
+        Ok(super::read_record::<ENTRY_BYTES>(r)?.map(|b| Entry {
+            key: u128::from_be_bytes(b[..16].try_into().expect("16 bytes")),
+            pref: i64::from_be_bytes(b[16..24].try_into().expect("8 bytes")),
+            row: u64::from_be_bytes(b[24..].try_into().expect("8 bytes")),
+        }))
     }
-}
-
-fn io(path: &Path, e: std::io::Error) -> EngineError {
-    EngineError::External(format!("{}: {e}", path.display()))
 }
 
 fn keys_path(dir: &Path, split: u32) -> PathBuf {
@@ -403,14 +395,7 @@ mod tests {
     fn run(cfg: &StageConfig, splits: &[Vec<RecordBatch>]) -> Vec<Vec<Option<Cow<'static, str>>>> {
         let StageConfig::Barrier(b) = cfg else { panic!("a barrier") };
         let dir = tempfile::tempdir().unwrap();
-        let ctx = BarrierContext {
-            observed_dir: dir.path().join("observed"),
-            resolved_dir: dir.path().join("resolved"),
-            memory_budget: 1 << 20,
-            parallelism: 1,
-        };
-        std::fs::create_dir_all(&ctx.observed_dir).unwrap();
-        std::fs::create_dir_all(&ctx.resolved_dir).unwrap();
+        let ctx = super::super::test_context(dir.path());
         let schema = splits[0][0].schema();
         for (i, batches) in splits.iter().enumerate() {
             let mut o = b.observer(&schema, &ctx, i as u32).unwrap();

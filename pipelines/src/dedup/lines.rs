@@ -32,10 +32,11 @@ use arrow::array::{
 use arrow::datatypes::{DataType, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use serde::{Deserialize, Serialize};
+use super::io;
 use smelt_engine::yaml::PathSeg;
 use smelt_engine::{
     parse_options, require_column, str_at, BarrierConfig, BarrierContext, BarrierObserver,
-    EngineError, OptionError, Processed, Result, SchemaError, StageConfig, Transform,
+    OptionError, Processed, Result, SchemaError, StageConfig, Transform,
 };
 use unicode_normalization::char::is_combining_mark;
 use unicode_normalization::UnicodeNormalization;
@@ -158,21 +159,12 @@ impl Entry {
     }
 
     fn read(r: &mut impl Read) -> std::io::Result<Option<Entry>> {
-        let mut b = [0u8; ENTRY_BYTES];
-        match r.read_exact(&mut b) {
-            Ok(()) => Ok(Some(Entry {
-                key: u64::from_be_bytes(b[..8].try_into().expect("8 bytes")),
-                row: u64::from_be_bytes(b[8..16].try_into().expect("8 bytes")),
-                line: u32::from_be_bytes(b[16..].try_into().expect("4 bytes")),
-            })),
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(None),
-            Err(e) => Err(e),
-        }
+        Ok(super::read_record::<ENTRY_BYTES>(r)?.map(|b| Entry {
+            key: u64::from_be_bytes(b[..8].try_into().expect("8 bytes")),
+            row: u64::from_be_bytes(b[8..16].try_into().expect("8 bytes")),
+            line: u32::from_be_bytes(b[16..].try_into().expect("4 bytes")),
+        }))
     }
-}
-
-fn io(path: &Path, e: std::io::Error) -> EngineError {
-    EngineError::External(format!("{}: {e}", path.display()))
 }
 
 fn lines_path(dir: &Path, split: u32) -> PathBuf {
@@ -477,14 +469,7 @@ mod tests {
             panic!("a barrier")
         };
         let dir = tempfile::tempdir().unwrap();
-        let ctx = BarrierContext {
-            observed_dir: dir.path().join("observed"),
-            resolved_dir: dir.path().join("resolved"),
-            memory_budget: 1 << 20,
-            parallelism: 1,
-        };
-        std::fs::create_dir_all(&ctx.observed_dir).unwrap();
-        std::fs::create_dir_all(&ctx.resolved_dir).unwrap();
+        let ctx = super::super::test_context(dir.path());
         let schema = splits[0][0].schema();
         b.output_schema(&schema).unwrap();
         for (i, batches) in splits.iter().enumerate() {

@@ -54,6 +54,7 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit, TimestampMi
 use arrow::record_batch::RecordBatch;
 use regex::Regex;
 use serde::{Deserialize, Serialize};
+use super::io;
 use smelt_engine::str_at;
 use smelt_engine::yaml::PathSeg;
 use smelt_engine::{
@@ -393,10 +394,6 @@ fn le_i64(b: &[u8]) -> i64 {
 }
 fn le_u32(b: &[u8]) -> u32 {
     u32::from_le_bytes(b.try_into().expect("4 bytes"))
-}
-
-fn io(path: &Path, e: std::io::Error) -> EngineError {
-    EngineError::External(format!("{}: {e}", path.display()))
 }
 
 fn band_path(dir: &Path, split: u32, band: usize) -> PathBuf {
@@ -1904,14 +1901,7 @@ mod tests {
             panic!("a barrier")
         };
         let dir = tempfile::tempdir().unwrap();
-        let ctx = BarrierContext {
-            observed_dir: dir.path().join("observed"),
-            resolved_dir: dir.path().join("resolved"),
-            memory_budget: 1 << 20,
-            parallelism: 1,
-        };
-        std::fs::create_dir_all(&ctx.observed_dir).unwrap();
-        std::fs::create_dir_all(&ctx.resolved_dir).unwrap();
+        let ctx = super::super::test_context(dir.path());
         let schema = Arc::new(Schema::new(vec![
             Field::new("id", DataType::Utf8, false),
             Field::new("text", DataType::LargeUtf8, false),
