@@ -45,6 +45,8 @@ pub enum Command {
   smelt run examples/quickstart.yaml
   smelt run examples/quickstart.yaml --sample 100
   smelt run pipeline.yaml --run-id nightly-01               # resume: finished splits are skipped
+  smelt run pipeline.yaml --resume nightly-01               # the same, after a crash (the run must exist)
+  smelt run pipeline.yaml --interval 2024-05-01T00:00:00Z   # the schedule interval starting then (docs/scheduling.md)
   smelt run pipeline.yaml --rank 0 --world-size 2 --run-id r1 &
   smelt run pipeline.yaml --rank 1 --world-size 2 --run-id r1; wait; smelt commit r1
   smelt run pipeline.yaml --executor slurm --ranks 64 --partition cpu --cpus-per-rank 8 --mem 32G --time 10:00:00
@@ -98,9 +100,27 @@ pub enum Command {
     /// Query the dataset catalog.
     #[command(subcommand)]
     Catalog(CatalogCmd),
-    /// Runs on a cluster (`smelt run --executor slurm|k8s`): state per rank, logs.
+    /// Runs: local, scheduled (state, interval, attempts) and on a cluster (state per rank), with logs.
     #[command(subcommand)]
     Runs(crate::slurm::RunsCmd),
+    /// Run pipelines' `schedule:` intervals as they come due (foreground; SIGTERM stops it cleanly).
+    #[command(after_help = "Examples:
+  smelt scheduler pipelines/cc-news.yaml pipelines/crawl.yaml
+  smelt scheduler --dir pipelines/                    # every pipeline with a schedule: in the directory
+  smelt scheduler p.yaml --once                       # run what is due now (with retries), then exit
+  SMELT_NOW=2024-05-03T00:30:00Z smelt scheduler p.yaml --once   # testing aid: the clock starts then
+
+A killed scheduler (even kill -9) resumes its interrupted runs with the same run id when restarted.
+Run state: `smelt runs list`; logs: `smelt runs logs RUN`. See docs/scheduling.md.")]
+    Scheduler(crate::scheduler::SchedulerArgs),
+    /// Run a pipeline's missing or failed schedule intervals in a time range (`--rerun`: all of them).
+    #[command(after_help = "Examples:
+  smelt backfill p.yaml --from 2024-05-01 --to 2024-06-01 --dry-run   # list what would run
+  smelt backfill p.yaml --from 2024-05-01 --to 2024-06-01             # run missing and failed intervals
+  smelt backfill p.yaml --from 2024-05-01 --to 2024-05-08 --rerun     # run all of them again (new versions)
+
+While a scheduler runs on the same data directory, backfill queues the intervals for it.")]
+    Backfill(crate::scheduler::BackfillArgs),
     /// SQL over dataset versions and the catalog (DataFusion).
     #[command(after_help = "Examples:
   smelt sql 'SELECT source, count(*) FROM \"quickstart@1\" GROUP BY source ORDER BY 2 DESC'
@@ -156,6 +176,10 @@ pub struct RunArgs {
     /// Run id; reuse it to resume a run that stopped (finished splits are skipped).
     #[arg(long)]
     pub run_id: Option<String>,
+    /// The interval of the pipeline's `schedule:` that starts at this time (RFC 3339, or a local
+    /// time in the schedule's timezone); recorded in the version's lineage, which marks it done.
+    #[arg(long, value_name = "START")]
+    pub interval: Option<String>,
     /// This process's rank (with --world-size): runs splits i with i % W == R, does not commit.
     #[arg(long, requires = "world_size")]
     pub rank: Option<u32>,
@@ -213,6 +237,8 @@ pub async fn dispatch(cli: Cli) -> ExitCode {
         Command::Dedup(cmd) => crate::dedup_cmd::run(&data_dir, cmd).await,
         Command::Export(args) => crate::export_cmd::run(&data_dir, &args).await,
         Command::Runs(cmd) => crate::slurm::runs(&data_dir, cmd).await,
+        Command::Scheduler(args) => crate::scheduler::scheduler(&data_dir, args).await,
+        Command::Backfill(args) => crate::scheduler::backfill(&data_dir, args).await,
         Command::Extract(args) => crate::extract_cmd::run(&args),
         Command::Sql { query, format, output } => sql(&data_dir, &query, format, output.as_deref()).await,
     };
@@ -342,6 +368,11 @@ fn pointer_path(data_dir: &Path, run_id: &str) -> PathBuf {
     data_dir.join("runs").join(format!("{run_id}.json"))
 }
 
+/// Whether a local `smelt run` with this id was started from `data_dir`.
+pub(crate) fn pointer_exists(data_dir: &Path, run_id: &str) -> bool {
+    valid_run_id(run_id) && pointer_path(data_dir, run_id).exists()
+}
+
 pub(crate) fn dataset_root(data_dir: &Path, p: &Pipeline, pipeline_path: &Path, cli_output: Option<&str>) -> String {
     match cli_output.map(str::to_string).or_else(|| p.output.clone()) {
         Some(o) if o.contains("://") || Path::new(&o).is_absolute() => o,
@@ -361,7 +392,23 @@ pub(crate) fn valid_run_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= 100 && id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')) && !id.starts_with('.')
 }
 
-async fn run(data_dir: &Path, args: RunArgs) -> anyhow::Result<()> {
+async fn run(data_dir: &Path, mut args: RunArgs) -> anyhow::Result<()> {
+    // `--resume RUN` without a cluster executor: resume a local run (it must exist).
+    if args.cluster.executor == crate::slurm::Executor::Local {
+        if let Some(r) = args.cluster.resume.take() {
+            if args.run_id.is_some() {
+                return Err(EngineError::User("--resume RUN names the run already; drop --run-id".into()).into());
+            }
+            if !pointer_path(data_dir, &r).exists() {
+                return Err(EngineError::User(format!(
+                    "no run `{r}` was started from {} (`smelt runs list` shows the runs); to start a new run with this id use --run-id {r}",
+                    data_dir.display()
+                ))
+                .into());
+            }
+            args.run_id = Some(r);
+        }
+    }
     if args.cluster.wanted() {
         return crate::slurm::submit(data_dir, &args).await;
     }
@@ -379,6 +426,7 @@ async fn run(data_dir: &Path, args: RunArgs) -> anyhow::Result<()> {
     }
     let (rank, world_size) = (args.rank.unwrap_or(0), args.world_size.unwrap_or(1));
     let single = args.rank.is_none();
+    let mut interval = args.interval.as_deref().map(|s| crate::scheduler::interval_arg(&p, s)).transpose()?;
     // Fail fast if the catalog cannot be opened, before hours of work, but do not
     // hold it during the run (other smelt processes use it); ranks never touch it.
     if single {
@@ -392,6 +440,11 @@ async fn run(data_dir: &Path, args: RunArgs) -> anyhow::Result<()> {
         .and_then(|()| std::fs::write(&ptr_path, serde_json::to_vec_pretty(&pointer)?))
         .with_context(|| format!("cannot write {}", ptr_path.display()))?;
 
+    if interval.is_none() && args.run_id.is_some() {
+        // Resuming a run that covers an interval keeps its interval.
+        let plan: Option<smelt_catalog::RunPlan> = store.get_json(&smelt_catalog::commit::plan_path(&run_id)).await.ok().flatten();
+        interval = plan.and_then(|pl| pl.interval);
+    }
     let progress = Arc::new(Progress::default());
     let opts = RunOptions {
         run_id: run_id.clone(),
@@ -402,6 +455,7 @@ async fn run(data_dir: &Path, args: RunArgs) -> anyhow::Result<()> {
         smelt_version: env!("CARGO_PKG_VERSION").to_string(),
         progress: progress.clone(),
         scratch_dir: scratch_dir(data_dir, &p.dataset, &run_id),
+        interval: interval.clone(),
     };
     eprintln!("run {run_id}: dataset `{}` -> {}{}", p.dataset, store.url(), if single { String::new() } else { format!(" (rank {rank} of {world_size})") });
     let bar = progress_bar(progress, !args.no_progress && args.format == Format::Table);
@@ -455,6 +509,8 @@ async fn run(data_dir: &Path, args: RunArgs) -> anyhow::Result<()> {
         "stages": report.stages,
         "version": committed.as_ref().map(|c| c.manifest.version),
         "digest": committed.as_ref().map(|c| c.manifest.digest.clone()),
+        "interval": interval,
+        "retries": report.retries,
         "train": train,
     });
     match args.format {

@@ -15,8 +15,10 @@ mod docs;
 mod extract_cmd;
 mod export_cmd;
 mod k8s;
+mod local_runs;
 mod output;
 mod registry;
+mod scheduler;
 mod slurm;
 mod train_hook;
 

@@ -118,15 +118,15 @@ impl ClusterArgs {
 /// `smelt runs` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum RunsCmd {
-    /// Runs submitted to a cluster from this data directory.
-    #[command(after_help = "Example:\n  smelt runs list")]
+    /// Runs of this data directory: local, scheduled (state, interval, attempts) and on a cluster.
+    #[command(after_help = "Examples:\n  smelt runs list\n  smelt runs list --format json")]
     List {
         /// Output format.
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
     },
-    /// Per-rank state (pending, running, completed, failed), log paths and progress of a run.
-    #[command(after_help = "Example:\n  smelt runs show 20250101T000000Z-1a2b --format json")]
+    /// A run's state: a scheduled run's interval, attempts and last error; a cluster run's state per rank.
+    #[command(after_help = "Examples:\n  smelt runs show 20250101T000000Z-1a2b --format json\n  smelt runs show cc-news-20240501T000000Z")]
     Show {
         /// The run id `smelt run --executor slurm` printed.
         run_id: String,
@@ -134,14 +134,14 @@ pub enum RunsCmd {
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
     },
-    /// Print a rank's log, every phase in order (and Slurm's own messages, if any).
-    #[command(after_help = "Example:\n  smelt runs logs 20250101T000000Z-1a2b --rank 3")]
+    /// Print a scheduled run's logs (every attempt), or a cluster rank's log (every phase, and Slurm's messages).
+    #[command(after_help = "Examples:\n  smelt runs logs cc-news-20240501T000000Z\n  smelt runs logs 20250101T000000Z-1a2b --rank 3")]
     Logs {
         /// The run id.
         run_id: String,
-        /// The rank.
+        /// The rank (cluster runs).
         #[arg(long)]
-        rank: u32,
+        rank: Option<u32>,
         /// Only this phase.
         #[arg(long)]
         phase: Option<u32>,
@@ -1152,8 +1152,19 @@ pub async fn runs(data_dir: &Path, cmd: RunsCmd) -> anyhow::Result<()> {
     let data_dir = &std::fs::canonicalize(data_dir).unwrap_or_else(|_| data_dir.to_path_buf());
     match cmd {
         RunsCmd::List { format } => list(data_dir, format).await,
-        RunsCmd::Show { run_id, format } => show(data_dir, &run_id, format).await,
-        RunsCmd::Logs { run_id, rank, phase } => logs(data_dir, &run_id, rank, phase),
+        RunsCmd::Show { run_id, format } => {
+            if read_state(data_dir, &run_id).is_err() && crate::local_runs::show(data_dir, &run_id, format).await? {
+                return Ok(());
+            }
+            show(data_dir, &run_id, format).await
+        }
+        RunsCmd::Logs { run_id, rank, phase } => {
+            if read_state(data_dir, &run_id).is_err() && crate::local_runs::logs(data_dir, &run_id)? {
+                return Ok(());
+            }
+            let Some(rank) = rank else { return Err(user_err(format!("run {run_id} is a cluster run: add --rank R"))) };
+            logs(data_dir, &run_id, rank, phase)
+        }
     }
 }
 
@@ -1191,6 +1202,11 @@ async fn list(data_dir: &Path, format: Format) -> anyhow::Result<()> {
             "committed": committed.map(|(d, v)| format!("{d}@{v}")),
         }));
     }
+    // Local and scheduled runs (not the pointers the ranks of cluster runs leave).
+    let cluster: std::collections::BTreeSet<String> = runs.iter().map(|r| r.run_id.clone()).collect();
+    let mut local = crate::local_runs::list_items(data_dir, &cluster).await?;
+    local.sort_by(|a, b| a["submitted_at"].as_str().cmp(&b["submitted_at"].as_str()).then(a["run_id"].as_str().cmp(&b["run_id"].as_str())));
+    items.extend(local);
     match format {
         Format::Json => emit_json(&serde_json::Value::Array(items)),
         Format::Table => {
@@ -1204,12 +1220,15 @@ async fn list(data_dir: &Path, format: Format) -> anyhow::Result<()> {
                         s(&i["dataset"]),
                         s(&i["ranks"]),
                         s(&i["submitted_at"]),
+                        i["interval"]["start"].as_str().unwrap_or("-").to_string(),
+                        i["state"].as_str().unwrap_or("-").to_string(),
+                        i["attempts"].as_u64().map_or_else(|| "-".into(), |n| n.to_string()),
                         format!("{}/{}", i["splits_done"], i["splits_total"]),
                         i["committed"].as_str().unwrap_or("-").to_string(),
                     ]
                 })
                 .collect();
-            emit(&table(&["run", "executor", "dataset", "ranks", "submitted", "splits", "committed"], &rows));
+            emit(&table(&["run", "executor", "dataset", "ranks", "submitted", "interval", "state", "attempts", "splits", "committed"], &rows));
         }
     }
     Ok(())

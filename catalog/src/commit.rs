@@ -58,6 +58,15 @@ pub async fn write_plan(store: &DatasetStore, plan: &RunPlan) -> Result<()> {
             plan.run_id, existing.pipeline_hash, plan.pipeline_hash
         )));
     }
+    if existing.interval != plan.interval {
+        let show = |i: &Option<crate::model::RunInterval>| i.as_ref().map_or_else(|| "no interval".to_string(), |i| format!("interval {}", i.start));
+        return Err(CatalogError::User(format!(
+            "run {} covers {}, not {}; resume it with the same --interval, or start a new run without --run-id",
+            plan.run_id,
+            show(&existing.interval),
+            show(&plan.interval)
+        )));
+    }
     if existing.splits != plan.splits {
         return Err(CatalogError::User(format!(
             "run {} was planned over {} input splits and now finds {}; inputs changed since the run started. Start a new run without --run-id",
@@ -271,6 +280,7 @@ fn build_manifest(
             resolved_config: plan.resolved_config.clone(),
             smelt_version: plan.smelt_version.clone(),
             inputs: plan.splits.clone(),
+            interval: plan.interval.clone(),
         },
         doc_index,
     }
@@ -297,6 +307,7 @@ mod tests {
             splits: (0..n)
                 .map(|i| SplitInfo { index: i, source: "src".into(), id: format!("f{i}.warc.gz"), bytes: Some(10) })
                 .collect(),
+            interval: None,
         }
     }
 

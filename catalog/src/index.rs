@@ -4,7 +4,9 @@
 //!
 //! Trees: `datasets` (name -> DatasetRecord), `versions` (name \0 u64be ->
 //! VersionSummary), `manifests` (same key -> VersionManifest), `runs`
-//! (run id -> "name@version").
+//! (run id -> "name@version"), `intervals` (name \0 interval start -> version,
+//! written in the commit's transaction), `run_states` (run id -> the
+//! scheduler's [`crate::runstate::RunRecord`]: state, attempts, last error).
 
 use std::path::{Path, PathBuf};
 
@@ -23,6 +25,8 @@ pub struct Catalog {
     manifests: sled::Tree,
     runs: sled::Tree,
     tags: sled::Tree,
+    pub(crate) intervals: sled::Tree,
+    pub(crate) run_states: sled::Tree,
     _holder: std::sync::Arc<Holder>,
 }
 
@@ -205,6 +209,8 @@ impl Catalog {
             manifests: tree("manifests")?,
             runs: tree("runs")?,
             tags: tree("tags")?,
+            intervals: tree("intervals")?,
+            run_states: tree("run_states")?,
             _holder: holder,
             db,
             path,
@@ -364,8 +370,9 @@ impl Catalog {
         let summary = serde_json::to_vec(&VersionSummary::of(manifest)).map_err(|e| CatalogError::Internal(e.to_string()))?;
         let full = serde_json::to_vec(manifest).map_err(|e| CatalogError::Internal(e.to_string()))?;
         let run = format!("{}@{}", manifest.dataset, manifest.version);
+        let interval = manifest.lineage.interval.as_ref().map(|i| crate::runstate::interval_key(&manifest.dataset, &i.start));
         let result: std::result::Result<(), TransactionError<CatalogError>> =
-            (&self.datasets, &self.versions, &self.manifests, &self.runs).transaction(|(d, v, m, r)| {
+            (&self.datasets, &self.versions, &self.manifests, &self.runs, &self.intervals).transaction(|(d, v, m, r, i)| {
                 let latest = match d.get(manifest.dataset.as_bytes())? {
                     Some(b) => decode::<DatasetRecord>("datasets", &b).map_err(ConflictableTransactionError::Abort)?.latest,
                     None => 0,
@@ -381,6 +388,9 @@ impl Catalog {
                 v.insert(key.as_slice(), summary.as_slice())?;
                 m.insert(key.as_slice(), full.as_slice())?;
                 r.insert(manifest.lineage.run_id.as_bytes(), run.as_bytes())?;
+                if let Some(k) = &interval {
+                    i.insert(k.as_slice(), manifest.version.to_string().as_bytes())?;
+                }
                 Ok(())
             });
         match result {

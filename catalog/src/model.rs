@@ -57,6 +57,23 @@ pub struct RunPlan {
     pub schema: Vec<FieldDesc>,
     /// Every split, in order.
     pub splits: Vec<SplitInfo>,
+    /// The schedule interval the run covers (`smelt run --interval`, `smelt scheduler`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<RunInterval>,
+}
+
+/// One interval `[start, end)` of a pipeline's `schedule:` that a run covers.
+/// A version whose lineage has it marks the interval done (docs/scheduling.md).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunInterval {
+    /// Inclusive start, RFC 3339 in UTC (`2024-05-01T00:00:00Z`).
+    pub start: String,
+    /// Exclusive end, RFC 3339 in UTC.
+    pub end: String,
+    /// The cron expression that defines it.
+    pub cron: String,
+    /// The time zone the cron is read in.
+    pub timezone: String,
 }
 
 /// One shard file of a version.
@@ -180,6 +197,10 @@ pub struct Lineage {
     pub smelt_version: String,
     /// Input splits read.
     pub inputs: Vec<SplitInfo>,
+    /// The schedule interval the version covers, when a scheduled run (or
+    /// `smelt run --interval`) made it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<RunInterval>,
 }
 
 /// Totals of a version.

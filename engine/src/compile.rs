@@ -28,7 +28,7 @@ pub const DEFAULT_CHANNEL_BYTES: usize = 32 << 20;
 pub const DEFAULT_MEMORY_BUDGET: usize = 512 << 20;
 
 const SETTINGS: &[&str] =
-    &["dataset", "description", "output", "parallelism", "batch_rows", "channel_bytes", "memory_budget", "train", "stages"];
+    &["dataset", "description", "output", "parallelism", "batch_rows", "channel_bytes", "memory_budget", "train", "schedule", "stages"];
 
 /// A stage of the compiled pipeline.
 #[derive(Debug, Clone)]
@@ -43,6 +43,8 @@ pub struct StageNode {
     pub schema: SchemaRef,
     /// Input stage names in the order given.
     pub inputs: Vec<String>,
+    /// How the engine retries and times out this stage's work on a split.
+    pub policy: crate::schedule::StagePolicy,
 }
 
 /// A compiled pipeline.
@@ -70,6 +72,8 @@ pub struct Pipeline {
     /// Phase of each node (by node index): the number of barriers upstream
     /// of it. A barrier observes in its inputs' phase and emits in the next.
     pub phases: Vec<u32>,
+    /// When `smelt scheduler` runs it (`schedule:`), if set.
+    pub schedule: Option<crate::schedule::Schedule>,
     /// The DAG; edge weights are the input position at the consumer.
     pub graph: DiGraph<StageNode, usize>,
     /// Nodes in topological order, ties broken by file order.
@@ -203,6 +207,7 @@ pub fn compile(file: &str, text: &str, registry: &[StageType]) -> Result<Pipelin
     let mut channel_bytes = DEFAULT_CHANNEL_BYTES;
     let mut memory_budget = DEFAULT_MEMORY_BUDGET;
     let mut train = None;
+    let mut schedule = None;
     let mut stages_node = None;
     for (k, v) in top {
         let name = k.as_str().unwrap_or_default();
@@ -228,6 +233,16 @@ pub fn compile(file: &str, text: &str, registry: &[StageType]) -> Result<Pipelin
             "train" => match v.as_str() {
                 Some(s) if !s.trim().is_empty() => train = Some(s.to_string()),
                 _ => ctx.at(&[key("train")], false, "`train` must be a command line, run after each commit".into(), None),
+            },
+            "schedule" => match crate::schedule::parse_schedule(v) {
+                Ok(s) => schedule = Some(s),
+                Err(problems) => {
+                    for (path, at_key, message, help) in problems {
+                        let mut p = vec![key("schedule")];
+                        p.extend(path);
+                        ctx.at(&p, at_key, message, help);
+                    }
+                }
             },
             "stages" => stages_node = Some(v),
             other => {
@@ -431,6 +446,7 @@ pub fn compile(file: &str, text: &str, registry: &[StageType]) -> Result<Pipelin
         channel_bytes,
         memory_budget,
         train,
+        schedule,
         phases,
         graph,
         order,
@@ -518,6 +534,7 @@ fn compile_stage(
     let mut inputs: InputRefs = Vec::new();
     let mut has_inputs = false;
     let mut options = serde_json::Map::new();
+    let mut policy = crate::schedule::StagePolicy::default();
     for (k, v) in entries {
         let k = k.as_str().unwrap_or_default();
         match k {
@@ -543,6 +560,15 @@ fn compile_stage(
                 }
             }
             "description" => {}
+            k if crate::schedule::STAGE_POLICY_KEYS.contains(&k) => {
+                let mut problems = Vec::new();
+                crate::schedule::stage_policy_key(&mut policy, k, v, &mut problems);
+                for (path, at_key, message, help) in problems {
+                    let mut p = base.to_vec();
+                    p.extend(path);
+                    ctx.at(&p, at_key, format!("stage `{name}`: {message}"), help);
+                }
+            }
             _ => {
                 options.insert(k.to_string(), v.to_json());
             }
@@ -603,7 +629,7 @@ fn compile_stage(
         }
     };
     let schema = std::sync::Arc::new(arrow::datatypes::Schema::empty());
-    let node = StageNode { name: name.to_string(), type_name, config, schema, inputs: inputs.iter().map(|(n, _)| n.clone()).collect() };
+    let node = StageNode { name: name.to_string(), type_name, config, schema, inputs: inputs.iter().map(|(n, _)| n.clone()).collect(), policy };
     (Some(node), inputs)
 }
 

@@ -80,6 +80,25 @@ pub struct RunOptions {
     /// This run's scratch directory (barrier stages' spills and state); every
     /// rank of the run must see the same one.
     pub scratch_dir: PathBuf,
+    /// The schedule interval the run covers (`smelt run --interval`), recorded
+    /// in the plan and the version's lineage.
+    pub interval: Option<smelt_catalog::RunInterval>,
+}
+
+/// A failed attempt of a split that the engine ran again (the failing
+/// stage's `retries`).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RetryNote {
+    /// The split.
+    pub split: u32,
+    /// The stage that failed.
+    pub stage: String,
+    /// Which attempt failed (from 1).
+    pub attempt: u32,
+    /// Why.
+    pub error: String,
+    /// The wait before the next attempt, in seconds.
+    pub backoff_s: f64,
 }
 
 /// What a run did in this process.
@@ -102,6 +121,44 @@ pub struct RunReport {
     /// Set when this rank finished its share of a barrier's observe phase
     /// but other ranks have not: what to do next.
     pub waiting: Option<String>,
+    /// Failed split attempts that were run again, in the order they failed.
+    pub retries: Vec<RetryNote>,
+}
+
+/// Runs `attempt` for split `split` until it succeeds, or until the stage it
+/// fails in has used its `retries`; waits an exponential backoff with jitter
+/// between attempts. Only stage failures are retried (not storage or
+/// catalog errors, not cancellation). A failed attempt leaves nothing
+/// behind that a later attempt would read: shards are rewritten under the
+/// same names and the split's completion record is written last.
+async fn with_retries<T, F, Fut>(p: &Pipeline, run_id: &str, split: u32, notes: &std::sync::Mutex<Vec<RetryNote>>, mut attempt: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let mut failures = 0u32;
+    loop {
+        match attempt().await {
+            Ok(v) => return Ok(v),
+            Err(EngineError::Stage { stage, message }) => {
+                let policy = p.order.iter().map(|&n| &p.graph[n]).find(|s| s.name == stage).map(|s| s.policy.clone()).unwrap_or_default();
+                if failures >= policy.retries {
+                    let message = if failures > 0 { format!("{message} (split {split}, attempt {} of {})", failures + 1, failures + 1) } else { message };
+                    return Err(EngineError::Stage { stage, message });
+                }
+                failures += 1;
+                let wait = crate::schedule::backoff(policy.retry_backoff, failures, crate::schedule::jitter(&format!("{run_id}/{split}")));
+                tracing::warn!(
+                    "split {split}: stage `{stage}` failed on attempt {failures} of {}: {message}; retrying in {:.1}s",
+                    policy.retries + 1,
+                    wait.as_secs_f64()
+                );
+                notes.lock().expect("retry notes").push(RetryNote { split, stage, attempt: failures, error: message, backoff_s: wait.as_secs_f64() });
+                tokio::time::sleep(wait).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// The splits of every source, in plan order (sources in pipeline order, each source's splits in its order).
@@ -163,8 +220,11 @@ pub async fn run(p: &Pipeline, store: &DatasetStore, opts: &RunOptions) -> Resul
         smelt_version: opts.smelt_version.clone(),
         schema: schema_desc(&p.graph[p.sink()].schema),
         splits: infos,
+        interval: opts.interval.clone(),
     };
     write_plan(store, &plan).await?;
+    let notes = std::sync::Mutex::new(Vec::new());
+    let notes = &notes;
     let done: HashSet<u32> = completed_splits(store, &opts.run_id).await?.into_iter().collect();
     let (mut mine, mut resumed) = (Vec::new(), Vec::new());
     for i in (0..splits.len() as u32).filter(|i| i % opts.world_size == opts.rank) {
@@ -193,8 +253,14 @@ pub async fn run(p: &Pipeline, store: &DatasetStore, opts: &RunOptions) -> Resul
                 let cpu = cpu.clone();
                 let (env, barriers) = (&env, &barriers);
                 async move {
-                    let root = env.root(p, barriers, k, i, &splits[i as usize])?;
-                    let out = run_split(p, root, k, cpu, progress.clone(), None, SinkMode::Barrier { ctx: env.context(p, b), split: i, spill: env.spill_path(p, b, i) }).await?;
+                    let out = with_retries(p, &opts.run_id, i, notes, || {
+                        let cpu = cpu.clone();
+                        async move {
+                            let root = env.root(p, barriers, k, i, &splits[i as usize])?;
+                            run_split(p, root, k, cpu, progress.clone(), None, SinkMode::Barrier { ctx: env.context(p, b), split: i, spill: env.spill_path(p, b, i) }).await
+                        }
+                    })
+                    .await?;
                     env.write_marker(k, i, &out.stages)?;
                     Ok::<_, EngineError>(())
                 }
@@ -212,6 +278,7 @@ pub async fn run(p: &Pipeline, store: &DatasetStore, opts: &RunOptions) -> Resul
                     rows_written: 0,
                     shards_written: 0,
                     elapsed: started.elapsed(),
+                    retries: notes.lock().expect("retry notes").clone(),
                     waiting: Some(format!(
                         "rank {} finished its splits before barrier `{}`; {} split(s) of other ranks are not done ({}); \
                          rerun every rank with the same --run-id once they are, to continue past the barrier",
@@ -234,9 +301,15 @@ pub async fn run(p: &Pipeline, store: &DatasetStore, opts: &RunOptions) -> Resul
             let cpu = cpu.clone();
             let (env, barriers) = (&env, &barriers);
             async move {
-                let sink = SinkMode::Store { store: store.clone(), run_id: opts.run_id.clone(), split: i };
-                let root = env.root(p, barriers, last, i, &splits[i as usize])?;
-                let out = run_split(p, root, last, cpu, progress.clone(), None, sink).await?;
+                let out = with_retries(p, &opts.run_id, i, notes, || {
+                    let cpu = cpu.clone();
+                    async move {
+                        let sink = SinkMode::Store { store: store.clone(), run_id: opts.run_id.clone(), split: i };
+                        let root = env.root(p, barriers, last, i, &splits[i as usize])?;
+                        run_split(p, root, last, cpu, progress.clone(), None, sink).await
+                    }
+                })
+                .await?;
                 let stages = env.all_phase_metrics(p, barriers, i, out.stages)?;
                 let record = SplitRecord {
                     format: FORMAT_VERSION,
@@ -264,6 +337,7 @@ pub async fn run(p: &Pipeline, store: &DatasetStore, opts: &RunOptions) -> Resul
     }
     let mut executed = mine;
     executed.sort_unstable();
+    let retries = notes.lock().expect("retry notes").clone();
     Ok(RunReport {
         executed,
         resumed,
@@ -272,6 +346,7 @@ pub async fn run(p: &Pipeline, store: &DatasetStore, opts: &RunOptions) -> Resul
         shards_written: records.iter().map(|r| r.shards.len() as u64).sum(),
         elapsed: started.elapsed(),
         waiting: None,
+        retries,
         plan,
     })
 }
@@ -652,7 +727,8 @@ async fn run_split(
         let my_root = if n == root_node { root.take() } else { None };
         let batch_rows = p.batch_rows;
         let name = stage.name.clone();
-        tasks.spawn(async move {
+        let (stage_timeout, timeout_name) = (stage.policy.timeout, stage.name.clone());
+        let task = async move {
             let mut m = StageMetrics { stage: stage.name.clone(), ..Default::default() };
             let mut busy = Duration::ZERO;
             let result = match (&stage.config, my_root) {
@@ -918,6 +994,18 @@ async fn run_split(
                 out
             })
             .map_err(|e: EngineError| e.in_stage(&name))
+        };
+        // A stage's `timeout` bounds the time its task spends on this split.
+        tasks.spawn(async move {
+            match stage_timeout {
+                None => task.await,
+                Some(t) => tokio::time::timeout(t, task).await.unwrap_or_else(|_| {
+                    Err(EngineError::Stage {
+                        stage: timeout_name,
+                        message: format!("timed out: took longer than its timeout of {:.1}s on this split", t.as_secs_f64()),
+                    })
+                }),
+            }
         });
     }
 

@@ -16,12 +16,14 @@ pub mod diagnostic;
 pub mod error;
 pub mod exec;
 pub mod graph;
+pub mod schedule;
 pub mod stage;
 pub mod yaml;
 
 pub use compile::{compile, Pipeline, StageNode};
 pub use diagnostic::{Diagnostic, Diagnostics, Pos};
 pub use error::{EngineError, Result};
-pub use exec::{list_splits, run, sample, Progress, RunOptions, RunReport, SampleReport};
+pub use exec::{list_splits, run, sample, Progress, RetryNote, RunOptions, RunReport, SampleReport};
 pub use graph::{render, GraphFormat};
+pub use schedule::{Interval, Schedule, StagePolicy};
 pub use stage::*;

@@ -120,6 +120,7 @@ fn commit(f: &Fixture, root_url: &str, version: u64, shards: &[RecordBatch]) -> 
         resolved_config: serde_json::json!({}),
         smelt_version: "0.1.0".into(),
         inputs: vec![],
+        interval: None,
     };
     // Through JSON, as a manifest file is read: fields added later keep their defaults.
     let m: VersionManifest = serde_json::from_value(serde_json::json!({
