@@ -27,6 +27,24 @@ pub fn stages() -> Vec<StageType> {
             configure: source::parquet::configure,
         },
         StageType {
+            name: "commoncrawl",
+            kind: StageKind::Source,
+            about: "Common Crawl over HTTPS or S3: a crawl (or `latest`), WARC/WET/WAT, segments, a sample, or CDX url/domain lookups; incremental",
+            configure: source::commoncrawl::configure,
+        },
+        StageType {
+            name: "commoncrawl_news",
+            kind: StageKind::Source,
+            about: "CC-NEWS monthly WARC files over HTTPS or S3, incremental by file",
+            configure: source::commoncrawl::configure_news,
+        },
+        StageType {
+            name: "rss",
+            kind: StageKind::Source,
+            about: "RSS/Atom/JSON feeds; new items' pages fetched politely as HTML (for `extract`); items de-duplicated across runs",
+            configure: source::rss::configure,
+        },
+        StageType {
             name: "html_to_text",
             kind: StageKind::Transform,
             about: "decode HTML (HTTP/meta charset, detection) and keep its visible text; drops empty pages",

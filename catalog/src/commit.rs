@@ -18,8 +18,8 @@ use crate::docindex::{build_version_index, version_index_path};
 use crate::error::{CatalogError, Result};
 use crate::index::Catalog;
 use crate::model::{
-    manifest_path, DocIndexRef, GroupStats, Lineage, RunPlan, SplitRecord, StageMetrics, Totals, VersionManifest,
-    FORMAT_VERSION,
+    manifest_path, DocIndexRef, GroupStats, Lineage, RunPlan, SourceState, SplitRecord, StageMetrics, Totals,
+    VersionManifest, FORMAT_VERSION,
 };
 use crate::store::{to_json_bytes, Created, DatasetStore};
 
@@ -284,6 +284,18 @@ fn build_manifest(
         },
         doc_index,
     }
+    let source_state: Vec<SourceState> = records
+        .iter()
+        .flat_map(|r| {
+            r.stages.iter().filter_map(|m| {
+                let state = m.state.clone()?;
+                Some(SourceState { source: m.stage.clone(), split: r.split.id.clone(), state })
+            })
+        })
+        .collect();
+    for f in &mut funnel {
+        f.state = None;
+    }
 }
 
 #[cfg(test)]
@@ -317,6 +329,7 @@ mod tests {
             split: SplitInfo { index: i, source: "src".into(), id: format!("f{i}.warc.gz"), bytes: Some(10) },
             shards: vec![ShardEntry {
                 path: shard_path(run_id, i, 0),
+            source_state,
                 split: i,
                 rows: 5,
                 bytes: 100,

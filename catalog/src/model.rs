@@ -145,6 +145,32 @@ pub struct StageMetrics {
 
 impl StageMetrics {
     /// Adds `other`'s counts into `self`.
+    /// What an incremental source's reader asks to remember once the split
+    /// commits (feed items seen, validators); moved into [`Lineage::source_state`]
+    /// at commit, never part of the funnel.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<serde_json::Value>,
+}
+
+/// The `cap` smallest document ids of a set, sorted: merging two splits'
+/// samples gives the samples of their union.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Samples {
+    /// How many ids are kept at most.
+    pub cap: u32,
+    /// The smallest ids, ascending, without duplicates.
+    pub ids: Vec<String>,
+}
+
+impl Samples {
+    /// Adds `other`'s ids, keeping the `cap` smallest.
+    pub fn merge(&mut self, other: &Samples) {
+        self.cap = self.cap.max(other.cap);
+        self.ids.extend(other.ids.iter().cloned());
+        self.ids.sort_unstable();
+        self.ids.dedup();
+        self.ids.truncate(self.cap as usize);
+    }
     pub fn merge(&mut self, other: &StageMetrics) {
         self.rows_in += other.rows_in;
         self.rows_out += other.rows_out;
@@ -162,6 +188,12 @@ impl StageMetrics {
 }
 
 /// Completion record of one split, written at `runs/<run_id>/splits/<index>.json`
+        if other.state.is_some() {
+            self.state = other.state.clone();
+        }
+        for (k, v) in &other.samples {
+            self.samples.entry(k.clone()).or_default().merge(v);
+        }
 /// after all its shards are in storage.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SplitRecord {
@@ -201,12 +233,27 @@ pub struct Lineage {
     /// `smelt run --interval`) made it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interval: Option<RunInterval>,
+    /// State that incremental sources (`rss`) return per split, in plan order;
+    /// read back at the next run's plan time so it processes only what is new.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub source_state: Vec<SourceState>,
 }
 
 /// Totals of a version.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Totals {
     /// Rows (documents).
+/// One split's committed source state (see [`Lineage::source_state`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SourceState {
+    /// The source stage's name.
+    pub source: String,
+    /// The split's id.
+    pub split: String,
+    /// What the source's reader returned.
+    pub state: serde_json::Value,
+}
+
     pub rows: u64,
     /// Shard files.
     pub shards: u64,

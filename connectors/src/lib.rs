@@ -9,6 +9,7 @@
 //! Every source counts and logs bad records (with file and offset) and carries on.
 
 pub mod files;
+pub mod net;
 pub mod sink;
 pub mod source;
 pub mod warc;

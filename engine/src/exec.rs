@@ -41,7 +41,7 @@ use tokio::task::JoinSet;
 use crate::channel::{channel, Msg, Receiver, Sender};
 use crate::compile::Pipeline;
 use crate::error::{EngineError, Result};
-use crate::stage::{str_at, BarrierContext, Processed, ReadOptions, Skips, SplitSpec, StageConfig, StageKind};
+use crate::stage::{str_at, BarrierContext, Committed, Processed, ReadOptions, Skips, SplitSpec, StageConfig, StageKind};
 
 /// Live counters for a progress bar.
 #[derive(Debug, Default)]
@@ -166,12 +166,44 @@ where
 /// # Errors
 /// A source cannot list its inputs (missing files, bad globs).
 pub async fn list_splits(p: &Pipeline, base_dir: &std::path::Path) -> Result<Vec<(NodeIndex, SplitSpec)>> {
+    list_splits_since(p, base_dir, &HashMap::new()).await
+}
+
+/// What the committed versions in `store` read, by source stage name (see [`Committed`]).
+///
+/// # Errors
+/// Storage failures, or an undecodable manifest.
+pub async fn committed_inputs(store: &DatasetStore) -> Result<HashMap<String, Committed>> {
+    let mut out: HashMap<String, Committed> = HashMap::new();
+    for v in smelt_catalog::commit::stored_versions(store).await? {
+        let lineage = smelt_catalog::commit::load_manifest(store, v).await?.lineage;
+        for input in lineage.inputs {
+            out.entry(input.source).or_default().splits.insert(input.id);
+        }
+        for s in lineage.source_state {
+            out.entry(s.source).or_default().states.push((s.split, s.state));
+        }
+    }
+    Ok(out)
+}
+
+/// [`list_splits`] for a dataset whose committed versions read `committed`:
+/// incremental sources leave out what those versions already hold.
+///
+/// # Errors
+/// As [`list_splits`].
+pub async fn list_splits_since(
+    p: &Pipeline,
+    base_dir: &std::path::Path,
+    committed: &HashMap<String, Committed>,
+) -> Result<Vec<(NodeIndex, SplitSpec)>> {
     let mut out = Vec::new();
     for n in p.sources() {
         let StageConfig::Source(cfg) = p.graph[n].config.clone() else { continue };
         let dir = base_dir.to_path_buf();
         let name = p.graph[n].name.clone();
-        let specs = tokio::task::spawn_blocking(move || cfg.splits(&dir))
+        let seen = committed.get(&name).cloned().unwrap_or_default();
+        let specs = tokio::task::spawn_blocking(move || cfg.splits_since(&dir, &seen))
             .await
             .map_err(|e| EngineError::Internal(format!("split listing panicked: {e}")))?
             .map_err(|e| e.in_stage(&name))?;
@@ -203,7 +235,8 @@ pub async fn run(p: &Pipeline, store: &DatasetStore, opts: &RunOptions) -> Resul
             opts.rank, opts.world_size, opts.world_size
         )));
     }
-    let splits = list_splits(p, &opts.base_dir).await?;
+    let committed = committed_inputs(store).await?;
+    let splits = list_splits_since(p, &opts.base_dir, &committed).await?;
     let infos: Vec<SplitInfo> = splits
         .iter()
         .enumerate()
@@ -334,6 +367,9 @@ pub async fn run(p: &Pipeline, store: &DatasetStore, opts: &RunOptions) -> Resul
             Some(s) => s.merge(m),
             None => stages.push(m.clone()),
         }
+    }
+    for s in &mut stages {
+        s.state = None;
     }
     let mut executed = mine;
     executed.sort_unstable();
@@ -861,6 +897,9 @@ async fn run_split(
                     }
                     m.skips = skips.map(|s| s.counts().clone()).unwrap_or_default();
                     Ok(TaskOut::Metrics(n, m))
+                    if left > 0 {
+                        m.state = reader.and_then(|r| r.state());
+                    }
                 }
                 (StageConfig::Transform(cfg), _) => {
                     let mut inputs = inputs;

@@ -246,6 +246,27 @@ pub trait SourceConfig: Send + Sync + Debug {
     /// # Errors
     /// The split cannot be opened.
     fn open(&self, split: &SplitSpec, options: &ReadOptions) -> Result<Box<dyn SplitReader>>;
+    /// Lists splits knowing what the committed versions of the output dataset
+    /// already read from this source: incremental sources (`commoncrawl`,
+    /// `rss`) leave that out. Default: [`SourceConfig::splits`].
+    ///
+    /// # Errors
+    /// As [`SourceConfig::splits`].
+    fn splits_since(&self, base_dir: &Path, committed: &Committed) -> Result<Vec<SplitSpec>> {
+        let _ = committed;
+        self.splits(base_dir)
+    }
+}
+
+/// What the committed versions of a dataset hold from one source stage (by
+/// stage name), read back at plan time: the state of an incremental source
+/// advances only when a version commits.
+#[derive(Debug, Clone, Default)]
+pub struct Committed {
+    /// Ids of the splits the stage read in committed versions.
+    pub splits: std::collections::BTreeSet<String>,
+    /// `(split id, state)` its readers returned ([`SplitReader::state`]), oldest version first.
+    pub states: Vec<(String, serde_json::Value)>,
 }
 
 /// Reads one split; blocking calls are fine (the engine runs it off the I/O threads).
@@ -258,6 +279,11 @@ pub trait SplitReader: Send {
     /// Input bytes consumed so far, for progress.
     fn bytes_read(&self) -> u64 {
         0
+    }
+    /// State to commit with the version once the split has been read to its
+    /// end (feed items seen, validators); it comes back through [`Committed`].
+    fn state(&self) -> Option<serde_json::Value> {
+        None
     }
 }
 

@@ -1,6 +1,8 @@
 //! Helpers for the CLI tests: run the real `smelt` binary in a temp data dir.
 #![allow(dead_code)]
 
+pub mod http_server;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

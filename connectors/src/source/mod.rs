@@ -5,8 +5,10 @@
 //! files/globs ──list_files──► splits ──open──► SplitReader ──DocBuilder──► RecordBatch (document schema)
 //! ```
 
+pub mod commoncrawl;
 pub mod jsonl;
 pub mod parquet;
+pub mod rss;
 pub mod warc;
 
 use std::sync::Arc;

@@ -31,6 +31,8 @@ pub enum RecordKind {
     Response,
     /// Extracted text (WET files); the block goes to `text`.
     Conversion,
+    /// Metadata records (WAT files: JSON); the block goes to `text`.
+    Metadata,
 }
 
 fn default_records() -> RecordKind {
@@ -88,10 +90,10 @@ pub fn configure(options: serde_json::Value) -> Result<StageConfig, OptionError>
 }
 
 impl WarcConfig {
-    fn body(&self) -> Body {
+    pub(crate) fn body(&self) -> Body {
         match self.records {
             RecordKind::Response => Body::Html,
-            RecordKind::Conversion => Body::Text,
+            RecordKind::Conversion | RecordKind::Metadata => Body::Text,
         }
     }
 }
@@ -126,7 +128,23 @@ impl SourceConfig for WarcConfig {
     }
 }
 
-struct WarcSplitReader {
+/// A reader of one WARC stream already open (a local file, or a download:
+/// see `source::commoncrawl`); `path` names it in `origin` (`path#offset`).
+pub(crate) fn split_reader(config: WarcConfig, path: String, reader: WarcReader, batch_rows: usize) -> WarcSplitReader {
+    let fallback_source = crawl_from_file_name(&path).unwrap_or_else(|| "warc".to_string());
+    WarcSplitReader {
+        source: config.source.clone(),
+        builder: DocBuilder::new(config.body()),
+        config,
+        path,
+        reader,
+        fallback_source,
+        batch_rows,
+        done: false,
+    }
+}
+
+pub(crate) struct WarcSplitReader {
     config: WarcConfig,
     path: String,
     reader: WarcReader,
@@ -213,7 +231,7 @@ impl SplitReader for WarcSplitReader {
                         origin: &origin,
                     });
                 }
-                (RecordKind::Conversion, "conversion") => {
+                (RecordKind::Conversion, "conversion") | (RecordKind::Metadata, "metadata") => {
                     if std::str::from_utf8(&record.block).is_err() {
                         skips.skip("bad_utf8", format!("{origin}: conversion block is not UTF-8; invalid bytes replaced"));
                     }
