@@ -97,6 +97,9 @@ pub enum Command {
     /// Explain `dedup_minhash` clusters: members, similarity, which one stayed and why.
     #[command(subcommand)]
     Dedup(crate::dedup_cmd::DedupCmd),
+    /// Bias audits of versions: HTML/JSON reports and what moved between versions.
+    #[command(subcommand)]
+    Audit(crate::audit_cmd::AuditCmd),
     /// Query the dataset catalog.
     #[command(subcommand)]
     Catalog(CatalogCmd),
@@ -224,6 +227,7 @@ fn fail(e: &anyhow::Error) -> ExitCode {
 /// Runs a parsed command line.
 pub async fn dispatch(cli: Cli) -> ExitCode {
     let data_dir = cli.data_dir.clone();
+    smelt_pipelines::set_data_dir(&data_dir);
     let result = match cli.command {
         Command::Run(args) => run(&data_dir, args).await,
         Command::Commit { run_id, pipeline, format } => commit(&data_dir, &run_id, pipeline.as_deref(), format).await,
@@ -235,6 +239,7 @@ pub async fn dispatch(cli: Cli) -> ExitCode {
         }
         Command::Catalog(cmd) => crate::catalog_cmd::run(&data_dir, cmd).await,
         Command::Dedup(cmd) => crate::dedup_cmd::run(&data_dir, cmd).await,
+        Command::Audit(cmd) => crate::audit_cmd::run(&data_dir, cmd).await,
         Command::Export(args) => crate::export_cmd::run(&data_dir, &args).await,
         Command::Runs(cmd) => crate::slurm::runs(&data_dir, cmd).await,
         Command::Scheduler(args) => crate::scheduler::scheduler(&data_dir, args).await,
@@ -429,9 +434,13 @@ async fn run(data_dir: &Path, mut args: RunArgs) -> anyhow::Result<()> {
     let mut interval = args.interval.as_deref().map(|s| crate::scheduler::interval_arg(&p, s)).transpose()?;
     // Fail fast if the catalog cannot be opened, before hours of work, but do not
     // hold it during the run (other smelt processes use it); ranks never touch it.
+    // `dedup_minhash` `against:` finds named datasets through the catalog's
+    // roots (ranks, which never open it, look under the data directory).
+    let mut roots = std::collections::BTreeMap::new();
     if single {
-        drop(open_catalog(data_dir)?);
+        roots = open_catalog(data_dir)?.datasets()?.into_iter().map(|d| (d.name, d.root_url)).collect();
     }
+    smelt_pipelines::dedup::against::set_dataset_roots(data_dir, roots);
     let root = dataset_root(data_dir, &p, &args.pipeline, args.output.as_deref());
     let store = DatasetStore::open(&root)?;
     let pointer = RunPointer { dataset: p.dataset.clone(), root_url: store.url().to_string(), pipeline: args.pipeline.display().to_string() };
@@ -565,7 +574,14 @@ pub fn funnel_table(stages: &[StageMetrics]) -> String {
                 s.rows_out.to_string(),
                 reasons(&s.drops),
                 reasons(&s.skips),
-                reasons(&s.counters),
+                // Stages such as `audit` count hundreds of things: the table shows the first few.
+                if s.counters.len() > 8 {
+                    let first: std::collections::BTreeMap<String, u64> =
+                        s.counters.iter().take(8).map(|(k, v)| (k.clone(), *v)).collect();
+                    format!("{} ... {} more (--format json)", reasons(&first), s.counters.len() - 8)
+                } else {
+                    reasons(&s.counters)
+                },
                 format!("{:.2}", s.busy_ms as f64 / 1000.0),
             ]
         })

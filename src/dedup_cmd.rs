@@ -37,6 +37,36 @@ pub enum DedupCmd {
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
     },
+    /// Store a version's MinHash band index next to it (`_indexes/`), so that
+    /// pipelines with `dedup_minhash` `against: [DATASET@V]` read it instead of
+    /// re-signing the version's documents (they build and store it themselves
+    /// when it is missing). The options must be the ones of the stage that
+    /// will use it.
+    #[command(after_help = "Examples:
+  smelt dedup index cc-main@3
+  smelt dedup index cc-main@prod --buckets 20 --hashes-per-bucket 10 --format json")]
+    Index {
+        /// The version (`dataset@N`, `dataset@tag`, `dataset@latest`).
+        version: String,
+        /// LSH bands (stage option `buckets`).
+        #[arg(long, default_value_t = 14)]
+        buckets: usize,
+        /// Hashes per band (stage option `hashes_per_bucket`).
+        #[arg(long, default_value_t = 8)]
+        hashes_per_bucket: usize,
+        /// Words per shingle (stage option `n_grams`).
+        #[arg(long, default_value_t = 5)]
+        n_grams: usize,
+        /// Permutation seed (stage option `seed`).
+        #[arg(long, default_value_t = 1)]
+        seed: u32,
+        /// Word splitter for rows without a `lang` value (stage option `language`).
+        #[arg(long, default_value = "en")]
+        language: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
 }
 
 /// Runs a `smelt dedup` subcommand.
@@ -57,7 +87,49 @@ pub async fn run(data_dir: &Path, cmd: DedupCmd) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        DedupCmd::Index { version, buckets, hashes_per_bucket, n_grams, seed, language, format } => {
+            let options = serde_json::json!({
+                "buckets": buckets, "hashes_per_bucket": hashes_per_bucket,
+                "n_grams": n_grams, "seed": seed, "language": language,
+            });
+            let out = index(data_dir, &version, options).await?;
+            match format {
+                Format::Json => emit_json(&out),
+                Format::Table => emit(&format!(
+                    "{} {}: {} documents, {} indexed ({} without shingles), {}",
+                    if out["built"] == true { "indexed" } else { "already indexed:" },
+                    out["version"].as_str().unwrap_or(""),
+                    out["documents"], out["indexed"], out["without_shingles"],
+                    out["location"].as_str().unwrap_or("")
+                )),
+            }
+            Ok(())
+        }
     }
+}
+
+/// `smelt dedup index`: builds (or finds) a version's MinHash band index.
+async fn index(data_dir: &Path, version: &str, options: serde_json::Value) -> anyhow::Result<serde_json::Value> {
+    use smelt_pipelines::dedup::{against, minhash};
+    let config: minhash::DedupMinhashConfig = serde_json::from_value(options)?;
+    // The same checks as the stage's options (zero bands, too many hashes, ...).
+    minhash::configure(serde_json::to_value(&config)?).map_err(|e| anyhow::anyhow!("{}", e.message))?;
+    let roots = open_catalog(data_dir)?.datasets()?.into_iter().map(|d| (d.name, d.root_url)).collect();
+    against::set_dataset_roots(data_dir, roots);
+    let e = against::open_version(version).await?;
+    let scratch = data_dir.join("scratch").join(format!("dedup-index-{}", std::process::id()));
+    let signer = minhash::Signer::new(&config);
+    let result = against::ensure_index(&e, &config, &signer, &scratch).await;
+    let _ = std::fs::remove_dir_all(&scratch);
+    let (info, built) = result?;
+    Ok(serde_json::json!({
+        "version": e.name,
+        "location": format!("{}/{}", e.store.url(), against::index_dir(&config, info.version)),
+        "documents": info.documents,
+        "indexed": info.documents - info.without_shingles,
+        "without_shingles": info.without_shingles,
+        "built": built,
+    }))
 }
 
 /// One member of a cluster.

@@ -737,6 +737,70 @@ stages:
 }
 
 #[test]
+fn minhash_against_an_earlier_version_drops_what_the_corpus_already_has() {
+    let env = Env::new();
+    let a1 = "The harbour reopened on Monday after three weeks of repairs to the sea wall, the port \
+              authority said in a statement. Ferries resume their normal timetable on Tuesday, and the \
+              fish market will open again at the end of the week once the cold stores are checked.";
+    let b1 = "Rail services between the two cities were suspended for most of the afternoon after a signal \
+              failure near the main station, and about 12 trains were cancelled. Engineers fixed the fault \
+              by 6 pm and the operator apologised to passengers for the long delays and crowded platforms.";
+    let c = "The library will extend its opening hours during the exam period, staying open until midnight \
+             from Monday to Thursday, and students can now book quiet study rooms online up to a week ahead.";
+    let d = "A new cycle lane along the river opens next month, linking the old town with the university \
+             campus, and the city plans to add two hundred bicycle parking spaces near the central station.";
+    let line = |id: &str, text: &str| format!("{}\n", serde_json::json!({"id": id, "text": text}));
+    env.write("old/0.jsonl", [line("a1", a1), line("b1", b1)].concat().as_bytes());
+    let old = "dataset: old
+stages:
+  docs: {type: jsonl, paths: [old/*.jsonl]}
+  hashed: {type: content_hash, inputs: [docs]}
+  unique: {type: dedup_minhash, inputs: [hashed]}
+  out: {type: parquet, inputs: [unique]}
+";
+    let old = env.write("old.yaml", old.as_bytes()).display().to_string();
+    env.json(&["run", &old]);
+    // New data: a near-copy of a1 and one of it (a cluster touching the old corpus),
+    // an exact copy of b1, a new document and a near-duplicate pair among the new ones.
+    let a2 = a1.replace("checked.", "inspected.");
+    let a3 = a2.replace("Ferries", "The ferries");
+    let c2 = c.replace("midnight", "1 am");
+    let new = [line("a2", &a2), line("c", c), line("b3", b1), line("d", d), line("a3", &a3), line("c2", &c2)];
+    env.write("new/0.jsonl", new[..3].concat().as_bytes());
+    env.write("new/1.jsonl", new[3..].concat().as_bytes());
+    let yaml = "dataset: fresh
+stages:
+  docs: {type: jsonl, paths: [new/*.jsonl]}
+  hashed: {type: content_hash, inputs: [docs]}
+  unique: {type: dedup_minhash, inputs: [hashed], against: [old@latest]}
+  out: {type: parquet, inputs: [unique]}
+";
+    let p = env.write("fresh.yaml", yaml.as_bytes()).display().to_string();
+    let r = env.json(&["run", &p, "--parallelism", "2"]);
+    let u = stage(&r, "unique");
+    assert_eq!(u["drops"]["minhash_duplicate_of_earlier"].as_u64(), Some(3), "{r}");
+    assert_eq!(u["drops"]["minhash_duplicate"].as_u64(), Some(1), "{r}");
+    assert_eq!(u["counters"]["duplicates_of_earlier"].as_u64(), Some(3), "{r}");
+    assert!(u["counters"]["against:old@1"].as_u64().unwrap() >= 2, "{r}");
+    let rows = env.json(&["sql", "SELECT id FROM \"fresh@1\" ORDER BY id"]);
+    assert_eq!(rows, serde_json::json!([{"id": "c"}, {"id": "d"}]));
+    // The run stored old@1's index; `dedup index` finds it, and the next run reads it.
+    let idx = env.json(&["dedup", "index", "old@1"]);
+    assert_eq!((idx["built"].as_bool(), idx["documents"].as_u64(), idx["indexed"].as_u64()), (Some(false), Some(2), Some(2)), "{idx}");
+    assert!(Path::new(idx["location"].as_str().unwrap()).join("index.json").is_file(), "{idx}");
+    let again = env.json(&["run", &p, "--parallelism", "1"]);
+    assert_eq!(again["digest"], r["digest"], "same rows whatever the parallelism, with a stored index");
+    // Another set of signature options needs its own index.
+    let other = env.json(&["dedup", "index", "old@1", "--n-grams", "3"]);
+    assert_eq!(other["built"].as_bool(), Some(true), "{other}");
+    // A reference to nothing is a clear error.
+    let bad = env.write("bad.yaml", yaml.replace("old@latest", "nope@1").as_bytes()).display().to_string();
+    let out = env.smelt(&["run", &bad]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("against `nope@1`: no committed dataset"), "{}", stderr(&out));
+}
+
+#[test]
 fn line_dedup_removes_shared_boilerplate_across_splits_for_any_parallelism() {
     let env = Env::new();
     let doc = |id: &str, body: &str| {

@@ -54,7 +54,7 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit, TimestampMi
 use arrow::record_batch::RecordBatch;
 use regex::Regex;
 use serde::{Deserialize, Serialize};
-use super::io;
+use super::{against, io};
 use smelt_engine::str_at;
 use smelt_engine::yaml::PathSeg;
 use smelt_engine::{
@@ -95,6 +95,9 @@ pub struct DedupMinhashConfig {
     /// Keep on each cluster's kept row the other members' ids and estimated Jaccard similarity (`dup_members`), for `smelt dedup explain`.
     #[serde(default)]
     pub explain: bool,
+    /// Committed versions (`dataset@3`, `dataset@prod`, `dataset@latest`, or `path/or/url@3`) whose documents count as already kept: a new document near-duplicate to one of them is dropped (`minhash_duplicate_of_earlier`) with its whole cluster.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub against: Vec<String>,
 }
 
 fn default_buckets() -> usize {
@@ -161,6 +164,15 @@ pub fn configure(options: serde_json::Value) -> Result<StageConfig, OptionError>
     }
     if c.n_grams > 64 {
         return Err(bad("n_grams", "`n_grams` must be at most 64".to_string()));
+    }
+    for (i, spec) in c.against.iter().enumerate() {
+        if let Err(e) = spec.parse::<smelt_catalog::VersionRef>() {
+            return Err(OptionError {
+                path: vec![PathSeg::Key("against".to_string()), PathSeg::Index(i)],
+                message: e.to_string(),
+                at_key: false,
+            });
+        }
     }
     Ok(StageConfig::Barrier(Arc::new(DedupMinhash {
         signer: Arc::new(Signer::new(&c)),
@@ -745,6 +757,9 @@ impl BarrierConfig for DedupMinhash {
             pairs += r?;
         }
         let mut uf = Clusters::new(documents as usize, self.config.keep);
+        if !self.config.against.is_empty() {
+            uf = uf.with_sentinel();
+        }
         if uf.bytes() > ctx.memory_budget {
             tracing::warn!(
                 "dedup_minhash: clustering {documents} documents needs about {} MiB, over the memory budget of {} MiB",
@@ -771,6 +786,10 @@ impl BarrierConfig for DedupMinhash {
             }
         }
         std::fs::remove_dir_all(&pairs_dir).map_err(|e| io(&pairs_dir, e))?;
+        let mut per_earlier = BTreeMap::new();
+        if !self.config.against.is_empty() {
+            per_earlier = self.match_earlier(ctx, &layout, documents, &mut uf)?;
+        }
         let w = write_clusters(&ctx.resolved_dir, &mut uf, &layout)?;
         let (clustered, clusters, dropped) = (w.clustered, w.clusters, w.dropped);
         if self.config.explain {
@@ -783,7 +802,11 @@ impl BarrierConfig for DedupMinhash {
             ("in_clusters".to_string(), clustered),
             ("clusters".to_string(), clusters),
             ("duplicates".to_string(), dropped),
-        ]))
+        ])
+        .into_iter()
+        .chain((!self.config.against.is_empty()).then(|| ("duplicates_of_earlier".to_string(), w.earlier)))
+        .chain(per_earlier)
+        .collect())
     }
 
     fn applier(
@@ -807,6 +830,77 @@ impl BarrierConfig for DedupMinhash {
             row: 0,
             schema,
         }))
+    }
+}
+
+impl DedupMinhash {
+    /// `against`: opens the earlier versions (building their indexes when
+    /// missing), marks the run's documents that share a band with one of
+    /// them and joins those to the earlier versions' set. Returns per
+    /// version (`against:<dataset@v>`) the documents that matched it first.
+    fn match_earlier(
+        &self,
+        ctx: &BarrierContext,
+        layout: &Layout,
+        documents: u64,
+        uf: &mut Clusters,
+    ) -> Result<BTreeMap<String, u64>> {
+        let tmp = ctx.resolved_dir.join("index-build");
+        let earlier = block_on(async {
+            let mut out = Vec::new();
+            for spec in &self.config.against {
+                let e = against::open_version(spec).await?;
+                let (info, built) =
+                    against::ensure_index(&e, &self.config, &self.signer, &tmp).await?;
+                tracing::info!(
+                    "dedup_minhash: against {} ({} indexed documents{})",
+                    e.name,
+                    info.documents - info.without_shingles,
+                    if built { ", index built now" } else { "" }
+                );
+                out.push(e);
+            }
+            Ok::<_, EngineError>(out)
+        })?;
+        let _ = std::fs::remove_dir_all(&tmp);
+        let width = self.config.hashes_per_bucket + 2;
+        let mut m = against::Matches {
+            matched: vec![u32::MAX; documents as usize],
+        };
+        for band in 0..self.config.buckets {
+            let paths: Vec<PathBuf> = layout
+                .iter()
+                .map(|l| band_path(&ctx.observed_dir, l.0, band))
+                .collect();
+            let run = against::run_band(&paths, width, |n| dense(layout, n))?;
+            block_on(against::match_band(&earlier, &self.config, band, &run, &mut m))?;
+        }
+        let mut counts: BTreeMap<String, u64> = earlier
+            .iter()
+            .map(|e| (format!("against:{}", e.name), 0))
+            .collect();
+        for (d, &k) in m.matched.iter().enumerate() {
+            if k != u32::MAX {
+                uf.join_earlier(d as u32);
+                *counts
+                    .get_mut(&format!("against:{}", earlier[k as usize].name))
+                    .expect("listed") += 1;
+            }
+        }
+        Ok(counts)
+    }
+}
+
+/// Runs `f` to completion from a blocking thread (the engine calls `resolve`
+/// off the I/O threads) or, outside a runtime (tests), on a new one.
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) => h.block_on(f),
+        Err(_) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a tokio runtime")
+            .block_on(f),
     }
 }
 
@@ -849,6 +943,9 @@ struct Clusters {
     keep: MinhashKeep,
     /// Preference per document (`newest` only).
     pref: Vec<i64>,
+    /// With `against`: the last node stands for the earlier versions; a set
+    /// joined to it keeps no member of the run.
+    sentinel: Option<u32>,
 }
 
 impl Clusters {
@@ -862,7 +959,36 @@ impl Clusters {
             } else {
                 Vec::new()
             },
+            sentinel: None,
         }
+    }
+
+    /// Adds the node that stands for earlier versions (after the documents).
+    fn with_sentinel(mut self) -> Self {
+        let s = self.parent.len() as u32;
+        self.parent.push(s);
+        self.size.push(1);
+        if !self.pref.is_empty() {
+            self.pref.push(i64::MAX);
+        }
+        self.sentinel = Some(s);
+        self
+    }
+
+    /// Joins `x`'s set to the earlier versions' (after every pair's union, so
+    /// the clusters within the run are datatrove's).
+    fn join_earlier(&mut self, x: u32) {
+        let s = self.sentinel.expect("with_sentinel");
+        let (rs, rx) = (self.find(s), self.find(x));
+        if rs != rx {
+            self.parent[rx as usize] = rs;
+            self.size[rs as usize] += self.size[rx as usize];
+        }
+    }
+
+    /// Whether root `r` is the earlier versions' set.
+    fn is_earlier(&self, r: u32) -> bool {
+        self.sentinel == Some(r)
     }
 
     fn find(&mut self, mut x: u32) -> u32 {
@@ -904,6 +1030,11 @@ impl Clusters {
             if self.size[r as usize] < 2 {
                 continue;
             }
+            if self.is_earlier(r) {
+                // The earlier copy is the kept one: no member of the run stays.
+                kept[r as usize] = r;
+                continue;
+            }
             let k = &mut kept[r as usize];
             match self.keep {
                 // datatrove keeps the root of its union-find.
@@ -935,7 +1066,7 @@ fn write_clusters(dir: &Path, uf: &mut Clusters, layout: &Layout) -> Result<Writ
     let mut clusters = 0u32;
     for x in 0..n {
         let r = uf.find(x);
-        if kept[r as usize] == x {
+        if kept[r as usize] == x && !uf.is_earlier(r) {
             cluster[r as usize] = clusters;
             clusters += 1;
         }
@@ -944,7 +1075,7 @@ fn write_clusters(dir: &Path, uf: &mut Clusters, layout: &Layout) -> Result<Writ
     let idx = dir.join("clusters.idx");
     let mut b = BufWriter::new(File::create(&bin).map_err(|e| io(&bin, e))?);
     let mut x_w = BufWriter::new(File::create(&idx).map_err(|e| io(&idx, e))?);
-    let (mut written, mut dropped) = (0u64, 0u64);
+    let (mut written, mut dropped, mut earlier) = (0u64, 0u64, 0u64);
     for &(split, docs, first) in layout {
         let start = written;
         for row in 0..docs {
@@ -955,12 +1086,15 @@ fn write_clusters(dir: &Path, uf: &mut Clusters, layout: &Layout) -> Result<Writ
                 continue;
             }
             let drop = kept[r as usize] != x;
+            let of_earlier = uf.is_earlier(r);
             dropped += u64::from(drop);
+            earlier += u64::from(of_earlier);
             let mut rec = [0u8; 24];
             rec[..8].copy_from_slice(&node(split, row)?.to_le_bytes());
             rec[8..16].copy_from_slice(&u64::from(cluster[r as usize]).to_le_bytes());
             rec[16..20].copy_from_slice(&size.to_le_bytes());
-            rec[20..].copy_from_slice(&u32::from(drop).to_le_bytes());
+            // 0 kept, 1 dropped, 2 dropped as a duplicate of an earlier version.
+            rec[20..].copy_from_slice(&(u32::from(drop) + u32::from(of_earlier)).to_le_bytes());
             b.write_all(&rec).map_err(|e| io(&bin, e))?;
             written += 1;
         }
@@ -978,6 +1112,7 @@ fn write_clusters(dir: &Path, uf: &mut Clusters, layout: &Layout) -> Result<Writ
         clustered: written,
         clusters: u64::from(clusters),
         dropped,
+        earlier,
         kept,
         cluster,
     })
@@ -991,6 +1126,8 @@ struct Written {
     clusters: u64,
     /// Documents dropped.
     dropped: u64,
+    /// Of them, near-duplicates of earlier versions (`against`).
+    earlier: u64,
     /// Kept member per root (dense index).
     kept: Vec<u32>,
     /// Cluster number per root.
@@ -1003,7 +1140,8 @@ struct Mark {
     row: u64,
     cluster: u64,
     size: u32,
-    dropped: bool,
+    /// 0 kept, 1 dropped, 2 dropped as a near-duplicate of an earlier version.
+    dropped: u32,
 }
 
 fn read_marks(dir: &Path, split: u32) -> Result<Vec<Mark>> {
@@ -1025,7 +1163,7 @@ fn read_marks(dir: &Path, split: u32) -> Result<Vec<Mark>> {
             row: le_u64(&c[..8]) & ((1 << 40) - 1),
             cluster: le_u64(&c[8..16]),
             size: le_u32(&c[16..20]),
-            dropped: le_u32(&c[20..]) != 0,
+            dropped: le_u32(&c[20..]),
         })
         .collect())
 }
@@ -1184,7 +1322,11 @@ impl Transform for Applier {
             match self.marks.get(self.next) {
                 Some(m) if m.row == self.row => {
                     self.next += 1;
-                    verdicts.push(m.dropped.then_some(Cow::Borrowed("minhash_duplicate")));
+                    verdicts.push(match m.dropped {
+                        0 => None,
+                        1 => Some(Cow::Borrowed("minhash_duplicate")),
+                        _ => Some(Cow::Borrowed("minhash_duplicate_of_earlier")),
+                    });
                     cluster.push(Some(m.cluster));
                     size.push(m.size);
                 }
@@ -1340,7 +1482,7 @@ fn write_members(
             r.read_exact(&mut id).map_err(|e| io(&path, e))?;
             let x = (first + row) as u32;
             let root = uf.find(x);
-            if uf.size[root as usize] < 2 {
+            if uf.size[root as usize] < 2 || uf.is_earlier(root) {
                 continue;
             }
             let fp = fp_bytes
@@ -1805,11 +1947,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let w = write_clusters(dir.path(), &mut uf, &layout).unwrap();
         assert_eq!((w.clustered, w.clusters, w.dropped), (5, 2, 3));
-        let m = |row, cluster, size, dropped| Mark {
+        let m = |row, cluster, size, dropped: bool| Mark {
             row,
             cluster,
             size,
-            dropped,
+            dropped: u32::from(dropped),
         };
         assert_eq!(
             read_marks(dir.path(), 0).unwrap(),
@@ -1835,7 +1977,7 @@ mod tests {
         let kept: Vec<(u64, u64)> = read_marks(dir.path(), 0)
             .unwrap()
             .iter()
-            .filter(|m| !m.dropped)
+            .filter(|m| m.dropped == 0)
             .map(|m| (m.row, m.cluster))
             .collect();
         // Clusters are numbered by their kept row: 1 (newest of 0, 1, 2), then 3 (no dates: the first).
@@ -1857,7 +1999,7 @@ mod tests {
         let kept: Vec<u64> = read_marks(dir.path(), 0)
             .unwrap()
             .iter()
-            .filter(|m| !m.dropped)
+            .filter(|m| m.dropped == 0)
             .map(|m| m.row)
             .collect();
         assert_eq!(kept, [2, 5]);

@@ -6,8 +6,10 @@
 //! dedup_url      by normalised URL    ─┴─► exact.rs (sorted key files, k-way merge)
 //! dedup_minhash  near duplicates      ───► minhash.rs (signatures, LSH bands, union-find)
 //! dedup_lines    repeated lines       ───► lines.rs (sorted line-hash files, k-way merge)
+//! against:       earlier versions     ───► against.rs (band indexes stored with a version)
 //! ```
 
+pub mod against;
 pub mod exact;
 pub mod lines;
 pub mod minhash;
