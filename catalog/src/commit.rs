@@ -247,6 +247,18 @@ fn build_manifest(
             None => funnel.push(m.clone()),
         }
     }
+    let source_state: Vec<SourceState> = records
+        .iter()
+        .flat_map(|r| {
+            r.stages.iter().filter_map(|m| {
+                let state = m.state.clone()?;
+                Some(SourceState { source: m.stage.clone(), split: r.split.id.clone(), state })
+            })
+        })
+        .collect();
+    for f in &mut funnel {
+        f.state = None;
+    }
 
     let totals = Totals {
         rows: shards.iter().map(|s| s.rows).sum(),
@@ -280,21 +292,10 @@ fn build_manifest(
             resolved_config: plan.resolved_config.clone(),
             smelt_version: plan.smelt_version.clone(),
             inputs: plan.splits.clone(),
+            source_state,
             interval: plan.interval.clone(),
         },
         doc_index,
-    }
-    let source_state: Vec<SourceState> = records
-        .iter()
-        .flat_map(|r| {
-            r.stages.iter().filter_map(|m| {
-                let state = m.state.clone()?;
-                Some(SourceState { source: m.stage.clone(), split: r.split.id.clone(), state })
-            })
-        })
-        .collect();
-    for f in &mut funnel {
-        f.state = None;
     }
 }
 
@@ -329,7 +330,6 @@ mod tests {
             split: SplitInfo { index: i, source: "src".into(), id: format!("f{i}.warc.gz"), bytes: Some(10) },
             shards: vec![ShardEntry {
                 path: shard_path(run_id, i, 0),
-            source_state,
                 split: i,
                 rows: 5,
                 bytes: 100,

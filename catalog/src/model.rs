@@ -141,10 +141,6 @@ pub struct StageMetrics {
     pub counters: BTreeMap<String, u64>,
     /// CPU time spent in the stage, in milliseconds (not part of determinism).
     pub busy_ms: u64,
-}
-
-impl StageMetrics {
-    /// Adds `other`'s counts into `self`.
     /// What an incremental source's reader asks to remember once the split
     /// commits (feed items seen, validators); moved into [`Lineage::source_state`]
     /// at commit, never part of the funnel.
@@ -152,25 +148,8 @@ impl StageMetrics {
     pub state: Option<serde_json::Value>,
 }
 
-/// The `cap` smallest document ids of a set, sorted: merging two splits'
-/// samples gives the samples of their union.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Samples {
-    /// How many ids are kept at most.
-    pub cap: u32,
-    /// The smallest ids, ascending, without duplicates.
-    pub ids: Vec<String>,
-}
-
-impl Samples {
-    /// Adds `other`'s ids, keeping the `cap` smallest.
-    pub fn merge(&mut self, other: &Samples) {
-        self.cap = self.cap.max(other.cap);
-        self.ids.extend(other.ids.iter().cloned());
-        self.ids.sort_unstable();
-        self.ids.dedup();
-        self.ids.truncate(self.cap as usize);
-    }
+impl StageMetrics {
+    /// Adds `other`'s counts into `self`.
     pub fn merge(&mut self, other: &StageMetrics) {
         self.rows_in += other.rows_in;
         self.rows_out += other.rows_out;
@@ -184,16 +163,13 @@ impl Samples {
         for (k, v) in &other.counters {
             *self.counters.entry(k.clone()).or_default() += v;
         }
+        if other.state.is_some() {
+            self.state = other.state.clone();
+        }
     }
 }
 
 /// Completion record of one split, written at `runs/<run_id>/splits/<index>.json`
-        if other.state.is_some() {
-            self.state = other.state.clone();
-        }
-        for (k, v) in &other.samples {
-            self.samples.entry(k.clone()).or_default().merge(v);
-        }
 /// after all its shards are in storage.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SplitRecord {
@@ -239,10 +215,6 @@ pub struct Lineage {
     pub source_state: Vec<SourceState>,
 }
 
-/// Totals of a version.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Totals {
-    /// Rows (documents).
 /// One split's committed source state (see [`Lineage::source_state`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SourceState {
@@ -254,6 +226,10 @@ pub struct SourceState {
     pub state: serde_json::Value,
 }
 
+/// Totals of a version.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Totals {
+    /// Rows (documents).
     pub rows: u64,
     /// Shard files.
     pub shards: u64,

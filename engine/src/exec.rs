@@ -896,10 +896,10 @@ async fn run_split(
                         }
                     }
                     m.skips = skips.map(|s| s.counts().clone()).unwrap_or_default();
-                    Ok(TaskOut::Metrics(n, m))
                     if left > 0 {
                         m.state = reader.and_then(|r| r.state());
                     }
+                    Ok(TaskOut::Metrics(n, m))
                 }
                 (StageConfig::Transform(cfg), _) => {
                     let mut inputs = inputs;

@@ -112,8 +112,8 @@ fn commit(f: &Fixture, root_url: &str, version: u64, shards: &[RecordBatch]) -> 
         skips: BTreeMap::new(),
         counters: BTreeMap::new(),
         busy_ms: 1,
-    }];
         state: None,
+    }];
     let lineage = Lineage {
         run_id,
         pipeline_path: "p.yaml".into(),
@@ -121,8 +121,8 @@ fn commit(f: &Fixture, root_url: &str, version: u64, shards: &[RecordBatch]) -> 
         resolved_config: serde_json::json!({}),
         smelt_version: "0.1.0".into(),
         inputs: vec![],
-        interval: None,
         source_state: vec![],
+        interval: None,
     };
     // Through JSON, as a manifest file is read: fields added later keep their defaults.
     let m: VersionManifest = serde_json::from_value(serde_json::json!({
