@@ -385,6 +385,10 @@ pub fn diff_table(d: &VersionDiff) -> String {
         })
         .collect();
     out.push_str(&table(&["stage", "reason", "from", "to", "delta"], &rows));
+    if !d.audit.changed.is_empty() || !d.audit.risks_added.is_empty() || !d.audit.risks_removed.is_empty() {
+        out.push('\n');
+        out.push_str(&crate::audit_cmd::diff_table(&d.audit, 20));
+    }
     out.push_str(&format!(
         "\nshards: {} added, {} removed, {} unchanged (by checksum)\n",
         d.shards.added, d.shards.removed, d.shards.unchanged
@@ -507,6 +511,7 @@ fn show_table(m: &VersionManifest) -> String {
     if stats.len() > 20 {
         out.push_str(&format!("... {} more groups\n", stats.len() - 20));
     }
+    out.push_str(&crate::audit_cmd::risks_table(m));
     out.push_str("\nfilter funnel\n");
     out.push_str(&funnel_table(&m.funnel));
     out.push_str("\ninputs\n");

@@ -8,6 +8,7 @@
 //! smelt run --executor slurm|k8s ── sbatch arrays per phase + commit job | Job manifests (slurm.rs, k8s.rs)
 //! ```
 
+mod audit_cmd;
 mod catalog_cmd;
 mod cli;
 mod dedup_cmd;

@@ -75,6 +75,12 @@ pub fn stages() -> Vec<StageType> {
             configure: pipelines::toxicity::configure,
         },
         StageType {
+            name: "audit",
+            kind: StageKind::Transform,
+            about: "bias audit: HolisticBias groups and pronouns, toxicity per group, by language and source; rows pass unchanged; gates",
+            configure: pipelines::audit::configure,
+        },
+        StageType {
             name: "langid",
             kind: StageKind::Transform,
             about: "add `lang`/`lang_score` (fastText LID-176 embedded, or whatlang); keep the languages asked for",

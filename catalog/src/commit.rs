@@ -155,7 +155,11 @@ pub async fn commit_run(catalog: &Catalog, store: &DatasetStore, run_id: &str, c
             }
             None => None,
         };
-        let manifest = build_manifest(&plan, &records, next, committed_at, index_ref);
+        let mut manifest = build_manifest(&plan, &records, next, committed_at, index_ref);
+        manifest.audit = audit_sections(&plan, &manifest)?;
+        if manifest.audit.iter().any(|a| a.failures().next().is_some()) {
+            return Err(audit_failed(store, run_id, &manifest.audit).await?);
+        }
         match store.put_create(&manifest_path(next), to_json_bytes(&manifest)).await? {
             Created::Written => {
                 record_blocking(catalog, store.url(), &manifest).await?;
@@ -166,6 +170,39 @@ pub async fn commit_run(catalog: &Catalog, store: &DatasetStore, run_id: &str, c
     }
     Err(CatalogError::User(format!(
         "could not commit run {run_id}: other commits kept taking the next version number; retry"
+    )))
+}
+
+/// Where a run whose `fail` gates were crossed records its audit and risks
+/// (no version is committed for it).
+pub fn audit_record_path(run_id: &str) -> String {
+    format!("runs/{run_id}/audit.json")
+}
+
+/// The audit section of every `audit` stage of the run (docs/audit.md).
+fn audit_sections(plan: &RunPlan, m: &VersionManifest) -> Result<Vec<crate::audit::AuditSection>> {
+    let stages = crate::audit::audit_stages(&plan.resolved_config).map_err(CatalogError::User)?;
+    Ok(stages
+        .iter()
+        .filter_map(|s| {
+            let metrics = m.funnel.iter().find(|f| f.stage == s.stage)?;
+            Some(crate::audit::derive(metrics, &m.stats, &s.gates))
+        })
+        .collect())
+}
+
+/// Writes the failed audit next to the run's plan and returns the error that stops the commit.
+async fn audit_failed(store: &DatasetStore, run_id: &str, audit: &[crate::audit::AuditSection]) -> Result<CatalogError> {
+    let path = audit_record_path(run_id);
+    store.put(&path, to_json_bytes(&audit)).await?;
+    let crossed: Vec<String> = audit
+        .iter()
+        .flat_map(|a| a.failures().map(move |r| format!("  {}: {} = {:.4} ({} {})", a.stage, r.metric, r.value, r.op.as_str(), r.threshold)))
+        .collect();
+    Ok(CatalogError::User(format!(
+        "audit gates failed, so no version was committed:\n{}\nthe audit and its risks are recorded in {}/{path}",
+        crossed.join("\n"),
+        store.url()
     )))
 }
 
@@ -296,6 +333,7 @@ fn build_manifest(
             interval: plan.interval.clone(),
         },
         doc_index,
+        audit: Vec::new(),
     }
 }
 

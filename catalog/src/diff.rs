@@ -145,6 +145,8 @@ pub struct VersionDiff {
     pub documents: Option<serde_json::Value>,
     /// Named metrics for `--fail-on`.
     pub metrics: BTreeMap<String, f64>,
+    /// Bias audit metrics that moved, risks added and removed (versions with an `audit` stage).
+    pub audit: crate::audit::AuditDiff,
 }
 
 fn flatten(prefix: &str, v: &serde_json::Value, out: &mut BTreeMap<String, serde_json::Value>) {
@@ -340,6 +342,7 @@ pub fn diff_versions(a: &VersionManifest, b: &VersionManifest, documents: Option
         shards,
         documents,
         metrics,
+        audit: crate::audit::diff(&a.audit, &b.audit, 0.0),
     }
 }
 

@@ -11,6 +11,7 @@
 //! ```
 //! Only the commit writes the index; ranks on other machines only touch storage.
 
+pub mod audit;
 pub mod commit;
 pub mod diff;
 pub mod docdiff;

@@ -139,6 +139,10 @@ pub struct StageMetrics {
     /// `toxicity` matches by list), by name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub counters: BTreeMap<String, u64>,
+    /// Document-id samples the stage kept (e.g. `audit`'s toxic documents per
+    /// group), by name: the smallest ids, so the same whatever the split layout.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub samples: BTreeMap<String, Samples>,
     /// CPU time spent in the stage, in milliseconds (not part of determinism).
     pub busy_ms: u64,
     /// What an incremental source's reader asks to remember once the split
@@ -146,6 +150,27 @@ pub struct StageMetrics {
     /// at commit, never part of the funnel.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<serde_json::Value>,
+}
+
+/// The `cap` smallest document ids of a set, sorted: merging two splits'
+/// samples gives the samples of their union.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Samples {
+    /// How many ids are kept at most.
+    pub cap: u32,
+    /// The smallest ids, ascending, without duplicates.
+    pub ids: Vec<String>,
+}
+
+impl Samples {
+    /// Adds `other`'s ids, keeping the `cap` smallest.
+    pub fn merge(&mut self, other: &Samples) {
+        self.cap = self.cap.max(other.cap);
+        self.ids.extend(other.ids.iter().cloned());
+        self.ids.sort_unstable();
+        self.ids.dedup();
+        self.ids.truncate(self.cap as usize);
+    }
 }
 
 impl StageMetrics {
@@ -162,6 +187,9 @@ impl StageMetrics {
         }
         for (k, v) in &other.counters {
             *self.counters.entry(k.clone()).or_default() += v;
+        }
+        for (k, v) in &other.samples {
+            self.samples.entry(k.clone()).or_default().merge(v);
         }
         if other.state.is_some() {
             self.state = other.state.clone();
@@ -272,6 +300,9 @@ pub struct VersionManifest {
     /// has no document section).
     #[serde(default)]
     pub doc_index: Option<DocIndexRef>,
+    /// Bias audits of the version, one per `audit` stage (docs/audit.md).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub audit: Vec<crate::audit::AuditSection>,
 }
 
 /// The short form of a version kept in the sled index for `catalog log`.

@@ -807,6 +807,7 @@ async fn run_split(
                         }
                     }
                     m.counters = applier.take_counters();
+                    m.samples = applier.take_samples();
                     Ok(TaskOut::Metrics(n, m))
                 }
                 (StageConfig::Barrier(cfg), None) => {
@@ -929,6 +930,7 @@ async fn run_split(
                     }
                     if let Some(t) = t.as_mut() {
                         m.counters = t.take_counters();
+                        m.samples = t.take_samples();
                     }
                     Ok(TaskOut::Metrics(n, m))
                 }

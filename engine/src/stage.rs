@@ -331,6 +331,12 @@ pub trait Transform: Send {
     fn take_counters(&mut self) -> BTreeMap<String, u64> {
         BTreeMap::new()
     }
+
+    /// Document-id samples the stage kept (each the `cap` smallest ids of a
+    /// set), taken once when its split ends and merged into the stage's metrics.
+    fn take_samples(&mut self) -> BTreeMap<String, smelt_catalog::Samples> {
+        BTreeMap::new()
+    }
 }
 
 /// Where a barrier stage keeps its state in one run. The directories are on a

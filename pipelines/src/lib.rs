@@ -6,6 +6,7 @@
 //! Each stage is one file: its config struct (`deny_unknown_fields`, every
 //! field documented), its runtime struct, and its tests.
 
+pub mod audit;
 pub mod content_hash;
 pub mod dedup;
 pub mod extract;

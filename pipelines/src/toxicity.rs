@@ -165,6 +165,16 @@ fn check_languages(option: &str, langs: &[String], allowed: &[&str]) -> Result<(
 /// Unknown options, languages without a list, `min_matches` 0, `max_ratio`
 /// outside [0, 1), terms that are empty once normalised, or nothing to match.
 pub fn configure(options: serde_json::Value) -> Result<StageConfig, OptionError> {
+    let c = parse_config(options)?;
+    Ok(StageConfig::Transform(Arc::new(Toxicity { config: c, lexicon: Mutex::new(None) })))
+}
+
+/// Parses and checks `toxicity` options (also `audit`'s `toxicity:` block),
+/// resolving relative paths and filling in the language defaults.
+///
+/// # Errors
+/// As [`configure`].
+pub fn parse_config(options: serde_json::Value) -> Result<ToxicityConfig, OptionError> {
     let mut c: ToxicityConfig = parse_options(options)?;
     for p in c.lists.iter_mut().chain(c.url_blocklist.iter_mut()) {
         *p = crate::resolve_path(p);
@@ -205,7 +215,7 @@ pub fn configure(options: serde_json::Value) -> Result<StageConfig, OptionError>
             "is empty and no `lists`, `words`, `url_blocklist`, `blocked_domains` or `url_words` are given: nothing to match".into(),
         ));
     }
-    Ok(StageConfig::Transform(Arc::new(Toxicity { config: c, lexicon: Mutex::new(None) })))
+    Ok(c)
 }
 
 // ---- text normalisation and boundaries --------------------------------------
@@ -257,7 +267,7 @@ pub fn normalize(text: &str, out: &mut String) -> usize {
 }
 
 /// Scripts written without spaces between words.
-fn is_spaceless(c: char) -> bool {
+pub(crate) fn is_spaceless(c: char) -> bool {
     matches!(c as u32,
         0x0E00..=0x0EFF     // Thai, Lao
         | 0x1000..=0x109F   // Myanmar
@@ -277,7 +287,7 @@ fn joins_word(c: char) -> bool {
     (c.is_alphanumeric() || c == '_') && !is_spaceless(c)
 }
 
-fn at_boundaries(hay: &str, start: usize, end: usize) -> bool {
+pub(crate) fn at_boundaries(hay: &str, start: usize, end: usize) -> bool {
     !hay[..start].chars().next_back().is_some_and(joins_word) && !hay[end..].chars().next().is_some_and(joins_word)
 }
 
@@ -500,6 +510,54 @@ fn find_matches(lex: &Lexicon, hay: &str, mask: u64, out: &mut Vec<Found>) {
         }
     }
     out.truncate(kept);
+}
+
+/// The toxicity verdict of `toxicity`'s lists for other stages (`audit`):
+/// the same lexicon, matcher and thresholds, on text already normalised.
+pub struct ToxicMatcher {
+    lexicon: Arc<Lexicon>,
+    min_matches: u32,
+    max_ratio: f64,
+    found: Vec<Found>,
+}
+
+impl ToxicMatcher {
+    /// Builds the lists of `config` (from [`parse_config`]).
+    ///
+    /// # Errors
+    /// A list file cannot be read.
+    pub fn new(config: &ToxicityConfig) -> Result<ToxicMatcher> {
+        Ok(ToxicMatcher {
+            lexicon: Arc::new(Lexicon::build(config)?),
+            min_matches: config.min_matches,
+            max_ratio: config.max_ratio,
+            found: Vec::new(),
+        })
+    }
+
+    /// Matches in `normalized` (from [`normalize`], which also gave `words`)
+    /// of the lists for a row in `language`; the number of matches and whether
+    /// they make the document toxic (the URL lists are not used).
+    pub fn check(&mut self, normalized: &str, words: usize, language: Option<&str>) -> (u32, bool) {
+        let (mask, _) = self.lexicon.mask_for(language);
+        if mask == 0 {
+            return (0, false);
+        }
+        find_matches(&self.lexicon, normalized, mask, &mut self.found);
+        let n = u32::try_from(self.found.len()).unwrap_or(u32::MAX);
+        (n, n >= self.min_matches && f64::from(n) / words.max(1) as f64 > self.max_ratio)
+    }
+}
+
+impl Clone for ToxicMatcher {
+    fn clone(&self) -> Self {
+        ToxicMatcher {
+            lexicon: self.lexicon.clone(),
+            min_matches: self.min_matches,
+            max_ratio: self.max_ratio,
+            found: Vec::new(),
+        }
+    }
 }
 
 // ---- the stage ------------------------------------------------------------------

@@ -111,6 +111,7 @@ fn commit(f: &Fixture, root_url: &str, version: u64, shards: &[RecordBatch]) -> 
         drops: BTreeMap::from([("too_short".to_string(), 2)]),
         skips: BTreeMap::new(),
         counters: BTreeMap::new(),
+        samples: BTreeMap::new(),
         busy_ms: 1,
         state: None,
     }];
