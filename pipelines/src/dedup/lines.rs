@@ -15,9 +15,13 @@
 //! lowercased, decimal digits to `0`, accents (combining marks after NFD),
 //! punctuation, symbols and control characters removed, whitespace runs to one
 //! space. Keys are xxh3-64 hashes of that form. Lines whose form is empty or
-//! shorter than `min_line_chars` are never counted nor removed. Memory in the
-//! global step: one buffered reader per split file plus 16 bytes per removed
-//! line.
+//! shorter than `min_line_chars` are never counted nor removed. Memory is
+//! bounded by `memory_budget`, not by the corpus: an observer buffers its
+//! share (24 bytes per line) and spills sorted runs past it; the global step
+//! holds one buffered reader per split file, the first `max_occurrences + 1`
+//! occurrences of the line being merged, and the removed occurrences up to
+//! half the budget (then sorted runs, merged by (split, row, line)). An
+//! applier holds its split's removed (row, line) pairs.
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BinaryHeap};
@@ -26,13 +30,13 @@ use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::{io, ExternalSort};
 use arrow::array::{
     Array, ArrayRef, AsArray, GenericStringArray, GenericStringBuilder, OffsetSizeTrait,
 };
 use arrow::datatypes::{DataType, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use serde::{Deserialize, Serialize};
-use super::io;
 use smelt_engine::yaml::PathSeg;
 use smelt_engine::{
     parse_options, require_column, str_at, BarrierConfig, BarrierContext, BarrierObserver,
@@ -152,10 +156,13 @@ struct Entry {
 const ENTRY_BYTES: usize = 20;
 
 impl Entry {
-    fn write(&self, w: &mut impl Write) -> std::io::Result<()> {
-        w.write_all(&self.key.to_be_bytes())?;
-        w.write_all(&self.row.to_be_bytes())?;
-        w.write_all(&self.line.to_be_bytes())
+    /// Big-endian, so records sort as (key, row, line).
+    fn bytes(&self) -> [u8; ENTRY_BYTES] {
+        let mut b = [0u8; ENTRY_BYTES];
+        b[..8].copy_from_slice(&self.key.to_be_bytes());
+        b[8..16].copy_from_slice(&self.row.to_be_bytes());
+        b[16..].copy_from_slice(&self.line.to_be_bytes());
+        b
     }
 
     fn read(r: &mut impl Read) -> std::io::Result<Option<Entry>> {
@@ -190,10 +197,13 @@ impl BarrierConfig for DedupLines {
         ctx: &BarrierContext,
         split: u32,
     ) -> Result<Box<dyn BarrierObserver>> {
+        let path = lines_path(&ctx.observed_dir, split);
+        // Observers run `parallelism` at once and share half the budget.
+        let share = ctx.memory_budget / ctx.parallelism.max(1) / 2;
         Ok(Box::new(Observer {
             min_line_chars: self.c.min_line_chars,
-            path: lines_path(&ctx.observed_dir, split),
-            entries: Vec::new(),
+            entries: ExternalSort::new(path.clone(), share),
+            path,
             row: 0,
         }))
     }
@@ -211,38 +221,62 @@ impl BarrierConfig for DedupLines {
             }
             readers.push((path, r));
         }
-        let mut drops: Vec<Removed> = Vec::new();
-        let (mut distinct, mut frequent) = (0u64, 0u64);
-        // The occurrences of the current key, kept until it has more than `max_occurrences`.
-        let mut group: Vec<Removed> = Vec::new();
-        let mut last = None;
-        let close = |group: &mut Vec<Removed>, drops: &mut Vec<Removed>, frequent: &mut u64| {
-            if group.len() as u64 > self.c.max_occurrences {
-                *frequent += 1;
-                drops.extend(group.iter().skip(usize::from(self.c.keep_first)));
-            }
-            group.clear();
+        // Removed occurrences, sorted by (split, row, line) out of core.
+        let mut drops =
+            ExternalSort::<16>::new(ctx.resolved_dir.join("drops"), ctx.memory_budget / 2);
+        let removed = |d: Removed| {
+            let mut b = [0u8; 16];
+            b[..4].copy_from_slice(&d.0.to_be_bytes());
+            b[4..12].copy_from_slice(&d.1.to_be_bytes());
+            b[12..].copy_from_slice(&d.2.to_be_bytes());
+            b
         };
+        let (mut distinct, mut frequent, mut dropped) = (0u64, 0u64, 0u64);
+        // The first occurrences of the current key, until it has more than
+        // `max_occurrences`; then it is frequent and every occurrence goes
+        // to `drops` (but the first with `keep_first`).
+        let limit = usize::try_from(self.c.max_occurrences).unwrap_or(usize::MAX);
+        let skip = usize::from(self.c.keep_first);
+        let mut group: Vec<Removed> = Vec::new();
+        let mut is_frequent = false;
+        let mut last = None;
         while let Some(std::cmp::Reverse((key, split, row, line, i))) = heap.pop() {
             if last != Some(key) {
-                close(&mut group, &mut drops, &mut frequent);
+                group.clear();
+                is_frequent = false;
                 distinct += 1;
                 last = Some(key);
             }
-            group.push((split, row, line));
+            if is_frequent {
+                drops.push(removed((split, row, line)))?;
+                dropped += 1;
+            } else {
+                group.push((split, row, line));
+                if group.len() > limit {
+                    is_frequent = true;
+                    frequent += 1;
+                    for &d in &group[skip..] {
+                        drops.push(removed(d))?;
+                        dropped += 1;
+                    }
+                    group.clear();
+                }
+            }
             let (path, r) = &mut readers[i];
             if let Some(e) = Entry::read(r).map_err(|e| io(path, e))? {
                 heap.push(std::cmp::Reverse((e.key, split, e.row, e.line, i)));
             }
         }
-        close(&mut group, &mut drops, &mut frequent);
-        drops.sort_unstable();
-        write_drops(&ctx.resolved_dir, &drops)?;
+        let spilled = drops.runs();
+        write_drops(&ctx.resolved_dir, drops)?;
         Ok(BTreeMap::from([
             ("distinct_lines".to_string(), distinct),
             ("frequent_lines".to_string(), frequent),
-            ("duplicate_lines".to_string(), drops.len() as u64),
-        ]))
+            ("duplicate_lines".to_string(), dropped),
+        ])
+        .into_iter()
+        .chain((spilled > 0).then(|| ("spilled_runs".to_string(), spilled as u64)))
+        .collect())
     }
 
     fn applier(
@@ -264,25 +298,37 @@ impl BarrierConfig for DedupLines {
 
 /// `drops.bin`: (split u32, row u64, line u32) big-endian, sorted;
 /// `drops.idx`: per split with drops, (split u32, first entry u64, count u64).
-fn write_drops(dir: &Path, drops: &[Removed]) -> Result<()> {
+fn write_drops(dir: &Path, drops: ExternalSort<16>) -> Result<()> {
     let bin = dir.join("drops.bin");
     let idx = dir.join("drops.idx");
     let mut b = BufWriter::new(File::create(&bin).map_err(|e| io(&bin, e))?);
     let mut x = BufWriter::new(File::create(&idx).map_err(|e| io(&idx, e))?);
-    let mut start = 0usize;
-    for (i, &(split, row, line)) in drops.iter().enumerate() {
-        b.write_all(&split.to_be_bytes())
-            .and_then(|()| b.write_all(&row.to_be_bytes()))
-            .and_then(|()| b.write_all(&line.to_be_bytes()))
-            .map_err(|e| io(&bin, e))?;
-        if i + 1 == drops.len() || drops[i + 1].0 != split {
-            let n = (i + 1 - start) as u64;
-            x.write_all(&split.to_be_bytes())
-                .and_then(|()| x.write_all(&(start as u64).to_be_bytes()))
-                .and_then(|()| x.write_all(&n.to_be_bytes()))
-                .map_err(|e| io(&idx, e))?;
-            start = i + 1;
+    // (split, first entry, entries) of the split being written.
+    let mut cur: Option<(u32, u64, u64)> = None;
+    let index = |x: &mut BufWriter<File>, (split, start, n): (u32, u64, u64)| {
+        x.write_all(&split.to_be_bytes())
+            .and_then(|()| x.write_all(&start.to_be_bytes()))
+            .and_then(|()| x.write_all(&n.to_be_bytes()))
+            .map_err(|e| io(&idx, e))
+    };
+    let mut written = 0u64;
+    drops.finish(|rec| {
+        b.write_all(rec).map_err(|e| io(&bin, e))?;
+        let split = u32::from_be_bytes(rec[..4].try_into().expect("4 bytes"));
+        match &mut cur {
+            Some(c) if c.0 == split => c.2 += 1,
+            _ => {
+                if let Some(done) = cur.take() {
+                    index(&mut x, done)?;
+                }
+                cur = Some((split, written, 1));
+            }
         }
+        written += 1;
+        Ok(())
+    })?;
+    if let Some(done) = cur {
+        index(&mut x, done)?;
     }
     b.flush().map_err(|e| io(&bin, e))?;
     x.flush().map_err(|e| io(&idx, e))
@@ -320,7 +366,8 @@ fn read_drops(dir: &Path, split: u32) -> Result<Vec<(u64, u32)>> {
 struct Observer {
     min_line_chars: usize,
     path: PathBuf,
-    entries: Vec<Entry>,
+    /// Sorted runs past the observer's share of `memory_budget`.
+    entries: ExternalSort<ENTRY_BYTES>,
     row: u64,
 }
 
@@ -334,7 +381,7 @@ impl BarrierObserver for Observer {
                     // More than 2^32 lines needs more than 4 GiB of text; such lines are not counted.
                     let Ok(line) = u32::try_from(line) else { break };
                     if let Some(key) = line_key(l, self.min_line_chars) {
-                        self.entries.push(Entry { key, row, line });
+                        self.entries.push(Entry { key, row, line }.bytes())?;
                     }
                 }
             }
@@ -344,12 +391,10 @@ impl BarrierObserver for Observer {
     }
 
     fn finish(&mut self) -> Result<()> {
-        self.entries.sort_unstable();
+        let entries = std::mem::replace(&mut self.entries, ExternalSort::new(self.path.clone(), 0));
         let tmp = self.path.with_extension("tmp");
         let mut w = BufWriter::new(File::create(&tmp).map_err(|e| io(&tmp, e))?);
-        for e in &self.entries {
-            e.write(&mut w).map_err(|e| io(&tmp, e))?;
-        }
+        entries.finish(|rec| w.write_all(rec).map_err(|e| io(&tmp, e)))?;
         w.flush().map_err(|e| io(&tmp, e))?;
         drop(w);
         std::fs::rename(&tmp, &self.path).map_err(|e| io(&self.path, e))
@@ -465,11 +510,20 @@ mod tests {
 
     /// Runs the stage over `splits`; per split, per row, (text, verdict), and the counters.
     fn run(cfg: &StageConfig, splits: &[Vec<RecordBatch>]) -> (Out, BTreeMap<String, u64>) {
+        run_with_budget(cfg, splits, 1 << 20)
+    }
+
+    fn run_with_budget(
+        cfg: &StageConfig,
+        splits: &[Vec<RecordBatch>],
+        budget: usize,
+    ) -> (Out, BTreeMap<String, u64>) {
         let StageConfig::Barrier(b) = cfg else {
             panic!("a barrier")
         };
         let dir = tempfile::tempdir().unwrap();
-        let ctx = super::super::test_context(dir.path());
+        let mut ctx = super::super::test_context(dir.path());
+        ctx.memory_budget = budget;
         let schema = splits[0][0].schema();
         b.output_schema(&schema).unwrap();
         for (i, batches) in splits.iter().enumerate() {
@@ -510,6 +564,57 @@ mod tests {
 
     fn kept(s: &str) -> (Option<String>, Option<Cow<'static, str>>) {
         (Some(s.to_string()), None)
+    }
+
+    #[test]
+    fn spilled_sorted_runs_give_the_same_result() {
+        // 3 splits of 2,000 documents, each line drawn from 700 choices
+        // (letters: the normalisation turns digits into 0): far
+        // more records than the smallest buffer (1,024), so both the
+        // observers and the global step spill with a zero budget.
+        let mut state = 7u64;
+        let mut next = move || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 33) as usize
+        };
+        let texts: Vec<Vec<String>> = (0..3)
+            .map(|_| {
+                (0..2000)
+                    .map(|_| {
+                        (0..3)
+                            .map(|_| {
+                                let n = next() % 700;
+                                format!(
+                                    "line {}{}",
+                                    char::from(b'a' + (n / 26) as u8),
+                                    char::from(b'a' + (n % 26) as u8)
+                                )
+                            })
+                            .collect::<Vec<_>>()
+                            .join("\n")
+                    })
+                    .collect()
+            })
+            .collect();
+        let splits: Vec<Vec<RecordBatch>> = texts
+            .iter()
+            .map(|t| {
+                t.chunks(500)
+                    .map(|c| batch(&c.iter().map(|s| Some(s.as_str())).collect::<Vec<_>>()))
+                    .collect()
+            })
+            .collect();
+        let cfg = configure(serde_json::json!({})).unwrap();
+        let (a, ca) = run_with_budget(&cfg, &splits, 1 << 30);
+        let (b, cb) = run_with_budget(&cfg, &splits, 0);
+        assert_eq!(a, b);
+        assert!(!ca.contains_key("spilled_runs"), "{ca:?}");
+        assert!(cb["spilled_runs"] > 1, "{cb:?}");
+        assert_eq!(ca["duplicate_lines"], cb["duplicate_lines"]);
+        assert_eq!(ca["distinct_lines"], 700);
+        assert_eq!(ca["duplicate_lines"], 3 * 2000 * 3 - 700);
     }
 
     #[test]
