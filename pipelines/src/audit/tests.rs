@@ -83,7 +83,7 @@ fn hand_checked_counts_on_real_sentences() {
         (c("docs"), c("audited_docs"), c("toxic_docs"), c("audited_toxic_docs")),
         (4, 3, 1, 1)
     );
-    assert_eq!(c("words"), 34 + 19 + 58 + 8);
+    assert_eq!(c("words"), 34 + 19 + 58 + 9);
     assert_eq!(c("audited_words"), 34 + 19 + 58);
     assert_eq!(c("unaudited_docs{lang=de}"), 1);
     // a: young, old; c: old ("five plus year old video")
