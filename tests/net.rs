@@ -313,9 +313,10 @@ fn feed_server(entries: Option<usize>) -> (HttpServer, Vec<String>) {
     (srv, links)
 }
 
+/// With a barrier stage (`dedup_url`): the source's state crosses the barrier's phases to the commit.
 fn rss_pipeline(env: &Env, srv: &HttpServer) -> String {
     let yaml = format!(
-        "dataset: feeds\nstages:\n  news:\n    type: rss\n    feeds: [\"{}\"]\n    {HTTP}\n  text:\n    type: extract\n    inputs: [news]\n  hashed:\n    type: content_hash\n    inputs: [text]\n  out:\n    type: parquet\n    inputs: [hashed]\n",
+        "dataset: feeds\nstages:\n  news:\n    type: rss\n    feeds: [\"{}\"]\n    {HTTP}\n  text:\n    type: extract\n    inputs: [news]\n  hashed:\n    type: content_hash\n    inputs: [text]\n  unique:\n    type: dedup_url\n    inputs: [hashed]\n  out:\n    type: parquet\n    inputs: [unique]\n",
         srv.url("/feeds/heise.atom")
     );
     env.write("feeds.yaml", yaml.as_bytes()).display().to_string()
