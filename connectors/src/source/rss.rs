@@ -20,8 +20,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use serde::{Deserialize, Serialize};
 use smelt_engine::yaml::PathSeg;
 use smelt_engine::{
-    parse_options, Committed, OptionError, ReadOptions, Result, Skips, SourceConfig, SplitReader, SplitSpec,
-    StageConfig,
+    parse_options, Committed, OptionError, ReadOptions, Result, Skips, SourceConfig, SplitReader,
+    SplitSpec, StageConfig,
 };
 
 use super::commoncrawl::net_for;
@@ -89,7 +89,11 @@ struct FeedState {
 /// Unknown or invalid options.
 pub fn configure(options: serde_json::Value) -> Result<StageConfig, OptionError> {
     let c: RssConfig = parse_options(options)?;
-    let err = |key: &str, message: String| OptionError { path: vec![PathSeg::Key(key.into())], message, at_key: false };
+    let err = |key: &str, message: String| OptionError {
+        path: vec![PathSeg::Key(key.into())],
+        message,
+        at_key: false,
+    };
     if c.feeds.is_empty() {
         return Err(err("feeds", "`feeds` lists at least one feed URL".into()));
     }
@@ -136,11 +140,25 @@ impl SourceConfig for RssConfig {
         }
         *self.prior.lock().expect("prior lock") = prior;
         let mut seen = HashSet::new();
-        Ok(self.feeds.iter().filter(|f| seen.insert(f.as_str())).map(|f| SplitSpec { id: f.clone(), bytes: None }).collect())
+        Ok(self
+            .feeds
+            .iter()
+            .filter(|f| seen.insert(f.as_str()))
+            .map(|f| SplitSpec {
+                id: f.clone(),
+                bytes: None,
+            })
+            .collect())
     }
 
     fn open(&self, split: &SplitSpec, options: &ReadOptions) -> Result<Box<dyn SplitReader>> {
-        let prior = self.prior.lock().expect("prior lock").get(&split.id).cloned().unwrap_or_default();
+        let prior = self
+            .prior
+            .lock()
+            .expect("prior lock")
+            .get(&split.id)
+            .cloned()
+            .unwrap_or_default();
         Ok(Box::new(RssReader {
             config: self.clone(),
             net: net_for(&self.net, &self.http)?,
@@ -184,13 +202,20 @@ struct RssReader {
 }
 
 fn host_of(url: &str) -> Option<String> {
-    url::Url::parse(url).ok()?.host_str().map(|h| h.trim_start_matches("www.").to_string())
+    url::Url::parse(url)
+        .ok()?
+        .host_str()
+        .map(|h| h.trim_start_matches("www.").to_string())
 }
 
 impl RssReader {
     /// Fetches and parses the feed.
     fn load(&mut self, skips: &mut Skips) -> Vec<Item> {
-        self.source = self.config.source.clone().unwrap_or_else(|| format!("rss:{}", host_of(&self.feed).unwrap_or_default()));
+        self.source = self
+            .config
+            .source
+            .clone()
+            .unwrap_or_else(|| format!("rss:{}", host_of(&self.feed).unwrap_or_default()));
         let validators = self.config.incremental.then_some(&self.prior.validators);
         let fetched = match self.net.get(&self.feed, validators, &self.events) {
             Ok(f) => f,
@@ -210,12 +235,20 @@ impl RssReader {
             self.state.validators = self.prior.validators.clone();
             return Vec::new();
         }
-        self.state.validators = Validators { etag: fetched.etag.clone(), last_modified: fetched.last_modified.clone() };
-        let parser = feed_rs::parser::Builder::new().base_uri(Some(fetched.url.as_str())).build();
+        self.state.validators = Validators {
+            etag: fetched.etag.clone(),
+            last_modified: fetched.last_modified.clone(),
+        };
+        let parser = feed_rs::parser::Builder::new()
+            .base_uri(Some(fetched.url.as_str()))
+            .build();
         let feed = match parser.parse(fetched.body.as_ref()) {
             Ok(f) => f,
             Err(e) => {
-                skips.skip("bad_feed", format!("{}: not a feed feed-rs reads: {e}", self.feed));
+                skips.skip(
+                    "bad_feed",
+                    format!("{}: not a feed feed-rs reads: {e}", self.feed),
+                );
                 return Vec::new();
             }
         };
@@ -230,7 +263,11 @@ impl RssReader {
                     .map(|l| l.href.clone());
                 let mut keys = vec![e.id.clone()];
                 keys.extend(link.clone());
-                let inline_html = e.content.as_ref().and_then(|c| c.body.clone()).or_else(|| e.summary.as_ref().map(|s| s.content.clone()));
+                let inline_html = e
+                    .content
+                    .as_ref()
+                    .and_then(|c| c.body.clone())
+                    .or_else(|| e.summary.as_ref().map(|s| s.content.clone()));
                 Item {
                     keys,
                     id: e.id,
@@ -243,30 +280,62 @@ impl RssReader {
     }
 
     /// The page of an item: `Ok(Some)` kept, `Ok(None)` skipped for good, `Err` worth a later retry.
-    fn article(&mut self, link: &str, skips: &mut Skips) -> std::result::Result<Option<(bytes::Bytes, Option<String>)>, ()> {
-        if self.config.robots_txt && !self.net.allowed(link, &self.events) {
-            skips.skip("robots_disallowed", format!("{link}: robots.txt disallows smelt"));
-            return Ok(None);
+    fn article(
+        &mut self,
+        link: &str,
+        skips: &mut Skips,
+    ) -> std::result::Result<Option<(bytes::Bytes, Option<String>)>, ()> {
+        if self.config.robots_txt {
+            match self.net.allowed(link, &self.events) {
+                Some(true) => {}
+                Some(false) => {
+                    skips.skip(
+                        "robots_disallowed",
+                        format!("{link}: robots.txt disallows smelt"),
+                    );
+                    return Ok(None);
+                }
+                // robots.txt unreachable (counted once per host): try the item next run.
+                None => return Err(()),
+            }
         }
         match self.net.get(link, None, &self.events) {
             Ok(f) => {
-                let mt = f.content_type.as_deref().map(|c| c.split(';').next().unwrap_or("").trim().to_ascii_lowercase());
+                let mt = f.content_type.as_deref().map(|c| {
+                    c.split(';')
+                        .next()
+                        .unwrap_or("")
+                        .trim()
+                        .to_ascii_lowercase()
+                });
                 if let Some(mt) = &mt {
-                    if !self.config.content_types.iter().any(|t| t.eq_ignore_ascii_case(mt)) {
+                    if !self
+                        .config
+                        .content_types
+                        .iter()
+                        .any(|t| t.eq_ignore_ascii_case(mt))
+                    {
                         skips.ignore("not_html");
                         return Ok(None);
                     }
                 }
                 Ok(Some((f.body, f.content_type)))
             }
-            Err(FetchError::Status { .. } | FetchError::BadUrl { .. } | FetchError::Disallowed { .. }) => Ok(None),
+            Err(
+                FetchError::Status { .. }
+                | FetchError::BadUrl { .. }
+                | FetchError::Disallowed { .. },
+            ) => Ok(None),
             Err(FetchError::Failed { .. }) => Err(()),
         }
     }
 }
 
 impl SplitReader for RssReader {
-    fn next_batch(&mut self, skips: &mut Skips) -> Result<Option<arrow::record_batch::RecordBatch>> {
+    fn next_batch(
+        &mut self,
+        skips: &mut Skips,
+    ) -> Result<Option<arrow::record_batch::RecordBatch>> {
         if self.items.is_none() {
             let items = self.load(skips);
             self.items = Some(items);
@@ -274,11 +343,20 @@ impl SplitReader for RssReader {
         let mut handled: HashSet<String> = HashSet::new();
         while self.builder.len() < self.batch_rows {
             let Some(items) = &self.items else { break };
-            let Some(item) = items.get(self.next) else { break };
+            let Some(item) = items.get(self.next) else {
+                break;
+            };
             self.next += 1;
-            let (keys, id, link, time_us, inline) =
-                (item.keys.clone(), item.id.clone(), item.link.clone(), item.time_us, item.inline_html.clone());
-            if keys.iter().any(|k| self.prior.seen.contains(k) || handled.contains(k) || self.state.seen.contains(k)) {
+            let (keys, id, link, time_us, inline) = (
+                item.keys.clone(),
+                item.id.clone(),
+                item.link.clone(),
+                item.time_us,
+                item.inline_html.clone(),
+            );
+            if keys.iter().any(|k| {
+                self.prior.seen.contains(k) || handled.contains(k) || self.state.seen.contains(k)
+            }) {
                 skips.ignore("seen_before");
                 continue;
             }
