@@ -612,31 +612,37 @@ fn commoncrawl_reads_s3_through_object_store() {
             &std::fs::read(repo().join(src)).unwrap(),
         );
     }
-    for rel in ["crawl-data/CC-MAIN-2024-22/warc.paths.gz"] {
-        s3_put(
-            &hostport,
-            &format!("/{bucket}/{rel}"),
-            &std::fs::read(cc.join(rel)).unwrap(),
-        );
+    for f in walk(&cc) {
+        let rel = f.strip_prefix(&cc).unwrap().to_string_lossy().to_string();
+        s3_put(&hostport, &format!("/{bucket}/{rel}"), &std::fs::read(&f).unwrap());
     }
     let env = Env::new();
     let yaml = format!(
         "dataset: s3\nstages:\n  cc:\n    type: commoncrawl\n    crawl: {CRAWL}\n    base_url: s3://{bucket}/\n  text:\n    type: html_to_text\n    inputs: [cc]\n    min_chars: 1\n  hashed:\n    type: content_hash\n    inputs: [text]\n  out:\n    type: parquet\n    inputs: [hashed]\n"
     );
     let p = env.write("s3.yaml", yaml.as_bytes()).display().to_string();
-    let out = env
-        .cmd()
-        .args(["run", &p, "--format", "json"])
-        .env("AWS_ENDPOINT_URL", &endpoint)
-        .env("AWS_ALLOW_HTTP", "true")
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_REGION", "us-east-1")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", common::stderr(&out));
-    let run: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let s3_run = |env: &Env, p: &str| -> serde_json::Value {
+        let out = env
+            .cmd()
+            .args(["run", p, "--format", "json"])
+            .env("AWS_ENDPOINT_URL", &endpoint)
+            .env("AWS_ALLOW_HTTP", "true")
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_REGION", "us-east-1")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", common::stderr(&out));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let run = s3_run(&env, &p);
     assert_eq!(run["splits_run"], 3);
+    // The CDX lookup and record ranges through object_store too.
+    let cdx = Env::new();
+    let yaml = yaml.replace("    base_url:", "    domain: wikipedia.org\n    base_url:");
+    let cp = cdx.write("s3cdx.yaml", yaml.as_bytes()).display().to_string();
+    let r = s3_run(&cdx, &cp);
+    assert_eq!(r["rows_written"], 1);
     let srv = cc_server();
     let local = Env::new();
     let lp = cc_pipeline(&local, "s3", &srv, &format!("    crawl: {CRAWL}\n"));

@@ -391,9 +391,12 @@ fn cdx_lookup(
     for i in wanted {
         let (_, file, offset, length) = &blocks[i];
         let url = format!("{dir}{file}");
-        let gz = net
-            .get_range(&url, *offset, offset + length - 1, events)
-            .map_err(plan_error)?;
+        let gz = if url.starts_with("s3://") {
+            crate::net::s3::get_range(&url, *offset, *length).map_err(EngineError::External)?
+        } else {
+            net.get_range(&url, *offset, offset + length - 1, events)
+                .map_err(plan_error)?
+        };
         for line in gunzip(&url, &gz)?.lines() {
             let Some((key, rest)) = line.split_once(' ') else {
                 continue;
