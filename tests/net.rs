@@ -230,51 +230,37 @@ fn incremental_runs_read_only_new_files_and_a_failed_run_moves_nothing() {
     let p = cc_pipeline(&env, "inc", &srv, &format!("    crawl: {CRAWL}\n"));
     // Run 1 fails: one file answers 500 on every try. No version, no state.
     srv.fault(BIG, Fault::Status(500), 100);
-    let out = env.smelt(&["run", &p]);
-    assert!(
-        !out.status.success(),
-        "a download that fails after every retry fails the run"
-    );
-    assert!(
-        common::stderr(&out).contains("net") || common::stderr(&out).contains("500"),
-        "{}",
-        common::stderr(&out)
-    );
-    assert!(
-        !env.smelt(&["catalog", "log", "inc"]).status.success(),
-        "no version from a failed run"
-    );
+    let out = env.smelt(&["run", &p, "--run-id", "first"]);
+    assert!(!out.status.success(), "a download that fails after every retry fails the run");
+    assert!(common::stderr(&out).contains("HTTP 500"), "{}", common::stderr(&out));
+    assert!(!env.smelt(&["catalog", "log", "inc"]).status.success(), "no version from a failed run");
 
-    // Run 2: all three files.
+    // The crawl list grows meanwhile; resuming run 1 finishes the three files it planned.
     let paths = "/crawl-data/CC-MAIN-2024-22/warc.paths.gz";
-    let srv2 = cc_server();
-    let p = cc_pipeline(&env, "inc", &srv2, &format!("    crawl: {CRAWL}\n"));
+    srv.put(paths, std::fs::read(fixtures().join("cc/crawl-data/CC-MAIN-2024-22/warc.paths.next.gz")).unwrap());
+    srv.clear_faults(BIG);
+    let r1 = env.json(&["run", &p, "--run-id", "first"]);
+    assert_eq!(r1["version"], 1);
+    let planned = r1["splits_run"].as_u64().unwrap() + r1["splits_resumed"].as_u64().unwrap();
+    assert_eq!(planned, 3, "{r1}");
+    let m = env.json(&["catalog", "show", "inc@1"]);
+    assert_eq!(m["lineage"]["inputs"].as_array().unwrap().len(), 3);
+
+    // Run 2: only the file that was added to the list.
+    let before = srv.gets(BIG).len();
     let r2 = env.json(&["run", &p]);
-    assert_eq!(r2["splits_run"], 3);
+    assert_eq!(r2["splits_run"], 1);
+    assert!(r2["rows_written"].as_u64().unwrap() > 0);
+    assert_eq!(srv.gets(BIG).len(), before, "files already committed are not downloaded again");
+    let m = env.json(&["catalog", "show", "inc@2"]);
+    let inputs = m["lineage"]["inputs"].as_array().unwrap();
+    assert_eq!(inputs.len(), 1);
+    assert!(inputs[0]["id"].as_str().unwrap().ends_with("-00003.warc.gz"));
+
     // Run 3: nothing new.
     let r3 = env.json(&["run", &p]);
     assert_eq!(r3["splits_run"], 0);
     assert_eq!(r3["rows_written"], 0);
-    // Run 4: the crawl list grew by one file; only that one is read.
-    let grown =
-        std::fs::read(fixtures().join("cc/crawl-data/CC-MAIN-2024-22/warc.paths.next.gz")).unwrap();
-    srv2.put(paths, grown);
-    let before = srv2.gets(BIG).len();
-    let r4 = env.json(&["run", &p]);
-    assert_eq!(r4["splits_run"], 1);
-    assert!(r4["rows_written"].as_u64().unwrap() > 0);
-    assert_eq!(
-        srv2.gets(BIG).len(),
-        before,
-        "files already committed are not downloaded again"
-    );
-    let m = env.json(&["catalog", "show", &format!("inc@{}", r4["version"])]);
-    let inputs = m["lineage"]["inputs"].as_array().unwrap();
-    assert_eq!(inputs.len(), 1);
-    assert!(inputs[0]["id"]
-        .as_str()
-        .unwrap()
-        .ends_with("-00003.warc.gz"));
 }
 
 #[test]

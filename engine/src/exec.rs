@@ -169,6 +169,18 @@ pub async fn list_splits(p: &Pipeline, base_dir: &std::path::Path) -> Result<Vec
     list_splits_since(p, base_dir, &HashMap::new()).await
 }
 
+/// The splits of an existing plan, mapped to the pipeline's source nodes;
+/// `None` if a source it names is not in the pipeline.
+fn planned_splits(p: &Pipeline, plan: &RunPlan) -> Option<Vec<(NodeIndex, SplitSpec)>> {
+    plan.splits
+        .iter()
+        .map(|s| {
+            let n = p.sources().into_iter().find(|&n| p.graph[n].name == s.source)?;
+            Some((n, SplitSpec { id: s.id.clone(), bytes: s.bytes }))
+        })
+        .collect()
+}
+
 /// What the committed versions in `store` read, by source stage name (see [`Committed`]).
 ///
 /// # Errors
@@ -237,6 +249,12 @@ pub async fn run(p: &Pipeline, store: &DatasetStore, opts: &RunOptions) -> Resul
     }
     let committed = committed_inputs(store).await?;
     let splits = list_splits_since(p, &opts.base_dir, &committed).await?;
+    // Resuming a run: the splits its first attempt planned, even where a source
+    // lists more now (a crawl or news list that grew since), so it finishes what it started.
+    let splits = match store.get_json::<RunPlan>(&smelt_catalog::commit::plan_path(&opts.run_id)).await? {
+        Some(old) if old.pipeline_hash == p.hash => planned_splits(p, &old).unwrap_or(splits),
+        _ => splits,
+    };
     let infos: Vec<SplitInfo> = splits
         .iter()
         .enumerate()

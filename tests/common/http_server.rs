@@ -93,6 +93,11 @@ impl HttpServer {
         q.extend(std::iter::repeat_n(fault, times));
     }
 
+    /// Drops the faults still queued for `path`.
+    pub fn clear_faults(&self, path: &str) {
+        self.state.lock().unwrap().faults.remove(path);
+    }
+
     /// Requests seen so far.
     pub fn log(&self) -> Vec<Seen> {
         self.state.lock().unwrap().log.clone()
