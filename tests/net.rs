@@ -231,13 +231,26 @@ fn incremental_runs_read_only_new_files_and_a_failed_run_moves_nothing() {
     // Run 1 fails: one file answers 500 on every try. No version, no state.
     srv.fault(BIG, Fault::Status(500), 100);
     let out = env.smelt(&["run", &p, "--run-id", "first"]);
-    assert!(!out.status.success(), "a download that fails after every retry fails the run");
-    assert!(common::stderr(&out).contains("HTTP 500"), "{}", common::stderr(&out));
-    assert!(!env.smelt(&["catalog", "log", "inc"]).status.success(), "no version from a failed run");
+    assert!(
+        !out.status.success(),
+        "a download that fails after every retry fails the run"
+    );
+    assert!(
+        common::stderr(&out).contains("HTTP 500"),
+        "{}",
+        common::stderr(&out)
+    );
+    assert!(
+        !env.smelt(&["catalog", "log", "inc"]).status.success(),
+        "no version from a failed run"
+    );
 
     // The crawl list grows meanwhile; resuming run 1 finishes the three files it planned.
     let paths = "/crawl-data/CC-MAIN-2024-22/warc.paths.gz";
-    srv.put(paths, std::fs::read(fixtures().join("cc/crawl-data/CC-MAIN-2024-22/warc.paths.next.gz")).unwrap());
+    srv.put(
+        paths,
+        std::fs::read(fixtures().join("cc/crawl-data/CC-MAIN-2024-22/warc.paths.next.gz")).unwrap(),
+    );
     srv.clear_faults(BIG);
     let r1 = env.json(&["run", &p, "--run-id", "first"]);
     assert_eq!(r1["version"], 1);
@@ -251,11 +264,18 @@ fn incremental_runs_read_only_new_files_and_a_failed_run_moves_nothing() {
     let r2 = env.json(&["run", &p]);
     assert_eq!(r2["splits_run"], 1);
     assert!(r2["rows_written"].as_u64().unwrap() > 0);
-    assert_eq!(srv.gets(BIG).len(), before, "files already committed are not downloaded again");
+    assert_eq!(
+        srv.gets(BIG).len(),
+        before,
+        "files already committed are not downloaded again"
+    );
     let m = env.json(&["catalog", "show", "inc@2"]);
     let inputs = m["lineage"]["inputs"].as_array().unwrap();
     assert_eq!(inputs.len(), 1);
-    assert!(inputs[0]["id"].as_str().unwrap().ends_with("-00003.warc.gz"));
+    assert!(inputs[0]["id"]
+        .as_str()
+        .unwrap()
+        .ends_with("-00003.warc.gz"));
 
     // Run 3: nothing new.
     let r3 = env.json(&["run", &p]);
@@ -600,7 +620,11 @@ fn commoncrawl_reads_s3_through_object_store() {
     }
     for f in walk(&cc) {
         let rel = f.strip_prefix(&cc).unwrap().to_string_lossy().to_string();
-        s3_put(&hostport, &format!("/{bucket}/{rel}"), &std::fs::read(&f).unwrap());
+        s3_put(
+            &hostport,
+            &format!("/{bucket}/{rel}"),
+            &std::fs::read(&f).unwrap(),
+        );
     }
     let env = Env::new();
     let yaml = format!(
@@ -626,7 +650,10 @@ fn commoncrawl_reads_s3_through_object_store() {
     // The CDX lookup and record ranges through object_store too.
     let cdx = Env::new();
     let yaml = yaml.replace("    base_url:", "    domain: wikipedia.org\n    base_url:");
-    let cp = cdx.write("s3cdx.yaml", yaml.as_bytes()).display().to_string();
+    let cp = cdx
+        .write("s3cdx.yaml", yaml.as_bytes())
+        .display()
+        .to_string();
     let r = s3_run(&cdx, &cp);
     assert_eq!(r["rows_written"], 1);
     let srv = cc_server();
@@ -658,4 +685,60 @@ fn s3_put(hostport: &str, path: &str, body: &[u8]) {
         resp.starts_with("HTTP/1.1 200") || resp.starts_with("HTTP/1.1 409"),
         "PUT {path}: {resp}"
     );
+}
+
+#[test]
+fn rss_items_on_a_host_whose_robots_txt_fails_are_tried_again_next_run() {
+    // Feed on one server, pages on another whose robots.txt answers 500 (every retry).
+    let pages = HttpServer::start();
+    let feed = HttpServer::start();
+    let atom = std::fs::read_to_string(fixtures().join("feeds/heise.atom"))
+        .unwrap()
+        .replace("http://www.heise.de/", &pages.url("/"));
+    feed.put("/heise.atom", atom.clone().into_bytes());
+    let page = std::fs::read(fixtures().join("pages/cleveland.com1.html")).unwrap();
+    for entry in atom.split("<entry>").skip(1) {
+        let href = &entry[entry.find("rel=\"alternate\"").unwrap()..];
+        let href = &href[href.find("href=\"").unwrap() + 6..];
+        let path = href[..href.find('"').unwrap()]
+            .strip_prefix(&pages.url(""))
+            .unwrap()
+            .split('?')
+            .next()
+            .unwrap()
+            .to_string();
+        pages.put(&path, page.clone());
+    }
+    pages.put("/robots.txt", b"User-agent: *\nAllow: /\n".to_vec());
+    pages.fault("/robots.txt", Fault::Status(500), 4);
+    let env = Env::new();
+    let yaml = format!(
+        "dataset: later\nstages:\n  news:\n    type: rss\n    feeds: [\"{}\"]\n    {HTTP}\n  text:\n    type: html_to_text\n    inputs: [news]\n  hashed:\n    type: content_hash\n    inputs: [text]\n  out:\n    type: parquet\n    inputs: [hashed]\n",
+        feed.url("/heise.atom")
+    );
+    let p = env
+        .write("later.yaml", yaml.as_bytes())
+        .display()
+        .to_string();
+    let r1 = env.json(&["run", &p]);
+    assert_eq!(r1["rows_written"], 0);
+    assert_eq!(
+        skips(&r1, "news").get("robots_unavailable"),
+        Some(&1),
+        "{r1}"
+    );
+    assert!(
+        pages.log().iter().all(|s| s.path == "/robots.txt"),
+        "no page fetched without robots.txt"
+    );
+    // robots.txt answers now: every item is fetched (none was marked seen), and the feed is not
+    // asked conditionally (its validators were not advanced).
+    let r2 = env.json(&["run", &p]);
+    assert_eq!(r2["rows_written"], 15, "{r2}");
+    assert!(!feed
+        .gets("/heise.atom")
+        .last()
+        .unwrap()
+        .headers
+        .contains_key("if-none-match"));
 }

@@ -54,7 +54,7 @@ fn default_max_payload() -> u64 {
 pub struct WarcConfig {
     /// WARC/WET files, directories or glob patterns, relative to the pipeline file.
     pub paths: Vec<String>,
-    /// `response` (default: HTML pages, for `html_to_text`) or `conversion` (WET text).
+    /// `response` (default: HTML pages, for `html_to_text`), `conversion` (WET text) or `metadata` (WAT JSON).
     #[serde(default = "default_records")]
     pub records: RecordKind,
     /// `source` column value; default `cc:<crawl>` from the file's warcinfo `isPartOf`, else from a
