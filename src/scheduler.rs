@@ -159,6 +159,11 @@ fn try_lock(data_dir: &Path) -> anyhow::Result<Result<Lock, String>> {
     Ok(Ok(Lock { _file: file }))
 }
 
+/// RFC 3339 with milliseconds (attempt times: runs can be shorter than a second).
+fn millis(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
 fn compact(t: DateTime<Utc>) -> String {
     t.format("%Y%m%dT%H%M%SZ").to_string()
 }
@@ -263,7 +268,7 @@ impl Scheduler {
             }
         }
         let child = cmd.spawn().context("cannot start `smelt run`")?;
-        let now = rfc3339(Utc::now());
+        let now = millis(Utc::now());
         rec.status = RunStatus::Running;
         rec.attempts = attempt;
         rec.pid = Some(child.id());
@@ -290,7 +295,7 @@ impl Scheduler {
         let now = Utc::now();
         let log = rec.history.last().map(|h| PathBuf::from(&h.log));
         if let Some(h) = rec.history.last_mut() {
-            h.finished_at = Some(rfc3339(now));
+            h.finished_at = Some(millis(now));
             h.exit_code = code;
         }
         rec.pid = None;
@@ -433,12 +438,17 @@ impl Scheduler {
                 }
             }
             if !ended.is_empty() {
-                let c = open(&self.data_dir)?;
-                for &(k, code) in ended.iter().rev() {
-                    let a = self.active.remove(k);
-                    self.finished(&c, &a, code, stopping)?;
+                // The catalog may be held by another smelt process for a while: try again next turn.
+                match open(&self.data_dir) {
+                    Ok(c) => {
+                        for &(k, code) in ended.iter().rev() {
+                            let a = self.active.remove(k);
+                            self.finished(&c, &a, code, stopping)?;
+                        }
+                        last_plan = None;
+                    }
+                    Err(e) => say(&format!("cannot record the end of a run yet: {e:#}")),
                 }
-                last_plan = None;
             }
             if stopping {
                 if self.active.is_empty() {
@@ -446,7 +456,13 @@ impl Scheduler {
                     return Ok(());
                 }
             } else if last_plan.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
-                let busy = self.plan()?;
+                let busy = match self.plan() {
+                    Ok(b) => b,
+                    Err(e) => {
+                        say(&format!("cannot plan runs now (retrying): {e:#}"));
+                        true
+                    }
+                };
                 last_plan = Some(Instant::now());
                 if once && !busy {
                     say("nothing more is due; exiting (--once)");
