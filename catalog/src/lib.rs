@@ -21,7 +21,6 @@ pub mod gc;
 pub mod index;
 pub mod model;
 pub mod runstate;
-pub mod runstate;
 pub mod sql;
 pub mod store;
 pub mod tags;
@@ -30,6 +29,5 @@ pub use commit::{commit_run, completed_splits, rebuild, shard_path, split_record
 pub use error::{CatalogError, Result};
 pub use index::{closest, valid_tag, Catalog, Selector, VersionRef};
 pub use model::*;
-pub use runstate::{Attempt, RunRecord, RunStatus};
 pub use runstate::{Attempt, RunRecord, RunStatus};
 pub use store::{to_json_bytes, Created, DatasetStore};

@@ -17,7 +17,6 @@ pub mod error;
 pub mod exec;
 pub mod graph;
 pub mod schedule;
-pub mod schedule;
 pub mod stage;
 pub mod yaml;
 
@@ -26,6 +25,5 @@ pub use diagnostic::{Diagnostic, Diagnostics, Pos};
 pub use error::{EngineError, Result};
 pub use exec::{committed_inputs, list_splits, list_splits_since, run, sample, Progress, RetryNote, RunOptions, RunReport, SampleReport};
 pub use graph::{render, GraphFormat};
-pub use schedule::{Interval, Schedule, StagePolicy};
 pub use schedule::{Interval, Schedule, StagePolicy};
 pub use stage::*;
