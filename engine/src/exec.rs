@@ -1056,9 +1056,10 @@ async fn run_split(
         };
         // A stage's `timeout` bounds the time its task spends on this split.
         tasks.spawn(async move {
+            // Errors a stage returns early (`?` while building) are its errors too.
             match stage_timeout {
-                None => task.await,
-                Some(t) => tokio::time::timeout(t, task).await.unwrap_or_else(|_| {
+                None => task.await.map_err(|e| e.in_stage(&timeout_name)),
+                Some(t) => tokio::time::timeout(t, task).await.map(|r| r.map_err(|e| e.in_stage(&timeout_name))).unwrap_or_else(|_| {
                     Err(EngineError::Stage {
                         stage: timeout_name,
                         message: format!("timed out: took longer than its timeout of {:.1}s on this split", t.as_secs_f64()),
