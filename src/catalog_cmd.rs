@@ -400,6 +400,9 @@ fn lineage_table(m: &VersionManifest, root: &str) -> String {
     let l = &m.lineage;
     let mut out = format!("{}@{}  (committed {}, digest {})\n", m.dataset, m.version, m.committed_at, m.digest);
     out.push_str(&format!("  storage    {root}\n  run        {}\n  pipeline   {} (hash {})\n  smelt      {}\n", l.run_id, l.pipeline_path, l.pipeline_hash, l.smelt_version));
+    if let Some(i) = &l.interval {
+        out.push_str(&format!("  interval   {} .. {} (cron `{}`, {})\n", i.start, i.end, i.cron, i.timezone));
+    }
     out.push_str("\nstages\n");
     if let Some(stages) = l.resolved_config.get("stages").and_then(|s| s.as_array()) {
         for s in stages {
