@@ -496,11 +496,11 @@ async fn prepare(data_dir: &Path, args: &RunArgs) -> anyhow::Result<Prepared> {
     let data_dir = std::fs::canonicalize(data_dir)?;
     let smelt = std::env::current_exe().context("cannot find the smelt binary's path")?;
     let barriers: Vec<String> = p.barriers().iter().map(|&b| p.graph[b].name.clone()).collect();
-    let root_url = {
-        let root = crate::cli::dataset_root(&data_dir, &p, &pipeline, args.output.as_deref());
-        DatasetStore::open(&root)?.url().to_string()
-    };
-    let splits = smelt_engine::list_splits(&p, &crate::cli::base_dir(&pipeline)).await?.len() as u32;
+    let store = DatasetStore::open(&crate::cli::dataset_root(&data_dir, &p, &pipeline, args.output.as_deref()))?;
+    let root_url = store.url().to_string();
+    // As the ranks will plan them: incremental sources leave out what committed versions hold.
+    let committed = smelt_engine::committed_inputs(&store).await?;
+    let splits = smelt_engine::list_splits_since(&p, &crate::cli::base_dir(&pipeline), &committed).await?.len() as u32;
     if splits == 0 {
         return Err(user_err(format!("{}: the pipeline's sources list no input files", pipeline.display())));
     }
