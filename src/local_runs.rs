@@ -30,8 +30,12 @@ fn pointers(data_dir: &Path) -> Vec<(String, serde_json::Value)> {
     if let Ok(entries) = std::fs::read_dir(data_dir.join("runs")) {
         for e in entries.flatten() {
             let path = e.path();
-            let Some(id) = path.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_suffix(".json")) else { continue };
-            if let Some(v) = std::fs::read(&path).ok().and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok()) {
+            let Some(id) = path.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_suffix(".json")) else {
+                continue;
+            };
+            if let Some(v) =
+                std::fs::read(&path).ok().and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            {
                 out.push((id.to_string(), v));
             }
         }
@@ -54,12 +58,26 @@ fn collect(data_dir: &Path, c: Option<&Catalog>, skip: &BTreeSet<String>) -> any
         let record = records.iter().find(|r| r.run_id == id).cloned();
         let committed = c.and_then(|c| c.run_version(&id).ok().flatten());
         seen.insert(id.clone());
-        runs.push(LocalRun { run_id: id, dataset: s("dataset"), pipeline: s("pipeline"), root_url: Some(s("root_url")), record, committed });
+        runs.push(LocalRun {
+            run_id: id,
+            dataset: s("dataset"),
+            pipeline: s("pipeline"),
+            root_url: Some(s("root_url")),
+            record,
+            committed,
+        });
     }
     // Scheduled runs not started yet have a record and no pointer.
     for r in records.into_iter().filter(|r| !seen.contains(&r.run_id) && !skip.contains(&r.run_id)) {
         let committed = c.and_then(|c| c.run_version(&r.run_id).ok().flatten());
-        runs.push(LocalRun { run_id: r.run_id.clone(), dataset: r.dataset.clone(), pipeline: r.pipeline.clone(), root_url: None, record: Some(r), committed });
+        runs.push(LocalRun {
+            run_id: r.run_id.clone(),
+            dataset: r.dataset.clone(),
+            pipeline: r.pipeline.clone(),
+            root_url: None,
+            record: Some(r),
+            committed,
+        });
     }
     Ok(runs)
 }
@@ -141,7 +159,8 @@ pub async fn show(data_dir: &Path, run_id: &str, format: Format) -> anyhow::Resu
         Format::Json => emit_json(&v),
         Format::Table => {
             let s = |k: &str| v[k].as_str().map_or_else(|| "-".to_string(), str::to_string);
-            let mut out = format!("run {} ({}, dataset `{}`): {}\n", run.run_id, s("executor"), run.dataset, s("state"));
+            let mut out =
+                format!("run {} ({}, dataset `{}`): {}\n", run.run_id, s("executor"), run.dataset, s("state"));
             out.push_str(&format!("  pipeline   {}\n", run.pipeline));
             if let Some(i) = run.record.as_ref().and_then(|r| r.interval.as_ref()) {
                 out.push_str(&format!("  interval   {} .. {} (cron `{}`, {})\n", i.start, i.end, i.cron, i.timezone));
@@ -172,7 +191,9 @@ pub async fn show(data_dir: &Path, run_id: &str, format: Format) -> anyhow::Resu
             }
             match &run.committed {
                 Some((d, ver)) => out.push_str(&format!("committed as {d}@{ver}")),
-                None if run.record.is_none() => out.push_str(&format!("resume: smelt run {} --resume {}", run.pipeline, run.run_id)),
+                None if run.record.is_none() => {
+                    out.push_str(&format!("resume: smelt run {} --resume {}", run.pipeline, run.run_id))
+                }
                 None => {}
             }
             emit(&out);
@@ -200,7 +221,11 @@ pub fn logs(data_dir: &Path, run_id: &str) -> anyhow::Result<bool> {
         return Ok(false);
     };
     if r.history.is_empty() {
-        return Err(smelt_engine::EngineError::User(format!("run {run_id} has not started yet ({})", r.status.as_str())).into());
+        return Err(smelt_engine::EngineError::User(format!(
+            "run {run_id} has not started yet ({})",
+            r.status.as_str()
+        ))
+        .into());
     }
     for h in &r.history {
         let text = std::fs::read(&h.log).with_context(|| format!("cannot read {}", h.log))?;

@@ -90,7 +90,9 @@ struct Clock {
 impl Clock {
     fn new(now: Option<&str>) -> anyhow::Result<Self> {
         let origin = match now {
-            Some(s) => parse_time(s, chrono_tz::UTC).map_err(|e| EngineError::User(format!("--now / SMELT_NOW: {e}")))?,
+            Some(s) => {
+                parse_time(s, chrono_tz::UTC).map_err(|e| EngineError::User(format!("--now / SMELT_NOW: {e}")))?
+            }
             None => Utc::now(),
         };
         Ok(Clock { origin, started: Instant::now() })
@@ -110,7 +112,12 @@ struct Job {
 
 impl Job {
     fn run_interval(&self, i: &Interval) -> RunInterval {
-        RunInterval { start: i.start_str(), end: i.end_str(), cron: self.schedule.cron.clone(), timezone: self.schedule.timezone.clone() }
+        RunInterval {
+            start: i.start_str(),
+            end: i.end_str(),
+            cron: self.schedule.cron.clone(),
+            timezone: self.schedule.timezone.clone(),
+        }
     }
 }
 
@@ -244,7 +251,13 @@ impl Scheduler {
         let log_path = dir.join(format!("{}.{attempt}.log", rec.run_id));
         let log = std::fs::File::create(&log_path).with_context(|| format!("cannot create {}", log_path.display()))?;
         let mut cmd = Command::new(std::env::current_exe().context("cannot find the smelt binary")?);
-        cmd.arg("--data-dir").arg(&self.data_dir).arg("run").arg(&j.path).args(["--run-id", &rec.run_id, "--no-progress", "--format", "json"]);
+        cmd.arg("--data-dir").arg(&self.data_dir).arg("run").arg(&j.path).args([
+            "--run-id",
+            &rec.run_id,
+            "--no-progress",
+            "--format",
+            "json",
+        ]);
         if let Some(i) = &rec.interval {
             cmd.args(["--interval", &i.start]);
         }
@@ -274,7 +287,13 @@ impl Scheduler {
         rec.pid = Some(child.id());
         rec.next_attempt_at = None;
         rec.updated_at = now.clone();
-        rec.history.push(Attempt { number: attempt, started_at: now, finished_at: None, exit_code: None, log: log_path.display().to_string() });
+        rec.history.push(Attempt {
+            number: attempt,
+            started_at: now,
+            finished_at: None,
+            exit_code: None,
+            log: log_path.display().to_string(),
+        });
         c.put_run_record(&rec)?;
         say(&format!(
             "started {} ({}interval {} .. {}, attempt {attempt} of {}), log {}",
@@ -320,7 +339,13 @@ impl Scheduler {
                     let wait = backoff(self.jobs[a.job].schedule.retry_backoff, rec.attempts, jitter(&a.run_id));
                     rec.status = RunStatus::RetryWait;
                     rec.next_attempt_at = Some(rfc3339(now + chrono::Duration::from_std(wait).unwrap_or_default()));
-                    say(&format!("{} failed (attempt {} of {}): {err}; retrying in {:.1}s", a.run_id, rec.attempts, rec.max_attempts, wait.as_secs_f64()));
+                    say(&format!(
+                        "{} failed (attempt {} of {}): {err}; retrying in {:.1}s",
+                        a.run_id,
+                        rec.attempts,
+                        rec.max_attempts,
+                        wait.as_secs_f64()
+                    ));
                 } else {
                     rec.status = RunStatus::Failed;
                     say(&format!(
@@ -364,25 +389,36 @@ impl Scheduler {
                     RunStatus::Running if !r.pid.is_some_and(|pid| pid_alive_with(pid, &r.run_id)) => {
                         todo.push((0, r.interval.as_ref().map_or(String::new(), |i| i.start.clone()), (*r).clone()))
                     }
-                    RunStatus::Interrupted => todo.push((0, r.interval.as_ref().map_or(String::new(), |i| i.start.clone()), (*r).clone())),
+                    RunStatus::Interrupted => {
+                        todo.push((0, r.interval.as_ref().map_or(String::new(), |i| i.start.clone()), (*r).clone()))
+                    }
                     RunStatus::RetryWait => {
                         let at = r.next_attempt_at.as_deref().and_then(|t| DateTime::parse_from_rfc3339(t).ok());
                         waiting = true;
                         if at.is_none_or(|t| t <= real_now) {
                             slots_used -= 1; // its slot passes to its own next attempt
-                            todo.push((1, r.interval.as_ref().map_or(String::new(), |i| i.start.clone()), (*r).clone()));
+                            todo.push((
+                                1,
+                                r.interval.as_ref().map_or(String::new(), |i| i.start.clone()),
+                                (*r).clone(),
+                            ));
                         }
                     }
-                    RunStatus::Pending => todo.push((2, r.interval.as_ref().map_or(String::new(), |i| i.start.clone()), (*r).clone())),
+                    RunStatus::Pending => {
+                        todo.push((2, r.interval.as_ref().map_or(String::new(), |i| i.start.clone()), (*r).clone()))
+                    }
                     _ => {}
                 }
             }
             if let Mode::Schedule { max_catchup } = self.mode {
                 let j = &self.jobs[job];
-                let committed: BTreeSet<String> = c.committed_intervals(&dataset)?.into_iter().map(|(s, _)| s).collect();
+                let committed: BTreeSet<String> =
+                    c.committed_intervals(&dataset)?.into_iter().map(|(s, _)| s).collect();
                 for i in j.schedule.due(now, max_catchup) {
                     let start = i.start_str();
-                    if committed.contains(&start) || mine.iter().any(|r| r.interval.as_ref().is_some_and(|x| x.start == start)) {
+                    if committed.contains(&start)
+                        || mine.iter().any(|r| r.interval.as_ref().is_some_and(|x| x.start == start))
+                    {
                         continue;
                     }
                     let now_s = rfc3339(real_now);
@@ -518,7 +554,9 @@ pub async fn scheduler(data_dir: &Path, args: SchedulerArgs) -> anyhow::Result<(
         }
     }
     if paths.is_empty() {
-        return Err(EngineError::User("give pipeline files (`smelt scheduler a.yaml b.yaml`) or `--dir DIR`".into()).into());
+        return Err(
+            EngineError::User("give pipeline files (`smelt scheduler a.yaml b.yaml`) or `--dir DIR`".into()).into()
+        );
     }
     let jobs = paths.iter().map(|p| load_job(p)).collect::<anyhow::Result<Vec<_>>>()?;
     let data_dir = std::fs::canonicalize(data_dir).or_else(|_| {
@@ -564,7 +602,13 @@ pub async fn scheduler(data_dir: &Path, args: SchedulerArgs) -> anyhow::Result<(
 }
 
 /// Where an interval stands, for backfill.
-fn interval_status(c: &Catalog, records: &[RunRecord], dataset: &str, pipeline: &str, i: &Interval) -> anyhow::Result<(String, Option<RunRecord>, Option<u64>)> {
+fn interval_status(
+    c: &Catalog,
+    records: &[RunRecord],
+    dataset: &str,
+    pipeline: &str,
+    i: &Interval,
+) -> anyhow::Result<(String, Option<RunRecord>, Option<u64>)> {
     let start = i.start_str();
     let version = c.interval_version(dataset, &start)?;
     let rec = records
@@ -612,8 +656,17 @@ pub async fn backfill(data_dir: &Path, args: BackfillArgs) -> anyhow::Result<()>
         let records = c.run_records()?;
         for i in &intervals {
             let (status, rec, version) = interval_status(&c, &records, &dataset, &pipeline, i)?;
-            let active = matches!(rec.as_ref().map(|r| r.status), Some(RunStatus::Running | RunStatus::RetryWait | RunStatus::Pending));
-            if (args.rerun && !active) || (version.is_none() && !active && !matches!(rec.as_ref().map(|r| r.status), Some(RunStatus::Succeeded))) {
+            // A `running` record whose process is gone belongs to a scheduler that was killed: it can run again.
+            let active = rec.as_ref().is_some_and(|r| match r.status {
+                RunStatus::Running => r.pid.is_some_and(|pid| pid_alive_with(pid, &r.run_id)),
+                RunStatus::RetryWait | RunStatus::Pending => true,
+                _ => false,
+            });
+            if (args.rerun && !active)
+                || (version.is_none()
+                    && !active
+                    && !matches!(rec.as_ref().map(|r| r.status), Some(RunStatus::Succeeded)))
+            {
                 plan.push((*i, status, rec, version));
             }
         }
@@ -633,7 +686,16 @@ pub async fn backfill(data_dir: &Path, args: BackfillArgs) -> anyhow::Result<()>
             let s = |v: &serde_json::Value| v.as_str().map_or_else(|| "-".to_string(), str::to_string);
             let rows: Vec<Vec<String>> = items
                 .iter()
-                .map(|i| vec![s(&i["start"]), s(&i["end"]), s(&i["status"]), s(&i["version"]), i["attempts"].to_string(), s(&i["last_error"]).lines().next().unwrap_or("").chars().take(60).collect()])
+                .map(|i| {
+                    vec![
+                        s(&i["start"]),
+                        s(&i["end"]),
+                        s(&i["status"]),
+                        s(&i["version"]),
+                        i["attempts"].to_string(),
+                        s(&i["last_error"]).lines().next().unwrap_or("").chars().take(60).collect(),
+                    ]
+                })
                 .collect();
             emit(&table(&["start", "end", "status", "version", "attempts", "last error"], &rows));
             emit(header);
@@ -648,7 +710,11 @@ pub async fn backfill(data_dir: &Path, args: BackfillArgs) -> anyhow::Result<()>
         return Ok(());
     }
     if plan.is_empty() {
-        show(&items, args.format, &format!("nothing to backfill: all {} interval(s) in range are committed or in progress", intervals.len()));
+        show(
+            &items,
+            args.format,
+            &format!("nothing to backfill: all {} interval(s) in range are committed or in progress", intervals.len()),
+        );
         return Ok(());
     }
     // Records for what runs: a failed or interrupted run resumes under its run id; a rerun of a committed interval gets a new one.
@@ -668,7 +734,11 @@ pub async fn backfill(data_dir: &Path, args: BackfillArgs) -> anyhow::Result<()>
                 },
                 _ => {
                     let base = interval_run_id(&dataset, i);
-                    let run_id = if version.is_some() || rec.is_some() { format!("{base}-rerun-{}", compact(Utc::now())) } else { base };
+                    let run_id = if version.is_some() || rec.is_some() {
+                        format!("{base}-rerun-{}", compact(Utc::now()))
+                    } else {
+                        base
+                    };
                     RunRecord {
                         run_id,
                         dataset: dataset.clone(),
@@ -694,7 +764,11 @@ pub async fn backfill(data_dir: &Path, args: BackfillArgs) -> anyhow::Result<()>
     let _lock = match lock {
         Ok(l) => l,
         Err(holder) => {
-            show(&items, args.format, &format!("queued {} interval(s) for the running scheduler ({holder})", plan.len()));
+            show(
+                &items,
+                args.format,
+                &format!("queued {} interval(s) for the running scheduler ({holder})", plan.len()),
+            );
             return Ok(());
         }
     };
@@ -722,15 +796,28 @@ pub async fn backfill(data_dir: &Path, args: BackfillArgs) -> anyhow::Result<()>
         Format::Json => emit_json(&serde_json::json!({"dataset": dataset, "committed": done, "failed": failed})),
         Format::Table => {
             for d in &done {
-                emit(&format!("{}: committed {}", d["run_id"].as_str().unwrap_or(""), d["version"].as_str().unwrap_or("")));
+                emit(&format!(
+                    "{}: committed {}",
+                    d["run_id"].as_str().unwrap_or(""),
+                    d["version"].as_str().unwrap_or("")
+                ));
             }
             for f in &failed {
-                emit(&format!("{}: {} ({})", f["run_id"].as_str().unwrap_or(""), f["status"].as_str().unwrap_or("?"), f["last_error"].as_str().unwrap_or("")));
+                emit(&format!(
+                    "{}: {} ({})",
+                    f["run_id"].as_str().unwrap_or(""),
+                    f["status"].as_str().unwrap_or("?"),
+                    f["last_error"].as_str().unwrap_or("")
+                ));
             }
         }
     }
     if !failed.is_empty() {
-        return Err(anyhow::anyhow!("{} of {} backfill run(s) failed; `smelt runs show RUN` has the reasons", failed.len(), runs.len()));
+        return Err(anyhow::anyhow!(
+            "{} of {} backfill run(s) failed; `smelt runs show RUN` has the reasons",
+            failed.len(),
+            runs.len()
+        ));
     }
     Ok(())
 }
@@ -741,7 +828,11 @@ pub async fn backfill(data_dir: &Path, args: BackfillArgs) -> anyhow::Result<()>
 /// No `schedule:`, a bad time, or a time that does not start an interval.
 pub fn interval_arg(p: &Pipeline, start: &str) -> anyhow::Result<RunInterval> {
     let Some(s) = &p.schedule else {
-        return Err(EngineError::User(format!("--interval needs a `schedule:` block in {} (docs/scheduling.md)", p.file)).into());
+        return Err(EngineError::User(format!(
+            "--interval needs a `schedule:` block in {} (docs/scheduling.md)",
+            p.file
+        ))
+        .into());
     };
     let t = parse_time(start, s.tz()).map_err(|e| EngineError::User(format!("--interval: {e}")))?;
     let i = s.interval_at(t).map_err(|e| EngineError::User(format!("--interval: {e}")))?;

@@ -19,7 +19,9 @@ fn scheduled(env: &Env, name: &str, schedule: &str, extra_stage: &str) -> PathBu
     if !data.exists() {
         std::os::unix::fs::symlink(common::repo().join("examples/data"), &data).unwrap();
     }
-    let base = std::fs::read_to_string(example("quickstart.yaml")).unwrap().replace("data/cc/*.warc.gz", "data-link/cc/*.warc.gz");
+    let base = std::fs::read_to_string(example("quickstart.yaml"))
+        .unwrap()
+        .replace("data/cc/*.warc.gz", "data-link/cc/*.warc.gz");
     let yaml = with_schedule(&base, schedule, extra_stage);
     env.write(name, yaml.as_bytes())
 }
@@ -28,7 +30,10 @@ fn scheduled(env: &Env, name: &str, schedule: &str, extra_stage: &str) -> PathBu
 fn with_schedule(base: &str, schedule: &str, extra_stage: &str) -> String {
     let mut yaml = base.replacen("\nstages:\n", &format!("\nschedule:\n{schedule}\nstages:\n"), 1);
     if !extra_stage.is_empty() {
-        yaml = yaml.replace("  hashed:\n    type: content_hash\n    inputs: [text]\n", &format!("{extra_stage}  hashed:\n    type: content_hash\n    inputs: [extra]\n"));
+        yaml = yaml.replace(
+            "  hashed:\n    type: content_hash\n    inputs: [text]\n",
+            &format!("{extra_stage}  hashed:\n    type: content_hash\n    inputs: [extra]\n"),
+        );
         assert!(yaml.contains("inputs: [extra]"), "{yaml}");
     }
     yaml
@@ -141,7 +146,12 @@ fn catchup_runs_every_missed_interval_once_in_order() {
 #[test]
 fn without_catchup_only_the_latest_interval_runs() {
     let env = Env::new();
-    let p = scheduled(&env, "p.yaml", "  cron: \"0 6 * * *\"\n  timezone: Europe/Paris\n  catchup: false\n  start_date: 2024-01-01", "");
+    let p = scheduled(
+        &env,
+        "p.yaml",
+        "  cron: \"0 6 * * *\"\n  timezone: Europe/Paris\n  catchup: false\n  start_date: 2024-01-01",
+        "",
+    );
     env.ok(&["scheduler", p.to_str().unwrap(), "--once", "--now", "2024-01-04T12:00:00Z"]);
     let v = versions(&env, "quickstart");
     assert_eq!(v.len(), 1, "{v:?}");
@@ -220,7 +230,10 @@ fn backfill_runs_only_missing_and_failed_intervals_unless_rerun() {
     let v = versions(&env, "quickstart");
     assert_eq!(v.len(), 4);
     let starts: Vec<String> = (1..=4).map(|n| interval_of(&env, &format!("quickstart@{n}"))).collect();
-    assert_eq!(starts, ["2024-01-01T00:00:00Z", "2024-01-02T00:00:00Z", "2024-01-03T00:00:00Z", "2024-01-04T00:00:00Z"]);
+    assert_eq!(
+        starts,
+        ["2024-01-01T00:00:00Z", "2024-01-02T00:00:00Z", "2024-01-03T00:00:00Z", "2024-01-04T00:00:00Z"]
+    );
     // The failed interval resumed under its run id.
     let again = run_show(&env, "quickstart-20240102T000000Z");
     assert_eq!(again["state"], "succeeded");
@@ -249,7 +262,8 @@ fn a_failed_run_is_retried_with_backoff_until_it_succeeds() {
             // Each look opens the catalog: do not crowd out the scheduler.
             std::thread::sleep(Duration::from_millis(250));
             let out = env.smelt(&["runs", "show", first, "--format", "json"]);
-            out.status.success() && serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["state"] == "retry_wait"
+            out.status.success()
+                && serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["state"] == "retry_wait"
         },
         Duration::from_secs(60),
     );
@@ -307,7 +321,12 @@ fn a_stage_retries_a_failing_split_then_the_run_succeeds() {
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let retries = r["retries"].as_array().unwrap();
     assert!(!retries.is_empty(), "{r}");
-    assert!(retries.iter().all(|n| n["stage"] == "extra" && n["error"].as_str().unwrap().contains("cannot read `lists` file")), "{r}");
+    assert!(
+        retries
+            .iter()
+            .all(|n| n["stage"] == "extra" && n["error"].as_str().unwrap().contains("cannot read `lists` file")),
+        "{r}"
+    );
     assert_eq!(r["interval"]["start"], "2024-01-01T00:00:00Z");
     assert_eq!(r["interval"]["end"], "2024-01-02T00:00:00Z");
 
@@ -324,7 +343,11 @@ fn a_stage_timeout_fails_the_run_with_the_reason_after_its_retries() {
     // One large split: 100 copies of the samples in one gzip stream.
     let mut big = Vec::new();
     for _ in 0..100 {
-        for f in ["CC-MAIN-2020-34-resiliparse-excerpt.warc.gz", "CC-MAIN-2024-22-whirlwind.warc.gz", "CC-MAIN-2025-33-cdx-toolkit.warc.gz"] {
+        for f in [
+            "CC-MAIN-2020-34-resiliparse-excerpt.warc.gz",
+            "CC-MAIN-2024-22-whirlwind.warc.gz",
+            "CC-MAIN-2025-33-cdx-toolkit.warc.gz",
+        ] {
             big.extend(std::fs::read(common::repo().join("examples/data/cc").join(f)).unwrap());
         }
     }
@@ -332,7 +355,10 @@ fn a_stage_timeout_fails_the_run_with_the_reason_after_its_retries() {
     let yaml = std::fs::read_to_string(example("quickstart.yaml"))
         .unwrap()
         .replace("data/cc/*.warc.gz", "big/*.warc.gz")
-        .replace("    min_chars: 1\n", "    min_chars: 1\n    timeout: 200ms\n    retries: 1\n    retry_backoff: 100ms\n");
+        .replace(
+            "    min_chars: 1\n",
+            "    min_chars: 1\n    timeout: 200ms\n    retries: 1\n    retry_backoff: 100ms\n",
+        );
     let p = env.write("p.yaml", yaml.as_bytes());
     let started = Instant::now();
     let out = env.smelt(&["run", p.to_str().unwrap()]);
@@ -394,7 +420,15 @@ fn sigterm_stops_the_run_resumably_and_the_next_start_resumes_it() {
     let r = run_show(&env, RUN);
     assert_eq!(r["state"], "succeeded");
     let log = std::fs::read_to_string(r["history"][1]["log"].as_str().unwrap()).unwrap();
-    let resumed: u64 = log.split("\"splits_resumed\": ").nth(1).unwrap().split(|c: char| !c.is_ascii_digit()).next().unwrap().parse().unwrap();
+    let resumed: u64 = log
+        .split("\"splits_resumed\": ")
+        .nth(1)
+        .unwrap()
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!(resumed >= done as u64, "the second attempt did not resume ({resumed} < {done}): {log}");
     let clean = clean_run(&p);
     assert_eq!(v[0]["digest"], clean["digest"], "the resumed interval differs from an uninterrupted run");
@@ -485,12 +519,19 @@ impl SecondZero for chrono::DateTime<chrono::Utc> {
 #[test]
 fn schedule_mistakes_are_reported_with_positions_and_fixes() {
     let env = Env::new();
-    let p = scheduled(&env, "bad.yaml", "  cron: \"0 25 * * *\"\n  timezone: America/New_Yrok\n  catchup: yes\n  max_active_runs: 0", "");
+    let p = scheduled(
+        &env,
+        "bad.yaml",
+        "  cron: \"0 25 * * *\"\n  timezone: America/New_Yrok\n  catchup: yes\n  max_active_runs: 0",
+        "",
+    );
     let out = env.smelt(&["validate", p.to_str().unwrap(), "--format", "json"]);
     assert_eq!(out.status.code(), Some(2));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let errors = v[0]["errors"].as_array().unwrap();
-    let find = |path: &str| errors.iter().find(|e| e["path"] == path).unwrap_or_else(|| panic!("no error at {path}: {errors:?}"));
+    let find = |path: &str| {
+        errors.iter().find(|e| e["path"] == path).unwrap_or_else(|| panic!("no error at {path}: {errors:?}"))
+    };
     let cron = find("schedule.cron");
     assert!(cron["message"].as_str().unwrap().contains("cron `0 25 * * *` is not valid"), "{cron}");
     assert!(cron["help"].as_str().unwrap().contains("hour (0-23)"), "{cron}");

@@ -115,7 +115,9 @@ pub fn parse_time(s: &str, tz: chrono_tz::Tz) -> Result<DateTime<Utc>, String> {
 /// # Errors
 /// A message with the accepted forms.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let bad = || format!("`{s}` is not a duration: use a number with a unit, as in `500ms`, `30s`, `5m`, `2h`, `1d` or `1h30m`");
+    let bad = || {
+        format!("`{s}` is not a duration: use a number with a unit, as in `500ms`, `30s`, `5m`, `2h`, `1d` or `1h30m`")
+    };
     let t = s.trim();
     if t.is_empty() {
         return Err(bad());
@@ -291,11 +293,21 @@ pub fn parse_schedule(node: &Node) -> Result<Schedule, Vec<Problem>> {
                         problems.push((vec![key("timezone")], false, m, Some(help)));
                     }
                 },
-                None => problems.push((vec![key("timezone")], false, format!("`timezone` must be an IANA name, found {}", v.kind()), None)),
+                None => problems.push((
+                    vec![key("timezone")],
+                    false,
+                    format!("`timezone` must be an IANA name, found {}", v.kind()),
+                    None,
+                )),
             },
             "catchup" => match v.value {
                 Value::Bool(b) => catchup = b,
-                _ => problems.push((vec![key("catchup")], false, format!("`catchup` must be true or false, found {}", v.kind()), None)),
+                _ => problems.push((
+                    vec![key("catchup")],
+                    false,
+                    format!("`catchup` must be true or false, found {}", v.kind()),
+                    None,
+                )),
             },
             "max_active_runs" => max_active_runs = count_of(v, name, 1, &mut problems).map_or(1, |n| n as usize),
             "retries" => retries = count_of(v, name, 0, &mut problems).map_or(retries, |n| n as u32),
@@ -332,7 +344,12 @@ pub fn parse_schedule(node: &Node) -> Result<Schedule, Vec<Problem>> {
         None => None,
     };
     if cron.is_none() && !entries.iter().any(|(k, _)| k.as_str() == Some("cron")) {
-        problems.push((Vec::new(), false, "`schedule` needs `cron:`".into(), Some("for example `cron: \"0 * * * *\"` (hourly)".into())));
+        problems.push((
+            Vec::new(),
+            false,
+            "`schedule` needs `cron:`".into(),
+            Some("for example `cron: \"0 * * * *\"` (hourly)".into()),
+        ));
     }
     if catchup && start.is_none() && !entries.iter().any(|(k, _)| k.as_str() == Some("start_date")) {
         problems.push((
@@ -416,7 +433,9 @@ impl Schedule {
         let first = self.next_fire(start, true);
         match first {
             Some(s) if s == start => {
-                let end = self.next_fire(start, false).ok_or_else(|| format!("cron `{}` never fires after {}", self.cron, rfc3339(start)))?;
+                let end = self
+                    .next_fire(start, false)
+                    .ok_or_else(|| format!("cron `{}` never fires after {}", self.cron, rfc3339(start)))?;
                 Ok(Interval { start, end })
             }
             _ => {
@@ -510,8 +529,14 @@ mod tests {
         assert_eq!(due[0], Interval { start: t("2024-01-01T00:00:00Z"), end: t("2024-01-01T01:00:00Z") });
         assert_eq!(due[2].end, t("2024-01-01T03:00:00Z"));
         let s = sched("cron: '@hourly'\n");
-        assert_eq!(s.due(t("2024-01-01T03:30:00Z"), 100), vec![Interval { start: t("2024-01-01T02:00:00Z"), end: t("2024-01-01T03:00:00Z") }]);
-        assert!(s.interval_at(t("2024-01-01T02:30:00Z")).unwrap_err().contains("nearest are 2024-01-01T02:00:00Z and 2024-01-01T03:00:00Z"));
+        assert_eq!(
+            s.due(t("2024-01-01T03:30:00Z"), 100),
+            vec![Interval { start: t("2024-01-01T02:00:00Z"), end: t("2024-01-01T03:00:00Z") }]
+        );
+        assert!(s
+            .interval_at(t("2024-01-01T02:30:00Z"))
+            .unwrap_err()
+            .contains("nearest are 2024-01-01T02:00:00Z and 2024-01-01T03:00:00Z"));
     }
 
     #[test]
@@ -530,7 +555,10 @@ mod tests {
 
     #[test]
     fn problems_name_the_fix() {
-        let p = parse_schedule(&crate::yaml::parse("cron: '61 * * * *'\ntimezone: Europe/Pariss\ncatchup: true\nmax_active: 2\n").unwrap()).unwrap_err();
+        let p = parse_schedule(
+            &crate::yaml::parse("cron: '61 * * * *'\ntimezone: Europe/Pariss\ncatchup: true\nmax_active: 2\n").unwrap(),
+        )
+        .unwrap_err();
         let msgs: Vec<String> = p.iter().map(|(_, _, m, h)| format!("{m} / {h:?}")).collect();
         assert!(msgs.iter().any(|m| m.contains("cron `61 * * * *` is not valid")), "{msgs:?}");
         assert!(msgs.iter().any(|m| m.contains("unknown time zone") && m.contains("Europe/Paris")), "{msgs:?}");
