@@ -360,13 +360,29 @@ impl Scheduler {
         Ok(())
     }
 
-    /// Launches what can start now. Returns whether anything is left to wait for.
-    fn plan(&mut self) -> anyhow::Result<bool> {
+    /// Launches what can start now. Returns whether anything is left to wait
+    /// for, and when to look again (the next interval end or retry, at most
+    /// a minute: a backfill may queue runs meanwhile).
+    fn plan(&mut self) -> anyhow::Result<(bool, Duration)> {
         let c = open(&self.data_dir)?;
         let records = c.run_records()?;
         let now = self.clock.now();
         let real_now = Utc::now();
         let mut waiting = false;
+        let mut wake = Duration::from_secs(60);
+        let mut soon = |at: DateTime<Utc>, from: DateTime<Utc>| {
+            wake = wake.min((at - from).to_std().unwrap_or(Duration::ZERO).max(Duration::from_millis(50)));
+        };
+        for j in &self.jobs {
+            if let Some(t) = j.schedule.next_fire(now, false) {
+                soon(t, now);
+            }
+        }
+        for r in records.iter().filter(|r| r.status == RunStatus::RetryWait) {
+            if let Some(t) = r.next_attempt_at.as_deref().and_then(|t| DateTime::parse_from_rfc3339(t).ok()) {
+                soon(t.with_timezone(&Utc), real_now);
+            }
+        }
         for job in 0..self.jobs.len() {
             let (dataset, pipeline) = (self.jobs[job].p.dataset.clone(), self.jobs[job].path.display().to_string());
             let mine: Vec<&RunRecord> = records.iter().filter(|r| r.pipeline == pipeline).collect();
@@ -380,6 +396,7 @@ impl Scheduler {
                 if r.pid.is_some_and(|pid| pid_alive_with(pid, &r.run_id)) {
                     slots_used += 1;
                     waiting = true;
+                    wake = wake.min(Duration::from_secs(1));
                 }
             }
             slots_used += mine.iter().filter(|r| r.status == RunStatus::RetryWait && wanted(r)).count();
@@ -455,7 +472,7 @@ impl Scheduler {
                 self.launch(&c, job, rec)?;
             }
         }
-        Ok(waiting || !self.active.is_empty())
+        Ok((waiting || !self.active.is_empty(), wake))
     }
 
     /// The loop: reap children, plan, sleep; stops on SIGTERM/SIGINT or, with `once`, when nothing is left.
@@ -465,6 +482,7 @@ impl Scheduler {
         let mut int = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
         let mut stopping = false;
         let mut last_plan: Option<Instant> = None;
+        let mut plan_wait = Duration::ZERO;
         loop {
             // Reap.
             let mut ended = Vec::new();
@@ -491,11 +509,15 @@ impl Scheduler {
                     say("stopped");
                     return Ok(());
                 }
-            } else if last_plan.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+            } else if last_plan.is_none_or(|t| t.elapsed() >= plan_wait) {
                 let busy = match self.plan() {
-                    Ok(b) => b,
+                    Ok((b, wake)) => {
+                        plan_wait = wake;
+                        b
+                    }
                     Err(e) => {
                         say(&format!("cannot plan runs now (retrying): {e:#}"));
+                        plan_wait = Duration::from_secs(1);
                         true
                     }
                 };
