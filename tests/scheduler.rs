@@ -141,6 +141,13 @@ fn catchup_runs_every_missed_interval_once_in_order() {
     assert!(table.contains("quickstart-20240103T000000Z") && table.contains("succeeded"), "{table}");
     let logs = env.ok(&["runs", "logs", "quickstart-20240102T000000Z"]);
     assert!(logs.contains("(attempt 1)") && logs.contains("\"version\": 2"), "{logs}");
+
+    // "Interval done" comes from the versions' lineage: a lost index, rebuilt from the
+    // manifests, still knows every committed interval, and nothing runs twice.
+    std::fs::remove_dir_all(env.data().join("catalog.sled")).unwrap();
+    env.ok(&["catalog", "rebuild"]);
+    env.ok(&["scheduler", p, "--once", "--now", "2024-01-05T00:00:01Z"]);
+    assert_eq!(versions(&env, "quickstart").len(), 4, "a rebuilt index lost the committed intervals");
 }
 
 #[test]
