@@ -142,6 +142,9 @@ fn catchup_runs_every_missed_interval_once_in_order() {
     let logs = env.ok(&["runs", "logs", "quickstart-20240102T000000Z"]);
     assert!(logs.contains("(attempt 1)") && logs.contains("\"version\": 2"), "{logs}");
 
+    let sql = env.json(&["sql", "SELECT version, interval_start, interval_end FROM runs ORDER BY version"]);
+    assert_eq!(sql[0]["interval_start"], "2024-01-01T00:00:00Z");
+    assert_eq!(sql[3]["interval_end"], "2024-01-05T00:00:00Z");
     // "Interval done" comes from the versions' lineage: a lost index, rebuilt from the
     // manifests, still knows every committed interval, and nothing runs twice.
     std::fs::remove_dir_all(env.data().join("catalog.sled")).unwrap();

@@ -5,7 +5,7 @@
 //! | `datasets` | dataset | dataset, root_url, latest, versions, committed_at, rows, shards, bytes, tokens, text_bytes (of the latest version) |
 //! | `versions` | version | dataset, version, run_id, committed_at, rows, shards, bytes, tokens, text_bytes, pipeline_hash, digest, manifest_path |
 //! | `shards` | shard of a version | dataset, version, shard, path, url, split, rows, bytes, checksum |
-//! | `runs` | committed run | run_id, dataset, version, committed_at, pipeline_path, pipeline_hash, smelt_version, input_splits, input_bytes |
+//! | `runs` | committed run | run_id, dataset, version, committed_at, pipeline_path, pipeline_hash, smelt_version, input_splits, input_bytes, interval_start, interval_end (of a scheduled run; empty otherwise) |
 //! | `tags` | tag | dataset, tag, version |
 //! | `stats` | group (lang x source x domain) of a version | dataset, version, lang, source, domain, docs, tokens, text_bytes |
 //! | `funnel` | stage of a version's pipeline | dataset, version, position, stage, rows_in, rows_out, dropped, skipped, busy_ms |
@@ -243,6 +243,8 @@ const RUNS: Columns = &[
     ("smelt_version", s),
     ("input_splits", u),
     ("input_bytes", u),
+    ("interval_start", s),
+    ("interval_end", s),
 ];
 const STATS: Columns = &[
     ("dataset", s),
@@ -292,6 +294,8 @@ fn runs_of(tb: &mut Table, _root_url: &str, m: &VersionManifest) {
     tb.str(6, l.smelt_version.clone());
     tb.u64(7, l.inputs.len() as u64);
     tb.u64(8, l.inputs.iter().filter_map(|i| i.bytes).sum());
+    tb.str(9, l.interval.as_ref().map(|i| i.start.clone()).unwrap_or_default());
+    tb.str(10, l.interval.as_ref().map(|i| i.end.clone()).unwrap_or_default());
 }
 
 fn stats_of(tb: &mut Table, _root_url: &str, m: &VersionManifest) {
