@@ -210,10 +210,11 @@ fn open(data_dir: &Path) -> anyhow::Result<Catalog> {
     crate::cli::open_catalog(data_dir)
 }
 
+/// Whether process `pid` is a `smelt run --run-id RUN_ID` (a run of a scheduler that was killed a moment ago).
 fn pid_alive_with(pid: u32, run_id: &str) -> bool {
     std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
-        let c = String::from_utf8_lossy(&c);
-        c.contains(run_id) && !c.contains("scheduler")
+        let args: Vec<&[u8]> = c.split(|&b| b == 0).collect();
+        args.windows(2).any(|w| w[0] == b"--run-id" && w[1] == run_id.as_bytes())
     })
 }
 
