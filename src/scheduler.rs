@@ -531,7 +531,7 @@ impl Scheduler {
             let signalled = tokio::select! {
                 _ = term.recv() => true,
                 _ = int.recv() => true,
-                _ = tokio::time::sleep(Duration::from_millis(100)) => false,
+                _ = tokio::time::sleep(Duration::from_millis(25)) => false,
             };
             if signalled && !stopping {
                 stopping = true;
