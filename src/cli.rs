@@ -471,6 +471,8 @@ async fn run(data_dir: &Path, mut args: RunArgs) -> anyhow::Result<()> {
     let result = tokio::select! {
         r = smelt_engine::run(&p, &store, &opts) => r,
         _ = tokio::signal::ctrl_c() => Err(EngineError::Cancelled),
+        // SIGTERM (a scheduler or service manager stopping) cancels the same way.
+        _ = sigterm() => Err(EngineError::Cancelled),
     };
     if let Some((bar, ticker)) = bar {
         ticker.abort();
@@ -558,6 +560,16 @@ async fn run(data_dir: &Path, mut args: RunArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Resolves when SIGTERM arrives (never, if it cannot be listened for).
+async fn sigterm() {
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut s) => {
+            s.recv().await;
+        }
+        Err(_) => std::future::pending().await,
+    }
 }
 
 /// The filter funnel as a table.

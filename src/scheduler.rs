@@ -482,6 +482,7 @@ impl Scheduler {
         let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
         let mut int = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
         let mut stopping = false;
+        let mut forced = false;
         let mut last_plan: Option<Instant> = None;
         let mut plan_wait = Duration::ZERO;
         loop {
@@ -533,6 +534,17 @@ impl Scheduler {
                 _ = int.recv() => true,
                 _ = tokio::time::sleep(Duration::from_millis(25)) => false,
             };
+            if signalled && stopping && !forced {
+                // A second signal: stop now. Killed runs resume at the next start like interrupted ones.
+                forced = true;
+                say("second signal: killing the runs now (they resume at the next start)");
+                for a in &self.active {
+                    // SAFETY: signalling our own child by its pid.
+                    unsafe {
+                        libc::kill(a.child.id() as i32, libc::SIGKILL);
+                    }
+                }
+            }
             if signalled && !stopping {
                 stopping = true;
                 say(&format!(

@@ -445,6 +445,30 @@ fn sigterm_stops_the_run_resumably_and_the_next_start_resumes_it() {
 }
 
 #[test]
+fn sigterm_cancels_a_plain_run_which_resumes_with_resume() {
+    let env = Env::new();
+    let p = scaled_quickstart(&env, 40);
+    let ps = p.to_str().unwrap();
+    let child =
+        env.cmd().args(["run", ps, "--run-id", "t1", "--parallelism", "1"]).stderr(Stdio::piped()).spawn().unwrap();
+    let root = dataset_root(&env);
+    assert!(wait_for(|| split_records(&root, "t1") >= 1, Duration::from_secs(120)), "no split completed");
+    assert!(std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
+    assert!(stderr(&out).contains("nothing was committed"), "{}", stderr(&out));
+    assert!(versions(&env, "quickstart").is_empty());
+    let listed = runs(&env);
+    let t1 = listed.iter().find(|r| r["run_id"] == "t1").unwrap();
+    assert_eq!(t1["executor"], "local");
+    assert_eq!(t1["state"], "incomplete");
+    let r = env.json(&["run", ps, "--resume", "t1"]);
+    assert!(r["splits_resumed"].as_u64().unwrap() >= 1);
+    assert_eq!(r["version"], 1);
+    assert_eq!(run_show(&env, "t1")["state"], "succeeded");
+}
+
+#[test]
 fn kill_9_mid_run_then_restart_commits_the_interval_once_with_no_document_lost_or_duplicated() {
     let env = Env::new();
     let p = scaled_scheduled(&env);
