@@ -339,7 +339,7 @@ impl Scheduler {
                 if rec.attempts < rec.max_attempts && !fatal {
                     let wait = backoff(self.jobs[a.job].schedule.retry_backoff, rec.attempts, jitter(&a.run_id));
                     rec.status = RunStatus::RetryWait;
-                    rec.next_attempt_at = Some(rfc3339(now + chrono::Duration::from_std(wait).unwrap_or_default()));
+                    rec.next_attempt_at = Some(millis(now + chrono::Duration::from_std(wait).unwrap_or_default()));
                     say(&format!(
                         "{} failed (attempt {} of {}): {err}; retrying in {:.1}s",
                         a.run_id,
