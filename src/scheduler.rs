@@ -568,7 +568,6 @@ impl Scheduler {
 /// No pipelines, a pipeline without `schedule:`, another scheduler on this data directory, catalog failures.
 pub async fn scheduler(data_dir: &Path, args: SchedulerArgs) -> anyhow::Result<()> {
     let mut paths = args.pipelines.clone();
-    let mut from_dir = 0;
     if let Some(dir) = &args.dir {
         let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
             .with_context(|| format!("cannot read --dir {}", dir.display()))?
@@ -581,7 +580,6 @@ pub async fn scheduler(data_dir: &Path, args: SchedulerArgs) -> anyhow::Result<(
             match crate::cli::load(&p) {
                 Ok(pl) if pl.schedule.is_some() => {
                     paths.push(p);
-                    from_dir += 1;
                 }
                 Ok(_) => say(&format!("{}: no `schedule:`, ignored", p.display())),
                 Err(e) => return Err(e.context(format!("in --dir {}", dir.display()))),
@@ -624,7 +622,6 @@ pub async fn scheduler(data_dir: &Path, args: SchedulerArgs) -> anyhow::Result<(
     if args.now.is_some() {
         say(&format!("clock starts at {} (--now / SMELT_NOW; a testing aid)", rfc3339(clock.now())));
     }
-    let _ = from_dir;
     let mut s = Scheduler {
         data_dir,
         jobs,
@@ -641,7 +638,6 @@ fn interval_status(
     c: &Catalog,
     records: &[RunRecord],
     dataset: &str,
-    pipeline: &str,
     i: &Interval,
 ) -> anyhow::Result<(String, Option<RunRecord>, Option<u64>)> {
     let start = i.start_str();
@@ -651,7 +647,6 @@ fn interval_status(
         .filter(|r| r.dataset == dataset && r.interval.as_ref().is_some_and(|x| x.start == start))
         .max_by(|a, b| a.created_at.cmp(&b.created_at))
         .cloned();
-    let _ = pipeline;
     let status = match (&version, &rec) {
         (Some(_), _) => "committed".to_string(),
         (None, Some(r)) => r.status.as_str().to_string(),
@@ -690,7 +685,7 @@ pub async fn backfill(data_dir: &Path, args: BackfillArgs) -> anyhow::Result<()>
         let c = open(&data_dir)?;
         let records = c.run_records()?;
         for i in &intervals {
-            let (status, rec, version) = interval_status(&c, &records, &dataset, &pipeline, i)?;
+            let (status, rec, version) = interval_status(&c, &records, &dataset, i)?;
             // A `running` record whose process is gone belongs to a scheduler that was killed: it can run again.
             let active = rec.as_ref().is_some_and(|r| match r.status {
                 RunStatus::Running => r.pid.is_some_and(|pid| pid_alive_with(pid, &r.run_id)),
