@@ -481,6 +481,7 @@ impl Scheduler {
         use tokio::signal::unix::{signal, SignalKind};
         let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
         let mut int = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
+        let mut usr1 = signal(SignalKind::user_defined1()).context("cannot listen for SIGUSR1")?;
         let mut stopping = false;
         let mut forced = false;
         let mut last_plan: Option<Instant> = None;
@@ -532,6 +533,11 @@ impl Scheduler {
             let signalled = tokio::select! {
                 _ = term.recv() => true,
                 _ = int.recv() => true,
+                // A backfill queued runs: look now.
+                _ = usr1.recv() => {
+                    last_plan = None;
+                    false
+                }
                 _ = tokio::time::sleep(Duration::from_millis(25)) => false,
             };
             if signalled && stopping && !forced {
@@ -794,6 +800,14 @@ pub async fn backfill(data_dir: &Path, args: BackfillArgs) -> anyhow::Result<()>
     let _lock = match lock {
         Ok(l) => l,
         Err(holder) => {
+            // Wake the scheduler (its pid opens the lock file's line) so it runs them now.
+            let pid = holder.strip_prefix("pid ").and_then(|r| r.split(':').next()).and_then(|p| p.parse::<i32>().ok());
+            if let Some(pid) = pid.filter(|&p| p > 0) {
+                // SAFETY: sending a signal; the scheduler listens for SIGUSR1.
+                unsafe {
+                    libc::kill(pid, libc::SIGUSR1);
+                }
+            }
             show(
                 &items,
                 args.format,

@@ -262,6 +262,30 @@ fn backfill_runs_only_missing_and_failed_intervals_unless_rerun() {
 }
 
 #[test]
+fn a_backfill_queues_its_intervals_for_a_running_scheduler() {
+    let env = Env::new();
+    let p = scheduled(&env, "p.yaml", "  cron: \"@daily\"\n  catchup: false\n  start_date: 2024-01-01", "");
+    let ps = p.to_str().unwrap();
+    let mut child = scheduler(&env, &[ps, "--now", "2024-01-04T12:00:00Z"]);
+    let manifest = |n: u32| env.data().join(format!("datasets/quickstart/_versions/{n:06}.json"));
+    assert!(wait_for(|| manifest(1).exists(), Duration::from_secs(60)), "the latest interval did not run");
+    std::thread::sleep(Duration::from_millis(300));
+    let q = env.json(&["backfill", ps, "--from", "2024-01-01", "--to", "2024-01-03", "--now", "2024-01-04T12:00:00Z"]);
+    assert_eq!(q["intervals"].as_array().unwrap().len(), 2, "{q}");
+    assert!(
+        wait_for(|| manifest(3).exists(), Duration::from_secs(60)),
+        "the scheduler did not run the queued intervals"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let _ = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    assert!(wait_exit(&mut child, Duration::from_secs(30)).success());
+    let starts: Vec<String> = (1..=3).map(|n| interval_of(&env, &format!("quickstart@{n}"))).collect();
+    assert_eq!(starts, ["2024-01-03T00:00:00Z", "2024-01-01T00:00:00Z", "2024-01-02T00:00:00Z"]);
+    let r = run_show(&env, "quickstart-20240101T000000Z");
+    assert_eq!(r["trigger"], "backfill");
+}
+
+#[test]
 fn a_failed_run_is_retried_with_backoff_until_it_succeeds() {
     let env = Env::new();
     let p = scheduled(&env, "p.yaml", &format!("{DAILY_CATCHUP}\n  retries: 2\n  retry_backoff: 2s"), &lists_stage(""));
