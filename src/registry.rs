@@ -135,6 +135,12 @@ pub fn stages() -> Vec<StageType> {
             configure: pipelines::dedup::minhash::configure,
         },
         StageType {
+            name: "back_translate",
+            kind: StageKind::Transform,
+            about: "add back-translations (apertium, openai or libretranslate; through pivot languages and back) as new rows beside the originals",
+            configure: pipelines::augment::back_translate::configure,
+        },
+        StageType {
             name: "tokenize",
             kind: StageKind::Transform,
             about: "add `input_ids`/`n_tokens` with a HF tokenizer.json or tiktoken:cl100k_base|o200k_base|r50k_base|p50k_base (BOS/EOS, truncate or split)",

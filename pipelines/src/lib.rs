@@ -7,6 +7,7 @@
 //! field documented), its runtime struct, and its tests.
 
 pub mod audit;
+pub mod augment;
 pub mod content_hash;
 pub mod dedup;
 pub mod extract;
@@ -36,4 +37,17 @@ pub fn resolve_path(path: &std::path::Path) -> std::path::PathBuf {
         Some(dir) if path.is_relative() => dir.join(path),
         _ => path.to_path_buf(),
     }
+}
+
+static DATA_DIR: std::sync::RwLock<Option<std::path::PathBuf>> = std::sync::RwLock::new(None);
+
+/// Sets smelt's data directory (`--data-dir`), under which stages keep
+/// state that outlives a run (`back_translate`'s translation cache).
+pub fn set_data_dir(dir: &std::path::Path) {
+    *DATA_DIR.write().unwrap_or_else(|p| p.into_inner()) = Some(dir.to_path_buf());
+}
+
+/// The directory given to [`set_data_dir`], if any.
+pub fn data_dir() -> Option<std::path::PathBuf> {
+    DATA_DIR.read().unwrap_or_else(|e| e.into_inner()).clone()
 }
