@@ -400,23 +400,21 @@ pub fn unescape(raw: &str) -> Translated {
             '\\' => {
                 if let Some(n) = chars.next() {
                     text.push(n);
+                    word_start = !n.is_alphanumeric();
                 }
-                word_start = false;
             }
             '[' | ']' => {}
             '*' | '@' | '#' if word_start && chars.peek().is_some_and(|n| n.is_alphabetic()) => unknown += 1,
             c => {
-                word_start = c.is_whitespace() || matches!(c, '(' | '"' | '\'' | '-');
+                word_start = !c.is_alphanumeric();
                 text.push(c);
             }
         }
     }
+    // Dropped words (a pro-drop pivot's subjects) leave double spaces.
+    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
     let words = count_words(&text);
-    Translated {
-        text: text.trim().to_string(),
-        unknown,
-        words,
-    }
+    Translated { text, unknown, words }
 }
 
 #[cfg(test)]
@@ -428,10 +426,10 @@ mod tests {
         let mut buf = Vec::new();
         escape("a [b] $5 a/b x~y <c>\tz", &mut buf);
         assert_eq!(String::from_utf8(buf).unwrap(), r"a \[b\] \$5 a\/b x[~]y \<c\> z");
-        let t = unescape(r"Hola *Xyzzyq, 3 #ir \[*x\] un\/b * y #1[]");
-        assert_eq!(t.text, "Hola Xyzzyq, 3 ir [x] un/b * y #1");
-        assert_eq!(t.unknown, 3);
-        assert_eq!(t.words, 8);
+        let t = unescape(r"Hola *Xyzzyq, 3 #ir \[*x\] un\/b * y  #1[] <*SRD>");
+        assert_eq!(t.text, "Hola Xyzzyq, 3 ir [x] un/b * y #1 <SRD>");
+        assert_eq!(t.unknown, 4);
+        assert_eq!(t.words, 9);
     }
 
     #[test]

@@ -514,7 +514,8 @@ impl BackTranslateConfig {
                     BackendKind::Libretranslate => {
                         format!("libretranslate\n{}", self.http.url.as_deref().unwrap_or(""))
                     }
-                    BackendKind::Apertium => backend.model(),
+                    // The stream-format reader's version and the pairs' directory.
+                    BackendKind::Apertium => format!("{}\nv1\n{}", backend.model(), self.apertium.data_dir),
                 };
                 Some(Cache::new(Path::new(dir), backend.name(), &identity))
             }
@@ -687,7 +688,9 @@ impl BackTranslate {
                     None => misses.push(u),
                 }
             }
-            *self.counters.entry("cache_hits".into()).or_default() += (unique.len() - misses.len()) as u64;
+            if unique.len() > misses.len() {
+                *self.counters.entry("cache_hits".into()).or_default() += (unique.len() - misses.len()) as u64;
+            }
             if !misses.is_empty() {
                 let texts: Vec<&str> = misses.iter().map(|&u| unique[u]).collect();
                 let got = shared.backend.translate(&from, &to, &texts);
