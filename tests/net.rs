@@ -347,6 +347,28 @@ fn wet_sample_segments_and_truncated_gzip_are_counted() {
         run["rows_written"], 1,
         "the whirlwind WET file holds one conversion record"
     );
+    // WAT: the metadata record's JSON is the text.
+    let wat = Env::new();
+    let p = wat
+        .write(
+            "wat.yaml",
+            yaml.replace("kind: wet", "kind: wat").as_bytes(),
+        )
+        .display()
+        .to_string();
+    let run = wat.json(&["run", &p]);
+    assert_eq!(
+        run["rows_written"], 1,
+        "the whirlwind WAT file holds one metadata record"
+    );
+    let m = wat.json(&["catalog", "show", "wet@1"]);
+    let cols: Vec<&str> = m["schema"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap())
+        .collect();
+    assert!(cols.contains(&"text"), "{cols:?}");
 
     // `sample: 2` picks the same two files every time; `segments: 1..2` only the second segment's file.
     let env2 = Env::new();
