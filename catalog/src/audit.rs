@@ -470,12 +470,15 @@ fn ratio(n: f64, d: f64) -> Option<f64> {
     (d > 0.0).then(|| n / d).filter(|v| v.is_finite())
 }
 
-/// Rate ratio of a/n1 against c/n2 with its 95% Katz log interval; 0.5 is
-/// added to every cell of the 2x2 table when a or c is 0 (Haldane).
+/// Rate ratio of a/n1 against c/n2 with its 95% Katz log interval. With a
+/// zero cell the interval adds 0.5 to every cell of the 2x2 table (Haldane);
+/// the estimate stays exact when a is 0 (ratio 0, lower end 0) and takes the
+/// corrected value when c is 0 (the exact ratio is infinite).
 pub fn rate_ratio(a: u64, n1: u64, c: u64, n2: u64) -> Option<(f64, f64, f64)> {
     if n1 == 0 || n2 == 0 || a + c == 0 {
         return None;
     }
+    let none_in_group = a == 0;
     let (mut a, mut n1, mut c, mut n2) = (a as f64, n1 as f64, c as f64, n2 as f64);
     if a == 0.0 || c == 0.0 {
         (a, n1, c, n2) = (a + 0.5, n1 + 1.0, c + 0.5, n2 + 1.0);
@@ -483,7 +486,11 @@ pub fn rate_ratio(a: u64, n1: u64, c: u64, n2: u64) -> Option<(f64, f64, f64)> {
     let rr = (a / n1) / (c / n2);
     let se = (1.0 / a - 1.0 / n1 + 1.0 / c - 1.0 / n2).max(0.0).sqrt();
     let z = 1.959_963_984_540_054;
-    Some((rr, (rr.ln() - z * se).exp(), (rr.ln() + z * se).exp()))
+    let high = (rr.ln() + z * se).exp();
+    if none_in_group {
+        return Some((0.0, 0.0, high));
+    }
+    Some((rr, (rr.ln() - z * se).exp(), high))
 }
 
 /// Entropy (bits), normalised entropy, top-10 share and Gini coefficient of a distribution.
@@ -864,9 +871,15 @@ mod tests {
         assert!((lo - (5f64.ln() - 1.959_963_984_540_054 * 0.35).exp()).abs() < 1e-9);
         assert!((hi - 5.0 * (1.959_963_984_540_054 * 0.35f64).exp()).abs() < 1e-9);
         assert!(lo < rr && rr < hi);
-        // No toxic documents in the group: Haldane's 0.5 keeps it finite.
-        let (rr, lo, _) = rate_ratio(0, 10, 5, 90).unwrap();
-        assert!((rr - (0.5 / 11.0) / (5.5 / 91.0)).abs() < 1e-12 && lo > 0.0);
+        // No toxic documents in the group: ratio 0; the upper end from Haldane's 0.5.
+        let (rr, lo, hi) = rate_ratio(0, 10, 5, 90).unwrap();
+        assert_eq!((rr, lo), (0.0, 0.0));
+        let corrected = (0.5 / 11.0) / (5.5 / 91.0);
+        let se = (1.0 / 0.5 - 1.0 / 11.0 + 1.0 / 5.5 - 1.0 / 91.0f64).sqrt();
+        assert!((hi - corrected * (1.959_963_984_540_054 * se).exp()).abs() < 1e-9);
+        // Every toxic document in the group: the corrected ratio stands in for infinity.
+        let (rr, lo, _) = rate_ratio(4, 10, 0, 90).unwrap();
+        assert!((rr - (4.5 / 11.0) / (0.5 / 91.0)).abs() < 1e-9 && lo > 1.0);
         assert_eq!(rate_ratio(0, 10, 0, 90), None);
         assert_eq!(rate_ratio(1, 0, 0, 90), None);
     }
@@ -925,8 +938,9 @@ mod tests {
         assert!((m("pmi_toxic{axis=religion}").unwrap() - 3f64.log2()).abs() < 1e-12);
         assert!((m("disparate_impact{axis=religion}").unwrap() - 0.7 / 0.95).abs() < 1e-12);
         assert!((m("statistical_parity_difference{axis=religion}").unwrap() + 0.25).abs() < 1e-12);
-        // age has no toxic documents: 0 of 50 vs 10 of 50, Haldane-corrected, and no PMI
-        assert!(m("toxicity_rate_ratio{axis=age}").unwrap() < 1.0);
+        // age has no toxic documents: 0 of 50 vs 10 of 50: ratio 0, and no PMI
+        assert_eq!(m("toxicity_rate_ratio{axis=age}"), Some(0.0));
+        assert!(m("toxicity_rate_ratio_high{axis=age}").unwrap() > 0.0);
         assert_eq!(m("pmi_toxic{axis=age}"), None);
         assert_eq!(m("pronoun_ratio{gender=female}"), Some(0.5));
         assert_eq!(m("unaudited_share"), Some(10.0 / 110.0));

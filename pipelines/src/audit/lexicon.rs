@@ -189,7 +189,7 @@ impl Matcher {
         let mut my_axes: Vec<usize> = Vec::new();
         let mut scratch = String::new();
         for e in entries {
-            if axes.is_some_and(|a| !a.iter().any(|x| *x == e.axis)) {
+            if axes.is_some_and(|a| !a.contains(&e.axis)) {
                 continue;
             }
             let a = groups.axis(&e.axis);

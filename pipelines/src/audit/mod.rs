@@ -19,6 +19,7 @@
 
 pub mod lexicon;
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -348,8 +349,7 @@ impl TransformConfig for Audit {
             totals: Totals::default(),
             axes: vec![GroupCounts::default(); n_axes],
             descriptors: vec![GroupCounts::default(); n_desc],
-            by_dim: BTreeMap::new(),
-            axis_by_dim: BTreeMap::new(),
+            by_dim: HashMap::new(),
             unaudited: BTreeMap::new(),
             axis_hit: vec![0; n_axes],
             desc_hit: vec![0; n_desc],
@@ -386,6 +386,26 @@ struct DimCounts {
     audited_docs: u64,
 }
 
+/// Counts of one breakdown value, and per axis (mention docs, toxic mention docs).
+#[derive(Debug, Clone, Default)]
+struct DimEntry {
+    counts: DimCounts,
+    axes: HashMap<u32, (u64, u64)>,
+}
+
+/// The entry of `value` of breakdown `dim`, allocating its key only the first time.
+fn dim_entry<'a>(
+    map: &'a mut HashMap<&'static str, HashMap<String, DimEntry>>,
+    dim: &'static str,
+    value: &str,
+) -> &'a mut DimEntry {
+    let inner = map.entry(dim).or_default();
+    if !inner.contains_key(value) {
+        inner.insert(value.to_string(), DimEntry::default());
+    }
+    inner.get_mut(value).expect("inserted above")
+}
+
 /// Where samples go: (kind, axis, descriptor).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 enum SampleKey {
@@ -403,10 +423,8 @@ struct AuditTransform {
     totals: Totals,
     axes: Vec<GroupCounts>,
     descriptors: Vec<GroupCounts>,
-    /// (breakdown, value) → counts.
-    by_dim: BTreeMap<(&'static str, String), DimCounts>,
-    /// (axis, breakdown, value) → (mention docs, toxic mention docs).
-    axis_by_dim: BTreeMap<(u32, &'static str, String), (u64, u64)>,
+    /// Breakdown → value → counts.
+    by_dim: HashMap<&'static str, HashMap<String, DimEntry>>,
     /// Language → documents without a lexicon.
     unaudited: BTreeMap<String, u64>,
     /// Stamp of the last document that hit each axis / descriptor.
@@ -452,7 +470,7 @@ impl AuditTransform {
         let shared = self.shared.clone();
         let matcher = shared.matchers.get(&row_lang);
         for &(dim, value) in dims {
-            let d = self.by_dim.entry((dim, value.unwrap_or("-").to_string())).or_default();
+            let d = &mut dim_entry(&mut self.by_dim, dim, value.unwrap_or("-")).counts;
             d.docs += 1;
             d.toxic_docs += u64::from(toxic);
             d.audited_docs += u64::from(matcher.is_some());
@@ -506,17 +524,19 @@ impl AuditTransform {
             let g = &mut self.axes[a as usize];
             g.mention_docs += 1;
             g.toxic_mention_docs += u64::from(toxic);
-            for &(dim, value) in dims {
-                let e = self
-                    .axis_by_dim
-                    .entry((a, dim, value.unwrap_or("-").to_string()))
-                    .or_default();
-                e.0 += 1;
-                e.1 += u64::from(toxic);
-            }
             self.sample(SampleKey::Mention(a, None), id);
             if toxic {
                 self.sample(SampleKey::ToxicMention(a, None), id);
+            }
+        }
+        if !hit_axes.is_empty() {
+            for &(dim, value) in dims {
+                let d = dim_entry(&mut self.by_dim, dim, value.unwrap_or("-"));
+                for &a in &hit_axes {
+                    let e = d.axes.entry(a).or_default();
+                    e.0 += 1;
+                    e.1 += u64::from(toxic);
+                }
             }
         }
         (self.hit_descs, self.hit_axes) = (hit_descs, hit_axes);
@@ -542,22 +562,22 @@ impl Transform for AuditTransform {
         let lang = col(&self.config.language_column);
         let (id, source, url) = (col("id"), col("source"), col("url"));
         let by = self.config.by.clone();
-        let mut values: Vec<Option<String>> = Vec::with_capacity(by.len());
+        let mut values: Vec<Option<Cow<'_, str>>> = Vec::with_capacity(by.len());
         for i in 0..batch.num_rows() {
             let row_lang = lang.and_then(|c| str_at(c, i));
             values.clear();
             for b in &by {
                 values.push(match b {
-                    Breakdown::Lang => Some(
+                    Breakdown::Lang => Some(Cow::Owned(
                         row_lang
                             .map(primary)
                             .filter(|l| !l.is_empty())
                             .unwrap_or_else(|| primary(&self.config.default_language)),
-                    ),
-                    Breakdown::Source => source.and_then(|c| str_at(c, i)).map(str::to_string),
+                    )),
+                    Breakdown::Source => source.and_then(|c| str_at(c, i)).map(Cow::Borrowed),
                     Breakdown::Domain => url
                         .and_then(|c| str_at(c, i))
-                        .map(|u| smelt_engine::exec::domain_of(u).to_ascii_lowercase()),
+                        .map(|u| Cow::Owned(smelt_engine::exec::domain_of(u).to_ascii_lowercase())),
                 });
             }
             let dims: Vec<(&'static str, Option<&str>)> =
@@ -588,11 +608,18 @@ impl Transform for AuditTransform {
         for (lang, n) in std::mem::take(&mut self.unaudited) {
             out.insert(metric_key("unaudited_docs", &[("lang", &lang)]), n);
         }
-        for ((dim, value), d) in std::mem::take(&mut self.by_dim) {
-            let l = [(dim, value.as_str())];
-            out.insert(metric_key("docs", &l), d.docs);
-            out.insert(metric_key("toxic_docs", &l), d.toxic_docs);
-            out.insert(metric_key("audited_docs", &l), d.audited_docs);
+        for (dim, values) in std::mem::take(&mut self.by_dim) {
+            for (value, e) in values {
+                let l = [(dim, value.as_str())];
+                out.insert(metric_key("docs", &l), e.counts.docs);
+                out.insert(metric_key("toxic_docs", &l), e.counts.toxic_docs);
+                out.insert(metric_key("audited_docs", &l), e.counts.audited_docs);
+                for (a, (docs, toxic)) in e.axes {
+                    let l = [("axis", self.axis_name(a)), (dim, value.as_str())];
+                    out.insert(metric_key("mention_docs", &l), docs);
+                    out.insert(metric_key("toxic_mention_docs", &l), toxic);
+                }
+            }
         }
         // Every axis of the lexicons, with zeros, so reports list them all.
         for a in 0..self.axes.len() as u32 {
@@ -612,11 +639,6 @@ impl Transform for AuditTransform {
             out.insert(metric_key("mention_docs", &l), g.mention_docs);
             out.insert(metric_key("mentions", &l), g.mentions);
             out.insert(metric_key("toxic_mention_docs", &l), g.toxic_mention_docs);
-        }
-        for ((a, dim, value), (docs, toxic)) in std::mem::take(&mut self.axis_by_dim) {
-            let l = [("axis", self.axis_name(a)), (dim, value.as_str())];
-            out.insert(metric_key("mention_docs", &l), docs);
-            out.insert(metric_key("toxic_mention_docs", &l), toxic);
         }
         out
     }
