@@ -764,3 +764,46 @@ fn rss_items_on_a_host_whose_robots_txt_fails_are_tried_again_next_run() {
         .headers
         .contains_key("if-none-match"));
 }
+
+#[test]
+fn per_host_limits_hold_on_the_server_side() {
+    // Crawl files: 2 splits at once, but one connection to the host.
+    let srv = cc_server();
+    for f in ["00000", "00001"] {
+        let path = format!("/crawl-data/CC-MAIN-2024-22/segments/1715971057216.39/warc/CC-MAIN-20240517233122-20240518023122-{f}.warc.gz");
+        srv.fault(&path, Fault::Slow(Duration::from_millis(2)), 1);
+    }
+    let env = Env::new();
+    let base = srv.url("/");
+    let yaml = format!(
+        "dataset: one\nstages:\n  cc:\n    type: commoncrawl\n    crawl: {CRAWL}\n    base_url: {base}\n    index_url: {base}\n    http: {{max_connections_per_host: 1, requests_per_second: 1000}}\n  text:\n    type: html_to_text\n    inputs: [cc]\n  hashed:\n    type: content_hash\n    inputs: [text]\n  out:\n    type: parquet\n    inputs: [hashed]\n"
+    );
+    let p = env.write("one.yaml", yaml.as_bytes()).display().to_string();
+    env.json(&["run", &p, "--parallelism", "2"]);
+    assert_eq!(srv.max_in_flight(), 1);
+
+    // Article pages: at most `requests_per_second` request starts per second to a host.
+    let (srv, _) = feed_server(None);
+    let env = Env::new();
+    let yaml = format!(
+        "dataset: paced\nstages:\n  news:\n    type: rss\n    feeds: [\"{}\"]\n    robots_txt: false\n    http: {{requests_per_second: 20}}\n  text:\n    type: html_to_text\n    inputs: [news]\n  hashed:\n    type: content_hash\n    inputs: [text]\n  out:\n    type: parquet\n    inputs: [hashed]\n",
+        srv.url("/feeds/heise.atom")
+    );
+    let p = env
+        .write("paced.yaml", yaml.as_bytes())
+        .display()
+        .to_string();
+    let r = env.json(&["run", &p]);
+    assert_eq!(r["rows_written"], 15);
+    let mut at: Vec<std::time::Instant> = srv.log().iter().map(|s| s.at).collect();
+    at.sort();
+    assert_eq!(at.len(), 16, "the feed and 15 pages");
+    for w in at.windows(2) {
+        // 50 ms apart at 20/s; a little slack for when the server thread stamps the arrival.
+        assert!(
+            w[1] - w[0] >= Duration::from_millis(40),
+            "requests {:?} apart",
+            w[1] - w[0]
+        );
+    }
+}

@@ -41,6 +41,8 @@ pub struct Seen {
     pub headers: HashMap<String, String>,
     pub status: u16,
     pub body_bytes: u64,
+    /// When the request arrived.
+    pub at: std::time::Instant,
 }
 
 #[derive(Default)]
@@ -48,6 +50,8 @@ struct State {
     files: BTreeMap<String, Vec<u8>>,
     faults: HashMap<String, Vec<Fault>>,
     log: Vec<Seen>,
+    in_flight: usize,
+    max_in_flight: usize,
 }
 
 /// The server; it stops when the test process ends.
@@ -96,6 +100,11 @@ impl HttpServer {
     /// Drops the faults still queued for `path`.
     pub fn clear_faults(&self, path: &str) {
         self.state.lock().unwrap().faults.remove(path);
+    }
+
+    /// Most requests the server was answering at once.
+    pub fn max_in_flight(&self) -> usize {
+        self.state.lock().unwrap().max_in_flight
     }
 
     /// Requests seen so far.
@@ -172,15 +181,25 @@ fn serve(conn: TcpStream, st: Arc<Mutex<State>>) {
             });
             (s.files.get(&path).cloned(), fault)
         };
+        {
+            let mut s = st.lock().unwrap();
+            s.in_flight += 1;
+            s.max_in_flight = s.max_in_flight.max(s.in_flight);
+        }
         let mut seen = Seen {
             method: method.clone(),
             path: path.clone(),
             headers: headers.clone(),
             status: 0,
             body_bytes: 0,
+            at: std::time::Instant::now(),
         };
         let keep = respond(&mut out, &method, file, fault, &headers, &mut seen);
-        st.lock().unwrap().log.push(seen);
+        {
+            let mut s = st.lock().unwrap();
+            s.in_flight -= 1;
+            s.log.push(seen);
+        }
         if !keep {
             let _ = out.shutdown(Shutdown::Both);
             return;

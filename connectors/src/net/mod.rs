@@ -661,6 +661,8 @@ pub struct HttpFile {
     /// The ETag of the first response; a resumed response must carry the same.
     etag: Option<String>,
     resp: Option<reqwest::Response>,
+    /// The host slot held while `resp` streams.
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
     /// Bytes of the current response not yet returned.
     pending: Bytes,
     /// Consecutive failed tries at the current offset.
@@ -685,12 +687,18 @@ impl HttpFile {
             len: None,
             etag: None,
             resp: None,
+            permit: None,
             pending: Bytes::new(),
             fails: 0,
             received: 0,
             requests: 0,
             failure: None,
         }
+    }
+
+    fn drop_response(&mut self) {
+        self.resp = None;
+        self.permit = None;
     }
 
     /// Bytes received over the network so far (all responses together).
@@ -725,7 +733,7 @@ impl HttpFile {
         let net = self.net.clone();
         let url = self.url.clone();
         let resp = runtime().block_on(async move {
-            let _permit = net.enter(&host).await;
+            let permit = net.enter(&host).await;
             let mut req = net.client.get(u);
             if pos > 0 || end.is_some() {
                 let range = match end {
@@ -755,9 +763,13 @@ impl HttpFile {
             if status >= 400 {
                 return Err(TryError::Fatal(FetchError::Status { url: url.clone(), status }));
             }
-            Ok(Some(resp))
+            Ok(Some((resp, permit)))
         })?;
-        let Some(resp) = resp else { return Ok(false) };
+        let Some((resp, permit)) = resp else {
+            return Ok(false);
+        };
+        // The host's slot stays taken while the body streams.
+        self.permit = Some(permit);
         self.requests += 1;
         let header = |n: &str| {
             resp.headers()
@@ -862,7 +874,7 @@ impl HttpFile {
                     return Ok(true);
                 }
                 Ok(Ok(None)) => {
-                    self.resp = None;
+                    self.drop_response();
                     match self.end.or(self.len) {
                         Some(e) if self.pos < e => {
                             self.failed_try(TryError::Retry(format!(
@@ -879,7 +891,7 @@ impl HttpFile {
                     }
                 }
                 Ok(Err(e)) => {
-                    self.resp = None;
+                    self.drop_response();
                     self.failed_try(TryError::Retry(format!(
                         "at byte {}: {}",
                         self.pos,
@@ -887,7 +899,7 @@ impl HttpFile {
                     )))?;
                 }
                 Err(_) => {
-                    self.resp = None;
+                    self.drop_response();
                     self.failed_try(TryError::Retry(format!(
                         "at byte {}: no data for {timeout:?}",
                         self.pos
@@ -1004,7 +1016,7 @@ impl Seek for HttpFile {
                     self.pending = self.pending.slice(k as usize..)
                 }
                 _ => {
-                    self.resp = None;
+                    self.drop_response();
                     self.pending = Bytes::new();
                 }
             }
