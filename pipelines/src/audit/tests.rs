@@ -234,3 +234,32 @@ fn metrics_do_not_depend_on_the_split_layout() {
         }
     }
 }
+
+#[test]
+fn breakdown_by_domain_uses_the_url_host() {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Utf8, false),
+        Field::new("text", DataType::Utf8, false),
+        Field::new("url", DataType::Utf8, true),
+    ]));
+    let b = RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(StringArray::from(vec!["a", "c"])),
+            Arc::new(StringArray::from(vec![A, C])),
+            Arc::new(StringArray::from(vec![
+                Some("http://ajitucapoeira.com/history.php"),
+                Some("https://www.911blogger.com/news/2006-11-02/x"),
+            ])),
+        ],
+    )
+    .unwrap();
+    let m = run(serde_json::json!({"by": ["domain"]}), &[vec![b]]);
+    assert_eq!(m.counters["docs{domain=ajitucapoeira.com}"], 1);
+    assert_eq!(m.counters["mention_docs{axis=religion,domain=911blogger.com}"], 1);
+    assert_eq!(m.counters["mention_docs{axis=age,domain=ajitucapoeira.com}"], 1);
+    assert!(
+        !m.counters.keys().any(|k| k.contains("lang=")),
+        "only the breakdowns asked for"
+    );
+}
