@@ -120,6 +120,7 @@ pub struct CommonCrawlConfig {
     /// Records with a larger block are skipped and counted (default 16 MiB).
     #[serde(default = "default_max_payload")]
     pub max_payload_bytes: u64,
+    /// The HTTP client (per-host gates shared by every split), made on first use.
     #[serde(skip)]
     net: Arc<OnceLock<Arc<Net>>>,
 }
@@ -763,6 +764,7 @@ pub struct CommonCrawlNewsConfig {
     /// Records with a larger block are skipped and counted (default 16 MiB).
     #[serde(default = "default_max_payload")]
     pub max_payload_bytes: u64,
+    /// The HTTP client (per-host gates shared by every split), made on first use.
     #[serde(skip)]
     net: Arc<OnceLock<Arc<Net>>>,
 }

@@ -60,6 +60,7 @@ pub struct RssConfig {
     /// HTTP settings (retries, backoff, timeouts, politeness, User-Agent).
     #[serde(default)]
     pub http: HttpOptions,
+    /// The HTTP client (per-host gates shared by every split), made on first use.
     #[serde(skip)]
     net: Arc<OnceLock<Arc<Net>>>,
     /// Per feed: what committed versions saw, set at plan time.
