@@ -152,11 +152,14 @@ def snippet_pages():
 
 
 def quality(args):
-    import common  # noqa: F401  (offline environment for the peers)
+    if not args.only_smelt:
+        import common  # noqa: F401  (offline environment for the peers)
     gp, sp = gold_pages(), snippet_pages()
     files = [p for p, _ in gp] + [p for p, _, _ in sp]
     outputs = {"smelt extract": smelt_texts(files)}
     for name, fn in PEER_EXTRACTORS.items():
+        if args.only_smelt:
+            break
         reset_caches()
         outputs[name] = {f: fn(open(f, "rb").read()) for f in files}
     rows, per_page = [], {}
@@ -191,14 +194,22 @@ def quality(args):
     for r in rows:
         print(f"{r['extractor']:30s} | {r['bow_macro_p']:6.3f} {r['bow_macro_r']:6.3f} {r['bow_macro_f1']:6.3f}         | {r['bow_micro_f1']:8.3f} | "
               f"{r['snip_p']:6.3f} {r['snip_r']:6.3f} {r['snip_f1']:7.3f} {r['snip_acc']:6.3f}")
+    if args.snippets:
+        # Every snippet smelt gets wrong: '-' a 'with' snippet missed, '+' a 'without' one kept.
+        t = {f: norm(x) for f, x in outputs["smelt extract"].items()}
+        for f, w, wo in sp:
+            bad = [("-", s) for s in w if norm(s) not in t[f]] + [("+", s) for s in wo if norm(s) in t[f]]
+            for sign, s in bad:
+                print(f"{sign} {os.path.basename(f)}: {s}")
     if args.verbose:
         for name in outputs:
             print(name, json.dumps(per_page[name]))
             r = next(x for x in rows if x["extractor"] == name)
             print("  snippet misses:", json.dumps(r["snip_fail"], ensure_ascii=False))
-    os.makedirs(RESULTS, exist_ok=True)
-    with open(os.path.join(RESULTS, "extract_quality.json"), "w") as f:
-        json.dump({"rows": rows, "per_page_bow_f1": per_page}, f, indent=1, ensure_ascii=False)
+    if not args.only_smelt:  # a smelt-only run leaves the recorded figures as they are
+        os.makedirs(RESULTS, exist_ok=True)
+        with open(os.path.join(RESULTS, "extract_quality.json"), "w") as f:
+            json.dump({"rows": rows, "per_page_bow_f1": per_page}, f, indent=1, ensure_ascii=False)
     if args.dump:
         d = os.path.join(OUT, "texts")
         for name, texts in outputs.items():
@@ -289,6 +300,8 @@ def main():
     q = sub.add_parser("quality")
     q.add_argument("-v", "--verbose", action="store_true", help="per-page F1 and snippet misses")
     q.add_argument("--dump", action="store_true", help="write every extractor's texts under target/extract-bench/texts/")
+    q.add_argument("--only-smelt", action="store_true", help="score smelt alone (no peers, results file untouched): for quick iteration")
+    q.add_argument("--snippets", action="store_true", help="list every snippet smelt misses or wrongly keeps")
     s = sub.add_parser("speed")
     s.add_argument("--runs", type=int, default=3)
     s.add_argument("--debdocs", type=int, default=1500)

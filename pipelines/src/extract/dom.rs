@@ -45,6 +45,8 @@ pub(crate) mod flag {
     pub const HIDDEN: u16 = 16;
     /// `<article>`, `<main>`, `role="main"`, `itemprop="articleBody"`.
     pub const MAIN: u16 = 32;
+    /// `<header>` (also [`TAG_BOILER`]): furniture, unless inside an article.
+    pub const HEADER: u16 = 64;
 }
 
 /// What the text of a block sits in.
@@ -157,8 +159,9 @@ fn classify(name: &[u8]) -> Kind {
 /// Flags a tag name gives by itself.
 fn tag_flags(name: &[u8]) -> u16 {
     match name {
-        b"nav" | b"footer" | b"aside" | b"form" | b"header" | b"figure" | b"figcaption"
-        | b"menu" | b"dialog" | b"search" | b"fieldset" | b"frameset" => flag::TAG_BOILER,
+        b"header" => flag::TAG_BOILER | flag::HEADER,
+        b"nav" | b"footer" | b"aside" | b"form" | b"figure" | b"figcaption" | b"menu"
+        | b"dialog" | b"search" | b"fieldset" | b"frameset" => flag::TAG_BOILER,
         b"article" | b"main" => flag::MAIN,
         _ => 0,
     }
@@ -562,7 +565,8 @@ impl Parser<'_> {
         if is_void(lower) || self_closing {
             return after;
         }
-        let mut flags = tag_flags(lower) | attrs.flags();
+        let heading = matches!(kind, Kind::Block(Role::Heading));
+        let mut flags = tag_flags(lower) | attrs.flags(heading);
         let mut kind = kind;
         if kind == Kind::Inline && flags & (flag::STRONG_NEG | flag::HIDDEN) != 0 {
             // An inline share bar or hidden span: its own block, to be dropped.
@@ -827,8 +831,13 @@ impl<'a> Attrs<'a> {
         }
     }
 
-    fn flags(&self) -> u16 {
-        let mut flags = patterns::class_id_flags(self.class) | patterns::class_id_flags(self.id);
+    /// The flags of the element. A heading's `id` is an anchor (often its
+    /// own text made a slug, `nav_nur_die_folie`, for a table of contents), not a hint.
+    fn flags(&self, heading: bool) -> u16 {
+        let mut flags = patterns::class_id_flags(self.class);
+        if !heading {
+            flags |= patterns::class_id_flags(self.id);
+        }
         flags |= patterns::role_flags(self.role);
         if self.hidden || self.aria_hidden || patterns::style_hides(self.style) {
             flags |= flag::HIDDEN;

@@ -193,6 +193,13 @@ pub fn extract_document(
     }
     let trimmed_len = text.trim_end().len();
     text.truncate(trimmed_len);
+    // Composed characters (NFC), as most text tools and other extractors give
+    // them: `u` + U+0308 becomes `ü`. The quick check passes ASCII and most
+    // text without allocating.
+    if unicode_normalization::is_nfc_quick(text.chars()) != unicode_normalization::IsNormalized::Yes
+    {
+        text = unicode_normalization::UnicodeNormalization::nfc(text.as_str()).collect();
+    }
     if text.is_empty() {
         return Err(SkipReason::EmptyText);
     }

@@ -58,6 +58,8 @@ const STRONG: &[&str] = &[
     "author-bio",
     "authorbio",
     "author-box",
+    "authorbox",
+    "author_box",
     "about-author",
     "tag-list",
     "taglist",
@@ -67,8 +69,13 @@ const STRONG: &[&str] = &[
     "entry-meta",
     "postmeta",
     "entry-footer",
+    "entryfooter",
     "post-footer",
+    "postfooter",
     "article-footer",
+    "upsell",
+    "crosssell",
+    "cross-sell",
     "pagination",
     "pager",
     "navbar",
@@ -129,6 +136,7 @@ const STRONG_WORDS: &[&[u8]] = &[
     b"menu",
     b"sidebar",
     b"footer",
+    b"cta",
 ];
 
 struct Matcher {
@@ -160,6 +168,11 @@ pub(crate) fn class_id_flags(value: &[u8]) -> u16 {
         return 0;
     }
     let value = &value[..value.len().min(512)];
+    if has_word(value, b"hentry") || has_word(value, b"h-entry") {
+        // The microformat of a blog entry: content, whatever its taxonomy
+        // classes say (`tag-grundeinkommen`, `category-news`).
+        return flag::POSITIVE;
+    }
     let m = matcher();
     let (mut strong, mut weak, mut positive) = (false, false, false);
     for found in m.ac.find_overlapping_iter(value) {
@@ -173,15 +186,12 @@ pub(crate) fn class_id_flags(value: &[u8]) -> u16 {
         }
     }
     if !strong {
-        // The first word of a class name (`ad-slot`, `share_bar`), not a
-        // modifier further in (`TestReport__Section--Ads`).
-        strong = value.split(|c: &u8| c.is_ascii_whitespace()).any(|name| {
-            let first = name
-                .split(|c| !c.is_ascii_alphanumeric())
-                .find(|w| !w.is_empty())
-                .unwrap_or_default();
-            first.len() <= 8 && STRONG_WORDS.iter().any(|s| first.eq_ignore_ascii_case(s))
-        });
+        // The first word of a class name (`ad-slot`, `share_bar`), or `ad` /
+        // `ads` as a word further in (`it-ad-wrapper`), but not a BEM
+        // modifier (`TestReport__Section--Ads`).
+        strong = value
+            .split(|c: &u8| c.is_ascii_whitespace())
+            .any(|name| name_is_furniture(name));
     }
     let mut flags = 0;
     if strong {
@@ -194,6 +204,35 @@ pub(crate) fn class_id_flags(value: &[u8]) -> u16 {
         flags |= flag::POSITIVE;
     }
     flags
+}
+
+/// Whether `word` is one of the whitespace-separated names of `value`.
+fn has_word(value: &[u8], word: &[u8]) -> bool {
+    value
+        .split(|c: &u8| c.is_ascii_whitespace())
+        .any(|name| name.eq_ignore_ascii_case(word))
+}
+
+/// Whether one class name (or id) starts with a [`STRONG_WORDS`] word or
+/// has `ad`/`ads` as a later word outside a BEM modifier.
+fn name_is_furniture(name: &[u8]) -> bool {
+    let mut words = name
+        .split(|c| !c.is_ascii_alphanumeric())
+        .filter(|w| !w.is_empty());
+    let Some(first) = words.next() else {
+        return false;
+    };
+    if first.len() <= 8 && STRONG_WORDS.iter().any(|s| first.eq_ignore_ascii_case(s)) {
+        return true;
+    }
+    let modifier = name
+        .windows(2)
+        .position(|w| w == b"--")
+        .unwrap_or(name.len());
+    name[..modifier]
+        .split(|c| !c.is_ascii_alphanumeric())
+        .skip(1)
+        .any(|w| w.eq_ignore_ascii_case(b"ad") || w.eq_ignore_ascii_case(b"ads"))
 }
 
 /// Flags for a `role` value.
@@ -261,6 +300,24 @@ mod tests {
         // Short words count only whole.
         assert_eq!(class_id_flags(b"ad-slot"), flag::STRONG_NEG);
         assert_eq!(class_id_flags(b"shadow loaded"), 0);
+        // `ad` further in a name, but not as a BEM modifier.
+        assert_eq!(class_id_flags(b"it-ad-wrapper clearfix"), flag::STRONG_NEG);
+        assert_eq!(class_id_flags(b"TestReport__Section--Ads"), 0);
+        assert_eq!(class_id_flags(b"download-loader"), 0);
+        // Author boxes and entry footers written as one word, calls to action, upsells.
+        assert_eq!(class_id_flags(b"TestReport__AuthorBox"), flag::STRONG_NEG);
+        // A microformat blog entry is content despite its taxonomy classes.
+        assert_eq!(
+            class_id_flags(b"post-1481 post type-post hentry category-allgemein tag-berlin"),
+            flag::POSITIVE
+        );
+        assert_eq!(class_id_flags(b"authorbox"), flag::STRONG_NEG);
+        assert_eq!(class_id_flags(b"entryfooter"), flag::STRONG_NEG);
+        assert_eq!(class_id_flags(b"cta-global"), flag::STRONG_NEG);
+        assert_eq!(
+            class_id_flags(b"box-collateral box-upsell"),
+            flag::STRONG_NEG
+        );
         assert_eq!(role_flags(b" navigation "), flag::STRONG_NEG);
         assert_eq!(role_flags(b"main"), flag::MAIN);
         assert!(style_hides(b"color:red; DISPLAY : none"));

@@ -5,7 +5,7 @@
 //!    flagged subtrees (nav, footer, comments, share bars, hidden, ...) dropped,
 //!    unless they hold most of the page's good text (sites that wrap the article in an <aside>)
 //!                 ──► main node = argmax over containers of good − BAD_WEIGHT × link text
-//!                 ──► its blocks, minus dropped subtrees and link lists
+//!                 ──► its blocks, minus dropped subtrees, link lists and their titles
 //! ```
 //! Every pass is a loop over the arena (children after parents), linear in
 //! the number of nodes and blocks.
@@ -31,6 +31,10 @@ const SIBLING_MAX_LINK_PERMILLE: usize = 250;
 const SIBLING_SHARE_PERMILLE: i64 = 200;
 /// A flagged subtree holding more than this share of the page's good text is kept.
 const KEEP_FLAGGED_PERMILLE: u64 = 500;
+/// ...unless article elements outside it hold this share of its good text (per mille).
+const MAIN_OUTSIDE_PERMILLE: u64 = 250;
+/// A heading shorter than this (bytes) right before a link list is the list's title.
+const LIST_TITLE_MAX_BYTES: usize = 120;
 
 const FURNITURE: u16 = flag::TAG_BOILER | flag::STRONG_NEG | flag::WEAK_NEG | flag::HIDDEN;
 
@@ -72,13 +76,40 @@ pub(crate) fn main_blocks(doc: &Doc, deadline: Option<Instant>) -> Result<Vec<us
     }
     check(deadline)?;
 
+    // Nodes inside an `<article>`, `<main>` or articleBody (themselves included),
+    // and the good bytes of such nodes per subtree.
+    let mut in_main = vec![false; n];
+    for i in 1..n {
+        in_main[i] = nodes[i].flags & flag::MAIN != 0 || in_main[parent(i)];
+    }
+    let mut main_raw = vec![0u64; n];
+    for b in &doc.blocks {
+        if is_good(b) && in_main[b.node as usize] {
+            main_raw[b.node as usize] += (b.end - b.start) as u64;
+        }
+    }
+    for i in (1..n).rev() {
+        main_raw[parent(i)] += main_raw[i];
+    }
+
     // Dropped subtrees.
     let total = good_raw[0];
+    let main_total = main_raw[0];
     let mut dead = vec![false; n];
     for i in 1..n {
-        let furniture =
-            nodes[i].flags & FURNITURE != 0 && good_raw[i] * 1000 <= total * KEEP_FLAGGED_PERMILLE;
-        dead[i] = furniture || dead[parent(i)];
+        let mut flags = nodes[i].flags;
+        if flags & flag::HEADER != 0 && in_main[parent(i)] {
+            // An article's own <header> holds its title and lead, not the site's masthead.
+            flags &= !flag::TAG_BOILER;
+        }
+        // A flagged subtree with most of the page's text is kept (an article
+        // wrapped in an <aside>, an <article> with `tag-*` classes), unless it
+        // is outside any article element and an article element elsewhere holds
+        // a good share of that (a long sidebar text beside a short article).
+        let most = good_raw[i] * 1000 > total * KEEP_FLAGGED_PERMILLE
+            && (in_main[i]
+                || (main_total - main_raw[i]) * 1000 < good_raw[i] * MAIN_OUTSIDE_PERMILLE);
+        dead[i] = flags & FURNITURE != 0 && !most || dead[parent(i)];
     }
 
     // Good and bad bytes per subtree, dropped subtrees excluded.
@@ -166,15 +197,28 @@ pub(crate) fn main_blocks(doc: &Doc, deadline: Option<Instant>) -> Result<Vec<us
         }
         false
     };
+    // A heading or a short line right before a link list ("Related posts:",
+    // "Tags") is the list's title: it goes with the list.
+    let list_title = |i: usize| {
+        let b = &doc.blocks[i];
+        let len = b.end - b.start;
+        let short = if b.role == Role::Heading {
+            len < LIST_TITLE_MAX_BYTES
+        } else {
+            len < GOOD_MIN_BYTES
+        };
+        short && doc.blocks.get(i + 1).is_some_and(is_link_list)
+    };
     Ok(doc
         .blocks
         .iter()
         .enumerate()
-        .filter(|(_, b)| {
+        .filter(|&(i, b)| {
             let node = b.node as usize;
             !dead[node]
                 && ((range.contains(&node) || best != 0 && in_sibling(node)) && !is_link_list(b)
                     || lead(b))
+                && !list_title(i)
         })
         .map(|(i, _)| i)
         .collect())

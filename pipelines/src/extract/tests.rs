@@ -527,11 +527,127 @@ fn options_are_checked() {
         .contains("needs column `html`"));
 }
 
-/// `EXTRACT_PAGE=path cargo test -p smelt-pipelines --lib extract::tests::print_page -- --ignored --nocapture`
+// Rules below, each with a trimmed excerpt of a page of trafilatura's test
+// cache (tests/cache, the pages of its evaluation).
+
+/// Extracted text with whitespace collapsed.
+fn flat(html: &str) -> String {
+    extract(html.as_bytes())
+        .text
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+const PARA: &str = "Der stationäre Handel steckt in der Krise und es ist Pioniergeist gefragt, um die Lage wieder in den Griff zu bekommen.";
+
 #[test]
-#[ignore = "a debugging aid: prints the extraction of $EXTRACT_PAGE"]
+fn a_short_line_or_heading_before_a_link_list_goes_with_it() {
+    // basicthinking.de: "Auch interessant:" before a list of links, at the end of the article.
+    let html = format!(
+        "<article><div class=\"entry-content\"><p>{PARA}</p><p>{PARA}</p>\
+         <p><strong>Auch interessant:</strong></p>\
+         <ul><li><a href=\"/a\">14 Tipps, wie du mehr Twitter-Follower bekommst</a></li>\
+         <li><a href=\"/b\">Das sind die neun erfolgreichsten Tweets des Jahres</a></li></ul>\
+         <h3>Ähnliche Beiträge</h3><p><a href=\"/c\">Duschkopf mit Filter: Was er bringt</a></p>\
+         </div></article>"
+    );
+    let text = flat(&html);
+    assert!(text.contains("Pioniergeist"), "{text}");
+    assert!(!text.contains("Auch interessant"), "{text}");
+    assert!(!text.contains("Ähnliche Beiträge"), "{text}");
+    // A heading before text stays.
+    let html =
+        format!("<article><h3>Schredder statt Ofen</h3><p>{PARA}</p><p>{PARA}</p></article>");
+    assert!(flat(&html).contains("Schredder statt Ofen"));
+}
+
+#[test]
+fn a_heading_id_is_an_anchor_not_a_hint() {
+    // heise.de: table-of-contents anchors made from the heading's text ("nav_...").
+    let html = format!(
+        "<article class=\"article-layout\"><div class=\"article-content\"><p>{PARA}</p>\
+         <h3 class=\"subheading\" id=\"nav_nur_die_folie__1\">Nur die Folie bleibt zurück</h3>\
+         <p>{PARA}</p></div></article>"
+    );
+    assert!(flat(&html).contains("Nur die Folie bleibt zurück"));
+    // Its class still counts.
+    let html = format!(
+        "<article><p>{PARA}</p><p>{PARA}</p><h3 class=\"comments-title\">3 Kommentare</h3></article>"
+    );
+    assert!(!flat(&html).contains("Kommentare"));
+}
+
+#[test]
+fn an_articles_own_header_is_kept_the_sites_is_not() {
+    // cnet.de: the lead paragraph sits in the article's <header>.
+    let html = format!(
+        "<header><p>CNET Newsletter: Jetzt kostenlos anmelden und informiert bleiben.</p></header>\
+         <article id=\"post-88130484\" class=\"post type-post hentry category-news tag-google\">\
+         <div id=\"articleHead\"><header><h1>So können Internet-User nach dem EuGH-Urteil für den Schutz sensibler Daten sorgen</h1>\
+         <p>Rechtsanwalt Dr. Thomas Schulte liefert eine Einschätzung zum EuGH-Urteils zu Google.</p>\
+         <span class=\"byline\">von <a href=\"/autor/\">Anja Schmoll-Trautmann</a> am 14. Mai 2014</span></header></div>\
+         <div id=\"articleContent\"><p>{PARA}</p><p>{PARA}</p></div></article>"
+    );
+    let text = flat(&html);
+    assert!(text.contains("liefert eine Einschätzung"), "{text}");
+    assert!(!text.contains("Newsletter"), "{text}");
+    assert!(!text.contains("Schmoll-Trautmann"), "{text}");
+}
+
+#[test]
+fn a_long_sidebar_text_does_not_outweigh_the_article_beside_it() {
+    // piratenpartei-mv.de: a post (with WordPress `tag-*` classes) beside a
+    // sidebar widget holding the party's whole programme.
+    let programme = "Piraten stehen für Selbstbestimmtheit und ein positives Menschenbild, das heißt Teilhabe, Freiheit und Transparenz auf allen Ebenen.";
+    let html = format!(
+        "<div id=\"container\"><div id=\"content\">\
+         <section id=\"post-1481\" class=\"single-post-view post-1481 post type-post hentry category-allgemein tag-berlin tag-demonstration\">\
+         <header class=\"header\"><h1 class=\"post-title\">Grundeinkommen ist ein Menschenrecht!</h1></header>\
+         <article class=\"article\"><p>Unter diesem Motto findet am 14. September um 13 Uhr eine Demonstration in Berlin statt, die wir als Piratenpartei unterstützen.</p>\
+         <p>{PARA}</p></article></section></div>\
+         <section id=\"sidebar\"><aside id=\"text-3\" class=\"widget widget-sidebar widget_text\"><div class=\"textwidget\">{}</div></aside></section></div>",
+        format!("<p>{programme}</p>").repeat(4)
+    );
+    let text = flat(&html);
+    assert!(text.contains("Unter diesem Motto"), "{text}");
+    assert!(!text.contains("Selbstbestimmtheit"), "{text}");
+    // An article wrapped in an <aside> alone on its page is still found.
+    let html =
+        format!("<nav><a href=\"/\">Home</a></nav><aside><p>{PARA}</p><p>{PARA}</p></aside>");
+    assert!(flat(&html).contains("Pioniergeist"));
+}
+
+#[test]
+fn text_comes_out_composed() {
+    // adac.de writes "ü" as "u" + U+0308 (combining diaeresis).
+    let html = "<article><ul><li>Besonders bei Babyschalen sollte gepru\u{308}ft werden, ob die Gurtla\u{308}nge im Fahrzeug ausreicht.</li></ul></article>";
+    assert!(
+        flat(html).contains("Besonders bei Babyschalen sollte geprüft werden, ob die Gurtlänge")
+    );
+}
+
+/// `EXTRACT_PAGE=path cargo test -p smelt-pipelines --lib extract::tests::print_page -- --ignored --nocapture`;
+/// with `EXTRACT_LIST=paths.txt` instead, one JSON line `{"file", "text"}` per listed page
+/// (what `bench/extract_bench.py` reads from `extract_pages`, for quick debug-build iterations).
+#[test]
+#[ignore = "a debugging aid: prints the extraction of $EXTRACT_PAGE or of the pages in $EXTRACT_LIST"]
 fn print_page() {
-    let path = std::env::var("EXTRACT_PAGE").expect("EXTRACT_PAGE");
+    if let Ok(list) = std::env::var("EXTRACT_LIST") {
+        for file in std::fs::read_to_string(list)
+            .unwrap()
+            .lines()
+            .filter(|l| !l.is_empty())
+        {
+            let html = std::fs::read(file).unwrap();
+            let text = extract_document(&html, None, None, &ExtractOptions::default())
+                .map(|e| e.text)
+                .unwrap_or_default();
+            println!("{}", serde_json::json!({"file": file, "text": text}));
+        }
+        return;
+    }
+    let path = std::env::var("EXTRACT_PAGE").expect("EXTRACT_PAGE or EXTRACT_LIST");
     let e = extract(&std::fs::read(path).unwrap());
     println!("{}", e.text);
 }
