@@ -5,8 +5,14 @@
 //! ```text
 //! "tiktoken:cl100k_base" | "tiktoken:o200k_base" ──► bpe-openai (regex-automata split, linear-time BPE)
 //! "tiktoken:r50k_base"   | "tiktoken:p50k_base"  ──► tiktoken-rs ranks ──► bpe BytePairEncoding (same linear BPE)
-//! "path/tokenizer.json"                          ──► tokenizers::Tokenizer (truncation and padding off)
+//! "path/tokenizer.json", byte-level BPE           ──► bytelevel::ByteLevelBpe (same linear BPE, checked equal at load)
+//! "path/tokenizer.json", anything else            ──► tokenizers::Tokenizer (truncation and padding off)
 //! ```
+//!
+//! A byte-level BPE file (GPT-2, Qwen2/Qwen3) runs on the `bpe` crate when
+//! [`bytelevel::ByteLevelBpe::from_json`] proves it gives HF's ids (see there);
+//! otherwise, and for every other model, it runs in the `tokenizers` crate.
+//! [`Loaded::backend`] says which, and the stage records it in the lineage.
 //!
 //! The OpenAI encodings run on github/rust-gems' `bpe` crates: they give the
 //! ids tiktoken gives (bench/tokenize.sh checks every shared news text) and
@@ -19,13 +25,15 @@ use std::sync::{Arc, LazyLock, Mutex};
 
 use bpe_openai::byte_pair_encoding::BytePairEncoding;
 
+use super::bytelevel::ByteLevelBpe;
+
 /// The hash factor bpe-openai uses for its own dictionaries; it has no
 /// collision on r50k/p50k either (`from_dictionary` asserts that).
 const BPE_HASH_FACTOR: u64 = 17_846_336_922_010_275_747;
 
 /// GPT-2's pre-tokenizer (r50k, p50k) in bpe-openai's look-ahead form:
 /// `\s+(?!\S)` becomes `\s+\s` with the last character dropped.
-const R50K_PATTERNS: [(&str, bool); 3] = [
+pub(super) const R50K_PATTERNS: [(&str, bool); 3] = [
     ("'(?:[sdmt]|ll|ve|re)| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+$", false),
     ("\\s+\\s", true),
     ("\\s", false),
@@ -43,11 +51,15 @@ pub struct Loaded {
     pub default_bos: Option<(String, u32)>,
     /// Default end-of-sequence / end-of-text token (text, id).
     pub default_eos: Option<(String, u32)>,
-    backend: Backend,
+    /// Which code encodes: `bpe-openai`, `bpe (byte-level, qwen2 regex)` / `(..., gpt2 regex)` or `tokenizers`.
+    pub backend: String,
+    backend_impl: Backend,
 }
 
 enum Backend {
-    Hf(Box<tokenizers::Tokenizer>),
+    /// The `tokenizers` crate, or the byte-level BPE backend when it reproduces the file
+    /// (the `tokenizers` crate then only answers token-to-id look-ups).
+    Hf(Box<tokenizers::Tokenizer>, Option<Arc<ByteLevelBpe>>),
     OpenAi(&'static bpe_openai::Tokenizer),
 }
 
@@ -116,13 +128,26 @@ impl Loaded {
         let default_eos = find(&["<|endoftext|>", "</s>", "[SEP]", "<|end_of_text|>", "<eos>"]);
         let vocab_size = tok.get_vocab_size(true) as u32;
         let max_id = tok.get_added_tokens_decoder().keys().copied().max().unwrap_or(0);
+        let hash = format!("xxh3-128:{:032x}", xxhash_rust::xxh3::xxh3_128(bytes));
+        let fast = byte_level_backend(&hash, bytes);
+        let backend = match &fast {
+            Ok(b) => {
+                tracing::info!("tokenizer {where_} runs on the byte-level BPE backend ({} regex)", b.pre_tokenizer);
+                format!("bpe (byte-level, {} regex)", b.pre_tokenizer)
+            }
+            Err(why) => {
+                tracing::info!("tokenizer {where_} runs in the tokenizers crate: {why}");
+                "tokenizers".to_string()
+            }
+        };
         Ok(Loaded {
             name: name.to_string(),
-            hash: format!("xxh3-128:{:032x}", xxhash_rust::xxh3::xxh3_128(bytes)),
+            hash,
             vocab_size: vocab_size.max(max_id + 1),
             default_bos,
             default_eos,
-            backend: Backend::Hf(Box::new(tok)),
+            backend,
+            backend_impl: Backend::Hf(Box::new(tok), fast.ok()),
         })
     }
 
@@ -138,15 +163,16 @@ impl Loaded {
             vocab_size: (bpe.bpe.num_tokens() as u32).max(eos_id + 1),
             default_bos: None,
             default_eos: Some(("<|endoftext|>".to_string(), eos_id)),
-            backend: Backend::OpenAi(bpe),
+            backend: "bpe-openai".to_string(),
+            backend_impl: Backend::OpenAi(bpe),
         })
     }
 
     /// The id of a token given as text: a special or added token, or a
     /// vocabulary entry (HF); `<|endoftext|>` (OpenAI).
     pub fn token_id(&self, token: &str) -> Option<u32> {
-        match &self.backend {
-            Backend::Hf(t) => t.token_to_id(token),
+        match &self.backend_impl {
+            Backend::Hf(t, _) => t.token_to_id(token),
             Backend::OpenAi(_) => self.default_eos.as_ref().filter(|(t, _)| t == token).map(|(_, id)| *id),
         }
     }
@@ -158,8 +184,9 @@ impl Loaded {
     /// # Errors
     /// The HF tokenizer failed on the text (the message says why).
     pub fn encode(&self, text: &str, out: &mut Vec<u32>) -> Result<(), String> {
-        match &self.backend {
-            Backend::Hf(t) => {
+        match &self.backend_impl {
+            Backend::Hf(_, Some(fast)) => fast.encode(text, out),
+            Backend::Hf(t, None) => {
                 let e = t.encode_fast(text, false).map_err(|e| e.to_string())?;
                 out.extend_from_slice(e.get_ids());
             }
@@ -172,6 +199,23 @@ impl Loaded {
         }
         Ok(())
     }
+}
+
+/// The byte-level BPE backend for a tokenizer.json, or why it does not apply.
+/// Built once per file content and process (a 150k vocabulary takes a second or two).
+fn byte_level_backend(hash: &str, bytes: &[u8]) -> Result<Arc<ByteLevelBpe>, String> {
+    type Cache = Mutex<HashMap<String, Result<Arc<ByteLevelBpe>, String>>>;
+    static CACHE: LazyLock<Cache> = LazyLock::new(Default::default);
+    let mut cache = CACHE.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(b) = cache.get(hash) {
+        return b.clone();
+    }
+    let built = serde_json::from_slice(bytes)
+        .map_err(|e| e.to_string())
+        .and_then(|json| ByteLevelBpe::from_json(&json))
+        .map(Arc::new);
+    cache.insert(hash.to_string(), built.clone());
+    built
 }
 
 /// One encoding: the tokenizer, its `<|endoftext|>` id, its hash.

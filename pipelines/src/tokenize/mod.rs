@@ -19,6 +19,7 @@
 //! `smelt validate` reports a file that does not parse, naming it.
 
 mod backend;
+mod bytelevel;
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -201,6 +202,7 @@ impl TransformConfig for TokenizeConfig {
         if let (Ok(p), Some(obj)) = (self.prepared(), v.as_object_mut()) {
             obj.insert("tokenizer_name".into(), p.tok.name.clone().into());
             obj.insert("tokenizer_hash".into(), p.tok.hash.clone().into());
+            obj.insert("tokenizer_backend".into(), p.tok.backend.clone().into());
             obj.insert("vocab_size".into(), p.tok.vocab_size.into());
             obj.insert("bos_id".into(), p.bos.into());
             obj.insert("eos_id".into(), p.eos.into());

@@ -188,3 +188,69 @@ fn a_10_mb_run_without_spaces_finishes_in_bounded_time() {
         }
     }
 }
+
+/// Qwen3's tokenizer.json runs on the byte-level BPE backend and gives HF
+/// `tokenizers` (Python)'s ids on corner cases (bench/tokenize_bytelevel_golden.py
+/// wrote them): contractions in capitals, digits, CRLF, trailing and Unicode
+/// spaces, text NFC changes, emoji, CJK, added tokens inside text.
+#[test]
+fn qwen3_runs_on_the_byte_level_backend_with_hf_ids() {
+    let spec = "qwen3-tokenizer.json";
+    let tok = Loaded::load(spec, &fixtures().join(spec)).unwrap();
+    assert_eq!(tok.backend, "bpe (byte-level, qwen2 regex)");
+    let golden: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fixtures().join("bytelevel-golden.json")).unwrap()).unwrap();
+    let cases = golden["cases"].as_array().unwrap();
+    assert!(cases.len() >= 20);
+    for case in cases {
+        let text = case["text"].as_str().unwrap();
+        let want: Vec<u32> = case["ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
+        let mut got = Vec::new();
+        tok.encode(text, &mut got).unwrap();
+        assert_eq!(got, want, "{text:?}");
+    }
+    // Added tokens are split out before the regex, wherever they sit.
+    let mut ids = Vec::new();
+    tok.encode("a<|im_start|>b", &mut ids).unwrap();
+    assert_eq!(ids[1], 151644, "{ids:?}");
+    assert_eq!(ids.len(), 3, "{ids:?}");
+    // The stage records which backend ran in the lineage.
+    let cfg = config(serde_json::json!({"tokenizer": spec}));
+    assert_eq!(cfg.resolved()["tokenizer_backend"], "bpe (byte-level, qwen2 regex)");
+    let cfg = config(serde_json::json!({"tokenizer": "bert-tokenizer.json"}));
+    assert_eq!(cfg.resolved()["tokenizer_backend"], "tokenizers");
+}
+
+/// A file the byte-level backend cannot prove equal to HF falls back to the
+/// `tokenizers` crate, saying why, and still gives HF's ids.
+#[test]
+fn byte_level_files_it_cannot_reproduce_fall_back_to_the_tokenizers_crate() {
+    let original: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fixtures().join("qwen3-tokenizer.json")).unwrap()).unwrap();
+    assert!(super::bytelevel::ByteLevelBpe::from_json(&original).is_ok());
+    let edits: [(&str, fn(&mut serde_json::Value)); 6] = [
+        ("ignore_merges", |j| j["model"]["ignore_merges"] = true.into()),
+        ("ranks differ from ids", |j| j["model"]["merges"].as_array_mut().unwrap().swap(100, 101)),
+        ("normalizer", |j| j["normalizer"] = serde_json::json!({"type": "NFKC"})),
+        ("pre-tokenizer", |j| j["pre_tokenizer"]["pretokenizers"][0]["pattern"]["Regex"] = "\\s+|\\S+".into()),
+        ("lstrip", |j| j["added_tokens"][1]["lstrip"] = true.into()),
+        ("neither a byte nor made by a merge", |j| {
+            j["model"]["merges"].as_array_mut().unwrap().pop();
+        }),
+    ];
+    for (reason, edit) in edits {
+        let mut json = original.clone();
+        edit(&mut json);
+        let why = super::bytelevel::ByteLevelBpe::from_json(&json).err().unwrap_or_default();
+        assert!(why.contains(reason), "{reason}: {why}");
+    }
+    // Through Loaded: the edited file runs in the tokenizers crate, with its own ids.
+    let mut json = original.clone();
+    json["model"]["ignore_merges"] = true.into();
+    let bytes = serde_json::to_vec(&json).unwrap();
+    let tok = Loaded::hf("edited.json", &bytes, "edited.json").unwrap();
+    assert_eq!(tok.backend, "tokenizers");
+    let mut ids = Vec::new();
+    tok.encode("Hello world", &mut ids).unwrap();
+    assert_eq!(ids, [9707, 1879]);
+}
