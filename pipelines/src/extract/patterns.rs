@@ -45,6 +45,13 @@ const STRONG: &[&str] = &[
     "skiplink",
     "trending",
     "popular",
+    "top-ten",
+    "topten",
+    "most-read",
+    "mostread",
+    "next-post",
+    "prev-post",
+    "previous-post",
     "more-stories",
     "read-more",
     "readmore",
@@ -316,6 +323,12 @@ mod tests {
         assert_eq!(class_id_flags(b"cta-global"), flag::STRONG_NEG);
         assert_eq!(
             class_id_flags(b"box-collateral box-upsell"),
+            flag::STRONG_NEG
+        );
+        // Next/previous post teasers and most-read lists.
+        assert_eq!(class_id_flags(b"next-post-thumbnails"), flag::STRONG_NEG);
+        assert_eq!(
+            class_id_flags(b"scroller post-container top-ten shadowed"),
             flag::STRONG_NEG
         );
         assert_eq!(role_flags(b" navigation "), flag::STRONG_NEG);

@@ -96,12 +96,19 @@ pub(crate) fn main_blocks(doc: &Doc, deadline: Option<Instant>) -> Result<Vec<us
     let total = good_raw[0];
     let main_total = main_raw[0];
     let mut dead = vec![false; n];
+    // The nearest `<article>`/`<main>` (or articleBody) of each node, and
+    // whether the node is in such an element's own <header>.
+    let mut article_of = vec![0usize; n];
+    let mut in_article_header = vec![false; n];
     for i in 1..n {
-        let mut flags = nodes[i].flags;
-        if flags & flag::HEADER != 0 && in_main[parent(i)] {
-            // An article's own <header> holds its title and lead, not the site's masthead.
-            flags &= !flag::TAG_BOILER;
-        }
+        let flags = nodes[i].flags;
+        article_of[i] = if flags & flag::MAIN != 0 {
+            i
+        } else {
+            article_of[parent(i)]
+        };
+        in_article_header[i] =
+            in_article_header[parent(i)] || flags & flag::HEADER != 0 && article_of[parent(i)] != 0;
         // A flagged subtree with most of the page's text is kept (an article
         // wrapped in an <aside>, an <article> with `tag-*` classes), unless it
         // is outside any article element and an article element elsewhere holds
@@ -209,6 +216,33 @@ pub(crate) fn main_blocks(doc: &Doc, deadline: Option<Instant>) -> Result<Vec<us
         };
         short && doc.blocks.get(i + 1).is_some_and(is_link_list)
     };
+    // A paragraph that is all link, right after a good paragraph of the
+    // same container and not followed by a link list there, is part of the text
+    // (a source, a petition, a shop link), not navigation ("Read more: ..." is).
+    let inline_link = |i: usize| {
+        let b = &doc.blocks[i];
+        let same = |o: &Block| parent(o.node as usize) == parent(b.node as usize);
+        b.role == Role::Text
+            && b.link_bytes == b.end - b.start
+            && i.checked_sub(1)
+                .is_some_and(|j| is_good(&doc.blocks[j]) && same(&doc.blocks[j]))
+            && !doc
+                .blocks
+                .get(i + 1)
+                .is_some_and(|o| is_link_list(o) && same(o))
+    };
+    // An article's <header> is dropped with the site's (it holds the title,
+    // dates, bylines), but its lead paragraphs join the main node when that
+    // lies in the same article.
+    let article_lead = |b: &Block| {
+        let node = b.node as usize;
+        let article = article_of[node];
+        in_article_header[node]
+            && b.role != Role::Heading
+            && is_good(b)
+            && b.link_bytes == 0
+            && (article..end[article]).contains(&best)
+    };
     Ok(doc
         .blocks
         .iter()
@@ -216,9 +250,11 @@ pub(crate) fn main_blocks(doc: &Doc, deadline: Option<Instant>) -> Result<Vec<us
         .filter(|&(i, b)| {
             let node = b.node as usize;
             !dead[node]
-                && ((range.contains(&node) || best != 0 && in_sibling(node)) && !is_link_list(b)
+                && ((range.contains(&node) || best != 0 && in_sibling(node))
+                    && (!is_link_list(b) || inline_link(i))
                     || lead(b))
                 && !list_title(i)
+                || article_lead(b)
         })
         .map(|(i, _)| i)
         .collect())

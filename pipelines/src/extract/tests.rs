@@ -627,6 +627,27 @@ fn text_comes_out_composed() {
     );
 }
 
+#[test]
+fn a_link_paragraph_within_the_text_stays_a_link_list_does_not() {
+    // die-partei.net: the petition's address ends the post.
+    let html = "<div id=main><div class=newsentry><div class=newstext>\
+        <p>Die GEMA dreht völlig am Zeiger! Durch die geplanten Tariferhöhungen 2013 stehen viele Clubbesitzer vor dem Aus. Damit DJs ihre Sets demnächst nicht vorlesen müssen, unterschreibt die Petition:</p>\
+        <p><a href=http://www.openpetition.de/petition/online/gegen-die-tarifreform-2013-gema-verliert-augenmass>http://www.openpetition.de/petition/online/gegen-die-tarifreform-2013-gema-verliert-augenmass</a></p>\
+        </div></div><div class=prevpost><a href=/luebeck/2012/05/17/ rel=prev>&larr; Der 1. monatliche Stammtisch steht fest!</a></div></div>";
+    let text = flat(html);
+    assert!(
+        text.contains("http://www.openpetition.de/petition"),
+        "{text}"
+    );
+    assert!(!text.contains("Stammtisch"), "{text}");
+    // A link paragraph followed by more links is navigation.
+    let html = format!(
+        "<article><p>{PARA}</p><p><a href=/a>Mehr aus dem Ressort Wirtschaft und Handel</a></p>\
+         <p><a href=/b>Noch mehr aus dem Ressort Wirtschaft und Handel</a></p></article>"
+    );
+    assert!(!flat(&html).contains("Ressort"));
+}
+
 /// `EXTRACT_PAGE=path cargo test -p smelt-pipelines --lib extract::tests::print_page -- --ignored --nocapture`;
 /// with `EXTRACT_LIST=paths.txt` instead, one JSON line `{"file", "text"}` per listed page
 /// (what `bench/extract_bench.py` reads from `extract_pages`, for quick debug-build iterations).
