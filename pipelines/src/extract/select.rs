@@ -33,6 +33,9 @@ const SIBLING_SHARE_PERMILLE: i64 = 200;
 const KEEP_FLAGGED_PERMILLE: u64 = 500;
 /// ...unless article elements outside it hold this share of its good text (per mille).
 const MAIN_OUTSIDE_PERMILLE: u64 = 250;
+/// A paragraph that is all link stays in the text with at least this many
+/// bytes ("weiterlesen", "Read more" under teasers are shorter).
+const INLINE_LINK_MIN_BYTES: usize = 25;
 /// A heading shorter than this (bytes) right before a link list is the list's title.
 const LIST_TITLE_MAX_BYTES: usize = 120;
 
@@ -214,7 +217,15 @@ pub(crate) fn main_blocks(doc: &Doc, deadline: Option<Instant>) -> Result<Vec<us
         } else {
             len < GOOD_MIN_BYTES
         };
-        short && doc.blocks.get(i + 1).is_some_and(is_link_list)
+        // The list in the same container (not the page's navigation after an
+        // article's last line), unless the line is half link itself ("weiterlesen 10 Minuten").
+        let container = parent(b.node as usize);
+        short
+            && doc.blocks.get(i + 1).is_some_and(|o| {
+                is_link_list(o)
+                    && ((container..end[container]).contains(&(o.node as usize))
+                        || b.link_bytes * 2 >= len)
+            })
     };
     // A paragraph that is all link, right after a good paragraph of the
     // same container and not followed by a link list there, is part of the text
@@ -224,6 +235,7 @@ pub(crate) fn main_blocks(doc: &Doc, deadline: Option<Instant>) -> Result<Vec<us
         let same = |o: &Block| parent(o.node as usize) == parent(b.node as usize);
         b.role == Role::Text
             && b.link_bytes == b.end - b.start
+            && b.end - b.start >= INLINE_LINK_MIN_BYTES
             && i.checked_sub(1)
                 .is_some_and(|j| is_good(&doc.blocks[j]) && same(&doc.blocks[j]))
             && !doc

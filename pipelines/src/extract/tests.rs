@@ -556,6 +556,12 @@ fn a_short_line_or_heading_before_a_link_list_goes_with_it() {
     assert!(text.contains("Pioniergeist"), "{text}");
     assert!(!text.contains("Auch interessant"), "{text}");
     assert!(!text.contains("Ähnliche Beiträge"), "{text}");
+    // An article's last short line stays before the page's navigation.
+    let html = format!(
+        "<article><p>{PARA}</p><p>{PARA}</p><p>Be there or be square!</p></article>\
+         <div class=\"more\"><p><a href=\"/x\">Alle Termine des Sommers im Überblick</a></p></div>"
+    );
+    assert!(flat(&html).contains("Be there or be square!"));
     // A heading before text stays.
     let html =
         format!("<article><h3>Schredder statt Ofen</h3><p>{PARA}</p><p>{PARA}</p></article>");
