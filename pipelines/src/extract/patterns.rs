@@ -198,7 +198,7 @@ pub(crate) fn class_id_flags(value: &[u8]) -> u16 {
         // modifier (`TestReport__Section--Ads`).
         strong = value
             .split(|c: &u8| c.is_ascii_whitespace())
-            .any(|name| name_is_furniture(name));
+            .any(name_is_furniture);
     }
     let mut flags = 0;
     if strong {
