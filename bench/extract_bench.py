@@ -16,6 +16,8 @@
     bytes_to_str), so decoding is timed for all three.
 
 Run with the peers' venv: ~/.cache/smelt-peers/venv/bin/python bench/extract_bench.py quality|speed
+  quality --only-smelt --snippets: smelt alone (any python; the results file is left as it is),
+    listing every snippet it misses ('-') or wrongly keeps ('+'); SMELT_EXTRACT_BIN picks the binary.
 Prints tables; writes the figures to bench/results/extract_quality.json / extract_speed.json
 (scratch files under target/extract-bench/).
 """
