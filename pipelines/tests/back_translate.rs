@@ -143,11 +143,22 @@ fn apertium_back_translates_reuters_stories_through_spanish_and_catalan() {
 
     // A second stage (a rerun) reads every piece from the cache and gives the same rows.
     let mut again = build(options, &input.schema());
-    let out2 = run(&mut again, input);
+    let out2 = run(&mut again, input.clone());
     assert_eq!(out2, out);
     let c2 = again.take_counters();
     assert!(c2.get("cache_hits").copied().unwrap_or(0) > 0, "{c2:?}");
     assert_eq!(c2.get("pieces_translated"), None, "nothing translated twice: {c2:?}");
+
+    // Without the cache, one process and small groups: the same rows (groups are cut by size alone).
+    let mut one = build(
+        serde_json::json!({"pivots": ["es", "ca"], "cache": false, "apertium": {"processes": 1, "batch_chars": 3000}}),
+        &input.schema(),
+    );
+    let mut two = build(
+        serde_json::json!({"pivots": ["es", "ca"], "cache": false, "apertium": {"processes": 2, "batch_chars": 3000}}),
+        &input.schema(),
+    );
+    assert_eq!(run(&mut one, input.clone()), run(&mut two, input));
 }
 
 #[test]
@@ -232,7 +243,12 @@ fn server() -> Server {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let faults = Arc::new(Faults::default());
-    let apertium = Arc::new(Apertium::new("/usr/share/apertium".into(), 2, 16_384));
+    let apertium = Arc::new(Apertium::new(
+        "/usr/share/apertium".into(),
+        2,
+        16_384,
+        Duration::from_secs(20),
+    ));
     let f = faults.clone();
     std::thread::spawn(move || {
         for stream in listener.incoming() {
@@ -393,15 +409,16 @@ fn openai_backend_retries_500s_and_garbage_and_translates_for_real() {
 #[test]
 fn timeouts_and_slow_answers_fail_only_their_documents() {
     let s = server();
-    // Every 40th request takes 1.5 s against a 0.4 s timeout (and retries are off): those pieces fail.
-    s.faults.slow_every.store(40, Ordering::SeqCst);
-    s.faults.slow_ms.store(1500, Ordering::SeqCst);
-    let docs = stories();
+    // Every 15th request takes 6 s against a 3 s timeout (and retries are off): those pieces fail.
+    s.faults.slow_every.store(15, Ordering::SeqCst);
+    s.faults.slow_ms.store(6000, Ordering::SeqCst);
+    let mut docs = stories();
+    docs.truncate(5);
     let input = batch(&docs, None);
     let mut t = build(
         openai(
             &s.url,
-            serde_json::json!({"timeout_s": 0.4, "retries": 0, "breaker_failures": 1000, "concurrency": 1}),
+            serde_json::json!({"timeout_s": 3, "retries": 0, "breaker_failures": 1000, "concurrency": 1}),
         ),
         &input.schema(),
     );

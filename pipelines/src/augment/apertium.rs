@@ -1,24 +1,23 @@
 //! The `apertium` backend: Apertium (Debian's `apertium` and language-pair
-//! packages) run as a pool of long-lived pipelines per translation direction,
-//! each in null-flush mode, so one set of processes serves every document of
-//! the run and many pieces are in flight at once.
+//! packages) run as pipelines in null-flush mode, each fed a whole group of
+//! pieces at once, `processes` groups at a time, so every stage of every
+//! pipeline is busy.
 //!
 //! ```text
-//! pieces ──escape (stream format)──► groups of ≤ batch_chars ──► free pipeline of the pool
-//!   pipeline: bash -c "$(apertium-wblank-mode -z <pair>.mode)" -g ''   (lt-proc | tagger | transfer ... | lt-proc -p)
-//!   writer thread: piece \0 piece \0 ...      reader: one answer per \0
+//! pieces ──cut into groups of ≈ batch_chars──► next group ──► a fresh pipeline (one of ≤ processes at once)
+//!   pipeline: bash -c "$(apertium-wblank-mode -z <pair>.mode)" apertium -g ''   (lt-proc | tagger | transfer ... | lt-proc -p)
+//!   writer thread: escaped piece [] \0 piece [] \0 ...      reader thread: one answer per \0
 //! answers ──count and strip unknown-word marks (*, @, #), unescape──► Translated
+//! no answer for stall_timeout_s, or the pipeline died ──► kill its process group, rest of the group
+//!   to a fresh pipeline; a piece that stalls a fresh pipeline twice fails (counted)
 //! ```
-//! A pool has `processes` pipelines (default: the number of CPUs) and starts
-//! them lazily; a pipeline that dies is replaced, and the pieces it held fail
-//! (counted) rather than stopping the run.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::backend::{apertium_code, count_words, Failure, Translated, Translator};
@@ -84,43 +83,94 @@ pub fn mode_name(from: &str, to: &str) -> Option<String> {
     Some(format!("{}-{}", apertium_code(from)?, apertium_code(to)?))
 }
 
-/// The Apertium backend: one pool of pipelines per direction.
+/// The Apertium backend: fresh null-flush pipelines, `processes` at a time.
+///
+/// Apertium's HMM tagger carries state from one piece to the next inside a
+/// pipeline (the same sentence can be tagged differently after other text),
+/// so a pipeline is started for each group of pieces and closed after it:
+/// the translation of a piece then depends only on the group it is in, and
+/// groups are cut by `batch_chars` alone, so the output is the same whatever
+/// the number of processes, threads or splits.
 #[derive(Debug)]
 pub struct Apertium {
     data_dir: PathBuf,
     processes: usize,
     batch_chars: usize,
-    pools: Mutex<HashMap<String, Arc<Pool>>>,
+    stall: Duration,
+    scripts: Mutex<HashMap<String, Arc<String>>>,
     restarts: AtomicUsize,
 }
 
 impl Apertium {
     /// A backend reading pairs from `data_dir` (`/usr/share/apertium`), with
-    /// `processes` pipelines per direction and groups of about `batch_chars`.
-    pub fn new(data_dir: PathBuf, processes: usize, batch_chars: usize) -> Apertium {
+    /// `processes` pipelines at once, groups of about `batch_chars`, and a
+    /// pipeline given up when it answers nothing for `stall`.
+    pub fn new(data_dir: PathBuf, processes: usize, batch_chars: usize, stall: Duration) -> Apertium {
         Apertium {
             data_dir,
             processes: processes.max(1),
-            batch_chars,
-            pools: Mutex::new(HashMap::new()),
+            batch_chars: batch_chars.max(1),
+            stall,
+            scripts: Mutex::new(HashMap::new()),
             restarts: AtomicUsize::new(0),
         }
     }
 
-    fn pool(&self, mode: &str) -> Arc<Pool> {
-        let mut pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
-        pools
-            .entry(mode.to_string())
-            .or_insert_with(|| {
-                Arc::new(Pool {
-                    mode_file: self.data_dir.join("modes").join(format!("{mode}.mode")),
-                    size: self.processes,
-                    started: Mutex::new(0),
-                    idle: Mutex::new(Vec::new()),
-                    freed: Condvar::new(),
-                })
-            })
-            .clone()
+    /// The shell pipeline of a mode in null-flush mode (`apertium-wblank-mode -z`), made once.
+    fn script(&self, mode: &str) -> Result<Arc<String>, String> {
+        let mut scripts = self.scripts.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(s) = scripts.get(mode) {
+            return Ok(s.clone());
+        }
+        let mode_file = self.data_dir.join("modes").join(format!("{mode}.mode"));
+        let out = Command::new("apertium-wblank-mode")
+            .arg("-z")
+            .arg(&mode_file)
+            .output()
+            .map_err(|e| format!("cannot run apertium-wblank-mode ({INSTALL_HINT}): {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "apertium-wblank-mode -z {} failed: {}",
+                mode_file.display(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        let s = Arc::new(String::from_utf8_lossy(&out.stdout).trim().to_string());
+        scripts.insert(mode.to_string(), s.clone());
+        Ok(s)
+    }
+
+    /// Translates one group in fresh pipelines: a pipeline that stalls or
+    /// dies is killed and the rest of the group goes to a new one; a piece
+    /// that stalls a fresh pipeline twice fails.
+    fn run_group(&self, script: &str, texts: &[&str]) -> Vec<Result<Translated, Failure>> {
+        let mut out: Vec<Result<Translated, Failure>> = Vec::with_capacity(texts.len());
+        let mut again_at = None;
+        while out.len() < texts.len() {
+            let start = out.len();
+            let p = match Pipeline::start(script) {
+                Ok(p) => p,
+                Err(e) => {
+                    out.extend(texts[start..].iter().map(|_| Err(Failure::Backend(e.clone()))));
+                    break;
+                }
+            };
+            let (answers, error) = p.translate(&texts[start..], self.stall);
+            out.extend(answers.into_iter().map(Ok));
+            if let Some(e) = error {
+                self.restarts.fetch_add(1, Ordering::Relaxed);
+                let at = out.len();
+                if again_at == Some(at) {
+                    tracing::warn!("Apertium failed twice on one piece, which is not translated: {e}");
+                    out.push(Err(Failure::Backend(e)));
+                    again_at = None;
+                } else {
+                    tracing::warn!("Apertium pipeline failed ({e}); the rest of its group goes to a new one");
+                    again_at = Some(at);
+                }
+            }
+        }
+        out
     }
 }
 
@@ -138,78 +188,41 @@ impl Translator for Apertium {
     }
 
     fn translate(&self, from: &str, to: &str, texts: &[&str]) -> Vec<Result<Translated, Failure>> {
-        let Some(mode) = mode_name(from, to) else {
-            return texts
-                .iter()
-                .map(|_| Err(Failure::Backend(format!("no Apertium code for {from} -> {to}"))))
-                .collect();
+        let script = match mode_name(from, to)
+            .ok_or_else(|| format!("no Apertium code for {from} -> {to}"))
+            .and_then(|m| self.script(&m))
+        {
+            Ok(s) => s,
+            Err(e) => return texts.iter().map(|_| Err(Failure::Backend(e.clone()))).collect(),
         };
-        let pool = self.pool(&mode);
-        // Groups of consecutive pieces, about batch_chars each, taken by whichever pipeline is free.
+        // Groups of consecutive pieces of about batch_chars each, cut the same way whatever the process count.
         let mut groups: Vec<std::ops::Range<usize>> = Vec::new();
-        let mut start = 0;
-        let mut chars = 0;
+        let (mut start, mut chars) = (0, 0);
         for (i, t) in texts.iter().enumerate() {
             chars += t.len();
             if chars >= self.batch_chars {
                 groups.push(start..i + 1);
-                start = i + 1;
-                chars = 0;
+                (start, chars) = (i + 1, 0);
             }
         }
         if start < texts.len() {
             groups.push(start..texts.len());
         }
         let next = AtomicUsize::new(0);
-        let results: Vec<Mutex<Option<Result<Translated, Failure>>>> = texts.iter().map(|_| Mutex::new(None)).collect();
-        let workers = pool.size.min(groups.len());
+        let done: Vec<Mutex<Vec<Result<Translated, Failure>>>> =
+            groups.iter().map(|_| Mutex::new(Vec::new())).collect();
         std::thread::scope(|s| {
-            for _ in 0..workers {
-                s.spawn(|| {
-                    let Some(mut proc_) = pool.take(|| next.load(Ordering::SeqCst) >= groups.len()) else {
-                        return;
-                    };
-                    loop {
-                        let g = next.fetch_add(1, Ordering::SeqCst);
-                        let Some(range) = groups.get(g) else { break };
-                        let answers = match proc_.as_mut() {
-                            Some(p) => p.translate(&texts[range.clone()]),
-                            None => Err("the pipeline did not start".to_string()),
-                        };
-                        match answers {
-                            Ok(answers) => {
-                                for (slot, a) in results[range.clone()].iter().zip(answers) {
-                                    *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(Ok(a));
-                                }
-                            }
-                            Err(e) => {
-                                tracing::warn!(mode, "Apertium pipeline failed, restarting it: {e}");
-                                self.restarts.fetch_add(1, Ordering::Relaxed);
-                                for slot in &results[range.clone()] {
-                                    *slot.lock().unwrap_or_else(|e| e.into_inner()) =
-                                        Some(Err(Failure::Backend(e.clone())));
-                                }
-                                proc_ = None;
-                            }
-                        }
-                        if proc_.is_none() {
-                            proc_ = pool
-                                .spawn()
-                                .map_err(|e| tracing::warn!(mode, "cannot restart Apertium: {e}"))
-                                .ok();
-                        }
-                    }
-                    pool.give_back(proc_);
+            for _ in 0..self.processes.min(groups.len()) {
+                s.spawn(|| loop {
+                    let g = next.fetch_add(1, Ordering::SeqCst);
+                    let Some(range) = groups.get(g) else { break };
+                    let r = self.run_group(&script, &texts[range.clone()]);
+                    *done[g].lock().unwrap_or_else(|e| e.into_inner()) = r;
                 });
             }
         });
-        results
-            .into_iter()
-            .map(|r| {
-                r.into_inner()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .unwrap_or_else(|| Err(Failure::Backend("not translated".into())))
-            })
+        done.into_iter()
+            .flat_map(|m| m.into_inner().unwrap_or_else(|e| e.into_inner()))
             .collect()
     }
 
@@ -223,89 +236,21 @@ impl Translator for Apertium {
     }
 }
 
-/// The pipelines of one direction.
-#[derive(Debug)]
-struct Pool {
-    mode_file: PathBuf,
-    size: usize,
-    /// Pipelines started and not given up (idle or in use).
-    started: Mutex<usize>,
-    idle: Mutex<Vec<Pipeline>>,
-    freed: Condvar,
-}
-
-impl Pool {
-    /// A free pipeline (started when the pool is not full), waiting while
-    /// all are busy; `None` once `done()` says there is no work left, or the
-    /// start failed (Some(None): the caller fails its pieces).
-    fn take(&self, done: impl Fn() -> bool) -> Option<Option<Pipeline>> {
-        loop {
-            if done() {
-                return None;
-            }
-            {
-                let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-                if let Some(p) = idle.pop() {
-                    return Some(Some(p));
-                }
-            }
-            {
-                let mut started = self.started.lock().unwrap_or_else(|e| e.into_inner());
-                if *started < self.size {
-                    *started += 1;
-                    drop(started);
-                    return Some(
-                        self.spawn()
-                            .map_err(|e| tracing::warn!("cannot start Apertium: {e}"))
-                            .ok(),
-                    );
-                }
-            }
-            let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-            let _ = self.freed.wait_timeout(idle, Duration::from_millis(20));
-        }
-    }
-
-    fn spawn(&self) -> Result<Pipeline, String> {
-        Pipeline::start(&self.mode_file)
-    }
-
-    fn give_back(&self, p: Option<Pipeline>) {
-        match p {
-            Some(p) => self.idle.lock().unwrap_or_else(|e| e.into_inner()).push(p),
-            None => *self.started.lock().unwrap_or_else(|e| e.into_inner()) -= 1,
-        }
-        self.freed.notify_one();
-    }
-}
-
-/// One running Apertium pipeline in null-flush mode.
+/// One running Apertium pipeline in null-flush mode, in a process group of its own.
 #[derive(Debug)]
 struct Pipeline {
     child: Child,
     stdin: Option<ChildStdin>,
-    stdout: BufReader<ChildStdout>,
+    stdout: Option<ChildStdout>,
 }
 
 impl Pipeline {
-    fn start(mode_file: &Path) -> Result<Pipeline, String> {
-        let script = Command::new("apertium-wblank-mode")
-            .arg("-z")
-            .arg(mode_file)
-            .output()
-            .map_err(|e| format!("cannot run apertium-wblank-mode ({INSTALL_HINT}): {e}"))?;
-        if !script.status.success() {
-            return Err(format!(
-                "apertium-wblank-mode -z {} failed: {}",
-                mode_file.display(),
-                String::from_utf8_lossy(&script.stderr).trim()
-            ));
-        }
-        let script = String::from_utf8_lossy(&script.stdout).into_owned();
+    fn start(script: &str) -> Result<Pipeline, String> {
+        use std::os::unix::process::CommandExt;
         // The mode's $1 is lt-proc's generation flag (-g keeps the unknown-word marks), $2 the tagger's extra flag.
         let mut child = Command::new("bash")
             .arg("-c")
-            .arg(script.trim())
+            .arg(script)
             .arg("apertium")
             .arg("-g")
             .arg("")
@@ -313,19 +258,26 @@ impl Pipeline {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
+            .process_group(0)
             .spawn()
             .map_err(|e| format!("cannot start the Apertium pipeline: {e}"))?;
         let stdin = child.stdin.take();
-        let stdout = BufReader::with_capacity(1 << 16, child.stdout.take().ok_or("no stdout")?);
+        let stdout = child.stdout.take();
         Ok(Pipeline { child, stdin, stdout })
     }
 
-    /// Translates pieces: all are written (on a second thread) while the answers are read.
-    fn translate(&mut self, texts: &[&str]) -> Result<Vec<Translated>, String> {
-        let stdin = self.stdin.as_mut().ok_or("stdin closed")?;
-        let stdout = &mut self.stdout;
+    /// Translates pieces in order: a thread writes them all while another
+    /// reads one answer per NUL. Returns the answers read, and why it
+    /// stopped early (no answer for `stall`, or the pipeline exited).
+    fn translate(mut self, texts: &[&str], stall: Duration) -> (Vec<Translated>, Option<String>) {
+        let (Some(mut stdin), Some(stdout)) = (self.stdin.take(), self.stdout.take()) else {
+            return (Vec::new(), Some("no pipes".into()));
+        };
+        let pgid = self.child.id();
+        let mut answers = Vec::with_capacity(texts.len());
+        let mut error = None;
         std::thread::scope(|s| {
-            let writer = s.spawn(move || -> std::io::Result<()> {
+            s.spawn(move || -> std::io::Result<()> {
                 let mut buf = Vec::with_capacity(1 << 16);
                 for t in texts {
                     escape(t, &mut buf);
@@ -338,34 +290,73 @@ impl Pipeline {
                 }
                 stdin.write_all(&buf)?;
                 stdin.flush()
+                // Dropping stdin here ends the pipeline once it has answered.
             });
-            let mut out = Vec::with_capacity(texts.len());
-            let mut raw = Vec::new();
-            for _ in texts {
-                raw.clear();
-                let n = stdout
-                    .read_until(0, &mut raw)
-                    .map_err(|e| format!("reading from Apertium: {e}"))?;
-                if n == 0 || raw.last() != Some(&0) {
-                    return Err("Apertium exited early".to_string());
+            let (tx, rx) = std::sync::mpsc::channel();
+            let n = texts.len();
+            s.spawn(move || {
+                let mut reader = BufReader::with_capacity(1 << 16, stdout);
+                for _ in 0..n {
+                    let mut raw = Vec::new();
+                    let r = match reader.read_until(0, &mut raw) {
+                        Ok(_) if raw.last() == Some(&0) => {
+                            raw.pop();
+                            Ok(raw)
+                        }
+                        Ok(_) => Err("Apertium exited early".to_string()),
+                        Err(e) => Err(format!("reading from Apertium: {e}")),
+                    };
+                    let stop = r.is_err();
+                    if tx.send(r).is_err() || stop {
+                        break;
+                    }
                 }
-                raw.pop();
-                out.push(unescape(&String::from_utf8_lossy(&raw)));
+            });
+            while answers.len() < n {
+                match rx.recv_timeout(stall) {
+                    Ok(Ok(raw)) => answers.push(unescape(&String::from_utf8_lossy(&raw))),
+                    Ok(Err(e)) => {
+                        error = Some(e);
+                        break;
+                    }
+                    Err(_) => {
+                        error = Some(format!("no answer for {} s", stall.as_secs_f64()));
+                        break;
+                    }
+                }
             }
-            writer
-                .join()
-                .map_err(|_| "writer panicked".to_string())?
-                .map_err(|e| format!("writing to Apertium: {e}"))?;
-            Ok(out)
-        })
+            if error.is_some() {
+                // Unblocks both threads: the reader sees end of file, the writer a broken pipe.
+                kill_group(pgid);
+            }
+        });
+        (answers, error)
     }
+}
+
+/// SIGKILL to every process of the pipeline's group.
+fn kill_group(pgid: u32) {
+    let _ = Command::new("kill")
+        .args(["-KILL", "--", &format!("-{pgid}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
 }
 
 impl Drop for Pipeline {
     fn drop(&mut self) {
-        // End of input ends every process of the pipeline in turn.
+        // End of input ends every process of the pipeline in turn, and bash
+        // waits for them (so their CPU time is accounted to smelt); a stuck
+        // pipeline is killed after a while.
         self.stdin.take();
-        let _ = self.child.kill();
+        self.stdout.take();
+        for _ in 0..500 {
+            if !matches!(self.child.try_wait(), Ok(None)) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        kill_group(self.child.id());
         let _ = self.child.wait();
     }
 }

@@ -161,7 +161,10 @@ fn default_apertium_dir() -> String {
     "/usr/share/apertium".into()
 }
 fn default_batch_chars() -> usize {
-    16_384
+    65_536
+}
+fn default_stall_s() -> f64 {
+    20.0
 }
 
 /// Settings of the `apertium` backend.
@@ -171,12 +174,15 @@ pub struct ApertiumOptions {
     /// Apertium's data directory, holding `modes/` (default `/usr/share/apertium`, as `apertium -d`).
     #[serde(default = "default_apertium_dir")]
     pub data_dir: String,
-    /// Pipelines per translation direction (default: the number of CPUs).
+    /// Pipelines running at once (default: the number of CPUs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub processes: Option<usize>,
-    /// Characters of text sent to one pipeline at a time (default 16384).
+    /// Characters of text in one group, translated by one fresh pipeline (default 65536).
     #[serde(default = "default_batch_chars")]
     pub batch_chars: usize,
+    /// A pipeline that answers nothing for this long is killed (default 20 s).
+    #[serde(default = "default_stall_s")]
+    pub stall_timeout_s: f64,
 }
 
 impl Default for ApertiumOptions {
@@ -185,6 +191,7 @@ impl Default for ApertiumOptions {
             data_dir: default_apertium_dir(),
             processes: None,
             batch_chars: default_batch_chars(),
+            stall_timeout_s: default_stall_s(),
         }
     }
 }
@@ -381,6 +388,12 @@ pub fn configure(options: serde_json::Value) -> Result<StageConfig, OptionError>
     if c.max_chunk_chars < 20 {
         return Err(at(&["max_chunk_chars"], "max_chunk_chars must be at least 20".into()));
     }
+    if !(c.apertium.stall_timeout_s > 0.0) {
+        return Err(at(
+            &["apertium", "stall_timeout_s"],
+            "stall_timeout_s must be above 0".into(),
+        ));
+    }
     if c.apertium.processes == Some(0) {
         return Err(at(&["apertium", "processes"], "processes must be at least 1".into()));
     }
@@ -467,6 +480,7 @@ impl BackTranslateConfig {
                     dir,
                     self.apertium.processes.unwrap_or(cpus),
                     self.apertium.batch_chars,
+                    Duration::from_secs_f64(self.apertium.stall_timeout_s),
                 ))
             }
             BackendKind::Openai | BackendKind::Libretranslate => {
