@@ -366,7 +366,7 @@ pub fn configure(options: serde_json::Value) -> Result<StageConfig, OptionError>
             format!("fraction {} is not between 0 and 1", s.fraction),
         ));
     }
-    if s.column.is_some() != !s.values.is_empty() {
+    if s.column.is_some() == s.values.is_empty() {
         return Err(at(
             &["select", "values"],
             "`select.column` and `select.values` go together".into(),
@@ -388,7 +388,7 @@ pub fn configure(options: serde_json::Value) -> Result<StageConfig, OptionError>
     if c.max_chunk_chars < 20 {
         return Err(at(&["max_chunk_chars"], "max_chunk_chars must be at least 20".into()));
     }
-    if !(c.apertium.stall_timeout_s > 0.0) {
+    if c.apertium.stall_timeout_s.is_nan() || c.apertium.stall_timeout_s <= 0.0 {
         return Err(at(
             &["apertium", "stall_timeout_s"],
             "stall_timeout_s must be above 0".into(),
@@ -430,13 +430,13 @@ pub fn configure(options: serde_json::Value) -> Result<StageConfig, OptionError>
             if c.backend == BackendKind::Openai && h.model.is_none() {
                 return Err(at(&["http", "model"], "backend `openai` needs `http.model`".into()));
             }
-            if h.concurrency == 0 || h.breaker_failures == 0 || !(h.timeout_s > 0.0) {
+            if h.concurrency == 0 || h.breaker_failures == 0 || h.timeout_s.is_nan() || h.timeout_s <= 0.0 {
                 return Err(at(
                     &["http"],
                     "concurrency, breaker_failures and timeout_s must be above 0".into(),
                 ));
             }
-            if h.requests_per_second.is_some_and(|r| !(r > 0.0)) {
+            if h.requests_per_second.is_some_and(|r| r.is_nan() || r <= 0.0) {
                 return Err(at(
                     &["http", "requests_per_second"],
                     "requests_per_second must be above 0".into(),
@@ -624,6 +624,9 @@ struct BackTranslate {
     norm: (String, String),
 }
 
+/// A piece's translation, once asked for.
+type Answer = Option<Result<Translated, Failure>>;
+
 /// One back-translation in progress: a document through one chain.
 struct Job {
     row: usize,
@@ -691,7 +694,7 @@ impl BackTranslate {
                     });
                 }
             }
-            let mut answers: Vec<Option<Result<Translated, Failure>>> = vec![None; unique.len()];
+            let mut answers: Vec<Answer> = vec![None; unique.len()];
             let mut misses = Vec::new();
             for (u, text) in unique.iter().enumerate() {
                 match &shared.cache {
@@ -716,7 +719,7 @@ impl BackTranslate {
                 }
                 *self.counters.entry("pieces_translated".into()).or_default() += misses.len() as u64;
             }
-            let results: Vec<(usize, Vec<&Option<Result<Translated, Failure>>>)> = members
+            let results: Vec<(usize, Vec<&Answer>)> = members
                 .iter()
                 .map(|&j| (j, jobs[j].pieces.iter().map(|p| &answers[index[p.as_str()]]).collect()))
                 .collect();
