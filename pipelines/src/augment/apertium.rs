@@ -424,6 +424,27 @@ mod tests {
     }
 
     #[test]
+    fn a_stalled_pipeline_is_killed_and_only_its_stuck_piece_fails() {
+        // A null-flush filter in the shape of an Apertium mode that never answers a piece holding HANG.
+        let script = r#"while IFS= read -r -d '' x; do case "$x" in *HANG*) sleep 60;; esac; printf '%s\0' "$x"; done"#;
+        let a = Apertium::new(PathBuf::from("/nonexistent"), 1, 1 << 16, Duration::from_millis(700));
+        let started = std::time::Instant::now();
+        let out = a.run_group(script, &["one", "two HANG", "three"]);
+        assert_eq!(out[0].as_ref().unwrap().text, "one");
+        assert!(
+            matches!(&out[1], Err(Failure::Backend(e)) if e.contains("no answer")),
+            "{:?}",
+            out[1]
+        );
+        assert_eq!(out[2].as_ref().unwrap().text, "three");
+        assert_eq!(a.take_counters(), vec![("apertium_restarts".to_string(), 2)]);
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the sleeping process was killed"
+        );
+    }
+
+    #[test]
     fn missing_pairs_name_the_package() {
         let dir = tempfile::tempdir().unwrap();
         let e = check_installed(dir.path(), &[("en".into(), "es".into())]);
