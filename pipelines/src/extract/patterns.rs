@@ -8,7 +8,7 @@
 
 use std::sync::OnceLock;
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 
 use super::dom::flag;
 
@@ -150,6 +150,8 @@ struct Matcher {
     ac: AhoCorasick,
     strong: usize,
     weak: usize,
+    /// Index of the first microformat pattern (`hentry`, `h-entry`: the last ones).
+    hentry: usize,
 }
 
 fn matcher() -> &'static Matcher {
@@ -159,12 +161,16 @@ fn matcher() -> &'static Matcher {
         let ac = AhoCorasickBuilder::new()
             .ascii_case_insensitive(true)
             .match_kind(MatchKind::Standard)
+            // A DFA (a few hundred KB for these words): the default picks a
+            // slower NFA past a hundred or so patterns.
+            .kind(Some(AhoCorasickKind::DFA))
             .build(&patterns)
             .expect("valid literal patterns");
         Matcher {
             ac,
             strong: STRONG.len(),
             weak: WEAK.len(),
+            hentry: patterns.len() - 2,
         }
     })
 }
@@ -175,15 +181,15 @@ pub(crate) fn class_id_flags(value: &[u8]) -> u16 {
         return 0;
     }
     let value = &value[..value.len().min(512)];
-    if has_word(value, b"hentry") || has_word(value, b"h-entry") {
-        // The microformat of a blog entry: content, whatever its taxonomy
-        // classes say (`tag-grundeinkommen`, `category-news`).
-        return flag::POSITIVE;
-    }
     let m = matcher();
     let (mut strong, mut weak, mut positive) = (false, false, false);
     for found in m.ac.find_overlapping_iter(value) {
         let p = found.pattern().as_usize();
+        if p >= m.hentry && (has_word(value, b"hentry") || has_word(value, b"h-entry")) {
+            // The microformat of a blog entry: content, whatever its taxonomy
+            // classes say (`tag-grundeinkommen`, `category-news`).
+            return flag::POSITIVE;
+        }
         if p < m.strong {
             strong = true;
         } else if p < m.strong + m.weak {
@@ -231,6 +237,9 @@ fn name_is_furniture(name: &[u8]) -> bool {
     };
     if first.len() <= 8 && STRONG_WORDS.iter().any(|s| first.eq_ignore_ascii_case(s)) {
         return true;
+    }
+    if first.len() == name.len() {
+        return false;
     }
     let modifier = name
         .windows(2)
