@@ -22,6 +22,11 @@ fn fixtures() -> std::path::PathBuf {
     repo().join("tests/fixtures/net")
 }
 
+/// Real article pages (newspaper4k's test pages, shared with the extraction tests).
+fn pages_dir() -> std::path::PathBuf {
+    repo().join("pipelines/tests/fixtures/html")
+}
+
 /// A server holding the Common Crawl layout of tests/fixtures/net/cc.
 fn cc_server() -> HttpServer {
     let srv = HttpServer::start();
@@ -478,7 +483,7 @@ fn feed_server(entries: Option<usize>) -> (HttpServer, Vec<String>) {
             .to_string();
         srv.put(
             &path,
-            std::fs::read(fixtures().join("pages").join(pages[i % pages.len()])).unwrap(),
+            std::fs::read(pages_dir().join(pages[i % pages.len()])).unwrap(),
         );
         links.push(path);
     }
@@ -537,7 +542,7 @@ fn rss_fetches_new_articles_politely_and_remembers_items_across_runs() {
     for l in &all_links[10..] {
         srv.put(
             l,
-            std::fs::read(fixtures().join("pages/arabic_article.html")).unwrap(),
+            std::fs::read(pages_dir().join("arabic_article.html")).unwrap(),
         );
     }
     let r2 = env.json(&["run", &p]);
@@ -718,7 +723,7 @@ fn rss_items_on_a_host_whose_robots_txt_fails_are_tried_again_next_run() {
         .unwrap()
         .replace("http://www.heise.de/", &pages.url("/"));
     feed.put("/heise.atom", atom.clone().into_bytes());
-    let page = std::fs::read(fixtures().join("pages/cleveland.com1.html")).unwrap();
+    let page = std::fs::read(pages_dir().join("cleveland.com1.html")).unwrap();
     for entry in atom.split("<entry>").skip(1) {
         let href = &entry[entry.find("rel=\"alternate\"").unwrap()..];
         let href = &href[href.find("href=\"").unwrap() + 6..];
