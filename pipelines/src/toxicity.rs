@@ -287,6 +287,22 @@ fn joins_word(c: char) -> bool {
     (c.is_alphanumeric() || c == '_') && !is_spaceless(c)
 }
 
+/// Keeps, of overlapping matches `(start, end, pattern)`, the leftmost and
+/// then longest ones, none overlapping (as a regex alternation would match).
+pub(crate) fn keep_leftmost_longest(out: &mut Vec<(usize, usize, usize)>) {
+    out.sort_by_key(|&(s, e, _)| (s, std::cmp::Reverse(e)));
+    let mut kept = 0;
+    let mut last_end = 0;
+    for i in 0..out.len() {
+        if out[i].0 >= last_end {
+            last_end = out[i].1;
+            out[kept] = out[i];
+            kept += 1;
+        }
+    }
+    out.truncate(kept);
+}
+
 pub(crate) fn at_boundaries(hay: &str, start: usize, end: usize) -> bool {
     !hay[..start].chars().next_back().is_some_and(joins_word) && !hay[end..].chars().next().is_some_and(joins_word)
 }
@@ -499,17 +515,7 @@ fn find_matches(lex: &Lexicon, hay: &str, mask: u64, out: &mut Vec<Found>) {
             out.push((m.start(), m.end(), t));
         }
     }
-    out.sort_by_key(|&(s, e, _)| (s, std::cmp::Reverse(e)));
-    let mut kept = 0;
-    let mut last_end = 0;
-    for i in 0..out.len() {
-        if out[i].0 >= last_end {
-            last_end = out[i].1;
-            out[kept] = out[i];
-            kept += 1;
-        }
-    }
-    out.truncate(kept);
+    keep_leftmost_longest(out);
 }
 
 /// The toxicity verdict of `toxicity`'s lists for other stages (`audit`):

@@ -15,7 +15,7 @@ use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 use smelt_catalog::audit::bad_label_char;
 use smelt_engine::{EngineError, Result};
 
-use crate::toxicity::{at_boundaries, is_spaceless, normalize};
+use crate::toxicity::{at_boundaries, is_spaceless, keep_leftmost_longest, normalize};
 
 /// The bundled lexicons by language: HolisticBias v1.1 descriptors and pronouns.
 pub const BUNDLED: [(&str, &[(&str, &str)]); 1] = [(
@@ -255,17 +255,7 @@ impl Matcher {
                 }
             }
         }
-        out.sort_by_key(|&(s, e, _)| (s, std::cmp::Reverse(e)));
-        let mut kept = 0;
-        let mut last_end = 0;
-        for i in 0..out.len() {
-            if out[i].0 >= last_end {
-                last_end = out[i].1;
-                out[kept] = out[i];
-                kept += 1;
-            }
-        }
-        out.truncate(kept);
+        keep_leftmost_longest(out);
     }
 }
 
