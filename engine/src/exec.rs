@@ -233,6 +233,11 @@ pub fn schema_desc(schema: &SchemaRef) -> Vec<FieldDesc> {
         .collect()
 }
 
+/// Rows per row group of a barrier's scratch spill (rows reaching a barrier).
+const SPILL_ROW_GROUP_ROWS: usize = 16_384;
+/// A spill's open row group is flushed past this many bytes (it is held in memory).
+const SPILL_ROW_GROUP_BYTES: usize = 16 << 20;
+
 /// Runs this rank's share of a pipeline, writing shards and completion
 /// records to `store`. Does not commit.
 ///
@@ -839,8 +844,11 @@ async fn run_split(
                     std::fs::create_dir_all(dir).map_err(|e| io_error(dir, e))?;
                     let tmp = spill.with_extension(format!("tmp-{}", std::process::id()));
                     let f = std::fs::File::create(&tmp).map_err(|e| io_error(&tmp, e))?;
+                    // Small row groups, also cut by bytes below: the writer holds its open
+                    // row group in memory, so a split's spill must not grow with the split.
                     let props = parquet::file::properties::WriterProperties::builder()
                         .set_compression(parquet::basic::Compression::ZSTD(parquet::basic::ZstdLevel::try_new(1).expect("level 1")))
+                        .set_max_row_group_row_count(Some(SPILL_ROW_GROUP_ROWS))
                         .build();
                     let writer = parquet::arrow::ArrowWriter::try_new(f, schema.clone(), Some(props))
                         .map_err(|e| EngineError::External(format!("{}: {e}", tmp.display())))?;
@@ -855,6 +863,7 @@ async fn run_split(
                         let (w, o, res) = on_cpu(&cpu, move || {
                             let res = w
                                 .write(&batch)
+                                .and_then(|()| if w.in_progress_size() > SPILL_ROW_GROUP_BYTES { w.flush() } else { Ok(()) })
                                 .map_err(|e| EngineError::External(format!("cannot spill rows to scratch: {e}")))
                                 .and_then(|()| o.observe(&batch));
                             (w, o, res)
