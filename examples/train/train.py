@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """A small GPT trained for a few hundred steps on a smelt version's token
-shards, fed by smelt_data.TokenShardDataset through a DataLoader with one
-worker. Reports where each step's time goes (waiting for data vs the rest)
+shards, fed by smelt_data's ShardLoader (one worker process, batches handed
+over in shared page-locked buffers and copied to the GPU asynchronously) or,
+with --loader dataloader, by torch's DataLoader with one worker. Reports where each step's time goes (waiting for data vs the rest)
 and, on a GPU, its utilisation sampled every 50 ms (NVML), to show whether
 the loader ever idles the GPU.
 
@@ -24,7 +25,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "python"))
-from smelt_data import TokenShardDataset  # noqa: E402
+from smelt_data import ShardLoader, TokenShardDataset  # noqa: E402
 
 MODELS = {  # layers, heads, width
     "tiny": (2, 4, 128),
@@ -101,6 +102,7 @@ def main():
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--warmup", type=int, default=20, help="steps left out of the timing")
     ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--loader", choices=["shard", "dataloader"], default="shard")
     ap.add_argument("--compile", action="store_true")
     ap.add_argument("--expected-tokenizer", default=None)
     ap.add_argument("--out", default=None)
@@ -117,8 +119,11 @@ def main():
     params = sum(p.numel() for p in model.parameters())
     opt = torch.optim.AdamW(model.parameters(), lr=6e-4, weight_decay=0.1, fused=device == "cuda")
     step_fn = torch.compile(model) if a.compile else model
-    loader = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=a.workers, pin_memory=device == "cuda",
-                                         persistent_workers=False, prefetch_factor=4 if a.workers else None)
+    if a.loader == "shard":
+        loader = ShardLoader(ds, batch_size=a.batch, num_workers=a.workers, device=device, pin_memory=device == "cuda")
+    else:
+        loader = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=a.workers, pin_memory=device == "cuda",
+                                             persistent_workers=False, prefetch_factor=4 if a.workers else None)
     gpu = GpuSampler() if device == "cuda" else None
     waits, steps_s, losses = [], [], []
     epoch, it, step = 0, iter(loader), 0
@@ -129,7 +134,8 @@ def main():
             batch = next(it)
         except StopIteration:
             epoch += 1
-            ds.set_epoch(epoch)
+            if a.loader == "dataloader":
+                ds.set_epoch(epoch)
             it = iter(loader)
             continue
         if batch.shape[0] != a.batch:  # an epoch's last, smaller batch
@@ -167,7 +173,7 @@ def main():
     out = {
         "device": torch.cuda.get_device_name(0) if device == "cuda" else "cpu",
         "model": model_name, "params_M": round(params / 1e6, 1), "seq_len": a.seq_len, "batch": a.batch,
-        "steps": a.steps, "timed_steps": timed, "workers": a.workers, "compile": a.compile,
+        "steps": a.steps, "timed_steps": timed, "workers": a.workers, "loader": a.loader, "compile": a.compile,
         "tokens_per_s": round(tokens / total) if total else None,
         "step_ms_mean": round(1000 * total / timed, 2) if timed else None,
         "data_wait_ms_mean": round(1000 * sum(waits) / timed, 3) if timed else None,

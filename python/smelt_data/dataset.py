@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import json
 import os
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Sequence, Union
@@ -99,6 +101,10 @@ class TokenShardDataset(_Base):
         batch_size: yield ready batches ``[batch_size, seq_len + 1]`` (one copy, no collate) for
             ``DataLoader(ds, batch_size=None)``: far less per-sample work and inter-process traffic
             than the DataLoader's own batching. The last batch of an epoch may be smaller.
+            :class:`smelt_data.ShardLoader` hands such batches over through shared buffers instead.
+        dtype: the samples' integer type, ``int64`` (what ``nn.Embedding`` and ``cross_entropy`` take)
+            or ``int32`` (half the bytes to move; widen on the GPU).
+        prefetch: row groups read ahead by a background thread (0: read when needed).
     """
 
     def __init__(
@@ -115,6 +121,8 @@ class TokenShardDataset(_Base):
         eos_id: Optional[int] = None,
         num_workers: Optional[int] = None,
         batch_size: Optional[int] = None,
+        dtype: Union[str, np.dtype] = "int64",
+        prefetch: int = 1,
     ):
         if world_size < 1 or not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is not in 0..{world_size - 1}")
@@ -133,6 +141,12 @@ class TokenShardDataset(_Base):
         if batch_size is not None and batch_size < 1:
             raise ValueError("batch_size must be positive")
         self.batch_size = batch_size
+        self.dtype = np.dtype(dtype)
+        if prefetch < 0:
+            raise ValueError("prefetch must be >= 0")
+        self.prefetch = prefetch
+        if self.dtype not in (np.dtype(np.int64), np.dtype(np.int32)):
+            raise ValueError(f"dtype must be int64 or int32, not {self.dtype}")
         self.tokenizer, self.tokenizer_hash, self.vocab_size, recorded_eos = self._tokenizer_metadata()
         self.recorded_eos = recorded_eos
         self.eos_id = eos_id if eos_id is not None else recorded_eos
@@ -218,7 +232,7 @@ class TokenShardDataset(_Base):
         """
         t = pq.ParquetFile(self.paths[c.shard]).read_row_group(c.row_group, columns=["input_ids"])
         col = t.column("input_ids").combine_chunks()
-        values = col.values.to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+        values = col.values.to_numpy(zero_copy_only=False)  # uint32: widened once, when copied into a batch
         offsets = col.offsets.to_numpy().astype(np.int64)
         rows = len(offsets) - 1
         starts, ends = offsets[:-1], offsets[1:]
@@ -237,10 +251,8 @@ class TokenShardDataset(_Base):
             order = order + np.arange(rows)
             starts, ends = starts[order], ends[order]
         lengths = ends - starts
-        total = int(lengths.sum())
-        if self.shuffle and rows > 1:
-            row_starts_out = np.cumsum(lengths) - lengths
-            stream = values[np.arange(total, dtype=np.int64) - np.repeat(row_starts_out - starts, lengths)]
+        if self.shuffle and rows > 1:  # one slice per row: cheaper than a gather through an index array
+            stream = np.concatenate([values[s:e] for s, e in zip(starts.tolist(), ends.tolist())])
         else:
             stream = values[offsets[0]:offsets[-1]]
         added = 0
@@ -249,28 +261,70 @@ class TokenShardDataset(_Base):
             added = rows
         return stream, starts, added
 
-    def _samples(self, consumer: int, consumers: int, skip: int) -> Iterator[np.ndarray]:
+    def _blocks(self, consumer: int, consumers: int, skip: int) -> Iterator[np.ndarray]:
+        """The consumer's samples after the first ``skip``, as read-only ``[k, seq_len + 1]`` views
+        of the token stream (row i starts at token i * seq_len): a whole chunk's samples at once."""
         L = self.seq_len
         start = skip * L  # stream position where the next sample starts
         pos = 0  # stream position of buf[0]
-        buf = np.empty(0, dtype=np.int64)
-        for ci in self.consumer_chunks(consumer, consumers):
-            c = self.chunks[ci]
-            if buf.size == 0:
-                n = self._cheap_tokens(c)
-                if pos + n <= start:  # resuming: the chunk ends before the next sample starts
-                    pos += n
-                    continue
-            stream = self._row_ids(c)[0]
+        buf = np.empty(0, dtype=np.uint32)
+        todo = [self.chunks[ci] for ci in self.consumer_chunks(consumer, consumers)]
+        while todo and pos + self._cheap_tokens(todo[0]) <= start:  # resuming: chunks that end before it
+            pos += self._cheap_tokens(todo.pop(0))
+        for stream in self._streams(todo):
             buf = np.concatenate([buf, stream]) if buf.size else stream
             if pos < start:
                 drop = min(start - pos, buf.size)
                 buf = buf[drop:]
                 pos += drop
-            while buf.size >= L + 1:
-                yield buf[:L + 1]
-                buf = buf[L:]
-                pos += L
+            k = (buf.size - 1) // L
+            if k > 0:
+                step = buf.strides[0]
+                yield np.lib.stride_tricks.as_strided(buf, shape=(k, L + 1), strides=(L * step, step), writeable=False)
+                buf = buf[k * L:]
+                pos += k * L
+
+    def _streams(self, chunks: List[Chunk]) -> Iterator[np.ndarray]:
+        """The chunks' token streams, the next one read (Parquet decoding, which frees the GIL)
+        in a background thread while the current one is cut into samples."""
+        if self.prefetch == 0 or len(chunks) < 2:
+            for c in chunks:
+                yield self._row_ids(c)[0]
+            return
+        with ThreadPoolExecutor(1, thread_name_prefix="smelt-read") as pool:
+            ahead = deque(pool.submit(self._row_ids, c) for c in chunks[:self.prefetch])
+            for i in range(len(chunks)):
+                stream = ahead.popleft().result()[0]
+                if i + self.prefetch < len(chunks):
+                    ahead.append(pool.submit(self._row_ids, chunks[i + self.prefetch]))
+                yield stream
+
+    def _samples(self, consumer: int, consumers: int, skip: int) -> Iterator[np.ndarray]:
+        for block in self._blocks(consumer, consumers, skip):
+            yield from block
+
+    def fill_batches(self, consumer: int, consumers: int, skip: int, buffer) -> Iterator[tuple]:
+        """Copies the consumer's samples (after the first ``skip``) into batches of ``batch_size``.
+
+        ``buffer()`` returns ``(key, array)`` with an array of at least ``[batch_size, seq_len + 1]``
+        to write the next batch into; it is called only when a batch is about to be written.
+        Yields ``(key, samples written)`` per batch (the epoch's last batch may be short).
+        """
+        B = self.batch_size or 1
+        key, out, n = None, None, 0
+        for block in self._blocks(consumer, consumers, skip):
+            i = 0
+            while i < len(block):
+                if key is None:
+                    key, out = buffer()
+                m = min(B - n, len(block) - i)
+                out[n:n + m] = block[i:i + m]
+                n, i = n + m, i + m
+                if n == B:
+                    yield key, n
+                    key, n = None, 0
+        if n:
+            yield key, n
 
     def _cheap_tokens(self, c: Chunk) -> int:
         """Tokens the chunk adds to the stream, from its n_tokens (and EOS) without its ids when possible."""
@@ -292,17 +346,17 @@ class TokenShardDataset(_Base):
         skip = self._resume.get(consumer, 0)
         self._taken[consumer] = skip
         if self.batch_size:
-            batch = []
-            for s in self._samples(consumer, consumers, skip):
-                batch.append(s)
-                if len(batch) == self.batch_size:
-                    yield self._out(np.stack(batch), consumer, len(batch))
-                    batch = []
-            if batch:
-                yield self._out(np.stack(batch), consumer, len(batch))
+            shape = (self.batch_size, self.seq_len + 1)
+
+            def fresh():
+                arr = np.empty(shape, self.dtype)
+                return arr, arr
+
+            for arr, n in self.fill_batches(consumer, consumers, skip, fresh):
+                yield self._out(arr[:n], consumer, n)
             return
         for s in self._samples(consumer, consumers, skip):
-            yield self._out(s.copy(), consumer, 1)
+            yield self._out(s.astype(self.dtype), consumer, 1)
 
     def _out(self, arr: np.ndarray, consumer: int, samples: int):
         self._taken[consumer] += samples
