@@ -233,6 +233,7 @@ class ShardLoader:
         try:
             msg = _BATCH.unpack(wk.conn.recv_bytes())
         except EOFError:
+            wk.proc.join(timeout=5)  # reap it, for the exit code
             raise LoaderWorkerError(f"loader worker {w} died (exit code {wk.proc.exitcode})") from None
         if msg[0] == -2:
             tb = wk.conn.recv_bytes().decode(errors="replace")

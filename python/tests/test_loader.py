@@ -147,3 +147,16 @@ def test_batches_are_torch_tensors_and_go_to_the_gpu_when_asked(tmp_path):
         assert loader._pinned
     assert all(b.is_cuda for b in gpu)
     assert [b.cpu().tolist() for b in gpu] == [b.tolist() for b in cpu]
+
+
+def test_a_killed_worker_is_reported_with_its_exit_code(tmp_path):
+    import os
+    import signal
+    write_version(tmp_path, [200], row_group=5)
+    with ShardLoader(TokenShardDataset(tmp_path, seq_len=4), batch_size=2, ring=2, hold=1) as loader:
+        it = iter(loader)
+        next(it)
+        os.kill(loader._workers[0].proc.pid, signal.SIGKILL)
+        with pytest.raises(LoaderWorkerError, match=r"died \(exit code -9\)"):
+            for _ in it:
+                pass
