@@ -232,20 +232,27 @@ class ShardLoader:
                 raise LoaderWorkerError(f"loader worker {w} gave no batch in {self.timeout} s")
         try:
             msg = _BATCH.unpack(wk.conn.recv_bytes())
-        except EOFError:
-            wk.proc.join(timeout=5)  # reap it, for the exit code
-            raise LoaderWorkerError(f"loader worker {w} died (exit code {wk.proc.exitcode})") from None
+        except (EOFError, OSError):
+            raise self._died(w) from None
         if msg[0] == -2:
             tb = wk.conn.recv_bytes().decode(errors="replace")
             self._stop()
             raise LoaderWorkerError(f"loader worker {w} failed:\n{tb}")
         return msg
 
+    def _died(self, w: int) -> LoaderWorkerError:
+        proc = self._workers[w].proc
+        proc.join(timeout=5)  # reap it, for the exit code
+        return LoaderWorkerError(f"loader worker {w} died (exit code {proc.exitcode})")
+
     def _release_oldest(self) -> None:
         w, slot, event = self._held.popleft()
         if event is not None:
             event.synchronize()  # the slot's copy to the device has finished
-        self._workers[w].conn.send_bytes(_SLOT.pack(slot))
+        try:
+            self._workers[w].conn.send_bytes(_SLOT.pack(slot))
+        except OSError:
+            raise self._died(w) from None
 
     # ----- iteration and state -----
 
