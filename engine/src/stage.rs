@@ -355,6 +355,16 @@ pub struct BarrierContext {
     pub parallelism: usize,
 }
 
+impl BarrierContext {
+    /// Memory one observer may hold, in bytes: `memory_budget / parallelism / 2`.
+    /// Observers run `parallelism` at once and share half the budget between
+    /// them; the other half is left for what runs beside them (the batches in
+    /// flight, the engine's spill of the rows, a sort's order vector).
+    pub fn observer_share(&self) -> usize {
+        self.memory_budget / self.parallelism.max(1) / 2
+    }
+}
+
 /// A barrier stage's configuration (DESIGN.md, "Stages"). The engine runs it
 /// in three steps, and may run them in different processes (ranks):
 ///

@@ -198,11 +198,9 @@ impl BarrierConfig for DedupLines {
         split: u32,
     ) -> Result<Box<dyn BarrierObserver>> {
         let path = lines_path(&ctx.observed_dir, split);
-        // Observers run `parallelism` at once and share half the budget.
-        let share = ctx.memory_budget / ctx.parallelism.max(1) / 2;
         Ok(Box::new(Observer {
             min_line_chars: self.c.min_line_chars,
-            entries: ExternalSort::new(path.clone(), share),
+            entries: ExternalSort::new(path.clone(), ctx.observer_share()),
             path,
             row: 0,
         }))

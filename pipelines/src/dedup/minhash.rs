@@ -45,6 +45,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
+use super::{against, io};
 use arrow::array::{
     Array, ArrayRef, AsArray, Float32Array, ListArray, StringArray, StructArray, UInt32Array,
     UInt64Array,
@@ -54,7 +55,6 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit, TimestampMi
 use arrow::record_batch::RecordBatch;
 use regex::Regex;
 use serde::{Deserialize, Serialize};
-use super::{against, io};
 use smelt_engine::str_at;
 use smelt_engine::yaml::PathSeg;
 use smelt_engine::{
@@ -438,7 +438,6 @@ fn node(split: u32, row: u64) -> Result<u64> {
     Ok((u64::from(split) << 40) | row)
 }
 
-
 fn language_column(schema: &Schema) -> Option<&'static str> {
     ["language", "lang"]
         .into_iter()
@@ -663,10 +662,7 @@ impl BarrierConfig for DedupMinhash {
     ) -> Result<Box<dyn BarrierObserver>> {
         let width = self.config.hashes_per_bucket + 2;
         let bands = self.config.buckets;
-        // Observers run `parallelism` at once and share half the budget; the
-        // rest is for the sort's order vector and the engine.
-        let share = ctx.memory_budget / ctx.parallelism.max(1) / 2;
-        let per_band = (share / 8 / bands / width).max(16) * width;
+        let per_band = (ctx.observer_share() / 8 / bands / width).max(16) * width;
         Ok(Box::new(Observer {
             signer: self.signer.clone(),
             width,
@@ -804,7 +800,10 @@ impl BarrierConfig for DedupMinhash {
             ("duplicates".to_string(), dropped),
         ])
         .into_iter()
-        .chain((!self.config.against.is_empty()).then(|| ("duplicates_of_earlier".to_string(), w.earlier)))
+        .chain(
+            (!self.config.against.is_empty())
+                .then(|| ("duplicates_of_earlier".to_string(), w.earlier)),
+        )
         .chain(per_earlier)
         .collect())
     }
@@ -873,7 +872,13 @@ impl DedupMinhash {
                 .map(|l| band_path(&ctx.observed_dir, l.0, band))
                 .collect();
             let run = against::run_band(&paths, width, |n| dense(layout, n))?;
-            block_on(against::match_band(&earlier, &self.config, band, &run, &mut m))?;
+            block_on(against::match_band(
+                &earlier,
+                &self.config,
+                band,
+                &run,
+                &mut m,
+            ))?;
         }
         let mut counts: BTreeMap<String, u64> = earlier
             .iter()
