@@ -374,6 +374,43 @@ impl Net {
         Ok(u)
     }
 
+    /// Runs `attempt` until it succeeds, fails for good, or has failed
+    /// `retries + 1` times, waiting [`Net::backoff`] between tries; each
+    /// retry is a `net_retry` event (recovered). The final error is returned,
+    /// not pushed: callers decide whether it is a lost input.
+    fn retrying<T>(
+        &self,
+        url: &str,
+        events: &Events,
+        mut attempt: impl FnMut() -> Result<T, TryError>,
+    ) -> Result<T, FetchError> {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match attempt() {
+                Ok(v) => return Ok(v),
+                Err(TryError::Fatal(e)) => return Err(e),
+                Err(TryError::Retry(message)) if tries > self.opts.retries => {
+                    return Err(FetchError::Failed {
+                        url: url.to_string(),
+                        message,
+                        tries,
+                    })
+                }
+                Err(TryError::Retry(message)) => {
+                    let wait = self.backoff(tries - 1);
+                    push(
+                        events,
+                        "net_retry",
+                        format!("{url}: {message}; try {} in {wait:?}", tries + 1),
+                        false,
+                    );
+                    std::thread::sleep(wait);
+                }
+            }
+        }
+    }
+
     /// GETs a whole response, retrying 5xx, 429, timeouts and resets.
     /// `validators` make it conditional (a 304 comes back as `status: 304`).
     ///
@@ -387,10 +424,8 @@ impl Net {
     ) -> Result<Fetched, FetchError> {
         let u = Self::parse_url(url)?;
         let host = self.host(&u);
-        let mut tries = 0;
-        loop {
-            tries += 1;
-            let attempt = runtime().block_on(async {
+        self.retrying(url, events, || {
+            runtime().block_on(async {
                 let _permit = self.enter(&host).await;
                 let mut req = self
                     .client
@@ -431,15 +466,7 @@ impl Net {
                         body: Bytes::new(),
                     });
                 }
-                if status >= 500 || status == 429 || status == 408 {
-                    return Err(TryError::Retry(format!("HTTP {status}")));
-                }
-                if status >= 400 {
-                    return Err(TryError::Fatal(FetchError::Status {
-                        url: url.to_string(),
-                        status,
-                    }));
-                }
+                check_status(url, status)?;
                 let body = resp
                     .bytes()
                     .await
@@ -452,34 +479,9 @@ impl Net {
                     last_modified,
                     body,
                 })
-            });
-            match attempt {
-                Ok(f) => return Ok(f),
-                Err(TryError::Fatal(e)) => {
-                    push(events, e.reason(), e.to_string(), true);
-                    return Err(e);
-                }
-                Err(TryError::Retry(message)) if tries > self.opts.retries => {
-                    let e = FetchError::Failed {
-                        url: url.to_string(),
-                        message,
-                        tries,
-                    };
-                    push(events, e.reason(), e.to_string(), true);
-                    return Err(e);
-                }
-                Err(TryError::Retry(message)) => {
-                    let wait = self.backoff(tries - 1);
-                    push(
-                        events,
-                        "net_retry",
-                        format!("{url}: {message}; try {} in {wait:?}", tries + 1),
-                        false,
-                    );
-                    std::thread::sleep(wait);
-                }
-            }
-        }
+            })
+        })
+        .inspect_err(|e| push(events, e.reason(), e.to_string(), true))
     }
 
     /// Whether robots.txt of `url`'s host lets smelt fetch it: `Some(true)`
@@ -552,10 +554,8 @@ impl Net {
     ) -> Result<(Option<u64>, Option<String>), FetchError> {
         let u = Self::parse_url(url)?;
         let host = self.host(&u);
-        let mut tries = 0;
-        loop {
-            tries += 1;
-            let attempt = runtime().block_on(async {
+        self.retrying(url, events, || {
+            runtime().block_on(async {
                 let _permit = self.enter(&host).await;
                 let resp = self
                     .client
@@ -583,29 +583,8 @@ impl Net {
                     .and_then(|v| v.to_str().ok())
                     .map(str::to_string);
                 Ok((len, etag))
-            });
-            match attempt {
-                Ok(r) => return Ok(r),
-                Err(TryError::Fatal(e)) => return Err(e),
-                Err(TryError::Retry(message)) if tries > self.opts.retries => {
-                    return Err(FetchError::Failed {
-                        url: url.to_string(),
-                        message,
-                        tries,
-                    })
-                }
-                Err(TryError::Retry(message)) => {
-                    let wait = self.backoff(tries - 1);
-                    push(
-                        events,
-                        "net_retry",
-                        format!("{url}: {message}; try {} in {wait:?}", tries + 1),
-                        false,
-                    );
-                    std::thread::sleep(wait);
-                }
-            }
-        }
+            })
+        })
     }
 
     /// GETs `bytes=start-end` (inclusive end) of a file, retried: CDX index
@@ -633,6 +612,21 @@ impl Net {
             })),
         }
     }
+}
+
+/// A 5xx, 429 (too many requests) or 408 (request timeout) is retried;
+/// another 4xx is final (skip reason `http_<code>`).
+fn check_status(url: &str, status: u16) -> Result<(), TryError> {
+    if status >= 500 || status == 429 || status == 408 {
+        return Err(TryError::Retry(format!("HTTP {status}")));
+    }
+    if status >= 400 {
+        return Err(TryError::Fatal(FetchError::Status {
+            url: url.to_string(),
+            status,
+        }));
+    }
+    Ok(())
 }
 
 fn error_text(e: &reqwest::Error) -> String {
@@ -757,12 +751,7 @@ impl HttpFile {
                     tries: 1,
                 }));
             }
-            if status >= 500 || status == 429 || status == 408 {
-                return Err(TryError::Retry(format!("HTTP {status}")));
-            }
-            if status >= 400 {
-                return Err(TryError::Fatal(FetchError::Status { url: url.clone(), status }));
-            }
+            check_status(&url, status)?;
             Ok(Some((resp, permit)))
         })?;
         let Some((resp, permit)) = resp else {
