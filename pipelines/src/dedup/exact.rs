@@ -15,20 +15,20 @@
 //! plus 16 bytes per dropped document.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, BinaryHeap};
+use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::{io, Merge};
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::{DataType, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
 use serde::{Deserialize, Serialize};
-use super::io;
 use smelt_engine::{
-    parse_options, require_column, str_at, BarrierConfig, BarrierContext, BarrierObserver, OptionError,
-    Processed, Result, SchemaError, StageConfig, Transform,
+    parse_options, require_column, str_at, BarrierConfig, BarrierContext, BarrierObserver,
+    OptionError, Processed, Result, SchemaError, StageConfig, Transform,
 };
 
 /// Which copy of a duplicate set stays.
@@ -83,7 +83,12 @@ fn default_strip_params() -> Vec<String> {
 /// Unknown or invalid options.
 pub fn configure_exact(options: serde_json::Value) -> Result<StageConfig, OptionError> {
     let c: DedupExactConfig = parse_options(options)?;
-    Ok(StageConfig::Barrier(Arc::new(Dedup { by: By::ContentHash, keep: c.keep, strip_params: Vec::new(), resolved: serde_json::to_value(&c).unwrap_or_default() })))
+    Ok(StageConfig::Barrier(Arc::new(Dedup {
+        by: By::ContentHash,
+        keep: c.keep,
+        strip_params: Vec::new(),
+        resolved: serde_json::to_value(&c).unwrap_or_default(),
+    })))
 }
 
 /// Registry hook of `dedup_url`.
@@ -128,18 +133,21 @@ struct Entry {
 const ENTRY_BYTES: usize = 32;
 
 impl Entry {
+    /// Big-endian, the preference with its sign bit flipped, so records
+    /// sort as bytes in the order of (key, preference, row).
     fn write(&self, w: &mut impl Write) -> std::io::Result<()> {
         w.write_all(&self.key.to_be_bytes())?;
-        w.write_all(&self.pref.to_be_bytes())?;
+        w.write_all(&((self.pref as u64) ^ (1 << 63)).to_be_bytes())?;
         w.write_all(&self.row.to_be_bytes())
     }
 
-    fn read(r: &mut impl Read) -> std::io::Result<Option<Entry>> {
-        Ok(super::read_record::<ENTRY_BYTES>(r)?.map(|b| Entry {
+    fn from_bytes(b: &[u8]) -> Entry {
+        let pref = u64::from_be_bytes(b[16..24].try_into().expect("8 bytes"));
+        Entry {
             key: u128::from_be_bytes(b[..16].try_into().expect("16 bytes")),
-            pref: i64::from_be_bytes(b[16..24].try_into().expect("8 bytes")),
-            row: u64::from_be_bytes(b[24..].try_into().expect("8 bytes")),
-        }))
+            pref: (pref ^ (1 << 63)) as i64,
+            row: u64::from_be_bytes(b[24..32].try_into().expect("8 bytes")),
+        }
     }
 }
 
@@ -150,14 +158,19 @@ fn keys_path(dir: &Path, split: u32) -> PathBuf {
 impl BarrierConfig for Dedup {
     fn output_schema(&self, input: &SchemaRef) -> Result<SchemaRef, SchemaError> {
         match self.by {
-            By::ContentHash => require_column(input, "content_hash", &[DataType::FixedSizeBinary(16)])?,
+            By::ContentHash => {
+                require_column(input, "content_hash", &[DataType::FixedSizeBinary(16)])?
+            }
             By::Url => require_column(input, "url", &[DataType::Utf8, DataType::LargeUtf8])?,
         }
         if self.keep == Keep::Newest {
             require_column(
                 input,
                 "fetched_at",
-                &[DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), DataType::Timestamp(TimeUnit::Microsecond, None)],
+                &[
+                    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+                    DataType::Timestamp(TimeUnit::Microsecond, None),
+                ],
             )?;
         }
         Ok(input.clone())
@@ -167,7 +180,12 @@ impl BarrierConfig for Dedup {
         self.resolved.clone()
     }
 
-    fn observer(&self, _input: &SchemaRef, ctx: &BarrierContext, split: u32) -> Result<Box<dyn BarrierObserver>> {
+    fn observer(
+        &self,
+        _input: &SchemaRef,
+        ctx: &BarrierContext,
+        split: u32,
+    ) -> Result<Box<dyn BarrierObserver>> {
         Ok(Box::new(Observer {
             by: self.by,
             keep: self.keep,
@@ -180,37 +198,42 @@ impl BarrierConfig for Dedup {
 
     fn resolve(&self, ctx: &BarrierContext, splits: &[u32]) -> Result<BTreeMap<String, u64>> {
         // One sorted file per split: merge them all by (key, preference, split, row).
-        let mut heap = BinaryHeap::new();
-        let mut readers = Vec::with_capacity(splits.len());
-        for (i, &split) in splits.iter().enumerate() {
-            let path = keys_path(&ctx.observed_dir, split);
-            let mut r = BufReader::with_capacity(64 << 10, File::open(&path).map_err(|e| io(&path, e))?);
-            if let Some(e) = Entry::read(&mut r).map_err(|e| io(&path, e))? {
-                heap.push(std::cmp::Reverse((e.key, e.pref, split, e.row, i)));
-            }
-            readers.push((path, r));
-        }
+        let files = splits
+            .iter()
+            .map(|&split| (keys_path(&ctx.observed_dir, split), split));
+        let mut merge = Merge::open(files, ENTRY_BYTES, 24)?;
         let mut drops: Vec<(u32, u64)> = Vec::new();
         let (mut keys, mut last) = (0u64, None);
-        while let Some(std::cmp::Reverse((key, _pref, split, row, i))) = heap.pop() {
+        while let Some((rec, split)) = merge.peek() {
+            let Entry { key, row, .. } = Entry::from_bytes(rec);
             if last == Some(key) {
                 drops.push((split, row));
             } else {
                 keys += 1;
                 last = Some(key);
             }
-            let (path, r) = &mut readers[i];
-            if let Some(e) = Entry::read(r).map_err(|e| io(path, e))? {
-                heap.push(std::cmp::Reverse((e.key, e.pref, split, e.row, i)));
-            }
+            merge.pop()?;
         }
         drops.sort_unstable();
         write_drops(&ctx.resolved_dir, &drops)?;
-        Ok(BTreeMap::from([("distinct_keys".to_string(), keys), ("duplicates".to_string(), drops.len() as u64)]))
+        Ok(BTreeMap::from([
+            ("distinct_keys".to_string(), keys),
+            ("duplicates".to_string(), drops.len() as u64),
+        ]))
     }
 
-    fn applier(&self, _input: &SchemaRef, ctx: &BarrierContext, split: u32) -> Result<Box<dyn Transform>> {
-        Ok(Box::new(Applier { drops: read_drops(&ctx.resolved_dir, split)?, next: 0, row: 0, reason: self.reason() }))
+    fn applier(
+        &self,
+        _input: &SchemaRef,
+        ctx: &BarrierContext,
+        split: u32,
+    ) -> Result<Box<dyn Transform>> {
+        Ok(Box::new(Applier {
+            drops: read_drops(&ctx.resolved_dir, split)?,
+            next: 0,
+            row: 0,
+            reason: self.reason(),
+        }))
     }
 }
 
@@ -223,7 +246,9 @@ fn write_drops(dir: &Path, drops: &[(u32, u64)]) -> Result<()> {
     let mut x = BufWriter::new(File::create(&idx).map_err(|e| io(&idx, e))?);
     let mut start = 0usize;
     for (i, &(split, row)) in drops.iter().enumerate() {
-        b.write_all(&split.to_be_bytes()).and_then(|()| b.write_all(&row.to_be_bytes())).map_err(|e| io(&bin, e))?;
+        b.write_all(&split.to_be_bytes())
+            .and_then(|()| b.write_all(&row.to_be_bytes()))
+            .map_err(|e| io(&bin, e))?;
         if i + 1 == drops.len() || drops[i + 1].0 != split {
             let n = (i + 1 - start) as u64;
             x.write_all(&split.to_be_bytes())
@@ -241,17 +266,24 @@ fn write_drops(dir: &Path, drops: &[(u32, u64)]) -> Result<()> {
 fn read_drops(dir: &Path, split: u32) -> Result<Vec<u64>> {
     let idx = dir.join("drops.idx");
     let bytes = std::fs::read(&idx).map_err(|e| io(&idx, e))?;
-    let Some(entry) = bytes.chunks_exact(20).find(|c| u32::from_be_bytes(c[..4].try_into().expect("4")) == split) else {
+    let Some(entry) = bytes
+        .chunks_exact(20)
+        .find(|c| u32::from_be_bytes(c[..4].try_into().expect("4")) == split)
+    else {
         return Ok(Vec::new());
     };
     let start = u64::from_be_bytes(entry[4..12].try_into().expect("8"));
     let n = u64::from_be_bytes(entry[12..].try_into().expect("8"));
     let bin = dir.join("drops.bin");
     let mut f = File::open(&bin).map_err(|e| io(&bin, e))?;
-    f.seek(SeekFrom::Start(start * 12)).map_err(|e| io(&bin, e))?;
+    f.seek(SeekFrom::Start(start * 12))
+        .map_err(|e| io(&bin, e))?;
     let mut buf = vec![0u8; n as usize * 12];
     f.read_exact(&mut buf).map_err(|e| io(&bin, e))?;
-    Ok(buf.chunks_exact(12).map(|c| u64::from_be_bytes(c[4..].try_into().expect("8"))).collect())
+    Ok(buf
+        .chunks_exact(12)
+        .map(|c| u64::from_be_bytes(c[4..].try_into().expect("8")))
+        .collect())
 }
 
 struct Observer {
@@ -271,9 +303,9 @@ impl BarrierObserver for Observer {
             let row = self.row + i as u64;
             let Some(key) = key else { continue }; // rows without a key are never duplicates
             let pref = match (self.keep, fetched) {
-                (Keep::Newest, Some(c)) if c.is_valid(i) => {
-                    -c.as_primitive::<arrow::datatypes::TimestampMicrosecondType>().value(i)
-                }
+                (Keep::Newest, Some(c)) if c.is_valid(i) => -c
+                    .as_primitive::<arrow::datatypes::TimestampMicrosecondType>()
+                    .value(i),
                 (Keep::Newest, _) => i64::MAX, // no time: loses against any dated copy
                 (Keep::First, _) => 0,
             };
@@ -299,15 +331,29 @@ impl BarrierObserver for Observer {
 fn row_keys(batch: &RecordBatch, by: By, strip_params: &[String]) -> Vec<Option<u128>> {
     match by {
         By::ContentHash => {
-            let Some(c) = batch.column_by_name("content_hash").and_then(|c| c.as_fixed_size_binary_opt()) else {
+            let Some(c) = batch
+                .column_by_name("content_hash")
+                .and_then(|c| c.as_fixed_size_binary_opt())
+            else {
                 return vec![None; batch.num_rows()];
             };
-            (0..c.len()).map(|i| c.is_valid(i).then(|| u128::from_be_bytes(c.value(i).try_into().unwrap_or([0; 16])))).collect()
+            (0..c.len())
+                .map(|i| {
+                    c.is_valid(i)
+                        .then(|| u128::from_be_bytes(c.value(i).try_into().unwrap_or([0; 16])))
+                })
+                .collect()
         }
         By::Url => {
-            let Some(c) = batch.column_by_name("url") else { return vec![None; batch.num_rows()] };
+            let Some(c) = batch.column_by_name("url") else {
+                return vec![None; batch.num_rows()];
+            };
             (0..c.len())
-                .map(|i| str_at(c, i).map(|u| xxhash_rust::xxh3::xxh3_128(normalize_url(u, strip_params).as_bytes())))
+                .map(|i| {
+                    str_at(c, i).map(|u| {
+                        xxhash_rust::xxh3::xxh3_128(normalize_url(u, strip_params).as_bytes())
+                    })
+                })
                 .collect()
         }
     }
@@ -393,7 +439,9 @@ mod tests {
     }
 
     fn run(cfg: &StageConfig, splits: &[Vec<RecordBatch>]) -> Vec<Vec<Option<Cow<'static, str>>>> {
-        let StageConfig::Barrier(b) = cfg else { panic!("a barrier") };
+        let StageConfig::Barrier(b) = cfg else {
+            panic!("a barrier")
+        };
         let dir = tempfile::tempdir().unwrap();
         let ctx = super::super::test_context(dir.path());
         let schema = splits[0][0].schema();
@@ -434,27 +482,50 @@ mod tests {
                 vec![batch(&[3, 4, 2], &["e", "f", "g"])],
             ],
         );
-        assert_eq!(out, vec![vec![None, None, d.clone(), None], vec![d.clone(), None, d]]);
+        assert_eq!(
+            out,
+            vec![vec![None, None, d.clone(), None], vec![d.clone(), None, d]]
+        );
     }
 
     #[test]
     fn urls_compare_normalised() {
         let strip = default_strip_params();
-        assert_eq!(normalize_url("HTTP://Example.COM:80#top", &strip), "http://example.com/");
+        assert_eq!(
+            normalize_url("HTTP://Example.COM:80#top", &strip),
+            "http://example.com/"
+        );
         assert_eq!(
             normalize_url("https://x.org/a?utm_source=feed&id=7&fbclid=1", &strip),
             "https://x.org/a?id=7"
         );
-        assert_ne!(normalize_url("https://x.org/A", &strip), normalize_url("https://x.org/a", &strip));
+        assert_ne!(
+            normalize_url("https://x.org/A", &strip),
+            normalize_url("https://x.org/a", &strip)
+        );
         let cfg = configure_url(serde_json::json!({})).unwrap();
         let d = Some(Cow::Borrowed("duplicate_url"));
-        let out = run(&cfg, &[vec![batch(&[1, 2, 3], &["https://x.org/a?utm_medium=rss", "https://X.org/a", "https://x.org/b"])]]);
+        let out = run(
+            &cfg,
+            &[vec![batch(
+                &[1, 2, 3],
+                &[
+                    "https://x.org/a?utm_medium=rss",
+                    "https://X.org/a",
+                    "https://x.org/b",
+                ],
+            )]],
+        );
         assert_eq!(out, vec![vec![None, d, None]]);
     }
 
     #[test]
     fn keep_newest_needs_fetched_at() {
-        let StageConfig::Barrier(b) = configure_exact(serde_json::json!({"keep": "newest"})).unwrap() else { panic!() };
+        let StageConfig::Barrier(b) =
+            configure_exact(serde_json::json!({"keep": "newest"})).unwrap()
+        else {
+            panic!()
+        };
         let schema = Arc::new(Schema::new(vec![doc::id(), doc::content_hash()]));
         let e = b.output_schema(&schema).unwrap_err().0;
         assert!(e.contains("fetched_at"), "{e}");
@@ -464,14 +535,43 @@ mod tests {
     fn keep_newest_keeps_the_latest_fetch() {
         let schema = Arc::new(Schema::new(vec![doc::content_hash(), doc::fetched_at()]));
         let h: Vec<[u8; 16]> = [7u8, 7, 7, 8].iter().map(|&b| [b; 16]).collect();
-        let times = arrow::array::TimestampMicrosecondArray::from(vec![Some(10), Some(30), Some(20), None]).with_timezone("UTC");
+        let times =
+            arrow::array::TimestampMicrosecondArray::from(vec![Some(10), Some(30), Some(20), None])
+                .with_timezone("UTC");
         let b = RecordBatch::try_new(
             schema,
-            vec![Arc::new(FixedSizeBinaryArray::try_from_iter(h.iter()).unwrap()), Arc::new(times)],
+            vec![
+                Arc::new(FixedSizeBinaryArray::try_from_iter(h.iter()).unwrap()),
+                Arc::new(times),
+            ],
         )
         .unwrap();
         let cfg = configure_exact(serde_json::json!({"keep": "newest"})).unwrap();
         let d = Some(Cow::Borrowed("duplicate_text"));
         assert_eq!(run(&cfg, &[vec![b]]), vec![vec![d.clone(), None, d, None]]);
+    }
+
+    #[test]
+    fn keep_newest_across_splits_prefers_a_dated_copy_to_an_undated_one() {
+        // Preferences of both signs (-time, i64::MAX) meet in the merge of the splits.
+        let schema = Arc::new(Schema::new(vec![doc::content_hash(), doc::fetched_at()]));
+        let split = |time: Option<i64>| {
+            let times =
+                arrow::array::TimestampMicrosecondArray::from(vec![time]).with_timezone("UTC");
+            RecordBatch::try_new(
+                schema.clone(),
+                vec![
+                    Arc::new(FixedSizeBinaryArray::try_from_iter([[7u8; 16]].iter()).unwrap()),
+                    Arc::new(times),
+                ],
+            )
+            .unwrap()
+        };
+        let cfg = configure_exact(serde_json::json!({"keep": "newest"})).unwrap();
+        let d = Some(Cow::Borrowed("duplicate_text"));
+        assert_eq!(
+            run(&cfg, &[vec![split(None)], vec![split(Some(10))]]),
+            vec![vec![d], vec![None]]
+        );
     }
 }

@@ -24,13 +24,13 @@
 //! applier holds its split's removed (row, line) pairs.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, BinaryHeap};
+use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::{io, ExternalSort};
+use super::{io, ExternalSort, Merge};
 use arrow::array::{
     Array, ArrayRef, AsArray, GenericStringArray, GenericStringBuilder, OffsetSizeTrait,
 };
@@ -165,12 +165,12 @@ impl Entry {
         b
     }
 
-    fn read(r: &mut impl Read) -> std::io::Result<Option<Entry>> {
-        Ok(super::read_record::<ENTRY_BYTES>(r)?.map(|b| Entry {
+    fn from_bytes(b: &[u8]) -> Entry {
+        Entry {
             key: u64::from_be_bytes(b[..8].try_into().expect("8 bytes")),
             row: u64::from_be_bytes(b[8..16].try_into().expect("8 bytes")),
-            line: u32::from_be_bytes(b[16..].try_into().expect("4 bytes")),
-        }))
+            line: u32::from_be_bytes(b[16..20].try_into().expect("4 bytes")),
+        }
     }
 }
 
@@ -208,17 +208,10 @@ impl BarrierConfig for DedupLines {
 
     fn resolve(&self, ctx: &BarrierContext, splits: &[u32]) -> Result<BTreeMap<String, u64>> {
         // One sorted file per split: merge them all by (key, split, row, line).
-        let mut heap = BinaryHeap::new();
-        let mut readers = Vec::with_capacity(splits.len());
-        for (i, &split) in splits.iter().enumerate() {
-            let path = lines_path(&ctx.observed_dir, split);
-            let mut r =
-                BufReader::with_capacity(64 << 10, File::open(&path).map_err(|e| io(&path, e))?);
-            if let Some(e) = Entry::read(&mut r).map_err(|e| io(&path, e))? {
-                heap.push(std::cmp::Reverse((e.key, split, e.row, e.line, i)));
-            }
-            readers.push((path, r));
-        }
+        let files = splits
+            .iter()
+            .map(|&split| (lines_path(&ctx.observed_dir, split), split));
+        let mut merge = Merge::open(files, ENTRY_BYTES, 8)?;
         // Removed occurrences, sorted by (split, row, line) out of core.
         let mut drops =
             ExternalSort::<16>::new(ctx.resolved_dir.join("drops"), ctx.memory_budget / 2);
@@ -238,7 +231,8 @@ impl BarrierConfig for DedupLines {
         let mut group: Vec<Removed> = Vec::new();
         let mut is_frequent = false;
         let mut last = None;
-        while let Some(std::cmp::Reverse((key, split, row, line, i))) = heap.pop() {
+        while let Some((rec, split)) = merge.peek() {
+            let Entry { key, row, line } = Entry::from_bytes(rec);
             if last != Some(key) {
                 group.clear();
                 is_frequent = false;
@@ -260,10 +254,7 @@ impl BarrierConfig for DedupLines {
                     group.clear();
                 }
             }
-            let (path, r) = &mut readers[i];
-            if let Some(e) = Entry::read(r).map_err(|e| io(path, e))? {
-                heap.push(std::cmp::Reverse((e.key, split, e.row, e.line, i)));
-            }
+            merge.pop()?;
         }
         let spilled = drops.runs();
         write_drops(&ctx.resolved_dir, drops)?;

@@ -15,23 +15,136 @@ pub mod lines;
 pub mod minhash;
 mod minhash_tables;
 
-use std::io::Read;
-use std::path::Path;
+use std::fs::File;
+use std::io::{BufReader, Read};
+use std::path::{Path, PathBuf};
 
-use smelt_engine::EngineError;
+use smelt_engine::{EngineError, Result};
 
 /// A file error of a dedup stage's scratch files, naming the file.
 pub(crate) fn io(path: &Path, e: std::io::Error) -> EngineError {
     EngineError::External(format!("{}: {e}", path.display()))
 }
 
-/// The next fixed-size record of a sorted run file; `None` at its end.
-pub(crate) fn read_record<const N: usize>(r: &mut impl Read) -> std::io::Result<Option<[u8; N]>> {
-    let mut b = [0u8; N];
-    match r.read_exact(&mut b) {
-        Ok(()) => Ok(Some(b)),
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(None),
-        Err(e) => Err(e),
+/// A k-way merge of files of sorted fixed-size records that compare as
+/// bytes (fields stored big-endian sort as their values). Each file has a
+/// tag (its split, or its run number); records come out ordered by (their
+/// first `prefix` bytes, the tag, the rest), so equal keys come out in the
+/// tags' order. One record and a 64 KiB buffer are held per file.
+pub(crate) struct Merge {
+    files: Vec<MergeFile>,
+    /// A binary min-heap of indexes into `files`.
+    heap: Vec<usize>,
+    prefix: usize,
+}
+
+struct MergeFile {
+    path: PathBuf,
+    r: BufReader<File>,
+    tag: u32,
+    cur: Vec<u8>,
+}
+
+impl MergeFile {
+    /// Reads the next record into `cur`; false at the end.
+    fn advance(&mut self) -> Result<bool> {
+        match self.r.read_exact(&mut self.cur) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(false),
+            Err(e) => Err(io(&self.path, e)),
+        }
+    }
+}
+
+impl Merge {
+    /// Merges `files` (path, tag) of `width`-byte records.
+    ///
+    /// # Errors
+    /// A file cannot be read or is not a whole number of records.
+    pub(crate) fn open(
+        files: impl IntoIterator<Item = (PathBuf, u32)>,
+        width: usize,
+        prefix: usize,
+    ) -> Result<Self> {
+        let mut open = Vec::new();
+        for (path, tag) in files {
+            let f = File::open(&path).map_err(|e| io(&path, e))?;
+            let len = f.metadata().map_err(|e| io(&path, e))?.len();
+            if len % width as u64 != 0 {
+                return Err(EngineError::External(format!(
+                    "{}: truncated ({len} bytes is not a whole number of {width}-byte records)",
+                    path.display()
+                )));
+            }
+            let mut m = MergeFile {
+                path,
+                r: BufReader::with_capacity(1 << 16, f),
+                tag,
+                cur: vec![0; width],
+            };
+            if m.advance()? {
+                open.push(m);
+            }
+        }
+        let mut m = Merge {
+            heap: (0..open.len()).collect(),
+            files: open,
+            prefix: prefix.min(width),
+        };
+        for i in (0..m.heap.len() / 2).rev() {
+            m.sift_down(i);
+        }
+        Ok(m)
+    }
+
+    fn less(&self, a: usize, b: usize) -> bool {
+        let (x, y) = (&self.files[a], &self.files[b]);
+        let p = self.prefix;
+        (&x.cur[..p], x.tag, &x.cur[p..], a) < (&y.cur[..p], y.tag, &y.cur[p..], b)
+    }
+
+    fn sift_down(&mut self, mut i: usize) {
+        let n = self.heap.len();
+        loop {
+            let (l, r) = (2 * i + 1, 2 * i + 2);
+            let mut m = i;
+            if l < n && self.less(self.heap[l], self.heap[m]) {
+                m = l;
+            }
+            if r < n && self.less(self.heap[r], self.heap[m]) {
+                m = r;
+            }
+            if m == i {
+                return;
+            }
+            self.heap.swap(i, m);
+            i = m;
+        }
+    }
+
+    /// The smallest record left, with its file's tag.
+    pub(crate) fn peek(&self) -> Option<(&[u8], u32)> {
+        self.heap
+            .first()
+            .map(|&i| (self.files[i].cur.as_slice(), self.files[i].tag))
+    }
+
+    /// Moves past the smallest record.
+    ///
+    /// # Errors
+    /// Its file cannot be read.
+    pub(crate) fn pop(&mut self) -> Result<()> {
+        let Some(&top) = self.heap.first() else {
+            return Ok(());
+        };
+        if !self.files[top].advance()? {
+            let last = self.heap.pop().expect("not empty");
+            if !self.heap.is_empty() {
+                self.heap[0] = last;
+            }
+        }
+        self.sift_down(0);
+        Ok(())
     }
 }
 
@@ -72,7 +185,8 @@ impl<const N: usize> ExternalSort<N> {
 
     fn spill(&mut self) -> smelt_engine::Result<()> {
         self.buf.sort_unstable();
-        let path = std::path::PathBuf::from(format!("{}.run{}", self.base.display(), self.runs.len()));
+        let path =
+            std::path::PathBuf::from(format!("{}.run{}", self.base.display(), self.runs.len()));
         let mut w = std::io::BufWriter::with_capacity(
             1 << 16,
             std::fs::File::create(&path).map_err(|e| io(&path, e))?,
@@ -99,24 +213,11 @@ impl<const N: usize> ExternalSort<N> {
             self.spill()?;
         }
         self.buf = Vec::new();
-        let mut readers = Vec::with_capacity(self.runs.len());
-        let mut heap = std::collections::BinaryHeap::new();
-        for (i, path) in self.runs.iter().enumerate() {
-            let mut r = std::io::BufReader::with_capacity(
-                1 << 16,
-                std::fs::File::open(path).map_err(|e| io(path, e))?,
-            );
-            if let Some(rec) = read_record::<N>(&mut r).map_err(|e| io(path, e))? {
-                heap.push(std::cmp::Reverse((rec, i)));
-            }
-            readers.push(r);
-        }
-        while let Some(std::cmp::Reverse((rec, i))) = heap.pop() {
-            f(&rec)?;
-            let path = &self.runs[i];
-            if let Some(next) = read_record::<N>(&mut readers[i]).map_err(|e| io(path, e))? {
-                heap.push(std::cmp::Reverse((next, i)));
-            }
+        let runs = self.runs.iter().cloned().zip(0..);
+        let mut merge = Merge::open(runs, N, N)?;
+        while let Some((rec, _)) = merge.peek() {
+            f(rec.try_into().expect("N bytes"))?;
+            merge.pop()?;
         }
         for path in &self.runs {
             std::fs::remove_file(path).map_err(|e| io(path, e))?;
