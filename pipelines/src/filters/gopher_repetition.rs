@@ -13,8 +13,7 @@
 //! string is allocated per n-gram and equality is exact.
 
 use std::borrow::Cow;
-use std::collections::{HashMap, HashSet};
-use std::hash::{Hash, Hasher};
+use std::hash::Hasher;
 use std::sync::Arc;
 
 use arrow::datatypes::SchemaRef;
@@ -26,7 +25,7 @@ use smelt_engine::{
 use super::gopher_quality::d_language;
 use super::words::{split_into_words, Segmenter};
 use super::{
-    char_len, check_input, find_duplicates, on, py_strip, DocFilter, FilterStage, FxBuild, Outcome,
+    char_len, check_input, find_duplicates, on, py_strip, DocFilter, FilterStage, Outcome,
 };
 
 fn d_03() -> Option<f64> {
@@ -123,7 +122,9 @@ pub struct GopherRepetition {
     buf: Grams,
 }
 
-/// One document's words, joined for n-gram slicing.
+/// One document's words, joined for n-gram slicing, and the n-gram table;
+/// all reused from document to document, so a document allocates nothing
+/// once the buffers have grown to the largest one seen.
 #[derive(Default)]
 struct Grams {
     joined: Vec<u8>,
@@ -135,7 +136,9 @@ struct Grams {
     /// folding them gives the hash of any concatenation, so equal strings hash
     /// alike however they split into words.
     word_hash: Vec<(u64, u64)>,
+    /// Each word's id: the index of its first occurrence in the document.
     ids: Vec<u32>,
+    table: GramTable,
 }
 
 impl GopherRepetition {
@@ -150,41 +153,57 @@ impl GopherRepetition {
 
 const BASE: u64 = 0x100_0000_01b3;
 
-/// An n-gram: its bytes in the joined buffer, keyed by a precomputed hash.
-#[derive(Clone, Copy)]
-struct Gram<'a> {
+/// An open-addressing hash table of n-grams (or words), named by the index
+/// of their first word: keys are compared through a closure over the
+/// document's buffers, so no key is built. Cleared, not freed, between uses.
+#[derive(Default)]
+struct GramTable {
+    slots: Vec<Slot>,
+    /// log2 of the slots in use.
+    bits: u32,
+}
+
+#[derive(Clone, Copy, Default)]
+struct Slot {
     hash: u64,
-    bytes: &'a [u8],
+    /// First word index + 1 (0: empty).
+    start: u32,
+    count: u32,
 }
 
-impl PartialEq for Gram<'_> {
-    fn eq(&self, other: &Self) -> bool {
-        self.hash == other.hash && self.bytes == other.bytes
+impl GramTable {
+    /// Empties the table, sized for `keys` distinct keys at most.
+    fn reset(&mut self, keys: usize) {
+        let bits = (keys.max(8) * 2).next_power_of_two().trailing_zeros();
+        let len = 1 << bits;
+        if self.slots.len() < len {
+            self.slots.resize(len, Slot::default());
+        }
+        self.slots[..len].fill(Slot::default());
+        self.bits = bits;
     }
-}
-impl Eq for Gram<'_> {}
-impl Hash for Gram<'_> {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        state.write_u64(self.hash);
-    }
-}
 
-/// A word-sequence n-gram (equality of `" ".join(words)`): its word ids.
-#[derive(Clone, Copy)]
-struct Seq<'a> {
-    hash: u64,
-    ids: &'a [u32],
-}
-
-impl PartialEq for Seq<'_> {
-    fn eq(&self, other: &Self) -> bool {
-        self.hash == other.hash && self.ids == other.ids
-    }
-}
-impl Eq for Seq<'_> {}
-impl Hash for Seq<'_> {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        state.write_u64(self.hash);
+    /// The slot of the key with this `hash` for which `same(start)` holds,
+    /// or a new slot for key `start` (count 0).
+    fn entry(&mut self, hash: u64, start: usize, same: impl Fn(usize) -> bool) -> &mut Slot {
+        let mask = (1usize << self.bits) - 1;
+        // Fibonacci hashing: the top bits of the product spread any input hash.
+        let mut i = (hash.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - self.bits)) as usize;
+        loop {
+            let slot = self.slots[i];
+            if slot.start == 0 {
+                self.slots[i] = Slot {
+                    hash,
+                    start: start as u32 + 1,
+                    count: 0,
+                };
+                return &mut self.slots[i];
+            }
+            if slot.hash == hash && same(slot.start as usize - 1) {
+                return &mut self.slots[i];
+            }
+            i = (i + 1) & mask;
+        }
     }
 }
 
@@ -211,20 +230,17 @@ fn split_newline_runs(s: &str, min: usize) -> Vec<&str> {
 
 impl Grams {
     fn prepare(&mut self, words: &[&str]) {
+        assert!(words.len() < u32::MAX as usize, "fewer than 2^32 words");
         self.joined.clear();
         self.offsets.clear();
         self.chars.clear();
+        self.word_hash.clear();
         let mut chars = 0;
         for w in words {
             self.offsets.push(self.joined.len());
             self.chars.push(chars);
             self.joined.extend_from_slice(w.as_bytes());
             chars += char_len(w);
-        }
-        self.offsets.push(self.joined.len());
-        self.chars.push(chars);
-        self.word_hash.clear();
-        for w in words {
             let (mut h, mut p) = (0u64, 1u64);
             for &b in w.as_bytes() {
                 h = h.wrapping_mul(BASE).wrapping_add(u64::from(b) + 1);
@@ -232,59 +248,59 @@ impl Grams {
             }
             self.word_hash.push((h, p));
         }
-        let mut intern: HashMap<&str, u32, FxBuild> = HashMap::default();
+        self.offsets.push(self.joined.len());
+        self.chars.push(chars);
         self.ids.clear();
-        for w in words {
-            let next = intern.len() as u32;
-            self.ids.push(*intern.entry(w).or_insert(next));
+        self.table.reset(words.len());
+        for (i, w) in words.iter().enumerate() {
+            let slot = self.table.entry(self.word_hash[i].0, i, |j| words[j] == *w);
+            self.ids.push(slot.start - 1);
         }
     }
 
     /// datatrove's `find_top_duplicate` over `n`-grams: characters of the most
     /// frequent one (joined with spaces) times its count; ties go to the first seen.
-    fn top_duplicate(&self, n: usize) -> usize {
+    fn top_duplicate(&mut self, n: usize) -> usize {
         let windows = self.ids.len() + 1 - n;
-        let mut counts: HashMap<Seq<'_>, (usize, usize), FxBuild> =
-            HashMap::with_capacity_and_hasher(windows, FxBuild::default());
+        let ids = &self.ids;
+        self.table.reset(windows);
+        let (mut best_count, mut best_first) = (0, 0);
         for i in 0..windows {
-            let ids = &self.ids[i..i + n];
             let mut h = super::FxHasher::default();
-            for id in ids {
+            for id in &ids[i..i + n] {
                 h.write_u64(u64::from(*id));
             }
-            let e = counts
-                .entry(Seq {
-                    hash: h.finish(),
-                    ids,
-                })
-                .or_insert((0, i));
-            e.0 += 1;
+            let slot = self
+                .table
+                .entry(h.finish(), i, |j| ids[j..j + n] == ids[i..i + n]);
+            slot.count += 1;
+            let (count, first) = (slot.count, slot.start as usize - 1);
+            // Counts only grow: the last n-gram to reach the top count, or the
+            // earliest of those that reach it, is Counter's first maximum.
+            if count > best_count || (count == best_count && first < best_first) {
+                (best_count, best_first) = (count, first);
+            }
         }
-        let &(count, first) = counts
-            .values()
-            .max_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)))
-            .expect("at least one n-gram");
-        let chars = self.chars[first + n] - self.chars[first] + (n - 1);
-        chars * count
+        let chars = self.chars[best_first + n] - self.chars[best_first] + (n - 1);
+        chars * best_count as usize
     }
 
     /// datatrove's `find_all_duplicate`: characters of repeated `n`-grams
     /// (words concatenated), skipping past each repeat.
-    fn all_duplicate(&self, n: usize) -> usize {
-        let mut seen: HashSet<Gram<'_>, FxBuild> =
-            HashSet::with_capacity_and_hasher(self.ids.len(), FxBuild::default());
+    fn all_duplicate(&mut self, n: usize) -> usize {
         let n_words = self.ids.len();
+        let (joined, offsets) = (&self.joined, &self.offsets);
+        let gram = |i: usize| &joined[offsets[i]..offsets[i + n]];
+        self.table.reset(n_words);
         let (mut repeated, mut idx) = (0, 0);
         while idx + n <= n_words {
-            let (a, b) = (self.offsets[idx], self.offsets[idx + n]);
             let hash = self.word_hash[idx..idx + n]
                 .iter()
                 .fold(0u64, |h, &(wh, wp)| h.wrapping_mul(wp).wrapping_add(wh));
-            let gram = Gram {
-                hash,
-                bytes: &self.joined[a..b],
-            };
-            if seen.insert(gram) {
+            let this = gram(idx);
+            let slot = self.table.entry(hash, idx, |j| gram(j) == this);
+            if slot.count == 0 {
+                slot.count = 1;
                 idx += 1;
             } else {
                 repeated += self.chars[idx + n] - self.chars[idx];
@@ -400,5 +416,71 @@ mod tests {
         // Top n-gram: counts by word sequence, length with spaces, ties to the first seen.
         f.prepare(&["aa", "b", "c", "dd", "aa", "b", "c", "dd"]);
         assert_eq!(f.top_duplicate(2), ("aa b".len()) * 2);
+    }
+
+    /// The table-based counts against datatrove's algorithms written with
+    /// strings, on word sequences whose concatenations collide often.
+    #[test]
+    fn n_gram_counts_match_string_reference() {
+        fn top_reference(words: &[&str], n: usize) -> usize {
+            let grams: Vec<String> = words.windows(n).map(|w| w.join(" ")).collect();
+            let mut counts: Vec<(&String, usize)> = Vec::new();
+            for g in &grams {
+                match counts.iter_mut().find(|(k, _)| *k == g) {
+                    Some(e) => e.1 += 1,
+                    None => counts.push((g, 1)),
+                }
+            }
+            // Python's max() keeps the first maximum in insertion order.
+            let (mut best, mut best_count) = ("", 0);
+            for (k, c) in counts {
+                if c > best_count {
+                    (best, best_count) = (k.as_str(), c);
+                }
+            }
+            best.chars().count() * best_count
+        }
+        fn all_reference(words: &[&str], n: usize) -> usize {
+            let mut seen = std::collections::HashSet::new();
+            let (mut repeated, mut idx) = (0, 0);
+            while idx + n <= words.len() {
+                let g: String = words[idx..idx + n].concat();
+                if seen.insert(g.clone()) {
+                    idx += 1;
+                } else {
+                    repeated += g.chars().count();
+                    idx += n;
+                }
+            }
+            repeated
+        }
+        const VOCAB: [&str; 7] = ["a", "b", "ab", "ba", "é", "aé", "x"];
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let mut f = Grams::default();
+        for len in 1..200 {
+            let words: Vec<&str> = (0..len)
+                .map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    VOCAB[(state % if len % 2 == 0 { 3 } else { 7 }) as usize]
+                })
+                .collect();
+            f.prepare(&words);
+            for n in 1..=10.min(len) {
+                assert_eq!(
+                    f.top_duplicate(n),
+                    top_reference(&words, n),
+                    "top {n} of {words:?}"
+                );
+            }
+            for n in 1..=10 {
+                assert_eq!(
+                    f.all_duplicate(n),
+                    all_reference(&words, n),
+                    "all {n} of {words:?}"
+                );
+            }
+        }
     }
 }

@@ -21,8 +21,8 @@
 //! one word per Han ideograph, a run per Katakana word or Thai phrase. Word
 //! counts there are an approximation.
 
-use std::collections::HashMap;
-use std::sync::OnceLock;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Mutex, OnceLock};
 
 use regex::Regex;
 use unicode_segmentation::UnicodeSegmentation;
@@ -61,11 +61,132 @@ impl Segmenter {
 
 /// Splits `text` into words (datatrove's `split_into_words`): the spaCy tokens
 /// that are not whitespace, in order, borrowed from `text`.
+///
+/// The filters of a pipeline split the same texts one after the other
+/// (`gopher_repetition`, `gopher_quality`, `fineweb`), so the words of recent
+/// texts are kept in a small process-wide cache ([`SplitCache`]) and each text
+/// is split once.
 pub fn split_into_words<'a>(text: &'a str, segmenter: Segmenter, out: &mut Vec<&'a str>) {
     out.clear();
+    let cache = split_cache();
+    let key = SplitCache::key(text, segmenter);
+    if cache
+        .lock()
+        .expect("split cache")
+        .get(key, text, segmenter, out)
+    {
+        return;
+    }
     let mut spans = Vec::new();
     tokens(text, segmenter, false, &mut spans);
     out.extend(spans.iter().map(|t| &text[t.start..t.end]));
+    cache
+        .lock()
+        .expect("split cache")
+        .insert(key, text, segmenter, &spans);
+}
+
+/// Bytes of text and word spans the split cache holds at most. Stages pass a
+/// batch (1,024 rows by default) from one to the next, so the cache needs
+/// about a batch per split running at once.
+const SPLIT_CACHE_BYTES: usize = 32 << 20;
+
+fn split_cache() -> &'static Mutex<SplitCache> {
+    static C: OnceLock<Mutex<SplitCache>> = OnceLock::new();
+    C.get_or_init(|| Mutex::new(SplitCache::new(SPLIT_CACHE_BYTES)))
+}
+
+/// Word spans of recent texts, oldest evicted first. An entry keeps a copy of
+/// its text, and a hit needs equal text, so a hash collision cannot return
+/// another text's words.
+struct SplitCache {
+    entries: HashMap<u64, SplitEntry, FxBuild>,
+    /// Keys in insertion order (with the entry's sequence number: a key
+    /// re-inserted later is evicted by its newer position only).
+    order: VecDeque<(u64, u64)>,
+    bytes: usize,
+    limit: usize,
+    next_seq: u64,
+}
+
+struct SplitEntry {
+    seq: u64,
+    segmenter: Segmenter,
+    text: Box<str>,
+    /// Byte ranges of the words in `text`.
+    spans: Box<[(u32, u32)]>,
+}
+
+impl SplitEntry {
+    fn bytes(&self) -> usize {
+        self.text.len() + self.spans.len() * 8 + 64
+    }
+}
+
+impl SplitCache {
+    fn new(limit: usize) -> Self {
+        SplitCache {
+            entries: HashMap::default(),
+            order: VecDeque::new(),
+            bytes: 0,
+            limit,
+            next_seq: 0,
+        }
+    }
+
+    fn key(text: &str, segmenter: Segmenter) -> u64 {
+        xxhash_rust::xxh3::xxh3_64_with_seed(text.as_bytes(), segmenter as u64)
+    }
+
+    /// Appends the cached words of `text` to `out`; false if not cached.
+    fn get<'a>(
+        &self,
+        key: u64,
+        text: &'a str,
+        segmenter: Segmenter,
+        out: &mut Vec<&'a str>,
+    ) -> bool {
+        match self.entries.get(&key) {
+            Some(e) if e.segmenter == segmenter && *e.text == *text => {
+                out.extend(e.spans.iter().map(|&(s, e)| &text[s as usize..e as usize]));
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn insert(&mut self, key: u64, text: &str, segmenter: Segmenter, spans: &[Tok]) {
+        if text.len() > u32::MAX as usize {
+            return;
+        }
+        let entry = SplitEntry {
+            seq: self.next_seq,
+            segmenter,
+            text: text.into(),
+            spans: spans
+                .iter()
+                .map(|t| (t.start as u32, t.end as u32))
+                .collect(),
+        };
+        if entry.bytes() > self.limit / 4 {
+            return;
+        }
+        self.next_seq += 1;
+        self.bytes += entry.bytes();
+        self.order.push_back((key, entry.seq));
+        if let Some(old) = self.entries.insert(key, entry) {
+            self.bytes -= old.bytes();
+        }
+        while self.bytes > self.limit {
+            let Some((k, seq)) = self.order.pop_front() else {
+                break;
+            };
+            if self.entries.get(&k).is_some_and(|e| e.seq == seq) {
+                let e = self.entries.remove(&k).expect("present");
+                self.bytes -= e.bytes();
+            }
+        }
+    }
 }
 
 /// The number of sentences datatrove's `split_into_sentences` returns for `text`
@@ -676,6 +797,63 @@ mod tests {
         for (text, want) in cases {
             assert_eq!(&words(text), want, "{text}");
         }
+    }
+
+    #[test]
+    fn split_cache_returns_the_same_words_and_evicts_the_oldest() {
+        let text = "A well-known fact: don't split twice.";
+        let first = words(text);
+        assert_eq!(words(text), first);
+        assert_eq!(words(&text.to_string()), first);
+        let mut multi = Vec::new();
+        split_into_words("can't", Segmenter::Multi, &mut multi);
+        assert_eq!(words("can't"), ["ca", "n't"]);
+        assert_eq!(multi, ["can't"]);
+
+        let mut cache = SplitCache::new(4 * 200);
+        let tok = |start, end| Tok {
+            start,
+            end,
+            space: false,
+        };
+        let (a, b) = ("alpha beta", "gamma delta");
+        let (ka, kb) = (
+            SplitCache::key(a, Segmenter::English),
+            SplitCache::key(b, Segmenter::English),
+        );
+        cache.insert(ka, a, Segmenter::English, &[tok(0, 5), tok(6, 10)]);
+        let mut out = Vec::new();
+        assert!(cache.get(ka, a, Segmenter::English, &mut out));
+        assert_eq!(out, ["alpha", "beta"]);
+        // Same key, other text or segmenter: a miss.
+        assert!(!cache.get(ka, b, Segmenter::English, &mut Vec::new()));
+        assert!(!cache.get(ka, a, Segmenter::Multi, &mut Vec::new()));
+        // Re-inserting a key replaces its entry.
+        cache.insert(kb, b, Segmenter::English, &[tok(0, 5), tok(6, 11)]);
+        cache.insert(kb, b, Segmenter::English, &[tok(0, 5), tok(6, 11)]);
+        assert_eq!(cache.entries.len(), 2);
+        let texts: Vec<String> = (0..20).map(|i| format!("gamma {i}")).collect();
+        for t in &texts {
+            cache.insert(
+                SplitCache::key(t, Segmenter::English),
+                t,
+                Segmenter::English,
+                &[tok(0, 5)],
+            );
+        }
+        assert!(cache.bytes <= 4 * 200 && cache.entries.len() <= 10);
+        assert!(
+            !cache.get(ka, a, Segmenter::English, &mut Vec::new()),
+            "oldest evicted"
+        );
+        let last = &texts[19];
+        let k = SplitCache::key(last, Segmenter::English);
+        let mut out = Vec::new();
+        assert!(
+            cache.get(k, last, Segmenter::English, &mut out),
+            "newest kept"
+        );
+        assert_eq!(out, ["gamma"]);
     }
 
     #[test]
