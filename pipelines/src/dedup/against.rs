@@ -37,7 +37,7 @@ use smelt_catalog::{DatasetStore, Selector, VersionManifest, VersionRef};
 use smelt_engine::{str_at, EngineError, Result};
 
 use super::io;
-use super::minhash::{DedupMinhashConfig, Scratch, Signer};
+use super::minhash::{be_u64, DedupMinhashConfig, Scratch, Signer};
 use crate::filters::words::Segmenter;
 
 /// Format of `index.json` and the files beside it.
@@ -385,7 +385,7 @@ pub async fn match_band(
 }
 
 /// The `(band hash, dense)` records of band `band` from the run's observed
-/// band files (records of `width` u64: values, preference, node), sorted.
+/// band files (records of `width` big-endian u64: values, preference, node), sorted.
 ///
 /// # Errors
 /// Unreadable band files.
@@ -406,9 +406,9 @@ pub fn run_band(
                 Err(e) => return Err(io(path, e)),
             }
             for (v, b) in values.iter_mut().zip(rec.chunks_exact(8)) {
-                *v = le_u64(b);
+                *v = be_u64(b);
             }
-            let node = le_u64(&rec[(width - 1) * 8..]);
+            let node = be_u64(&rec[(width - 1) * 8..]);
             out.push((band_hash(&values), node_of(node)? as u32));
         }
     }

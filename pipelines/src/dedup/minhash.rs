@@ -45,7 +45,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use super::{against, io};
+use super::{against, io, Merge};
 use arrow::array::{
     Array, ArrayRef, AsArray, Float32Array, ListArray, StringArray, StructArray, UInt32Array,
     UInt64Array,
@@ -401,6 +401,9 @@ struct DedupMinhash {
 fn le_u64(b: &[u8]) -> u64 {
     u64::from_le_bytes(b.try_into().expect("8 bytes"))
 }
+pub(crate) fn be_u64(b: &[u8]) -> u64 {
+    u64::from_be_bytes(b.try_into().expect("8 bytes"))
+}
 fn le_i64(b: &[u8]) -> i64 {
     i64::from_le_bytes(b.try_into().expect("8 bytes"))
 }
@@ -455,8 +458,8 @@ fn pref_of(key: u64) -> i64 {
 
 // Band records. One record per document and band: the band's
 // `hashes_per_bucket` values, the preference key, the node; `width` u64 in
-// all, stored little-endian (80 bytes for 8 rows). Records compare as u64
-// sequences, so a sorted band is in datatrove's order: the values compared
+// all, stored big-endian (80 bytes for 8 rows), so records compare as bytes
+// as they do as u64 sequences: a sorted band is in datatrove's order: the values compared
 // as tuples, then (with equal preferences, as in `datatrove` and `first`)
 // split and row, datatrove's (file, document).
 
@@ -482,125 +485,13 @@ fn write_record(w: &mut impl Write, rec: &[u64]) -> std::io::Result<()> {
     let mut at = 0;
     for chunk in rec.chunks(64) {
         for (j, v) in chunk.iter().enumerate() {
-            bytes[j * 8..j * 8 + 8].copy_from_slice(&v.to_le_bytes());
+            bytes[j * 8..j * 8 + 8].copy_from_slice(&v.to_be_bytes());
         }
         w.write_all(&bytes[..chunk.len() * 8])?;
         at += chunk.len();
     }
     debug_assert_eq!(at, rec.len());
     Ok(())
-}
-
-/// Reads a file of sorted records one at a time.
-struct RecordReader {
-    path: PathBuf,
-    r: BufReader<File>,
-    bytes: Vec<u8>,
-    cur: Vec<u64>,
-}
-
-impl RecordReader {
-    fn open(path: &Path, width: usize) -> Result<Self> {
-        let f = File::open(path).map_err(|e| io(path, e))?;
-        let len = f.metadata().map_err(|e| io(path, e))?.len();
-        if len % (width as u64 * 8) != 0 {
-            return Err(EngineError::External(format!(
-                "{}: truncated ({len} bytes is not a whole number of {}-byte records)",
-                path.display(),
-                width * 8
-            )));
-        }
-        Ok(RecordReader {
-            path: path.to_path_buf(),
-            r: BufReader::with_capacity(1 << 16, f),
-            bytes: vec![0; width * 8],
-            cur: vec![0; width],
-        })
-    }
-
-    /// Reads the next record into `cur`; false at the end.
-    fn advance(&mut self) -> Result<bool> {
-        match self.r.read_exact(&mut self.bytes) {
-            Ok(()) => {
-                for (v, c) in self.cur.iter_mut().zip(self.bytes.chunks_exact(8)) {
-                    *v = le_u64(c);
-                }
-                Ok(true)
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(false),
-            Err(e) => Err(io(&self.path, e)),
-        }
-    }
-}
-
-/// A k-way merge of sorted record files (a binary min-heap of readers; one
-/// record and a 64 KiB buffer held per file).
-struct Merge {
-    readers: Vec<RecordReader>,
-    heap: Vec<usize>,
-}
-
-impl Merge {
-    fn open(paths: &[PathBuf], width: usize) -> Result<Self> {
-        let mut readers = Vec::with_capacity(paths.len());
-        for p in paths {
-            let mut r = RecordReader::open(p, width)?;
-            if r.advance()? {
-                readers.push(r);
-            }
-        }
-        let mut m = Merge {
-            heap: (0..readers.len()).collect(),
-            readers,
-        };
-        for i in (0..m.heap.len() / 2).rev() {
-            m.sift_down(i);
-        }
-        Ok(m)
-    }
-
-    fn less(&self, a: usize, b: usize) -> bool {
-        (&self.readers[a].cur, a) < (&self.readers[b].cur, b)
-    }
-
-    fn sift_down(&mut self, mut i: usize) {
-        let n = self.heap.len();
-        loop {
-            let (l, r) = (2 * i + 1, 2 * i + 2);
-            let mut m = i;
-            if l < n && self.less(self.heap[l], self.heap[m]) {
-                m = l;
-            }
-            if r < n && self.less(self.heap[r], self.heap[m]) {
-                m = r;
-            }
-            if m == i {
-                return;
-            }
-            self.heap.swap(i, m);
-            i = m;
-        }
-    }
-
-    /// The smallest record left.
-    fn peek(&self) -> Option<&[u64]> {
-        self.heap.first().map(|&i| self.readers[i].cur.as_slice())
-    }
-
-    /// Moves past the smallest record.
-    fn pop(&mut self) -> Result<()> {
-        let Some(&top) = self.heap.first() else {
-            return Ok(());
-        };
-        if !self.readers[top].advance()? {
-            let last = self.heap.pop().expect("not empty");
-            if !self.heap.is_empty() {
-                self.heap[0] = last;
-            }
-        }
-        self.sift_down(0);
-        Ok(())
-    }
 }
 
 /// Per split of the run, in order: (split, documents, dense index of its first row).
@@ -914,19 +805,23 @@ fn block_on<F: std::future::Future>(f: F) -> F::Output {
 /// (previous, current), so a key shared by a, b, c gives a~b, b~c) to `out`:
 /// (dense index u64, preference i64) twice, 32 bytes. Returns the number of pairs.
 fn merge_band(dir: &Path, layout: &Layout, band: usize, width: usize, out: &Path) -> Result<u64> {
-    let paths: Vec<PathBuf> = layout.iter().map(|l| band_path(dir, l.0, band)).collect();
-    let mut merge = Merge::open(&paths, width)?;
-    let values = width - 2;
+    let paths = layout.iter().map(|l| band_path(dir, l.0, band)).zip(0..);
+    let mut merge = Merge::open(paths, width * 8, width * 8)?;
+    let values = (width - 2) * 8;
+    let (pref, node) = (
+        |r: &[u8]| pref_of(be_u64(&r[values..values + 8])),
+        |r: &[u8]| be_u64(&r[values + 8..]),
+    );
     let mut w = BufWriter::with_capacity(1 << 16, File::create(out).map_err(|e| io(out, e))?);
-    let mut prev: Vec<u64> = Vec::with_capacity(width);
+    let mut prev: Vec<u8> = Vec::with_capacity(width * 8);
     let mut pairs = 0;
-    while let Some(cur) = merge.peek() {
+    while let Some((cur, _)) = merge.peek() {
         if !prev.is_empty() && prev[..values] == cur[..values] {
             let mut rec = [0u8; 32];
-            rec[..8].copy_from_slice(&dense(layout, prev[values + 1])?.to_le_bytes());
-            rec[8..16].copy_from_slice(&pref_of(prev[values]).to_le_bytes());
-            rec[16..24].copy_from_slice(&dense(layout, cur[values + 1])?.to_le_bytes());
-            rec[24..].copy_from_slice(&pref_of(cur[values]).to_le_bytes());
+            rec[..8].copy_from_slice(&dense(layout, node(&prev))?.to_le_bytes());
+            rec[8..16].copy_from_slice(&pref(&prev).to_le_bytes());
+            rec[16..24].copy_from_slice(&dense(layout, node(cur))?.to_le_bytes());
+            rec[24..].copy_from_slice(&pref(cur).to_le_bytes());
             w.write_all(&rec).map_err(|e| io(out, e))?;
             pairs += 1;
         }
@@ -1280,11 +1175,12 @@ impl BarrierObserver for Observer {
                     .collect();
                 let path = band_path(&self.dir, self.split, band);
                 let tmp = tmp_path(&path);
-                let mut merge = Merge::open(&runs, self.width)?;
+                let width = self.width * 8;
+                let mut merge = Merge::open(runs.iter().cloned().zip(0..), width, width)?;
                 let mut w =
                     BufWriter::with_capacity(1 << 16, File::create(&tmp).map_err(|e| io(&tmp, e))?);
-                while let Some(rec) = merge.peek() {
-                    write_record(&mut w, rec).map_err(|e| io(&tmp, e))?;
+                while let Some((rec, _)) = merge.peek() {
+                    w.write_all(rec).map_err(|e| io(&tmp, e))?;
                     merge.pop()?;
                 }
                 w.flush().map_err(|e| io(&tmp, e))?;
