@@ -17,11 +17,11 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::{io, Merge};
+use super::{io, DropsWriter, Merge};
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::{DataType, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
@@ -237,51 +237,24 @@ impl BarrierConfig for Dedup {
     }
 }
 
-/// `drops.bin`: (split u32, row u64) big-endian, sorted; `drops.idx`: per
-/// split with drops, (split u32, first entry u64, count u64).
+/// `drops.bin` records: (split u32, row u64) big-endian, sorted.
+const DROP_BYTES: usize = 12;
+
 fn write_drops(dir: &Path, drops: &[(u32, u64)]) -> Result<()> {
-    let bin = dir.join("drops.bin");
-    let idx = dir.join("drops.idx");
-    let mut b = BufWriter::new(File::create(&bin).map_err(|e| io(&bin, e))?);
-    let mut x = BufWriter::new(File::create(&idx).map_err(|e| io(&idx, e))?);
-    let mut start = 0usize;
-    for (i, &(split, row)) in drops.iter().enumerate() {
-        b.write_all(&split.to_be_bytes())
-            .and_then(|()| b.write_all(&row.to_be_bytes()))
-            .map_err(|e| io(&bin, e))?;
-        if i + 1 == drops.len() || drops[i + 1].0 != split {
-            let n = (i + 1 - start) as u64;
-            x.write_all(&split.to_be_bytes())
-                .and_then(|()| x.write_all(&(start as u64).to_be_bytes()))
-                .and_then(|()| x.write_all(&n.to_be_bytes()))
-                .map_err(|e| io(&idx, e))?;
-            start = i + 1;
-        }
+    let mut w = DropsWriter::create(dir)?;
+    for &(split, row) in drops {
+        let mut rec = [0u8; DROP_BYTES];
+        rec[..4].copy_from_slice(&split.to_be_bytes());
+        rec[4..].copy_from_slice(&row.to_be_bytes());
+        w.push(&rec)?;
     }
-    b.flush().map_err(|e| io(&bin, e))?;
-    x.flush().map_err(|e| io(&idx, e))
+    w.finish()
 }
 
 /// The sorted dropped rows of one split.
 fn read_drops(dir: &Path, split: u32) -> Result<Vec<u64>> {
-    let idx = dir.join("drops.idx");
-    let bytes = std::fs::read(&idx).map_err(|e| io(&idx, e))?;
-    let Some(entry) = bytes
-        .chunks_exact(20)
-        .find(|c| u32::from_be_bytes(c[..4].try_into().expect("4")) == split)
-    else {
-        return Ok(Vec::new());
-    };
-    let start = u64::from_be_bytes(entry[4..12].try_into().expect("8"));
-    let n = u64::from_be_bytes(entry[12..].try_into().expect("8"));
-    let bin = dir.join("drops.bin");
-    let mut f = File::open(&bin).map_err(|e| io(&bin, e))?;
-    f.seek(SeekFrom::Start(start * 12))
-        .map_err(|e| io(&bin, e))?;
-    let mut buf = vec![0u8; n as usize * 12];
-    f.read_exact(&mut buf).map_err(|e| io(&bin, e))?;
-    Ok(buf
-        .chunks_exact(12)
+    Ok(super::read_drops(dir, split, DROP_BYTES)?
+        .chunks_exact(DROP_BYTES)
         .map(|c| u64::from_be_bytes(c[4..].try_into().expect("8")))
         .collect())
 }

@@ -26,11 +26,11 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::{io, ExternalSort, Merge};
+use super::{io, DropsWriter, ExternalSort, Merge};
 use arrow::array::{
     Array, ArrayRef, AsArray, GenericStringArray, GenericStringBuilder, OffsetSizeTrait,
 };
@@ -285,63 +285,16 @@ impl BarrierConfig for DedupLines {
     }
 }
 
-/// `drops.bin`: (split u32, row u64, line u32) big-endian, sorted;
-/// `drops.idx`: per split with drops, (split u32, first entry u64, count u64).
+/// `drops.bin` records: (split u32, row u64, line u32) big-endian, sorted.
 fn write_drops(dir: &Path, drops: ExternalSort<16>) -> Result<()> {
-    let bin = dir.join("drops.bin");
-    let idx = dir.join("drops.idx");
-    let mut b = BufWriter::new(File::create(&bin).map_err(|e| io(&bin, e))?);
-    let mut x = BufWriter::new(File::create(&idx).map_err(|e| io(&idx, e))?);
-    // (split, first entry, entries) of the split being written.
-    let mut cur: Option<(u32, u64, u64)> = None;
-    let index = |x: &mut BufWriter<File>, (split, start, n): (u32, u64, u64)| {
-        x.write_all(&split.to_be_bytes())
-            .and_then(|()| x.write_all(&start.to_be_bytes()))
-            .and_then(|()| x.write_all(&n.to_be_bytes()))
-            .map_err(|e| io(&idx, e))
-    };
-    let mut written = 0u64;
-    drops.finish(|rec| {
-        b.write_all(rec).map_err(|e| io(&bin, e))?;
-        let split = u32::from_be_bytes(rec[..4].try_into().expect("4 bytes"));
-        match &mut cur {
-            Some(c) if c.0 == split => c.2 += 1,
-            _ => {
-                if let Some(done) = cur.take() {
-                    index(&mut x, done)?;
-                }
-                cur = Some((split, written, 1));
-            }
-        }
-        written += 1;
-        Ok(())
-    })?;
-    if let Some(done) = cur {
-        index(&mut x, done)?;
-    }
-    b.flush().map_err(|e| io(&bin, e))?;
-    x.flush().map_err(|e| io(&idx, e))
+    let mut w = DropsWriter::create(dir)?;
+    drops.finish(|rec| w.push(rec))?;
+    w.finish()
 }
 
 /// The sorted removed (row, line) pairs of one split.
 fn read_drops(dir: &Path, split: u32) -> Result<Vec<(u64, u32)>> {
-    let idx = dir.join("drops.idx");
-    let bytes = std::fs::read(&idx).map_err(|e| io(&idx, e))?;
-    let Some(entry) = bytes
-        .chunks_exact(20)
-        .find(|c| u32::from_be_bytes(c[..4].try_into().expect("4")) == split)
-    else {
-        return Ok(Vec::new());
-    };
-    let start = u64::from_be_bytes(entry[4..12].try_into().expect("8"));
-    let n = u64::from_be_bytes(entry[12..].try_into().expect("8"));
-    let bin = dir.join("drops.bin");
-    let mut f = File::open(&bin).map_err(|e| io(&bin, e))?;
-    f.seek(SeekFrom::Start(start * 16))
-        .map_err(|e| io(&bin, e))?;
-    let mut buf = vec![0u8; n as usize * 16];
-    f.read_exact(&mut buf).map_err(|e| io(&bin, e))?;
-    Ok(buf
+    Ok(super::read_drops(dir, split, 16)?
         .chunks_exact(16)
         .map(|c| {
             (

@@ -16,7 +16,7 @@ pub mod minhash;
 mod minhash_tables;
 
 use std::fs::File;
-use std::io::{BufReader, Read};
+use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use smelt_engine::{EngineError, Result};
@@ -24,6 +24,89 @@ use smelt_engine::{EngineError, Result};
 /// A file error of a dedup stage's scratch files, naming the file.
 pub(crate) fn io(path: &Path, e: std::io::Error) -> EngineError {
     EngineError::External(format!("{}: {e}", path.display()))
+}
+
+/// Writes what a barrier's global step drops, sorted by split, to `dir`:
+/// `drops.bin` holds the records (each starts with its split, a big-endian
+/// u32); `drops.idx` has one entry per split with drops: (split u32, first
+/// record u64, records u64), big-endian. Appliers read theirs with
+/// [`read_drops`].
+pub(crate) struct DropsWriter {
+    bin: PathBuf,
+    idx: PathBuf,
+    b: BufWriter<File>,
+    x: BufWriter<File>,
+    /// (split, first record, records) of the split being written.
+    cur: Option<(u32, u64, u64)>,
+    written: u64,
+}
+
+impl DropsWriter {
+    pub(crate) fn create(dir: &Path) -> Result<Self> {
+        let (bin, idx) = (dir.join("drops.bin"), dir.join("drops.idx"));
+        Ok(DropsWriter {
+            b: BufWriter::new(File::create(&bin).map_err(|e| io(&bin, e))?),
+            x: BufWriter::new(File::create(&idx).map_err(|e| io(&idx, e))?),
+            bin,
+            idx,
+            cur: None,
+            written: 0,
+        })
+    }
+
+    /// Appends one record; records come in order of their split.
+    pub(crate) fn push(&mut self, rec: &[u8]) -> Result<()> {
+        self.b.write_all(rec).map_err(|e| io(&self.bin, e))?;
+        let split = u32::from_be_bytes(rec[..4].try_into().expect("4 bytes"));
+        match &mut self.cur {
+            Some(c) if c.0 == split => c.2 += 1,
+            _ => {
+                self.index()?;
+                self.cur = Some((split, self.written, 1));
+            }
+        }
+        self.written += 1;
+        Ok(())
+    }
+
+    /// Writes the index entry of the split being written.
+    fn index(&mut self) -> Result<()> {
+        if let Some((split, start, n)) = self.cur.take() {
+            let x = &mut self.x;
+            x.write_all(&split.to_be_bytes())
+                .and_then(|()| x.write_all(&start.to_be_bytes()))
+                .and_then(|()| x.write_all(&n.to_be_bytes()))
+                .map_err(|e| io(&self.idx, e))?;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn finish(mut self) -> Result<()> {
+        self.index()?;
+        self.b.flush().map_err(|e| io(&self.bin, e))?;
+        self.x.flush().map_err(|e| io(&self.idx, e))
+    }
+}
+
+/// The records (`width` bytes each) [`DropsWriter`] wrote for `split`, in order.
+pub(crate) fn read_drops(dir: &Path, split: u32, width: usize) -> Result<Vec<u8>> {
+    let idx = dir.join("drops.idx");
+    let bytes = std::fs::read(&idx).map_err(|e| io(&idx, e))?;
+    let Some(entry) = bytes
+        .chunks_exact(20)
+        .find(|c| u32::from_be_bytes(c[..4].try_into().expect("4")) == split)
+    else {
+        return Ok(Vec::new());
+    };
+    let start = u64::from_be_bytes(entry[4..12].try_into().expect("8"));
+    let n = u64::from_be_bytes(entry[12..].try_into().expect("8"));
+    let bin = dir.join("drops.bin");
+    let mut f = File::open(&bin).map_err(|e| io(&bin, e))?;
+    f.seek(SeekFrom::Start(start * width as u64))
+        .map_err(|e| io(&bin, e))?;
+    let mut buf = vec![0u8; n as usize * width];
+    f.read_exact(&mut buf).map_err(|e| io(&bin, e))?;
+    Ok(buf)
 }
 
 /// A k-way merge of files of sorted fixed-size records that compare as
