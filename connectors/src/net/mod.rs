@@ -563,16 +563,7 @@ impl Net {
                     .send()
                     .await
                     .map_err(|e| TryError::Retry(error_text(&e)))?;
-                let status = resp.status().as_u16();
-                if status >= 500 || status == 429 {
-                    return Err(TryError::Retry(format!("HTTP {status}")));
-                }
-                if status >= 400 {
-                    return Err(TryError::Fatal(FetchError::Status {
-                        url: url.to_string(),
-                        status,
-                    }));
-                }
+                check_status(url, resp.status().as_u16())?;
                 let len = resp
                     .headers()
                     .get("content-length")
