@@ -220,6 +220,39 @@ impl IdTable {
     }
 }
 
+/// Pruned n-gram buckets of a `.ftz` model: open addressing by bucket, each
+/// slot holding its (bucket, row) pair (bucket -1: empty), so that a lookup,
+/// done for most n-grams of every token, reads one place in memory.
+#[derive(Debug)]
+struct PruneTable {
+    slots: Vec<(i32, i32)>,
+    mask: usize,
+}
+
+impl PruneTable {
+    /// The table of `pairs` (distinct, non-negative buckets).
+    fn new(pairs: &[(i32, i32)]) -> PruneTable {
+        let cap = (pairs.len() * 2).max(16).next_power_of_two();
+        let mut table = PruneTable { slots: vec![(-1, -1); cap], mask: cap - 1 };
+        for &(from, to) in pairs {
+            let mut slot = table.start(from as u32);
+            while table.slots[slot].0 >= 0 {
+                slot = (slot + 1) & table.mask;
+            }
+            table.slots[slot] = (from, to);
+        }
+        table
+    }
+
+    fn start(&self, h: u32) -> usize {
+        (h.wrapping_mul(0x9E37_79B1) as usize) & self.mask
+    }
+
+    fn rows(&self) -> impl Iterator<Item = i32> + '_ {
+        self.slots.iter().filter(|&&(from, _)| from >= 0).map(|&(_, to)| to)
+    }
+}
+
 /// The dictionary: words (with their char n-gram ids), labels, pruned n-gram buckets.
 #[derive(Debug)]
 struct Dictionary {
@@ -235,7 +268,7 @@ struct Dictionary {
     subwords: Vec<u32>,
     subword_ends: Vec<usize>,
     /// Bucket -> pruned row index, when the model was pruned (`.ftz`).
-    prune: Option<(IdTable, Vec<(i32, i32)>)>,
+    prune: Option<PruneTable>,
     bucket: u32,
     minn: usize,
     maxn: usize,
@@ -269,14 +302,13 @@ impl Dictionary {
         }
         match &self.prune {
             None => Some(self.nwords as u32 + id as u32),
-            Some((table, pairs)) => {
+            Some(table) => {
                 let mut slot = table.start(id as u32);
                 loop {
-                    let p = table.slots[slot];
-                    if p < 0 {
+                    let (from, to) = table.slots[slot];
+                    if from < 0 {
                         return None;
                     }
-                    let (from, to) = pairs[p as usize];
                     if i64::from(from) == id {
                         return Some(self.nwords as u32 + to as u32);
                     }
@@ -815,15 +847,7 @@ fn parse(r: &mut Reader<'_>) -> Result<Model, String> {
         }
         let mut pairs: Vec<(i32, i32)> = last.into_iter().filter(|&(from, _)| from >= 0).collect();
         pairs.sort_unstable();
-        let mut table = IdTable::with_len(pairs.len());
-        for (p, &(from, _)) in pairs.iter().enumerate() {
-            let mut slot = table.start(from as u32);
-            while table.slots[slot] >= 0 {
-                slot = (slot + 1) & table.mask;
-            }
-            table.slots[slot] = p as i32;
-        }
-        dict.prune = Some((table, pairs));
+        dict.prune = Some(PruneTable::new(&pairs));
     }
     if bucket == 0 && (maxn > 0 || word_ngrams > 1) {
         return Err("bucket is 0 but the model uses char or word n-grams".into());
@@ -860,8 +884,8 @@ fn parse(r: &mut Reader<'_>) -> Result<Model, String> {
     let max_bucket_row = match &dict.prune {
         None if maxn > 0 || word_ngrams > 1 => nwords + bucket as usize,
         None => 0,
-        Some((_, pairs)) => {
-            pairs.iter().map(|&(_, to)| if to < 0 { usize::MAX } else { nwords + to as usize + 1 }).max().unwrap_or(0)
+        Some(table) => {
+            table.rows().map(|to| if to < 0 { usize::MAX } else { nwords + to as usize + 1 }).max().unwrap_or(0)
         }
     };
     if max_row.max(max_bucket_row) > input.rows() {
