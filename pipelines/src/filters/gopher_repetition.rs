@@ -132,10 +132,12 @@ struct Grams {
     offsets: Vec<usize>,
     /// Code points before each word (plus the total).
     chars: Vec<usize>,
-    /// Polynomial hash of each word's bytes, and BASE to the power of its length:
-    /// folding them gives the hash of any concatenation, so equal strings hash
-    /// alike however they split into words.
-    word_hash: Vec<(u64, u64)>,
+    /// Per word boundary k: `sum (byte + 1) * BASE^t` over the bytes t before it,
+    /// and `BASE^-offsets[k]`. The hash of the bytes between boundaries i and j,
+    /// `(prefix[j] - prefix[i]) * inv_pow[i]`, depends on the bytes only, so
+    /// equal strings hash alike however they split into words.
+    prefix: Vec<u64>,
+    inv_pow: Vec<u64>,
     /// Each word's id: the index of its first occurrence in the document.
     ids: Vec<u32>,
     table: GramTable,
@@ -152,6 +154,16 @@ impl GopherRepetition {
 }
 
 const BASE: u64 = 0x100_0000_01b3;
+/// BASE's inverse modulo 2^64 (BASE is odd), by Newton's iteration.
+const INV_BASE: u64 = {
+    let mut inv = BASE;
+    let mut i = 0;
+    while i < 6 {
+        inv = inv.wrapping_mul(2u64.wrapping_sub(BASE.wrapping_mul(inv)));
+        i += 1;
+    }
+    inv
+};
 
 /// An open-addressing hash table of n-grams (or words), named by the index
 /// of their first word: keys are compared through a closure over the
@@ -234,28 +246,41 @@ impl Grams {
         self.joined.clear();
         self.offsets.clear();
         self.chars.clear();
-        self.word_hash.clear();
-        let mut chars = 0;
+        self.prefix.clear();
+        self.inv_pow.clear();
+        let (mut chars, mut sum, mut pow, mut inv) = (0, 0u64, 1u64, 1u64);
         for w in words {
             self.offsets.push(self.joined.len());
             self.chars.push(chars);
+            self.prefix.push(sum);
+            self.inv_pow.push(inv);
             self.joined.extend_from_slice(w.as_bytes());
             chars += char_len(w);
-            let (mut h, mut p) = (0u64, 1u64);
             for &b in w.as_bytes() {
-                h = h.wrapping_mul(BASE).wrapping_add(u64::from(b) + 1);
-                p = p.wrapping_mul(BASE);
+                sum = sum.wrapping_add((u64::from(b) + 1).wrapping_mul(pow));
+                pow = pow.wrapping_mul(BASE);
+                inv = inv.wrapping_mul(INV_BASE);
             }
-            self.word_hash.push((h, p));
         }
         self.offsets.push(self.joined.len());
         self.chars.push(chars);
+        self.prefix.push(sum);
+        self.inv_pow.push(inv);
         self.ids.clear();
         self.table.reset(words.len());
         for (i, w) in words.iter().enumerate() {
-            let slot = self.table.entry(self.word_hash[i].0, i, |j| words[j] == *w);
+            let slot = self
+                .table
+                .entry(self.span_hash(i, i + 1), i, |j| words[j] == *w);
             self.ids.push(slot.start - 1);
         }
+    }
+
+    /// Hash of the bytes of words `i..j`.
+    fn span_hash(&self, i: usize, j: usize) -> u64 {
+        self.prefix[j]
+            .wrapping_sub(self.prefix[i])
+            .wrapping_mul(self.inv_pow[i])
     }
 
     /// datatrove's `find_top_duplicate` over `n`-grams: characters of the most
@@ -291,12 +316,16 @@ impl Grams {
         let n_words = self.ids.len();
         let (joined, offsets) = (&self.joined, &self.offsets);
         let gram = |i: usize| &joined[offsets[i]..offsets[i + n]];
+        let (prefix, inv_pow) = (&self.prefix, &self.inv_pow);
+        let span_hash = |i: usize| {
+            prefix[i + n]
+                .wrapping_sub(prefix[i])
+                .wrapping_mul(inv_pow[i])
+        };
         self.table.reset(n_words);
         let (mut repeated, mut idx) = (0, 0);
         while idx + n <= n_words {
-            let hash = self.word_hash[idx..idx + n]
-                .iter()
-                .fold(0u64, |h, &(wh, wp)| h.wrapping_mul(wp).wrapping_add(wh));
+            let hash = span_hash(idx);
             let this = gram(idx);
             let slot = self.table.entry(hash, idx, |j| gram(j) == this);
             if slot.count == 0 {
@@ -402,6 +431,16 @@ mod tests {
             GopherRepetition::new(c).filter(text, Segmenter::English),
             Outcome::Drop("duplicated_5_n_grams".into())
         );
+    }
+
+    #[test]
+    fn span_hashes_depend_on_the_bytes_only() {
+        assert_eq!(BASE.wrapping_mul(INV_BASE), 1);
+        let mut f = Grams::default();
+        f.prepare(&["ab", "c", "x", "a", "bc", "abc"]);
+        assert_eq!(f.span_hash(0, 2), f.span_hash(3, 5));
+        assert_eq!(f.span_hash(0, 2), f.span_hash(5, 6));
+        assert_ne!(f.span_hash(0, 1), f.span_hash(4, 5));
     }
 
     #[test]

@@ -363,6 +363,11 @@ struct Affixes {
     after_digit: HashMap<&'static str, (), FxBuild>,
     /// Longest literal suffix, in chars.
     suffix_window: usize,
+    /// Last characters of the suffix literals, and of the suffixes allowed
+    /// after a digit (sorted): a suffix ends the token, so a token ending
+    /// otherwise (and not in `.` or an icon) has none.
+    suffix_ends: Vec<char>,
+    after_digit_ends: Vec<char>,
     url: Regex,
     private_host: Regex,
 }
@@ -387,12 +392,19 @@ fn affixes() -> &'static Affixes {
         let mut after_digit: HashMap<_, _, FxBuild> = tables::CURRENCY.iter().chain(tables::UNITS).map(|s| (*s, ())).collect();
         after_digit.insert("+", ());
         let suffix_window = suffix_literals.keys().chain(after_digit.keys()).map(|s| s.chars().count()).max().unwrap_or(1);
+        let ends = |keys: &HashMap<&'static str, (), FxBuild>| {
+            let mut v: Vec<char> = keys.keys().filter_map(|k| k.chars().next_back()).collect();
+            v.sort_unstable();
+            v.dedup();
+            v
+        };
+        let (suffix_ends, after_digit_ends) = (ends(&suffix_literals), ends(&after_digit));
         let url = Regex::new(tables::URL_PATTERN).expect("spaCy's URL pattern compiles");
         let private_host = Regex::new(
             r"^(?:(?:[\w\+\-\.]{2,})://)?(?:\S+(?::\S*)?@)?(?:(?:10|127)(?:\.\d{1,3}){3}|(?:169\.254|192\.168)(?:\.\d{1,3}){2}|172\.(?:1[6-9]|2\d|3[0-1])(?:\.\d{1,3}){2})",
         )
         .expect("private host pattern compiles");
-        Affixes { prefixes, suffix_literals, after_digit, suffix_window, url, private_host }
+        Affixes { prefixes, suffix_literals, after_digit, suffix_window, suffix_ends, after_digit_ends, url, private_host }
     })
 }
 
@@ -423,7 +435,16 @@ impl Affixes {
     /// Length in bytes of the suffix spaCy's `suffix_search` finds: the leftmost start
     /// from which one of the suffix patterns matches to the end.
     fn find_suffix(&self, s: &str) -> usize {
-        if s.is_empty() {
+        let Some(last) = s.chars().next_back() else {
+            return 0;
+        };
+        // Every suffix pattern ends the token: skip the scan when none can end with `last`.
+        if last != '.'
+            && self.suffix_ends.binary_search(&last).is_err()
+            && !in_ranges(tables::ICONS, last)
+            && !(self.after_digit_ends.binary_search(&last).is_ok()
+                && s.bytes().any(|b| b.is_ascii_digit()))
+        {
             return 0;
         }
         let dots = s.len() - s.trim_end_matches('.').len();
