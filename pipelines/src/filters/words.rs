@@ -825,7 +825,9 @@ mod tests {
         let text = "A well-known fact: don't split twice.";
         let first = words(text);
         assert_eq!(words(text), first);
-        assert_eq!(words(&text.to_string()), first);
+        // The same text at another address: found by content.
+        let copy = String::from(text);
+        assert_eq!(words(&copy), first);
         let mut multi = Vec::new();
         split_into_words("can't", Segmenter::Multi, &mut multi);
         assert_eq!(words("can't"), ["ca", "n't"]);
