@@ -258,7 +258,7 @@ class ShardLoader:
 
     def set_epoch(self, epoch: int) -> None:
         """The next iteration gives ``epoch`` from its start (workers restart unless already there)."""
-        if epoch != self._epoch or self._taken:
+        if epoch != self._epoch or self._taken or self._skip:
             self._epoch, self._skip, self._taken = epoch, {}, {}
             self._stop()
         self.ds.epoch = epoch

@@ -160,3 +160,16 @@ def test_a_killed_worker_is_reported_with_its_exit_code(tmp_path):
         with pytest.raises(LoaderWorkerError, match=r"died \(exit code -9\)"):
             for _ in it:
                 pass
+
+
+def test_set_epoch_after_a_resume_starts_that_epoch_from_its_start(tmp_path):
+    write_version(tmp_path, [40, 40], row_group=5)
+    kw = dict(seed=5, seq_len=6)
+    with ShardLoader(TokenShardDataset(tmp_path, **kw), batch_size=3) as loader:
+        it = iter(loader)
+        next(it), next(it)
+        state = loader.state_dict()
+    with ShardLoader(TokenShardDataset(tmp_path, **kw), batch_size=3) as loader:
+        loader.load_state_dict(state)
+        loader.set_epoch(0)
+        assert [np.asarray(b).tolist() for b in loader] == expected_batches(tmp_path, 0, 1, 3, **kw)
