@@ -43,6 +43,8 @@ pub struct Seen {
     pub body_bytes: u64,
     /// When the request arrived.
     pub at: std::time::Instant,
+    /// When its response was written.
+    pub done: std::time::Instant,
 }
 
 #[derive(Default)]
@@ -50,8 +52,6 @@ struct State {
     files: BTreeMap<String, Vec<u8>>,
     faults: HashMap<String, Vec<Fault>>,
     log: Vec<Seen>,
-    in_flight: usize,
-    max_in_flight: usize,
 }
 
 /// The server; it stops when the test process ends.
@@ -103,8 +103,23 @@ impl HttpServer {
     }
 
     /// Most requests the server was answering at once.
-    pub fn max_in_flight(&self) -> usize {
-        self.state.lock().unwrap().max_in_flight
+    pub fn max_in_flight(&self, slack: Duration) -> usize {
+        // A request counts from its arrival until `slack` before its last byte
+        // was written: the client may have read that byte and sent its next
+        // request before this server's thread gets to note the end.
+        let mut events: Vec<(std::time::Instant, i32)> = Vec::new();
+        for s in self.state.lock().unwrap().log.iter() {
+            let end = s.done.checked_sub(slack).unwrap_or(s.at).max(s.at);
+            events.push((s.at, 1));
+            events.push((end, -1));
+        }
+        events.sort();
+        let (mut now, mut max) = (0i32, 0i32);
+        for (_, d) in events {
+            now += d;
+            max = max.max(now);
+        }
+        max as usize
     }
 
     /// Requests seen so far.
@@ -181,11 +196,6 @@ fn serve(conn: TcpStream, st: Arc<Mutex<State>>) {
             });
             (s.files.get(&path).cloned(), fault)
         };
-        {
-            let mut s = st.lock().unwrap();
-            s.in_flight += 1;
-            s.max_in_flight = s.max_in_flight.max(s.in_flight);
-        }
         let mut seen = Seen {
             method: method.clone(),
             path: path.clone(),
@@ -193,13 +203,11 @@ fn serve(conn: TcpStream, st: Arc<Mutex<State>>) {
             status: 0,
             body_bytes: 0,
             at: std::time::Instant::now(),
+            done: std::time::Instant::now(),
         };
         let keep = respond(&mut out, &method, file, fault, &headers, &mut seen);
-        {
-            let mut s = st.lock().unwrap();
-            s.in_flight -= 1;
-            s.log.push(seen);
-        }
+        seen.done = std::time::Instant::now();
+        st.lock().unwrap().log.push(seen);
         if !keep {
             let _ = out.shutdown(Shutdown::Both);
             return;
