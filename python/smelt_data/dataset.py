@@ -142,11 +142,11 @@ class TokenShardDataset(_Base):
             raise ValueError("batch_size must be positive")
         self.batch_size = batch_size
         self.dtype = np.dtype(dtype)
+        if self.dtype not in (np.dtype(np.int64), np.dtype(np.int32)):
+            raise ValueError(f"dtype must be int64 or int32, not {self.dtype}")
         if prefetch < 0:
             raise ValueError("prefetch must be >= 0")
         self.prefetch = prefetch
-        if self.dtype not in (np.dtype(np.int64), np.dtype(np.int32)):
-            raise ValueError(f"dtype must be int64 or int32, not {self.dtype}")
         self.tokenizer, self.tokenizer_hash, self.vocab_size, recorded_eos = self._tokenizer_metadata()
         self.recorded_eos = recorded_eos
         self.eos_id = eos_id if eos_id is not None else recorded_eos
@@ -222,8 +222,8 @@ class TokenShardDataset(_Base):
         added = c.rows if self.recorded_eos is None and self.eos_id is not None else 0
         return int(t.column("n_tokens").to_numpy().sum()) + added
 
-    def _row_ids(self, c: Chunk):
-        """(token stream of the chunk, row starts, EOS tokens added).
+    def _row_ids(self, c: Chunk) -> np.ndarray:
+        """The chunk's token stream (``uint32``), its rows in this epoch's order.
 
         Rows whose last id is not the recorded EOS continue in the next row (a document the
         `tokenize` stage split into `id#0`, `id#1`, ...), so the shuffle moves runs of rows
@@ -255,11 +255,9 @@ class TokenShardDataset(_Base):
             stream = np.concatenate([values[s:e] for s, e in zip(starts.tolist(), ends.tolist())])
         else:
             stream = values[offsets[0]:offsets[-1]]
-        added = 0
         if self.recorded_eos is None and self.eos_id is not None:
             stream = np.insert(stream, np.cumsum(lengths), self.eos_id)
-            added = rows
-        return stream, starts, added
+        return stream
 
     def _blocks(self, consumer: int, consumers: int, skip: int) -> Iterator[np.ndarray]:
         """The consumer's samples after the first ``skip``, as read-only ``[k, seq_len + 1]`` views
@@ -289,12 +287,12 @@ class TokenShardDataset(_Base):
         in a background thread while the current one is cut into samples."""
         if self.prefetch == 0 or len(chunks) < 2:
             for c in chunks:
-                yield self._row_ids(c)[0]
+                yield self._row_ids(c)
             return
         with ThreadPoolExecutor(1, thread_name_prefix="smelt-read") as pool:
             ahead = deque(pool.submit(self._row_ids, c) for c in chunks[:self.prefetch])
             for i in range(len(chunks)):
-                stream = ahead.popleft().result()[0]
+                stream = ahead.popleft().result()
                 if i + self.prefetch < len(chunks):
                     ahead.append(pool.submit(self._row_ids, chunks[i + self.prefetch]))
                 yield stream
