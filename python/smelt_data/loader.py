@@ -136,16 +136,21 @@ class ShardLoader:
         self._taken: Dict[int, int] = {}  # consumer -> samples handed out in _epoch
         self._held: Deque[tuple] = deque()  # (worker, slot, cuda event or None), oldest first
         self._pending: List[Optional[tuple]] = [None] * num_workers  # a next-epoch batch read while ending one
-        self._started_epoch: Optional[int] = None
 
     # ----- workers -----
 
     def _consumer(self, w: int) -> int:
         return self.ds.rank * self.num_workers + w
 
+    def _position(self) -> Dict[int, int]:
+        """Samples of ``_epoch`` each consumer has given the training loop."""
+        return {c: self._skip.get(c, 0) + self._taken.get(c, 0) for c in set(self._skip) | set(self._taken)}
+
     def _start(self) -> None:
+        """(Re)starts the workers where the training loop is: nothing it has taken is given again."""
         self._stop()
         self._unpin()
+        self._skip, self._taken = self._position(), {}
         ctx = mp.get_context("fork")
         for w, wk in enumerate(self._workers):
             parent, child = ctx.Pipe(duplex=True)
@@ -156,7 +161,6 @@ class ShardLoader:
             child.close()
             wk.conn = parent
         self._pin()  # after the fork: page-locked ranges are not inherited (MADV_DONTFORK)
-        self._started_epoch = self._epoch
         self._held.clear()
         self._pending = [None] * self.num_workers
 
@@ -174,7 +178,6 @@ class ShardLoader:
                 wk.proc.join()
             wk.conn.close()
             wk.proc = wk.conn = None
-        self._started_epoch = None
 
     def _pin(self) -> None:
         if not self.pin_memory or torch is None or not torch.cuda.is_available() or self._pinned:
@@ -264,7 +267,7 @@ class ShardLoader:
         self.ds.epoch = epoch
 
     def __iter__(self):
-        if self._started_epoch is None or any(wk.proc is None or not wk.proc.is_alive() for wk in self._workers):
+        if any(wk.proc is None or not wk.proc.is_alive() for wk in self._workers):
             self._start()
         epoch = self._epoch
         active = list(range(self.num_workers))
@@ -273,7 +276,7 @@ class ShardLoader:
             w = active[i % len(active)]
             slot, got_epoch, n = self._recv(w)
             if slot == -1 or got_epoch != epoch:
-                if slot != -1:  # cannot happen: a worker marks the end of each epoch first
+                if slot != -1:  # its end marker was read by an iteration the loop left early
                     self._pending[w] = (slot, got_epoch, n)
                 active.remove(w)
                 continue
@@ -297,8 +300,7 @@ class ShardLoader:
 
     def state_dict(self) -> dict:
         """Where this rank is: the dataset's state format (``load_state_dict`` of either takes it)."""
-        taken = {c: self._skip.get(c, 0) + self._taken.get(c, 0) for c in set(self._skip) | set(self._taken)}
-        self.ds.epoch, self.ds._taken = self._epoch, taken
+        self.ds.epoch, self.ds._taken = self._epoch, self._position()
         return self.ds.state_dict()
 
     def load_state_dict(self, state: dict) -> None:

@@ -173,3 +173,22 @@ def test_set_epoch_after_a_resume_starts_that_epoch_from_its_start(tmp_path):
         loader.load_state_dict(state)
         loader.set_epoch(0)
         assert [np.asarray(b).tolist() for b in loader] == expected_batches(tmp_path, 0, 1, 3, **kw)
+
+
+def test_iterating_again_after_a_dead_worker_neither_repeats_nor_loses_a_batch(tmp_path):
+    import os
+    import signal
+    write_version(tmp_path, [200], row_group=5)
+    kw = dict(seed=2, seq_len=4)
+    with ShardLoader(TokenShardDataset(tmp_path, **kw), batch_size=2, ring=2, hold=1) as loader:
+        full = [np.asarray(b).copy().tolist() for b in loader]
+    with ShardLoader(TokenShardDataset(tmp_path, **kw), batch_size=2, ring=2, hold=1) as loader:
+        got = []
+        it = iter(loader)
+        got += [np.asarray(next(it)).copy().tolist() for _ in range(3)]
+        os.kill(loader._workers[0].proc.pid, signal.SIGKILL)
+        with pytest.raises(LoaderWorkerError):
+            for b in it:
+                got.append(np.asarray(b).copy().tolist())
+        got += [np.asarray(b).copy().tolist() for b in loader]  # workers restart where the loop is
+    assert got == full
