@@ -18,20 +18,10 @@ fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
-            "--time" => {
-                rounds = args
-                    .next()
-                    .ok_or_else(|| anyhow::anyhow!("--time ROUNDS"))?
-                    .parse()?
-            }
+            "--time" => rounds = args.next().ok_or_else(|| anyhow::anyhow!("--time ROUNDS"))?.parse()?,
             "--list" => {
                 let list = args.next().ok_or_else(|| anyhow::anyhow!("--list FILE"))?;
-                files.extend(
-                    std::fs::read_to_string(list)?
-                        .lines()
-                        .filter(|l| !l.is_empty())
-                        .map(String::from),
-                );
+                files.extend(std::fs::read_to_string(list)?.lines().filter(|l| !l.is_empty()).map(String::from));
             }
             _ => files.push(arg),
         }

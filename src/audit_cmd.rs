@@ -87,12 +87,7 @@ fn resolve(data_dir: &Path, r: &str) -> anyhow::Result<VersionManifest> {
 /// Unknown versions, versions without an audit, unwritable outputs.
 pub async fn run(data_dir: &Path, cmd: AuditCmd) -> anyhow::Result<()> {
     match cmd {
-        AuditCmd::Report {
-            version,
-            out,
-            format,
-            json,
-        } => {
+        AuditCmd::Report { version, out, format, json } => {
             let m = resolve(data_dir, &version)?;
             if m.audit.is_empty() {
                 anyhow::bail!(
@@ -119,13 +114,7 @@ pub async fn run(data_dir: &Path, cmd: AuditCmd) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        AuditCmd::Diff {
-            from,
-            to,
-            min_change,
-            limit,
-            format,
-        } => {
+        AuditCmd::Diff { from, to, min_change, limit, format } => {
             let (a, b) = (resolve(data_dir, &from)?, resolve(data_dir, &to)?);
             if a.audit.is_empty() && b.audit.is_empty() {
                 anyhow::bail!("neither {from} nor {to} has an audit: add an `audit` stage to the pipeline");
@@ -176,26 +165,14 @@ pub fn diff_table(d: &audit::AuditDiff, limit: usize) -> String {
             ]
         })
         .collect();
-    let _ = writeln!(
-        out,
-        "audit metrics that moved ({} changed, {} unchanged)",
-        d.changed.len(),
-        d.unchanged
-    );
+    let _ = writeln!(out, "audit metrics that moved ({} changed, {} unchanged)", d.changed.len(), d.unchanged);
     out.push_str(&table(&["stage", "metric", "from", "to", "delta", "relative"], &rows));
     if d.changed.len() > limit {
         let _ = writeln!(out, "... {} more (--limit, or --format json)", d.changed.len() - limit);
     }
     for (title, list) in [("risks added", &d.risks_added), ("risks removed", &d.risks_removed)] {
-        let _ = writeln!(
-            out,
-            "\n{title}: {}",
-            if list.is_empty() {
-                "none".to_string()
-            } else {
-                list.len().to_string()
-            }
-        );
+        let _ =
+            writeln!(out, "\n{title}: {}", if list.is_empty() { "none".to_string() } else { list.len().to_string() });
         for r in list {
             let _ = writeln!(out, "  {r}");
         }
@@ -209,10 +186,7 @@ const BAR: &str = "#3b6ea5";
 const TOXIC: &str = "#c0392b";
 
 fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
 /// Metrics of one group level: (axis, descriptor or None) → name → value.
@@ -310,10 +284,7 @@ figure {{ margin: 0.5em 0 1.5em; }}
 
 fn section(s: &mut String, a: &AuditSection) {
     let stage = esc(&a.stage);
-    let _ = write!(
-        s,
-        r#"<section class="audit" id="audit-{stage}"><h2>Stage <code>{stage}</code></h2>"#
-    );
+    let _ = write!(s, r#"<section class="audit" id="audit-{stage}"><h2>Stage <code>{stage}</code></h2>"#);
     let _ = write!(
         s,
         r#"<table id="summary-{stage}"><tr><th>documents</th><th>audited</th><th>toxic (all)</th><th>not audited</th></tr><tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr></table>"#,
@@ -344,13 +315,7 @@ fn section(s: &mut String, a: &AuditSection) {
         .collect();
     s.push_str("<h3>Representation</h3>");
     if a.audited_docs > 0 && !axes.is_empty() {
-        s.push_str(&bar_chart(
-            "axes-chart",
-            "share of audited documents mentioning each axis",
-            &axes,
-            pct,
-            BAR,
-        ));
+        s.push_str(&bar_chart("axes-chart", "share of audited documents mentioning each axis", &axes, pct, BAR));
         let mut by_axis: BTreeMap<&str, Vec<(String, f64)>> = BTreeMap::new();
         for ((axis, d), m) in &g {
             if let (Some(d), Some(v)) = (d, m.get("mentions_per_1k_words")) {
@@ -380,11 +345,7 @@ fn risks(s: &mut String, a: &AuditSection) {
     } else {
         s.push_str(r#"<table id="risks"><tr><th>gate</th><th>action</th><th>metric</th><th>value</th><th>sample documents</th></tr>"#);
         for r in &a.risks {
-            let class = if r.action == audit::GateAction::Fail {
-                "risk-fail"
-            } else {
-                ""
-            };
+            let class = if r.action == audit::GateAction::Fail { "risk-fail" } else { "" };
             let _ = write!(
                 s,
                 r#"<tr class="{class}"><td class="l">{}</td><td class="l">{:?}</td><td class="l">{}</td><td>{:.4}</td><td class="l">{}</td></tr>"#,
@@ -398,44 +359,23 @@ fn risks(s: &mut String, a: &AuditSection) {
         s.push_str("</table>");
     }
     if !a.unmatched_gates.is_empty() {
-        let _ = write!(
-            s,
-            r#"<p class="note">Gates that matched no metric: {}</p>"#,
-            esc(&a.unmatched_gates.join("; "))
-        );
+        let _ =
+            write!(s, r#"<p class="note">Gates that matched no metric: {}</p>"#, esc(&a.unmatched_gates.join("; ")));
     }
 }
 
 fn pronouns(s: &mut String, a: &AuditSection) {
-    let get = |d: &str| {
-        a.counts
-            .get(&audit::metric_key(
-                "mentions",
-                &[("axis", "pronoun"), ("descriptor", d)],
-            ))
-            .copied()
-    };
-    let bars: Vec<(String, f64)> = ["female", "male", "neutral"]
-        .iter()
-        .filter_map(|d| get(d).map(|n| (d.to_string(), n as f64)))
-        .collect();
+    let get =
+        |d: &str| a.counts.get(&audit::metric_key("mentions", &[("axis", "pronoun"), ("descriptor", d)])).copied();
+    let bars: Vec<(String, f64)> =
+        ["female", "male", "neutral"].iter().filter_map(|d| get(d).map(|n| (d.to_string(), n as f64))).collect();
     if bars.is_empty() {
         return;
     }
     s.push_str("<h3>Gendered pronouns</h3>");
-    s.push_str(&bar_chart(
-        "pronouns-chart",
-        "pronoun mentions",
-        &bars,
-        |v| format!("{v:.0}"),
-        BAR,
-    ));
+    s.push_str(&bar_chart("pronouns-chart", "pronoun mentions", &bars, |v| format!("{v:.0}"), BAR));
     let ratio = a.metrics.get("pronoun_ratio{gender=female}");
-    let _ = write!(
-        s,
-        r#"<p id="pronoun-ratio">female / male pronoun mentions: {}</p>"#,
-        num(ratio, 3)
-    );
+    let _ = write!(s, r#"<p id="pronoun-ratio">female / male pronoun mentions: {}</p>"#, num(ratio, 3));
 }
 
 fn association(s: &mut String, a: &AuditSection, g: &GroupMetrics<'_>) {
@@ -452,21 +392,13 @@ fn association(s: &mut String, a: &AuditSection, g: &GroupMetrics<'_>) {
         .collect();
     ratios.sort_by(|x, y| y.1.total_cmp(&x.1).then_with(|| x.0.cmp(&y.0)));
     if !ratios.is_empty() {
-        s.push_str(&bar_chart(
-            "ratio-chart",
-            "toxicity rate ratio per axis",
-            &ratios,
-            |v| format!("{v:.2}"),
-            TOXIC,
-        ));
+        s.push_str(&bar_chart("ratio-chart", "toxicity rate ratio per axis", &ratios, |v| format!("{v:.2}"), TOXIC));
     }
     s.push_str(r#"<table id="association"><tr><th>axis</th><th>descriptor</th><th>docs</th><th>toxic docs</th><th>toxicity rate</th><th>rate ratio</th><th>95% CI</th><th>PMI (bits)</th><th>disparate impact</th><th>parity difference</th></tr>"#);
     let mut rows: Vec<_> = g.iter().filter(|(_, m)| m.contains_key("toxicity_rate")).collect();
     rows.sort_by(|x, y| {
         let r = |m: &BTreeMap<&str, f64>| m.get("toxicity_rate_ratio").copied().unwrap_or(0.0);
-        (x.0 .1.is_some(), x.0 .0)
-            .cmp(&(y.0 .1.is_some(), y.0 .0))
-            .then_with(|| r(y.1).total_cmp(&r(x.1)))
+        (x.0 .1.is_some(), x.0 .0).cmp(&(y.0 .1.is_some(), y.0 .0)).then_with(|| r(y.1).total_cmp(&r(x.1)))
     });
     for ((axis, d), m) in rows.into_iter().take(200) {
         let mut labels = vec![("axis", *axis)];
@@ -513,10 +445,7 @@ fn skew(s: &mut String, a: &AuditSection) {
             if of == "docs" {
                 ginis.push((format!("{over}: Gini"), get("gini").unwrap_or(0.0)));
                 ginis.push((format!("{over}: top-10 share"), get("top10_share").unwrap_or(0.0)));
-                ginis.push((
-                    format!("{over}: normalised entropy"),
-                    get("normalized_entropy").unwrap_or(0.0),
-                ));
+                ginis.push((format!("{over}: normalised entropy"), get("normalized_entropy").unwrap_or(0.0)));
             }
         }
     }
@@ -553,11 +482,7 @@ pub fn risks_table(m: &VersionManifest) -> String {
             } else {
                 format!(
                     ", not audited: {}",
-                    a.languages_not_audited
-                        .iter()
-                        .map(|(l, n)| format!("{l}={n}"))
-                        .collect::<Vec<_>>()
-                        .join(" ")
+                    a.languages_not_audited.iter().map(|(l, n)| format!("{l}={n}")).collect::<Vec<_>>().join(" ")
                 )
             },
             a.risks.len(),

@@ -32,7 +32,9 @@ pub enum CatalogCmd {
         format: Format,
     },
     /// One version: manifest, schema, lineage, stats.
-    #[command(after_help = "Examples:\n  smelt catalog show quickstart@1\n  smelt catalog show quickstart@prod --format json")]
+    #[command(
+        after_help = "Examples:\n  smelt catalog show quickstart@1\n  smelt catalog show quickstart@prod --format json"
+    )]
     Show {
         /// DATASET@VERSION, DATASET@TAG or DATASET (latest).
         version: String,
@@ -146,16 +148,21 @@ pub async fn run(data_dir: &Path, cmd: CatalogCmd) -> anyhow::Result<()> {
             let (m, root) = resolve(data_dir, &version)?;
             let store = DatasetStore::open(&root)?;
             let c = open_catalog(data_dir)?;
-            smelt_catalog::tags::set_tag(&c, &store, &m.dataset, &tag, m.version, &chrono::Utc::now().to_rfc3339()).await?;
+            smelt_catalog::tags::set_tag(&c, &store, &m.dataset, &tag, m.version, &chrono::Utc::now().to_rfc3339())
+                .await?;
             emit(&format!("{}@{tag} -> {}@{}", m.dataset, m.dataset, m.version));
             Ok(())
         }
-        CatalogCmd::Diff { from, to, format, fail_on, docs, limit } => diff(data_dir, &from, &to, format, &fail_on, docs, limit).await,
+        CatalogCmd::Diff { from, to, format, fail_on, docs, limit } => {
+            diff(data_dir, &from, &to, format, &fail_on, docs, limit).await
+        }
         CatalogCmd::Lineage { version, format } => {
             let (m, root) = resolve(data_dir, &version)?;
             match format {
-                Format::Json => emit_json(&serde_json::json!({"version": format!("{}@{}", m.dataset, m.version), "root": root,
-                    "lineage": m.lineage, "committed_at": m.committed_at, "digest": m.digest})),
+                Format::Json => {
+                    emit_json(&serde_json::json!({"version": format!("{}@{}", m.dataset, m.version), "root": root,
+                    "lineage": m.lineage, "committed_at": m.committed_at, "digest": m.digest}))
+                }
                 Format::Table => emit(&lineage_table(&m, &root)),
             }
             Ok(())
@@ -173,7 +180,14 @@ fn list(data_dir: &Path, format: Format) -> anyhow::Result<()> {
         let latest = c.versions(&d.name)?.into_iter().next_back();
         let t = latest.as_ref().map(|m| m.totals.clone()).unwrap_or_default();
         let at = latest.as_ref().map(|m| m.committed_at.clone()).unwrap_or_default();
-        rows.push(vec![d.name.clone(), d.latest.to_string(), t.rows.to_string(), t.tokens.to_string(), human_bytes(t.bytes), at.chars().take(19).collect()]);
+        rows.push(vec![
+            d.name.clone(),
+            d.latest.to_string(),
+            t.rows.to_string(),
+            t.tokens.to_string(),
+            human_bytes(t.bytes),
+            at.chars().take(19).collect(),
+        ]);
         json.push(serde_json::json!({"dataset": d.name, "latest": d.latest, "rows": t.rows, "tokens": t.tokens, "bytes": t.bytes, "updated": at, "root": d.root_url}));
     }
     match format {
@@ -224,7 +238,10 @@ fn log(data_dir: &Path, dataset: &str, format: Format) -> anyhow::Result<()> {
                     ]
                 })
                 .collect();
-            emit(&table(&["version", "tags", "committed", "run", "rows", "tokens", "shards", "size", "pipeline", "digest"], &rows));
+            emit(&table(
+                &["version", "tags", "committed", "run", "rows", "tokens", "shards", "size", "pipeline", "digest"],
+                &rows,
+            ));
         }
     }
     Ok(())
@@ -242,7 +259,8 @@ async fn diff(
     let gates: Vec<FailOn> = fail_on.iter().map(|s| s.parse()).collect::<Result<_, _>>()?;
     let (a, root_a) = resolve(data_dir, from)?;
     let (b, root_b) = resolve(data_dir, to)?;
-    let documents = crate::docs::document_diff(&a, &root_a, &b, &root_b, if docs.is_some() { limit } else { 5 }).await?;
+    let documents =
+        crate::docs::document_diff(&a, &root_a, &b, &root_b, if docs.is_some() { limit } else { 5 }).await?;
     let d = diff_versions(&a, &b, documents);
     let mut failed = Vec::new();
     for g in &gates {
@@ -287,7 +305,8 @@ fn pair(a: u64, b: u64) -> (String, String, String) {
 
 /// The readable form of a diff.
 pub fn diff_table(d: &VersionDiff) -> String {
-    let mut out = format!("diff {} -> {}{}\n", d.from, d.to, if d.same_data { "  (identical data: same digest)" } else { "" });
+    let mut out =
+        format!("diff {} -> {}{}\n", d.from, d.to, if d.same_data { "  (identical data: same digest)" } else { "" });
     out.push_str("\nlineage\n");
     let l = &d.lineage;
     out.push_str(&format!(
@@ -337,15 +356,19 @@ pub fn diff_table(d: &VersionDiff) -> String {
     }
     let t = &d.totals;
     out.push_str("\ntotals\n");
-    let rows: Vec<Vec<String>> = [("rows", t.rows), ("tokens", t.tokens), ("text bytes", t.text_bytes), ("shard bytes", t.bytes)]
-        .iter()
-        .map(|(k, (a, b))| {
-            let (a, b, delta) = pair(*a, *b);
-            vec![k.to_string(), a, b, delta]
-        })
-        .collect();
+    let rows: Vec<Vec<String>> =
+        [("rows", t.rows), ("tokens", t.tokens), ("text bytes", t.text_bytes), ("shard bytes", t.bytes)]
+            .iter()
+            .map(|(k, (a, b))| {
+                let (a, b, delta) = pair(*a, *b);
+                vec![k.to_string(), a, b, delta]
+            })
+            .collect();
     out.push_str(&table(&["", "from", "to", "delta"], &rows));
-    out.push_str(&format!("\nmixture (lang x source x domain; share of {}, ranked by |delta|, top 20)\n", d.share_basis));
+    out.push_str(&format!(
+        "\nmixture (lang x source x domain; share of {}, ranked by |delta|, top 20)\n",
+        d.share_basis
+    ));
     let rows: Vec<Vec<String>> = d
         .mixture
         .iter()
@@ -399,7 +422,10 @@ pub fn diff_table(d: &VersionDiff) -> String {
 fn lineage_table(m: &VersionManifest, root: &str) -> String {
     let l = &m.lineage;
     let mut out = format!("{}@{}  (committed {}, digest {})\n", m.dataset, m.version, m.committed_at, m.digest);
-    out.push_str(&format!("  storage    {root}\n  run        {}\n  pipeline   {} (hash {})\n  smelt      {}\n", l.run_id, l.pipeline_path, l.pipeline_hash, l.smelt_version));
+    out.push_str(&format!(
+        "  storage    {root}\n  run        {}\n  pipeline   {} (hash {})\n  smelt      {}\n",
+        l.run_id, l.pipeline_path, l.pipeline_hash, l.smelt_version
+    ));
     if let Some(i) = &l.interval {
         out.push_str(&format!("  interval   {} .. {} (cron `{}`, {})\n", i.start, i.end, i.cron, i.timezone));
     }
@@ -410,15 +436,25 @@ fn lineage_table(m: &VersionManifest, root: &str) -> String {
                 "  {} ({}) <- [{}]\n      {}\n",
                 s["name"].as_str().unwrap_or(""),
                 s["type"].as_str().unwrap_or(""),
-                s["inputs"].as_array().map(|i| i.iter().filter_map(|x| x.as_str()).collect::<Vec<_>>().join(", ")).unwrap_or_default(),
+                s["inputs"]
+                    .as_array()
+                    .map(|i| i.iter().filter_map(|x| x.as_str()).collect::<Vec<_>>().join(", "))
+                    .unwrap_or_default(),
                 s["options"]
             ));
         }
     }
-    let upstream: BTreeSet<&str> = l.inputs.iter().filter_map(|i| i.id.split_once('@').map(|_| i.id.as_str())).collect();
+    let upstream: BTreeSet<&str> =
+        l.inputs.iter().filter_map(|i| i.id.split_once('@').map(|_| i.id.as_str())).collect();
     out.push_str(&format!("\ninputs ({} splits)\n", l.inputs.len()));
     for i in &l.inputs {
-        out.push_str(&format!("  [{}] {} ({}{})\n", i.index, i.id, i.source, i.bytes.map(|b| format!(", {}", human_bytes(b))).unwrap_or_default()));
+        out.push_str(&format!(
+            "  [{}] {} ({}{})\n",
+            i.index,
+            i.id,
+            i.source,
+            i.bytes.map(|b| format!(", {}", human_bytes(b))).unwrap_or_default()
+        ));
     }
     out.push_str(&format!(
         "\nupstream dataset versions: {}\n",
@@ -433,7 +469,8 @@ async fn rebuild(data_dir: &Path, roots: Vec<String>) -> anyhow::Result<()> {
     if roots.is_empty() {
         roots.extend(catalog.datasets()?.into_iter().map(|d| d.root_url));
         if let Ok(entries) = std::fs::read_dir(data_dir.join("datasets")) {
-            let mut local: Vec<String> = entries.filter_map(|e| e.ok()).map(|e| e.path().display().to_string()).collect();
+            let mut local: Vec<String> =
+                entries.filter_map(|e| e.ok()).map(|e| e.path().display().to_string()).collect();
             local.sort();
             roots.extend(local);
         }
@@ -480,7 +517,10 @@ async fn gc(data_dir: &Path, grace_hours: f64, dry_run: bool) -> anyhow::Result<
 fn show_table(m: &VersionManifest) -> String {
     let mut out = String::new();
     out.push_str(&format!("{}@{}\n", m.dataset, m.version));
-    out.push_str(&format!("  committed   {}\n  run         {}\n  digest      {}\n", m.committed_at, m.lineage.run_id, m.digest));
+    out.push_str(&format!(
+        "  committed   {}\n  run         {}\n  digest      {}\n",
+        m.committed_at, m.lineage.run_id, m.digest
+    ));
     out.push_str(&format!(
         "  totals      {} rows, {} shards, {}, {} tokens, {} of text\n",
         m.totals.rows,
@@ -504,11 +544,22 @@ fn show_table(m: &VersionManifest) -> String {
     out.push_str(&table(&["column", "type", "nulls"], &schema));
     out.push_str("\nstats (language x source x domain, top 20 by docs)\n");
     let mut stats = m.stats.clone();
-    stats.sort_by(|a, b| b.docs.cmp(&a.docs).then_with(|| (&a.lang, &a.source, &a.domain).cmp(&(&b.lang, &b.source, &b.domain))));
+    stats.sort_by(|a, b| {
+        b.docs.cmp(&a.docs).then_with(|| (&a.lang, &a.source, &a.domain).cmp(&(&b.lang, &b.source, &b.domain)))
+    });
     let rows: Vec<Vec<String>> = stats
         .iter()
         .take(20)
-        .map(|s| vec![s.lang.clone(), s.source.clone(), s.domain.clone(), s.docs.to_string(), s.tokens.to_string(), human_bytes(s.text_bytes)])
+        .map(|s| {
+            vec![
+                s.lang.clone(),
+                s.source.clone(),
+                s.domain.clone(),
+                s.docs.to_string(),
+                s.tokens.to_string(),
+                human_bytes(s.text_bytes),
+            ]
+        })
         .collect();
     out.push_str(&table(&["lang", "source", "domain", "docs", "tokens", "text"], &rows));
     if stats.len() > 20 {

@@ -76,7 +76,9 @@ pub enum Command {
         format: Format,
     },
     /// Draw a pipeline's DAG.
-    #[command(after_help = "Examples:\n  smelt graph examples/quickstart.yaml --format mermaid\n  smelt graph p.yaml --format dot | dot -Tsvg > p.svg")]
+    #[command(
+        after_help = "Examples:\n  smelt graph examples/quickstart.yaml --format mermaid\n  smelt graph p.yaml --format dot | dot -Tsvg > p.svg"
+    )]
     Graph {
         /// Pipeline file.
         pipeline: PathBuf,
@@ -262,7 +264,8 @@ pub(crate) fn load(path: &Path) -> anyhow::Result<Pipeline> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| EngineError::User(format!("cannot read pipeline {}: {e}", path.display())))?;
     smelt_pipelines::set_pipeline_dir(&base_dir(path));
-    let p = smelt_engine::compile(&path.display().to_string(), &text, &registry::stages()).map_err(EngineError::Config)?;
+    let p =
+        smelt_engine::compile(&path.display().to_string(), &text, &registry::stages()).map_err(EngineError::Config)?;
     Ok(p)
 }
 
@@ -300,8 +303,10 @@ fn validate(paths: &[PathBuf], format: Format) -> ExitCode {
                 let errors: Vec<_> = diags
                     .0
                     .iter()
-                    .map(|d| serde_json::json!({"line": d.pos.line, "column": d.pos.col, "path": d.path,
-                        "message": d.message, "help": d.help}))
+                    .map(|d| {
+                        serde_json::json!({"line": d.pos.line, "column": d.pos.col, "path": d.path,
+                        "message": d.message, "help": d.help})
+                    })
                     .collect();
                 all.push(serde_json::json!({"file": path.display().to_string(), "ok": false, "errors": errors}));
                 if format == Format::Table {
@@ -335,11 +340,15 @@ fn stages(format: Format) {
     let reg = registry::stages();
     match format {
         Format::Json => emit_json(&serde_json::Value::Array(
-            reg.iter().map(|s| serde_json::json!({"type": s.name, "kind": s.kind.as_str(), "about": s.about})).collect(),
+            reg.iter()
+                .map(|s| serde_json::json!({"type": s.name, "kind": s.kind.as_str(), "about": s.about}))
+                .collect(),
         )),
         Format::Table => {
-            let rows: Vec<Vec<String>> =
-                reg.iter().map(|s| vec![s.name.to_string(), s.kind.as_str().to_string(), s.about.to_string()]).collect();
+            let rows: Vec<Vec<String>> = reg
+                .iter()
+                .map(|s| vec![s.name.to_string(), s.kind.as_str().to_string(), s.about.to_string()])
+                .collect();
             emit(&table(&["type", "kind", "about"], &rows));
             emit("Options of each stage: docs/stages.md");
         }
@@ -394,7 +403,10 @@ pub(crate) fn new_run_id() -> String {
 }
 
 pub(crate) fn valid_run_id(id: &str) -> bool {
-    !id.is_empty() && id.len() <= 100 && id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')) && !id.starts_with('.')
+    !id.is_empty()
+        && id.len() <= 100
+        && id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && !id.starts_with('.')
 }
 
 async fn run(data_dir: &Path, mut args: RunArgs) -> anyhow::Result<()> {
@@ -443,7 +455,11 @@ async fn run(data_dir: &Path, mut args: RunArgs) -> anyhow::Result<()> {
     smelt_pipelines::dedup::against::set_dataset_roots(data_dir, roots);
     let root = dataset_root(data_dir, &p, &args.pipeline, args.output.as_deref());
     let store = DatasetStore::open(&root)?;
-    let pointer = RunPointer { dataset: p.dataset.clone(), root_url: store.url().to_string(), pipeline: args.pipeline.display().to_string() };
+    let pointer = RunPointer {
+        dataset: p.dataset.clone(),
+        root_url: store.url().to_string(),
+        pipeline: args.pipeline.display().to_string(),
+    };
     let ptr_path = pointer_path(data_dir, &run_id);
     std::fs::create_dir_all(ptr_path.parent().expect("has parent"))
         .and_then(|()| std::fs::write(&ptr_path, serde_json::to_vec_pretty(&pointer)?))
@@ -451,7 +467,8 @@ async fn run(data_dir: &Path, mut args: RunArgs) -> anyhow::Result<()> {
 
     if interval.is_none() && args.run_id.is_some() {
         // Resuming a run that covers an interval keeps its interval.
-        let plan: Option<smelt_catalog::RunPlan> = store.get_json(&smelt_catalog::commit::plan_path(&run_id)).await.ok().flatten();
+        let plan: Option<smelt_catalog::RunPlan> =
+            store.get_json(&smelt_catalog::commit::plan_path(&run_id)).await.ok().flatten();
         interval = plan.and_then(|pl| pl.interval);
     }
     let progress = Arc::new(Progress::default());
@@ -466,7 +483,12 @@ async fn run(data_dir: &Path, mut args: RunArgs) -> anyhow::Result<()> {
         scratch_dir: scratch_dir(data_dir, &p.dataset, &run_id),
         interval: interval.clone(),
     };
-    eprintln!("run {run_id}: dataset `{}` -> {}{}", p.dataset, store.url(), if single { String::new() } else { format!(" (rank {rank} of {world_size})") });
+    eprintln!(
+        "run {run_id}: dataset `{}` -> {}{}",
+        p.dataset,
+        store.url(),
+        if single { String::new() } else { format!(" (rank {rank} of {world_size})") }
+    );
     let bar = progress_bar(progress, !args.no_progress && args.format == Format::Table);
     let result = tokio::select! {
         r = smelt_engine::run(&p, &store, &opts) => r,
@@ -504,7 +526,9 @@ async fn run(data_dir: &Path, mut args: RunArgs) -> anyhow::Result<()> {
         None
     };
     let train = match (&committed, &p.train) {
-        (Some(c), Some(cmd)) => Some(crate::train_hook::run_train(cmd, store.url(), &c.manifest.dataset, c.manifest.version)),
+        (Some(c), Some(cmd)) => {
+            Some(crate::train_hook::run_train(cmd, store.url(), &c.manifest.dataset, c.manifest.version))
+        }
         _ => None,
     };
     let summary = serde_json::json!({
@@ -550,7 +574,11 @@ async fn run(data_dir: &Path, mut args: RunArgs) -> anyhow::Result<()> {
                 None => emit(&format!("rank {rank} done; when every rank is done: smelt commit {run_id}")),
             }
             if let Some(t) = &train {
-                emit(&format!("train command exited with {} after {:.1}s", t.exit_code.map_or_else(|| "no code".into(), |c| c.to_string()), t.elapsed_s));
+                emit(&format!(
+                    "train command exited with {} after {:.1}s",
+                    t.exit_code.map_or_else(|| "no code".into(), |c| c.to_string()),
+                    t.elapsed_s
+                ));
             }
         }
     }
@@ -608,7 +636,9 @@ async fn sample(p: &Pipeline, path: &Path, n: usize, parallelism: usize, format:
         let col = |name: &str| b.column_by_name(name).cloned();
         let (id, url, text) = (col("id"), col("url"), col("text"));
         for i in 0..b.num_rows() {
-            let s = |c: &Option<arrow::array::ArrayRef>| c.as_ref().and_then(|c| smelt_engine::str_at(c, i)).map(str::to_string);
+            let s = |c: &Option<arrow::array::ArrayRef>| {
+                c.as_ref().and_then(|c| smelt_engine::str_at(c, i)).map(str::to_string)
+            };
             rows.push((s(&id).unwrap_or_default(), s(&url), s(&text).unwrap_or_default()));
         }
     }
@@ -626,8 +656,14 @@ async fn sample(p: &Pipeline, path: &Path, n: usize, parallelism: usize, format:
                 .iter()
                 .take(20)
                 .map(|(id, url, text)| {
-                    let snippet: String = text.split_whitespace().collect::<Vec<_>>().join(" ").chars().take(60).collect();
-                    vec![id.chars().take(45).collect(), url.clone().unwrap_or_default().chars().take(50).collect(), text.chars().count().to_string(), snippet]
+                    let snippet: String =
+                        text.split_whitespace().collect::<Vec<_>>().join(" ").chars().take(60).collect();
+                    vec![
+                        id.chars().take(45).collect(),
+                        url.clone().unwrap_or_default().chars().take(50).collect(),
+                        text.chars().count().to_string(),
+                        snippet,
+                    ]
                 })
                 .collect();
             emit(&table(&["id", "url", "chars", "text"], &preview));
@@ -635,7 +671,11 @@ async fn sample(p: &Pipeline, path: &Path, n: usize, parallelism: usize, format:
                 emit(&format!("... {} more rows", rows.len() - preview.len()));
             }
             emit(&funnel_table(&report.stages));
-            emit(&format!("dry run: {} rows from {} splits; nothing written or committed", rows.len(), report.splits_read));
+            emit(&format!(
+                "dry run: {} rows from {} splits; nothing written or committed",
+                rows.len(),
+                report.splits_read
+            ));
         }
     }
     Ok(())
@@ -703,8 +743,10 @@ async fn commit(data_dir: &Path, run_id: &str, pipeline: Option<&Path>, format: 
     let m = &out.manifest;
     remove_scratch(&scratch_dir(data_dir, &m.dataset, run_id));
     match format {
-        Format::Json => emit_json(&serde_json::json!({"dataset": m.dataset, "version": m.version, "newly_committed": out.newly_committed,
-            "rows": m.totals.rows, "shards": m.totals.shards, "digest": m.digest})),
+        Format::Json => emit_json(
+            &serde_json::json!({"dataset": m.dataset, "version": m.version, "newly_committed": out.newly_committed,
+            "rows": m.totals.rows, "shards": m.totals.shards, "digest": m.digest}),
+        ),
         Format::Table => emit(&format!(
             "{} {}@{} ({} rows, {} shards)",
             if out.newly_committed { "committed" } else { "already committed as" },
@@ -725,4 +767,3 @@ async fn commit(data_dir: &Path, run_id: &str, pipeline: Option<&Path>, format: 
     }
     Ok(())
 }
-

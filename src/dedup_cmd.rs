@@ -75,11 +75,7 @@ pub enum DedupCmd {
 /// Unknown versions, versions without a `dedup_minhash` stage, query failures.
 pub async fn run(data_dir: &Path, cmd: DedupCmd) -> anyhow::Result<()> {
     match cmd {
-        DedupCmd::Explain {
-            version,
-            doc_id,
-            format,
-        } => {
+        DedupCmd::Explain { version, doc_id, format } => {
             let e = explain(data_dir, &version, &doc_id).await?;
             match format {
                 Format::Json => emit_json(&e),
@@ -99,7 +95,9 @@ pub async fn run(data_dir: &Path, cmd: DedupCmd) -> anyhow::Result<()> {
                     "{} {}: {} documents, {} indexed ({} without shingles), {}",
                     if out["built"] == true { "indexed" } else { "already indexed:" },
                     out["version"].as_str().unwrap_or(""),
-                    out["documents"], out["indexed"], out["without_shingles"],
+                    out["documents"],
+                    out["indexed"],
+                    out["without_shingles"],
                     out["location"].as_str().unwrap_or("")
                 )),
             }
@@ -141,10 +139,7 @@ struct Member {
 
 /// The `dedup_minhash` stage of a version's pipeline: (name, keep rule, explain on).
 fn minhash_stage(m: &VersionManifest) -> anyhow::Result<(String, String, bool)> {
-    let stages = m.lineage.resolved_config["stages"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
+    let stages = m.lineage.resolved_config["stages"].as_array().cloned().unwrap_or_default();
     let s = stages.iter().find(|s| s["type"] == "dedup_minhash").ok_or_else(|| {
         smelt_engine::EngineError::User(format!(
             "{}@{} was not made by a pipeline with a `dedup_minhash` stage",
@@ -194,11 +189,7 @@ async fn explain(data_dir: &Path, version: &str, doc_id: &str) -> anyhow::Result
     let members_col = if with_members { ", dup_members" } else { "" };
     let q = format!(
         "SELECT id, dup_cluster, dup_cluster_size{members_col} FROM {table_name} WHERE dup_cluster IS NOT NULL{}",
-        if with_members {
-            String::new()
-        } else {
-            format!(" AND id = {}", sql_string(doc_id))
-        }
+        if with_members { String::new() } else { format!(" AND id = {}", sql_string(doc_id)) }
     );
     let batches = smelt_catalog::sql::query(&catalog, &q).await?;
     for b in &batches {
@@ -208,18 +199,11 @@ async fn explain(data_dir: &Path, version: &str, doc_id: &str) -> anyhow::Result
         let lists = with_members.then(|| b.column(3).as_list::<i32>());
         for i in 0..b.num_rows() {
             let kept_id = ids.value(i);
-            let mut members = vec![Member {
-                id: kept_id.to_string(),
-                similarity: 1.0,
-                kept: true,
-            }];
+            let mut members = vec![Member { id: kept_id.to_string(), similarity: 1.0, kept: true }];
             if let Some(lists) = lists.filter(|l| l.is_valid(i)) {
                 let list = lists.value(i);
                 let list = list.as_struct();
-                let (mid, msim) = (
-                    list.column(0).as_string::<i32>(),
-                    list.column(1).as_primitive::<Float32Type>(),
-                );
+                let (mid, msim) = (list.column(0).as_string::<i32>(), list.column(1).as_primitive::<Float32Type>());
                 members.extend((0..list.len()).map(|j| Member {
                     id: mid.value(j).to_string(),
                     similarity: msim.value(j),
@@ -251,10 +235,7 @@ async fn explain(data_dir: &Path, version: &str, doc_id: &str) -> anyhow::Result
         }
     }
     // Not in a cluster: kept alone, or not in the version at all.
-    let q = format!(
-        "SELECT count(*) AS n FROM {table_name} WHERE id = {}",
-        sql_string(doc_id)
-    );
+    let q = format!("SELECT count(*) AS n FROM {table_name} WHERE id = {}", sql_string(doc_id));
     let batches = smelt_catalog::sql::query(&catalog, &q).await?;
     let n: i64 = batches
         .iter()
@@ -282,21 +263,10 @@ fn explain_table(e: &serde_json::Value) -> String {
         serde_json::Value::Null => String::new(),
         v => v.to_string(),
     };
-    let mut out = format!(
-        "{} in {}@{} (stage `{}`): {}\n",
-        s("document"),
-        s("dataset"),
-        s("version"),
-        s("stage"),
-        s("status")
-    );
+    let mut out =
+        format!("{} in {}@{} (stage `{}`): {}\n", s("document"), s("dataset"), s("version"), s("stage"), s("status"));
     if !e["cluster"].is_null() {
-        out += &format!(
-            "cluster {} of {} documents, kept: {}\n",
-            s("cluster"),
-            s("cluster_size"),
-            s("kept")
-        );
+        out += &format!("cluster {} of {} documents, kept: {}\n", s("cluster"), s("cluster_size"), s("kept"));
     }
     if let Some(members) = e["members"].as_array() {
         let rows: Vec<Vec<String>> = members
@@ -305,11 +275,7 @@ fn explain_table(e: &serde_json::Value) -> String {
                 vec![
                     m["id"].as_str().unwrap_or("").to_string(),
                     format!("{:.3}", m["similarity"].as_f64().unwrap_or(0.0)),
-                    if m["kept"].as_bool() == Some(true) {
-                        "kept".into()
-                    } else {
-                        "dropped: minhash_duplicate".into()
-                    },
+                    if m["kept"].as_bool() == Some(true) { "kept".into() } else { "dropped: minhash_duplicate".into() },
                 ]
             })
             .collect();

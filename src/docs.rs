@@ -28,7 +28,11 @@ fn quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
 
-async fn fetch(data_dir: &std::path::Path, m: &VersionManifest, ids: &[String]) -> anyhow::Result<Vec<serde_json::Value>> {
+async fn fetch(
+    data_dir: &std::path::Path,
+    m: &VersionManifest,
+    ids: &[String],
+) -> anyhow::Result<Vec<serde_json::Value>> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
@@ -82,9 +86,26 @@ pub fn samples_table(s: &serde_json::Value) -> String {
     let mut rows = Vec::new();
     for (side, key) in [("from", "from"), ("to", "to")] {
         for doc in s[key].as_array().into_iter().flatten() {
-            let text: String = doc["text"].as_str().unwrap_or("").split_whitespace().collect::<Vec<_>>().join(" ").chars().take(80).collect();
-            rows.push(vec![side.to_string(), doc["id"].as_str().unwrap_or("").to_string(), doc["url"].as_str().unwrap_or("").chars().take(50).collect(), text]);
+            let text: String = doc["text"]
+                .as_str()
+                .unwrap_or("")
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+                .chars()
+                .take(80)
+                .collect();
+            rows.push(vec![
+                side.to_string(),
+                doc["id"].as_str().unwrap_or("").to_string(),
+                doc["url"].as_str().unwrap_or("").chars().take(50).collect(),
+                text,
+            ]);
         }
     }
-    format!("\nsample documents ({})\n{}", s["part"].as_str().unwrap_or(""), table(&["side", "id", "url", "text"], &rows))
+    format!(
+        "\nsample documents ({})\n{}",
+        s["part"].as_str().unwrap_or(""),
+        table(&["side", "id", "url", "text"], &rows)
+    )
 }

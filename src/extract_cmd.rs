@@ -88,7 +88,9 @@ pub fn run(args: &ExtractArgs) -> anyhow::Result<()> {
             crate::output::Format::Table => {
                 let head = page.url.as_deref().map_or(page.name.clone(), |u| format!("{} ({u})", page.name));
                 match &result {
-                    Ok(x) => emit(&format!("==> {head} [{}, {} chars]\n{}\n", x.encoding, x.text.chars().count(), x.text)),
+                    Ok(x) => {
+                        emit(&format!("==> {head} [{}, {} chars]\n{}\n", x.encoding, x.text.chars().count(), x.text))
+                    }
                     Err(reason) => emit(&format!("==> {head} [skipped: {}]\n", reason.as_str())),
                 }
             }

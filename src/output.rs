@@ -26,13 +26,15 @@ pub fn init_tracing(verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
+    let _ =
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
 }
 
 /// Writes to stdout; a closed pipe (`smelt ... | head`) ends the process with status 0.
 pub fn emit(text: &str) {
     let mut out = std::io::stdout().lock();
-    let res = out.write_all(text.as_bytes()).and_then(|()| if text.ends_with('\n') { Ok(()) } else { out.write_all(b"\n") });
+    let res =
+        out.write_all(text.as_bytes()).and_then(|()| if text.ends_with('\n') { Ok(()) } else { out.write_all(b"\n") });
     if let Err(e) = res.and_then(|()| out.flush()) {
         if e.kind() == std::io::ErrorKind::BrokenPipe {
             std::process::exit(0);
@@ -57,7 +59,11 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
             }
         }
     }
-    let numeric = |i: usize| rows.iter().all(|r| r.get(i).is_some_and(|c| c.chars().all(|ch| ch.is_ascii_digit() || ch == '.' || ch == ',' || ch == '-')));
+    let numeric = |i: usize| {
+        rows.iter().all(|r| {
+            r.get(i).is_some_and(|c| c.chars().all(|ch| ch.is_ascii_digit() || ch == '.' || ch == ',' || ch == '-'))
+        })
+    };
     let fmt_row = |cells: Vec<&str>| -> String {
         cells
             .iter()
@@ -110,8 +116,10 @@ pub fn progress_bar(progress: Arc<Progress>, enabled: bool) -> Option<(ProgressB
     }
     let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
     bar.set_style(
-        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} ({bytes_per_sec}) {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} ({bytes_per_sec}) {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let b = bar.clone();
     let ticker = tokio::spawn(async move {

@@ -126,7 +126,9 @@ pub enum RunsCmd {
         format: Format,
     },
     /// A run's state: a scheduled run's interval, attempts and last error; a cluster run's state per rank.
-    #[command(after_help = "Examples:\n  smelt runs show 20250101T000000Z-1a2b --format json\n  smelt runs show cc-news-20240501T000000Z")]
+    #[command(
+        after_help = "Examples:\n  smelt runs show 20250101T000000Z-1a2b --format json\n  smelt runs show cc-news-20240501T000000Z"
+    )]
     Show {
         /// The run id `smelt run --executor slurm` printed.
         run_id: String,
@@ -135,7 +137,9 @@ pub enum RunsCmd {
         format: Format,
     },
     /// Print a scheduled run's logs (every attempt), or a cluster rank's log (every phase, and Slurm's messages).
-    #[command(after_help = "Examples:\n  smelt runs logs cc-news-20240501T000000Z\n  smelt runs logs 20250101T000000Z-1a2b --rank 3")]
+    #[command(
+        after_help = "Examples:\n  smelt runs logs cc-news-20240501T000000Z\n  smelt runs logs 20250101T000000Z-1a2b --rank 3"
+    )]
     Logs {
         /// The run id.
         run_id: String,
@@ -1205,7 +1209,12 @@ async fn list(data_dir: &Path, format: Format) -> anyhow::Result<()> {
     // Local and scheduled runs (not the pointers the ranks of cluster runs leave).
     let cluster: std::collections::BTreeSet<String> = runs.iter().map(|r| r.run_id.clone()).collect();
     let mut local = crate::local_runs::list_items(data_dir, &cluster).await?;
-    local.sort_by(|a, b| a["submitted_at"].as_str().cmp(&b["submitted_at"].as_str()).then(a["run_id"].as_str().cmp(&b["run_id"].as_str())));
+    local.sort_by(|a, b| {
+        a["submitted_at"]
+            .as_str()
+            .cmp(&b["submitted_at"].as_str())
+            .then(a["run_id"].as_str().cmp(&b["run_id"].as_str()))
+    });
     items.extend(local);
     match format {
         Format::Json => emit_json(&serde_json::Value::Array(items)),
@@ -1228,7 +1237,21 @@ async fn list(data_dir: &Path, format: Format) -> anyhow::Result<()> {
                     ]
                 })
                 .collect();
-            emit(&table(&["run", "executor", "dataset", "ranks", "submitted", "interval", "state", "attempts", "splits", "committed"], &rows));
+            emit(&table(
+                &[
+                    "run",
+                    "executor",
+                    "dataset",
+                    "ranks",
+                    "submitted",
+                    "interval",
+                    "state",
+                    "attempts",
+                    "splits",
+                    "committed",
+                ],
+                &rows,
+            ));
         }
     }
     Ok(())

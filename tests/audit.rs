@@ -122,13 +122,7 @@ fn chromium(args: &[&str], profile: &Path) -> std::process::Output {
         .find(|p| Path::new(p).exists())
         .expect("headless Chromium is needed for the report test: `apt-get install chromium` (.ci/run installs it)");
     std::process::Command::new(bin)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--hide-scrollbars",
-            "--no-first-run",
-        ])
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--no-first-run"])
         .arg(format!("--user-data-dir={}", profile.display()))
         .args(args)
         .env("HOME", profile)
@@ -147,10 +141,7 @@ fn risks_are_recorded_and_the_report_renders_in_chromium() {
     assert_eq!(a["stage"], "audit");
     assert_eq!(a["docs"], 10);
     let risks = a["risks"].as_array().unwrap();
-    let religion = risks
-        .iter()
-        .find(|r| r["metric"] == "toxicity_rate_ratio{axis=religion}")
-        .expect("religion risk");
+    let religion = risks.iter().find(|r| r["metric"] == "toxicity_rate_ratio{axis=religion}").expect("religion risk");
     assert_eq!(religion["action"], "warn");
     assert_eq!(religion["threshold"], 2.0);
     assert_eq!(
@@ -173,20 +164,11 @@ fn risks_are_recorded_and_the_report_renders_in_chromium() {
         &json.display().to_string(),
     ]);
     let numbers: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
-    assert_eq!(
-        numbers["audits"][0]["metrics"], a["metrics"],
-        "the report's JSON has the version's numbers"
-    );
+    assert_eq!(numbers["audits"][0]["metrics"], a["metrics"], "the report's JSON has the version's numbers");
     let stdout_json = env.ok(&["audit", "report", "audit-sample@1", "--format", "json"]);
-    assert_eq!(
-        serde_json::from_str::<serde_json::Value>(&stdout_json).unwrap(),
-        numbers
-    );
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&stdout_json).unwrap(), numbers);
     let page = std::fs::read_to_string(&html).unwrap();
-    assert!(
-        !page.contains("<script") && !page.contains("http-equiv"),
-        "self-contained, no scripts"
-    );
+    assert!(!page.contains("<script") && !page.contains("http-equiv"), "self-contained, no scripts");
 
     // The DOM as Chromium built it: every chart and table is there.
     let profile = env.path().join("chromium");
@@ -210,14 +192,7 @@ fn risks_are_recorded_and_the_report_renders_in_chromium() {
 
     // The screenshot: not blank, and the bars' colour is painted.
     let shot = env.path().join("shot.png");
-    let out = chromium(
-        &[
-            &format!("--screenshot={}", shot.display()),
-            "--window-size=1200,2400",
-            &url,
-        ],
-        &profile,
-    );
+    let out = chromium(&[&format!("--screenshot={}", shot.display()), "--window-size=1200,2400", &url], &profile);
     assert!(shot.exists(), "no screenshot: {}", String::from_utf8_lossy(&out.stderr));
     let (w, h, pixels) = decode_png(&std::fs::read(&shot).unwrap());
     assert_eq!((w, h), (1200, 2400));
@@ -226,10 +201,7 @@ fn risks_are_recorded_and_the_report_renders_in_chromium() {
         .iter()
         .filter(|p| p[0].abs_diff(0x3b) < 12 && p[1].abs_diff(0x6e) < 12 && p[2].abs_diff(0xa5) < 12)
         .count();
-    assert!(
-        non_white > pixels.len() / 50,
-        "screenshot is blank: {non_white} non-white pixels"
-    );
+    assert!(non_white > pixels.len() / 50, "screenshot is blank: {non_white} non-white pixels");
     assert!(bar > 20_000, "blue bars not painted: {bar} pixels");
 }
 
@@ -252,11 +224,7 @@ fn a_fail_gate_fails_the_run_and_records_the_risk_with_the_run() {
     assert!(err.contains("runs/gated-run/audit.json"), "{err}");
     // No version is visible.
     let log = env.smelt(&["catalog", "log", "gated"]);
-    assert!(
-        !log.status.success() || !common::stdout(&log).contains("gated@1"),
-        "{}",
-        common::stdout(&log)
-    );
+    assert!(!log.status.success() || !common::stdout(&log).contains("gated@1"), "{}", common::stdout(&log));
     // The risk is recorded with the run.
     let record = find_file(&env.data(), "audit.json").expect("runs/<id>/audit.json");
     assert!(record.ends_with("runs/gated-run/audit.json"), "{}", record.display());
@@ -312,27 +280,15 @@ fn audit_diff_and_catalog_diff_show_what_moved() {
     let d = env.json(&["audit", "diff", "moving@1", "moving@2"]);
     let changed = d["audit"]["changed"].as_array().unwrap();
     let docs = changed.iter().find(|c| c["metric"] == "docs").expect("docs moved");
-    assert_eq!(
-        (docs["before"].as_f64(), docs["after"].as_f64()),
-        (Some(3.0), Some(10.0))
-    );
-    let religion = changed
-        .iter()
-        .find(|c| c["metric"] == "doc_share{axis=religion}")
-        .expect("religion moved");
-    assert_eq!(
-        (religion["before"].as_f64(), religion["after"].as_f64()),
-        (Some(0.0), Some(0.1))
-    );
+    assert_eq!((docs["before"].as_f64(), docs["after"].as_f64()), (Some(3.0), Some(10.0)));
+    let religion = changed.iter().find(|c| c["metric"] == "doc_share{axis=religion}").expect("religion moved");
+    assert_eq!((religion["before"].as_f64(), religion["after"].as_f64()), (Some(0.0), Some(0.1)));
     assert_eq!(
         d["audit"]["risks_added"],
         serde_json::json!(["audit: doc_share{axis=religion} > 0.05: doc_share{axis=religion}"])
     );
     let table = env.ok(&["audit", "diff", "moving@1", "moving@2"]);
-    assert!(
-        table.contains("audit metrics that moved") && table.contains("risks added: 1"),
-        "{table}"
-    );
+    assert!(table.contains("audit metrics that moved") && table.contains("risks added: 1"), "{table}");
     let cd = env.json(&["catalog", "diff", "moving@1", "moving@2"]);
     assert_eq!(cd["audit"]["changed"], d["audit"]["changed"]);
     let ct = env.ok(&["catalog", "diff", "moving@1", "moving@2"]);
@@ -348,11 +304,7 @@ fn empty_corpus_and_unaudited_languages_are_reported() {
     let m = env.json(&["catalog", "show", "empty@1"]);
     assert_eq!(m["audit"][0]["docs"], 0);
     let metrics = m["audit"][0]["metrics"].as_object().unwrap();
-    assert_eq!(
-        metrics.keys().collect::<Vec<_>>(),
-        vec!["audited_docs", "docs"],
-        "no rates without documents"
-    );
+    assert_eq!(metrics.keys().collect::<Vec<_>>(), vec!["audited_docs", "docs"], "no rates without documents");
     let html = env.path().join("r.html");
     env.ok(&["audit", "report", "empty@1", "--out", &html.display().to_string()]);
     let page = std::fs::read_to_string(&html).unwrap();
@@ -371,10 +323,7 @@ fn empty_corpus_and_unaudited_languages_are_reported() {
     let html = env.path().join("r.html");
     env.ok(&["audit", "report", "mixed@1", "--out", &html.display().to_string()]);
     let page = std::fs::read_to_string(&html).unwrap();
-    assert!(
-        page.contains("Languages not audited") && page.contains("<td>de</td><td>2</td>"),
-        "{page}"
-    );
+    assert!(page.contains("Languages not audited") && page.contains("<td>de</td><td>2</td>"), "{page}");
 }
 
 #[test]
@@ -398,15 +347,8 @@ fn bad_gates_and_lexicons_say_where() {
     );
 
     let mut f = std::fs::File::create(env.path().join("de.txt")).unwrap();
-    f.write_all(b"# German\nreligion: Muslim = Muslime\nreligion Christ = Christen\n")
-        .unwrap();
-    let p = pipeline(
-        &env,
-        "p2.yaml",
-        "bad",
-        "in/*.jsonl",
-        "    lexicons:\n      de: [de.txt]\n",
-    );
+    f.write_all(b"# German\nreligion: Muslim = Muslime\nreligion Christ = Christen\n").unwrap();
+    let p = pipeline(&env, "p2.yaml", "bad", "in/*.jsonl", "    lexicons:\n      de: [de.txt]\n");
     let out = env.smelt(&["run", &p]);
     assert!(!out.status.success());
     let err = stderr(&out);

@@ -20,10 +20,7 @@ fn example_back_translates_and_a_rerun_uses_the_cache() {
     let c = &bt["counters"];
     let augmented = c["augmented"].as_u64().unwrap();
     assert!(augmented >= 6, "{c}");
-    assert_eq!(
-        bt["rows_out"].as_u64().unwrap(),
-        bt["rows_in"].as_u64().unwrap() + augmented
-    );
+    assert_eq!(bt["rows_out"].as_u64().unwrap(), bt["rows_in"].as_u64().unwrap() + augmented);
     assert!(c["pieces_translated"].as_u64().unwrap() > 0, "{c}");
     assert!(env.data().join("cache/back_translate/apertium").is_dir());
 
@@ -38,11 +35,7 @@ fn example_back_translates_and_a_rerun_uses_the_cache() {
         assert_eq!(row["orig"], row["augmented_from"], "{row}");
         assert_eq!(
             row["id"].as_str().unwrap(),
-            format!(
-                "{}#bt:{}",
-                row["augmented_from"].as_str().unwrap(),
-                row["pivots"].as_str().unwrap()
-            )
+            format!("{}#bt:{}", row["augmented_from"].as_str().unwrap(), row["pivots"].as_str().unwrap())
         );
     }
 
@@ -60,18 +53,12 @@ fn validate_names_the_packages_when_apertium_is_missing() {
     let yaml = std::fs::read_to_string(example("back_translate.yaml"))
         .unwrap()
         .replace("data/news/", &format!("{}/data/news/", example("").display()))
-        .replace(
-            "    pivots: [es, ca]",
-            "    apertium: {data_dir: /nonexistent/apertium}\n    pivots: [es, ca]",
-        );
+        .replace("    pivots: [es, ca]", "    apertium: {data_dir: /nonexistent/apertium}\n    pivots: [es, ca]");
     let p = env.write("bt.yaml", yaml.as_bytes());
     let out = env.smelt(&["validate", p.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
     let e = stderr(&out);
-    assert!(
-        e.contains("apt-get install apertium apertium-eng-spa apertium-eng-cat"),
-        "{e}"
-    );
+    assert!(e.contains("apt-get install apertium apertium-eng-spa apertium-eng-cat"), "{e}");
     assert!(e.contains("bt.yaml:") && e.contains("stages.augmented"), "{e}");
 }
 
@@ -79,11 +66,7 @@ fn validate_names_the_packages_when_apertium_is_missing() {
 fn an_unreachable_endpoint_trips_the_breaker_and_the_run_keeps_every_original() {
     let env = Env::new();
     // A port nothing listens on: every connection is refused.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let yaml = format!(
         "dataset: bt-down\nstages:\n  news:\n    type: jsonl\n    paths: [{}]\n  augmented:\n    type: back_translate\n    inputs: [news]\n    backend: openai\n    pivots: [es]\n    http: {{url: 'http://127.0.0.1:{port}/v1', model: m, retries: 1, backoff_ms: 10, breaker_failures: 2, concurrency: 1}}\n  out:\n    type: parquet\n    inputs: [augmented]\n",
         example("data/news/reuters_stories.jsonl").display()
@@ -94,10 +77,6 @@ fn an_unreachable_endpoint_trips_the_breaker_and_the_run_keeps_every_original() 
     assert_eq!(r["rows_written"], 10, "originals only");
     let c = &r["stages"][1]["counters"];
     assert_eq!(c["circuit_breaker_trips"], 1, "{c}");
-    assert_eq!(
-        c["failed:circuit_open"].as_u64().unwrap() + c["failed:backend_error"].as_u64().unwrap(),
-        10,
-        "{c}"
-    );
+    assert_eq!(c["failed:circuit_open"].as_u64().unwrap() + c["failed:backend_error"].as_u64().unwrap(), 10, "{c}");
     assert_eq!(c["http_requests"], 4, "2 pieces x 2 attempts, then nothing: {c}");
 }

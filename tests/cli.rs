@@ -279,13 +279,19 @@ fn invalid_pipelines_report_every_problem_with_its_position() {
             Ok(want) if want == got => {}
             Ok(want) => failures.push(format!("{rel}:\n--- want\n{want}--- got\n{got}")),
             Err(_) if std::env::var_os("SMELT_BLESS").is_some() => std::fs::write(&expected_path, &got).unwrap(),
-            Err(_) => failures.push(format!("{rel}: no {} (run with SMELT_BLESS=1 to write it)\n{got}", expected_path.display())),
+            Err(_) => failures
+                .push(format!("{rel}: no {} (run with SMELT_BLESS=1 to write it)\n{got}", expected_path.display())),
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 
     // JSON for scripts.
-    let out = env.cmd().current_dir(repo()).args(["validate", "tests/pipelines/invalid/many.yaml", "--format", "json"]).output().unwrap();
+    let out = env
+        .cmd()
+        .current_dir(repo())
+        .args(["validate", "tests/pipelines/invalid/many.yaml", "--format", "json"])
+        .output()
+        .unwrap();
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(v[0]["errors"].as_array().unwrap().len() >= 5);
     assert!(v[0]["errors"][0]["line"].as_u64().unwrap() >= 1);
@@ -306,13 +312,17 @@ fn bad_input_is_skipped_counted_and_never_stops_the_run() {
     // Truncate another copy mid-record.
     env.write("in/b-truncated.warc.gz", &clean[..clean.len() * 3 / 4]);
     env.write("in/c-clean.warc.gz", &clean);
-    let yaml = std::fs::read_to_string(example("quickstart.yaml")).unwrap().replace("data/cc/*.warc.gz", "in/*.warc.gz");
+    let yaml =
+        std::fs::read_to_string(example("quickstart.yaml")).unwrap().replace("data/cc/*.warc.gz", "in/*.warc.gz");
     let p = env.write("bad.yaml", yaml.as_bytes());
     let r = env.json(&["run", p.to_str().unwrap()]);
     assert_eq!(r["version"], 1);
     let skips = &r["stages"][0]["skips"];
     assert!(skips["corrupt_gzip"].as_u64().unwrap_or(0) >= 1, "{skips}");
-    assert!(skips["truncated_record"].as_u64().unwrap_or(0) + skips["corrupt_gzip"].as_u64().unwrap_or(0) >= 2, "{skips}");
+    assert!(
+        skips["truncated_record"].as_u64().unwrap_or(0) + skips["corrupt_gzip"].as_u64().unwrap_or(0) >= 2,
+        "{skips}"
+    );
     let clean_env = Env::new();
     let one = clean_env.json(&["run", &quickstart()]);
     let per_clean_file = 16u64;
@@ -357,12 +367,7 @@ fn help_has_examples_and_broken_pipes_exit_zero() {
     assert!(h.contains("Examples:") && h.contains("smelt run examples/quickstart.yaml"), "{h}");
     let h = env.ok(&["run", "--help"]);
     assert!(h.contains("--sample") && h.contains("--world-size"), "{h}");
-    let mut child = env
-        .cmd()
-        .args(["stages"])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = env.cmd().args(["stages"]).stdout(std::process::Stdio::piped()).spawn().unwrap();
     drop(child.stdout.take());
     let status = child.wait().unwrap();
     assert!(status.success(), "{status:?}");
@@ -386,7 +391,13 @@ fn a_held_catalog_is_waited_for_then_reported_with_its_holder() {
     assert!(err.contains("another smelt process has the catalog open"), "{err}");
     assert!(err.contains(&format!("held by pid {}", std::process::id())), "{err}");
     // A longer wait succeeds once the holder lets go.
-    let child = env.cmd().env("SMELT_CATALOG_WAIT", "20").args(["catalog", "log", "quickstart"]).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    let child = env
+        .cmd()
+        .env("SMELT_CATALOG_WAIT", "20")
+        .args(["catalog", "log", "quickstart"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     std::thread::sleep(Duration::from_millis(300));
     drop(held);
     let out = child.wait_with_output().unwrap();
@@ -422,12 +433,17 @@ fn tags_move_and_resolve() {
 fn diff_lineage_and_gc() {
     let env = Env::new();
     let src = repo().join("examples/data/cc");
-    let files: Vec<_> = std::fs::read_dir(&src).unwrap().map(|e| e.unwrap().path()).filter(|p| p.to_str().unwrap().ends_with(".warc.gz") && !p.to_str().unwrap().ends_with(".wet.gz")).collect();
+    let files: Vec<_> = std::fs::read_dir(&src)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_str().unwrap().ends_with(".warc.gz") && !p.to_str().unwrap().ends_with(".wet.gz"))
+        .collect();
     std::fs::create_dir_all(env.path().join("in")).unwrap();
     for f in &files {
         std::fs::copy(f, env.path().join("in").join(f.file_name().unwrap())).unwrap();
     }
-    let yaml = std::fs::read_to_string(example("quickstart.yaml")).unwrap().replace("data/cc/*.warc.gz", "in/*.warc.gz");
+    let yaml =
+        std::fs::read_to_string(example("quickstart.yaml")).unwrap().replace("data/cc/*.warc.gz", "in/*.warc.gz");
     let p = env.write("p.yaml", yaml.as_bytes());
     let p = p.to_str().unwrap();
     env.ok(&["run", p]);
@@ -437,7 +453,15 @@ fn diff_lineage_and_gc() {
     env.ok(&["run", p]);
     let d = env.json(&["catalog", "diff", "quickstart@1", "quickstart@2"]);
     assert_eq!(d["lineage"]["pipeline_changed"], true);
-    assert!(d["lineage"]["config_changes"].as_array().unwrap().iter().any(|c| c["path"] == "stages[text].options.min_chars"), "{}", d["lineage"]);
+    assert!(
+        d["lineage"]["config_changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["path"] == "stages[text].options.min_chars"),
+        "{}",
+        d["lineage"]
+    );
     assert_eq!(d["lineage"]["inputs_removed"].as_array().unwrap().len(), 1);
     let docs = &d["documents"];
     assert!(docs["removed"].as_u64().unwrap() >= 2, "{docs}");
@@ -463,7 +487,11 @@ fn diff_lineage_and_gc() {
     env.ok(&["run", &example("wet.yaml").display().to_string()]);
     let x = env.json(&["catalog", "diff", "quickstart@1", "wet-sample@1"]);
     assert_eq!(x["to"], "wet-sample@1");
-    assert!(x["lineage"]["config_changes"].as_array().unwrap().iter().any(|c| c["path"] == "dataset"), "{}", x["lineage"]);
+    assert!(
+        x["lineage"]["config_changes"].as_array().unwrap().iter().any(|c| c["path"] == "dataset"),
+        "{}",
+        x["lineage"]
+    );
 
     let l = env.ok(&["catalog", "lineage", "quickstart@2"]);
     assert!(l.contains("html_to_text") && l.contains("min_chars"), "{l}");
@@ -537,7 +565,10 @@ fn a_barrier_dedups_across_splits_threads_and_ranks_and_resumes() {
         2 * base["rows_written"].as_u64().unwrap() - unique_in_base
     );
     assert_eq!(u["counters"]["distinct_keys"].as_u64().unwrap(), unique_in_base);
-    assert!(!env.data().join("scratch/deduped").read_dir().map_or(false, |mut d| d.next().is_some()), "scratch removed after commit");
+    assert!(
+        !env.data().join("scratch/deduped").read_dir().map_or(false, |mut d| d.next().is_some()),
+        "scratch removed after commit"
+    );
 
     // Same pipeline file (origins name the input paths), other data directories.
     let four = Env::new();
@@ -786,7 +817,11 @@ stages:
     assert_eq!(rows, serde_json::json!([{"id": "c"}, {"id": "d"}]));
     // The run stored old@1's index; `dedup index` finds it, and the next run reads it.
     let idx = env.json(&["dedup", "index", "old@1"]);
-    assert_eq!((idx["built"].as_bool(), idx["documents"].as_u64(), idx["indexed"].as_u64()), (Some(false), Some(2), Some(2)), "{idx}");
+    assert_eq!(
+        (idx["built"].as_bool(), idx["documents"].as_u64(), idx["indexed"].as_u64()),
+        (Some(false), Some(2), Some(2)),
+        "{idx}"
+    );
     assert!(Path::new(idx["location"].as_str().unwrap()).join("index.json").is_file(), "{idx}");
     let again = env.json(&["run", &p, "--parallelism", "1"]);
     assert_eq!(again["digest"], r["digest"], "same rows whatever the parallelism, with a stored index");
@@ -807,10 +842,16 @@ fn line_dedup_removes_shared_boilerplate_across_splits_for_any_parallelism() {
         let text = format!("Home | News | Contact\n{body}\nCopyright 2024 Example Media. All rights reserved.");
         format!("{}\n", serde_json::json!({"id": id, "text": text}))
     };
-    let first = [doc("a", "The council approved the new budget on Monday."), doc("b", "Heavy rain is expected over the weekend.")];
+    let first = [
+        doc("a", "The council approved the new budget on Monday."),
+        doc("b", "Heavy rain is expected over the weekend."),
+    ];
     let second = [
         doc("c", "The museum opens a new wing in May."),
-        format!("{}\n", serde_json::json!({"id": "d", "text": "home news contact\nCOPYRIGHT 2025 example media, all rights reserved"})),
+        format!(
+            "{}\n",
+            serde_json::json!({"id": "d", "text": "home news contact\nCOPYRIGHT 2025 example media, all rights reserved"})
+        ),
     ];
     env.write("in/0.jsonl", first.concat().as_bytes());
     env.write("in/1.jsonl", second.concat().as_bytes());

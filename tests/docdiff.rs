@@ -25,8 +25,9 @@ fn pipeline(env: &Env, dir: &str, files: &[&str], keep_title: bool) -> PathBuf {
         std::fs::create_dir_all(to.parent().unwrap()).unwrap();
         std::fs::copy(repo().join("examples/data/cc").join(f), to).unwrap();
     }
-    let mut yaml =
-        std::fs::read_to_string(example("quickstart.yaml")).unwrap().replace("data/cc/*.warc.gz", &format!("{dir}/*.warc.gz"));
+    let mut yaml = std::fs::read_to_string(example("quickstart.yaml"))
+        .unwrap()
+        .replace("data/cc/*.warc.gz", &format!("{dir}/*.warc.gz"));
     if keep_title {
         assert!(yaml.contains("    min_chars: 1\n"));
         yaml = yaml.replace("    min_chars: 1\n", "    min_chars: 1\n    keep_title: true\n");

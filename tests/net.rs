@@ -16,7 +16,8 @@ use common::{repo, Env};
 
 const CRAWL: &str = "CC-MAIN-2024-22";
 /// Served path of the 136 KB resiliparse excerpt (the file the resume tests cut).
-const BIG: &str = "/crawl-data/CC-MAIN-2024-22/segments/1715971057216.39/warc/CC-MAIN-20240517233122-20240518023122-00001.warc.gz";
+const BIG: &str =
+    "/crawl-data/CC-MAIN-2024-22/segments/1715971057216.39/warc/CC-MAIN-20240517233122-20240518023122-00001.warc.gz";
 
 fn fixtures() -> std::path::PathBuf {
     repo().join("tests/fixtures/net")
@@ -34,17 +35,10 @@ fn cc_server() -> HttpServer {
     let files: BTreeMap<String, String> =
         serde_json::from_slice(&std::fs::read(cc.join("files.json")).unwrap()).unwrap();
     for (served, src) in files {
-        srv.put(
-            &format!("/{served}"),
-            std::fs::read(repo().join(src)).unwrap(),
-        );
+        srv.put(&format!("/{served}"), std::fs::read(repo().join(src)).unwrap());
     }
     for entry in walk(&cc) {
-        let rel = entry
-            .strip_prefix(&cc)
-            .unwrap()
-            .to_string_lossy()
-            .to_string();
+        let rel = entry.strip_prefix(&cc).unwrap().to_string_lossy().to_string();
         if rel != "files.json" {
             srv.put(&format!("/{rel}"), std::fs::read(&entry).unwrap());
         }
@@ -66,30 +60,24 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
 }
 
 /// Fast retries for tests (the backoff logic itself is unit-tested).
-const HTTP: &str = "http: {retries: 3, backoff_ms: 20, timeout_s: 5, requests_per_second: 1000, max_connections_per_host: 2}";
+const HTTP: &str =
+    "http: {retries: 3, backoff_ms: 20, timeout_s: 5, requests_per_second: 1000, max_connections_per_host: 2}";
 
 fn cc_pipeline(env: &Env, name: &str, srv: &HttpServer, source: &str) -> String {
     let base = srv.url("/");
     let yaml = format!(
         "dataset: {name}\nstages:\n  cc:\n    type: commoncrawl\n    base_url: {base}\n    index_url: {base}\n    {HTTP}\n{source}  text:\n    type: html_to_text\n    inputs: [cc]\n    min_chars: 1\n  hashed:\n    type: content_hash\n    inputs: [text]\n  out:\n    type: parquet\n    inputs: [hashed]\n"
     );
-    env.write(&format!("{name}.yaml"), yaml.as_bytes())
-        .display()
-        .to_string()
+    env.write(&format!("{name}.yaml"), yaml.as_bytes()).display().to_string()
 }
 
 fn local_pipeline(env: &Env, files: &[&str]) -> String {
-    let paths: Vec<String> = files
-        .iter()
-        .map(|f| format!("\"{}\"", repo().join(f).display()))
-        .collect();
+    let paths: Vec<String> = files.iter().map(|f| format!("\"{}\"", repo().join(f).display())).collect();
     let yaml = format!(
         "dataset: local\nstages:\n  crawl:\n    type: warc\n    paths: [{}]\n  text:\n    type: html_to_text\n    inputs: [crawl]\n    min_chars: 1\n  hashed:\n    type: content_hash\n    inputs: [text]\n  out:\n    type: parquet\n    inputs: [hashed]\n",
         paths.join(", ")
     );
-    env.write("local.yaml", yaml.as_bytes())
-        .display()
-        .to_string()
+    env.write("local.yaml", yaml.as_bytes()).display().to_string()
 }
 
 /// (id, content_hash hex, source, origin) of every row of a version.
@@ -99,41 +87,22 @@ fn rows(env: &Env, dataset: &str, version: u64) -> Vec<(String, String, String, 
     let mut out = Vec::new();
     for s in m["shards"].as_array().unwrap() {
         let bytes = std::fs::read(root.join(s["path"].as_str().unwrap())).unwrap();
-        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
-            bytes::Bytes::from(bytes),
-        )
-        .unwrap()
-        .build()
-        .unwrap();
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes))
+            .unwrap()
+            .build()
+            .unwrap();
         for b in reader {
             let b = b.unwrap();
             let col = |n: &str| b.column_by_name(n).unwrap().clone();
             let (id, src, origin) = (col("id"), col("source"), col("origin"));
-            let id = id
-                .as_any()
-                .downcast_ref::<arrow::array::StringArray>()
-                .unwrap();
-            let src = src
-                .as_any()
-                .downcast_ref::<arrow::array::StringArray>()
-                .unwrap();
-            let origin = origin
-                .as_any()
-                .downcast_ref::<arrow::array::StringArray>()
-                .unwrap();
+            let id = id.as_any().downcast_ref::<arrow::array::StringArray>().unwrap();
+            let src = src.as_any().downcast_ref::<arrow::array::StringArray>().unwrap();
+            let origin = origin.as_any().downcast_ref::<arrow::array::StringArray>().unwrap();
             let hash = b.column_by_name("content_hash").unwrap();
-            let hash = hash
-                .as_any()
-                .downcast_ref::<arrow::array::FixedSizeBinaryArray>()
-                .unwrap();
+            let hash = hash.as_any().downcast_ref::<arrow::array::FixedSizeBinaryArray>().unwrap();
             for i in 0..b.num_rows() {
                 let h: String = hash.value(i).iter().map(|x| format!("{x:02x}")).collect();
-                out.push((
-                    id.value(i).to_string(),
-                    h,
-                    src.value(i).to_string(),
-                    origin.value(i).to_string(),
-                ));
+                out.push((id.value(i).to_string(), h, src.value(i).to_string(), origin.value(i).to_string()));
             }
         }
     }
@@ -141,22 +110,15 @@ fn rows(env: &Env, dataset: &str, version: u64) -> Vec<(String, String, String, 
 }
 
 fn skips(run: &serde_json::Value, stage: &str) -> BTreeMap<String, u64> {
-    let s = run["stages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["stage"] == stage)
-        .unwrap();
+    let s = run["stages"].as_array().unwrap().iter().find(|s| s["stage"] == stage).unwrap();
     serde_json::from_value(s["skips"].clone()).unwrap_or_default()
 }
 
 #[test]
 fn commoncrawl_latest_reads_every_file_through_resets_5xx_and_slow_bodies() {
     let srv = cc_server();
-    let size =
-        std::fs::read(repo().join("examples/data/cc/CC-MAIN-2020-34-resiliparse-excerpt.warc.gz"))
-            .unwrap()
-            .len() as u64;
+    let size = std::fs::read(repo().join("examples/data/cc/CC-MAIN-2020-34-resiliparse-excerpt.warc.gz")).unwrap().len()
+        as u64;
     // The big file drops at 50% once; the cdx-toolkit file answers 500 twice; the whirlwind file trickles.
     srv.fault(BIG, Fault::ResetAt(size / 2), 1);
     let f3 = "/crawl-data/CC-MAIN-2024-22/segments/1715971058000.10/warc/CC-MAIN-20240518000000-20240518030000-00002.warc.gz";
@@ -177,25 +139,13 @@ fn commoncrawl_latest_reads_every_file_through_resets_5xx_and_slow_bodies() {
     // Resumed by a range request from where the drop happened; nothing read twice.
     let gets = srv.gets(BIG);
     assert_eq!(gets.len(), 2, "{gets:?}");
-    assert_eq!(
-        gets[1].headers.get("range").map(String::as_str),
-        Some(format!("bytes={}-", size / 2).as_str())
-    );
-    assert!(
-        gets[1].headers.contains_key("if-match"),
-        "the resume checks the ETag"
-    );
+    assert_eq!(gets[1].headers.get("range").map(String::as_str), Some(format!("bytes={}-", size / 2).as_str()));
+    assert!(gets[1].headers.contains_key("if-match"), "the resume checks the ETag");
     let sent = srv.bytes_sent(BIG);
-    assert!(
-        sent as f64 <= 1.1 * size as f64,
-        "{sent} bytes sent for a {size}-byte file"
-    );
+    assert!(sent as f64 <= 1.1 * size as f64, "{sent} bytes sent for a {size}-byte file");
     assert_eq!(sent, size);
     // A clear User-Agent on every request.
-    assert!(srv.log().iter().all(|s| s
-        .headers
-        .get("user-agent")
-        .is_some_and(|u| u.starts_with("smelt/"))));
+    assert!(srv.log().iter().all(|s| s.headers.get("user-agent").is_some_and(|u| u.starts_with("smelt/"))));
 
     // The same documents as the same files read from disk by the `warc` source.
     let local = Env::new();
@@ -210,20 +160,12 @@ fn commoncrawl_latest_reads_every_file_through_resets_5xx_and_slow_bodies() {
     local.json(&["run", &lp]);
     let net_rows = rows(&env, "cc", 1);
     let disk_rows = rows(&local, "local", 1);
-    let key = |r: &Vec<(String, String, String, String)>| {
-        r.iter()
-            .map(|x| (x.0.clone(), x.1.clone()))
-            .collect::<Vec<_>>()
-    };
+    let key =
+        |r: &Vec<(String, String, String, String)>| r.iter().map(|x| (x.0.clone(), x.1.clone())).collect::<Vec<_>>();
     assert_eq!(key(&net_rows), key(&disk_rows));
+    assert!(net_rows.iter().all(|r| r.2 == format!("cc:{CRAWL}")), "source is cc:<crawl>");
     assert!(
-        net_rows.iter().all(|r| r.2 == format!("cc:{CRAWL}")),
-        "source is cc:<crawl>"
-    );
-    assert!(
-        net_rows
-            .iter()
-            .all(|r| r.3.starts_with(&srv.url("/crawl-data/")) && r.3.contains(".warc.gz#")),
+        net_rows.iter().all(|r| r.3.starts_with(&srv.url("/crawl-data/")) && r.3.contains(".warc.gz#")),
         "origin is URL#offset"
     );
 }
@@ -236,26 +178,13 @@ fn incremental_runs_read_only_new_files_and_a_failed_run_moves_nothing() {
     // Run 1 fails: one file answers 500 on every try. No version, no state.
     srv.fault(BIG, Fault::Status(500), 100);
     let out = env.smelt(&["run", &p, "--run-id", "first"]);
-    assert!(
-        !out.status.success(),
-        "a download that fails after every retry fails the run"
-    );
-    assert!(
-        common::stderr(&out).contains("HTTP 500"),
-        "{}",
-        common::stderr(&out)
-    );
-    assert!(
-        !env.smelt(&["catalog", "log", "inc"]).status.success(),
-        "no version from a failed run"
-    );
+    assert!(!out.status.success(), "a download that fails after every retry fails the run");
+    assert!(common::stderr(&out).contains("HTTP 500"), "{}", common::stderr(&out));
+    assert!(!env.smelt(&["catalog", "log", "inc"]).status.success(), "no version from a failed run");
 
     // The crawl list grows meanwhile; resuming run 1 finishes the three files it planned.
     let paths = "/crawl-data/CC-MAIN-2024-22/warc.paths.gz";
-    srv.put(
-        paths,
-        std::fs::read(fixtures().join("cc/crawl-data/CC-MAIN-2024-22/warc.paths.next.gz")).unwrap(),
-    );
+    srv.put(paths, std::fs::read(fixtures().join("cc/crawl-data/CC-MAIN-2024-22/warc.paths.next.gz")).unwrap());
     srv.clear_faults(BIG);
     let r1 = env.json(&["run", &p, "--run-id", "first"]);
     assert_eq!(r1["version"], 1);
@@ -269,18 +198,11 @@ fn incremental_runs_read_only_new_files_and_a_failed_run_moves_nothing() {
     let r2 = env.json(&["run", &p]);
     assert_eq!(r2["splits_run"], 1);
     assert!(r2["rows_written"].as_u64().unwrap() > 0);
-    assert_eq!(
-        srv.gets(BIG).len(),
-        before,
-        "files already committed are not downloaded again"
-    );
+    assert_eq!(srv.gets(BIG).len(), before, "files already committed are not downloaded again");
     let m = env.json(&["catalog", "show", "inc@2"]);
     let inputs = m["lineage"]["inputs"].as_array().unwrap();
     assert_eq!(inputs.len(), 1);
-    assert!(inputs[0]["id"]
-        .as_str()
-        .unwrap()
-        .ends_with("-00003.warc.gz"));
+    assert!(inputs[0]["id"].as_str().unwrap().ends_with("-00003.warc.gz"));
 
     // Run 3: nothing new.
     let r3 = env.json(&["run", &p]);
@@ -292,12 +214,7 @@ fn incremental_runs_read_only_new_files_and_a_failed_run_moves_nothing() {
 fn cdx_domain_lookup_fetches_only_those_records_by_range() {
     let srv = cc_server();
     let env = Env::new();
-    let p = cc_pipeline(
-        &env,
-        "cdx",
-        &srv,
-        &format!("    crawl: {CRAWL}\n    domain: commoncrawl.org\n"),
-    );
+    let p = cc_pipeline(&env, "cdx", &srv, &format!("    crawl: {CRAWL}\n    domain: commoncrawl.org\n"));
     let run = env.json(&["run", &p]);
     assert_eq!(run["splits_run"], 1);
     let rows = rows(&env, "cdx", 1);
@@ -307,33 +224,17 @@ fn cdx_domain_lookup_fetches_only_those_records_by_range() {
     let f3 = "/crawl-data/CC-MAIN-2024-22/segments/1715971058000.10/warc/CC-MAIN-20240518000000-20240518030000-00002.warc.gz";
     let gets = srv.gets(f3);
     assert_eq!(gets.len(), 2, "one range request per record");
-    assert!(gets.iter().all(|g| g
-        .headers
-        .get("range")
-        .is_some_and(|r| r.starts_with("bytes="))));
-    let whole = std::fs::read(repo().join("examples/data/cc/CC-MAIN-2025-33-cdx-toolkit.warc.gz"))
-        .unwrap()
-        .len() as u64;
+    assert!(gets.iter().all(|g| g.headers.get("range").is_some_and(|r| r.starts_with("bytes="))));
+    let whole =
+        std::fs::read(repo().join("examples/data/cc/CC-MAIN-2025-33-cdx-toolkit.warc.gz")).unwrap().len() as u64;
     assert!(srv.bytes_sent(f3) < whole);
-    assert!(
-        srv.gets(BIG).is_empty(),
-        "files without matching records are not touched"
-    );
+    assert!(srv.gets(BIG).is_empty(), "files without matching records are not touched");
     // The origin keeps the record's file offset.
-    assert!(
-        rows.iter()
-            .all(|r| r.3.contains("-00002.warc.gz#") && !r.3.contains("records=")),
-        "{rows:?}"
-    );
+    assert!(rows.iter().all(|r| r.3.contains("-00002.warc.gz#") && !r.3.contains("records=")), "{rows:?}");
 
     // A URL prefix on another host, and a host with subdomains.
     let env2 = Env::new();
-    let p2 = cc_pipeline(
-        &env2,
-        "cdx2",
-        &srv,
-        &format!("    crawl: {CRAWL}\n    domain: wikipedia.org\n"),
-    );
+    let p2 = cc_pipeline(&env2, "cdx2", &srv, &format!("    crawl: {CRAWL}\n    domain: wikipedia.org\n"));
     let run2 = env2.json(&["run", &p2]);
     assert_eq!(run2["rows_written"], 1);
 }
@@ -348,31 +249,14 @@ fn wet_sample_segments_and_truncated_gzip_are_counted() {
     );
     let p = env.write("wet.yaml", yaml.as_bytes()).display().to_string();
     let run = env.json(&["run", &p]);
-    assert_eq!(
-        run["rows_written"], 1,
-        "the whirlwind WET file holds one conversion record"
-    );
+    assert_eq!(run["rows_written"], 1, "the whirlwind WET file holds one conversion record");
     // WAT: the metadata record's JSON is the text.
     let wat = Env::new();
-    let p = wat
-        .write(
-            "wat.yaml",
-            yaml.replace("kind: wet", "kind: wat").as_bytes(),
-        )
-        .display()
-        .to_string();
+    let p = wat.write("wat.yaml", yaml.replace("kind: wet", "kind: wat").as_bytes()).display().to_string();
     let run = wat.json(&["run", &p]);
-    assert_eq!(
-        run["rows_written"], 1,
-        "the whirlwind WAT file holds one metadata record"
-    );
+    assert_eq!(run["rows_written"], 1, "the whirlwind WAT file holds one metadata record");
     let m = wat.json(&["catalog", "show", "wet@1"]);
-    let cols: Vec<&str> = m["schema"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["name"].as_str().unwrap())
-        .collect();
+    let cols: Vec<&str> = m["schema"].as_array().unwrap().iter().map(|f| f["name"].as_str().unwrap()).collect();
     assert!(cols.contains(&"text"), "{cols:?}");
 
     // `sample: 2` picks the same two files every time; `segments: 1..2` only the second segment's file.
@@ -388,21 +272,14 @@ fn wet_sample_segments_and_truncated_gzip_are_counted() {
     assert_eq!(a["splits_run"], 2);
     assert_eq!(a["digest"], b["digest"]);
     let env3 = Env::new();
-    let p3 = cc_pipeline(
-        &env3,
-        "seg",
-        &srv,
-        &format!("    crawl: {CRAWL}\n    segments: \"1..2\"\n"),
-    );
+    let p3 = cc_pipeline(&env3, "seg", &srv, &format!("    crawl: {CRAWL}\n    segments: \"1..2\"\n"));
     let s = env3.json(&["run", &p3]);
     assert_eq!(s["splits_run"], 1);
 
     // A file served truncated (as if the download ended cleanly mid-member): counted, the rest kept.
     let srv2 = cc_server();
-    let size =
-        std::fs::read(repo().join("examples/data/cc/CC-MAIN-2020-34-resiliparse-excerpt.warc.gz"))
-            .unwrap()
-            .len() as u64;
+    let size = std::fs::read(repo().join("examples/data/cc/CC-MAIN-2020-34-resiliparse-excerpt.warc.gz")).unwrap().len()
+        as u64;
     srv2.fault(BIG, Fault::Truncate(size * 2 / 3), 100);
     let env4 = Env::new();
     let p4 = cc_pipeline(&env4, "trunc", &srv2, &format!("    crawl: {CRAWL}\n"));
@@ -422,16 +299,10 @@ fn commoncrawl_news_reads_months_incrementally() {
             "dataset: news\nstages:\n  news:\n    type: commoncrawl_news\n    from: \"2024-05\"\n    to: \"{to}\"\n    base_url: {base}\n    {HTTP}\n  text:\n    type: html_to_text\n    inputs: [news]\n    min_chars: 1\n  hashed:\n    type: content_hash\n    inputs: [text]\n  out:\n    type: parquet\n    inputs: [hashed]\n"
         )
     };
-    let p = env
-        .write("news.yaml", yaml("2024-05").as_bytes())
-        .display()
-        .to_string();
+    let p = env.write("news.yaml", yaml("2024-05").as_bytes()).display().to_string();
     let r1 = env.json(&["run", &p]);
     assert_eq!(r1["splits_run"], 1);
-    let p = env
-        .write("news.yaml", yaml("2024-06").as_bytes())
-        .display()
-        .to_string();
+    let p = env.write("news.yaml", yaml("2024-06").as_bytes()).display().to_string();
     let r2 = env.json(&["run", &p]);
     assert_eq!(r2["splits_run"], 1, "May's file is already committed");
     let rows = rows(&env, "news", 2);
@@ -447,10 +318,7 @@ fn feed_server(entries: Option<usize>) -> (HttpServer, Vec<String>) {
         // An earlier capture of the feed: only its first N entries.
         Some(n) => {
             let parts: Vec<&str> = atom.split("<entry>").collect();
-            let tail = atom
-                .rfind("</feed>")
-                .map(|i| &atom[i..])
-                .unwrap_or("</feed>");
+            let tail = atom.rfind("</feed>").map(|i| &atom[i..]).unwrap_or("</feed>");
             let mut s = parts[..=n].join("<entry>");
             if let Some(last) = s.rfind("</entry>") {
                 s.truncate(last + "</entry>".len());
@@ -462,29 +330,15 @@ fn feed_server(entries: Option<usize>) -> (HttpServer, Vec<String>) {
         None => atom,
     };
     srv.put("/feeds/heise.atom", atom.clone().into_bytes());
-    let pages = [
-        "chinese_article_002.html",
-        "arabic_article.html",
-        "japanese_article2.html",
-        "cleveland.com1.html",
-    ];
+    let pages = ["chinese_article_002.html", "arabic_article.html", "japanese_article2.html", "cleveland.com1.html"];
     let mut links = Vec::new();
     for (i, entry) in atom.split("<entry>").skip(1).enumerate() {
         let at = entry.find("rel=\"alternate\"").unwrap();
         let href = &entry[at..];
         let href = &href[href.find("href=\"").unwrap() + 6..];
         let link = &href[..href.find('"').unwrap()];
-        let path = link
-            .strip_prefix(&srv.url(""))
-            .unwrap()
-            .split('?')
-            .next()
-            .unwrap()
-            .to_string();
-        srv.put(
-            &path,
-            std::fs::read(pages_dir().join(pages[i % pages.len()])).unwrap(),
-        );
+        let path = link.strip_prefix(&srv.url("")).unwrap().split('?').next().unwrap().to_string();
+        srv.put(&path, std::fs::read(pages_dir().join(pages[i % pages.len()])).unwrap());
         links.push(path);
     }
     (srv, links)
@@ -496,19 +350,14 @@ fn rss_pipeline(env: &Env, srv: &HttpServer) -> String {
         "dataset: feeds\nstages:\n  news:\n    type: rss\n    feeds: [\"{}\"]\n    {HTTP}\n  text:\n    type: extract\n    inputs: [news]\n  hashed:\n    type: content_hash\n    inputs: [text]\n  unique:\n    type: dedup_url\n    inputs: [hashed]\n  out:\n    type: parquet\n    inputs: [unique]\n",
         srv.url("/feeds/heise.atom")
     );
-    env.write("feeds.yaml", yaml.as_bytes())
-        .display()
-        .to_string()
+    env.write("feeds.yaml", yaml.as_bytes()).display().to_string()
 }
 
 #[test]
 fn rss_fetches_new_articles_politely_and_remembers_items_across_runs() {
     // Run 1 sees an earlier capture (10 entries); robots.txt forbids one article; one is gone (404); one fails twice then works.
     let (srv, links) = feed_server(Some(10));
-    srv.put(
-        "/robots.txt",
-        format!("User-agent: *\nDisallow: {}\n", links[1]).into_bytes(),
-    );
+    srv.put("/robots.txt", format!("User-agent: *\nDisallow: {}\n", links[1]).into_bytes());
     let gone = links[2].clone();
     srv.fault(&gone, Fault::Status(404), 100);
     srv.fault(&links[3], Fault::Status(503), 2);
@@ -519,15 +368,10 @@ fn rss_fetches_new_articles_politely_and_remembers_items_across_runs() {
     assert_eq!(sk.get("robots_disallowed"), Some(&1), "{sk:?}");
     assert_eq!(sk.get("http_404"), Some(&1), "{sk:?}");
     assert_eq!(sk.get("net_retry"), Some(&2), "{sk:?}");
-    assert!(
-        srv.gets(&links[1]).is_empty(),
-        "a disallowed page is never fetched"
-    );
+    assert!(srv.gets(&links[1]).is_empty(), "a disallowed page is never fetched");
     let v1 = rows(&env, "feeds", 1);
     assert_eq!(v1.len(), 8, "10 items, one disallowed, one gone");
-    assert!(v1
-        .iter()
-        .all(|r| r.2 == "rss:127.0.0.1" && r.3.starts_with(&srv.url("/feeds/heise.atom#"))));
+    assert!(v1.iter().all(|r| r.2 == "rss:127.0.0.1" && r.3.starts_with(&srv.url("/feeds/heise.atom#"))));
     let m = env.json(&["catalog", "show", "feeds@1"]);
     let state = &m["lineage"]["source_state"][0];
     assert_eq!(state["source"], "news");
@@ -540,26 +384,16 @@ fn rss_fetches_new_articles_politely_and_remembers_items_across_runs() {
     srv.put("/feeds/heise.atom", full.into_bytes());
     let (_, all_links) = feed_server(None);
     for l in &all_links[10..] {
-        srv.put(
-            l,
-            std::fs::read(pages_dir().join("arabic_article.html")).unwrap(),
-        );
+        srv.put(l, std::fs::read(pages_dir().join("arabic_article.html")).unwrap());
     }
     let r2 = env.json(&["run", &p]);
     assert_eq!(r2["rows_written"], 5);
     assert_eq!(skips(&r2, "news").get("seen_before"), Some(&10));
     for l in &links {
-        assert!(
-            srv.gets(l).len() <= 1 || l == &links[3],
-            "{l} fetched again"
-        );
+        assert!(srv.gets(l).len() <= 1 || l == &links[3], "{l} fetched again");
     }
     let feed_gets = srv.gets("/feeds/heise.atom");
-    assert!(feed_gets
-        .last()
-        .unwrap()
-        .headers
-        .contains_key("if-none-match"));
+    assert!(feed_gets.last().unwrap().headers.contains_key("if-none-match"));
 
     // Run 3: unchanged feed, 304: nothing fetched, nothing new.
     let n = srv.log().len();
@@ -568,54 +402,32 @@ fn rss_fetches_new_articles_politely_and_remembers_items_across_runs() {
     assert_eq!(skips(&r3, "news").get("feed_not_modified"), Some(&1));
     let after: Vec<_> = srv.log()[n..].iter().map(|s| s.path.clone()).collect();
     assert_eq!(after, ["/feeds/heise.atom"]);
-    let ids: BTreeSet<String> = rows(&env, "feeds", 1)
-        .into_iter()
-        .chain(rows(&env, "feeds", 2))
-        .map(|r| r.0)
-        .collect();
+    let ids: BTreeSet<String> = rows(&env, "feeds", 1).into_iter().chain(rows(&env, "feeds", 2)).map(|r| r.0).collect();
     assert_eq!(ids.len(), 13, "no item twice across versions");
 }
 
 #[test]
 fn rss_reads_rss_0_92_rss_1_0_and_json_feed_items_inline() {
     let srv = HttpServer::start();
-    let names = [
-        "rss_0.92_spec_1.xml",
-        "rss_1.0_example_1.xml",
-        "jsonfeed_example_1.json",
-    ];
+    let names = ["rss_0.92_spec_1.xml", "rss_1.0_example_1.xml", "jsonfeed_example_1.json"];
     for n in names {
-        srv.put(
-            &format!("/{n}"),
-            std::fs::read(fixtures().join("feeds").join(n)).unwrap(),
-        );
+        srv.put(&format!("/{n}"), std::fs::read(fixtures().join("feeds").join(n)).unwrap());
     }
-    let feeds: Vec<String> = names
-        .iter()
-        .map(|n| format!("\"{}\"", srv.url(&format!("/{n}"))))
-        .collect();
+    let feeds: Vec<String> = names.iter().map(|n| format!("\"{}\"", srv.url(&format!("/{n}")))).collect();
     let yaml = format!(
         "dataset: inline\nstages:\n  news:\n    type: rss\n    feeds: [{}]\n    fetch_articles: false\n    {HTTP}\n  text:\n    type: html_to_text\n    inputs: [news]\n    min_chars: 1\n  hashed:\n    type: content_hash\n    inputs: [text]\n  out:\n    type: parquet\n    inputs: [hashed]\n",
         feeds.join(", ")
     );
     let env = Env::new();
-    let p = env
-        .write("inline.yaml", yaml.as_bytes())
-        .display()
-        .to_string();
+    let p = env.write("inline.yaml", yaml.as_bytes()).display().to_string();
     let run = env.json(&["run", &p]);
     assert_eq!(run["splits_run"], 3);
     let rows = rows(&env, "inline", 1);
     let per_feed: BTreeMap<String, usize> = rows.iter().fold(BTreeMap::new(), |mut m, r| {
-        *m.entry(r.3.split('#').next().unwrap().to_string())
-            .or_default() += 1;
+        *m.entry(r.3.split('#').next().unwrap().to_string()).or_default() += 1;
         m
     });
-    assert_eq!(
-        per_feed.len(),
-        3,
-        "every format gives documents: {per_feed:?}"
-    );
+    assert_eq!(per_feed.len(), 3, "every format gives documents: {per_feed:?}");
 }
 
 /// S3 through object_store against a real S3-compatible server (moto) at SMELT_S3_ENDPOINT.
@@ -629,29 +441,18 @@ fn commoncrawl_reads_s3_through_object_store() {
         eprintln!("skipped: set SMELT_S3_ENDPOINT (and SMELT_S3_TESTS=1) to run against an S3-compatible server");
         return;
     };
-    let hostport = endpoint
-        .trim_start_matches("http://")
-        .trim_end_matches('/')
-        .to_string();
+    let hostport = endpoint.trim_start_matches("http://").trim_end_matches('/').to_string();
     let bucket = format!("commoncrawl-{}", std::process::id());
     s3_put(&hostport, &format!("/{bucket}"), &[]);
     let cc = fixtures().join("cc");
     let files: BTreeMap<String, String> =
         serde_json::from_slice(&std::fs::read(cc.join("files.json")).unwrap()).unwrap();
     for (served, src) in &files {
-        s3_put(
-            &hostport,
-            &format!("/{bucket}/{served}"),
-            &std::fs::read(repo().join(src)).unwrap(),
-        );
+        s3_put(&hostport, &format!("/{bucket}/{served}"), &std::fs::read(repo().join(src)).unwrap());
     }
     for f in walk(&cc) {
         let rel = f.strip_prefix(&cc).unwrap().to_string_lossy().to_string();
-        s3_put(
-            &hostport,
-            &format!("/{bucket}/{rel}"),
-            &std::fs::read(&f).unwrap(),
-        );
+        s3_put(&hostport, &format!("/{bucket}/{rel}"), &std::fs::read(&f).unwrap());
     }
     let env = Env::new();
     let yaml = format!(
@@ -677,41 +478,27 @@ fn commoncrawl_reads_s3_through_object_store() {
     // The CDX lookup and record ranges through object_store too.
     let cdx = Env::new();
     let yaml = yaml.replace("    base_url:", "    domain: wikipedia.org\n    base_url:");
-    let cp = cdx
-        .write("s3cdx.yaml", yaml.as_bytes())
-        .display()
-        .to_string();
+    let cp = cdx.write("s3cdx.yaml", yaml.as_bytes()).display().to_string();
     let r = s3_run(&cdx, &cp);
     assert_eq!(r["rows_written"], 1);
     let srv = cc_server();
     let local = Env::new();
     let lp = cc_pipeline(&local, "s3", &srv, &format!("    crawl: {CRAWL}\n"));
     local.json(&["run", &lp]);
-    let ids = |e: &Env| {
-        rows(e, "s3", 1)
-            .into_iter()
-            .map(|r| (r.0, r.1))
-            .collect::<Vec<_>>()
-    };
-    assert_eq!(
-        ids(&env),
-        ids(&local),
-        "S3 and HTTPS give the same documents"
-    );
+    let ids = |e: &Env| rows(e, "s3", 1).into_iter().map(|r| (r.0, r.1)).collect::<Vec<_>>();
+    assert_eq!(ids(&env), ids(&local), "S3 and HTTPS give the same documents");
 }
 
 /// A plain unsigned PUT (moto accepts unsigned requests).
 fn s3_put(hostport: &str, path: &str, body: &[u8]) {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(hostport).expect("S3 server reachable");
-    write!(s, "PUT {path} HTTP/1.1\r\nHost: {hostport}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len()).unwrap();
+    write!(s, "PUT {path} HTTP/1.1\r\nHost: {hostport}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len())
+        .unwrap();
     s.write_all(body).unwrap();
     let mut resp = String::new();
     let _ = s.read_to_string(&mut resp);
-    assert!(
-        resp.starts_with("HTTP/1.1 200") || resp.starts_with("HTTP/1.1 409"),
-        "PUT {path}: {resp}"
-    );
+    assert!(resp.starts_with("HTTP/1.1 200") || resp.starts_with("HTTP/1.1 409"), "PUT {path}: {resp}");
 }
 
 #[test]
@@ -743,31 +530,16 @@ fn rss_items_on_a_host_whose_robots_txt_fails_are_tried_again_next_run() {
         "dataset: later\nstages:\n  news:\n    type: rss\n    feeds: [\"{}\"]\n    {HTTP}\n  text:\n    type: html_to_text\n    inputs: [news]\n  hashed:\n    type: content_hash\n    inputs: [text]\n  out:\n    type: parquet\n    inputs: [hashed]\n",
         feed.url("/heise.atom")
     );
-    let p = env
-        .write("later.yaml", yaml.as_bytes())
-        .display()
-        .to_string();
+    let p = env.write("later.yaml", yaml.as_bytes()).display().to_string();
     let r1 = env.json(&["run", &p]);
     assert_eq!(r1["rows_written"], 0);
-    assert_eq!(
-        skips(&r1, "news").get("robots_unavailable"),
-        Some(&1),
-        "{r1}"
-    );
-    assert!(
-        pages.log().iter().all(|s| s.path == "/robots.txt"),
-        "no page fetched without robots.txt"
-    );
+    assert_eq!(skips(&r1, "news").get("robots_unavailable"), Some(&1), "{r1}");
+    assert!(pages.log().iter().all(|s| s.path == "/robots.txt"), "no page fetched without robots.txt");
     // robots.txt answers now: every item is fetched (none was marked seen), and the feed is not
     // asked conditionally (its validators were not advanced).
     let r2 = env.json(&["run", &p]);
     assert_eq!(r2["rows_written"], 15, "{r2}");
-    assert!(!feed
-        .gets("/heise.atom")
-        .last()
-        .unwrap()
-        .headers
-        .contains_key("if-none-match"));
+    assert!(!feed.gets("/heise.atom").last().unwrap().headers.contains_key("if-none-match"));
 }
 
 #[test]
@@ -796,10 +568,7 @@ fn per_host_limits_hold_on_the_server_side() {
         "dataset: paced\nstages:\n  news:\n    type: rss\n    feeds: [\"{}\"]\n    robots_txt: false\n    http: {{requests_per_second: 20}}\n  text:\n    type: html_to_text\n    inputs: [news]\n  hashed:\n    type: content_hash\n    inputs: [text]\n  out:\n    type: parquet\n    inputs: [hashed]\n",
         srv.url("/feeds/heise.atom")
     );
-    let p = env
-        .write("paced.yaml", yaml.as_bytes())
-        .display()
-        .to_string();
+    let p = env.write("paced.yaml", yaml.as_bytes()).display().to_string();
     let r = env.json(&["run", &p]);
     assert_eq!(r["rows_written"], 15);
     let mut at: Vec<std::time::Instant> = srv.log().iter().map(|s| s.at).collect();
@@ -807,10 +576,6 @@ fn per_host_limits_hold_on_the_server_side() {
     assert_eq!(at.len(), 16, "the feed and 15 pages");
     for w in at.windows(2) {
         // 50 ms apart at 20/s; a little slack for when the server thread stamps the arrival.
-        assert!(
-            w[1] - w[0] >= Duration::from_millis(40),
-            "requests {:?} apart",
-            w[1] - w[0]
-        );
+        assert!(w[1] - w[0] >= Duration::from_millis(40), "requests {:?} apart", w[1] - w[0]);
     }
 }

@@ -37,11 +37,78 @@ use smelt_catalog::{shard_path, DatasetStore, DocIndexRef, SplitRecord, VersionM
 const RUN: &str = "bench";
 const SHARD_DOCS: u64 = 100_000;
 const WORDS: &[&str] = &[
-    "the", "of", "and", "to", "in", "a", "is", "that", "for", "it", "as", "was", "with", "be", "by", "on", "not", "he",
-    "this", "are", "or", "his", "from", "at", "which", "but", "have", "an", "had", "they", "you", "were", "their", "one",
-    "all", "we", "can", "her", "has", "there", "been", "if", "more", "when", "will", "would", "who", "so", "no", "data",
-    "market", "city", "government", "report", "season", "people", "year", "company", "music", "science", "school",
-    "water", "energy", "health", "research", "football", "election", "history", "policy", "river", "village", "bridge",
+    "the",
+    "of",
+    "and",
+    "to",
+    "in",
+    "a",
+    "is",
+    "that",
+    "for",
+    "it",
+    "as",
+    "was",
+    "with",
+    "be",
+    "by",
+    "on",
+    "not",
+    "he",
+    "this",
+    "are",
+    "or",
+    "his",
+    "from",
+    "at",
+    "which",
+    "but",
+    "have",
+    "an",
+    "had",
+    "they",
+    "you",
+    "were",
+    "their",
+    "one",
+    "all",
+    "we",
+    "can",
+    "her",
+    "has",
+    "there",
+    "been",
+    "if",
+    "more",
+    "when",
+    "will",
+    "would",
+    "who",
+    "so",
+    "no",
+    "data",
+    "market",
+    "city",
+    "government",
+    "report",
+    "season",
+    "people",
+    "year",
+    "company",
+    "music",
+    "science",
+    "school",
+    "water",
+    "energy",
+    "health",
+    "research",
+    "football",
+    "election",
+    "history",
+    "policy",
+    "river",
+    "village",
+    "bridge",
 ];
 
 fn splitmix(mut x: u64) -> u64 {
@@ -153,7 +220,8 @@ fn write_shard(root: &Path, version_b: bool, docs: u64, shard: u64) -> std::io::
     let props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).map_err(std::io::Error::other)?))
         .build();
-    let mut w = ArrowWriter::try_new(std::fs::File::create(&shard_file)?, schema(), Some(props)).map_err(std::io::Error::other)?;
+    let mut w = ArrowWriter::try_new(std::fs::File::create(&shard_file)?, schema(), Some(props))
+        .map_err(std::io::Error::other)?;
     w.write(&batch).map_err(std::io::Error::other)?;
     w.close().map_err(std::io::Error::other)?;
 
@@ -192,8 +260,12 @@ fn gen(dir: &Path, docs: u64) -> Result<serde_json::Value, String> {
                 });
             }
         });
-        let refs: Vec<DocIndexRef> =
-            refs.into_inner().expect("lock").into_iter().map(|r| r.expect("every shard written")).collect::<Result<_, _>>()?;
+        let refs: Vec<DocIndexRef> = refs
+            .into_inner()
+            .expect("lock")
+            .into_iter()
+            .map(|r| r.expect("every shard written"))
+            .collect::<Result<_, _>>()?;
         std::fs::write(root.join("split_refs.json"), serde_json::to_vec(&refs).map_err(|e| e.to_string())?)
             .map_err(|e| e.to_string())?;
     }
@@ -244,11 +316,13 @@ async fn commit(dir: &Path) -> Result<serde_json::Value, String> {
             })
             .collect();
         let store = DatasetStore::open(root.to_str().expect("utf-8 path")).map_err(|e| e.to_string())?;
-        let mut built = build_version_index(&store, RUN, &records).await.map_err(|e| e.to_string())?.ok_or("no index")?;
+        let mut built =
+            build_version_index(&store, RUN, &records).await.map_err(|e| e.to_string())?.ok_or("no index")?;
         let r = built.place(&store, &version_index_path(1, RUN), None).await.map_err(|e| e.to_string())?;
         entries.push(r.entries);
         let m = manifest(Some(r))?;
-        std::fs::write(root.join("manifest.json"), serde_json::to_vec(&m).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+        std::fs::write(root.join("manifest.json"), serde_json::to_vec(&m).map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?;
     }
     Ok(serde_json::json!({"phase": "commit", "entries": entries, "seconds": t.elapsed().as_secs_f64()}))
 }
@@ -256,8 +330,9 @@ async fn commit(dir: &Path) -> Result<serde_json::Value, String> {
 async fn smelt(dir: &Path) -> Result<serde_json::Value, String> {
     let load = |name: &str| -> Result<(DatasetStore, VersionManifest), String> {
         let root = dir.join(name);
-        let m: VersionManifest = serde_json::from_slice(&std::fs::read(root.join("manifest.json")).map_err(|e| e.to_string())?)
-            .map_err(|e| e.to_string())?;
+        let m: VersionManifest =
+            serde_json::from_slice(&std::fs::read(root.join("manifest.json")).map_err(|e| e.to_string())?)
+                .map_err(|e| e.to_string())?;
         Ok((DatasetStore::open(root.to_str().expect("utf-8 path")).map_err(|e| e.to_string())?, m))
     };
     let ((sa, ma), (sb, mb)) = (load("a")?, load("b")?);

@@ -27,67 +27,23 @@ pub const LABEL_ORDER: [&str; 8] = ["axis", "descriptor", "lang", "source", "dom
 pub const METRICS: [(&str, &[&str], &str); 15] = [
     ("docs", &[], "documents the stage saw"),
     ("audited_docs", &[], "documents in a language with a lexicon"),
-    (
-        "unaudited_share",
-        &[],
-        "share of documents in languages without a lexicon",
-    ),
-    (
-        "toxicity_rate",
-        &["axis", "descriptor", "lang", "source"],
-        "share of documents flagged toxic",
-    ),
-    (
-        "doc_share",
-        &["axis", "descriptor", "lang", "source"],
-        "share of audited documents mentioning the group",
-    ),
-    (
-        "mentions_per_1k_words",
-        &["axis", "descriptor"],
-        "mentions of the group per 1,000 audited words",
-    ),
-    (
-        "toxicity_rate_ratio",
-        &["axis", "descriptor"],
-        "toxicity rate of documents mentioning the group / of the others",
-    ),
-    (
-        "toxicity_rate_ratio_low",
-        &["axis", "descriptor"],
-        "lower end of the ratio's 95% confidence interval",
-    ),
-    (
-        "toxicity_rate_ratio_high",
-        &["axis", "descriptor"],
-        "upper end of the ratio's 95% confidence interval",
-    ),
+    ("unaudited_share", &[], "share of documents in languages without a lexicon"),
+    ("toxicity_rate", &["axis", "descriptor", "lang", "source"], "share of documents flagged toxic"),
+    ("doc_share", &["axis", "descriptor", "lang", "source"], "share of audited documents mentioning the group"),
+    ("mentions_per_1k_words", &["axis", "descriptor"], "mentions of the group per 1,000 audited words"),
+    ("toxicity_rate_ratio", &["axis", "descriptor"], "toxicity rate of documents mentioning the group / of the others"),
+    ("toxicity_rate_ratio_low", &["axis", "descriptor"], "lower end of the ratio's 95% confidence interval"),
+    ("toxicity_rate_ratio_high", &["axis", "descriptor"], "upper end of the ratio's 95% confidence interval"),
     (
         "pmi_toxic",
         &["axis", "descriptor"],
         "pointwise mutual information (bits) of mentioning the group and being toxic",
     ),
-    (
-        "disparate_impact",
-        &["axis", "descriptor"],
-        "P(not toxic | group) / P(not toxic | others)",
-    ),
-    (
-        "statistical_parity_difference",
-        &["axis", "descriptor"],
-        "P(not toxic | group) - P(not toxic | others)",
-    ),
-    (
-        "pronoun_ratio",
-        &["gender"],
-        "mentions of the gender's pronouns / mentions of male pronouns",
-    ),
+    ("disparate_impact", &["axis", "descriptor"], "P(not toxic | group) / P(not toxic | others)"),
+    ("statistical_parity_difference", &["axis", "descriptor"], "P(not toxic | group) - P(not toxic | others)"),
+    ("pronoun_ratio", &["gender"], "mentions of the gender's pronouns / mentions of male pronouns"),
     ("entropy", &["over", "of"], "Shannon entropy (bits) of the distribution"),
-    (
-        "skew",
-        &["over", "of"],
-        "gini, top10_share, normalized_entropy, groups: use those names",
-    ),
+    ("skew", &["over", "of"], "gini, top10_share, normalized_entropy, groups: use those names"),
 ];
 
 /// Names of skew metrics (labels `over`, `of`).
@@ -98,10 +54,7 @@ pub fn metric_labels(name: &str) -> Option<&'static [&'static str]> {
     if SKEW_METRICS.contains(&name) {
         return Some(&["over", "of"]);
     }
-    METRICS
-        .iter()
-        .find(|(n, _, _)| *n == name && *n != "skew")
-        .map(|(_, l, _)| *l)
+    METRICS.iter().find(|(n, _, _)| *n == name && *n != "skew").map(|(_, l, _)| *l)
 }
 
 /// Every metric name gates accept.
@@ -135,10 +88,7 @@ pub fn parse_key(key: &str) -> Option<(&str, Vec<(&str, &str)>)> {
         return Some((key, Vec::new()));
     };
     let inner = key[open + 1..].strip_suffix('}')?;
-    let labels = inner
-        .split(',')
-        .map(|kv| kv.split_once('='))
-        .collect::<Option<Vec<_>>>()?;
+    let labels = inner.split(',').map(|kv| kv.split_once('=')).collect::<Option<Vec<_>>>()?;
     Some((&key[..open], labels))
 }
 
@@ -237,10 +187,7 @@ impl std::fmt::Display for GateError {
 /// a missing or unknown comparison, a threshold that is not a number.
 pub fn parse_gate(expr: &str, action: GateAction) -> Result<Gate, GateError> {
     let chars: Vec<char> = expr.chars().collect();
-    let err = |i: usize, m: String| GateError {
-        column: i + 1,
-        message: m,
-    };
+    let err = |i: usize, m: String| GateError { column: i + 1, message: m };
     let mut i = 0;
     let skip_ws = |i: &mut usize| {
         while *i < chars.len() && chars[*i].is_whitespace() {
@@ -254,22 +201,13 @@ pub fn parse_gate(expr: &str, action: GateAction) -> Result<Gate, GateError> {
     }
     let metric: String = chars[start..i].iter().collect();
     if metric.is_empty() {
-        return Err(err(
-            start,
-            "expected a metric name, e.g. `toxicity_rate_ratio{axis=religion} > 2.0`".into(),
-        ));
+        return Err(err(start, "expected a metric name, e.g. `toxicity_rate_ratio{axis=religion} > 2.0`".into()));
     }
     let Some(allowed) = metric_labels(&metric) else {
         let hint = crate::index::closest(&metric, metric_names().iter().copied())
             .map(|c| format!("; did you mean `{c}`?"))
             .unwrap_or_default();
-        return Err(err(
-            start,
-            format!(
-                "unknown metric `{metric}`{hint} (metrics: {})",
-                metric_names().join(", ")
-            ),
-        ));
+        return Err(err(start, format!("unknown metric `{metric}`{hint} (metrics: {})", metric_names().join(", "))));
     };
     let mut labels: Vec<(String, String)> = Vec::new();
     skip_ws(&mut i);
@@ -353,20 +291,8 @@ pub fn parse_gate(expr: &str, action: GateAction) -> Result<Gate, GateError> {
         .parse()
         .ok()
         .filter(|t: &f64| t.is_finite())
-        .ok_or_else(|| {
-            err(
-                i,
-                format!("expected a number after `{}`, found `{}`", op.as_str(), rest.trim()),
-            )
-        })?;
-    Ok(Gate {
-        expr: expr.to_string(),
-        metric,
-        labels,
-        op,
-        threshold,
-        action,
-    })
+        .ok_or_else(|| err(i, format!("expected a number after `{}`, found `{}`", op.as_str(), rest.trim())))?;
+    Ok(Gate { expr: expr.to_string(), metric, labels, op, threshold, action })
 }
 
 // ---- the section ------------------------------------------------------------------
@@ -500,12 +426,7 @@ pub fn skew(values: &[u64]) -> Option<[f64; 4]> {
         return None;
     }
     let t = total as f64;
-    let entropy: f64 = values
-        .iter()
-        .filter(|&&v| v > 0)
-        .map(|&v| v as f64 / t)
-        .map(|p| p * (1.0 / p).log2())
-        .sum();
+    let entropy: f64 = values.iter().filter(|&&v| v > 0).map(|&v| v as f64 / t).map(|p| p * (1.0 / p).log2()).sum();
     let k = values.len();
     let normalized = if k > 1 { entropy / (k as f64).log2() } else { 0.0 };
     let mut sorted = values.to_vec();
@@ -513,11 +434,7 @@ pub fn skew(values: &[u64]) -> Option<[f64; 4]> {
     let top10 = sorted.iter().take(10).sum::<u64>() as f64 / t;
     sorted.reverse();
     let n = k as f64;
-    let weighted: f64 = sorted
-        .iter()
-        .enumerate()
-        .map(|(i, &v)| (i as f64 + 1.0) * v as f64)
-        .sum();
+    let weighted: f64 = sorted.iter().enumerate().map(|(i, &v)| (i as f64 + 1.0) * v as f64).sum();
     let gini = (2.0 * weighted / (n * t) - (n + 1.0) / n).max(0.0);
     Some([entropy, normalized, top10, gini])
 }
@@ -540,11 +457,7 @@ pub fn derive(stage: &StageMetrics, stats: &[GroupStats], gates: &[Gate]) -> Aud
     put("docs", &[], Some(docs as f64));
     put("audited_docs", &[], Some(n as f64));
     put("unaudited_share", &[], ratio((docs - n.min(docs)) as f64, docs as f64));
-    put(
-        "toxicity_rate",
-        &[],
-        ratio(c.get("toxic_docs", &[]) as f64, docs as f64),
-    );
+    put("toxicity_rate", &[], ratio(c.get("toxic_docs", &[]) as f64, docs as f64));
 
     let mut languages_not_audited = BTreeMap::new();
     for (key, &v) in &counts {
@@ -554,29 +467,17 @@ pub fn derive(stage: &StageMetrics, stats: &[GroupStats], gates: &[Gate]) -> Aud
                 languages_not_audited.insert(l.to_string(), v);
             }
             ("docs", [(dim @ ("lang" | "source"), value)]) => {
-                put(
-                    "toxicity_rate",
-                    &[(dim, value)],
-                    ratio(c.get("toxic_docs", &[(dim, value)]) as f64, v as f64),
-                );
+                put("toxicity_rate", &[(dim, value)], ratio(c.get("toxic_docs", &[(dim, value)]) as f64, v as f64));
             }
             ("mention_docs", [("axis", axis), (dim @ ("lang" | "source"), value)]) => {
                 let base = c.get("audited_docs", &[(dim, value)]);
-                put(
-                    "doc_share",
-                    &[("axis", axis), (dim, value)],
-                    ratio(v as f64, base as f64),
-                );
+                put("doc_share", &[("axis", axis), (dim, value)], ratio(v as f64, base as f64));
             }
             ("mention_docs", group @ ([("axis", _)] | [("axis", _), ("descriptor", _)])) => {
                 let (a, n1) = (c.get("toxic_mention_docs", group), v);
                 let mentions = c.get("mentions", group);
                 put("doc_share", group, ratio(n1 as f64, n as f64));
-                put(
-                    "mentions_per_1k_words",
-                    group,
-                    ratio(1000.0 * mentions as f64, words as f64),
-                );
+                put("mentions_per_1k_words", group, ratio(1000.0 * mentions as f64, words as f64));
                 put("toxicity_rate", group, ratio(a as f64, n1 as f64));
                 let (c2, n2) = (t.saturating_sub(a), n.saturating_sub(n1));
                 if let Some((rr, lo, hi)) = rate_ratio(a, n1, c2, n2) {
@@ -585,11 +486,7 @@ pub fn derive(stage: &StageMetrics, stats: &[GroupStats], gates: &[Gate]) -> Aud
                     put("toxicity_rate_ratio_high", group, Some(hi));
                 }
                 if a > 0 {
-                    put(
-                        "pmi_toxic",
-                        group,
-                        Some(((a as f64 * n as f64) / (n1 as f64 * t as f64)).log2()),
-                    );
+                    put("pmi_toxic", group, Some(((a as f64 * n as f64) / (n1 as f64 * t as f64)).log2()));
                 }
                 if n1 > 0 && n2 > 0 {
                     let fav_group = 1.0 - a as f64 / n1 as f64;
@@ -676,11 +573,7 @@ pub fn derive(stage: &StageMetrics, stats: &[GroupStats], gates: &[Gate]) -> Aud
 /// each of its descriptors; `{}` on a grouped metric matches every group).
 fn gate_selects(g: &Gate, labels: &[(&str, &str)]) -> bool {
     let given = |k: &str| g.labels.iter().find(|(gk, _)| gk == k).map(|(_, v)| v.as_str());
-    if !g
-        .labels
-        .iter()
-        .all(|(k, v)| labels.iter().any(|(mk, mv)| mk == k && mv == v))
-    {
+    if !g.labels.iter().all(|(k, v)| labels.iter().any(|(mk, mv)| mk == k && mv == v)) {
         return false;
     }
     if g.labels.is_empty() {
@@ -692,11 +585,8 @@ fn gate_selects(g: &Gate, labels: &[(&str, &str)]) -> bool {
 /// The samples behind a metric: toxic documents of its group for toxicity
 /// metrics, documents mentioning it for representation metrics.
 fn samples_for(stage: &StageMetrics, name: &str, labels: &[(&str, &str)]) -> Vec<String> {
-    let group: Vec<(&str, &str)> = labels
-        .iter()
-        .copied()
-        .filter(|(k, _)| matches!(*k, "axis" | "descriptor"))
-        .collect();
+    let group: Vec<(&str, &str)> =
+        labels.iter().copied().filter(|(k, _)| matches!(*k, "axis" | "descriptor")).collect();
     let kind = match name {
         "doc_share" | "mentions_per_1k_words" if !group.is_empty() => "mention",
         "toxicity_rate"
@@ -708,16 +598,9 @@ fn samples_for(stage: &StageMetrics, name: &str, labels: &[(&str, &str)]) -> Vec
         | "statistical_parity_difference" => "toxic",
         _ => return Vec::new(),
     };
-    let group = if kind == "toxic" && labels.iter().any(|(k, _)| matches!(*k, "lang" | "source")) {
-        vec![]
-    } else {
-        group
-    };
-    stage
-        .samples
-        .get(&metric_key(kind, &group))
-        .map(|s| s.ids.clone())
-        .unwrap_or_default()
+    let group =
+        if kind == "toxic" && labels.iter().any(|(k, _)| matches!(*k, "lang" | "source")) { vec![] } else { group };
+    stage.samples.get(&metric_key(kind, &group)).map(|s| s.ids.clone()).unwrap_or_default()
 }
 
 // ---- change between versions ---------------------------------------------------------
@@ -785,19 +668,10 @@ pub fn diff(a: &[AuditSection], b: &[AuditSection], min_change: f64) -> AuditDif
         (None, Some(d)) => d.abs(),
         (None, None) => f64::INFINITY,
     };
-    out.changed.sort_by(|x, y| {
-        rank(y)
-            .total_cmp(&rank(x))
-            .then_with(|| (&x.stage, &x.metric).cmp(&(&y.stage, &y.metric)))
-    });
+    out.changed
+        .sort_by(|x, y| rank(y).total_cmp(&rank(x)).then_with(|| (&x.stage, &x.metric).cmp(&(&y.stage, &y.metric))));
     let risk_keys = |v: &[AuditSection]| -> BTreeSet<String> {
-        v.iter()
-            .flat_map(|s| {
-                s.risks
-                    .iter()
-                    .map(move |r| format!("{}: {}: {}", s.stage, r.gate, r.metric))
-            })
-            .collect()
+        v.iter().flat_map(|s| s.risks.iter().map(move |r| format!("{}: {}: {}", s.stage, r.gate, r.metric))).collect()
     };
     let (ra, rb) = (risk_keys(a), risk_keys(b));
     out.risks_added = rb.difference(&ra).cloned().collect();
@@ -822,10 +696,7 @@ mod tests {
     fn keys_round_trip_in_label_order() {
         let k = metric_key("doc_share", &[("lang", "en"), ("axis", "religion")]);
         assert_eq!(k, "doc_share{axis=religion,lang=en}");
-        assert_eq!(
-            parse_key(&k),
-            Some(("doc_share", vec![("axis", "religion"), ("lang", "en")]))
-        );
+        assert_eq!(parse_key(&k), Some(("doc_share", vec![("axis", "religion"), ("lang", "en")])));
         assert_eq!(parse_key("docs"), Some(("docs", vec![])));
         assert_eq!(parse_key("docs{lang"), None);
     }
@@ -833,25 +704,15 @@ mod tests {
     #[test]
     fn gates_parse_with_positions() {
         let g = parse_gate("toxicity_rate_ratio{axis=religion} > 2.0", GateAction::Fail).unwrap();
-        assert_eq!(
-            (g.metric.as_str(), g.op, g.threshold),
-            ("toxicity_rate_ratio", Op::Gt, 2.0)
-        );
+        assert_eq!((g.metric.as_str(), g.op, g.threshold), ("toxicity_rate_ratio", Op::Gt, 2.0));
         assert_eq!(g.labels, vec![("axis".to_string(), "religion".to_string())]);
-        let g = parse_gate(
-            r#"doc_share{axis=race_ethnicity, descriptor="Native Hawaiian"}<=0.5"#,
-            GateAction::Warn,
-        )
-        .unwrap();
+        let g = parse_gate(r#"doc_share{axis=race_ethnicity, descriptor="Native Hawaiian"}<=0.5"#, GateAction::Warn)
+            .unwrap();
         assert_eq!(g.labels[1].1, "Native Hawaiian");
         assert_eq!(g.op, Op::Le);
         let e = parse_gate("toxicity_rate_ration{axis=religion} > 2", GateAction::Fail).unwrap_err();
         assert_eq!(e.column, 1);
-        assert!(
-            e.message.contains("did you mean `toxicity_rate_ratio`"),
-            "{}",
-            e.message
-        );
+        assert!(e.message.contains("did you mean `toxicity_rate_ratio`"), "{}", e.message);
         let e = parse_gate("gini{axis=religion} > 2", GateAction::Fail).unwrap_err();
         assert_eq!(e.column, 6);
         assert!(e.message.contains("takes over, of"), "{}", e.message);
@@ -915,13 +776,7 @@ mod tests {
             ("mentions{axis=pronoun,descriptor=female}", 30),
             ("mentions{axis=pronoun,descriptor=male}", 60),
         ]);
-        s.samples.insert(
-            "toxic{axis=religion}".into(),
-            Samples {
-                cap: 2,
-                ids: vec!["a".into(), "b".into()],
-            },
-        );
+        s.samples.insert("toxic{axis=religion}".into(), Samples { cap: 2, ids: vec!["a".into(), "b".into()] });
         let gates = vec![
             parse_gate("toxicity_rate_ratio{axis=religion} > 2.0", GateAction::Fail).unwrap(),
             parse_gate("toxicity_rate_ratio > 100", GateAction::Warn).unwrap(),
@@ -961,10 +816,7 @@ mod tests {
 
     #[test]
     fn diff_ranks_moves() {
-        let mut a = AuditSection {
-            stage: "audit".into(),
-            ..Default::default()
-        };
+        let mut a = AuditSection { stage: "audit".into(), ..Default::default() };
         a.metrics.insert("doc_share{axis=age}".into(), 0.1);
         a.metrics.insert("docs".into(), 100.0);
         let mut b = a.clone();

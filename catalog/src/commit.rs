@@ -59,7 +59,9 @@ pub async fn write_plan(store: &DatasetStore, plan: &RunPlan) -> Result<()> {
         )));
     }
     if existing.interval != plan.interval {
-        let show = |i: &Option<crate::model::RunInterval>| i.as_ref().map_or_else(|| "no interval".to_string(), |i| format!("interval {}", i.start));
+        let show = |i: &Option<crate::model::RunInterval>| {
+            i.as_ref().map_or_else(|| "no interval".to_string(), |i| format!("interval {}", i.start))
+        };
         return Err(CatalogError::User(format!(
             "run {} covers {}, not {}; resume it with the same --interval, or start a new run without --run-id",
             plan.run_id,
@@ -84,10 +86,7 @@ pub async fn write_plan(store: &DatasetStore, plan: &RunPlan) -> Result<()> {
 /// Storage failures.
 pub async fn completed_splits(store: &DatasetStore, run_id: &str) -> Result<Vec<u32>> {
     let names = store.list(&format!("runs/{run_id}/splits")).await?;
-    Ok(names
-        .iter()
-        .filter_map(|n| n.rsplit('/').next()?.strip_suffix(".json")?.parse::<u32>().ok())
-        .collect())
+    Ok(names.iter().filter_map(|n| n.rsplit('/').next()?.strip_suffix(".json")?.parse::<u32>().ok()).collect())
 }
 
 /// What a commit did.
@@ -105,9 +104,17 @@ pub struct CommitOutcome {
 /// # Errors
 /// `IncompleteRun` listing missing splits; `User` when the run has no plan;
 /// storage and index failures. Nothing becomes visible on error.
-pub async fn commit_run(catalog: &Catalog, store: &DatasetStore, run_id: &str, committed_at: &str) -> Result<CommitOutcome> {
+pub async fn commit_run(
+    catalog: &Catalog,
+    store: &DatasetStore,
+    run_id: &str,
+    committed_at: &str,
+) -> Result<CommitOutcome> {
     let plan: RunPlan = store.get_json(&plan_path(run_id)).await?.ok_or_else(|| {
-        CatalogError::User(format!("no run {run_id} under {}: start it with `smelt run PIPELINE --run-id {run_id}`", store.url()))
+        CatalogError::User(format!(
+            "no run {run_id} under {}: start it with `smelt run PIPELINE --run-id {run_id}`",
+            store.url()
+        ))
     })?;
 
     // Already committed? The index knows, or an unrecorded manifest does (crash after writing it).
@@ -192,12 +199,20 @@ fn audit_sections(plan: &RunPlan, m: &VersionManifest) -> Result<Vec<crate::audi
 }
 
 /// Writes the failed audit next to the run's plan and returns the error that stops the commit.
-async fn audit_failed(store: &DatasetStore, run_id: &str, audit: &[crate::audit::AuditSection]) -> Result<CatalogError> {
+async fn audit_failed(
+    store: &DatasetStore,
+    run_id: &str,
+    audit: &[crate::audit::AuditSection],
+) -> Result<CatalogError> {
     let path = audit_record_path(run_id);
     store.put(&path, to_json_bytes(&audit)).await?;
     let crossed: Vec<String> = audit
         .iter()
-        .flat_map(|a| a.failures().map(move |r| format!("  {}: {} = {:.4} ({} {})", a.stage, r.metric, r.value, r.op.as_str(), r.threshold)))
+        .flat_map(|a| {
+            a.failures().map(move |r| {
+                format!("  {}: {} = {:.4} ({} {})", a.stage, r.metric, r.value, r.op.as_str(), r.threshold)
+            })
+        })
         .collect();
     Ok(CatalogError::User(format!(
         "audit gates failed, so no version was committed:\n{}\nthe audit and its risks are recorded in {}/{path}",
@@ -453,7 +468,10 @@ mod tests {
         let di = out.manifest.doc_index.clone().expect("a document index");
         assert_eq!((di.path.as_str(), di.entries), ("_versions/000001-r1.idx", 15));
         let bytes = store.get(&di.path).await.unwrap().unwrap();
-        assert_eq!((di.bytes, di.checksum.clone()), (bytes.len() as u64, format!("xxh3-128:{:032x}", xxhash_rust::xxh3::xxh3_128(&bytes))));
+        assert_eq!(
+            (di.bytes, di.checksum.clone()),
+            (bytes.len() as u64, format!("xxh3-128:{:032x}", xxhash_rust::xxh3::xxh3_128(&bytes)))
+        );
         let got: Vec<(String, [u8; 16])> = DocIndexReader::new(&bytes[..])
             .unwrap()
             .map(|e| e.map(|(id, h)| (String::from_utf8(id).unwrap(), h)))
@@ -475,7 +493,10 @@ mod tests {
         }
         store.put(&split_index_path("r1", 1), bytes::Bytes::from_static(b"SMELTDIX garbage")).await.unwrap();
         let e = commit_run(&catalog, &store, "r1", "t").await.unwrap_err();
-        assert!(matches!(&e, CatalogError::Corrupt { location, .. } if location.ends_with("runs/r1/index/00001.idx")), "{e}");
+        assert!(
+            matches!(&e, CatalogError::Corrupt { location, .. } if location.ends_with("runs/r1/index/00001.idx")),
+            "{e}"
+        );
         assert!(stored_versions(&store).await.unwrap().is_empty());
     }
 

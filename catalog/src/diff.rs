@@ -218,10 +218,7 @@ pub fn diff_versions(a: &VersionManifest, b: &VersionManifest, documents: Option
         .filter_map(|f| fb.get(f.name.as_str()).filter(|g| **g != f).map(|g| (f.clone(), (*g).clone())))
         .collect();
     let touches_tokens = |fs: &[FieldDesc]| fs.iter().any(|f| TOKENIZER_COLUMNS.contains(&f.name.as_str()));
-    let tokenizer_config_changed = lineage
-        .config_changes
-        .iter()
-        .any(|c| c.path.contains("tokenizer"));
+    let tokenizer_config_changed = lineage.config_changes.iter().any(|c| c.path.contains("tokenizer"));
     let schema = SchemaDiff {
         tokenizer_changed: tokenizer_config_changed
             || touches_tokens(&added)
@@ -235,9 +232,11 @@ pub fn diff_versions(a: &VersionManifest, b: &VersionManifest, documents: Option
     // Mixture.
     let tokenized = a.totals.tokens > 0 || b.totals.tokens > 0;
     let basis = |g: &crate::model::GroupStats| if tokenized { g.tokens } else { g.text_bytes };
-    let (ta, tb) = if tokenized { (a.totals.tokens, b.totals.tokens) } else { (a.totals.text_bytes, b.totals.text_bytes) };
+    let (ta, tb) =
+        if tokenized { (a.totals.tokens, b.totals.tokens) } else { (a.totals.text_bytes, b.totals.text_bytes) };
     type Key = (String, String, String);
-    let mut groups: BTreeMap<Key, (Option<&crate::model::GroupStats>, Option<&crate::model::GroupStats>)> = BTreeMap::new();
+    let mut groups: BTreeMap<Key, (Option<&crate::model::GroupStats>, Option<&crate::model::GroupStats>)> =
+        BTreeMap::new();
     for g in &a.stats {
         groups.entry((g.lang.clone(), g.source.clone(), g.domain.clone())).or_default().0 = Some(g);
     }
@@ -247,7 +246,8 @@ pub fn diff_versions(a: &VersionManifest, b: &VersionManifest, documents: Option
     let mut mixture: Vec<MixtureRow> = groups
         .into_iter()
         .map(|((lang, source, domain), (ga, gb))| {
-            let get = |g: Option<&crate::model::GroupStats>, f: &dyn Fn(&crate::model::GroupStats) -> u64| g.map_or(0, f);
+            let get =
+                |g: Option<&crate::model::GroupStats>, f: &dyn Fn(&crate::model::GroupStats) -> u64| g.map_or(0, f);
             let share = (pct(get(ga, &basis), ta), pct(get(gb, &basis), tb));
             MixtureRow {
                 lang,
@@ -262,7 +262,10 @@ pub fn diff_versions(a: &VersionManifest, b: &VersionManifest, documents: Option
         })
         .collect();
     mixture.sort_by(|x, y| {
-        y.share_delta_pp.abs().total_cmp(&x.share_delta_pp.abs()).then_with(|| (&x.lang, &x.source, &x.domain).cmp(&(&y.lang, &y.source, &y.domain)))
+        y.share_delta_pp
+            .abs()
+            .total_cmp(&x.share_delta_pp.abs())
+            .then_with(|| (&x.lang, &x.source, &x.domain).cmp(&(&y.lang, &y.source, &y.domain)))
     });
 
     // Funnel.
@@ -279,21 +282,35 @@ pub fn diff_versions(a: &VersionManifest, b: &VersionManifest, documents: Option
     for stage in stages {
         let ma = a.funnel.iter().find(|m| m.stage == stage);
         let mb = b.funnel.iter().find(|m| m.stage == stage);
-        let input = |m: Option<&crate::model::StageMetrics>| m.map_or(0, |m| if m.rows_in > 0 { m.rows_in } else { m.rows_out });
+        let input = |m: Option<&crate::model::StageMetrics>| {
+            m.map_or(0, |m| if m.rows_in > 0 { m.rows_in } else { m.rows_out })
+        };
         let (na, nb) = (input(ma), input(mb));
         let mut reasons: BTreeSet<String> = BTreeSet::new();
         for m in [ma, mb].into_iter().flatten() {
             reasons.extend(m.drops.keys().cloned());
             reasons.extend(m.skips.keys().cloned());
         }
-        funnel.push(FunnelRow { stage: stage.into(), reason: String::new(), count: (na, nb), rate: (100.0, 100.0), rate_delta_pp: 0.0 });
+        funnel.push(FunnelRow {
+            stage: stage.into(),
+            reason: String::new(),
+            count: (na, nb),
+            rate: (100.0, 100.0),
+            rate_delta_pp: 0.0,
+        });
         for r in reasons {
             let count = |m: Option<&crate::model::StageMetrics>| {
                 m.map_or(0, |m| m.drops.get(&r).copied().unwrap_or(0) + m.skips.get(&r).copied().unwrap_or(0))
             };
             let (xa, xb) = (count(ma), count(mb));
             let rate = (pct(xa, na), pct(xb, nb));
-            funnel.push(FunnelRow { stage: stage.into(), reason: r, count: (xa, xb), rate, rate_delta_pp: rate.1 - rate.0 });
+            funnel.push(FunnelRow {
+                stage: stage.into(),
+                reason: r,
+                count: (xa, xb),
+                rate,
+                rate_delta_pp: rate.1 - rate.0,
+            });
         }
     }
 
@@ -313,13 +330,26 @@ pub fn diff_versions(a: &VersionManifest, b: &VersionManifest, documents: Option
         bytes: (a.totals.bytes, b.totals.bytes),
     };
     let mut metrics = BTreeMap::new();
-    let rel = |x: u64, y: u64| if x == 0 { if y == 0 { 0.0 } else { 100.0 } } else { (y as f64 - x as f64) * 100.0 / x as f64 };
+    let rel = |x: u64, y: u64| {
+        if x == 0 {
+            if y == 0 {
+                0.0
+            } else {
+                100.0
+            }
+        } else {
+            (y as f64 - x as f64) * 100.0 / x as f64
+        }
+    };
     metrics.insert("token_share_delta".into(), mixture.iter().map(|m| m.share_delta_pp.abs()).fold(0.0, f64::max));
     metrics.insert("rows_delta".into(), rel(totals.rows.0, totals.rows.1));
     metrics.insert("tokens_delta".into(), rel(totals.tokens.0, totals.tokens.1));
     metrics.insert("text_bytes_delta".into(), rel(totals.text_bytes.0, totals.text_bytes.1));
     metrics.insert("drop_rate_delta".into(), funnel.iter().map(|f| f.rate_delta_pp.abs()).fold(0.0, f64::max));
-    metrics.insert("schema_changed".into(), f64::from(u8::from(!schema.added.is_empty() || !schema.removed.is_empty() || !schema.changed.is_empty())));
+    metrics.insert(
+        "schema_changed".into(),
+        f64::from(u8::from(!schema.added.is_empty() || !schema.removed.is_empty() || !schema.changed.is_empty())),
+    );
     metrics.insert("tokenizer_changed".into(), f64::from(u8::from(schema.tokenizer_changed)));
     metrics.insert("pipeline_changed".into(), f64::from(u8::from(lineage.pipeline_changed)));
     if let Some(d) = &documents {
@@ -374,9 +404,8 @@ impl std::str::FromStr for FailOn {
             (&rest[..1], &rest[1..])
         };
         let num = num.trim().trim_end_matches("pp").trim_end_matches('%').trim();
-        let value = num
-            .parse::<f64>()
-            .map_err(|_| CatalogError::User(format!("`--fail-on {s}`: `{num}` is not a number")))?;
+        let value =
+            num.parse::<f64>().map_err(|_| CatalogError::User(format!("`--fail-on {s}`: `{num}` is not a number")))?;
         Ok(FailOn { metric, op: op.to_string(), value })
     }
 }

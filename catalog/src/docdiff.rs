@@ -277,7 +277,8 @@ fn join(a: &mut impl Cursor, b: &mut impl Cursor, samples: usize) -> std::result
     let ea = |e| SideError("A", e);
     let eb = |e| SideError("B", e);
     let mut d = DocDiff::default();
-    let (mut s_added, mut s_removed, mut s_changed) = (BottomK::new(samples), BottomK::new(samples), BottomK::new(samples));
+    let (mut s_added, mut s_removed, mut s_changed) =
+        (BottomK::new(samples), BottomK::new(samples), BottomK::new(samples));
     loop {
         let ord = match (a.has(), b.has()) {
             (false, false) => break,
@@ -357,7 +358,8 @@ fn join(a: &mut impl Cursor, b: &mut impl Cursor, samples: usize) -> std::result
             }
         }
     }
-    d.samples = DocSamples { added: s_added.into_sorted(), removed: s_removed.into_sorted(), changed: s_changed.into_sorted() };
+    d.samples =
+        DocSamples { added: s_added.into_sorted(), removed: s_removed.into_sorted(), changed: s_changed.into_sorted() };
     Ok(d)
 }
 
@@ -371,7 +373,8 @@ pub fn diff_doc_indexes(a: impl Read, b: impl Read, samples: usize) -> Result<Do
     let side = |name: &'static str| move |e| io_error(&format!("document index of version {name}"), e);
     let mut ca = ReaderCursor::new(a).map_err(side("A"))?;
     let mut cb = ReaderCursor::new(b).map_err(side("B"))?;
-    join(&mut ca, &mut cb, samples).map_err(|SideError(name, e)| io_error(&format!("document index of version {name}"), e))
+    join(&mut ca, &mut cb, samples)
+        .map_err(|SideError(name, e)| io_error(&format!("document index of version {name}"), e))
 }
 
 /// [`diff_doc_indexes`] on two threads: B is decoded ahead on its own
@@ -443,9 +446,7 @@ pub async fn diff_version_documents(
     let (ra, rb) = (ra.clone(), rb.clone());
     tokio::task::spawn_blocking(move || -> Result<DocDiff> {
         let open = |path: &std::path::Path, location: &str| {
-            std::fs::File::open(path)
-                .map(HashingReader::new)
-                .map_err(|e| io_error(location, e))
+            std::fs::File::open(path).map(HashingReader::new).map_err(|e| io_error(location, e))
         };
         let ha = open(&fa.path, &fa.location)?;
         let hb = open(&fb.path, &fb.location)?;
@@ -476,7 +477,10 @@ fn check<R: Read>(h: HashingReader<R>, r: &DocIndexRef, location: &str) -> Resul
     if len != r.bytes || checksum != r.checksum {
         return Err(CatalogError::Corrupt {
             location: location.to_string(),
-            message: format!("{len} bytes with checksum {checksum}, but the manifest records {} bytes with {}", r.bytes, r.checksum),
+            message: format!(
+                "{len} bytes with checksum {checksum}, but the manifest records {} bytes with {}",
+                r.bytes, r.checksum
+            ),
         });
     }
     Ok(())
@@ -533,7 +537,10 @@ mod tests {
         // x: {1,1,2} -> {1,3}: one unchanged (1), one changed (2->3), one removed (the other 1).
         let d = diff(&[("x", 1), ("x", 1), ("x", 2)], &[("x", 1), ("x", 3)], 5);
         assert_eq!(counts(&d), (0, 1, 1, 1));
-        assert_eq!((d.samples.changed.as_slice(), d.samples.removed.as_slice()), (&["x".to_string()][..], &["x".to_string()][..]));
+        assert_eq!(
+            (d.samples.changed.as_slice(), d.samples.removed.as_slice()),
+            (&["x".to_string()][..], &["x".to_string()][..])
+        );
         // Same duplicates on both sides: all unchanged.
         assert_eq!(counts(&diff(&[("x", 1), ("x", 1)], &[("x", 1), ("x", 1)], 5)), (0, 0, 0, 2));
         // Duplicated only in B: one added.
@@ -553,14 +560,18 @@ mod tests {
         assert_eq!(d.samples.removed.len(), 7);
         assert!(d.samples.removed.windows(2).all(|w| w[0] < w[1]));
         // The bottom-k of the ids' hashes, whatever else is in the diff.
-        let mut keyed: Vec<(u64, &String)> = ids.iter().map(|i| (xxhash_rust::xxh3::xxh3_64(i.as_bytes()), i)).collect();
+        let mut keyed: Vec<(u64, &String)> =
+            ids.iter().map(|i| (xxhash_rust::xxh3::xxh3_64(i.as_bytes()), i)).collect();
         keyed.sort();
         let mut want: Vec<String> = keyed[..7].iter().map(|(_, i)| (*i).clone()).collect();
         want.sort();
         assert_eq!(d.samples.removed, want);
         // Spread over the id range, not the first ids.
         let spread = diff(&a, &[], 40).samples.removed;
-        assert!(spread.iter().any(|i| i.as_str() > "doc-0500") && spread.iter().any(|i| i.as_str() < "doc-0500"), "{spread:?}");
+        assert!(
+            spread.iter().any(|i| i.as_str() > "doc-0500") && spread.iter().any(|i| i.as_str() < "doc-0500"),
+            "{spread:?}"
+        );
         assert!(diff(&a, &[], 0).samples.removed.is_empty());
     }
 

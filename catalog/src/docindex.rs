@@ -145,7 +145,13 @@ impl<W: Write> DocIndexWriter<W> {
         // No frame checksum: stored indexes carry an xxh3-128 of the whole file
         // (checked by every reader of them), and the end record a count.
         enc.include_checksum(false)?;
-        Ok(DocIndexWriter { enc, buf: Vec::with_capacity(WRITE_CHUNK + 256), prev: Vec::new(), prev_hash: [0; 16], entries: 0 })
+        Ok(DocIndexWriter {
+            enc,
+            buf: Vec::with_capacity(WRITE_CHUNK + 256),
+            prev: Vec::new(),
+            prev_hash: [0; 16],
+            entries: 0,
+        })
     }
 
     /// Appends one entry.
@@ -154,7 +160,10 @@ impl<W: Write> DocIndexWriter<W> {
     /// `InvalidInput` when the entry sorts before the previous one; write failures.
     pub fn push(&mut self, id: &[u8], hash: &[u8; 16]) -> io::Result<()> {
         if self.entries > 0 && id.cmp(&self.prev).then_with(|| hash.cmp(&self.prev_hash)) == Ordering::Less {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "document index entries must be pushed in (id, hash) order"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "document index entries must be pushed in (id, hash) order",
+            ));
         }
         let shared = common_prefix(&self.prev, id);
         put_varint(&mut self.buf, (id.len() - shared) as u64 + 1);
@@ -430,7 +439,8 @@ impl ScratchDir {
         std::fs::create_dir_all(base)?;
         loop {
             let n = NEXT.fetch_add(1, AtomicOrdering::Relaxed);
-            let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+            let nanos =
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
             let path = base.join(format!("smelt-docindex-{}-{n}-{nanos}", std::process::id()));
             match std::fs::create_dir(&path) {
                 Ok(()) => return Ok(ScratchDir { path }),
@@ -535,7 +545,9 @@ impl RunBuilder {
             &self.ids[self.starts[i]..end]
         };
         let mut order: Vec<u32> = (0..self.hashes.len() as u32).collect();
-        order.sort_unstable_by(|&a, &b| id(a).cmp(id(b)).then_with(|| self.hashes[a as usize].cmp(&self.hashes[b as usize])));
+        order.sort_unstable_by(|&a, &b| {
+            id(a).cmp(id(b)).then_with(|| self.hashes[a as usize].cmp(&self.hashes[b as usize]))
+        });
         order
     }
 
@@ -699,7 +711,10 @@ fn merge_group<W: Write>(paths: &[PathBuf], w: &mut DocIndexWriter<W>) -> io::Re
 
 /// k-way merge of sorted readers with a loser tree: one comparison per level
 /// (log2 k) for each entry, half of what a binary heap needs.
-fn merge_readers<R: Read, W: Write>(readers: &mut [(DocIndexReader<R>, &Path)], w: &mut DocIndexWriter<W>) -> io::Result<()> {
+fn merge_readers<R: Read, W: Write>(
+    readers: &mut [(DocIndexReader<R>, &Path)],
+    w: &mut DocIndexWriter<W>,
+) -> io::Result<()> {
     let k = readers.len();
     if k == 0 {
         return Ok(());
@@ -955,7 +970,8 @@ async fn put_file(store: &DatasetStore, rel: &str, src: &Path, len: u64) -> Resu
             let to = object_path(&prefix, rel);
             let storage = |source| CatalogError::Storage { location: location.clone(), source };
             let mut file = tokio::fs::File::open(src).await.map_err(|e| io_error(&src.display().to_string(), e))?;
-            let mut upload = WriteMultipart::new_with_chunk_size(os.put_multipart(&to).await.map_err(storage)?, 8 << 20);
+            let mut upload =
+                WriteMultipart::new_with_chunk_size(os.put_multipart(&to).await.map_err(storage)?, 8 << 20);
             let mut chunk = vec![0u8; 1 << 20];
             loop {
                 let n = match file.read(&mut chunk).await {
@@ -1031,11 +1047,15 @@ async fn fetch(store: &DatasetStore, r: &DocIndexRef, scratch: &Path, name: &str
 /// Checks a local copy of `r` against its recorded size and checksum.
 fn verify(path: &Path, r: &DocIndexRef, location: &str) -> Result<()> {
     let f = File::open(path).map_err(|e| io_error(location, e))?;
-    let (len, checksum) = HashingReader::new(BufReader::with_capacity(1 << 20, f)).finish().map_err(|e| io_error(location, e))?;
+    let (len, checksum) =
+        HashingReader::new(BufReader::with_capacity(1 << 20, f)).finish().map_err(|e| io_error(location, e))?;
     if len != r.bytes || checksum != r.checksum {
         return Err(CatalogError::Corrupt {
             location: location.to_string(),
-            message: format!("{len} bytes with checksum {checksum}, but {} bytes with {} were recorded", r.bytes, r.checksum),
+            message: format!(
+                "{len} bytes with checksum {checksum}, but {} bytes with {} were recorded",
+                r.bytes, r.checksum
+            ),
         });
     }
     Ok(())
@@ -1076,7 +1096,12 @@ impl BuiltIndex {
             }
             Backing::Whole => {}
         }
-        Ok(DocIndexRef { path: rel.to_string(), entries: self.entries, bytes: self.bytes, checksum: self.checksum.clone() })
+        Ok(DocIndexRef {
+            path: rel.to_string(),
+            entries: self.entries,
+            bytes: self.bytes,
+            checksum: self.checksum.clone(),
+        })
     }
 }
 
@@ -1088,7 +1113,11 @@ impl BuiltIndex {
 /// # Errors
 /// A run that is missing or differs from its recorded checksum (`Corrupt`),
 /// storage and temporary-space failures.
-pub async fn build_version_index(store: &DatasetStore, run_id: &str, records: &[SplitRecord]) -> Result<Option<BuiltIndex>> {
+pub async fn build_version_index(
+    store: &DatasetStore,
+    run_id: &str,
+    records: &[SplitRecord],
+) -> Result<Option<BuiltIndex>> {
     let mut refs = Vec::with_capacity(records.len());
     for r in records {
         match &r.doc_index {
@@ -1193,7 +1222,14 @@ mod tests {
     /// A deterministic pseudo-random id, like a WARC record id.
     fn uuid_id(i: u64) -> String {
         let x = xxhash_rust::xxh3::xxh3_128(&i.to_le_bytes());
-        format!("<urn:uuid:{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}>", (x >> 96) as u32, (x >> 80) as u16, (x >> 68) as u16 & 0xfff, (x >> 52) as u16, x as u64 & 0xffff_ffff_ffff)
+        format!(
+            "<urn:uuid:{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}>",
+            (x >> 96) as u32,
+            (x >> 80) as u16,
+            (x >> 68) as u16 & 0xfff,
+            (x >> 52) as u16,
+            x as u64 & 0xffff_ffff_ffff
+        )
     }
 
     #[test]
@@ -1248,7 +1284,10 @@ mod tests {
         assert!(err(&newer).to_string().contains("newer"));
         for cut in [bytes.len() - 1, bytes.len() / 2, HEADER_LEN + 3] {
             let e = err(&bytes[..cut]);
-            assert!(matches!(e.kind(), io::ErrorKind::UnexpectedEof | io::ErrorKind::InvalidData | io::ErrorKind::Other), "{e:?}");
+            assert!(
+                matches!(e.kind(), io::ErrorKind::UnexpectedEof | io::ErrorKind::InvalidData | io::ErrorKind::Other),
+                "{e:?}"
+            );
         }
         // A flipped byte may decode (a hash changes): the file checksum that
         // stored indexes carry catches it; reading must only not panic.

@@ -59,11 +59,7 @@ pub enum CatalogError {
 
 fn format_missing(missing: &[(u32, String)]) -> String {
     const SHOWN: usize = 20;
-    let mut out: Vec<String> = missing
-        .iter()
-        .take(SHOWN)
-        .map(|(i, id)| format!("  split {i}: {id}"))
-        .collect();
+    let mut out: Vec<String> = missing.iter().take(SHOWN).map(|(i, id)| format!("  split {i}: {id}")).collect();
     if missing.len() > SHOWN {
         out.push(format!("  ... and {} more", missing.len() - SHOWN));
     }

@@ -46,7 +46,10 @@ pub async fn collect(store: &DatasetStore, cutoff: DateTime<Utc>, dry_run: bool)
     let mut report = GcReport::default();
     for (run, files) in by_run {
         let doomed: Vec<ObjectInfo> = if committed_runs.contains(&run) {
-            files.into_iter().filter(|f| f.path.contains("/shards/") && !referenced.contains(&f.path) && f.modified < cutoff).collect()
+            files
+                .into_iter()
+                .filter(|f| f.path.contains("/shards/") && !referenced.contains(&f.path) && f.modified < cutoff)
+                .collect()
         } else if files.iter().all(|f| f.modified < cutoff) {
             report.runs_removed.push(run);
             files
@@ -77,7 +80,13 @@ mod tests {
     async fn removes_failed_runs_and_orphans_never_committed_shards() {
         let dir = tempfile::tempdir().unwrap();
         let store = DatasetStore::open(dir.path().to_str().unwrap()).unwrap();
-        for p in ["runs/ok/shards/part-00000-0000.parquet", "runs/ok/shards/part-00001-0000.parquet", "runs/ok/plan.json", "runs/failed/plan.json", "runs/failed/shards/part-00000-0000.parquet"] {
+        for p in [
+            "runs/ok/shards/part-00000-0000.parquet",
+            "runs/ok/shards/part-00001-0000.parquet",
+            "runs/ok/plan.json",
+            "runs/failed/plan.json",
+            "runs/failed/shards/part-00000-0000.parquet",
+        ] {
             store.put(p, Bytes::from_static(b"x")).await.unwrap();
         }
         // Built from JSON so that fields added later with defaults do not break the test.
@@ -96,7 +105,14 @@ mod tests {
         assert!(r.removed.is_empty());
         let r = collect(&store, Utc::now() + chrono::Duration::seconds(5), true).await.unwrap();
         let paths: Vec<&str> = r.removed.iter().map(|f| f.path.as_str()).collect();
-        assert_eq!(paths, vec!["runs/failed/plan.json", "runs/failed/shards/part-00000-0000.parquet", "runs/ok/shards/part-00001-0000.parquet"]);
+        assert_eq!(
+            paths,
+            vec![
+                "runs/failed/plan.json",
+                "runs/failed/shards/part-00000-0000.parquet",
+                "runs/ok/shards/part-00001-0000.parquet"
+            ]
+        );
         assert_eq!(r.runs_removed, vec!["failed"]);
         assert!(store.get("runs/failed/plan.json").await.unwrap().is_some(), "dry run deletes nothing");
         collect(&store, Utc::now() + chrono::Duration::seconds(5), false).await.unwrap();

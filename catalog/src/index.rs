@@ -226,7 +226,9 @@ impl Catalog {
         let mut pause = std::time::Duration::from_millis(5);
         loop {
             match Catalog::open(data_dir) {
-                Err(CatalogError::Open { message, .. }) if message.starts_with("another smelt process") && start.elapsed() < wait => {
+                Err(CatalogError::Open { message, .. })
+                    if message.starts_with("another smelt process") && start.elapsed() < wait =>
+                {
                     std::thread::sleep(pause);
                     pause = (pause * 2).min(std::time::Duration::from_millis(200));
                 }
@@ -281,7 +283,9 @@ impl Catalog {
             let known: Vec<String> = self.datasets().unwrap_or_default().into_iter().map(|d| d.name).collect();
             let hint = match closest(&r.dataset, known.iter().map(String::as_str)) {
                 Some(c) => format!("; did you mean `{c}`?"),
-                None if known.is_empty() => "; the catalog is empty: `smelt run PIPELINE` commits a version".to_string(),
+                None if known.is_empty() => {
+                    "; the catalog is empty: `smelt run PIPELINE` commits a version".to_string()
+                }
                 None => format!("; datasets: {}", known.join(", ")),
             };
             CatalogError::User(format!("no dataset named `{}` in {}{hint}", r.dataset, self.path.display()))
@@ -293,7 +297,9 @@ impl Catalog {
                 let tags: Vec<String> = self.tags(&r.dataset).unwrap_or_default().into_iter().map(|(t, _)| t).collect();
                 let hint = match closest(t, tags.iter().map(String::as_str)) {
                     Some(c) => format!("did you mean `{}@{c}`?", r.dataset),
-                    None if tags.is_empty() => format!("`{}` has no tags; `smelt catalog tag {}@N {t}` sets one", r.dataset, r.dataset),
+                    None if tags.is_empty() => {
+                        format!("`{}` has no tags; `smelt catalog tag {}@N {t}` sets one", r.dataset, r.dataset)
+                    }
                     None => format!("its tags: {}", tags.join(", ")),
                 };
                 CatalogError::User(format!("`{r}`: no tag `{t}`; {hint}"))
@@ -367,32 +373,38 @@ impl Catalog {
     /// Index failures.
     pub fn record(&self, root_url: &str, manifest: &VersionManifest) -> Result<()> {
         let key = version_key(&manifest.dataset, manifest.version);
-        let summary = serde_json::to_vec(&VersionSummary::of(manifest)).map_err(|e| CatalogError::Internal(e.to_string()))?;
+        let summary =
+            serde_json::to_vec(&VersionSummary::of(manifest)).map_err(|e| CatalogError::Internal(e.to_string()))?;
         let full = serde_json::to_vec(manifest).map_err(|e| CatalogError::Internal(e.to_string()))?;
         let run = format!("{}@{}", manifest.dataset, manifest.version);
-        let interval = manifest.lineage.interval.as_ref().map(|i| crate::runstate::interval_key(&manifest.dataset, &i.start));
+        let interval =
+            manifest.lineage.interval.as_ref().map(|i| crate::runstate::interval_key(&manifest.dataset, &i.start));
         let result: std::result::Result<(), TransactionError<CatalogError>> =
-            (&self.datasets, &self.versions, &self.manifests, &self.runs, &self.intervals).transaction(|(d, v, m, r, i)| {
-                let latest = match d.get(manifest.dataset.as_bytes())? {
-                    Some(b) => decode::<DatasetRecord>("datasets", &b).map_err(ConflictableTransactionError::Abort)?.latest,
-                    None => 0,
-                };
-                let record = DatasetRecord {
-                    name: manifest.dataset.clone(),
-                    root_url: root_url.to_string(),
-                    latest: latest.max(manifest.version),
-                };
-                let record = serde_json::to_vec(&record)
-                    .map_err(|e| ConflictableTransactionError::Abort(CatalogError::Internal(e.to_string())))?;
-                d.insert(manifest.dataset.as_bytes(), record)?;
-                v.insert(key.as_slice(), summary.as_slice())?;
-                m.insert(key.as_slice(), full.as_slice())?;
-                r.insert(manifest.lineage.run_id.as_bytes(), run.as_bytes())?;
-                if let Some(k) = &interval {
-                    i.insert(k.as_slice(), manifest.version.to_string().as_bytes())?;
-                }
-                Ok(())
-            });
+            (&self.datasets, &self.versions, &self.manifests, &self.runs, &self.intervals).transaction(
+                |(d, v, m, r, i)| {
+                    let latest = match d.get(manifest.dataset.as_bytes())? {
+                        Some(b) => {
+                            decode::<DatasetRecord>("datasets", &b).map_err(ConflictableTransactionError::Abort)?.latest
+                        }
+                        None => 0,
+                    };
+                    let record = DatasetRecord {
+                        name: manifest.dataset.clone(),
+                        root_url: root_url.to_string(),
+                        latest: latest.max(manifest.version),
+                    };
+                    let record = serde_json::to_vec(&record)
+                        .map_err(|e| ConflictableTransactionError::Abort(CatalogError::Internal(e.to_string())))?;
+                    d.insert(manifest.dataset.as_bytes(), record)?;
+                    v.insert(key.as_slice(), summary.as_slice())?;
+                    m.insert(key.as_slice(), full.as_slice())?;
+                    r.insert(manifest.lineage.run_id.as_bytes(), run.as_bytes())?;
+                    if let Some(k) = &interval {
+                        i.insert(k.as_slice(), manifest.version.to_string().as_bytes())?;
+                    }
+                    Ok(())
+                },
+            );
         match result {
             Ok(()) => {}
             Err(TransactionError::Abort(e)) => return Err(e),

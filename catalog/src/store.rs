@@ -44,11 +44,13 @@ impl DatasetStore {
         if location.contains("://") {
             let url = url::Url::parse(location)
                 .map_err(|e| CatalogError::User(format!("invalid storage URL `{location}`: {e}")))?;
-            let (store, prefix) = object_store::parse_url(&url).map_err(|source| CatalogError::Storage {
-                location: location.to_string(),
-                source,
-            })?;
-            return Ok(DatasetStore { store: Arc::from(store), prefix, url: location.trim_end_matches('/').to_string() });
+            let (store, prefix) = object_store::parse_url(&url)
+                .map_err(|source| CatalogError::Storage { location: location.to_string(), source })?;
+            return Ok(DatasetStore {
+                store: Arc::from(store),
+                prefix,
+                url: location.trim_end_matches('/').to_string(),
+            });
         }
         std::fs::create_dir_all(location).map_err(|e| {
             CatalogError::User(format!("cannot create output directory {location}: {e}; choose a writable `output:`"))
@@ -157,7 +159,11 @@ impl DatasetStore {
         let strip = if self.prefix.as_ref().is_empty() { 0 } else { self.prefix.as_ref().len() + 1 };
         let mut out: Vec<ObjectInfo> = metas
             .into_iter()
-            .map(|m| ObjectInfo { path: m.location.as_ref()[strip..].to_string(), bytes: m.size, modified: m.last_modified })
+            .map(|m| ObjectInfo {
+                path: m.location.as_ref()[strip..].to_string(),
+                bytes: m.size,
+                modified: m.last_modified,
+            })
             .collect();
         out.sort_by(|a, b| a.path.cmp(&b.path));
         Ok(out)
@@ -193,7 +199,10 @@ mod tests {
     async fn create_only_writes_once_and_lists_sorted() {
         let dir = tempfile::tempdir().unwrap();
         let store = DatasetStore::open(dir.path().join("ds").to_str().unwrap()).unwrap();
-        assert_eq!(store.put_create("_versions/000001.json", Bytes::from_static(b"a")).await.unwrap(), Created::Written);
+        assert_eq!(
+            store.put_create("_versions/000001.json", Bytes::from_static(b"a")).await.unwrap(),
+            Created::Written
+        );
         assert_eq!(
             store.put_create("_versions/000001.json", Bytes::from_static(b"b")).await.unwrap(),
             Created::AlreadyExists

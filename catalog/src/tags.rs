@@ -30,7 +30,14 @@ pub fn tag_path(tag: &str) -> String {
 ///
 /// # Errors
 /// Invalid tag, unknown version, storage or index failures.
-pub async fn set_tag(catalog: &Catalog, store: &DatasetStore, dataset: &str, tag: &str, version: u64, now: &str) -> Result<()> {
+pub async fn set_tag(
+    catalog: &Catalog,
+    store: &DatasetStore,
+    dataset: &str,
+    tag: &str,
+    version: u64,
+    now: &str,
+) -> Result<()> {
     if !valid_tag(tag) {
         return Err(CatalogError::User(format!(
             "`{tag}` cannot be a tag: use letters, digits, `-`, `_` or `.`, not a number and not `latest`"

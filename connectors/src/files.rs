@@ -40,7 +40,10 @@ pub fn list_files(patterns: &[String], base_dir: &Path) -> Result<Vec<SplitSpec>
             )));
         };
         if files.is_empty() {
-            return Err(EngineError::External(format!("no input file matches `{pattern}` (looked in {})", full.display())));
+            return Err(EngineError::External(format!(
+                "no input file matches `{pattern}` (looked in {})",
+                full.display()
+            )));
         }
         files.sort();
         for f in files {
@@ -82,7 +85,8 @@ mod tests {
             std::fs::write(dir.path().join(n), "{}\n").unwrap();
         }
         let s = list_files(&["*.jsonl".into()], dir.path()).unwrap();
-        let names: Vec<_> = s.iter().map(|s| Path::new(&s.id).file_name().unwrap().to_str().unwrap().to_string()).collect();
+        let names: Vec<_> =
+            s.iter().map(|s| Path::new(&s.id).file_name().unwrap().to_str().unwrap().to_string()).collect();
         assert_eq!(names, vec!["a.jsonl", "b.jsonl"]);
         assert_eq!(s[0].bytes, Some(3));
         let e = list_files(&["missing.warc.gz".into()], dir.path()).unwrap_err().to_string();

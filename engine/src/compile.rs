@@ -27,8 +27,18 @@ pub const DEFAULT_CHANNEL_BYTES: usize = 32 << 20;
 /// Default memory budget of a barrier stage's global step, in bytes.
 pub const DEFAULT_MEMORY_BUDGET: usize = 512 << 20;
 
-const SETTINGS: &[&str] =
-    &["dataset", "description", "output", "parallelism", "batch_rows", "channel_bytes", "memory_budget", "train", "schedule", "stages"];
+const SETTINGS: &[&str] = &[
+    "dataset",
+    "description",
+    "output",
+    "parallelism",
+    "batch_rows",
+    "channel_bytes",
+    "memory_budget",
+    "train",
+    "schedule",
+    "stages",
+];
 
 /// A stage of the compiled pipeline.
 #[derive(Debug, Clone)]
@@ -232,7 +242,9 @@ pub fn compile(file: &str, text: &str, registry: &[StageType]) -> Result<Pipelin
             "memory_budget" => memory_budget = positive_int(&mut ctx, v, "memory_budget").unwrap_or(memory_budget),
             "train" => match v.as_str() {
                 Some(s) if !s.trim().is_empty() => train = Some(s.to_string()),
-                _ => ctx.at(&[key("train")], false, "`train` must be a command line, run after each commit".into(), None),
+                _ => {
+                    ctx.at(&[key("train")], false, "`train` must be a command line, run after each commit".into(), None)
+                }
             },
             "schedule" => match crate::schedule::parse_schedule(v) {
                 Ok(s) => schedule = Some(s),
@@ -269,9 +281,12 @@ pub fn compile(file: &str, text: &str, registry: &[StageType]) -> Result<Pipelin
     let mut broken: Vec<(String, InputRefs)> = Vec::new();
     match stages_node.map(|n| (n, n.as_map())) {
         None => ctx.at(&[], false, "missing `stages:` (a mapping of stage name to stage)".into(), None),
-        Some((n, None)) => {
-            ctx.at(&[key("stages")], false, format!("`stages` must be a mapping of stage name to stage, found {}", n.kind()), None)
-        }
+        Some((n, None)) => ctx.at(
+            &[key("stages")],
+            false,
+            format!("`stages` must be a mapping of stage name to stage, found {}", n.kind()),
+            None,
+        ),
         Some((_, Some(stages))) => {
             all_names = stages.iter().filter_map(|(k, _)| k.as_str().map(str::to_string)).collect();
             for (k, v) in stages {
@@ -339,7 +354,12 @@ pub fn compile(file: &str, text: &str, registry: &[StageType]) -> Result<Pipelin
             ctx.at(&[key("stages")], false, "the pipeline has no sink: add a stage with `type: parquet`".into(), None);
         }
         if order.iter().all(|&n| graph[n].config.kind() != StageKind::Source) && ctx.out.is_empty() {
-            ctx.at(&[key("stages")], false, "the pipeline has no source: add a stage such as `type: warc`".into(), None);
+            ctx.at(
+                &[key("stages")],
+                false,
+                "the pipeline has no source: add a stage such as `type: warc`".into(),
+                None,
+            );
         }
     }
     for &extra in sinks.iter().skip(1) {
@@ -354,7 +374,8 @@ pub fn compile(file: &str, text: &str, registry: &[StageType]) -> Result<Pipelin
     let mut schemas: HashMap<NodeIndex, SchemaRef> = HashMap::new();
     for &n in &order {
         let inputs: Vec<NodeIndex> = {
-            let mut e: Vec<_> = graph.edges_directed(n, Direction::Incoming).map(|e| (*e.weight(), e.source())).collect();
+            let mut e: Vec<_> =
+                graph.edges_directed(n, Direction::Incoming).map(|e| (*e.weight(), e.source())).collect();
             e.sort();
             e.into_iter().map(|(_, s)| s).collect()
         };
@@ -369,9 +390,9 @@ pub fn compile(file: &str, text: &str, registry: &[StageType]) -> Result<Pipelin
                 if consumers == 0 && !sinks.is_empty() && broken.is_empty() && ctx.out.is_empty() =>
             {
                 ctx.at(
-                &base,
-                true,
-                format!("stage `{name}` feeds nothing"),
+                    &base,
+                    true,
+                    format!("stage `{name}` feeds nothing"),
                     Some(format!("list `{name}` in the `inputs:` of a later stage, or remove it")),
                 )
             }
@@ -487,7 +508,10 @@ fn phases_of(graph: &DiGraph<StageNode, usize>, order: &[NodeIndex], ctx: &mut C
                 ctx.at(
                     &[key("stages"), key(name)],
                     true,
-                    format!("barrier stages `{}` and `{name}` run side by side; smelt runs one barrier at a time", graph[first].name),
+                    format!(
+                        "barrier stages `{}` and `{name}` run side by side; smelt runs one barrier at a time",
+                        graph[first].name
+                    ),
                     Some(format!("chain them: make `{name}` read (through its inputs) from `{}`", graph[first].name)),
                 );
             }
@@ -540,7 +564,9 @@ fn compile_stage(
         match k {
             "type" => match v.as_str() {
                 Some(t) => type_name = Some(t.to_string()),
-                None => ctx.at(&with("type"), false, format!("`type` must be a stage type name, found {}", v.kind()), None),
+                None => {
+                    ctx.at(&with("type"), false, format!("`type` must be a stage type name, found {}", v.kind()), None)
+                }
             },
             "inputs" => {
                 has_inputs = true;
@@ -552,11 +578,18 @@ fn compile_stage(
                             p.push(PathSeg::Index(i));
                             match item.as_str() {
                                 Some(s) => inputs.push((s.to_string(), p)),
-                                None => ctx.at(&p, false, format!("an input is a stage name, found {}", item.kind()), None),
+                                None => {
+                                    ctx.at(&p, false, format!("an input is a stage name, found {}", item.kind()), None)
+                                }
                             }
                         }
                     }
-                    _ => ctx.at(&with("inputs"), false, format!("`inputs` is a stage name or a list of them, found {}", v.kind()), None),
+                    _ => ctx.at(
+                        &with("inputs"),
+                        false,
+                        format!("`inputs` is a stage name or a list of them, found {}", v.kind()),
+                        None,
+                    ),
                 }
             }
             "description" => {}
@@ -575,7 +608,12 @@ fn compile_stage(
         }
     }
     let Some(type_name) = type_name else {
-        ctx.at(base, true, format!("stage `{name}` has no `type:`"), Some(format!("stage types are: {}", type_names(registry))));
+        ctx.at(
+            base,
+            true,
+            format!("stage `{name}` has no `type:`"),
+            Some(format!("stage types are: {}", type_names(registry))),
+        );
         return (None, inputs);
     };
     let Some(st) = registry.iter().find(|t| t.name == type_name) else {
@@ -629,7 +667,14 @@ fn compile_stage(
         }
     };
     let schema = std::sync::Arc::new(arrow::datatypes::Schema::empty());
-    let node = StageNode { name: name.to_string(), type_name, config, schema, inputs: inputs.iter().map(|(n, _)| n.clone()).collect(), policy };
+    let node = StageNode {
+        name: name.to_string(),
+        type_name,
+        config,
+        schema,
+        inputs: inputs.iter().map(|(n, _)| n.clone()).collect(),
+        policy,
+    };
     (Some(node), inputs)
 }
 

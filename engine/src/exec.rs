@@ -41,7 +41,9 @@ use tokio::task::JoinSet;
 use crate::channel::{channel, Msg, Receiver, Sender};
 use crate::compile::Pipeline;
 use crate::error::{EngineError, Result};
-use crate::stage::{str_at, BarrierContext, Committed, Processed, ReadOptions, Skips, SplitSpec, StageConfig, StageKind};
+use crate::stage::{
+    str_at, BarrierContext, Committed, Processed, ReadOptions, Skips, SplitSpec, StageConfig, StageKind,
+};
 
 /// Live counters for a progress bar.
 #[derive(Debug, Default)]
@@ -131,7 +133,13 @@ pub struct RunReport {
 /// catalog errors, not cancellation). A failed attempt leaves nothing
 /// behind that a later attempt would read: shards are rewritten under the
 /// same names and the split's completion record is written last.
-async fn with_retries<T, F, Fut>(p: &Pipeline, run_id: &str, split: u32, notes: &std::sync::Mutex<Vec<RetryNote>>, mut attempt: F) -> Result<T>
+async fn with_retries<T, F, Fut>(
+    p: &Pipeline,
+    run_id: &str,
+    split: u32,
+    notes: &std::sync::Mutex<Vec<RetryNote>>,
+    mut attempt: F,
+) -> Result<T>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T>>,
@@ -141,19 +149,39 @@ where
         match attempt().await {
             Ok(v) => return Ok(v),
             Err(EngineError::Stage { stage, message }) => {
-                let policy = p.order.iter().map(|&n| &p.graph[n]).find(|s| s.name == stage).map(|s| s.policy.clone()).unwrap_or_default();
+                let policy = p
+                    .order
+                    .iter()
+                    .map(|&n| &p.graph[n])
+                    .find(|s| s.name == stage)
+                    .map(|s| s.policy.clone())
+                    .unwrap_or_default();
                 if failures >= policy.retries {
-                    let message = if failures > 0 { format!("{message} (split {split}, attempt {} of {})", failures + 1, failures + 1) } else { message };
+                    let message = if failures > 0 {
+                        format!("{message} (split {split}, attempt {} of {})", failures + 1, failures + 1)
+                    } else {
+                        message
+                    };
                     return Err(EngineError::Stage { stage, message });
                 }
                 failures += 1;
-                let wait = crate::schedule::backoff(policy.retry_backoff, failures, crate::schedule::jitter(&format!("{run_id}/{split}")));
+                let wait = crate::schedule::backoff(
+                    policy.retry_backoff,
+                    failures,
+                    crate::schedule::jitter(&format!("{run_id}/{split}")),
+                );
                 tracing::warn!(
                     "split {split}: stage `{stage}` failed on attempt {failures} of {}: {message}; retrying in {:.1}s",
                     policy.retries + 1,
                     wait.as_secs_f64()
                 );
-                notes.lock().expect("retry notes").push(RetryNote { split, stage, attempt: failures, error: message, backoff_s: wait.as_secs_f64() });
+                notes.lock().expect("retry notes").push(RetryNote {
+                    split,
+                    stage,
+                    attempt: failures,
+                    error: message,
+                    backoff_s: wait.as_secs_f64(),
+                });
                 tokio::time::sleep(wait).await;
             }
             Err(e) => return Err(e),
@@ -263,7 +291,12 @@ pub async fn run(p: &Pipeline, store: &DatasetStore, opts: &RunOptions) -> Resul
     let infos: Vec<SplitInfo> = splits
         .iter()
         .enumerate()
-        .map(|(i, (n, s))| SplitInfo { index: i as u32, source: p.graph[*n].name.clone(), id: s.id.clone(), bytes: s.bytes })
+        .map(|(i, (n, s))| SplitInfo {
+            index: i as u32,
+            source: p.graph[*n].name.clone(),
+            id: s.id.clone(),
+            bytes: s.bytes,
+        })
         .collect();
     let plan = RunPlan {
         format: FORMAT_VERSION,
@@ -313,7 +346,16 @@ pub async fn run(p: &Pipeline, store: &DatasetStore, opts: &RunOptions) -> Resul
                         let cpu = cpu.clone();
                         async move {
                             let root = env.root(p, barriers, k, i, &splits[i as usize])?;
-                            run_split(p, root, k, cpu, progress.clone(), None, SinkMode::Barrier { ctx: env.context(p, b), split: i, spill: env.spill_path(p, b, i) }).await
+                            run_split(
+                                p,
+                                root,
+                                k,
+                                cpu,
+                                progress.clone(),
+                                None,
+                                SinkMode::Barrier { ctx: env.context(p, b), split: i, spill: env.spill_path(p, b, i) },
+                            )
+                            .await
                         }
                     })
                     .await?;
@@ -427,7 +469,12 @@ pub struct SampleReport {
 ///
 /// # Errors
 /// As [`run`].
-pub async fn sample(p: &Pipeline, base_dir: &std::path::Path, limit: usize, parallelism: usize) -> Result<SampleReport> {
+pub async fn sample(
+    p: &Pipeline,
+    base_dir: &std::path::Path,
+    limit: usize,
+    parallelism: usize,
+) -> Result<SampleReport> {
     let splits = list_splits(p, base_dir).await?;
     let cpu = Arc::new(Semaphore::new(parallelism.max(1)));
     let progress = Arc::new(Progress::default());
@@ -450,10 +497,13 @@ pub async fn sample(p: &Pipeline, base_dir: &std::path::Path, limit: usize, para
         }
         let before = progress.records.load(Ordering::Relaxed);
         let sink = match barriers.first() {
-            Some(&b) => SinkMode::Barrier { ctx: env.context(p, b), split: i as u32, spill: env.spill_path(p, b, i as u32) },
+            Some(&b) => {
+                SinkMode::Barrier { ctx: env.context(p, b), split: i as u32, spill: env.spill_path(p, b, i as u32) }
+            }
             None => SinkMode::Collect,
         };
-        let out = run_split(p, Root::Source(*node, spec.clone()), 0, cpu.clone(), progress.clone(), Some(left), sink).await?;
+        let out =
+            run_split(p, Root::Source(*node, spec.clone()), 0, cpu.clone(), progress.clone(), Some(left), sink).await?;
         left = left.saturating_sub((progress.records.load(Ordering::Relaxed) - before) as usize);
         report.splits_read += 1;
         report.batches.extend(out.collected);
@@ -464,7 +514,9 @@ pub async fn sample(p: &Pipeline, base_dir: &std::path::Path, limit: usize, para
         let phase = k as u32 + 1;
         for i in 0..report.splits_read as u32 {
             let sink = match barriers.get(k + 1) {
-                Some(&next) => SinkMode::Barrier { ctx: env.context(p, next), split: i, spill: env.spill_path(p, next, i) },
+                Some(&next) => {
+                    SinkMode::Barrier { ctx: env.context(p, next), split: i, spill: env.spill_path(p, next, i) }
+                }
                 None => SinkMode::Collect,
             };
             let root = env.root(p, &barriers, phase, i, &splits[i as usize])?;
@@ -541,7 +593,14 @@ impl PhaseEnv {
     }
 
     /// Where split `split` starts in `phase`: its source, or the spill of the barrier before.
-    fn root(&self, p: &Pipeline, barriers: &[NodeIndex], phase: u32, split: u32, source: &(NodeIndex, SplitSpec)) -> Result<Root> {
+    fn root(
+        &self,
+        p: &Pipeline,
+        barriers: &[NodeIndex],
+        phase: u32,
+        split: u32,
+        source: &(NodeIndex, SplitSpec),
+    ) -> Result<Root> {
         if phase == 0 {
             return Ok(Root::Source(source.0, source.1.clone()));
         }
@@ -550,17 +609,27 @@ impl PhaseEnv {
     }
 
     fn write_marker(&self, phase: u32, split: u32, stages: &[StageMetrics]) -> Result<()> {
-        write_atomic(&self.phase_marker(phase, split), &serde_json::to_vec(stages).map_err(|e| EngineError::Internal(e.to_string()))?)
+        write_atomic(
+            &self.phase_marker(phase, split),
+            &serde_json::to_vec(stages).map_err(|e| EngineError::Internal(e.to_string()))?,
+        )
     }
 
     /// The split's metrics over every phase: earlier phases' markers plus
     /// `last`; each barrier's global-step counters go to split 0's record.
-    fn all_phase_metrics(&self, p: &Pipeline, barriers: &[NodeIndex], split: u32, last: Vec<StageMetrics>) -> Result<Vec<StageMetrics>> {
+    fn all_phase_metrics(
+        &self,
+        p: &Pipeline,
+        barriers: &[NodeIndex],
+        split: u32,
+        last: Vec<StageMetrics>,
+    ) -> Result<Vec<StageMetrics>> {
         let mut out = last;
         for (k, &b) in barriers.iter().enumerate() {
             let path = self.phase_marker(k as u32, split);
             let bytes = std::fs::read(&path).map_err(|e| io_error(&path, e))?;
-            let earlier: Vec<StageMetrics> = serde_json::from_slice(&bytes).map_err(|e| io_error(&path, std::io::Error::other(e)))?;
+            let earlier: Vec<StageMetrics> =
+                serde_json::from_slice(&bytes).map_err(|e| io_error(&path, std::io::Error::other(e)))?;
             for (o, m) in out.iter_mut().zip(&earlier) {
                 o.merge(m);
             }
@@ -618,7 +687,10 @@ async fn resolve_barrier(p: &Pipeline, b: NodeIndex, env: &PhaseEnv, cpu: &Arc<S
         }
     }
     let _ = std::fs::remove_dir_all(&tmp);
-    write_atomic(&env.resolved_marker(p, b), &serde_json::to_vec(&counters).map_err(|e| EngineError::Internal(e.to_string()))?)
+    write_atomic(
+        &env.resolved_marker(p, b),
+        &serde_json::to_vec(&counters).map_err(|e| EngineError::Internal(e.to_string()))?,
+    )
 }
 
 /// Where a split's work starts in a phase.
@@ -638,10 +710,18 @@ impl Root {
 }
 
 enum SinkMode {
-    Store { store: DatasetStore, run_id: String, split: u32 },
+    Store {
+        store: DatasetStore,
+        run_id: String,
+        split: u32,
+    },
     Collect,
     /// The phase ends at a barrier: its observer and its spill take the rows.
-    Barrier { ctx: BarrierContext, split: u32, spill: PathBuf },
+    Barrier {
+        ctx: BarrierContext,
+        split: u32,
+        spill: PathBuf,
+    },
 }
 
 #[derive(Default)]
@@ -683,10 +763,12 @@ fn index_batch(run: &mut RunBuilder, batch: &RecordBatch) -> Result<()> {
         return Ok(());
     };
     let Some(hashes) = hashes.as_fixed_size_binary_opt() else { return Ok(()) };
-    let spill = |e: std::io::Error| EngineError::External(format!("cannot spill the document index to temporary space: {e}"));
+    let spill =
+        |e: std::io::Error| EngineError::External(format!("cannot spill the document index to temporary space: {e}"));
     let mut push = |i: usize, id: Option<&str>| -> Result<()> {
         if let (Some(id), false) = (id, hashes.is_null(i)) {
-            let hash: &[u8; 16] = hashes.value(i).try_into().map_err(|_| EngineError::Internal("content_hash is not 16 bytes".into()))?;
+            let hash: &[u8; 16] =
+                hashes.value(i).try_into().map_err(|_| EngineError::Internal("content_hash is not 16 bytes".into()))?;
             run.push(id.as_bytes(), hash).map_err(spill)?;
         }
         Ok(())
@@ -796,12 +878,12 @@ async fn run_split(
                     let cfg = cfg.clone();
                     let start = Instant::now();
                     let (mut reader, mut applier) = on_cpu(&cpu, move || -> Result<_> {
-                        let f = std::fs::File::open(&file).map_err(|e| {
-                            io_error(&file, e)
-                        })?;
+                        let f = std::fs::File::open(&file).map_err(|e| io_error(&file, e))?;
                         let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f)
                             .and_then(|b| b.with_batch_size(batch_rows).build())
-                            .map_err(|e| EngineError::External(format!("{}: cannot read the spill: {e}", file.display())))?;
+                            .map_err(|e| {
+                                EngineError::External(format!("{}: cannot read the spill: {e}", file.display()))
+                            })?;
                         Ok((reader, cfg.applier(&schema, &ctx, split)?))
                     })
                     .await??;
@@ -847,7 +929,9 @@ async fn run_split(
                     // Small row groups, also cut by bytes below: the writer holds its open
                     // row group in memory, so a split's spill must not grow with the split.
                     let props = parquet::file::properties::WriterProperties::builder()
-                        .set_compression(parquet::basic::Compression::ZSTD(parquet::basic::ZstdLevel::try_new(1).expect("level 1")))
+                        .set_compression(parquet::basic::Compression::ZSTD(
+                            parquet::basic::ZstdLevel::try_new(1).expect("level 1"),
+                        ))
                         .set_max_row_group_row_count(Some(SPILL_ROW_GROUP_ROWS))
                         .build();
                     let writer = parquet::arrow::ArrowWriter::try_new(f, schema.clone(), Some(props))
@@ -863,7 +947,9 @@ async fn run_split(
                         let (w, o, res) = on_cpu(&cpu, move || {
                             let res = w
                                 .write(&batch)
-                                .and_then(|()| if w.in_progress_size() > SPILL_ROW_GROUP_BYTES { w.flush() } else { Ok(()) })
+                                .and_then(
+                                    |()| if w.in_progress_size() > SPILL_ROW_GROUP_BYTES { w.flush() } else { Ok(()) },
+                                )
                                 .map_err(|e| EngineError::External(format!("cannot spill rows to scratch: {e}")))
                                 .and_then(|()| o.observe(&batch));
                             (w, o, res)
@@ -1007,7 +1093,9 @@ async fn run_split(
                                 let finished = match (&mut run, &batch) {
                                     (Some(r), Some(b)) => index_batch(r, b).map(|()| None)?,
                                     (Some(_), None) => Some(run.take().expect("run").finish().map_err(|e| {
-                                        EngineError::External(format!("cannot write the document index to temporary space: {e}"))
+                                        EngineError::External(format!(
+                                            "cannot write the document index to temporary space: {e}"
+                                        ))
                                     })?),
                                     (None, _) => None,
                                 };
@@ -1024,7 +1112,12 @@ async fn run_split(
                             finished_run = finished;
                         }
                         for (k, v) in g {
-                            let e = groups.entry(k).or_insert_with(|| GroupStats { docs: 0, tokens: 0, text_bytes: 0, ..v.clone() });
+                            let e = groups.entry(k).or_insert_with(|| GroupStats {
+                                docs: 0,
+                                tokens: 0,
+                                text_bytes: 0,
+                                ..v.clone()
+                            });
                             e.docs += v.docs;
                             e.tokens += v.tokens;
                             e.text_bytes += v.text_bytes;
@@ -1053,27 +1146,34 @@ async fn run_split(
                     Ok(TaskOut::Sink(n, Box::new(SinkOut { metrics: m, shards, stats, collected, doc_index })))
                 }
             };
-            result.map(|mut out| {
-                let ms = busy.as_millis() as u64;
-                match &mut out {
-                    TaskOut::Metrics(_, m) => m.busy_ms = ms,
-                    TaskOut::Sink(_, s) => s.metrics.busy_ms = ms,
-                }
-                out
-            })
-            .map_err(|e: EngineError| e.in_stage(&name))
+            result
+                .map(|mut out| {
+                    let ms = busy.as_millis() as u64;
+                    match &mut out {
+                        TaskOut::Metrics(_, m) => m.busy_ms = ms,
+                        TaskOut::Sink(_, s) => s.metrics.busy_ms = ms,
+                    }
+                    out
+                })
+                .map_err(|e: EngineError| e.in_stage(&name))
         };
         // A stage's `timeout` bounds the time its task spends on this split.
         tasks.spawn(async move {
             // Errors a stage returns early (`?` while building) are its errors too.
             match stage_timeout {
                 None => task.await.map_err(|e| e.in_stage(&timeout_name)),
-                Some(t) => tokio::time::timeout(t, task).await.map(|r| r.map_err(|e| e.in_stage(&timeout_name))).unwrap_or_else(|_| {
-                    Err(EngineError::Stage {
-                        stage: timeout_name,
-                        message: format!("timed out: took longer than its timeout of {:.1}s on this split", t.as_secs_f64()),
-                    })
-                }),
+                Some(t) => tokio::time::timeout(t, task)
+                    .await
+                    .map(|r| r.map_err(|e| e.in_stage(&timeout_name)))
+                    .unwrap_or_else(|_| {
+                        Err(EngineError::Stage {
+                            stage: timeout_name,
+                            message: format!(
+                                "timed out: took longer than its timeout of {:.1}s on this split",
+                                t.as_secs_f64()
+                            ),
+                        })
+                    }),
             }
         });
     }
@@ -1109,7 +1209,9 @@ async fn run_split(
     out.stages = p
         .order
         .iter()
-        .map(|n| metrics.remove(n).unwrap_or_else(|| StageMetrics { stage: p.graph[*n].name.clone(), ..Default::default() }))
+        .map(|n| {
+            metrics.remove(n).unwrap_or_else(|| StageMetrics { stage: p.graph[*n].name.clone(), ..Default::default() })
+        })
         .collect();
     Ok(out)
 }
@@ -1157,7 +1259,9 @@ pub fn domain_of(url: &str) -> &str {
 }
 
 fn accumulate_stats(batch: &RecordBatch, groups: &mut BTreeMap<(String, String, String), GroupStats>) {
-    let string_at = |name: &str, i: usize| -> Option<String> { batch.column_by_name(name).and_then(|c| str_at(c, i)).map(str::to_string) };
+    let string_at = |name: &str, i: usize| -> Option<String> {
+        batch.column_by_name(name).and_then(|c| str_at(c, i)).map(str::to_string)
+    };
     let tokens = batch.column_by_name("n_tokens").and_then(|c| arrow::compute::cast(c, &DataType::UInt64).ok());
     let text = batch.column_by_name("text");
     for i in 0..batch.num_rows() {

@@ -25,7 +25,9 @@ pub fn render(p: &Pipeline, format: GraphFormat) -> String {
         .order
         .iter()
         .flat_map(|&n| {
-            p.inputs_of(n).into_iter().map(move |i| (p.graph[i].name.clone(), p.graph[n].name.clone(), p.graph[i].schema.fields().len()))
+            p.inputs_of(n)
+                .into_iter()
+                .map(move |i| (p.graph[i].name.clone(), p.graph[n].name.clone(), p.graph[i].schema.fields().len()))
         })
         .collect();
     match format {
@@ -56,7 +58,10 @@ pub fn render(p: &Pipeline, format: GraphFormat) -> String {
                     StageKind::Barrier => "hexagon",
                     _ => "box",
                 };
-                out.push_str(&format!("    \"{}\" [shape={shape}, label=\"{}\\n({})\"];\n", s.name, s.name, s.type_name));
+                out.push_str(&format!(
+                    "    \"{}\" [shape={shape}, label=\"{}\\n({})\"];\n",
+                    s.name, s.name, s.type_name
+                ));
             }
             for (a, b, cols) in &edges {
                 out.push_str(&format!("    \"{a}\" -> \"{b}\" [label=\"{cols} cols\"];\n"));

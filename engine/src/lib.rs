@@ -23,7 +23,10 @@ pub mod yaml;
 pub use compile::{compile, Pipeline, StageNode};
 pub use diagnostic::{Diagnostic, Diagnostics, Pos};
 pub use error::{EngineError, Result};
-pub use exec::{committed_inputs, list_splits, list_splits_since, run, sample, Progress, RetryNote, RunOptions, RunReport, SampleReport};
+pub use exec::{
+    committed_inputs, list_splits, list_splits_since, run, sample, Progress, RetryNote, RunOptions, RunReport,
+    SampleReport,
+};
 pub use graph::{render, GraphFormat};
 pub use schedule::{Interval, Schedule, StagePolicy};
 pub use stage::*;

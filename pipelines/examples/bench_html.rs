@@ -54,12 +54,7 @@ fn main() {
         for (path, bytes) in &pages {
             let (html, encoding) = decode_html(bytes, None, None);
             let text = html_to_text(&html, &options);
-            println!(
-                "==== {} ({encoding}, {} -> {} bytes)\n{text}\n",
-                path.display(),
-                bytes.len(),
-                text.len()
-            );
+            println!("==== {} ({encoding}, {} -> {} bytes)\n{text}\n", path.display(), bytes.len(), text.len());
         }
         return;
     }
@@ -97,41 +92,24 @@ fn main() {
         iters,
         out_bytes
     );
-    println!(
-        "decode+extract: {:>9.0} pages/s {:>8.1} MB/s",
-        n / secs,
-        mb / secs
-    );
-    println!(
-        "decode only:    {:>9.0} pages/s {:>8.1} MB/s",
-        n / decode_secs,
-        mb / decode_secs
-    );
-    println!(
-        "extract only:   {:>9.0} pages/s {:>8.1} MB/s",
-        n / extract_secs,
-        mb / extract_secs
-    );
+    println!("decode+extract: {:>9.0} pages/s {:>8.1} MB/s", n / secs, mb / secs);
+    println!("decode only:    {:>9.0} pages/s {:>8.1} MB/s", n / decode_secs, mb / decode_secs);
+    println!("extract only:   {:>9.0} pages/s {:>8.1} MB/s", n / extract_secs, mb / extract_secs);
 }
 
 fn load(paths: &[PathBuf]) -> std::io::Result<Vec<(PathBuf, Vec<u8>)>> {
     let mut files = Vec::new();
     for path in paths {
         if path.is_dir() {
-            let mut entries: Vec<PathBuf> = std::fs::read_dir(path)?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| is_html(p))
-                .collect();
+            let mut entries: Vec<PathBuf> =
+                std::fs::read_dir(path)?.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| is_html(p)).collect();
             entries.sort();
             files.extend(entries);
         } else {
             files.push(path.clone());
         }
     }
-    files
-        .into_iter()
-        .map(|p| std::fs::read(&p).map(|b| (p, b)))
-        .collect()
+    files.into_iter().map(|p| std::fs::read(&p).map(|b| (p, b))).collect()
 }
 
 fn is_html(path: &Path) -> bool {

@@ -13,45 +13,25 @@ use std::io::{BufRead, BufWriter, Write};
 
 use smelt_engine::parse_options;
 use smelt_pipelines::filters::words::{split_into_words, Segmenter};
-use smelt_pipelines::filters::{
-    c4, fineweb, gopher_quality, gopher_repetition, DocFilter, Outcome,
-};
+use smelt_pipelines::filters::{c4, fineweb, gopher_quality, gopher_repetition, DocFilter, Outcome};
 
 fn main() -> std::io::Result<()> {
-    let path = std::env::args()
-        .nth(1)
-        .expect("usage: filters_words DOCS.jsonl");
+    let path = std::env::args().nth(1).expect("usage: filters_words DOCS.jsonl");
     let defaults = || serde_json::json!({});
     let mut filters: Vec<(&str, Box<dyn DocFilter>)> = vec![
         (
             "gopher_repetition",
-            Box::new(gopher_repetition::GopherRepetition::new(
-                parse_options(defaults()).expect("defaults"),
-            )),
+            Box::new(gopher_repetition::GopherRepetition::new(parse_options(defaults()).expect("defaults"))),
         ),
-        (
-            "gopher_quality",
-            Box::new(gopher_quality::GopherQuality::new(
-                parse_options(defaults()).expect("defaults"),
-            )),
-        ),
-        (
-            "c4",
-            Box::new(c4::C4::new(parse_options(defaults()).expect("defaults"))),
-        ),
+        ("gopher_quality", Box::new(gopher_quality::GopherQuality::new(parse_options(defaults()).expect("defaults")))),
+        ("c4", Box::new(c4::C4::new(parse_options(defaults()).expect("defaults")))),
         (
             "c4_fineweb",
             Box::new(c4::C4::new(
-                parse_options(serde_json::json!({"filter_no_terminal_punct": false}))
-                    .expect("options"),
+                parse_options(serde_json::json!({"filter_no_terminal_punct": false})).expect("options"),
             )),
         ),
-        (
-            "fineweb",
-            Box::new(fineweb::FineWeb::new(
-                parse_options(defaults()).expect("defaults"),
-            )),
-        ),
+        ("fineweb", Box::new(fineweb::FineWeb::new(parse_options(defaults()).expect("defaults")))),
     ];
     let input = std::io::BufReader::new(std::fs::File::open(path)?);
     let mut out = BufWriter::new(std::io::stdout().lock());

@@ -15,8 +15,7 @@ use arrow::record_batch::RecordBatch;
 use serde::{Deserialize, Serialize};
 use smelt_engine::stage::doc;
 use smelt_engine::{
-    parse_options, require_column, OptionError, Processed, Result, SchemaError, StageConfig, Transform,
-    TransformConfig,
+    parse_options, require_column, OptionError, Processed, Result, SchemaError, StageConfig, Transform, TransformConfig,
 };
 
 fn yes() -> bool {
@@ -74,7 +73,8 @@ pub fn content_hash(text: &str, normalized: bool, scratch: &mut String) -> [u8; 
 impl TransformConfig for ContentHashConfig {
     fn output_schema(&self, input: &SchemaRef) -> Result<SchemaRef, SchemaError> {
         require_column(input, "text", &[DataType::LargeUtf8, DataType::Utf8])?;
-        let mut fields: Vec<_> = input.fields().iter().filter(|f| f.name() != "content_hash").map(|f| f.as_ref().clone()).collect();
+        let mut fields: Vec<_> =
+            input.fields().iter().filter(|f| f.name() != "content_hash").map(|f| f.as_ref().clone()).collect();
         fields.push(doc::content_hash());
         Ok(Arc::new(Schema::new(fields)))
     }

@@ -16,8 +16,7 @@ use arrow::record_batch::RecordBatch;
 use serde::{Deserialize, Serialize};
 use smelt_engine::stage::doc;
 use smelt_engine::{
-    parse_options, require_column, OptionError, Processed, Result, SchemaError, StageConfig, Transform,
-    TransformConfig,
+    parse_options, require_column, OptionError, Processed, Result, SchemaError, StageConfig, Transform, TransformConfig,
 };
 
 use crate::html::{decode_html, html_to_text, TextOptions};
@@ -94,7 +93,10 @@ impl Transform for HtmlToText {
         let html = batch.column_by_name("html").expect("schema checked").clone();
         let content_type = batch.column_by_name("content_type").map(|c| c.as_string::<i32>().clone());
         let url = batch.column_by_name("url").and_then(|c| c.as_string_opt::<i32>().cloned());
-        let mut text = LargeStringBuilder::with_capacity(batch.num_rows(), html.to_data().buffers().iter().map(|b| b.len()).sum::<usize>() / 4);
+        let mut text = LargeStringBuilder::with_capacity(
+            batch.num_rows(),
+            html.to_data().buffers().iter().map(|b| b.len()).sum::<usize>() / 4,
+        );
         let mut verdicts = Vec::with_capacity(batch.num_rows());
         for i in 0..batch.num_rows() {
             let ct = content_type.as_ref().filter(|c| c.is_valid(i)).map(|c| c.value(i));

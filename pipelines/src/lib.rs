@@ -14,10 +14,10 @@ pub mod extract;
 pub mod filters;
 pub mod html;
 pub mod html_to_text;
-pub mod pii;
-pub mod toxicity;
-pub mod tokenize;
 pub mod langid;
+pub mod pii;
+pub mod tokenize;
+pub mod toxicity;
 
 pub use extract::{extract_document, ExtractOptions, Extracted, SkipReason};
 

@@ -28,8 +28,8 @@ use arrow::array::{ArrayRef, BooleanBuilder, UInt32Builder};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use serde::{Deserialize, Serialize};
-use smelt_engine::str_at;
 use smelt_engine::diagnostic::closest;
+use smelt_engine::str_at;
 use smelt_engine::yaml::PathSeg;
 use smelt_engine::{
     parse_options, require_column, EngineError, OptionError, Processed, Result, SchemaError, StageConfig, Transform,

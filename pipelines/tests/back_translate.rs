@@ -28,19 +28,13 @@ fn stories() -> Vec<(String, String)> {
         .lines()
         .map(|l| {
             let v: serde_json::Value = serde_json::from_str(l).unwrap();
-            (
-                v["id"].as_str().unwrap().to_string(),
-                v["text"].as_str().unwrap().to_string(),
-            )
+            (v["id"].as_str().unwrap().to_string(), v["text"].as_str().unwrap().to_string())
         })
         .collect()
 }
 
 fn batch(docs: &[(String, String)], langs: Option<&[&str]>) -> RecordBatch {
-    let mut fields = vec![
-        Field::new("id", DataType::Utf8, false),
-        Field::new("text", DataType::LargeUtf8, false),
-    ];
+    let mut fields = vec![Field::new("id", DataType::Utf8, false), Field::new("text", DataType::LargeUtf8, false)];
     let mut cols: Vec<arrow::array::ArrayRef> = vec![
         Arc::new(StringArray::from_iter_values(docs.iter().map(|d| d.0.as_str()))),
         Arc::new(LargeStringArray::from_iter_values(docs.iter().map(|d| d.1.as_str()))),
@@ -81,12 +75,7 @@ fn check_originals(input: &[(String, String)], out: &RecordBatch) {
         match from[i] {
             None => {
                 assert_eq!(ids[i], Some(input[next].0.as_str()), "row {i}");
-                assert_eq!(
-                    texts[i],
-                    Some(input[next].1.as_str()),
-                    "original {} changed",
-                    input[next].0
-                );
+                assert_eq!(texts[i], Some(input[next].1.as_str()), "original {} changed", input[next].0);
                 next += 1;
             }
             Some(f) => {
@@ -110,35 +99,23 @@ fn apertium_back_translates_reuters_stories_through_spanish_and_catalan() {
     check_originals(&docs, &out);
     let counters = t.take_counters();
     let augmented = counters.get("augmented").copied().unwrap_or(0);
-    assert!(
-        augmented >= 15,
-        "most of the 20 back-translations pass the guards: {counters:?}"
-    );
+    assert!(augmented >= 15, "most of the 20 back-translations pass the guards: {counters:?}");
     assert_eq!(out.num_rows() as u64, docs.len() as u64 + augmented);
     let ids = col(&out, "id");
     let texts = col(&out, "text");
     // reuters-2 through Spanish: real English text, paragraphs kept, words changed.
-    let i = ids
-        .iter()
-        .position(|id| *id == Some("reuters-2#bt:es"))
-        .expect("reuters-2 via es");
+    let i = ids.iter().position(|id| *id == Some("reuters-2#bt:es")).expect("reuters-2 via es");
     let bt = texts[i].unwrap();
     assert!(bt.contains("Standard Oil") && bt.contains("\n    "), "{bt}");
     assert!(bt.lines().count() >= 4, "{bt}");
     // The augmentation column names the backend and chain; the content hash is the new text's.
     let aug = out.column_by_name("augmentation").unwrap().as_struct();
     assert!(aug.is_null(0));
-    assert_eq!(
-        aug.column_by_name("backend").unwrap().as_string::<i32>().value(i),
-        "apertium"
-    );
+    assert_eq!(aug.column_by_name("backend").unwrap().as_string::<i32>().value(i), "apertium");
     assert_eq!(aug.column_by_name("pivots").unwrap().as_string::<i32>().value(i), "es");
     let hashes = out.column_by_name("content_hash").unwrap().as_fixed_size_binary();
     let mut s = String::new();
-    assert_eq!(
-        hashes.value(i),
-        smelt_pipelines::content_hash::content_hash(bt, true, &mut s)
-    );
+    assert_eq!(hashes.value(i), smelt_pipelines::content_hash::content_hash(bt, true, &mut s));
     assert!(ids.contains(&Some("reuters-2#bt:ca")));
 
     // A second stage (a rerun) reads every piece from the cache and gives the same rows.
@@ -167,34 +144,18 @@ fn selection_is_seeded_and_bad_documents_are_skipped_with_a_reason() {
     docs.truncate(4);
     docs.push(("empty".into(), "   \n".into()));
     docs.push(("huge".into(), "word ".repeat(30_000)));
-    docs.push((
-        "german".into(),
-        "Die Bundesbank hat am Donnerstag die Leitzinsen unverändert gelassen.".into(),
-    ));
-    docs.push((
-        "unknown-words".into(),
-        "Xqzt vrbnk plimf zorgle wubbix snarfle quux blorpt.".into(),
-    ));
+    docs.push(("german".into(), "Die Bundesbank hat am Donnerstag die Leitzinsen unverändert gelassen.".into()));
+    docs.push(("unknown-words".into(), "Xqzt vrbnk plimf zorgle wubbix snarfle quux blorpt.".into()));
     let langs: Vec<&str> = docs.iter().map(|d| if d.0 == "german" { "de" } else { "en" }).collect();
     let input = batch(&docs, Some(&langs));
-    let mut t = build(
-        serde_json::json!({"pivots": ["es"], "cache": false, "max_chars": 50000}),
-        &input.schema(),
-    );
+    let mut t = build(serde_json::json!({"pivots": ["es"], "cache": false, "max_chars": 50000}), &input.schema());
     let out = run(&mut t, input.clone());
     check_originals(&docs, &out);
     let c = t.take_counters();
     assert_eq!(c.get("skipped:empty_text"), Some(&1), "{c:?}");
     assert_eq!(c.get("skipped:too_long"), Some(&1), "{c:?}");
-    assert_eq!(
-        c.get("skipped:unsupported_language"),
-        Some(&1),
-        "no deu-spa pair: {c:?}"
-    );
-    assert!(
-        c.contains_key("rejected:unknown_words") || c.contains_key("rejected:identical"),
-        "{c:?}"
-    );
+    assert_eq!(c.get("skipped:unsupported_language"), Some(&1), "no deu-spa pair: {c:?}");
+    assert!(c.contains_key("rejected:unknown_words") || c.contains_key("rejected:identical"), "{c:?}");
     assert_eq!(c.get("augmented"), Some(&4), "{c:?}");
 
     // fraction: the same documents whatever the batching; a different seed picks others.
@@ -243,12 +204,7 @@ fn server() -> Server {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let faults = Arc::new(Faults::default());
-    let apertium = Arc::new(Apertium::new(
-        "/usr/share/apertium".into(),
-        2,
-        16_384,
-        Duration::from_secs(20),
-    ));
+    let apertium = Arc::new(Apertium::new("/usr/share/apertium".into(), 2, 16_384, Duration::from_secs(20)));
     let f = faults.clone();
     std::thread::spawn(move || {
         for stream in listener.incoming() {
@@ -297,17 +253,12 @@ fn serve(mut stream: TcpStream, f: &Faults, apertium: &Apertium) -> std::io::Res
         std::thread::sleep(Duration::from_millis(f.slow_ms.load(Ordering::SeqCst) as u64));
     }
     if f.always_500.load(Ordering::SeqCst)
-        || f.fail_first
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |k| k.checked_sub(1))
-            .is_ok()
+        || f.fail_first.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |k| k.checked_sub(1)).is_ok()
     {
         respond(&mut stream, "500 Internal Server Error", r#"{"error":"overloaded"}"#);
         return Ok(());
     }
-    if f.garbage_first
-        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |k| k.checked_sub(1))
-        .is_ok()
-    {
+    if f.garbage_first.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |k| k.checked_sub(1)).is_ok() {
         respond(&mut stream, "200 OK", "<html>502 Bad Gateway</html>");
         return Ok(());
     }
@@ -315,31 +266,15 @@ fn serve(mut stream: TcpStream, f: &Faults, apertium: &Apertium) -> std::io::Res
     let (from, to, text) = if path.ends_with("/chat/completions") {
         // The prompt says "from English to Spanish".
         let system = req["messages"][0]["content"].as_str().unwrap_or("");
-        let names: Vec<&str> = system
-            .split(" from ")
-            .nth(1)
-            .unwrap_or("")
-            .split(['.', ':'])
-            .next()
-            .unwrap_or("")
-            .split(" to ")
-            .collect();
-        let (Some(from), Some(to)) = (
-            names.first().and_then(|n| code_of(n.trim())),
-            names.get(1).and_then(|n| code_of(n.trim())),
-        ) else {
-            respond(
-                &mut stream,
-                "400 Bad Request",
-                r#"{"error":"no languages in the prompt"}"#,
-            );
+        let names: Vec<&str> =
+            system.split(" from ").nth(1).unwrap_or("").split(['.', ':']).next().unwrap_or("").split(" to ").collect();
+        let (Some(from), Some(to)) =
+            (names.first().and_then(|n| code_of(n.trim())), names.get(1).and_then(|n| code_of(n.trim())))
+        else {
+            respond(&mut stream, "400 Bad Request", r#"{"error":"no languages in the prompt"}"#);
             return Ok(());
         };
-        (
-            from.to_string(),
-            to.to_string(),
-            req["messages"][1]["content"].as_str().unwrap_or("").to_string(),
-        )
+        (from.to_string(), to.to_string(), req["messages"][1]["content"].as_str().unwrap_or("").to_string())
     } else if path == "/translate" {
         (
             req["source"].as_str().unwrap_or("").into(),
@@ -356,11 +291,7 @@ fn serve(mut stream: TcpStream, f: &Faults, apertium: &Apertium) -> std::io::Res
         match apertium.translate(&from, &to, &[text.as_str()]).pop() {
             Some(Ok(t)) => t.text,
             _ => {
-                respond(
-                    &mut stream,
-                    "500 Internal Server Error",
-                    r#"{"error":"apertium failed"}"#,
-                );
+                respond(&mut stream, "500 Internal Server Error", r#"{"error":"apertium failed"}"#);
                 return Ok(());
             }
         }
@@ -392,10 +323,7 @@ fn openai_backend_retries_500s_and_garbage_and_translates_for_real() {
     let mut docs = stories();
     docs.truncate(3);
     let input = batch(&docs, None);
-    let mut t = build(
-        openai(&s.url, serde_json::json!({"concurrency": 1, "retries": 5})),
-        &input.schema(),
-    );
+    let mut t = build(openai(&s.url, serde_json::json!({"concurrency": 1, "retries": 5})), &input.schema());
     let out = run(&mut t, input);
     check_originals(&docs, &out);
     let c = t.take_counters();
@@ -416,10 +344,7 @@ fn timeouts_and_slow_answers_fail_only_their_documents() {
     docs.truncate(5);
     let input = batch(&docs, None);
     let mut t = build(
-        openai(
-            &s.url,
-            serde_json::json!({"timeout_s": 3, "retries": 0, "breaker_failures": 1000, "concurrency": 1}),
-        ),
+        openai(&s.url, serde_json::json!({"timeout_s": 3, "retries": 0, "breaker_failures": 1000, "concurrency": 1})),
         &input.schema(),
     );
     let out = run(&mut t, input);
@@ -428,19 +353,12 @@ fn timeouts_and_slow_answers_fail_only_their_documents() {
     let failed = c.get("failed:backend_error").copied().unwrap_or(0);
     let augmented = c.get("augmented").copied().unwrap_or(0);
     assert!(failed >= 1 && augmented >= 1, "{c:?}");
-    assert_eq!(
-        failed + augmented + rejected(&c),
-        docs.len() as u64,
-        "each document once: {c:?}"
-    );
+    assert_eq!(failed + augmented + rejected(&c), docs.len() as u64, "each document once: {c:?}");
     assert!(c.get("http_failures").copied().unwrap_or(0) >= failed, "{c:?}");
 }
 
 fn rejected(c: &BTreeMap<String, u64>) -> u64 {
-    c.iter()
-        .filter(|(k, _)| k.starts_with("rejected:"))
-        .map(|(_, v)| v)
-        .sum()
+    c.iter().filter(|(k, _)| k.starts_with("rejected:")).map(|(_, v)| v).sum()
 }
 
 #[test]
@@ -450,10 +368,7 @@ fn a_dead_endpoint_trips_the_breaker_and_the_run_finishes_without_augmentation()
     let docs = stories();
     let input = batch(&docs, None);
     let mut t = build(
-        openai(
-            &s.url,
-            serde_json::json!({"breaker_failures": 3, "retries": 1, "concurrency": 1}),
-        ),
+        openai(&s.url, serde_json::json!({"breaker_failures": 3, "retries": 1, "concurrency": 1})),
         &input.schema(),
     );
     let out = run(&mut t, input);
@@ -503,10 +418,7 @@ fn libretranslate_backend_translates_through_the_api() {
     assert_eq!(run(&mut again, input), out);
     assert_eq!(s.faults.seen.load(Ordering::SeqCst), sent);
     let aug = out.column_by_name("augmentation").unwrap().as_struct();
-    assert_eq!(
-        aug.column_by_name("backend").unwrap().as_string::<i32>().value(1),
-        "libretranslate"
-    );
+    assert_eq!(aug.column_by_name("backend").unwrap().as_string::<i32>().value(1), "libretranslate");
 }
 
 #[test]
@@ -516,10 +428,7 @@ fn the_api_key_is_sent_but_never_in_the_resolved_options() {
         panic!()
     };
     let resolved = cfg.resolved().to_string();
-    assert!(
-        !resolved.contains("sk-secret-123") && resolved.contains("SMELT_TEST_TRANSLATE_KEY"),
-        "{resolved}"
-    );
+    assert!(!resolved.contains("sk-secret-123") && resolved.contains("SMELT_TEST_TRANSLATE_KEY"), "{resolved}");
     let schema: SchemaRef = batch(&stories()[..1], None).schema();
     let t = cfg.build(&schema).unwrap();
     drop(t);

@@ -83,11 +83,7 @@ impl HttpServer {
     }
 
     pub fn put(&self, path: &str, body: Vec<u8>) {
-        self.state
-            .lock()
-            .unwrap()
-            .files
-            .insert(path.to_string(), body);
+        self.state.lock().unwrap().files.insert(path.to_string(), body);
     }
 
     /// The next `times` requests of `path` get `fault`.
@@ -129,19 +125,12 @@ impl HttpServer {
 
     /// Body bytes sent for `path`, every request together.
     pub fn bytes_sent(&self, path: &str) -> u64 {
-        self.log()
-            .iter()
-            .filter(|s| s.path == path)
-            .map(|s| s.body_bytes)
-            .sum()
+        self.log().iter().filter(|s| s.path == path).map(|s| s.body_bytes).sum()
     }
 
     /// GET requests of `path`.
     pub fn gets(&self, path: &str) -> Vec<Seen> {
-        self.log()
-            .into_iter()
-            .filter(|s| s.path == path && s.method == "GET")
-            .collect()
+        self.log().into_iter().filter(|s| s.path == path && s.method == "GET").collect()
     }
 }
 
@@ -166,10 +155,7 @@ fn serve(conn: TcpStream, st: Arc<Mutex<State>>) {
             return;
         }
         let mut parts = line.split_whitespace();
-        let (method, target) = (
-            parts.next().unwrap_or("").to_string(),
-            parts.next().unwrap_or("/").to_string(),
-        );
+        let (method, target) = (parts.next().unwrap_or("").to_string(), parts.next().unwrap_or("/").to_string());
         let mut headers = HashMap::new();
         loop {
             let mut h = String::new();
@@ -187,13 +173,7 @@ fn serve(conn: TcpStream, st: Arc<Mutex<State>>) {
         let path = target.split('?').next().unwrap_or("/").to_string();
         let (file, fault) = {
             let mut s = st.lock().unwrap();
-            let fault = s.faults.get_mut(&path).and_then(|q| {
-                if q.is_empty() {
-                    None
-                } else {
-                    Some(q.remove(0))
-                }
-            });
+            let fault = s.faults.get_mut(&path).and_then(|q| if q.is_empty() { None } else { Some(q.remove(0)) });
             (s.files.get(&path).cloned(), fault)
         };
         let mut seen = Seen {
@@ -245,23 +225,15 @@ fn respond(
     }
     let not_modified = headers.get("if-none-match").is_some_and(|v| v == &etag)
         || (!headers.contains_key("if-none-match")
-            && headers
-                .get("if-modified-since")
-                .is_some_and(|v| v == LAST_MODIFIED));
+            && headers.get("if-modified-since").is_some_and(|v| v == LAST_MODIFIED));
     if not_modified {
         seen.status = 304;
-        return write!(
-            out,
-            "HTTP/1.1 304 Not Modified\r\nETag: {etag}\r\nContent-Length: 0\r\n\r\n"
-        )
-        .is_ok();
+        return write!(out, "HTTP/1.1 304 Not Modified\r\nETag: {etag}\r\nContent-Length: 0\r\n\r\n").is_ok();
     }
     let total = body.len() as u64;
     let mut status = 200;
     let (mut start, mut end) = (0u64, total);
-    let range = headers
-        .get("range")
-        .filter(|_| fault != Some(Fault::IgnoreRange));
+    let range = headers.get("range").filter(|_| fault != Some(Fault::IgnoreRange));
     if let Some(r) = range.and_then(|r| r.strip_prefix("bytes=")) {
         let (a, b) = r.split_once('-').unwrap_or((r, ""));
         let a: u64 = a.parse().unwrap_or(0);
@@ -286,10 +258,7 @@ fn respond(
         content_type(&seen.path)
     );
     if status == 206 {
-        head.push_str(&format!(
-            "Content-Range: bytes {start}-{}/{total}\r\n",
-            end - 1
-        ));
+        head.push_str(&format!("Content-Range: bytes {start}-{}/{total}\r\n", end - 1));
     }
     head.push_str("\r\n");
     seen.status = status;

@@ -31,10 +31,7 @@ pub use robots::Robots;
 
 /// The `User-Agent` smelt sends unless a pipeline sets its own.
 pub fn default_user_agent() -> String {
-    format!(
-        "smelt/{} (+https://github.com/smelt-data/smelt)",
-        env!("CARGO_PKG_VERSION")
-    )
+    format!("smelt/{} (+https://github.com/smelt-data/smelt)", env!("CARGO_PKG_VERSION"))
 }
 
 fn default_retries() -> u32 {
@@ -132,11 +129,7 @@ pub struct NetEvent {
 pub type Events = Arc<Mutex<Vec<NetEvent>>>;
 
 fn push(events: &Events, reason: impl Into<String>, detail: impl Into<String>, lost: bool) {
-    let e = NetEvent {
-        reason: reason.into(),
-        detail: detail.into(),
-        lost,
-    };
+    let e = NetEvent { reason: reason.into(), detail: detail.into(), lost };
     if lost {
         tracing::warn!(reason = %e.reason, "{}", e.detail);
     } else {
@@ -266,9 +259,7 @@ pub struct Net {
 
 impl std::fmt::Debug for Net {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Net")
-            .field("opts", &self.opts)
-            .finish_non_exhaustive()
+        f.debug_struct("Net").field("opts", &self.opts).finish_non_exhaustive()
     }
 }
 
@@ -291,10 +282,8 @@ impl Net {
             .no_gzip()
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
-        let seed = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(1, |d| d.as_nanos() as u64)
-            | 1;
+        let seed =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64) | 1;
         Ok(Arc::new(Net {
             opts,
             client,
@@ -310,20 +299,14 @@ impl Net {
     }
 
     fn host(&self, url: &reqwest::Url) -> Arc<Host> {
-        let key = format!(
-            "{}://{}:{}",
-            url.scheme(),
-            url.host_str().unwrap_or(""),
-            url.port_or_known_default().unwrap_or(0)
-        );
+        let key =
+            format!("{}://{}:{}", url.scheme(), url.host_str().unwrap_or(""), url.port_or_known_default().unwrap_or(0));
         let mut hosts = self.hosts.lock().expect("hosts lock");
         hosts
             .entry(key)
             .or_insert_with(|| {
                 Arc::new(Host {
-                    slots: Arc::new(tokio::sync::Semaphore::new(
-                        self.opts.max_connections_per_host,
-                    )),
+                    slots: Arc::new(tokio::sync::Semaphore::new(self.opts.max_connections_per_host)),
                     next: tokio::sync::Mutex::new(Instant::now()),
                     spacing: Mutex::new(1.0 / self.opts.requests_per_second),
                 })
@@ -333,12 +316,7 @@ impl Net {
 
     /// Waits for a slot and the host's spacing; the permit is held for the request.
     async fn enter(&self, host: &Host) -> tokio::sync::OwnedSemaphorePermit {
-        let permit = host
-            .slots
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("host semaphore is never closed");
+        let permit = host.slots.clone().acquire_owned().await.expect("host semaphore is never closed");
         let spacing = *host.spacing.lock().expect("spacing lock");
         let mut next = host.next.lock().await;
         let now = Instant::now();
@@ -361,10 +339,7 @@ impl Net {
     }
 
     fn parse_url(url: &str) -> Result<reqwest::Url, FetchError> {
-        let u = reqwest::Url::parse(url).map_err(|e| FetchError::BadUrl {
-            url: url.into(),
-            message: e.to_string(),
-        })?;
+        let u = reqwest::Url::parse(url).map_err(|e| FetchError::BadUrl { url: url.into(), message: e.to_string() })?;
         if !matches!(u.scheme(), "http" | "https") {
             return Err(FetchError::BadUrl {
                 url: url.into(),
@@ -391,20 +366,11 @@ impl Net {
                 Ok(v) => return Ok(v),
                 Err(TryError::Fatal(e)) => return Err(e),
                 Err(TryError::Retry(message)) if tries > self.opts.retries => {
-                    return Err(FetchError::Failed {
-                        url: url.to_string(),
-                        message,
-                        tries,
-                    })
+                    return Err(FetchError::Failed { url: url.to_string(), message, tries })
                 }
                 Err(TryError::Retry(message)) => {
                     let wait = self.backoff(tries - 1);
-                    push(
-                        events,
-                        "net_retry",
-                        format!("{url}: {message}; try {} in {wait:?}", tries + 1),
-                        false,
-                    );
+                    push(events, "net_retry", format!("{url}: {message}; try {} in {wait:?}", tries + 1), false);
                     std::thread::sleep(wait);
                 }
             }
@@ -416,21 +382,13 @@ impl Net {
     ///
     /// # Errors
     /// A 4xx, a bad URL, or a failure after every retry.
-    pub fn get(
-        &self,
-        url: &str,
-        validators: Option<&Validators>,
-        events: &Events,
-    ) -> Result<Fetched, FetchError> {
+    pub fn get(&self, url: &str, validators: Option<&Validators>, events: &Events) -> Result<Fetched, FetchError> {
         let u = Self::parse_url(url)?;
         let host = self.host(&u);
         self.retrying(url, events, || {
             runtime().block_on(async {
                 let _permit = self.enter(&host).await;
-                let mut req = self
-                    .client
-                    .get(u.clone())
-                    .header("Accept-Encoding", "identity");
+                let mut req = self.client.get(u.clone()).header("Accept-Encoding", "identity");
                 if let Some(v) = validators {
                     if let Some(e) = &v.etag {
                         req = req.header("If-None-Match", e);
@@ -439,22 +397,11 @@ impl Net {
                         req = req.header("If-Modified-Since", m);
                     }
                 }
-                let resp = req
-                    .send()
-                    .await
-                    .map_err(|e| TryError::Retry(error_text(&e)))?;
+                let resp = req.send().await.map_err(|e| TryError::Retry(error_text(&e)))?;
                 let status = resp.status().as_u16();
-                let header = |n: &str| {
-                    resp.headers()
-                        .get(n)
-                        .and_then(|v| v.to_str().ok())
-                        .map(str::to_string)
-                };
-                let (content_type, etag, last_modified) = (
-                    header("content-type"),
-                    header("etag"),
-                    header("last-modified"),
-                );
+                let header = |n: &str| resp.headers().get(n).and_then(|v| v.to_str().ok()).map(str::to_string);
+                let (content_type, etag, last_modified) =
+                    (header("content-type"), header("etag"), header("last-modified"));
                 let final_url = resp.url().to_string();
                 if status == 304 {
                     return Ok(Fetched {
@@ -467,18 +414,8 @@ impl Net {
                     });
                 }
                 check_status(url, status)?;
-                let body = resp
-                    .bytes()
-                    .await
-                    .map_err(|e| TryError::Retry(error_text(&e)))?;
-                Ok(Fetched {
-                    url: final_url,
-                    status,
-                    content_type,
-                    etag,
-                    last_modified,
-                    body,
-                })
+                let body = resp.bytes().await.map_err(|e| TryError::Retry(error_text(&e)))?;
+                Ok(Fetched { url: final_url, status, content_type, etag, last_modified, body })
             })
         })
         .inspect_err(|e| push(events, e.reason(), e.to_string(), true))
@@ -494,21 +431,14 @@ impl Net {
             return Some(false);
         };
         let origin = u.origin().ascii_serialization();
-        let cached = self
-            .robots
-            .lock()
-            .expect("robots lock")
-            .get(&origin)
-            .cloned();
+        let cached = self.robots.lock().expect("robots lock").get(&origin).cloned();
         let robots = match cached {
             Some(r) => r,
             None => {
                 // Its own events: a missing robots.txt is no lost input.
                 let quiet = Events::default();
                 let r = match self.get(&format!("{origin}/robots.txt"), None, &quiet) {
-                    Ok(f) => {
-                        Robots::parse(&String::from_utf8_lossy(&f.body), &self.opts.user_agent)
-                    }
+                    Ok(f) => Robots::parse(&String::from_utf8_lossy(&f.body), &self.opts.user_agent),
                     Err(FetchError::Status { .. }) => Robots::allow_all(),
                     Err(e) => {
                         push(
@@ -526,10 +456,7 @@ impl Net {
                     *s = s.max(delay);
                 }
                 let r = Arc::new(r);
-                self.robots
-                    .lock()
-                    .expect("robots lock")
-                    .insert(origin, r.clone());
+                self.robots.lock().expect("robots lock").insert(origin, r.clone());
                 r
             }
         };
@@ -547,32 +474,16 @@ impl Net {
     ///
     /// # Errors
     /// As [`Net::get`].
-    pub fn head(
-        &self,
-        url: &str,
-        events: &Events,
-    ) -> Result<(Option<u64>, Option<String>), FetchError> {
+    pub fn head(&self, url: &str, events: &Events) -> Result<(Option<u64>, Option<String>), FetchError> {
         let u = Self::parse_url(url)?;
         let host = self.host(&u);
         self.retrying(url, events, || {
             runtime().block_on(async {
                 let _permit = self.enter(&host).await;
-                let resp = self
-                    .client
-                    .head(u.clone())
-                    .send()
-                    .await
-                    .map_err(|e| TryError::Retry(error_text(&e)))?;
+                let resp = self.client.head(u.clone()).send().await.map_err(|e| TryError::Retry(error_text(&e)))?;
                 check_status(url, resp.status().as_u16())?;
-                let len = resp
-                    .headers()
-                    .get("content-length")
-                    .and_then(|v| v.to_str().ok()?.parse().ok());
-                let etag = resp
-                    .headers()
-                    .get("etag")
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_string);
+                let len = resp.headers().get("content-length").and_then(|v| v.to_str().ok()?.parse().ok());
+                let etag = resp.headers().get("etag").and_then(|v| v.to_str().ok()).map(str::to_string);
                 Ok((len, etag))
             })
         })
@@ -583,13 +494,7 @@ impl Net {
     ///
     /// # Errors
     /// As [`Net::get`]; also when the server ignores the range.
-    pub fn get_range(
-        self: &Arc<Self>,
-        url: &str,
-        start: u64,
-        end: u64,
-        events: &Events,
-    ) -> Result<Bytes, FetchError> {
+    pub fn get_range(self: &Arc<Self>, url: &str, start: u64, end: u64, events: &Events) -> Result<Bytes, FetchError> {
         let mut file = HttpFile::open(self.clone(), url, events.clone());
         file.end = Some(end + 1);
         file.pos = start;
@@ -612,10 +517,7 @@ fn check_status(url: &str, status: u16) -> Result<(), TryError> {
         return Err(TryError::Retry(format!("HTTP {status}")));
     }
     if status >= 400 {
-        return Err(TryError::Fatal(FetchError::Status {
-            url: url.to_string(),
-            status,
-        }));
+        return Err(TryError::Fatal(FetchError::Status { url: url.to_string(), status }));
     }
     Ok(())
 }
@@ -738,7 +640,9 @@ impl HttpFile {
             if status == 412 {
                 return Err(TryError::Fatal(FetchError::Failed {
                     url: url.clone(),
-                    message: "the file changed on the server while it was read (ETag differs); rerun to read the new file".into(),
+                    message:
+                        "the file changed on the server while it was read (ETag differs); rerun to read the new file"
+                            .into(),
                     tries: 1,
                 }));
             }
@@ -751,12 +655,7 @@ impl HttpFile {
         // The host's slot stays taken while the body streams.
         self.permit = Some(permit);
         self.requests += 1;
-        let header = |n: &str| {
-            resp.headers()
-                .get(n)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string)
-        };
+        let header = |n: &str| resp.headers().get(n).and_then(|v| v.to_str().ok()).map(str::to_string);
         let etag = header("etag");
         if let (Some(old), Some(new)) = (&self.etag, &etag) {
             if old != new {
@@ -780,10 +679,7 @@ impl HttpFile {
             if start != self.pos {
                 return Err(TryError::Fatal(FetchError::Failed {
                     url: self.url.clone(),
-                    message: format!(
-                        "asked for bytes from {} and got them from {start}",
-                        self.pos
-                    ),
+                    message: format!("asked for bytes from {} and got them from {start}", self.pos),
                     tries: 1,
                 }));
             }
@@ -800,10 +696,7 @@ impl HttpFile {
                 push(
                     &self.events,
                     "net_range_ignored",
-                    format!(
-                        "{}: the server ignored Range; {} bytes read again",
-                        self.url, self.pos
-                    ),
+                    format!("{}: the server ignored Range; {} bytes read again", self.url, self.pos),
                     false,
                 );
                 let mut skip = self.pos;
@@ -844,8 +737,7 @@ impl HttpFile {
             }
             let resp = self.resp.as_mut().expect("response");
             let timeout = Duration::from_secs_f64(self.net.opts.timeout_s);
-            let piece =
-                runtime().block_on(async { tokio::time::timeout(timeout, resp.chunk()).await });
+            let piece = runtime().block_on(async { tokio::time::timeout(timeout, resp.chunk()).await });
             match piece {
                 Ok(Ok(Some(b))) => {
                     self.received += b.len() as u64;
@@ -857,10 +749,7 @@ impl HttpFile {
                     self.drop_response();
                     match self.end.or(self.len) {
                         Some(e) if self.pos < e => {
-                            self.failed_try(TryError::Retry(format!(
-                                "connection closed at byte {} of {e}",
-                                self.pos
-                            )))?;
+                            self.failed_try(TryError::Retry(format!("connection closed at byte {} of {e}", self.pos)))?;
                         }
                         _ => {
                             if self.len.is_none() {
@@ -872,18 +761,11 @@ impl HttpFile {
                 }
                 Ok(Err(e)) => {
                     self.drop_response();
-                    self.failed_try(TryError::Retry(format!(
-                        "at byte {}: {}",
-                        self.pos,
-                        error_text(&e)
-                    )))?;
+                    self.failed_try(TryError::Retry(format!("at byte {}: {}", self.pos, error_text(&e))))?;
                 }
                 Err(_) => {
                     self.drop_response();
-                    self.failed_try(TryError::Retry(format!(
-                        "at byte {}: no data for {timeout:?}",
-                        self.pos
-                    )))?;
+                    self.failed_try(TryError::Retry(format!("at byte {}: no data for {timeout:?}", self.pos)))?;
                 }
             }
         }
@@ -901,29 +783,18 @@ impl HttpFile {
             TryError::Retry(message) => {
                 self.fails += 1;
                 if self.fails > self.net.opts.retries {
-                    let f = FetchError::Failed {
-                        url: self.url.clone(),
-                        message,
-                        tries: self.fails,
-                    };
+                    let f = FetchError::Failed { url: self.url.clone(), message, tries: self.fails };
                     push(&self.events, f.reason(), f.to_string(), true);
                     let err = io::Error::other(f.to_string());
                     self.failure = Some(f);
                     return Err(err);
                 }
                 let wait = self.net.backoff(self.fails - 1);
-                let what = if self.requests > 0 {
-                    "net_resume"
-                } else {
-                    "net_retry"
-                };
+                let what = if self.requests > 0 { "net_resume" } else { "net_retry" };
                 push(
                     &self.events,
                     what,
-                    format!(
-                        "{}: {message}; again from byte {} in {wait:?}",
-                        self.url, self.pos
-                    ),
+                    format!("{}: {message}; again from byte {} in {wait:?}", self.url, self.pos),
                     false,
                 );
                 std::thread::sleep(wait);
@@ -964,37 +835,25 @@ impl Seek for HttpFile {
     fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
         let target = match to {
             SeekFrom::Start(n) => n,
-            SeekFrom::Current(d) => self
-                .pos
-                .checked_add_signed(d)
-                .ok_or_else(|| io::Error::other("seek before the start"))?,
+            SeekFrom::Current(d) => {
+                self.pos.checked_add_signed(d).ok_or_else(|| io::Error::other("seek before the start"))?
+            }
             SeekFrom::End(d) => {
                 let len = match self.len {
                     Some(l) => l,
-                    None => self
-                        .net
-                        .head(&self.url, &self.events)
-                        .map_err(io::Error::other)?
-                        .0
-                        .ok_or_else(|| {
-                            io::Error::other(format!(
-                                "{}: the server does not say the file's size",
-                                self.url
-                            ))
-                        })?,
+                    None => self.net.head(&self.url, &self.events).map_err(io::Error::other)?.0.ok_or_else(|| {
+                        io::Error::other(format!("{}: the server does not say the file's size", self.url))
+                    })?,
                 };
                 self.len = Some(len);
-                len.checked_add_signed(d)
-                    .ok_or_else(|| io::Error::other("seek before the start"))?
+                len.checked_add_signed(d).ok_or_else(|| io::Error::other("seek before the start"))?
             }
         };
         if target != self.pos {
             // Forward within what has arrived: drop those bytes; otherwise a new range request.
             let ahead = target.checked_sub(self.pos);
             match ahead {
-                Some(k) if k <= self.pending.len() as u64 => {
-                    self.pending = self.pending.slice(k as usize..)
-                }
+                Some(k) if k <= self.pending.len() as u64 => self.pending = self.pending.slice(k as usize..),
                 _ => {
                     self.drop_response();
                     self.pending = Bytes::new();
@@ -1012,22 +871,14 @@ mod tests {
 
     #[test]
     fn content_ranges_parse() {
-        assert_eq!(
-            parse_content_range("bytes 100-199/1000"),
-            Some((100, Some(1000)))
-        );
+        assert_eq!(parse_content_range("bytes 100-199/1000"), Some((100, Some(1000))));
         assert_eq!(parse_content_range("bytes 0-0/*"), Some((0, None)));
         assert_eq!(parse_content_range("items 1-2/3"), None);
     }
 
     #[test]
     fn backoff_doubles_with_bounded_jitter() {
-        let net = Net::new(HttpOptions {
-            backoff_ms: 100,
-            max_backoff_ms: 1000,
-            ..Default::default()
-        })
-        .unwrap();
+        let net = Net::new(HttpOptions { backoff_ms: 100, max_backoff_ms: 1000, ..Default::default() }).unwrap();
         for k in 0..3u32 {
             let d = net.backoff(k).as_millis() as u64;
             let base = 100 << k;
@@ -1039,9 +890,6 @@ mod tests {
     #[test]
     fn user_agent_names_smelt_and_a_url() {
         let ua = default_user_agent();
-        assert!(
-            ua.starts_with("smelt/") && ua.contains("(+https://"),
-            "{ua}"
-        );
+        assert!(ua.starts_with("smelt/") && ua.contains("(+https://"), "{ua}");
     }
 }

@@ -19,20 +19,13 @@ impl Robots {
 
     /// robots.txt unreachable (5xx, network): nothing allowed.
     pub fn deny_all() -> Robots {
-        Robots {
-            deny_all: true,
-            ..Robots::default()
-        }
+        Robots { deny_all: true, ..Robots::default() }
     }
 
     /// Parses robots.txt for `user_agent` (its product token, `smelt` from
     /// `smelt/0.1.0 (+url)`, is matched case-insensitively).
     pub fn parse(text: &str, user_agent: &str) -> Robots {
-        let token = user_agent
-            .split(['/', ' '])
-            .next()
-            .unwrap_or("")
-            .to_ascii_lowercase();
+        let token = user_agent.split(['/', ' ']).next().unwrap_or("").to_ascii_lowercase();
         // Groups: (agents, rules, crawl delay).
         let mut groups: Vec<(Vec<String>, Vec<(bool, String)>, Option<f64>)> = Vec::new();
         let mut in_agents = false;
@@ -69,18 +62,9 @@ impl Robots {
                 _ => {}
             }
         }
-        let mine: Vec<_> = groups
-            .iter()
-            .filter(|g| !token.is_empty() && g.0.iter().any(|a| a == &token))
-            .collect();
-        let chosen = if mine.is_empty() {
-            groups
-                .iter()
-                .filter(|g| g.0.iter().any(|a| a == "*"))
-                .collect()
-        } else {
-            mine
-        };
+        let mine: Vec<_> = groups.iter().filter(|g| !token.is_empty() && g.0.iter().any(|a| a == &token)).collect();
+        let chosen =
+            if mine.is_empty() { groups.iter().filter(|g| g.0.iter().any(|a| a == "*")).collect() } else { mine };
         let mut r = Robots::default();
         for g in chosen {
             r.rules.extend(g.1.iter().cloned());
@@ -161,10 +145,7 @@ mod tests {
         assert!(!r.allows("/private/x"));
         assert!(r.allows("/private/open/y"));
         assert_eq!(r.crawl_delay(), Some(2.0));
-        let r = Robots::parse(
-            "User-agent: smelt\nDisallow: /\n\nUser-agent: *\nAllow: /\n",
-            UA,
-        );
+        let r = Robots::parse("User-agent: smelt\nDisallow: /\n\nUser-agent: *\nAllow: /\n", UA);
         assert!(!r.allows("/a"));
         assert!(r.allows("/robots.txt"));
     }

@@ -19,20 +19,14 @@ const PIECE: u64 = 8 << 20;
 
 /// `s3://bucket/key` → (bucket, key).
 fn split_url(url: &str) -> Result<(&str, &str), String> {
-    let rest = url
-        .strip_prefix("s3://")
-        .ok_or_else(|| format!("{url}: not an s3:// URL"))?;
-    rest.split_once('/')
-        .ok_or_else(|| format!("{url}: no key after the bucket"))
+    let rest = url.strip_prefix("s3://").ok_or_else(|| format!("{url}: not an s3:// URL"))?;
+    rest.split_once('/').ok_or_else(|| format!("{url}: no key after the bucket"))
 }
 
 /// One client per bucket, built from the environment.
 fn store(bucket: &str) -> Result<Arc<dyn ObjectStore>, String> {
     static STORES: OnceLock<Mutex<HashMap<String, Arc<dyn ObjectStore>>>> = OnceLock::new();
-    let mut m = STORES
-        .get_or_init(Default::default)
-        .lock()
-        .expect("stores lock");
+    let mut m = STORES.get_or_init(Default::default).lock().expect("stores lock");
     if let Some(s) = m.get(bucket) {
         return Ok(s.clone());
     }
@@ -53,9 +47,7 @@ pub fn get_all(url: &str) -> Result<Bytes, String> {
     let (bucket, key) = split_url(url)?;
     let s = store(bucket)?;
     let path = ObjectPath::from(key);
-    runtime()
-        .block_on(async { s.get(&path).await?.bytes().await })
-        .map_err(|e| format!("{url}: {e}"))
+    runtime().block_on(async { s.get(&path).await?.bytes().await }).map_err(|e| format!("{url}: {e}"))
 }
 
 /// `length` bytes from `offset`.
@@ -66,9 +58,7 @@ pub fn get_range(url: &str, offset: u64, length: u64) -> Result<Bytes, String> {
     let (bucket, key) = split_url(url)?;
     let s = store(bucket)?;
     let path = ObjectPath::from(key);
-    runtime()
-        .block_on(async { s.get_range(&path, offset..offset + length).await })
-        .map_err(|e| format!("{url}: {e}"))
+    runtime().block_on(async { s.get_range(&path, offset..offset + length).await }).map_err(|e| format!("{url}: {e}"))
 }
 
 /// A `Read + Seek` view of an object, read piece by piece with range requests.
@@ -92,18 +82,8 @@ impl ObjectFile {
         let (bucket, key) = split_url(url)?;
         let store = store(bucket)?;
         let path = ObjectPath::from(key);
-        let meta = runtime()
-            .block_on(store.head(&path))
-            .map_err(|e| format!("{url}: {e}"))?;
-        Ok(ObjectFile {
-            url: url.to_string(),
-            store,
-            path,
-            len: meta.size,
-            pos: 0,
-            piece: Bytes::new(),
-            piece_at: 0,
-        })
+        let meta = runtime().block_on(store.head(&path)).map_err(|e| format!("{url}: {e}"))?;
+        Ok(ObjectFile { url: url.to_string(), store, path, len: meta.size, pos: 0, piece: Bytes::new(), piece_at: 0 })
     }
 }
 
@@ -112,8 +92,7 @@ impl Read for ObjectFile {
         if self.pos >= self.len || buf.is_empty() {
             return Ok(0);
         }
-        let in_piece =
-            self.pos >= self.piece_at && self.pos < self.piece_at + self.piece.len() as u64;
+        let in_piece = self.pos >= self.piece_at && self.pos < self.piece_at + self.piece.len() as u64;
         if !in_piece {
             let end = (self.pos + PIECE).min(self.len);
             let (store, path, start) = (self.store.clone(), self.path.clone(), self.pos);
@@ -134,14 +113,12 @@ impl Seek for ObjectFile {
     fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
         self.pos = match to {
             SeekFrom::Start(n) => n,
-            SeekFrom::Current(d) => self
-                .pos
-                .checked_add_signed(d)
-                .ok_or_else(|| io::Error::other("seek before the start"))?,
-            SeekFrom::End(d) => self
-                .len
-                .checked_add_signed(d)
-                .ok_or_else(|| io::Error::other("seek before the start"))?,
+            SeekFrom::Current(d) => {
+                self.pos.checked_add_signed(d).ok_or_else(|| io::Error::other("seek before the start"))?
+            }
+            SeekFrom::End(d) => {
+                self.len.checked_add_signed(d).ok_or_else(|| io::Error::other("seek before the start"))?
+            }
         };
         Ok(self.pos)
     }

@@ -18,8 +18,8 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use serde::{Deserialize, Serialize};
 use smelt_engine::stage::doc;
 use smelt_engine::{
-    parse_options, require_column, EncodedShard, EngineError, OptionError, Result, SchemaError, ShardWriter, SinkConfig,
-    StageConfig,
+    parse_options, require_column, EncodedShard, EngineError, OptionError, Result, SchemaError, ShardWriter,
+    SinkConfig, StageConfig,
 };
 
 fn default_shard_rows() -> usize {
@@ -98,23 +98,20 @@ impl SinkConfig for ParquetSinkConfig {
             // The schema's metadata (e.g. the tokenizer of token shards) as the file's
             // key-value metadata, readable without decoding the Arrow schema; sorted, so
             // shards stay byte-identical.
-            .set_key_value_metadata(Some(
-                schema
-                    .metadata()
-                    .iter()
-                    .collect::<std::collections::BTreeMap<_, _>>()
-                    .into_iter()
-                    .map(|(k, v)| parquet::file::metadata::KeyValue::new(k.clone(), v.clone()))
-                    .collect(),
-            ).filter(|kv: &Vec<_>| !kv.is_empty()))
+            .set_key_value_metadata(
+                Some(
+                    schema
+                        .metadata()
+                        .iter()
+                        .collect::<std::collections::BTreeMap<_, _>>()
+                        .into_iter()
+                        .map(|(k, v)| parquet::file::metadata::KeyValue::new(k.clone(), v.clone()))
+                        .collect(),
+                )
+                .filter(|kv: &Vec<_>| !kv.is_empty()),
+            )
             .build();
-        Ok(Box::new(ParquetShardWriter {
-            config: self.clone(),
-            schema: schema.clone(),
-            props,
-            current: None,
-            rows: 0,
-        }))
+        Ok(Box::new(ParquetShardWriter { config: self.clone(), schema: schema.clone(), props, current: None, rows: 0 }))
     }
 }
 
@@ -226,19 +223,32 @@ mod tests {
         let cfg: ParquetSinkConfig = serde_json::from_value(serde_json::json!({})).unwrap();
         cfg.check_input(&schema).expect_err("no input_ids: text is required");
         let mut with_ids: Vec<_> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
-        with_ids.push(arrow::datatypes::Field::new("input_ids", DataType::List(Arc::new(arrow::datatypes::Field::new("item", DataType::UInt32, false))), false));
+        with_ids.push(arrow::datatypes::Field::new(
+            "input_ids",
+            DataType::List(Arc::new(arrow::datatypes::Field::new("item", DataType::UInt32, false))),
+            false,
+        ));
         let schema = Arc::new(Schema::new_with_metadata(with_ids, schema.metadata().clone()));
         cfg.check_input(&schema).unwrap();
         let full = docs(1);
-        let mut cols: Vec<ArrayRef> = full.columns().iter().enumerate().filter(|(i, _)| *i != 1).map(|(_, c)| c.clone()).collect();
-        let ids = arrow::array::ListArray::from_iter_primitive::<arrow::datatypes::UInt32Type, _, _>([Some(vec![Some(1u32), Some(2)])]);
+        let mut cols: Vec<ArrayRef> =
+            full.columns().iter().enumerate().filter(|(i, _)| *i != 1).map(|(_, c)| c.clone()).collect();
+        let ids = arrow::array::ListArray::from_iter_primitive::<arrow::datatypes::UInt32Type, _, _>([Some(vec![
+            Some(1u32),
+            Some(2),
+        ])]);
         let item = Arc::new(arrow::datatypes::Field::new("item", DataType::UInt32, false));
-        cols.push(Arc::new(arrow::array::ListArray::try_new(item, ids.offsets().clone(), ids.values().clone(), None).unwrap()));
+        cols.push(Arc::new(
+            arrow::array::ListArray::try_new(item, ids.offsets().clone(), ids.values().clone(), None).unwrap(),
+        ));
         let batch = RecordBatch::try_new(schema, cols).unwrap();
         let shards = write_all(&cfg, &[batch]);
         let reader = ParquetRecordBatchReaderBuilder::try_new(shards[0].bytes.clone()).unwrap();
         let kv = reader.metadata().file_metadata().key_value_metadata().unwrap();
-        assert!(kv.iter().any(|k| k.key == "smelt.tokenizer" && k.value.as_deref() == Some("tiktoken:cl100k_base")), "{kv:?}");
+        assert!(
+            kv.iter().any(|k| k.key == "smelt.tokenizer" && k.value.as_deref() == Some("tiktoken:cl100k_base")),
+            "{kv:?}"
+        );
         assert_eq!(reader.schema().metadata()["smelt.tokenizer"], "tiktoken:cl100k_base");
     }
 

@@ -21,8 +21,8 @@ use std::sync::{Arc, OnceLock};
 use serde::{Deserialize, Serialize};
 use smelt_engine::yaml::PathSeg;
 use smelt_engine::{
-    parse_options, Committed, EngineError, OptionError, ReadOptions, Result, Skips, SourceConfig,
-    SplitReader, SplitSpec, StageConfig,
+    parse_options, Committed, EngineError, OptionError, ReadOptions, Result, Skips, SourceConfig, SplitReader,
+    SplitSpec, StageConfig,
 };
 
 use super::warc::{split_reader, RecordKind, WarcConfig, WarcSplitReader};
@@ -133,11 +133,7 @@ fn default_max_payload() -> u64 {
 }
 
 fn option_error(key: &str, message: impl Into<String>) -> OptionError {
-    OptionError {
-        path: vec![PathSeg::Key(key.into())],
-        message: message.into(),
-        at_key: false,
-    }
+    OptionError { path: vec![PathSeg::Key(key.into())], message: message.into(), at_key: false }
 }
 
 /// Registry hook for `commoncrawl`.
@@ -149,26 +145,17 @@ pub fn configure(options: serde_json::Value) -> Result<StageConfig, OptionError>
     if c.crawl != "latest" && !c.crawl.starts_with("CC-") {
         return Err(option_error(
             "crawl",
-            format!(
-                "`{}` is not a crawl id: write `CC-MAIN-2024-22` or `latest`",
-                c.crawl
-            ),
+            format!("`{}` is not a crawl id: write `CC-MAIN-2024-22` or `latest`", c.crawl),
         ));
     }
     if let Some(s) = &c.segments {
         parse_range(s).map_err(|m| option_error("segments", m))?;
     }
     if c.sample == Some(0) {
-        return Err(option_error(
-            "sample",
-            "`sample` is a number of files, at least 1",
-        ));
+        return Err(option_error("sample", "`sample` is a number of files, at least 1"));
     }
     if c.url_pattern.is_some() && c.domain.is_some() {
-        return Err(option_error(
-            "domain",
-            "give `url_pattern` or `domain`, not both",
-        ));
+        return Err(option_error("domain", "give `url_pattern` or `domain`, not both"));
     }
     if c.records_per_split == 0 {
         return Err(option_error("records_per_split", "at least 1"));
@@ -191,14 +178,9 @@ fn check_base(u: &str) -> std::result::Result<(), String> {
 
 /// `A..B` → (A, B).
 fn parse_range(s: &str) -> std::result::Result<(usize, usize), String> {
-    let bad = || {
-        format!("`{s}` is not a range: write `A..B` (segment positions, B excluded), e.g. `0..10`")
-    };
+    let bad = || format!("`{s}` is not a range: write `A..B` (segment positions, B excluded), e.g. `0..10`");
     let (a, b) = s.split_once("..").ok_or_else(bad)?;
-    let (a, b): (usize, usize) = (
-        a.trim().parse().map_err(|_| bad())?,
-        b.trim().parse().map_err(|_| bad())?,
-    );
+    let (a, b): (usize, usize) = (a.trim().parse().map_err(|_| bad())?, b.trim().parse().map_err(|_| bad())?);
     if a >= b {
         return Err(format!("`{s}` is empty: B must be above A"));
     }
@@ -216,17 +198,11 @@ pub(crate) fn net_for(cell: &OnceLock<Arc<Net>>, opts: &HttpOptions) -> Result<A
 
 /// Fails on the first lost event (a plan-time listing must be whole).
 fn plan_error(e: net::FetchError) -> EngineError {
-    EngineError::External(format!(
-        "{e}; rerun once the server answers (retries and backoff: the `http:` option)"
-    ))
+    EngineError::External(format!("{e}; rerun once the server answers (retries and backoff: the `http:` option)"))
 }
 
 /// Reads a whole object: an http(s) GET with retries, or an object_store get for `s3://`.
-fn fetch_all(
-    net: &Arc<Net>,
-    url: &str,
-    events: &Events,
-) -> std::result::Result<bytes::Bytes, net::FetchError> {
+fn fetch_all(net: &Arc<Net>, url: &str, events: &Events) -> std::result::Result<bytes::Bytes, net::FetchError> {
     if url.starts_with("s3://") {
         return crate::net::s3::get_all(url).map_err(|m| net::FetchError::Failed {
             url: url.into(),
@@ -249,53 +225,31 @@ fn gunzip(url: &str, data: &[u8]) -> Result<String> {
 fn latest_crawl(net: &Arc<Net>, index_url: &str, events: &Events) -> Result<String> {
     let url = format!("{index_url}collinfo.json");
     let body = fetch_all(net, &url, events).map_err(plan_error)?;
-    let list: Vec<serde_json::Value> = serde_json::from_slice(&body)
-        .map_err(|e| EngineError::External(format!("{url}: not a crawl list ({e})")))?;
-    let mut ids: Vec<&str> = list
-        .iter()
-        .filter_map(|c| c.get("id")?.as_str())
-        .filter(|id| id.starts_with("CC-MAIN-"))
-        .collect();
+    let list: Vec<serde_json::Value> =
+        serde_json::from_slice(&body).map_err(|e| EngineError::External(format!("{url}: not a crawl list ({e})")))?;
+    let mut ids: Vec<&str> =
+        list.iter().filter_map(|c| c.get("id")?.as_str()).filter(|id| id.starts_with("CC-MAIN-")).collect();
     // Newest first in practice; sort to not depend on it (ids sort by year-week).
     ids.sort_unstable();
-    ids.last()
-        .map(|s| s.to_string())
-        .ok_or_else(|| EngineError::External(format!("{url} lists no CC-MAIN crawl")))
+    ids.last().map(|s| s.to_string()).ok_or_else(|| EngineError::External(format!("{url} lists no CC-MAIN crawl")))
 }
 
 /// The lines of `<base>crawl-data/<crawl>/<kind>.paths.gz`.
-fn paths_list(
-    net: &Arc<Net>,
-    base: &str,
-    crawl: &str,
-    kind: Kind,
-    events: &Events,
-) -> Result<Vec<String>> {
+fn paths_list(net: &Arc<Net>, base: &str, crawl: &str, kind: Kind, events: &Events) -> Result<Vec<String>> {
     let url = format!("{base}crawl-data/{crawl}/{}.paths.gz", kind.name());
     let gz = fetch_all(net, &url, events).map_err(plan_error)?;
-    Ok(gunzip(&url, &gz)?
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .map(str::to_string)
-        .collect())
+    Ok(gunzip(&url, &gz)?.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_string).collect())
 }
 
 /// The segment of a crawl path (`crawl-data/C/segments/<segment>/warc/...`).
 fn segment_of(path: &str) -> &str {
-    path.split("/segments/")
-        .nth(1)
-        .and_then(|r| r.split('/').next())
-        .unwrap_or("")
+    path.split("/segments/").nth(1).and_then(|r| r.split('/').next()).unwrap_or("")
 }
 
 /// Deterministic sample: the `n` paths with the smallest xxh3(seed, path), in their original order.
 fn sample_paths(paths: Vec<String>, n: usize, seed: u64) -> Vec<String> {
-    let mut keyed: Vec<(u64, usize)> = paths
-        .iter()
-        .enumerate()
-        .map(|(i, p)| (xxhash_rust::xxh3::xxh3_64_with_seed(p.as_bytes(), seed), i))
-        .collect();
+    let mut keyed: Vec<(u64, usize)> =
+        paths.iter().enumerate().map(|(i, p)| (xxhash_rust::xxh3::xxh3_64_with_seed(p.as_bytes(), seed), i)).collect();
     keyed.sort_unstable();
     let mut keep: Vec<usize> = keyed.into_iter().take(n).map(|(_, i)| i).collect();
     keep.sort_unstable();
@@ -340,13 +294,7 @@ struct CdxHit {
 }
 
 /// Looks records up through `cluster.idx` and range requests of the CDX blocks that may hold them.
-fn cdx_lookup(
-    net: &Arc<Net>,
-    base: &str,
-    crawl: &str,
-    prefixes: &[String],
-    events: &Events,
-) -> Result<Vec<CdxHit>> {
+fn cdx_lookup(net: &Arc<Net>, base: &str, crawl: &str, prefixes: &[String], events: &Events) -> Result<Vec<CdxHit>> {
     let dir = format!("{base}cc-index/collections/{crawl}/indexes/");
     let idx_url = format!("{dir}cluster.idx");
     let idx = fetch_all(net, &idx_url, events).map_err(plan_error)?;
@@ -357,30 +305,18 @@ fn cdx_lookup(
         let f: Vec<&str> = line.split('\t').collect();
         let parsed = (|| {
             let key = f.first()?.split(' ').next()?.to_string();
-            Some((
-                key,
-                f.get(1)?.to_string(),
-                f.get(2)?.trim().parse().ok()?,
-                f.get(3)?.trim().parse().ok()?,
-            ))
+            Some((key, f.get(1)?.to_string(), f.get(2)?.trim().parse().ok()?, f.get(3)?.trim().parse().ok()?))
         })();
         match parsed {
             Some(b) => blocks.push(b),
             None if line.trim().is_empty() => {}
-            None => {
-                return Err(EngineError::External(format!(
-                    "{idx_url}:{}: not a cluster.idx line: {line}",
-                    n + 1
-                )))
-            }
+            None => return Err(EngineError::External(format!("{idx_url}:{}: not a cluster.idx line: {line}", n + 1))),
         }
     }
     let mut wanted: BTreeSet<usize> = BTreeSet::new();
     for p in prefixes {
         // Blocks are sorted by first key: from the last block starting before `p`, while blocks start at or below `p`'s range.
-        let first = blocks
-            .partition_point(|b| b.0.as_str() < p.as_str())
-            .saturating_sub(1);
+        let first = blocks.partition_point(|b| b.0.as_str() < p.as_str()).saturating_sub(1);
         for (i, b) in blocks.iter().enumerate().skip(first) {
             if b.0.as_str() > p.as_str() && !b.0.starts_with(p.as_str()) {
                 break;
@@ -395,8 +331,7 @@ fn cdx_lookup(
         let gz = if url.starts_with("s3://") {
             crate::net::s3::get_range(&url, *offset, *length).map_err(EngineError::External)?
         } else {
-            net.get_range(&url, *offset, offset + length - 1, events)
-                .map_err(plan_error)?
+            net.get_range(&url, *offset, offset + length - 1, events).map_err(plan_error)?
         };
         for line in gunzip(&url, &gz)?.lines() {
             let Some((key, rest)) = line.split_once(' ') else {
@@ -409,27 +344,13 @@ fn cdx_lookup(
                 continue;
             };
             let Ok(v) = serde_json::from_str::<serde_json::Value>(json) else {
-                return Err(EngineError::External(format!(
-                    "{url}: bad CDX line: {line}"
-                )));
+                return Err(EngineError::External(format!("{url}: bad CDX line: {line}")));
             };
-            let num = |k: &str| {
-                v.get(k).and_then(|x| {
-                    x.as_str()
-                        .and_then(|s| s.parse().ok())
-                        .or_else(|| x.as_u64())
-                })
-            };
-            if let (Some(filename), Some(offset), Some(length)) = (
-                v.get("filename").and_then(|f| f.as_str()),
-                num("offset"),
-                num("length"),
-            ) {
-                hits.push(CdxHit {
-                    filename: filename.to_string(),
-                    offset,
-                    length,
-                });
+            let num = |k: &str| v.get(k).and_then(|x| x.as_str().and_then(|s| s.parse().ok()).or_else(|| x.as_u64()));
+            if let (Some(filename), Some(offset), Some(length)) =
+                (v.get("filename").and_then(|f| f.as_str()), num("offset"), num("length"))
+            {
+                hits.push(CdxHit { filename: filename.to_string(), offset, length });
             }
         }
     }
@@ -443,10 +364,7 @@ fn cdx_splits(base: &str, hits: &[CdxHit], per_split: usize) -> Vec<SplitSpec> {
     let mut out = Vec::new();
     for group in hits.chunk_by(|a, b| a.filename == b.filename) {
         for chunk in group.chunks(per_split) {
-            let ranges: Vec<String> = chunk
-                .iter()
-                .map(|h| format!("{}+{}", h.offset, h.length))
-                .collect();
+            let ranges: Vec<String> = chunk.iter().map(|h| format!("{}+{}", h.offset, h.length)).collect();
             out.push(SplitSpec {
                 id: format!("{base}{}#records={}", chunk[0].filename, ranges.join(",")),
                 bytes: Some(chunk.iter().map(|h| h.length).sum()),
@@ -457,9 +375,8 @@ fn cdx_splits(base: &str, hits: &[CdxHit], per_split: usize) -> Vec<SplitSpec> {
 }
 
 fn warc_config(kind: Kind, source: String, statuses: &[u16], max_payload: u64) -> WarcConfig {
-    let mut c: WarcConfig =
-        serde_json::from_value(serde_json::json!({ "paths": ["-"], "records": kind.records() }))
-            .expect("a valid warc config");
+    let mut c: WarcConfig = serde_json::from_value(serde_json::json!({ "paths": ["-"], "records": kind.records() }))
+        .expect("a valid warc config");
     c.source = Some(source);
     c.statuses = statuses.to_vec();
     c.max_payload_bytes = max_payload;
@@ -474,11 +391,7 @@ impl CommonCrawlConfig {
 
 impl SourceConfig for CommonCrawlConfig {
     fn schema(&self) -> arrow::datatypes::SchemaRef {
-        doc_schema(if self.kind == Kind::Warc {
-            Body::Html
-        } else {
-            Body::Text
-        })
+        doc_schema(if self.kind == Kind::Warc { Body::Html } else { Body::Text })
     }
 
     fn resolved(&self) -> serde_json::Value {
@@ -492,20 +405,14 @@ impl SourceConfig for CommonCrawlConfig {
     fn splits_since(&self, _base_dir: &Path, committed: &Committed) -> Result<Vec<SplitSpec>> {
         let net = self.net()?;
         let events = Events::default();
-        let crawl = if self.crawl == "latest" {
-            latest_crawl(&net, &self.index_url, &events)?
-        } else {
-            self.crawl.clone()
-        };
+        let crawl =
+            if self.crawl == "latest" { latest_crawl(&net, &self.index_url, &events)? } else { self.crawl.clone() };
         let specs = if self.url_pattern.is_some() || self.domain.is_some() {
             let prefixes = surt_prefixes(self.url_pattern.as_deref(), self.domain.as_deref());
             let hits = cdx_lookup(&net, &self.base_url, &crawl, &prefixes, &events)?;
             let hits: Vec<CdxHit> = hits
                 .into_iter()
-                .filter(|h| {
-                    h.filename.contains(&format!("/{}/", self.kind.name()))
-                        || self.kind == Kind::Warc
-                })
+                .filter(|h| h.filename.contains(&format!("/{}/", self.kind.name())) || self.kind == Kind::Warc)
                 .collect();
             cdx_splits(&self.base_url, &hits, self.records_per_split)
         } else {
@@ -513,36 +420,18 @@ impl SourceConfig for CommonCrawlConfig {
             if let Some(r) = &self.segments {
                 let (a, b) = parse_range(r).map_err(EngineError::User)?;
                 let segs: BTreeSet<&str> = paths.iter().map(|p| segment_of(p)).collect();
-                let keep: BTreeSet<String> = segs
-                    .into_iter()
-                    .skip(a)
-                    .take(b - a)
-                    .map(str::to_string)
-                    .collect();
+                let keep: BTreeSet<String> = segs.into_iter().skip(a).take(b - a).map(str::to_string).collect();
                 paths.retain(|p| keep.contains(segment_of(p)));
             }
             if let Some(n) = self.sample {
                 paths = sample_paths(paths, n, self.seed);
             }
-            paths
-                .into_iter()
-                .map(|p| SplitSpec {
-                    id: format!("{}{p}", self.base_url),
-                    bytes: None,
-                })
-                .collect()
+            paths.into_iter().map(|p| SplitSpec { id: format!("{}{p}", self.base_url), bytes: None }).collect()
         };
         let before = specs.len();
-        let specs: Vec<SplitSpec> = specs
-            .into_iter()
-            .filter(|s| !(self.incremental && committed.splits.contains(&s.id)))
-            .collect();
-        tracing::info!(
-            crawl,
-            files = before,
-            new = specs.len(),
-            "commoncrawl: planned"
-        );
+        let specs: Vec<SplitSpec> =
+            specs.into_iter().filter(|s| !(self.incremental && committed.splits.contains(&s.id))).collect();
+        tracing::info!(crawl, files = before, new = specs.len(), "commoncrawl: planned");
         Ok(specs)
     }
 
@@ -569,9 +458,7 @@ pub(crate) fn open_split(
                 let (o, l) = part
                     .split_once('+')
                     .and_then(|(o, l)| Some((o.parse::<u64>().ok()?, l.parse::<u64>().ok()?)))
-                    .ok_or_else(|| {
-                        EngineError::Internal(format!("split `{id}`: bad record range `{part}`"))
-                    })?;
+                    .ok_or_else(|| EngineError::Internal(format!("split `{id}`: bad record range `{part}`")))?;
                 list.push((o, l));
             }
             (u.to_string(), Some(list))
@@ -592,11 +479,7 @@ pub(crate) fn open_split(
         let src: Box<dyn crate::warc::Source> = if reader.url.starts_with("s3://") {
             Box::new(crate::net::s3::ObjectFile::open(&reader.url).map_err(EngineError::External)?)
         } else {
-            Box::new(HttpFile::open(
-                net.clone(),
-                &reader.url,
-                reader.events.clone(),
-            ))
+            Box::new(HttpFile::open(net.clone(), &reader.url, reader.events.clone()))
         };
         reader.inner = Some(reader.warc(src, 0)?);
     }
@@ -618,23 +501,11 @@ struct CcReader {
 impl CcReader {
     fn warc(&self, src: Box<dyn crate::warc::Source>, position: u64) -> Result<WarcSplitReader> {
         let mut reader = WarcReader::from_source(src, position).map_err(|e| {
-            let lost = self
-                .events
-                .lock()
-                .expect("events lock")
-                .iter()
-                .rev()
-                .find(|e| e.lost)
-                .map(|e| e.detail.clone());
+            let lost = self.events.lock().expect("events lock").iter().rev().find(|e| e.lost).map(|e| e.detail.clone());
             EngineError::External(lost.unwrap_or_else(|| format!("cannot read {}: {e}", self.url)))
         })?;
         reader.set_max_block_len(self.config.max_payload_bytes);
-        Ok(split_reader(
-            self.config.clone(),
-            self.url.clone(),
-            reader,
-            self.batch_rows,
-        ))
+        Ok(split_reader(self.config.clone(), self.url.clone(), reader, self.batch_rows))
     }
 
     /// A download that failed after every retry fails the split (so it is not
@@ -649,19 +520,14 @@ impl CcReader {
             .map(|e| e.detail.clone());
         net::drain_into(&self.events, skips);
         match failed {
-            Some(d) => Err(EngineError::External(format!(
-                "{d}; the split is left unread so a rerun reads it"
-            ))),
+            Some(d) => Err(EngineError::External(format!("{d}; the split is left unread so a rerun reads it"))),
             None => Ok(()),
         }
     }
 }
 
 impl SplitReader for CcReader {
-    fn next_batch(
-        &mut self,
-        skips: &mut Skips,
-    ) -> Result<Option<arrow::record_batch::RecordBatch>> {
+    fn next_batch(&mut self, skips: &mut Skips) -> Result<Option<arrow::record_batch::RecordBatch>> {
         loop {
             if let Some(inner) = self.inner.as_mut() {
                 let batch = inner.next_batch(skips);
@@ -685,25 +551,17 @@ impl SplitReader for CcReader {
             let data = if self.url.starts_with("s3://") {
                 crate::net::s3::get_range(&self.url, offset, length).map_err(EngineError::External)
             } else {
-                match self
-                    .net
-                    .get_range(&self.url, offset, offset + length - 1, &self.events)
-                {
+                match self.net.get_range(&self.url, offset, offset + length - 1, &self.events) {
                     Ok(d) => Ok(d),
                     Err(net::FetchError::Status { .. }) => {
                         self.check(skips)?;
                         continue;
                     }
-                    Err(e) => Err(EngineError::External(format!(
-                        "{e}; the split is left unread so a rerun reads it"
-                    ))),
+                    Err(e) => Err(EngineError::External(format!("{e}; the split is left unread so a rerun reads it"))),
                 }
             };
             let data = data?;
-            let src = OffsetCursor {
-                data: std::io::Cursor::new(data),
-                base: offset,
-            };
+            let src = OffsetCursor { data: std::io::Cursor::new(data), base: offset };
             self.inner = Some(self.warc(Box::new(src), offset)?);
         }
     }
@@ -782,17 +640,11 @@ fn parse_month(s: &str) -> Option<(i32, u32)> {
 pub fn configure_news(options: serde_json::Value) -> Result<StageConfig, OptionError> {
     let c: CommonCrawlNewsConfig = parse_options(options)?;
     let from = parse_month(&c.from).ok_or_else(|| {
-        option_error(
-            "from",
-            format!(
-                "`{}` is not a month: write `2024-05` (CC-NEWS starts 2016-08)",
-                c.from
-            ),
-        )
+        option_error("from", format!("`{}` is not a month: write `2024-05` (CC-NEWS starts 2016-08)", c.from))
     })?;
     if let Some(to) = &c.to {
-        let to = parse_month(to)
-            .ok_or_else(|| option_error("to", format!("`{to}` is not a month: write `2024-07`")))?;
+        let to =
+            parse_month(to).ok_or_else(|| option_error("to", format!("`{to}` is not a month: write `2024-07`")))?;
         if to < from {
             return Err(option_error("to", "`to` is before `from`"));
         }
@@ -819,33 +671,21 @@ impl SourceConfig for CommonCrawlNewsConfig {
         use chrono::Datelike;
         let net = net_for(&self.net, &self.http)?;
         let events = Events::default();
-        let (mut y, mut m) = parse_month(&self.from)
-            .ok_or_else(|| EngineError::User(format!("bad month `{}`", self.from)))?;
+        let (mut y, mut m) =
+            parse_month(&self.from).ok_or_else(|| EngineError::User(format!("bad month `{}`", self.from)))?;
         let now = chrono::Utc::now();
         let (ty, tm) = match &self.to {
-            Some(t) => {
-                parse_month(t).ok_or_else(|| EngineError::User(format!("bad month `{t}`")))?
-            }
+            Some(t) => parse_month(t).ok_or_else(|| EngineError::User(format!("bad month `{t}`")))?,
             None => (now.year(), now.month()),
         };
         let current = (now.year(), now.month());
         let mut specs = Vec::new();
         while (y, m) <= (ty, tm) {
-            let url = format!(
-                "{}crawl-data/CC-NEWS/{y:04}/{m:02}/warc.paths.gz",
-                self.base_url
-            );
+            let url = format!("{}crawl-data/CC-NEWS/{y:04}/{m:02}/warc.paths.gz", self.base_url);
             match fetch_all(&net, &url, &events) {
                 Ok(gz) => {
-                    for line in gunzip(&url, &gz)?
-                        .lines()
-                        .map(str::trim)
-                        .filter(|l| !l.is_empty())
-                    {
-                        specs.push(SplitSpec {
-                            id: format!("{}{line}", self.base_url),
-                            bytes: None,
-                        });
+                    for line in gunzip(&url, &gz)?.lines().map(str::trim).filter(|l| !l.is_empty()) {
+                        specs.push(SplitSpec { id: format!("{}{line}", self.base_url), bytes: None });
                     }
                 }
                 // The current month's list may not be published yet.
@@ -856,19 +696,11 @@ impl SourceConfig for CommonCrawlNewsConfig {
             }
             (y, m) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
         }
-        Ok(specs
-            .into_iter()
-            .filter(|s| !(self.incremental && committed.splits.contains(&s.id)))
-            .collect())
+        Ok(specs.into_iter().filter(|s| !(self.incremental && committed.splits.contains(&s.id))).collect())
     }
 
     fn open(&self, split: &SplitSpec, options: &ReadOptions) -> Result<Box<dyn SplitReader>> {
-        let config = warc_config(
-            Kind::Warc,
-            "cc-news".into(),
-            &self.statuses,
-            self.max_payload_bytes,
-        );
+        let config = warc_config(Kind::Warc, "cc-news".into(), &self.statuses, self.max_payload_bytes);
         open_split(&net_for(&self.net, &self.http)?, config, &split.id, options)
     }
 }
@@ -879,14 +711,8 @@ mod tests {
 
     #[test]
     fn surt_prefixes_of_patterns_and_domains() {
-        assert_eq!(
-            surt_prefixes(Some("https://www.example.com/news/*"), None),
-            vec!["com,example)/news/"]
-        );
-        assert_eq!(
-            surt_prefixes(None, Some("Example.com")),
-            vec!["com,example)", "com,example,"]
-        );
+        assert_eq!(surt_prefixes(Some("https://www.example.com/news/*"), None), vec!["com,example)/news/"]);
+        assert_eq!(surt_prefixes(None, Some("Example.com")), vec!["com,example)", "com,example,"]);
     }
 
     #[test]
@@ -904,13 +730,7 @@ mod tests {
         assert_eq!(parse_range("0..10"), Ok((0, 10)));
         assert!(parse_range("3..3").is_err());
         assert!(parse_range("x").is_err());
-        assert_eq!(
-            segment_of("crawl-data/C/segments/1715971057216.39/warc/x.warc.gz"),
-            "1715971057216.39"
-        );
-        assert_eq!(
-            crawl_of("https://h/crawl-data/CC-MAIN-2024-22/segments/1/warc/x"),
-            Some("CC-MAIN-2024-22")
-        );
+        assert_eq!(segment_of("crawl-data/C/segments/1715971057216.39/warc/x.warc.gz"), "1715971057216.39");
+        assert_eq!(crawl_of("https://h/crawl-data/CC-MAIN-2024-22/segments/1/warc/x"), Some("CC-MAIN-2024-22"));
     }
 }

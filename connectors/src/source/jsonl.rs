@@ -119,7 +119,10 @@ impl SplitReader for JsonlReader {
             let n = match self.input.read_until(b'\n', &mut self.line) {
                 Ok(n) => n,
                 Err(e) => {
-                    skips.skip("read_error", format!("{}: line {}: {e}; rest of file skipped", self.path, self.line_no + 1));
+                    skips.skip(
+                        "read_error",
+                        format!("{}: line {}: {e}; rest of file skipped", self.path, self.line_no + 1),
+                    );
                     break;
                 }
             };
@@ -157,8 +160,13 @@ impl SplitReader for JsonlReader {
                 (true, Some(s)) => s,
                 _ => self.config.source.as_str(),
             };
-            let fetched_at =
-                self.config.time_field.as_deref().and_then(|f| field(&v, f)).and_then(|t| t.as_str()).and_then(parse_time_us);
+            let fetched_at = self
+                .config
+                .time_field
+                .as_deref()
+                .and_then(|f| field(&v, f))
+                .and_then(|t| t.as_str())
+                .and_then(parse_time_us);
             b.push(DocRow {
                 id: &id,
                 body: text.as_bytes(),

@@ -13,9 +13,7 @@ pub mod warc;
 
 use std::sync::Arc;
 
-use arrow::array::{
-    ArrayRef, LargeBinaryBuilder, LargeStringBuilder, StringBuilder, TimestampMicrosecondBuilder,
-};
+use arrow::array::{ArrayRef, LargeBinaryBuilder, LargeStringBuilder, StringBuilder, TimestampMicrosecondBuilder};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use smelt_engine::stage::doc;

@@ -75,11 +75,7 @@ impl SourceConfig for ParquetSourceConfig {
             )));
         }
         let wanted = doc_schema(Body::Text);
-        let indices: Vec<usize> = wanted
-            .fields()
-            .iter()
-            .filter_map(|f| file_schema.index_of(f.name()).ok())
-            .collect();
+        let indices: Vec<usize> = wanted.fields().iter().filter_map(|f| file_schema.index_of(f.name()).ok()).collect();
         let mask = ProjectionMask::roots(builder.parquet_schema(), indices);
         let reader = builder
             .with_projection(mask)
@@ -117,7 +113,12 @@ impl ParquetReader {
             let col = match batch.column_by_name(f.name()) {
                 Some(c) if c.data_type() == f.data_type() => c.clone(),
                 Some(c) => arrow::compute::cast(c, f.data_type()).map_err(|e| {
-                    EngineError::External(format!("{}: column `{}` cannot be read as {}: {e}", self.path, f.name(), f.data_type()))
+                    EngineError::External(format!(
+                        "{}: column `{}` cannot be read as {}: {e}",
+                        self.path,
+                        f.name(),
+                        f.data_type()
+                    ))
                 })?,
                 None => match f.name().as_str() {
                     "id" => Arc::new(StringArray::from(origins.iter().map(|o| derived_id(o)).collect::<Vec<_>>())),
@@ -145,7 +146,9 @@ impl SplitReader for ParquetReader {
                 self.done = true;
                 Ok(None)
             }
-            Some(Err(e)) => Err(EngineError::External(format!("{}: corrupt Parquet data after row {}: {e}", self.path, self.row))),
+            Some(Err(e)) => {
+                Err(EngineError::External(format!("{}: corrupt Parquet data after row {}: {e}", self.path, self.row)))
+            }
             Some(Ok(batch)) => {
                 let out = self.conform(&batch)?;
                 self.row += batch.num_rows() as u64;
@@ -162,7 +165,6 @@ impl SplitReader for ParquetReader {
         }
     }
 }
-
 
 #[cfg(test)]
 mod tests {

@@ -20,8 +20,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use serde::{Deserialize, Serialize};
 use smelt_engine::yaml::PathSeg;
 use smelt_engine::{
-    parse_options, Committed, OptionError, ReadOptions, Result, Skips, SourceConfig, SplitReader,
-    SplitSpec, StageConfig,
+    parse_options, Committed, OptionError, ReadOptions, Result, Skips, SourceConfig, SplitReader, SplitSpec,
+    StageConfig,
 };
 
 use super::commoncrawl::net_for;
@@ -90,11 +90,7 @@ struct FeedState {
 /// Unknown or invalid options.
 pub fn configure(options: serde_json::Value) -> Result<StageConfig, OptionError> {
     let c: RssConfig = parse_options(options)?;
-    let err = |key: &str, message: String| OptionError {
-        path: vec![PathSeg::Key(key.into())],
-        message,
-        at_key: false,
-    };
+    let err = |key: &str, message: String| OptionError { path: vec![PathSeg::Key(key.into())], message, at_key: false };
     if c.feeds.is_empty() {
         return Err(err("feeds", "`feeds` lists at least one feed URL".into()));
     }
@@ -145,21 +141,12 @@ impl SourceConfig for RssConfig {
             .feeds
             .iter()
             .filter(|f| seen.insert(f.as_str()))
-            .map(|f| SplitSpec {
-                id: f.clone(),
-                bytes: None,
-            })
+            .map(|f| SplitSpec { id: f.clone(), bytes: None })
             .collect())
     }
 
     fn open(&self, split: &SplitSpec, options: &ReadOptions) -> Result<Box<dyn SplitReader>> {
-        let prior = self
-            .prior
-            .lock()
-            .expect("prior lock")
-            .get(&split.id)
-            .cloned()
-            .unwrap_or_default();
+        let prior = self.prior.lock().expect("prior lock").get(&split.id).cloned().unwrap_or_default();
         Ok(Box::new(RssReader {
             config: self.clone(),
             net: net_for(&self.net, &self.http)?,
@@ -203,20 +190,14 @@ struct RssReader {
 }
 
 fn host_of(url: &str) -> Option<String> {
-    url::Url::parse(url)
-        .ok()?
-        .host_str()
-        .map(|h| h.trim_start_matches("www.").to_string())
+    url::Url::parse(url).ok()?.host_str().map(|h| h.trim_start_matches("www.").to_string())
 }
 
 impl RssReader {
     /// Fetches and parses the feed.
     fn load(&mut self, skips: &mut Skips) -> Vec<Item> {
-        self.source = self
-            .config
-            .source
-            .clone()
-            .unwrap_or_else(|| format!("rss:{}", host_of(&self.feed).unwrap_or_default()));
+        self.source =
+            self.config.source.clone().unwrap_or_else(|| format!("rss:{}", host_of(&self.feed).unwrap_or_default()));
         let validators = self.config.incremental.then_some(&self.prior.validators);
         let fetched = match self.net.get(&self.feed, validators, &self.events) {
             Ok(f) => f,
@@ -236,20 +217,12 @@ impl RssReader {
             self.state.validators = self.prior.validators.clone();
             return Vec::new();
         }
-        self.state.validators = Validators {
-            etag: fetched.etag.clone(),
-            last_modified: fetched.last_modified.clone(),
-        };
-        let parser = feed_rs::parser::Builder::new()
-            .base_uri(Some(fetched.url.as_str()))
-            .build();
+        self.state.validators = Validators { etag: fetched.etag.clone(), last_modified: fetched.last_modified.clone() };
+        let parser = feed_rs::parser::Builder::new().base_uri(Some(fetched.url.as_str())).build();
         let feed = match parser.parse(fetched.body.as_ref()) {
             Ok(f) => f,
             Err(e) => {
-                skips.skip(
-                    "bad_feed",
-                    format!("{}: not a feed feed-rs reads: {e}", self.feed),
-                );
+                skips.skip("bad_feed", format!("{}: not a feed feed-rs reads: {e}", self.feed));
                 return Vec::new();
             }
         };
@@ -290,10 +263,7 @@ impl RssReader {
             match self.net.allowed(link, &self.events) {
                 Some(true) => {}
                 Some(false) => {
-                    skips.skip(
-                        "robots_disallowed",
-                        format!("{link}: robots.txt disallows smelt"),
-                    );
+                    skips.skip("robots_disallowed", format!("{link}: robots.txt disallows smelt"));
                     return Ok(None);
                 }
                 // robots.txt unreachable (counted once per host): try the item next run.
@@ -302,41 +272,24 @@ impl RssReader {
         }
         match self.net.get(link, None, &self.events) {
             Ok(f) => {
-                let mt = f.content_type.as_deref().map(|c| {
-                    c.split(';')
-                        .next()
-                        .unwrap_or("")
-                        .trim()
-                        .to_ascii_lowercase()
-                });
+                let mt =
+                    f.content_type.as_deref().map(|c| c.split(';').next().unwrap_or("").trim().to_ascii_lowercase());
                 if let Some(mt) = &mt {
-                    if !self
-                        .config
-                        .content_types
-                        .iter()
-                        .any(|t| t.eq_ignore_ascii_case(mt))
-                    {
+                    if !self.config.content_types.iter().any(|t| t.eq_ignore_ascii_case(mt)) {
                         skips.ignore("not_html");
                         return Ok(None);
                     }
                 }
                 Ok(Some((f.body, f.content_type)))
             }
-            Err(
-                FetchError::Status { .. }
-                | FetchError::BadUrl { .. }
-                | FetchError::Disallowed { .. },
-            ) => Ok(None),
+            Err(FetchError::Status { .. } | FetchError::BadUrl { .. } | FetchError::Disallowed { .. }) => Ok(None),
             Err(FetchError::Failed { .. }) => Err(()),
         }
     }
 }
 
 impl SplitReader for RssReader {
-    fn next_batch(
-        &mut self,
-        skips: &mut Skips,
-    ) -> Result<Option<arrow::record_batch::RecordBatch>> {
+    fn next_batch(&mut self, skips: &mut Skips) -> Result<Option<arrow::record_batch::RecordBatch>> {
         if self.items.is_none() {
             let items = self.load(skips);
             self.items = Some(items);
@@ -348,16 +301,9 @@ impl SplitReader for RssReader {
                 break;
             };
             self.next += 1;
-            let (keys, id, link, time_us, inline) = (
-                item.keys.clone(),
-                item.id.clone(),
-                item.link.clone(),
-                item.time_us,
-                item.inline_html.clone(),
-            );
-            if keys.iter().any(|k| {
-                self.prior.seen.contains(k) || handled.contains(k) || self.state.seen.contains(k)
-            }) {
+            let (keys, id, link, time_us, inline) =
+                (item.keys.clone(), item.id.clone(), item.link.clone(), item.time_us, item.inline_html.clone());
+            if keys.iter().any(|k| self.prior.seen.contains(k) || handled.contains(k) || self.state.seen.contains(k)) {
                 skips.ignore("seen_before");
                 continue;
             }

@@ -233,7 +233,10 @@ impl SplitReader for WarcSplitReader {
                 }
                 (RecordKind::Conversion, "conversion") | (RecordKind::Metadata, "metadata") => {
                     if std::str::from_utf8(&record.block).is_err() {
-                        skips.skip("bad_utf8", format!("{origin}: conversion block is not UTF-8; invalid bytes replaced"));
+                        skips.skip(
+                            "bad_utf8",
+                            format!("{origin}: conversion block is not UTF-8; invalid bytes replaced"),
+                        );
                     }
                     self.builder.push(DocRow {
                         id: &id,

@@ -109,7 +109,8 @@ mod tests {
 
     #[test]
     fn lf_only_and_odd_lines() {
-        let r = parse_http_response(b"HTTP/1.0 404\nServer: x\n folded\nno colon\nBad: \xff\n\nbody\r\n\r\nmore").unwrap();
+        let r =
+            parse_http_response(b"HTTP/1.0 404\nServer: x\n folded\nno colon\nBad: \xff\n\nbody\r\n\r\nmore").unwrap();
         assert_eq!(r.status, 404);
         assert_eq!(r.headers, vec![("Server", "x")]);
         assert_eq!(r.body, b"body\r\n\r\nmore");

@@ -41,9 +41,9 @@ impl Libdeflate {
     pub(crate) fn new() -> std::io::Result<Self> {
         // SAFETY: plain allocation call with no arguments.
         let ptr = unsafe { libdeflate_alloc_decompressor() };
-        NonNull::new(ptr).map(Libdeflate).ok_or_else(|| {
-            std::io::Error::new(std::io::ErrorKind::OutOfMemory, "libdeflate_alloc_decompressor failed")
-        })
+        NonNull::new(ptr)
+            .map(Libdeflate)
+            .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::OutOfMemory, "libdeflate_alloc_decompressor failed"))
     }
 
     /// Inflates the gzip member at the start of `input` (which may be followed

@@ -47,9 +47,7 @@ mod reader;
 
 pub use http::{parse_http_response, HttpResponse};
 pub(crate) use reader::Source;
-pub use reader::{
-    RecordError, RecordErrorKind, RecordLocation, WarcReader, WarcRecord, DEFAULT_MAX_BLOCK_LEN,
-};
+pub use reader::{RecordError, RecordErrorKind, RecordLocation, WarcReader, WarcRecord, DEFAULT_MAX_BLOCK_LEN};
 
 #[cfg(test)]
 mod tests;

@@ -958,7 +958,9 @@ mod tests {
         assert_eq!(f[1], ("X-Folded".to_owned(), "a b".to_owned()));
         assert_eq!(f[2].0, "content-length");
         assert!(parse_header(b"WARC/1.0\r\nWARC-Type: x\r\n\r\n", None).unwrap_err().contains("no Content-Length"));
-        assert!(parse_header(b"WARC/1.0\r\nContent-Length: 1x\r\n\r\n", None).unwrap_err().contains("bad Content-Length"));
+        assert!(parse_header(b"WARC/1.0\r\nContent-Length: 1x\r\n\r\n", None)
+            .unwrap_err()
+            .contains("bad Content-Length"));
         assert!(parse_header(b"WARC/1.0\r\nContent-Length: -1\r\n\r\n", None).is_err());
         assert!(parse_header(b"WARC/1.0\r\nContent-Length: 99999999999999999999\r\n\r\n", None).is_err());
         assert!(parse_header(b"WARC/1.0\r\nno colon here\r\nContent-Length: 1\r\n\r\n", None).is_err());

@@ -272,7 +272,10 @@ fn jeffharwell_lf_only_headers() {
     let items = read_file("jeffharwell/file_and_wet_headers_only.wet.gz");
     assert_eq!(summary(&items), ["warcinfo@0", "!bad_header@0+528"]);
     let warcinfo = records(&items)[0];
-    assert_eq!(warcinfo.header("WARC-Filename"), Some("CC-MAIN-20161202170900-00009-ip-10-31-129-80.ec2.internal.warc.wet.gz"));
+    assert_eq!(
+        warcinfo.header("WARC-Filename"),
+        Some("CC-MAIN-20161202170900-00009-ip-10-31-129-80.ec2.internal.warc.wet.gz")
+    );
     assert!(warcinfo.block.ends_with(b"\n\n\n\nWARC/1"));
 }
 
@@ -328,14 +331,23 @@ fn garbage_between_members() {
     let items = read_bytes(data);
     assert_eq!(
         summary(&items),
-        ["warcinfo@0".to_owned(), "!corrupt_gzip@516".into(), format!("request@{}", 516 + n), format!("response@{}", 1023 + n), format!("metadata@{}", 18374 + n)]
+        [
+            "warcinfo@0".to_owned(),
+            "!corrupt_gzip@516".into(),
+            format!("request@{}", 516 + n),
+            format!("response@{}", 1023 + n),
+            format!("metadata@{}", 18374 + n)
+        ]
     );
     assert_eq!(ids(&items), WHIRLWIND_IDS);
     assert!(items[1].as_ref().unwrap_err().message.starts_with(&format!("{n} bytes that are not a gzip member")));
     // Garbage at the very end of the file.
     let mut data = orig.clone();
     data.extend_from_slice(b"\0\0\0\0\0\0");
-    assert_eq!(summary(&read_bytes(data)), ["warcinfo@0", "request@516", "response@1023", "metadata@18374", "!corrupt_gzip@18857"]);
+    assert_eq!(
+        summary(&read_bytes(data)),
+        ["warcinfo@0", "request@516", "response@1023", "metadata@18374", "!corrupt_gzip@18857"]
+    );
 }
 
 #[test]
@@ -456,7 +468,12 @@ fn members_of_any_size() {
     let e = empty.len() as u64 * 2;
     assert_eq!(
         summary(&read_bytes(data)),
-        ["warcinfo@0".to_owned(), format!("request@{}", 516 + e), format!("response@{}", 1023 + e), format!("metadata@{}", 18374 + e)]
+        [
+            "warcinfo@0".to_owned(),
+            format!("request@{}", 516 + e),
+            format!("response@{}", 1023 + e),
+            format!("metadata@{}", 18374 + e)
+        ]
     );
 }
 

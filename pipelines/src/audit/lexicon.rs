@@ -21,10 +21,7 @@ use crate::toxicity::{at_boundaries, is_spaceless, keep_leftmost_longest, normal
 pub const BUNDLED: [(&str, &[(&str, &str)]); 1] = [(
     "en",
     &[
-        (
-            "holistic_bias/en.txt",
-            include_str!("../../lexicons/holistic_bias/en.txt"),
-        ),
+        ("holistic_bias/en.txt", include_str!("../../lexicons/holistic_bias/en.txt")),
         ("pronouns/en.txt", include_str!("../../lexicons/pronouns/en.txt")),
     ],
 )];
@@ -92,12 +89,7 @@ pub fn parse(name: &str, text: &str) -> Result<Vec<Entry>> {
             return Err(bad(name, n, col(colon + 1), "the descriptor after `:` is empty"));
         }
         if let Some((k, c)) = descriptor.char_indices().find(|(_, c)| bad_label_char(*c) || *c == ':') {
-            return Err(bad(
-                name,
-                n,
-                col(desc_at + k),
-                &format!("descriptors cannot contain `{c}`"),
-            ));
+            return Err(bad(name, n, col(desc_at + k), &format!("descriptors cannot contain `{c}`")));
         }
         let mut terms = Vec::new();
         if let Some(at) = terms_at {
@@ -105,12 +97,7 @@ pub fn parse(name: &str, text: &str) -> Result<Vec<Entry>> {
             for part in line[at..].split(',') {
                 let t = part.trim();
                 if t.is_empty() {
-                    return Err(bad(
-                        name,
-                        n,
-                        col(offset),
-                        "empty term (two commas, or a comma at the end?)",
-                    ));
+                    return Err(bad(name, n, col(offset), "empty term (two commas, or a comma at the end?)"));
                 }
                 if normalize(t, &mut String::new()) == 0 {
                     return Err(bad(name, n, col(offset), "term has no characters to match"));
@@ -121,11 +108,7 @@ pub fn parse(name: &str, text: &str) -> Result<Vec<Entry>> {
         } else {
             terms.push(descriptor.to_string());
         }
-        out.push(Entry {
-            axis: axis.to_string(),
-            descriptor: descriptor.to_string(),
-            terms,
-        });
+        out.push(Entry { axis: axis.to_string(), descriptor: descriptor.to_string(), terms });
     }
     Ok(out)
 }
@@ -221,13 +204,7 @@ impl Matcher {
             )
         };
         my_axes.sort_unstable();
-        Ok(Matcher {
-            ac,
-            term_groups,
-            bounded,
-            plurals,
-            axes: my_axes,
-        })
+        Ok(Matcher { ac, term_groups, bounded, plurals, axes: my_axes })
     }
 
     /// The descriptors pattern `p` mentions.
@@ -265,21 +242,14 @@ mod tests {
 
     #[test]
     fn parses_lines_and_reports_positions() {
-        let e = parse(
-            "x",
-            "# c\n\nreligion: Muslim\nability: hard-of-hearing = hard-of-hearing, hard of hearing\n",
-        )
-        .unwrap();
+        let e = parse("x", "# c\n\nreligion: Muslim\nability: hard-of-hearing = hard-of-hearing, hard of hearing\n")
+            .unwrap();
         assert_eq!(e.len(), 2);
         assert_eq!(e[0].terms, vec!["Muslim"]);
         assert_eq!(e[1].terms, vec!["hard-of-hearing", "hard of hearing"]);
-        let err = parse("de.txt", "religion: Muslim\n  religion Jewish\n")
-            .unwrap_err()
-            .to_string();
+        let err = parse("de.txt", "religion: Muslim\n  religion Jewish\n").unwrap_err().to_string();
         assert!(err.contains("de.txt:2:3: expected `axis: descriptor`"), "{err}");
-        let err = parse("de.txt", "religion: Muslim = muslim,, moslem\n")
-            .unwrap_err()
-            .to_string();
+        let err = parse("de.txt", "religion: Muslim = muslim,, moslem\n").unwrap_err().to_string();
         assert!(err.contains("de.txt:1:27: empty term"), "{err}");
         let err = parse("de.txt", "relig ion: Muslim\n").unwrap_err().to_string();
         assert!(err.contains("de.txt:1:6: axis names"), "{err}");
@@ -301,18 +271,13 @@ mod tests {
 
     #[test]
     fn matches_at_word_boundaries_with_plurals() {
-        let entries = parse(
-            "t",
-            "religion: Muslim\nreligion: Christian\nage: old\nability: hard-of-hearing = hard of hearing\n",
-        )
-        .unwrap();
+        let entries =
+            parse("t", "religion: Muslim\nreligion: Christian\nage: old\nability: hard-of-hearing = hard of hearing\n")
+                .unwrap();
         let mut groups = Groups::default();
         let m = Matcher::build(&entries, None, true, &mut groups).unwrap();
         let mut hay = String::new();
-        normalize(
-            "Muslims and CHRISTIAN folk; the Oldham boy is hard of\nhearing. Bold.",
-            &mut hay,
-        );
+        normalize("Muslims and CHRISTIAN folk; the Oldham boy is hard of\nhearing. Bold.", &mut hay);
         let mut found = Vec::new();
         m.find(&hay, &mut found);
         let words: Vec<&str> = found.iter().map(|&(s, e, _)| &hay[s..e]).collect();

@@ -139,9 +139,8 @@ pub fn configure(options: serde_json::Value) -> Result<StageConfig, OptionError>
     let bundled: Vec<&str> = BUNDLED.iter().map(|(l, _)| *l).collect();
     for (i, lang) in c.languages.iter().enumerate() {
         if !bundled.contains(&lang.as_str()) {
-            let hint = closest(lang, bundled.iter().copied())
-                .map(|c| format!("; did you mean `{c}`?"))
-                .unwrap_or_default();
+            let hint =
+                closest(lang, bundled.iter().copied()).map(|c| format!("; did you mean `{c}`?")).unwrap_or_default();
             return Err(option_error(
                 vec![key("languages"), PathSeg::Index(i)],
                 format!(
@@ -154,11 +153,7 @@ pub fn configure(options: serde_json::Value) -> Result<StageConfig, OptionError>
     }
     for (lang, files) in c.lexicons.iter_mut() {
         if files.is_empty() {
-            return Err(option_error(
-                vec![key("lexicons"), key(lang)],
-                "lists no files".into(),
-                false,
-            ));
+            return Err(option_error(vec![key("lexicons"), key(lang)], "lists no files".into(), false));
         }
         for f in files.iter_mut() {
             *f = crate::resolve_path(f);
@@ -184,10 +179,7 @@ pub fn configure(options: serde_json::Value) -> Result<StageConfig, OptionError>
                         .unwrap_or_default();
                     return Err(option_error(
                         vec![key("axes"), PathSeg::Index(i)],
-                        format!(
-                            "no axis `{a}` in the bundled lexicons{hint} (axes: {})",
-                            known.join(", ")
-                        ),
+                        format!("no axis `{a}` in the bundled lexicons{hint} (axes: {})", known.join(", ")),
                         false,
                     ));
                 }
@@ -204,21 +196,13 @@ pub fn configure(options: serde_json::Value) -> Result<StageConfig, OptionError>
             )
         })?;
     }
-    let tox_options = if c.toxicity.is_null() {
-        serde_json::json!({})
-    } else {
-        c.toxicity.clone()
-    };
+    let tox_options = if c.toxicity.is_null() { serde_json::json!({}) } else { c.toxicity.clone() };
     let tox = toxicity_config(tox_options).map_err(|mut e| {
         e.path.insert(0, key("toxicity"));
         e
     })?;
     c.toxicity = serde_json::to_value(&tox).unwrap_or_default();
-    Ok(StageConfig::Transform(Arc::new(Audit {
-        config: c,
-        toxicity: tox,
-        shared: Mutex::new(None),
-    })))
+    Ok(StageConfig::Transform(Arc::new(Audit { config: c, toxicity: tox, shared: Mutex::new(None) })))
 }
 
 fn bundled_axes(languages: &[String]) -> Vec<String> {
@@ -255,9 +239,7 @@ pub struct Audit {
 
 impl std::fmt::Debug for Audit {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Audit")
-            .field("config", &self.config)
-            .finish_non_exhaustive()
+        f.debug_struct("Audit").field("config", &self.config).finish_non_exhaustive()
     }
 }
 
@@ -267,10 +249,7 @@ fn primary(lang: &str) -> String {
 
 impl Audit {
     fn shared(&self) -> Result<Arc<Shared>> {
-        let mut slot = self
-            .shared
-            .lock()
-            .map_err(|_| EngineError::Internal("audit: lexicon lock poisoned".into()))?;
+        let mut slot = self.shared.lock().map_err(|_| EngineError::Internal("audit: lexicon lock poisoned".into()))?;
         if let Some(s) = slot.as_ref() {
             return Ok(s.clone());
         }
@@ -279,40 +258,24 @@ impl Audit {
         for (lang, files) in BUNDLED {
             if c.languages.iter().any(|l| l == lang) {
                 for (name, text) in files {
-                    by_lang
-                        .entry(primary(lang))
-                        .or_default()
-                        .extend(lexicon::parse(name, text)?);
+                    by_lang.entry(primary(lang)).or_default().extend(lexicon::parse(name, text)?);
                 }
             }
         }
         for (lang, files) in &c.lexicons {
             for f in files {
                 let text = std::fs::read_to_string(f).map_err(|e| {
-                    EngineError::User(format!(
-                        "audit: cannot read lexicon `lexicons.{lang}` file {}: {e}",
-                        f.display()
-                    ))
+                    EngineError::User(format!("audit: cannot read lexicon `lexicons.{lang}` file {}: {e}", f.display()))
                 })?;
-                by_lang
-                    .entry(primary(lang))
-                    .or_default()
-                    .extend(lexicon::parse(&f.display().to_string(), &text)?);
+                by_lang.entry(primary(lang)).or_default().extend(lexicon::parse(&f.display().to_string(), &text)?);
             }
         }
         let mut groups = Groups::default();
         let mut matchers = HashMap::new();
         for (lang, entries) in &by_lang {
-            matchers.insert(
-                lang.clone(),
-                Matcher::build(entries, c.axes.as_deref(), c.plurals, &mut groups)?,
-            );
+            matchers.insert(lang.clone(), Matcher::build(entries, c.axes.as_deref(), c.plurals, &mut groups)?);
         }
-        let s = Arc::new(Shared {
-            groups,
-            matchers,
-            toxic: ToxicMatcher::new(&self.toxicity)?,
-        });
+        let s = Arc::new(Shared { groups, matchers, toxic: ToxicMatcher::new(&self.toxicity)? });
         *slot = Some(s.clone());
         Ok(s)
     }
@@ -455,10 +418,8 @@ impl AuditTransform {
 
     fn row(&mut self, text: &str, lang: Option<&str>, id: Option<&str>, dims: &[(&'static str, Option<&str>)]) {
         let words = normalize(text, &mut self.scratch) as u64;
-        let row_lang = lang
-            .map(primary)
-            .filter(|l| !l.is_empty())
-            .unwrap_or_else(|| primary(&self.config.default_language));
+        let row_lang =
+            lang.map(primary).filter(|l| !l.is_empty()).unwrap_or_else(|| primary(&self.config.default_language));
         let (_, toxic) = self.toxic.check(&self.scratch, words as usize, Some(&row_lang));
         let t = &mut self.totals;
         t.docs += 1;
@@ -582,12 +543,7 @@ impl Transform for AuditTransform {
             }
             let dims: Vec<(&'static str, Option<&str>)> =
                 by.iter().zip(&values).map(|(b, v)| (b.label(), v.as_deref())).collect();
-            self.row(
-                str_at(text, i).unwrap_or(""),
-                row_lang,
-                id.and_then(|c| str_at(c, i)),
-                &dims,
-            );
+            self.row(str_at(text, i).unwrap_or(""), row_lang, id.and_then(|c| str_at(c, i)), &dims);
         }
         Ok(Processed::Batch(batch))
     }

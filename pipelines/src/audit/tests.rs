@@ -42,47 +42,25 @@ fn batch(rows: &[(&str, Option<&str>, &str)]) -> RecordBatch {
 /// Runs the stage over `splits` (each a list of batches), one transform per split,
 /// and sums their metrics as the engine does.
 fn run(options: serde_json::Value, splits: &[Vec<RecordBatch>]) -> StageMetrics {
-    let StageConfig::Transform(cfg) = configure(options).unwrap() else {
-        panic!("not a transform")
-    };
-    let mut total = StageMetrics {
-        stage: "audit".into(),
-        ..Default::default()
-    };
+    let StageConfig::Transform(cfg) = configure(options).unwrap() else { panic!("not a transform") };
+    let mut total = StageMetrics { stage: "audit".into(), ..Default::default() };
     for split in splits {
         let mut t = cfg.build(&split[0].schema()).unwrap();
         for b in split {
-            let Processed::Batch(out) = t.process(b.clone()).unwrap() else {
-                panic!("audit never filters")
-            };
+            let Processed::Batch(out) = t.process(b.clone()).unwrap() else { panic!("audit never filters") };
             assert_eq!(&out, b, "rows pass unchanged");
         }
-        total.merge(&StageMetrics {
-            counters: t.take_counters(),
-            samples: t.take_samples(),
-            ..Default::default()
-        });
+        total.merge(&StageMetrics { counters: t.take_counters(), samples: t.take_samples(), ..Default::default() });
     }
     total
 }
 
 #[test]
 fn hand_checked_counts_on_real_sentences() {
-    let rows = [
-        ("a", Some("en"), A),
-        ("b", Some("en"), B),
-        ("c", Some("en"), C),
-        ("d", Some("de"), D),
-    ];
-    let m = run(
-        serde_json::json!({"toxicity": {"words": ["conspiracy nuts"]}}),
-        &[vec![batch(&rows)]],
-    );
+    let rows = [("a", Some("en"), A), ("b", Some("en"), B), ("c", Some("en"), C), ("d", Some("de"), D)];
+    let m = run(serde_json::json!({"toxicity": {"words": ["conspiracy nuts"]}}), &[vec![batch(&rows)]]);
     let c = |k: &str| m.counters.get(k).copied().unwrap_or(0);
-    assert_eq!(
-        (c("docs"), c("audited_docs"), c("toxic_docs"), c("audited_toxic_docs")),
-        (4, 3, 1, 1)
-    );
+    assert_eq!((c("docs"), c("audited_docs"), c("toxic_docs"), c("audited_toxic_docs")), (4, 3, 1, 1));
     assert_eq!(c("words"), 34 + 19 + 58 + 9);
     assert_eq!(c("audited_words"), 34 + 19 + 58);
     assert_eq!(c("unaudited_docs{lang=de}"), 1);
@@ -104,11 +82,8 @@ fn hand_checked_counts_on_real_sentences() {
     // Axes without mentions are listed with zeros; nothing else matched.
     assert_eq!(c("mention_docs{axis=ability}"), 0);
     assert!(m.counters.contains_key("mention_docs{axis=ability}"));
-    let descriptors: Vec<&String> = m
-        .counters
-        .keys()
-        .filter(|k| k.starts_with("mentions{") && k.contains("descriptor="))
-        .collect();
+    let descriptors: Vec<&String> =
+        m.counters.keys().filter(|k| k.starts_with("mentions{") && k.contains("descriptor=")).collect();
     assert_eq!(descriptors.len(), 8, "{descriptors:?}");
     // By language and source.
     assert_eq!(c("docs{lang=de}"), 1);
@@ -141,11 +116,7 @@ fn rows_without_a_language_use_the_default() {
 fn user_lexicons_add_languages_and_bad_ones_say_where() {
     let dir = tempfile::tempdir().unwrap();
     let de = dir.path().join("de.txt");
-    std::fs::write(
-        &de,
-        "# Religion\nreligion: Muslim = Muslime, Muslim\nreligion: Christian = Christen\n",
-    )
-    .unwrap();
+    std::fs::write(&de, "# Religion\nreligion: Muslim = Muslime, Muslim\nreligion: Christian = Christen\n").unwrap();
     let rows = [("d", Some("de"), D)];
     let m = run(serde_json::json!({"lexicons": {"de": [de]}}), &[vec![batch(&rows)]]);
     assert_eq!(m.counters["audited_docs"], 1);
@@ -178,19 +149,13 @@ fn options_are_checked() {
 
 /// Real documents: examples/data/jsonl/cc_en_head-0091.jsonl.gz (Dolma test data, Apache-2.0).
 fn dolma_rows() -> Vec<(String, String)> {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../examples/data/jsonl/cc_en_head-0091.jsonl.gz"
-    );
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/data/jsonl/cc_en_head-0091.jsonl.gz");
     let mut s = String::new();
     gunzip(path, &mut s);
     s.lines()
         .map(|l| {
             let v: serde_json::Value = serde_json::from_str(l).unwrap();
-            (
-                v["id"].as_str().unwrap().to_string(),
-                v["text"].as_str().unwrap().to_string(),
-            )
+            (v["id"].as_str().unwrap().to_string(), v["text"].as_str().unwrap().to_string())
         })
         .collect()
 }
@@ -210,10 +175,8 @@ fn gunzip(path: &str, out: &mut String) {
 fn metrics_do_not_depend_on_the_split_layout() {
     let docs = dolma_rows();
     assert!(docs.len() >= 10);
-    let rows: Vec<(&str, Option<&str>, &str)> = docs
-        .iter()
-        .map(|(id, t)| (id.as_str(), Some("en"), t.as_str()))
-        .collect();
+    let rows: Vec<(&str, Option<&str>, &str)> =
+        docs.iter().map(|(id, t)| (id.as_str(), Some("en"), t.as_str())).collect();
     let options = serde_json::json!({"samples": 2, "toxicity": {"words": ["sanity", "video"]}, "gates": {"doc_share > 0.2": "warn"}});
     let gates =
         vec![smelt_catalog::audit::parse_gate("doc_share > 0.2", smelt_catalog::audit::GateAction::Warn).unwrap()];
@@ -258,8 +221,5 @@ fn breakdown_by_domain_uses_the_url_host() {
     assert_eq!(m.counters["docs{domain=ajitucapoeira.com}"], 1);
     assert_eq!(m.counters["mention_docs{axis=religion,domain=911blogger.com}"], 1);
     assert_eq!(m.counters["mention_docs{axis=age,domain=ajitucapoeira.com}"], 1);
-    assert!(
-        !m.counters.keys().any(|k| k.contains("lang=")),
-        "only the breakdowns asked for"
-    );
+    assert!(!m.counters.keys().any(|k| k.contains("lang=")), "only the breakdowns asked for");
 }

@@ -33,17 +33,12 @@ pub const INSTALL_HINT: &str = "apt-get install apertium apertium-eng-spa aperti
 pub fn check_installed(data_dir: &Path, directions: &[(String, String)]) -> Result<(), String> {
     for tool in ["apertium-wblank-mode", "lt-proc", "bash"] {
         if find_on_path(tool).is_none() {
-            return Err(format!(
-                "Apertium is not installed (`{tool}` is not on PATH): {INSTALL_HINT}"
-            ));
+            return Err(format!("Apertium is not installed (`{tool}` is not on PATH): {INSTALL_HINT}"));
         }
     }
     let modes = data_dir.join("modes");
     if !modes.is_dir() {
-        return Err(format!(
-            "Apertium has no language pairs ({} does not exist): {INSTALL_HINT}",
-            modes.display()
-        ));
+        return Err(format!("Apertium has no language pairs ({} does not exist): {INSTALL_HINT}", modes.display()));
     }
     for (from, to) in directions {
         let Some(mode) = mode_name(from, to) else {
@@ -52,8 +47,7 @@ pub fn check_installed(data_dir: &Path, directions: &[(String, String)]) -> Resu
         if !modes.join(format!("{mode}.mode")).is_file() {
             let mut have: Vec<String> = std::fs::read_dir(&modes)
                 .map(|d| {
-                    d.filter_map(|e| e.ok()?.file_name().to_str()?.strip_suffix(".mode").map(String::from))
-                        .collect()
+                    d.filter_map(|e| e.ok()?.file_name().to_str()?.strip_suffix(".mode").map(String::from)).collect()
                 })
                 .unwrap_or_default();
             have.sort();
@@ -221,9 +215,7 @@ impl Translator for Apertium {
                 });
             }
         });
-        done.into_iter()
-            .flat_map(|m| m.into_inner().unwrap_or_else(|e| e.into_inner()))
-            .collect()
+        done.into_iter().flat_map(|m| m.into_inner().unwrap_or_else(|e| e.into_inner())).collect()
     }
 
     fn take_counters(&self) -> Vec<(String, u64)> {
@@ -431,17 +423,10 @@ mod tests {
         let started = std::time::Instant::now();
         let out = a.run_group(script, &["one", "two HANG", "three"]);
         assert_eq!(out[0].as_ref().unwrap().text, "one");
-        assert!(
-            matches!(&out[1], Err(Failure::Backend(e)) if e.contains("no answer")),
-            "{:?}",
-            out[1]
-        );
+        assert!(matches!(&out[1], Err(Failure::Backend(e)) if e.contains("no answer")), "{:?}", out[1]);
         assert_eq!(out[2].as_ref().unwrap().text, "three");
         assert_eq!(a.take_counters(), vec![("apertium_restarts".to_string(), 2)]);
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "the sleeping process was killed"
-        );
+        assert!(started.elapsed() < Duration::from_secs(30), "the sleeping process was killed");
     }
 
     #[test]
@@ -450,10 +435,7 @@ mod tests {
         let e = check_installed(dir.path(), &[("en".into(), "es".into())]);
         if find_on_path("apertium-wblank-mode").is_some() {
             let e = e.unwrap_err();
-            assert!(
-                e.contains("apt-get install apertium apertium-eng-spa apertium-eng-cat"),
-                "{e}"
-            );
+            assert!(e.contains("apt-get install apertium apertium-eng-spa apertium-eng-cat"), "{e}");
             std::fs::create_dir(dir.path().join("modes")).unwrap();
             let e = check_installed(dir.path(), &[("en".into(), "fr".into())]).unwrap_err();
             assert!(e.contains("no mode `eng-fra`") && e.contains("apertium-eng-fra"), "{e}");

@@ -100,14 +100,7 @@ pub struct Select {
 
 impl Default for Select {
     fn default() -> Self {
-        Select {
-            fraction: 1.0,
-            seed: 0,
-            languages: Vec::new(),
-            sources: Vec::new(),
-            column: None,
-            values: Vec::new(),
-        }
+        Select { fraction: 1.0, seed: 0, languages: Vec::new(), sources: Vec::new(), column: None, values: Vec::new() }
     }
 }
 
@@ -340,16 +333,10 @@ pub fn configure(options: serde_json::Value) -> Result<StageConfig, OptionError>
         at_key: false,
     };
     if c.pivots.is_empty() {
-        return Err(at(
-            &["pivots"],
-            "give at least one pivot chain, e.g. `pivots: [es]`".into(),
-        ));
+        return Err(at(&["pivots"], "give at least one pivot chain, e.g. `pivots: [es]`".into()));
     }
     for (i, p) in c.pivots.iter().enumerate() {
-        if chain(p)
-            .iter()
-            .any(|l| l.is_empty() || !l.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
-        {
+        if chain(p).iter().any(|l| l.is_empty() || !l.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')) {
             return Err(OptionError {
                 path: vec![PathSeg::Key("pivots".into()), PathSeg::Index(i)],
                 message: format!(
@@ -361,38 +348,23 @@ pub fn configure(options: serde_json::Value) -> Result<StageConfig, OptionError>
     }
     let s = &c.select;
     if !(0.0..=1.0).contains(&s.fraction) {
-        return Err(at(
-            &["select", "fraction"],
-            format!("fraction {} is not between 0 and 1", s.fraction),
-        ));
+        return Err(at(&["select", "fraction"], format!("fraction {} is not between 0 and 1", s.fraction)));
     }
     if s.column.is_some() == s.values.is_empty() {
-        return Err(at(
-            &["select", "values"],
-            "`select.column` and `select.values` go together".into(),
-        ));
+        return Err(at(&["select", "values"], "`select.column` and `select.values` go together".into()));
     }
     let g = &c.guards;
     if g.min_length_ratio < 0.0 || g.max_length_ratio < g.min_length_ratio {
-        return Err(at(
-            &["guards", "max_length_ratio"],
-            "need 0 <= min_length_ratio <= max_length_ratio".into(),
-        ));
+        return Err(at(&["guards", "max_length_ratio"], "need 0 <= min_length_ratio <= max_length_ratio".into()));
     }
     if !(0.0..=1.0).contains(&g.max_unknown_rate) {
-        return Err(at(
-            &["guards", "max_unknown_rate"],
-            "max_unknown_rate is not between 0 and 1".into(),
-        ));
+        return Err(at(&["guards", "max_unknown_rate"], "max_unknown_rate is not between 0 and 1".into()));
     }
     if c.max_chunk_chars < 20 {
         return Err(at(&["max_chunk_chars"], "max_chunk_chars must be at least 20".into()));
     }
     if c.apertium.stall_timeout_s.is_nan() || c.apertium.stall_timeout_s <= 0.0 {
-        return Err(at(
-            &["apertium", "stall_timeout_s"],
-            "stall_timeout_s must be above 0".into(),
-        ));
+        return Err(at(&["apertium", "stall_timeout_s"], "stall_timeout_s must be above 0".into()));
     }
     if c.apertium.processes == Some(0) {
         return Err(at(&["apertium", "processes"], "processes must be at least 1".into()));
@@ -401,11 +373,7 @@ pub fn configure(options: serde_json::Value) -> Result<StageConfig, OptionError>
     match c.backend {
         BackendKind::Apertium => {
             // The languages rows are expected in: checked now, so `smelt validate` names a missing pair.
-            let sources = if s.languages.is_empty() {
-                vec![c.source_language.clone()]
-            } else {
-                s.languages.clone()
-            };
+            let sources = if s.languages.is_empty() { vec![c.source_language.clone()] } else { s.languages.clone() };
             let mut directions = Vec::new();
             for src in &sources {
                 for p in &c.pivots {
@@ -415,11 +383,7 @@ pub fn configure(options: serde_json::Value) -> Result<StageConfig, OptionError>
             apertium::check_installed(Path::new(&c.apertium.data_dir), &directions).map_err(|e| at(&["backend"], e))?;
         }
         BackendKind::Openai | BackendKind::Libretranslate => {
-            let name = if c.backend == BackendKind::Openai {
-                "openai"
-            } else {
-                "libretranslate"
-            };
+            let name = if c.backend == BackendKind::Openai { "openai" } else { "libretranslate" };
             match &h.url {
                 None => return Err(at(&["http", "url"], format!("backend `{name}` needs `http.url`"))),
                 Some(u) if !(u.starts_with("http://") || u.starts_with("https://")) => {
@@ -431,22 +395,14 @@ pub fn configure(options: serde_json::Value) -> Result<StageConfig, OptionError>
                 return Err(at(&["http", "model"], "backend `openai` needs `http.model`".into()));
             }
             if h.concurrency == 0 || h.breaker_failures == 0 || h.timeout_s.is_nan() || h.timeout_s <= 0.0 {
-                return Err(at(
-                    &["http"],
-                    "concurrency, breaker_failures and timeout_s must be above 0".into(),
-                ));
+                return Err(at(&["http"], "concurrency, breaker_failures and timeout_s must be above 0".into()));
             }
             if h.requests_per_second.is_some_and(|r| r.is_nan() || r <= 0.0) {
-                return Err(at(
-                    &["http", "requests_per_second"],
-                    "requests_per_second must be above 0".into(),
-                ));
+                return Err(at(&["http", "requests_per_second"], "requests_per_second must be above 0".into()));
             }
         }
     }
-    c.cache_dir = c
-        .cache_dir
-        .map(|d| crate::resolve_path(Path::new(&d)).display().to_string());
+    c.cache_dir = c.cache_dir.map(|d| crate::resolve_path(Path::new(&d)).display().to_string());
     if c.cache_dir.is_none() && c.cache {
         c.cache_dir = crate::data_dir().map(|d| d.join("cache").join("back_translate").display().to_string());
     }
@@ -535,11 +491,7 @@ impl BackTranslateConfig {
             }
             _ => None,
         };
-        let lid = if self.guards.language {
-            Some(crate::langid::lid176()?)
-        } else {
-            None
-        };
+        let lid = if self.guards.language { Some(crate::langid::lid176()?) } else { None };
         let shared = Arc::new(Shared { backend, cache, lid });
         let _ = self.shared.set(shared.clone());
         Ok(self.shared.get().cloned().unwrap_or(shared))
@@ -557,20 +509,12 @@ fn augmentation_fields() -> Fields {
 impl TransformConfig for BackTranslateConfig {
     fn output_schema(&self, input: &SchemaRef) -> Result<SchemaRef, SchemaError> {
         require_column(input, "id", &[DataType::Utf8, DataType::LargeUtf8, DataType::Utf8View])?;
-        require_column(
-            input,
-            "text",
-            &[DataType::LargeUtf8, DataType::Utf8, DataType::Utf8View],
-        )?;
+        require_column(input, "text", &[DataType::LargeUtf8, DataType::Utf8, DataType::Utf8View])?;
         if input.field_with_name("content_hash").is_ok() {
             require_column(input, "content_hash", &[DataType::FixedSizeBinary(16)])?;
         }
         if !self.select.sources.is_empty() {
-            require_column(
-                input,
-                "source",
-                &[DataType::Utf8, DataType::LargeUtf8, DataType::Utf8View],
-            )?;
+            require_column(input, "source", &[DataType::Utf8, DataType::LargeUtf8, DataType::Utf8View])?;
         }
         if let Some(col) = &self.select.column {
             require_column(input, col, &[DataType::Utf8, DataType::LargeUtf8, DataType::Utf8View])?;
@@ -587,11 +531,7 @@ impl TransformConfig for BackTranslateConfig {
             fields.push(doc::content_hash());
         }
         fields.push(Field::new("augmented_from", DataType::Utf8, true));
-        fields.push(Field::new(
-            "augmentation",
-            DataType::Struct(augmentation_fields()),
-            true,
-        ));
+        fields.push(Field::new("augmentation", DataType::Struct(augmentation_fields()), true));
         Ok(Arc::new(Schema::new(fields)))
     }
 
@@ -656,10 +596,7 @@ impl BackTranslate {
             }
         }
         if !s.sources.is_empty() {
-            let src = batch
-                .column_by_name("source")
-                .and_then(|c| str_at(c, row))
-                .unwrap_or("");
+            let src = batch.column_by_name("source").and_then(|c| str_at(c, row)).unwrap_or("");
             if !s.sources.iter().any(|p| src.starts_with(p.as_str())) {
                 return false;
             }
@@ -810,11 +747,7 @@ fn strings<'a>(values: impl Iterator<Item = Option<&'a str>>, ty: &DataType) -> 
         b.append_option(v);
     }
     let a: ArrayRef = Arc::new(b.finish());
-    Ok(if ty == &DataType::LargeUtf8 {
-        a
-    } else {
-        arrow::compute::cast(&a, ty)?
-    })
+    Ok(if ty == &DataType::LargeUtf8 { a } else { arrow::compute::cast(&a, ty)? })
 }
 
 impl Transform for BackTranslate {
@@ -833,11 +766,7 @@ impl Transform for BackTranslate {
                 self.count("not_selected".into());
                 continue;
             }
-            let lang = langs
-                .as_ref()
-                .and_then(|l| str_at(l, row))
-                .unwrap_or(&c.source_language)
-                .to_string();
+            let lang = langs.as_ref().and_then(|l| str_at(l, row)).unwrap_or(&c.source_language).to_string();
             if !c.select.languages.is_empty() && !c.select.languages.contains(&lang) {
                 self.count("not_selected".into());
                 continue;
@@ -906,10 +835,7 @@ impl Transform for BackTranslate {
             let n = batch.num_rows();
             let mut cols = batch.columns().to_vec();
             cols.push(arrow::array::new_null_array(&DataType::Utf8, n));
-            cols.push(arrow::array::new_null_array(
-                &DataType::Struct(augmentation_fields()),
-                n,
-            ));
+            cols.push(arrow::array::new_null_array(&DataType::Struct(augmentation_fields()), n));
             return Ok(Processed::Batch(RecordBatch::try_new(self.output.clone(), cols)?));
         }
         // Output rows: each original, then its back-translations.
@@ -942,16 +868,12 @@ impl Transform for BackTranslate {
             let out = match f.name().as_str() {
                 "id" => strings(new_ids.iter().map(|s| s.as_deref()), f.data_type())?,
                 "text" => strings(
-                    rows.iter()
-                        .zip(&aug)
-                        .map(|(&r, a)| a.map_or_else(|| str_at(col, r), |(_, t)| Some(t))),
+                    rows.iter().zip(&aug).map(|(&r, a)| a.map_or_else(|| str_at(col, r), |(_, t)| Some(t))),
                     f.data_type(),
                 )?,
                 "content_hash" => {
-                    let old = col
-                        .as_any()
-                        .downcast_ref::<arrow::array::FixedSizeBinaryArray>()
-                        .expect("schema checked");
+                    let old =
+                        col.as_any().downcast_ref::<arrow::array::FixedSizeBinaryArray>().expect("schema checked");
                     let mut b = FixedSizeBinaryBuilder::with_capacity(rows.len(), 16);
                     for (&r, a) in rows.iter().zip(&aug) {
                         match a {
@@ -997,16 +919,9 @@ impl Transform for BackTranslate {
             }
         }
         cols.push(Arc::new(from.finish()));
-        let parts: Vec<ArrayRef> = vec![
-            Arc::new(backend.finish()),
-            Arc::new(pivots.finish()),
-            Arc::new(model.finish()),
-        ];
-        cols.push(Arc::new(StructArray::try_new(
-            augmentation_fields(),
-            parts,
-            Some(valid.into()),
-        )?));
+        let parts: Vec<ArrayRef> =
+            vec![Arc::new(backend.finish()), Arc::new(pivots.finish()), Arc::new(model.finish())];
+        cols.push(Arc::new(StructArray::try_new(augmentation_fields(), parts, Some(valid.into()))?));
         Ok(Processed::Batch(RecordBatch::try_new(self.output.clone(), cols)?))
     }
 
@@ -1023,11 +938,7 @@ mod tests {
     fn chains_become_hops_and_bad_options_are_located() {
         assert_eq!(
             hops("en", "es>ca"),
-            [
-                ("en".to_string(), "es".to_string()),
-                ("es".into(), "ca".into()),
-                ("ca".into(), "en".into())
-            ]
+            [("en".to_string(), "es".to_string()), ("es".into(), "ca".into()), ("ca".into(), "en".into())]
         );
         let e = configure(serde_json::json!({"pivots": []})).unwrap_err();
         assert_eq!(e.path, vec![PathSeg::Key("pivots".into())]);
@@ -1039,16 +950,8 @@ mod tests {
             .unwrap_err();
         assert!(e.message.contains("needs `http.model`"), "{}", e.message);
         let e = configure(serde_json::json!({"pivots": ["es"], "select": {"fraction": 2}})).unwrap_err();
-        assert_eq!(
-            e.path,
-            vec![PathSeg::Key("select".into()), PathSeg::Key("fraction".into())]
-        );
+        assert_eq!(e.path, vec![PathSeg::Key("select".into()), PathSeg::Key("fraction".into())]);
         let e = configure(serde_json::json!({"pivots": ["es"], "apertium": {"data_dir": "/nonexistent"}})).unwrap_err();
-        assert!(
-            e.message
-                .contains("apt-get install apertium apertium-eng-spa apertium-eng-cat"),
-            "{}",
-            e.message
-        );
+        assert!(e.message.contains("apt-get install apertium apertium-eng-spa apertium-eng-cat"), "{}", e.message);
     }
 }

@@ -68,23 +68,15 @@ pub const LANGUAGES: &[(&str, &str, &str)] = &[
 
 /// Apertium's code of a language (`en` -> `eng`); a three-letter code is returned as it is.
 pub fn apertium_code(lang: &str) -> Option<&'static str> {
-    LANGUAGES
-        .iter()
-        .find(|(two, three, _)| *two == lang || *three == lang)
-        .map(|(_, three, _)| *three)
+    LANGUAGES.iter().find(|(two, three, _)| *two == lang || *three == lang).map(|(_, three, _)| *three)
 }
 
 /// The English name of a language, for prompts (the code itself when unknown).
 pub fn language_name(lang: &str) -> &str {
-    LANGUAGES
-        .iter()
-        .find(|(two, three, _)| *two == lang || *three == lang)
-        .map_or(lang, |(_, _, name)| name)
+    LANGUAGES.iter().find(|(two, three, _)| *two == lang || *three == lang).map_or(lang, |(_, _, name)| name)
 }
 
 /// Words in a text: whitespace-separated tokens with a letter or digit.
 pub fn count_words(text: &str) -> u32 {
-    text.split_whitespace()
-        .filter(|w| w.chars().any(char::is_alphanumeric))
-        .count() as u32
+    text.split_whitespace().filter(|w| w.chars().any(char::is_alphanumeric)).count() as u32
 }

@@ -42,20 +42,11 @@ impl Cache {
     pub fn new(root: &Path, backend: &str, model: &str) -> Cache {
         let slug: String = model
             .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
-                    c
-                } else {
-                    '_'
-                }
-            })
+            .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' })
             .take(40)
             .collect();
         let hash = xxhash_rust::xxh3::xxh3_64(model.as_bytes());
-        Cache {
-            dir: root.join(backend).join(format!("{slug}-{hash:016x}")),
-            directions: Mutex::new(HashMap::new()),
-        }
+        Cache { dir: root.join(backend).join(format!("{slug}-{hash:016x}")), directions: Mutex::new(HashMap::new()) }
     }
 
     /// The directory of this backend and model.
@@ -83,10 +74,7 @@ impl Cache {
         if ends_unterminated(&path)? {
             file.write_all(b"\n")?;
         }
-        let d = Arc::new(Direction {
-            map: Mutex::new(map),
-            file: Mutex::new(file),
-        });
+        let d = Arc::new(Direction { map: Mutex::new(map), file: Mutex::new(file) });
         dirs.insert((from.to_string(), to.to_string()), d.clone());
         Ok(d)
     }
@@ -108,16 +96,8 @@ impl Cache {
     pub fn put(&self, from: &str, to: &str, text: &str, t: &Translated) -> std::io::Result<()> {
         let d = self.direction(from, to)?;
         let k = key(text);
-        let line = format!(
-            "{k:032x}\t{}\t{}\t{}\n",
-            t.unknown,
-            t.words,
-            serde_json::Value::String(t.text.clone())
-        );
-        d.file
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .write_all(line.as_bytes())?;
+        let line = format!("{k:032x}\t{}\t{}\t{}\n", t.unknown, t.words, serde_json::Value::String(t.text.clone()));
+        d.file.lock().unwrap_or_else(|e| e.into_inner()).write_all(line.as_bytes())?;
         d.map.lock().unwrap_or_else(|e| e.into_inner()).insert(k, t.clone());
         Ok(())
     }
@@ -152,11 +132,7 @@ mod tests {
     #[test]
     fn entries_survive_reopening_and_torn_lines_are_skipped() {
         let dir = tempfile::tempdir().unwrap();
-        let t = Translated {
-            text: "Hola\t\"mundo\"\n".into(),
-            unknown: 1,
-            words: 2,
-        };
+        let t = Translated { text: "Hola\t\"mundo\"\n".into(), unknown: 1, words: 2 };
         {
             let c = Cache::new(dir.path(), "apertium", "apertium");
             assert_eq!(c.get("en", "es", "Hello world").unwrap(), None);
@@ -173,9 +149,6 @@ mod tests {
         let c = Cache::new(dir.path(), "apertium", "apertium");
         assert_eq!(c.get("en", "es", "Second").unwrap(), Some(t));
         assert_eq!(c.get("es", "en", "Hello world").unwrap(), None);
-        assert_ne!(
-            Cache::new(dir.path(), "openai", "m1").dir(),
-            Cache::new(dir.path(), "openai", "m2").dir()
-        );
+        assert_ne!(Cache::new(dir.path(), "openai", "m1").dir(), Cache::new(dir.path(), "openai", "m2").dir());
     }
 }

@@ -34,15 +34,8 @@ pub fn split(text: &str, max_chars: usize) -> (Vec<Chunk>, String) {
         let lead: String = para.chars().take_while(|c| c.is_whitespace()).collect();
         before.push_str(&lead);
         for (i, piece) in cut(&flat, max_chars).into_iter().enumerate() {
-            let sep = if i == 0 {
-                std::mem::take(&mut before)
-            } else {
-                " ".to_string()
-            };
-            chunks.push(Chunk {
-                before: sep,
-                text: piece,
-            });
+            let sep = if i == 0 { std::mem::take(&mut before) } else { " ".to_string() };
+            chunks.push(Chunk { before: sep, text: piece });
         }
         before.push_str(brk);
     }
@@ -184,14 +177,7 @@ mod tests {
         let text = "One two three. Four five six. Seven eight nine ten eleven twelve.";
         let (chunks, _) = split(text, 30);
         let texts: Vec<_> = chunks.iter().map(|c| c.text.as_str()).collect();
-        assert_eq!(
-            texts,
-            [
-                "One two three. Four five six.",
-                "Seven eight nine ten eleven",
-                "twelve."
-            ]
-        );
+        assert_eq!(texts, ["One two three. Four five six.", "Seven eight nine ten eleven", "twelve."]);
         assert!(texts.iter().all(|t| t.chars().count() <= 30));
         assert_eq!(chunks[1].before, " ");
         let (chunks, tail) = split("  \n\n ", 10);

@@ -67,11 +67,7 @@ impl std::fmt::Debug for Api {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Never the key.
         match self {
-            Api::OpenAi { url, model, .. } => f
-                .debug_struct("OpenAi")
-                .field("url", url)
-                .field("model", model)
-                .finish(),
+            Api::OpenAi { url, model, .. } => f.debug_struct("OpenAi").field("url", url).field("model", model).finish(),
             Api::LibreTranslate { url, .. } => f.debug_struct("LibreTranslate").field("url", url).finish(),
         }
     }
@@ -166,24 +162,14 @@ impl Http {
                 Ok(t) => {
                     self.in_a_row.store(0, Ordering::SeqCst);
                     let text = t.trim().to_string();
-                    return Ok(Translated {
-                        words: count_words(&text),
-                        text,
-                        unknown: 0,
-                    });
+                    return Ok(Translated { words: count_words(&text), text, unknown: 0 });
                 }
                 Err(a) if a.retry && attempt < self.limits.retries => {
                     attempt += 1;
                     self.retries.fetch_add(1, Ordering::Relaxed);
-                    let wait = self
-                        .limits
-                        .backoff
-                        .saturating_mul(1 << (attempt - 1).min(16))
-                        .min(Duration::from_secs(30));
-                    tracing::debug!(
-                        "translation request failed ({}), retry {attempt} in {wait:?}",
-                        a.message
-                    );
+                    let wait =
+                        self.limits.backoff.saturating_mul(1 << (attempt - 1).min(16)).min(Duration::from_secs(30));
+                    tracing::debug!("translation request failed ({}), retry {attempt} in {wait:?}", a.message);
                     tokio::time::sleep(wait).await;
                 }
                 Err(a) => {
@@ -204,21 +190,13 @@ impl Http {
 
     async fn request(&self, from: &str, to: &str, text: &str) -> Result<String, Attempt> {
         let (url, body, key) = match &self.api {
-            Api::OpenAi {
-                url,
-                model,
-                prompt,
-                temperature,
-                api_key,
-            } => {
+            Api::OpenAi { url, model, prompt, temperature, api_key } => {
                 let url = if url.ends_with("/chat/completions") {
                     url.clone()
                 } else {
                     format!("{}/chat/completions", url.trim_end_matches('/'))
                 };
-                let system = prompt
-                    .replace("{source}", language_name(from))
-                    .replace("{target}", language_name(to));
+                let system = prompt.replace("{source}", language_name(from)).replace("{target}", language_name(to));
                 let body = serde_json::json!({
                     "model": model,
                     "temperature": temperature,
@@ -234,20 +212,12 @@ impl Http {
                 (format!("{}/translate", url.trim_end_matches('/')), body, None)
             }
         };
-        let mut req = self
-            .client
-            .post(&url)
-            .header("content-type", "application/json")
-            .body(body.to_string());
+        let mut req = self.client.post(&url).header("content-type", "application/json").body(body.to_string());
         if let Some(k) = key {
             req = req.header("authorization", k);
         }
         let resp = req.send().await.map_err(|e| Attempt {
-            message: if e.is_timeout() {
-                format!("{url}: timed out")
-            } else {
-                format!("{url}: {}", without_url(&e))
-            },
+            message: if e.is_timeout() { format!("{url}: timed out") } else { format!("{url}: {}", without_url(&e)) },
             retry: true,
         })?;
         let status = resp.status();

@@ -58,10 +58,7 @@ struct Roots {
 /// `<data_dir>/datasets/<name>` (what a rank process, which never opens the
 /// catalog, can do).
 pub fn set_dataset_roots(data_dir: &Path, named: BTreeMap<String, String>) {
-    *ROOTS.write().unwrap_or_else(|p| p.into_inner()) = Some(Roots {
-        data_dir: data_dir.to_path_buf(),
-        named,
-    });
+    *ROOTS.write().unwrap_or_else(|p| p.into_inner()) = Some(Roots { data_dir: data_dir.to_path_buf(), named });
 }
 
 /// The storage root of dataset `name`: a URL or path as given (when it has a
@@ -72,16 +69,10 @@ fn root_of(name: &str) -> String {
     }
     let roots = ROOTS.read().unwrap_or_else(|p| p.into_inner());
     match roots.as_ref() {
-        Some(r) => r
-            .named
-            .get(name)
-            .cloned()
-            .unwrap_or_else(|| r.data_dir.join("datasets").join(name).display().to_string()),
-        None => Path::new("smelt-data")
-            .join("datasets")
-            .join(name)
-            .display()
-            .to_string(),
+        Some(r) => {
+            r.named.get(name).cloned().unwrap_or_else(|| r.data_dir.join("datasets").join(name).display().to_string())
+        }
+        None => Path::new("smelt-data").join("datasets").join(name).display().to_string(),
     }
 }
 
@@ -113,9 +104,10 @@ pub async fn open_version(spec: &str) -> Result<Earlier> {
     let store = DatasetStore::open(&root)?;
     let version = match &r.selector {
         Selector::Number(v) => *v,
-        Selector::Latest => *stored_versions(&store).await?.last().ok_or_else(|| {
-            EngineError::User(format!("against `{spec}`: {root} has no committed version"))
-        })?,
+        Selector::Latest => *stored_versions(&store)
+            .await?
+            .last()
+            .ok_or_else(|| EngineError::User(format!("against `{spec}`: {root} has no committed version")))?,
         Selector::Tag(t) => {
             store
                 .get_json::<TagFile>(&tag_path(t))
@@ -130,11 +122,7 @@ pub async fn open_version(spec: &str) -> Result<Earlier> {
         }
     };
     let manifest = load_manifest(&store, version).await?;
-    Ok(Earlier {
-        name: format!("{}@{version}", manifest.dataset),
-        store,
-        manifest,
-    })
+    Ok(Earlier { name: format!("{}@{version}", manifest.dataset), store, manifest })
 }
 
 /// What `index.json` records.
@@ -204,11 +192,7 @@ pub async fn ensure_index(
     scratch: &Path,
 ) -> Result<(IndexInfo, bool)> {
     let dir = index_dir(c, e.manifest.version);
-    if let Some(info) = e
-        .store
-        .get_json::<IndexInfo>(&format!("{dir}/index.json"))
-        .await?
-    {
+    if let Some(info) = e.store.get_json::<IndexInfo>(&format!("{dir}/index.json")).await? {
         if info.format != INDEX_FORMAT {
             return Err(EngineError::User(format!(
                 "{}/{dir} was written by another smelt (index format {}); delete the directory to rebuild it",
@@ -218,15 +202,8 @@ pub async fn ensure_index(
         }
         return Ok((info, false));
     }
-    tracing::info!(
-        "building the MinHash index of {} ({} documents)",
-        e.name,
-        e.manifest.totals.rows
-    );
-    let tmp = scratch.join(format!(
-        "index-{}-{}",
-        e.manifest.dataset, e.manifest.version
-    ));
+    tracing::info!("building the MinHash index of {} ({} documents)", e.name, e.manifest.totals.rows);
+    let tmp = scratch.join(format!("index-{}-{}", e.manifest.dataset, e.manifest.version));
     std::fs::create_dir_all(&tmp).map_err(|err| io(&tmp, err))?;
     let bands = c.buckets;
     let rows_per_band = c.hashes_per_bucket;
@@ -241,9 +218,11 @@ pub async fn ensure_index(
     let mut scratch_sig = Scratch::default();
     let mut sig = Vec::new();
     for shard in &e.manifest.shards {
-        let bytes = e.store.get(&shard.path).await?.ok_or_else(|| {
-            EngineError::External(format!("{}/{} is missing", e.store.url(), shard.path))
-        })?;
+        let bytes = e
+            .store
+            .get(&shard.path)
+            .await?
+            .ok_or_else(|| EngineError::External(format!("{}/{} is missing", e.store.url(), shard.path)))?;
         let parquet_err = |err: parquet::errors::ParquetError| {
             EngineError::External(format!("{}/{}: {err}", e.store.url(), shard.path))
         };
@@ -255,9 +234,7 @@ pub async fn ensure_index(
                 e.name
             )));
         }
-        let lang = ["lang", "language"]
-            .into_iter()
-            .find(|l| schema.column_with_name(l).is_some());
+        let lang = ["lang", "language"].into_iter().find(|l| schema.column_with_name(l).is_some());
         let wanted: Vec<&str> = ["id", "text"].into_iter().chain(lang).collect();
         let mask = ProjectionMask::columns(builder.parquet_schema(), wanted.iter().copied());
         let reader = builder.with_projection(mask).build().map_err(parquet_err)?;
@@ -270,14 +247,8 @@ pub async fn ensure_index(
                 let doc_id = id.and_then(|c| str_at(c, i)).unwrap_or("");
                 ids.extend_from_slice(&(doc_id.len() as u32).to_le_bytes());
                 ids.extend_from_slice(doc_id.as_bytes());
-                let seg = lang_col
-                    .and_then(|l| str_at(l, i))
-                    .map_or(default, Segmenter::for_language);
-                let t = if text.is_valid(i) {
-                    str_at(text, i).unwrap_or("")
-                } else {
-                    ""
-                };
+                let seg = lang_col.and_then(|l| str_at(l, i)).map_or(default, Segmenter::for_language);
+                let t = if text.is_valid(i) { str_at(text, i).unwrap_or("") } else { "" };
                 if signer.signature(t, seg, &mut scratch_sig, &mut sig) {
                     for (w, values) in writers.iter_mut().zip(sig.chunks_exact(rows_per_band)) {
                         let mut rec = [0u8; 16];
@@ -295,10 +266,7 @@ pub async fn ensure_index(
     drop(writers);
     for (band, path) in band_paths.iter().enumerate() {
         let raw = std::fs::read(path).map_err(|err| io(path, err))?;
-        let mut recs: Vec<(u64, u64)> = raw
-            .chunks_exact(16)
-            .map(|r| (le_u64(&r[..8]), le_u64(&r[8..])))
-            .collect();
+        let mut recs: Vec<(u64, u64)> = raw.chunks_exact(16).map(|r| (le_u64(&r[..8]), le_u64(&r[8..]))).collect();
         drop(raw);
         recs.sort_unstable();
         let mut out = Vec::with_capacity(recs.len() * 16);
@@ -320,12 +288,9 @@ pub async fn ensure_index(
         without_shingles: without,
         bands,
     };
-    let json =
-        serde_json::to_vec_pretty(&info).map_err(|err| EngineError::Internal(err.to_string()))?;
+    let json = serde_json::to_vec_pretty(&info).map_err(|err| EngineError::Internal(err.to_string()))?;
     // Written last: an index without it is incomplete and is rebuilt.
-    e.store
-        .put(&format!("{dir}/index.json"), json.into())
-        .await?;
+    e.store.put(&format!("{dir}/index.json"), json.into()).await?;
     Ok((info, true))
 }
 
@@ -362,10 +327,7 @@ pub async fn match_band(
             ))
         })?;
         if bytes.len() % 16 != 0 {
-            return Err(EngineError::External(format!(
-                "{}/{rel}: truncated",
-                e.store.url()
-            )));
+            return Err(EngineError::External(format!("{}/{rel}: truncated", e.store.url())));
         }
         let mut old = bytes.chunks_exact(16).map(|r| le_u64(&r[..8])).peekable();
         for &(h, d) in run {
@@ -389,11 +351,7 @@ pub async fn match_band(
 ///
 /// # Errors
 /// Unreadable band files.
-pub fn run_band(
-    paths: &[PathBuf],
-    width: usize,
-    node_of: impl Fn(u64) -> Result<u64>,
-) -> Result<Vec<(u64, u32)>> {
+pub fn run_band(paths: &[PathBuf], width: usize, node_of: impl Fn(u64) -> Result<u64>) -> Result<Vec<(u64, u32)>> {
     let mut out = Vec::new();
     let mut rec = vec![0u8; width * 8];
     let mut values = vec![0u64; width - 2];

@@ -27,8 +27,8 @@ use arrow::datatypes::{DataType, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
 use serde::{Deserialize, Serialize};
 use smelt_engine::{
-    parse_options, require_column, str_at, BarrierConfig, BarrierContext, BarrierObserver,
-    OptionError, Processed, Result, SchemaError, StageConfig, Transform,
+    parse_options, require_column, str_at, BarrierConfig, BarrierContext, BarrierObserver, OptionError, Processed,
+    Result, SchemaError, StageConfig, Transform,
 };
 
 /// Which copy of a duplicate set stays.
@@ -158,9 +158,7 @@ fn keys_path(dir: &Path, split: u32) -> PathBuf {
 impl BarrierConfig for Dedup {
     fn output_schema(&self, input: &SchemaRef) -> Result<SchemaRef, SchemaError> {
         match self.by {
-            By::ContentHash => {
-                require_column(input, "content_hash", &[DataType::FixedSizeBinary(16)])?
-            }
+            By::ContentHash => require_column(input, "content_hash", &[DataType::FixedSizeBinary(16)])?,
             By::Url => require_column(input, "url", &[DataType::Utf8, DataType::LargeUtf8])?,
         }
         if self.keep == Keep::Newest {
@@ -180,12 +178,7 @@ impl BarrierConfig for Dedup {
         self.resolved.clone()
     }
 
-    fn observer(
-        &self,
-        _input: &SchemaRef,
-        ctx: &BarrierContext,
-        split: u32,
-    ) -> Result<Box<dyn BarrierObserver>> {
+    fn observer(&self, _input: &SchemaRef, ctx: &BarrierContext, split: u32) -> Result<Box<dyn BarrierObserver>> {
         Ok(Box::new(Observer {
             by: self.by,
             keep: self.keep,
@@ -198,9 +191,7 @@ impl BarrierConfig for Dedup {
 
     fn resolve(&self, ctx: &BarrierContext, splits: &[u32]) -> Result<BTreeMap<String, u64>> {
         // One sorted file per split: merge them all by (key, preference, split, row).
-        let files = splits
-            .iter()
-            .map(|&split| (keys_path(&ctx.observed_dir, split), split));
+        let files = splits.iter().map(|&split| (keys_path(&ctx.observed_dir, split), split));
         let mut merge = Merge::open(files, ENTRY_BYTES, 24)?;
         let mut drops: Vec<(u32, u64)> = Vec::new();
         let (mut keys, mut last) = (0u64, None);
@@ -216,24 +207,11 @@ impl BarrierConfig for Dedup {
         }
         drops.sort_unstable();
         write_drops(&ctx.resolved_dir, &drops)?;
-        Ok(BTreeMap::from([
-            ("distinct_keys".to_string(), keys),
-            ("duplicates".to_string(), drops.len() as u64),
-        ]))
+        Ok(BTreeMap::from([("distinct_keys".to_string(), keys), ("duplicates".to_string(), drops.len() as u64)]))
     }
 
-    fn applier(
-        &self,
-        _input: &SchemaRef,
-        ctx: &BarrierContext,
-        split: u32,
-    ) -> Result<Box<dyn Transform>> {
-        Ok(Box::new(Applier {
-            drops: read_drops(&ctx.resolved_dir, split)?,
-            next: 0,
-            row: 0,
-            reason: self.reason(),
-        }))
+    fn applier(&self, _input: &SchemaRef, ctx: &BarrierContext, split: u32) -> Result<Box<dyn Transform>> {
+        Ok(Box::new(Applier { drops: read_drops(&ctx.resolved_dir, split)?, next: 0, row: 0, reason: self.reason() }))
     }
 }
 
@@ -276,9 +254,9 @@ impl BarrierObserver for Observer {
             let row = self.row + i as u64;
             let Some(key) = key else { continue }; // rows without a key are never duplicates
             let pref = match (self.keep, fetched) {
-                (Keep::Newest, Some(c)) if c.is_valid(i) => -c
-                    .as_primitive::<arrow::datatypes::TimestampMicrosecondType>()
-                    .value(i),
+                (Keep::Newest, Some(c)) if c.is_valid(i) => {
+                    -c.as_primitive::<arrow::datatypes::TimestampMicrosecondType>().value(i)
+                }
                 (Keep::Newest, _) => i64::MAX, // no time: loses against any dated copy
                 (Keep::First, _) => 0,
             };
@@ -304,17 +282,11 @@ impl BarrierObserver for Observer {
 fn row_keys(batch: &RecordBatch, by: By, strip_params: &[String]) -> Vec<Option<u128>> {
     match by {
         By::ContentHash => {
-            let Some(c) = batch
-                .column_by_name("content_hash")
-                .and_then(|c| c.as_fixed_size_binary_opt())
-            else {
+            let Some(c) = batch.column_by_name("content_hash").and_then(|c| c.as_fixed_size_binary_opt()) else {
                 return vec![None; batch.num_rows()];
             };
             (0..c.len())
-                .map(|i| {
-                    c.is_valid(i)
-                        .then(|| u128::from_be_bytes(c.value(i).try_into().unwrap_or([0; 16])))
-                })
+                .map(|i| c.is_valid(i).then(|| u128::from_be_bytes(c.value(i).try_into().unwrap_or([0; 16]))))
                 .collect()
         }
         By::Url => {
@@ -322,11 +294,7 @@ fn row_keys(batch: &RecordBatch, by: By, strip_params: &[String]) -> Vec<Option<
                 return vec![None; batch.num_rows()];
             };
             (0..c.len())
-                .map(|i| {
-                    str_at(c, i).map(|u| {
-                        xxhash_rust::xxh3::xxh3_128(normalize_url(u, strip_params).as_bytes())
-                    })
-                })
+                .map(|i| str_at(c, i).map(|u| xxhash_rust::xxh3::xxh3_128(normalize_url(u, strip_params).as_bytes())))
                 .collect()
         }
     }
@@ -412,9 +380,7 @@ mod tests {
     }
 
     fn run(cfg: &StageConfig, splits: &[Vec<RecordBatch>]) -> Vec<Vec<Option<Cow<'static, str>>>> {
-        let StageConfig::Barrier(b) = cfg else {
-            panic!("a barrier")
-        };
+        let StageConfig::Barrier(b) = cfg else { panic!("a barrier") };
         let dir = tempfile::tempdir().unwrap();
         let ctx = super::super::test_context(dir.path());
         let schema = splits[0][0].schema();
@@ -455,50 +421,27 @@ mod tests {
                 vec![batch(&[3, 4, 2], &["e", "f", "g"])],
             ],
         );
-        assert_eq!(
-            out,
-            vec![vec![None, None, d.clone(), None], vec![d.clone(), None, d]]
-        );
+        assert_eq!(out, vec![vec![None, None, d.clone(), None], vec![d.clone(), None, d]]);
     }
 
     #[test]
     fn urls_compare_normalised() {
         let strip = default_strip_params();
-        assert_eq!(
-            normalize_url("HTTP://Example.COM:80#top", &strip),
-            "http://example.com/"
-        );
-        assert_eq!(
-            normalize_url("https://x.org/a?utm_source=feed&id=7&fbclid=1", &strip),
-            "https://x.org/a?id=7"
-        );
-        assert_ne!(
-            normalize_url("https://x.org/A", &strip),
-            normalize_url("https://x.org/a", &strip)
-        );
+        assert_eq!(normalize_url("HTTP://Example.COM:80#top", &strip), "http://example.com/");
+        assert_eq!(normalize_url("https://x.org/a?utm_source=feed&id=7&fbclid=1", &strip), "https://x.org/a?id=7");
+        assert_ne!(normalize_url("https://x.org/A", &strip), normalize_url("https://x.org/a", &strip));
         let cfg = configure_url(serde_json::json!({})).unwrap();
         let d = Some(Cow::Borrowed("duplicate_url"));
         let out = run(
             &cfg,
-            &[vec![batch(
-                &[1, 2, 3],
-                &[
-                    "https://x.org/a?utm_medium=rss",
-                    "https://X.org/a",
-                    "https://x.org/b",
-                ],
-            )]],
+            &[vec![batch(&[1, 2, 3], &["https://x.org/a?utm_medium=rss", "https://X.org/a", "https://x.org/b"])]],
         );
         assert_eq!(out, vec![vec![None, d, None]]);
     }
 
     #[test]
     fn keep_newest_needs_fetched_at() {
-        let StageConfig::Barrier(b) =
-            configure_exact(serde_json::json!({"keep": "newest"})).unwrap()
-        else {
-            panic!()
-        };
+        let StageConfig::Barrier(b) = configure_exact(serde_json::json!({"keep": "newest"})).unwrap() else { panic!() };
         let schema = Arc::new(Schema::new(vec![doc::id(), doc::content_hash()]));
         let e = b.output_schema(&schema).unwrap_err().0;
         assert!(e.contains("fetched_at"), "{e}");
@@ -508,15 +451,11 @@ mod tests {
     fn keep_newest_keeps_the_latest_fetch() {
         let schema = Arc::new(Schema::new(vec![doc::content_hash(), doc::fetched_at()]));
         let h: Vec<[u8; 16]> = [7u8, 7, 7, 8].iter().map(|&b| [b; 16]).collect();
-        let times =
-            arrow::array::TimestampMicrosecondArray::from(vec![Some(10), Some(30), Some(20), None])
-                .with_timezone("UTC");
+        let times = arrow::array::TimestampMicrosecondArray::from(vec![Some(10), Some(30), Some(20), None])
+            .with_timezone("UTC");
         let b = RecordBatch::try_new(
             schema,
-            vec![
-                Arc::new(FixedSizeBinaryArray::try_from_iter(h.iter()).unwrap()),
-                Arc::new(times),
-            ],
+            vec![Arc::new(FixedSizeBinaryArray::try_from_iter(h.iter()).unwrap()), Arc::new(times)],
         )
         .unwrap();
         let cfg = configure_exact(serde_json::json!({"keep": "newest"})).unwrap();
@@ -529,22 +468,15 @@ mod tests {
         // Preferences of both signs (-time, i64::MAX) meet in the merge of the splits.
         let schema = Arc::new(Schema::new(vec![doc::content_hash(), doc::fetched_at()]));
         let split = |time: Option<i64>| {
-            let times =
-                arrow::array::TimestampMicrosecondArray::from(vec![time]).with_timezone("UTC");
+            let times = arrow::array::TimestampMicrosecondArray::from(vec![time]).with_timezone("UTC");
             RecordBatch::try_new(
                 schema.clone(),
-                vec![
-                    Arc::new(FixedSizeBinaryArray::try_from_iter([[7u8; 16]].iter()).unwrap()),
-                    Arc::new(times),
-                ],
+                vec![Arc::new(FixedSizeBinaryArray::try_from_iter([[7u8; 16]].iter()).unwrap()), Arc::new(times)],
             )
             .unwrap()
         };
         let cfg = configure_exact(serde_json::json!({"keep": "newest"})).unwrap();
         let d = Some(Cow::Borrowed("duplicate_text"));
-        assert_eq!(
-            run(&cfg, &[vec![split(None)], vec![split(Some(10))]]),
-            vec![vec![d], vec![None]]
-        );
+        assert_eq!(run(&cfg, &[vec![split(None)], vec![split(Some(10))]]), vec![vec![d], vec![None]]);
     }
 }

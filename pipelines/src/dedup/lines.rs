@@ -31,16 +31,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::{io, DropsWriter, ExternalSort, Merge};
-use arrow::array::{
-    Array, ArrayRef, AsArray, GenericStringArray, GenericStringBuilder, OffsetSizeTrait,
-};
+use arrow::array::{Array, ArrayRef, AsArray, GenericStringArray, GenericStringBuilder, OffsetSizeTrait};
 use arrow::datatypes::{DataType, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use serde::{Deserialize, Serialize};
 use smelt_engine::yaml::PathSeg;
 use smelt_engine::{
-    parse_options, require_column, str_at, BarrierConfig, BarrierContext, BarrierObserver,
-    OptionError, Processed, Result, SchemaError, StageConfig, Transform,
+    parse_options, require_column, str_at, BarrierConfig, BarrierContext, BarrierObserver, OptionError, Processed,
+    Result, SchemaError, StageConfig, Transform,
 };
 use unicode_normalization::char::is_combining_mark;
 use unicode_normalization::UnicodeNormalization;
@@ -91,10 +89,7 @@ pub fn configure(options: serde_json::Value) -> Result<StageConfig, OptionError>
             at_key: false,
         });
     }
-    Ok(StageConfig::Barrier(Arc::new(DedupLines {
-        resolved: serde_json::to_value(&c).unwrap_or_default(),
-        c,
-    })))
+    Ok(StageConfig::Barrier(Arc::new(DedupLines { resolved: serde_json::to_value(&c).unwrap_or_default(), c })))
 }
 
 #[derive(Debug)]
@@ -117,11 +112,7 @@ pub fn normalize_line(line: &str) -> String {
                 out.push(' ');
                 space = false;
             }
-            out.push(if c.is_ascii_digit() || is_decimal_digit(c) {
-                '0'
-            } else {
-                c
-            });
+            out.push(if c.is_ascii_digit() || is_decimal_digit(c) { '0' } else { c });
         }
     }
     out
@@ -130,10 +121,8 @@ pub fn normalize_line(line: &str) -> String {
 /// Decimal digits outside ASCII (Python's `\d`): the common Unicode blocks
 /// of ten consecutive digits.
 fn is_decimal_digit(c: char) -> bool {
-    const ZEROS: [u32; 12] = [
-        0x0660, 0x06F0, 0x07C0, 0x0966, 0x09E6, 0x0A66, 0x0AE6, 0x0B66, 0x0BE6, 0x0E50, 0x0ED0,
-        0xFF10,
-    ];
+    const ZEROS: [u32; 12] =
+        [0x0660, 0x06F0, 0x07C0, 0x0966, 0x09E6, 0x0A66, 0x0AE6, 0x0B66, 0x0BE6, 0x0E50, 0x0ED0, 0xFF10];
     let c = c as u32;
     ZEROS.iter().any(|&z| (z..z + 10).contains(&c))
 }
@@ -141,8 +130,7 @@ fn is_decimal_digit(c: char) -> bool {
 /// The key of a line, or `None` for a line that is never counted.
 fn line_key(line: &str, min_line_chars: usize) -> Option<u64> {
     let n = normalize_line(line);
-    (!n.is_empty() && n.chars().count() >= min_line_chars)
-        .then(|| xxhash_rust::xxh3::xxh3_64(n.as_bytes()))
+    (!n.is_empty() && n.chars().count() >= min_line_chars).then(|| xxhash_rust::xxh3::xxh3_64(n.as_bytes()))
 }
 
 /// One observed line: key, row, line number. 20 bytes on disk.
@@ -191,12 +179,7 @@ impl BarrierConfig for DedupLines {
         self.resolved.clone()
     }
 
-    fn observer(
-        &self,
-        _input: &SchemaRef,
-        ctx: &BarrierContext,
-        split: u32,
-    ) -> Result<Box<dyn BarrierObserver>> {
+    fn observer(&self, _input: &SchemaRef, ctx: &BarrierContext, split: u32) -> Result<Box<dyn BarrierObserver>> {
         let path = lines_path(&ctx.observed_dir, split);
         Ok(Box::new(Observer {
             min_line_chars: self.c.min_line_chars,
@@ -208,13 +191,10 @@ impl BarrierConfig for DedupLines {
 
     fn resolve(&self, ctx: &BarrierContext, splits: &[u32]) -> Result<BTreeMap<String, u64>> {
         // One sorted file per split: merge them all by (key, split, row, line).
-        let files = splits
-            .iter()
-            .map(|&split| (lines_path(&ctx.observed_dir, split), split));
+        let files = splits.iter().map(|&split| (lines_path(&ctx.observed_dir, split), split));
         let mut merge = Merge::open(files, ENTRY_BYTES, 8)?;
         // Removed occurrences, sorted by (split, row, line) out of core.
-        let mut drops =
-            ExternalSort::<16>::new(ctx.resolved_dir.join("drops"), ctx.memory_budget / 2);
+        let mut drops = ExternalSort::<16>::new(ctx.resolved_dir.join("drops"), ctx.memory_budget / 2);
         let removed = |d: Removed| {
             let mut b = [0u8; 16];
             b[..4].copy_from_slice(&d.0.to_be_bytes());
@@ -268,12 +248,7 @@ impl BarrierConfig for DedupLines {
         .collect())
     }
 
-    fn applier(
-        &self,
-        _input: &SchemaRef,
-        ctx: &BarrierContext,
-        split: u32,
-    ) -> Result<Box<dyn Transform>> {
+    fn applier(&self, _input: &SchemaRef, ctx: &BarrierContext, split: u32) -> Result<Box<dyn Transform>> {
         Ok(Box::new(Applier {
             drops: read_drops(&ctx.resolved_dir, split)?,
             next: 0,
@@ -297,10 +272,7 @@ fn read_drops(dir: &Path, split: u32) -> Result<Vec<(u64, u32)>> {
     Ok(super::read_drops(dir, split, 16)?
         .chunks_exact(16)
         .map(|c| {
-            (
-                u64::from_be_bytes(c[4..12].try_into().expect("8")),
-                u32::from_be_bytes(c[12..].try_into().expect("4")),
-            )
+            (u64::from_be_bytes(c[4..12].try_into().expect("8")), u32::from_be_bytes(c[12..].try_into().expect("4")))
         })
         .collect())
 }
@@ -354,10 +326,7 @@ struct Applier {
 
 impl Applier {
     /// The text of every row without its removed lines, and the verdicts.
-    fn cut<O: OffsetSizeTrait>(
-        &mut self,
-        col: &GenericStringArray<O>,
-    ) -> (ArrayRef, Vec<Option<Cow<'static, str>>>) {
+    fn cut<O: OffsetSizeTrait>(&mut self, col: &GenericStringArray<O>) -> (ArrayRef, Vec<Option<Cow<'static, str>>>) {
         let mut out = GenericStringBuilder::<O>::with_capacity(col.len(), col.value_data().len());
         let mut verdicts = Vec::with_capacity(col.len());
         let mut kept = String::new();
@@ -407,22 +376,13 @@ impl Transform for Applier {
         };
         let mut cols = batch.columns().to_vec();
         cols[idx] = cut;
-        Ok(Processed::Filtered {
-            batch: RecordBatch::try_new(batch.schema(), cols)?,
-            verdicts,
-        })
+        Ok(Processed::Filtered { batch: RecordBatch::try_new(batch.schema(), cols)?, verdicts })
     }
 
     fn take_counters(&mut self) -> BTreeMap<String, u64> {
         let counts = BTreeMap::from([
-            (
-                "lines_removed".to_string(),
-                std::mem::take(&mut self.lines_removed),
-            ),
-            (
-                "chars_removed".to_string(),
-                std::mem::take(&mut self.chars_removed),
-            ),
+            ("lines_removed".to_string(), std::mem::take(&mut self.lines_removed)),
+            ("chars_removed".to_string(), std::mem::take(&mut self.chars_removed)),
         ]);
         counts.into_iter().filter(|(_, n)| *n > 0).collect()
     }
@@ -436,16 +396,8 @@ mod tests {
     use smelt_engine::stage::doc;
 
     fn batch(texts: &[Option<&str>]) -> RecordBatch {
-        let schema = Arc::new(Schema::new(vec![arrow::datatypes::Field::new(
-            "text",
-            DataType::LargeUtf8,
-            true,
-        )]));
-        RecordBatch::try_new(
-            schema,
-            vec![Arc::new(LargeStringArray::from(texts.to_vec()))],
-        )
-        .unwrap()
+        let schema = Arc::new(Schema::new(vec![arrow::datatypes::Field::new("text", DataType::LargeUtf8, true)]));
+        RecordBatch::try_new(schema, vec![Arc::new(LargeStringArray::from(texts.to_vec()))]).unwrap()
     }
 
     type Out = Vec<Vec<(Option<String>, Option<Cow<'static, str>>)>>;
@@ -455,14 +407,8 @@ mod tests {
         run_with_budget(cfg, splits, 1 << 20)
     }
 
-    fn run_with_budget(
-        cfg: &StageConfig,
-        splits: &[Vec<RecordBatch>],
-        budget: usize,
-    ) -> (Out, BTreeMap<String, u64>) {
-        let StageConfig::Barrier(b) = cfg else {
-            panic!("a barrier")
-        };
+    fn run_with_budget(cfg: &StageConfig, splits: &[Vec<RecordBatch>], budget: usize) -> (Out, BTreeMap<String, u64>) {
+        let StageConfig::Barrier(b) = cfg else { panic!("a barrier") };
         let dir = tempfile::tempdir().unwrap();
         let mut ctx = super::super::test_context(dir.path());
         ctx.memory_budget = budget;
@@ -516,9 +462,7 @@ mod tests {
         // observers and the global step spill with a zero budget.
         let mut state = 7u64;
         let mut next = move || {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
             (state >> 33) as usize
         };
         let texts: Vec<Vec<String>> = (0..3)
@@ -542,11 +486,7 @@ mod tests {
             .collect();
         let splits: Vec<Vec<RecordBatch>> = texts
             .iter()
-            .map(|t| {
-                t.chunks(500)
-                    .map(|c| batch(&c.iter().map(|s| Some(s.as_str())).collect::<Vec<_>>()))
-                    .collect()
-            })
+            .map(|t| t.chunks(500).map(|c| batch(&c.iter().map(|s| Some(s.as_str())).collect::<Vec<_>>())).collect())
             .collect();
         let cfg = configure(serde_json::json!({})).unwrap();
         let (a, ca) = run_with_budget(&cfg, &splits, 1 << 30);
@@ -561,10 +501,7 @@ mod tests {
 
     #[test]
     fn normalises_like_ccnet() {
-        assert_eq!(
-            normalize_line("  Hello,   WORLD!! 2024 "),
-            "hello world 0000"
-        );
+        assert_eq!(normalize_line("  Hello,   WORLD!! 2024 "), "hello world 0000");
         assert_eq!(normalize_line("Café — crème brûlée"), "cafe creme brulee");
         assert_eq!(normalize_line("٣ items\t\u{7}"), "0 items");
         assert_eq!(normalize_line(" ... *** "), "");
@@ -581,19 +518,13 @@ mod tests {
                     batch(&[Some("Home | About\nFirst story.\nCopyright 2023")]),
                     batch(&[Some("home about\nSecond story.")]),
                 ],
-                vec![batch(&[
-                    Some("Third story.\nCOPYRIGHT 2024\n\nHome - About"),
-                    None,
-                ])],
+                vec![batch(&[Some("Third story.\nCOPYRIGHT 2024\n\nHome - About"), None])],
             ],
         );
         assert_eq!(
             out,
             vec![
-                vec![
-                    kept("Home | About\nFirst story.\nCopyright 2023"),
-                    kept("Second story.")
-                ],
+                vec![kept("Home | About\nFirst story.\nCopyright 2023"), kept("Second story.")],
                 vec![kept("Third story.\n"), (None, None)],
             ]
         );
@@ -615,28 +546,16 @@ mod tests {
             Some("menu\nbody three"),
         ];
         // `menu` is seen 3 times, the footer twice: only `menu` is above 2.
-        let cfg =
-            configure(serde_json::json!({"max_occurrences": 2, "keep_first": false})).unwrap();
+        let cfg = configure(serde_json::json!({"max_occurrences": 2, "keep_first": false})).unwrap();
         let (out, _) = run(&cfg, &[vec![batch(&texts)]]);
         assert_eq!(
             out,
-            vec![vec![
-                kept("body one\nshared footer line"),
-                kept("body two\nshared footer line"),
-                kept("body three")
-            ]]
+            vec![vec![kept("body one\nshared footer line"), kept("body two\nshared footer line"), kept("body three")]]
         );
         // Lines of fewer than 5 normalised characters are never removed.
         let cfg = configure(serde_json::json!({"min_line_chars": 5})).unwrap();
         let (out, _) = run(&cfg, &[vec![batch(&texts)]]);
-        assert_eq!(
-            out,
-            vec![vec![
-                kept(texts[0].unwrap()),
-                kept("menu\nbody two"),
-                kept("menu\nbody three")
-            ]]
-        );
+        assert_eq!(out, vec![vec![kept(texts[0].unwrap()), kept("menu\nbody two"), kept("menu\nbody three")]]);
     }
 
     #[test]
@@ -645,33 +564,19 @@ mod tests {
         let d = Some(Cow::Borrowed(REASON));
         let (out, counts) = run(
             &cfg,
-            &[vec![batch(&[
-                Some("same line\nlong unique body text"),
-                Some("Same line!\n  "),
-                Some(""),
-                Some("tiny"),
-            ])]],
+            &[vec![batch(&[Some("same line\nlong unique body text"), Some("Same line!\n  "), Some(""), Some("tiny")])]],
         );
         // Only documents that lost lines are checked against `min_chars`.
         assert_eq!(
             out,
-            vec![vec![
-                kept("same line\nlong unique body text"),
-                (Some("  ".into()), d),
-                kept(""),
-                kept("tiny")
-            ]]
+            vec![vec![kept("same line\nlong unique body text"), (Some("  ".into()), d), kept(""), kept("tiny")]]
         );
         assert_eq!(counts["lines_removed"], 1);
     }
 
     #[test]
     fn utf8_text_odd_unicode_and_no_lines_in_common() {
-        let schema = Arc::new(Schema::new(vec![arrow::datatypes::Field::new(
-            "text",
-            DataType::Utf8,
-            true,
-        )]));
+        let schema = Arc::new(Schema::new(vec![arrow::datatypes::Field::new("text", DataType::Utf8, true)]));
         let b = RecordBatch::try_new(
             schema,
             vec![Arc::new(StringArray::from(vec![
@@ -683,13 +588,7 @@ mod tests {
         let cfg = configure(serde_json::json!({})).unwrap();
         let (out, counts) = run(&cfg, &[vec![b]]);
         // `α` and `ά` normalise alike: the second goes (with its `\r`).
-        assert_eq!(
-            out,
-            vec![vec![
-                kept("\u{200b}\u{fe0f}\r\nα\r"),
-                kept("𝔘𝔫𝔦𝔠𝔬𝔡𝔢\n\u{0}")
-            ]]
-        );
+        assert_eq!(out, vec![vec![kept("\u{200b}\u{fe0f}\r\nα\r"), kept("𝔘𝔫𝔦𝔠𝔬𝔡𝔢\n\u{0}")]]);
         assert_eq!(counts["duplicate_lines"], 1);
     }
 
@@ -697,13 +596,8 @@ mod tests {
     fn rejects_bad_options_and_schemas() {
         assert!(configure(serde_json::json!({"max_occurrences": 0})).is_err());
         assert!(configure(serde_json::json!({"keep": "first"})).is_err());
-        let StageConfig::Barrier(b) = configure(serde_json::json!({})).unwrap() else {
-            panic!()
-        };
-        let e = b
-            .output_schema(&Arc::new(Schema::new(vec![doc::id()])))
-            .unwrap_err()
-            .0;
+        let StageConfig::Barrier(b) = configure(serde_json::json!({})).unwrap() else { panic!() };
+        let e = b.output_schema(&Arc::new(Schema::new(vec![doc::id()]))).unwrap_err().0;
         assert!(e.contains("text"), "{e}");
     }
 }

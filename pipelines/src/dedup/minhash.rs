@@ -47,8 +47,7 @@ use std::sync::{Arc, OnceLock};
 
 use super::{against, io, Merge};
 use arrow::array::{
-    Array, ArrayRef, AsArray, Float32Array, ListArray, StringArray, StructArray, UInt32Array,
-    UInt64Array,
+    Array, ArrayRef, AsArray, Float32Array, ListArray, StringArray, StructArray, UInt32Array, UInt64Array,
 };
 use arrow::buffer::{NullBuffer, OffsetBuffer};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit, TimestampMicrosecondType};
@@ -58,8 +57,8 @@ use serde::{Deserialize, Serialize};
 use smelt_engine::str_at;
 use smelt_engine::yaml::PathSeg;
 use smelt_engine::{
-    parse_options, require_column, BarrierConfig, BarrierContext, BarrierObserver, EngineError,
-    OptionError, Processed, Result, SchemaError, StageConfig, Transform,
+    parse_options, require_column, BarrierConfig, BarrierContext, BarrierObserver, EngineError, OptionError, Processed,
+    Result, SchemaError, StageConfig, Transform,
 };
 use unicode_normalization::UnicodeNormalization;
 
@@ -139,16 +138,9 @@ fn default_language() -> String {
 /// Unknown or invalid options (zero bands, rows or shingle size; more than 1024 hashes).
 pub fn configure(options: serde_json::Value) -> Result<StageConfig, OptionError> {
     let c: DedupMinhashConfig = parse_options(options)?;
-    let bad = |key: &str, message: String| OptionError {
-        path: vec![PathSeg::Key(key.to_string())],
-        message,
-        at_key: false,
-    };
-    for (key, v) in [
-        ("buckets", c.buckets),
-        ("hashes_per_bucket", c.hashes_per_bucket),
-        ("n_grams", c.n_grams),
-    ] {
+    let bad =
+        |key: &str, message: String| OptionError { path: vec![PathSeg::Key(key.to_string())], message, at_key: false };
+    for (key, v) in [("buckets", c.buckets), ("hashes_per_bucket", c.hashes_per_bucket), ("n_grams", c.n_grams)] {
         if v == 0 {
             return Err(bad(key, format!("`{key}` must be at least 1")));
         }
@@ -156,10 +148,7 @@ pub fn configure(options: serde_json::Value) -> Result<StageConfig, OptionError>
     if c.buckets * c.hashes_per_bucket > 1024 {
         return Err(bad(
             "buckets",
-            format!(
-                "buckets × hashes_per_bucket = {} is more than 1024",
-                c.buckets * c.hashes_per_bucket
-            ),
+            format!("buckets × hashes_per_bucket = {} is more than 1024", c.buckets * c.hashes_per_bucket),
         ));
     }
     if c.n_grams > 64 {
@@ -197,9 +186,7 @@ impl Mt19937 {
         let mut s = seed;
         for (i, slot) in state.iter_mut().enumerate() {
             *slot = s;
-            s = 1_812_433_253u32
-                .wrapping_mul(s ^ (s >> 30))
-                .wrapping_add(i as u32 + 1);
+            s = 1_812_433_253u32.wrapping_mul(s ^ (s >> 30)).wrapping_add(i as u32 + 1);
         }
         Mt19937 { state, pos: 624 }
     }
@@ -269,11 +256,8 @@ fn numbers() -> &'static Regex {
 /// after NFD) removed.
 pub fn simplify_text(text: &str, out: &mut String) {
     out.clear();
-    let lower: Cow<'_, str> = if text.is_ascii() {
-        Cow::Owned(text.to_ascii_lowercase())
-    } else {
-        Cow::Owned(text.to_lowercase())
-    };
+    let lower: Cow<'_, str> =
+        if text.is_ascii() { Cow::Owned(text.to_ascii_lowercase()) } else { Cow::Owned(text.to_lowercase()) };
     let numbered = numbers().replace_all(&lower, "0");
     let mut pending_space = false;
     for c in numbered.chars() {
@@ -289,10 +273,7 @@ pub fn simplify_text(text: &str, out: &mut String) {
         out.push(c);
     }
     if !out.is_ascii() {
-        let stripped: String = out
-            .nfd()
-            .filter(|&c| !in_ranges(NONSPACING_MARKS, c))
-            .collect();
+        let stripped: String = out.nfd().filter(|&c| !in_ranges(NONSPACING_MARKS, c)).collect();
         out.clear();
         out.push_str(py_strip(&stripped));
     }
@@ -321,11 +302,7 @@ impl Signer {
         let mut gen = Mt19937::new(c.seed);
         let a = (0..n).map(|_| gen.randint_u64(1, MERSENNE)).collect();
         let b = (0..n).map(|_| gen.randint_u64(0, MERSENNE)).collect();
-        Signer {
-            a,
-            b,
-            n_grams: c.n_grams,
-        }
+        Signer { a, b, n_grams: c.n_grams }
     }
 
     /// The shingle hashes of `text` (datatrove's `get_shingles`), in order.
@@ -335,13 +312,7 @@ impl Signer {
         out
     }
 
-    fn shingles_into(
-        &self,
-        text: &str,
-        segmenter: Segmenter,
-        scratch: &mut Scratch,
-        out: &mut Vec<u64>,
-    ) {
+    fn shingles_into(&self, text: &str, segmenter: Segmenter, scratch: &mut Scratch, out: &mut Vec<u64>) {
         out.clear();
         simplify_text(text, &mut scratch.simplified);
         let mut words = Vec::new();
@@ -363,13 +334,7 @@ impl Signer {
 
     /// The signature of `text` into `sig` (all hashes, band after band), or
     /// false when it has no shingle (fewer words than `n_grams`).
-    pub fn signature(
-        &self,
-        text: &str,
-        segmenter: Segmenter,
-        scratch: &mut Scratch,
-        sig: &mut Vec<u64>,
-    ) -> bool {
+    pub fn signature(&self, text: &str, segmenter: Segmenter, scratch: &mut Scratch, sig: &mut Vec<u64>) -> bool {
         let mut hashes = std::mem::take(&mut scratch.hashes);
         self.shingles_into(text, segmenter, scratch, &mut hashes);
         sig.clear();
@@ -442,9 +407,7 @@ fn node(split: u32, row: u64) -> Result<u64> {
 }
 
 fn language_column(schema: &Schema) -> Option<&'static str> {
-    ["language", "lang"]
-        .into_iter()
-        .find(|n| schema.field_with_name(n).is_ok())
+    ["language", "lang"].into_iter().find(|n| schema.field_with_name(n).is_ok())
 }
 
 /// A preference as a u64 that sorts as the i64 does (smaller stays).
@@ -502,9 +465,9 @@ fn dense(layout: &Layout, node: u64) -> Result<u64> {
     let (split, row) = ((node >> 40) as u32, node & ((1 << 40) - 1));
     match layout.binary_search_by_key(&split, |l| l.0) {
         Ok(i) if row < layout[i].1 => Ok(layout[i].2 + row),
-        _ => Err(EngineError::Internal(format!(
-            "dedup_minhash: split {split} row {row} is not in the observed splits"
-        ))),
+        _ => {
+            Err(EngineError::Internal(format!("dedup_minhash: split {split} row {row} is not in the observed splits")))
+        }
     }
 }
 
@@ -535,22 +498,14 @@ impl BarrierConfig for DedupMinhash {
         if self.config.explain {
             fields.push(Field::new("dup_members", members_type(), true));
         }
-        Ok(Arc::new(Schema::new_with_metadata(
-            fields,
-            input.metadata().clone(),
-        )))
+        Ok(Arc::new(Schema::new_with_metadata(fields, input.metadata().clone())))
     }
 
     fn resolved(&self) -> serde_json::Value {
         self.resolved.clone()
     }
 
-    fn observer(
-        &self,
-        _input: &SchemaRef,
-        ctx: &BarrierContext,
-        split: u32,
-    ) -> Result<Box<dyn BarrierObserver>> {
+    fn observer(&self, _input: &SchemaRef, ctx: &BarrierContext, split: u32) -> Result<Box<dyn BarrierObserver>> {
         let width = self.config.hashes_per_bucket + 2;
         let bands = self.config.buckets;
         let per_band = (ctx.observer_share() / 8 / bands / width).max(16) * width;
@@ -570,9 +525,7 @@ impl BarrierConfig for DedupMinhash {
             without_shingles: 0,
             ids: if self.config.explain {
                 let path = ids_path(&ctx.observed_dir, split);
-                Some(BufWriter::new(
-                    File::create(&path).map_err(|e| io(&path, e))?,
-                ))
+                Some(BufWriter::new(File::create(&path).map_err(|e| io(&path, e))?))
             } else {
                 None
             },
@@ -588,10 +541,7 @@ impl BarrierConfig for DedupMinhash {
             let path = stats_path(&ctx.observed_dir, split);
             let b = std::fs::read(&path).map_err(|e| io(&path, e))?;
             if b.len() != 16 {
-                return Err(EngineError::External(format!(
-                    "{}: truncated",
-                    path.display()
-                )));
+                return Err(EngineError::External(format!("{}: truncated", path.display())));
             }
             layout.push((split, le_u64(&b[..8]), documents));
             documents += le_u64(&b[..8]);
@@ -632,11 +582,7 @@ impl BarrierConfig for DedupMinhash {
                 .collect();
             workers
                 .into_iter()
-                .map(|w| {
-                    w.join().unwrap_or_else(|_| {
-                        Err(EngineError::External("a band merge panicked".into()))
-                    })
-                })
+                .map(|w| w.join().unwrap_or_else(|_| Err(EngineError::External("a band merge panicked".into()))))
                 .collect()
         });
         let mut pairs = 0;
@@ -658,8 +604,7 @@ impl BarrierConfig for DedupMinhash {
         // order, each in its merge order: the same unions in the same order.
         for band in 0..bands {
             let path = pairs_dir.join(format!("{band:03}.bin"));
-            let mut r =
-                BufReader::with_capacity(1 << 16, File::open(&path).map_err(|e| io(&path, e))?);
+            let mut r = BufReader::with_capacity(1 << 16, File::open(&path).map_err(|e| io(&path, e))?);
             let mut b = [0u8; 32];
             loop {
                 match r.read_exact(&mut b) {
@@ -691,29 +636,15 @@ impl BarrierConfig for DedupMinhash {
             ("duplicates".to_string(), dropped),
         ])
         .into_iter()
-        .chain(
-            (!self.config.against.is_empty())
-                .then(|| ("duplicates_of_earlier".to_string(), w.earlier)),
-        )
+        .chain((!self.config.against.is_empty()).then(|| ("duplicates_of_earlier".to_string(), w.earlier)))
         .chain(per_earlier)
         .collect())
     }
 
-    fn applier(
-        &self,
-        input: &SchemaRef,
-        ctx: &BarrierContext,
-        split: u32,
-    ) -> Result<Box<dyn Transform>> {
-        let schema = self
-            .output_schema(input)
-            .map_err(|e| EngineError::User(e.0))?;
+    fn applier(&self, input: &SchemaRef, ctx: &BarrierContext, split: u32) -> Result<Box<dyn Transform>> {
+        let schema = self.output_schema(input).map_err(|e| EngineError::User(e.0))?;
         Ok(Box::new(Applier {
-            members: if self.config.explain {
-                read_members(&ctx.resolved_dir, split)?
-            } else {
-                Vec::new()
-            },
+            members: if self.config.explain { read_members(&ctx.resolved_dir, split)? } else { Vec::new() },
             explain: self.config.explain,
             marks: read_marks(&ctx.resolved_dir, split)?,
             next: 0,
@@ -740,8 +671,7 @@ impl DedupMinhash {
             let mut out = Vec::new();
             for spec in &self.config.against {
                 let e = against::open_version(spec).await?;
-                let (info, built) =
-                    against::ensure_index(&e, &self.config, &self.signer, &tmp).await?;
+                let (info, built) = against::ensure_index(&e, &self.config, &self.signer, &tmp).await?;
                 tracing::info!(
                     "dedup_minhash: against {} ({} indexed documents{})",
                     e.name,
@@ -754,33 +684,17 @@ impl DedupMinhash {
         })?;
         let _ = std::fs::remove_dir_all(&tmp);
         let width = self.config.hashes_per_bucket + 2;
-        let mut m = against::Matches {
-            matched: vec![u32::MAX; documents as usize],
-        };
+        let mut m = against::Matches { matched: vec![u32::MAX; documents as usize] };
         for band in 0..self.config.buckets {
-            let paths: Vec<PathBuf> = layout
-                .iter()
-                .map(|l| band_path(&ctx.observed_dir, l.0, band))
-                .collect();
+            let paths: Vec<PathBuf> = layout.iter().map(|l| band_path(&ctx.observed_dir, l.0, band)).collect();
             let run = against::run_band(&paths, width, |n| dense(layout, n))?;
-            block_on(against::match_band(
-                &earlier,
-                &self.config,
-                band,
-                &run,
-                &mut m,
-            ))?;
+            block_on(against::match_band(&earlier, &self.config, band, &run, &mut m))?;
         }
-        let mut counts: BTreeMap<String, u64> = earlier
-            .iter()
-            .map(|e| (format!("against:{}", e.name), 0))
-            .collect();
+        let mut counts: BTreeMap<String, u64> = earlier.iter().map(|e| (format!("against:{}", e.name), 0)).collect();
         for (d, &k) in m.matched.iter().enumerate() {
             if k != u32::MAX {
                 uf.join_earlier(d as u32);
-                *counts
-                    .get_mut(&format!("against:{}", earlier[k as usize].name))
-                    .expect("listed") += 1;
+                *counts.get_mut(&format!("against:{}", earlier[k as usize].name)).expect("listed") += 1;
             }
         }
         Ok(counts)
@@ -792,11 +706,9 @@ impl DedupMinhash {
 fn block_on<F: std::future::Future>(f: F) -> F::Output {
     match tokio::runtime::Handle::try_current() {
         Ok(h) => h.block_on(f),
-        Err(_) => tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("a tokio runtime")
-            .block_on(f),
+        Err(_) => {
+            tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime").block_on(f)
+        }
     }
 }
 
@@ -808,10 +720,7 @@ fn merge_band(dir: &Path, layout: &Layout, band: usize, width: usize, out: &Path
     let paths = layout.iter().map(|l| band_path(dir, l.0, band)).zip(0..);
     let mut merge = Merge::open(paths, width * 8, width * 8)?;
     let values = (width - 2) * 8;
-    let (pref, node) = (
-        |r: &[u8]| pref_of(be_u64(&r[values..values + 8])),
-        |r: &[u8]| be_u64(&r[values + 8..]),
-    );
+    let (pref, node) = (|r: &[u8]| pref_of(be_u64(&r[values..values + 8])), |r: &[u8]| be_u64(&r[values + 8..]));
     let mut w = BufWriter::with_capacity(1 << 16, File::create(out).map_err(|e| io(out, e))?);
     let mut prev: Vec<u8> = Vec::with_capacity(width * 8);
     let mut pairs = 0;
@@ -854,11 +763,7 @@ impl Clusters {
             parent: (0..n as u32).collect(),
             size: vec![1; n],
             keep,
-            pref: if keep == MinhashKeep::Newest {
-                vec![i64::MAX; n]
-            } else {
-                Vec::new()
-            },
+            pref: if keep == MinhashKeep::Newest { vec![i64::MAX; n] } else { Vec::new() },
             sentinel: None,
         }
     }
@@ -1008,14 +913,7 @@ fn write_clusters(dir: &Path, uf: &mut Clusters, layout: &Layout) -> Result<Writ
     }
     b.flush().map_err(|e| io(&bin, e))?;
     x_w.flush().map_err(|e| io(&idx, e))?;
-    Ok(Written {
-        clustered: written,
-        clusters: u64::from(clusters),
-        dropped,
-        earlier,
-        kept,
-        cluster,
-    })
+    Ok(Written { clustered: written, clusters: u64::from(clusters), dropped, earlier, kept, cluster })
 }
 
 /// What [`write_clusters`] found.
@@ -1053,8 +951,7 @@ fn read_marks(dir: &Path, split: u32) -> Result<Vec<Mark>> {
     let (start, n) = (le_u64(&entry[4..12]), le_u64(&entry[12..]));
     let bin = dir.join("clusters.bin");
     let mut f = File::open(&bin).map_err(|e| io(&bin, e))?;
-    f.seek(SeekFrom::Start(start * 24))
-        .map_err(|e| io(&bin, e))?;
+    f.seek(SeekFrom::Start(start * 24)).map_err(|e| io(&bin, e))?;
     let mut buf = vec![0u8; n as usize * 24];
     f.read_exact(&mut buf).map_err(|e| io(&bin, e))?;
     Ok(buf
@@ -1094,11 +991,7 @@ impl Observer {
     /// Writes every band's buffer as a sorted run.
     fn spill(&mut self) -> Result<()> {
         for (band, buf) in self.bands.iter_mut().enumerate() {
-            write_sorted(
-                buf,
-                self.width,
-                &run_path(&self.dir, self.split, band, self.runs),
-            )?;
+            write_sorted(buf, self.width, &run_path(&self.dir, self.split, band, self.runs))?;
             buf.clear();
         }
         self.runs += 1;
@@ -1111,21 +1004,15 @@ impl BarrierObserver for Observer {
         let text = batch
             .column_by_name("text")
             .ok_or_else(|| EngineError::User("dedup_minhash needs a `text` column".into()))?;
-        let language =
-            language_column(batch.schema().as_ref()).and_then(|l| batch.column_by_name(l));
+        let language = language_column(batch.schema().as_ref()).and_then(|l| batch.column_by_name(l));
         let fetched = batch.column_by_name("fetched_at");
         let id_col = batch.column_by_name("id");
         let rows_per_band = self.width - 2;
         for i in 0..batch.num_rows() {
             let row = self.row + i as u64;
-            let segmenter = language
-                .and_then(|l| str_at(l, i))
-                .map_or(self.default_segmenter, Segmenter::for_language);
+            let segmenter = language.and_then(|l| str_at(l, i)).map_or(self.default_segmenter, Segmenter::for_language);
             let t = str_at(text, i).unwrap_or("");
-            if !self
-                .signer
-                .signature(t, segmenter, &mut self.scratch, &mut self.sig)
-            {
+            if !self.signer.signature(t, segmenter, &mut self.scratch, &mut self.sig) {
                 self.without_shingles += 1;
                 continue;
             }
@@ -1141,15 +1028,10 @@ impl BarrierObserver for Observer {
             }
             if let Some(w) = &mut self.ids {
                 let id = id_col.and_then(|c| str_at(c, i)).unwrap_or("");
-                write_member(w, row, &self.sig, id)
-                    .map_err(|e| io(&ids_path(&self.dir, self.split), e))?;
+                write_member(w, row, &self.sig, id).map_err(|e| io(&ids_path(&self.dir, self.split), e))?;
             }
             let n = node(self.split, row)?;
-            for (band, values) in self
-                .bands
-                .iter_mut()
-                .zip(self.sig.chunks_exact(rows_per_band))
-            {
+            for (band, values) in self.bands.iter_mut().zip(self.sig.chunks_exact(rows_per_band)) {
                 band.extend_from_slice(values);
                 band.push(pref_key(pref));
                 band.push(n);
@@ -1170,15 +1052,12 @@ impl BarrierObserver for Observer {
             }
             self.bands = Vec::new();
             for band in 0..self.signer.a.len() / (self.width - 2) {
-                let runs: Vec<PathBuf> = (0..self.runs)
-                    .map(|r| run_path(&self.dir, self.split, band, r))
-                    .collect();
+                let runs: Vec<PathBuf> = (0..self.runs).map(|r| run_path(&self.dir, self.split, band, r)).collect();
                 let path = band_path(&self.dir, self.split, band);
                 let tmp = tmp_path(&path);
                 let width = self.width * 8;
                 let mut merge = Merge::open(runs.iter().cloned().zip(0..), width, width)?;
-                let mut w =
-                    BufWriter::with_capacity(1 << 16, File::create(&tmp).map_err(|e| io(&tmp, e))?);
+                let mut w = BufWriter::with_capacity(1 << 16, File::create(&tmp).map_err(|e| io(&tmp, e))?);
                 while let Some((rec, _)) = merge.peek() {
                     w.write_all(rec).map_err(|e| io(&tmp, e))?;
                     merge.pop()?;
@@ -1252,11 +1131,8 @@ impl Transform for Applier {
         if self.explain {
             columns.push(self.members_column(self.row - n as u64, n));
         }
-        let batch =
-            RecordBatch::try_new(self.schema.clone(), columns).map_err(|e| EngineError::Stage {
-                stage: "dedup_minhash".into(),
-                message: e.to_string(),
-            })?;
+        let batch = RecordBatch::try_new(self.schema.clone(), columns)
+            .map_err(|e| EngineError::Stage { stage: "dedup_minhash".into(), message: e.to_string() })?;
         Ok(Processed::Filtered { batch, verdicts })
     }
 }
@@ -1282,20 +1158,10 @@ impl Applier {
             }
             offsets.push(ids.len() as i32);
         }
-        let DataType::List(item) = members_type() else {
-            unreachable!("a list type")
-        };
-        let DataType::Struct(fields) = item.data_type().clone() else {
-            unreachable!("a struct type")
-        };
-        let values = StructArray::new(
-            fields,
-            vec![
-                Arc::new(StringArray::from(ids)),
-                Arc::new(Float32Array::from(sims)),
-            ],
-            None,
-        );
+        let DataType::List(item) = members_type() else { unreachable!("a list type") };
+        let DataType::Struct(fields) = item.data_type().clone() else { unreachable!("a struct type") };
+        let values =
+            StructArray::new(fields, vec![Arc::new(StringArray::from(ids)), Arc::new(Float32Array::from(sims))], None);
         Arc::new(ListArray::new(
             item,
             OffsetBuffer::new(offsets.into()),
@@ -1310,15 +1176,8 @@ const OUTPUT_COLUMNS: [&str; 3] = ["dup_cluster", "dup_cluster_size", "dup_membe
 
 /// `dup_members`: List<Struct<id: Utf8, similarity: Float32>>.
 pub fn members_type() -> DataType {
-    let fields = vec![
-        Field::new("id", DataType::Utf8, false),
-        Field::new("similarity", DataType::Float32, false),
-    ];
-    DataType::List(Arc::new(Field::new(
-        "item",
-        DataType::Struct(fields.into()),
-        true,
-    )))
+    let fields = vec![Field::new("id", DataType::Utf8, false), Field::new("similarity", DataType::Float32, false)];
+    DataType::List(Arc::new(Field::new("item", DataType::Struct(fields.into()), true)))
 }
 
 // Explain data. Observers write `<split>.ids`: per row with a signature,
@@ -1356,13 +1215,7 @@ fn similarity(a: &[u16], b: &[u16]) -> f32 {
 /// Reads the observers' id files for the clustered rows and writes each
 /// cluster's members beside its kept row. Holds the clustered rows' ids and
 /// fingerprints (about 2 bytes per hash plus the id per clustered document).
-fn write_members(
-    ctx: &BarrierContext,
-    uf: &mut Clusters,
-    w: &Written,
-    layout: &Layout,
-    hashes: usize,
-) -> Result<()> {
+fn write_members(ctx: &BarrierContext, uf: &mut Clusters, w: &Written, layout: &Layout, hashes: usize) -> Result<()> {
     // (cluster, dropped, node, id, fingerprints)
     let mut members: Vec<(u32, bool, u64, String, Vec<u16>)> = Vec::new();
     let mut head = [0u8; 8];
@@ -1386,10 +1239,7 @@ fn write_members(
             if uf.size[root as usize] < 2 || uf.is_earlier(root) {
                 continue;
             }
-            let fp = fp_bytes
-                .chunks_exact(2)
-                .map(|c| u16::from_le_bytes([c[0], c[1]]))
-                .collect();
+            let fp = fp_bytes.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect();
             members.push((
                 w.cluster[root as usize],
                 w.kept[root as usize] != x,
@@ -1404,10 +1254,7 @@ fn write_members(
     for group in members.chunk_by(|a, b| a.0 == b.0) {
         let kept = &group[0];
         if kept.1 {
-            return Err(EngineError::Internal(format!(
-                "dedup_minhash: cluster {} has no kept member",
-                kept.0
-            )));
+            return Err(EngineError::Internal(format!("dedup_minhash: cluster {} has no kept member", kept.0)));
         }
         let out = per_split.entry((kept.2 >> 40) as u32).or_default();
         out.extend_from_slice(&(kept.2 & ((1 << 40) - 1)).to_le_bytes());
@@ -1451,12 +1298,7 @@ fn read_members(dir: &Path, split: u32) -> Result<Members> {
         let n = le_u32(take(&mut rest, 4).ok_or_else(bad)?) as usize;
         let mut list = Vec::with_capacity(n.min(1 << 16));
         for _ in 0..n {
-            let sim = f32::from_le_bytes(
-                take(&mut rest, 4)
-                    .ok_or_else(bad)?
-                    .try_into()
-                    .expect("4 bytes"),
-            );
+            let sim = f32::from_le_bytes(take(&mut rest, 4).ok_or_else(bad)?.try_into().expect("4 bytes"));
             let len = le_u32(take(&mut rest, 4).ok_or_else(bad)?) as usize;
             let id = take(&mut rest, len).ok_or_else(bad)?;
             list.push((String::from_utf8_lossy(id).into_owned(), sim));
@@ -1481,34 +1323,15 @@ mod tests {
         // numpy 2.4.6: RandomState(1).randint(1, 2**61-1, dtype=uint64, size=112), then (0, 2**61-1).
         let s = Signer::new(&defaults());
         assert_eq!(s.a.len(), 112);
-        assert_eq!(
-            s.a[..3],
-            [775169054918279404, 1758426461858698313, 2109959069025162]
-        );
+        assert_eq!(s.a[..3], [775169054918279404, 1758426461858698313, 2109959069025162]);
         assert_eq!(s.a[111], 223865076026037746);
-        assert_eq!(
-            s.b[..3],
-            [
-                1062448801025099917,
-                1324811268927594100,
-                1217488311597731462
-            ]
-        );
+        assert_eq!(s.b[..3], [1062448801025099917, 1324811268927594100, 1217488311597731462]);
         assert_eq!(s.b[111], 1097409548522419201);
     }
 
     #[test]
     fn mersenne_modulo() {
-        for x in [
-            0,
-            1,
-            MERSENNE - 1,
-            MERSENNE,
-            MERSENNE + 1,
-            u64::MAX,
-            u64::MAX - 7,
-            1 << 63,
-        ] {
+        for x in [0, 1, MERSENNE - 1, MERSENNE, MERSENNE + 1, u64::MAX, u64::MAX - 7, 1 << 63] {
             assert_eq!(mod_mersenne(x), x % MERSENNE, "{x}");
         }
     }
@@ -1517,12 +1340,15 @@ mod tests {
     fn simplify_text_equals_datatrove() {
         // Outputs of datatrove 0.10.1 `simplify_text` (Python 3.11).
         let mut out = String::new();
-        simplify_text("The quick brown fox jumps over the lazy dog. It was 3.14 degrees at 10:30, said Mr. O'Neil!", &mut out);
-        assert_eq!(
-            out,
-            "the quick brown fox jumps over the lazy dog it was 0 degrees at 0 0 said mr o neil"
+        simplify_text(
+            "The quick brown fox jumps over the lazy dog. It was 3.14 degrees at 10:30, said Mr. O'Neil!",
+            &mut out,
         );
-        simplify_text("Café déjà vu — naïve coöperation in São Paulo; 1,000,000 people didn't   care.\n\nNew line here, twice.", &mut out);
+        assert_eq!(out, "the quick brown fox jumps over the lazy dog it was 0 degrees at 0 0 said mr o neil");
+        simplify_text(
+            "Café déjà vu — naïve coöperation in São Paulo; 1,000,000 people didn't   care.\n\nNew line here, twice.",
+            &mut out,
+        );
         assert_eq!(out, "cafe deja vu naive cooperation in sao paulo 0 0 people didn t care new line here twice");
         simplify_text(" \u{a0}\t…", &mut out);
         assert_eq!(out, "");
@@ -1565,11 +1391,9 @@ mod tests {
                 3963570588256049
             ]
         );
-        let t2 = "Café déjà vu — naïve coöperation in São Paulo; 1,000,000 people didn't   care.\n\nNew line here, twice.";
-        assert_eq!(
-            s.shingles(t2, Segmenter::English, &mut scratch)[0],
-            4637080560052264693
-        );
+        let t2 =
+            "Café déjà vu — naïve coöperation in São Paulo; 1,000,000 people didn't   care.\n\nNew line here, twice.";
+        assert_eq!(s.shingles(t2, Segmenter::English, &mut scratch)[0], 4637080560052264693);
         assert!(s.signature(t2, Segmenter::English, &mut scratch, &mut sig));
         assert_eq!(
             sig[..8],
@@ -1599,10 +1423,7 @@ mod tests {
         );
         // Exactly one shingle, whose hash is above 2^63 (the multiplication wraps).
         let t3 = "one two three four five";
-        assert_eq!(
-            s.shingles(t3, Segmenter::English, &mut scratch),
-            [16779001585721188446]
-        );
+        assert_eq!(s.shingles(t3, Segmenter::English, &mut scratch), [16779001585721188446]);
         assert!(s.signature(t3, Segmenter::English, &mut scratch, &mut sig));
         assert_eq!(
             sig[..8],
@@ -1638,17 +1459,8 @@ mod tests {
         let s = Signer::new(&defaults());
         let mut scratch = Scratch::default();
         let mut sig = Vec::new();
-        for t in [
-            "",
-            "   \n\t",
-            "one two three four",
-            "!!! ??? ...",
-            "1 2 3 4",
-        ] {
-            assert!(
-                !s.signature(t, Segmenter::English, &mut scratch, &mut sig),
-                "{t:?}"
-            );
+        for t in ["", "   \n\t", "one two three four", "!!! ??? ...", "1 2 3 4"] {
+            assert!(!s.signature(t, Segmenter::English, &mut scratch, &mut sig), "{t:?}");
         }
     }
 
@@ -1678,11 +1490,7 @@ mod tests {
 
     /// Runs the stage over `splits` (each a list of texts, one batch per split)
     /// and returns per split the verdicts, clusters and sizes.
-    fn run(
-        options: serde_json::Value,
-        splits: &[Vec<&str>],
-        parallelism: usize,
-    ) -> Vec<Vec<(bool, Option<u64>, u32)>> {
+    fn run(options: serde_json::Value, splits: &[Vec<&str>], parallelism: usize) -> Vec<Vec<(bool, Option<u64>, u32)>> {
         run_with_budget(options, splits, parallelism, 1 << 20)
     }
 
@@ -1692,9 +1500,7 @@ mod tests {
         parallelism: usize,
         memory_budget: usize,
     ) -> Vec<Vec<(bool, Option<u64>, u32)>> {
-        let StageConfig::Barrier(b) = configure(options).unwrap() else {
-            panic!("a barrier")
-        };
+        let StageConfig::Barrier(b) = configure(options).unwrap() else { panic!("a barrier") };
         let dir = tempfile::tempdir().unwrap();
         let ctx = BarrierContext {
             observed_dir: dir.path().join("observed"),
@@ -1704,19 +1510,11 @@ mod tests {
         };
         std::fs::create_dir_all(&ctx.observed_dir).unwrap();
         std::fs::create_dir_all(&ctx.resolved_dir).unwrap();
-        let schema = Arc::new(Schema::new(vec![Field::new(
-            "text",
-            DataType::LargeUtf8,
-            false,
-        )]));
+        let schema = Arc::new(Schema::new(vec![Field::new("text", DataType::LargeUtf8, false)]));
         let batches: Vec<RecordBatch> = splits
             .iter()
             .map(|texts| {
-                RecordBatch::try_new(
-                    schema.clone(),
-                    vec![Arc::new(LargeStringArray::from(texts.clone()))],
-                )
-                .unwrap()
+                RecordBatch::try_new(schema.clone(), vec![Arc::new(LargeStringArray::from(texts.clone()))]).unwrap()
             })
             .collect();
         for (i, x) in batches.iter().enumerate() {
@@ -1726,42 +1524,27 @@ mod tests {
         }
         let ids: Vec<u32> = (0..splits.len() as u32).collect();
         let counts = b.resolve(&ctx, &ids).unwrap();
-        assert_eq!(
-            counts["documents"],
-            splits.iter().map(|s| s.len() as u64).sum::<u64>()
-        );
+        assert_eq!(counts["documents"], splits.iter().map(|s| s.len() as u64).sum::<u64>());
         let out_schema = b.output_schema(&schema).unwrap();
         batches
             .iter()
             .enumerate()
             .map(|(i, x)| {
                 let mut a = b.applier(&schema, &ctx, i as u32).unwrap();
-                let Processed::Filtered { batch, verdicts } = a.process(x.clone()).unwrap() else {
-                    panic!("a filter")
-                };
+                let Processed::Filtered { batch, verdicts } = a.process(x.clone()).unwrap() else { panic!("a filter") };
                 assert_eq!(batch.schema(), out_schema);
-                let c = batch
-                    .column_by_name("dup_cluster")
-                    .unwrap()
-                    .as_primitive::<arrow::datatypes::UInt64Type>();
-                let s = batch
-                    .column_by_name("dup_cluster_size")
-                    .unwrap()
-                    .as_primitive::<arrow::datatypes::UInt32Type>();
+                let c = batch.column_by_name("dup_cluster").unwrap().as_primitive::<arrow::datatypes::UInt64Type>();
+                let s =
+                    batch.column_by_name("dup_cluster_size").unwrap().as_primitive::<arrow::datatypes::UInt32Type>();
                 (0..batch.num_rows())
-                    .map(|r| {
-                        (
-                            verdicts[r].is_some(),
-                            c.is_valid(r).then(|| c.value(r)),
-                            s.value(r),
-                        )
-                    })
+                    .map(|r| (verdicts[r].is_some(), c.is_valid(r).then(|| c.value(r)), s.value(r)))
                     .collect()
             })
             .collect()
     }
 
-    const BASE: &str = "The central bank raised its benchmark interest rate by a quarter of a percentage point on Wednesday, \
+    const BASE: &str =
+        "The central bank raised its benchmark interest rate by a quarter of a percentage point on Wednesday, \
         its third increase this year, saying that inflation remained well above its target and that the labour market \
         was still tight. Officials signalled that further increases were possible if price pressures did not ease in \
         the coming months, although several members of the committee argued for a pause to assess the effects of \
@@ -1771,13 +1554,7 @@ mod tests {
         BASE.split(' ')
             .filter(|w| !w.is_empty())
             .enumerate()
-            .map(|(i, w)| {
-                if words_changed.contains(&i) {
-                    "zebra"
-                } else {
-                    w
-                }
-            })
+            .map(|(i, w)| if words_changed.contains(&i) { "zebra" } else { w })
             .collect::<Vec<_>>()
             .join(" ")
     }
@@ -1785,16 +1562,11 @@ mod tests {
     #[test]
     fn near_duplicates_are_found_and_dissimilar_texts_are_not() {
         let near = edited(&[40]); // one word changed at the end: ~0.93 Jaccard of 5-gram sets
-        let far = "A small museum in the north of the city reopened on Saturday after two years of renovation, with a new \
+        let far =
+            "A small museum in the north of the city reopened on Saturday after two years of renovation, with a new \
             wing for its collection of maps, a café on the roof and an exhibition about the history of the river port.";
         let out = run(serde_json::json!({}), &[vec![BASE, far], vec![&near]], 1);
-        assert_eq!(
-            out,
-            vec![
-                vec![(false, Some(0), 2), (false, None, 1)],
-                vec![(true, Some(0), 2)]
-            ]
-        );
+        assert_eq!(out, vec![vec![(false, Some(0), 2), (false, None, 1)], vec![(true, Some(0), 2)]]);
     }
 
     #[test]
@@ -1802,11 +1574,7 @@ mod tests {
         // Three windows of BASE shifted by 6 words: a and b share 4 bands, b and c one,
         // a and c none (checked below, and with datatrove's signatures); all three are one cluster.
         let w: Vec<&str> = BASE.split_whitespace().collect();
-        let (a, b, c) = (
-            w[..w.len() - 12].join(" "),
-            w[6..w.len() - 6].join(" "),
-            w[12..].join(" "),
-        );
+        let (a, b, c) = (w[..w.len() - 12].join(" "), w[6..w.len() - 6].join(" "), w[12..].join(" "));
         let s = Signer::new(&defaults());
         let mut scratch = Scratch::default();
         let mut sig = |t: &str| {
@@ -1815,25 +1583,11 @@ mod tests {
             v
         };
         let (sa, sb, sc) = (sig(&a), sig(&b), sig(&c));
-        let shared =
-            |x: &[u64], y: &[u64]| x.chunks(8).zip(y.chunks(8)).filter(|(p, q)| p == q).count();
-        assert_eq!(
-            (shared(&sa, &sb), shared(&sb, &sc), shared(&sa, &sc)),
-            (4, 1, 0)
-        );
-        let out = run(
-            serde_json::json!({"keep": "first"}),
-            &[vec![&c], vec![&b, &a]],
-            2,
-        );
+        let shared = |x: &[u64], y: &[u64]| x.chunks(8).zip(y.chunks(8)).filter(|(p, q)| p == q).count();
+        assert_eq!((shared(&sa, &sb), shared(&sb, &sc), shared(&sa, &sc)), (4, 1, 0));
+        let out = run(serde_json::json!({"keep": "first"}), &[vec![&c], vec![&b, &a]], 2);
         // Input order: c (split 0) is first, so it stays.
-        assert_eq!(
-            out,
-            vec![
-                vec![(false, Some(0), 3)],
-                vec![(true, Some(0), 3), (true, Some(0), 3)]
-            ]
-        );
+        assert_eq!(out, vec![vec![(false, Some(0), 3)], vec![(true, Some(0), 3), (true, Some(0), 3)]]);
     }
 
     #[test]
@@ -1848,20 +1602,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let w = write_clusters(dir.path(), &mut uf, &layout).unwrap();
         assert_eq!((w.clustered, w.clusters, w.dropped), (5, 2, 3));
-        let m = |row, cluster, size, dropped: bool| Mark {
-            row,
-            cluster,
-            size,
-            dropped: u32::from(dropped),
-        };
-        assert_eq!(
-            read_marks(dir.path(), 0).unwrap(),
-            [m(1, 0, 3, false), m(2, 0, 3, true), m(3, 0, 3, true)]
-        );
-        assert_eq!(
-            read_marks(dir.path(), 3).unwrap(),
-            [m(1, 1, 2, false), m(2, 1, 2, true)]
-        );
+        let m = |row, cluster, size, dropped: bool| Mark { row, cluster, size, dropped: u32::from(dropped) };
+        assert_eq!(read_marks(dir.path(), 0).unwrap(), [m(1, 0, 3, false), m(2, 0, 3, true), m(3, 0, 3, true)]);
+        assert_eq!(read_marks(dir.path(), 3).unwrap(), [m(1, 1, 2, false), m(2, 1, 2, true)]);
         assert!(read_marks(dir.path(), 1).unwrap().is_empty());
     }
 
@@ -1875,12 +1618,8 @@ mod tests {
         uf.union((3, i64::MAX), (4, i64::MAX));
         let dir = tempfile::tempdir().unwrap();
         write_clusters(dir.path(), &mut uf, &layout).unwrap();
-        let kept: Vec<(u64, u64)> = read_marks(dir.path(), 0)
-            .unwrap()
-            .iter()
-            .filter(|m| m.dropped == 0)
-            .map(|m| (m.row, m.cluster))
-            .collect();
+        let kept: Vec<(u64, u64)> =
+            read_marks(dir.path(), 0).unwrap().iter().filter(|m| m.dropped == 0).map(|m| (m.row, m.cluster)).collect();
         // Clusters are numbered by their kept row: 1 (newest of 0, 1, 2), then 3 (no dates: the first).
         assert_eq!(kept, [(1, 0), (3, 1)]);
     }
@@ -1897,12 +1636,8 @@ mod tests {
         }
         let dir = tempfile::tempdir().unwrap();
         write_clusters(dir.path(), &mut uf, &layout).unwrap();
-        let kept: Vec<u64> = read_marks(dir.path(), 0)
-            .unwrap()
-            .iter()
-            .filter(|m| m.dropped == 0)
-            .map(|m| m.row)
-            .collect();
+        let kept: Vec<u64> =
+            read_marks(dir.path(), 0).unwrap().iter().filter(|m| m.dropped == 0).map(|m| m.row).collect();
         assert_eq!(kept, [2, 5]);
     }
 
@@ -1911,11 +1646,7 @@ mod tests {
         let texts: Vec<String> = (0..30).map(|i| edited(&[i % 7 * 10, 50 + i % 3])).collect();
         let split_a: Vec<&str> = texts[..15].iter().map(String::as_str).collect();
         let split_b: Vec<&str> = texts[15..].iter().map(String::as_str).collect();
-        let one = run(
-            serde_json::json!({}),
-            &[split_a.clone(), split_b.clone()],
-            1,
-        );
+        let one = run(serde_json::json!({}), &[split_a.clone(), split_b.clone()], 1);
         let four = run(serde_json::json!({}), &[split_a, split_b], 4);
         assert_eq!(one, four);
         let dropped = one.iter().flatten().filter(|x| x.0).count();
@@ -1938,9 +1669,7 @@ mod tests {
 
     #[test]
     fn explain_lists_the_members_on_the_kept_row() {
-        let StageConfig::Barrier(b) =
-            configure(serde_json::json!({"explain": true, "keep": "first"})).unwrap()
-        else {
+        let StageConfig::Barrier(b) = configure(serde_json::json!({"explain": true, "keep": "first"})).unwrap() else {
             panic!("a barrier")
         };
         let dir = tempfile::tempdir().unwrap();
@@ -1950,10 +1679,8 @@ mod tests {
             Field::new("text", DataType::LargeUtf8, false),
         ]));
         let (near, other) = (edited(&[40]), edited(&[3, 20]));
-        let splits = [
-            vec![("x", "too short"), ("a", BASE)],
-            vec![("b", near.as_str()), ("c", BASE), ("d", other.as_str())],
-        ];
+        let splits =
+            [vec![("x", "too short"), ("a", BASE)], vec![("b", near.as_str()), ("c", BASE), ("d", other.as_str())]];
         let batches: Vec<RecordBatch> = splits
             .iter()
             .map(|rows| {
@@ -1961,10 +1688,7 @@ mod tests {
                 let texts: Vec<&str> = rows.iter().map(|r| r.1).collect();
                 RecordBatch::try_new(
                     schema.clone(),
-                    vec![
-                        Arc::new(StringArray::from(ids)),
-                        Arc::new(LargeStringArray::from(texts)),
-                    ],
+                    vec![Arc::new(StringArray::from(ids)), Arc::new(LargeStringArray::from(texts))],
                 )
                 .unwrap()
             })
@@ -1976,26 +1700,14 @@ mod tests {
         }
         b.resolve(&ctx, &[0, 1]).unwrap();
         let mut a = b.applier(&schema, &ctx, 0).unwrap();
-        let Processed::Filtered { batch, .. } = a.process(batches[0].clone()).unwrap() else {
-            panic!("a filter")
-        };
-        let members = batch
-            .column_by_name("dup_members")
-            .unwrap()
-            .as_list::<i32>();
+        let Processed::Filtered { batch, .. } = a.process(batches[0].clone()).unwrap() else { panic!("a filter") };
+        let members = batch.column_by_name("dup_members").unwrap().as_list::<i32>();
         assert!(members.is_null(0));
         let list = members.value(1);
         let list = list.as_struct();
-        let ids: Vec<&str> = (0..list.len())
-            .map(|i| list.column(0).as_string::<i32>().value(i))
-            .collect();
-        let sims: Vec<f32> = (0..list.len())
-            .map(|i| {
-                list.column(1)
-                    .as_primitive::<arrow::datatypes::Float32Type>()
-                    .value(i)
-            })
-            .collect();
+        let ids: Vec<&str> = (0..list.len()).map(|i| list.column(0).as_string::<i32>().value(i)).collect();
+        let sims: Vec<f32> =
+            (0..list.len()).map(|i| list.column(1).as_primitive::<arrow::datatypes::Float32Type>().value(i)).collect();
         // `a` stays (first); `c` is an exact copy, `b` and `d` near-duplicates.
         assert_eq!(ids.len(), 3, "{ids:?}");
         let sim = |id: &str| sims[ids.iter().position(|x| *x == id).unwrap()];
@@ -2004,20 +1716,13 @@ mod tests {
         let signer = Signer::new(&defaults());
         let mut scratch = Scratch::default();
         let mut set = |t: &str| -> std::collections::HashSet<u64> {
-            signer
-                .shingles(t, Segmenter::English, &mut scratch)
-                .into_iter()
-                .collect()
+            signer.shingles(t, Segmenter::English, &mut scratch).into_iter().collect()
         };
         let base = set(BASE);
         for (id, text) in [("b", near.as_str()), ("d", other.as_str())] {
             let s = set(text);
             let truth = base.intersection(&s).count() as f32 / base.union(&s).count() as f32;
-            assert!(
-                (sim(id) - truth).abs() < 0.15,
-                "{id}: {} vs {truth}",
-                sim(id)
-            );
+            assert!((sim(id) - truth).abs() < 0.15, "{id}: {} vs {truth}", sim(id));
             assert!(sim(id) < 1.0);
         }
         // The other split's rows are all dropped: no member lists there.
@@ -2031,34 +1736,17 @@ mod tests {
 
     #[test]
     fn short_documents_are_kept_alone() {
-        let out = run(
-            serde_json::json!({}),
-            &[vec!["", "tiny text", "tiny text", BASE]],
-            1,
-        );
-        assert_eq!(
-            out,
-            vec![vec![
-                (false, None, 1),
-                (false, None, 1),
-                (false, None, 1),
-                (false, None, 1)
-            ]]
-        );
+        let out = run(serde_json::json!({}), &[vec!["", "tiny text", "tiny text", BASE]], 1);
+        assert_eq!(out, vec![vec![(false, None, 1), (false, None, 1), (false, None, 1), (false, None, 1)]]);
     }
 
     #[test]
     fn options_are_checked() {
         assert!(configure(serde_json::json!({"buckets": 0})).is_err());
         assert!(configure(serde_json::json!({"buckets": 200, "hashes_per_bucket": 8})).is_err());
-        assert!(
-            configure(serde_json::json!({"threshold": 0.8}))
-                .unwrap_err()
-                .at_key
-        );
+        assert!(configure(serde_json::json!({"threshold": 0.8})).unwrap_err().at_key);
         let StageConfig::Barrier(b) =
-            configure(serde_json::json!({"buckets": 20, "hashes_per_bucket": 5, "n_grams": 3}))
-                .unwrap()
+            configure(serde_json::json!({"buckets": 20, "hashes_per_bucket": 5, "n_grams": 3})).unwrap()
         else {
             panic!()
         };

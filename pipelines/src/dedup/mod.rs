@@ -92,9 +92,7 @@ impl DropsWriter {
 pub(crate) fn read_drops(dir: &Path, split: u32, width: usize) -> Result<Vec<u8>> {
     let idx = dir.join("drops.idx");
     let bytes = std::fs::read(&idx).map_err(|e| io(&idx, e))?;
-    let Some(entry) = bytes
-        .chunks_exact(20)
-        .find(|c| u32::from_be_bytes(c[..4].try_into().expect("4")) == split)
+    let Some(entry) = bytes.chunks_exact(20).find(|c| u32::from_be_bytes(c[..4].try_into().expect("4")) == split)
     else {
         return Ok(Vec::new());
     };
@@ -102,8 +100,7 @@ pub(crate) fn read_drops(dir: &Path, split: u32, width: usize) -> Result<Vec<u8>
     let n = u64::from_be_bytes(entry[12..].try_into().expect("8"));
     let bin = dir.join("drops.bin");
     let mut f = File::open(&bin).map_err(|e| io(&bin, e))?;
-    f.seek(SeekFrom::Start(start * width as u64))
-        .map_err(|e| io(&bin, e))?;
+    f.seek(SeekFrom::Start(start * width as u64)).map_err(|e| io(&bin, e))?;
     let mut buf = vec![0u8; n as usize * width];
     f.read_exact(&mut buf).map_err(|e| io(&bin, e))?;
     Ok(buf)
@@ -144,11 +141,7 @@ impl Merge {
     ///
     /// # Errors
     /// A file cannot be read or is not a whole number of records.
-    pub(crate) fn open(
-        files: impl IntoIterator<Item = (PathBuf, u32)>,
-        width: usize,
-        prefix: usize,
-    ) -> Result<Self> {
+    pub(crate) fn open(files: impl IntoIterator<Item = (PathBuf, u32)>, width: usize, prefix: usize) -> Result<Self> {
         let mut open = Vec::new();
         for (path, tag) in files {
             let f = File::open(&path).map_err(|e| io(&path, e))?;
@@ -159,21 +152,12 @@ impl Merge {
                     path.display()
                 )));
             }
-            let mut m = MergeFile {
-                path,
-                r: BufReader::with_capacity(1 << 16, f),
-                tag,
-                cur: vec![0; width],
-            };
+            let mut m = MergeFile { path, r: BufReader::with_capacity(1 << 16, f), tag, cur: vec![0; width] };
             if m.advance()? {
                 open.push(m);
             }
         }
-        let mut m = Merge {
-            heap: (0..open.len()).collect(),
-            files: open,
-            prefix: prefix.min(width),
-        };
+        let mut m = Merge { heap: (0..open.len()).collect(), files: open, prefix: prefix.min(width) };
         for i in (0..m.heap.len() / 2).rev() {
             m.sift_down(i);
         }
@@ -207,9 +191,7 @@ impl Merge {
 
     /// The smallest record left, with its file's tag.
     pub(crate) fn peek(&self) -> Option<(&[u8], u32)> {
-        self.heap
-            .first()
-            .map(|&i| (self.files[i].cur.as_slice(), self.files[i].tag))
+        self.heap.first().map(|&i| (self.files[i].cur.as_slice(), self.files[i].tag))
     }
 
     /// Moves past the smallest record.
@@ -245,12 +227,7 @@ pub(crate) struct ExternalSort<const N: usize> {
 impl<const N: usize> ExternalSort<N> {
     /// Runs are written as `<base>.run<k>`; `budget` is in bytes.
     pub(crate) fn new(base: std::path::PathBuf, budget: usize) -> Self {
-        ExternalSort {
-            base,
-            buf: Vec::new(),
-            cap: (budget / N).max(1024),
-            runs: Vec::new(),
-        }
+        ExternalSort { base, buf: Vec::new(), cap: (budget / N).max(1024), runs: Vec::new() }
     }
 
     pub(crate) fn push(&mut self, rec: [u8; N]) -> smelt_engine::Result<()> {
@@ -268,12 +245,8 @@ impl<const N: usize> ExternalSort<N> {
 
     fn spill(&mut self) -> smelt_engine::Result<()> {
         self.buf.sort_unstable();
-        let path =
-            std::path::PathBuf::from(format!("{}.run{}", self.base.display(), self.runs.len()));
-        let mut w = std::io::BufWriter::with_capacity(
-            1 << 16,
-            std::fs::File::create(&path).map_err(|e| io(&path, e))?,
-        );
+        let path = std::path::PathBuf::from(format!("{}.run{}", self.base.display(), self.runs.len()));
+        let mut w = std::io::BufWriter::with_capacity(1 << 16, std::fs::File::create(&path).map_err(|e| io(&path, e))?);
         for r in &self.buf {
             std::io::Write::write_all(&mut w, r).map_err(|e| io(&path, e))?;
         }

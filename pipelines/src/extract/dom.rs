@@ -20,8 +20,8 @@ use std::time::Instant;
 
 use crate::html::charset::{find_byte, find_end_tag_start, find_sub};
 use crate::html::text::{
-    closes_p, comment_end, decode_reference, is_scope_boundary, is_special, is_void, name_key,
-    script_end, tag_name_end, unicode_space_len, Decoded, SEARCH_LIMIT,
+    closes_p, comment_end, decode_reference, is_scope_boundary, is_special, is_void, name_key, script_end,
+    tag_name_end, unicode_space_len, Decoded, SEARCH_LIMIT,
 };
 
 use super::patterns;
@@ -131,24 +131,24 @@ enum Kind {
 
 fn classify(name: &[u8]) -> Kind {
     match name {
-        b"p" | b"div" | b"section" | b"article" | b"main" | b"header" | b"footer" | b"nav"
-        | b"aside" | b"form" | b"figure" | b"figcaption" | b"address" | b"center" | b"details"
-        | b"summary" | b"dialog" | b"menu" | b"fieldset" | b"legend" | b"hgroup" | b"search"
-        | b"ul" | b"ol" | b"dl" | b"dir" | b"table" | b"thead" | b"tbody" | b"tfoot"
-        | b"caption" | b"hr" | b"frameset" | b"frame" => Kind::Block(Role::Text),
+        b"p" | b"div" | b"section" | b"article" | b"main" | b"header" | b"footer" | b"nav" | b"aside" | b"form"
+        | b"figure" | b"figcaption" | b"address" | b"center" | b"details" | b"summary" | b"dialog" | b"menu"
+        | b"fieldset" | b"legend" | b"hgroup" | b"search" | b"ul" | b"ol" | b"dl" | b"dir" | b"table" | b"thead"
+        | b"tbody" | b"tfoot" | b"caption" | b"hr" | b"frameset" | b"frame" => Kind::Block(Role::Text),
         b"h1" | b"h2" | b"h3" | b"h4" | b"h5" | b"h6" => Kind::Block(Role::Heading),
         b"li" | b"dt" | b"dd" => Kind::Block(Role::Item),
         b"tr" => Kind::Block(Role::Row),
         b"td" | b"th" => Kind::Cell,
         b"pre" | b"listing" => Kind::Block(Role::Pre),
         b"blockquote" => Kind::Block(Role::Quote),
-        b"script" | b"style" | b"noscript" | b"template" | b"iframe" | b"textarea" | b"noembed"
-        | b"noframes" => Kind::RawDrop,
+        b"script" | b"style" | b"noscript" | b"template" | b"iframe" | b"textarea" | b"noembed" | b"noframes" => {
+            Kind::RawDrop
+        }
         b"xmp" => Kind::RawKeep,
         b"title" => Kind::Title,
         b"plaintext" => Kind::Plaintext,
-        b"svg" | b"math" | b"button" | b"select" | b"object" | b"audio" | b"video" | b"canvas"
-        | b"datalist" | b"map" => Kind::Drop,
+        b"svg" | b"math" | b"button" | b"select" | b"object" | b"audio" | b"video" | b"canvas" | b"datalist"
+        | b"map" => Kind::Drop,
         b"head" => Kind::Head,
         b"body" | b"html" => Kind::Body,
         _ if name.contains(&b'-') => Kind::Block(Role::Text), // custom elements are components
@@ -160,8 +160,8 @@ fn classify(name: &[u8]) -> Kind {
 fn tag_flags(name: &[u8]) -> u16 {
     match name {
         b"header" => flag::TAG_BOILER | flag::HEADER,
-        b"nav" | b"footer" | b"aside" | b"form" | b"figure" | b"figcaption" | b"menu"
-        | b"dialog" | b"search" | b"fieldset" | b"frameset" => flag::TAG_BOILER,
+        b"nav" | b"footer" | b"aside" | b"form" | b"figure" | b"figcaption" | b"menu" | b"dialog" | b"search"
+        | b"fieldset" | b"frameset" => flag::TAG_BOILER,
         b"article" | b"main" => flag::MAIN,
         _ => 0,
     }
@@ -200,14 +200,8 @@ const K_TFOOT: u64 = name_key(b"tfoot");
 const K_ADDRESS: u64 = name_key(b"address");
 const K_DIV: u64 = name_key(b"div");
 const K_OPTION: u64 = name_key(b"option");
-const K_HEADINGS: [u64; 6] = [
-    name_key(b"h1"),
-    name_key(b"h2"),
-    name_key(b"h3"),
-    name_key(b"h4"),
-    name_key(b"h5"),
-    name_key(b"h6"),
-];
+const K_HEADINGS: [u64; 6] =
+    [name_key(b"h1"), name_key(b"h2"), name_key(b"h3"), name_key(b"h4"), name_key(b"h5"), name_key(b"h6")];
 
 /// An open element.
 #[derive(Debug, Clone, Copy)]
@@ -260,15 +254,7 @@ struct Parser<'a> {
 pub(crate) fn parse(html: &str, deadline: Option<Instant>) -> Result<Doc, Timeout> {
     let mut p = Parser {
         b: html.as_bytes(),
-        doc: Doc {
-            nodes: vec![Node {
-                parent: 0,
-                flags: 0,
-            }],
-            blocks: Vec::new(),
-            text: String::new(),
-            title: None,
-        },
+        doc: Doc { nodes: vec![Node { parent: 0, flags: 0 }], blocks: Vec::new(), text: String::new(), title: None },
         open: Vec::new(),
         overflow: 0,
         in_head: false,
@@ -288,8 +274,7 @@ pub(crate) fn parse(html: &str, deadline: Option<Instant>) -> Result<Doc, Timeou
     p.run(&mut text)?;
     p.end_block(&mut text);
     // Every write is whole UTF-8 sequences taken from a `&str` or a `char`.
-    p.doc.text = String::from_utf8(text)
-        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+    p.doc.text = String::from_utf8(text).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
     Ok(p.doc)
 }
 
@@ -345,11 +330,7 @@ impl Parser<'_> {
                         Decoded::Str(v) => v,
                     };
                     if value.chars().all(|c| c.is_whitespace() || c.is_control()) {
-                        self.whitespace(
-                            out,
-                            value.as_bytes().first().copied().unwrap_or(b' '),
-                            pre,
-                        );
+                        self.whitespace(out, value.as_bytes().first().copied().unwrap_or(b' '), pre);
                     } else {
                         self.emit(out, value.as_bytes());
                     }
@@ -526,9 +507,7 @@ impl Parser<'_> {
             self.in_head = false;
         }
         match kind {
-            Kind::RawDrop | Kind::RawKeep | Kind::Title => {
-                return self.raw_text(out, raw, kind, after)
-            }
+            Kind::RawDrop | Kind::RawKeep | Kind::Title => return self.raw_text(out, raw, kind, after),
             Kind::Plaintext => {
                 if self.skip.is_none() {
                     self.end_block(out);
@@ -645,8 +624,7 @@ impl Parser<'_> {
             find_end_tag_start(self.b, after, name)
         }
         .unwrap_or(n);
-        let resume = attributes(self.b, (content_end + 2 + name.len()).min(n), |_, _| {})
-            .map_or(n, |(end, _)| end);
+        let resume = attributes(self.b, (content_end + 2 + name.len()).min(n), |_, _| {}).map_or(n, |(end, _)| end);
         let content = &self.b[after..content_end];
         match kind {
             Kind::Title => {
@@ -752,11 +730,7 @@ impl Parser<'_> {
         }
     }
 
-    fn search(
-        &self,
-        target: impl Fn(&Open) -> bool,
-        stop: impl Fn(&Open) -> bool,
-    ) -> Option<usize> {
+    fn search(&self, target: impl Fn(&Open) -> bool, stop: impl Fn(&Open) -> bool) -> Option<usize> {
         for (index, e) in self.open.iter().enumerate().rev().take(SEARCH_LIMIT) {
             if target(e) {
                 return Some(index);
@@ -781,19 +755,13 @@ impl Parser<'_> {
             b"li" => self.search(|e| e.key == K_LI, not_address_div_p),
             b"dd" | b"dt" => self.search(|e| matches!(e.key, K_DD | K_DT), not_address_div_p),
             b"a" => self.search(|e| e.key == K_A, |e| e.special),
-            b"td" | b"th" => self.search(
-                |e| matches!(e.key, K_TD | K_TH),
-                |e| e.key == K_TR || table_section(e),
-            ),
+            b"td" | b"th" => self.search(|e| matches!(e.key, K_TD | K_TH), |e| e.key == K_TR || table_section(e)),
             b"tr" => self.search(|e| e.key == K_TR, table_section),
-            b"tbody" | b"thead" | b"tfoot" => self.search(
-                |e| matches!(e.key, K_TBODY | K_THEAD | K_TFOOT),
-                |e| e.key == K_TABLE,
-            ),
-            b"option" => self.search(|e| e.key == K_OPTION, |_| true),
-            b"h1" | b"h2" | b"h3" | b"h4" | b"h5" | b"h6" => {
-                self.search(|e| K_HEADINGS.contains(&e.key), |_| true)
+            b"tbody" | b"thead" | b"tfoot" => {
+                self.search(|e| matches!(e.key, K_TBODY | K_THEAD | K_TFOOT), |e| e.key == K_TABLE)
             }
+            b"option" => self.search(|e| e.key == K_OPTION, |_| true),
+            b"h1" | b"h2" | b"h3" | b"h4" | b"h5" | b"h6" => self.search(|e| K_HEADINGS.contains(&e.key), |_| true),
             _ => None,
         };
         let _ = key;
@@ -842,9 +810,7 @@ impl<'a> Attrs<'a> {
         if self.hidden || self.aria_hidden || patterns::style_hides(self.style) {
             flags |= flag::HIDDEN;
         }
-        if self.itemprop.eq_ignore_ascii_case(b"articlebody")
-            || self.itemprop.eq_ignore_ascii_case(b"text")
-        {
+        if self.itemprop.eq_ignore_ascii_case(b"articlebody") || self.itemprop.eq_ignore_ascii_case(b"text") {
             flags |= flag::MAIN;
         }
         flags
@@ -854,11 +820,7 @@ impl<'a> Attrs<'a> {
 /// Reads the attributes of a tag whose name ends at `i`, calling `each(name,
 /// value)` (raw bytes, references not decoded); returns the position after the
 /// closing `>` and whether the tag ends with `/>`, or `None` when the input ends first.
-fn attributes<'a>(
-    b: &'a [u8],
-    mut i: usize,
-    mut each: impl FnMut(&'a [u8], &'a [u8]),
-) -> Option<(usize, bool)> {
+fn attributes<'a>(b: &'a [u8], mut i: usize, mut each: impl FnMut(&'a [u8], &'a [u8])) -> Option<(usize, bool)> {
     let n = b.len();
     let space = |c: u8| matches!(c, b' ' | b'\t' | b'\n' | b'\r' | b'\x0C');
     loop {
@@ -915,12 +877,7 @@ fn attributes<'a>(
 fn collapse(s: &[u8]) -> String {
     let mut p = Parser {
         b: &[],
-        doc: Doc {
-            nodes: Vec::new(),
-            blocks: Vec::new(),
-            text: String::new(),
-            title: None,
-        },
+        doc: Doc { nodes: Vec::new(), blocks: Vec::new(), text: String::new(), title: None },
         open: Vec::new(),
         overflow: 0,
         in_head: false,

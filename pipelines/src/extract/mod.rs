@@ -30,8 +30,7 @@ use arrow::record_batch::RecordBatch;
 use serde::{Deserialize, Serialize};
 use smelt_engine::stage::doc;
 use smelt_engine::{
-    parse_options, require_column, OptionError, Processed, Result, SchemaError, StageConfig,
-    Transform, TransformConfig,
+    parse_options, require_column, OptionError, Processed, Result, SchemaError, StageConfig, Transform, TransformConfig,
 };
 
 use crate::html::decode_html;
@@ -152,11 +151,7 @@ pub fn extract_document(
     let (decoded, encoding) = decode_html(html, content_type, url);
     let parsed = dom::parse(&decoded, deadline).map_err(|_| SkipReason::Timeout)?;
     let keep = select::main_blocks(&parsed, deadline).map_err(|_| SkipReason::Timeout)?;
-    let mut text = String::with_capacity(
-        keep.iter()
-            .map(|&i| parsed.blocks[i].end - parsed.blocks[i].start + 1)
-            .sum(),
-    );
+    let mut text = String::with_capacity(keep.iter().map(|&i| parsed.blocks[i].end - parsed.blocks[i].start + 1).sum());
     if options.keep_title {
         if let Some(title) = &parsed.title {
             text.push_str(title);
@@ -196,8 +191,7 @@ pub fn extract_document(
     // Composed characters (NFC), as most text tools and other extractors give
     // them: `u` + U+0308 becomes `ü`. The quick check passes ASCII and most
     // text without allocating.
-    if unicode_normalization::is_nfc_quick(text.chars()) != unicode_normalization::IsNormalized::Yes
-    {
+    if unicode_normalization::is_nfc_quick(text.chars()) != unicode_normalization::IsNormalized::Yes {
         text = unicode_normalization::UnicodeNormalization::nfc(text.as_str()).collect();
     }
     if text.is_empty() {
@@ -206,11 +200,7 @@ pub fn extract_document(
     if text.chars().take(options.min_chars).count() < options.min_chars {
         return Err(SkipReason::TooShort);
     }
-    Ok(Extracted {
-        text,
-        title: parsed.title,
-        encoding,
-    })
+    Ok(Extracted { text, title: parsed.title, encoding })
 }
 
 fn default_max_html_bytes() -> usize {
@@ -267,21 +257,13 @@ impl TransformConfig for ExtractConfig {
     fn output_schema(&self, input: &SchemaRef) -> Result<SchemaRef, SchemaError> {
         require_column(input, "html", &[DataType::LargeBinary, DataType::Binary])?;
         if input.field_with_name("text").is_ok() {
-            return Err(SchemaError(
-                "would replace the input's existing `text` column; remove one of them".into(),
-            ));
+            return Err(SchemaError("would replace the input's existing `text` column; remove one of them".into()));
         }
         let fields: Vec<Field> = input
             .fields()
             .iter()
             .filter(|f| f.name() != "content_type")
-            .map(|f| {
-                if f.name() == "html" {
-                    doc::text()
-                } else {
-                    f.as_ref().clone()
-                }
-            })
+            .map(|f| if f.name() == "html" { doc::text() } else { f.as_ref().clone() })
             .collect();
         Ok(Arc::new(Schema::new(fields)))
     }
@@ -291,13 +273,8 @@ impl TransformConfig for ExtractConfig {
     }
 
     fn build(&self, input: &SchemaRef) -> Result<Box<dyn Transform>> {
-        let output = self
-            .output_schema(input)
-            .map_err(|e| smelt_engine::EngineError::Internal(e.0))?;
-        Ok(Box::new(Extract {
-            options: self.options(),
-            output,
-        }))
+        let output = self.output_schema(input).map_err(|e| smelt_engine::EngineError::Internal(e.0))?;
+        Ok(Box::new(Extract { options: self.options(), output }))
     }
 }
 
@@ -315,23 +292,13 @@ fn bytes_at(col: &ArrayRef, i: usize) -> &[u8] {
 
 impl Transform for Extract {
     fn process(&mut self, batch: RecordBatch) -> Result<Processed> {
-        let html = batch
-            .column_by_name("html")
-            .expect("schema checked")
-            .clone();
-        let content_type = batch
-            .column_by_name("content_type")
-            .and_then(|c| c.as_string_opt::<i32>().cloned());
-        let url = batch
-            .column_by_name("url")
-            .and_then(|c| c.as_string_opt::<i32>().cloned());
+        let html = batch.column_by_name("html").expect("schema checked").clone();
+        let content_type = batch.column_by_name("content_type").and_then(|c| c.as_string_opt::<i32>().cloned());
+        let url = batch.column_by_name("url").and_then(|c| c.as_string_opt::<i32>().cloned());
         let mut text = LargeStringBuilder::with_capacity(batch.num_rows(), 4096 * batch.num_rows());
         let mut verdicts = Vec::with_capacity(batch.num_rows());
         for i in 0..batch.num_rows() {
-            let ct = content_type
-                .as_ref()
-                .filter(|c| c.is_valid(i))
-                .map(|c| c.value(i));
+            let ct = content_type.as_ref().filter(|c| c.is_valid(i)).map(|c| c.value(i));
             let u = url.as_ref().filter(|c| c.is_valid(i)).map(|c| c.value(i));
             match extract_document(bytes_at(&html, i), ct, u, &self.options) {
                 Ok(extracted) => {
@@ -351,19 +318,10 @@ impl Transform for Extract {
             .iter()
             .zip(batch.columns())
             .filter(|(f, _)| f.name() != "content_type")
-            .map(|(f, c)| {
-                if f.name() == "html" {
-                    text.clone()
-                } else {
-                    c.clone()
-                }
-            })
+            .map(|(f, c)| if f.name() == "html" { text.clone() } else { c.clone() })
             .collect();
         let out = RecordBatch::try_new(self.output.clone(), cols)?;
-        Ok(Processed::Filtered {
-            batch: out,
-            verdicts,
-        })
+        Ok(Processed::Filtered { batch: out, verdicts })
     }
 }
 

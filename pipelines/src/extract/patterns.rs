@@ -121,8 +121,8 @@ const WEAK: &[&str] = &[
 
 /// Substrings of content containers.
 const POSITIVE: &[&str] = &[
-    "article", "content", "main", "post", "entry", "story", "body", "text", "blog", "prose",
-    "markdown", "hentry", "h-entry",
+    "article", "content", "main", "post", "entry", "story", "body", "text", "blog", "prose", "markdown", "hentry",
+    "h-entry",
 ];
 
 /// Words that mark furniture as the first word of a class name or id.
@@ -166,12 +166,7 @@ fn matcher() -> &'static Matcher {
             .kind(Some(AhoCorasickKind::DFA))
             .build(&patterns)
             .expect("valid literal patterns");
-        Matcher {
-            ac,
-            strong: STRONG.len(),
-            weak: WEAK.len(),
-            hentry: patterns.len() - 2,
-        }
+        Matcher { ac, strong: STRONG.len(), weak: WEAK.len(), hentry: patterns.len() - 2 }
     })
 }
 
@@ -202,9 +197,7 @@ pub(crate) fn class_id_flags(value: &[u8]) -> u16 {
         // The first word of a class name (`ad-slot`, `share_bar`), or `ad` /
         // `ads` as a word further in (`it-ad-wrapper`), but not a BEM
         // modifier (`TestReport__Section--Ads`).
-        strong = value
-            .split(|c: &u8| c.is_ascii_whitespace())
-            .any(name_is_furniture);
+        strong = value.split(|c: &u8| c.is_ascii_whitespace()).any(name_is_furniture);
     }
     let mut flags = 0;
     if strong {
@@ -221,17 +214,13 @@ pub(crate) fn class_id_flags(value: &[u8]) -> u16 {
 
 /// Whether `word` is one of the whitespace-separated names of `value`.
 fn has_word(value: &[u8], word: &[u8]) -> bool {
-    value
-        .split(|c: &u8| c.is_ascii_whitespace())
-        .any(|name| name.eq_ignore_ascii_case(word))
+    value.split(|c: &u8| c.is_ascii_whitespace()).any(|name| name.eq_ignore_ascii_case(word))
 }
 
 /// Whether one class name (or id) starts with a [`STRONG_WORDS`] word or
 /// has `ad`/`ads` as a later word outside a BEM modifier.
 fn name_is_furniture(name: &[u8]) -> bool {
-    let mut words = name
-        .split(|c| !c.is_ascii_alphanumeric())
-        .filter(|w| !w.is_empty());
+    let mut words = name.split(|c| !c.is_ascii_alphanumeric()).filter(|w| !w.is_empty());
     let Some(first) = words.next() else {
         return false;
     };
@@ -241,10 +230,7 @@ fn name_is_furniture(name: &[u8]) -> bool {
     if first.len() == name.len() {
         return false;
     }
-    let modifier = name
-        .windows(2)
-        .position(|w| w == b"--")
-        .unwrap_or(name.len());
+    let modifier = name.windows(2).position(|w| w == b"--").unwrap_or(name.len());
     name[..modifier]
         .split(|c| !c.is_ascii_alphanumeric())
         .skip(1)
@@ -306,10 +292,7 @@ mod tests {
     fn class_words() {
         assert_eq!(class_id_flags(b"comment-list"), flag::STRONG_NEG);
         assert_eq!(class_id_flags(b"article-body"), flag::POSITIVE);
-        assert_eq!(
-            class_id_flags(b"entry-content comments-open"),
-            flag::STRONG_NEG
-        );
+        assert_eq!(class_id_flags(b"entry-content comments-open"), flag::STRONG_NEG);
         // A weak word yields to a content word.
         assert_eq!(class_id_flags(b"post-header"), 0);
         assert_eq!(class_id_flags(b"site-header"), flag::WEAK_NEG);
@@ -323,23 +306,14 @@ mod tests {
         // Author boxes and entry footers written as one word, calls to action, upsells.
         assert_eq!(class_id_flags(b"TestReport__AuthorBox"), flag::STRONG_NEG);
         // A microformat blog entry is content despite its taxonomy classes.
-        assert_eq!(
-            class_id_flags(b"post-1481 post type-post hentry category-allgemein tag-berlin"),
-            flag::POSITIVE
-        );
+        assert_eq!(class_id_flags(b"post-1481 post type-post hentry category-allgemein tag-berlin"), flag::POSITIVE);
         assert_eq!(class_id_flags(b"authorbox"), flag::STRONG_NEG);
         assert_eq!(class_id_flags(b"entryfooter"), flag::STRONG_NEG);
         assert_eq!(class_id_flags(b"cta-global"), flag::STRONG_NEG);
-        assert_eq!(
-            class_id_flags(b"box-collateral box-upsell"),
-            flag::STRONG_NEG
-        );
+        assert_eq!(class_id_flags(b"box-collateral box-upsell"), flag::STRONG_NEG);
         // Next/previous post teasers and most-read lists.
         assert_eq!(class_id_flags(b"next-post-thumbnails"), flag::STRONG_NEG);
-        assert_eq!(
-            class_id_flags(b"scroller post-container top-ten shadowed"),
-            flag::STRONG_NEG
-        );
+        assert_eq!(class_id_flags(b"scroller post-container top-ten shadowed"), flag::STRONG_NEG);
         assert_eq!(role_flags(b" navigation "), flag::STRONG_NEG);
         assert_eq!(role_flags(b"main"), flag::MAIN);
         assert!(style_hides(b"color:red; DISPLAY : none"));

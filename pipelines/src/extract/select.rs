@@ -105,20 +105,14 @@ pub(crate) fn main_blocks(doc: &Doc, deadline: Option<Instant>) -> Result<Vec<us
     let mut in_article_header = vec![false; n];
     for i in 1..n {
         let flags = nodes[i].flags;
-        article_of[i] = if flags & flag::MAIN != 0 {
-            i
-        } else {
-            article_of[parent(i)]
-        };
-        in_article_header[i] =
-            in_article_header[parent(i)] || flags & flag::HEADER != 0 && article_of[parent(i)] != 0;
+        article_of[i] = if flags & flag::MAIN != 0 { i } else { article_of[parent(i)] };
+        in_article_header[i] = in_article_header[parent(i)] || flags & flag::HEADER != 0 && article_of[parent(i)] != 0;
         // A flagged subtree with most of the page's text is kept (an article
         // wrapped in an <aside>, an <article> with `tag-*` classes), unless it
         // is outside any article element and an article element elsewhere holds
         // a good share of that (a long sidebar text beside a short article).
         let most = good_raw[i] * 1000 > total * KEEP_FLAGGED_PERMILLE
-            && (in_main[i]
-                || (main_total - main_raw[i]) * 1000 < good_raw[i] * MAIN_OUTSIDE_PERMILLE);
+            && (in_main[i] || (main_total - main_raw[i]) * 1000 < good_raw[i] * MAIN_OUTSIDE_PERMILLE);
         dead[i] = flags & FURNITURE != 0 && !most || dead[parent(i)];
     }
 
@@ -137,11 +131,7 @@ pub(crate) fn main_blocks(doc: &Doc, deadline: Option<Instant>) -> Result<Vec<us
         }
         // Link text is what navigation, related lists and tag clouds are made of;
         // short text without links (list items, table rows, captions) is neutral.
-        bad[node] += if is_link_list(b) {
-            len
-        } else {
-            b.link_bytes as i64
-        };
+        bad[node] += if is_link_list(b) { len } else { b.link_bytes as i64 };
         blocks[node] += 1;
     }
     let mut end = (1..=n).collect::<Vec<usize>>();
@@ -212,19 +202,13 @@ pub(crate) fn main_blocks(doc: &Doc, deadline: Option<Instant>) -> Result<Vec<us
     let list_title = |i: usize| {
         let b = &doc.blocks[i];
         let len = b.end - b.start;
-        let short = if b.role == Role::Heading {
-            len < LIST_TITLE_MAX_BYTES
-        } else {
-            len < GOOD_MIN_BYTES
-        };
+        let short = if b.role == Role::Heading { len < LIST_TITLE_MAX_BYTES } else { len < GOOD_MIN_BYTES };
         // The list in the same container (not the page's navigation after an
         // article's last line), unless the line is half link itself ("weiterlesen 10 Minuten").
         let container = parent(b.node as usize);
         short
             && doc.blocks.get(i + 1).is_some_and(|o| {
-                is_link_list(o)
-                    && ((container..end[container]).contains(&(o.node as usize))
-                        || b.link_bytes * 2 >= len)
+                is_link_list(o) && ((container..end[container]).contains(&(o.node as usize)) || b.link_bytes * 2 >= len)
             })
     };
     // A paragraph that is all link, right after a good paragraph of the
@@ -236,12 +220,8 @@ pub(crate) fn main_blocks(doc: &Doc, deadline: Option<Instant>) -> Result<Vec<us
         b.role == Role::Text
             && b.link_bytes == b.end - b.start
             && b.end - b.start >= INLINE_LINK_MIN_BYTES
-            && i.checked_sub(1)
-                .is_some_and(|j| is_good(&doc.blocks[j]) && same(&doc.blocks[j]))
-            && !doc
-                .blocks
-                .get(i + 1)
-                .is_some_and(|o| is_link_list(o) && same(o))
+            && i.checked_sub(1).is_some_and(|j| is_good(&doc.blocks[j]) && same(&doc.blocks[j]))
+            && !doc.blocks.get(i + 1).is_some_and(|o| is_link_list(o) && same(o))
     };
     // An article's <header> is dropped with the site's (it holds the title,
     // dates, bylines), but its lead paragraphs join the main node when that
@@ -262,8 +242,7 @@ pub(crate) fn main_blocks(doc: &Doc, deadline: Option<Instant>) -> Result<Vec<us
         .filter(|&(i, b)| {
             let node = b.node as usize;
             !dead[node]
-                && ((range.contains(&node) || best != 0 && in_sibling(node))
-                    && (!is_link_list(b) || inline_link(i))
+                && ((range.contains(&node) || best != 0 && in_sibling(node)) && (!is_link_list(b) || inline_link(i))
                     || lead(b))
                 && !list_title(i)
                 || article_lead(b)

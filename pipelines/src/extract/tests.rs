@@ -6,25 +6,19 @@ use arrow::array::{LargeBinaryArray, StringArray};
 use super::*;
 
 fn fixture(dir: &str, name: &str) -> Vec<u8> {
-    let path: PathBuf = [env!("CARGO_MANIFEST_DIR"), "tests", "fixtures", dir, name]
-        .iter()
-        .collect();
+    let path: PathBuf = [env!("CARGO_MANIFEST_DIR"), "tests", "fixtures", dir, name].iter().collect();
     std::fs::read(&path).unwrap_or_else(|e| panic!("fixture {}: {e}", path.display()))
 }
 
 fn extract(html: &[u8]) -> Extracted {
-    extract_document(html, None, None, &ExtractOptions::default())
-        .unwrap_or_else(|e| panic!("skipped: {e}"))
+    extract_document(html, None, None, &ExtractOptions::default()).unwrap_or_else(|e| panic!("skipped: {e}"))
 }
 
 /// Words of a text; Han, kana and Thai characters count one by one.
 fn words(text: &str) -> Vec<String> {
     let unspaced = |c: char| matches!(c, '\u{3040}'..='\u{30FF}' | '\u{3400}'..='\u{9FFF}' | '\u{0E00}'..='\u{0E7F}');
     let mut out = Vec::new();
-    for word in text
-        .split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty())
-    {
+    for word in text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()) {
         if word.chars().any(unspaced) {
             out.extend(word.chars().map(String::from));
         } else {
@@ -49,10 +43,7 @@ fn precision_recall(text: &str, gold: &str) -> (f64, f64) {
             overlap += 1;
         }
     }
-    (
-        overlap as f64 / predicted.len().max(1) as f64,
-        overlap as f64 / gold_len.max(1) as f64,
-    )
+    (overlap as f64 / predicted.len().max(1) as f64, overlap as f64 / gold_len.max(1) as f64)
 }
 
 #[test]
@@ -69,14 +60,9 @@ fn news_articles_match_their_gold_text() {
         "spanish_article",
     ] {
         let e = extract(&fixture("html", &format!("{stem}.html")));
-        let gold =
-            String::from_utf8_lossy(&fixture("html", &format!("{stem}.gold.txt"))).into_owned();
+        let gold = String::from_utf8_lossy(&fixture("html", &format!("{stem}.gold.txt"))).into_owned();
         let (p, r) = precision_recall(&e.text, &gold);
-        assert!(
-            p >= 0.75 && r >= 0.85,
-            "{stem}: precision {p:.3} recall {r:.3}\n{}",
-            e.text
-        );
+        assert!(p >= 0.75 && r >= 0.85, "{stem}: precision {p:.3} recall {r:.3}\n{}", e.text);
     }
 }
 
@@ -84,42 +70,24 @@ fn news_articles_match_their_gold_text() {
 fn boilerplate_goes_and_the_article_stays_on_real_pages() {
     // Snippets from trafilatura's evaluation data (tests/evaldata.py) for these pages.
     let cases: [(&str, &str, &[&str], &[&str]); 4] = [
-        (
-            "html",
-            "rnz.de.witzel.html",
-            &["Für einen Roman", "Auszeichnung der Branche."],
-            &["Ihre RNZ.", "WHATSAPP"],
-        ),
+        ("html", "rnz.de.witzel.html", &["Für einen Roman", "Auszeichnung der Branche."], &["Ihre RNZ.", "WHATSAPP"]),
         (
             "html",
             "dw.com.uncork.html",
-            &[
-                "No grape variety invites as much intrigue",
-                "With just 0.9 hectares",
-            ],
+            &["No grape variety invites as much intrigue", "With just 0.9 hectares"],
             &["Related Subjects", "Audios and videos on the topic"],
         ),
         (
             "html",
             "cdu-fraktion-erfurt.de.waldorfschule.html",
-            &[
-                "Ein positives Signal gab",
-                "der steigenden Nachfrage gerecht zu werden.",
-            ],
+            &["Ein positives Signal gab", "der steigenden Nachfrage gerecht zu werden."],
             &["Zurück zur Übersicht", "Erhöhung für Zoo-Eintritt"],
         ),
         (
             "html",
             "landwirt.com.sensortechnik.html",
-            &[
-                "b) Überwachung der somatischen Zellen",
-                "Wiederkauverhalten und Kotkonsistenz.",
-            ],
-            &[
-                "Anzeigentarife",
-                "New Holland T6050",
-                "Aktuelle Berichte aus dieser Kategorie",
-            ],
+            &["b) Überwachung der somatischen Zellen", "Wiederkauverhalten und Kotkonsistenz."],
+            &["Anzeigentarife", "New Holland T6050", "Aktuelle Berichte aus dieser Kategorie"],
         ),
     ];
     for (dir, name, with, without) in cases {
@@ -136,19 +104,11 @@ fn boilerplate_goes_and_the_article_stays_on_real_pages() {
 
 #[test]
 fn output_is_trimmed_lines_without_empty_ones() {
-    for name in [
-        "cnn_article.html",
-        "time_001.html",
-        "rnz.de.witzel.html",
-        "dw.com.uncork.html",
-    ] {
+    for name in ["cnn_article.html", "time_001.html", "rnz.de.witzel.html", "dw.com.uncork.html"] {
         let text = extract(&fixture("html", name)).text;
         assert_eq!(text.trim(), text, "{name}");
         for line in text.lines() {
-            assert!(
-                !line.is_empty() && line.trim() == line,
-                "{name}: line {line:?}"
-            );
+            assert!(!line.is_empty() && line.trim() == line, "{name}: line {line:?}");
         }
     }
 }
@@ -157,11 +117,7 @@ fn output_is_trimmed_lines_without_empty_ones() {
 fn windows_1252_page_declared_in_meta() {
     let e = extract(&fixture("html", "landwirt.com.sensortechnik.html"));
     assert_eq!(e.encoding, "windows-1252");
-    assert!(
-        e.text.contains("Überwachung der somatischen Zellen"),
-        "{}",
-        e.text
-    );
+    assert!(e.text.contains("Überwachung der somatischen Zellen"), "{}", e.text);
     assert!(!e.text.contains('\u{FFFD}'));
 }
 
@@ -170,9 +126,11 @@ fn windows_1252_page_declared_in_meta() {
 /// spam without an article.
 fn transcoded(name: &str, encoding: &'static encoding_rs::Encoding, label: &str) -> Vec<u8> {
     let utf8 = String::from_utf8(fixture("html", name)).expect("UTF-8 page");
-    let relabelled = utf8
-        .replacen("charset=\"utf-8\"", &format!("charset=\"{label}\""), 1)
-        .replacen("charset=utf-8", &format!("charset={label}"), 1);
+    let relabelled = utf8.replacen("charset=\"utf-8\"", &format!("charset=\"{label}\""), 1).replacen(
+        "charset=utf-8",
+        &format!("charset={label}"),
+        1,
+    );
     assert_ne!(relabelled, utf8, "{name} declares UTF-8 in a <meta>");
     // Characters the encoding lacks become numeric references, which decode the same.
     encoding.encode(&relabelled).0.into_owned()
@@ -181,20 +139,10 @@ fn transcoded(name: &str, encoding: &'static encoding_rs::Encoding, label: &str)
 #[test]
 fn shift_jis_page_gives_the_same_text() {
     let reference = extract(&fixture("html", "japanese_article2.html"));
-    let sjis = transcoded(
-        "japanese_article2.html",
-        encoding_rs::SHIFT_JIS,
-        "Shift_JIS",
-    );
+    let sjis = transcoded("japanese_article2.html", encoding_rs::SHIFT_JIS, "Shift_JIS");
     assert!(std::str::from_utf8(&sjis).is_err());
     // Declared by the HTTP header, and detected without any declaration.
-    let e = extract_document(
-        &sjis,
-        Some("text/html; charset=Shift_JIS"),
-        None,
-        &ExtractOptions::default(),
-    )
-    .unwrap();
+    let e = extract_document(&sjis, Some("text/html; charset=Shift_JIS"), None, &ExtractOptions::default()).unwrap();
     assert_eq!((e.encoding, &e.text), ("Shift_JIS", &reference.text));
     assert!(e.text.contains("ボコ・ハラム"));
 }
@@ -203,13 +151,7 @@ fn shift_jis_page_gives_the_same_text() {
 fn gb18030_page_gives_the_same_text() {
     let reference = extract(&fixture("html", "chinese_article_002.html"));
     let gb = transcoded("chinese_article_002.html", encoding_rs::GB18030, "gb18030");
-    let e = extract_document(
-        &gb,
-        Some("text/html; charset=gb18030"),
-        None,
-        &ExtractOptions::default(),
-    )
-    .unwrap();
+    let e = extract_document(&gb, Some("text/html; charset=gb18030"), None, &ExtractOptions::default()).unwrap();
     assert_eq!((e.encoding, &e.text), ("gb18030", &reference.text));
     // GBK is GB18030's two-byte subset: a page labelled gbk (as many are) decodes the same.
     let gbk = transcoded("chinese_article_002.html", encoding_rs::GB18030, "gbk");
@@ -221,12 +163,7 @@ fn binary_payload_labelled_html_is_not_text() {
     // A real gzip-compressed response body (Content-Type: text/html) from warcio's example WARC.
     let body = fixture("extract", "example.com.gzip-body.html.bin");
     assert_eq!(
-        extract_document(
-            &body,
-            Some("text/html"),
-            Some("http://example.com/"),
-            &ExtractOptions::default()
-        ),
+        extract_document(&body, Some("text/html"), Some("http://example.com/"), &ExtractOptions::default()),
         Err(SkipReason::NotText)
     );
 }
@@ -234,45 +171,21 @@ fn binary_payload_labelled_html_is_not_text() {
 #[test]
 fn redirect_page_without_text_is_empty() {
     let page = fixture("extract", "google_meta_refresh.html");
-    assert_eq!(
-        extract_document(&page, None, None, &ExtractOptions::default()),
-        Err(SkipReason::EmptyText)
-    );
+    assert_eq!(extract_document(&page, None, None, &ExtractOptions::default()), Err(SkipReason::EmptyText));
 }
 
 #[test]
 fn size_length_and_time_guards() {
     let page = fixture("html", "cnn_article.html");
-    let small = ExtractOptions {
-        max_html_bytes: page.len() - 1,
-        ..ExtractOptions::default()
-    };
-    assert_eq!(
-        extract_document(&page, None, None, &small),
-        Err(SkipReason::HtmlTooLarge)
-    );
+    let small = ExtractOptions { max_html_bytes: page.len() - 1, ..ExtractOptions::default() };
+    assert_eq!(extract_document(&page, None, None, &small), Err(SkipReason::HtmlTooLarge));
     let chars = extract(&page).text.chars().count();
-    let long = ExtractOptions {
-        min_chars: chars + 1,
-        ..ExtractOptions::default()
-    };
-    assert_eq!(
-        extract_document(&page, None, None, &long),
-        Err(SkipReason::TooShort)
-    );
-    let exact = ExtractOptions {
-        min_chars: chars,
-        ..ExtractOptions::default()
-    };
+    let long = ExtractOptions { min_chars: chars + 1, ..ExtractOptions::default() };
+    assert_eq!(extract_document(&page, None, None, &long), Err(SkipReason::TooShort));
+    let exact = ExtractOptions { min_chars: chars, ..ExtractOptions::default() };
     assert!(extract_document(&page, None, None, &exact).is_ok());
-    let no_time = ExtractOptions {
-        timeout: Some(Duration::ZERO),
-        ..ExtractOptions::default()
-    };
-    assert_eq!(
-        extract_document(&page, None, None, &no_time),
-        Err(SkipReason::Timeout)
-    );
+    let no_time = ExtractOptions { timeout: Some(Duration::ZERO), ..ExtractOptions::default() };
+    assert_eq!(extract_document(&page, None, None, &no_time), Err(SkipReason::Timeout));
 }
 
 #[test]
@@ -284,9 +197,7 @@ fn deep_nesting_needs_no_recursion() {
     for i in 0..depth {
         html.push_str("<div>");
         if i % 1000 == 0 {
-            html.push_str(
-                "Deep text that is long enough to be a paragraph of the article, number ",
-            );
+            html.push_str("Deep text that is long enough to be a paragraph of the article, number ");
             html.push_str(&i.to_string());
         }
     }
@@ -295,11 +206,7 @@ fn deep_nesting_needs_no_recursion() {
     let started = Instant::now();
     let e = extract_document(html.as_bytes(), None, None, &ExtractOptions::default()).unwrap();
     assert!(started.elapsed() < Duration::from_secs(5));
-    assert!(
-        e.text.contains("number 0") && e.text.contains("number 99000"),
-        "{}",
-        e.text
-    );
+    assert!(e.text.contains("number 0") && e.text.contains("number 99000"), "{}", e.text);
 }
 
 #[test]
@@ -315,11 +222,7 @@ fn pathological_markup_stays_within_the_budget() {
     for html in cases {
         let started = Instant::now();
         let _ = extract_document(html.as_bytes(), None, None, &ExtractOptions::default());
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "{}",
-            &html[..20]
-        );
+        assert!(started.elapsed() < Duration::from_secs(5), "{}", &html[..20]);
     }
 }
 
@@ -345,21 +248,10 @@ fn tables_lists_quotes_and_code() {
 #[test]
 fn title_on_request() {
     let page = fixture("html", "dw.com.uncork.html");
-    let with_title = extract_document(
-        &page,
-        None,
-        None,
-        &ExtractOptions {
-            keep_title: true,
-            ..ExtractOptions::default()
-        },
-    )
-    .unwrap();
+    let with_title =
+        extract_document(&page, None, None, &ExtractOptions { keep_title: true, ..ExtractOptions::default() }).unwrap();
     let title = with_title.title.clone().expect("the page has a title");
-    assert!(
-        title.starts_with("Uncork the mystery of Germany"),
-        "{title}"
-    );
+    assert!(title.starts_with("Uncork the mystery of Germany"), "{title}");
     assert_eq!(with_title.text.lines().next(), Some(title.as_str()));
     assert!(!extract(&page).text.starts_with(&title));
 }
@@ -435,18 +327,13 @@ fn random_markup_never_panics() {
     };
     for _ in 0..3000 {
         let len = (next() % 80) as usize;
-        let doc: String = (0..len)
-            .map(|_| PIECES[(next() % PIECES.len() as u64) as usize])
-            .collect();
+        let doc: String = (0..len).map(|_| PIECES[(next() % PIECES.len() as u64) as usize]).collect();
         if let Ok(e) = extract_document(doc.as_bytes(), None, None, &ExtractOptions::default()) {
             assert_eq!(e.text.trim(), e.text, "{doc:?}");
             assert!(!e.text.is_empty());
         }
         let again = extract_document(doc.as_bytes(), None, None, &ExtractOptions::default());
-        assert_eq!(
-            again,
-            extract_document(doc.as_bytes(), None, None, &ExtractOptions::default())
-        );
+        assert_eq!(again, extract_document(doc.as_bytes(), None, None, &ExtractOptions::default()));
     }
 }
 
@@ -468,63 +355,32 @@ fn stage_drops_with_reasons() {
             Arc::new(StringArray::from(vec!["a", "b", "c"])),
             Arc::new(LargeBinaryArray::from(pages)),
             Arc::new(StringArray::from(vec![None, Some("text/html"), None])),
-            Arc::new(StringArray::from(vec![
-                Some("http://www.cdu-fraktion-erfurt.de/"),
-                None,
-                None,
-            ])),
+            Arc::new(StringArray::from(vec![Some("http://www.cdu-fraktion-erfurt.de/"), None, None])),
         ],
     )
     .unwrap();
-    let cfg: ExtractConfig =
-        serde_json::from_value(serde_json::json!({"timeout_ms": 5000})).unwrap();
+    let cfg: ExtractConfig = serde_json::from_value(serde_json::json!({"timeout_ms": 5000})).unwrap();
     let out_schema = cfg.output_schema(&schema).unwrap();
-    assert_eq!(
-        out_schema
-            .fields()
-            .iter()
-            .map(|f| f.name().as_str())
-            .collect::<Vec<_>>(),
-        vec!["id", "text", "url"]
-    );
-    let Processed::Filtered { batch, verdicts } =
-        cfg.build(&schema).unwrap().process(batch).unwrap()
-    else {
+    assert_eq!(out_schema.fields().iter().map(|f| f.name().as_str()).collect::<Vec<_>>(), vec!["id", "text", "url"]);
+    let Processed::Filtered { batch, verdicts } = cfg.build(&schema).unwrap().process(batch).unwrap() else {
         panic!("a filter")
     };
-    assert!(batch
-        .column(1)
-        .as_string::<i64>()
-        .value(0)
-        .contains("Ein positives Signal gab"));
-    assert_eq!(
-        verdicts,
-        vec![
-            None,
-            Some(Cow::Borrowed("not_text")),
-            Some(Cow::Borrowed("empty_text"))
-        ]
-    );
+    assert!(batch.column(1).as_string::<i64>().value(0).contains("Ein positives Signal gab"));
+    assert_eq!(verdicts, vec![None, Some(Cow::Borrowed("not_text")), Some(Cow::Borrowed("empty_text"))]);
 }
 
 #[test]
 fn options_are_checked() {
     let e = configure(serde_json::json!({"timeout": 3})).unwrap_err();
     assert!(e.at_key && e.message.contains("unknown field"), "{e:?}");
-    let StageConfig::Transform(t) = configure(serde_json::json!({})).unwrap() else {
-        panic!("a transform")
-    };
+    let StageConfig::Transform(t) = configure(serde_json::json!({})).unwrap() else { panic!("a transform") };
     assert_eq!(
         t.resolved(),
         serde_json::json!({"max_html_bytes": 4194304, "timeout_ms": 1000, "min_chars": 1, "keep_title": false})
     );
     let schema = Arc::new(Schema::new(vec![doc::id(), doc::text()]));
     let cfg: ExtractConfig = serde_json::from_value(serde_json::json!({})).unwrap();
-    assert!(cfg
-        .output_schema(&schema)
-        .unwrap_err()
-        .0
-        .contains("needs column `html`"));
+    assert!(cfg.output_schema(&schema).unwrap_err().0.contains("needs column `html`"));
 }
 
 // Rules below, each with a trimmed excerpt of a page of trafilatura's test
@@ -532,11 +388,7 @@ fn options_are_checked() {
 
 /// Extracted text with whitespace collapsed.
 fn flat(html: &str) -> String {
-    extract(html.as_bytes())
-        .text
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
+    extract(html.as_bytes()).text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 const PARA: &str = "Der stationäre Handel steckt in der Krise und es ist Pioniergeist gefragt, um die Lage wieder in den Griff zu bekommen.";
@@ -563,8 +415,7 @@ fn a_short_line_or_heading_before_a_link_list_goes_with_it() {
     );
     assert!(flat(&html).contains("Be there or be square!"));
     // A heading before text stays.
-    let html =
-        format!("<article><h3>Schredder statt Ofen</h3><p>{PARA}</p><p>{PARA}</p></article>");
+    let html = format!("<article><h3>Schredder statt Ofen</h3><p>{PARA}</p><p>{PARA}</p></article>");
     assert!(flat(&html).contains("Schredder statt Ofen"));
 }
 
@@ -578,9 +429,7 @@ fn a_heading_id_is_an_anchor_not_a_hint() {
     );
     assert!(flat(&html).contains("Nur die Folie bleibt zurück"));
     // Its class still counts.
-    let html = format!(
-        "<article><p>{PARA}</p><p>{PARA}</p><h3 class=\"comments-title\">3 Kommentare</h3></article>"
-    );
+    let html = format!("<article><p>{PARA}</p><p>{PARA}</p><h3 class=\"comments-title\">3 Kommentare</h3></article>");
     assert!(!flat(&html).contains("Kommentare"));
 }
 
@@ -619,8 +468,7 @@ fn a_long_sidebar_text_does_not_outweigh_the_article_beside_it() {
     assert!(text.contains("Unter diesem Motto"), "{text}");
     assert!(!text.contains("Selbstbestimmtheit"), "{text}");
     // An article wrapped in an <aside> alone on its page is still found.
-    let html =
-        format!("<nav><a href=\"/\">Home</a></nav><aside><p>{PARA}</p><p>{PARA}</p></aside>");
+    let html = format!("<nav><a href=\"/\">Home</a></nav><aside><p>{PARA}</p><p>{PARA}</p></aside>");
     assert!(flat(&html).contains("Pioniergeist"));
 }
 
@@ -628,9 +476,7 @@ fn a_long_sidebar_text_does_not_outweigh_the_article_beside_it() {
 fn text_comes_out_composed() {
     // adac.de writes "ü" as "u" + U+0308 (combining diaeresis).
     let html = "<article><ul><li>Besonders bei Babyschalen sollte gepru\u{308}ft werden, ob die Gurtla\u{308}nge im Fahrzeug ausreicht.</li></ul></article>";
-    assert!(
-        flat(html).contains("Besonders bei Babyschalen sollte geprüft werden, ob die Gurtlänge")
-    );
+    assert!(flat(html).contains("Besonders bei Babyschalen sollte geprüft werden, ob die Gurtlänge"));
 }
 
 #[test]
@@ -641,10 +487,7 @@ fn a_link_paragraph_within_the_text_stays_a_link_list_does_not() {
         <p><a href=http://www.openpetition.de/petition/online/gegen-die-tarifreform-2013-gema-verliert-augenmass>http://www.openpetition.de/petition/online/gegen-die-tarifreform-2013-gema-verliert-augenmass</a></p>\
         </div></div><div class=prevpost><a href=/luebeck/2012/05/17/ rel=prev>&larr; Der 1. monatliche Stammtisch steht fest!</a></div></div>";
     let text = flat(html);
-    assert!(
-        text.contains("http://www.openpetition.de/petition"),
-        "{text}"
-    );
+    assert!(text.contains("http://www.openpetition.de/petition"), "{text}");
     assert!(!text.contains("Stammtisch"), "{text}");
     // A link paragraph followed by more links is navigation.
     let html = format!(
@@ -661,15 +504,10 @@ fn a_link_paragraph_within_the_text_stays_a_link_list_does_not() {
 #[ignore = "a debugging aid: prints the extraction of $EXTRACT_PAGE or of the pages in $EXTRACT_LIST"]
 fn print_page() {
     if let Ok(list) = std::env::var("EXTRACT_LIST") {
-        for file in std::fs::read_to_string(list)
-            .unwrap()
-            .lines()
-            .filter(|l| !l.is_empty())
-        {
+        for file in std::fs::read_to_string(list).unwrap().lines().filter(|l| !l.is_empty()) {
             let html = std::fs::read(file).unwrap();
-            let text = extract_document(&html, None, None, &ExtractOptions::default())
-                .map(|e| e.text)
-                .unwrap_or_default();
+            let text =
+                extract_document(&html, None, None, &ExtractOptions::default()).map(|e| e.text).unwrap_or_default();
             println!("{}", serde_json::json!({"file": file, "text": text}));
         }
         return;

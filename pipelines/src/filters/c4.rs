@@ -19,25 +19,15 @@ use std::sync::Arc;
 use arrow::datatypes::SchemaRef;
 use regex::Regex;
 use serde::{Deserialize, Serialize};
-use smelt_engine::{
-    parse_options, OptionError, Result, SchemaError, StageConfig, Transform, TransformConfig,
-};
+use smelt_engine::{parse_options, OptionError, Result, SchemaError, StageConfig, Transform, TransformConfig};
 
 use super::gopher_quality::d_language;
 use super::words::{count_sentences, split_into_sentences, Segmenter};
-use super::{
-    char_len, check_input, py_isspace, py_splitlines, py_strip, DocFilter, FilterStage, Outcome,
-};
+use super::{char_len, check_input, py_isspace, py_splitlines, py_strip, DocFilter, FilterStage, Outcome};
 
 /// datatrove's POLICY_SUBSTRINGS.
-pub const POLICY_SUBSTRINGS: [&str; 6] = [
-    "terms of use",
-    "privacy policy",
-    "cookie policy",
-    "uses cookies",
-    "use of cookies",
-    "use cookies",
-];
+pub const POLICY_SUBSTRINGS: [&str; 6] =
+    ["terms of use", "privacy policy", "cookie policy", "uses cookies", "use of cookies", "use cookies"];
 const END_PUNCTUATION: [char; 5] = ['.', '?', '!', '"', '\''];
 
 fn yes() -> bool {
@@ -111,21 +101,12 @@ impl TransformConfig for C4Config {
     }
 
     fn build(&self, _input: &SchemaRef) -> Result<Box<dyn Transform>> {
-        Ok(Box::new(FilterStage::new(
-            C4::new(self.clone()),
-            &self.language,
-        )))
+        Ok(Box::new(FilterStage::new(C4::new(self.clone()), &self.language)))
     }
 }
 
 /// Why a line was removed, in counter order.
-const LINE_REASONS: [&str; 5] = [
-    "too_long_word",
-    "no_terminal_punc",
-    "too_few_words",
-    "javascript",
-    "policy",
-];
+const LINE_REASONS: [&str; 5] = ["too_long_word", "no_terminal_punc", "too_few_words", "javascript", "policy"];
 
 /// The runtime filter.
 pub struct C4 {
@@ -137,44 +118,29 @@ pub struct C4 {
 impl C4 {
     /// A filter with these options.
     pub fn new(c: C4Config) -> Self {
-        let citation =
-            Regex::new(r"\[\d*\]|\[edit\]|\[citation needed\]").expect("citation pattern compiles");
-        C4 {
-            c,
-            citation,
-            removed: [0; 5],
-        }
+        let citation = Regex::new(r"\[\d*\]|\[edit\]|\[citation needed\]").expect("citation pattern compiles");
+        C4 { c, citation, removed: [0; 5] }
     }
 }
 
 impl DocFilter for C4 {
     fn filter(&mut self, text: &str, segmenter: Segmenter) -> Outcome {
         let c = &self.c;
-        let lines: Vec<&str> = if c.split_paragraph {
-            py_splitlines(text).collect()
-        } else {
-            split_into_sentences(text, segmenter)
-        };
+        let lines: Vec<&str> =
+            if c.split_paragraph { py_splitlines(text).collect() } else { split_into_sentences(text, segmenter) };
         let mut removed = [0u64; 5];
         let mut num_sentences: i64 = 0;
         let mut kept: Vec<String> = Vec::new();
         for line in lines {
             let line = py_strip(line);
             let words: Vec<&str> = line.split(py_isspace).filter(|w| !w.is_empty()).collect();
-            if c.max_word_length != -1
-                && words.iter().any(|w| char_len(w) as i64 > c.max_word_length)
-            {
+            if c.max_word_length != -1 && words.iter().any(|w| char_len(w) as i64 > c.max_word_length) {
                 removed[0] += 1;
                 continue;
             }
-            let line = if c.remove_citations {
-                self.citation.replace_all(line, "").into_owned()
-            } else {
-                line.to_string()
-            };
-            if c.filter_no_terminal_punct
-                && (!line.ends_with(END_PUNCTUATION) || line.ends_with("..."))
-            {
+            let line =
+                if c.remove_citations { self.citation.replace_all(line, "").into_owned() } else { line.to_string() };
+            if c.filter_no_terminal_punct && (!line.ends_with(END_PUNCTUATION) || line.ends_with("...")) {
                 removed[1] += 1;
                 continue;
             }
@@ -199,11 +165,7 @@ impl DocFilter for C4 {
             }
             if c.min_num_sentences != -1 && num_sentences < c.min_num_sentences {
                 // Past the minimum the exact count no longer matters.
-                num_sentences += if c.split_paragraph {
-                    count_sentences(&line, segmenter) as i64
-                } else {
-                    1
-                };
+                num_sentences += if c.split_paragraph { count_sentences(&line, segmenter) as i64 } else { 1 };
             }
             kept.push(line);
         }
@@ -259,9 +221,7 @@ mod tests {
         let text = format!(
             "Menu\n{BODY}\nPlease enable JavaScript to view the comments.\nThis site uses cookies to improve your experience.\nRead more...\nSee the map[1]."
         );
-        let Outcome::Rewrite(out) = f.filter(&text, Segmenter::English) else {
-            panic!("expected a rewrite")
-        };
+        let Outcome::Rewrite(out) = f.filter(&text, Segmenter::English) else { panic!("expected a rewrite") };
         assert_eq!(out, format!("{BODY}\nSee the map."));
         let counters = f.take_counters();
         assert_eq!(counters.get("lines_removed:no_terminal_punc"), Some(&2));
@@ -274,29 +234,14 @@ mod tests {
     fn drops_whole_documents() {
         let mut f = c4();
         let lorem = format!("{BODY}\nLorem ipsum dolor sit amet, consectetur.");
-        assert_eq!(
-            f.filter(&lorem, Segmenter::English),
-            Outcome::Drop("lorem_ipsum".into())
-        );
+        assert_eq!(f.filter(&lorem, Segmenter::English), Outcome::Drop("lorem_ipsum".into()));
         let code = format!("{BODY}\nfunction f() {{ return 1; }} is what we wrote.");
-        assert_eq!(
-            f.filter(&code, Segmenter::English),
-            Outcome::Drop("curly_bracket".into())
-        );
-        assert_eq!(
-            f.filter("Only one sentence here.", Segmenter::English),
-            Outcome::Drop("too_few_sentences".into())
-        );
-        assert_eq!(
-            f.filter("", Segmenter::English),
-            Outcome::Drop("too_few_sentences".into())
-        );
+        assert_eq!(f.filter(&code, Segmenter::English), Outcome::Drop("curly_bracket".into()));
+        assert_eq!(f.filter("Only one sentence here.", Segmenter::English), Outcome::Drop("too_few_sentences".into()));
+        assert_eq!(f.filter("", Segmenter::English), Outcome::Drop("too_few_sentences".into()));
         // Sentences are counted inside lines too.
         assert_eq!(
-            f.filter(
-                "One is here. Two is here. Three is here. Four is here. Five is here.",
-                Segmenter::English
-            ),
+            f.filter("One is here. Two is here. Three is here. Four is here. Five is here.", Segmenter::English),
             Outcome::Keep
         );
         assert!(f.take_counters().is_empty());
@@ -305,17 +250,10 @@ mod tests {
     #[test]
     fn long_words_and_disabled_checks() {
         let long = format!("{BODY}\nA {} word.", "x".repeat(1001));
-        let Outcome::Rewrite(out) = c4().filter(&long, Segmenter::English) else {
-            panic!("expected a rewrite")
-        };
+        let Outcome::Rewrite(out) = c4().filter(&long, Segmenter::English) else { panic!("expected a rewrite") };
         assert_eq!(out, BODY);
-        let c: C4Config = parse_options(
-            serde_json::json!({"min_num_sentences": -1, "filter_no_terminal_punct": false}),
-        )
-        .unwrap();
-        assert_eq!(
-            C4::new(c).filter("Just a heading line", Segmenter::English),
-            Outcome::Keep
-        );
+        let c: C4Config =
+            parse_options(serde_json::json!({"min_num_sentences": -1, "filter_no_terminal_punct": false})).unwrap();
+        assert_eq!(C4::new(c).filter("Just a heading line", Segmenter::English), Outcome::Keep);
     }
 }

@@ -11,16 +11,11 @@ use std::sync::Arc;
 
 use arrow::datatypes::SchemaRef;
 use serde::{Deserialize, Serialize};
-use smelt_engine::{
-    parse_options, OptionError, Result, SchemaError, StageConfig, Transform, TransformConfig,
-};
+use smelt_engine::{parse_options, OptionError, Result, SchemaError, StageConfig, Transform, TransformConfig};
 
 use super::gopher_quality::d_language;
 use super::words::{split_into_words, Segmenter};
-use super::{
-    char_len, check_input, find_duplicates, is_dt_terminal, py_strip, DocFilter, FilterStage,
-    Outcome,
-};
+use super::{char_len, check_input, find_duplicates, is_dt_terminal, py_strip, DocFilter, FilterStage, Outcome};
 
 fn d_punct() -> f64 {
     0.12
@@ -87,10 +82,7 @@ impl TransformConfig for FineWebConfig {
     }
 
     fn build(&self, _input: &SchemaRef) -> Result<Box<dyn Transform>> {
-        Ok(Box::new(FilterStage::new(
-            FineWeb::new(self.clone()),
-            &self.language,
-        )))
+        Ok(Box::new(FilterStage::new(FineWeb::new(self.clone()), &self.language)))
     }
 }
 
@@ -116,10 +108,7 @@ impl FineWeb {
 impl DocFilter for FineWeb {
     fn filter(&mut self, text: &str, segmenter: Segmenter) -> Outcome {
         let c = &self.c;
-        let lines: Vec<&str> = text
-            .split('\n')
-            .filter(|l| !py_strip(l).is_empty())
-            .collect();
+        let lines: Vec<&str> = text.split('\n').filter(|l| !py_strip(l).is_empty()).collect();
         if lines.is_empty() {
             return Outcome::Drop("empty".into());
         }
@@ -128,11 +117,7 @@ impl DocFilter for FineWeb {
         if ratio < c.line_punct_thr && !(ratio == 0.0 && c.line_punct_exclude_zero) {
             return Outcome::Drop("line_punct_ratio".into());
         }
-        let ratio = lines
-            .iter()
-            .filter(|l| char_len(l) <= c.short_line_length)
-            .count() as f64
-            / n;
+        let ratio = lines.iter().filter(|l| char_len(l) <= c.short_line_length).count() as f64 / n;
         if ratio > c.short_line_thr {
             return Outcome::Drop("short_line_ratio".into());
         }
@@ -170,33 +155,20 @@ mod tests {
 
     #[test]
     fn each_rule_names_its_reason() {
-        let menu =
-            "Home\nAbout us\nProducts and services\nContact the team\nCareers at the company";
+        let menu = "Home\nAbout us\nProducts and services\nContact the team\nCareers at the company";
         assert_eq!(run(menu), Outcome::Drop("line_punct_ratio".into()));
-        let c: FineWebConfig =
-            parse_options(serde_json::json!({"line_punct_exclude_zero": true})).unwrap();
-        assert_eq!(
-            FineWeb::new(c).filter(menu, Segmenter::English),
-            Outcome::Drop("short_line_ratio".into())
-        );
-        let dup = format!(
-            "{ARTICLE}\nThe council approved the new cycling lanes on Monday after a long debate."
-        );
+        let c: FineWebConfig = parse_options(serde_json::json!({"line_punct_exclude_zero": true})).unwrap();
+        assert_eq!(FineWeb::new(c).filter(menu, Segmenter::English), Outcome::Drop("short_line_ratio".into()));
+        let dup = format!("{ARTICLE}\nThe council approved the new cycling lanes on Monday after a long debate.");
         assert_eq!(run(&dup), Outcome::Drop("char_dup_ratio".into()));
         let list = "Apples.\nPears.\nPlums.\nFigs.\nDates.";
         let c: FineWebConfig = parse_options(serde_json::json!({"short_line_thr": 1.0})).unwrap();
-        assert_eq!(
-            FineWeb::new(c).filter(list, Segmenter::English),
-            Outcome::Drop("list_ratio".into())
-        );
+        assert_eq!(FineWeb::new(c).filter(list, Segmenter::English), Outcome::Drop("list_ratio".into()));
     }
 
     #[test]
     fn stop_chars_are_configurable() {
         let c: FineWebConfig = parse_options(serde_json::json!({"stop_chars": [";"]})).unwrap();
-        assert_eq!(
-            FineWeb::new(c).filter(ARTICLE, Segmenter::English),
-            Outcome::Drop("line_punct_ratio".into())
-        );
+        assert_eq!(FineWeb::new(c).filter(ARTICLE, Segmenter::English), Outcome::Drop("line_punct_ratio".into()));
     }
 }

@@ -14,14 +14,12 @@ use std::sync::Arc;
 
 use arrow::datatypes::SchemaRef;
 use serde::{Deserialize, Serialize};
-use smelt_engine::{
-    parse_options, OptionError, Result, SchemaError, StageConfig, Transform, TransformConfig,
-};
+use smelt_engine::{parse_options, OptionError, Result, SchemaError, StageConfig, Transform, TransformConfig};
 
 use super::words::{split_into_words, Segmenter};
 use super::{
-    char_len, check_input, is_dt_punctuation, on, py_isalpha, py_isspace, py_splitlines, DocFilter,
-    FilterStage, Outcome,
+    char_len, check_input, is_dt_punctuation, on, py_isalpha, py_isspace, py_splitlines, DocFilter, FilterStage,
+    Outcome,
 };
 
 /// datatrove's default stop words.
@@ -119,10 +117,7 @@ impl TransformConfig for GopherQualityConfig {
     }
 
     fn build(&self, _input: &SchemaRef) -> Result<Box<dyn Transform>> {
-        Ok(Box::new(FilterStage::new(
-            GopherQuality::new(self.clone()),
-            &self.language,
-        )))
+        Ok(Box::new(FilterStage::new(GopherQuality::new(self.clone()), &self.language)))
     }
 }
 
@@ -168,11 +163,7 @@ impl DocFilter for GopherQuality {
             }
         }
         // numpy's mean of an empty list is NaN, which passes both comparisons.
-        let avg = if n_non_symbol == 0 {
-            f64::NAN
-        } else {
-            non_symbol_chars as f64 / n_non_symbol as f64
-        };
+        let avg = if n_non_symbol == 0 { f64::NAN } else { non_symbol_chars as f64 / n_non_symbol as f64 };
         if on(c.min_avg_word_length).is_some_and(|t| avg < t) {
             return drop("gopher_below_avg_threshold");
         }
@@ -193,8 +184,7 @@ impl DocFilter for GopherQuality {
                 return drop("gopher_too_many_ellipsis");
             }
         }
-        let needs_lines =
-            on(c.max_bullet_lines_ratio).is_some() || on(c.max_ellipsis_lines_ratio).is_some();
+        let needs_lines = on(c.max_bullet_lines_ratio).is_some() || on(c.max_ellipsis_lines_ratio).is_some();
         if needs_lines {
             let (mut n_lines, mut bullets, mut end_ellipsis) = (0usize, 0usize, 0usize);
             for line in py_splitlines(text) {
@@ -243,13 +233,7 @@ impl DocFilter for GopherQuality {
 /// Python's `str.count`: non-overlapping occurrences.
 pub(crate) fn count_non_overlapping(text: &str, pat: &str) -> usize {
     memchr::memmem::find_iter(text.as_bytes(), pat.as_bytes())
-        .fold((0, 0), |(n, next), at| {
-            if at >= next {
-                (n + 1, at + pat.len())
-            } else {
-                (n, next)
-            }
-        })
+        .fold((0, 0), |(n, next), at| if at >= next { (n + 1, at + pat.len()) } else { (n, next) })
         .0
 }
 
@@ -274,60 +258,28 @@ mod tests {
 
     #[test]
     fn each_rule_names_its_reason() {
-        assert_eq!(
-            run("Too short to be a page."),
-            Outcome::Drop("gopher_short_doc".into())
-        );
+        assert_eq!(run("Too short to be a page."), Outcome::Drop("gopher_short_doc".into()));
         assert_eq!(run(""), Outcome::Drop("gopher_short_doc".into()));
         let short_words = "a b c d e f g h i j ".repeat(6) + "the of";
-        assert_eq!(
-            run(&short_words),
-            Outcome::Drop("gopher_below_avg_threshold".into())
-        );
+        assert_eq!(run(&short_words), Outcome::Drop("gopher_below_avg_threshold".into()));
         let long_words = "internationalization ".repeat(60);
-        assert_eq!(
-            run(&long_words),
-            Outcome::Drop("gopher_above_avg_threshold".into())
-        );
+        assert_eq!(run(&long_words), Outcome::Drop("gopher_above_avg_threshold".into()));
         let hashes = format!("{PROSE} {}", "#news #today ".repeat(10));
         assert_eq!(run(&hashes), Outcome::Drop("gopher_too_many_hashes".into()));
         let ellipsis = format!("{PROSE} {}", "and so on... ".repeat(12));
-        assert_eq!(
-            run(&ellipsis),
-            Outcome::Drop("gopher_too_many_ellipsis".into())
-        );
-        let bullets = PROSE
-            .split(", ")
-            .map(|l| format!("- {l}"))
-            .collect::<Vec<_>>()
-            .join("\n");
-        assert_eq!(
-            run(&bullets),
-            Outcome::Drop("gopher_too_many_bullets".into())
-        );
+        assert_eq!(run(&ellipsis), Outcome::Drop("gopher_too_many_ellipsis".into()));
+        let bullets = PROSE.split(", ").map(|l| format!("- {l}")).collect::<Vec<_>>().join("\n");
+        assert_eq!(run(&bullets), Outcome::Drop("gopher_too_many_bullets".into()));
         let numbers = format!("{PROSE} {}", "12 34 56 78 90 ".repeat(20));
-        assert_eq!(
-            run(&numbers),
-            Outcome::Drop("gopher_below_alpha_threshold".into())
-        );
-        let no_stop =
-            "Quarterly revenue increased sharply while operating margins improved across regions. "
-                .repeat(8);
-        assert_eq!(
-            run(&no_stop),
-            Outcome::Drop("gopher_enough_stop_words".into())
-        );
+        assert_eq!(run(&numbers), Outcome::Drop("gopher_below_alpha_threshold".into()));
+        let no_stop = "Quarterly revenue increased sharply while operating margins improved across regions. ".repeat(8);
+        assert_eq!(run(&no_stop), Outcome::Drop("gopher_enough_stop_words".into()));
     }
 
     #[test]
     fn end_ellipsis_lines() {
-        let text = PROSE
-            .split(". ")
-            .map(|l| format!("{l}…"))
-            .collect::<Vec<_>>()
-            .join("\n");
-        let c: GopherQualityConfig =
-            parse_options(serde_json::json!({"max_symbol_word_ratio": null})).unwrap();
+        let text = PROSE.split(". ").map(|l| format!("{l}…")).collect::<Vec<_>>().join("\n");
+        let c: GopherQualityConfig = parse_options(serde_json::json!({"max_symbol_word_ratio": null})).unwrap();
         assert_eq!(
             GopherQuality::new(c).filter(&text, Segmenter::English),
             Outcome::Drop("gopher_too_many_end_ellipsis".into())
@@ -338,10 +290,7 @@ mod tests {
     fn thresholds_can_be_turned_off() {
         let c: GopherQualityConfig =
             parse_options(serde_json::json!({"min_doc_words": null, "min_stop_words": 0})).unwrap();
-        assert_eq!(
-            GopherQuality::new(c).filter("Short but fine words here.", Segmenter::English),
-            Outcome::Keep
-        );
+        assert_eq!(GopherQuality::new(c).filter("Short but fine words here.", Segmenter::English), Outcome::Keep);
         assert!(parse_options::<GopherQualityConfig>(serde_json::json!({"min_words": 3})).is_err());
         assert_eq!(count_non_overlapping("....", "..."), 1);
     }

@@ -18,15 +18,11 @@ use std::sync::Arc;
 
 use arrow::datatypes::SchemaRef;
 use serde::{Deserialize, Serialize};
-use smelt_engine::{
-    parse_options, OptionError, Result, SchemaError, StageConfig, Transform, TransformConfig,
-};
+use smelt_engine::{parse_options, OptionError, Result, SchemaError, StageConfig, Transform, TransformConfig};
 
 use super::gopher_quality::d_language;
 use super::words::{split_into_words, Segmenter};
-use super::{
-    char_len, check_input, find_duplicates, on, py_strip, DocFilter, FilterStage, Outcome,
-};
+use super::{char_len, check_input, find_duplicates, on, py_strip, DocFilter, FilterStage, Outcome};
 
 fn d_03() -> Option<f64> {
     Some(0.3)
@@ -38,14 +34,7 @@ fn d_top() -> Vec<(usize, f64)> {
     vec![(2, 0.2), (3, 0.18), (4, 0.16)]
 }
 fn d_dup() -> Vec<(usize, f64)> {
-    vec![
-        (5, 0.15),
-        (6, 0.14),
-        (7, 0.13),
-        (8, 0.12),
-        (9, 0.11),
-        (10, 0.10),
-    ]
+    vec![(5, 0.15), (6, 0.14), (7, 0.13), (8, 0.12), (9, 0.11), (10, 0.10)]
 }
 
 /// Options of `gopher_repetition` (datatrove's argument names; `null` or 0 turns a fraction check off).
@@ -81,16 +70,10 @@ pub struct GopherRepetitionConfig {
 /// Unknown or invalid options (an n of 0).
 pub fn configure(options: serde_json::Value) -> Result<StageConfig, OptionError> {
     let c: GopherRepetitionConfig = parse_options(options)?;
-    for (key, list) in [
-        ("top_n_grams", &c.top_n_grams),
-        ("dup_n_grams", &c.dup_n_grams),
-    ] {
+    for (key, list) in [("top_n_grams", &c.top_n_grams), ("dup_n_grams", &c.dup_n_grams)] {
         if let Some(i) = list.iter().position(|(n, _)| *n == 0) {
             return Err(OptionError {
-                path: vec![
-                    smelt_engine::yaml::PathSeg::Key(key.into()),
-                    smelt_engine::yaml::PathSeg::Index(i),
-                ],
+                path: vec![smelt_engine::yaml::PathSeg::Key(key.into()), smelt_engine::yaml::PathSeg::Index(i)],
                 message: "n must be at least 1".into(),
                 at_key: false,
             });
@@ -109,10 +92,7 @@ impl TransformConfig for GopherRepetitionConfig {
     }
 
     fn build(&self, _input: &SchemaRef) -> Result<Box<dyn Transform>> {
-        Ok(Box::new(FilterStage::new(
-            GopherRepetition::new(self.clone()),
-            &self.language,
-        )))
+        Ok(Box::new(FilterStage::new(GopherRepetition::new(self.clone()), &self.language)))
     }
 }
 
@@ -146,10 +126,7 @@ struct Grams {
 impl GopherRepetition {
     /// A filter with these options.
     pub fn new(c: GopherRepetitionConfig) -> Self {
-        GopherRepetition {
-            c,
-            buf: Grams::default(),
-        }
+        GopherRepetition { c, buf: Grams::default() }
     }
 }
 
@@ -204,11 +181,7 @@ impl GramTable {
         loop {
             let slot = self.slots[i];
             if slot.start == 0 {
-                self.slots[i] = Slot {
-                    hash,
-                    start: start as u32 + 1,
-                    count: 0,
-                };
+                self.slots[i] = Slot { hash, start: start as u32 + 1, count: 0 };
                 return &mut self.slots[i];
             }
             if slot.hash == hash && same(slot.start as usize - 1) {
@@ -269,18 +242,14 @@ impl Grams {
         self.ids.clear();
         self.table.reset(words.len());
         for (i, w) in words.iter().enumerate() {
-            let slot = self
-                .table
-                .entry(self.span_hash(i, i + 1), i, |j| words[j] == *w);
+            let slot = self.table.entry(self.span_hash(i, i + 1), i, |j| words[j] == *w);
             self.ids.push(slot.start - 1);
         }
     }
 
     /// Hash of the bytes of words `i..j`.
     fn span_hash(&self, i: usize, j: usize) -> u64 {
-        self.prefix[j]
-            .wrapping_sub(self.prefix[i])
-            .wrapping_mul(self.inv_pow[i])
+        self.prefix[j].wrapping_sub(self.prefix[i]).wrapping_mul(self.inv_pow[i])
     }
 
     /// datatrove's `find_top_duplicate` over `n`-grams: characters of the most
@@ -295,9 +264,7 @@ impl Grams {
             for id in &ids[i..i + n] {
                 h.write_u64(u64::from(*id));
             }
-            let slot = self
-                .table
-                .entry(h.finish(), i, |j| ids[j..j + n] == ids[i..i + n]);
+            let slot = self.table.entry(h.finish(), i, |j| ids[j..j + n] == ids[i..i + n]);
             slot.count += 1;
             let (count, first) = (slot.count, slot.start as usize - 1);
             // Counts only grow: the last n-gram to reach the top count, or the
@@ -317,11 +284,7 @@ impl Grams {
         let (joined, offsets) = (&self.joined, &self.offsets);
         let gram = |i: usize| &joined[offsets[i]..offsets[i + n]];
         let (prefix, inv_pow) = (&self.prefix, &self.inv_pow);
-        let span_hash = |i: usize| {
-            prefix[i + n]
-                .wrapping_sub(prefix[i])
-                .wrapping_mul(inv_pow[i])
-        };
+        let span_hash = |i: usize| prefix[i + n].wrapping_sub(prefix[i]).wrapping_mul(inv_pow[i]);
         self.table.reset(n_words);
         let (mut repeated, mut idx) = (0, 0);
         while idx + n <= n_words {
@@ -392,7 +355,8 @@ mod tests {
         GopherRepetition::new(c).filter(text, Segmenter::English)
     }
 
-    const PROSE: &str = "The river rose overnight after heavy rain in the hills.\n\nFarmers moved cattle to higher ground \
+    const PROSE: &str =
+        "The river rose overnight after heavy rain in the hills.\n\nFarmers moved cattle to higher ground \
         while volunteers filled sandbags near the old bridge.\n\nBy morning the water had reached the market square, \
         and shop owners began counting the damage.";
 
@@ -405,15 +369,9 @@ mod tests {
     #[test]
     fn duplicate_paragraphs_and_lines() {
         let p = "Subscribe to our newsletter for updates.";
-        assert_eq!(
-            run(&format!("{PROSE}\n\n{p}\n\n{p}\n\n{p}")),
-            Outcome::Drop("dup_para_frac".into())
-        );
+        assert_eq!(run(&format!("{PROSE}\n\n{p}\n\n{p}\n\n{p}")), Outcome::Drop("dup_para_frac".into()));
         let long = "Click here to read the full terms and conditions of this offer before you buy anything from our store today.";
-        assert_eq!(
-            run(&format!("{PROSE}\n\n{long}\n\n{long}")),
-            Outcome::Drop("dup_para_char_frac".into())
-        );
+        assert_eq!(run(&format!("{PROSE}\n\n{long}\n\n{long}")), Outcome::Drop("dup_para_char_frac".into()));
         let lines = "Home\nNews\nSport\nHome\nNews\nSport\nWeather";
         assert_eq!(run(lines), Outcome::Drop("dup_line_frac".into()));
         assert_eq!(split_newline_runs("\na\n\n\nb\n", 1), ["", "a", "b", ""]);
@@ -424,8 +382,7 @@ mod tests {
     fn n_gram_repetition() {
         let text = "buy cheap shoes online buy cheap shoes today buy cheap shoes now and buy cheap shoes here";
         assert_eq!(run(text), Outcome::Drop("top_2_gram".into()));
-        let c: GopherRepetitionConfig =
-            parse_options(serde_json::json!({"top_n_grams": []})).unwrap();
+        let c: GopherRepetitionConfig = parse_options(serde_json::json!({"top_n_grams": []})).unwrap();
         let text = "one two three four five six seven eight nine ten eleven twelve one two three four five six seven eight nine ten";
         assert_eq!(
             GopherRepetition::new(c).filter(text, Segmenter::English),
@@ -507,18 +464,10 @@ mod tests {
                 .collect();
             f.prepare(&words);
             for n in 1..=10.min(len) {
-                assert_eq!(
-                    f.top_duplicate(n),
-                    top_reference(&words, n),
-                    "top {n} of {words:?}"
-                );
+                assert_eq!(f.top_duplicate(n), top_reference(&words, n), "top {n} of {words:?}");
             }
             for n in 1..=10 {
-                assert_eq!(
-                    f.all_duplicate(n),
-                    all_reference(&words, n),
-                    "all {n} of {words:?}"
-                );
+                assert_eq!(f.all_duplicate(n), all_reference(&words, n), "all {n} of {words:?}");
             }
         }
     }

@@ -79,28 +79,19 @@ pub struct FilterStage<F> {
 impl<F: DocFilter> FilterStage<F> {
     /// A stage with `language` as the default for rows without one.
     pub fn new(filter: F, language: &str) -> Self {
-        FilterStage {
-            filter,
-            default_language: Segmenter::for_language(language),
-        }
+        FilterStage { filter, default_language: Segmenter::for_language(language) }
     }
 }
 
-
 impl<F: DocFilter> Transform for FilterStage<F> {
     fn process(&mut self, batch: RecordBatch) -> Result<Processed> {
-        let text = batch
-            .column_by_name("text")
-            .expect("schema checked")
-            .clone();
+        let text = batch.column_by_name("text").expect("schema checked").clone();
         let language = batch.column_by_name("lang").cloned();
         let mut verdicts = Vec::with_capacity(batch.num_rows());
         let mut rewrites: Vec<(usize, String)> = Vec::new();
         for i in 0..batch.num_rows() {
-            let segmenter = language
-                .as_ref()
-                .and_then(|l| str_at(l, i))
-                .map_or(self.default_language, Segmenter::for_language);
+            let segmenter =
+                language.as_ref().and_then(|l| str_at(l, i)).map_or(self.default_language, Segmenter::for_language);
             let t = str_at(&text, i).unwrap_or("");
             match self.filter.filter(t, segmenter) {
                 Outcome::Keep => verdicts.push(None),
@@ -209,8 +200,9 @@ pub(crate) fn py_splitlines(s: &str) -> impl Iterator<Item = &str> {
         }
         for (i, c) in rest.char_indices() {
             let brk = match c {
-                '\n' | '\u{b}' | '\u{c}' | '\u{1c}' | '\u{1d}' | '\u{1e}' | '\u{85}'
-                | '\u{2028}' | '\u{2029}' => c.len_utf8(),
+                '\n' | '\u{b}' | '\u{c}' | '\u{1c}' | '\u{1d}' | '\u{1e}' | '\u{85}' | '\u{2028}' | '\u{2029}' => {
+                    c.len_utf8()
+                }
                 '\r' => {
                     if rest[i + 1..].starts_with('\n') {
                         2
@@ -252,8 +244,7 @@ impl Hasher for FxHasher {
         const K: u64 = 0x51_7c_c1_b7_27_22_0a_95;
         let mut chunks = bytes.chunks_exact(8);
         for c in &mut chunks {
-            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(c.try_into().expect("8 bytes")))
-                .wrapping_mul(K);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(c.try_into().expect("8 bytes"))).wrapping_mul(K);
         }
         for &b in chunks.remainder() {
             self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(K);
@@ -299,10 +290,8 @@ mod datatrove_parity {
     #[test]
     fn matches_datatrove_on_real_documents() {
         let docs = include_str!("../../tests/fixtures/filters/dolma_cc_en.jsonl");
-        let expected: Vec<serde_json::Value> = serde_json::from_str(include_str!(
-            "../../tests/fixtures/filters/datatrove_verdicts.json"
-        ))
-        .unwrap();
+        let expected: Vec<serde_json::Value> =
+            serde_json::from_str(include_str!("../../tests/fixtures/filters/datatrove_verdicts.json")).unwrap();
         let mut filters: Vec<(&str, Box<dyn DocFilter>)> = vec![
             (
                 "gopher_repetition",
@@ -316,27 +305,14 @@ mod datatrove_parity {
                     smelt_engine::parse_options(serde_json::json!({})).unwrap(),
                 )),
             ),
-            (
-                "c4",
-                Box::new(c4::C4::new(
-                    smelt_engine::parse_options(serde_json::json!({})).unwrap(),
-                )),
-            ),
+            ("c4", Box::new(c4::C4::new(smelt_engine::parse_options(serde_json::json!({})).unwrap()))),
             (
                 "c4_fineweb",
                 Box::new(c4::C4::new(
-                    smelt_engine::parse_options(
-                        serde_json::json!({"filter_no_terminal_punct": false}),
-                    )
-                    .unwrap(),
+                    smelt_engine::parse_options(serde_json::json!({"filter_no_terminal_punct": false})).unwrap(),
                 )),
             ),
-            (
-                "fineweb",
-                Box::new(fineweb::FineWeb::new(
-                    smelt_engine::parse_options(serde_json::json!({})).unwrap(),
-                )),
-            ),
+            ("fineweb", Box::new(fineweb::FineWeb::new(smelt_engine::parse_options(serde_json::json!({})).unwrap()))),
         ];
         let mut checked = 0;
         for (line, exp) in docs.lines().zip(&expected) {
@@ -384,14 +360,9 @@ mod stage_tests {
         Opening hours will be extended during the summer holidays.";
 
     fn batch(texts: Vec<&str>, langs: Option<Vec<Option<&str>>>) -> RecordBatch {
-        let mut fields = vec![
-            Field::new("id", DataType::Utf8, false),
-            Field::new("text", DataType::LargeUtf8, false),
-        ];
+        let mut fields = vec![Field::new("id", DataType::Utf8, false), Field::new("text", DataType::LargeUtf8, false)];
         let mut cols: Vec<ArrayRef> = vec![
-            Arc::new(StringArray::from(
-                (0..texts.len()).map(|i| i.to_string()).collect::<Vec<_>>(),
-            )),
+            Arc::new(StringArray::from((0..texts.len()).map(|i| i.to_string()).collect::<Vec<_>>())),
             Arc::new(LargeStringArray::from(texts)),
         ];
         if let Some(l) = langs {
@@ -404,54 +375,32 @@ mod stage_tests {
     #[test]
     fn c4_rewrites_the_text_column_and_keeps_the_schema() {
         let cfg = c4::configure(serde_json::json!({})).unwrap();
-        let smelt_engine::StageConfig::Transform(cfg) = cfg else {
-            panic!("a transform")
-        };
+        let smelt_engine::StageConfig::Transform(cfg) = cfg else { panic!("a transform") };
         let b = batch(vec![&format!("Menu\n{BODY}"), "Too short.", BODY], None);
         let schema = cfg.output_schema(&b.schema()).unwrap();
         assert_eq!(schema, b.schema());
         let mut t = cfg.build(&schema).unwrap();
-        let Processed::Filtered {
-            batch: out,
-            verdicts,
-        } = t.process(b).unwrap()
-        else {
-            panic!("filtered")
-        };
+        let Processed::Filtered { batch: out, verdicts } = t.process(b).unwrap() else { panic!("filtered") };
         assert_eq!(verdicts, vec![None, Some("too_few_sentences".into()), None]);
         let text = out.column_by_name("text").unwrap().as_string::<i64>();
         assert_eq!(text.value(0), BODY);
         assert_eq!(text.value(2), BODY);
-        assert_eq!(
-            t.take_counters().get("lines_removed:no_terminal_punc"),
-            Some(&1)
-        );
+        assert_eq!(t.take_counters().get("lines_removed:no_terminal_punc"), Some(&1));
     }
 
     #[test]
     fn language_column_picks_the_splitter_per_row() {
         // 60 Han characters: 60 words when split as Chinese, one word otherwise.
         let han = "我们今天在公园里散步看到很多花和树还有小鸟在唱歌天气非常好大家都很开心孩子们在草地上玩耍老人坐在长椅上聊天年轻人跑步锻炼身体这是一个美好的下午";
-        let cfg = gopher_quality::configure(serde_json::json!({"min_avg_word_length": null, "max_avg_word_length": null, "min_stop_words": null})).unwrap();
-        let smelt_engine::StageConfig::Transform(cfg) = cfg else {
-            panic!("a transform")
-        };
-        let b = batch(
-            vec![han, han, han],
-            Some(vec![Some("zh"), None, Some("en")]),
-        );
+        let cfg = gopher_quality::configure(
+            serde_json::json!({"min_avg_word_length": null, "max_avg_word_length": null, "min_stop_words": null}),
+        )
+        .unwrap();
+        let smelt_engine::StageConfig::Transform(cfg) = cfg else { panic!("a transform") };
+        let b = batch(vec![han, han, han], Some(vec![Some("zh"), None, Some("en")]));
         let mut t = cfg.build(&b.schema()).unwrap();
-        let Processed::Filtered { verdicts, .. } = t.process(b).unwrap() else {
-            panic!("filtered")
-        };
-        assert_eq!(
-            verdicts,
-            vec![
-                None,
-                Some("gopher_short_doc".into()),
-                Some("gopher_short_doc".into())
-            ]
-        );
+        let Processed::Filtered { verdicts, .. } = t.process(b).unwrap() else { panic!("filtered") };
+        assert_eq!(verdicts, vec![None, Some("gopher_short_doc".into()), Some("gopher_short_doc".into())]);
         let bad = Arc::new(Schema::new(vec![
             Field::new("text", DataType::Utf8, false),
             Field::new("lang", DataType::Int32, true),
@@ -467,19 +416,11 @@ mod odd_input {
     fn all_filters() -> Vec<Box<dyn DocFilter>> {
         let d = || serde_json::json!({});
         vec![
-            Box::new(gopher_repetition::GopherRepetition::new(
-                smelt_engine::parse_options(d()).unwrap(),
-            )),
-            Box::new(gopher_quality::GopherQuality::new(
-                smelt_engine::parse_options(d()).unwrap(),
-            )),
+            Box::new(gopher_repetition::GopherRepetition::new(smelt_engine::parse_options(d()).unwrap())),
+            Box::new(gopher_quality::GopherQuality::new(smelt_engine::parse_options(d()).unwrap())),
             Box::new(c4::C4::new(smelt_engine::parse_options(d()).unwrap())),
-            Box::new(c4::C4::new(
-                smelt_engine::parse_options(serde_json::json!({"split_paragraph": false})).unwrap(),
-            )),
-            Box::new(fineweb::FineWeb::new(
-                smelt_engine::parse_options(d()).unwrap(),
-            )),
+            Box::new(c4::C4::new(smelt_engine::parse_options(serde_json::json!({"split_paragraph": false})).unwrap())),
+            Box::new(fineweb::FineWeb::new(smelt_engine::parse_options(d()).unwrap())),
         ]
     }
 
@@ -507,13 +448,9 @@ mod odd_input {
                 assert_eq!(a, b);
             }
         }
-        let mut f = gopher_repetition::GopherRepetition::new(
-            smelt_engine::parse_options(serde_json::json!({})).unwrap(),
-        );
+        let mut f =
+            gopher_repetition::GopherRepetition::new(smelt_engine::parse_options(serde_json::json!({})).unwrap());
         // "the cat" (7 chars) x 20,000 over 480,000 chars = 0.29 > 0.2.
-        assert_eq!(
-            f.filter(&texts[8], Segmenter::English),
-            Outcome::Drop("top_2_gram".into())
-        );
+        assert_eq!(f.filter(&texts[8], Segmenter::English), Outcome::Drop("top_2_gram".into()));
     }
 }

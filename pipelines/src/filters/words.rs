@@ -44,10 +44,8 @@ pub enum Segmenter {
 impl Segmenter {
     /// The segmenter for a language code (`en`, `de`, `zh`, `en_Latn`, `eng`).
     pub fn for_language(code: &str) -> Segmenter {
-        const UNSPACED: &[&str] = &[
-            "zh", "zho", "ja", "jpn", "th", "tha", "lo", "lao", "km", "khm", "my", "mya", "bo",
-            "bod", "yue", "wuu",
-        ];
+        const UNSPACED: &[&str] =
+            &["zh", "zho", "ja", "jpn", "th", "tha", "lo", "lao", "km", "khm", "my", "mya", "bo", "bod", "yue", "wuu"];
         let base = code.split(['_', '-']).next().unwrap_or("");
         if base.eq_ignore_ascii_case("en") || base.eq_ignore_ascii_case("eng") {
             Segmenter::English
@@ -70,20 +68,13 @@ pub fn split_into_words<'a>(text: &'a str, segmenter: Segmenter, out: &mut Vec<&
     out.clear();
     let cache = split_cache();
     let key = SplitCache::key(text, segmenter);
-    if cache
-        .lock()
-        .expect("split cache")
-        .get(key, text, segmenter, out)
-    {
+    if cache.lock().expect("split cache").get(key, text, segmenter, out) {
         return;
     }
     let mut spans = Vec::new();
     tokens(text, segmenter, false, &mut spans);
     out.extend(spans.iter().map(|t| &text[t.start..t.end]));
-    cache
-        .lock()
-        .expect("split cache")
-        .insert(key, text, segmenter, &spans);
+    cache.lock().expect("split cache").insert(key, text, segmenter, &spans);
 }
 
 /// Bytes of text and word spans the split cache holds at most. Stages pass a
@@ -125,13 +116,7 @@ impl SplitEntry {
 
 impl SplitCache {
     fn new(limit: usize) -> Self {
-        SplitCache {
-            entries: HashMap::default(),
-            order: VecDeque::new(),
-            bytes: 0,
-            limit,
-            next_seq: 0,
-        }
+        SplitCache { entries: HashMap::default(), order: VecDeque::new(), bytes: 0, limit, next_seq: 0 }
     }
 
     fn key(text: &str, segmenter: Segmenter) -> u64 {
@@ -139,13 +124,7 @@ impl SplitCache {
     }
 
     /// Appends the cached words of `text` to `out`; false if not cached.
-    fn get<'a>(
-        &self,
-        key: u64,
-        text: &'a str,
-        segmenter: Segmenter,
-        out: &mut Vec<&'a str>,
-    ) -> bool {
+    fn get<'a>(&self, key: u64, text: &'a str, segmenter: Segmenter, out: &mut Vec<&'a str>) -> bool {
         match self.entries.get(&key) {
             Some(e) if e.segmenter == segmenter && *e.text == *text => {
                 out.extend(e.spans.iter().map(|&(s, e)| &text[s as usize..e as usize]));
@@ -163,10 +142,7 @@ impl SplitCache {
             seq: self.next_seq,
             segmenter,
             text: text.into(),
-            spans: spans
-                .iter()
-                .map(|t| (t.start as u32, t.end as u32))
-                .collect(),
+            spans: spans.iter().map(|t| (t.start as u32, t.end as u32)).collect(),
         };
         if entry.bytes() > self.limit / 4 {
             return;
@@ -270,11 +246,7 @@ fn tokens(text: &str, segmenter: Segmenter, keep_space: bool, out: &mut Vec<Tok>
         } else {
             if let Some(s) = ws_start.take() {
                 if s < i {
-                    out.push(Tok {
-                        start: s,
-                        end: i,
-                        space: true,
-                    });
+                    out.push(Tok { start: s, end: i, space: true });
                 }
             }
             if chunk_start.is_none() {
@@ -288,11 +260,7 @@ fn tokens(text: &str, segmenter: Segmenter, keep_space: bool, out: &mut Vec<Tok>
     }
     if let Some(s) = ws_start {
         if s < text.len() {
-            out.push(Tok {
-                start: s,
-                end: text.len(),
-                space: true,
-            });
+            out.push(Tok { start: s, end: text.len(), space: true });
         }
     }
     // The special-case matcher sees the whole document, whitespace tokens included:
@@ -322,18 +290,13 @@ fn build_rules(
     matcher: &'static [(&'static str, &'static [&'static str])],
     hyphen_after_digit: bool,
 ) -> Rules {
-    let mut m: HashMap<&'static str, Vec<(&'static [&'static str], &'static str)>, FxBuild> =
-        HashMap::default();
+    let mut m: HashMap<&'static str, Vec<(&'static [&'static str], &'static str)>, FxBuild> = HashMap::default();
     for &(rule, pattern) in matcher {
         if let Some(first) = pattern.first() {
             m.entry(*first).or_default().push((pattern, rule));
         }
     }
-    Rules {
-        exceptions: exceptions.iter().copied().collect(),
-        matcher: m,
-        hyphen_after_digit,
-    }
+    Rules { exceptions: exceptions.iter().copied().collect(), matcher: m, hyphen_after_digit }
 }
 
 fn english() -> &'static Rules {
@@ -416,12 +379,8 @@ impl Affixes {
             for alt in alts {
                 match *alt {
                     Prefix::Lit(l) if s.starts_with(l) => return l.len(),
-                    Prefix::PlusNotDigit if !s[1..].starts_with(|c: char| c.is_ascii_digit()) => {
-                        return 1
-                    }
-                    Prefix::Dots if s[1..].starts_with('.') => {
-                        return s.len() - s.trim_start_matches('.').len()
-                    }
+                    Prefix::PlusNotDigit if !s[1..].starts_with(|c: char| c.is_ascii_digit()) => return 1,
+                    Prefix::Dots if s[1..].starts_with('.') => return s.len() - s.trim_start_matches('.').len(),
                     _ => {}
                 }
             }
@@ -442,27 +401,19 @@ impl Affixes {
         if last != '.'
             && self.suffix_ends.binary_search(&last).is_err()
             && !in_ranges(tables::ICONS, last)
-            && !(self.after_digit_ends.binary_search(&last).is_ok()
-                && s.bytes().any(|b| b.is_ascii_digit()))
+            && !(self.after_digit_ends.binary_search(&last).is_ok() && s.bytes().any(|b| b.is_ascii_digit()))
         {
             return 0;
         }
         let dots = s.len() - s.trim_end_matches('.').len();
         let dots_start = (dots >= 2).then(|| s.len() - dots);
-        let window_start = s
-            .char_indices()
-            .rev()
-            .nth(self.suffix_window - 1)
-            .map_or(0, |(i, _)| i);
+        let window_start = s.char_indices().rev().nth(self.suffix_window - 1).map_or(0, |(i, _)| i);
         if let Some(d) = dots_start {
             if d < window_start {
                 return s.len() - d;
             }
         }
-        for (pos, _) in s[window_start..]
-            .char_indices()
-            .map(|(i, c)| (i + window_start, c))
-        {
+        for (pos, _) in s[window_start..].char_indices().map(|(i, c)| (i + window_start, c)) {
             if Some(pos) == dots_start || self.suffix_at(s, pos) {
                 return s.len() - pos;
             }
@@ -493,9 +444,7 @@ impl Affixes {
             if in_ranges(tables::DOT_SUFFIX_AFTER, b1) {
                 return true;
             }
-            if in_ranges(tables::ALPHA_UPPER, b1)
-                && b2.is_some_and(|c| in_ranges(tables::ALPHA_UPPER, c))
-            {
+            if in_ranges(tables::ALPHA_UPPER, b1) && b2.is_some_and(|c| in_ranges(tables::ALPHA_UPPER, c)) {
                 return true;
             }
         }
@@ -528,20 +477,14 @@ fn find_infixes(s: &str, hyphen_after_digit: bool, out: &mut Vec<(usize, usize)>
                 && prev.is_some_and(|p| p.is_ascii_digit())
                 && next.is_some_and(|n| n.is_ascii_digit() || n == '-');
             let sentence_dot = c == '.'
-                && prev.is_some_and(|p| {
-                    in_ranges(tables::ALPHA_LOWER, p) || in_ranges(tables::QUOTES, p)
-                })
-                && next.is_some_and(|n| {
-                    in_ranges(tables::ALPHA_UPPER, n) || in_ranges(tables::QUOTES, n)
-                });
+                && prev.is_some_and(|p| in_ranges(tables::ALPHA_LOWER, p) || in_ranges(tables::QUOTES, p))
+                && next.is_some_and(|n| in_ranges(tables::ALPHA_UPPER, n) || in_ranges(tables::QUOTES, n));
             let comma = c == ',' && alpha(prev) && alpha(next);
             if arithmetic || sentence_dot || comma {
                 matched = Some(1);
             }
         }
-        if matched.is_none()
-            && (alpha(prev) || (hyphen_after_digit && prev.is_some_and(|p| p.is_ascii_digit())))
-        {
+        if matched.is_none() && (alpha(prev) || (hyphen_after_digit && prev.is_some_and(|p| p.is_ascii_digit()))) {
             for h in tables::HYPHENS {
                 if rest.starts_with(h) && alpha(rest[h.len()..].chars().next()) {
                     matched = Some(h.len());
@@ -578,11 +521,7 @@ impl Rules {
             push_pieces(pieces, cs, out);
         } else if chunk.bytes().all(|b| b.is_ascii_alphabetic()) {
             // No prefix, suffix or infix can match letters only (units need a digit before).
-            out.push(Tok {
-                start: cs,
-                end: ce,
-                space: false,
-            });
+            out.push(Tok { start: cs, end: ce, space: false });
         } else {
             self.split_affixes(text, cs, ce, out);
         }
@@ -603,11 +542,7 @@ impl Rules {
             if pre_len != 0 {
                 let minus_pre = &string[pre_len..];
                 if !minus_pre.is_empty() && self.exceptions.contains_key(minus_pre) {
-                    out.push(Tok {
-                        start: s,
-                        end: s + pre_len,
-                        space: false,
-                    });
+                    out.push(Tok { start: s, end: s + pre_len, space: false });
                     s += pre_len;
                     break;
                 }
@@ -622,11 +557,7 @@ impl Rules {
                 }
             }
             if pre_len != 0 {
-                out.push(Tok {
-                    start: s,
-                    end: s + pre_len,
-                    space: false,
-                });
+                out.push(Tok { start: s, end: s + pre_len, space: false });
                 s += pre_len;
             }
             if suf_len != 0 {
@@ -642,11 +573,7 @@ impl Rules {
                 let mut infixes = Vec::new();
                 find_infixes(core, self.hyphen_after_digit, &mut infixes);
                 if infixes.is_empty() || a.is_url(core) {
-                    out.push(Tok {
-                        start: s,
-                        end: e,
-                        space: false,
-                    });
+                    out.push(Tok { start: s, end: e, space: false });
                 } else {
                     let mut start = 0;
                     for &(is, ie) in &infixes {
@@ -654,34 +581,18 @@ impl Rules {
                             continue;
                         }
                         if is != start {
-                            out.push(Tok {
-                                start: s + start,
-                                end: s + is,
-                                space: false,
-                            });
+                            out.push(Tok { start: s + start, end: s + is, space: false });
                         }
-                        out.push(Tok {
-                            start: s + is,
-                            end: s + ie,
-                            space: false,
-                        });
+                        out.push(Tok { start: s + is, end: s + ie, space: false });
                         start = ie;
                     }
                     if start < core.len() {
-                        out.push(Tok {
-                            start: s + start,
-                            end: e,
-                            space: false,
-                        });
+                        out.push(Tok { start: s + start, end: e, space: false });
                     }
                 }
             }
         }
-        out.extend(suffixes.iter().rev().map(|&(a, b)| Tok {
-            start: a,
-            end: b,
-            space: false,
-        }));
+        out.extend(suffixes.iter().rev().map(|&(a, b)| Tok { start: a, end: b, space: false }));
     }
 
     /// spaCy's `_apply_special_cases`: special cases whose affix-split tokens
@@ -695,10 +606,7 @@ impl Rules {
             };
             for &(pattern, rule) in cands {
                 if i + pattern.len() <= toks.len()
-                    && pattern
-                        .iter()
-                        .zip(&toks[i..])
-                        .all(|(p, t)| *p == &text[t.start..t.end])
+                    && pattern.iter().zip(&toks[i..]).all(|(p, t)| *p == &text[t.start..t.end])
                 {
                     spans.push((i, i + pattern.len(), rule));
                 }
@@ -748,10 +656,7 @@ fn push_pieces(pieces: &[&str], mut at: usize, out: &mut Vec<Tok>) {
 
 /// Splits tokens at Unicode word boundaries (scripts written without spaces).
 fn split_unspaced(text: &str, out: &mut Vec<Tok>) {
-    if out
-        .iter()
-        .all(|t| t.space || text[t.start..t.end].is_ascii())
-    {
+    if out.iter().all(|t| t.space || text[t.start..t.end].is_ascii()) {
         return;
     }
     let old: Vec<Tok> = std::mem::take(out);
@@ -763,11 +668,7 @@ fn split_unspaced(text: &str, out: &mut Vec<Tok>) {
         let s = &text[t.start..t.end];
         for (off, w) in s.split_word_bound_indices() {
             if !w.chars().all(py_isspace) {
-                out.push(Tok {
-                    start: t.start + off,
-                    end: t.start + off + w.len(),
-                    space: false,
-                });
+                out.push(Tok { start: t.start + off, end: t.start + off + w.len(), space: false });
             }
         }
     }
@@ -793,10 +694,7 @@ mod tests {
             ("U.S.", &["U.S."]),
             ("e.g.,", &["e.g.", ","]),
             ("well-known", &["well", "-", "known"]),
-            (
-                "http://example.com/a-b.html.",
-                &["http://example.com/a-b.html", "."],
-            ),
+            ("http://example.com/a-b.html.", &["http://example.com/a-b.html", "."]),
             ("don't", &["do", "n't"]),
             ("Hello:)", &["Hello", ":)"]),
             ("(a.m.)", &["(", "a.m.", ")"]),
@@ -834,16 +732,9 @@ mod tests {
         assert_eq!(multi, ["can't"]);
 
         let mut cache = SplitCache::new(4 * 200);
-        let tok = |start, end| Tok {
-            start,
-            end,
-            space: false,
-        };
+        let tok = |start, end| Tok { start, end, space: false };
         let (a, b) = ("alpha beta", "gamma delta");
-        let (ka, kb) = (
-            SplitCache::key(a, Segmenter::English),
-            SplitCache::key(b, Segmenter::English),
-        );
+        let (ka, kb) = (SplitCache::key(a, Segmenter::English), SplitCache::key(b, Segmenter::English));
         cache.insert(ka, a, Segmenter::English, &[tok(0, 5), tok(6, 10)]);
         let mut out = Vec::new();
         assert!(cache.get(ka, a, Segmenter::English, &mut out));
@@ -857,25 +748,14 @@ mod tests {
         assert_eq!(cache.entries.len(), 2);
         let texts: Vec<String> = (0..20).map(|i| format!("gamma {i}")).collect();
         for t in &texts {
-            cache.insert(
-                SplitCache::key(t, Segmenter::English),
-                t,
-                Segmenter::English,
-                &[tok(0, 5)],
-            );
+            cache.insert(SplitCache::key(t, Segmenter::English), t, Segmenter::English, &[tok(0, 5)]);
         }
         assert!(cache.bytes <= 4 * 200 && cache.entries.len() <= 10);
-        assert!(
-            !cache.get(ka, a, Segmenter::English, &mut Vec::new()),
-            "oldest evicted"
-        );
+        assert!(!cache.get(ka, a, Segmenter::English, &mut Vec::new()), "oldest evicted");
         let last = &texts[19];
         let k = SplitCache::key(last, Segmenter::English);
         let mut out = Vec::new();
-        assert!(
-            cache.get(k, last, Segmenter::English, &mut out),
-            "newest kept"
-        );
+        assert!(cache.get(k, last, Segmenter::English, &mut out), "newest kept");
         assert_eq!(out, ["gamma"]);
     }
 
@@ -891,26 +771,14 @@ mod tests {
 
     #[test]
     fn sentences_follow_the_sentencizer() {
-        assert_eq!(
-            count_sentences("One. Two! Three? Four", Segmenter::English),
-            4
-        );
-        assert_eq!(
-            count_sentences("He said \"Hi.\" Then left.", Segmenter::English),
-            2
-        );
+        assert_eq!(count_sentences("One. Two! Three? Four", Segmenter::English), 4);
+        assert_eq!(count_sentences("He said \"Hi.\" Then left.", Segmenter::English), 2);
         // "..." is not a sentence character; "?!" ends one sentence.
         assert_eq!(count_sentences("Wait... what?!", Segmenter::English), 1);
         assert_eq!(count_sentences("", Segmenter::English), 1);
-        assert_eq!(
-            split_into_sentences("A bc. Cd de. E", Segmenter::English),
-            ["A bc.", " Cd de.", " E"]
-        );
+        assert_eq!(split_into_sentences("A bc. Cd de. E", Segmenter::English), ["A bc.", " Cd de.", " E"]);
         // "b." is an English special case, so no sentence ends there.
-        assert_eq!(
-            split_into_sentences("A b. C d. E", Segmenter::English),
-            ["A b. C d. E"]
-        );
+        assert_eq!(split_into_sentences("A b. C d. E", Segmenter::English), ["A b. C d. E"]);
     }
 
     #[test]

@@ -69,11 +69,7 @@ pub struct Sniffed {
 ///
 /// Never fails: invalid sequences become U+FFFD. Returns the text (without BOM)
 /// and the encoding's WHATWG name (e.g. `"UTF-8"`, `"windows-1252"`, `"Shift_JIS"`).
-pub fn decode_html(
-    bytes: &[u8],
-    http_content_type: Option<&str>,
-    url: Option<&str>,
-) -> (String, &'static str) {
+pub fn decode_html(bytes: &[u8], http_content_type: Option<&str>, url: Option<&str>) -> (String, &'static str) {
     let sniffed = sniff_encoding(bytes, http_content_type, url);
     let body = bytes.get(sniffed.bom_len..).unwrap_or_default();
     let (text, _had_errors) = sniffed.encoding.decode_without_bom_handling(body);
@@ -83,11 +79,7 @@ pub fn decode_html(
 /// Chooses the encoding of an HTML payload (see [`decode_html`]) without decoding it.
 pub fn sniff_encoding(bytes: &[u8], http_content_type: Option<&str>, url: Option<&str>) -> Sniffed {
     if let Some((encoding, bom_len)) = Encoding::for_bom(bytes) {
-        return Sniffed {
-            encoding,
-            source: EncodingSource::Bom,
-            bom_len,
-        };
+        return Sniffed { encoding, source: EncodingSource::Bom, bom_len };
     }
     let declared = http_content_type
         .and_then(charset_from_content_type)
@@ -99,34 +91,18 @@ pub fn sniff_encoding(bytes: &[u8], http_content_type: Option<&str>, url: Option
             && !bytes.is_ascii()
             && is_utf8_allowing_truncation(bytes)
         {
-            return Sniffed {
-                encoding: UTF_8,
-                source: EncodingSource::Utf8Override,
-                bom_len: 0,
-            };
+            return Sniffed { encoding: UTF_8, source: EncodingSource::Utf8Override, bom_len: 0 };
         }
-        return Sniffed {
-            encoding,
-            source,
-            bom_len: 0,
-        };
+        return Sniffed { encoding, source, bom_len: 0 };
     }
     if is_utf8_allowing_truncation(bytes) {
-        return Sniffed {
-            encoding: UTF_8,
-            source: EncodingSource::Detected,
-            bom_len: 0,
-        };
+        return Sniffed { encoding: UTF_8, source: EncodingSource::Detected, bom_len: 0 };
     }
     let mut detector = chardetng::EncodingDetector::new(chardetng::Iso2022JpDetection::Deny);
     detector.feed(bytes, true);
     let tld = url.and_then(tld_of_url);
     let encoding = detector.guess(tld.as_deref(), chardetng::Utf8Detection::Allow);
-    Sniffed {
-        encoding,
-        source: EncodingSource::Detected,
-        bom_len: 0,
-    }
+    Sniffed { encoding, source: EncodingSource::Detected, bom_len: 0 }
 }
 
 /// The encoding named by the `charset` parameter of a `Content-Type` header
@@ -200,17 +176,13 @@ fn left_head(name: &[u8], end_tag: bool) -> bool {
     if end_tag {
         return name.eq_ignore_ascii_case(b"head");
     }
-    ![
-        "html", "head", "meta", "link", "title", "style", "script", "noscript", "base", "template",
-    ]
-    .iter()
-    .any(|t| name.eq_ignore_ascii_case(t.as_bytes()))
+    !["html", "head", "meta", "link", "title", "style", "script", "noscript", "base", "template"]
+        .iter()
+        .any(|t| name.eq_ignore_ascii_case(t.as_bytes()))
 }
 
 fn is_raw_text(name: &[u8]) -> bool {
-    ["script", "style", "title", "textarea"]
-        .iter()
-        .any(|t| name.eq_ignore_ascii_case(t.as_bytes()))
+    ["script", "style", "title", "textarea"].iter().any(|t| name.eq_ignore_ascii_case(t.as_bytes()))
 }
 
 /// Parses the attributes of a `<meta` tag whose name ends at `i`. Returns the
@@ -366,9 +338,7 @@ fn tld_of_url(url: &str) -> Option<Vec<u8>> {
     let host = host_port.split(':').next()?.trim_end_matches('.');
     let label = host.rsplit('.').next()?;
     let valid = !label.is_empty()
-        && label
-            .bytes()
-            .all(|c| c.is_ascii_alphanumeric() || c == b'-')
+        && label.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-')
         && !label.bytes().all(|c| c.is_ascii_digit());
     valid.then(|| label.to_ascii_lowercase().into_bytes())
 }
@@ -393,10 +363,7 @@ fn is_space(c: u8) -> bool {
 
 fn trim_ascii(s: &[u8]) -> &[u8] {
     let start = s.iter().position(|&c| !is_space(c)).unwrap_or(s.len());
-    let end = s
-        .iter()
-        .rposition(|&c| !is_space(c))
-        .map_or(start, |p| p + 1);
+    let end = s.iter().rposition(|&c| !is_space(c)).map_or(start, |p| p + 1);
     &s[start..end]
 }
 
@@ -418,11 +385,7 @@ pub(crate) fn find_byte(hay: &[u8], from: usize, needle: u8) -> Option<usize> {
         }
         offset += 8;
     }
-    chunks
-        .remainder()
-        .iter()
-        .position(|&c| c == needle)
-        .map(|p| from + offset + p)
+    chunks.remainder().iter().position(|&c| c == needle).map(|p| from + offset + p)
 }
 
 /// Position of the first `needle` (non-empty) at or after `from`.
@@ -457,8 +420,7 @@ pub(crate) fn find_end_tag_start(b: &[u8], mut from: usize, name: &[u8]) -> Opti
             let name_end = lt + 2 + name.len();
             if let Some(candidate) = b.get(lt + 2..name_end) {
                 if candidate.eq_ignore_ascii_case(name)
-                    && b.get(name_end)
-                        .is_none_or(|&c| is_space(c) || c == b'/' || c == b'>')
+                    && b.get(name_end).is_none_or(|&c| is_space(c) || c == b'/' || c == b'>')
                 {
                     return Some(lt);
                 }
@@ -476,10 +438,7 @@ mod tests {
     fn find_byte_matches_naive_search() {
         let hay = b"0123456789abcdef<ghijklmnopq<rs";
         for from in 0..hay.len() + 2 {
-            let naive = hay
-                .get(from..)
-                .and_then(|s| s.iter().position(|&c| c == b'<'))
-                .map(|p| p + from);
+            let naive = hay.get(from..).and_then(|s| s.iter().position(|&c| c == b'<')).map(|p| p + from);
             assert_eq!(find_byte(hay, from, b'<'), naive, "from {from}");
         }
         // High bytes must not produce false positives.
@@ -489,32 +448,13 @@ mod tests {
 
     #[test]
     fn content_type_charset() {
-        assert_eq!(
-            charset_from_content_type("text/html; charset=ISO-8859-1"),
-            Some(WINDOWS_1252)
-        );
-        assert_eq!(
-            charset_from_content_type("text/html;CHARSET=\"shift_jis\""),
-            Some(encoding_rs::SHIFT_JIS)
-        );
-        assert_eq!(
-            charset_from_content_type("text/html; charset = utf-8 "),
-            Some(UTF_8)
-        );
+        assert_eq!(charset_from_content_type("text/html; charset=ISO-8859-1"), Some(WINDOWS_1252));
+        assert_eq!(charset_from_content_type("text/html;CHARSET=\"shift_jis\""), Some(encoding_rs::SHIFT_JIS));
+        assert_eq!(charset_from_content_type("text/html; charset = utf-8 "), Some(UTF_8));
         assert_eq!(charset_from_content_type("text/html"), None);
-        assert_eq!(
-            charset_from_content_type("text/html; charset=no-such-thing"),
-            None
-        );
-        assert_eq!(
-            charset_from_content_type("text/html; charset=iso-2022-kr"),
-            None
-        );
-        assert_eq!(
-            charset_from_content_type("charset=utf-8"),
-            None,
-            "charset is a parameter, not the type"
-        );
+        assert_eq!(charset_from_content_type("text/html; charset=no-such-thing"), None);
+        assert_eq!(charset_from_content_type("text/html; charset=iso-2022-kr"), None);
+        assert_eq!(charset_from_content_type("charset=utf-8"), None, "charset is a parameter, not the type");
     }
 
     #[test]
@@ -523,45 +463,24 @@ mod tests {
             prescan_meta_charset(b"<html><head><meta charset=\"windows-1251\">"),
             Some(encoding_rs::WINDOWS_1251)
         );
+        assert_eq!(prescan_meta_charset(b"<META CHARSET=euc-jp>"), Some(encoding_rs::EUC_JP));
         assert_eq!(
-            prescan_meta_charset(b"<META CHARSET=euc-jp>"),
-            Some(encoding_rs::EUC_JP)
-        );
-        assert_eq!(
-            prescan_meta_charset(
-                b"<meta http-equiv=\"Content-Type\" content=\"text/html; charset=ISO-8859-2\">"
-            ),
+            prescan_meta_charset(b"<meta http-equiv=\"Content-Type\" content=\"text/html; charset=ISO-8859-2\">"),
             Some(encoding_rs::ISO_8859_2)
         );
         assert_eq!(
-            prescan_meta_charset(
-                b"<meta content='text/html;charset=gb2312' http-equiv='content-type'/>"
-            ),
+            prescan_meta_charset(b"<meta content='text/html;charset=gb2312' http-equiv='content-type'/>"),
             Some(encoding_rs::GBK)
         );
         // `content` without the http-equiv pragma does not count.
-        assert_eq!(
-            prescan_meta_charset(b"<meta content=\"text/html; charset=koi8-r\">"),
-            None
-        );
+        assert_eq!(prescan_meta_charset(b"<meta content=\"text/html; charset=koi8-r\">"), None);
         // UTF-16 declared in a meta means UTF-8; x-user-defined means windows-1252.
-        assert_eq!(
-            prescan_meta_charset(b"<meta charset=utf-16le>"),
-            Some(UTF_8)
-        );
-        assert_eq!(
-            prescan_meta_charset(b"<meta charset=x-user-defined>"),
-            Some(WINDOWS_1252)
-        );
+        assert_eq!(prescan_meta_charset(b"<meta charset=utf-16le>"), Some(UTF_8));
+        assert_eq!(prescan_meta_charset(b"<meta charset=x-user-defined>"), Some(WINDOWS_1252));
         // A meta inside a comment or a script does not count; a '>' inside a quoted attribute does not end the tag.
+        assert_eq!(prescan_meta_charset(b"<!-- <meta charset=koi8-r> --><meta charset=big5>"), Some(encoding_rs::BIG5));
         assert_eq!(
-            prescan_meta_charset(b"<!-- <meta charset=koi8-r> --><meta charset=big5>"),
-            Some(encoding_rs::BIG5)
-        );
-        assert_eq!(
-            prescan_meta_charset(
-                b"<script>var s='<meta charset=koi8-r>';</script><meta charset=big5>"
-            ),
+            prescan_meta_charset(b"<script>var s='<meta charset=koi8-r>';</script><meta charset=big5>"),
             Some(encoding_rs::BIG5)
         );
         assert_eq!(
@@ -569,10 +488,7 @@ mod tests {
             Some(encoding_rs::BIG5)
         );
         // Unknown labels are skipped, the next meta is used.
-        assert_eq!(
-            prescan_meta_charset(b"<meta charset=bogus><meta charset=utf-8>"),
-            Some(UTF_8)
-        );
+        assert_eq!(prescan_meta_charset(b"<meta charset=bogus><meta charset=utf-8>"), Some(UTF_8));
         assert_eq!(prescan_meta_charset(b"<meta charset"), None);
         assert_eq!(prescan_meta_charset(b"<meta charset=\"utf-8"), None);
         assert_eq!(prescan_meta_charset(b""), None);
@@ -583,10 +499,7 @@ mod tests {
         let mut late_in_head = b"<html><head><style>".to_vec();
         late_in_head.extend(std::iter::repeat_n(b'x', 3000));
         late_in_head.extend_from_slice(b"</style><meta charset=windows-1250></head><body>");
-        assert_eq!(
-            prescan_meta_charset(&late_in_head),
-            Some(encoding_rs::WINDOWS_1250)
-        );
+        assert_eq!(prescan_meta_charset(&late_in_head), Some(encoding_rs::WINDOWS_1250));
 
         let mut late_in_body = b"<html><head></head><body><p>".to_vec();
         late_in_body.extend(std::iter::repeat_n(b'x', 3000));
@@ -596,14 +509,8 @@ mod tests {
 
     #[test]
     fn tld_extraction() {
-        assert_eq!(
-            tld_of_url("https://www.Example.CO.JP/a?b#c").as_deref(),
-            Some(&b"jp"[..])
-        );
-        assert_eq!(
-            tld_of_url("http://user@host.ru:8080/").as_deref(),
-            Some(&b"ru"[..])
-        );
+        assert_eq!(tld_of_url("https://www.Example.CO.JP/a?b#c").as_deref(), Some(&b"jp"[..]));
+        assert_eq!(tld_of_url("http://user@host.ru:8080/").as_deref(), Some(&b"ru"[..]));
         assert_eq!(tld_of_url("http://host.de./x").as_deref(), Some(&b"de"[..]));
         assert_eq!(tld_of_url("http://127.0.0.1/").as_deref(), None);
         assert_eq!(tld_of_url("http://[::1]/").as_deref(), None);
@@ -637,9 +544,10 @@ mod tests {
     fn meta_overrides_detection() {
         // Valid Shift_JIS bytes for "日本語のテキスト" that detection alone would read differently
         // once the meta says windows-1251.
-        let (encoded, _, _) =
-            encoding_rs::SHIFT_JIS.encode("日本語のテキストです。日本語のテキストです。");
-        let mut page = b"<html><head><meta http-equiv=Content-Type content=\"text/html; charset=windows-1251\"></head><body>".to_vec();
+        let (encoded, _, _) = encoding_rs::SHIFT_JIS.encode("日本語のテキストです。日本語のテキストです。");
+        let mut page =
+            b"<html><head><meta http-equiv=Content-Type content=\"text/html; charset=windows-1251\"></head><body>"
+                .to_vec();
         page.extend_from_slice(&encoded);
         let (_, name) = decode_html(&page, None, None);
         assert_eq!(name, "windows-1251");
@@ -672,10 +580,7 @@ mod tests {
     fn declared_legacy_yields_to_valid_utf8() {
         let page = "<meta charset=iso-8859-1><p>Straße für Bäume</p>".as_bytes();
         let sniffed = sniff_encoding(page, None, None);
-        assert_eq!(
-            (sniffed.encoding, sniffed.source),
-            (UTF_8, EncodingSource::Utf8Override)
-        );
+        assert_eq!((sniffed.encoding, sniffed.source), (UTF_8, EncodingSource::Utf8Override));
         let (text, _) = decode_html(page, Some("text/html; charset=ISO-8859-1"), None);
         assert!(text.contains("Straße für Bäume"));
         // Pure ASCII keeps the declared name.
@@ -695,8 +600,8 @@ mod tests {
 
     #[test]
     fn undeclared_legacy_is_detected_with_tld_hint() {
-        let (encoded, _, _) = encoding_rs::WINDOWS_1251
-            .encode("<p>Съешь же ещё этих мягких французских булок, да выпей чаю.</p>");
+        let (encoded, _, _) =
+            encoding_rs::WINDOWS_1251.encode("<p>Съешь же ещё этих мягких французских булок, да выпей чаю.</p>");
         let (text, name) = decode_html(&encoded, None, Some("http://example.ru/news"));
         assert_eq!(name, "windows-1251");
         assert!(text.contains("французских"));

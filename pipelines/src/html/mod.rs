@@ -16,8 +16,7 @@ pub(crate) mod charset;
 pub(crate) mod text;
 
 pub use charset::{
-    charset_from_content_type, decode_html, prescan_meta_charset, sniff_encoding, EncodingSource,
-    Sniffed,
+    charset_from_content_type, decode_html, prescan_meta_charset, sniff_encoding, EncodingSource, Sniffed,
 };
 pub use text::{html_to_text, TextOptions};
 
@@ -29,15 +28,7 @@ mod tests {
     use super::*;
 
     fn fixture(name: &str) -> Vec<u8> {
-        let path: PathBuf = [
-            env!("CARGO_MANIFEST_DIR"),
-            "tests",
-            "fixtures",
-            "html",
-            name,
-        ]
-        .iter()
-        .collect();
+        let path: PathBuf = [env!("CARGO_MANIFEST_DIR"), "tests", "fixtures", "html", name].iter().collect();
         std::fs::read(&path).unwrap_or_else(|e| panic!("fixture {}: {e}", path.display()))
     }
 
@@ -51,10 +42,7 @@ mod tests {
     /// those scripts do not separate words by spaces.
     fn words(text: &str) -> Vec<String> {
         let mut out = Vec::new();
-        for word in text
-            .split(|c: char| !c.is_alphanumeric())
-            .filter(|w| !w.is_empty())
-        {
+        for word in text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()) {
             if word.chars().any(is_unspaced_script) {
                 out.extend(word.chars().map(String::from));
             } else {
@@ -176,9 +164,7 @@ mod tests {
         };
         for _ in 0..3000 {
             let len = (next() % 60) as usize;
-            let doc: String = (0..len)
-                .map(|_| PIECES[(next() % PIECES.len() as u64) as usize])
-                .collect();
+            let doc: String = (0..len).map(|_| PIECES[(next() % PIECES.len() as u64) as usize]).collect();
             for keep_title in [false, true] {
                 let text = html_to_text(&doc, &TextOptions { keep_title });
                 assert_eq!(text.trim(), text, "{doc:?}");
@@ -187,8 +173,7 @@ mod tests {
                     assert_eq!(line.trim_end(), line, "{doc:?}");
                 }
             }
-            let (decoded, _) =
-                decode_html(doc.as_bytes(), Some("text/html; charset=x"), Some(&doc));
+            let (decoded, _) = decode_html(doc.as_bytes(), Some("text/html; charset=x"), Some(&doc));
             assert_eq!(decoded, doc);
             let mut bytes = doc.into_bytes();
             bytes.truncate(bytes.len() / 2);
@@ -231,10 +216,7 @@ mod tests {
             assert!(text.len() > 1000, "{name}: {} bytes", text.len());
             assert_eq!(text.trim(), text, "{name}");
             for line in text.lines() {
-                assert!(
-                    !line.is_empty() && line.trim() == line,
-                    "{name}: line {line:?}"
-                );
+                assert!(!line.is_empty() && line.trim() == line, "{name}: line {line:?}");
                 assert!(!line.contains("  "), "{name}: line {line:?}");
             }
         }
@@ -244,14 +226,8 @@ mod tests {
     fn real_inline_scripts_and_styles_are_dropped() {
         let cases = [
             // Inline <script> and <style> contents, copied from the pages.
-            (
-                "cnn_article.html",
-                "cnnArticleGallery.currentImageList[cnnArticleGallery.currentImageList.length]",
-            ),
-            (
-                "cnn_article.html",
-                "#hdr-editions a { text-decoration:none; }",
-            ),
+            ("cnn_article.html", "cnnArticleGallery.currentImageList[cnnArticleGallery.currentImageList.length]"),
+            ("cnn_article.html", "#hdr-editions a { text-decoration:none; }"),
             ("cnn_article.html", "var disqus_shortname = 'cnn';"),
             ("time_001.html", "self.__next_f.push("),
             ("time_001.html", "\"@type\":\"NewsArticle\""),
@@ -264,21 +240,12 @@ mod tests {
         ];
         for (name, snippet) in cases {
             let (html, text, _) = page_text(name);
-            assert!(
-                html.contains(snippet),
-                "{name}: the page should contain {snippet:?}"
-            );
-            assert!(
-                !text.contains(snippet),
-                "{name}: {snippet:?} leaked into the text"
-            );
+            assert!(html.contains(snippet), "{name}: the page should contain {snippet:?}");
+            assert!(!text.contains(snippet), "{name}: {snippet:?} leaked into the text");
         }
         // The article itself is there.
         let (_, text, _) = page_text("cnn_article.html");
-        assert!(
-            text.contains("\"We dodged a bullet,\" said Steve Cowan"),
-            "{text}"
-        );
+        assert!(text.contains("\"We dodged a bullet,\" said Steve Cowan"), "{text}");
     }
 
     #[test]
@@ -286,16 +253,9 @@ mod tests {
         // rnz.de puts the whole article (with its <h1>) inside an <aside>,
         // next to real sidebars.
         let (html, text, _) = page_text("rnz.de.witzel.html");
-        assert!(
-            text.contains("Frank Witzel erhält Deutschen Buchpreis 2015"),
-            "{text}"
-        );
+        assert!(text.contains("Frank Witzel erhält Deutschen Buchpreis 2015"), "{text}");
         assert!(text.contains("Für einen Roman über die alte Bundesrepublik hat Frank Witzel"));
-        for sidebar in [
-            "Immobilienmarkt",
-            "Alles kostenlos?",
-            "RNZ-WHATSAPP-Newsletter",
-        ] {
+        for sidebar in ["Immobilienmarkt", "Alles kostenlos?", "RNZ-WHATSAPP-Newsletter"] {
             assert!(html.contains(sidebar));
             assert!(!text.contains(sidebar), "{sidebar:?} leaked into the text");
         }
@@ -316,10 +276,7 @@ mod tests {
     fn latin1_page_with_meta_in_the_first_kilobyte() {
         let bytes = fixture("cdu-fraktion-erfurt.de.waldorfschule.html");
         let sniffed = sniff_encoding(&bytes, None, None);
-        assert_eq!(
-            (sniffed.encoding.name(), sniffed.source),
-            ("windows-1252", EncodingSource::MetaTag)
-        );
+        assert_eq!((sniffed.encoding.name(), sniffed.source), ("windows-1252", EncodingSource::MetaTag));
         let (_, text, _) = page_text("cdu-fraktion-erfurt.de.waldorfschule.html");
         assert!(text.contains("Thüringen"), "{text}");
         assert!(text.contains("Geschäftsstelle"));
@@ -330,10 +287,7 @@ mod tests {
     fn latin1_page_with_meta_after_the_first_kilobyte() {
         let bytes = fixture("landwirt.com.sensortechnik.html");
         let sniffed = sniff_encoding(&bytes, None, None);
-        assert_eq!(
-            (sniffed.encoding.name(), sniffed.source),
-            ("windows-1252", EncodingSource::MetaTag)
-        );
+        assert_eq!((sniffed.encoding.name(), sniffed.source), ("windows-1252", EncodingSource::MetaTag));
         let (_, text, _) = page_text("landwirt.com.sensortechnik.html");
         assert!(text.contains("Überwachung"), "{text}");
     }
@@ -343,25 +297,11 @@ mod tests {
         // The same page with its charset label made unknown: chardetng decides.
         let mut bytes = fixture("landwirt.com.sensortechnik.html");
         let label = b"charset=iso-8859-1";
-        let at = bytes
-            .windows(label.len())
-            .position(|w| w == label)
-            .expect("the page declares its charset");
+        let at = bytes.windows(label.len()).position(|w| w == label).expect("the page declares its charset");
         bytes[at + 8..at + label.len()].copy_from_slice(b"unknown-xx");
-        let sniffed = sniff_encoding(
-            &bytes,
-            None,
-            Some("https://www.landwirt.com/Sensortechnik.html"),
-        );
-        assert_eq!(
-            (sniffed.encoding.name(), sniffed.source),
-            ("windows-1252", EncodingSource::Detected)
-        );
-        let (html, _) = decode_html(
-            &bytes,
-            None,
-            Some("https://www.landwirt.com/Sensortechnik.html"),
-        );
+        let sniffed = sniff_encoding(&bytes, None, Some("https://www.landwirt.com/Sensortechnik.html"));
+        assert_eq!((sniffed.encoding.name(), sniffed.source), ("windows-1252", EncodingSource::Detected));
+        let (html, _) = decode_html(&bytes, None, Some("https://www.landwirt.com/Sensortechnik.html"));
         assert!(html_to_text(&html, &TextOptions::default()).contains("Überwachung"));
     }
 
@@ -378,10 +318,7 @@ mod tests {
     fn utf8_page_behind_a_latin1_header_stays_utf8() {
         let bytes = fixture("japanese_article2.html");
         let sniffed = sniff_encoding(&bytes, Some("text/html; charset=ISO-8859-1"), None);
-        assert_eq!(
-            (sniffed.encoding.name(), sniffed.source),
-            ("UTF-8", EncodingSource::Utf8Override)
-        );
+        assert_eq!((sniffed.encoding.name(), sniffed.source), ("UTF-8", EncodingSource::Utf8Override));
         let (html, _) = decode_html(&bytes, Some("text/html; charset=ISO-8859-1"), None);
         assert!(html_to_text(&html, &TextOptions::default()).contains("ボコ・ハラム"));
     }

@@ -166,11 +166,10 @@ struct Pending {
 /// What a tag (lower-case name) does to the text.
 fn classify(name: &[u8]) -> Kind {
     match name {
-        b"p" | b"div" | b"br" | b"li" | b"tr" | b"h1" | b"h2" | b"h3" | b"h4" | b"h5" | b"h6"
-        | b"ul" | b"ol" | b"dl" | b"dt" | b"dd" | b"hr" | b"table" | b"tbody" | b"thead"
-        | b"tfoot" | b"caption" | b"section" | b"article" | b"header" | b"main" | b"blockquote"
-        | b"figure" | b"figcaption" | b"address" | b"center" | b"details" | b"summary"
-        | b"dialog" | b"dir" | b"menu" | b"fieldset" | b"legend" | b"hgroup" | b"search"
+        b"p" | b"div" | b"br" | b"li" | b"tr" | b"h1" | b"h2" | b"h3" | b"h4" | b"h5" | b"h6" | b"ul" | b"ol"
+        | b"dl" | b"dt" | b"dd" | b"hr" | b"table" | b"tbody" | b"thead" | b"tfoot" | b"caption" | b"section"
+        | b"article" | b"header" | b"main" | b"blockquote" | b"figure" | b"figcaption" | b"address" | b"center"
+        | b"details" | b"summary" | b"dialog" | b"dir" | b"menu" | b"fieldset" | b"legend" | b"hgroup" | b"search"
         | b"frameset" | b"frame" | b"option" | b"optgroup" => Kind::Block,
         b"td" | b"th" => Kind::Cell,
         b"pre" | b"listing" => Kind::Pre,
@@ -258,14 +257,8 @@ const K_TFOOT: u64 = name_key(b"tfoot");
 const K_TH: u64 = name_key(b"th");
 const K_THEAD: u64 = name_key(b"thead");
 const K_TR: u64 = name_key(b"tr");
-const K_HEADINGS: [u64; 6] = [
-    name_key(b"h1"),
-    name_key(b"h2"),
-    name_key(b"h3"),
-    name_key(b"h4"),
-    name_key(b"h5"),
-    name_key(b"h6"),
-];
+const K_HEADINGS: [u64; 6] =
+    [name_key(b"h1"), name_key(b"h2"), name_key(b"h3"), name_key(b"h4"), name_key(b"h5"), name_key(b"h6")];
 
 /// A tag name, lower-cased when it is at most 16 bytes long (longer names
 /// are unknown elements, compared by key only).
@@ -286,11 +279,7 @@ impl TagName {
             }
             None => 0,
         };
-        TagName {
-            lower,
-            len,
-            key: name_key(raw),
-        }
+        TagName { lower, len, key: name_key(raw) }
     }
 
     fn as_bytes(&self) -> &[u8] {
@@ -392,18 +381,7 @@ pub(crate) fn is_special(name: &[u8]) -> bool {
 
 /// Elements that bound the scope in which an end tag looks for its element.
 pub(crate) fn is_scope_boundary(name: &[u8]) -> bool {
-    matches!(
-        name,
-        b"applet"
-            | b"caption"
-            | b"html"
-            | b"table"
-            | b"td"
-            | b"th"
-            | b"marquee"
-            | b"object"
-            | b"template"
-    )
+    matches!(name, b"applet" | b"caption" | b"html" | b"table" | b"td" | b"th" | b"marquee" | b"object" | b"template")
 }
 
 pub(crate) fn is_void(name: &[u8]) -> bool {
@@ -544,10 +522,7 @@ impl Extractor<'_> {
             self.in_head = false;
         }
         if start == self.pre_newline_at {
-            s = s
-                .strip_prefix(b"\r\n")
-                .or_else(|| s.strip_prefix(b"\n"))
-                .unwrap_or(s);
+            s = s.strip_prefix(b"\r\n").or_else(|| s.strip_prefix(b"\n")).unwrap_or(s);
         }
         self.out.text(s, self.pre_depth > 0, true);
     }
@@ -593,9 +568,7 @@ impl Extractor<'_> {
             Some(c) if c.is_ascii_alphabetic() => {
                 let name_end = tag_name_end(b, lt + 1);
                 match tag_end(b, name_end) {
-                    Some((after, self_closing)) => {
-                        self.start_tag(&b[lt + 1..name_end], self_closing, after)
-                    }
+                    Some((after, self_closing)) => self.start_tag(&b[lt + 1..name_end], self_closing, after),
                     None => n,
                 }
             }
@@ -630,15 +603,8 @@ impl Extractor<'_> {
         self.close_implied(&name);
         // A <form> inside a form is ignored, as in browsers.
         let nested_form = kind == Kind::Provisional(Provisional::Form)
-            && self
-                .provisional
-                .iter()
-                .any(|p| p.element == Provisional::Form);
-        let index = if self_closing
-            || is_void(lower)
-            || nested_form
-            || matches!(kind, Kind::Head | Kind::Body)
-        {
+            && self.provisional.iter().any(|p| p.element == Provisional::Form);
+        let index = if self_closing || is_void(lower) || nested_form || matches!(kind, Kind::Head | Kind::Body) {
             None
         } else {
             self.push(&name, kind == Kind::Pre)
@@ -676,12 +642,7 @@ impl Extractor<'_> {
             Kind::Provisional(element) => {
                 self.out.block();
                 if let (Some(index), false) = (index, self.in_head) {
-                    self.provisional.push(Pending {
-                        element,
-                        index,
-                        mark: self.out.mark(),
-                        keep: false,
-                    });
+                    self.provisional.push(Pending { element, index, mark: self.out.mark(), keep: false });
                 }
             }
             Kind::Inline | Kind::Title | Kind::RawDrop(_) | Kind::RawKeep | Kind::Plaintext => {}
@@ -699,8 +660,7 @@ impl Extractor<'_> {
             find_end_tag_start(self.b, after, name)
         }
         .unwrap_or(n);
-        let resume =
-            tag_end(self.b, (content_end + 2 + name.len()).min(n)).map_or(n, |(end, _)| end);
+        let resume = tag_end(self.b, (content_end + 2 + name.len()).min(n)).map_or(n, |(end, _)| end);
         if self.skip.is_some() {
             return resume;
         }
@@ -764,12 +724,7 @@ impl Extractor<'_> {
             return None;
         }
         let lower = name.as_bytes();
-        self.open.push(Open {
-            key: name.key,
-            special: is_special(lower),
-            boundary: is_scope_boundary(lower),
-            pre,
-        });
+        self.open.push(Open { key: name.key, special: is_special(lower), boundary: is_scope_boundary(lower), pre });
         if pre {
             self.pre_depth += 1;
         }
@@ -779,13 +734,8 @@ impl Extractor<'_> {
     /// Closes the element at `index` and every element opened after it, and
     /// ends what they held open: a dropped element, an `<aside>` or a `<form>`, a `<pre>`.
     fn pop_to(&mut self, index: usize) {
-        let popped_pre = self
-            .open
-            .get(index..)
-            .map_or(0, |popped| popped.iter().filter(|e| e.pre).count());
-        self.pre_depth = self
-            .pre_depth
-            .saturating_sub(u32::try_from(popped_pre).unwrap_or(u32::MAX));
+        let popped_pre = self.open.get(index..).map_or(0, |popped| popped.iter().filter(|e| e.pre).count());
+        self.pre_depth = self.pre_depth.saturating_sub(u32::try_from(popped_pre).unwrap_or(u32::MAX));
         self.open.truncate(index);
         if let Some((element, root)) = self.skip {
             if root >= index {
@@ -826,11 +776,7 @@ impl Extractor<'_> {
 
     /// Searches the open elements from the newest for one that matches
     /// `target`, giving up at one that matches `stop` or after `SEARCH_LIMIT`.
-    fn search(
-        &self,
-        target: impl Fn(&Open) -> bool,
-        stop: impl Fn(&Open) -> bool,
-    ) -> Option<usize> {
+    fn search(&self, target: impl Fn(&Open) -> bool, stop: impl Fn(&Open) -> bool) -> Option<usize> {
         for (index, e) in self.open.iter().enumerate().rev().take(SEARCH_LIMIT) {
             if target(e) {
                 return Some(index);
@@ -853,35 +799,22 @@ impl Extractor<'_> {
             }
         }
         let not_address_div_p = |e: &Open| e.special && !matches!(e.key, K_ADDRESS | K_DIV | K_P);
-        let table_section = |e: &Open| {
-            matches!(
-                e.key,
-                K_TABLE | K_TBODY | K_THEAD | K_TFOOT | K_TEMPLATE | K_HTML
-            )
-        };
+        let table_section = |e: &Open| matches!(e.key, K_TABLE | K_TBODY | K_THEAD | K_TFOOT | K_TEMPLATE | K_HTML);
         let found = match lower {
             b"li" => self.search(|e| e.key == K_LI, not_address_div_p),
             b"dd" | b"dt" => self.search(|e| matches!(e.key, K_DD | K_DT), not_address_div_p),
             b"a" => self.search(|e| e.key == K_A, |e| e.special),
             b"button" => self.search(|e| e.key == K_BUTTON, |e| e.boundary),
             b"select" => self.search(|e| e.key == K_SELECT, |e| e.boundary),
-            b"td" | b"th" => self.search(
-                |e| matches!(e.key, K_TD | K_TH),
-                |e| e.key == K_TR || table_section(e),
-            ),
+            b"td" | b"th" => self.search(|e| matches!(e.key, K_TD | K_TH), |e| e.key == K_TR || table_section(e)),
             b"tr" => self.search(|e| e.key == K_TR, table_section),
             b"tbody" | b"thead" | b"tfoot" => self.search(
                 |e| matches!(e.key, K_TBODY | K_THEAD | K_TFOOT),
                 |e| matches!(e.key, K_TABLE | K_TEMPLATE | K_HTML),
             ),
             b"option" => self.search(|e| e.key == K_OPTION, |_| true),
-            b"optgroup" => self.search(
-                |e| matches!(e.key, K_OPTION | K_OPTGROUP),
-                |e| e.key != K_OPTION,
-            ),
-            b"h1" | b"h2" | b"h3" | b"h4" | b"h5" | b"h6" => {
-                self.search(|e| K_HEADINGS.contains(&e.key), |_| true)
-            }
+            b"optgroup" => self.search(|e| matches!(e.key, K_OPTION | K_OPTGROUP), |e| e.key != K_OPTION),
+            b"h1" | b"h2" | b"h3" | b"h4" | b"h5" | b"h6" => self.search(|e| K_HEADINGS.contains(&e.key), |_| true),
             _ => None,
         };
         if let Some(index) = found {
@@ -915,10 +848,8 @@ pub(crate) fn script_end(b: &[u8], from: usize) -> Option<usize> {
     let tag_at = |i: usize, prefix: &[u8]| -> bool {
         let end = i + prefix.len() + 6;
         b.get(i..i + prefix.len()) == Some(prefix)
-            && b.get(i + prefix.len()..end)
-                .is_some_and(|name| name.eq_ignore_ascii_case(b"script"))
-            && b.get(end)
-                .is_none_or(|&c| matches!(c, b' ' | b'\t' | b'\n' | b'\r' | b'\x0C' | b'/' | b'>'))
+            && b.get(i + prefix.len()..end).is_some_and(|name| name.eq_ignore_ascii_case(b"script"))
+            && b.get(end).is_none_or(|&c| matches!(c, b' ' | b'\t' | b'\n' | b'\r' | b'\x0C' | b'/' | b'>'))
     };
     let mut state = State::Data;
     let mut i = from;
@@ -988,12 +919,7 @@ fn tag_end(b: &[u8], mut i: usize) -> Option<(usize, bool)> {
         }
         // Attribute name (its first character may be anything, even '=' or a quote).
         i += 1;
-        while i < n
-            && !matches!(
-                b[i],
-                b' ' | b'\t' | b'\n' | b'\r' | b'\x0C' | b'/' | b'>' | b'='
-            )
-        {
+        while i < n && !matches!(b[i], b' ' | b'\t' | b'\n' | b'\r' | b'\x0C' | b'/' | b'>' | b'=') {
             i += 1;
         }
         while i < n && matches!(b[i], b' ' | b'\t' | b'\n' | b'\r' | b'\x0C') {
@@ -1097,26 +1023,24 @@ pub(crate) enum Decoded {
 
 /// Numeric references to C1 controls, as browsers map them (windows-1252).
 const C1_REPLACEMENTS: [char; 32] = [
-    '\u{20AC}', '\u{81}', '\u{201A}', '\u{192}', '\u{201E}', '\u{2026}', '\u{2020}', '\u{2021}',
-    '\u{2C6}', '\u{2030}', '\u{160}', '\u{2039}', '\u{152}', '\u{8D}', '\u{17D}', '\u{8F}',
-    '\u{90}', '\u{2018}', '\u{2019}', '\u{201C}', '\u{201D}', '\u{2022}', '\u{2013}', '\u{2014}',
-    '\u{2DC}', '\u{2122}', '\u{161}', '\u{203A}', '\u{153}', '\u{9D}', '\u{17E}', '\u{178}',
+    '\u{20AC}', '\u{81}', '\u{201A}', '\u{192}', '\u{201E}', '\u{2026}', '\u{2020}', '\u{2021}', '\u{2C6}', '\u{2030}',
+    '\u{160}', '\u{2039}', '\u{152}', '\u{8D}', '\u{17D}', '\u{8F}', '\u{90}', '\u{2018}', '\u{2019}', '\u{201C}',
+    '\u{201D}', '\u{2022}', '\u{2013}', '\u{2014}', '\u{2DC}', '\u{2122}', '\u{161}', '\u{203A}', '\u{153}', '\u{9D}',
+    '\u{17E}', '\u{178}',
 ];
 
 /// Named references that browsers also decode without the `;` (sorted).
 const LEGACY_NAMES: [&[u8]; 106] = [
-    b"AElig", b"AMP", b"Aacute", b"Acirc", b"Agrave", b"Aring", b"Atilde", b"Auml", b"COPY",
-    b"Ccedil", b"ETH", b"Eacute", b"Ecirc", b"Egrave", b"Euml", b"GT", b"Iacute", b"Icirc",
-    b"Igrave", b"Iuml", b"LT", b"Ntilde", b"Oacute", b"Ocirc", b"Ograve", b"Oslash", b"Otilde",
-    b"Ouml", b"QUOT", b"REG", b"THORN", b"Uacute", b"Ucirc", b"Ugrave", b"Uuml", b"Yacute",
-    b"aacute", b"acirc", b"acute", b"aelig", b"agrave", b"amp", b"aring", b"atilde", b"auml",
-    b"brvbar", b"ccedil", b"cedil", b"cent", b"copy", b"curren", b"deg", b"divide", b"eacute",
-    b"ecirc", b"egrave", b"eth", b"euml", b"frac12", b"frac14", b"frac34", b"gt", b"iacute",
-    b"icirc", b"iexcl", b"igrave", b"iquest", b"iuml", b"laquo", b"lt", b"macr", b"micro",
-    b"middot", b"nbsp", b"not", b"ntilde", b"oacute", b"ocirc", b"ograve", b"ordf", b"ordm",
-    b"oslash", b"otilde", b"ouml", b"para", b"plusmn", b"pound", b"quot", b"raquo", b"reg",
-    b"sect", b"shy", b"sup1", b"sup2", b"sup3", b"szlig", b"thorn", b"times", b"uacute", b"ucirc",
-    b"ugrave", b"uml", b"uuml", b"yacute", b"yen", b"yuml",
+    b"AElig", b"AMP", b"Aacute", b"Acirc", b"Agrave", b"Aring", b"Atilde", b"Auml", b"COPY", b"Ccedil", b"ETH",
+    b"Eacute", b"Ecirc", b"Egrave", b"Euml", b"GT", b"Iacute", b"Icirc", b"Igrave", b"Iuml", b"LT", b"Ntilde",
+    b"Oacute", b"Ocirc", b"Ograve", b"Oslash", b"Otilde", b"Ouml", b"QUOT", b"REG", b"THORN", b"Uacute", b"Ucirc",
+    b"Ugrave", b"Uuml", b"Yacute", b"aacute", b"acirc", b"acute", b"aelig", b"agrave", b"amp", b"aring", b"atilde",
+    b"auml", b"brvbar", b"ccedil", b"cedil", b"cent", b"copy", b"curren", b"deg", b"divide", b"eacute", b"ecirc",
+    b"egrave", b"eth", b"euml", b"frac12", b"frac14", b"frac34", b"gt", b"iacute", b"icirc", b"iexcl", b"igrave",
+    b"iquest", b"iuml", b"laquo", b"lt", b"macr", b"micro", b"middot", b"nbsp", b"not", b"ntilde", b"oacute", b"ocirc",
+    b"ograve", b"ordf", b"ordm", b"oslash", b"otilde", b"ouml", b"para", b"plusmn", b"pound", b"quot", b"raquo",
+    b"reg", b"sect", b"shy", b"sup1", b"sup2", b"sup3", b"szlig", b"thorn", b"times", b"uacute", b"ucirc", b"ugrave",
+    b"uml", b"uuml", b"yacute", b"yen", b"yuml",
 ];
 
 /// The longest entity name is 31 bytes (`CounterClockwiseContourIntegral`).
@@ -1134,10 +1058,7 @@ fn named_entity(name: &[u8]) -> Option<&'static str> {
     };
     common.or_else(|| {
         let table = &html_escape::NAMED_ENTITIES;
-        table
-            .binary_search_by(|(key, _)| (*key).cmp(name))
-            .ok()
-            .map(|i| table[i].1)
+        table.binary_search_by(|(key, _)| (*key).cmp(name)).ok().map(|i| table[i].1)
     })
 }
 
@@ -1150,14 +1071,8 @@ pub(crate) fn decode_reference(s: &[u8], amp: usize) -> Option<(Decoded, usize)>
         let digits_start = if hex { 2 } else { 1 };
         let mut value: u32 = 0;
         let mut j = digits_start;
-        while let Some(digit) = rest
-            .get(j)
-            .and_then(|&c| char::from(c).to_digit(if hex { 16 } else { 10 }))
-        {
-            value = value
-                .saturating_mul(if hex { 16 } else { 10 })
-                .saturating_add(digit)
-                .min(0x11_0000);
+        while let Some(digit) = rest.get(j).and_then(|&c| char::from(c).to_digit(if hex { 16 } else { 10 })) {
+            value = value.saturating_mul(if hex { 16 } else { 10 }).saturating_add(digit).min(0x11_0000);
             j += 1;
         }
         if j == digits_start {
@@ -1171,11 +1086,7 @@ pub(crate) fn decode_reference(s: &[u8], amp: usize) -> Option<(Decoded, usize)>
         };
         return Some((Decoded::Char(c), len + 1));
     }
-    let name_len = rest
-        .iter()
-        .take(MAX_ENTITY_NAME)
-        .take_while(|c| c.is_ascii_alphanumeric())
-        .count();
+    let name_len = rest.iter().take(MAX_ENTITY_NAME).take_while(|c| c.is_ascii_alphanumeric()).count();
     if name_len == 0 {
         return None;
     }
@@ -1242,13 +1153,7 @@ impl Out {
     }
 
     fn mark(&self) -> Mark {
-        Mark {
-            len: self.buf.len(),
-            open: self.open,
-            brk: self.brk,
-            space: self.space,
-            cell: self.cell,
-        }
+        Mark { len: self.buf.len(), open: self.open, brk: self.brk, space: self.space, cell: self.cell }
     }
 
     fn reset(&mut self, mark: Mark) {
@@ -1384,11 +1289,7 @@ impl Out {
         };
         let mut chars = s.chars();
         if chars.all(|c| c.is_whitespace() || c.is_control()) {
-            let c = s
-                .bytes()
-                .next()
-                .filter(|c| c.is_ascii_whitespace())
-                .unwrap_or(b' ');
+            let c = s.bytes().next().filter(|c| c.is_ascii_whitespace()).unwrap_or(b' ');
             self.whitespace(c, pre);
         } else {
             self.push_text(s.as_bytes());
@@ -1398,8 +1299,7 @@ impl Out {
     fn finish(self) -> String {
         // Every write is a whole UTF-8 sequence taken from a `&str` or a `char`,
         // so the conversion cannot fail; fall back to a lossy copy all the same.
-        String::from_utf8(self.buf)
-            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+        String::from_utf8(self.buf).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
     }
 }
 
@@ -1413,26 +1313,14 @@ mod tests {
 
     #[test]
     fn blocks_inline_and_whitespace() {
-        assert_eq!(
-            text("<p>Hello <b>big</b>\n  world</p><p>Second</p>"),
-            "Hello big world\nSecond"
-        );
+        assert_eq!(text("<p>Hello <b>big</b>\n  world</p><p>Second</p>"), "Hello big world\nSecond");
         assert_eq!(text("a<br>b<br/><br>c"), "a\nb\nc");
-        assert_eq!(
-            text("<div><div>  </div><p>&nbsp;</p><h1> Title </h1></div>x"),
-            "Title\nx"
-        );
+        assert_eq!(text("<div><div>  </div><p>&nbsp;</p><h1> Title </h1></div>x"), "Title\nx");
         assert_eq!(text("<span>a</span><span>b</span> <i>c</i>"), "ab c");
-        assert_eq!(
-            text("<ul><li>one<li>two</ul><dl><dt>term<dd>def</dl><hr>end"),
-            "one\ntwo\nterm\ndef\nend"
-        );
+        assert_eq!(text("<ul><li>one<li>two</ul><dl><dt>term<dd>def</dl><hr>end"), "one\ntwo\nterm\ndef\nend");
         assert_eq!(text("  \n\t "), "");
         assert_eq!(text(""), "");
-        assert_eq!(
-            text("\u{3000}全角\u{3000}スペース\u{2003}"),
-            "全角 スペース"
-        );
+        assert_eq!(text("\u{3000}全角\u{3000}スペース\u{2003}"), "全角 スペース");
     }
 
     #[test]
@@ -1441,10 +1329,7 @@ mod tests {
             text("<table><tr><th>Name</th><th>Age</th></tr>\n<tr><td>Ann</td> <td></td><td>41</td></tr></table>"),
             "Name\tAge\nAnn\t41"
         );
-        assert_eq!(
-            text("<table><tr><td><p>a</p><p>b</p></td><td>c</td></tr></table>"),
-            "a\nb\nc"
-        );
+        assert_eq!(text("<table><tr><td><p>a</p><p>b</p></td><td>c</td></tr></table>"), "a\nb\nc");
     }
 
     #[test]
@@ -1478,23 +1363,11 @@ mod tests {
         assert_eq!(text("<button>a<button>b</button>c"), "c");
         // An unclosed dropped element ends with its parent, or with </body>.
         assert_eq!(text("<body><p>x<nav>menu</body><p>tail"), "x\ntail");
-        assert_eq!(
-            text("<div><aside>side<div>in</div><p>more</div><p>main</p>"),
-            "main"
-        );
-        assert_eq!(
-            text("<main><aside><h1>Title</h1><p>story</main><aside>side</aside>end"),
-            "Title\nstory\nend"
-        );
-        assert_eq!(
-            text("<aside>a<form>f<h1>T</h1></form>b</aside><aside>c<form>d</form></aside>e"),
-            "a\nf\nT\nb\ne"
-        );
+        assert_eq!(text("<div><aside>side<div>in</div><p>more</div><p>main</p>"), "main");
+        assert_eq!(text("<main><aside><h1>Title</h1><p>story</main><aside>side</aside>end"), "Title\nstory\nend");
+        assert_eq!(text("<aside>a<form>f<h1>T</h1></form>b</aside><aside>c<form>d</form></aside>e"), "a\nf\nT\nb\ne");
         // Only the first <h1> marks the main content.
-        assert_eq!(
-            text("<h1>Title</h1><p>story<aside><h1>Sidebar</h1>links</aside>"),
-            "Title\nstory"
-        );
+        assert_eq!(text("<h1>Title</h1><p>story<aside><h1>Sidebar</h1>links</aside>"), "Title\nstory");
         assert_eq!(text("<div><p>a<nav>n</div>b"), "a\nb");
         assert_eq!(text("<td><aside>x</td>y"), "y");
         // ... but not with the end tag of an inline element it holds or follows.
@@ -1505,14 +1378,8 @@ mod tests {
 
     #[test]
     fn implied_end_tags() {
-        assert_eq!(
-            text("<ul><li>a<li>b<ul><li>c</ul><li>d</ul>e"),
-            "a\nb\nc\nd\ne"
-        );
-        assert_eq!(
-            text("<table><tr><td>a<td>b<tr><td>c</table>d"),
-            "a\tb\nc\nd"
-        );
+        assert_eq!(text("<ul><li>a<li>b<ul><li>c</ul><li>d</ul>e"), "a\nb\nc\nd\ne");
+        assert_eq!(text("<table><tr><td>a<td>b<tr><td>c</table>d"), "a\tb\nc\nd");
         assert_eq!(text("<p>a<p>b<div>c</div>"), "a\nb\nc");
         // Implied ends keep the stack shallow: an <aside> after many unclosed <p> still ends.
         let page = format!("<div>{}<aside>x</div>end", "<p>para".repeat(2000));
@@ -1528,20 +1395,14 @@ mod tests {
         let out = text(&page);
         assert!(out.starts_with("word word"), "{out}");
         assert!(out.ends_with("word\nend"), "{out}");
-        assert_eq!(
-            text("<p>a</p><form><p>Subscribe</p><form><p>x</p></form><p>b</p>"),
-            "a\nb"
-        );
+        assert_eq!(text("<p>a</p><form><p>Subscribe</p><form><p>x</p></form><p>b</p>"), "a\nb");
         // An unclosed form is kept.
         assert_eq!(text("<p>a</p><form><p>b"), "a\nb");
     }
 
     #[test]
     fn head_ends_implicitly() {
-        assert_eq!(
-            text("<head><meta x><title>t</title> \n<div>body text</div>"),
-            "body text"
-        );
+        assert_eq!(text("<head><meta x><title>t</title> \n<div>body text</div>"), "body text");
         assert_eq!(text("<head><meta x>stray<style>s</style>text"), "straytext");
         assert_eq!(text("<head><link rel=x></head>after"), "after");
         // A <head> after body content is ignored, as browsers do.
@@ -1550,14 +1411,8 @@ mod tests {
 
     #[test]
     fn character_references() {
-        assert_eq!(
-            text("&lt;p&gt; &amp;amp; &quot;q&quot; &apos;"),
-            "<p> &amp; \"q\" '"
-        );
-        assert_eq!(
-            text("&eacute;t&eacute; &#233;&#xE9;&#XE9; &hellip;&mdash;"),
-            "été ééé …—"
-        );
+        assert_eq!(text("&lt;p&gt; &amp;amp; &quot;q&quot; &apos;"), "<p> &amp; \"q\" '");
+        assert_eq!(text("&eacute;t&eacute; &#233;&#xE9;&#XE9; &hellip;&mdash;"), "été ééé …—");
         assert_eq!(
             text("&copy2024 &notit; &amp AT&T &T; &#;&#x; &nosuch; &"),
             "©2024 ¬it; & AT&T &T; &#;&#x; &nosuch; &"
@@ -1567,19 +1422,10 @@ mod tests {
             "–“x” \u{FFFD} \u{FFFD} \u{FFFD} \u{FFFD}"
         );
         assert_eq!(text("a&nbsp;&nbsp;b&#32;&#10;c&ThickSpace;d"), "a b c d");
-        assert_eq!(
-            text("&CounterClockwiseContourIntegral; &NotEqualTilde;"),
-            "∳ \u{2242}\u{338}"
-        );
+        assert_eq!(text("&CounterClockwiseContourIntegral; &NotEqualTilde;"), "∳ \u{2242}\u{338}");
         // Raw-text elements are not decoded, RCDATA titles are.
         assert_eq!(text("<xmp>&amp;<b></xmp>"), "&amp;<b>");
-        assert_eq!(
-            html_to_text(
-                "<title>a &amp; b</title>",
-                &TextOptions { keep_title: true }
-            ),
-            "a & b"
-        );
+        assert_eq!(html_to_text("<title>a &amp; b</title>", &TextOptions { keep_title: true }), "a & b");
     }
 
     #[test]
@@ -1599,10 +1445,7 @@ mod tests {
         assert_eq!(text("x<script>y"), "x");
         assert_eq!(text("x<script>a</scriptx>b</script >c"), "xc");
         // document.write inside an escaped script (WHATWG script-data states).
-        assert_eq!(
-            text("x<script><!--\ndocument.write('<script src=a></script>');\n//--></script>y"),
-            "xy"
-        );
+        assert_eq!(text("x<script><!--\ndocument.write('<script src=a></script>');\n//--></script>y"), "xy");
         assert_eq!(text("x<script><!-- a </script>y"), "xy");
         assert_eq!(text("x<script><!--> </script>y"), "xy");
         assert_eq!(text("x<script><!-- <script> --> </script>y"), "xy");
@@ -1614,16 +1457,14 @@ mod tests {
 
     #[test]
     fn no_panic_on_truncated_input() {
-        let html = "<p>Grüße &amp; <a href='x'>élan</a>&#x4e2d;<!-- c --><pre>\n  x\n</pre>&copy<script>1</script>\u{3000}end";
+        let html =
+            "<p>Grüße &amp; <a href='x'>élan</a>&#x4e2d;<!-- c --><pre>\n  x\n</pre>&copy<script>1</script>\u{3000}end";
         for end in (0..=html.len()).filter(|&e| html.is_char_boundary(e)) {
             let out = text(&html[..end]);
             assert_eq!(out.trim(), out);
         }
         let out = text(html);
-        assert_eq!(
-            out,
-            "Grüße & élan中\n  x\n©\u{3000}end".replace('\u{3000}', " ")
-        );
+        assert_eq!(out, "Grüße & élan中\n  x\n©\u{3000}end".replace('\u{3000}', " "));
     }
 
     #[test]
@@ -1650,11 +1491,7 @@ mod tests {
         ] {
             let start = std::time::Instant::now();
             let _ = text(&html);
-            assert!(
-                start.elapsed().as_secs_f64() < 5.0,
-                "slow on {:?}...",
-                &html[..10]
-            );
+            assert!(start.elapsed().as_secs_f64() < 5.0, "slow on {:?}...", &html[..10]);
         }
     }
 }

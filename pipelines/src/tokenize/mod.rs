@@ -50,7 +50,6 @@ pub const META_BOS_ID: &str = "smelt.bos_id";
 /// Schema metadata key: the EOS id added to each document, if any.
 pub const META_EOS_ID: &str = "smelt.eos_id";
 
-
 /// A BOS/EOS choice: `true` (the tokenizer's usual token), `false` (none), a token's text or its id.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
