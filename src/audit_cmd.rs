@@ -17,8 +17,8 @@ use clap::Subcommand;
 use smelt_catalog::audit::{self, parse_key, AuditSection};
 use smelt_catalog::{VersionManifest, VersionRef};
 
-use crate::cli::open_catalog;
 use crate::output::{emit, emit_json, table, Format};
+use smelt_runner::Workspace;
 
 /// `--format` of `smelt audit report`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -76,7 +76,7 @@ pub enum AuditCmd {
 }
 
 fn resolve(data_dir: &Path, r: &str) -> anyhow::Result<VersionManifest> {
-    let c = open_catalog(data_dir)?;
+    let c = Workspace::new(data_dir).open_catalog()?;
     let r: VersionRef = r.parse()?;
     Ok(c.resolve(&r)?)
 }

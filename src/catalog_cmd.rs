@@ -10,8 +10,8 @@ use clap::Subcommand;
 use smelt_catalog::diff::{diff_versions, FailOn, VersionDiff};
 use smelt_catalog::{DatasetStore, VersionManifest, VersionRef};
 
-use crate::cli::{funnel_table, open_catalog};
 use crate::output::{emit, emit_json, human_bytes, table, Format};
+use smelt_runner::Workspace;
 
 /// `smelt catalog` subcommands.
 #[derive(Debug, Subcommand)]
@@ -124,7 +124,7 @@ pub const EXIT_GATE: u8 = 4;
 pub struct GateFailed(pub String);
 
 fn resolve(data_dir: &Path, r: &str) -> anyhow::Result<(VersionManifest, String)> {
-    let c = open_catalog(data_dir)?;
+    let c = Workspace::new(data_dir).open_catalog()?;
     let r: VersionRef = r.parse()?;
     let m = c.resolve(&r)?;
     let root = c.dataset(&m.dataset)?.map(|d| d.root_url).unwrap_or_default();
@@ -147,7 +147,7 @@ pub async fn run(data_dir: &Path, cmd: CatalogCmd) -> anyhow::Result<()> {
         CatalogCmd::Tag { version, tag } => {
             let (m, root) = resolve(data_dir, &version)?;
             let store = DatasetStore::open(&root)?;
-            let c = open_catalog(data_dir)?;
+            let c = Workspace::new(data_dir).open_catalog()?;
             smelt_catalog::tags::set_tag(&c, &store, &m.dataset, &tag, m.version, &chrono::Utc::now().to_rfc3339())
                 .await?;
             emit(&format!("{}@{tag} -> {}@{}", m.dataset, m.dataset, m.version));
@@ -173,7 +173,7 @@ pub async fn run(data_dir: &Path, cmd: CatalogCmd) -> anyhow::Result<()> {
 }
 
 fn list(data_dir: &Path, format: Format) -> anyhow::Result<()> {
-    let c = open_catalog(data_dir)?;
+    let c = Workspace::new(data_dir).open_catalog()?;
     let mut rows = Vec::new();
     let mut json = Vec::new();
     for d in c.datasets()? {
@@ -198,7 +198,7 @@ fn list(data_dir: &Path, format: Format) -> anyhow::Result<()> {
 }
 
 fn log(data_dir: &Path, dataset: &str, format: Format) -> anyhow::Result<()> {
-    let c = open_catalog(data_dir)?;
+    let c = Workspace::new(data_dir).open_catalog()?;
     if c.dataset(dataset)?.is_none() {
         c.resolve(&VersionRef::latest(dataset))?;
     }
@@ -464,7 +464,7 @@ fn lineage_table(m: &VersionManifest, root: &str) -> String {
 }
 
 async fn rebuild(data_dir: &Path, roots: Vec<String>) -> anyhow::Result<()> {
-    let catalog = open_catalog(data_dir)?;
+    let catalog = Workspace::new(data_dir).open_catalog()?;
     let mut roots = roots;
     if roots.is_empty() {
         roots.extend(catalog.datasets()?.into_iter().map(|d| d.root_url));
@@ -489,7 +489,7 @@ async fn rebuild(data_dir: &Path, roots: Vec<String>) -> anyhow::Result<()> {
 }
 
 async fn gc(data_dir: &Path, grace_hours: f64, dry_run: bool) -> anyhow::Result<()> {
-    let datasets = open_catalog(data_dir)?.datasets()?;
+    let datasets = Workspace::new(data_dir).open_catalog()?.datasets()?;
     let grace = chrono::Duration::milliseconds((grace_hours * 3_600_000.0) as i64);
     let cutoff = chrono::Utc::now() - grace;
     let mut removed = 0u64;
@@ -567,7 +567,7 @@ fn show_table(m: &VersionManifest) -> String {
     }
     out.push_str(&crate::audit_cmd::risks_table(m));
     out.push_str("\nfilter funnel\n");
-    out.push_str(&funnel_table(&m.funnel));
+    out.push_str(&crate::output::funnel_table(&m.funnel));
     out.push_str("\ninputs\n");
     for i in m.lineage.inputs.iter().take(10) {
         out.push_str(&format!("  [{}] {} ({})\n", i.index, i.id, i.source));

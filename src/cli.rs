@@ -7,12 +7,12 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use smelt_catalog::{commit_run, Catalog, CatalogError, DatasetStore, StageMetrics};
-use smelt_engine::{EngineError, GraphFormat, Pipeline, Progress, RunOptions};
+use smelt_catalog::CatalogError;
+use smelt_engine::{ConfigureContext, EngineError, GraphFormat, Pipeline, Progress};
 
 use crate::catalog_cmd::{CatalogCmd, GateFailed, EXIT_GATE};
-use crate::output::{emit, emit_json, human_bytes, progress_bar, table, Format};
-use crate::registry;
+use crate::output::{emit, emit_json, funnel_table, human_bytes, progress_bar, table, Format};
+use smelt_runner::{RunRequest, Workspace};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -213,10 +213,11 @@ fn fail(e: &anyhow::Error) -> ExitCode {
     if e.downcast_ref::<GateFailed>().is_some() {
         return ExitCode::from(EXIT_GATE);
     }
-    if e.downcast_ref::<crate::train_hook::TrainFailed>().is_some() {
-        return ExitCode::from(crate::train_hook::EXIT_TRAIN_FAILED);
+    if e.downcast_ref::<smelt_runner::TrainFailed>().is_some() {
+        return ExitCode::from(smelt_runner::EXIT_TRAIN_FAILED);
     }
-    if let Some(EngineError::Config(_) | EngineError::User(_)) = e.downcast_ref::<EngineError>() {
+    // A user's mistake, also inside a stage (`stage `x`: ...` with its position), exits 2.
+    if e.downcast_ref::<EngineError>().is_some_and(|e| e.fault() == smelt_engine::Fault::User) {
         return ExitCode::from(2);
     }
     match e.downcast_ref::<CatalogError>() {
@@ -229,12 +230,11 @@ fn fail(e: &anyhow::Error) -> ExitCode {
 /// Runs a parsed command line.
 pub async fn dispatch(cli: Cli) -> ExitCode {
     let data_dir = cli.data_dir.clone();
-    smelt_pipelines::set_data_dir(&data_dir);
     let result = match cli.command {
         Command::Run(args) => run(&data_dir, args).await,
         Command::Commit { run_id, pipeline, format } => commit(&data_dir, &run_id, pipeline.as_deref(), format).await,
-        Command::Validate { pipelines, format } => return validate(&pipelines, format),
-        Command::Graph { pipeline, format } => graph(&pipeline, format),
+        Command::Validate { pipelines, format } => return validate(&data_dir, &pipelines, format),
+        Command::Graph { pipeline, format } => graph(&data_dir, &pipeline, format),
         Command::Stages { format } => {
             stages(format);
             Ok(())
@@ -259,21 +259,7 @@ pub async fn dispatch(cli: Cli) -> ExitCode {
     }
 }
 
-/// Reads and compiles a pipeline file.
-pub(crate) fn load(path: &Path) -> anyhow::Result<Pipeline> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| EngineError::User(format!("cannot read pipeline {}: {e}", path.display())))?;
-    smelt_pipelines::set_pipeline_dir(&base_dir(path));
-    let p =
-        smelt_engine::compile(&path.display().to_string(), &text, &registry::stages()).map_err(EngineError::Config)?;
-    Ok(p)
-}
-
-pub(crate) fn base_dir(path: &Path) -> PathBuf {
-    path.parent().filter(|p| !p.as_os_str().is_empty()).map_or_else(|| PathBuf::from("."), Path::to_path_buf)
-}
-
-fn validate(paths: &[PathBuf], format: Format) -> ExitCode {
+fn validate(data_dir: &Path, paths: &[PathBuf], format: Format) -> ExitCode {
     let mut all = Vec::new();
     let mut failed = false;
     for path in paths {
@@ -289,8 +275,8 @@ fn validate(paths: &[PathBuf], format: Format) -> ExitCode {
                 continue;
             }
         };
-        smelt_pipelines::set_pipeline_dir(&base_dir(path));
-        match smelt_engine::compile(&path.display().to_string(), &text, &registry::stages()) {
+        let ctx = ConfigureContext::for_file(path, data_dir);
+        match smelt_engine::compile(&path.display().to_string(), &text, &smelt_runner::registry::stages(), &ctx) {
             Ok(p) => {
                 all.push(serde_json::json!({"file": path.display().to_string(), "ok": true, "dataset": p.dataset,
                     "stages": p.order.len()}));
@@ -325,8 +311,8 @@ fn validate(paths: &[PathBuf], format: Format) -> ExitCode {
     }
 }
 
-fn graph(path: &Path, format: GraphFmt) -> anyhow::Result<()> {
-    let p = load(path)?;
+fn graph(data_dir: &Path, path: &Path, format: GraphFmt) -> anyhow::Result<()> {
+    let p = Workspace::new(data_dir).load(path)?;
     let f = match format {
         GraphFmt::Mermaid => GraphFormat::Mermaid,
         GraphFmt::Dot => GraphFormat::Dot,
@@ -337,7 +323,7 @@ fn graph(path: &Path, format: GraphFmt) -> anyhow::Result<()> {
 }
 
 fn stages(format: Format) {
-    let reg = registry::stages();
+    let reg = smelt_runner::registry::stages();
     match format {
         Format::Json => emit_json(&serde_json::Value::Array(
             reg.iter()
@@ -355,68 +341,15 @@ fn stages(format: Format) {
     }
 }
 
-/// Where a run's dataset lives, remembered in the data directory so `smelt commit RUN` finds it.
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
-struct RunPointer {
-    dataset: String,
-    root_url: String,
-    pipeline: String,
-}
-
-/// A run's scratch directory (barrier stages' spills and state): under the
-/// data directory, so ranks on several machines need it on a shared file system.
-pub(crate) fn scratch_dir(data_dir: &Path, dataset: &str, run_id: &str) -> PathBuf {
-    data_dir.join("scratch").join(dataset).join(run_id)
-}
-
-/// Removes a committed run's scratch directory; a failure only warns.
-fn remove_scratch(dir: &Path) {
-    if dir.exists() {
-        if let Err(e) = std::fs::remove_dir_all(dir) {
-            tracing::warn!("cannot remove scratch directory {}: {e}", dir.display());
-        }
-    }
-}
-
-fn pointer_path(data_dir: &Path, run_id: &str) -> PathBuf {
-    data_dir.join("runs").join(format!("{run_id}.json"))
-}
-
-/// Whether a local `smelt run` with this id was started from `data_dir`.
-pub(crate) fn pointer_exists(data_dir: &Path, run_id: &str) -> bool {
-    valid_run_id(run_id) && pointer_path(data_dir, run_id).exists()
-}
-
-pub(crate) fn dataset_root(data_dir: &Path, p: &Pipeline, pipeline_path: &Path, cli_output: Option<&str>) -> String {
-    match cli_output.map(str::to_string).or_else(|| p.output.clone()) {
-        Some(o) if o.contains("://") || Path::new(&o).is_absolute() => o,
-        Some(o) if cli_output.is_some() => o,
-        Some(o) => base_dir(pipeline_path).join(o).display().to_string(),
-        None => data_dir.join("datasets").join(&p.dataset).display().to_string(),
-    }
-}
-
-pub(crate) fn new_run_id() -> String {
-    let now = chrono::Utc::now();
-    let salt = (now.timestamp_subsec_nanos() ^ std::process::id().rotate_left(16)) & 0xffff;
-    format!("{}-{salt:04x}", now.format("%Y%m%dT%H%M%SZ"))
-}
-
-pub(crate) fn valid_run_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 100
-        && id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-        && !id.starts_with('.')
-}
-
 async fn run(data_dir: &Path, mut args: RunArgs) -> anyhow::Result<()> {
+    let ws = Workspace::new(data_dir);
     // `--resume RUN` without a cluster executor: resume a local run (it must exist).
     if args.cluster.executor == crate::slurm::Executor::Local {
         if let Some(r) = args.cluster.resume.take() {
             if args.run_id.is_some() {
                 return Err(EngineError::User("--resume RUN names the run already; drop --run-id".into()).into());
             }
-            if !pointer_path(data_dir, &r).exists() {
+            if !ws.pointer_path(&r).exists() {
                 return Err(EngineError::User(format!(
                     "no run `{r}` was started from {} (`smelt runs list` shows the runs); to start a new run with this id use --run-id {r}",
                     data_dir.display()
@@ -429,78 +362,43 @@ async fn run(data_dir: &Path, mut args: RunArgs) -> anyhow::Result<()> {
     if args.cluster.wanted() {
         return crate::slurm::submit(data_dir, &args).await;
     }
-    let p = load(&args.pipeline)?;
-    let parallelism = args
-        .parallelism
-        .or(p.parallelism)
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let mut request = RunRequest {
+        pipeline: args.pipeline.clone(),
+        run_id: args.run_id.clone(),
+        rank: args.rank,
+        world_size: args.world_size,
+        parallelism: args.parallelism,
+        output: args.output.clone(),
+        interval: None,
+    };
+    let p = smelt_runner::load_for_run(&ws, &args.pipeline, request.single() && args.sample.is_none())?;
     if let Some(n) = args.sample {
-        return sample(&p, &args.pipeline, n, parallelism, args.format).await;
+        return sample(&p, n, smelt_runner::parallelism(&p, &request), args.format).await;
     }
-    let run_id = args.run_id.clone().unwrap_or_else(new_run_id);
-    if !valid_run_id(&run_id) {
-        return Err(EngineError::User(format!("run id `{run_id}` must be letters, digits, `-`, `_` or `.`")).into());
-    }
-    let (rank, world_size) = (args.rank.unwrap_or(0), args.world_size.unwrap_or(1));
-    let single = args.rank.is_none();
-    let mut interval = args.interval.as_deref().map(|s| crate::scheduler::interval_arg(&p, s)).transpose()?;
-    // Fail fast if the catalog cannot be opened, before hours of work, but do not
-    // hold it during the run (other smelt processes use it); ranks never touch it.
-    // `dedup_minhash` `against:` finds named datasets through the catalog's
-    // roots (ranks, which never open it, look under the data directory).
-    let mut roots = std::collections::BTreeMap::new();
-    if single {
-        roots = open_catalog(data_dir)?.datasets()?.into_iter().map(|d| (d.name, d.root_url)).collect();
-    }
-    smelt_pipelines::dedup::against::set_dataset_roots(data_dir, roots);
-    let root = dataset_root(data_dir, &p, &args.pipeline, args.output.as_deref());
-    let store = DatasetStore::open(&root)?;
-    let pointer = RunPointer {
-        dataset: p.dataset.clone(),
-        root_url: store.url().to_string(),
-        pipeline: args.pipeline.display().to_string(),
-    };
-    let ptr_path = pointer_path(data_dir, &run_id);
-    std::fs::create_dir_all(ptr_path.parent().expect("has parent"))
-        .and_then(|()| std::fs::write(&ptr_path, serde_json::to_vec_pretty(&pointer)?))
-        .with_context(|| format!("cannot write {}", ptr_path.display()))?;
-
-    if interval.is_none() && args.run_id.is_some() {
-        // Resuming a run that covers an interval keeps its interval.
-        let plan: Option<smelt_catalog::RunPlan> =
-            store.get_json(&smelt_catalog::commit::plan_path(&run_id)).await.ok().flatten();
-        interval = plan.and_then(|pl| pl.interval);
-    }
+    request.interval = args.interval.as_deref().map(|s| crate::scheduler::interval_arg(&p, s)).transpose()?;
     let progress = Arc::new(Progress::default());
-    let opts = RunOptions {
-        run_id: run_id.clone(),
-        rank,
-        world_size,
-        parallelism,
-        base_dir: base_dir(&args.pipeline),
-        smelt_version: env!("CARGO_PKG_VERSION").to_string(),
-        progress: progress.clone(),
-        scratch_dir: scratch_dir(data_dir, &p.dataset, &run_id),
-        interval: interval.clone(),
-    };
+    let started = smelt_runner::start(&ws, &p, &request, progress.clone()).await?;
+    let (run_id, rank, world_size) = (started.run_id.clone(), started.options.rank, started.options.world_size);
     eprintln!(
         "run {run_id}: dataset `{}` -> {}{}",
         p.dataset,
-        store.url(),
-        if single { String::new() } else { format!(" (rank {rank} of {world_size})") }
+        started.store.url(),
+        if request.single() { String::new() } else { format!(" (rank {rank} of {world_size})") }
     );
     let bar = progress_bar(progress, !args.no_progress && args.format == Format::Table);
-    let result = tokio::select! {
-        r = smelt_engine::run(&p, &store, &opts) => r,
-        _ = tokio::signal::ctrl_c() => Err(EngineError::Cancelled),
-        // SIGTERM (a scheduler or service manager stopping) cancels the same way.
-        _ = sigterm() => Err(EngineError::Cancelled),
+    // Ctrl-C, or SIGTERM (a scheduler or service manager stopping), cancels.
+    let cancel = async {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            () = sigterm() => {}
+        }
     };
+    let result = started.execute(&p, cancel).await;
     if let Some((bar, ticker)) = bar {
         ticker.abort();
         bar.finish_and_clear();
     }
-    let report = match result {
+    let mut outcome = match result {
         Ok(r) => r,
         Err(EngineError::Cancelled) => {
             eprintln!("cancelled: nothing was committed; finished splits are kept. Resume with:\n  smelt run {} --run-id {run_id}", args.pipeline.display());
@@ -513,24 +411,13 @@ async fn run(data_dir: &Path, mut args: RunArgs) -> anyhow::Result<()> {
             )))
         }
     };
-    if let Some(waiting) = &report.waiting {
+    if let Some(waiting) = &outcome.report.waiting {
         emit(waiting);
         return Ok(());
     }
-    let committed = if single {
-        let c = open_catalog(data_dir)?;
-        let committed = commit_run(&c, &store, &run_id, &chrono::Utc::now().to_rfc3339()).await?;
-        remove_scratch(&opts.scratch_dir);
-        Some(committed)
-    } else {
-        None
-    };
-    let train = match (&committed, &p.train) {
-        (Some(c), Some(cmd)) => {
-            Some(crate::train_hook::run_train(cmd, store.url(), &c.manifest.dataset, c.manifest.version))
-        }
-        _ => None,
-    };
+    started.commit(&ws, &p, &mut outcome).await.map_err(catalog_first)?;
+    let report = &outcome.report;
+    let (committed, train) = (&outcome.committed, &outcome.train);
     let summary = serde_json::json!({
         "run_id": run_id,
         "dataset": p.dataset,
@@ -544,7 +431,7 @@ async fn run(data_dir: &Path, mut args: RunArgs) -> anyhow::Result<()> {
         "stages": report.stages,
         "version": committed.as_ref().map(|c| c.manifest.version),
         "digest": committed.as_ref().map(|c| c.manifest.digest.clone()),
-        "interval": interval,
+        "interval": outcome.interval,
         "retries": report.retries,
         "train": train,
     });
@@ -560,7 +447,7 @@ async fn run(data_dir: &Path, mut args: RunArgs) -> anyhow::Result<()> {
                 report.shards_written,
                 report.elapsed.as_secs_f64()
             ));
-            match &committed {
+            match committed {
                 Some(c) => emit(&format!(
                     "committed {}@{} ({} rows, {} shards, {}); see `smelt catalog show {}@{}`",
                     c.manifest.dataset,
@@ -573,7 +460,7 @@ async fn run(data_dir: &Path, mut args: RunArgs) -> anyhow::Result<()> {
                 )),
                 None => emit(&format!("rank {rank} done; when every rank is done: smelt commit {run_id}")),
             }
-            if let Some(t) = &train {
+            if let Some(t) = train {
                 emit(&format!(
                     "train command exited with {} after {:.1}s",
                     t.exit_code.map_or_else(|| "no code".into(), |c| c.to_string()),
@@ -582,7 +469,7 @@ async fn run(data_dir: &Path, mut args: RunArgs) -> anyhow::Result<()> {
             }
         }
     }
-    if let (Some(t), Some(c)) = (&train, &committed) {
+    if let (Some(t), Some(c)) = (train, committed) {
         if let Some(failed) = t.failure(&c.manifest.dataset, c.manifest.version) {
             return Err(failed.into());
         }
@@ -600,37 +487,8 @@ async fn sigterm() {
     }
 }
 
-/// The filter funnel as a table.
-pub fn funnel_table(stages: &[StageMetrics]) -> String {
-    let rows: Vec<Vec<String>> = stages
-        .iter()
-        .map(|s| {
-            let reasons = |m: &std::collections::BTreeMap<String, u64>| {
-                m.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")
-            };
-            vec![
-                s.stage.clone(),
-                s.rows_in.to_string(),
-                s.rows_out.to_string(),
-                reasons(&s.drops),
-                reasons(&s.skips),
-                // Stages such as `audit` count hundreds of things: the table shows the first few.
-                if s.counters.len() > 8 {
-                    let first: std::collections::BTreeMap<String, u64> =
-                        s.counters.iter().take(8).map(|(k, v)| (k.clone(), *v)).collect();
-                    format!("{} ... {} more (--format json)", reasons(&first), s.counters.len() - 8)
-                } else {
-                    reasons(&s.counters)
-                },
-                format!("{:.2}", s.busy_ms as f64 / 1000.0),
-            ]
-        })
-        .collect();
-    table(&["stage", "rows in", "rows out", "dropped", "skipped input", "counted", "cpu s"], &rows)
-}
-
-async fn sample(p: &Pipeline, path: &Path, n: usize, parallelism: usize, format: Format) -> anyhow::Result<()> {
-    let report = smelt_engine::sample(p, &base_dir(path), n, parallelism).await?;
+async fn sample(p: &Pipeline, n: usize, parallelism: usize, format: Format) -> anyhow::Result<()> {
+    let report = smelt_engine::sample(p, n, parallelism).await?;
     let mut rows = Vec::new();
     for b in &report.batches {
         let col = |name: &str| b.column_by_name(name).cloned();
@@ -681,13 +539,6 @@ async fn sample(p: &Pipeline, path: &Path, n: usize, parallelism: usize, format:
     Ok(())
 }
 
-/// Opens the catalog index for a short while, waiting up to SMELT_CATALOG_WAIT
-/// seconds (default 30) while another smelt process holds it.
-pub fn open_catalog(data_dir: &Path) -> anyhow::Result<Catalog> {
-    let wait = std::env::var("SMELT_CATALOG_WAIT").ok().and_then(|s| s.parse::<f64>().ok()).unwrap_or(30.0);
-    Ok(Catalog::open_wait(data_dir, std::time::Duration::from_secs_f64(wait.max(0.0)))?)
-}
-
 async fn sql(data_dir: &Path, query: &str, format: SqlFmt, output: Option<&Path>) -> anyhow::Result<()> {
     use smelt_catalog::sql::SqlFormat;
     let f = match format {
@@ -699,7 +550,7 @@ async fn sql(data_dir: &Path, query: &str, format: SqlFmt, output: Option<&Path>
     if f == SqlFormat::Parquet && output.is_none() {
         return Err(EngineError::User("--format parquet writes a file: add --output FILE.parquet".into()).into());
     }
-    let catalog = open_catalog(data_dir)?;
+    let catalog = Workspace::new(data_dir).open_catalog()?;
     let batches = smelt_catalog::sql::query(&catalog, query).await?;
     drop(catalog);
     match output {
@@ -718,52 +569,36 @@ async fn sql(data_dir: &Path, query: &str, format: SqlFmt, output: Option<&Path>
 }
 
 async fn commit(data_dir: &Path, run_id: &str, pipeline: Option<&Path>, format: Format) -> anyhow::Result<()> {
-    let mut train_pipeline = pipeline.map(Path::to_path_buf);
-    let root = match pipeline {
-        Some(path) => {
-            let p = load(path)?;
-            dataset_root(data_dir, &p, path, None)
-        }
-        None => {
-            let ptr = pointer_path(data_dir, run_id);
-            let bytes = std::fs::read(&ptr).map_err(|_| {
-                CatalogError::User(format!(
-                    "no run `{run_id}` known in {}: pass the pipeline with `smelt commit {run_id} --pipeline PIPELINE.yaml`",
-                    data_dir.display()
-                ))
-            })?;
-            let p: RunPointer = serde_json::from_slice(&bytes).with_context(|| format!("corrupt {}", ptr.display()))?;
-            train_pipeline = Some(PathBuf::from(&p.pipeline));
-            p.root_url
-        }
-    };
-    let catalog = open_catalog(data_dir)?;
-    let store = DatasetStore::open(&root)?;
-    let out = commit_run(&catalog, &store, run_id, &chrono::Utc::now().to_rfc3339()).await?;
-    let m = &out.manifest;
-    remove_scratch(&scratch_dir(data_dir, &m.dataset, run_id));
+    let out = smelt_runner::commit(&Workspace::new(data_dir), run_id, pipeline).await.map_err(catalog_first)?;
+    let m = &out.committed.manifest;
+    let newly = out.committed.newly_committed;
     match format {
-        Format::Json => emit_json(
-            &serde_json::json!({"dataset": m.dataset, "version": m.version, "newly_committed": out.newly_committed,
-            "rows": m.totals.rows, "shards": m.totals.shards, "digest": m.digest}),
-        ),
+        Format::Json => {
+            emit_json(&serde_json::json!({"dataset": m.dataset, "version": m.version, "newly_committed": newly,
+            "rows": m.totals.rows, "shards": m.totals.shards, "digest": m.digest}))
+        }
         Format::Table => emit(&format!(
             "{} {}@{} ({} rows, {} shards)",
-            if out.newly_committed { "committed" } else { "already committed as" },
+            if newly { "committed" } else { "already committed as" },
             m.dataset,
             m.version,
             m.totals.rows,
             m.totals.shards
         )),
     }
-    // The pipeline's `train:` command, once per version (not again for an already committed run).
-    let train = train_pipeline.filter(|_| out.newly_committed).and_then(|path| load(&path).ok()).and_then(|p| p.train);
-    if let Some(cmd) = train {
-        let t = crate::train_hook::run_train(&cmd, store.url(), &m.dataset, m.version);
+    if let Some(t) = out.train {
         eprintln!("train command exited with {}", t.exit_code.map_or_else(|| "no code".into(), |c| c.to_string()));
         if let Some(failed) = t.failure(&m.dataset, m.version) {
             return Err(failed.into());
         }
     }
     Ok(())
+}
+
+/// A catalog error as itself (its kind decides the exit code), others as they are.
+fn catalog_first(e: EngineError) -> anyhow::Error {
+    match e {
+        EngineError::Catalog(c) => c.into(),
+        other => other.into(),
+    }
 }

@@ -17,8 +17,8 @@ use arrow::datatypes::{Float32Type, UInt32Type, UInt64Type};
 use clap::Subcommand;
 use smelt_catalog::{VersionManifest, VersionRef};
 
-use crate::cli::open_catalog;
 use crate::output::{emit, emit_json, table, Format};
+use smelt_runner::Workspace;
 
 /// `smelt dedup` subcommands.
 #[derive(Debug, Subcommand)]
@@ -108,13 +108,14 @@ pub async fn run(data_dir: &Path, cmd: DedupCmd) -> anyhow::Result<()> {
 
 /// `smelt dedup index`: builds (or finds) a version's MinHash band index.
 async fn index(data_dir: &Path, version: &str, options: serde_json::Value) -> anyhow::Result<serde_json::Value> {
+    use smelt_engine::ConfigureContext;
     use smelt_pipelines::dedup::{against, minhash};
     let config: minhash::DedupMinhashConfig = serde_json::from_value(options)?;
     // The same checks as the stage's options (zero bands, too many hashes, ...).
-    minhash::configure(serde_json::to_value(&config)?).map_err(|e| anyhow::anyhow!("{}", e.message))?;
-    let roots = open_catalog(data_dir)?.datasets()?.into_iter().map(|d| (d.name, d.root_url)).collect();
-    against::set_dataset_roots(data_dir, roots);
-    let e = against::open_version(version).await?;
+    let roots = Workspace::new(data_dir).dataset_roots()?;
+    let ctx = ConfigureContext::new(".", data_dir);
+    minhash::configure(serde_json::to_value(&config)?, &ctx).map_err(|e| anyhow::anyhow!("{}", e.message))?;
+    let e = against::open_version(&ctx.datasets.with_named(roots), version).await?;
     let scratch = data_dir.join("scratch").join(format!("dedup-index-{}", std::process::id()));
     let signer = minhash::Signer::new(&config);
     let result = against::ensure_index(&e, &config, &signer, &scratch).await;
@@ -174,7 +175,7 @@ fn sql_string(s: &str) -> String {
 }
 
 async fn explain(data_dir: &Path, version: &str, doc_id: &str) -> anyhow::Result<serde_json::Value> {
-    let catalog = open_catalog(data_dir)?;
+    let catalog = Workspace::new(data_dir).open_catalog()?;
     let r: VersionRef = version.parse()?;
     let m = catalog.resolve(&r)?;
     let (stage, keep, with_members) = minhash_stage(&m)?;

@@ -42,7 +42,7 @@ async fn fetch(
         m.version,
         ids.iter().map(|i| quote(i)).collect::<Vec<_>>().join(", ")
     );
-    let catalog = crate::cli::open_catalog(data_dir)?;
+    let catalog = smelt_runner::Workspace::new(data_dir).open_catalog()?;
     let batches = smelt_catalog::sql::query(&catalog, &sql).await?;
     let mut buf = Vec::new();
     smelt_catalog::sql::write_results(&batches, smelt_catalog::sql::SqlFormat::Json, &mut buf)?;

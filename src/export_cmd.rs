@@ -24,8 +24,8 @@ use parquet::arrow::ProjectionMask;
 use smelt_catalog::{DatasetStore, VersionRef};
 use smelt_engine::EngineError;
 
-use crate::cli::open_catalog;
 use crate::output::{emit, emit_json, table, Format};
+use smelt_runner::Workspace;
 
 /// `smelt export --format`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -169,7 +169,7 @@ pub async fn run(data_dir: &Path, args: &ExportArgs) -> anyhow::Result<()> {
         return Err(EngineError::User("--pack needs a positive sequence length".into()).into());
     }
     let (manifest, root) = {
-        let c = open_catalog(data_dir)?;
+        let c = Workspace::new(data_dir).open_catalog()?;
         let r: VersionRef = args.version.parse()?;
         let m = c.resolve(&r)?;
         let root = c.dataset(&m.dataset)?.map(|d| d.root_url).unwrap_or_default();

@@ -133,7 +133,7 @@ fn run_id_time(id: &str) -> Option<String> {
 /// # Errors
 /// Catalog failures.
 pub async fn list_items(data_dir: &Path, skip: &BTreeSet<String>) -> anyhow::Result<Vec<serde_json::Value>> {
-    let c = crate::cli::open_catalog(data_dir)?;
+    let c = smelt_runner::Workspace::new(data_dir).open_catalog()?;
     let runs = collect(data_dir, Some(&c), skip)?;
     drop(c);
     let mut items = Vec::new();
@@ -148,7 +148,7 @@ pub async fn list_items(data_dir: &Path, skip: &BTreeSet<String>) -> anyhow::Res
 /// # Errors
 /// Catalog failures.
 pub async fn show(data_dir: &Path, run_id: &str, format: Format) -> anyhow::Result<bool> {
-    let c = crate::cli::open_catalog(data_dir)?;
+    let c = smelt_runner::Workspace::new(data_dir).open_catalog()?;
     let runs = collect(data_dir, Some(&c), &BTreeSet::new())?;
     drop(c);
     let Some(run) = runs.into_iter().find(|r| r.run_id == run_id) else { return Ok(false) };
@@ -207,9 +207,9 @@ pub async fn show(data_dir: &Path, run_id: &str, format: Format) -> anyhow::Resu
 /// # Errors
 /// Catalog failures, unreadable logs.
 pub fn logs(data_dir: &Path, run_id: &str) -> anyhow::Result<bool> {
-    let c = crate::cli::open_catalog(data_dir)?;
+    let c = smelt_runner::Workspace::new(data_dir).open_catalog()?;
     let record = c.run_record(run_id)?;
-    let local = crate::cli::pointer_exists(data_dir, run_id);
+    let local = smelt_runner::Workspace::new(data_dir).pointer_exists(run_id);
     drop(c);
     let Some(r) = record else {
         if local {

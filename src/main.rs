@@ -18,10 +18,8 @@ mod extract_cmd;
 mod k8s;
 mod local_runs;
 mod output;
-mod registry;
 mod scheduler;
 mod slurm;
-mod train_hook;
 
 use std::process::ExitCode;
 

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use smelt_catalog::StageMetrics;
 use smelt_engine::Progress;
 
 /// `--format` values.
@@ -137,4 +138,33 @@ pub fn progress_bar(progress: Arc<Progress>, enabled: bool) -> Option<(ProgressB
         }
     });
     Some((bar, ticker))
+}
+
+/// The filter funnel as a table.
+pub fn funnel_table(stages: &[StageMetrics]) -> String {
+    let rows: Vec<Vec<String>> = stages
+        .iter()
+        .map(|s| {
+            let reasons = |m: &std::collections::BTreeMap<String, u64>| {
+                m.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")
+            };
+            vec![
+                s.stage.clone(),
+                s.rows_in.to_string(),
+                s.rows_out.to_string(),
+                reasons(&s.drops),
+                reasons(&s.skips),
+                // Stages such as `audit` count hundreds of things: the table shows the first few.
+                if s.counters.len() > 8 {
+                    let first: std::collections::BTreeMap<String, u64> =
+                        s.counters.iter().take(8).map(|(k, v)| (k.clone(), *v)).collect();
+                    format!("{} ... {} more (--format json)", reasons(&first), s.counters.len() - 8)
+                } else {
+                    reasons(&s.counters)
+                },
+                format!("{:.2}", s.busy_ms as f64 / 1000.0),
+            ]
+        })
+        .collect();
+    table(&["stage", "rows in", "rows out", "dropped", "skipped input", "counted", "cpu s"], &rows)
 }

@@ -121,9 +121,9 @@ impl Job {
     }
 }
 
-fn load_job(path: &Path) -> anyhow::Result<Job> {
+fn load_job(path: &Path, data_dir: &Path) -> anyhow::Result<Job> {
     let abs = std::fs::canonicalize(path).with_context(|| format!("cannot find pipeline {}", path.display()))?;
-    let p = crate::cli::load(&abs)?;
+    let p = smelt_runner::Workspace::new(data_dir).load(&abs)?;
     let Some(schedule) = p.schedule.clone() else {
         return Err(EngineError::User(format!(
             "{} has no `schedule:` block; add one (docs/scheduling.md), e.g.\nschedule:\n  cron: \"0 * * * *\"\n  timezone: UTC",
@@ -207,7 +207,7 @@ struct Scheduler {
 }
 
 fn open(data_dir: &Path) -> anyhow::Result<Catalog> {
-    crate::cli::open_catalog(data_dir)
+    Ok(smelt_runner::Workspace::new(data_dir).open_catalog()?)
 }
 
 /// Whether process `pid` is a `smelt run --run-id RUN_ID` (a run of a scheduler that was killed a moment ago).
@@ -583,12 +583,12 @@ pub async fn scheduler(data_dir: &Path, args: SchedulerArgs) -> anyhow::Result<(
         found.sort();
         for p in found {
             // Files without `schedule:` are not the scheduler's; say so, do not fail.
-            match crate::cli::load(&p) {
+            match smelt_runner::Workspace::new(data_dir).load(&p) {
                 Ok(pl) if pl.schedule.is_some() => {
                     paths.push(p);
                 }
                 Ok(_) => say(&format!("{}: no `schedule:`, ignored", p.display())),
-                Err(e) => return Err(e.context(format!("in --dir {}", dir.display()))),
+                Err(e) => return Err(anyhow::Error::new(e).context(format!("in --dir {}", dir.display()))),
             }
         }
     }
@@ -597,7 +597,7 @@ pub async fn scheduler(data_dir: &Path, args: SchedulerArgs) -> anyhow::Result<(
             EngineError::User("give pipeline files (`smelt scheduler a.yaml b.yaml`) or `--dir DIR`".into()).into()
         );
     }
-    let jobs = paths.iter().map(|p| load_job(p)).collect::<anyhow::Result<Vec<_>>>()?;
+    let jobs = paths.iter().map(|p| load_job(p, data_dir)).collect::<anyhow::Result<Vec<_>>>()?;
     let data_dir = std::fs::canonicalize(data_dir).or_else(|_| {
         std::fs::create_dir_all(data_dir)?;
         std::fs::canonicalize(data_dir)
@@ -666,7 +666,7 @@ fn interval_status(
 /// # Errors
 /// A pipeline without `schedule:`, bad times, catalog failures, or runs that failed.
 pub async fn backfill(data_dir: &Path, args: BackfillArgs) -> anyhow::Result<()> {
-    let job = load_job(&args.pipeline)?;
+    let job = load_job(&args.pipeline, data_dir)?;
     let tz = job.schedule.tz();
     let user = |e: String| anyhow::Error::from(EngineError::User(e));
     let clock = Clock::new(args.now.as_deref())?;

@@ -375,7 +375,7 @@ fn marker_splits(dir: &Path) -> BTreeSet<u32> {
 async fn read_done(data_dir: &Path, st: &RunState) -> anyhow::Result<Done> {
     let store = DatasetStore::open(&st.root_url)?;
     let records = completed_splits(&store, &st.run_id).await?.into_iter().collect();
-    let scratch = crate::cli::scratch_dir(data_dir, &st.dataset, &st.run_id);
+    let scratch = smelt_runner::Workspace::new(data_dir).scratch_dir(&st.dataset, &st.run_id);
     let markers = (0..st.barriers.len()).map(|k| marker_splits(&scratch.join(format!("phase-{k}")))).collect();
     let resolved = st.barriers.iter().map(|b| scratch.join(b).join("resolved.json").exists()).collect();
     Ok(Done { records, markers, resolved })
@@ -493,18 +493,22 @@ pub async fn submit(data_dir: &Path, args: &RunArgs) -> anyhow::Result<()> {
 
 async fn prepare(data_dir: &Path, args: &RunArgs) -> anyhow::Result<Prepared> {
     let c = &args.cluster;
-    let p = crate::cli::load(&args.pipeline)?;
+    let p = smelt_runner::Workspace::new(data_dir).load(&args.pipeline)?;
     let pipeline =
         std::fs::canonicalize(&args.pipeline).with_context(|| format!("cannot resolve {}", args.pipeline.display()))?;
     std::fs::create_dir_all(data_dir).with_context(|| format!("cannot create {}", data_dir.display()))?;
     let data_dir = std::fs::canonicalize(data_dir)?;
     let smelt = std::env::current_exe().context("cannot find the smelt binary's path")?;
     let barriers: Vec<String> = p.barriers().iter().map(|&b| p.graph[b].name.clone()).collect();
-    let store = DatasetStore::open(&crate::cli::dataset_root(&data_dir, &p, &pipeline, args.output.as_deref()))?;
+    let store = DatasetStore::open(&smelt_runner::Workspace::new(&data_dir).dataset_root(
+        &p,
+        &pipeline,
+        args.output.as_deref(),
+    ))?;
     let root_url = store.url().to_string();
     // As the ranks will plan them: incremental sources leave out what committed versions hold.
     let committed = smelt_engine::committed_inputs(&store).await?;
-    let splits = smelt_engine::list_splits_since(&p, &crate::cli::base_dir(&pipeline), &committed).await?.len() as u32;
+    let splits = smelt_engine::list_splits_since(&p, &committed).await?.len() as u32;
     if splits == 0 {
         return Err(user_err(format!("{}: the pipeline's sources list no input files", pipeline.display())));
     }
@@ -541,8 +545,8 @@ async fn prepare(data_dir: &Path, args: &RunArgs) -> anyhow::Result<Prepared> {
             (run.clone(), st)
         }
         None => {
-            let run_id = args.run_id.clone().unwrap_or_else(crate::cli::new_run_id);
-            if !crate::cli::valid_run_id(&run_id) {
+            let run_id = args.run_id.clone().unwrap_or_else(smelt_runner::new_run_id);
+            if !smelt_runner::valid_run_id(&run_id) {
                 return Err(user_err(format!("run id `{run_id}` must be letters, digits, `-`, `_` or `.`")));
             }
             if let Ok((dir, _)) = read_state(&data_dir, &run_id) {

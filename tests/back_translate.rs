@@ -10,6 +10,9 @@ use common::{example, stderr, Env};
 
 #[test]
 fn example_back_translates_and_a_rerun_uses_the_cache() {
+    if !smelt_pipelines::augment::apertium::installed_or_skip() {
+        return;
+    }
     let env = Env::new();
     let p = example("back_translate.yaml").display().to_string();
     env.ok(&["validate", &p]);

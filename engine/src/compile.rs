@@ -16,7 +16,7 @@ use petgraph::visit::EdgeRef;
 use petgraph::Direction;
 
 use crate::diagnostic::{closest, Diagnostic, Diagnostics};
-use crate::stage::{StageConfig, StageKind, StageType};
+use crate::stage::{ConfigureContext, StageConfig, StageKind, StageType};
 use crate::yaml::{self, format_path, Node, PathSeg, Value};
 
 /// Default rows per batch.
@@ -55,6 +55,8 @@ pub struct StageNode {
     pub inputs: Vec<String>,
     /// How the engine retries and times out this stage's work on a split.
     pub policy: crate::schedule::StagePolicy,
+    /// Where the stage is defined in the pipeline file (its name's position).
+    pub pos: crate::diagnostic::Pos,
 }
 
 /// A compiled pipeline.
@@ -88,6 +90,8 @@ pub struct Pipeline {
     pub graph: DiGraph<StageNode, usize>,
     /// Nodes in topological order, ties broken by file order.
     pub order: Vec<NodeIndex>,
+    /// What the stages were configured with (pipeline and data directories).
+    pub context: ConfigureContext,
 }
 
 impl Pipeline {
@@ -101,6 +105,13 @@ impl Pipeline {
             .iter()
             .find(|&&n| self.graph[n].config.kind() == StageKind::Sink)
             .expect("a compiled pipeline has a sink")
+    }
+
+    /// `file:line:column` of stage `name`'s definition, if it is in the pipeline.
+    pub fn locate(&self, name: &str) -> Option<String> {
+        let n = self.order.iter().find(|&&n| self.graph[n].name == name)?;
+        let pos = self.graph[*n].pos;
+        Some(format!("{}:{}:{}", self.file, pos.line, pos.col))
     }
 
     /// Source nodes in file order.
@@ -152,6 +163,8 @@ struct Ctx<'a> {
     file: &'a str,
     root: &'a Node,
     out: Vec<Diagnostic>,
+    /// Handed to every stage factory.
+    configure: &'a ConfigureContext,
 }
 
 impl Ctx<'_> {
@@ -182,11 +195,17 @@ fn valid_name(s: &str) -> bool {
         && !s.starts_with('.')
 }
 
-/// Compiles a pipeline file's text.
+/// Compiles a pipeline file's text; `context` is handed to every stage
+/// factory and kept in the [`Pipeline`].
 ///
 /// # Errors
 /// Every problem found, each with its position.
-pub fn compile(file: &str, text: &str, registry: &[StageType]) -> Result<Pipeline, Diagnostics> {
+pub fn compile(
+    file: &str,
+    text: &str,
+    registry: &[StageType],
+    context: &ConfigureContext,
+) -> Result<Pipeline, Diagnostics> {
     let root = match yaml::parse(text) {
         Ok(r) => r,
         Err(e) => {
@@ -199,7 +218,7 @@ pub fn compile(file: &str, text: &str, registry: &[StageType]) -> Result<Pipelin
             }]))
         }
     };
-    let mut ctx = Ctx { file, root: &root, out: Vec::new() };
+    let mut ctx = Ctx { file, root: &root, out: Vec::new(), configure: context };
     let Some(top) = root.as_map() else {
         ctx.at(
             &[],
@@ -471,6 +490,7 @@ pub fn compile(file: &str, text: &str, registry: &[StageType]) -> Result<Pipelin
         phases,
         graph,
         order,
+        context: context.clone(),
     })
 }
 
@@ -646,7 +666,7 @@ fn compile_stage(
         ),
         _ => {}
     }
-    let config = match (st.configure)(serde_json::Value::Object(options)) {
+    let config = match (st.configure)(serde_json::Value::Object(options), ctx.configure) {
         Ok(c) => c,
         Err(e) => {
             let mut p = base.to_vec();
@@ -674,6 +694,7 @@ fn compile_stage(
         schema,
         inputs: inputs.iter().map(|(n, _)| n.clone()).collect(),
         policy,
+        pos: ctx.root.locate(base, true),
     };
     (Some(node), inputs)
 }

@@ -40,7 +40,7 @@ use tokio::task::JoinSet;
 
 use crate::channel::{channel, Msg, Receiver, Sender};
 use crate::compile::Pipeline;
-use crate::error::{EngineError, Result};
+use crate::error::{EngineError, Fault, Result};
 use crate::stage::{
     str_at, BarrierContext, Committed, Processed, ReadOptions, Skips, SplitSpec, StageConfig, StageKind,
 };
@@ -73,8 +73,6 @@ pub struct RunOptions {
     pub world_size: u32,
     /// Splits run at once, and CPU-bound stage calls at once.
     pub parallelism: usize,
-    /// Directory relative input paths are resolved against (the pipeline file's).
-    pub base_dir: PathBuf,
     /// smelt's version, for lineage.
     pub smelt_version: String,
     /// Live counters.
@@ -129,8 +127,8 @@ pub struct RunReport {
 
 /// Runs `attempt` for split `split` until it succeeds, or until the stage it
 /// fails in has used its `retries`; waits an exponential backoff with jitter
-/// between attempts. Only stage failures are retried (not storage or
-/// catalog errors, not cancellation). A failed attempt leaves nothing
+/// between attempts. Only a stage's external faults are retried ([`Fault`]:
+/// not user mistakes or bugs, not catalog errors, not cancellation). A failed attempt leaves nothing
 /// behind that a later attempt would read: shards are rewritten under the
 /// same names and the split's completion record is written last.
 async fn with_retries<T, F, Fut>(
@@ -148,7 +146,7 @@ where
     loop {
         match attempt().await {
             Ok(v) => return Ok(v),
-            Err(EngineError::Stage { stage, message }) => {
+            Err(EngineError::Stage { stage, fault: Fault::External, message, at }) => {
                 let policy = p
                     .order
                     .iter()
@@ -162,7 +160,7 @@ where
                     } else {
                         message
                     };
-                    return Err(EngineError::Stage { stage, message });
+                    return Err(EngineError::Stage { stage, fault: Fault::External, message, at });
                 }
                 failures += 1;
                 let wait = crate::schedule::backoff(
@@ -193,8 +191,8 @@ where
 ///
 /// # Errors
 /// A source cannot list its inputs (missing files, bad globs).
-pub async fn list_splits(p: &Pipeline, base_dir: &std::path::Path) -> Result<Vec<(NodeIndex, SplitSpec)>> {
-    list_splits_since(p, base_dir, &HashMap::new()).await
+pub async fn list_splits(p: &Pipeline) -> Result<Vec<(NodeIndex, SplitSpec)>> {
+    list_splits_since(p, &HashMap::new()).await
 }
 
 /// The splits of an existing plan, mapped to the pipeline's source nodes;
@@ -234,16 +232,14 @@ pub async fn committed_inputs(store: &DatasetStore) -> Result<HashMap<String, Co
 /// As [`list_splits`].
 pub async fn list_splits_since(
     p: &Pipeline,
-    base_dir: &std::path::Path,
     committed: &HashMap<String, Committed>,
 ) -> Result<Vec<(NodeIndex, SplitSpec)>> {
     let mut out = Vec::new();
     for n in p.sources() {
         let StageConfig::Source(cfg) = p.graph[n].config.clone() else { continue };
-        let dir = base_dir.to_path_buf();
         let name = p.graph[n].name.clone();
         let seen = committed.get(&name).cloned().unwrap_or_default();
-        let specs = tokio::task::spawn_blocking(move || cfg.splits_since(&dir, &seen))
+        let specs = tokio::task::spawn_blocking(move || cfg.splits_since(&seen))
             .await
             .map_err(|e| EngineError::Internal(format!("split listing panicked: {e}")))?
             .map_err(|e| e.in_stage(&name))?;
@@ -273,6 +269,10 @@ const SPILL_ROW_GROUP_BYTES: usize = 16 << 20;
 /// Listing inputs, a stage failure, or storage failure. Splits completed before
 /// the error keep their completion records, so a rerun with the same run id resumes.
 pub async fn run(p: &Pipeline, store: &DatasetStore, opts: &RunOptions) -> Result<RunReport> {
+    run_rank(p, store, opts).await.map_err(|e| e.located(p))
+}
+
+async fn run_rank(p: &Pipeline, store: &DatasetStore, opts: &RunOptions) -> Result<RunReport> {
     let started = Instant::now();
     if opts.world_size == 0 || opts.rank >= opts.world_size {
         return Err(EngineError::User(format!(
@@ -281,7 +281,7 @@ pub async fn run(p: &Pipeline, store: &DatasetStore, opts: &RunOptions) -> Resul
         )));
     }
     let committed = committed_inputs(store).await?;
-    let splits = list_splits_since(p, &opts.base_dir, &committed).await?;
+    let splits = list_splits_since(p, &committed).await?;
     // Resuming a run: the splits its first attempt planned, even where a source
     // lists more now (a crawl or news list that grew since), so it finishes what it started.
     let splits = match store.get_json::<RunPlan>(&smelt_catalog::commit::plan_path(&opts.run_id)).await? {
@@ -469,13 +469,12 @@ pub struct SampleReport {
 ///
 /// # Errors
 /// As [`run`].
-pub async fn sample(
-    p: &Pipeline,
-    base_dir: &std::path::Path,
-    limit: usize,
-    parallelism: usize,
-) -> Result<SampleReport> {
-    let splits = list_splits(p, base_dir).await?;
+pub async fn sample(p: &Pipeline, limit: usize, parallelism: usize) -> Result<SampleReport> {
+    sample_rows(p, limit, parallelism).await.map_err(|e| e.located(p))
+}
+
+async fn sample_rows(p: &Pipeline, limit: usize, parallelism: usize) -> Result<SampleReport> {
+    let splits = list_splits(p).await?;
     let cpu = Arc::new(Semaphore::new(parallelism.max(1)));
     let progress = Arc::new(Progress::default());
     let barriers = p.barriers();
@@ -1168,6 +1167,8 @@ async fn run_split(
                     .unwrap_or_else(|_| {
                         Err(EngineError::Stage {
                             stage: timeout_name,
+                            fault: Fault::External,
+                            at: None,
                             message: format!(
                                 "timed out: took longer than its timeout of {:.1}s on this split",
                                 t.as_secs_f64()

@@ -22,7 +22,7 @@ pub mod yaml;
 
 pub use compile::{compile, Pipeline, StageNode};
 pub use diagnostic::{Diagnostic, Diagnostics, Pos};
-pub use error::{EngineError, Result};
+pub use error::{EngineError, Fault, Result};
 pub use exec::{
     committed_inputs, list_splits, list_splits_since, run, sample, Progress, RetryNote, RunOptions, RunReport,
     SampleReport,

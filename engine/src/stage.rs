@@ -15,7 +15,7 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt::Debug;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow::datatypes::{DataType, SchemaRef};
@@ -33,7 +33,7 @@ pub enum StageKind {
     Source,
     /// Batch in, batch out.
     Transform,
-    /// Needs all its input before emitting (none built in yet).
+    /// Needs all its input before emitting (the `dedup_*` stages).
     Barrier,
     /// Writes shards.
     Sink,
@@ -62,6 +62,85 @@ pub struct OptionError {
     pub at_key: bool,
 }
 
+/// What a stage factory knows about where its pipeline runs, handed to every
+/// [`StageType::configure`]: relative file options resolve against the
+/// pipeline file's directory, state that outlives a run goes under the data
+/// directory, and named datasets (`name@version`) are found through
+/// [`DatasetRoots`]. There is no other way for a stage to learn these.
+#[derive(Debug, Clone)]
+pub struct ConfigureContext {
+    /// Directory of the pipeline file (`.` for a file in the working directory).
+    pub pipeline_dir: PathBuf,
+    /// smelt's data directory (`--data-dir`): catalog, caches, scratch.
+    pub data_dir: PathBuf,
+    /// Where named datasets are stored.
+    pub datasets: DatasetRoots,
+}
+
+impl ConfigureContext {
+    /// A context for a pipeline file in `pipeline_dir` and the data directory
+    /// `data_dir`; named datasets are looked up under `<data_dir>/datasets/`.
+    pub fn new(pipeline_dir: impl Into<PathBuf>, data_dir: impl Into<PathBuf>) -> ConfigureContext {
+        let data_dir = data_dir.into();
+        ConfigureContext { pipeline_dir: pipeline_dir.into(), datasets: DatasetRoots::new(&data_dir), data_dir }
+    }
+
+    /// What a pipeline file in the working directory gets with the default
+    /// data directory (`./smelt-data`): for tests and one-off tools.
+    pub fn working_dir() -> ConfigureContext {
+        ConfigureContext::new(".", "smelt-data")
+    }
+
+    /// The context for the pipeline file at `pipeline`: its directory.
+    pub fn for_file(pipeline: &Path, data_dir: impl Into<PathBuf>) -> ConfigureContext {
+        let dir = pipeline.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        ConfigureContext::new(dir, data_dir)
+    }
+
+    /// `path` resolved against the pipeline file's directory (absolute paths unchanged).
+    pub fn resolve(&self, path: &Path) -> PathBuf {
+        if path.is_relative() {
+            self.pipeline_dir.join(path)
+        } else {
+            path.to_path_buf()
+        }
+    }
+}
+
+/// Where named datasets are stored: the catalog's roots for the datasets it
+/// knows, else `<data dir>/datasets/<name>` (what a rank process, which never
+/// opens the catalog, can find).
+#[derive(Debug, Clone)]
+pub struct DatasetRoots {
+    data_dir: PathBuf,
+    named: BTreeMap<String, String>,
+}
+
+impl DatasetRoots {
+    /// Roots under `<data_dir>/datasets/` only.
+    pub fn new(data_dir: &Path) -> DatasetRoots {
+        DatasetRoots { data_dir: data_dir.to_path_buf(), named: BTreeMap::new() }
+    }
+
+    /// Adds the catalog's roots: dataset name -> storage URL or path.
+    pub fn with_named(mut self, named: BTreeMap<String, String>) -> DatasetRoots {
+        self.named = named;
+        self
+    }
+
+    /// The storage root of dataset `name`: a URL or path as given (when it has
+    /// a `/`), the catalog's root for it, or `<data dir>/datasets/<name>`.
+    pub fn root_of(&self, name: &str) -> String {
+        if name.contains('/') {
+            return name.to_string();
+        }
+        match self.named.get(name) {
+            Some(root) => root.clone(),
+            None => self.data_dir.join("datasets").join(name).display().to_string(),
+        }
+    }
+}
+
 /// An entry of the stage registry.
 pub struct StageType {
     /// The `type:` name.
@@ -71,7 +150,7 @@ pub struct StageType {
     /// One line for `smelt stages`.
     pub about: &'static str,
     /// Parses the stage's options (no I/O).
-    pub configure: fn(serde_json::Value) -> Result<StageConfig, OptionError>,
+    pub configure: fn(serde_json::Value, &ConfigureContext) -> Result<StageConfig, OptionError>,
 }
 
 impl Debug for StageType {
@@ -236,11 +315,12 @@ pub trait SourceConfig: Send + Sync + Debug {
     fn schema(&self) -> SchemaRef;
     /// Options with defaults filled in.
     fn resolved(&self) -> serde_json::Value;
-    /// Lists splits in a deterministic order (I/O). Relative paths are resolved against `base_dir`.
+    /// Lists splits in a deterministic order (I/O). Relative paths were
+    /// resolved at configure time ([`ConfigureContext::resolve`]).
     ///
     /// # Errors
     /// Missing inputs.
-    fn splits(&self, base_dir: &Path) -> Result<Vec<SplitSpec>>;
+    fn splits(&self) -> Result<Vec<SplitSpec>>;
     /// Opens one split for reading.
     ///
     /// # Errors
@@ -252,9 +332,9 @@ pub trait SourceConfig: Send + Sync + Debug {
     ///
     /// # Errors
     /// As [`SourceConfig::splits`].
-    fn splits_since(&self, base_dir: &Path, committed: &Committed) -> Result<Vec<SplitSpec>> {
+    fn splits_since(&self, committed: &Committed) -> Result<Vec<SplitSpec>> {
         let _ = committed;
-        self.splits(base_dir)
+        self.splits()
     }
 }
 

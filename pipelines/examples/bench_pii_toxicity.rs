@@ -25,7 +25,7 @@ use arrow::array::{ArrayRef, AsArray, LargeStringArray, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;
 use smelt_engine::stage::doc;
-use smelt_engine::{Processed, StageConfig};
+use smelt_engine::{ConfigureContext, Processed, StageConfig};
 
 fn main() {
     let mut iters: usize = 3;
@@ -65,7 +65,7 @@ fn main() {
             "pii" => smelt_pipelines::pii::configure,
             _ => smelt_pipelines::toxicity::configure,
         };
-        let Ok(StageConfig::Transform(cfg)) = configure(options.clone()) else {
+        let Ok(StageConfig::Transform(cfg)) = configure(options.clone(), &ConfigureContext::working_dir()) else {
             panic!("{name}: bad options {options}")
         };
         let schema = batches[0].schema();

@@ -15,7 +15,8 @@ use arrow::record_batch::RecordBatch;
 use serde::{Deserialize, Serialize};
 use smelt_engine::stage::doc;
 use smelt_engine::{
-    parse_options, require_column, OptionError, Processed, Result, SchemaError, StageConfig, Transform, TransformConfig,
+    parse_options, require_column, ConfigureContext, OptionError, Processed, Result, SchemaError, StageConfig,
+    Transform, TransformConfig,
 };
 
 fn yes() -> bool {
@@ -35,7 +36,7 @@ pub struct ContentHashConfig {
 ///
 /// # Errors
 /// Unknown or invalid options.
-pub fn configure(options: serde_json::Value) -> Result<StageConfig, OptionError> {
+pub fn configure(options: serde_json::Value, _ctx: &ConfigureContext) -> Result<StageConfig, OptionError> {
     let c: ContentHashConfig = parse_options(options)?;
     Ok(StageConfig::Transform(Arc::new(c)))
 }

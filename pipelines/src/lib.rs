@@ -1,10 +1,16 @@
-//! smelt's built-in processing stages.
+//! smelt's built-in transform and barrier stages.
 //!
 //! ```text
-//! (html, content_type) ──html_to_text──► text ──content_hash──► content_hash
+//! (html, content_type) ──extract | html_to_text──► text ──langid──► lang
+//!   ──gopher_repetition, gopher_quality, c4, fineweb (filters/)──► kept rows
+//!   ──dedup_exact | dedup_url | dedup_lines | dedup_minhash (dedup/, barriers)──► unique rows
+//!   ──pii, toxicity, audit, back_translate (augment/)──► cleaned, audited, augmented rows
+//!   ──content_hash, tokenize──► content_hash, input_ids
 //! ```
-//! Each stage is one file: its config struct (`deny_unknown_fields`, every
-//! field documented), its runtime struct, and its tests.
+//! Each stage is one file or folder: its config struct (`deny_unknown_fields`,
+//! every field documented), its runtime struct, and its tests. A stage's
+//! `configure(options, &ConfigureContext)` is its only way to learn the
+//! pipeline and data directories and where named datasets live.
 
 pub mod audit;
 pub mod augment;
@@ -20,34 +26,3 @@ pub mod tokenize;
 pub mod toxicity;
 
 pub use extract::{extract_document, ExtractOptions, Extracted, SkipReason};
-
-static PIPELINE_DIR: std::sync::RwLock<Option<std::path::PathBuf>> = std::sync::RwLock::new(None);
-
-/// Sets the directory that relative file options of the stages configured
-/// next (`tokenize`'s `tokenizer`, `langid`'s `model`, `toxicity`'s `lists`
-/// and `url_blocklist`) are resolved against: the pipeline file's, as for
-/// source paths. Unset, they are relative to the working directory.
-pub fn set_pipeline_dir(dir: &std::path::Path) {
-    *PIPELINE_DIR.write().unwrap_or_else(|p| p.into_inner()) = Some(dir.to_path_buf());
-}
-
-/// `path` resolved against the directory given to [`set_pipeline_dir`].
-pub fn resolve_path(path: &std::path::Path) -> std::path::PathBuf {
-    match PIPELINE_DIR.read().unwrap_or_else(|e| e.into_inner()).as_ref() {
-        Some(dir) if path.is_relative() => dir.join(path),
-        _ => path.to_path_buf(),
-    }
-}
-
-static DATA_DIR: std::sync::RwLock<Option<std::path::PathBuf>> = std::sync::RwLock::new(None);
-
-/// Sets smelt's data directory (`--data-dir`), under which stages keep
-/// state that outlives a run (`back_translate`'s translation cache).
-pub fn set_data_dir(dir: &std::path::Path) {
-    *DATA_DIR.write().unwrap_or_else(|p| p.into_inner()) = Some(dir.to_path_buf());
-}
-
-/// The directory given to [`set_data_dir`], if any.
-pub fn data_dir() -> Option<std::path::PathBuf> {
-    DATA_DIR.read().unwrap_or_else(|e| e.into_inner()).clone()
-}

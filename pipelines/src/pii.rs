@@ -27,7 +27,8 @@ use arrow::record_batch::RecordBatch;
 use serde::{Deserialize, Serialize};
 use smelt_engine::yaml::PathSeg;
 use smelt_engine::{
-    parse_options, require_column, OptionError, Processed, Result, SchemaError, StageConfig, Transform, TransformConfig,
+    parse_options, require_column, ConfigureContext, OptionError, Processed, Result, SchemaError, StageConfig,
+    Transform, TransformConfig,
 };
 
 /// A kind of personal data.
@@ -153,7 +154,7 @@ fn option_error(path: &[&str], message: String) -> OptionError {
 ///
 /// # Errors
 /// Unknown or invalid options, an empty `kinds` list or an empty replacement list.
-pub fn configure(options: serde_json::Value) -> Result<StageConfig, OptionError> {
+pub fn configure(options: serde_json::Value, _ctx: &ConfigureContext) -> Result<StageConfig, OptionError> {
     let c: PiiConfig = parse_options(options)?;
     if c.kinds.is_empty() {
         return Err(option_error(&["kinds"], "is empty: name at least one of email, ipv4, ipv6, phone".into()));
@@ -934,13 +935,16 @@ mod tests {
 
     #[test]
     fn options_are_checked() {
-        let e = configure(serde_json::json!({"kinds": ["mail"]})).unwrap_err();
+        let e = configure(serde_json::json!({"kinds": ["mail"]}), &ConfigureContext::working_dir()).unwrap_err();
         assert!(e.message.contains("unknown variant"), "{}", e.message);
-        let e = configure(serde_json::json!({"kinds": []})).unwrap_err();
+        let e = configure(serde_json::json!({"kinds": []}), &ConfigureContext::working_dir()).unwrap_err();
         assert_eq!(e.path, vec![PathSeg::Key("kinds".into())]);
-        let e = configure(serde_json::json!({"replacements": {"phone": []}})).unwrap_err();
+        let e = configure(serde_json::json!({"replacements": {"phone": []}}), &ConfigureContext::working_dir())
+            .unwrap_err();
         assert_eq!(e.path, vec![PathSeg::Key("replacements".into()), PathSeg::Key("phone".into())]);
-        assert!(configure(serde_json::json!({"replacement": {}})).unwrap_err().at_key);
+        assert!(
+            configure(serde_json::json!({"replacement": {}}), &ConfigureContext::working_dir()).unwrap_err().at_key
+        );
     }
 
     #[test]

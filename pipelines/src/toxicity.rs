@@ -32,8 +32,8 @@ use smelt_engine::diagnostic::closest;
 use smelt_engine::str_at;
 use smelt_engine::yaml::PathSeg;
 use smelt_engine::{
-    parse_options, require_column, EngineError, OptionError, Processed, Result, SchemaError, StageConfig, Transform,
-    TransformConfig,
+    parse_options, require_column, ConfigureContext, EngineError, OptionError, Processed, Result, SchemaError,
+    StageConfig, Transform, TransformConfig,
 };
 
 /// The bundled LDNOOBW lists (`pipelines/lexicons/ldnoobw`, CC BY 4.0), by language code.
@@ -164,8 +164,8 @@ fn check_languages(option: &str, langs: &[String], allowed: &[&str]) -> Result<(
 /// # Errors
 /// Unknown options, languages without a list, `min_matches` 0, `max_ratio`
 /// outside [0, 1), terms that are empty once normalised, or nothing to match.
-pub fn configure(options: serde_json::Value) -> Result<StageConfig, OptionError> {
-    let c = parse_config(options)?;
+pub fn configure(options: serde_json::Value, ctx: &ConfigureContext) -> Result<StageConfig, OptionError> {
+    let c = parse_config(options, ctx)?;
     Ok(StageConfig::Transform(Arc::new(Toxicity { config: c, lexicon: Mutex::new(None) })))
 }
 
@@ -174,10 +174,10 @@ pub fn configure(options: serde_json::Value) -> Result<StageConfig, OptionError>
 ///
 /// # Errors
 /// As [`configure`].
-pub fn parse_config(options: serde_json::Value) -> Result<ToxicityConfig, OptionError> {
+pub fn parse_config(options: serde_json::Value, ctx: &ConfigureContext) -> Result<ToxicityConfig, OptionError> {
     let mut c: ToxicityConfig = parse_options(options)?;
     for p in c.lists.iter_mut().chain(c.url_blocklist.iter_mut()) {
-        *p = crate::resolve_path(p);
+        *p = ctx.resolve(p);
     }
     let bundled: Vec<&str> = LDNOOBW.iter().map(|(l, _)| *l).collect();
     let languages = c.languages.get_or_insert_with(|| bundled.iter().map(|l| l.to_string()).collect()).clone();
@@ -368,7 +368,7 @@ struct Lexicon {
 
 fn read_lines(path: &Path, option: &str) -> Result<String> {
     std::fs::read_to_string(path)
-        .map_err(|e| EngineError::User(format!("toxicity: cannot read `{option}` file {}: {e}", path.display())))
+        .map_err(|e| EngineError::External(format!("toxicity: cannot read `{option}` file {}: {e}", path.display())))
 }
 
 /// Lists for rows without a language: English alone when configured (other
@@ -756,7 +756,7 @@ mod tests {
     use std::borrow::Cow;
 
     fn stage(options: serde_json::Value) -> Arc<dyn TransformConfig> {
-        match configure(options).unwrap() {
+        match configure(options, &ConfigureContext::working_dir()).unwrap() {
             StageConfig::Transform(t) => t,
             _ => unreachable!("a transform"),
         }
@@ -938,16 +938,24 @@ mod tests {
 
     #[test]
     fn options_and_schemas_are_checked() {
-        let e = configure(serde_json::json!({"languages": ["en", "english"]})).unwrap_err();
+        let e = configure(serde_json::json!({"languages": ["en", "english"]}), &ConfigureContext::working_dir())
+            .unwrap_err();
         assert_eq!(e.path, vec![key("languages"), PathSeg::Index(1)]);
-        let e = configure(serde_json::json!({"languages": ["de"], "default_languages": ["en"]})).unwrap_err();
+        let e = configure(
+            serde_json::json!({"languages": ["de"], "default_languages": ["en"]}),
+            &ConfigureContext::working_dir(),
+        )
+        .unwrap_err();
         assert!(e.message.contains("no list for `en`"), "{}", e.message);
-        assert!(configure(serde_json::json!({"min_matches": 0})).is_err());
-        assert!(configure(serde_json::json!({"max_ratio": 1.5})).is_err());
-        assert!(configure(serde_json::json!({"words": ["  "]})).is_err());
-        assert!(configure(serde_json::json!({"languages": []})).unwrap_err().message.contains("nothing to match"));
-        assert!(configure(serde_json::json!({"mode": "delete"})).is_err());
-        assert!(configure(serde_json::json!({"stopwords": []})).unwrap_err().at_key);
+        assert!(configure(serde_json::json!({"min_matches": 0}), &ConfigureContext::working_dir()).is_err());
+        assert!(configure(serde_json::json!({"max_ratio": 1.5}), &ConfigureContext::working_dir()).is_err());
+        assert!(configure(serde_json::json!({"words": ["  "]}), &ConfigureContext::working_dir()).is_err());
+        assert!(configure(serde_json::json!({"languages": []}), &ConfigureContext::working_dir())
+            .unwrap_err()
+            .message
+            .contains("nothing to match"));
+        assert!(configure(serde_json::json!({"mode": "delete"}), &ConfigureContext::working_dir()).is_err());
+        assert!(configure(serde_json::json!({"stopwords": []}), &ConfigureContext::working_dir()).unwrap_err().at_key);
 
         let t = stage(serde_json::json!({"url_words": ["casino"]}));
         let no_url = Arc::new(Schema::new(vec![doc::id(), doc::text()]));
@@ -957,7 +965,7 @@ mod tests {
         assert!(flagged.output_schema(&has_toxic).unwrap_err().0.contains("already has it"));
         let bad_lang = Arc::new(Schema::new(vec![doc::text(), Field::new("lang", DataType::Int32, true)]));
         assert!(flagged.output_schema(&bad_lang).is_err());
-        // A missing word file is the user's to fix.
+        // An unreadable word file is an external fault (a stage's `retries:` retry it).
         let missing = stage(serde_json::json!({"lists": ["/nonexistent/words.txt"]}));
         let e = missing.build(&no_url).err().unwrap().to_string();
         assert!(e.contains("cannot read `lists` file /nonexistent/words.txt"), "{e}");

@@ -16,8 +16,8 @@ use std::time::Duration;
 use arrow::array::{Array, AsArray, LargeStringArray, StringArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
-use smelt_engine::{Processed, StageConfig, Transform};
-use smelt_pipelines::augment::apertium::Apertium;
+use smelt_engine::{ConfigureContext, Processed, StageConfig, Transform};
+use smelt_pipelines::augment::apertium::{self, Apertium};
 use smelt_pipelines::augment::back_translate::configure;
 use smelt_pipelines::augment::backend::{Translator, LANGUAGES};
 
@@ -47,7 +47,9 @@ fn batch(docs: &[(String, String)], langs: Option<&[&str]>) -> RecordBatch {
 }
 
 fn build(options: serde_json::Value, schema: &SchemaRef) -> Box<dyn Transform> {
-    let StageConfig::Transform(cfg) = configure(options).unwrap_or_else(|e| panic!("{}", e.message)) else {
+    let StageConfig::Transform(cfg) =
+        configure(options, &ConfigureContext::working_dir()).unwrap_or_else(|e| panic!("{}", e.message))
+    else {
         panic!("not a transform")
     };
     cfg.build(schema).unwrap()
@@ -90,6 +92,9 @@ fn check_originals(input: &[(String, String)], out: &RecordBatch) {
 
 #[test]
 fn apertium_back_translates_reuters_stories_through_spanish_and_catalan() {
+    if !apertium::installed_or_skip() {
+        return;
+    }
     let docs = stories();
     let input = batch(&docs, None);
     let cache = tempfile::tempdir().unwrap();
@@ -140,6 +145,9 @@ fn apertium_back_translates_reuters_stories_through_spanish_and_catalan() {
 
 #[test]
 fn selection_is_seeded_and_bad_documents_are_skipped_with_a_reason() {
+    if !apertium::installed_or_skip() {
+        return;
+    }
     let mut docs = stories();
     docs.truncate(4);
     docs.push(("empty".into(), "   \n".into()));
@@ -317,6 +325,9 @@ fn openai(url: &str, extra: serde_json::Value) -> serde_json::Value {
 
 #[test]
 fn openai_backend_retries_500s_and_garbage_and_translates_for_real() {
+    if !apertium::installed_or_skip() {
+        return;
+    }
     let s = server();
     s.faults.fail_first.store(3, Ordering::SeqCst);
     s.faults.garbage_first.store(2, Ordering::SeqCst);
@@ -336,6 +347,9 @@ fn openai_backend_retries_500s_and_garbage_and_translates_for_real() {
 
 #[test]
 fn timeouts_and_slow_answers_fail_only_their_documents() {
+    if !apertium::installed_or_skip() {
+        return;
+    }
     let s = server();
     // Every 15th request takes 6 s against a 3 s timeout (and retries are off): those pieces fail.
     s.faults.slow_every.store(15, Ordering::SeqCst);
@@ -363,6 +377,9 @@ fn rejected(c: &BTreeMap<String, u64>) -> u64 {
 
 #[test]
 fn a_dead_endpoint_trips_the_breaker_and_the_run_finishes_without_augmentation() {
+    if !apertium::installed_or_skip() {
+        return;
+    }
     let s = server();
     s.faults.always_500.store(true, Ordering::SeqCst);
     let docs = stories();
@@ -384,6 +401,9 @@ fn a_dead_endpoint_trips_the_breaker_and_the_run_finishes_without_augmentation()
 
 #[test]
 fn nonsense_answers_are_rejected_by_the_guards() {
+    if !apertium::installed_or_skip() {
+        return;
+    }
     let s = server();
     s.faults.nonsense.store(true, Ordering::SeqCst);
     let mut docs = stories();
@@ -399,6 +419,9 @@ fn nonsense_answers_are_rejected_by_the_guards() {
 
 #[test]
 fn libretranslate_backend_translates_through_the_api() {
+    if !apertium::installed_or_skip() {
+        return;
+    }
     let s = server();
     s.faults.fail_first.store(1, Ordering::SeqCst);
     let mut docs = stories();
@@ -424,7 +447,9 @@ fn libretranslate_backend_translates_through_the_api() {
 #[test]
 fn the_api_key_is_sent_but_never_in_the_resolved_options() {
     std::env::set_var("SMELT_TEST_TRANSLATE_KEY", "sk-secret-123");
-    let StageConfig::Transform(cfg) = configure(openai("http://127.0.0.1:9", serde_json::json!({}))).unwrap() else {
+    let StageConfig::Transform(cfg) =
+        configure(openai("http://127.0.0.1:9", serde_json::json!({})), &ConfigureContext::working_dir()).unwrap()
+    else {
         panic!()
     };
     let resolved = cfg.resolved().to_string();

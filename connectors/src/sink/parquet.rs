@@ -18,8 +18,8 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use serde::{Deserialize, Serialize};
 use smelt_engine::stage::doc;
 use smelt_engine::{
-    parse_options, require_column, EncodedShard, EngineError, OptionError, Result, SchemaError, ShardWriter,
-    SinkConfig, StageConfig,
+    parse_options, require_column, ConfigureContext, EncodedShard, EngineError, OptionError, Result, SchemaError,
+    ShardWriter, SinkConfig, StageConfig,
 };
 
 fn default_shard_rows() -> usize {
@@ -58,7 +58,7 @@ pub struct ParquetSinkConfig {
 ///
 /// # Errors
 /// Unknown or invalid options.
-pub fn configure(options: serde_json::Value) -> Result<StageConfig, OptionError> {
+pub fn configure(options: serde_json::Value, _ctx: &ConfigureContext) -> Result<StageConfig, OptionError> {
     let c: ParquetSinkConfig = parse_options(options)?;
     let invalid = |field: &str, message: String| OptionError {
         path: vec![smelt_engine::yaml::PathSeg::Key(field.into())],
@@ -202,7 +202,11 @@ mod tests {
 
     #[test]
     fn rolls_over_at_shard_rows_and_is_deterministic() {
-        let StageConfig::Sink(_) = configure(serde_json::json!({"shard_rows": 40})).unwrap() else { panic!() };
+        let StageConfig::Sink(_) =
+            configure(serde_json::json!({"shard_rows": 40}), &ConfigureContext::working_dir()).unwrap()
+        else {
+            panic!()
+        };
         let cfg: ParquetSinkConfig = serde_json::from_value(serde_json::json!({"shard_rows": 40})).unwrap();
         let batches = vec![docs(30), docs(30), docs(30)];
         let a = write_all(&cfg, &batches);
@@ -254,9 +258,9 @@ mod tests {
 
     #[test]
     fn rejects_bad_options_with_their_path() {
-        let e = configure(serde_json::json!({"zstd_level": 99})).unwrap_err();
+        let e = configure(serde_json::json!({"zstd_level": 99}), &ConfigureContext::working_dir()).unwrap_err();
         assert_eq!(e.path, vec![smelt_engine::yaml::PathSeg::Key("zstd_level".into())]);
-        let e = configure(serde_json::json!({"shard_row": 5})).unwrap_err();
+        let e = configure(serde_json::json!({"shard_row": 5}), &ConfigureContext::working_dir()).unwrap_err();
         assert!(e.at_key && e.message.contains("unknown field `shard_row`"), "{e:?}");
     }
 }

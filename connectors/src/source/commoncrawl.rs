@@ -15,14 +15,13 @@
 
 use std::collections::BTreeSet;
 use std::io::Read;
-use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
 use serde::{Deserialize, Serialize};
 use smelt_engine::yaml::PathSeg;
 use smelt_engine::{
-    parse_options, Committed, EngineError, OptionError, ReadOptions, Result, Skips, SourceConfig, SplitReader,
-    SplitSpec, StageConfig,
+    parse_options, Committed, ConfigureContext, EngineError, OptionError, ReadOptions, Result, Skips, SourceConfig,
+    SplitReader, SplitSpec, StageConfig,
 };
 
 use super::warc::{split_reader, RecordKind, WarcConfig, WarcSplitReader};
@@ -140,7 +139,7 @@ fn option_error(key: &str, message: impl Into<String>) -> OptionError {
 ///
 /// # Errors
 /// Unknown or invalid options.
-pub fn configure(options: serde_json::Value) -> Result<StageConfig, OptionError> {
+pub fn configure(options: serde_json::Value, _ctx: &ConfigureContext) -> Result<StageConfig, OptionError> {
     let c: CommonCrawlConfig = parse_options(options)?;
     if c.crawl != "latest" && !c.crawl.starts_with("CC-") {
         return Err(option_error(
@@ -398,11 +397,11 @@ impl SourceConfig for CommonCrawlConfig {
         serde_json::to_value(self).unwrap_or_default()
     }
 
-    fn splits(&self, base_dir: &Path) -> Result<Vec<SplitSpec>> {
-        self.splits_since(base_dir, &Committed::default())
+    fn splits(&self) -> Result<Vec<SplitSpec>> {
+        self.splits_since(&Committed::default())
     }
 
-    fn splits_since(&self, _base_dir: &Path, committed: &Committed) -> Result<Vec<SplitSpec>> {
+    fn splits_since(&self, committed: &Committed) -> Result<Vec<SplitSpec>> {
         let net = self.net()?;
         let events = Events::default();
         let crawl =
@@ -637,7 +636,7 @@ fn parse_month(s: &str) -> Option<(i32, u32)> {
 ///
 /// # Errors
 /// Unknown or invalid options.
-pub fn configure_news(options: serde_json::Value) -> Result<StageConfig, OptionError> {
+pub fn configure_news(options: serde_json::Value, _ctx: &ConfigureContext) -> Result<StageConfig, OptionError> {
     let c: CommonCrawlNewsConfig = parse_options(options)?;
     let from = parse_month(&c.from).ok_or_else(|| {
         option_error("from", format!("`{}` is not a month: write `2024-05` (CC-NEWS starts 2016-08)", c.from))
@@ -663,11 +662,11 @@ impl SourceConfig for CommonCrawlNewsConfig {
         serde_json::to_value(self).unwrap_or_default()
     }
 
-    fn splits(&self, base_dir: &Path) -> Result<Vec<SplitSpec>> {
-        self.splits_since(base_dir, &Committed::default())
+    fn splits(&self) -> Result<Vec<SplitSpec>> {
+        self.splits_since(&Committed::default())
     }
 
-    fn splits_since(&self, _base_dir: &Path, committed: &Committed) -> Result<Vec<SplitSpec>> {
+    fn splits_since(&self, committed: &Committed) -> Result<Vec<SplitSpec>> {
         use chrono::Datelike;
         let net = net_for(&self.net, &self.http)?;
         let events = Events::default();

@@ -7,13 +7,13 @@
 //! ```
 
 use std::io::BufRead;
-use std::path::Path;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use smelt_engine::{
-    parse_options, EngineError, OptionError, ReadOptions, Result, Skips, SourceConfig, SplitReader, SplitSpec,
-    StageConfig,
+    parse_options, ConfigureContext, EngineError, OptionError, ReadOptions, Result, Skips, SourceConfig, SplitReader,
+    SplitSpec, StageConfig,
 };
 
 use super::{derived_id, doc_schema, parse_time_us, Body, DocBuilder, DocRow};
@@ -56,6 +56,10 @@ pub struct JsonlConfig {
     /// Use the row's `source` field when present (default true).
     #[serde(default = "yes")]
     pub keep_source: bool,
+    /// Directory relative `paths` resolve against: the pipeline file's (set
+    /// from the configure context, not an option).
+    #[serde(skip)]
+    pub base_dir: PathBuf,
 }
 
 fn yes() -> bool {
@@ -66,8 +70,9 @@ fn yes() -> bool {
 ///
 /// # Errors
 /// Unknown or invalid options.
-pub fn configure(options: serde_json::Value) -> Result<StageConfig, OptionError> {
-    let c: JsonlConfig = parse_options(options)?;
+pub fn configure(options: serde_json::Value, ctx: &ConfigureContext) -> Result<StageConfig, OptionError> {
+    let mut c: JsonlConfig = parse_options(options)?;
+    c.base_dir = ctx.pipeline_dir.clone();
     Ok(StageConfig::Source(Arc::new(c)))
 }
 
@@ -80,8 +85,8 @@ impl SourceConfig for JsonlConfig {
         serde_json::to_value(self).unwrap_or_default()
     }
 
-    fn splits(&self, base_dir: &Path) -> Result<Vec<SplitSpec>> {
-        list_files(&self.paths, base_dir)
+    fn splits(&self) -> Result<Vec<SplitSpec>> {
+        list_files(&self.paths, &self.base_dir)
     }
 
     fn open(&self, split: &SplitSpec, options: &ReadOptions) -> Result<Box<dyn SplitReader>> {
@@ -203,7 +208,8 @@ mod tests {
         )
         .unwrap();
         let cfg: JsonlConfig = serde_json::from_value(serde_json::json!({"paths": ["a.jsonl"]})).unwrap();
-        let splits = cfg.splits(dir.path()).unwrap();
+        let cfg = JsonlConfig { base_dir: dir.path().to_path_buf(), ..cfg };
+        let splits = cfg.splits().unwrap();
         let mut r = cfg.open(&splits[0], &ReadOptions { batch_rows: 100 }).unwrap();
         let mut skips = Skips::default();
         let b = r.next_batch(&mut skips).unwrap().unwrap();

@@ -7,7 +7,7 @@
 //! file ──ParquetRecordBatchReader (projected)──► cast / fill ──► batch (document schema)
 //! ```
 
-use std::path::Path;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use arrow::array::{new_null_array, Array, ArrayRef, StringArray};
@@ -17,8 +17,8 @@ use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchR
 use parquet::arrow::ProjectionMask;
 use serde::{Deserialize, Serialize};
 use smelt_engine::{
-    parse_options, EngineError, OptionError, ReadOptions, Result, Skips, SourceConfig, SplitReader, SplitSpec,
-    StageConfig,
+    parse_options, ConfigureContext, EngineError, OptionError, ReadOptions, Result, Skips, SourceConfig, SplitReader,
+    SplitSpec, StageConfig,
 };
 
 use super::{derived_id, doc_schema, Body};
@@ -37,14 +37,19 @@ pub struct ParquetSourceConfig {
     /// `source` value for files without a `source` column (default `parquet`).
     #[serde(default = "default_source")]
     pub source: String,
+    /// Directory relative `paths` resolve against: the pipeline file's (set
+    /// from the configure context, not an option).
+    #[serde(skip)]
+    pub base_dir: PathBuf,
 }
 
 /// Registry hook.
 ///
 /// # Errors
 /// Unknown or invalid options.
-pub fn configure(options: serde_json::Value) -> Result<StageConfig, OptionError> {
-    let c: ParquetSourceConfig = parse_options(options)?;
+pub fn configure(options: serde_json::Value, ctx: &ConfigureContext) -> Result<StageConfig, OptionError> {
+    let mut c: ParquetSourceConfig = parse_options(options)?;
+    c.base_dir = ctx.pipeline_dir.clone();
     Ok(StageConfig::Source(Arc::new(c)))
 }
 
@@ -57,8 +62,8 @@ impl SourceConfig for ParquetSourceConfig {
         serde_json::to_value(self).unwrap_or_default()
     }
 
-    fn splits(&self, base_dir: &Path) -> Result<Vec<SplitSpec>> {
-        list_files(&self.paths, base_dir)
+    fn splits(&self) -> Result<Vec<SplitSpec>> {
+        list_files(&self.paths, &self.base_dir)
     }
 
     fn open(&self, split: &SplitSpec, options: &ReadOptions) -> Result<Box<dyn SplitReader>> {
@@ -182,7 +187,8 @@ mod tests {
         w.write(&batch).unwrap();
         w.close().unwrap();
         let cfg: ParquetSourceConfig = serde_json::from_value(serde_json::json!({"paths": ["*.parquet"]})).unwrap();
-        let splits = cfg.splits(dir.path()).unwrap();
+        let cfg = ParquetSourceConfig { base_dir: dir.path().to_path_buf(), ..cfg };
+        let splits = cfg.splits().unwrap();
         let mut r = cfg.open(&splits[0], &ReadOptions { batch_rows: 10 }).unwrap();
         let b = r.next_batch(&mut Skips::default()).unwrap().unwrap();
         assert_eq!(b.schema(), doc_schema(Body::Text));
@@ -202,7 +208,8 @@ mod tests {
         w.write(&batch).unwrap();
         w.close().unwrap();
         let cfg: ParquetSourceConfig = serde_json::from_value(serde_json::json!({"paths": ["x.parquet"]})).unwrap();
-        let splits = cfg.splits(dir.path()).unwrap();
+        let cfg = ParquetSourceConfig { base_dir: dir.path().to_path_buf(), ..cfg };
+        let splits = cfg.splits().unwrap();
         let e = cfg.open(&splits[0], &ReadOptions { batch_rows: 10 }).err().unwrap().to_string();
         assert!(e.contains("has no `text` column (it has: body)"), "{e}");
     }

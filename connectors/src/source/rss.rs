@@ -14,14 +14,13 @@
 //! marked seen.
 
 use std::collections::{HashMap, HashSet};
-use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use serde::{Deserialize, Serialize};
 use smelt_engine::yaml::PathSeg;
 use smelt_engine::{
-    parse_options, Committed, OptionError, ReadOptions, Result, Skips, SourceConfig, SplitReader, SplitSpec,
-    StageConfig,
+    parse_options, Committed, ConfigureContext, OptionError, ReadOptions, Result, Skips, SourceConfig, SplitReader,
+    SplitSpec, StageConfig,
 };
 
 use super::commoncrawl::net_for;
@@ -88,7 +87,7 @@ struct FeedState {
 ///
 /// # Errors
 /// Unknown or invalid options.
-pub fn configure(options: serde_json::Value) -> Result<StageConfig, OptionError> {
+pub fn configure(options: serde_json::Value, _ctx: &ConfigureContext) -> Result<StageConfig, OptionError> {
     let c: RssConfig = parse_options(options)?;
     let err = |key: &str, message: String| OptionError { path: vec![PathSeg::Key(key.into())], message, at_key: false };
     if c.feeds.is_empty() {
@@ -116,11 +115,11 @@ impl SourceConfig for RssConfig {
         serde_json::to_value(self).unwrap_or_default()
     }
 
-    fn splits(&self, base_dir: &Path) -> Result<Vec<SplitSpec>> {
-        self.splits_since(base_dir, &Committed::default())
+    fn splits(&self) -> Result<Vec<SplitSpec>> {
+        self.splits_since(&Committed::default())
     }
 
-    fn splits_since(&self, _base_dir: &Path, committed: &Committed) -> Result<Vec<SplitSpec>> {
+    fn splits_since(&self, committed: &Committed) -> Result<Vec<SplitSpec>> {
         let mut prior: HashMap<String, Prior> = HashMap::new();
         if self.incremental {
             for (feed, state) in &committed.states {

@@ -10,13 +10,13 @@
 //! corrupt gzip / truncated / bad header ──► Skips (counted by kind, logged with file#offset)
 //! ```
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use smelt_engine::{
-    parse_options, EngineError, OptionError, ReadOptions, Result, Skips, SourceConfig, SplitReader, SplitSpec,
-    StageConfig,
+    parse_options, ConfigureContext, EngineError, OptionError, ReadOptions, Result, Skips, SourceConfig, SplitReader,
+    SplitSpec, StageConfig,
 };
 
 use super::{derived_id, doc_schema, parse_time_us, Body, DocBuilder, DocRow};
@@ -71,14 +71,19 @@ pub struct WarcConfig {
     /// Records with a larger block are skipped and counted (default 16 MiB).
     #[serde(default = "default_max_payload")]
     pub max_payload_bytes: u64,
+    /// Directory relative `paths` resolve against: the pipeline file's (set
+    /// from the configure context, not an option).
+    #[serde(skip)]
+    pub base_dir: PathBuf,
 }
 
 /// Registry hook.
 ///
 /// # Errors
 /// Unknown or invalid options.
-pub fn configure(options: serde_json::Value) -> Result<StageConfig, OptionError> {
-    let c: WarcConfig = parse_options(options)?;
+pub fn configure(options: serde_json::Value, ctx: &ConfigureContext) -> Result<StageConfig, OptionError> {
+    let mut c: WarcConfig = parse_options(options)?;
+    c.base_dir = ctx.pipeline_dir.clone();
     if c.paths.is_empty() {
         return Err(OptionError {
             path: vec![smelt_engine::yaml::PathSeg::Key("paths".into())],
@@ -107,8 +112,8 @@ impl SourceConfig for WarcConfig {
         serde_json::to_value(self).unwrap_or_default()
     }
 
-    fn splits(&self, base_dir: &Path) -> Result<Vec<SplitSpec>> {
-        list_files(&self.paths, base_dir)
+    fn splits(&self) -> Result<Vec<SplitSpec>> {
+        list_files(&self.paths, &self.base_dir)
     }
 
     fn open(&self, split: &SplitSpec, options: &ReadOptions) -> Result<Box<dyn SplitReader>> {

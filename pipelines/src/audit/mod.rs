@@ -32,8 +32,8 @@ use smelt_catalog::Samples;
 use smelt_engine::diagnostic::closest;
 use smelt_engine::yaml::PathSeg;
 use smelt_engine::{
-    parse_options, require_column, str_at, EngineError, OptionError, Processed, Result, SchemaError, StageConfig,
-    Transform, TransformConfig,
+    parse_options, require_column, str_at, ConfigureContext, EngineError, OptionError, Processed, Result, SchemaError,
+    StageConfig, Transform, TransformConfig,
 };
 
 use crate::toxicity::{normalize, parse_config as toxicity_config, ToxicMatcher, ToxicityConfig};
@@ -134,7 +134,7 @@ fn key(k: &str) -> PathSeg {
 /// # Errors
 /// Unknown options, languages without a bundled lexicon, gates that do not
 /// parse (with the column in the gate), bad `toxicity` options.
-pub fn configure(options: serde_json::Value) -> Result<StageConfig, OptionError> {
+pub fn configure(options: serde_json::Value, ctx: &ConfigureContext) -> Result<StageConfig, OptionError> {
     let mut c: AuditConfig = parse_options(options)?;
     let bundled: Vec<&str> = BUNDLED.iter().map(|(l, _)| *l).collect();
     for (i, lang) in c.languages.iter().enumerate() {
@@ -156,7 +156,7 @@ pub fn configure(options: serde_json::Value) -> Result<StageConfig, OptionError>
             return Err(option_error(vec![key("lexicons"), key(lang)], "lists no files".into(), false));
         }
         for f in files.iter_mut() {
-            *f = crate::resolve_path(f);
+            *f = ctx.resolve(f);
         }
     }
     if c.languages.is_empty() && c.lexicons.is_empty() {
@@ -197,7 +197,7 @@ pub fn configure(options: serde_json::Value) -> Result<StageConfig, OptionError>
         })?;
     }
     let tox_options = if c.toxicity.is_null() { serde_json::json!({}) } else { c.toxicity.clone() };
-    let tox = toxicity_config(tox_options).map_err(|mut e| {
+    let tox = toxicity_config(tox_options, ctx).map_err(|mut e| {
         e.path.insert(0, key("toxicity"));
         e
     })?;

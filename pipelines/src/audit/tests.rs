@@ -10,7 +10,7 @@ use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;
 use smelt_catalog::audit::derive;
 use smelt_catalog::StageMetrics;
-use smelt_engine::{Processed, StageConfig};
+use smelt_engine::{ConfigureContext, Processed, StageConfig};
 
 use super::configure;
 
@@ -42,7 +42,9 @@ fn batch(rows: &[(&str, Option<&str>, &str)]) -> RecordBatch {
 /// Runs the stage over `splits` (each a list of batches), one transform per split,
 /// and sums their metrics as the engine does.
 fn run(options: serde_json::Value, splits: &[Vec<RecordBatch>]) -> StageMetrics {
-    let StageConfig::Transform(cfg) = configure(options).unwrap() else { panic!("not a transform") };
+    let StageConfig::Transform(cfg) = configure(options, &ConfigureContext::working_dir()).unwrap() else {
+        panic!("not a transform")
+    };
     let mut total = StageMetrics { stage: "audit".into(), ..Default::default() };
     for split in splits {
         let mut t = cfg.build(&split[0].schema()).unwrap();
@@ -124,7 +126,9 @@ fn user_lexicons_add_languages_and_bad_ones_say_where() {
     assert_eq!(m.counters["mentions{axis=religion}"], 2);
 
     std::fs::write(&de, "religion: Muslim\nreligion = Christen\n").unwrap();
-    let StageConfig::Transform(cfg) = configure(serde_json::json!({"lexicons": {"de": [&de]}})).unwrap() else {
+    let StageConfig::Transform(cfg) =
+        configure(serde_json::json!({"lexicons": {"de": [&de]}}), &ConfigureContext::working_dir()).unwrap()
+    else {
         panic!()
     };
     let err = cfg.build(&batch(&rows).schema()).err().unwrap().to_string();
@@ -133,7 +137,7 @@ fn user_lexicons_add_languages_and_bad_ones_say_where() {
 
 #[test]
 fn options_are_checked() {
-    let err = |o: serde_json::Value| configure(o).err().unwrap();
+    let err = |o: serde_json::Value| configure(o, &ConfigureContext::working_dir()).err().unwrap();
     let e = err(serde_json::json!({"languages": ["de"]}));
     assert!(e.message.contains("no bundled lexicon for `de`"), "{}", e.message);
     let e = err(serde_json::json!({"axes": ["religon"]}));

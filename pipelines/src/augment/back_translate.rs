@@ -30,8 +30,8 @@ use serde::{Deserialize, Serialize};
 use smelt_engine::stage::{doc, str_at};
 use smelt_engine::yaml::PathSeg;
 use smelt_engine::{
-    parse_options, require_column, EngineError, OptionError, Processed, Result, SchemaError, StageConfig, Transform,
-    TransformConfig,
+    parse_options, require_column, ConfigureContext, EngineError, OptionError, Processed, Result, SchemaError,
+    StageConfig, Transform, TransformConfig,
 };
 
 use super::apertium::{self, Apertium};
@@ -325,7 +325,7 @@ struct Shared {
 ///
 /// # Errors
 /// Unknown or invalid options; a missing Apertium installation or language pair.
-pub fn configure(options: serde_json::Value) -> Result<StageConfig, OptionError> {
+pub fn configure(options: serde_json::Value, ctx: &ConfigureContext) -> Result<StageConfig, OptionError> {
     let mut c: BackTranslateConfig = parse_options(options)?;
     let at = |path: &[&str], message: String| OptionError {
         path: path.iter().map(|k| PathSeg::Key((*k).into())).collect(),
@@ -402,9 +402,9 @@ pub fn configure(options: serde_json::Value) -> Result<StageConfig, OptionError>
             }
         }
     }
-    c.cache_dir = c.cache_dir.map(|d| crate::resolve_path(Path::new(&d)).display().to_string());
+    c.cache_dir = c.cache_dir.map(|d| ctx.resolve(Path::new(&d)).display().to_string());
     if c.cache_dir.is_none() && c.cache {
-        c.cache_dir = crate::data_dir().map(|d| d.join("cache").join("back_translate").display().to_string());
+        c.cache_dir = Some(ctx.data_dir.join("cache").join("back_translate").display().to_string());
     }
     Ok(StageConfig::Transform(Arc::new(c)))
 }
@@ -940,18 +940,30 @@ mod tests {
             hops("en", "es>ca"),
             [("en".to_string(), "es".to_string()), ("es".into(), "ca".into()), ("ca".into(), "en".into())]
         );
-        let e = configure(serde_json::json!({"pivots": []})).unwrap_err();
+        let e = configure(serde_json::json!({"pivots": []}), &ConfigureContext::working_dir()).unwrap_err();
         assert_eq!(e.path, vec![PathSeg::Key("pivots".into())]);
-        let e = configure(serde_json::json!({"pivots": ["es>"]})).unwrap_err();
+        let e = configure(serde_json::json!({"pivots": ["es>"]}), &ConfigureContext::working_dir()).unwrap_err();
         assert_eq!(e.path, vec![PathSeg::Key("pivots".into()), PathSeg::Index(0)]);
-        let e = configure(serde_json::json!({"pivots": ["es"], "backend": "openai"})).unwrap_err();
-        assert!(e.message.contains("needs `http.url`"), "{}", e.message);
-        let e = configure(serde_json::json!({"pivots": ["es"], "backend": "openai", "http": {"url": "http://x"}}))
+        let e = configure(serde_json::json!({"pivots": ["es"], "backend": "openai"}), &ConfigureContext::working_dir())
             .unwrap_err();
+        assert!(e.message.contains("needs `http.url`"), "{}", e.message);
+        let e = configure(
+            serde_json::json!({"pivots": ["es"], "backend": "openai", "http": {"url": "http://x"}}),
+            &ConfigureContext::working_dir(),
+        )
+        .unwrap_err();
         assert!(e.message.contains("needs `http.model`"), "{}", e.message);
-        let e = configure(serde_json::json!({"pivots": ["es"], "select": {"fraction": 2}})).unwrap_err();
+        let e = configure(
+            serde_json::json!({"pivots": ["es"], "select": {"fraction": 2}}),
+            &ConfigureContext::working_dir(),
+        )
+        .unwrap_err();
         assert_eq!(e.path, vec![PathSeg::Key("select".into()), PathSeg::Key("fraction".into())]);
-        let e = configure(serde_json::json!({"pivots": ["es"], "apertium": {"data_dir": "/nonexistent"}})).unwrap_err();
+        let e = configure(
+            serde_json::json!({"pivots": ["es"], "apertium": {"data_dir": "/nonexistent"}}),
+            &ConfigureContext::working_dir(),
+        )
+        .unwrap_err();
         assert!(e.message.contains("apt-get install apertium apertium-eng-spa apertium-eng-cat"), "{}", e.message);
     }
 }

@@ -21,11 +21,9 @@
 //! band being matched; while building an index: 16 bytes per document of the
 //! indexed version for the band being sorted.
 
-use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::RwLock;
 
 use arrow::array::Array;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -34,7 +32,7 @@ use serde::{Deserialize, Serialize};
 use smelt_catalog::commit::{load_manifest, stored_versions};
 use smelt_catalog::tags::{tag_path, TagFile};
 use smelt_catalog::{DatasetStore, Selector, VersionManifest, VersionRef};
-use smelt_engine::{str_at, EngineError, Result};
+use smelt_engine::{str_at, DatasetRoots, EngineError, Result};
 
 use super::io;
 use super::minhash::{be_u64, DedupMinhashConfig, Scratch, Signer};
@@ -42,39 +40,6 @@ use crate::filters::words::Segmenter;
 
 /// Format of `index.json` and the files beside it.
 const INDEX_FORMAT: u32 = 1;
-
-/// Where named datasets live, set by the CLI before a run (the catalog's
-/// roots, and the data directory for the default `<data dir>/datasets/<name>`).
-static ROOTS: RwLock<Option<Roots>> = RwLock::new(None);
-
-#[derive(Debug, Clone)]
-struct Roots {
-    data_dir: PathBuf,
-    named: BTreeMap<String, String>,
-}
-
-/// Tells `against:` where datasets live: `named` maps dataset names to their
-/// storage roots (from the catalog); other names are looked up under
-/// `<data_dir>/datasets/<name>` (what a rank process, which never opens the
-/// catalog, can do).
-pub fn set_dataset_roots(data_dir: &Path, named: BTreeMap<String, String>) {
-    *ROOTS.write().unwrap_or_else(|p| p.into_inner()) = Some(Roots { data_dir: data_dir.to_path_buf(), named });
-}
-
-/// The storage root of dataset `name`: a URL or path as given (when it has a
-/// `/`), the catalog's root for it, or `<data dir>/datasets/<name>`.
-fn root_of(name: &str) -> String {
-    if name.contains('/') {
-        return name.to_string();
-    }
-    let roots = ROOTS.read().unwrap_or_else(|p| p.into_inner());
-    match roots.as_ref() {
-        Some(r) => {
-            r.named.get(name).cloned().unwrap_or_else(|| r.data_dir.join("datasets").join(name).display().to_string())
-        }
-        None => Path::new("smelt-data").join("datasets").join(name).display().to_string(),
-    }
-}
 
 /// A committed version, opened from its storage.
 pub struct Earlier {
@@ -87,13 +52,13 @@ pub struct Earlier {
 }
 
 /// Opens `spec` (`name@7`, `name@prod`, `name@latest`, or `path/or/url@7`)
-/// from storage.
+/// from storage, finding named datasets through `datasets`.
 ///
 /// # Errors
 /// A malformed reference, a dataset or version that does not exist, storage failures.
-pub async fn open_version(spec: &str) -> Result<Earlier> {
+pub async fn open_version(datasets: &DatasetRoots, spec: &str) -> Result<Earlier> {
     let r: VersionRef = spec.parse()?;
-    let root = root_of(&r.dataset);
+    let root = datasets.root_of(&r.dataset);
     if !root.contains("://") && !Path::new(&root).join("_versions").is_dir() {
         return Err(EngineError::User(format!(
             "against `{spec}`: no committed dataset at {root}; give a dataset of this catalog \

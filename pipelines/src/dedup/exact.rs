@@ -27,8 +27,8 @@ use arrow::datatypes::{DataType, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
 use serde::{Deserialize, Serialize};
 use smelt_engine::{
-    parse_options, require_column, str_at, BarrierConfig, BarrierContext, BarrierObserver, OptionError, Processed,
-    Result, SchemaError, StageConfig, Transform,
+    parse_options, require_column, str_at, BarrierConfig, BarrierContext, BarrierObserver, ConfigureContext,
+    OptionError, Processed, Result, SchemaError, StageConfig, Transform,
 };
 
 /// Which copy of a duplicate set stays.
@@ -81,7 +81,7 @@ fn default_strip_params() -> Vec<String> {
 ///
 /// # Errors
 /// Unknown or invalid options.
-pub fn configure_exact(options: serde_json::Value) -> Result<StageConfig, OptionError> {
+pub fn configure_exact(options: serde_json::Value, _ctx: &ConfigureContext) -> Result<StageConfig, OptionError> {
     let c: DedupExactConfig = parse_options(options)?;
     Ok(StageConfig::Barrier(Arc::new(Dedup {
         by: By::ContentHash,
@@ -95,7 +95,7 @@ pub fn configure_exact(options: serde_json::Value) -> Result<StageConfig, Option
 ///
 /// # Errors
 /// Unknown or invalid options.
-pub fn configure_url(options: serde_json::Value) -> Result<StageConfig, OptionError> {
+pub fn configure_url(options: serde_json::Value, _ctx: &ConfigureContext) -> Result<StageConfig, OptionError> {
     let c: DedupUrlConfig = parse_options(options)?;
     Ok(StageConfig::Barrier(Arc::new(Dedup {
         by: By::Url,
@@ -412,7 +412,7 @@ mod tests {
 
     #[test]
     fn keeps_the_first_copy_across_splits_and_batches() {
-        let cfg = configure_exact(serde_json::json!({})).unwrap();
+        let cfg = configure_exact(serde_json::json!({}), &ConfigureContext::working_dir()).unwrap();
         let d = Some(Cow::Borrowed("duplicate_text"));
         let out = run(
             &cfg,
@@ -430,7 +430,7 @@ mod tests {
         assert_eq!(normalize_url("HTTP://Example.COM:80#top", &strip), "http://example.com/");
         assert_eq!(normalize_url("https://x.org/a?utm_source=feed&id=7&fbclid=1", &strip), "https://x.org/a?id=7");
         assert_ne!(normalize_url("https://x.org/A", &strip), normalize_url("https://x.org/a", &strip));
-        let cfg = configure_url(serde_json::json!({})).unwrap();
+        let cfg = configure_url(serde_json::json!({}), &ConfigureContext::working_dir()).unwrap();
         let d = Some(Cow::Borrowed("duplicate_url"));
         let out = run(
             &cfg,
@@ -441,7 +441,11 @@ mod tests {
 
     #[test]
     fn keep_newest_needs_fetched_at() {
-        let StageConfig::Barrier(b) = configure_exact(serde_json::json!({"keep": "newest"})).unwrap() else { panic!() };
+        let StageConfig::Barrier(b) =
+            configure_exact(serde_json::json!({"keep": "newest"}), &ConfigureContext::working_dir()).unwrap()
+        else {
+            panic!()
+        };
         let schema = Arc::new(Schema::new(vec![doc::id(), doc::content_hash()]));
         let e = b.output_schema(&schema).unwrap_err().0;
         assert!(e.contains("fetched_at"), "{e}");
@@ -458,7 +462,7 @@ mod tests {
             vec![Arc::new(FixedSizeBinaryArray::try_from_iter(h.iter()).unwrap()), Arc::new(times)],
         )
         .unwrap();
-        let cfg = configure_exact(serde_json::json!({"keep": "newest"})).unwrap();
+        let cfg = configure_exact(serde_json::json!({"keep": "newest"}), &ConfigureContext::working_dir()).unwrap();
         let d = Some(Cow::Borrowed("duplicate_text"));
         assert_eq!(run(&cfg, &[vec![b]]), vec![vec![d.clone(), None, d, None]]);
     }
@@ -475,7 +479,7 @@ mod tests {
             )
             .unwrap()
         };
-        let cfg = configure_exact(serde_json::json!({"keep": "newest"})).unwrap();
+        let cfg = configure_exact(serde_json::json!({"keep": "newest"}), &ConfigureContext::working_dir()).unwrap();
         let d = Some(Cow::Borrowed("duplicate_text"));
         assert_eq!(run(&cfg, &[vec![split(None)], vec![split(Some(10))]]), vec![vec![d], vec![None]]);
     }

@@ -37,8 +37,8 @@ use arrow::record_batch::RecordBatch;
 use serde::{Deserialize, Serialize};
 use smelt_engine::yaml::PathSeg;
 use smelt_engine::{
-    parse_options, require_column, str_at, BarrierConfig, BarrierContext, BarrierObserver, OptionError, Processed,
-    Result, SchemaError, StageConfig, Transform,
+    parse_options, require_column, str_at, BarrierConfig, BarrierContext, BarrierObserver, ConfigureContext,
+    OptionError, Processed, Result, SchemaError, StageConfig, Transform,
 };
 use unicode_normalization::char::is_combining_mark;
 use unicode_normalization::UnicodeNormalization;
@@ -80,7 +80,7 @@ fn default_min_chars() -> usize {
 ///
 /// # Errors
 /// Unknown or invalid options (`max_occurrences` must be at least 1).
-pub fn configure(options: serde_json::Value) -> Result<StageConfig, OptionError> {
+pub fn configure(options: serde_json::Value, _ctx: &ConfigureContext) -> Result<StageConfig, OptionError> {
     let c: DedupLinesConfig = parse_options(options)?;
     if c.max_occurrences == 0 {
         return Err(OptionError {
@@ -488,7 +488,7 @@ mod tests {
             .iter()
             .map(|t| t.chunks(500).map(|c| batch(&c.iter().map(|s| Some(s.as_str())).collect::<Vec<_>>())).collect())
             .collect();
-        let cfg = configure(serde_json::json!({})).unwrap();
+        let cfg = configure(serde_json::json!({}), &ConfigureContext::working_dir()).unwrap();
         let (a, ca) = run_with_budget(&cfg, &splits, 1 << 30);
         let (b, cb) = run_with_budget(&cfg, &splits, 0);
         assert_eq!(a, b);
@@ -510,7 +510,7 @@ mod tests {
 
     #[test]
     fn removes_repeated_lines_keeping_the_first_across_splits_and_batches() {
-        let cfg = configure(serde_json::json!({})).unwrap();
+        let cfg = configure(serde_json::json!({}), &ConfigureContext::working_dir()).unwrap();
         let (out, counts) = run(
             &cfg,
             &[
@@ -546,21 +546,23 @@ mod tests {
             Some("menu\nbody three"),
         ];
         // `menu` is seen 3 times, the footer twice: only `menu` is above 2.
-        let cfg = configure(serde_json::json!({"max_occurrences": 2, "keep_first": false})).unwrap();
+        let cfg =
+            configure(serde_json::json!({"max_occurrences": 2, "keep_first": false}), &ConfigureContext::working_dir())
+                .unwrap();
         let (out, _) = run(&cfg, &[vec![batch(&texts)]]);
         assert_eq!(
             out,
             vec![vec![kept("body one\nshared footer line"), kept("body two\nshared footer line"), kept("body three")]]
         );
         // Lines of fewer than 5 normalised characters are never removed.
-        let cfg = configure(serde_json::json!({"min_line_chars": 5})).unwrap();
+        let cfg = configure(serde_json::json!({"min_line_chars": 5}), &ConfigureContext::working_dir()).unwrap();
         let (out, _) = run(&cfg, &[vec![batch(&texts)]]);
         assert_eq!(out, vec![vec![kept(texts[0].unwrap()), kept("menu\nbody two"), kept("menu\nbody three")]]);
     }
 
     #[test]
     fn drops_documents_left_without_text() {
-        let cfg = configure(serde_json::json!({"min_chars": 10})).unwrap();
+        let cfg = configure(serde_json::json!({"min_chars": 10}), &ConfigureContext::working_dir()).unwrap();
         let d = Some(Cow::Borrowed(REASON));
         let (out, counts) = run(
             &cfg,
@@ -585,7 +587,7 @@ mod tests {
             ]))],
         )
         .unwrap();
-        let cfg = configure(serde_json::json!({})).unwrap();
+        let cfg = configure(serde_json::json!({}), &ConfigureContext::working_dir()).unwrap();
         let (out, counts) = run(&cfg, &[vec![b]]);
         // `α` and `ά` normalise alike: the second goes (with its `\r`).
         assert_eq!(out, vec![vec![kept("\u{200b}\u{fe0f}\r\nα\r"), kept("𝔘𝔫𝔦𝔠𝔬𝔡𝔢\n\u{0}")]]);
@@ -594,9 +596,12 @@ mod tests {
 
     #[test]
     fn rejects_bad_options_and_schemas() {
-        assert!(configure(serde_json::json!({"max_occurrences": 0})).is_err());
-        assert!(configure(serde_json::json!({"keep": "first"})).is_err());
-        let StageConfig::Barrier(b) = configure(serde_json::json!({})).unwrap() else { panic!() };
+        assert!(configure(serde_json::json!({"max_occurrences": 0}), &ConfigureContext::working_dir()).is_err());
+        assert!(configure(serde_json::json!({"keep": "first"}), &ConfigureContext::working_dir()).is_err());
+        let StageConfig::Barrier(b) = configure(serde_json::json!({}), &ConfigureContext::working_dir()).unwrap()
+        else {
+            panic!()
+        };
         let e = b.output_schema(&Arc::new(Schema::new(vec![doc::id()]))).unwrap_err().0;
         assert!(e.contains("text"), "{e}");
     }

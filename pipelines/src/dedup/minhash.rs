@@ -57,8 +57,8 @@ use serde::{Deserialize, Serialize};
 use smelt_engine::str_at;
 use smelt_engine::yaml::PathSeg;
 use smelt_engine::{
-    parse_options, require_column, BarrierConfig, BarrierContext, BarrierObserver, EngineError, OptionError, Processed,
-    Result, SchemaError, StageConfig, Transform,
+    parse_options, require_column, BarrierConfig, BarrierContext, BarrierObserver, ConfigureContext, DatasetRoots,
+    EngineError, OptionError, Processed, Result, SchemaError, StageConfig, Transform,
 };
 use unicode_normalization::UnicodeNormalization;
 
@@ -136,7 +136,7 @@ fn default_language() -> String {
 ///
 /// # Errors
 /// Unknown or invalid options (zero bands, rows or shingle size; more than 1024 hashes).
-pub fn configure(options: serde_json::Value) -> Result<StageConfig, OptionError> {
+pub fn configure(options: serde_json::Value, ctx: &ConfigureContext) -> Result<StageConfig, OptionError> {
     let c: DedupMinhashConfig = parse_options(options)?;
     let bad =
         |key: &str, message: String| OptionError { path: vec![PathSeg::Key(key.to_string())], message, at_key: false };
@@ -167,6 +167,7 @@ pub fn configure(options: serde_json::Value) -> Result<StageConfig, OptionError>
         signer: Arc::new(Signer::new(&c)),
         resolved: serde_json::to_value(&c).unwrap_or_default(),
         config: c,
+        datasets: ctx.datasets.clone(),
     })))
 }
 
@@ -361,6 +362,8 @@ struct DedupMinhash {
     config: DedupMinhashConfig,
     signer: Arc<Signer>,
     resolved: serde_json::Value,
+    /// Where `against:` finds named datasets.
+    datasets: DatasetRoots,
 }
 
 fn le_u64(b: &[u8]) -> u64 {
@@ -670,7 +673,7 @@ impl DedupMinhash {
         let earlier = block_on(async {
             let mut out = Vec::new();
             for spec in &self.config.against {
-                let e = against::open_version(spec).await?;
+                let e = against::open_version(&self.datasets, spec).await?;
                 let (info, built) = against::ensure_index(&e, &self.config, &self.signer, &tmp).await?;
                 tracing::info!(
                     "dedup_minhash: against {} ({} indexed documents{})",
@@ -1132,7 +1135,7 @@ impl Transform for Applier {
             columns.push(self.members_column(self.row - n as u64, n));
         }
         let batch = RecordBatch::try_new(self.schema.clone(), columns)
-            .map_err(|e| EngineError::Stage { stage: "dedup_minhash".into(), message: e.to_string() })?;
+            .map_err(|e| EngineError::Internal(format!("dedup_minhash output batch: {e}")))?;
         Ok(Processed::Filtered { batch, verdicts })
     }
 }
@@ -1500,7 +1503,9 @@ mod tests {
         parallelism: usize,
         memory_budget: usize,
     ) -> Vec<Vec<(bool, Option<u64>, u32)>> {
-        let StageConfig::Barrier(b) = configure(options).unwrap() else { panic!("a barrier") };
+        let StageConfig::Barrier(b) = configure(options, &ConfigureContext::working_dir()).unwrap() else {
+            panic!("a barrier")
+        };
         let dir = tempfile::tempdir().unwrap();
         let ctx = BarrierContext {
             observed_dir: dir.path().join("observed"),
@@ -1669,7 +1674,9 @@ mod tests {
 
     #[test]
     fn explain_lists_the_members_on_the_kept_row() {
-        let StageConfig::Barrier(b) = configure(serde_json::json!({"explain": true, "keep": "first"})).unwrap() else {
+        let StageConfig::Barrier(b) =
+            configure(serde_json::json!({"explain": true, "keep": "first"}), &ConfigureContext::working_dir()).unwrap()
+        else {
             panic!("a barrier")
         };
         let dir = tempfile::tempdir().unwrap();
@@ -1742,12 +1749,18 @@ mod tests {
 
     #[test]
     fn options_are_checked() {
-        assert!(configure(serde_json::json!({"buckets": 0})).is_err());
-        assert!(configure(serde_json::json!({"buckets": 200, "hashes_per_bucket": 8})).is_err());
-        assert!(configure(serde_json::json!({"threshold": 0.8})).unwrap_err().at_key);
-        let StageConfig::Barrier(b) =
-            configure(serde_json::json!({"buckets": 20, "hashes_per_bucket": 5, "n_grams": 3})).unwrap()
-        else {
+        assert!(configure(serde_json::json!({"buckets": 0}), &ConfigureContext::working_dir()).is_err());
+        assert!(configure(
+            serde_json::json!({"buckets": 200, "hashes_per_bucket": 8}),
+            &ConfigureContext::working_dir()
+        )
+        .is_err());
+        assert!(configure(serde_json::json!({"threshold": 0.8}), &ConfigureContext::working_dir()).unwrap_err().at_key);
+        let StageConfig::Barrier(b) = configure(
+            serde_json::json!({"buckets": 20, "hashes_per_bucket": 5, "n_grams": 3}),
+            &ConfigureContext::working_dir(),
+        )
+        .unwrap() else {
             panic!()
         };
         assert_eq!(b.resolved()["buckets"], 20);

@@ -30,7 +30,8 @@ use arrow::record_batch::RecordBatch;
 use serde::{Deserialize, Serialize};
 use smelt_engine::stage::doc;
 use smelt_engine::{
-    parse_options, require_column, OptionError, Processed, Result, SchemaError, StageConfig, Transform, TransformConfig,
+    parse_options, require_column, ConfigureContext, OptionError, Processed, Result, SchemaError, StageConfig,
+    Transform, TransformConfig,
 };
 
 use crate::html::decode_html;
@@ -248,7 +249,7 @@ impl ExtractConfig {
 ///
 /// # Errors
 /// Unknown or invalid options.
-pub fn configure(options: serde_json::Value) -> Result<StageConfig, OptionError> {
+pub fn configure(options: serde_json::Value, _ctx: &ConfigureContext) -> Result<StageConfig, OptionError> {
     let c: ExtractConfig = parse_options(options)?;
     Ok(StageConfig::Transform(Arc::new(c)))
 }

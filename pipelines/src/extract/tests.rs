@@ -371,9 +371,11 @@ fn stage_drops_with_reasons() {
 
 #[test]
 fn options_are_checked() {
-    let e = configure(serde_json::json!({"timeout": 3})).unwrap_err();
+    let e = configure(serde_json::json!({"timeout": 3}), &ConfigureContext::working_dir()).unwrap_err();
     assert!(e.at_key && e.message.contains("unknown field"), "{e:?}");
-    let StageConfig::Transform(t) = configure(serde_json::json!({})).unwrap() else { panic!("a transform") };
+    let StageConfig::Transform(t) = configure(serde_json::json!({}), &ConfigureContext::working_dir()).unwrap() else {
+        panic!("a transform")
+    };
     assert_eq!(
         t.resolved(),
         serde_json::json!({"max_html_bytes": 4194304, "timeout_ms": 1000, "min_chars": 1, "keep_title": false})

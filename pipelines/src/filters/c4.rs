@@ -19,7 +19,9 @@ use std::sync::Arc;
 use arrow::datatypes::SchemaRef;
 use regex::Regex;
 use serde::{Deserialize, Serialize};
-use smelt_engine::{parse_options, OptionError, Result, SchemaError, StageConfig, Transform, TransformConfig};
+use smelt_engine::{
+    parse_options, ConfigureContext, OptionError, Result, SchemaError, StageConfig, Transform, TransformConfig,
+};
 
 use super::gopher_quality::d_language;
 use super::words::{count_sentences, split_into_sentences, Segmenter};
@@ -86,7 +88,7 @@ pub struct C4Config {
 ///
 /// # Errors
 /// Unknown or invalid options.
-pub fn configure(options: serde_json::Value) -> Result<StageConfig, OptionError> {
+pub fn configure(options: serde_json::Value, _ctx: &ConfigureContext) -> Result<StageConfig, OptionError> {
     let c: C4Config = parse_options(options)?;
     Ok(StageConfig::Transform(Arc::new(c)))
 }

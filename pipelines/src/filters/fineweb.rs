@@ -11,7 +11,9 @@ use std::sync::Arc;
 
 use arrow::datatypes::SchemaRef;
 use serde::{Deserialize, Serialize};
-use smelt_engine::{parse_options, OptionError, Result, SchemaError, StageConfig, Transform, TransformConfig};
+use smelt_engine::{
+    parse_options, ConfigureContext, OptionError, Result, SchemaError, StageConfig, Transform, TransformConfig,
+};
 
 use super::gopher_quality::d_language;
 use super::words::{split_into_words, Segmenter};
@@ -67,7 +69,7 @@ pub struct FineWebConfig {
 ///
 /// # Errors
 /// Unknown or invalid options.
-pub fn configure(options: serde_json::Value) -> Result<StageConfig, OptionError> {
+pub fn configure(options: serde_json::Value, _ctx: &ConfigureContext) -> Result<StageConfig, OptionError> {
     let c: FineWebConfig = parse_options(options)?;
     Ok(StageConfig::Transform(Arc::new(c)))
 }

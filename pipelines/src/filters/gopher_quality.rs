@@ -14,7 +14,9 @@ use std::sync::Arc;
 
 use arrow::datatypes::SchemaRef;
 use serde::{Deserialize, Serialize};
-use smelt_engine::{parse_options, OptionError, Result, SchemaError, StageConfig, Transform, TransformConfig};
+use smelt_engine::{
+    parse_options, ConfigureContext, OptionError, Result, SchemaError, StageConfig, Transform, TransformConfig,
+};
 
 use super::words::{split_into_words, Segmenter};
 use super::{
@@ -102,7 +104,7 @@ pub struct GopherQualityConfig {
 ///
 /// # Errors
 /// Unknown or invalid options.
-pub fn configure(options: serde_json::Value) -> Result<StageConfig, OptionError> {
+pub fn configure(options: serde_json::Value, _ctx: &ConfigureContext) -> Result<StageConfig, OptionError> {
     let c: GopherQualityConfig = parse_options(options)?;
     Ok(StageConfig::Transform(Arc::new(c)))
 }

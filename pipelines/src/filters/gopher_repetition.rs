@@ -18,7 +18,9 @@ use std::sync::Arc;
 
 use arrow::datatypes::SchemaRef;
 use serde::{Deserialize, Serialize};
-use smelt_engine::{parse_options, OptionError, Result, SchemaError, StageConfig, Transform, TransformConfig};
+use smelt_engine::{
+    parse_options, ConfigureContext, OptionError, Result, SchemaError, StageConfig, Transform, TransformConfig,
+};
 
 use super::gopher_quality::d_language;
 use super::words::{split_into_words, Segmenter};
@@ -68,7 +70,7 @@ pub struct GopherRepetitionConfig {
 ///
 /// # Errors
 /// Unknown or invalid options (an n of 0).
-pub fn configure(options: serde_json::Value) -> Result<StageConfig, OptionError> {
+pub fn configure(options: serde_json::Value, _ctx: &ConfigureContext) -> Result<StageConfig, OptionError> {
     let c: GopherRepetitionConfig = parse_options(options)?;
     for (key, list) in [("top_n_grams", &c.top_n_grams), ("dup_n_grams", &c.dup_n_grams)] {
         if let Some(i) = list.iter().position(|(n, _)| *n == 0) {

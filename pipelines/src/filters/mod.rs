@@ -374,7 +374,7 @@ mod stage_tests {
 
     #[test]
     fn c4_rewrites_the_text_column_and_keeps_the_schema() {
-        let cfg = c4::configure(serde_json::json!({})).unwrap();
+        let cfg = c4::configure(serde_json::json!({}), &smelt_engine::ConfigureContext::working_dir()).unwrap();
         let smelt_engine::StageConfig::Transform(cfg) = cfg else { panic!("a transform") };
         let b = batch(vec![&format!("Menu\n{BODY}"), "Too short.", BODY], None);
         let schema = cfg.output_schema(&b.schema()).unwrap();
@@ -394,6 +394,7 @@ mod stage_tests {
         let han = "我们今天在公园里散步看到很多花和树还有小鸟在唱歌天气非常好大家都很开心孩子们在草地上玩耍老人坐在长椅上聊天年轻人跑步锻炼身体这是一个美好的下午";
         let cfg = gopher_quality::configure(
             serde_json::json!({"min_avg_word_length": null, "max_avg_word_length": null, "min_stop_words": null}),
+            &smelt_engine::ConfigureContext::working_dir(),
         )
         .unwrap();
         let smelt_engine::StageConfig::Transform(cfg) = cfg else { panic!("a transform") };

@@ -26,8 +26,8 @@ use serde::{Deserialize, Serialize};
 use smelt_engine::diagnostic::closest;
 use smelt_engine::yaml::PathSeg;
 use smelt_engine::{
-    parse_options, require_column, EngineError, OptionError, Processed, Result, SchemaError, StageConfig, Transform,
-    TransformConfig,
+    parse_options, require_column, ConfigureContext, EngineError, OptionError, Processed, Result, SchemaError,
+    StageConfig, Transform, TransformConfig,
 };
 
 use self::fasttext::{Model, Prediction, Scratch};
@@ -99,9 +99,9 @@ pub struct LangIdConfig {
 ///
 /// # Errors
 /// Unknown or invalid options; with the embedded model or whatlang, languages it cannot produce.
-pub fn configure(options: serde_json::Value) -> Result<StageConfig, OptionError> {
+pub fn configure(options: serde_json::Value, ctx: &ConfigureContext) -> Result<StageConfig, OptionError> {
     let mut c: LangIdConfig = parse_options(options)?;
-    c.model = c.model.map(|m| crate::resolve_path(Path::new(&m)).display().to_string());
+    c.model = c.model.map(|m| ctx.resolve(Path::new(&m)).display().to_string());
     let at = |key: &str, message: String| OptionError { path: vec![PathSeg::Key(key.into())], message, at_key: false };
     if c.backend == Backend::Whatlang && c.model.is_some() {
         return Err(at("model", "`model` applies to backend `fasttext` only".into()));
@@ -348,7 +348,9 @@ mod tests {
     use smelt_engine::stage::doc;
 
     fn run(options: serde_json::Value, texts: &[&str]) -> (Vec<String>, Vec<f64>, Vec<Option<Cow<'static, str>>>) {
-        let StageConfig::Transform(cfg) = configure(options).unwrap() else { panic!("a transform") };
+        let StageConfig::Transform(cfg) = configure(options, &ConfigureContext::working_dir()).unwrap() else {
+            panic!("a transform")
+        };
         let schema = Arc::new(Schema::new(vec![doc::id(), doc::text()]));
         let ids: Vec<String> = (0..texts.len()).map(|i| i.to_string()).collect();
         let batch = RecordBatch::try_new(
@@ -474,7 +476,7 @@ mod tests {
 
     #[test]
     fn bad_options_are_reported() {
-        let err = |o: serde_json::Value| configure(o).unwrap_err();
+        let err = |o: serde_json::Value| configure(o, &ConfigureContext::working_dir()).unwrap_err();
         let e = err(serde_json::json!({"languages": ["en", "english"]}));
         assert_eq!(e.path, vec![PathSeg::Key("languages".into()), PathSeg::Index(1)]);
         assert!(e.message.contains("no language `english`"), "{}", e.message);
@@ -495,9 +497,11 @@ mod tests {
         std::fs::write(&bad, b"\xba\x16\x4f\x2f\x0c\x00\x00\x00 not really").unwrap();
         let schema = Arc::new(Schema::new(vec![doc::id(), doc::text()]));
         let build = |path: &Path, langs: &[&str]| {
-            let StageConfig::Transform(cfg) =
-                configure(serde_json::json!({"model": path.to_str().unwrap(), "languages": langs})).unwrap()
-            else {
+            let StageConfig::Transform(cfg) = configure(
+                serde_json::json!({"model": path.to_str().unwrap(), "languages": langs}),
+                &ConfigureContext::working_dir(),
+            )
+            .unwrap() else {
                 panic!("a transform")
             };
             cfg.build(&schema).map(|_| ())

@@ -14,7 +14,7 @@
 //! ```
 //!
 //! Relative tokenizer paths are resolved against the pipeline file's
-//! directory (the CLI calls [`crate::set_pipeline_dir`] before compiling). The
+//! directory ([`ConfigureContext::resolve`]). The
 //! tokenizer is read once when the compiler asks for the output schema, so
 //! `smelt validate` reports a file that does not parse, naming it.
 
@@ -33,8 +33,8 @@ use arrow::record_batch::RecordBatch;
 use serde::{Deserialize, Serialize};
 use smelt_engine::yaml::PathSeg;
 use smelt_engine::{
-    parse_options, require_column, str_at, EngineError, OptionError, Processed, Result, SchemaError, StageConfig,
-    Transform, TransformConfig,
+    parse_options, require_column, str_at, ConfigureContext, EngineError, OptionError, Processed, Result, SchemaError,
+    StageConfig, Transform, TransformConfig,
 };
 
 pub use backend::{LoadError, Loaded, ENCODINGS};
@@ -117,7 +117,7 @@ struct Prepared {
 ///
 /// # Errors
 /// Unknown or invalid options.
-pub fn configure(options: serde_json::Value) -> Result<StageConfig, OptionError> {
+pub fn configure(options: serde_json::Value, ctx: &ConfigureContext) -> Result<StageConfig, OptionError> {
     let mut c: TokenizeConfig = parse_options(options)?;
     let at =
         |field: &str, message: String| OptionError { path: vec![PathSeg::Key(field.into())], message, at_key: false };
@@ -134,7 +134,7 @@ pub fn configure(options: serde_json::Value) -> Result<StageConfig, OptionError>
             return Err(at("max_tokens", format!("max_tokens must leave room for text beside BOS/EOS, got {m}")));
         }
     }
-    c.path = crate::resolve_path(Path::new(&c.tokenizer));
+    c.path = ctx.resolve(Path::new(&c.tokenizer));
     Ok(StageConfig::Transform(Arc::new(c)))
 }
 

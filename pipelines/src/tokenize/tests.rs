@@ -4,15 +4,13 @@ use arrow::array::{AsArray, LargeStringArray, StringArray};
 use arrow::datatypes::UInt32Type;
 
 use super::*;
-use crate::set_pipeline_dir;
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tokenizers")
 }
 
 fn config(options: serde_json::Value) -> Arc<dyn TransformConfig> {
-    set_pipeline_dir(&fixtures());
-    match configure(options).unwrap() {
+    match configure(options, &ConfigureContext::new(fixtures(), "smelt-data")).unwrap() {
         StageConfig::Transform(t) => t,
         other => panic!("not a transform: {other:?}"),
     }
@@ -146,8 +144,8 @@ fn bos_and_eos_defaults_and_choices() {
 fn bad_tokenizers_are_reported_with_their_name() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("broken.json"), b"{\"version\": \"1.0\", \"model\": 42}").unwrap();
-    set_pipeline_dir(dir.path());
-    let StageConfig::Transform(cfg) = configure(serde_json::json!({"tokenizer": "broken.json"})).unwrap() else {
+    let ctx = ConfigureContext::new(dir.path(), "smelt-data");
+    let StageConfig::Transform(cfg) = configure(serde_json::json!({"tokenizer": "broken.json"}), &ctx).unwrap() else {
         panic!()
     };
     let e = cfg.output_schema(&docs(&[]).schema()).unwrap_err();
@@ -155,17 +153,24 @@ fn bad_tokenizers_are_reported_with_their_name() {
     let Err(EngineError::User(m)) = cfg.build(&docs(&[]).schema()) else { panic!("a user error") };
     assert!(m.contains("broken.json"), "{m}");
 
-    let StageConfig::Transform(cfg) = configure(serde_json::json!({"tokenizer": "missing.json"})).unwrap() else {
+    let StageConfig::Transform(cfg) =
+        configure(serde_json::json!({"tokenizer": "missing.json"}), &ConfigureContext::working_dir()).unwrap()
+    else {
         panic!()
     };
     let e = cfg.output_schema(&docs(&[]).schema()).unwrap_err();
     assert!(e.0.contains("cannot read tokenizer file") && e.0.contains("missing.json"), "{}", e.0);
 
-    let e = configure(serde_json::json!({"tokenizer": "tiktoken:gpt5"})).unwrap_err();
+    let e = configure(serde_json::json!({"tokenizer": "tiktoken:gpt5"}), &ConfigureContext::working_dir()).unwrap_err();
     assert!(e.message.contains("unknown OpenAI encoding `gpt5`"), "{}", e.message);
-    let e = configure(serde_json::json!({"tokenizer": "tiktoken:cl100k_base", "max_tokens": 1})).unwrap_err();
+    let e = configure(
+        serde_json::json!({"tokenizer": "tiktoken:cl100k_base", "max_tokens": 1}),
+        &ConfigureContext::working_dir(),
+    )
+    .unwrap_err();
     assert_eq!(e.path, vec![PathSeg::Key("max_tokens".into())]);
-    let e = configure(serde_json::json!({"tokenizer": "x.json", "max_token": 5})).unwrap_err();
+    let e = configure(serde_json::json!({"tokenizer": "x.json", "max_token": 5}), &ConfigureContext::working_dir())
+        .unwrap_err();
     assert!(e.at_key, "{e:?}");
 }
 

@@ -1,5 +1,6 @@
-//! The one table that maps a stage `type:` name to its factory (STYLE.md 3).
-//! Adding a stage means adding a line here; there is no hidden registration.
+//! The one table that maps a stage `type:` name to its factory. Adding a
+//! stage means adding a line here (and its section in docs/stages.md); there
+//! is no hidden registration.
 
 use smelt_connectors::{sink, source};
 use smelt_engine::{StageKind, StageType};

@@ -1,0 +1,23 @@
+//! A smelt run as a library: what `smelt run` and `smelt commit` do, without
+//! the command line. The binary parses arguments into a [`RunRequest`],
+//! calls [`run`] and prints the [`RunOutcome`]; tests and other programs do
+//! the same in process.
+//!
+//! ```text
+//! Workspace (data dir: catalog.sled, datasets/<name>, runs/<id>.json, scratch/<dataset>/<id>)
+//!   │ load(pipeline.yaml) ── registry::stages(), ConfigureContext (pipeline dir, data dir, dataset roots) ──► Pipeline
+//!   ▼
+//! run(RunRequest) ── run id, pointer ──► smelt_engine::run (rank R of W; resumes finished splits)
+//!   │ single process: commit_run ──► version; scratch removed; `train:` hook
+//!   ▼
+//! RunOutcome { report, committed, train }          commit(run id) does the commit step alone
+//! ```
+
+pub mod registry;
+pub mod run;
+pub mod train_hook;
+pub mod workspace;
+
+pub use run::{commit, load_for_run, parallelism, start, CommitOutcome, Run, RunOutcome, RunRequest};
+pub use train_hook::{TrainFailed, TrainOutcome, EXIT_TRAIN_FAILED};
+pub use workspace::{new_run_id, valid_run_id, RunPointer, Workspace};

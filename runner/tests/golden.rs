@@ -1,0 +1,87 @@
+//! Golden pipelines, run in process through the runner: each example in
+//! `tests/pipelines/golden.tsv` is compiled with the stage registry, run as
+//! one process in a fresh data directory and committed; its row count and
+//! data digest must equal the recorded ones (recorded with the `smelt`
+//! binary before the run lifecycle moved into this crate). Every example
+//! pipeline must also compile.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use smelt_runner::{RunRequest, Workspace};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
+}
+
+/// `(example file, rows, digest)` from tests/pipelines/golden.tsv.
+fn golden() -> Vec<(String, u64, String)> {
+    let text = std::fs::read_to_string(repo().join("tests/pipelines/golden.tsv")).expect("golden.tsv");
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            assert_eq!(f.len(), 3, "golden.tsv line `{l}`: example, rows, digest");
+            (f[0].to_string(), f[1].parse().expect("rows"), f[2].to_string())
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn golden_pipelines_commit_their_recorded_digests() {
+    let cases = golden();
+    assert!(cases.len() >= 3, "golden.tsv lists the examples");
+    // Documents' `origin` holds input paths as the pipeline names them, so the
+    // digests are those of `smelt run examples/<file>` from the repository root.
+    std::env::set_current_dir(repo()).unwrap();
+    for (example, rows, digest) in cases {
+        let data = tempfile::tempdir().unwrap();
+        let ws = Workspace::new(data.path());
+        let pipeline = Path::new("examples").join(&example);
+        let p = smelt_runner::load_for_run(&ws, &pipeline, true).unwrap_or_else(|e| panic!("{example}: {e}"));
+        let request = RunRequest { pipeline: pipeline.clone(), parallelism: Some(2), ..RunRequest::default() };
+        let run = smelt_runner::start(&ws, &p, &request, Arc::default()).await.unwrap();
+        let mut outcome = run.execute(&p, std::future::pending()).await.unwrap_or_else(|e| panic!("{example}: {e}"));
+        run.commit(&ws, &p, &mut outcome).await.unwrap();
+        let m = &outcome.committed.as_ref().expect("a single process commits").manifest;
+        assert_eq!((m.version, m.totals.rows, m.digest.as_str()), (1, rows, digest.as_str()), "{example}");
+        // The scratch directory is gone once committed; the run's pointer stays.
+        assert!(!ws.scratch_dir(&p.dataset, &outcome.run_id).exists());
+        assert_eq!(ws.read_pointer(&outcome.run_id).unwrap().dataset, p.dataset);
+    }
+}
+
+#[test]
+fn every_example_pipeline_compiles() {
+    let ws = Workspace::new(tempfile::tempdir().unwrap().path());
+    let mut n = 0;
+    for entry in std::fs::read_dir(repo().join("examples")).unwrap() {
+        let path = entry.unwrap().path();
+        let needs_apertium = path.ends_with("back_translate.yaml");
+        if needs_apertium && !smelt_pipelines::augment::apertium::installed_or_skip() {
+            continue;
+        }
+        if path.extension().is_some_and(|e| e == "yaml") {
+            ws.load(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            n += 1;
+        }
+    }
+    assert!(n >= 10, "{n} examples");
+}
+
+#[test]
+fn a_user_error_inside_a_stage_names_the_stage_and_its_position() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("p.yaml"),
+        "dataset: t\nstages:\n  docs:\n    type: jsonl\n    paths: [\"in/[.jsonl\"]\n  hashed:\n    type: content_hash\n    inputs: [docs]\n  out:\n    type: parquet\n    inputs: [hashed]\n",
+    )
+    .unwrap();
+    let ws = Workspace::new(dir.path().join("data"));
+    let p = ws.load(&dir.path().join("p.yaml")).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let e = rt.block_on(smelt_engine::list_splits(&p)).unwrap_err().located(&p);
+    assert_eq!(e.fault(), smelt_engine::Fault::User, "{e}");
+    let text = e.to_string();
+    assert!(text.contains("p.yaml:3:3: stage `docs`"), "{text}");
+}
