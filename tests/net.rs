@@ -575,7 +575,8 @@ fn per_host_limits_hold_on_the_server_side() {
     at.sort();
     assert_eq!(at.len(), 16, "the feed and 15 pages");
     for w in at.windows(2) {
-        // 50 ms apart at 20/s; a little slack for when the server thread stamps the arrival.
-        assert!(w[1] - w[0] >= Duration::from_millis(40), "requests {:?} apart", w[1] - w[0]);
+        // 50 ms apart at 20/s; slack for when the server thread stamps the arrival
+        // (seen at 39.95 ms on a loaded 2-core machine). Unpaced requests arrive < 5 ms apart.
+        assert!(w[1] - w[0] >= Duration::from_millis(35), "requests {:?} apart", w[1] - w[0]);
     }
 }

@@ -10,6 +10,8 @@
 //!                                                      dataset version
 //! ```
 
+pub mod backoff;
+pub mod blocking;
 pub mod channel;
 pub mod compile;
 pub mod diagnostic;

@@ -11,6 +11,7 @@
 //! wall-clock times across DST changes: a skipped local time fires at the
 //! first instant after the gap, a repeated one fires once), then kept in UTC.
 
+use crate::backoff::Backoff;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -149,21 +150,13 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(total)
 }
 
-/// The backoff before attempt `attempt + 1` after `attempt` failures
-/// (`attempt` >= 1): `base * 2^(attempt-1)`, capped at an hour, scaled into
-/// `[1/2, 1]` of itself by `jitter` (a number in `[0, 1)`), so retries of
-/// many splits or runs do not fire in lockstep.
+/// The backoff of a run or split attempt after `attempt` failures: the
+/// [`Backoff`] from `base`, capped at [`MAX_BACKOFF`].
 pub fn backoff(base: Duration, attempt: u32, jitter: f64) -> Duration {
-    let exp = base.saturating_mul(1u32 << attempt.saturating_sub(1).min(20)).min(MAX_BACKOFF);
-    exp.mul_f64(0.5 + 0.5 * jitter.clamp(0.0, 1.0))
+    Backoff::new(base, MAX_BACKOFF).delay(attempt, jitter)
 }
 
-/// A jitter in `[0, 1)` drawn from the clock and `salt`.
-pub fn jitter(salt: &str) -> f64 {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-    let h = xxhash_rust::xxh3::xxh3_64(format!("{salt}/{nanos}").as_bytes());
-    (h >> 11) as f64 / (1u64 << 53) as f64
-}
+pub use crate::backoff::jitter;
 
 /// A problem in a `schedule:` block or a stage policy key: (path relative to
 /// the block, whether it is about the key, message, help).
@@ -511,14 +504,8 @@ mod tests {
     }
 
     #[test]
-    fn backoff_doubles_with_jitter_and_a_cap() {
-        let base = Duration::from_secs(10);
-        assert_eq!(backoff(base, 1, 0.999_999).as_secs(), 9);
-        assert_eq!(backoff(base, 1, 0.0), Duration::from_secs(5));
-        assert_eq!(backoff(base, 3, 0.0), Duration::from_secs(20));
-        assert_eq!(backoff(base, 30, 0.0), MAX_BACKOFF / 2);
-        let j = jitter("x");
-        assert!((0.0..1.0).contains(&j));
+    fn run_backoff_is_capped_at_an_hour() {
+        assert_eq!(backoff(Duration::from_secs(10), 30, 0.0), MAX_BACKOFF / 2);
     }
 
     #[test]

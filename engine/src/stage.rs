@@ -26,7 +26,7 @@ use serde::de::DeserializeOwned;
 use crate::error::Result;
 use crate::yaml::PathSeg;
 
-/// The kinds of stage (DESIGN.md, "Stages").
+/// The kinds of stage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StageKind {
     /// Lists splits, reads them into batches.
@@ -445,7 +445,7 @@ impl BarrierContext {
     }
 }
 
-/// A barrier stage's configuration (DESIGN.md, "Stages"). The engine runs it
+/// A barrier stage's configuration (docs/adr/0006-barrier-stages.md). The engine runs it
 /// in three steps, and may run them in different processes (ranks):
 ///
 /// ```text
@@ -539,7 +539,7 @@ pub trait ShardWriter: Send {
     fn finish(&mut self) -> Result<Vec<EncodedShard>>;
 }
 
-/// The fixed document columns (DESIGN.md, "Data between stages").
+/// The fixed document columns every source produces and the sink and stages rely on.
 pub mod doc {
     use arrow::datatypes::{DataType, Field, TimeUnit};
 

@@ -5,7 +5,7 @@
 //!  source reader (blocking thread) ──Net::get / HttpFile::read──► tokio runtime (2 threads, owned here) ──reqwest──► host
 //!        ▲                                   │ per host: ≤ N requests at once, ≥ 1/rps seconds apart,
 //!        │                                   │ robots.txt (article pages), User-Agent smelt/<version> (+url)
-//!        └── NetEvent (retry, resume, 4xx, failure) ◄── 5xx / timeout / reset: retry, backoff 2^k × base + jitter
+//!        └── NetEvent (retry, resume, 4xx, failure) ◄── 5xx / timeout / reset: retry after smelt_engine::backoff
 //! ```
 //! * [`HttpFile`] is a `Read + Seek` view of one remote file, so the existing
 //!   [`crate::warc::WarcReader`] reads crawl files as they stream in. When the
@@ -21,11 +21,13 @@ pub mod s3;
 
 use std::collections::HashMap;
 use std::io::{self, Read, Seek, SeekFrom};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
+use smelt_engine::backoff::{jitter, Backoff};
+use smelt_engine::blocking::runtime;
 
 pub use robots::Robots;
 
@@ -60,7 +62,7 @@ pub struct HttpOptions {
     /// Retries after a 5xx, 429, timeout or dropped connection (default 5).
     #[serde(default = "default_retries")]
     pub retries: u32,
-    /// First retry delay in milliseconds; doubles each retry, plus up to as much again of jitter (default 500).
+    /// First retry delay in milliseconds, doubling each retry; each delay is scaled by a jitter into [1/2, 1] of itself (default 500).
     #[serde(default = "default_backoff_ms")]
     pub backoff_ms: u64,
     /// Longest delay between two tries, in milliseconds (default 30000).
@@ -226,19 +228,6 @@ pub struct Validators {
     pub last_modified: Option<String>,
 }
 
-/// The runtime every `Net` shares: two threads do all of smelt's HTTP I/O.
-pub(crate) fn runtime() -> &'static tokio::runtime::Runtime {
-    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    RT.get_or_init(|| {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("smelt-net")
-            .enable_all()
-            .build()
-            .expect("the network runtime starts")
-    })
-}
-
 /// One host's gate: a cap on requests in flight and a minimum spacing.
 struct Host {
     slots: Arc<tokio::sync::Semaphore>,
@@ -253,8 +242,6 @@ pub struct Net {
     client: reqwest::Client,
     hosts: Mutex<HashMap<String, Arc<Host>>>,
     robots: Mutex<HashMap<String, Arc<Robots>>>,
-    /// Jitter state (xorshift), seeded per client.
-    jitter: Mutex<u64>,
 }
 
 impl std::fmt::Debug for Net {
@@ -282,15 +269,7 @@ impl Net {
             .no_gzip()
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
-        let seed =
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64) | 1;
-        Ok(Arc::new(Net {
-            opts,
-            client,
-            hosts: Mutex::new(HashMap::new()),
-            robots: Mutex::new(HashMap::new()),
-            jitter: Mutex::new(seed),
-        }))
+        Ok(Arc::new(Net { opts, client, hosts: Mutex::new(HashMap::new()), robots: Mutex::new(HashMap::new()) }))
     }
 
     /// The options.
@@ -327,15 +306,11 @@ impl Net {
         permit
     }
 
-    /// Delay before try `k + 1` (k from 0): `base * 2^k` plus jitter in `[0, base * 2^k)`, capped.
-    fn backoff(&self, k: u32) -> Duration {
-        let base = self.opts.backoff_ms.saturating_mul(1u64 << k.min(20));
-        let mut x = self.jitter.lock().expect("jitter lock");
-        *x ^= *x << 13;
-        *x ^= *x >> 7;
-        *x ^= *x << 17;
-        let jitter = if base == 0 { 0 } else { *x % base };
-        Duration::from_millis((base + jitter).min(self.opts.max_backoff_ms))
+    /// Delay before try `k + 2` after `k + 1` failed tries: smelt's one
+    /// [`Backoff`] from `backoff_ms`, capped at `max_backoff_ms`.
+    fn backoff(&self, k: u32, salt: &str) -> Duration {
+        Backoff::new(Duration::from_millis(self.opts.backoff_ms), Duration::from_millis(self.opts.max_backoff_ms))
+            .delay(k + 1, jitter(salt))
     }
 
     fn parse_url(url: &str) -> Result<reqwest::Url, FetchError> {
@@ -369,7 +344,7 @@ impl Net {
                     return Err(FetchError::Failed { url: url.to_string(), message, tries })
                 }
                 Err(TryError::Retry(message)) => {
-                    let wait = self.backoff(tries - 1);
+                    let wait = self.backoff(tries - 1, url);
                     push(events, "net_retry", format!("{url}: {message}; try {} in {wait:?}", tries + 1), false);
                     std::thread::sleep(wait);
                 }
@@ -789,7 +764,7 @@ impl HttpFile {
                     self.failure = Some(f);
                     return Err(err);
                 }
-                let wait = self.net.backoff(self.fails - 1);
+                let wait = self.net.backoff(self.fails - 1, &self.url);
                 let what = if self.requests > 0 { "net_resume" } else { "net_retry" };
                 push(
                     &self.events,
@@ -880,11 +855,11 @@ mod tests {
     fn backoff_doubles_with_bounded_jitter() {
         let net = Net::new(HttpOptions { backoff_ms: 100, max_backoff_ms: 1000, ..Default::default() }).unwrap();
         for k in 0..3u32 {
-            let d = net.backoff(k).as_millis() as u64;
+            let d = net.backoff(k, "http://a.org/").as_millis() as u64;
             let base = 100 << k;
-            assert!(d >= base && d < 2 * base, "try {k}: {d} ms");
+            assert!(d >= base / 2 && d <= base, "try {k}: {d} ms");
         }
-        assert_eq!(net.backoff(10).as_millis(), 1000);
+        assert!((500..=1000).contains(&net.backoff(10, "http://a.org/").as_millis()));
     }
 
     #[test]

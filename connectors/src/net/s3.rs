@@ -13,7 +13,7 @@ use object_store::aws::AmazonS3Builder;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt};
 
-use super::runtime;
+use smelt_engine::blocking::runtime;
 
 const PIECE: u64 = 8 << 20;
 

@@ -18,6 +18,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use futures::StreamExt;
+use smelt_engine::backoff::{jitter, Backoff};
 
 use super::backend::{count_words, language_name, Failure, Translated, Translator};
 
@@ -30,7 +31,7 @@ pub struct Limits {
     pub requests_per_second: Option<f64>,
     /// Retries of a failed request (429, 5xx, timeout, unreadable answer).
     pub retries: u32,
-    /// First backoff; doubled after each retry, at most 30 s.
+    /// First backoff; doubled after each retry, at most 30 s, scaled by a jitter into [1/2, 1] (smelt's one backoff).
     pub backoff: Duration,
     /// Time allowed for one request, connection included.
     pub timeout: Duration,
@@ -73,8 +74,9 @@ impl std::fmt::Debug for Api {
     }
 }
 
-/// An HTTP translation backend. It owns a small Tokio runtime of its own,
-/// because stages run on the engine's blocking threads.
+/// An HTTP translation backend. Stages run on the engine's blocking threads,
+/// so it waits on its requests through smelt's I/O runtime
+/// (`smelt_engine::blocking`).
 #[derive(Debug)]
 pub struct Http {
     api: Api,
@@ -82,7 +84,6 @@ pub struct Http {
     /// Languages the endpoint translates (empty: any).
     languages: Vec<String>,
     client: reqwest::Client,
-    rt: Option<tokio::runtime::Runtime>,
     next_slot: Mutex<Option<tokio::time::Instant>>,
     in_a_row: AtomicU32,
     open: AtomicBool,
@@ -102,16 +103,10 @@ impl Http {
     /// A backend for `api` with `limits`, translating `languages` (empty: any).
     ///
     /// # Errors
-    /// The runtime or the HTTP client cannot be built.
+    /// The HTTP client cannot be built.
     pub fn new(api: Api, limits: Limits, languages: Vec<String>) -> Result<Http, String> {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("smelt-back-translate-http")
-            .enable_all()
-            .build()
-            .map_err(|e| format!("cannot start the HTTP runtime: {e}"))?;
         let client = {
-            let _g = rt.enter();
+            let _g = smelt_engine::blocking::runtime().enter();
             reqwest::Client::builder()
                 .timeout(limits.timeout)
                 .connect_timeout(limits.timeout)
@@ -124,7 +119,6 @@ impl Http {
             limits,
             languages,
             client,
-            rt: Some(rt),
             next_slot: Mutex::new(None),
             in_a_row: AtomicU32::new(0),
             open: AtomicBool::new(false),
@@ -167,8 +161,7 @@ impl Http {
                 Err(a) if a.retry && attempt < self.limits.retries => {
                     attempt += 1;
                     self.retries.fetch_add(1, Ordering::Relaxed);
-                    let wait =
-                        self.limits.backoff.saturating_mul(1 << (attempt - 1).min(16)).min(Duration::from_secs(30));
+                    let wait = Backoff::new(self.limits.backoff, Duration::from_secs(30)).delay(attempt, jitter(text));
                     tracing::debug!("translation request failed ({}), retry {attempt} in {wait:?}", a.message);
                     tokio::time::sleep(wait).await;
                 }
@@ -288,10 +281,7 @@ impl Translator for Http {
     }
 
     fn translate(&self, from: &str, to: &str, texts: &[&str]) -> Vec<Result<Translated, Failure>> {
-        let Some(rt) = &self.rt else {
-            return texts.iter().map(|_| Err(Failure::CircuitOpen)).collect();
-        };
-        rt.block_on(async {
+        smelt_engine::blocking::block_on(async {
             futures::stream::iter(texts.iter().map(|t| self.one(from, to, t)))
                 .buffered(self.limits.concurrency.max(1))
                 .collect::<Vec<_>>()
@@ -310,14 +300,5 @@ impl Translator for Http {
         .map(|(k, v)| (k.to_string(), v.swap(0, Ordering::Relaxed)))
         .filter(|(_, v)| *v > 0)
         .collect()
-    }
-}
-
-impl Drop for Http {
-    fn drop(&mut self) {
-        // May be dropped on an async thread, where a runtime cannot block on its shutdown.
-        if let Some(rt) = self.rt.take() {
-            rt.shutdown_background();
-        }
     }
 }

@@ -1,4 +1,4 @@
-//! Deduplication stages. They are barriers (DESIGN.md): a document can only
+//! Deduplication stages. They are barriers (docs/adr/0006-barrier-stages.md): a document can only
 //! be kept or dropped once every split of the run has been seen.
 //!
 //! ```text
