@@ -20,10 +20,11 @@
 //! word splitter (spaCy's rules, `filters::words`), the shingle hash
 //! (`xxhash.xxh64_intdigest` of the words joined by a space), the
 //! permutation parameters (numpy's `RandomState(seed).randint`, replicated
-//! in `mt19937.rs`: MT19937 with numpy's masked rejection sampling) and the uint64
-//! arithmetic (wrapping, then `% (2^61 − 1)`) are the same, so signatures
-//! are bit-identical (tests in `signer.rs`). Documents with fewer words than
-//! `n_grams` have no shingle and are never duplicates, as in datatrove.
+//! in `mt19937.rs`: MT19937 with numpy's masked rejection sampling) and the
+//! uint64 arithmetic (wrapping, then `% (2^61 − 1)`) are the same, so
+//! signatures are bit-identical (tests in `signer.rs`). Documents with fewer
+//! words than `n_grams` have no shingle and are never duplicates, as in
+//! datatrove.
 //! The pairs are datatrove's too: `MinhashDedupBuckets` merges each band's
 //! sorted (values, file, document) records and pairs each record with the
 //! one before it when their values are equal; `MinhashDedupCluster` unions
