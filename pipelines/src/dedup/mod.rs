@@ -4,7 +4,7 @@
 //! ```text
 //! dedup_exact    by content_hash      ─┐
 //! dedup_url      by normalised URL    ─┴─► exact.rs (sorted key files, k-way merge)
-//! dedup_minhash  near duplicates      ───► minhash.rs (signatures, LSH bands, union-find)
+//! dedup_minhash  near duplicates      ───► minhash/ (signatures, LSH bands, union-find)
 //! dedup_lines    repeated lines       ───► lines.rs (sorted line-hash files, k-way merge)
 //! against:       earlier versions     ───► against.rs (band indexes stored with a version)
 //! ```
@@ -13,7 +13,6 @@ pub mod against;
 pub mod exact;
 pub mod lines;
 pub mod minhash;
-mod minhash_tables;
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};

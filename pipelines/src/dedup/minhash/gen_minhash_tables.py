@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
-"""Generates minhash_tables.rs: the character classes datatrove 0.10.1's
+"""Generates tables.rs: the character classes datatrove 0.10.1's
 `simplify_text` uses, from the Python that runs datatrove (3.11, Unicode 14.0).
 
-  ~/.cache/smelt-peers/venv/bin/python pipelines/src/dedup/gen_minhash_tables.py > pipelines/src/dedup/minhash_tables.rs
+  ~/.cache/smelt-peers/venv/bin/python pipelines/src/dedup/minhash/gen_minhash_tables.py > pipelines/src/dedup/minhash/tables.rs
 """
 import sys
 import unicodedata
