@@ -24,7 +24,7 @@ impl DedupMinhash {
         uf: &mut Clusters,
     ) -> Result<BTreeMap<String, u64>> {
         let tmp = ctx.resolved_dir.join("index-build");
-        let earlier = block_on(async {
+        let earlier = smelt_engine::blocking::block_on(async {
             let mut out = Vec::new();
             for spec in &self.config.against {
                 let e = against::open_version(&self.datasets, spec).await?;
@@ -45,7 +45,7 @@ impl DedupMinhash {
         for band in 0..self.config.buckets {
             let paths: Vec<PathBuf> = layout.iter().map(|l| band_path(&ctx.observed_dir, l.0, band)).collect();
             let run = against::run_band(&paths, width, |n| dense(layout, n))?;
-            block_on(against::match_band(&earlier, &self.config, band, &run, &mut m))?;
+            smelt_engine::blocking::block_on(against::match_band(&earlier, &self.config, band, &run, &mut m))?;
         }
         let mut counts: BTreeMap<String, u64> = earlier.iter().map(|e| (format!("against:{}", e.name), 0)).collect();
         for (d, &k) in m.matched.iter().enumerate() {
@@ -55,16 +55,5 @@ impl DedupMinhash {
             }
         }
         Ok(counts)
-    }
-}
-
-/// Runs `f` to completion from a blocking thread (the engine calls `resolve`
-/// off the I/O threads) or, outside a runtime (tests), on a new one.
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    match tokio::runtime::Handle::try_current() {
-        Ok(h) => h.block_on(f),
-        Err(_) => {
-            tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime").block_on(f)
-        }
     }
 }
