@@ -9,6 +9,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use smelt_catalog::{commit_run, Catalog, CatalogError, DatasetStore, StageMetrics};
 use smelt_engine::{EngineError, GraphFormat, Pipeline, Progress, RunOptions};
+use smelt_query::audit::AuditGates;
 
 use crate::catalog_cmd::{CatalogCmd, GateFailed, EXIT_GATE};
 use crate::output::{emit, emit_json, human_bytes, progress_bar, table, Format};
@@ -519,7 +520,7 @@ async fn run(data_dir: &Path, mut args: RunArgs) -> anyhow::Result<()> {
     }
     let committed = if single {
         let c = open_catalog(data_dir)?;
-        let committed = commit_run(&c, &store, &run_id, &chrono::Utc::now().to_rfc3339()).await?;
+        let committed = commit_run(&c, &store, &run_id, &chrono::Utc::now().to_rfc3339(), &[&AuditGates]).await?;
         remove_scratch(&opts.scratch_dir);
         Some(committed)
     } else {
@@ -689,7 +690,7 @@ pub fn open_catalog(data_dir: &Path) -> anyhow::Result<Catalog> {
 }
 
 async fn sql(data_dir: &Path, query: &str, format: SqlFmt, output: Option<&Path>) -> anyhow::Result<()> {
-    use smelt_catalog::sql::SqlFormat;
+    use smelt_query::sql::SqlFormat;
     let f = match format {
         SqlFmt::Table => SqlFormat::Table,
         SqlFmt::Csv => SqlFormat::Csv,
@@ -700,17 +701,17 @@ async fn sql(data_dir: &Path, query: &str, format: SqlFmt, output: Option<&Path>
         return Err(EngineError::User("--format parquet writes a file: add --output FILE.parquet".into()).into());
     }
     let catalog = open_catalog(data_dir)?;
-    let batches = smelt_catalog::sql::query(&catalog, query).await?;
+    let batches = smelt_query::sql::query(&catalog, query).await?;
     drop(catalog);
     match output {
         Some(path) => {
             let mut file = std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
-            smelt_catalog::sql::write_results(&batches, f, &mut file)?;
+            smelt_query::sql::write_results(&batches, f, &mut file)?;
             eprintln!("wrote {} rows to {}", batches.iter().map(|b| b.num_rows()).sum::<usize>(), path.display());
         }
         None => {
             let mut buf = Vec::new();
-            smelt_catalog::sql::write_results(&batches, f, &mut buf)?;
+            smelt_query::sql::write_results(&batches, f, &mut buf)?;
             emit(&String::from_utf8_lossy(&buf));
         }
     }
@@ -739,7 +740,7 @@ async fn commit(data_dir: &Path, run_id: &str, pipeline: Option<&Path>, format: 
     };
     let catalog = open_catalog(data_dir)?;
     let store = DatasetStore::open(&root)?;
-    let out = commit_run(&catalog, &store, run_id, &chrono::Utc::now().to_rfc3339()).await?;
+    let out = commit_run(&catalog, &store, run_id, &chrono::Utc::now().to_rfc3339(), &[&AuditGates]).await?;
     let m = &out.manifest;
     remove_scratch(&scratch_dir(data_dir, &m.dataset, run_id));
     match format {

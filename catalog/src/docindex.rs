@@ -1,6 +1,6 @@
 //! Document indexes: the `(id, content_hash)` of every row of a split or of a
 //! version, sorted by id, so that two versions are diffed by one merge join
-//! that never reads the shards (see [`crate::docdiff`]).
+//! that never reads the shards (the document diff of `smelt-query`).
 //!
 //! ```text
 //! sink batches ──► RunBuilder (sorts in memory; past a budget spills sorted runs to temp files)
@@ -897,7 +897,7 @@ fn object_path(prefix: &ObjectPath, rel: &str) -> ObjectPath {
 }
 
 /// Maps a local I/O error on `location`: undecodable data is `Corrupt`, the rest `Storage`.
-pub(crate) fn io_error(location: &str, e: io::Error) -> CatalogError {
+pub fn io_error(location: &str, e: io::Error) -> CatalogError {
     match e.kind() {
         io::ErrorKind::InvalidData | io::ErrorKind::UnexpectedEof => {
             CatalogError::Corrupt { location: location.to_string(), message: e.to_string() }
@@ -1183,9 +1183,11 @@ pub async fn build_version_index(
 
 /// A stored index opened for reading: the file, and the scratch directory
 /// that holds it when it had to be downloaded.
-pub(crate) struct OpenedIndex {
-    pub(crate) path: PathBuf,
-    pub(crate) location: String,
+pub struct OpenedIndex {
+    /// The local file.
+    pub path: PathBuf,
+    /// Where the index is stored (URL and path), for messages.
+    pub location: String,
     _scratch: Option<ScratchDir>,
 }
 
@@ -1193,7 +1195,7 @@ pub(crate) struct OpenedIndex {
 ///
 /// # Errors
 /// Missing index, storage and temporary-space failures.
-pub(crate) async fn open_stored(store: &DatasetStore, r: &DocIndexRef) -> Result<OpenedIndex> {
+pub async fn open_stored(store: &DatasetStore, r: &DocIndexRef) -> Result<OpenedIndex> {
     let location = format!("{}/{}", store.url(), r.path);
     if let Backing::Local(_) = backing(store)? {
         let path = fetch(store, r, Path::new(""), "").await?;
