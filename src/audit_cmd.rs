@@ -14,8 +14,8 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use clap::Subcommand;
-use smelt_catalog::audit::{self, parse_key, AuditSection};
 use smelt_catalog::{VersionManifest, VersionRef};
+use smelt_query::audit::{self, parse_key, AuditSection};
 
 use crate::output::{emit, emit_json, table, Format};
 use smelt_runner::Workspace;

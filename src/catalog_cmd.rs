@@ -7,8 +7,8 @@ use std::path::Path;
 
 use anyhow::Context;
 use clap::Subcommand;
-use smelt_catalog::diff::{diff_versions, FailOn, VersionDiff};
 use smelt_catalog::{DatasetStore, VersionManifest, VersionRef};
+use smelt_query::diff::{diff_versions, FailOn, VersionDiff};
 
 use crate::output::{emit, emit_json, human_bytes, table, Format};
 use smelt_runner::Workspace;

@@ -540,7 +540,7 @@ async fn sample(p: &Pipeline, n: usize, parallelism: usize, format: Format) -> a
 }
 
 async fn sql(data_dir: &Path, query: &str, format: SqlFmt, output: Option<&Path>) -> anyhow::Result<()> {
-    use smelt_catalog::sql::SqlFormat;
+    use smelt_query::sql::SqlFormat;
     let f = match format {
         SqlFmt::Table => SqlFormat::Table,
         SqlFmt::Csv => SqlFormat::Csv,
@@ -551,17 +551,17 @@ async fn sql(data_dir: &Path, query: &str, format: SqlFmt, output: Option<&Path>
         return Err(EngineError::User("--format parquet writes a file: add --output FILE.parquet".into()).into());
     }
     let catalog = Workspace::new(data_dir).open_catalog()?;
-    let batches = smelt_catalog::sql::query(&catalog, query).await?;
+    let batches = smelt_query::sql::query(&catalog, query).await?;
     drop(catalog);
     match output {
         Some(path) => {
             let mut file = std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
-            smelt_catalog::sql::write_results(&batches, f, &mut file)?;
+            smelt_query::sql::write_results(&batches, f, &mut file)?;
             eprintln!("wrote {} rows to {}", batches.iter().map(|b| b.num_rows()).sum::<usize>(), path.display());
         }
         None => {
             let mut buf = Vec::new();
-            smelt_catalog::sql::write_results(&batches, f, &mut buf)?;
+            smelt_query::sql::write_results(&batches, f, &mut buf)?;
             emit(&String::from_utf8_lossy(&buf));
         }
     }

@@ -192,7 +192,7 @@ async fn explain(data_dir: &Path, version: &str, doc_id: &str) -> anyhow::Result
         "SELECT id, dup_cluster, dup_cluster_size{members_col} FROM {table_name} WHERE dup_cluster IS NOT NULL{}",
         if with_members { String::new() } else { format!(" AND id = {}", sql_string(doc_id)) }
     );
-    let batches = smelt_catalog::sql::query(&catalog, &q).await?;
+    let batches = smelt_query::sql::query(&catalog, &q).await?;
     for b in &batches {
         let ids = b.column(0).as_string::<i32>();
         let clusters = b.column(1).as_primitive::<UInt64Type>();
@@ -237,7 +237,7 @@ async fn explain(data_dir: &Path, version: &str, doc_id: &str) -> anyhow::Result
     }
     // Not in a cluster: kept alone, or not in the version at all.
     let q = format!("SELECT count(*) AS n FROM {table_name} WHERE id = {}", sql_string(doc_id));
-    let batches = smelt_catalog::sql::query(&catalog, &q).await?;
+    let batches = smelt_query::sql::query(&catalog, &q).await?;
     let n: i64 = batches
         .iter()
         .filter(|b| b.num_rows() > 0)

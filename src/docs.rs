@@ -1,9 +1,9 @@
 //! The document part of `catalog diff`: counts from the per-version document
 //! indexes, and sample documents (their text read through SQL over the shards).
 
-use smelt_catalog::diff::VersionDiff;
-use smelt_catalog::docdiff::diff_version_documents;
 use smelt_catalog::{DatasetStore, VersionManifest};
+use smelt_query::diff::VersionDiff;
+use smelt_query::docdiff::diff_version_documents;
 
 use crate::catalog_cmd::DocPart;
 use crate::output::table;
@@ -43,9 +43,9 @@ async fn fetch(
         ids.iter().map(|i| quote(i)).collect::<Vec<_>>().join(", ")
     );
     let catalog = smelt_runner::Workspace::new(data_dir).open_catalog()?;
-    let batches = smelt_catalog::sql::query(&catalog, &sql).await?;
+    let batches = smelt_query::sql::query(&catalog, &sql).await?;
     let mut buf = Vec::new();
-    smelt_catalog::sql::write_results(&batches, smelt_catalog::sql::SqlFormat::Json, &mut buf)?;
+    smelt_query::sql::write_results(&batches, smelt_query::sql::SqlFormat::Json, &mut buf)?;
     Ok(serde_json::from_slice::<Vec<serde_json::Value>>(&buf).unwrap_or_default())
 }
 

@@ -3,7 +3,8 @@
 //! ```text
 //! smelt validate|graph  ── compile (no I/O) ──► diagnostics | DAG drawing
 //! smelt run             ── compile ─► exec::run (rank R of W) ─► commit (single process) ─► version
-//! smelt commit          ── catalog::commit_run ─► version
+//! smelt commit          ── catalog::commit_run (hook: query::audit::AuditGates) ─► version
+//! smelt sql|docs|audit  ── query (DataFusion over versions, diffs, audit sections)
 //! smelt catalog ...     ── sled index (+ manifests in dataset storage)
 //! smelt run --executor slurm|k8s ── sbatch arrays per phase + commit job | Job manifests (slurm.rs, k8s.rs)
 //! ```

@@ -10,9 +10,9 @@ use std::path::{Path, PathBuf};
 use arrow::array::AsArray;
 use common::{example, repo, Env};
 use smelt_catalog::commit::load_manifest;
-use smelt_catalog::docdiff::{diff_version_documents, DocDiff};
 use smelt_catalog::docindex::{split_index_path, DocIndexReader};
 use smelt_catalog::{DatasetStore, SplitRecord, VersionManifest};
+use smelt_query::docdiff::{diff_version_documents, DocDiff};
 
 const WARC_2020: &str = "CC-MAIN-2020-34-resiliparse-excerpt.warc.gz";
 const WARC_2024: &str = "CC-MAIN-2024-22-whirlwind.warc.gz";

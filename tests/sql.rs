@@ -9,8 +9,8 @@ use arrow::array::{Array, FixedSizeBinaryArray, StringArray, UInt64Array};
 use arrow::datatypes::DataType;
 use arrow::record_batch::RecordBatch;
 use common::{example, Env};
-use smelt_catalog::sql::{query, write_results, SqlFormat};
 use smelt_catalog::Catalog;
+use smelt_query::sql::{query, write_results, SqlFormat};
 
 /// The quick start committed once (run id `first`), and its manifest.
 fn committed() -> (Env, serde_json::Value) {

@@ -5,12 +5,14 @@
 //! in the sled index in one transaction.
 //!
 //! ```text
-//! runs/<id>/plan.json + runs/<id>/splits/*.json ──► manifest ──► _versions/NNNNNN.json ──► sled
+//! runs/<id>/plan.json + runs/<id>/splits/*.json ──► manifest ──hooks──► _versions/NNNNNN.json ──► sled
 //! runs/<id>/index/*.idx ──k-way merge──► _versions/NNNNNN-<id>.idx ──┘ (written first, named in the manifest)
 //! ```
 //! A crash after the manifest and before sled leaves a version that the next
 //! commit (or `catalog rebuild`) records; a crash before the manifest leaves
-//! nothing visible (at most an index file no manifest names).
+//! nothing visible (at most an index file no manifest names). Hooks
+//! ([`CommitHook`], such as the audit gates) complete or refuse the manifest
+//! before it is written.
 
 use std::collections::BTreeMap;
 
@@ -99,16 +101,39 @@ pub struct CommitOutcome {
     pub newly_committed: bool,
 }
 
-/// Commits run `run_id` of the dataset at `store`.
+/// Work a caller adds to the commit: called, in the order given to
+/// [`commit_run`], on each manifest about to be written (once per version
+/// number tried), after the version's document index is stored and before
+/// the create-only manifest write. The bias audit's gates are one
+/// (`smelt_query::audit::AuditGates`).
+#[async_trait::async_trait]
+pub trait CommitHook: Send + Sync {
+    /// Completes or checks `manifest`, the version `run_id` of `plan` is about to become.
+    ///
+    /// # Errors
+    /// Any error stops the commit: no version becomes visible, and
+    /// [`commit_run`] returns it as it is.
+    async fn before_commit(
+        &self,
+        store: &DatasetStore,
+        run_id: &str,
+        plan: &RunPlan,
+        manifest: &mut VersionManifest,
+    ) -> Result<()>;
+}
+
+/// Commits run `run_id` of the dataset at `store`, running `hooks` on the
+/// manifest before it is written.
 ///
 /// # Errors
 /// `IncompleteRun` listing missing splits; `User` when the run has no plan;
-/// storage and index failures. Nothing becomes visible on error.
+/// a hook's error; storage and index failures. Nothing becomes visible on error.
 pub async fn commit_run(
     catalog: &Catalog,
     store: &DatasetStore,
     run_id: &str,
     committed_at: &str,
+    hooks: &[&dyn CommitHook],
 ) -> Result<CommitOutcome> {
     let plan: RunPlan = store.get_json(&plan_path(run_id)).await?.ok_or_else(|| {
         CatalogError::User(format!(
@@ -163,9 +188,8 @@ pub async fn commit_run(
             None => None,
         };
         let mut manifest = build_manifest(&plan, &records, next, committed_at, index_ref);
-        manifest.audit = audit_sections(&plan, &manifest)?;
-        if manifest.audit.iter().any(|a| a.failures().next().is_some()) {
-            return Err(audit_failed(store, run_id, &manifest.audit).await?);
+        for hook in hooks {
+            hook.before_commit(store, run_id, &plan, &mut manifest).await?;
         }
         match store.put_create(&manifest_path(next), to_json_bytes(&manifest)).await? {
             Created::Written => {
@@ -177,47 +201,6 @@ pub async fn commit_run(
     }
     Err(CatalogError::User(format!(
         "could not commit run {run_id}: other commits kept taking the next version number; retry"
-    )))
-}
-
-/// Where a run whose `fail` gates were crossed records its audit and risks
-/// (no version is committed for it).
-pub fn audit_record_path(run_id: &str) -> String {
-    format!("runs/{run_id}/audit.json")
-}
-
-/// The audit section of every `audit` stage of the run (docs/audit.md).
-fn audit_sections(plan: &RunPlan, m: &VersionManifest) -> Result<Vec<crate::audit::AuditSection>> {
-    let stages = crate::audit::audit_stages(&plan.resolved_config).map_err(CatalogError::User)?;
-    Ok(stages
-        .iter()
-        .filter_map(|s| {
-            let metrics = m.funnel.iter().find(|f| f.stage == s.stage)?;
-            Some(crate::audit::derive(metrics, &m.stats, &s.gates))
-        })
-        .collect())
-}
-
-/// Writes the failed audit next to the run's plan and returns the error that stops the commit.
-async fn audit_failed(
-    store: &DatasetStore,
-    run_id: &str,
-    audit: &[crate::audit::AuditSection],
-) -> Result<CatalogError> {
-    let path = audit_record_path(run_id);
-    store.put(&path, to_json_bytes(&audit)).await?;
-    let crossed: Vec<String> = audit
-        .iter()
-        .flat_map(|a| {
-            a.failures().map(move |r| {
-                format!("  {}: {} = {:.4} ({} {})", a.stage, r.metric, r.value, r.op.as_str(), r.threshold)
-            })
-        })
-        .collect();
-    Ok(CatalogError::User(format!(
-        "audit gates failed, so no version was committed:\n{}\nthe audit and its risks are recorded in {}/{path}",
-        crossed.join("\n"),
-        store.url()
     )))
 }
 
@@ -413,7 +396,7 @@ mod tests {
         let (_d, catalog, store) = setup().await;
         write_plan(&store, &plan("r1", 3)).await.unwrap();
         store.put(&split_record_path("r1", 1), to_json_bytes(&record("r1", 1))).await.unwrap();
-        let err = commit_run(&catalog, &store, "r1", "t").await.unwrap_err();
+        let err = commit_run(&catalog, &store, "r1", "t", &[]).await.unwrap_err();
         match &err {
             CatalogError::IncompleteRun { missing, total, .. } => {
                 assert_eq!(*total, 3);
@@ -427,7 +410,7 @@ mod tests {
         for i in [0, 2] {
             store.put(&split_record_path("r1", i), to_json_bytes(&record("r1", i))).await.unwrap();
         }
-        let out = commit_run(&catalog, &store, "r1", "t").await.unwrap();
+        let out = commit_run(&catalog, &store, "r1", "t", &[]).await.unwrap();
         assert!(out.newly_committed);
         assert_eq!(out.manifest.version, 1);
         assert_eq!(out.manifest.totals.rows, 15);
@@ -435,7 +418,7 @@ mod tests {
         assert_eq!(out.manifest.stats[0].docs, 15);
         assert_eq!(out.manifest.funnel[0].rows_out, 15);
         assert!(out.manifest.doc_index.is_none(), "splits without document indexes give a version without one");
-        let again = commit_run(&catalog, &store, "r1", "t2").await.unwrap();
+        let again = commit_run(&catalog, &store, "r1", "t2", &[]).await.unwrap();
         assert!(!again.newly_committed);
         assert_eq!(again.manifest, out.manifest);
         assert_eq!(catalog.versions("demo").unwrap().len(), 1);
@@ -464,7 +447,7 @@ mod tests {
             all.extend(ids.iter().map(|id| (id.clone(), [i as u8; 16])));
             put_indexed_split(&store, "r1", i, &ids).await;
         }
-        let out = commit_run(&catalog, &store, "r1", "t").await.unwrap();
+        let out = commit_run(&catalog, &store, "r1", "t", &[]).await.unwrap();
         let di = out.manifest.doc_index.clone().expect("a document index");
         assert_eq!((di.path.as_str(), di.entries), ("_versions/000001-r1.idx", 15));
         let bytes = store.get(&di.path).await.unwrap().unwrap();
@@ -492,12 +475,49 @@ mod tests {
             put_indexed_split(&store, "r1", i, &[format!("doc-{i}")]).await;
         }
         store.put(&split_index_path("r1", 1), bytes::Bytes::from_static(b"SMELTDIX garbage")).await.unwrap();
-        let e = commit_run(&catalog, &store, "r1", "t").await.unwrap_err();
+        let e = commit_run(&catalog, &store, "r1", "t", &[]).await.unwrap_err();
         assert!(
             matches!(&e, CatalogError::Corrupt { location, .. } if location.ends_with("runs/r1/index/00001.idx")),
             "{e}"
         );
         assert!(stored_versions(&store).await.unwrap().is_empty());
+    }
+
+    /// Stamps the manifest's committed_at, or refuses every commit.
+    struct TestHook {
+        refuse: bool,
+    }
+
+    #[async_trait::async_trait]
+    impl CommitHook for TestHook {
+        async fn before_commit(
+            &self,
+            _store: &DatasetStore,
+            run_id: &str,
+            plan: &RunPlan,
+            manifest: &mut VersionManifest,
+        ) -> Result<()> {
+            assert_eq!((run_id, plan.run_id.as_str()), ("r1", "r1"));
+            if self.refuse {
+                return Err(CatalogError::User(format!("refused version {}", manifest.version)));
+            }
+            manifest.committed_at.push_str("+hooked");
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn hooks_complete_or_refuse_the_manifest_before_it_is_written() {
+        let (_d, catalog, store) = setup().await;
+        write_plan(&store, &plan("r1", 1)).await.unwrap();
+        store.put(&split_record_path("r1", 0), to_json_bytes(&record("r1", 0))).await.unwrap();
+        let e = commit_run(&catalog, &store, "r1", "t", &[&TestHook { refuse: true }]).await.unwrap_err();
+        assert_eq!(e.to_string(), "refused version 1");
+        assert!(stored_versions(&store).await.unwrap().is_empty(), "nothing visible after a refused commit");
+        let hooks: [&dyn CommitHook; 2] = [&TestHook { refuse: false }, &TestHook { refuse: false }];
+        let out = commit_run(&catalog, &store, "r1", "t", &hooks).await.unwrap();
+        assert_eq!(out.manifest.committed_at, "t+hooked+hooked");
+        assert_eq!(load_manifest(&store, 1).await.unwrap(), out.manifest);
     }
 
     #[tokio::test]
@@ -519,7 +539,7 @@ mod tests {
         // Simulate: manifest written, process killed before sled recorded it.
         let m = build_manifest(&plan("r1", 1), &[record("r1", 0)], 1, "t", None);
         store.put(&manifest_path(1), to_json_bytes(&m)).await.unwrap();
-        let out = commit_run(&catalog, &store, "r1", "t").await.unwrap();
+        let out = commit_run(&catalog, &store, "r1", "t", &[]).await.unwrap();
         assert!(!out.newly_committed);
         assert_eq!(stored_versions(&store).await.unwrap(), vec![1]);
         assert_eq!(catalog.versions("demo").unwrap().len(), 1);

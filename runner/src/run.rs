@@ -6,7 +6,8 @@
 //!            ──commit──► single process, not waiting for other ranks: commit_run ─► scratch removed ─► train hook
 //! commit(run id) ── pointer or pipeline ─► commit_run ─► scratch removed ─► train hook (newly committed only) ─► CommitOutcome
 //! ```
-//! Nothing here prints: the caller reports progress and outcomes.
+//! Commits run the bias audit's gates (`smelt_query::audit::AuditGates`) as
+//! a commit hook. Nothing here prints: the caller reports progress and outcomes.
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -14,6 +15,7 @@ use std::sync::Arc;
 
 use smelt_catalog::{commit_run, DatasetStore, RunInterval};
 use smelt_engine::{EngineError, Pipeline, Progress, RunOptions, RunReport};
+use smelt_query::audit::AuditGates;
 
 use crate::train_hook::{run_train, TrainOutcome};
 use crate::workspace::{new_run_id, remove_scratch, valid_run_id, RunPointer, Workspace};
@@ -167,7 +169,8 @@ impl Run {
             return Ok(());
         }
         let catalog = ws.open_catalog()?;
-        let committed = commit_run(&catalog, &self.store, &self.run_id, &chrono::Utc::now().to_rfc3339()).await?;
+        let committed =
+            commit_run(&catalog, &self.store, &self.run_id, &chrono::Utc::now().to_rfc3339(), &[&AuditGates]).await?;
         drop(catalog);
         remove_scratch(&self.options.scratch_dir);
         outcome.train = p
@@ -203,7 +206,7 @@ pub async fn commit(ws: &Workspace, run_id: &str, pipeline: Option<&Path>) -> Re
     };
     let catalog = ws.open_catalog()?;
     let store = DatasetStore::open(&root)?;
-    let committed = commit_run(&catalog, &store, run_id, &chrono::Utc::now().to_rfc3339()).await?;
+    let committed = commit_run(&catalog, &store, run_id, &chrono::Utc::now().to_rfc3339(), &[&AuditGates]).await?;
     drop(catalog);
     let m = &committed.manifest;
     remove_scratch(&ws.scratch_dir(&m.dataset, run_id));

@@ -15,7 +15,7 @@
 //! Everything the stage emits adds up across splits (counters) or merges to
 //! the same set (the N smallest ids), so the version's audit does not depend
 //! on how the input was split or spread over ranks. Metrics, formulas and
-//! gates: docs/audit.md; the derivation is `smelt_catalog::audit`.
+//! gates: docs/audit.md; the derivation is `smelt_query::audit`.
 
 pub mod lexicon;
 

@@ -8,9 +8,9 @@ use std::sync::Arc;
 use arrow::array::{ArrayRef, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;
-use smelt_catalog::audit::derive;
 use smelt_catalog::StageMetrics;
 use smelt_engine::{ConfigureContext, Processed, StageConfig};
+use smelt_query::audit::derive;
 
 use super::configure;
 

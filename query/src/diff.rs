@@ -14,8 +14,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
-use crate::error::{CatalogError, Result};
-use crate::model::{FieldDesc, VersionManifest};
+use smelt_catalog::model::{FieldDesc, VersionManifest};
+use smelt_catalog::{CatalogError, Result};
 
 /// One changed configuration value (a JSON path into the resolved config).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -231,12 +231,14 @@ pub fn diff_versions(a: &VersionManifest, b: &VersionManifest, documents: Option
 
     // Mixture.
     let tokenized = a.totals.tokens > 0 || b.totals.tokens > 0;
-    let basis = |g: &crate::model::GroupStats| if tokenized { g.tokens } else { g.text_bytes };
+    let basis = |g: &smelt_catalog::model::GroupStats| if tokenized { g.tokens } else { g.text_bytes };
     let (ta, tb) =
         if tokenized { (a.totals.tokens, b.totals.tokens) } else { (a.totals.text_bytes, b.totals.text_bytes) };
     type Key = (String, String, String);
-    let mut groups: BTreeMap<Key, (Option<&crate::model::GroupStats>, Option<&crate::model::GroupStats>)> =
-        BTreeMap::new();
+    let mut groups: BTreeMap<
+        Key,
+        (Option<&smelt_catalog::model::GroupStats>, Option<&smelt_catalog::model::GroupStats>),
+    > = BTreeMap::new();
     for g in &a.stats {
         groups.entry((g.lang.clone(), g.source.clone(), g.domain.clone())).or_default().0 = Some(g);
     }
@@ -246,8 +248,8 @@ pub fn diff_versions(a: &VersionManifest, b: &VersionManifest, documents: Option
     let mut mixture: Vec<MixtureRow> = groups
         .into_iter()
         .map(|((lang, source, domain), (ga, gb))| {
-            let get =
-                |g: Option<&crate::model::GroupStats>, f: &dyn Fn(&crate::model::GroupStats) -> u64| g.map_or(0, f);
+            let get = |g: Option<&smelt_catalog::model::GroupStats>,
+                       f: &dyn Fn(&smelt_catalog::model::GroupStats) -> u64| g.map_or(0, f);
             let share = (pct(get(ga, &basis), ta), pct(get(gb, &basis), tb));
             MixtureRow {
                 lang,
@@ -282,7 +284,7 @@ pub fn diff_versions(a: &VersionManifest, b: &VersionManifest, documents: Option
     for stage in stages {
         let ma = a.funnel.iter().find(|m| m.stage == stage);
         let mb = b.funnel.iter().find(|m| m.stage == stage);
-        let input = |m: Option<&crate::model::StageMetrics>| {
+        let input = |m: Option<&smelt_catalog::model::StageMetrics>| {
             m.map_or(0, |m| if m.rows_in > 0 { m.rows_in } else { m.rows_out })
         };
         let (na, nb) = (input(ma), input(mb));
@@ -299,7 +301,7 @@ pub fn diff_versions(a: &VersionManifest, b: &VersionManifest, documents: Option
             rate_delta_pp: 0.0,
         });
         for r in reasons {
-            let count = |m: Option<&crate::model::StageMetrics>| {
+            let count = |m: Option<&smelt_catalog::model::StageMetrics>| {
                 m.map_or(0, |m| m.drops.get(&r).copied().unwrap_or(0) + m.skips.get(&r).copied().unwrap_or(0))
             };
             let (xa, xb) = (count(ma), count(mb));

@@ -11,10 +11,10 @@
 //! Run each phase in its own process so that its time and peak RSS are its own
 //! (bench/diff.sh does, under /usr/bin/time):
 //! ```text
-//! cargo run --release -p smelt-catalog --example bench_docdiff -- gen --dir /tmp/dd --docs 1000000
-//! cargo run --release -p smelt-catalog --example bench_docdiff -- commit --dir /tmp/dd
-//! cargo run --release -p smelt-catalog --example bench_docdiff -- smelt --dir /tmp/dd
-//! cargo run --release -p smelt-catalog --example bench_docdiff -- datafusion --dir /tmp/dd
+//! cargo run --release -p smelt-query --example bench_docdiff -- gen --dir /tmp/dd --docs 1000000
+//! cargo run --release -p smelt-query --example bench_docdiff -- commit --dir /tmp/dd
+//! cargo run --release -p smelt-query --example bench_docdiff -- smelt --dir /tmp/dd
+//! cargo run --release -p smelt-query --example bench_docdiff -- datafusion --dir /tmp/dd
 //! ```
 //! Each phase prints one JSON line: its counts and seconds.
 
@@ -30,9 +30,9 @@ use arrow::record_batch::RecordBatch;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
-use smelt_catalog::docdiff::diff_version_documents;
 use smelt_catalog::docindex::{build_version_index, split_index_path, version_index_path, FinishedRun, RunBuilder};
 use smelt_catalog::{shard_path, DatasetStore, DocIndexRef, SplitRecord, VersionManifest};
+use smelt_query::docdiff::diff_version_documents;
 
 const RUN: &str = "bench";
 const SHARD_DOCS: u64 = 100_000;

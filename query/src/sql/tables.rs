@@ -20,9 +20,9 @@ use arrow::array::{ArrayRef, StringArray, TimestampMicrosecondArray, UInt32Array
 use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use arrow::record_batch::RecordBatch;
 
-use crate::error::{CatalogError, Result};
-use crate::index::Catalog;
-use crate::model::VersionManifest;
+use smelt_catalog::index::Catalog;
+use smelt_catalog::model::VersionManifest;
+use smelt_catalog::{CatalogError, Result};
 
 /// Names of the catalog tables, as a query writes them.
 pub const CATALOG_TABLES: &[&str] = &["datasets", "versions", "shards", "runs", "tags", "stats", "funnel", "drops"];

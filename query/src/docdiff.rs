@@ -1,6 +1,6 @@
 //! The document diff: which documents two versions add, remove, change (same
 //! `id`, new `content_hash`) or keep, from their sorted document indexes
-//! ([`crate::docindex`]) and never from the text.
+//! ([`smelt_catalog::docindex`]) and never from the text.
 //!
 //! ```text
 //! _versions/A.idx ──DocIndexReader──┐
@@ -28,10 +28,10 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 
 use serde::Serialize;
 
-use crate::docindex::{io_error, open_stored, DocIndexReader, HashingReader};
-use crate::error::{CatalogError, Result};
-use crate::model::{DocIndexRef, VersionManifest};
-use crate::store::DatasetStore;
+use smelt_catalog::docindex::{io_error, open_stored, DocIndexReader, HashingReader};
+use smelt_catalog::model::{DocIndexRef, VersionManifest};
+use smelt_catalog::store::DatasetStore;
+use smelt_catalog::{CatalogError, Result};
 
 /// Document changes from version A to version B.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -489,7 +489,7 @@ fn check<R: Read>(h: HashingReader<R>, r: &DocIndexRef, location: &str) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::docindex::{encode_run, put_run, split_index_path, RunBuilder};
+    use smelt_catalog::docindex::{encode_run, put_run, split_index_path, RunBuilder};
 
     fn h(n: u8) -> [u8; 16] {
         [n; 16]

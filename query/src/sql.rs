@@ -25,9 +25,9 @@ use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::Statement as SQLStatement;
 use object_store::ObjectStore;
 
-use crate::error::{CatalogError, Result};
-use crate::index::{Catalog, VersionRef};
-use crate::model::VersionManifest;
+use smelt_catalog::index::{Catalog, VersionRef};
+use smelt_catalog::model::VersionManifest;
+use smelt_catalog::{CatalogError, Result};
 
 pub use output::write_results;
 pub use tables::CATALOG_TABLES;

@@ -28,8 +28,8 @@ use datafusion::physical_plan::ExecutionPlan;
 use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStore};
 
-use crate::error::{CatalogError, Result};
-use crate::model::VersionManifest;
+use smelt_catalog::model::VersionManifest;
+use smelt_catalog::{CatalogError, Result};
 
 /// A version's shards as a table.
 #[derive(Debug)]

@@ -1,7 +1,7 @@
 //! `smelt sql` without the CLI: runs one query over a data directory's catalog.
 //!
 //! ```text
-//! cargo run -p smelt-catalog --example smelt_sql -- --data-dir smelt-data \
+//! cargo run -p smelt-query --example smelt_sql -- --data-dir smelt-data \
 //!     'SELECT source, count(*) FROM "quickstart@1" GROUP BY source' [--format table|csv|json|parquet] [--output FILE]
 //! ```
 //! The interop test (tests/interop/test_read.py) uses it where the `smelt`
@@ -10,8 +10,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use smelt_catalog::sql::{query, write_results, SqlFormat};
 use smelt_catalog::Catalog;
+use smelt_query::sql::{query, write_results, SqlFormat};
 
 fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);

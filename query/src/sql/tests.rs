@@ -9,7 +9,7 @@ use arrow::datatypes::{DataType, Field, Schema, UInt32Type};
 use arrow::record_batch::RecordBatch;
 
 use super::*;
-use crate::model::{FieldDesc, GroupStats, Lineage, ShardEntry, StageMetrics, Totals, VersionManifest};
+use smelt_catalog::model::{FieldDesc, GroupStats, Lineage, ShardEntry, StageMetrics, Totals, VersionManifest};
 
 struct Fixture {
     _dir: tempfile::TempDir,
@@ -127,7 +127,7 @@ fn commit(f: &Fixture, root_url: &str, version: u64, shards: &[RecordBatch]) -> 
     };
     // Through JSON, as a manifest file is read: fields added later keep their defaults.
     let m: VersionManifest = serde_json::from_value(serde_json::json!({
-        "format": crate::model::FORMAT_VERSION,
+        "format": smelt_catalog::model::FORMAT_VERSION,
         "dataset": "ds",
         "version": version,
         "committed_at": "2026-11-26T10:00:00Z",
@@ -140,9 +140,9 @@ fn commit(f: &Fixture, root_url: &str, version: u64, shards: &[RecordBatch]) -> 
         "lineage": lineage,
     }))
     .unwrap();
-    let manifest_file = f.root.join(crate::model::manifest_path(version));
+    let manifest_file = f.root.join(smelt_catalog::model::manifest_path(version));
     std::fs::create_dir_all(manifest_file.parent().unwrap()).unwrap();
-    std::fs::write(manifest_file, crate::store::to_json_bytes(&m)).unwrap();
+    std::fs::write(manifest_file, smelt_catalog::store::to_json_bytes(&m)).unwrap();
     f.catalog.record(root_url, &m).unwrap();
     m
 }

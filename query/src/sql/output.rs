@@ -9,7 +9,7 @@ use arrow::record_batch::RecordBatch;
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 
 use super::SqlFormat;
-use crate::error::{CatalogError, Result};
+use smelt_catalog::{CatalogError, Result};
 
 /// Writes `batches` to `out` as a table (Arrow's pretty printer), CSV with a
 /// header, a JSON array of objects, or one Parquet file (zstd).
