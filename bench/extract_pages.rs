@@ -10,7 +10,7 @@
 
 use std::time::Instant;
 
-use smelt_pipelines::{extract_document, ExtractOptions};
+use smelt_stages::{extract_document, ExtractOptions};
 
 fn main() -> anyhow::Result<()> {
     let mut files = Vec::new();

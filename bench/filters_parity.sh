@@ -9,5 +9,5 @@ PEERS="${PEERS:-$HOME/.cache/smelt-peers}"
 # The release binary (incremental; never a -p release build, which rebuilds DataFusion).
 cargo build --release --bin smelt
 # The in-process verdict dump (debug is enough: it only reports verdicts, timings come from the binary).
-cargo build -p smelt-pipelines --example filters_words
+cargo build -p smelt-stages --example filters_words
 "$PEERS/venv/bin/python" -W ignore bench/filters_parity.py "$@"

@@ -2,7 +2,7 @@
 running LID-176) against Python fastText 0.9.2 on the same texts.
 
     bench/langid_parity.sh            # corpus -> Python fastText -> smelt -> table; figures in target/langid-parity/figures.json
-    python bench/langid_parity.py fixture pipelines/tests/fixtures/langid   # regenerate the test fixture
+    python bench/langid_parity.py fixture stages/tests/fixtures/langid   # regenerate the test fixture
 
 Python side: exactly what datatrove's LanguageFilter/FT176LID does,
 `model.predict(text.replace("\n", " "), k=-1)`, best label = max score.

@@ -10,7 +10,7 @@
 
 use std::io::{BufRead, Write};
 
-use smelt_pipelines::langid::fasttext::{Model, Scratch};
+use smelt_stages::langid::fasttext::{Model, Scratch};
 
 /// User + system CPU seconds of this process (Linux: `/proc/self/stat`, clock ticks of 10 ms).
 fn cpu_seconds() -> f64 {
@@ -25,7 +25,7 @@ fn main() -> anyhow::Result<()> {
     let Some(corpus) = args.get(1) else { anyhow::bail!("usage: langid_predict corpus.jsonl [model.bin|.ftz]") };
     let model = match args.get(2) {
         Some(path) => std::sync::Arc::new(Model::load(std::path::Path::new(path))?),
-        None => smelt_pipelines::langid::lid176()?,
+        None => smelt_stages::langid::lid176()?,
     };
     let runs: usize = std::env::var("RUNS").ok().and_then(|r| r.parse().ok()).unwrap_or(3).max(1);
     let mut docs = Vec::new();

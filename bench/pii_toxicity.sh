@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Throughput of the `pii` and `toxicity` stages on one thread
-# (pipelines/examples/bench_pii_toxicity.rs), on real text, next to the
+# (stages/examples/bench_pii_toxicity.rs), on real text, next to the
 # peers on the same text: datatrove 0.10.1's PIIFormatter (emails and IPv4
 # only) and C4's bad-words test as datatrove's C4BadWordsFilter runs it
 # (one regex of the LDNOOBW `en` list, `\W`-flanked, over `text.lower()`).

@@ -130,7 +130,7 @@ def main():
     ap.add_argument("--skip-speed", action="store_true")
     a = ap.parse_args()
     os.makedirs(a.work, exist_ok=True)
-    fix = os.path.join(REPO, "pipelines/tests/fixtures/tokenizers")
+    fix = os.path.join(REPO, "stages/tests/fixtures/tokenizers")
     specs = {
         "qwen3": os.path.join(fix, "qwen3-tokenizer.json"),
         "bert": os.path.join(fix, "bert-tokenizer.json"),

@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
-"""Writes pipelines/tests/fixtures/tokenizers/bytelevel-golden.json: HF
+"""Writes stages/tests/fixtures/tokenizers/bytelevel-golden.json: HF
 `tokenizers` (Python) ids for Qwen3's tokenizer.json on strings that probe the
 byte-level BPE backend's corners (contractions in capitals, digits, CRLF,
 trailing spaces, Unicode spaces, NFC, emoji, CJK, added tokens inside text),
-which pipelines/src/tokenize/tests.rs must reproduce.
+which stages/src/tokenize/tests.rs must reproduce.
 
   ~/.cache/smelt-peers/venv/bin/python bench/tokenize_bytelevel_golden.py
 """
@@ -17,7 +17,7 @@ import tokenizers
 from tokenizers import Tokenizer
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FIX = os.path.join(REPO, "pipelines/tests/fixtures/tokenizers")
+FIX = os.path.join(REPO, "stages/tests/fixtures/tokenizers")
 
 TEXTS = [
     "DON'T panic, I'LL see: WE'RE here, it'S THEY'VE I'M he'D y'all 'twas O'Neill's",

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Writes pipelines/tests/fixtures/tokenizers/golden.json: token ids from the
+"""Writes stages/tests/fixtures/tokenizers/golden.json: token ids from the
 reference Python libraries (HF `tokenizers`, `tiktoken`) for a few real
 texts and odd strings, which the `tokenize` stage's unit tests must match.
 
@@ -20,7 +20,7 @@ import tiktoken
 from tokenizers import Tokenizer
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FIX = os.path.join(REPO, "pipelines/tests/fixtures/tokenizers")
+FIX = os.path.join(REPO, "stages/tests/fixtures/tokenizers")
 NEWS = os.path.join(REPO, "../shared/data/news/newspaper4k-0.9.6-tests-data/txt")
 
 R50K_PAT = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}++| ?\p{N}++| ?[^\s\p{L}\p{N}]++|\s++$|\s+(?!\S)|\s"""

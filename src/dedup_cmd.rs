@@ -109,7 +109,7 @@ pub async fn run(data_dir: &Path, cmd: DedupCmd) -> anyhow::Result<()> {
 /// `smelt dedup index`: builds (or finds) a version's MinHash band index.
 async fn index(data_dir: &Path, version: &str, options: serde_json::Value) -> anyhow::Result<serde_json::Value> {
     use smelt_engine::ConfigureContext;
-    use smelt_pipelines::dedup::{against, minhash};
+    use smelt_stages::dedup::{against, minhash};
     let config: minhash::DedupMinhashConfig = serde_json::from_value(options)?;
     // The same checks as the stage's options (zero bands, too many hashes, ...).
     let roots = Workspace::new(data_dir).dataset_roots()?;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use smelt_connectors::warc::{parse_http_response, WarcReader};
-use smelt_pipelines::{extract_document, ExtractOptions};
+use smelt_stages::{extract_document, ExtractOptions};
 
 use crate::output::emit;
 

@@ -10,7 +10,7 @@ use common::{example, stderr, Env};
 
 #[test]
 fn example_back_translates_and_a_rerun_uses_the_cache() {
-    if !smelt_pipelines::augment::apertium::installed_or_skip() {
+    if !smelt_stages::augment::apertium::installed_or_skip() {
         return;
     }
     let env = Env::new();

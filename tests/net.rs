@@ -25,7 +25,7 @@ fn fixtures() -> std::path::PathBuf {
 
 /// Real article pages (newspaper4k's test pages, shared with the extraction tests).
 fn pages_dir() -> std::path::PathBuf {
-    repo().join("pipelines/tests/fixtures/html")
+    repo().join("stages/tests/fixtures/html")
 }
 
 /// A server holding the Common Crawl layout of tests/fixtures/net/cc.

@@ -4,7 +4,7 @@
 
 use smelt_connectors::{sink, source};
 use smelt_engine::{StageKind, StageType};
-use smelt_pipelines as pipelines;
+use smelt_stages as pipelines;
 
 /// Every stage type smelt knows, sources first.
 pub fn stages() -> Vec<StageType> {

@@ -58,7 +58,7 @@ fn every_example_pipeline_compiles() {
     for entry in std::fs::read_dir(repo().join("examples")).unwrap() {
         let path = entry.unwrap().path();
         let needs_apertium = path.ends_with("back_translate.yaml");
-        if needs_apertium && !smelt_pipelines::augment::apertium::installed_or_skip() {
+        if needs_apertium && !smelt_stages::augment::apertium::installed_or_skip() {
             continue;
         }
         if path.extension().is_some_and(|e| e == "yaml") {
