@@ -17,7 +17,7 @@ use clap::Subcommand;
 use smelt_catalog::{VersionManifest, VersionRef};
 use smelt_query::audit::{self, parse_key, AuditSection};
 
-use crate::output::{emit, emit_json, table, Format};
+use crate::output::{audit_diff_table, emit, emit_json, Format};
 use smelt_runner::Workspace;
 
 /// `--format` of `smelt audit report`.
@@ -126,7 +126,7 @@ pub async fn run(data_dir: &Path, cmd: AuditCmd) -> anyhow::Result<()> {
                     "to": format!("{}@{}", b.dataset, b.version),
                     "audit": d,
                 })),
-                Format::Table => emit(&diff_table(&d, limit)),
+                Format::Table => emit(&audit_diff_table(&d, limit)),
             }
             Ok(())
         }
@@ -141,43 +141,6 @@ fn report_json(m: &VersionManifest) -> serde_json::Value {
         "digest": m.digest,
         "audits": m.audit,
     })
-}
-
-fn fmt_opt(v: Option<f64>) -> String {
-    v.map_or_else(|| "-".into(), |v| format!("{v:.4}"))
-}
-
-/// The `smelt audit diff` table.
-pub fn diff_table(d: &audit::AuditDiff, limit: usize) -> String {
-    let mut out = String::new();
-    let rows: Vec<Vec<String>> = d
-        .changed
-        .iter()
-        .take(limit)
-        .map(|c| {
-            vec![
-                c.stage.clone(),
-                c.metric.clone(),
-                fmt_opt(c.before),
-                fmt_opt(c.after),
-                c.delta.map_or_else(|| "-".into(), |x| format!("{x:+.4}")),
-                c.relative.map_or_else(|| "-".into(), |r| format!("{:+.1}%", r * 100.0)),
-            ]
-        })
-        .collect();
-    let _ = writeln!(out, "audit metrics that moved ({} changed, {} unchanged)", d.changed.len(), d.unchanged);
-    out.push_str(&table(&["stage", "metric", "from", "to", "delta", "relative"], &rows));
-    if d.changed.len() > limit {
-        let _ = writeln!(out, "... {} more (--limit, or --format json)", d.changed.len() - limit);
-    }
-    for (title, list) in [("risks added", &d.risks_added), ("risks removed", &d.risks_removed)] {
-        let _ =
-            writeln!(out, "\n{title}: {}", if list.is_empty() { "none".to_string() } else { list.len().to_string() });
-        for r in list {
-            let _ = writeln!(out, "  {r}");
-        }
-    }
-    out
 }
 
 // ---- HTML ---------------------------------------------------------------------------
@@ -464,48 +427,4 @@ fn skew(s: &mut String, a: &AuditSection) {
         s.push_str("</table>");
     }
     s.push_str("</section>");
-}
-
-/// The audit lines of `smelt catalog show`: per audit stage, documents audited
-/// and every risk (metric, value, threshold, sample ids).
-pub fn risks_table(m: &VersionManifest) -> String {
-    let mut out = String::new();
-    for a in &m.audit {
-        let _ = writeln!(
-            out,
-            "\naudit `{}`: {} documents, {} audited{}; {} risks (smelt audit report {}@{} --out report.html)",
-            a.stage,
-            a.docs,
-            a.audited_docs,
-            if a.languages_not_audited.is_empty() {
-                String::new()
-            } else {
-                format!(
-                    ", not audited: {}",
-                    a.languages_not_audited.iter().map(|(l, n)| format!("{l}={n}")).collect::<Vec<_>>().join(" ")
-                )
-            },
-            a.risks.len(),
-            m.dataset,
-            m.version
-        );
-        if a.risks.is_empty() {
-            continue;
-        }
-        let rows: Vec<Vec<String>> = a
-            .risks
-            .iter()
-            .map(|r| {
-                vec![
-                    format!("{:?}", r.action).to_lowercase(),
-                    r.metric.clone(),
-                    format!("{:.4}", r.value),
-                    format!("{} {}", r.op.as_str(), r.threshold),
-                    r.samples.join(" "),
-                ]
-            })
-            .collect();
-        out.push_str(&table(&["action", "metric", "value", "threshold", "sample ids"], &rows));
-    }
-    out
 }

@@ -10,6 +10,7 @@ use clap::Subcommand;
 use smelt_catalog::{DatasetStore, VersionManifest, VersionRef};
 use smelt_query::diff::{diff_versions, FailOn, VersionDiff};
 
+use crate::docs::DocPart;
 use crate::output::{emit, emit_json, human_bytes, table, Format};
 use smelt_runner::Workspace;
 
@@ -102,17 +103,6 @@ tokenizer_changed, pipeline_changed (0/1). Exit 4 when one holds.")]
         /// Dataset roots to scan (default: every dataset under DATA_DIR/datasets and those the index knows).
         roots: Vec<String>,
     },
-}
-
-/// Parts of a document diff.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum DocPart {
-    /// Documents only in the newer version.
-    Added,
-    /// Documents only in the older version.
-    Removed,
-    /// Same id, new content hash.
-    Changed,
 }
 
 /// Exit code when a `--fail-on` condition holds.
@@ -410,7 +400,7 @@ pub fn diff_table(d: &VersionDiff) -> String {
     out.push_str(&table(&["stage", "reason", "from", "to", "delta"], &rows));
     if !d.audit.changed.is_empty() || !d.audit.risks_added.is_empty() || !d.audit.risks_removed.is_empty() {
         out.push('\n');
-        out.push_str(&crate::audit_cmd::diff_table(&d.audit, 20));
+        out.push_str(&crate::output::audit_diff_table(&d.audit, 20));
     }
     out.push_str(&format!(
         "\nshards: {} added, {} removed, {} unchanged (by checksum)\n",
@@ -565,7 +555,7 @@ fn show_table(m: &VersionManifest) -> String {
     if stats.len() > 20 {
         out.push_str(&format!("... {} more groups\n", stats.len() - 20));
     }
-    out.push_str(&crate::audit_cmd::risks_table(m));
+    out.push_str(&crate::output::audit_risks_table(m));
     out.push_str("\nfilter funnel\n");
     out.push_str(&crate::output::funnel_table(&m.funnel));
     out.push_str("\ninputs\n");

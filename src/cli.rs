@@ -107,7 +107,7 @@ pub enum Command {
     Catalog(CatalogCmd),
     /// Runs: local, scheduled (state, interval, attempts) and on a cluster (state per rank), with logs.
     #[command(subcommand)]
-    Runs(crate::slurm::RunsCmd),
+    Runs(crate::runs_cmd::RunsCmd),
     /// Run pipelines' `schedule:` intervals as they come due (foreground; SIGTERM stops it cleanly).
     #[command(after_help = "Examples:
   smelt scheduler pipelines/cc-news.yaml pipelines/crawl.yaml
@@ -117,7 +117,7 @@ pub enum Command {
 
 A killed scheduler (even kill -9) resumes its interrupted runs with the same run id when restarted.
 Run state: `smelt runs list`; logs: `smelt runs logs RUN`. See docs/scheduling.md.")]
-    Scheduler(crate::scheduler::SchedulerArgs),
+    Scheduler(crate::scheduler_cmd::SchedulerArgs),
     /// Run a pipeline's missing or failed schedule intervals in a time range (`--rerun`: all of them).
     #[command(after_help = "Examples:
   smelt backfill p.yaml --from 2024-05-01 --to 2024-06-01 --dry-run   # list what would run
@@ -125,7 +125,7 @@ Run state: `smelt runs list`; logs: `smelt runs logs RUN`. See docs/scheduling.m
   smelt backfill p.yaml --from 2024-05-01 --to 2024-05-08 --rerun     # run all of them again (new versions)
 
 While a scheduler runs on the same data directory, backfill queues the intervals for it.")]
-    Backfill(crate::scheduler::BackfillArgs),
+    Backfill(crate::scheduler_cmd::BackfillArgs),
     /// SQL over dataset versions and the catalog (DataFusion).
     #[command(after_help = "Examples:
   smelt sql 'SELECT source, count(*) FROM \"quickstart@1\" GROUP BY source ORDER BY 2 DESC'
@@ -205,7 +205,7 @@ pub struct RunArgs {
     pub format: Format,
     /// Cluster options (--executor slurm|k8s, --ranks, ...; docs/slurm.md).
     #[command(flatten)]
-    pub cluster: crate::slurm::ClusterArgs,
+    pub cluster: crate::cluster_cmd::ClusterArgs,
 }
 
 fn fail(e: &anyhow::Error) -> ExitCode {
@@ -243,9 +243,9 @@ pub async fn dispatch(cli: Cli) -> ExitCode {
         Command::Dedup(cmd) => crate::dedup_cmd::run(&data_dir, cmd).await,
         Command::Audit(cmd) => crate::audit_cmd::run(&data_dir, cmd).await,
         Command::Export(args) => crate::export_cmd::run(&data_dir, &args).await,
-        Command::Runs(cmd) => crate::slurm::runs(&data_dir, cmd).await,
-        Command::Scheduler(args) => crate::scheduler::scheduler(&data_dir, args).await,
-        Command::Backfill(args) => crate::scheduler::backfill(&data_dir, args).await,
+        Command::Runs(cmd) => crate::runs_cmd::run(&data_dir, cmd).await,
+        Command::Scheduler(args) => crate::scheduler_cmd::scheduler(&data_dir, args).await,
+        Command::Backfill(args) => crate::scheduler_cmd::backfill(&data_dir, args).await,
         Command::Extract(args) => crate::extract_cmd::run(&args),
         Command::Sql { query, format, output } => sql(&data_dir, &query, format, output.as_deref()).await,
     };
@@ -344,7 +344,7 @@ fn stages(format: Format) {
 async fn run(data_dir: &Path, mut args: RunArgs) -> anyhow::Result<()> {
     let ws = Workspace::new(data_dir);
     // `--resume RUN` without a cluster executor: resume a local run (it must exist).
-    if args.cluster.executor == crate::slurm::Executor::Local {
+    if args.cluster.executor == crate::cluster_cmd::Executor::Local {
         if let Some(r) = args.cluster.resume.take() {
             if args.run_id.is_some() {
                 return Err(EngineError::User("--resume RUN names the run already; drop --run-id".into()).into());
@@ -359,9 +359,6 @@ async fn run(data_dir: &Path, mut args: RunArgs) -> anyhow::Result<()> {
             args.run_id = Some(r);
         }
     }
-    if args.cluster.wanted() {
-        return crate::slurm::submit(data_dir, &args).await;
-    }
     let mut request = RunRequest {
         pipeline: args.pipeline.clone(),
         run_id: args.run_id.clone(),
@@ -371,11 +368,15 @@ async fn run(data_dir: &Path, mut args: RunArgs) -> anyhow::Result<()> {
         output: args.output.clone(),
         interval: None,
     };
+    let cluster = args.cluster.request();
+    if cluster.wanted() {
+        return crate::cluster_cmd::submit(data_dir, &request, &cluster, args.sample.is_some(), args.format).await;
+    }
     let p = smelt_runner::load_for_run(&ws, &args.pipeline, request.single() && args.sample.is_none())?;
     if let Some(n) = args.sample {
         return sample(&p, n, smelt_runner::parallelism(&p, &request), args.format).await;
     }
-    request.interval = args.interval.as_deref().map(|s| crate::scheduler::interval_arg(&p, s)).transpose()?;
+    request.interval = args.interval.as_deref().map(|s| smelt_runner::scheduler::interval_arg(&p, s)).transpose()?;
     let progress = Arc::new(Progress::default());
     let started = smelt_runner::start(&ws, &p, &request, progress.clone()).await?;
     let (run_id, rank, world_size) = (started.run_id.clone(), started.options.rank, started.options.world_size);

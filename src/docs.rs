@@ -5,8 +5,18 @@ use smelt_catalog::{DatasetStore, VersionManifest};
 use smelt_query::diff::VersionDiff;
 use smelt_query::docdiff::diff_version_documents;
 
-use crate::catalog_cmd::DocPart;
 use crate::output::table;
+
+/// Parts of a document diff.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DocPart {
+    /// Documents only in the newer version.
+    Added,
+    /// Documents only in the older version.
+    Removed,
+    /// Same id, new content hash.
+    Changed,
+}
 
 /// Counts and sample ids of added / removed / changed documents, `None` when a
 /// version has no document index.

@@ -6,21 +6,22 @@
 //! smelt commit          ── catalog::commit_run (hook: query::audit::AuditGates) ─► version
 //! smelt sql|docs|audit  ── query (DataFusion over versions, diffs, audit sections)
 //! smelt catalog ...     ── sled index (+ manifests in dataset storage)
-//! smelt run --executor slurm|k8s ── sbatch arrays per phase + commit job | Job manifests (slurm.rs, k8s.rs)
+//! smelt run --executor slurm|k8s ── runner executors: sbatch arrays per phase + commit job | Job manifests (cluster_cmd.rs)
+//! smelt runs ...        ── runner::runs (runs_cmd.rs)
+//! smelt scheduler|backfill ── runner::scheduler (scheduler_cmd.rs)
 //! ```
 
 mod audit_cmd;
 mod catalog_cmd;
 mod cli;
+mod cluster_cmd;
 mod dedup_cmd;
 mod docs;
 mod export_cmd;
 mod extract_cmd;
-mod k8s;
-mod local_runs;
 mod output;
-mod scheduler;
-mod slurm;
+mod runs_cmd;
+mod scheduler_cmd;
 
 use std::process::ExitCode;
 

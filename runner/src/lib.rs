@@ -11,10 +11,18 @@
 //!   │ single process: commit_run ──► version; scratch removed; `train:` hook
 //!   ▼
 //! RunOutcome { report, committed, train }          commit(run id) does the commit step alone
+//!
+//! executor::prepare(RunRequest, ClusterRequest) ──► slurm::submit (sbatch arrays per phase + commit job)
+//!                                                  │ k8s::plan/write (Indexed Job per phase + commit Job)
+//! runs::list|show|logs     every executor's runs, as data
+//! scheduler::plan (Clock) ──► driver::Scheduler (child `smelt run`s) │ scheduler::backfill
 //! ```
 
+pub mod executor;
 pub mod registry;
 pub mod run;
+pub mod runs;
+pub mod scheduler;
 pub mod train_hook;
 pub mod workspace;
 

@@ -1,5 +1,6 @@
-//! `smelt run P --executor k8s --ranks N`: the same rank contract as Slurm,
-//! written as Kubernetes manifests (nothing is applied; no cluster needed).
+//! The Kubernetes executor (`smelt run P --executor k8s --ranks N`): the
+//! same rank contract as Slurm, written as Kubernetes manifests (nothing is
+//! applied; no cluster needed).
 //!
 //! ```text
 //! <data dir>/k8s/<run id>/
@@ -15,14 +16,12 @@
 //! dataset storage, unless it is an object store URL) must be on a volume
 //! every pod mounts at the same path (`--pvc`).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use anyhow::Context;
 use serde_json::{json, Value};
+use smelt_engine::EngineError;
 
-use crate::cli::RunArgs;
-use crate::output::emit;
-use crate::slurm::{sh_quote, Prepared, Submission};
+use super::{new_submission, sh_quote, ClusterRequest, Prepared};
 
 /// A Kubernetes object name from a run id: lowercase letters, digits and `-`, at most 63 bytes.
 pub fn k8s_name(parts: &[&str]) -> String {
@@ -116,8 +115,7 @@ fn write_yaml(v: &Value, indent: usize, out: &mut String) {
     }
 }
 
-fn pod_spec(pre: &Prepared, args: &RunArgs, command: String, labels: &Value) -> Value {
-    let c = &args.cluster;
+fn pod_spec(pre: &Prepared, c: &ClusterRequest, command: String, labels: &Value) -> Value {
     let env: Vec<Value> = pre.env.iter().map(|(n, v)| json!({"name": n, "value": v})).collect();
     let mut container = json!({
         "name": "smelt",
@@ -167,15 +165,11 @@ pub fn slurm_time_secs(t: &str) -> Option<u64> {
 ///
 /// # Errors
 /// A `--time` that is not Slurm syntax.
-pub fn manifests(pre: &Prepared, args: &RunArgs) -> anyhow::Result<Vec<(String, Value)>> {
-    let c = &args.cluster;
+pub fn manifests(pre: &Prepared, c: &ClusterRequest) -> Result<Vec<(String, Value)>, EngineError> {
     let w = pre.world_size;
     let phases = pre.state.barriers.len() as u32 + 1;
     let deadline = match &c.time {
-        Some(t) => Some(
-            slurm_time_secs(t)
-                .ok_or_else(|| smelt_engine::EngineError::User(format!("--time {t}: not [D-]HH:MM:SS")))?,
-        ),
+        Some(t) => Some(slurm_time_secs(t).ok_or_else(|| EngineError::User(format!("--time {t}: not [D-]HH:MM:SS")))?),
         None => None,
     };
     let q = |p: &Path| sh_quote(&p.display().to_string());
@@ -198,7 +192,7 @@ pub fn manifests(pre: &Prepared, args: &RunArgs) -> anyhow::Result<Vec<(String, 
             "completions": w,
             "parallelism": c.array_concurrency.unwrap_or(w).min(w),
             "backoffLimit": w.saturating_mul(2),
-            "template": pod_spec(pre, args, cmd, &labels),
+            "template": pod_spec(pre, c, cmd, &labels),
         });
         if let Some(d) = deadline {
             spec["activeDeadlineSeconds"] = json!(d);
@@ -213,61 +207,64 @@ pub fn manifests(pre: &Prepared, args: &RunArgs) -> anyhow::Result<Vec<(String, 
         "apiVersion": "batch/v1",
         "kind": "Job",
         "metadata": {"name": k8s_name(&["smelt", &pre.run_id, "commit"]), "labels": labels},
-        "spec": {"completions": 1, "backoffLimit": 3, "template": pod_spec(pre, args, cmd, &labels)},
+        "spec": {"completions": 1, "backoffLimit": 3, "template": pod_spec(pre, c, cmd, &labels)},
     });
     out.push(("commit.yaml".into(), commit));
     Ok(out)
 }
 
-/// Writes (or with `--dry-run` prints) the manifests and `apply.sh`.
+/// A run's manifests as YAML files, and the `apply.sh` that applies them in order.
+#[derive(Debug, Clone)]
+pub struct Manifests {
+    /// (file name, YAML): the phases' Jobs, then the commit Job.
+    pub files: Vec<(String, String)>,
+    /// The `apply.sh` script.
+    pub apply: String,
+}
+
+/// The manifests of a prepared run and its `apply.sh`.
 ///
 /// # Errors
-/// Bad `--time`, unwritable data directory.
-pub fn write(pre: &Prepared, args: &RunArgs) -> anyhow::Result<()> {
-    let files = manifests(pre, args)?;
+/// A `--time` that is not Slurm syntax.
+pub fn plan(pre: &Prepared, c: &ClusterRequest) -> Result<Manifests, EngineError> {
+    let jobs = manifests(pre, c)?;
     let mut apply = String::from("#!/bin/sh\n# Applies the run's Jobs phase by phase (Kubernetes has no dependencies between Jobs).\nset -eu\ncd \"$(dirname \"$0\")\"\n");
-    for (file, job) in &files {
+    for (file, job) in &jobs {
         let name = job["metadata"]["name"].as_str().unwrap_or_default();
         apply.push_str(&format!(
             "kubectl apply -f {file}\nkubectl wait --for=condition=complete --timeout=-1s job/{name}\n"
         ));
     }
-    if args.cluster.dry_run {
-        for (file, job) in &files {
-            emit(&format!("# {file}\n---\n{}", to_yaml(job)));
-        }
-        emit(&format!("# apply.sh\n{apply}"));
-        emit(&format!("# dry run: {} manifests for run {}; nothing written", files.len(), pre.run_id));
-        return Ok(());
-    }
-    std::fs::create_dir_all(&pre.dir).with_context(|| format!("cannot create {}", pre.dir.display()))?;
-    for (file, job) in &files {
+    Ok(Manifests { files: jobs.into_iter().map(|(f, j)| (f, to_yaml(&j))).collect(), apply })
+}
+
+/// Writes the manifests, `apply.sh` (executable) and the run's state to the
+/// run's directory; returns the path of `apply.sh`.
+///
+/// # Errors
+/// An unwritable data directory.
+pub fn write(pre: &Prepared, m: &Manifests) -> Result<PathBuf, EngineError> {
+    let io = |what: &Path, e: std::io::Error| EngineError::External(format!("cannot write {}: {e}", what.display()));
+    std::fs::create_dir_all(&pre.dir)
+        .map_err(|e| EngineError::External(format!("cannot create {}: {e}", pre.dir.display())))?;
+    for (file, yaml) in &m.files {
         let path = pre.dir.join(file);
-        std::fs::write(&path, to_yaml(job)).with_context(|| format!("cannot write {}", path.display()))?;
+        std::fs::write(&path, yaml).map_err(|e| io(&path, e))?;
     }
     let apply_path = pre.dir.join("apply.sh");
-    std::fs::write(&apply_path, &apply).with_context(|| format!("cannot write {}", apply_path.display()))?;
+    std::fs::write(&apply_path, &m.apply).map_err(|e| io(&apply_path, e))?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&apply_path, std::fs::Permissions::from_mode(0o755))?;
+        std::fs::set_permissions(&apply_path, std::fs::Permissions::from_mode(0o755))
+            .map_err(|e| io(&apply_path, e))?;
     }
     let mut state = pre.state.clone();
-    state.submissions.push(Submission {
-        at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        arrays: Vec::new(),
-        commit_job: None,
-    });
-    std::fs::write(pre.dir.join("state.json"), serde_json::to_vec_pretty(&state)?)?;
-    emit(&format!(
-        "run {}: wrote {} Kubernetes manifests to {}\napply: {}\nwatch: smelt runs show {}",
-        pre.run_id,
-        files.len(),
-        pre.dir.display(),
-        apply_path.display(),
-        pre.run_id
-    ));
-    Ok(())
+    state.submissions.push(new_submission());
+    let state_path = pre.dir.join("state.json");
+    let bytes = serde_json::to_vec_pretty(&state).map_err(|e| EngineError::Internal(e.to_string()))?;
+    std::fs::write(&state_path, bytes).map_err(|e| io(&state_path, e))?;
+    Ok(apply_path)
 }
 
 #[cfg(test)]
@@ -308,5 +305,35 @@ mod tests {
         let text = to_yaml(&v);
         let back = smelt_engine::yaml::parse(&text).unwrap().to_json();
         assert_eq!(back, v, "{text}");
+    }
+
+    #[test]
+    fn a_phase_job_runs_every_rank_with_the_runs_resources() {
+        let pre = super::super::tests::prepared(3, 5, &["dedup"]);
+        let c = ClusterRequest {
+            cpus_per_rank: Some(2),
+            mem: Some("4G".into()),
+            time: Some("1:00:00".into()),
+            array_concurrency: Some(2),
+            pvc: Some("claim".into()),
+            ..ClusterRequest::default()
+        };
+        let m = plan(&pre, &c).unwrap();
+        let names: Vec<&str> = m.files.iter().map(|(f, _)| f.as_str()).collect();
+        assert_eq!(names, ["phase0.yaml", "phase1.yaml", "commit.yaml"]);
+        let job = smelt_engine::yaml::parse(&m.files[1].1).unwrap().to_json();
+        assert_eq!(job["spec"]["completions"], 3);
+        assert_eq!(job["spec"]["parallelism"], 2);
+        assert_eq!(job["spec"]["activeDeadlineSeconds"], 3600);
+        let container = &job["spec"]["template"]["spec"]["containers"][0];
+        assert_eq!(container["resources"]["requests"]["memory"], "4Gi");
+        assert_eq!(container["volumeMounts"][0]["mountPath"], "/data/smelt");
+        let cmd = container["command"][2].as_str().unwrap();
+        assert!(cmd.contains("--rank \"$JOB_COMPLETION_INDEX\" --world-size 3 --run-id r1 --no-progress"), "{cmd}");
+        assert!(m.apply.contains(
+            "kubectl apply -f phase1.yaml\nkubectl wait --for=condition=complete --timeout=-1s job/smelt-r1-phase1\n"
+        ));
+        let bad = ClusterRequest { time: Some("soon".into()), ..c };
+        assert_eq!(plan(&pre, &bad).unwrap_err().to_string(), "--time soon: not [D-]HH:MM:SS");
     }
 }
