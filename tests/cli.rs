@@ -908,3 +908,24 @@ stages:
     assert_eq!(run["rows_written"], 1);
     assert_eq!(stage(&run, "clean")["drops"]["toxic_words"], 1);
 }
+
+#[test]
+fn a_user_error_inside_a_stage_exits_2_with_the_stage_and_its_position() {
+    let env = Env::new();
+    // The glob is checked when the source lists its inputs, inside the stage.
+    let p = env.write(
+        "p.yaml",
+        b"dataset: t\nstages:\n  docs:\n    type: jsonl\n    paths: [\"in/[.jsonl\"]\n  hashed:\n    type: content_hash\n    inputs: [docs]\n  out:\n    type: parquet\n    inputs: [hashed]\n",
+    );
+    let out = env.smelt(&["run", p.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("p.yaml:3:3: stage `docs`: invalid glob pattern"), "{err}");
+    // An input that is missing is not the pipeline's mistake: exit 1 (and a stage's `retries:` retry it).
+    let p = env.write(
+        "q.yaml",
+        b"dataset: t\nstages:\n  docs:\n    type: jsonl\n    paths: [missing.jsonl]\n  hashed:\n    type: content_hash\n    inputs: [docs]\n  out:\n    type: parquet\n    inputs: [hashed]\n",
+    );
+    let out = env.smelt(&["run", p.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+}
