@@ -70,7 +70,7 @@ pub fn manifest_location(root_url: &str, version: u64) -> String {
 pub fn run_train(command: &str, root_url: &str, dataset: &str, version: u64) -> TrainOutcome {
     let started = std::time::Instant::now();
     let manifest = manifest_location(root_url, version);
-    eprintln!("train: {command}  (SMELT_MANIFEST={manifest})");
+    tracing::info!("train: {command}  (SMELT_MANIFEST={manifest})");
     let status = Command::new("sh")
         .arg("-c")
         .arg(command)
