@@ -929,3 +929,39 @@ fn a_user_error_inside_a_stage_exits_2_with_the_stage_and_its_position() {
     let out = env.smelt(&["run", p.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// A parser that panics on one input loses that input only: a page (in
+/// `html_to_text`) is dropped as `parser_panic`, a WARC file (in the source)
+/// ends its split with a `parser_panic` skip, and the run commits the rest.
+/// `SMELT_TEST_PANIC` makes the parser panic on inputs whose location contains it.
+#[test]
+fn a_panicking_parser_loses_one_page_or_one_split_and_the_run_commits_the_rest() {
+    let p = quickstart();
+    let clean = Env::new().json(&["run", &p]);
+    assert_eq!(clean["rows_written"], 19);
+
+    let env = Env::new();
+    let out = env.cmd().env("SMELT_TEST_PANIC", "01spb.ru").args(["run", &p, "--format", "json"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["rows_written"], 18, "{r}");
+    let text = r["stages"].as_array().unwrap().iter().find(|s| s["stage"] == "text").unwrap();
+    assert_eq!(text["drops"]["parser_panic"], 1, "{text}");
+
+    // Opening one WARC file, then reading it, panics.
+    for (marker, message) in [
+        ("whirlwind.warc", "whirlwind.warc.gz: opening the split panicked"),
+        ("whirlwind.warc.gz, reading", "whirlwind.warc.gz, reading: panicked"),
+    ] {
+        let env = Env::new();
+        let out = env.cmd().env("SMELT_TEST_PANIC", marker).args(["run", &p, "--format", "json"]).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        assert!(stderr.contains(message), "the skip names the file: {stderr}");
+        let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(r["version"], 1);
+        let crawl = &r["stages"][0];
+        assert_eq!(crawl["skips"]["parser_panic"], 1, "{crawl}");
+        assert_eq!(r["rows_written"], 18, "the other files' pages are committed: {r}");
+    }
+}

@@ -430,6 +430,37 @@ fn rss_reads_rss_0_92_rss_1_0_and_json_feed_items_inline() {
     assert_eq!(per_feed.len(), 3, "every format gives documents: {per_feed:?}");
 }
 
+/// A feed in UTF-16 (with a byte-order mark) makes feed-rs panic inside quick-xml;
+/// it is counted as a `bad_feed` and the other feeds' items are committed.
+#[test]
+fn a_feed_that_panics_the_parser_is_a_bad_feed_and_the_others_commit() {
+    let srv = HttpServer::start();
+    let good = std::fs::read(fixtures().join("feeds/rss_0.92_spec_1.xml")).unwrap();
+    srv.put("/good.xml", good);
+    let utf16 = String::from_utf8(std::fs::read(fixtures().join("feeds/rss_1.0_example_1.xml")).unwrap()).unwrap();
+    assert!(utf16.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?>"));
+    let utf16 = utf16.replacen("encoding=\"UTF-8\"", "encoding=\"UTF-16\"", 1);
+    let mut bytes = vec![0xFE, 0xFF];
+    bytes.extend(utf16.encode_utf16().flat_map(u16::to_be_bytes));
+    srv.put("/utf16.xml", bytes);
+    let yaml = format!(
+        "dataset: mixed\nstages:\n  news:\n    type: rss\n    feeds: [\"{}\", \"{}\"]\n    fetch_articles: false\n    {HTTP}\n  text:\n    type: html_to_text\n    inputs: [news]\n    min_chars: 1\n  hashed:\n    type: content_hash\n    inputs: [text]\n  out:\n    type: parquet\n    inputs: [hashed]\n",
+        srv.url("/utf16.xml"),
+        srv.url("/good.xml")
+    );
+    let env = Env::new();
+    let p = env.write("mixed.yaml", yaml.as_bytes()).display().to_string();
+    let out = env.cmd().args(["run", &p, "--format", "json"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("utf16.xml: feed-rs panicked"), "the skip names the feed and the panic: {stderr}");
+    let run: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(run["version"], 1, "{run}");
+    assert_eq!(skips(&run, "news").get("bad_feed"), Some(&1), "{run}");
+    let rows = rows(&env, "mixed", 1);
+    assert!(!rows.is_empty() && rows.iter().all(|r| r.3.contains("/good.xml")), "{rows:?}");
+}
+
 /// S3 through object_store against a real S3-compatible server (moto) at SMELT_S3_ENDPOINT.
 #[test]
 fn commoncrawl_reads_s3_through_object_store() {

@@ -18,6 +18,7 @@ pub mod diagnostic;
 pub mod error;
 pub mod exec;
 pub mod graph;
+pub mod guard;
 pub mod schedule;
 pub mod stage;
 pub mod yaml;

@@ -14,6 +14,7 @@ use arrow::array::{Array, ArrayRef, AsArray, LargeStringBuilder};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use serde::{Deserialize, Serialize};
+use smelt_engine::guard;
 use smelt_engine::stage::doc;
 use smelt_engine::{
     parse_options, require_column, ConfigureContext, OptionError, Processed, Result, SchemaError, StageConfig,
@@ -102,8 +103,19 @@ impl Transform for HtmlToText {
         for i in 0..batch.num_rows() {
             let ct = content_type.as_ref().filter(|c| c.is_valid(i)).map(|c| c.value(i));
             let u = url.as_ref().filter(|c| c.is_valid(i)).map(|c| c.value(i));
-            let (decoded, _encoding) = decode_html(bytes_at(&html, i), ct, u);
-            let t = html_to_text(&decoded, &self.options);
+            // A page that makes charset detection or the parser panic is dropped as `parser_panic`.
+            let location = u.unwrap_or("a page without a url");
+            let t = match guard::catch_at(location, || {
+                html_to_text(&decode_html(bytes_at(&html, i), ct, u).0, &self.options)
+            }) {
+                Ok(t) => t,
+                Err(panic) => {
+                    tracing::warn!(reason = "parser_panic", "dropped {location}: reading it {panic}");
+                    verdicts.push(Some(Cow::Borrowed("parser_panic")));
+                    text.append_value("");
+                    continue;
+                }
+            };
             let chars = t.chars().take(self.min_chars).count();
             verdicts.push(match (t.is_empty(), chars < self.min_chars) {
                 (true, _) => Some(Cow::Borrowed("empty_text")),

@@ -218,10 +218,15 @@ impl RssReader {
         }
         self.state.validators = Validators { etag: fetched.etag.clone(), last_modified: fetched.last_modified.clone() };
         let parser = feed_rs::parser::Builder::new().base_uri(Some(fetched.url.as_str())).build();
-        let feed = match parser.parse(fetched.body.as_ref()) {
-            Ok(f) => f,
-            Err(e) => {
+        // feed-rs (quick-xml inside) panics on some inputs (UTF-16 feeds): the feed is skipped, not the run.
+        let feed = match smelt_engine::guard::catch_at(&self.feed, || parser.parse(fetched.body.as_ref())) {
+            Ok(Ok(f)) => f,
+            Ok(Err(e)) => {
                 skips.skip("bad_feed", format!("{}: not a feed feed-rs reads: {e}", self.feed));
+                return Vec::new();
+            }
+            Err(panic) => {
+                skips.skip("bad_feed", format!("{}: feed-rs {panic}", self.feed));
                 return Vec::new();
             }
         };

@@ -1,10 +1,13 @@
 //! A source stage on one split: its reader runs on a blocking thread, batch by
 //! batch, until the split ends, `limit` records were read (a dry run), or no
-//! downstream stage reads any more.
+//! downstream stage reads any more. A reader that panics (a parser it calls
+//! on input it cannot handle) ends its split there: the rows it read before
+//! stay, the split counts a `parser_panic` skip naming it, the run goes on.
 //!
 //! ```text
 //! SplitSpec ──open──► SplitReader ──next_batch (skips counted)──► batches ──► outputs
-//!                         └─ read to its end: state() ──► metrics.state (committed with the version)
+//!                         ├─ read to its end: state() ──► metrics.state (committed with the version)
+//!                         └─ panicked: skip `parser_panic` (split id, message); no state
 //! ```
 
 use std::sync::atomic::Ordering;
@@ -13,6 +16,7 @@ use std::sync::Arc;
 use super::cpu::StageIo;
 use super::Progress;
 use crate::error::Result;
+use crate::guard;
 use crate::stage::{ReadOptions, Skips, SourceConfig, SplitSpec};
 
 /// Reads split `spec` of source `cfg` into `io`'s outputs.
@@ -27,20 +31,44 @@ pub(super) async fn run(
     limit: Option<usize>,
     progress: &Progress,
 ) -> Result<()> {
-    let (cfg, opts) = (cfg.clone(), ReadOptions { batch_rows });
-    let reader = io.on_cpu(move || cfg.open(&spec, &opts)).await??;
-    let mut state = Some((reader, Skips::default()));
+    let (cfg, opts, id) = (cfg.clone(), ReadOptions { batch_rows }, spec.id.clone());
+    let opened = io.on_cpu(move || guard::catch_at(&spec.id, || cfg.open(&spec, &opts))).await?;
+    let mut skips = Skips::default();
+    let reader = match opened {
+        Ok(reader) => reader?,
+        Err(panic) => {
+            skips.skip("parser_panic", format!("{id}: opening the split {panic}"));
+            io.metrics.skips = skips.counts().clone();
+            return Ok(());
+        }
+    };
+    let mut state = Some((reader, skips));
     let mut left = limit.unwrap_or(usize::MAX);
     let mut last_bytes = 0;
+    let mut panicked = false;
     while left > 0 {
+        let location = format!("{id}, reading");
         let (res, bytes) = io
-            .with(&mut state, |(reader, skips)| {
-                let res = reader.next_batch(skips);
+            .with(&mut state, move |(reader, skips)| {
+                let res = match guard::catch_at(&location, || reader.next_batch(skips)) {
+                    Ok(res) => Ok(res),
+                    Err(panic) => {
+                        skips.skip("parser_panic", format!("{location}: {panic}; the rest of the split is skipped"));
+                        Err(Panicked)
+                    }
+                };
                 (res, reader.bytes_read())
             })
             .await?;
         progress.bytes.fetch_add(bytes.saturating_sub(last_bytes), Ordering::Relaxed);
         last_bytes = bytes;
+        let res = match res {
+            Ok(res) => res,
+            Err(Panicked) => {
+                panicked = true;
+                break;
+            }
+        };
         let Some(mut batch) = res? else { break };
         if batch.num_rows() > left {
             batch = batch.slice(0, left);
@@ -53,9 +81,12 @@ pub(super) async fn run(
     }
     if let Some((reader, skips)) = state {
         io.metrics.skips = skips.counts().clone();
-        if left > 0 {
+        if left > 0 && !panicked {
             io.metrics.state = reader.state();
         }
     }
     Ok(())
 }
+
+/// A reader that panicked: its split ends.
+struct Panicked;

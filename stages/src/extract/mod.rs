@@ -28,6 +28,7 @@ use arrow::array::{Array, ArrayRef, AsArray, LargeStringBuilder};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use serde::{Deserialize, Serialize};
+use smelt_engine::guard;
 use smelt_engine::stage::doc;
 use smelt_engine::{
     parse_options, require_column, ConfigureContext, OptionError, Processed, Result, SchemaError, StageConfig,
@@ -301,14 +302,21 @@ impl Transform for Extract {
         for i in 0..batch.num_rows() {
             let ct = content_type.as_ref().filter(|c| c.is_valid(i)).map(|c| c.value(i));
             let u = url.as_ref().filter(|c| c.is_valid(i)).map(|c| c.value(i));
-            match extract_document(bytes_at(&html, i), ct, u, &self.options) {
-                Ok(extracted) => {
+            // A page that makes the parser panic is dropped as `parser_panic`, not the run.
+            let location = u.unwrap_or("a page without a url");
+            match guard::catch_at(location, || extract_document(bytes_at(&html, i), ct, u, &self.options)) {
+                Ok(Ok(extracted)) => {
                     text.append_value(&extracted.text);
                     verdicts.push(None);
                 }
-                Err(reason) => {
+                Ok(Err(reason)) => {
                     text.append_value("");
                     verdicts.push(Some(Cow::Borrowed(reason.as_str())));
+                }
+                Err(panic) => {
+                    tracing::warn!(reason = "parser_panic", "dropped {location}: extracting it {panic}");
+                    text.append_value("");
+                    verdicts.push(Some(Cow::Borrowed("parser_panic")));
                 }
             }
         }
