@@ -965,3 +965,77 @@ fn a_panicking_parser_loses_one_page_or_one_split_and_the_run_commits_the_rest()
         assert_eq!(r["rows_written"], 18, "the other files' pages are committed: {r}");
     }
 }
+
+/// Record-level panics lose one record and the split goes on: an HTTP block
+/// of a WARC file, a line of a JSON Lines file. A Parquet file that panics its
+/// reader loses that file (its split).
+#[test]
+fn a_panicking_record_parser_loses_that_record_only() {
+    // Every HTTP block of one WARC file panics its parser (it holds one HTML response): the other files commit.
+    let p = quickstart();
+    let env = Env::new();
+    let out =
+        env.cmd().env("SMELT_TEST_PANIC", "whirlwind.warc.gz#").args(["run", &p, "--format", "json"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("the HTTP parser panicked"), "{stderr}");
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["stages"][0]["skips"]["parser_panic"], 1, "its one HTML response: {r}");
+    assert_eq!(r["rows_written"], 18, "{r}");
+
+    // Line 2 of a JSON Lines file panics the JSON parser: lines 1 and 3 are committed.
+    let env = Env::new();
+    let lines: Vec<String> =
+        (1..=3).map(|i| format!("{{\"id\": \"d{i}\", \"text\": \"document number {i} of the test\"}}")).collect();
+    env.write("in/a.jsonl", lines.join("\n").as_bytes());
+    let p = env.write(
+        "j.yaml",
+        b"dataset: j\nstages:\n  docs:\n    type: jsonl\n    paths: [in/a.jsonl]\n  hashed:\n    type: content_hash\n    inputs: [docs]\n  out:\n    type: parquet\n    inputs: [hashed]\n",
+    );
+    let out = env
+        .cmd()
+        .env("SMELT_TEST_PANIC", "a.jsonl#L2")
+        .args(["run", p.to_str().unwrap(), "--format", "json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["stages"][0]["skips"]["parser_panic"], 1, "{r}");
+    assert_eq!(r["rows_written"], 2, "{r}");
+    let ids = env.ok(&["sql", "SELECT id FROM \"j@1\" ORDER BY id", "--format", "csv"]);
+    assert_eq!(ids.lines().collect::<Vec<_>>(), ["id", "d1", "d3"]);
+
+    // A Parquet file that panics its reader: the split is skipped, the other file commits.
+    let shards: Vec<std::path::PathBuf> = walk_parquet(&env.data().join("datasets/j"));
+    assert_eq!(shards.len(), 1);
+    std::fs::create_dir_all(env.path().join("pq")).unwrap();
+    std::fs::copy(&shards[0], env.path().join("pq/one.parquet")).unwrap();
+    std::fs::copy(&shards[0], env.path().join("pq/two.parquet")).unwrap();
+    let p = env.write(
+        "pq.yaml",
+        b"dataset: pq\nstages:\n  docs:\n    type: parquet_files\n    paths: [pq/*.parquet]\n  hashed:\n    type: content_hash\n    inputs: [docs]\n  out:\n    type: parquet\n    inputs: [hashed]\n",
+    );
+    let out = env
+        .cmd()
+        .env("SMELT_TEST_PANIC", "two.parquet")
+        .args(["run", p.to_str().unwrap(), "--format", "json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["stages"][0]["skips"]["parser_panic"], 1, "{r}");
+    assert_eq!(r["rows_written"], 2, "{r}");
+}
+
+fn walk_parquet(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk_parquet(&p));
+        } else if p.extension().is_some_and(|x| x == "parquet") {
+            out.push(p);
+        }
+    }
+    out
+}

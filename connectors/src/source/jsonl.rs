@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
+use smelt_engine::guard;
 use smelt_engine::{
     parse_options, ConfigureContext, EngineError, OptionError, ReadOptions, Result, Skips, SourceConfig, SplitReader,
     SplitSpec, StageConfig,
@@ -141,14 +142,18 @@ impl SplitReader for JsonlReader {
                 continue;
             }
             let origin = format!("{}#L{}", self.path, self.line_no);
-            let v: serde_json::Value = match serde_json::from_slice(trimmed) {
-                Ok(v @ serde_json::Value::Object(_)) => v,
-                Ok(_) => {
+            let v: serde_json::Value = match guard::catch_at(&origin, || serde_json::from_slice(trimmed)) {
+                Ok(Ok(v @ serde_json::Value::Object(_))) => v,
+                Ok(Ok(_)) => {
                     skips.skip("bad_json", format!("{origin}: not a JSON object"));
                     continue;
                 }
-                Err(e) => {
+                Ok(Err(e)) => {
                     skips.skip("bad_json", format!("{origin}: {e}"));
+                    continue;
+                }
+                Err(panic) => {
+                    skips.skip("parser_panic", format!("{origin}: the JSON parser {panic}"));
                     continue;
                 }
             };

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
+use smelt_engine::guard;
 use smelt_engine::{
     parse_options, ConfigureContext, EngineError, OptionError, ReadOptions, Result, Skips, SourceConfig, SplitReader,
     SplitSpec, StageConfig,
@@ -210,9 +211,16 @@ impl SplitReader for WarcSplitReader {
             let source = self.source.as_deref().unwrap_or(&self.fallback_source);
             match (self.config.records, kind.as_str()) {
                 (RecordKind::Response, "response") => {
-                    let Some(http) = parse_http_response(&record.block) else {
-                        skips.skip("bad_http", format!("{origin}: response block is not an HTTP response"));
-                        continue;
+                    let http = match guard::catch_at(&origin, || parse_http_response(&record.block)) {
+                        Ok(Some(http)) => http,
+                        Ok(None) => {
+                            skips.skip("bad_http", format!("{origin}: response block is not an HTTP response"));
+                            continue;
+                        }
+                        Err(panic) => {
+                            skips.skip("parser_panic", format!("{origin}: the HTTP parser {panic}"));
+                            continue;
+                        }
                     };
                     if !self.config.statuses.contains(&http.status) {
                         skips.ignore(&format!("http_{}", http.status));
