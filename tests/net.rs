@@ -430,10 +430,12 @@ fn rss_reads_rss_0_92_rss_1_0_and_json_feed_items_inline() {
     assert_eq!(per_feed.len(), 3, "every format gives documents: {per_feed:?}");
 }
 
-/// A feed in UTF-16 (with a byte-order mark) makes feed-rs panic inside quick-xml;
-/// it is counted as a `bad_feed` and the other feeds' items are committed.
+/// A feed in UTF-16 (with a byte-order mark) made feed-rs panic inside
+/// quick-xml and failed the whole run: it is decoded first now and its items
+/// are read. A feed that still panics the parser (`SMELT_TEST_PANIC` makes
+/// one) is a `bad_feed` naming the panic, and the other feed's items commit.
 #[test]
-fn a_feed_that_panics_the_parser_is_a_bad_feed_and_the_others_commit() {
+fn a_utf16_feed_is_read_and_a_feed_that_panics_the_parser_is_a_bad_feed() {
     let srv = HttpServer::start();
     let good = std::fs::read(fixtures().join("feeds/rss_0.92_spec_1.xml")).unwrap();
     srv.put("/good.xml", good);
@@ -443,14 +445,42 @@ fn a_feed_that_panics_the_parser_is_a_bad_feed_and_the_others_commit() {
     let mut bytes = vec![0xFE, 0xFF];
     bytes.extend(utf16.encode_utf16().flat_map(u16::to_be_bytes));
     srv.put("/utf16.xml", bytes);
-    let yaml = format!(
-        "dataset: mixed\nstages:\n  news:\n    type: rss\n    feeds: [\"{}\", \"{}\"]\n    fetch_articles: false\n    {HTTP}\n  text:\n    type: html_to_text\n    inputs: [news]\n    min_chars: 1\n  hashed:\n    type: content_hash\n    inputs: [text]\n  out:\n    type: parquet\n    inputs: [hashed]\n",
-        srv.url("/utf16.xml"),
-        srv.url("/good.xml")
-    );
+    srv.put("/utf8.xml", std::fs::read(fixtures().join("feeds/rss_1.0_example_1.xml")).unwrap());
+    let pipeline = |env: &Env, name: &str, first: &str| {
+        let yaml = format!(
+            "dataset: {name}\nstages:\n  news:\n    type: rss\n    feeds: [\"{}\", \"{}\"]\n    fetch_articles: false\n    {HTTP}\n  text:\n    type: html_to_text\n    inputs: [news]\n    min_chars: 1\n  hashed:\n    type: content_hash\n    inputs: [text]\n  out:\n    type: parquet\n    inputs: [hashed]\n",
+            srv.url(first),
+            srv.url("/good.xml")
+        );
+        env.write(&format!("{name}.yaml"), yaml.as_bytes()).display().to_string()
+    };
+    // The UTF-16 feed gives the same items as the same feed in UTF-8.
     let env = Env::new();
-    let p = env.write("mixed.yaml", yaml.as_bytes()).display().to_string();
-    let out = env.cmd().args(["run", &p, "--format", "json"]).output().unwrap();
+    let run = env.json(&["run", &pipeline(&env, "utf16", "/utf16.xml")]);
+    assert_eq!(skips(&run, "news").get("bad_feed"), None, "{run}");
+    let texts = |env: &Env, name: &str| -> BTreeSet<(String, String)> {
+        rows(env, name, 1).into_iter().filter(|r| !r.3.contains("/good.xml")).map(|r| (r.0, r.1)).collect()
+    };
+    let from_utf16 = texts(&env, "utf16");
+    assert!(!from_utf16.is_empty());
+    let env8 = Env::new();
+    env8.json(&["run", &pipeline(&env8, "utf8", "/utf8.xml")]);
+    let from_utf8 = texts(&env8, "utf8");
+    assert_eq!(
+        from_utf16.iter().map(|r| &r.1).collect::<Vec<_>>(),
+        from_utf8.iter().map(|r| &r.1).collect::<Vec<_>>(),
+        "same texts"
+    );
+
+    // A parser panic on one feed: that feed is a bad_feed, the other commits.
+    let env = Env::new();
+    let p = pipeline(&env, "mixed", "/utf16.xml");
+    let out = env
+        .cmd()
+        .env("SMELT_TEST_PANIC", "utf16.xml as a feed")
+        .args(["run", &p, "--format", "json"])
+        .output()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("utf16.xml: feed-rs panicked"), "the skip names the feed and the panic: {stderr}");

@@ -6,6 +6,7 @@
 //! ```
 
 pub mod commoncrawl;
+mod feed_decode;
 pub mod jsonl;
 pub mod parquet;
 pub mod rss;

@@ -24,7 +24,7 @@ use smelt_engine::{
 };
 
 use super::commoncrawl::net_for;
-use super::{doc_schema, Body, DocBuilder, DocRow};
+use super::{doc_schema, feed_decode, Body, DocBuilder, DocRow};
 use crate::net::{self, Events, FetchError, HttpOptions, Net, Validators};
 
 fn default_true() -> bool {
@@ -218,17 +218,30 @@ impl RssReader {
         }
         self.state.validators = Validators { etag: fetched.etag.clone(), last_modified: fetched.last_modified.clone() };
         let parser = feed_rs::parser::Builder::new().base_uri(Some(fetched.url.as_str())).build();
-        // feed-rs (quick-xml inside) panics on some inputs (UTF-16 feeds): the feed is skipped, not the run.
-        let feed = match smelt_engine::guard::catch_at(&self.feed, || parser.parse(fetched.body.as_ref())) {
-            Ok(Ok(f)) => f,
-            Ok(Err(e)) => {
-                skips.skip("bad_feed", format!("{}: not a feed feed-rs reads: {e}", self.feed));
-                return Vec::new();
-            }
-            Err(panic) => {
-                skips.skip("bad_feed", format!("{}: feed-rs {panic}", self.feed));
-                return Vec::new();
-            }
+        // Decoded to UTF-8, HTML entities and prolog clutter fixed (feed_decode), then parsed; feed-rs
+        // (quick-xml inside) panics on some inputs: the feed is skipped, not the run.
+        let xml = feed_decode::prepare(&fetched.body, fetched.content_type.as_deref());
+        let parsing = format!("{} as a feed", self.feed);
+        let parse = |bytes: &[u8]| match smelt_engine::guard::catch_at(&parsing, || parser.parse(bytes)) {
+            Ok(Ok(feed)) => Ok(feed),
+            Ok(Err(e)) => Err(format!("not a feed feed-rs reads: {e}")),
+            Err(panic) => Err(format!("feed-rs {panic}")),
+        };
+        let feed = match parse(&xml) {
+            Ok(f) => f,
+            Err(first) => match feed_decode::truncated_recovery(&xml).map(|cut| parse(&cut)) {
+                Some(Ok(f)) => {
+                    skips.skip(
+                        "feed_truncated",
+                        format!("{}: {first}; read the {} items before the damage", self.feed, f.entries.len()),
+                    );
+                    f
+                }
+                _ => {
+                    skips.skip("bad_feed", format!("{}: {first}", self.feed));
+                    return Vec::new();
+                }
+            },
         };
         feed.entries
             .into_iter()
