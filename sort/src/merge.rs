@@ -28,6 +28,7 @@ pub trait Order<C> {
 }
 
 impl<C, F: Fn(&C, &C) -> Ordering> Order<C> for F {
+    #[inline(always)]
     fn cmp(&self, a: &C, b: &C) -> Ordering {
         self(a, b)
     }
@@ -37,10 +38,16 @@ impl<C, F: Fn(&C, &C) -> Ordering> Order<C> for F {
 /// out in the order of their cursors, so the merge is stable and its output
 /// does not depend on how it is computed.
 pub struct Merge<C, O> {
-    cursors: Vec<C>,
-    live: Vec<bool>,
+    leaves: Vec<Leaf<C>>,
+    /// tree[0]: the winner; tree[1..k]: the loser of each match.
     tree: Vec<usize>,
     order: O,
+}
+
+/// A cursor and whether it still holds a record.
+struct Leaf<C> {
+    cursor: C,
+    live: bool,
 }
 
 impl<C: SortedCursor, O: Order<C>> Merge<C, O> {
@@ -48,10 +55,14 @@ impl<C: SortedCursor, O: Order<C>> Merge<C, O> {
     ///
     /// # Errors
     /// A cursor's first record cannot be read.
-    pub fn new(mut cursors: Vec<C>, order: O) -> io::Result<Self> {
-        let live = cursors.iter_mut().map(SortedCursor::advance).collect::<io::Result<Vec<bool>>>()?;
-        let k = cursors.len();
-        let mut m = Merge { cursors, live, tree: vec![0; k.max(1)], order };
+    pub fn new(cursors: Vec<C>, order: O) -> io::Result<Self> {
+        let mut leaves = Vec::with_capacity(cursors.len());
+        for mut cursor in cursors {
+            let live = cursor.advance()?;
+            leaves.push(Leaf { cursor, live });
+        }
+        let k = leaves.len();
+        let mut m = Merge { leaves, tree: vec![0; k.max(1)], order };
         if k > 0 {
             m.tree[0] = m.build(1);
         }
@@ -59,17 +70,23 @@ impl<C: SortedCursor, O: Order<C>> Merge<C, O> {
     }
 
     /// Whether cursor `a`'s record comes before cursor `b`'s (exhausted cursors last).
-    #[inline]
+    #[inline(always)]
     fn before(&self, a: usize, b: usize) -> bool {
-        match (self.live[a], self.live[b]) {
-            (true, true) => self.order.cmp(&self.cursors[a], &self.cursors[b]).then(a.cmp(&b)) == Ordering::Less,
-            (x, _) => x,
+        let (x, y) = (&self.leaves[a], &self.leaves[b]);
+        if x.live && y.live {
+            match self.order.cmp(&x.cursor, &y.cursor) {
+                Ordering::Less => true,
+                Ordering::Greater => false,
+                Ordering::Equal => a < b,
+            }
+        } else {
+            x.live
         }
     }
 
     /// Plays the matches below `node`; returns their winner.
     fn build(&mut self, node: usize) -> usize {
-        let k = self.cursors.len();
+        let k = self.leaves.len();
         if node >= k {
             return node - k;
         }
@@ -85,34 +102,42 @@ impl<C: SortedCursor, O: Order<C>> Merge<C, O> {
     }
 
     /// Index of the cursor holding the smallest record left.
-    #[inline]
+    #[inline(always)]
     pub fn peek_index(&self) -> Option<usize> {
         let top = self.tree[0];
-        (self.live.get(top) == Some(&true)).then_some(top)
+        match self.leaves.get(top) {
+            Some(leaf) if leaf.live => Some(top),
+            _ => None,
+        }
     }
 
     /// The cursor holding the smallest record left.
-    #[inline]
+    #[inline(always)]
     pub fn peek(&self) -> Option<&C> {
-        self.peek_index().map(|i| &self.cursors[i])
+        match self.leaves.get(self.tree[0]) {
+            Some(leaf) if leaf.live => Some(&leaf.cursor),
+            _ => None,
+        }
     }
 
     /// Moves past the smallest record and replays the matches on the way
-    /// from its leaf to the root.
+    /// from its leaf (at k + its index) to the root.
     ///
     /// # Errors
     /// Its cursor cannot read the next record.
     pub fn pop(&mut self) -> io::Result<()> {
-        let Some(top) = self.peek_index() else {
-            return Ok(());
-        };
-        self.live[top] = self.cursors[top].advance()?;
-        let k = self.cursors.len();
+        let top = self.tree[0];
+        match self.leaves.get_mut(top) {
+            Some(leaf) if leaf.live => leaf.live = leaf.cursor.advance()?,
+            _ => return Ok(()),
+        }
         let mut winner = top;
-        let mut node = (top + k) / 2;
+        let mut node = (top + self.leaves.len()) / 2;
         while node >= 1 {
-            if self.before(self.tree[node], winner) {
-                std::mem::swap(&mut self.tree[node], &mut winner);
+            let loser = self.tree[node];
+            if self.before(loser, winner) {
+                self.tree[node] = winner;
+                winner = loser;
             }
             node /= 2;
         }
@@ -120,8 +145,8 @@ impl<C: SortedCursor, O: Order<C>> Merge<C, O> {
         Ok(())
     }
 
-    /// The cursors, in the order they were given.
-    pub fn cursors(&self) -> &[C] {
-        &self.cursors
+    /// Cursor `i`, in the order they were given.
+    pub fn cursor(&self, i: usize) -> &C {
+        &self.leaves[i].cursor
     }
 }

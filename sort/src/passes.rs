@@ -9,7 +9,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::format::{Record, RunFormat};
-use crate::merge::Merge;
+use crate::merge::{Merge, Order};
 
 /// Merges sorted runs of `format` and passes every record, in order, to
 /// `out`; duplicates are all kept (in the order of their files). With more
@@ -68,10 +68,20 @@ where
     E: From<io::Error>,
 {
     let cursors = group.iter().map(|(p, _)| format.open(p)).collect::<io::Result<Vec<_>>>()?;
-    let mut merge = Merge::new(cursors, |a: &F::Cursor, b: &F::Cursor| format.cmp(a, b))?;
+    let mut merge = Merge::new(cursors, ByFormat(format))?;
     while let Some(c) = merge.peek() {
         out(format.record(c))?;
         merge.pop()?;
     }
     Ok(())
+}
+
+/// The order of a format's runs.
+struct ByFormat<'f, F>(&'f F);
+
+impl<F: RunFormat> Order<F::Cursor> for ByFormat<'_, F> {
+    #[inline(always)]
+    fn cmp(&self, a: &F::Cursor, b: &F::Cursor) -> std::cmp::Ordering {
+        self.0.cmp(a, b)
+    }
 }

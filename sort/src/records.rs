@@ -46,7 +46,7 @@ impl RecordFile {
     }
 
     /// The current record.
-    #[inline]
+    #[inline(always)]
     pub fn record(&self) -> &[u8] {
         &self.cur
     }
@@ -58,7 +58,7 @@ impl RecordFile {
 }
 
 impl SortedCursor for RecordFile {
-    #[inline]
+    #[inline(always)]
     fn advance(&mut self) -> io::Result<bool> {
         match self.r.read_exact(&mut self.cur) {
             Ok(()) => Ok(true),
@@ -89,12 +89,12 @@ impl RunFormat for Records {
         Ok((BufWriter::with_capacity(1 << 16, f), path.to_path_buf()))
     }
 
-    #[inline]
+    #[inline(always)]
     fn record<'a>(&self, cursor: &'a RecordFile) -> &'a [u8] {
         cursor.record()
     }
 
-    #[inline]
+    #[inline(always)]
     fn write(&self, w: &mut Self::Writer, rec: &[u8]) -> io::Result<()> {
         w.0.write_all(rec).map_err(|e| with_path(&w.1, e))
     }
@@ -103,7 +103,7 @@ impl RunFormat for Records {
         w.0.flush().map_err(|e| with_path(&w.1, e))
     }
 
-    #[inline]
+    #[inline(always)]
     fn cmp(&self, a: &RecordFile, b: &RecordFile) -> Ordering {
         a.record().cmp(b.record())
     }
@@ -124,12 +124,12 @@ impl<const N: usize> SortBuffer for FixedRecords<N> {
     type Format = Records;
     type Item<'a> = [u8; N];
 
-    #[inline]
+    #[inline(always)]
     fn push(&mut self, item: [u8; N]) {
         self.0.push(item);
     }
 
-    #[inline]
+    #[inline(always)]
     fn bytes(&self) -> usize {
         self.0.len() * N
     }

@@ -32,7 +32,7 @@ impl SortedCursor for VecCursor {
 fn drain<O: Order<VecCursor>>(mut m: Merge<VecCursor, O>) -> Vec<((u32, u32), usize)> {
     let mut out = Vec::new();
     while let Some(i) = m.peek_index() {
-        out.push((m.cursors()[i].cur(), i));
+        out.push((m.cursor(i).cur(), i));
         m.pop().unwrap();
     }
     out

@@ -50,7 +50,7 @@ pub(super) struct IndexCursor {
 }
 
 impl SortedCursor for IndexCursor {
-    #[inline]
+    #[inline(always)]
     fn advance(&mut self) -> io::Result<bool> {
         self.r.advance().map_err(|e| with_path(&self.path, e))
     }
@@ -76,12 +76,12 @@ impl RunFormat for IndexFormat {
         DocIndexWriter::with_level(file, INTERMEDIATE_LEVEL)
     }
 
-    #[inline]
+    #[inline(always)]
     fn record<'a>(&self, c: &'a IndexCursor) -> (&'a [u8], &'a [u8; 16]) {
         (c.r.id(), c.r.hash())
     }
 
-    #[inline]
+    #[inline(always)]
     fn write(&self, w: &mut Self::Writer, (id, hash): (&[u8], &[u8; 16])) -> io::Result<()> {
         w.push(id, hash)
     }
@@ -90,8 +90,11 @@ impl RunFormat for IndexFormat {
         w.finish()?.flush()
     }
 
-    #[inline]
+    #[inline(always)]
     fn cmp(&self, a: &IndexCursor, b: &IndexCursor) -> Ordering {
-        a.r.id().cmp(b.r.id()).then_with(|| a.r.hash().cmp(b.r.hash()))
+        match a.r.id().cmp(b.r.id()) {
+            Ordering::Equal => a.r.hash().cmp(b.r.hash()),
+            o => o,
+        }
     }
 }

@@ -14,6 +14,7 @@ pub mod exact;
 pub mod lines;
 pub mod minhash;
 
+use std::cmp::Ordering;
 use std::fs::File;
 use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -121,7 +122,7 @@ struct Tagged {
 }
 
 impl SortedCursor for Tagged {
-    #[inline]
+    #[inline(always)]
     fn advance(&mut self) -> std::io::Result<bool> {
         self.file.advance()
     }
@@ -133,10 +134,16 @@ struct ByTag {
 }
 
 impl Order<Tagged> for ByTag {
-    #[inline]
-    fn cmp(&self, a: &Tagged, b: &Tagged) -> std::cmp::Ordering {
+    #[inline(always)]
+    fn cmp(&self, a: &Tagged, b: &Tagged) -> Ordering {
         let (x, y, p) = (a.file.record(), b.file.record(), self.prefix);
-        (&x[..p], a.tag, &x[p..]).cmp(&(&y[..p], b.tag, &y[p..]))
+        match x[..p].cmp(&y[..p]) {
+            Ordering::Equal => match a.tag.cmp(&b.tag) {
+                Ordering::Equal => x[p..].cmp(&y[p..]),
+                o => o,
+            },
+            o => o,
+        }
     }
 }
 
@@ -160,7 +167,7 @@ impl Merge {
     }
 
     /// The smallest record left, with its file's tag.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn peek(&self) -> Option<(&[u8], u32)> {
         self.0.peek().map(|t| (t.file.record(), t.tag))
     }
@@ -169,7 +176,7 @@ impl Merge {
     ///
     /// # Errors
     /// Its file cannot be read.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn pop(&mut self) -> Result<()> {
         self.0.pop().map_err(sort_error)
     }
