@@ -51,5 +51,5 @@ pub trait RunFormat {
     fn cmp(&self, a: &Self::Cursor, b: &Self::Cursor) -> Ordering;
 }
 
-/// A record of buffer `B`'s format.
+/// A record of format `F`.
 pub type Record<'a, F> = <F as RunFormat>::Record<'a>;
