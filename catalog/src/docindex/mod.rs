@@ -15,10 +15,11 @@
 //! decoder and one entry per input run, a reader one entry.
 //!
 //! One file per part: `writer` and `reader` (the format), `run` (a
-//! split's external sort), `merge` (k-way merge of sorted files),
-//! `version` (the commit's version index), `storage` (index files
-//! between dataset storage and local files), `hashing` and `scratch`
-//! (checksums and temporary directories they share).
+//! split's external sort), `merge` (index files as runs of smelt-sort's
+//! k-way merge), `version` (the commit's version index), `storage` (index
+//! files between dataset storage and local files) and `hashing`
+//! (checksums they share); temporary directories are smelt-sort's
+//! [`ScratchDir`].
 //!
 //! # File format (version 1)
 //! ```text
@@ -39,7 +40,6 @@ mod hashing;
 mod merge;
 mod reader;
 mod run;
-mod scratch;
 mod storage;
 mod version;
 mod writer;
@@ -51,7 +51,7 @@ pub use hashing::{HashingReader, HashingWriter};
 pub use merge::merge_files;
 pub use reader::DocIndexReader;
 pub use run::{FinishedRun, RunBuilder};
-pub use scratch::ScratchDir;
+pub use smelt_sort::ScratchDir;
 pub use storage::{io_error, open_stored, put_run, OpenedIndex};
 pub use version::{build_version_index, BuiltIndex};
 pub use writer::{encode_run, DocIndexWriter};
@@ -82,6 +82,8 @@ const READ_CHUNK: usize = 192 << 10;
 const FILE_BUFFER: usize = 64 << 10;
 /// Spills and intermediate merge passes.
 const INTERMEDIATE_LEVEL: i32 = -1;
+/// Names of the scratch directories of spills, merge passes and downloaded indexes.
+pub const SCRATCH_PREFIX: &str = "smelt-docindex";
 
 /// Path of split `split`'s sorted run, relative to the dataset root.
 pub fn split_index_path(run_id: &str, split: u32) -> String {

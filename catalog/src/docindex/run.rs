@@ -3,8 +3,8 @@
 //! (an external sort).
 //!
 //! ```text
-//! push(id, hash) ──► memory ──budget──► spill-NNNNNN.idx (sorted) ─┐
-//!                       └──────────────── finish ──────────────────┴─merge──► one sorted run (memory or file)
+//! push(id, hash) ──► Entries (memory) ──budget──► run-NNNNNN (sorted index) ─┐
+//!                       └──────────────── finish ─────────────────────────┴─smelt-sort merge──► one sorted run (memory or file)
 //! ```
 
 use std::fs::File;
@@ -12,27 +12,31 @@ use std::io::{self, BufWriter, Write};
 use std::path::PathBuf;
 
 use bytes::Bytes;
+use smelt_sort::{ExternalSort, Record, ScratchDir, SortBuffer};
 
 use super::hashing::HashingWriter;
-use super::merge::merge_files;
-use super::scratch::ScratchDir;
+use super::merge::IndexFormat;
 use super::writer::DocIndexWriter;
-use super::{DEFAULT_RUN_BUDGET, INTERMEDIATE_LEVEL};
+use super::{DEFAULT_RUN_BUDGET, MERGE_FAN_IN, SCRATCH_PREFIX};
 
 /// Collects the entries of one split in any order and writes them as one
 /// sorted run. Holds at most its budget in memory: past it, the entries so far
 /// are sorted and spilled to a temporary file, and [`finish_to`](Self::finish_to)
 /// merges the spills.
-#[derive(Debug)]
 pub struct RunBuilder {
-    ids: Vec<u8>,
-    starts: Vec<usize>,
-    hashes: Vec<[u8; 16]>,
-    budget: usize,
+    sort: ExternalSort<Entries>,
     spill_base: PathBuf,
-    scratch: Option<ScratchDir>,
-    spills: Vec<PathBuf>,
     entries: u64,
+}
+
+impl std::fmt::Debug for RunBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunBuilder")
+            .field("spill_base", &self.spill_base)
+            .field("spills", &self.sort.runs())
+            .field("entries", &self.entries)
+            .finish()
+    }
 }
 
 impl Default for RunBuilder {
@@ -49,16 +53,9 @@ impl RunBuilder {
 
     /// A builder holding about `budget` bytes before it spills under `spill_base`.
     pub fn with_budget(budget: usize, spill_base: PathBuf) -> Self {
-        RunBuilder {
-            ids: Vec::new(),
-            starts: Vec::new(),
-            hashes: Vec::new(),
-            budget,
-            spill_base,
-            scratch: None,
-            spills: Vec::new(),
-            entries: 0,
-        }
+        let sort = ExternalSort::new(Entries::default(), IndexFormat, budget, spill_base.clone(), SCRATCH_PREFIX)
+            .with_fan_in(MERGE_FAN_IN);
+        RunBuilder { sort, spill_base, entries: 0 }
     }
 
     /// Entries pushed so far.
@@ -68,7 +65,7 @@ impl RunBuilder {
 
     /// Sorted runs spilled to disk so far.
     pub fn spills(&self) -> usize {
-        self.spills.len()
+        self.sort.runs()
     }
 
     /// Adds one entry.
@@ -76,76 +73,22 @@ impl RunBuilder {
     /// # Errors
     /// Spilling to disk failed.
     pub fn push(&mut self, id: &[u8], hash: &[u8; 16]) -> io::Result<()> {
-        self.starts.push(self.ids.len());
-        self.ids.extend_from_slice(id);
-        self.hashes.push(*hash);
         self.entries += 1;
-        // ids, their starts, hashes, and the sort's permutation.
-        if self.ids.len() + self.hashes.len() * 28 >= self.budget {
-            self.spill()?;
-        }
-        Ok(())
-    }
-
-    fn sorted_order(&self) -> Vec<u32> {
-        let id = |i: u32| {
-            let i = i as usize;
-            let end = self.starts.get(i + 1).copied().unwrap_or(self.ids.len());
-            &self.ids[self.starts[i]..end]
-        };
-        let mut order: Vec<u32> = (0..self.hashes.len() as u32).collect();
-        order.sort_unstable_by(|&a, &b| {
-            id(a).cmp(id(b)).then_with(|| self.hashes[a as usize].cmp(&self.hashes[b as usize]))
-        });
-        order
-    }
-
-    fn write_memory<W: Write>(&self, w: &mut DocIndexWriter<W>) -> io::Result<()> {
-        for i in self.sorted_order() {
-            let i = i as usize;
-            let end = self.starts.get(i + 1).copied().unwrap_or(self.ids.len());
-            w.push(&self.ids[self.starts[i]..end], &self.hashes[i])?;
-        }
-        Ok(())
-    }
-
-    fn spill(&mut self) -> io::Result<()> {
-        if self.hashes.is_empty() {
-            return Ok(());
-        }
-        if self.scratch.is_none() {
-            self.scratch = Some(ScratchDir::new_in(&self.spill_base)?);
-        }
-        let dir = self.scratch.as_ref().expect("scratch").path();
-        let path = dir.join(format!("spill-{:06}.idx", self.spills.len()));
-        let mut w = DocIndexWriter::with_level(BufWriter::new(File::create(&path)?), INTERMEDIATE_LEVEL)?;
-        self.write_memory(&mut w)?;
-        w.finish()?.flush()?;
-        self.spills.push(path);
-        self.ids = Vec::new();
-        self.starts = Vec::new();
-        self.hashes = Vec::new();
-        Ok(())
+        self.sort.push((id, hash))
     }
 
     /// Writes every entry pushed, sorted, as one index on `w`; returns `w` and the entry count.
     ///
     /// # Errors
     /// Reading spills or writing `w`.
-    pub fn finish_to<W: Write>(mut self, w: W) -> io::Result<(W, u64)> {
-        if self.spills.is_empty() {
-            let mut out = DocIndexWriter::new(w)?;
-            self.write_memory(&mut out)?;
-            let n = out.entries();
-            return Ok((out.finish()?, n));
-        }
-        self.spill()?;
-        let scratch = self.scratch.as_ref().expect("spilled").path().to_path_buf();
-        let (w, n) = merge_files(&self.spills, w, &scratch)?;
+    pub fn finish_to<W: Write>(self, w: W) -> io::Result<(W, u64)> {
+        let mut out = DocIndexWriter::new(w)?;
+        self.sort.finish(|(id, hash)| out.push(id, hash))?;
+        let n = out.entries();
         if n != self.entries {
             return Err(io::Error::other(format!("merged {n} document index entries of {}", self.entries)));
         }
-        Ok((w, n))
+        Ok((out.finish()?, n))
     }
 
     /// Finishes into memory when nothing was spilled (at most about the budget),
@@ -154,18 +97,68 @@ impl RunBuilder {
     /// # Errors
     /// As [`finish_to`](Self::finish_to).
     pub fn finish(self) -> io::Result<FinishedRun> {
-        if self.spills.is_empty() {
+        if self.spills() == 0 {
             let (mut w, entries) = self.finish_to(HashingWriter::new(Vec::new()))?;
             let checksum = w.checksum();
             let bytes = Bytes::from(std::mem::take(&mut w.inner));
             return Ok(FinishedRun::Memory { bytes, entries, checksum });
         }
-        let dir = ScratchDir::new_in(&self.spill_base)?;
+        let dir = ScratchDir::new_in(&self.spill_base, SCRATCH_PREFIX)?;
         let path = dir.path().join("run.idx");
         let (w, entries) = self.finish_to(HashingWriter::new(BufWriter::new(File::create(&path)?)))?;
         let (mut inner, len, checksum) = w.into_parts();
         inner.flush()?;
         Ok(FinishedRun::File { dir, path, entries, bytes: len, checksum })
+    }
+}
+
+/// Entries in memory: ids end to end, where each starts, and the hashes.
+#[derive(Debug, Default)]
+struct Entries {
+    ids: Vec<u8>,
+    starts: Vec<usize>,
+    hashes: Vec<[u8; 16]>,
+}
+
+impl Entries {
+    fn id(&self, i: usize) -> &[u8] {
+        let end = self.starts.get(i + 1).copied().unwrap_or(self.ids.len());
+        &self.ids[self.starts[i]..end]
+    }
+}
+
+impl SortBuffer for Entries {
+    type Format = IndexFormat;
+    type Item<'a> = (&'a [u8], &'a [u8; 16]);
+
+    fn push(&mut self, (id, hash): (&[u8], &[u8; 16])) {
+        self.starts.push(self.ids.len());
+        self.ids.extend_from_slice(id);
+        self.hashes.push(*hash);
+    }
+
+    /// ids, their starts, hashes, and the sort's permutation.
+    fn bytes(&self) -> usize {
+        self.ids.len() + self.hashes.len() * 28
+    }
+
+    fn is_empty(&self) -> bool {
+        self.hashes.is_empty()
+    }
+
+    fn drain_sorted<E>(&mut self, mut out: impl FnMut(Record<'_, IndexFormat>) -> Result<(), E>) -> Result<(), E> {
+        let mut order: Vec<u32> = (0..self.hashes.len() as u32).collect();
+        order.sort_unstable_by(|&a, &b| {
+            self.id(a as usize)
+                .cmp(self.id(b as usize))
+                .then_with(|| self.hashes[a as usize].cmp(&self.hashes[b as usize]))
+        });
+        for i in order {
+            let i = i as usize;
+            out((self.id(i), &self.hashes[i]))?;
+        }
+        *self = Entries::default();
+        Ok(())
     }
 }
 

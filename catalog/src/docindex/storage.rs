@@ -21,7 +21,7 @@ use object_store::{path::Path as ObjectPath, ObjectStore, ObjectStoreExt, WriteM
 
 use super::hashing::HashingReader;
 use super::run::FinishedRun;
-use super::scratch::ScratchDir;
+use super::{ScratchDir, SCRATCH_PREFIX};
 use crate::error::{CatalogError, Result};
 use crate::model::DocIndexRef;
 use crate::store::DatasetStore;
@@ -248,7 +248,7 @@ pub async fn open_stored(store: &DatasetStore, r: &DocIndexRef) -> Result<Opened
         let path = fetch(store, r, Path::new(""), "").await?;
         return Ok(OpenedIndex { path, location, _scratch: None });
     }
-    let scratch = tokio::task::spawn_blocking(ScratchDir::new)
+    let scratch = tokio::task::spawn_blocking(|| ScratchDir::new(SCRATCH_PREFIX))
         .await
         .map_err(join_err)?
         .map_err(|e| io_error(&std::env::temp_dir().display().to_string(), e))?;

@@ -125,7 +125,7 @@ fn unsorted_input_written_by_hand_is_refused_by_the_reader() {
 
 #[test]
 fn multi_pass_merge_of_many_small_runs_equals_one_sort() {
-    let dir = ScratchDir::new().unwrap();
+    let dir = ScratchDir::new(SCRATCH_PREFIX).unwrap();
     let mut all = Vec::new();
     let mut paths = Vec::new();
     // 300 runs of up to 40 entries, with ids repeated across runs (duplicates kept).
@@ -153,7 +153,7 @@ fn multi_pass_merge_of_many_small_runs_equals_one_sort() {
 
 #[test]
 fn run_builder_spills_past_its_budget_and_gives_the_same_bytes() {
-    let base = ScratchDir::new().unwrap();
+    let base = ScratchDir::new(SCRATCH_PREFIX).unwrap();
     let entries: Vec<(String, [u8; 16])> = (0..5000u64).map(|i| (uuid_id(i % 4000), h((i % 5) as u8))).collect();
     let mut small = RunBuilder::with_budget(4096, base.path().to_path_buf());
     let mut big = RunBuilder::with_budget(usize::MAX, base.path().to_path_buf());
@@ -187,7 +187,7 @@ fn run_builder_spills_past_its_budget_and_gives_the_same_bytes() {
 
 #[tokio::test]
 async fn put_run_and_open_stored_on_local_and_memory_roots() {
-    let dir = ScratchDir::new().unwrap();
+    let dir = ScratchDir::new(SCRATCH_PREFIX).unwrap();
     let local = DatasetStore::open(dir.path().join("ds").to_str().unwrap()).unwrap();
     let memory = DatasetStore::open("memory:///ds").unwrap();
     for store in [local, memory] {

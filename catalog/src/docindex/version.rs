@@ -15,9 +15,9 @@ use object_store::ObjectStoreExt;
 
 use super::hashing::HashingWriter;
 use super::merge::merge_files;
-use super::scratch::ScratchDir;
 use super::storage::io_error;
 use super::storage::{backing, fetch, join_err, object_path, put_file, verify, Backing};
+use super::{ScratchDir, SCRATCH_PREFIX};
 use crate::error::{CatalogError, Result};
 use crate::model::{DocIndexRef, SplitRecord};
 use crate::store::DatasetStore;
@@ -99,7 +99,7 @@ pub async fn build_version_index(
     };
     let scratch = {
         let b = base.clone();
-        tokio::task::spawn_blocking(move || ScratchDir::new_in(&b))
+        tokio::task::spawn_blocking(move || ScratchDir::new_in(&b, SCRATCH_PREFIX))
             .await
             .map_err(join_err)?
             .map_err(|e| io_error(&base.display().to_string(), e))?

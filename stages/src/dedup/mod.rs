@@ -14,11 +14,13 @@ pub mod exact;
 pub mod lines;
 pub mod minhash;
 
+use std::cmp::Ordering;
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use smelt_engine::{EngineError, Result};
+use smelt_sort::{FixedRecords, Order, RecordFile, Records, SortedCursor};
 
 /// A file error of a dedup stage's scratch files, naming the file.
 pub(crate) fn io(path: &Path, e: std::io::Error) -> EngineError {
@@ -105,34 +107,49 @@ pub(crate) fn read_drops(dir: &Path, split: u32, width: usize) -> Result<Vec<u8>
     Ok(buf)
 }
 
-/// A k-way merge of files of sorted fixed-size records that compare as
-/// bytes (fields stored big-endian sort as their values). Each file has a
-/// tag (its split, or its run number); records come out ordered by (their
-/// first `prefix` bytes, the tag, the rest), so equal keys come out in the
-/// tags' order. One record and a 64 KiB buffer are held per file.
-pub(crate) struct Merge {
-    files: Vec<MergeFile>,
-    /// A binary min-heap of indexes into `files`.
-    heap: Vec<usize>,
+/// A k-way merge (smelt-sort's loser tree) of files of sorted fixed-size
+/// records that compare as bytes (fields stored big-endian sort as their
+/// values). Each file has a tag (its split, or its run number); records come
+/// out ordered by (their first `prefix` bytes, the tag, the rest, the file's
+/// position), so equal keys come out in the tags' order. One record and a
+/// 64 KiB buffer are held per file.
+pub(crate) struct Merge(smelt_sort::Merge<Tagged, ByTag>);
+
+/// A record file with its tag.
+struct Tagged {
+    file: RecordFile,
+    tag: u32,
+}
+
+impl SortedCursor for Tagged {
+    #[inline(always)]
+    fn advance(&mut self) -> std::io::Result<bool> {
+        self.file.advance()
+    }
+}
+
+/// (record[..prefix], tag, record[prefix..]).
+struct ByTag {
     prefix: usize,
 }
 
-struct MergeFile {
-    path: PathBuf,
-    r: BufReader<File>,
-    tag: u32,
-    cur: Vec<u8>,
-}
-
-impl MergeFile {
-    /// Reads the next record into `cur`; false at the end.
-    fn advance(&mut self) -> Result<bool> {
-        match self.r.read_exact(&mut self.cur) {
-            Ok(()) => Ok(true),
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(false),
-            Err(e) => Err(io(&self.path, e)),
+impl Order<Tagged> for ByTag {
+    #[inline(always)]
+    fn cmp(&self, a: &Tagged, b: &Tagged) -> Ordering {
+        let (x, y, p) = (a.file.record(), b.file.record(), self.prefix);
+        match x[..p].cmp(&y[..p]) {
+            Ordering::Equal => match a.tag.cmp(&b.tag) {
+                Ordering::Equal => x[p..].cmp(&y[p..]),
+                o => o,
+            },
+            o => o,
         }
     }
+}
+
+/// A sort error (its message names the file) as the stages report it.
+fn sort_error(e: std::io::Error) -> EngineError {
+    EngineError::External(e.to_string())
 }
 
 impl Merge {
@@ -141,143 +158,78 @@ impl Merge {
     /// # Errors
     /// A file cannot be read or is not a whole number of records.
     pub(crate) fn open(files: impl IntoIterator<Item = (PathBuf, u32)>, width: usize, prefix: usize) -> Result<Self> {
-        let mut open = Vec::new();
+        let mut cursors = Vec::new();
         for (path, tag) in files {
-            let f = File::open(&path).map_err(|e| io(&path, e))?;
-            let len = f.metadata().map_err(|e| io(&path, e))?.len();
-            if len % width as u64 != 0 {
-                return Err(EngineError::External(format!(
-                    "{}: truncated ({len} bytes is not a whole number of {width}-byte records)",
-                    path.display()
-                )));
-            }
-            let mut m = MergeFile { path, r: BufReader::with_capacity(1 << 16, f), tag, cur: vec![0; width] };
-            if m.advance()? {
-                open.push(m);
-            }
+            cursors.push(Tagged { file: RecordFile::open(path, width).map_err(sort_error)?, tag });
         }
-        let mut m = Merge { heap: (0..open.len()).collect(), files: open, prefix: prefix.min(width) };
-        for i in (0..m.heap.len() / 2).rev() {
-            m.sift_down(i);
-        }
-        Ok(m)
-    }
-
-    fn less(&self, a: usize, b: usize) -> bool {
-        let (x, y) = (&self.files[a], &self.files[b]);
-        let p = self.prefix;
-        (&x.cur[..p], x.tag, &x.cur[p..], a) < (&y.cur[..p], y.tag, &y.cur[p..], b)
-    }
-
-    fn sift_down(&mut self, mut i: usize) {
-        let n = self.heap.len();
-        loop {
-            let (l, r) = (2 * i + 1, 2 * i + 2);
-            let mut m = i;
-            if l < n && self.less(self.heap[l], self.heap[m]) {
-                m = l;
-            }
-            if r < n && self.less(self.heap[r], self.heap[m]) {
-                m = r;
-            }
-            if m == i {
-                return;
-            }
-            self.heap.swap(i, m);
-            i = m;
-        }
+        let merge = smelt_sort::Merge::new(cursors, ByTag { prefix: prefix.min(width) }).map_err(sort_error)?;
+        Ok(Merge(merge))
     }
 
     /// The smallest record left, with its file's tag.
+    #[inline(always)]
     pub(crate) fn peek(&self) -> Option<(&[u8], u32)> {
-        self.heap.first().map(|&i| (self.files[i].cur.as_slice(), self.files[i].tag))
+        self.0.peek().map(|t| (t.file.record(), t.tag))
     }
 
     /// Moves past the smallest record.
     ///
     /// # Errors
     /// Its file cannot be read.
+    #[inline(always)]
     pub(crate) fn pop(&mut self) -> Result<()> {
-        let Some(&top) = self.heap.first() else {
-            return Ok(());
-        };
-        if !self.files[top].advance()? {
-            let last = self.heap.pop().expect("not empty");
-            if !self.heap.is_empty() {
-                self.heap[0] = last;
-            }
-        }
-        self.sift_down(0);
-        Ok(())
+        self.0.pop().map_err(sort_error)
     }
 }
 
-/// An external sort of fixed-size records that compare as bytes (fields
-/// stored big-endian sort as their values): records are buffered up to a
-/// memory budget, then written as sorted runs beside `base`, and merged
-/// (one buffered reader and one record per run) when read back in order.
-pub(crate) struct ExternalSort<const N: usize> {
-    base: std::path::PathBuf,
-    buf: Vec<[u8; N]>,
-    cap: usize,
-    runs: Vec<std::path::PathBuf>,
+/// An external sort (smelt-sort's) of fixed-size records that compare as
+/// bytes: records are buffered up to a memory budget, then written as sorted
+/// runs in a scratch directory beside `base`, and merged when read back in
+/// order.
+pub(crate) struct ExternalSort<const N: usize>(smelt_sort::ExternalSort<FixedRecords<N>>);
+
+/// An error of an [`ExternalSort`]'s sink, or of the sort.
+enum SinkError {
+    Sort(std::io::Error),
+    Stage(EngineError),
+}
+
+impl From<std::io::Error> for SinkError {
+    fn from(e: std::io::Error) -> Self {
+        SinkError::Sort(e)
+    }
 }
 
 impl<const N: usize> ExternalSort<N> {
-    /// Runs are written as `<base>.run<k>`; `budget` is in bytes.
-    pub(crate) fn new(base: std::path::PathBuf, budget: usize) -> Self {
-        ExternalSort { base, buf: Vec::new(), cap: (budget / N).max(1024), runs: Vec::new() }
+    /// Runs are written under `base`'s directory; `budget` is in bytes (at
+    /// least 1024 records are held).
+    pub(crate) fn new(base: PathBuf, budget: usize) -> Self {
+        let dir = base.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
+        let budget = (budget / N).max(1024) * N;
+        ExternalSort(smelt_sort::ExternalSort::new(
+            FixedRecords::new(),
+            Records { width: N },
+            budget,
+            dir,
+            "smelt-sort",
+        ))
     }
 
-    pub(crate) fn push(&mut self, rec: [u8; N]) -> smelt_engine::Result<()> {
-        self.buf.push(rec);
-        if self.buf.len() >= self.cap {
-            self.spill()?;
-        }
-        Ok(())
+    pub(crate) fn push(&mut self, rec: [u8; N]) -> Result<()> {
+        self.0.push(rec).map_err(sort_error)
     }
 
     /// Sorted runs written so far.
     pub(crate) fn runs(&self) -> usize {
-        self.runs.len()
-    }
-
-    fn spill(&mut self) -> smelt_engine::Result<()> {
-        self.buf.sort_unstable();
-        let path = std::path::PathBuf::from(format!("{}.run{}", self.base.display(), self.runs.len()));
-        let mut w = std::io::BufWriter::with_capacity(1 << 16, std::fs::File::create(&path).map_err(|e| io(&path, e))?);
-        for r in &self.buf {
-            std::io::Write::write_all(&mut w, r).map_err(|e| io(&path, e))?;
-        }
-        std::io::Write::flush(&mut w).map_err(|e| io(&path, e))?;
-        self.buf.clear();
-        self.runs.push(path);
-        Ok(())
+        self.0.runs()
     }
 
     /// Calls `f` on every record in order, then removes the runs.
-    pub(crate) fn finish(
-        mut self,
-        mut f: impl FnMut(&[u8; N]) -> smelt_engine::Result<()>,
-    ) -> smelt_engine::Result<()> {
-        if self.runs.is_empty() {
-            self.buf.sort_unstable();
-            return self.buf.iter().try_for_each(f);
-        }
-        if !self.buf.is_empty() {
-            self.spill()?;
-        }
-        self.buf = Vec::new();
-        let runs = self.runs.iter().cloned().zip(0..);
-        let mut merge = Merge::open(runs, N, N)?;
-        while let Some((rec, _)) = merge.peek() {
-            f(rec.try_into().expect("N bytes"))?;
-            merge.pop()?;
-        }
-        for path in &self.runs {
-            std::fs::remove_file(path).map_err(|e| io(path, e))?;
-        }
-        Ok(())
+    pub(crate) fn finish(self, mut f: impl FnMut(&[u8; N]) -> Result<()>) -> Result<()> {
+        self.0.finish(|rec: &[u8]| f(rec.try_into().expect("N bytes")).map_err(SinkError::Stage)).map_err(|e| match e {
+            SinkError::Sort(e) => sort_error(e),
+            SinkError::Stage(e) => e,
+        })
     }
 }
 

@@ -1,7 +1,7 @@
-//! Temporary directories for spills, merge passes and downloaded indexes.
+//! Temporary directories for spills, merge passes and downloaded files.
 //!
 //! ```text
-//! ScratchDir::new_in(base) ──► base/smelt-docindex-<pid>-<n>-<nanos>/ ──drop──► removed with its files
+//! ScratchDir::new_in(base, prefix) ──► base/<prefix>-<pid>-<n>-<nanos>/ ──drop──► removed with its files
 //! ```
 
 use std::io;
@@ -15,18 +15,18 @@ pub struct ScratchDir {
 }
 
 impl ScratchDir {
-    /// Creates `smelt-docindex-<pid>-<n>` under `base` (created if missing).
+    /// Creates `<prefix>-<pid>-<n>-<nanos>` under `base` (created if missing).
     ///
     /// # Errors
     /// The directory cannot be created.
-    pub fn new_in(base: &Path) -> io::Result<Self> {
+    pub fn new_in(base: &Path, prefix: &str) -> io::Result<Self> {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         std::fs::create_dir_all(base)?;
         loop {
             let n = NEXT.fetch_add(1, AtomicOrdering::Relaxed);
             let nanos =
                 std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
-            let path = base.join(format!("smelt-docindex-{}-{n}-{nanos}", std::process::id()));
+            let path = base.join(format!("{prefix}-{}-{n}-{nanos}", std::process::id()));
             match std::fs::create_dir(&path) {
                 Ok(()) => return Ok(ScratchDir { path }),
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
@@ -39,8 +39,8 @@ impl ScratchDir {
     ///
     /// # Errors
     /// The directory cannot be created.
-    pub fn new() -> io::Result<Self> {
-        Self::new_in(&std::env::temp_dir())
+    pub fn new(prefix: &str) -> io::Result<Self> {
+        Self::new_in(&std::env::temp_dir(), prefix)
     }
 
     /// The directory.
