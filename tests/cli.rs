@@ -1039,3 +1039,24 @@ fn walk_parquet(dir: &Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// ARC files (Common Crawl 2008-2012, the Internet Archive) through the `warc` source.
+#[test]
+fn arc_files_become_documents_like_warc() {
+    let env = Env::new();
+    let arc = repo().join("connectors/tests/fixtures/warc/pywb");
+    let yaml = format!(
+        "dataset: arc\nstages:\n  crawl:\n    type: warc\n    paths: [\"{}/example.arc.gz\", \"{}/bad.arc\"]\n  text:\n    type: html_to_text\n    inputs: [crawl]\n    min_chars: 1\n  hashed:\n    type: content_hash\n    inputs: [text]\n  out:\n    type: parquet\n    inputs: [hashed]\n",
+        arc.display(),
+        arc.display()
+    );
+    let p = env.write("arc.yaml", yaml.as_bytes());
+    let r = env.json(&["run", p.to_str().unwrap()]);
+    assert_eq!(r["rows_written"], 1, "{r}");
+    assert!(r["stages"][0]["skips"]["bad_header"].as_u64().unwrap() >= 2, "{r}");
+    let rows = env.ok(&["sql", "SELECT url, fetched_at, text FROM \"arc@1\"", "--format", "json"]);
+    let rows: serde_json::Value = serde_json::from_str(&rows).unwrap();
+    assert_eq!(rows[0]["url"], "http://example.com/");
+    assert!(rows[0]["fetched_at"].as_str().unwrap().starts_with("2014-02-16"), "{rows}");
+    assert!(rows[0]["text"].as_str().unwrap().contains("Example Domain"), "{rows}");
+}

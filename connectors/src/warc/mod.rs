@@ -1,5 +1,6 @@
-//! Reading WARC files (WARC, WET and WAT; WARC/0.17 to 1.1): a fast reader that
-//! never stops on bad input.
+//! Reading WARC files (WARC, WET and WAT; WARC/0.17 to 1.1) and Internet
+//! Archive ARC files (v1, v2; read as the WARC records they stand for): a fast
+//! reader that never stops on bad input.
 //!
 //! ```text
 //!  file ──read 8 MiB window──▶ Input ──┬─ gzip member ≤ 4 MiB ─▶ libdeflate (whole member) ─┐
@@ -40,6 +41,7 @@
 //! # Ok(()) }
 //! ```
 
+mod arc;
 mod http;
 mod inflate;
 mod input;

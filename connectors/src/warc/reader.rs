@@ -31,6 +31,7 @@ use std::path::Path;
 use bytes::{Buf, Bytes, BytesMut};
 use flate2::{Decompress, FlushDecompress, Status};
 
+use super::arc;
 use super::inflate::{self, Candidate, Libdeflate, Member, GZIP_MAGIC};
 use super::input::Input;
 
@@ -236,8 +237,12 @@ pub struct WarcReader {
     frontier: u64,
     members: VecDeque<MemberStart>,
     gaps: VecDeque<Gap>,
-    /// Looking for the next `WARC/` line after garbage.
+    /// Looking for the next `WARC/` line (an ARC header line in an ARC file) after garbage.
     resync: bool,
+    /// The file is an ARC file (its first record is a `filedesc://` line).
+    arc: bool,
+    /// A record or an error was returned (the first record decides ARC).
+    started: bool,
     /// In resync, `out[0]` has not been examined yet (it follows a gap).
     resync_at0: bool,
     /// Bytes of an over-long block still to discard.
@@ -300,6 +305,8 @@ impl WarcReader {
             members,
             gaps: VecDeque::new(),
             resync: false,
+            arc: false,
+            started: false,
             resync_at0: false,
             skip: 0,
             input_done: false,
@@ -358,8 +365,14 @@ impl WarcReader {
                 return None;
             }
             match self.step() {
-                Step::Record(r) => return Some(Ok(r)),
-                Step::Error(e) => return Some(Err(e)),
+                Step::Record(r) => {
+                    self.started = true;
+                    return Some(Ok(r));
+                }
+                Step::Error(e) => {
+                    self.started = true;
+                    return Some(Err(e));
+                }
                 Step::NeedMore => {
                     if let Some(gap) = self.gaps.pop_front() {
                         return Some(Err(self.gap_error(gap)));
@@ -428,9 +441,16 @@ impl WarcReader {
                         self.resync = false;
                     }
                     None => {
-                        // Keep the last bytes: they may begin "WARC/", and the
-                        // first kept byte has been examined already.
-                        let n = avail.saturating_sub(5);
+                        // Keep the last bytes: they may begin "WARC/" (in an ARC
+                        // file: the last line, which may be a record header cut
+                        // by the buffer's end), and the first kept byte has been
+                        // examined already.
+                        let d = &self.out[..avail];
+                        let n = if self.arc {
+                            d.iter().rposition(|&b| b == b'\n').map_or(avail.saturating_sub(MAX_HEADER), |i| i + 1)
+                        } else {
+                            avail.saturating_sub(5)
+                        };
                         if n > 0 {
                             self.resync_at0 = false;
                         }
@@ -448,6 +468,12 @@ impl WarcReader {
             }
             if avail == 0 {
                 return Step::NeedMore;
+            }
+            if !self.started && d.starts_with(b"filedesc://") {
+                self.arc = true;
+            }
+            if self.arc && !d.starts_with(b"WARC/") {
+                return self.arc_step(avail);
             }
             if !d.starts_with(b"WARC/") {
                 if d.len() < 5 && b"WARC/".starts_with(d) {
@@ -497,9 +523,73 @@ impl WarcReader {
         }
     }
 
+    /// Parses an ARC record at `out[0]`: its header line, then the block of
+    /// the length it gives, as the WARC record it stands for.
+    fn arc_step(&mut self, avail: usize) -> Step {
+        let d = &self.out[..avail];
+        let Some(nl) = d[..avail.min(MAX_HEADER)].iter().position(|&b| b == b'\n') else {
+            if avail > MAX_HEADER {
+                return self.bad_header(format!("no line end ends the ARC record header within {MAX_HEADER} bytes"));
+            }
+            return Step::NeedMore;
+        };
+        let header = match arc::parse_header(trim(&d[..nl])) {
+            Ok(h) => h,
+            Err(message) => return self.bad_header(format!("ARC record header: {message}")),
+        };
+        let header_len = nl + 1;
+        if header.length > self.max_block_len {
+            let location = self.location(self.out_abs);
+            self.advance(header_len);
+            self.skip = header.length;
+            return Step::Error(RecordError {
+                location,
+                kind: RecordErrorKind::BadHeader,
+                message: format!(
+                    "archive length {} exceeds the limit of {} bytes; record skipped",
+                    header.length, self.max_block_len
+                ),
+            });
+        }
+        let block_len = usize::try_from(header.length).unwrap_or(usize::MAX);
+        if avail.saturating_sub(header_len) < block_len {
+            return Step::NeedMore;
+        }
+        let headers = header.warc_headers(&d[header_len..header_len + block_len]);
+        let location = self.location(self.out_abs);
+        self.advance(header_len);
+        let block = self.out.split_to(block_len).freeze();
+        self.out_abs += block_len as u64;
+        while self.members.len() >= 2 && self.members[1].abs <= self.out_abs {
+            self.members.pop_front();
+        }
+        Step::Record(WarcRecord { location, version: "ARC".to_string(), headers, block })
+    }
+
+    /// In an ARC file: position of the next line that parses as an ARC record
+    /// header, at a line start or member start.
+    fn find_arc_resync(&self, avail: usize) -> Option<usize> {
+        let d = &self.out[..avail];
+        let mut p = usize::from(!self.resync_at0);
+        while p < d.len() {
+            let line_start = p > 0 && d[p - 1] == b'\n';
+            if line_start || self.is_member_start(self.out_abs + p as u64) {
+                let end = d[p..].iter().position(|&b| b == b'\n')?;
+                if arc::parse_header(trim(&d[p..p + end])).is_ok() {
+                    return Some(p);
+                }
+            }
+            p += d[p..].iter().position(|&b| b == b'\n')? + 1;
+        }
+        None
+    }
+
     /// Position of the next `WARC/` at a line start or member start; from 1
     /// unless `out[0]` follows a gap.
     fn find_resync(&self, avail: usize) -> Option<usize> {
+        if self.arc {
+            return self.find_arc_resync(avail);
+        }
         let d = &self.out[..avail];
         let mut p = usize::from(!self.resync_at0);
         while p + 5 <= d.len() {

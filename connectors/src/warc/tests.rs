@@ -657,3 +657,46 @@ fn any_cut_returns_the_whole_members_before_it() {
         assert_eq!(errors, usize::from(!at_boundary), "cut at {cut}: {:?}", summary(&items));
     }
 }
+
+/// ARC files (pywb's sample archive, `pywb/` in the fixtures): records as the
+/// WARC records they stand for, plain and gzip per record.
+#[test]
+fn arc_files_read_as_warc_records() {
+    for name in ["pywb/example.arc", "pywb/example.arc.gz"] {
+        let items = read_file(name);
+        let records: Vec<&WarcRecord> = items.iter().map(|r| r.as_ref().unwrap()).collect();
+        assert_eq!(records.len(), 2, "{name}: {items:?}");
+        assert_eq!(records[0].warc_type(), Some("warcinfo"));
+        assert!(records[0].block.starts_with(b"1 0 LiveWeb Capture"));
+        let r = records[1];
+        assert_eq!(
+            (r.warc_type(), r.target_uri(), r.date()),
+            (Some("response"), Some("http://example.com/"), Some("2014-02-16T05:02:21Z"))
+        );
+        let http = parse_http_response(&r.block).unwrap();
+        assert_eq!(http.status, 200);
+        assert_eq!(http.header("content-type"), Some("text/html"));
+        assert!(String::from_utf8_lossy(http.body).contains("<title>Example Domain</title>"));
+    }
+    // The gzip file's records start at its members.
+    let gz = read_file("pywb/example.arc.gz");
+    assert_eq!(gz[0].as_ref().unwrap().location.member_offset, 0);
+    assert!(gz[1].as_ref().unwrap().location.member_offset > 0);
+}
+
+/// pywb's `bad.arc`: lengths of -1 and `abc`, an 18-digit date. Each bad
+/// header is one error; the one good record between them is read.
+#[test]
+fn bad_arc_headers_are_errors_and_the_good_record_is_read() {
+    let items = read_file("pywb/bad.arc");
+    let errors: Vec<&RecordError> = items.iter().filter_map(|r| r.as_ref().err()).collect();
+    let records: Vec<&WarcRecord> = items.iter().filter_map(|r| r.as_ref().ok()).collect();
+    assert!(
+        errors.iter().all(|e| e.kind == RecordErrorKind::BadHeader && e.message.contains("ARC record header")),
+        "{errors:?}"
+    );
+    assert!(errors.len() >= 2, "{errors:?}");
+    assert_eq!(records.len(), 1, "{items:?}");
+    assert_eq!(records[0].target_uri(), Some("http://example.com/"));
+    assert_eq!(records[0].block.len(), 1);
+}
