@@ -941,9 +941,7 @@ fn a_panicking_parser_loses_one_page_or_one_split_and_the_run_commits_the_rest()
     assert_eq!(clean["rows_written"], 19);
 
     let env = Env::new();
-    let out = env.cmd().env("SMELT_TEST_PANIC", "01spb.ru").args(["run", &p, "--format", "json"]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (r, _) = run_panicking(&env, "01spb.ru", &p);
     assert_eq!(r["rows_written"], 18, "{r}");
     let text = r["stages"].as_array().unwrap().iter().find(|s| s["stage"] == "text").unwrap();
     assert_eq!(text["drops"]["parser_panic"], 1, "{text}");
@@ -954,11 +952,8 @@ fn a_panicking_parser_loses_one_page_or_one_split_and_the_run_commits_the_rest()
         ("whirlwind.warc.gz, reading", "whirlwind.warc.gz, reading: panicked"),
     ] {
         let env = Env::new();
-        let out = env.cmd().env("SMELT_TEST_PANIC", marker).args(["run", &p, "--format", "json"]).output().unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "{stderr}");
+        let (r, stderr) = run_panicking(&env, marker, &p);
         assert!(stderr.contains(message), "the skip names the file: {stderr}");
-        let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(r["version"], 1);
         let crawl = &r["stages"][0];
         assert_eq!(crawl["skips"]["parser_panic"], 1, "{crawl}");
@@ -974,12 +969,8 @@ fn a_panicking_record_parser_loses_that_record_only() {
     // Every HTTP block of one WARC file panics its parser (it holds one HTML response): the other files commit.
     let p = quickstart();
     let env = Env::new();
-    let out =
-        env.cmd().env("SMELT_TEST_PANIC", "whirlwind.warc.gz#").args(["run", &p, "--format", "json"]).output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
+    let (r, stderr) = run_panicking(&env, "whirlwind.warc.gz#", &p);
     assert!(stderr.contains("the HTTP parser panicked"), "{stderr}");
-    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(r["stages"][0]["skips"]["parser_panic"], 1, "its one HTML response: {r}");
     assert_eq!(r["rows_written"], 18, "{r}");
 
@@ -992,14 +983,7 @@ fn a_panicking_record_parser_loses_that_record_only() {
         "j.yaml",
         b"dataset: j\nstages:\n  docs:\n    type: jsonl\n    paths: [in/a.jsonl]\n  hashed:\n    type: content_hash\n    inputs: [docs]\n  out:\n    type: parquet\n    inputs: [hashed]\n",
     );
-    let out = env
-        .cmd()
-        .env("SMELT_TEST_PANIC", "a.jsonl#L2")
-        .args(["run", p.to_str().unwrap(), "--format", "json"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (r, _) = run_panicking(&env, "a.jsonl#L2", p.to_str().unwrap());
     assert_eq!(r["stages"][0]["skips"]["parser_panic"], 1, "{r}");
     assert_eq!(r["rows_written"], 2, "{r}");
     let ids = env.ok(&["sql", "SELECT id FROM \"j@1\" ORDER BY id", "--format", "csv"]);
@@ -1015,16 +999,18 @@ fn a_panicking_record_parser_loses_that_record_only() {
         "pq.yaml",
         b"dataset: pq\nstages:\n  docs:\n    type: parquet_files\n    paths: [pq/*.parquet]\n  hashed:\n    type: content_hash\n    inputs: [docs]\n  out:\n    type: parquet\n    inputs: [hashed]\n",
     );
-    let out = env
-        .cmd()
-        .env("SMELT_TEST_PANIC", "two.parquet")
-        .args(["run", p.to_str().unwrap(), "--format", "json"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (r, _) = run_panicking(&env, "two.parquet", p.to_str().unwrap());
     assert_eq!(r["stages"][0]["skips"]["parser_panic"], 1, "{r}");
     assert_eq!(r["rows_written"], 2, "{r}");
+}
+
+/// Runs `smelt run PIPELINE --format json` with `SMELT_TEST_PANIC=marker`;
+/// asserts success and returns the summary and stderr.
+fn run_panicking(env: &Env, marker: &str, pipeline: &str) -> (serde_json::Value, String) {
+    let out = env.cmd().env("SMELT_TEST_PANIC", marker).args(["run", pipeline, "--format", "json"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "{stderr}");
+    (serde_json::from_slice(&out.stdout).unwrap(), stderr)
 }
 
 fn walk_parquet(dir: &Path) -> Vec<std::path::PathBuf> {

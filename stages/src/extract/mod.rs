@@ -25,14 +25,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arrow::array::{Array, ArrayRef, AsArray, LargeStringBuilder};
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::datatypes::{DataType, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use serde::{Deserialize, Serialize};
 use smelt_engine::guard;
-use smelt_engine::stage::doc;
 use smelt_engine::{
-    parse_options, require_column, ConfigureContext, OptionError, Processed, Result, SchemaError, StageConfig,
-    Transform, TransformConfig,
+    parse_options, ConfigureContext, OptionError, Processed, Result, SchemaError, StageConfig, Transform,
+    TransformConfig,
 };
 
 use crate::html::decode_html;
@@ -257,17 +256,7 @@ pub fn configure(options: serde_json::Value, _ctx: &ConfigureContext) -> Result<
 
 impl TransformConfig for ExtractConfig {
     fn output_schema(&self, input: &SchemaRef) -> Result<SchemaRef, SchemaError> {
-        require_column(input, "html", &[DataType::LargeBinary, DataType::Binary])?;
-        if input.field_with_name("text").is_ok() {
-            return Err(SchemaError("would replace the input's existing `text` column; remove one of them".into()));
-        }
-        let fields: Vec<Field> = input
-            .fields()
-            .iter()
-            .filter(|f| f.name() != "content_type")
-            .map(|f| if f.name() == "html" { doc::text() } else { f.as_ref().clone() })
-            .collect();
-        Ok(Arc::new(Schema::new(fields)))
+        crate::html::columns::text_schema(input)
     }
 
     fn resolved(&self) -> serde_json::Value {
@@ -320,16 +309,7 @@ impl Transform for Extract {
                 }
             }
         }
-        let text: ArrayRef = Arc::new(text.finish());
-        let cols: Vec<ArrayRef> = batch
-            .schema()
-            .fields()
-            .iter()
-            .zip(batch.columns())
-            .filter(|(f, _)| f.name() != "content_type")
-            .map(|(f, c)| if f.name() == "html" { text.clone() } else { c.clone() })
-            .collect();
-        let out = RecordBatch::try_new(self.output.clone(), cols)?;
+        let out = crate::html::columns::with_text(&batch, Arc::new(text.finish()), &self.output)?;
         Ok(Processed::Filtered { batch: out, verdicts })
     }
 }

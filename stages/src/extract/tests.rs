@@ -2,6 +2,8 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use arrow::array::{LargeBinaryArray, StringArray};
+use arrow::datatypes::{Field, Schema};
+use smelt_engine::stage::doc;
 
 use super::*;
 

@@ -13,6 +13,7 @@
 //! (boilerplate removal) is a later, separate stage.
 
 pub(crate) mod charset;
+pub(crate) mod columns;
 pub(crate) mod text;
 
 pub use charset::{
