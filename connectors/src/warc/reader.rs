@@ -494,17 +494,7 @@ impl WarcReader {
                 Err(message) => return self.bad_header(message),
             };
             if content_length > self.max_block_len {
-                let location = self.location(self.out_abs);
-                self.advance(header_len);
-                self.skip = content_length;
-                return Step::Error(RecordError {
-                    location,
-                    kind: RecordErrorKind::BadHeader,
-                    message: format!(
-                        "Content-Length {content_length} exceeds the limit of {} bytes; record skipped",
-                        self.max_block_len
-                    ),
-                });
+                return self.over_long(header_len, content_length, "Content-Length");
             }
             // content_length <= max_block_len, which fits in memory, so in usize.
             let block_len = usize::try_from(content_length).unwrap_or(usize::MAX);
@@ -512,13 +502,7 @@ impl WarcReader {
                 return Step::NeedMore;
             }
             let version = String::from_utf8_lossy(trim(line_at(d, 0))).into_owned();
-            let location = self.location(self.out_abs);
-            self.advance(header_len);
-            let block = self.out.split_to(block_len).freeze();
-            self.out_abs += block_len as u64;
-            while self.members.len() >= 2 && self.members[1].abs <= self.out_abs {
-                self.members.pop_front();
-            }
+            let (location, block) = self.take_block(header_len, block_len);
             return Step::Record(WarcRecord { location, version, headers, block });
         }
     }
@@ -539,23 +523,33 @@ impl WarcReader {
         };
         let header_len = nl + 1;
         if header.length > self.max_block_len {
-            let location = self.location(self.out_abs);
-            self.advance(header_len);
-            self.skip = header.length;
-            return Step::Error(RecordError {
-                location,
-                kind: RecordErrorKind::BadHeader,
-                message: format!(
-                    "archive length {} exceeds the limit of {} bytes; record skipped",
-                    header.length, self.max_block_len
-                ),
-            });
+            return self.over_long(header_len, header.length, "archive length");
         }
         let block_len = usize::try_from(header.length).unwrap_or(usize::MAX);
         if avail.saturating_sub(header_len) < block_len {
             return Step::NeedMore;
         }
         let headers = header.warc_headers(&d[header_len..header_len + block_len]);
+        let (location, block) = self.take_block(header_len, block_len);
+        Step::Record(WarcRecord { location, version: "ARC".to_string(), headers, block })
+    }
+
+    /// A record whose block is over the limit: its header is consumed, its
+    /// block skipped as it arrives, and the error says so.
+    fn over_long(&mut self, header_len: usize, length: u64, field: &str) -> Step {
+        let location = self.location(self.out_abs);
+        self.advance(header_len);
+        self.skip = length;
+        Step::Error(RecordError {
+            location,
+            kind: RecordErrorKind::BadHeader,
+            message: format!("{field} {length} exceeds the limit of {} bytes; record skipped", self.max_block_len),
+        })
+    }
+
+    /// Consumes a record's header of `header_len` bytes and returns where the
+    /// record started and its block of `block_len` bytes (no copy).
+    fn take_block(&mut self, header_len: usize, block_len: usize) -> (RecordLocation, Bytes) {
         let location = self.location(self.out_abs);
         self.advance(header_len);
         let block = self.out.split_to(block_len).freeze();
@@ -563,7 +557,7 @@ impl WarcReader {
         while self.members.len() >= 2 && self.members[1].abs <= self.out_abs {
             self.members.pop_front();
         }
-        Step::Record(WarcRecord { location, version: "ARC".to_string(), headers, block })
+        (location, block)
     }
 
     /// In an ARC file: position of the next line that parses as an ARC record
