@@ -1046,3 +1046,36 @@ fn arc_files_become_documents_like_warc() {
     assert!(rows[0]["fetched_at"].as_str().unwrap().starts_with("2014-02-16"), "{rows}");
     assert!(rows[0]["text"].as_str().unwrap().contains("Example Domain"), "{rows}");
 }
+
+/// The `sql` transform: validate points at the expression with what to change; a run drops and derives.
+#[test]
+fn sql_stage_errors_point_at_the_expression_and_a_run_filters_and_derives() {
+    let env = Env::new();
+    let p = env.write(
+        "p.yaml",
+        format!(
+            "dataset: s\nstages:\n  crawl:\n    type: warc\n    paths: [\"{}/examples/data/cc/*.warc.gz\"]\n  text:\n    type: html_to_text\n    inputs: [crawl]\n  rules:\n    type: sql\n    inputs: [text]\n    where: \"lenght(text) > 500\"\n  hashed:\n    type: content_hash\n    inputs: [rules]\n  out:\n    type: parquet\n    inputs: [hashed]\n",
+            repo().display()
+        )
+        .as_bytes(),
+    );
+    let out = env.smelt(&["validate", p.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("p.yaml:12:12: error: stage `rules` (sql)") && err.contains("Did you mean 'length'?"),
+        "{err}"
+    );
+
+    let r = env.json(&["run", &example("sql.yaml").display().to_string()]);
+    let rules = r["stages"].as_array().unwrap().iter().find(|s| s["stage"] == "rules").unwrap();
+    assert_eq!(rules["drops"]["too_few_lines"], 2, "{rules}");
+    assert_eq!(r["rows_written"], 17);
+    let rows = env.ok(&[
+        "sql",
+        "SELECT count(*) AS n FROM \"sql-sample@1\" WHERE n_lines < 20 OR domain_tld IS NULL",
+        "--format",
+        "csv",
+    ]);
+    assert_eq!(rows.lines().nth(1), Some("0"), "{rows}");
+}

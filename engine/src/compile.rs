@@ -16,7 +16,7 @@ use petgraph::visit::EdgeRef;
 use petgraph::Direction;
 
 use crate::diagnostic::{closest, Diagnostic, Diagnostics};
-use crate::stage::{ConfigureContext, StageConfig, StageKind, StageType};
+use crate::stage::{ConfigureContext, SchemaError, StageConfig, StageKind, StageType};
 use crate::yaml::{self, format_path, Node, PathSeg, Value};
 
 /// Default rows per batch.
@@ -458,6 +458,11 @@ pub fn compile(
             Ok(s) => {
                 graph[n].schema = s.clone();
                 schemas.insert(n, s);
+            }
+            Err(SchemaError(message, Some((option, help)))) => {
+                let mut path = vec![key("stages"), key(&name)];
+                path.extend(option);
+                ctx.at(&path, false, format!("stage `{name}` ({}): {message}", graph[n].type_name), help);
             }
             Err(e) => {
                 let from: Vec<&str> = inputs.iter().map(|&i| graph[i].name.as_str()).collect();

@@ -225,9 +225,23 @@ pub fn parse_options<T: DeserializeOwned>(options: serde_json::Value) -> Result<
     })
 }
 
-/// A schema problem on an edge: the stage needs something its input lacks.
+/// A schema problem on an edge: the stage needs something its input lacks,
+/// or one of its options does not fit the input's columns (`.1`: the option's
+/// path inside the stage's options, and what to change), reported there.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SchemaError(pub String);
+pub struct SchemaError(pub String, pub Option<(Vec<PathSeg>, Option<String>)>);
+
+impl SchemaError {
+    /// A problem with the input's columns.
+    pub fn new(message: impl Into<String>) -> SchemaError {
+        SchemaError(message.into(), None)
+    }
+
+    /// A problem of the option at `path` (inside the stage's options) with the input's columns.
+    pub fn at_option(path: Vec<PathSeg>, message: impl Into<String>, help: Option<String>) -> SchemaError {
+        SchemaError(message.into(), Some((path, help)))
+    }
+}
 
 /// Row `i` of a string column (Utf8, LargeUtf8 or Utf8View); `None` when
 /// null or when the column is not a string column.
@@ -251,12 +265,12 @@ pub fn str_at(col: &arrow::array::ArrayRef, i: usize) -> Option<&str> {
 pub fn require_column(schema: &SchemaRef, column: &str, types: &[DataType]) -> Result<(), SchemaError> {
     match schema.field_with_name(column) {
         Ok(f) if types.is_empty() || types.contains(f.data_type()) => Ok(()),
-        Ok(f) => Err(SchemaError(format!(
+        Ok(f) => Err(SchemaError::new(format!(
             "needs column `{column}` as {}, but its input has it as {}",
             types.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(" or "),
             f.data_type()
         ))),
-        Err(_) => Err(SchemaError(format!(
+        Err(_) => Err(SchemaError::new(format!(
             "needs column `{column}`{}, but its input has only: {}",
             if types.is_empty() {
                 String::new()

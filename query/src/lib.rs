@@ -11,6 +11,8 @@
 //! _versions/A.idx, B.idx ──► docdiff::diff_version_documents ──► DocDiff (added, removed, changed)
 //!
 //! commit_run ──manifest──► audit::AuditGates (a CommitHook) ──► manifest.audit, or no version
+//!
+//! batches of a pipeline ──► stage (the `sql` transform: DataFusion physical expressions) ──► filtered, derived rows
 //! ```
 //! Only `sql` links DataFusion. Errors are the catalog's [`CatalogError`]:
 //! every failure here is one of its kinds (a version the user named that does
@@ -23,3 +25,4 @@ pub mod audit;
 pub mod diff;
 pub mod docdiff;
 pub mod sql;
+pub mod stage;

@@ -136,6 +136,12 @@ pub fn stages() -> Vec<StageType> {
             configure: pipelines::dedup::minhash::configure,
         },
         StageType {
+            name: "sql",
+            kind: StageKind::Transform,
+            about: "SQL expressions (DataFusion): `where` drops rows that are not true, `columns` adds or replaces derived columns",
+            configure: smelt_query::stage::configure,
+        },
+        StageType {
             name: "back_translate",
             kind: StageKind::Transform,
             about: "add back-translations (apertium, openai or libretranslate; through pivot languages and back) as new rows beside the originals",

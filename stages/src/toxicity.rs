@@ -612,7 +612,7 @@ impl TransformConfig for Toxicity {
         }
         for name in ["toxic", "toxic_matches"] {
             if input.field_with_name(name).is_ok() {
-                return Err(SchemaError(format!(
+                return Err(SchemaError::new(format!(
                     "would add `{name}`, but its input already has it; rename one of them"
                 )));
             }

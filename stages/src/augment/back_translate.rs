@@ -521,7 +521,7 @@ impl TransformConfig for BackTranslateConfig {
         }
         for c in ["augmented_from", "augmentation"] {
             if input.field_with_name(c).is_ok() {
-                return Err(SchemaError(format!(
+                return Err(SchemaError::new(format!(
                     "its input already has `{c}` (one back_translate stage per pipeline: list every chain in `pivots`)"
                 )));
             }

@@ -20,7 +20,7 @@ use smelt_engine::{require_column, Result, SchemaError};
 pub(crate) fn text_schema(input: &SchemaRef) -> std::result::Result<SchemaRef, SchemaError> {
     require_column(input, "html", &[DataType::LargeBinary, DataType::Binary])?;
     if input.field_with_name("text").is_ok() {
-        return Err(SchemaError("would replace the input's existing `text` column; remove one of them".into()));
+        return Err(SchemaError::new("would replace the input's existing `text` column; remove one of them"));
     }
     let fields: Vec<Field> = input
         .fields()

@@ -173,7 +173,7 @@ pub fn input_ids_field() -> Field {
 impl TransformConfig for TokenizeConfig {
     fn output_schema(&self, input: &SchemaRef) -> Result<SchemaRef, SchemaError> {
         require_column(input, "text", &[DataType::LargeUtf8, DataType::Utf8, DataType::Utf8View])?;
-        let p = self.prepared().map_err(SchemaError)?;
+        let p = self.prepared().map_err(SchemaError::new)?;
         let mut fields: Vec<Field> = input
             .fields()
             .iter()
