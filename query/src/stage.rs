@@ -10,6 +10,7 @@
 //! batch ──columns.* evaluated──► batch with derived columns ──where: not true──► dropped, counted as `reason`
 //! ```
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -195,13 +196,13 @@ impl TransformConfig for SqlConfig {
 
     fn build(&self, input: &SchemaRef) -> Result<Box<dyn Transform>> {
         let planned = self.plan(input).map_err(|e| EngineError::User(e.0))?;
-        Ok(Box::new(Sql { planned, reason: self.reason.clone() }))
+        Ok(Box::new(Sql { planned, reason: Cow::Owned(self.reason.clone()) }))
     }
 }
 
 struct Sql {
     planned: Planned,
-    reason: String,
+    reason: Cow<'static, str>,
 }
 
 impl Transform for Sql {
@@ -228,17 +229,11 @@ impl Transform for Sql {
             DataType::Boolean => {
                 let keep = keep.as_boolean();
                 (0..rows)
-                    .map(|i| {
-                        if keep.is_valid(i) && keep.value(i) {
-                            None
-                        } else {
-                            Some(std::borrow::Cow::Owned(self.reason.clone()))
-                        }
-                    })
+                    .map(|i| if keep.is_valid(i) && keep.value(i) { None } else { Some(self.reason.clone()) })
                     .collect()
             }
             // A `where` of NULL: no row is true.
-            _ => vec![Some(std::borrow::Cow::Owned(self.reason.clone())); rows],
+            _ => vec![Some(self.reason.clone()); rows],
         };
         Ok(Processed::Filtered { batch: out, verdicts })
     }

@@ -61,12 +61,17 @@ impl StageIo {
             .ok_or_else(|| EngineError::Internal(format!("stage `{}` without input", self.metrics.stage)))
     }
 
-    /// Runs `f` on a blocking thread with a CPU permit, counting the time as busy.
+    /// Runs `f` on a blocking thread with a CPU permit, counting the time it
+    /// ran (not the wait for a permit) as busy.
     pub(super) async fn on_cpu<T: Send + 'static>(&mut self, f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
-        let start = Instant::now();
-        let out = on_cpu(&self.cpu, f).await;
-        self.busy += start.elapsed();
-        out
+        let (out, took) = on_cpu(&self.cpu, move || {
+            let start = Instant::now();
+            let out = f();
+            (out, start.elapsed())
+        })
+        .await?;
+        self.busy += took;
+        Ok(out)
     }
 
     /// Moves `state` to a blocking thread, runs `f` on it there and puts it
