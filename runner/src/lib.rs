@@ -1,14 +1,14 @@
 //! A smelt run as a library: what `smelt run` and `smelt commit` do, without
 //! the command line. The binary parses arguments into a [`RunRequest`],
-//! calls [`run`] and prints the [`RunOutcome`]; tests and other programs do
-//! the same in process.
+//! calls [`start`], [`Run::execute`] and [`Run::commit`], and prints the
+//! [`RunOutcome`]; tests and other programs do the same in process.
 //!
 //! ```text
 //! Workspace (data dir: catalog.sled, datasets/<name>, runs/<id>.json, scratch/<dataset>/<id>)
 //!   │ load(pipeline.yaml) ── registry::stages(), ConfigureContext (pipeline dir, data dir, dataset roots) ──► Pipeline
 //!   ▼
-//! run(RunRequest) ── run id, pointer ──► smelt_engine::run (rank R of W; resumes finished splits)
-//!   │ single process: commit_run ──► version; scratch removed; `train:` hook
+//! start(RunRequest) ── run id, pointer ──► Run::execute ── smelt_engine::run (rank R of W; resumes finished splits)
+//!   │ Run::commit, single process: commit_run (+ audit gates hook) ──► version; scratch removed; `train:` hook
 //!   ▼
 //! RunOutcome { report, committed, train }          commit(run id) does the commit step alone
 //!
