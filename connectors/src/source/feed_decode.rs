@@ -295,6 +295,64 @@ mod tests {
         assert!(truncated_recovery(b"<rss><channel><title>x").is_none());
     }
 
+    /// What the `rss` source does with a feed body: prepared, parsed, a cut one recovered.
+    fn read(body: &[u8], content_type: Option<&str>) -> feed_rs::model::Feed {
+        let xml = prepare(body, content_type);
+        feed_rs::parser::parse(xml.as_slice())
+            .or_else(|e| feed_rs::parser::parse(truncated_recovery(&xml).ok_or(e)?.as_slice()))
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&xml)))
+    }
+
+    fn titles(feed: &feed_rs::model::Feed) -> Vec<String> {
+        feed.entries.iter().map(|e| e.title.as_ref().map(|t| t.content.clone()).unwrap_or_default()).collect()
+    }
+
+    fn rss(items: &str) -> String {
+        format!("<rss version=\"2.0\"><channel><title>t</title><link>http://a.org/</link>{items}</channel></rss>")
+    }
+
+    const ITEM: &str = "<item><title>TITLE</title><link>http://a.org/1</link><guid>g1</guid><pubDate>Tue, 03 Jun 2003 09:39:21 GMT</pubDate></item>";
+
+    /// Feeds as publishers write them, each read whole by feed-rs after
+    /// decoding, with the title, link, GUID and date the file states.
+    #[test]
+    fn feeds_in_the_wild_give_their_items() {
+        let item = |title: &str| ITEM.replace("TITLE", title);
+        // HTML entities XML does not declare.
+        let f =
+            read(rss(&item("Caf&eacute; &amp; cr&egrave;me&nbsp;br&ucirc;l&eacute;e &mdash; AT&T")).as_bytes(), None);
+        assert_eq!(titles(&f), ["Café & crème\u{a0}brûlée — AT&T"]);
+        let e = &f.entries[0];
+        assert_eq!((e.id.as_str(), e.links[0].href.as_str()), ("g1", "http://a.org/1"));
+        assert_eq!(e.published.unwrap().to_rfc3339(), "2003-06-03T09:39:21+00:00");
+        // Legacy encodings, declared.
+        for (label, enc, title) in [
+            ("windows-1252", encoding_rs::WINDOWS_1252, "“Café” – €5"),
+            ("big5", encoding_rs::BIG5, "中文新聞標題"),
+            ("euc-kr", encoding_rs::EUC_KR, "한국어 뉴스"),
+            ("shift_jis", encoding_rs::SHIFT_JIS, "日本語のニュース"),
+        ] {
+            let text = format!("<?xml version=\"1.0\" encoding=\"{label}\"?>{}", rss(&item(title)));
+            let (bytes, _, bad) = enc.encode(&text);
+            assert!(!bad, "{label}");
+            assert_eq!(titles(&read(&bytes, None)), [title], "{label}");
+            // The same bytes undeclared, with the charset sent by HTTP instead.
+            let undeclared = enc.encode(&rss(&item(title))).0.into_owned();
+            assert_eq!(titles(&read(&undeclared, Some(&format!("application/rss+xml; charset={label}")))), [title]);
+        }
+        // UTF-16 with byte-order marks, Atom.
+        let atom = "<?xml version=\"1.0\" encoding=\"utf-16\"?><feed xmlns=\"http://www.w3.org/2005/Atom\"><title>t</title><id>f</id><updated>2024-01-01T00:00:00Z</updated><entry><title>Grüße</title><id>e1</id><updated>2024-01-01T00:00:00Z</updated><link href=\"http://a.org/e\"/></entry></feed>";
+        let le: Vec<u8> = [0xFF, 0xFE].into_iter().chain(atom.encode_utf16().flat_map(u16::to_le_bytes)).collect();
+        assert_eq!(titles(&read(&le, None)), ["Grüße"]);
+        // A comment and a doctype before the root; a root without a version.
+        let clutter = format!("<?xml version=\"1.0\"?>\n<!-- generated -->\n<!DOCTYPE rss PUBLIC \"-//Netscape Communications//DTD RSS 0.91//EN\" \"http://my.netscape.com/publish/formats/rss-0.91.dtd\">\n{}", rss(&item("a")).replace("<rss version=\"2.0\">", "<rss>"));
+        assert_eq!(titles(&read(clutter.as_bytes(), None)), ["a"]);
+        // Cut off in the middle of the third item: the first two.
+        let cut = rss(&format!("{}{}{}", item("one"), item("two"), item("three")));
+        let cut = &cut[..cut.find("three").unwrap()];
+        assert_eq!(titles(&read(cut.as_bytes(), None)), ["one", "two"]);
+    }
+
     #[test]
     fn json_feeds_pass_through() {
         assert_eq!(
