@@ -12,7 +12,7 @@ pub fn stages() -> Vec<StageType> {
         StageType {
             name: "warc",
             kind: StageKind::Source,
-            about: "WARC/WET files (gzip per record or whole file): HTTP responses with HTML, or WET text",
+            about: "WARC/WET and ARC files (gzip per record or whole file): HTTP responses with HTML, or WET text",
             configure: source::warc::configure,
         },
         StageType {
