@@ -9,10 +9,9 @@ mod common;
 use common::{example, stderr, Env};
 
 #[test]
+#[ignore = "needs Apertium: apt-get install apertium apertium-eng-spa apertium-eng-cat (.ci/run runs it)"]
 fn example_back_translates_and_a_rerun_uses_the_cache() {
-    if !smelt_stages::augment::apertium::installed_or_skip() {
-        return;
-    }
+    smelt_stages::augment::apertium::require_installed();
     let env = Env::new();
     let p = example("back_translate.yaml").display().to_string();
     env.ok(&["validate", &p]);

@@ -1,9 +1,9 @@
 //! The network sources (`commoncrawl`, `commoncrawl_news`, `rss`) against a
 //! real HTTP server on 127.0.0.1 (tests/common/http_server.rs) serving real
 //! fixtures (tests/fixtures/net/README.md), with injected faults; and the
-//! `s3://` path against a real S3-compatible server (moto) when
-//! SMELT_S3_ENDPOINT is set (.ci/run sets it and SMELT_S3_TESTS=1, which makes
-//! a missing server a failure rather than a skip).
+//! `s3://` path against a real S3-compatible server (moto) at
+//! SMELT_S3_ENDPOINT: that test is `#[ignore]`d, and `.ci/run` starts the
+//! server and runs it with `--include-ignored`.
 
 mod common;
 
@@ -493,15 +493,10 @@ fn a_utf16_feed_is_read_and_a_feed_that_panics_the_parser_is_a_bad_feed() {
 
 /// S3 through object_store against a real S3-compatible server (moto) at SMELT_S3_ENDPOINT.
 #[test]
+#[ignore = "needs an S3-compatible server at SMELT_S3_ENDPOINT (.ci/run starts moto and runs it)"]
 fn commoncrawl_reads_s3_through_object_store() {
-    let Ok(endpoint) = std::env::var("SMELT_S3_ENDPOINT") else {
-        assert!(
-            std::env::var("SMELT_S3_TESTS").is_err(),
-            "SMELT_S3_TESTS is set but SMELT_S3_ENDPOINT is not: start moto_server (see .ci/run)"
-        );
-        eprintln!("skipped: set SMELT_S3_ENDPOINT (and SMELT_S3_TESTS=1) to run against an S3-compatible server");
-        return;
-    };
+    let endpoint = std::env::var("SMELT_S3_ENDPOINT")
+        .expect("this test needs SMELT_S3_ENDPOINT, an S3-compatible server (moto_server, see .ci/run)");
     let hostport = endpoint.trim_start_matches("http://").trim_end_matches('/').to_string();
     let bucket = format!("commoncrawl-{}", std::process::id());
     s3_put(&hostport, &format!("/{bucket}"), &[]);

@@ -1,9 +1,9 @@
 //! `smelt run --executor slurm|k8s` and `smelt runs`, with the real binary.
 //!
 //! The tests that submit jobs need a running Slurm (`.ci/slurm-up.sh` starts a
-//! one-node one). Without it they are skipped with a loud message, unless
-//! `SMELT_SLURM_TESTS` is set (as `.ci/run` does): then a missing Slurm fails.
-//! Dry runs and Kubernetes manifests need no cluster.
+//! one-node one): they are `#[ignore]`d, so a plain `cargo test` lists them as
+//! ignored with what they need, and `.ci/run` runs them with
+//! `--include-ignored`. Dry runs and Kubernetes manifests need no cluster.
 
 mod common;
 
@@ -14,24 +14,17 @@ use std::time::{Duration, Instant};
 use common::{repo, scaled_quickstart, stderr, Env};
 use serde_json::Value;
 
-fn slurm_up() -> bool {
+/// For the tests that submit to a real Slurm (marked `#[ignore]`, run by
+/// `.ci/run` with `--include-ignored` after `.ci/slurm-up.sh`).
+///
+/// # Panics
+/// Slurm is not running here.
+fn require_slurm() {
     let up = Command::new("scontrol")
         .arg("ping")
         .output()
         .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("is UP"));
-    if up {
-        return true;
-    }
-    if std::env::var_os("SMELT_SLURM_TESTS").is_some() {
-        panic!(
-            "SMELT_SLURM_TESTS is set but Slurm is not running here (`scontrol ping`); start it with .ci/slurm-up.sh"
-        );
-    }
-    eprintln!(
-        "\n*** SKIPPED: Slurm is not running here (`scontrol ping`). Start it with .ci/slurm-up.sh, \
-         or set SMELT_SLURM_TESTS=1 to make this a failure. ***\n"
-    );
-    false
+    assert!(up, "this test needs a running Slurm (`scontrol ping`): start one with .ci/slurm-up.sh");
 }
 
 fn live(state: &str) -> bool {
@@ -305,10 +298,9 @@ fn k8s_writes_an_indexed_job_per_phase_and_a_commit_job() {
 }
 
 #[test]
+#[ignore = "needs a running Slurm: .ci/slurm-up.sh (.ci/run runs it)"]
 fn quickstart_on_four_slurm_ranks_commits_the_local_digest() {
-    if !slurm_up() {
-        return;
-    }
+    require_slurm();
     let env = Env::new();
     let p = scaled_quickstart(&env, 2); // 6 splits over 4 ranks
     let p = p.to_str().unwrap();
@@ -344,10 +336,9 @@ fn quickstart_on_four_slurm_ranks_commits_the_local_digest() {
 }
 
 #[test]
+#[ignore = "needs a running Slurm: .ci/slurm-up.sh (.ci/run runs it)"]
 fn a_failing_rank_cancels_the_commit_job_and_resume_reruns_only_that_rank() {
-    if !slurm_up() {
-        return;
-    }
+    require_slurm();
     let env = Env::new();
     let p = scaled_quickstart(&env, 2);
     let p = p.to_str().unwrap();
@@ -388,10 +379,9 @@ fn a_failing_rank_cancels_the_commit_job_and_resume_reruns_only_that_rank() {
 }
 
 #[test]
+#[ignore = "needs a running Slurm: .ci/slurm-up.sh (.ci/run runs it)"]
 fn a_cancelled_array_resumes_without_loss_or_duplicates() {
-    if !slurm_up() {
-        return;
-    }
+    require_slurm();
     let env = Env::new();
     let p = scaled_quickstart(&env, 2);
     let p = p.to_str().unwrap();
@@ -447,10 +437,9 @@ fn a_cancelled_array_resumes_without_loss_or_duplicates() {
 }
 
 #[test]
+#[ignore = "needs a running Slurm: .ci/slurm-up.sh (.ci/run runs it)"]
 fn a_barrier_runs_as_dependent_phases_split_at_max_array_size_with_the_local_digest() {
-    if !slurm_up() {
-        return;
-    }
+    require_slurm();
     let env = Env::new();
     let dd = dedup_pipeline(&env);
     let (digest, rows) = local_digest(&dd);

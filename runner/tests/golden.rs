@@ -57,8 +57,9 @@ fn every_example_pipeline_compiles() {
     let mut n = 0;
     for entry in std::fs::read_dir(repo().join("examples")).unwrap() {
         let path = entry.unwrap().path();
-        let needs_apertium = path.ends_with("back_translate.yaml");
-        if needs_apertium && !smelt_stages::augment::apertium::installed_or_skip() {
+        // Configuring back_translate checks that Apertium is installed: tests/back_translate.rs
+        // validates and runs that example where it is.
+        if path.ends_with("back_translate.yaml") {
             continue;
         }
         if path.extension().is_some_and(|e| e == "yaml") {

@@ -91,10 +91,9 @@ fn check_originals(input: &[(String, String)], out: &RecordBatch) {
 }
 
 #[test]
+#[ignore = "needs Apertium: apt-get install apertium apertium-eng-spa apertium-eng-cat (.ci/run runs it)"]
 fn apertium_back_translates_reuters_stories_through_spanish_and_catalan() {
-    if !apertium::installed_or_skip() {
-        return;
-    }
+    apertium::require_installed();
     let docs = stories();
     let input = batch(&docs, None);
     let cache = tempfile::tempdir().unwrap();
@@ -144,10 +143,9 @@ fn apertium_back_translates_reuters_stories_through_spanish_and_catalan() {
 }
 
 #[test]
+#[ignore = "needs Apertium: apt-get install apertium apertium-eng-spa apertium-eng-cat (.ci/run runs it)"]
 fn selection_is_seeded_and_bad_documents_are_skipped_with_a_reason() {
-    if !apertium::installed_or_skip() {
-        return;
-    }
+    apertium::require_installed();
     let mut docs = stories();
     docs.truncate(4);
     docs.push(("empty".into(), "   \n".into()));
@@ -324,10 +322,9 @@ fn openai(url: &str, extra: serde_json::Value) -> serde_json::Value {
 }
 
 #[test]
+#[ignore = "needs Apertium: apt-get install apertium apertium-eng-spa apertium-eng-cat (.ci/run runs it)"]
 fn openai_backend_retries_500s_and_garbage_and_translates_for_real() {
-    if !apertium::installed_or_skip() {
-        return;
-    }
+    apertium::require_installed();
     let s = server();
     s.faults.fail_first.store(3, Ordering::SeqCst);
     s.faults.garbage_first.store(2, Ordering::SeqCst);
@@ -346,10 +343,9 @@ fn openai_backend_retries_500s_and_garbage_and_translates_for_real() {
 }
 
 #[test]
+#[ignore = "needs Apertium: apt-get install apertium apertium-eng-spa apertium-eng-cat (.ci/run runs it)"]
 fn timeouts_and_slow_answers_fail_only_their_documents() {
-    if !apertium::installed_or_skip() {
-        return;
-    }
+    apertium::require_installed();
     let s = server();
     // Every 15th request takes 6 s against a 3 s timeout (and retries are off): those pieces fail.
     s.faults.slow_every.store(15, Ordering::SeqCst);
@@ -376,10 +372,9 @@ fn rejected(c: &BTreeMap<String, u64>) -> u64 {
 }
 
 #[test]
+#[ignore = "needs Apertium: apt-get install apertium apertium-eng-spa apertium-eng-cat (.ci/run runs it)"]
 fn a_dead_endpoint_trips_the_breaker_and_the_run_finishes_without_augmentation() {
-    if !apertium::installed_or_skip() {
-        return;
-    }
+    apertium::require_installed();
     let s = server();
     s.faults.always_500.store(true, Ordering::SeqCst);
     let docs = stories();
@@ -400,10 +395,9 @@ fn a_dead_endpoint_trips_the_breaker_and_the_run_finishes_without_augmentation()
 }
 
 #[test]
+#[ignore = "needs Apertium: apt-get install apertium apertium-eng-spa apertium-eng-cat (.ci/run runs it)"]
 fn nonsense_answers_are_rejected_by_the_guards() {
-    if !apertium::installed_or_skip() {
-        return;
-    }
+    apertium::require_installed();
     let s = server();
     s.faults.nonsense.store(true, Ordering::SeqCst);
     let mut docs = stories();
@@ -418,10 +412,9 @@ fn nonsense_answers_are_rejected_by_the_guards() {
 }
 
 #[test]
+#[ignore = "needs Apertium: apt-get install apertium apertium-eng-spa apertium-eng-cat (.ci/run runs it)"]
 fn libretranslate_backend_translates_through_the_api() {
-    if !apertium::installed_or_skip() {
-        return;
-    }
+    apertium::require_installed();
     let s = server();
     s.faults.fail_first.store(1, Ordering::SeqCst);
     let mut docs = stories();

@@ -68,25 +68,16 @@ fn pair_package(mode: &str) -> String {
     parts.join("-")
 }
 
-/// For tests that translate with the real Apertium: whether Apertium and its
-/// English-Spanish and English-Catalan pairs are installed under
-/// `/usr/share/apertium`. When they are not, the test should return early: a
-/// loud `SKIPPED` line names the packages, or, when `SMELT_APERTIUM_TESTS` is
-/// set (as `.ci/run` does), this panics so that CI cannot pass without them.
+/// For tests that translate with the real Apertium (marked `#[ignore]` with
+/// what to install, run by `.ci/run` with `--include-ignored`): Apertium and
+/// its English-Spanish and English-Catalan pairs under `/usr/share/apertium`.
 ///
 /// # Panics
-/// Apertium is missing and `SMELT_APERTIUM_TESTS` is set.
-pub fn installed_or_skip() -> bool {
+/// They are missing; the message names the packages.
+pub fn require_installed() {
     let pairs = [("en".to_string(), "es".to_string()), ("en".to_string(), "ca".to_string())];
-    match check_installed(Path::new("/usr/share/apertium"), &pairs) {
-        Ok(()) => true,
-        Err(e) if std::env::var_os("SMELT_APERTIUM_TESTS").is_some() => {
-            panic!("SMELT_APERTIUM_TESTS is set but {e}")
-        }
-        Err(e) => {
-            eprintln!("\n*** SKIPPED: {e}; set SMELT_APERTIUM_TESTS=1 to make this a failure ***\n");
-            false
-        }
+    if let Err(e) = check_installed(Path::new("/usr/share/apertium"), &pairs) {
+        panic!("this test needs Apertium: {e}");
     }
 }
 
