@@ -636,3 +636,44 @@ fn per_host_limits_hold_on_the_server_side() {
         assert!(w[1] - w[0] >= Duration::from_millis(35), "requests {:?} apart", w[1] - w[0]);
     }
 }
+
+/// The network examples as shipped (examples/commoncrawl.yaml, examples/feeds.yaml),
+/// pointed at the local test servers instead of the internet.
+#[test]
+fn the_network_examples_run_against_local_servers() {
+    let example = |name: &str| std::fs::read_to_string(repo().join("examples").join(name)).unwrap();
+    let fast = "http: {retries: 1, backoff_ms: 20, requests_per_second: 1000, max_connections_per_host: 2}";
+
+    let srv = cc_server();
+    let base = srv.url("/");
+    let yaml = example("commoncrawl.yaml").replace(
+        "    type: commoncrawl\n",
+        &format!("    type: commoncrawl\n    base_url: {base}\n    index_url: {base}\n"),
+    );
+    let yaml = yaml.replace(
+        "    http:\n      max_connections_per_host: 2\n      requests_per_second: 2\n",
+        &format!("    {fast}\n"),
+    );
+    assert!(yaml.contains(&base) && yaml.contains(fast), "the example's shape changed:\n{yaml}");
+    let env = Env::new();
+    let p = env.write("commoncrawl.yaml", yaml.as_bytes()).display().to_string();
+    let r = env.json(&["run", &p]);
+    assert_eq!((r["version"].as_u64(), r["splits_run"].as_u64()), (Some(1), Some(2)), "{r}");
+    assert_eq!(r["rows_written"], 3, "the English pages of the two sampled files: {r}");
+
+    let (feeds, _) = feed_server(None);
+    let yaml = example("feeds.yaml")
+        .replace("https://www.theguardian.com/world/rss", &feeds.url("/feeds/heise.atom"))
+        .replace("https://feeds.bbci.co.uk/news/world/rss.xml", &feeds.url("/feeds/heise.atom?second"))
+        .replace("    http:\n      requests_per_second: 1\n", &format!("    robots_txt: false\n    {fast}\n"));
+    assert!(yaml.contains("heise.atom?second") && yaml.contains(fast), "the example's shape changed:\n{yaml}");
+    let env = Env::new();
+    let p = env.write("feeds.yaml", yaml.as_bytes()).display().to_string();
+    let r = env.json(&["run", &p]);
+    assert_eq!(r["version"], 1, "{r}");
+    // The same 15 items through two feed URLs, their links served by 4 distinct pages:
+    // dedup_exact keeps one document per page text.
+    let unique = r["stages"].as_array().unwrap().iter().find(|s| s["stage"] == "unique").unwrap();
+    assert_eq!(unique["rows_in"], 30, "{unique}");
+    assert_eq!(r["rows_written"], 4, "{r}");
+}
