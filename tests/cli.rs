@@ -1135,3 +1135,46 @@ fn concurrent_commits_of_one_dataset_give_distinct_complete_versions() {
         assert_eq!(n.lines().nth(1), Some("19"), "quickstart@{v}: {n}");
     }
 }
+
+/// A commit killed (kill -9) at each point inside it: no partial version is
+/// ever visible, and the next `smelt commit` finishes it as version 1, once,
+/// with the digest of an uninterrupted commit.
+#[test]
+fn a_commit_killed_inside_recovers_to_one_complete_version() {
+    let clean = Env::new().json(&["run", &quickstart()]);
+    for point in ["before_manifest", "before_index_record"] {
+        let env = Env::new();
+        env.json(&["run", &quickstart(), "--rank", "0", "--world-size", "1", "--run-id", "k1"]);
+        let mut child = env
+            .cmd()
+            .env("SMELT_TEST_PAUSE", point)
+            .args(["commit", "k1"])
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+        let mut line = String::new();
+        while std::io::BufRead::read_line(&mut stderr, &mut line).unwrap() > 0 && !line.contains("paused at") {
+            line.clear();
+        }
+        assert!(line.contains(&format!("paused at {point}")), "{point}: {line}");
+        child.kill().unwrap();
+        child.wait().unwrap();
+        // Nothing is visible: the catalog lists no version.
+        let log = env.smelt(&["catalog", "log", "quickstart", "--format", "json"]);
+        let listed = serde_json::from_slice::<serde_json::Value>(&log.stdout)
+            .ok()
+            .and_then(|v| v.as_array().map(Vec::len))
+            .unwrap_or(0);
+        assert_eq!(listed, 0, "{point}: a version is visible after the kill: {}", String::from_utf8_lossy(&log.stdout));
+        // The next commit completes it, once.
+        let c = env.json(&["commit", "k1"]);
+        assert_eq!((c["version"].as_u64(), &c["digest"]), (Some(1), &clean["digest"]), "{point}: {c}");
+        let again = env.json(&["commit", "k1"]);
+        assert_eq!((again["version"].as_u64(), again["newly_committed"].as_bool()), (Some(1), Some(false)));
+        let log = env.json(&["catalog", "log", "quickstart"]);
+        assert_eq!(log.as_array().unwrap().len(), 1, "{point}: {log}");
+        let n = env.ok(&["sql", "SELECT count(*) AS n FROM \"quickstart@1\"", "--format", "csv"]);
+        assert_eq!(n.lines().nth(1), Some("19"), "{point}");
+    }
+}

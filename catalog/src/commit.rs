@@ -191,8 +191,10 @@ pub async fn commit_run(
         for hook in hooks {
             hook.before_commit(store, run_id, &plan, &mut manifest).await?;
         }
+        test_pause("before_manifest");
         match store.put_create(&manifest_path(next), to_json_bytes(&manifest)).await? {
             Created::Written => {
+                test_pause("before_index_record");
                 record_blocking(catalog, store.url(), &manifest).await?;
                 return Ok(CommitOutcome { manifest, newly_committed: true });
             }
@@ -202,6 +204,18 @@ pub async fn commit_run(
     Err(CatalogError::User(format!(
         "could not commit run {run_id}: other commits kept taking the next version number; retry"
     )))
+}
+
+/// Crash tests stop a committing process at named points: with
+/// `SMELT_TEST_PAUSE=<point>` the commit says so on stderr and waits there
+/// (ten minutes) for the test to kill it. Points: `before_manifest` (the
+/// version's files are stored, its manifest is not), `before_index_record`
+/// (the manifest is stored, the sled index does not know it yet).
+fn test_pause(point: &str) {
+    if std::env::var("SMELT_TEST_PAUSE").is_ok_and(|p| p == point) {
+        eprintln!("smelt: paused at {point} (SMELT_TEST_PAUSE)");
+        std::thread::sleep(std::time::Duration::from_secs(600));
+    }
 }
 
 async fn record_blocking(catalog: &Catalog, root_url: &str, m: &VersionManifest) -> Result<()> {
