@@ -51,7 +51,8 @@ def version(tmp_path_factory):
 
 
 def megatron_read(prefix):
-    """Megatron-LM's _IndexReader + MMapIndexedDataset.get, on numpy memmaps."""
+    """A reimplementation of Megatron-LM's _IndexReader + MMapIndexedDataset.get
+    (the .idx/.bin layout it reads, on numpy memmaps); Megatron itself is not installed here."""
     with open(f"{prefix}.idx", "rb") as f:
         assert f.read(9) == b"MMIDIDX\x00\x00"
         assert struct.unpack("<Q", f.read(8)) == (1,)
@@ -70,7 +71,7 @@ def megatron_read(prefix):
     return dtype, seqs, docs.tolist()
 
 
-def test_megatron_export_reads_back_with_megatrons_reader(version):
+def test_megatron_export_reads_back_with_a_reimplementation_of_megatrons_reader(version):
     d, data, root, rows = version
     out = subprocess.run([str(SMELT), "--data-dir", str(data), "export", "tok@1", "--format", "megatron",
                           "--out", str(d / "meg"), "--summary", "json"], capture_output=True, text=True)

@@ -323,7 +323,7 @@ fn openai(url: &str, extra: serde_json::Value) -> serde_json::Value {
 
 #[test]
 #[ignore = "needs Apertium: apt-get install apertium apertium-eng-spa apertium-eng-cat (.ci/run runs it)"]
-fn openai_backend_retries_500s_and_garbage_and_translates_for_real() {
+fn openai_backend_retries_500s_and_garbage_against_a_local_server_translating_with_apertium() {
     apertium::require_installed();
     let s = server();
     s.faults.fail_first.store(3, Ordering::SeqCst);
