@@ -9,7 +9,8 @@
 #    (`commoncrawl` source, 2 connections per host). Runs alternate disk / HTTP; the figure is
 #    the median wall time of each and their ratio (HTTP throughput as a share of disk's).
 # 2. Resume: the server cuts the first download of every file at 50%; the run must resume
-#    each by range request. Reported: bytes the server sent / total file size.
+#    each by range request. Reported: bytes the server sent / total file size, and whether the
+#    resumed run holds exactly the (id, content_hash) set of a run from disk (fails if not).
 # Uses target/release/smelt (cargo build --release --workspace --bins).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -68,4 +69,14 @@ r = json.load(open(sys.argv[1])); sent, total = int(sys.argv[2]), int(sys.argv[3
 sk = next(s for s in r["stages"] if s["stage"] == "src")["skips"]
 print(f"resume: every file cut at 50% once; {sk.get('net_resume', 0)} resumes; {sent} bytes sent for {total} bytes of files = {sent / total:.3f}x; rows {r['rows_written']}")
 PY
+# The resumed HTTP run holds exactly the documents of a run from disk: the same (id, content_hash)
+# set both ways (origins differ by design: URL vs path, so the digests are not compared).
+"$BIN" --data-dir "$W/data" run "$W/disk.yaml" --parallelism 2 --format json > "$W/disk.json"
+only() {
+    "$BIN" --data-dir "$W/data" sql "SELECT count(*) AS n FROM (SELECT id, content_hash FROM \"$1@1\" EXCEPT SELECT id, content_hash FROM \"$2@1\")" --format csv | tail -1
+}
+only_http=$(only resume disk); only_disk=$(only disk resume)
+rows_disk=$(python3 -c "import json; print(json.load(open('$W/disk.json'))['rows_written'])")
+echo "resumed HTTP run vs disk: $rows_disk rows from disk; $only_http documents only over HTTP, $only_disk only from disk"
+[ "$only_http" = 0 ] && [ "$only_disk" = 0 ] || { echo "the resumed run's documents differ from the disk run's" >&2; exit 1; }
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
