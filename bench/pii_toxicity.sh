@@ -71,7 +71,7 @@ for input in reuters debdocs; do
   "$bench" --iters "$ITERS" "$WORK/$input.jsonl" | sed "s/^/$input /" > "$WORK/$input.smelt.txt"
 done
 
-"$py" - "$WORK" "$ITERS" "$(pwd)/pipelines/lexicons/ldnoobw/en" "$PEERS" <<'PY'
+"$py" - "$WORK" "$ITERS" "$(pwd)/stages/lexicons/ldnoobw/en" "$PEERS" <<'PY'
 import json, re, sys, time
 sys.path.insert(0, sys.argv[4])
 import common  # noqa: F401  (offline environment for datatrove)
