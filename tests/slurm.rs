@@ -217,6 +217,49 @@ fn templates_and_option_mistakes_are_reported() {
     }
 }
 
+/// The Kubernetes manifests against the Kubernetes API's own schema
+/// (strict: no unknown field), with PyPI's `kubernetes-validate`
+/// (`KUBERNETES_VALIDATE`, else on PATH).
+#[test]
+#[ignore = "needs kubernetes-validate: pip install kubernetes-validate (.ci/run installs it)"]
+fn k8s_manifests_validate_against_the_kubernetes_api_schema() {
+    let tool = std::env::var("KUBERNETES_VALIDATE").unwrap_or_else(|_| "kubernetes-validate".into());
+    let env = Env::new();
+    let dd = dedup_pipeline(&env);
+    env.ok(&[
+        "run",
+        &dd,
+        "--executor",
+        "k8s",
+        "--ranks",
+        "3",
+        "--run-id",
+        "v1",
+        "--pvc",
+        "smelt-data",
+        "--image",
+        "reg/smelt:1",
+        "--cpus-per-rank",
+        "2",
+        "--mem",
+        "4G",
+        "--time",
+        "1:00:00",
+        "--env",
+        "RUST_LOG=info",
+    ]);
+    let dir = env.data().join("k8s/v1");
+    let files = ["phase0.yaml", "phase1.yaml", "commit.yaml"].map(|f| dir.join(f));
+    let out = Command::new(&tool)
+        .arg("--strict")
+        .args(&files)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {tool} ({e}): pip install kubernetes-validate"));
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{text}");
+    assert_eq!(text.matches("passed for resource job/").count(), 3, "{text}");
+}
+
 #[test]
 fn k8s_writes_an_indexed_job_per_phase_and_a_commit_job() {
     let env = Env::new();
