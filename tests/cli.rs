@@ -6,7 +6,7 @@ use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{example, repo, scaled_quickstart, shard_bytes, stderr, stdout, Env};
+use common::{example, repo, scaled_quickstart, shard_bytes, split_records, stderr, stdout, Env};
 
 fn quickstart() -> String {
     example("quickstart.yaml").display().to_string()
@@ -157,14 +157,6 @@ fn wait_for(cond: impl Fn() -> bool, limit: Duration) -> bool {
         std::thread::sleep(Duration::from_millis(2));
     }
     false
-}
-
-/// Completed splits of `run`: its split records (`NNNNNN.json`), not the
-/// staging files (`...#n`) of a record whose write a stop interrupted.
-fn split_records(root: &Path, run: &str) -> usize {
-    std::fs::read_dir(root.join("runs").join(run).join("splits"))
-        .map(|d| d.filter(|e| e.as_ref().is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".json"))).count())
-        .unwrap_or(0)
 }
 
 #[test]

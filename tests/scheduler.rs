@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{example, scaled_quickstart, stderr, Env};
+use common::{example, scaled_quickstart, split_records, stderr, Env};
 
 /// The quick-start pipeline with a `schedule:` block (and optional extra YAML
 /// after `text`, e.g. a stage), written into the env with the samples beside it.
@@ -101,14 +101,6 @@ fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
         assert!(start.elapsed() < limit, "the scheduler did not exit within {limit:?}");
         std::thread::sleep(Duration::from_millis(20));
     }
-}
-
-/// Completed splits of `run`: its split records (`NNNNNN.json`), not the
-/// staging files (`...#n`) of a record whose write a stop interrupted.
-fn split_records(root: &Path, run: &str) -> usize {
-    std::fs::read_dir(root.join("runs").join(run).join("splits"))
-        .map(|d| d.filter(|e| e.as_ref().is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".json"))).count())
-        .unwrap_or(0)
 }
 
 const DAILY_CATCHUP: &str = "  cron: \"@daily\"\n  timezone: UTC\n  catchup: true\n  start_date: 2024-01-01";

@@ -156,8 +156,6 @@ pub fn backoff(base: Duration, attempt: u32, jitter: f64) -> Duration {
     Backoff::new(base, MAX_BACKOFF).delay(attempt, jitter)
 }
 
-pub use crate::backoff::jitter;
-
 /// A problem in a `schedule:` block or a stage policy key: (path relative to
 /// the block, whether it is about the key, message, help).
 pub type Problem = (Vec<PathSeg>, bool, String, Option<String>);

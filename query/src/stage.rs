@@ -107,7 +107,7 @@ impl SqlConfig {
         let mut derived = Vec::new();
         for (name, sql) in &self.columns {
             let path = vec![key("columns"), key(name)];
-            let expr = logical(&ctx, sql, &input_df, input, &path)?;
+            let expr = logical(&ctx, sql, &input_df, &path)?;
             let (_, typed) = expr
                 .to_field(&input_df)
                 .map_err(|e| SchemaError::at_option(path.clone(), format!("`{name}`: {}", clean(&e)), None))?;
@@ -134,7 +134,7 @@ impl SqlConfig {
                 let path = vec![key("where")];
                 let out_df =
                     DFSchema::try_from(output.as_ref().clone()).map_err(|e| SchemaError::new(e.to_string()))?;
-                let expr = logical(&ctx, sql, &out_df, &output, &path)?;
+                let expr = logical(&ctx, sql, &out_df, &path)?;
                 let data_type = expr
                     .get_type(&out_df)
                     .map_err(|e| SchemaError::at_option(path.clone(), format!("`where`: {}", clean(&e)), None))?;
@@ -157,16 +157,10 @@ impl SqlConfig {
 
 /// `sql` as a logical expression over `schema`; an unknown column is
 /// reported with the closest column name.
-fn logical(
-    ctx: &SessionContext,
-    sql: &str,
-    df: &DFSchema,
-    schema: &SchemaRef,
-    path: &[PathSeg],
-) -> std::result::Result<Expr, SchemaError> {
+fn logical(ctx: &SessionContext, sql: &str, df: &DFSchema, path: &[PathSeg]) -> std::result::Result<Expr, SchemaError> {
     ctx.parse_sql_expr(sql, df).map_err(|e| {
         let message = clean(&e);
-        let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+        let names: Vec<&str> = df.fields().iter().map(|f| f.name().as_str()).collect();
         let unknown = message.split("No field named ").nth(1).map(|r| {
             r.split(|c: char| c == '.' || c.is_whitespace()).next().unwrap_or("").trim_matches('"').to_string()
         });

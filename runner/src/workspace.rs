@@ -85,9 +85,7 @@ impl Workspace {
         match cli_output.map(str::to_string).or_else(|| p.output.clone()) {
             Some(o) if o.contains("://") || Path::new(&o).is_absolute() => o,
             Some(o) if cli_output.is_some() => o,
-            Some(o) => {
-                ConfigureContext::for_file(pipeline_path, &self.data_dir).resolve(Path::new(&o)).display().to_string()
-            }
+            Some(o) => self.context(pipeline_path).resolve(Path::new(&o)).display().to_string(),
             None => self.data_dir.join("datasets").join(&p.dataset).display().to_string(),
         }
     }

@@ -70,6 +70,14 @@ impl Env {
     }
 }
 
+/// Completed splits of `run`: its split records (`NNNNNN.json`), not the
+/// staging files (`...#n`) of a record whose write a stop interrupted.
+pub fn split_records(root: &Path, run: &str) -> usize {
+    std::fs::read_dir(root.join("runs").join(run).join("splits"))
+        .map(|d| d.filter(|e| e.as_ref().is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".json"))).count())
+        .unwrap_or(0)
+}
+
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).to_string()
 }

@@ -18,7 +18,7 @@ use encoding_rs::{Encoding, UTF_16BE, UTF_16LE, UTF_8};
 /// The feed's text as UTF-8 XML a strict parser accepts, or the bytes as
 /// they are for a JSON feed.
 pub(crate) fn prepare(body: &[u8], content_type: Option<&str>) -> Vec<u8> {
-    let (text, _encoding) = decode(body, content_type);
+    let text = decode(body, content_type);
     let trimmed = text.trim_start();
     if trimmed.starts_with('{') || trimmed.starts_with('[') {
         return trimmed.as_bytes().to_vec();
@@ -52,16 +52,16 @@ pub(crate) fn truncated_recovery(xml: &[u8]) -> Option<Vec<u8>> {
 /// its byte-order mark, the HTTP charset, the XML declaration's encoding,
 /// UTF-8, then a detector's guess; failing all, the first declared one (or
 /// the guess) with invalid bytes replaced.
-pub(crate) fn decode<'a>(body: &'a [u8], content_type: Option<&str>) -> (Cow<'a, str>, &'static Encoding) {
+fn decode<'a>(body: &'a [u8], content_type: Option<&str>) -> Cow<'a, str> {
     if let Some((enc, bom)) = Encoding::for_bom(body) {
-        return (enc.decode_without_bom_handling(&body[bom..]).0, enc);
+        return enc.decode_without_bom_handling(&body[bom..]).0;
     }
     // UTF-16 without a byte-order mark: `<?` with zero bytes between.
     if body.starts_with(b"<\0?\0") {
-        return (UTF_16LE.decode_without_bom_handling(body).0, UTF_16LE);
+        return UTF_16LE.decode_without_bom_handling(body).0;
     }
     if body.starts_with(b"\0<\0?") {
-        return (UTF_16BE.decode_without_bom_handling(body).0, UTF_16BE);
+        return UTF_16BE.decode_without_bom_handling(body).0;
     }
     let mut candidates: Vec<&'static Encoding> = Vec::new();
     candidates.extend(content_type.and_then(http_charset).and_then(|l| Encoding::for_label(l.as_bytes())));
@@ -71,17 +71,17 @@ pub(crate) fn decode<'a>(body: &'a [u8], content_type: Option<&str>) -> (Cow<'a,
     candidates.push(UTF_8);
     for enc in &candidates {
         if let Some(text) = enc.decode_without_bom_handling_and_without_replacement(body) {
-            return (text, enc);
+            return text;
         }
     }
     let mut detector = chardetng::EncodingDetector::new(chardetng::Iso2022JpDetection::Deny);
     detector.feed(body, true);
     let guess = detector.guess(None, chardetng::Utf8Detection::Allow);
     if let Some(text) = guess.decode_without_bom_handling_and_without_replacement(body) {
-        return (text, guess);
+        return text;
     }
     let enc = candidates.first().copied().filter(|e| *e != UTF_8).unwrap_or(guess);
-    (enc.decode_without_bom_handling(body).0, enc)
+    enc.decode_without_bom_handling(body).0
 }
 
 /// `charset=` of a `Content-Type` header.

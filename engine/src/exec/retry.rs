@@ -52,7 +52,7 @@ where
                 let wait = crate::schedule::backoff(
                     policy.retry_backoff,
                     failures,
-                    crate::schedule::jitter(&format!("{run_id}/{split}")),
+                    crate::backoff::jitter(&format!("{run_id}/{split}")),
                 );
                 tracing::warn!(
                     "split {split}: stage `{stage}` failed on attempt {failures} of {}: {message}; retrying in {:.1}s",

@@ -11,7 +11,6 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use arrow::record_batch::RecordBatch;
 use smelt_catalog::docindex::{put_run, split_index_path};
 use smelt_catalog::{shard_path, ShardEntry};
 
@@ -45,11 +44,7 @@ pub(super) async fn run(
     let mut state = Some((cfg.writer(&schema)?, facts));
     let mut seq = 0u32;
     loop {
-        let next = io.next_batch().await?;
-        let (batch, parts): (Option<RecordBatch>, _) = match next {
-            Some((b, parts)) => (Some(b), Some(parts)),
-            None => (None, None),
-        };
+        let (batch, parts) = io.next_batch().await?.unzip();
         let last = batch.is_none();
         if let Some(b) = &batch {
             io.metrics.rows_out += b.num_rows() as u64;

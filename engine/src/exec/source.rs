@@ -50,24 +50,19 @@ pub(super) async fn run(
         let location = format!("{id}, reading");
         let (res, bytes) = io
             .with(&mut state, move |(reader, skips)| {
-                let res = match guard::catch_at(&location, || reader.next_batch(skips)) {
-                    Ok(res) => Ok(res),
-                    Err(panic) => {
-                        skips.skip("parser_panic", format!("{location}: {panic}; the rest of the split is skipped"));
-                        Err(Panicked)
-                    }
-                };
+                let res = guard::catch_at(&location, || reader.next_batch(skips));
+                if let Err(panic) = &res {
+                    skips.skip("parser_panic", format!("{location}: {panic}; the rest of the split is skipped"));
+                }
                 (res, reader.bytes_read())
             })
             .await?;
         progress.bytes.fetch_add(bytes.saturating_sub(last_bytes), Ordering::Relaxed);
         last_bytes = bytes;
-        let res = match res {
-            Ok(res) => res,
-            Err(Panicked) => {
-                panicked = true;
-                break;
-            }
+        // A reader that panicked: its split ends here.
+        let Ok(res) = res else {
+            panicked = true;
+            break;
         };
         let Some(mut batch) = res? else { break };
         if batch.num_rows() > left {
@@ -87,6 +82,3 @@ pub(super) async fn run(
     }
     Ok(())
 }
-
-/// A reader that panicked: its split ends.
-struct Panicked;

@@ -20,7 +20,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use smelt_catalog::{Catalog, RunRecord};
-use smelt_engine::schedule::jitter;
+use smelt_engine::backoff::jitter;
 use smelt_engine::EngineError;
 
 use super::{
