@@ -18,7 +18,7 @@ RESPONSES=${RESPONSES:-250}
 REPEAT=${REPEAT:-3}
 py=$PEERS/venv/bin/python
 [ -x "$py" ] || { echo "peer venv missing: bash ../shared/peers/setup.sh" >&2; exit 1; }
-if [ -z "${SMELT_BIN:-}" ]; then cargo build --release --workspace --bins --locked -q; fi
+if [ -z "${SMELT_BIN:-}" ]; then cargo build --release --locked -q --workspace --bins --examples; fi
 bin=${SMELT_BIN:-$PWD/target/release/smelt}
 work=${WORK:-$(mktemp -d)}
 mkdir -p "$work"

@@ -12,7 +12,7 @@
 #   N=3000 PIVOTS="es ca" bench/back_translate.sh
 #
 # Needs: apt-get install apertium apertium-eng-spa apertium-eng-cat, and the
-# release binary (cargo build --release --workspace --bins).
+# release binary (cargo build --release --locked -q --workspace --bins --examples).
 # Input: the first N stories of ../shared/data/news/reuters21578 with a body
 # of at least 20 words, title + blank line + body (as tests/fixtures/reuters).
 # Figures: a table on stdout and $WORK/figures.json.
@@ -24,7 +24,7 @@ FILES=${FILES:-4}
 PIVOTS=${PIVOTS:-"es ca"}
 WORK=${WORK:-/tmp/smelt-back-translate}
 SMELT=${SMELT:-$PWD/target/release/smelt}
-[ -x "$SMELT" ] || { echo "build first: cargo build --release --workspace --bins" >&2; exit 1; }
+[ -x "$SMELT" ] || { echo "build first: cargo build --release --locked -q --workspace --bins --examples" >&2; exit 1; }
 mkdir -p "$WORK/in"
 
 python3 - "$SHARED/data/news/reuters21578" "$WORK/in" "$N" "$FILES" <<'PY'

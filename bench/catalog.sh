@@ -3,7 +3,7 @@
 #   bash bench/catalog.sh                 # 1 dataset x 1000 versions, and 10 datasets x 100
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release --locked -q -p smelt -p smelt-catalog --examples --bins
+cargo build --release --locked -q --workspace --bins --examples
 bin=$PWD/target/release/smelt
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

@@ -16,7 +16,7 @@ PEERS=${PEERS:-$HOME/.cache/smelt-peers}
 RESPONSES=${RESPONSES:-250}
 py=$PEERS/venv/bin/python
 [ -x "$py" ] || { echo "peer venv missing: bash ../shared/peers/setup.sh" >&2; exit 1; }
-if [ -z "${SMELT_BIN:-}" ]; then cargo build --release --locked -q --bin smelt; fi
+if [ -z "${SMELT_BIN:-}" ]; then cargo build --release --locked -q --workspace --bins --examples; fi
 bin=${SMELT_BIN:-$PWD/target/release/smelt}
 work=${WORK:-$(mktemp -d)}
 mkdir -p "$work"

@@ -15,7 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SIZES=${SIZES:-"1000000 10000000"}
 RUNS=${RUNS:-3}
-cargo build --release -q -p smelt-query --example bench_docdiff
+cargo build --release --locked -q --workspace --bins --examples
 bin=$PWD/target/release/examples/bench_docdiff
 work=${WORK:-$(mktemp -d)}
 mkdir -p "$work"

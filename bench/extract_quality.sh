@@ -8,5 +8,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PEERS="${PEERS:-$HOME/.cache/smelt-peers}"
 # Same package and profile as the smelt binary: no -p release build (it would rebuild DataFusion).
-cargo build --release --example extract_pages
+cargo build --release --locked -q --workspace --bins --examples
 "$PEERS/venv/bin/python" -W ignore bench/extract_bench.py quality "$@"

@@ -7,5 +7,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PEERS="${PEERS:-$HOME/.cache/smelt-peers}"
-cargo build --release --example extract_pages
+cargo build --release --locked -q --workspace --bins --examples
 exec taskset -c 0 "$PEERS/venv/bin/python" -W ignore bench/extract_bench.py speed "$@"

@@ -136,22 +136,44 @@ def child_cpu():
     return r.ru_utime + r.ru_stime
 
 
+# The cleaning recipe's four filters in bench/clean_e2e.yaml's order and settings.
+CHAIN = ["gopher_repetition", "gopher_quality", "c4_fineweb", "fineweb"]
+
+
+def datatrove_chain(docs):
+    """The four filters one after the other, as datatrove's pipeline runs them; kept {id: text}, CPU s."""
+    filters = [FILTERS[n][0]() for n in CHAIN]
+    kept = {}
+    t = time.process_time()
+    for i, text in docs:
+        d = Document(text=text, id=i)
+        for f in filters:
+            r = f.filter(d)
+            if not (r if isinstance(r, bool) else r[0]):
+                break
+        else:
+            kept[i] = d.text
+    return kept, time.process_time() - t
+
+
 def run_smelt(smelt, work, name, docs_path):
-    """Runs `jsonl -> <filter> -> parquet` (no filter for name None); returns kept {id: text}, wall s, CPU s, summary."""
-    stage = STAGE_TYPE.get(name, name)
-    opts = FILTERS[name][1] if name else {}
+    """Runs `jsonl -> <filter> -> parquet` (no filter for name None; the four of CHAIN in turn for
+    name "chain"); returns kept {id: text}, wall s, CPU s, summary."""
+    names = CHAIN if name == "chain" else [name] if name else []
     d = os.path.join(work, name or "none")
     shutil.rmtree(d, ignore_errors=True)
     os.makedirs(d)
     y = os.path.join(d, "p.yaml")
     with open(y, "w") as fh:
         fh.write(f"dataset: parity-{name or 'none'}\nstages:\n  docs:\n    type: jsonl\n    paths: [{docs_path}]\n")
-        if name:
-            fh.write(f"  f:\n    type: {stage}\n    inputs: [docs]\n")
-            for k, v in opts.items():
-                fh.write(f"    {k}: {json.dumps(v)}\n")
+        prev = "docs"
+        for k, n in enumerate(names):
+            fh.write(f"  f{k}:\n    type: {STAGE_TYPE.get(n, n)}\n    inputs: [{prev}]\n")
+            for key, v in FILTERS[n][1].items():
+                fh.write(f"    {key}: {json.dumps(v)}\n")
+            prev = f"f{k}"
         # The parquet sink needs `content_hash`.
-        fh.write(f"  hashed:\n    type: content_hash\n    inputs: [{'f' if name else 'docs'}]\n")
+        fh.write(f"  hashed:\n    type: content_hash\n    inputs: [{prev}]\n")
         fh.write("  out:\n    type: parquet\n    inputs: [hashed]\n")
     t, cpu = time.perf_counter(), child_cpu()
     p = subprocess.run([smelt, "--data-dir", os.path.join(d, "data"), "run", y, "--no-progress", "--format", "json",
@@ -204,7 +226,7 @@ def smelt_inproc(example, docs_path):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--smelt", default=os.path.join(REPO, "target", "release", "smelt"))
-    ap.add_argument("--example", default=os.path.join(REPO, "target", "debug", "examples", "filters_words"))
+    ap.add_argument("--example", default=os.path.join(REPO, "target", "release", "examples", "filters_words"))
     ap.add_argument("--work", default=os.path.join(PEERS, "runs", "filters_parity"))
     ap.add_argument("--limit", type=int, default=1500, help="docs per DEBDOCS shard when extracting")
     ap.add_argument("--filters", default=",".join(FILTERS))
@@ -229,7 +251,7 @@ def main():
     spacy_cpu = time.process_time() - t
     results = {"docs": len(docs), "by_source": dict(by_source),
                "words_identical_docs": same_words, "words_differ_examples": word_diff_docs[:10],
-               "spacy_split_cpu_s": round(spacy_cpu, 2), "smelt_inproc_debug_wall_s": round(inproc_wall, 2), "filters": {}}
+               "spacy_split_cpu_s": round(spacy_cpu, 2), "smelt_inproc_wall_s": round(inproc_wall, 2), "filters": {}}
     print(f"{len(docs)} documents ({', '.join(f'{k} {v}' for k, v in sorted(by_source.items()))})")
     print(f"word lists identical to datatrove/spaCy: {same_words}/{len(docs)} documents")
     print(f"{'filter':<18} {'docs':>6} {'dt kept':>8} {'smelt kept':>10} {'agree':>7} {'agree %':>8} {'reason =':>9} "
@@ -286,6 +308,21 @@ def main():
         for dd in detail:
             print(f"    datatrove {dd['datatrove']:<28} smelt {dd['smelt']:<28} {dd['count']:>5}  e.g. "
                   + ", ".join(e["id"] for e in dd["examples"]))
+    if smelt_ok:
+        # Same work end to end: identical extracted text through the cleaning recipe's four filters.
+        dt_kept, dt_cpu = datatrove_chain(docs)
+        runs = sorted((run_smelt(a.smelt, a.work, "chain", docs_path) for _ in range(3)), key=lambda r: r[2])
+        kept, _, cpu, _ = runs[1]
+        same = kept == dt_kept
+        io = results["smelt_io_only_cpu_s"]
+        results["chain"] = {"filters": CHAIN, "docs": len(docs), "datatrove_kept": len(dt_kept), "smelt_kept": len(kept),
+                            "kept_ids_and_texts_identical": same, "datatrove_cpu_s": round(dt_cpu, 2),
+                            "smelt_cpu_s": round(cpu, 2), "smelt_cpu_s_runs": [round(r[2], 2) for r in runs],
+                            "ratio_whole_run": round(dt_cpu / cpu, 1), "ratio_filters_only": round(dt_cpu / max(cpu - io, 1e-9), 1)}
+        print(f"four filters in a chain ({' -> '.join(CHAIN)}): datatrove kept {len(dt_kept)}, smelt kept {len(kept)}, "
+              f"ids and texts {'identical' if same else 'DIFFERENT'}; datatrove {dt_cpu:.2f} CPU s (filter calls), "
+              f"smelt {cpu:.2f} CPU s (whole run, median of 3; {cpu - io:.2f} without its jsonl -> parquet I/O): "
+              f"{results['chain']['ratio_whole_run']}x whole run, {results['chain']['ratio_filters_only']}x filters only")
     os.makedirs(os.path.join(REPO, "bench", "results"), exist_ok=True)
     out = os.path.join(REPO, "bench", "results", "filters_parity.json")
     with open(out, "w") as fh:

@@ -6,8 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PEERS="${PEERS:-$HOME/.cache/smelt-peers}"
-# The release binary (incremental; never a -p release build, which rebuilds DataFusion).
-cargo build --release --bin smelt
-# The in-process verdict dump (debug is enough: it only reports verdicts, timings come from the binary).
-cargo build -p smelt-stages --example filters_words
+# The release binary and the in-process verdict dump (examples/filters_words), one workspace
+# build (never a -p release build, which rebuilds DataFusion).
+cargo build --release --locked -q --workspace --bins --examples
 "$PEERS/venv/bin/python" -W ignore bench/filters_parity.py "$@"

@@ -1,7 +1,7 @@
 """Language-ID parity and speed: smelt's `langid` stage (its own fastText reader
 running LID-176) against Python fastText 0.9.2 on the same texts.
 
-    bench/langid_parity.sh            # corpus -> Python fastText -> smelt -> table; figures in target/langid-parity/figures.json
+    bench/langid_parity.sh            # corpus -> Python fastText -> smelt -> table; figures in bench/results/langid_parity.json
     python bench/langid_parity.py fixture stages/tests/fixtures/langid   # regenerate the test fixture
 
 Python side: exactly what datatrove's LanguageFilter/FT176LID does,
@@ -139,9 +139,12 @@ stages:
     type: langid
     inputs: [docs]
     label_only: true
+  hashed:
+    type: content_hash
+    inputs: [lang]
   out:
     type: parquet
-    inputs: [lang]
+    inputs: [hashed]
 """
 # The same run without the stage: its CPU time is taken off to get langid's own.
 BASELINE = """dataset: DATASET
@@ -149,9 +152,12 @@ stages:
   docs:
     type: jsonl
     paths: [corpus.jsonl]
+  hashed:
+    type: content_hash
+    inputs: [docs]
   out:
     type: parquet
-    inputs: [docs]
+    inputs: [hashed]
 """
 
 
@@ -296,8 +302,10 @@ def main():
         print("%s  %s" % (k.ljust(w), v))
     for d in disagreements[:20]:
         print("DISAGREE", d)
-    with open(os.path.join(work, "figures.json"), "w") as f:
+    out = os.path.join(ROOT, "bench", "results", "langid_parity.json")
+    with open(out, "w") as f:
         json.dump(figures, f, indent=1)
+    print("wrote", out)
 
 
 if __name__ == "__main__":

@@ -5,10 +5,10 @@
 # with trafilatura), dolma CCNet docs, real web WARCs and one DEBDOCS-SYNTH
 # shard (resiliparse plain text), reuters21578 stories. Prints agreement,
 # score differences and docs/s + MB/s on one core; figures in
-# target/langid-parity/figures.json (WORK=dir to put them elsewhere).
+# bench/results/langid_parity.json (WORK=dir for the corpus and runs, default target/langid-parity).
 #   bash bench/langid_parity.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release -q --bin smelt --example langid_predict
+cargo build --release --locked -q --workspace --bins --examples
 echo "$(date -u +%F) $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 ~/.cache/smelt-peers/venv/bin/python bench/langid_parity.py "${WORK:-target/langid-parity}"

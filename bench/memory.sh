@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${N:-20}
 PARALLELISM=${PARALLELISM:-2}
-cargo build --release --locked -q
+cargo build --release --locked -q --workspace --bins --examples
 bin=$PWD/target/release/smelt
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

@@ -24,6 +24,6 @@ if [ -n "${GENERATE:-}" ]; then
 elif [ ! -d "$INPUT" ]; then
   (cd "$PEERS" && ./venv/bin/python run_datatrove_pipeline.py --mode extract --workers 2 --limit 1500 --out runs/extract_w2)
 fi
-if [ -z "${SMELT_BIN:-}" ]; then cargo build --release -q --workspace --bins; fi
+if [ -z "${SMELT_BIN:-}" ]; then cargo build --release --locked -q --workspace --bins --examples; fi
 echo "$(date -u +%F) $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), load $(cut -d' ' -f1 /proc/loadavg)"
 "$PEERS/venv/bin/python" bench/minhash_parity.py "${WORK:-target/minhash-parity}" "$INPUT"

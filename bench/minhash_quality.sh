@@ -6,6 +6,6 @@
 #   bash bench/minhash_quality.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release -q --bin smelt
+cargo build --release --locked -q --workspace --bins --examples
 echo "$(date -u +%F) $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), load $(cut -d' ' -f1 /proc/loadavg)"
 ~/.cache/smelt-peers/venv/bin/python bench/minhash_quality.py "${WORK:-target/minhash-quality}" "${BASES:-2500}"

@@ -11,7 +11,7 @@
 # 2. Resume: the server cuts the first download of every file at 50%; the run must resume
 #    each by range request. Reported: bytes the server sent / total file size, and whether the
 #    resumed run holds exactly the (id, content_hash) set of a run from disk (fails if not).
-# Uses target/release/smelt (cargo build --release --workspace --bins).
+# Uses target/release/smelt (cargo build --release --locked -q --workspace --bins --examples).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 RUNS=${RUNS:-3}
@@ -19,7 +19,7 @@ PORT=${PORT:-5091}
 BIN=${SMELT_BIN:-$ROOT/target/release/smelt}
 if [ "$#" -gt 0 ]; then FILES=("$@"); else FILES=("$HOME"/.cache/smelt-peers/data/warc/*.warc.gz); fi
 [ -f "${FILES[0]}" ] || { echo "no input: give WARC files, or build the peer harness's shards (bench/README.md)" >&2; exit 2; }
-[ -x "$BIN" ] || { echo "no $BIN: cargo build --release --workspace --bins" >&2; exit 2; }
+[ -x "$BIN" ] || { echo "no $BIN: cargo build --release --locked -q --workspace --bins --examples" >&2; exit 2; }
 
 W=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$W"' EXIT

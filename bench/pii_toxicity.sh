@@ -25,7 +25,7 @@ py=$PEERS/venv/bin/python
 [ -x "$py" ] || { echo "peer venv missing: bash ../shared/peers/setup.sh" >&2; exit 1; }
 mkdir -p "$WORK"
 
-cargo build --release -q --workspace --example bench_pii_toxicity  # workspace features: reuses the smelt build
+cargo build --release --locked -q --workspace --bins --examples  # workspace features: reuses the smelt build
 bench=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/release/examples/bench_pii_toxicity
 
 if [ ! -s "$WORK/reuters.jsonl" ]; then
@@ -81,9 +81,10 @@ work, iters, en_list = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 # C4BadWordsFilter._get_badwords for "en", with the word list read from the bundled copy.
 words = {w.strip() for w in open(en_list, encoding="utf-8")} - {"sm", "グロ", "女の子", "性", ""}
 c4 = re.compile(r"(?:\W|^)({})(?:\W|$)".format("|".join(re.escape(w) for w in words)))
-rows = []
+rows, sets = [], {}
 for name in ["reuters", "debdocs"]:
-    texts = [json.loads(l)["text"] for l in open(f"{work}/{name}.jsonl")]
+    records = [json.loads(l) for l in open(f"{work}/{name}.jsonl")]
+    texts = [r["text"] for r in records]
     mb = sum(len(t.encode()) for t in texts) / 1e6
     for line in open(f"{work}/{name}.smelt.txt"):
         _, obj = line.split(" ", 1)
@@ -92,6 +93,8 @@ for name in ["reuters", "debdocs"]:
         label = r["stage"] + (" (languages: en)" if opts.get("languages") == ["en"] else " (all 28 lists)" if r["stage"] == "toxicity" else "")
         what = ", ".join(f"{k.split(':')[1]} {v}" for k, v in r["counters"].items() if k.startswith("redacted:")) if r["stage"] == "pii" else f"{r['flagged']} flagged"
         rows.append((name, f"smelt {label}", r["docs"], r["mb"], r["seconds"], what))
+        if r["stage"] == "toxicity" and opts.get("languages") == ["en"]:
+            smelt_en = set(r["flagged_ids"])
     best, hits = float("inf"), 0
     for _ in range(iters):
         f = PIIFormatter()
@@ -106,12 +109,22 @@ for name in ["reuters", "debdocs"]:
         flagged = sum(c4.search(t.lower()) is not None for t in texts)
         best = min(best, time.perf_counter() - t0)
     rows.append((name, "C4 bad words, datatrove regex (en)", len(texts), mb, best, f"{flagged} flagged"))
+    # The same documents? Compare the id sets, not only the counts.
+    c4_ids = {r["id"] for r in records if c4.search(r["text"].lower()) is not None}
+    sets[name] = {"smelt_en": len(smelt_en), "c4_regex": len(c4_ids), "both": len(smelt_en & c4_ids),
+                  "only_smelt": sorted(smelt_en - c4_ids)[:20], "only_c4": sorted(c4_ids - smelt_en)[:20],
+                  "only_smelt_count": len(smelt_en - c4_ids), "only_c4_count": len(c4_ids - smelt_en)}
 
 print("| input | stage | docs | MB | s (best of %d) | docs/s | MB/s | found |" % iters)
 print("|---|---|---|---|---|---|---|---|")
 for name, label, docs, mb, s, what in rows:
     print(f"| {name} | {label} | {docs:,} | {mb:.1f} | {s:.3f} | {docs / s:,.0f} | {mb / s:.1f} | {what} |")
-json.dump([dict(zip(["input", "stage", "docs", "mb", "seconds", "found"], r)) for r in rows],
+for name, d in sets.items():
+    same = d["only_smelt_count"] == 0 and d["only_c4_count"] == 0
+    print(f"{name}: toxicity (en) flagged {d['smelt_en']}, C4 regex {d['c4_regex']}, both {d['both']}: "
+          f"{'the same documents' if same else 'DIFFERENT sets'} (only smelt {d['only_smelt_count']} {d['only_smelt'][:5]}, "
+          f"only C4 {d['only_c4_count']} {d['only_c4'][:5]})")
+json.dump({"rows": [dict(zip(["input", "stage", "docs", "mb", "seconds", "found"], r)) for r in rows], "toxicity_en_vs_c4_ids": sets},
           open(f"{work}/pii_toxicity.json", "w"), indent=1)
 print(f"figures: {work}/pii_toxicity.json")
 PY

@@ -8,7 +8,7 @@
 # many splits at once as there are ranks), the fairer comparison on one machine.
 #
 #   .ci/slurm-up.sh                      # once: a one-node Slurm
-#   cargo build --release --bin smelt
+#   cargo build --release --locked -q --workspace --bins --examples
 #   bench/slurm.sh                       # RUNS=5 RANKS=4 INPUT=dir-of-warc.gz OUT=file.tsv
 #
 # Default input: the peer harness's 4 DEBDOCS-SYNTH shards (~/.cache/smelt-peers/data/warc,
@@ -21,7 +21,7 @@ RUNS=${RUNS:-3}
 RANKS=${RANKS:-4}
 INPUT=${INPUT:-$HOME/.cache/smelt-peers/data/warc}
 OUT=${OUT:-bench/results/slurm.tsv}
-[ -x "$SMELT" ] || { echo "no smelt binary at $SMELT: cargo build --release --bin smelt" >&2; exit 1; }
+[ -x "$SMELT" ] || { echo "no smelt binary at $SMELT: cargo build --release --locked -q --workspace --bins --examples" >&2; exit 1; }
 ls "$INPUT"/*.warc.gz >/dev/null || { echo "no *.warc.gz in $INPUT" >&2; exit 1; }
 .ci/slurm-up.sh >/dev/null
 

@@ -8,5 +8,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${PEERS_PY:-$HOME/.cache/smelt-peers/venv/bin/python}"
 # One build of the example (release; same feature set as the workspace, so no DataFusion rebuild).
-cargo build --release --example tokenize_ids
+cargo build --release --locked -q --workspace --bins --examples
 exec "$PY" bench/tokenize_bench.py --smelt target/release/examples/tokenize_ids "$@"

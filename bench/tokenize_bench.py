@@ -122,12 +122,40 @@ def time_python(enc, texts, repeat=3):
     return best, best_cpu, tokens
 
 
+def long_runs(a, specs, result):
+    """Long runs without spaces (one pre-tokenizer piece of megabytes): smelt's ids equal the
+    Python library's, and the time each takes."""
+    n = int(a.long_mib * (1 << 20))
+    unit = "xq7Z\u00e9"
+    inputs = {"a": "a" * n, "xq7Ze": unit * (n // len(unit.encode()))}
+    result["long_runs"] = {}
+    print(f"\nlong runs without spaces, {a.long_mib:g} MiB in one text, one thread: ids compared with the library's")
+    print(f"{'tokenizer':<12} {'input':<6} {'tokens':>9} {'ids equal':>9} {'smelt s':>8} {'python s':>9}")
+    for name in ["cl100k_base", "o200k_base", "r50k_base", "qwen3"]:
+        enc = python_encoder(specs[name])
+        for label, text in inputs.items():
+            path = os.path.join(a.work, f"long-{label}.jsonl")
+            ids_path = os.path.join(a.work, f"long-{label}-{name}.ids.jsonl")
+            write_jsonl(path, [text])
+            s = smelt(a.smelt, specs[name], path, ids_out=ids_path)
+            with open(ids_path) as f:
+                got = json.loads(f.readline())
+            t0 = time.perf_counter()
+            want = enc(text)
+            py_s = time.perf_counter() - t0
+            equal = got == want
+            result["long_runs"][f"{name}/{label}"] = {"bytes": len(text.encode()), "tokens": len(want), "ids_equal": equal,
+                                                     "smelt_s": s["seconds"], "python_s": py_s, "backend": s["backend"]}
+            print(f"{name:<12} {label:<6} {len(want):>9} {str(equal):>9} {s['seconds']:>8.2f} {py_s:>9.2f}  ({s['backend']})")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--smelt", required=True, help="tokenize_ids example binary")
     ap.add_argument("--work", default="/tmp/smelt-tokenize-bench")
     ap.add_argument("--out", default=os.path.join(HERE, "results", "tokenize.json"))
     ap.add_argument("--skip-speed", action="store_true")
+    ap.add_argument("--long-mib", type=float, default=10, help="size of the long runs without spaces (0: skip)")
     a = ap.parse_args()
     os.makedirs(a.work, exist_ok=True)
     fix = os.path.join(REPO, "stages/tests/fixtures/tokenizers")
@@ -182,6 +210,8 @@ def main():
                                      "smelt_cpu_tokens_s": sm_tok_cpu, "cpu_speedup": sm_cpu / py_cpu, "peer": peer,
                                      "backend": s["backend"]}
             print(f"{name:<12} {py_cpu:>12.2f} {sm_cpu:>11.2f} {sm_tok_cpu / 1e6:>13.2f} {sm_cpu / py_cpu:>7.2f}x  {peer}  ({s['backend']})")
+    if a.long_mib:
+        long_runs(a, specs, result)
     os.makedirs(os.path.dirname(a.out), exist_ok=True)
     with open(a.out, "w") as f:
         json.dump(result, f, indent=1)

@@ -5,9 +5,11 @@
 #   RUNS=7 bench/warc_read.sh FILE.gz...  # any gzip WARC files
 #   BENCH_WARC_BIN=path/to/bench_warc bench/warc_read.sh   # skip the cargo build
 #
-# Both sides read every record and parse every response block as HTTP: fastwarc through the
-# peer harness's bench_parse.parse_fastwarc (ArchiveIterator(parse_http=True) + reader.read()),
-# smelt through connectors/examples/bench_warc.rs. Runs alternate (smelt, fastwarc, smelt, ...),
+# Both sides do the same work: every record read, every application/http block (requests and
+# responses) parsed as HTTP, every record's payload (HTTP body, or the block) read: fastwarc
+# through the peer harness's bench_parse.parse_fastwarc (ArchiveIterator(parse_http=True) +
+# rec.reader.read()), smelt through connectors/examples/bench_warc.rs. The script checks that
+# both count the same records, responses and payload bytes and fails if they differ. Runs alternate (smelt, fastwarc, smelt, ...),
 # each after the harness's wait for an idle machine, so both see the same load. Figures are
 # uncompressed WARC MB/s (10^6 bytes) from the median wall time of RUNS runs; smelt's wall time
 # is measured inside the process (no process start-up).
@@ -37,7 +39,7 @@ cd "$ROOT"
 if [ -n "${BENCH_WARC_BIN:-}" ]; then
     BIN=$BENCH_WARC_BIN   # a bench_warc built elsewhere (e.g. while the workspace does not build)
 else
-    cargo build -q --release -p smelt-connectors --example bench_warc
+    cargo build --release --locked -q --workspace --bins --examples
     TARGET=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
     BIN=$TARGET/release/examples/bench_warc
 fi
@@ -76,8 +78,11 @@ for _ in range(runs):
         last[name] = r
 s, f = last["smelt"], last["fastwarc"]
 raw = s["uncompressed_bytes"]
-if s["records"] != f["records"] or s["responses"] != f["responses"]:
-    print(f"WARNING: different record counts: smelt {s['records']}/{s['responses']}, fastwarc {f['records']}/{f['responses']}")
+same = (s["records"], s["responses"], s["body_bytes"]) == (f["records"], f["responses"], f["payload_bytes"])
+print(f"same work: records {s['records']} / {f['records']}, responses {s['responses']} / {f['responses']}, "
+      f"payload bytes {s['body_bytes']} / {f['payload_bytes']} (smelt / fastwarc): {'equal' if same else 'DIFFERENT'}")
+if not same:
+    sys.exit("the two readers did not do the same work on this input")
 print(f"{'reader':9s} {'records':>8s} {'responses':>9s} {'median_s':>8s} {'MB/s':>7s} {'records/s':>9s}  runs (s) / other load")
 med = {}
 for name in ("smelt", "fastwarc"):

@@ -72,9 +72,11 @@ fn main() {
         let mut best = f64::INFINITY;
         let mut counters = BTreeMap::new();
         let mut flagged = 0;
+        let mut outputs = Vec::with_capacity(batches.len());
         for _ in 0..iters {
             let mut t = cfg.build(&schema).expect("build");
             flagged = 0;
+            outputs.clear();
             let start = Instant::now();
             for b in &batches {
                 match t.process(b.clone()).expect("process") {
@@ -82,12 +84,21 @@ fn main() {
                         if let Some(c) = out.column_by_name("toxic") {
                             flagged += c.as_boolean().true_count();
                         }
+                        outputs.push(out);
                     }
                     Processed::Filtered { verdicts, .. } => flagged += verdicts.iter().flatten().count(),
                 }
             }
             best = best.min(start.elapsed().as_secs_f64());
             counters = t.take_counters();
+        }
+        // Which documents were flagged (outside the timing), for the comparison of id sets.
+        let mut flagged_ids = Vec::new();
+        for out in &outputs {
+            if let (Some(toxic), Some(ids)) = (out.column_by_name("toxic"), out.column_by_name("id")) {
+                let (toxic, ids) = (toxic.as_boolean(), ids.as_string::<i32>());
+                flagged_ids.extend((0..out.num_rows()).filter(|&i| toxic.value(i)).map(|i| ids.value(i).to_string()));
+            }
         }
         let summary: BTreeMap<&String, &u64> = counters.iter().filter(|(k, _)| !k.starts_with("match:")).collect();
         println!(
@@ -101,6 +112,7 @@ fn main() {
                 "docs_per_s": docs as f64 / best,
                 "mb_per_s": bytes as f64 / 1e6 / best,
                 "flagged": flagged,
+                "flagged_ids": flagged_ids,
                 "counters": summary,
             })
         );
