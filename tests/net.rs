@@ -12,7 +12,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::http_server::{Fault, HttpServer};
-use common::{repo, Env};
+use common::{repo, s3, Env};
 
 const CRAWL: &str = "CC-MAIN-2024-22";
 /// Served path of the 136 KB resiliparse excerpt (the file the resume tests cut).
@@ -495,20 +495,19 @@ fn a_utf16_feed_is_read_and_a_feed_that_panics_the_parser_is_a_bad_feed() {
 #[test]
 #[ignore = "needs an S3-compatible server at SMELT_S3_ENDPOINT (.ci/run starts moto and runs it)"]
 fn commoncrawl_reads_s3_through_object_store() {
-    let endpoint = std::env::var("SMELT_S3_ENDPOINT")
-        .expect("this test needs SMELT_S3_ENDPOINT, an S3-compatible server (moto_server, see .ci/run)");
-    let hostport = endpoint.trim_start_matches("http://").trim_end_matches('/').to_string();
+    let endpoint = s3::endpoint();
+    let hostport = s3::hostport(&endpoint);
     let bucket = format!("commoncrawl-{}", std::process::id());
-    s3_put(&hostport, &format!("/{bucket}"), &[]);
+    s3::put(&hostport, &format!("/{bucket}"), &[]);
     let cc = fixtures().join("cc");
     let files: BTreeMap<String, String> =
         serde_json::from_slice(&std::fs::read(cc.join("files.json")).unwrap()).unwrap();
     for (served, src) in &files {
-        s3_put(&hostport, &format!("/{bucket}/{served}"), &std::fs::read(repo().join(src)).unwrap());
+        s3::put(&hostport, &format!("/{bucket}/{served}"), &std::fs::read(repo().join(src)).unwrap());
     }
     for f in walk(&cc) {
         let rel = f.strip_prefix(&cc).unwrap().to_string_lossy().to_string();
-        s3_put(&hostport, &format!("/{bucket}/{rel}"), &std::fs::read(&f).unwrap());
+        s3::put(&hostport, &format!("/{bucket}/{rel}"), &std::fs::read(&f).unwrap());
     }
     let env = Env::new();
     let yaml = format!(
@@ -516,16 +515,7 @@ fn commoncrawl_reads_s3_through_object_store() {
     );
     let p = env.write("s3.yaml", yaml.as_bytes()).display().to_string();
     let s3_run = |env: &Env, p: &str| -> serde_json::Value {
-        let out = env
-            .cmd()
-            .args(["run", p, "--format", "json"])
-            .env("AWS_ENDPOINT_URL", &endpoint)
-            .env("AWS_ALLOW_HTTP", "true")
-            .env("AWS_ACCESS_KEY_ID", "testing")
-            .env("AWS_SECRET_ACCESS_KEY", "testing")
-            .env("AWS_REGION", "us-east-1")
-            .output()
-            .unwrap();
+        let out = env.cmd().args(["run", p, "--format", "json"]).envs(s3::aws_env(&endpoint)).output().unwrap();
         assert!(out.status.success(), "{}", common::stderr(&out));
         serde_json::from_slice(&out.stdout).unwrap()
     };
@@ -543,18 +533,6 @@ fn commoncrawl_reads_s3_through_object_store() {
     local.json(&["run", &lp]);
     let ids = |e: &Env| rows(e, "s3", 1).into_iter().map(|r| (r.0, r.1)).collect::<Vec<_>>();
     assert_eq!(ids(&env), ids(&local), "S3 and HTTPS give the same documents");
-}
-
-/// A plain unsigned PUT (moto accepts unsigned requests).
-fn s3_put(hostport: &str, path: &str, body: &[u8]) {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(hostport).expect("S3 server reachable");
-    write!(s, "PUT {path} HTTP/1.1\r\nHost: {hostport}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len())
-        .unwrap();
-    s.write_all(body).unwrap();
-    let mut resp = String::new();
-    let _ = s.read_to_string(&mut resp);
-    assert!(resp.starts_with("HTTP/1.1 200") || resp.starts_with("HTTP/1.1 409"), "PUT {path}: {resp}");
 }
 
 #[test]

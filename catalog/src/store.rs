@@ -7,7 +7,8 @@
 //! <root>/_versions/NNNNNN.json              immutable manifest, written once by the commit
 //! ```
 //! Local paths map to `LocalFileSystem`; anything with a scheme (`s3://`,
-//! `file://`, `memory://`, `http://`) goes through `object_store::parse_url`.
+//! `file://`, `memory://`, `http://`) goes through [`object_store_at`], which
+//! configures S3 from the `AWS_*` environment variables.
 
 use std::sync::Arc;
 
@@ -16,6 +17,36 @@ use futures::TryStreamExt;
 use object_store::{path::Path, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 
 use crate::error::{CatalogError, Result};
+
+/// The object store a storage URL names, and the URL's path in it.
+///
+/// Every dataset-root URL is opened here (dataset storage, document indexes,
+/// `smelt sql`), so all of them see the same configuration: for `s3://` (and
+/// S3's `https://` URLs) the `AWS_*` environment variables, read as
+/// `AmazonS3Builder::from_env` reads them: `AWS_ACCESS_KEY_ID`,
+/// `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `AWS_REGION` (or
+/// `AWS_DEFAULT_REGION`), `AWS_ENDPOINT_URL` (or `AWS_ENDPOINT`) for an
+/// S3-compatible server, `AWS_ALLOW_HTTP=true` for one on plain HTTP,
+/// `AWS_CONDITIONAL_PUT`, and the rest of object_store's `AmazonS3ConfigKey`
+/// names. Only `AWS_*` variables are passed: object_store also accepts
+/// unprefixed names (`region`, `endpoint`, `token`) that unrelated variables
+/// could carry. The URL's bucket wins over `AWS_BUCKET`.
+///
+/// The commit's create-only writes (`PutMode::Create`) are sent as
+/// `If-None-Match: *`, object_store's default (`AWS_CONDITIONAL_PUT=etag`),
+/// which AWS S3 and S3-compatible servers such as MinIO, R2 and moto (the one
+/// tests/s3.rs runs against) honour; a server that ignored the header would let
+/// two concurrent commits take the same version number, the later manifest
+/// replacing the earlier.
+///
+/// # Errors
+/// A URL object_store does not support, or an invalid value in the environment.
+pub fn object_store_at(url: &url::Url) -> std::result::Result<(Box<dyn ObjectStore>, Path), object_store::Error> {
+    let aws = std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .filter(|(k, _)| k.starts_with("AWS_"));
+    object_store::parse_url_opts(url, aws)
+}
 
 /// An object store rooted at one dataset.
 #[derive(Debug, Clone)]
@@ -44,7 +75,7 @@ impl DatasetStore {
         if location.contains("://") {
             let url = url::Url::parse(location)
                 .map_err(|e| CatalogError::User(format!("invalid storage URL `{location}`: {e}")))?;
-            let (store, prefix) = object_store::parse_url(&url)
+            let (store, prefix) = object_store_at(&url)
                 .map_err(|source| CatalogError::Storage { location: location.to_string(), source })?;
             return Ok(DatasetStore {
                 store: Arc::from(store),

@@ -289,9 +289,8 @@ impl Stores {
             message: format!("dataset root: {e}"),
         })?;
         let base = format!("{}://{}", url.scheme(), url.authority());
-        // Same construction as `DatasetStore::open`, plus credentials and endpoints
-        // from the environment (AWS_*, GOOGLE_*, AZURE_*), as object_store names them.
-        let (store, prefix) = object_store::parse_url_opts(&url, std::env::vars())
+        // Same construction as `DatasetStore::open` (credentials and endpoint from AWS_*).
+        let (store, prefix) = smelt_catalog::store::object_store_at(&url)
             .map_err(|source| CatalogError::Storage { location: root_url.to_string(), source })?;
         let store_url = ObjectStoreUrl::parse(&base)
             .map_err(|e| CatalogError::Internal(format!("object store URL {base}: {e}")))?;

@@ -48,7 +48,7 @@ pub(super) fn backing(store: &DatasetStore) -> Result<Backing> {
         }
         "memory" => Ok(Backing::Whole),
         _ => {
-            let (s, prefix) = object_store::parse_url(&parsed)
+            let (s, prefix) = crate::store::object_store_at(&parsed)
                 .map_err(|source| CatalogError::Storage { location: url.to_string(), source })?;
             Ok(Backing::Remote { store: Arc::from(s), prefix })
         }
