@@ -23,8 +23,8 @@ pub enum CatalogCmd {
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
     },
-    /// Versions of a dataset, newest first, with tags.
-    #[command(after_help = "Example:\n  smelt catalog log quickstart")]
+    /// Versions of a dataset with tags: newest first in the table, in version order (oldest first) with `--format json`.
+    #[command(after_help = "Examples:\n  smelt catalog log quickstart\n  smelt catalog log quickstart --format json")]
     Log {
         /// Dataset name.
         dataset: String,
