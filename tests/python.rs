@@ -608,3 +608,196 @@ fn a_missing_interpreter_is_a_validate_error_at_python() {
         "{text}"
     );
 }
+
+/// Runs each of `steps` (name -> [class path, args]) over the documents of `docs.jsonl` in
+/// datatrove itself (`step.run`), as the reference: kept ids, texts, language metadata and
+/// datatrove's own stats (`dropped`, `dropped_<reason>`).
+const DATATROVE_REFERENCE: &str = r#"
+import importlib, json, sys
+from datatrove.data import Document
+sys.path.insert(0, sys.argv[1])
+rows = [json.loads(line) for line in open(sys.argv[1] + "/in/docs.jsonl")]
+out = {}
+for name, (dotted, args) in json.loads(sys.argv[2]).items():
+    module, cls = dotted.rsplit(".", 1)
+    step = getattr(importlib.import_module(module), cls)(**args)
+    docs = [Document(text=r["text"], id=r["id"], metadata={"url": r["url"]}) for r in rows]
+    kept = list(step.run(iter(docs)))
+    out[name] = {
+        "kept": [d.id for d in kept],
+        "texts": [d.text for d in kept],
+        "language": [d.metadata.get("language") for d in kept],
+        "language_score": [repr(d.metadata.get("language_score")) for d in kept],
+        "stats": {k: v.total for k, v in step.stats.stats.items()},
+    }
+print(json.dumps(out))
+"#;
+
+/// Points datatrove's fastText LID-176 download at smelt's own copy of the model (the same
+/// file: models/lid.176.ftz), under `hf_home`, at the path datatrove computes for it.
+const SEED_LID_MODEL: &str = r#"
+import os, shutil, sys
+from huggingface_hub import cached_assets_path
+from datatrove.io import strip_protocol
+from datatrove.utils.lid import FT176LID
+d = cached_assets_path(library_name="datatrove", namespace="lid", subfolder="ft176")
+p = os.path.join(d, strip_protocol(FT176LID.MODEL_URL).replace("/", "_"))
+shutil.copy(sys.argv[1], p)
+open(p + ".completed", "a").close()
+"#;
+
+const USER_FILTER: &str = r#"
+from datatrove.pipeline.filters.base_filter import BaseFilter
+
+
+class WordsFilter(BaseFilter):
+    name = "words"
+
+    def __init__(self, min_words=5, banned="zzz", batch_size=1, exclusion_writer=None):
+        super().__init__(exclusion_writer, batch_size)
+        self.min_words, self.banned = min_words, banned
+
+    def filter(self, doc):
+        if len(doc.text.split()) < self.min_words:
+            return False, "too_few_words"
+        if self.banned in doc.text:
+            return False
+        return True
+"#;
+
+/// Documents for the parity test: texts in several languages, some with lines of symbols,
+/// URLs that trip each of URLFilter's rules.
+fn datatrove_corpus(env: &Env) {
+    let texts = [
+        "The committee published its annual report on Tuesday, describing how the new rules changed the market.",
+        "Le gouvernement a présenté mardi un projet de loi destiné à réformer le système des retraites en France.",
+        "Die Bundesregierung hat am Dienstag einen Gesetzentwurf zur Reform des Rentensystems vorgelegt.",
+        "El gobierno presentó el martes un proyecto de ley para reformar el sistema de pensiones del país.",
+        "Правительство во вторник представило законопроект о реформе пенсионной системы страны.",
+        "政府周二提出了一项改革国家养老金制度的法案，引起了广泛讨论。",
+        "政府は火曜日、年金制度を改革する法案を提出し、議論を呼んでいる。",
+        "Il governo ha presentato martedì un disegno di legge per riformare il sistema pensionistico.",
+        "ok 123 !!",
+        "Headline of the story\n-----\nThe story itself has a few sentences in English, as news stories do.\n***\n!!!\nThe end.",
+        "zzz this English text has the banned marker but is otherwise a normal sentence about nothing.",
+        "Too short text",
+        "A second English paragraph talks about the weather, which was rainy and cold all week long.",
+        "Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor incididunt.",
+    ];
+    let urls = [
+        "https://example.org/a",
+        "https://mail.0-800-email.com/x",
+        "https://010206upi.blogspot.ae/p",
+        "allegro.pl/oferta/clit-sucker-vagina-sucking-vibrator-female-clitori-12652674927",
+        "https://example.com/horny-pics",
+        "https://example.com/babes/ass/",
+        "https://example.com/2-girls-1-cup-video",
+        "https://news.example.net/2024/05/story",
+    ];
+    let mut lines = String::new();
+    for i in 0..(texts.len() * 2) {
+        let doc = serde_json::json!({"id": format!("t{i:02}"), "text": texts[i % texts.len()], "url": urls[(i * 3) % urls.len()]});
+        lines.push_str(&doc.to_string());
+        lines.push('\n');
+    }
+    env.write("in/docs.jsonl", lines.as_bytes());
+}
+
+#[test]
+#[ignore = "needs Python 3 with pyarrow and datatrove 0.10.1 (+ tldextract, pyahocorasick, fasteners, fasttext-numpy2-wheel, aiohttp): .ci/run installs them and sets SMELT_PYTHON"]
+fn datatrove_steps_keep_drop_and_change_what_datatrove_itself_does() {
+    require(&["pyarrow", "datatrove", "tldextract", "ahocorasick", "fasteners", "fasttext", "aiohttp"]);
+    let env = Env::new();
+    datatrove_corpus(&env);
+    env.write("mysteps.py", USER_FILTER.as_bytes());
+    // Offline: LID-176 from this repository, the public suffix list tldextract bundles.
+    let vars = [
+        ("HF_HOME", env.path().join("hf").display().to_string()),
+        ("TLDEXTRACT_CACHE", env.path().join("tld").display().to_string()),
+        ("TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS", String::new()),
+    ];
+    let py = |args: &[&str]| {
+        let out = Command::new(python()).args(args).envs(vars.iter().cloned()).output().unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    py(&["-c", SEED_LID_MODEL, &common::repo().join("models/lid.176.ftz").display().to_string()]);
+    let steps = serde_json::json!({
+        "urls": ["datatrove.pipeline.filters.URLFilter", {}],
+        "lang": ["datatrove.pipeline.filters.LanguageFilter", {"languages": ["en"]}],
+        "words": ["mysteps.WordsFilter", {"min_words": 4, "batch_size": 3}],
+        "symbols": ["datatrove.pipeline.formatters.SymbolLinesFormatter", {}],
+    });
+    let reference: serde_json::Value =
+        serde_json::from_str(&py(&["-c", DATATROVE_REFERENCE, &env.path().display().to_string(), &steps.to_string()]))
+            .unwrap();
+
+    for (name, spec) in steps.as_object().unwrap() {
+        let (class, args) = (spec[0].as_str().unwrap(), &spec[1]);
+        let declared =
+            if name == "lang" { "\n    output_schema: {language: string, language_score: float64}" } else { "" };
+        let p = pipeline(
+            &env,
+            name,
+            "batch_rows: 8\n",
+            &format!(
+                "  last:\n    type: datatrove\n    inputs: [docs]\n    step: {class}\n    args: {args}\n    env: [HF_HOME, TLDEXTRACT_CACHE, TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS]{declared}\n"
+            ),
+        );
+        let out = env
+            .cmd()
+            .args(["run", &p.display().to_string(), "--no-progress", "--format", "json"])
+            .envs(vars.iter().cloned())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{name}: {}", stderr(&out));
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let want = &reference[name];
+        let b = rows(&env, name, 1);
+        let kept: Vec<String> =
+            want["kept"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect();
+        assert_eq!(column(&b, "id"), kept, "{name}: the kept documents");
+
+        // datatrove counts `dropped` and, when the filter gives one, `dropped_<reason>`.
+        let stats = want["stats"].as_object().unwrap();
+        let count = |v: &serde_json::Value| v.as_f64().unwrap() as u64;
+        let mut drops: BTreeMap<String, u64> = stats
+            .iter()
+            .filter_map(|(k, v)| k.strip_prefix("dropped_").map(|reason| (reason.to_string(), count(v))))
+            .collect();
+        // Drops without a reason are smelt's under the step's class name.
+        let unnamed = stats.get("dropped").map_or(0, count) - drops.values().sum::<u64>();
+        if unnamed > 0 {
+            drops.insert(class.rsplit('.').next().unwrap().to_string(), unnamed);
+        }
+        let got: BTreeMap<String, u64> = serde_json::from_value(stage(&report, "last")["drops"].clone()).unwrap();
+        assert_eq!(got, drops, "{name}: drop reasons and counts");
+        match name.as_str() {
+            "urls" => assert!(got.len() >= 4, "URLFilter's rules are exercised: {got:?}"),
+            "lang" => {
+                assert!(!kept.is_empty() && got["LanguageFilter"] > 0, "{got:?}");
+                let langs: Vec<String> =
+                    want["language"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect();
+                assert_eq!(column(&b, "language"), langs);
+                let scores: Vec<f64> = column(&b, "language_score").iter().map(|s| s.parse().unwrap()).collect();
+                let want_scores: Vec<f64> = want["language_score"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_str().unwrap().parse().unwrap())
+                    .collect();
+                assert_eq!(scores, want_scores, "the scores datatrove wrote into metadata, bit for bit");
+            }
+            "words" => assert_eq!(got.keys().collect::<Vec<_>>(), ["WordsFilter", "too_few_words"]),
+            "symbols" => {
+                let texts: Vec<String> =
+                    want["texts"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect();
+                assert_eq!(column(&b, "text"), texts, "the formatter's text");
+                assert!(texts.iter().any(|t| t.starts_with("Headline of the story\nThe story")), "{texts:?}");
+            }
+            _ => unreachable!(),
+        }
+        let m = env.json(&["catalog", "show", &format!("{name}@1")]);
+        assert_eq!(m["lineage"]["resolved_config"]["stages"][1]["options"]["datatrove_version"], "0.10.1");
+    }
+}
