@@ -54,6 +54,11 @@ pub struct DatatroveConfig {
 /// # Errors
 /// Unknown or invalid options.
 pub fn configure(options: serde_json::Value, ctx: &ConfigureContext) -> Result<StageConfig, OptionError> {
+    Ok(StageConfig::Transform(Arc::new(stage(options, ctx)?)))
+}
+
+/// The configured stage.
+pub(super) fn stage(options: serde_json::Value, ctx: &ConfigureContext) -> Result<Stage, OptionError> {
     let mut c: DatatroveConfig = parse_options(options)?;
     let Some((_, class)) = c.step.rsplit_once('.').filter(|(m, k)| !m.is_empty() && !k.is_empty()) else {
         return Err(at(
@@ -67,7 +72,7 @@ pub fn configure(options: serde_json::Value, ctx: &ConfigureContext) -> Result<S
     let class = class.to_string();
     let common = Common::new(&mut c.python, c.workers, c.batch_timeout_s, &c.env, &c.output_schema, ctx)?;
     let request = serde_json::json!({"kind": "datatrove", "step": c.step, "args": c.args});
-    let stage = Stage {
+    Ok(Stage {
         resolved: serde_json::to_value(&c).unwrap_or_default(),
         label: format!("datatrove step `{class}`"),
         prefix: format!("[datatrove {class}] "),
@@ -79,6 +84,5 @@ pub fn configure(options: serde_json::Value, ctx: &ConfigureContext) -> Result<S
         common,
         facts: OnceLock::new(),
         pool: OnceLock::new(),
-    };
-    Ok(StageConfig::Transform(Arc::new(stage)))
+    })
 }

@@ -18,8 +18,10 @@
 //! Lineage records the hash of the code's file (and datatrove's version).
 
 mod datatrove;
+mod diagnose;
 pub mod probe;
 pub mod protocol;
+mod run;
 pub mod schema;
 pub mod worker;
 
@@ -29,18 +31,17 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use arrow::record_batch::RecordBatch;
 use serde::{Deserialize, Serialize};
 use smelt_engine::yaml::PathSeg;
 use smelt_engine::{
-    parse_options, require_column, ConfigureContext, EngineError, OptionError, Processed, Result, SchemaError,
-    StageConfig, Transform, TransformConfig,
+    parse_options, require_column, ConfigureContext, EngineError, OptionError, Result, SchemaError, StageConfig,
+    Transform, TransformConfig,
 };
 
 pub use datatrove::{configure as configure_datatrove, DatatroveConfig};
 use probe::Probe;
-use protocol::{decode_batch, encode_batch, encode_frame, encode_schema, Kind, PyError};
-use worker::{CallError, Launch, Pool, WorkerError};
+use protocol::encode_schema;
+use worker::{Launch, Pool};
 
 /// How the user's code sees the rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -141,6 +142,11 @@ pub struct PythonConfig {
 /// # Errors
 /// Unknown or invalid options; a `path` that is not a file.
 pub fn configure(options: serde_json::Value, ctx: &ConfigureContext) -> Result<StageConfig, OptionError> {
+    Ok(StageConfig::Transform(Arc::new(stage(options, ctx)?)))
+}
+
+/// The configured stage.
+pub(super) fn stage(options: serde_json::Value, ctx: &ConfigureContext) -> Result<Stage, OptionError> {
     let mut c: PythonConfig = parse_options(options)?;
     let (code_key, code) = match (&c.path, &c.module) {
         (Some(p), None) => ("path", p.clone()),
@@ -183,7 +189,7 @@ pub fn configure(options: serde_json::Value, ctx: &ConfigureContext) -> Result<S
         "mode": c.mode,
         "options": c.options,
     });
-    let stage = Stage {
+    Ok(Stage {
         resolved: serde_json::to_value(&c).unwrap_or_default(),
         label: format!("`{name}` in {shown}"),
         prefix: format!("[python {name}] "),
@@ -195,8 +201,7 @@ pub fn configure(options: serde_json::Value, ctx: &ConfigureContext) -> Result<S
         common,
         facts: OnceLock::new(),
         pool: OnceLock::new(),
-    };
-    Ok(StageConfig::Transform(Arc::new(stage)))
+    })
 }
 
 fn at(path: &[&str], message: String) -> OptionError {
@@ -399,134 +404,6 @@ impl Stage {
         Ok(Facts { mode, code_hash, datatrove: p.datatrove.clone() })
     }
 
-    fn at(&self, option: &str, message: String, help: Option<String>) -> SchemaError {
-        SchemaError::at_option(vec![key(option)], message, help)
-    }
-
-    fn cannot_run(&self, e: String) -> SchemaError {
-        self.at(
-            "python",
-            e,
-            Some(format!(
-                "install Python 3 with pyarrow{} (`apt-get install python3 python3-pip`, then `python3 -m pip install \
-                 pyarrow`), or name an interpreter with `python:` (or SMELT_PYTHON), e.g. `.venv/bin/python`",
-                if self.datatrove { " and datatrove" } else { "" }
-            )),
-        )
-    }
-
-    /// A failed probe as an error at the option it is about, saying what to install or change.
-    fn problem(&self, p: &Probe) -> SchemaError {
-        let py = &self.common.python;
-        let which = format!("`{py}` (Python {}, {})", p.python, p.executable);
-        let message = p.message.clone().unwrap_or_default();
-        let traceback = p.traceback.as_deref().filter(|t| !t.trim().is_empty()).map(|t| format!("\n{}", t.trim_end()));
-        let missing = p.missing.as_str().map(str::to_string);
-        let pip = |package: &str| format!("install it: `{py} -m pip install {package}`");
-        match p.what.as_deref().unwrap_or_default() {
-            "pyarrow" => self.at(
-                "python",
-                format!("{which} has no pyarrow, which smelt's Python workers need"),
-                Some(format!("{}, or name another interpreter with `python:`", pip("pyarrow"))),
-            ),
-            "datatrove" => self.at(
-                "python",
-                format!("{which} cannot import datatrove: {message}"),
-                Some(format!(
-                    "{} (smelt is tested with 0.10.1), or name another interpreter with `python:`",
-                    pip("datatrove")
-                )),
-            ),
-            "module" | "step" if missing.is_some() => {
-                let m = missing.unwrap_or_default();
-                let code = self.request[self.keys.code].as_str().unwrap_or_default();
-                // The module named in the options (or its package) is missing, rather than one it imports.
-                let own = self.keys.code != "path" && (code == m || code.starts_with(&format!("{m}.")));
-                if own {
-                    self.at(
-                        self.keys.code,
-                        format!("{which} cannot import `{m}`: {message}"),
-                        Some(format!(
-                            "install the package that provides `{m}` into that interpreter, or fix `{}:` (modules are \
-                             looked up on its path and in the pipeline file's directory)",
-                            self.keys.code
-                        )),
-                    )
-                } else {
-                    self.at(
-                        self.keys.code,
-                        format!(
-                            "{} imports `{m}`, which {which} does not have{}",
-                            self.code_name(),
-                            traceback.unwrap_or_default()
-                        ),
-                        Some(pip(m.split('.').next().unwrap_or(&m))),
-                    )
-                }
-            }
-            "module" | "step" if p.name.is_some() => {
-                let name = p.name.clone().unwrap_or_default();
-                self.at(self.keys.name, format!("{} has no `{name}`", self.code_name()), self.closest(&name, &p.names))
-            }
-            "module" | "step" => self.at(
-                self.keys.code,
-                format!(
-                    "importing {} raised {}: {message}{}",
-                    self.code_name(),
-                    p.kind.as_deref().unwrap_or("an exception"),
-                    traceback.unwrap_or_default()
-                ),
-                None,
-            ),
-            "function" | "class" => {
-                let name = p.name.clone().unwrap_or_default();
-                let what = p.what.as_deref().unwrap_or_default();
-                if p.names.is_empty() && p.name.is_none() {
-                    return self.at(self.keys.name, message, None);
-                }
-                self.at(
-                    self.keys.name,
-                    format!("{} has no {what} `{name}`", self.code_name()),
-                    self.closest(&name, &p.names),
-                )
-            }
-            "requirements" => {
-                let pairs: Vec<(String, String)> = serde_json::from_value(p.missing.clone()).unwrap_or_default();
-                let modules: Vec<&str> = pairs.iter().map(|(m, _)| m.as_str()).collect();
-                let packages: Vec<&str> = pairs.iter().map(|(_, p)| p.as_str()).collect();
-                self.at(
-                    self.keys.code,
-                    format!("{} needs {}, which {which} does not have", self.label, modules.join(", ")),
-                    Some(format!("install them: `{py} -m pip install {}`", packages.join(" "))),
-                )
-            }
-            "options" | "args" => self.at(
-                self.keys.options,
-                format!("{} does not take these {}: {message}", self.label, self.keys.options),
-                None,
-            ),
-            other => self.at(self.keys.code, format!("checking {} failed ({other}): {message}", self.label), None),
-        }
-    }
-
-    /// How messages name the file or module of the code.
-    fn code_name(&self) -> String {
-        let code = self.request[self.keys.code].as_str().unwrap_or_default();
-        match self.keys.code {
-            "path" => Path::new(code).file_name().map_or(code.to_string(), |f| f.to_string_lossy().into_owned()),
-            "step" => format!("`{}`", code.rsplit_once('.').map_or(code, |(m, _)| m)),
-            _ => format!("module `{code}`"),
-        }
-    }
-
-    fn closest(&self, name: &str, names: &[String]) -> Option<String> {
-        match smelt_catalog::closest(name, names.iter().map(String::as_str)) {
-            Some(c) => Some(format!("did you mean `{c}`?")),
-            None if names.is_empty() => None,
-            None => Some(format!("it defines: {}", names.join(", "))),
-        }
-    }
-
     fn pool(&self, facts: &Facts) -> Result<Arc<Pool>> {
         if let Some(p) = self.pool.get() {
             return Ok(p.clone());
@@ -578,7 +455,7 @@ impl TransformConfig for Stage {
 
     fn build(&self, input: &SchemaRef) -> Result<Box<dyn Transform>> {
         let facts = self.facts().map_err(|e| EngineError::User(e.0))?;
-        Ok(Box::new(Run {
+        Ok(Box::new(run::Run {
             pool: self.pool(facts)?,
             output: schema::output_schema(input, &self.common.declared),
             label: self.label.clone(),
@@ -587,119 +464,3 @@ impl TransformConfig for Stage {
         }))
     }
 }
-
-/// A stage's transform on one split: its batches through the run's pool, in order.
-struct Run {
-    pool: Arc<Pool>,
-    output: SchemaRef,
-    label: String,
-    python: String,
-    on_error: OnError,
-}
-
-impl Transform for Run {
-    fn process(&mut self, batch: RecordBatch) -> Result<Processed> {
-        let rows = batch.num_rows();
-        if rows == 0 {
-            return Ok(Processed::Batch(RecordBatch::new_empty(self.output.clone())));
-        }
-        let frame = encode_frame(Kind::Batch, &encode_batch(&batch)?);
-        let answer = self.pool.call(frame).map_err(|e| self.failed(e, rows))?;
-        let result = match answer.kind {
-            Kind::Batch => decode_batch(&answer.payload).map_err(|e| self.protocol(e))?,
-            Kind::Error => {
-                let e = worker::parse_error(&answer.payload)
-                    .map_err(|e| self.failed(CallError { error: e, first: None }, rows))?;
-                return Err(self.exception(&e));
-            }
-            other => return Err(self.protocol(format!("a {other:?} frame answering a batch"))),
-        };
-        let (out, verdicts) = schema::merge(&batch, &result, &self.output)
-            .map_err(|e| EngineError::User(format!("{}: {e}", self.label)))?;
-        Ok(match verdicts {
-            Some(verdicts) => Processed::Filtered { batch: out, verdicts },
-            None => Processed::Batch(out),
-        })
-    }
-
-    fn take_counters(&mut self) -> BTreeMap<String, u64> {
-        match self.pool.take_restarts() {
-            0 => BTreeMap::new(),
-            n => BTreeMap::from([("worker_restarts".to_string(), n)]),
-        }
-    }
-}
-
-impl Run {
-    /// An exception in user code, or a result that does not fit the stage.
-    fn exception(&self, e: &PyError) -> EngineError {
-        if e.output {
-            return EngineError::User(format!("{}: {}", self.label, e.message));
-        }
-        let row = match &e.row {
-            Some(r) => match &r.id {
-                Some(id) => format!(" on row {} of the batch (id `{id}`)", r.index),
-                None => format!(" on row {} of the batch", r.index),
-            },
-            None => String::new(),
-        };
-        let hint = if self.on_error == OnError::Fail { "\n(`on_error: drop` drops such rows instead)" } else { "" };
-        EngineError::User(format!(
-            "{} raised {}{row}: {}\n{}{hint}",
-            self.label,
-            e.kind,
-            e.message,
-            e.traceback.trim_end()
-        ))
-    }
-
-    fn protocol(&self, e: String) -> EngineError {
-        EngineError::Internal(format!("the Python worker running {} broke the frame protocol: {e}", self.label))
-    }
-
-    /// A call that got no answer.
-    fn failed(&self, e: CallError, rows: usize) -> EngineError {
-        let what = |w: &WorkerError| match w {
-            WorkerError::Died { status, .. } => format!("died ({status})"),
-            WorkerError::Timeout(t) => {
-                format!("took longer than batch_timeout_s ({} s) and was killed", t.as_secs_f64())
-            }
-            other => format!("{other:?}"),
-        };
-        match &e.error {
-            WorkerError::Start(m) => EngineError::User(format!(
-                "{}: cannot start a Python worker: {m} (python: `{}`)",
-                self.label, self.python
-            )),
-            WorkerError::Setup(p) => EngineError::User(format!(
-                "{}: setting up a Python worker raised {}: {}\n{}",
-                self.label,
-                p.kind,
-                p.message,
-                p.traceback.trim_end()
-            )),
-            WorkerError::Protocol(m) => self.protocol(m.clone()),
-            WorkerError::Died { .. } | WorkerError::Timeout(_) => {
-                let story = match &e.first {
-                    Some(first) => {
-                        format!("{}, was replaced, and the new one {} on the same batch", what(first), what(&e.error))
-                    }
-                    None => what(&e.error),
-                };
-                let stderr = match &e.error {
-                    WorkerError::Died { stderr, .. } if !stderr.is_empty() => {
-                        format!("\nthe worker's last stderr lines:\n{stderr}")
-                    }
-                    _ => String::new(),
-                };
-                EngineError::External(format!(
-                    "the Python worker running {} on a batch of {rows} rows {story}{stderr}",
-                    self.label
-                ))
-            }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests;

@@ -60,7 +60,7 @@ pub enum WorkerError {
     /// The interpreter could not be started.
     Start(String),
     /// The worker's setup raised (loading the module, `__init__`).
-    Setup(PyError),
+    Setup(Box<PyError>),
     /// It exited; how, and the last lines of its stderr.
     Died { status: String, stderr: String },
     /// No answer within the timeout: killed.
@@ -134,7 +134,7 @@ impl Worker {
         let ready = w.call(encode_frame(Kind::Config, &launch.config).into(), timeout)?;
         match ready.kind {
             Kind::Ready => Ok(w),
-            Kind::Error => Err(WorkerError::Setup(parse_error(&ready.payload)?)),
+            Kind::Error => Err(WorkerError::Setup(Box::new(parse_error(&ready.payload)?))),
             other => Err(WorkerError::Protocol(format!("a {other:?} frame where the worker says it is ready"))),
         }
     }
