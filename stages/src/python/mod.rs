@@ -146,7 +146,7 @@ pub fn configure(options: serde_json::Value, ctx: &ConfigureContext) -> Result<S
 }
 
 /// The configured stage.
-pub(super) fn stage(options: serde_json::Value, ctx: &ConfigureContext) -> Result<Stage, OptionError> {
+fn stage(options: serde_json::Value, ctx: &ConfigureContext) -> Result<Stage, OptionError> {
     let mut c: PythonConfig = parse_options(options)?;
     let (code_key, code) = match (&c.path, &c.module) {
         (Some(p), None) => ("path", p.clone()),
@@ -241,16 +241,19 @@ impl Common {
         output_schema: &BTreeMap<String, String>,
         ctx: &ConfigureContext,
     ) -> Result<Common, OptionError> {
-        let given = python
-            .clone()
-            .or_else(|| std::env::var("SMELT_PYTHON").ok().filter(|p| !p.is_empty()))
-            .unwrap_or_else(|| "python3".to_string());
+        // An option's path is relative to the pipeline file; SMELT_PYTHON's to the working directory.
+        let (given, base) = match python.clone() {
+            Some(p) => (p, ctx.pipeline_dir.clone()),
+            None => match std::env::var("SMELT_PYTHON").ok().filter(|p| !p.is_empty()) {
+                Some(p) => (p, PathBuf::from(".")),
+                None => ("python3".to_string(), PathBuf::new()),
+            },
+        };
         *python = Some(given.clone());
         if given.trim().is_empty() {
             return Err(at(&["python"], "`python` names an interpreter, e.g. `.venv/bin/python`".into()));
         }
-        let python_path =
-            if given.contains('/') { absolute(&ctx.resolve(Path::new(&given))) } else { PathBuf::from(&given) };
+        let python_path = if given.contains('/') { absolute(&base.join(&given)) } else { PathBuf::from(&given) };
         if workers == Some(0) {
             return Err(at(&["workers"], "`workers` must be at least 1".into()));
         }
