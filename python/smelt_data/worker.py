@@ -210,7 +210,7 @@ def python_rows(batch):
     return rows, dict(zip(names, columns))
 
 
-def row_id(row, index):
+def row_id(row):
     value = row.get("id") if isinstance(row, dict) else None
     return str(value) if value is not None else None
 
@@ -336,7 +336,7 @@ class UserStep:
                 result = fn(row)
             except Exception as e:  # noqa: BLE001 (user code: any exception is the user's)
                 if not self.drop_errors:
-                    raise RowError(e, i, row_id(row, i)) from None
+                    raise RowError(e, i, row_id(row)) from None
                 drops[i] = type(e).__name__
                 continue
             each(i, row, result, drops)
@@ -352,7 +352,7 @@ class UserStep:
                 result = fn(row)
             except Exception as e:  # noqa: BLE001
                 if not drop_errors:
-                    raise RowError(e, i, row_id(row, i)) from None
+                    raise RowError(e, i, row_id(row)) from None
                 drops[i] = type(e).__name__
                 continue
             if result is True:
