@@ -37,15 +37,24 @@ pub const BASE_ENV: &[&str] = &[
     "LD_LIBRARY_PATH",
 ];
 
+/// Variables the workers get with these values unless the stage's `env:`
+/// names them: a fixed hash seed, so sets and dicts iterate alike in every
+/// worker; one thread for BLAS and OpenMP, as the stage's parallelism is its
+/// worker processes (numpy's OpenBLAS threads otherwise spin beside them).
+pub const DEFAULT_ENV: &[(&str, &str)] =
+    &[("PYTHONHASHSEED", "0"), ("OPENBLAS_NUM_THREADS", "1"), ("OMP_NUM_THREADS", "1"), ("MKL_NUM_THREADS", "1")];
+
 /// The workers' environment: [`BASE_ENV`], `LC_*`, the variables in `names`,
-/// and `PYTHONHASHSEED=0` (so sets iterate alike in every worker) unless `names` has it.
+/// and [`DEFAULT_ENV`] for those `names` leaves out.
 pub fn worker_env(names: &[String]) -> Vec<(String, String)> {
     let mut env: Vec<(String, String)> = std::env::vars()
         .filter(|(k, _)| BASE_ENV.contains(&k.as_str()) || k.starts_with("LC_") || names.contains(k))
         .collect();
-    if !names.iter().any(|n| n == "PYTHONHASHSEED") {
-        env.retain(|(k, _)| k != "PYTHONHASHSEED");
-        env.push(("PYTHONHASHSEED".into(), "0".into()));
+    for (k, v) in DEFAULT_ENV {
+        if !names.iter().any(|n| n == k) {
+            env.retain(|(name, _)| name != k);
+            env.push((k.to_string(), v.to_string()));
+        }
     }
     env.sort();
     env
@@ -176,9 +185,10 @@ mod tests {
         let env = worker_env(&[]);
         assert!(env.iter().any(|(k, _)| k == "PATH"));
         assert!(env.contains(&("PYTHONHASHSEED".to_string(), "0".to_string())));
-        assert!(env
-            .iter()
-            .all(|(k, _)| BASE_ENV.contains(&k.as_str()) || k.starts_with("LC_") || k == "PYTHONHASHSEED"));
+        assert!(env.contains(&("OMP_NUM_THREADS".to_string(), "1".to_string())));
+        let known =
+            |k: &String| BASE_ENV.contains(&k.as_str()) || k.starts_with("LC_") || DEFAULT_ENV.iter().any(|d| d.0 == k);
+        assert!(env.iter().all(|(k, _)| known(k)));
         let env = worker_env(&["CARGO".to_string(), "PYTHONHASHSEED".to_string()]);
         assert!(env.iter().any(|(k, _)| k == "CARGO"), "named variables pass (cargo sets CARGO)");
         assert!(!env.iter().any(|(k, v)| k == "PYTHONHASHSEED" && v == "0"), "a named PYTHONHASHSEED is smelt's own");

@@ -114,12 +114,29 @@ pub fn read_frame(r: &mut impl Read) -> io::Result<Option<Frame>> {
 /// # Errors
 /// Arrow cannot encode it.
 pub fn encode_batch(batch: &RecordBatch) -> Result<Vec<u8>, arrow::error::ArrowError> {
-    let mut out = Vec::with_capacity(batch.get_array_memory_size() + 1024);
-    let mut w = StreamWriter::try_new(&mut out, &batch.schema())?;
-    w.write(batch)?;
-    w.finish()?;
-    drop(w);
+    let mut out = Vec::new();
+    write_batch(batch, &mut out)?;
     Ok(out)
+}
+
+/// A [`Kind::Batch`] frame of `batch`, encoded in place (no copy of the IPC bytes).
+///
+/// # Errors
+/// Arrow cannot encode it.
+pub fn batch_frame(batch: &RecordBatch) -> Result<Vec<u8>, arrow::error::ArrowError> {
+    let mut out = Vec::with_capacity(HEADER + batch.get_array_memory_size() + 1024);
+    out.extend_from_slice(&[0; HEADER]);
+    write_batch(batch, &mut out)?;
+    let len = (out.len() - HEADER) as u64;
+    out[0] = Kind::Batch.byte();
+    out[1..HEADER].copy_from_slice(&len.to_le_bytes());
+    Ok(out)
+}
+
+fn write_batch(batch: &RecordBatch, out: &mut Vec<u8>) -> Result<(), arrow::error::ArrowError> {
+    let mut w = StreamWriter::try_new(out, &batch.schema())?;
+    w.write(batch)?;
+    w.finish()
 }
 
 /// A schema as an Arrow IPC stream without batches (how the worker learns `output_schema`'s types).
@@ -224,6 +241,8 @@ mod tests {
         .unwrap();
         let back = decode_batch(&encode_batch(&batch).unwrap()).unwrap();
         assert_eq!(back, batch);
+        let frame = read_frame(&mut io::Cursor::new(batch_frame(&batch).unwrap())).unwrap().unwrap();
+        assert_eq!((frame.kind, decode_batch(&frame.payload).unwrap()), (Kind::Batch, batch.clone()));
         assert_eq!(back.column(1).as_string::<i64>().value(2), "ç");
         assert!(back.column(1).is_null(1));
         let e = decode_batch(&encode_schema(&batch.schema()).unwrap()).unwrap_err();

@@ -15,7 +15,7 @@ use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use smelt_engine::{EngineError, Processed, Result, Transform};
 
-use super::protocol::{decode_batch, encode_batch, encode_frame, Kind, PyError};
+use super::protocol::{batch_frame, decode_batch, Kind, PyError};
 use super::worker::{self, CallError, Pool, WorkerError};
 use super::{schema, OnError};
 
@@ -37,7 +37,7 @@ impl Transform for Run {
         if rows == 0 {
             return Ok(Processed::Batch(RecordBatch::new_empty(self.output.clone())));
         }
-        let frame = encode_frame(Kind::Batch, &encode_batch(&batch)?);
+        let frame = batch_frame(&batch)?;
         let answer = self.pool.call(frame).map_err(|e| self.failed(e, rows))?;
         let result = match answer.kind {
             Kind::Batch => decode_batch(&answer.payload).map_err(|e| self.protocol(e))?,

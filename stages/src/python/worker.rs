@@ -72,7 +72,7 @@ pub enum WorkerError {
 /// One running worker.
 struct Worker {
     child: Child,
-    to_worker: Option<SyncSender<Arc<[u8]>>>,
+    to_worker: Option<SyncSender<Arc<Vec<u8>>>>,
     from_worker: Receiver<std::io::Result<Frame>>,
     stderr: Arc<Mutex<VecDeque<String>>>,
     threads: Vec<JoinHandle<()>>,
@@ -93,7 +93,7 @@ impl Worker {
             (Some(i), Some(o), Some(e)) => (i, o, e),
             _ => return Err(WorkerError::Start("the worker's pipes were not opened".into())),
         };
-        let (to_worker, frames) = mpsc::sync_channel::<Arc<[u8]>>(1);
+        let (to_worker, frames) = mpsc::sync_channel::<Arc<Vec<u8>>>(1);
         let (answers, from_worker) = mpsc::channel();
         let tail = Arc::new(Mutex::new(VecDeque::with_capacity(STDERR_TAIL)));
         let threads = vec![
@@ -131,7 +131,7 @@ impl Worker {
             },
         ];
         let mut w = Worker { child, to_worker: Some(to_worker), from_worker, stderr: tail, threads };
-        let ready = w.call(encode_frame(Kind::Config, &launch.config).into(), timeout)?;
+        let ready = w.call(Arc::new(encode_frame(Kind::Config, &launch.config)), timeout)?;
         match ready.kind {
             Kind::Ready => Ok(w),
             Kind::Error => Err(WorkerError::Setup(Box::new(parse_error(&ready.payload)?))),
@@ -140,7 +140,7 @@ impl Worker {
     }
 
     /// Sends one frame and waits up to `timeout` for the answer.
-    fn call(&mut self, frame: Arc<[u8]>, timeout: Duration) -> Result<Frame, WorkerError> {
+    fn call(&mut self, frame: Arc<Vec<u8>>, timeout: Duration) -> Result<Frame, WorkerError> {
         let sent = self.to_worker.as_ref().is_some_and(|tx| tx.send(frame).is_ok());
         let answer = if sent { self.from_worker.recv_timeout(timeout) } else { Err(RecvTimeoutError::Disconnected) };
         match answer {
@@ -298,7 +298,7 @@ impl Pool {
     /// # Errors
     /// No worker could be started or set up, or the frame failed twice.
     pub fn call(&self, frame: Vec<u8>) -> Result<Frame, CallError> {
-        let frame: Arc<[u8]> = frame.into();
+        let frame = Arc::new(frame);
         let mut first = None;
         loop {
             let mut w = self.checkout().map_err(|error| CallError { error, first: first.clone() })?;
