@@ -13,6 +13,7 @@
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Write};
+use std::os::fd::AsRawFd;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -93,6 +94,8 @@ impl Worker {
             (Some(i), Some(o), Some(e)) => (i, o, e),
             _ => return Err(WorkerError::Start("the worker's pipes were not opened".into())),
         };
+        widen_pipe(stdin.as_raw_fd());
+        widen_pipe(stdout.as_raw_fd());
         let (to_worker, frames) = mpsc::sync_channel::<Arc<Vec<u8>>>(1);
         let (answers, from_worker) = mpsc::channel();
         let tail = Arc::new(Mutex::new(VecDeque::with_capacity(STDERR_TAIL)));
@@ -217,6 +220,20 @@ fn join_within(t: JoinHandle<()>, limit: Duration) {
     if t.is_finished() {
         let _ = t.join();
     }
+}
+
+/// Makes a pipe hold 1 MiB (Linux's default limit for a user) rather than
+/// 64 KiB, so a batch of text crosses in one write rather than in a handoff
+/// between smelt's writer thread and the worker per 64 KiB, each a scheduling
+/// delay on a busy machine. Where the kernel refuses, the pipe keeps its size.
+fn widen_pipe(fd: std::os::fd::RawFd) {
+    #[cfg(target_os = "linux")]
+    // SAFETY: fcntl(2) F_SETPIPE_SZ on a pipe descriptor this process owns (a child's stdin or stdout).
+    unsafe {
+        libc::fcntl(fd, libc::F_SETPIPE_SZ, 1 << 20);
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = fd;
 }
 
 /// `exit code 3`, `killed by signal 9 (SIGKILL)`.
