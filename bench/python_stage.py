@@ -25,6 +25,8 @@ VARIANTS = {
     # name: (mode, function, what datatrove runs as a LambdaFilter, or None)
     "filter len(text) > 500": ("filter", "long_text", "len(doc.text) > 500"),
     "batch pc.utf8_length > 500": ("batch", "long_batch", "len(doc.text) > 500"),
+    # The texts are ASCII: bytes are characters, and a byte length reads the offsets only (as sql_where's octet_length).
+    "batch pc.binary_length > 500": ("batch", "long_batch_bytes", "len(doc.text) > 500"),
     "filter regex word count > 120": ("filter", "many_words", None),
 }
 

@@ -2,8 +2,8 @@
 //!
 //! ```text
 //! Pool::call(batch frame) ──checkout (idle worker, or start one while fewer than `workers` live, or wait)──►
-//!   Worker: writer thread ──frames──► stdin │ python -c worker.py serve │ stdout ──frames──► reader thread
-//!                                           │                          │ stderr ──lines──► smelt's stderr (last lines kept)
+//!   Worker: the calling thread ──frame──► stdin │ python -c worker.py serve │ stdout ──frame──► the calling thread
+//!           (non-blocking 1 MiB pipes, poll(2) until the deadline)  │ stderr ──a thread──► smelt's stderr (last lines kept)
 //!   answer within the timeout ──► checkin, answer returned
 //!   worker died, or no answer (killed) ──► a fresh worker, the same frame once more ──► answer, or the error
 //! ```
@@ -12,13 +12,12 @@
 //! and exits.
 
 use std::collections::VecDeque;
-use std::io::{BufRead, BufReader, Write};
-use std::os::fd::AsRawFd;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -73,10 +72,13 @@ pub enum WorkerError {
 /// One running worker.
 struct Worker {
     child: Child,
-    to_worker: Option<SyncSender<Arc<Vec<u8>>>>,
-    from_worker: Receiver<std::io::Result<Frame>>,
+    /// Its stdin, non-blocking (closed on drop: the end of input ends the worker).
+    stdin: Option<ChildStdin>,
+    /// Its stdout, non-blocking.
+    stdout: ChildStdout,
     stderr: Arc<Mutex<VecDeque<String>>>,
-    threads: Vec<JoinHandle<()>>,
+    /// Copies its stderr to smelt's, keeping the last lines.
+    stderr_thread: Option<JoinHandle<()>>,
 }
 
 impl Worker {
@@ -90,51 +92,30 @@ impl Worker {
             .process_group(0)
             .spawn()
             .map_err(|e| WorkerError::Start(format!("cannot run `{}`: {e}", launch.python.display())))?;
-        let (mut stdin, stdout, stderr) = match (child.stdin.take(), child.stdout.take(), child.stderr.take()) {
+        let (stdin, stdout, stderr) = match (child.stdin.take(), child.stdout.take(), child.stderr.take()) {
             (Some(i), Some(o), Some(e)) => (i, o, e),
             _ => return Err(WorkerError::Start("the worker's pipes were not opened".into())),
         };
-        widen_pipe(stdin.as_raw_fd());
-        widen_pipe(stdout.as_raw_fd());
-        let (to_worker, frames) = mpsc::sync_channel::<Arc<Vec<u8>>>(1);
-        let (answers, from_worker) = mpsc::channel();
+        for fd in [stdin.as_raw_fd(), stdout.as_raw_fd()] {
+            widen_pipe(fd);
+            non_blocking(fd).map_err(|e| WorkerError::Start(format!("the worker's pipes: {e}")))?;
+        }
         let tail = Arc::new(Mutex::new(VecDeque::with_capacity(STDERR_TAIL)));
-        let threads = vec![
+        let stderr_thread = {
+            let (tail, label) = (tail.clone(), launch.label.clone());
             std::thread::spawn(move || {
-                for frame in frames {
-                    if stdin.write_all(&frame).and_then(|()| stdin.flush()).is_err() {
-                        break;
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    eprintln!("{label}{line}");
+                    let mut t = tail.lock().unwrap_or_else(|e| e.into_inner());
+                    if t.len() == STDERR_TAIL {
+                        t.pop_front();
                     }
+                    t.push_back(line);
                 }
-            }),
-            std::thread::spawn(move || {
-                let mut r = BufReader::with_capacity(1 << 16, stdout);
-                loop {
-                    let frame = read_frame(&mut r).and_then(|f| {
-                        f.ok_or_else(|| std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "end of output"))
-                    });
-                    let end = frame.is_err();
-                    if answers.send(frame).is_err() || end {
-                        break;
-                    }
-                }
-            }),
-            {
-                let (tail, label) = (tail.clone(), launch.label.clone());
-                std::thread::spawn(move || {
-                    for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                        eprintln!("{label}{line}");
-                        let mut t = tail.lock().unwrap_or_else(|e| e.into_inner());
-                        if t.len() == STDERR_TAIL {
-                            t.pop_front();
-                        }
-                        t.push_back(line);
-                    }
-                })
-            },
-        ];
-        let mut w = Worker { child, to_worker: Some(to_worker), from_worker, stderr: tail, threads };
-        let ready = w.call(Arc::new(encode_frame(Kind::Config, &launch.config)), timeout)?;
+            })
+        };
+        let mut w = Worker { child, stdin: Some(stdin), stdout, stderr: tail, stderr_thread: Some(stderr_thread) };
+        let ready = w.call(&encode_frame(Kind::Config, &launch.config), timeout)?;
         match ready.kind {
             Kind::Ready => Ok(w),
             Kind::Error => Err(WorkerError::Setup(Box::new(parse_error(&ready.payload)?))),
@@ -142,18 +123,29 @@ impl Worker {
         }
     }
 
-    /// Sends one frame and waits up to `timeout` for the answer.
-    fn call(&mut self, frame: Arc<Vec<u8>>, timeout: Duration) -> Result<Frame, WorkerError> {
-        let sent = self.to_worker.as_ref().is_some_and(|tx| tx.send(frame).is_ok());
-        let answer = if sent { self.from_worker.recv_timeout(timeout) } else { Err(RecvTimeoutError::Disconnected) };
+    /// Sends one frame and waits up to `timeout` for the answer, on this
+    /// thread: writing and reading wait in poll(2) with the deadline.
+    fn call(&mut self, frame: &[u8], timeout: Duration) -> Result<Frame, WorkerError> {
+        let deadline = Instant::now() + timeout;
+        let sent = match self.stdin.as_mut() {
+            Some(stdin) => {
+                let fd = stdin.as_raw_fd();
+                Timed { inner: stdin, fd, deadline }.write_all(frame)
+            }
+            None => Err(io::Error::from(io::ErrorKind::BrokenPipe)),
+        };
+        let answer = sent.and_then(|()| {
+            let fd = self.stdout.as_raw_fd();
+            read_frame(&mut Timed { inner: &mut self.stdout, fd, deadline })
+        });
         match answer {
-            Ok(Ok(frame)) => Ok(frame),
-            Ok(Err(e)) if e.kind() == std::io::ErrorKind::InvalidData => Err(WorkerError::Protocol(e.to_string())),
-            Ok(Err(_)) | Err(RecvTimeoutError::Disconnected) => Err(self.died()),
-            Err(RecvTimeoutError::Timeout) => {
+            Ok(Some(frame)) => Ok(frame),
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => {
                 self.kill();
                 Err(WorkerError::Timeout(timeout))
             }
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => Err(WorkerError::Protocol(e.to_string())),
+            Ok(None) | Err(_) => Err(self.died()),
         }
     }
 
@@ -173,7 +165,7 @@ impl Worker {
         };
         // The stderr thread ends with the process (unless something it started keeps stderr open): let it
         // take the last lines.
-        if let Some(t) = self.threads.pop() {
+        if let Some(t) = self.stderr_thread.take() {
             join_within(t, Duration::from_secs(1));
         }
         let stderr = self.stderr.lock().unwrap_or_else(|e| e.into_inner()).iter().cloned().collect::<Vec<_>>();
@@ -195,7 +187,7 @@ impl Worker {
 impl Drop for Worker {
     fn drop(&mut self) {
         // End of input ends the worker's loop; one that does not exit soon is killed.
-        self.to_worker.take();
+        self.stdin.take();
         let deadline = Instant::now() + Duration::from_secs(2);
         while matches!(self.child.try_wait(), Ok(None)) {
             if Instant::now() >= deadline {
@@ -204,7 +196,7 @@ impl Drop for Worker {
             }
             std::thread::sleep(Duration::from_millis(5));
         }
-        for t in self.threads.drain(..) {
+        if let Some(t) = self.stderr_thread.take() {
             join_within(t, Duration::from_secs(1));
         }
     }
@@ -222,11 +214,83 @@ fn join_within(t: JoinHandle<()>, limit: Duration) {
     }
 }
 
+/// A non-blocking pipe end read or written until a deadline: while it would
+/// block, poll(2) waits for it; past the deadline, `TimedOut`.
+struct Timed<'a, T> {
+    inner: &'a mut T,
+    fd: RawFd,
+    deadline: Instant,
+}
+
+impl<T> Timed<'_, T> {
+    fn wait(&self, events: libc::c_short) -> io::Result<()> {
+        loop {
+            let left = self.deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(io::Error::from(io::ErrorKind::TimedOut));
+            }
+            let mut p = libc::pollfd { fd: self.fd, events, revents: 0 };
+            let ms = left.as_millis().clamp(1, i32::MAX as u128) as libc::c_int;
+            // SAFETY: poll(2) on one pollfd that lives for the call.
+            match unsafe { libc::poll(&mut p, 1, ms) } {
+                n if n > 0 => return Ok(()), // ready, or closed: the next read or write says which
+                0 => {}
+                _ => {
+                    let e = io::Error::last_os_error();
+                    if e.kind() != io::ErrorKind::Interrupted {
+                        return Err(e);
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl<T: Read> Read for Timed<'_, T> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            match self.inner.read(buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.wait(libc::POLLIN)?,
+                other => return other,
+            }
+        }
+    }
+}
+
+impl<T: Write> Write for Timed<'_, T> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        loop {
+            match self.inner.write(buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.wait(libc::POLLOUT)?,
+                other => return other,
+            }
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Sets O_NONBLOCK on this process's end of a pipe.
+fn non_blocking(fd: RawFd) -> io::Result<()> {
+    // SAFETY: fcntl(2) F_GETFL/F_SETFL on a descriptor this process owns.
+    let ok = unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        flags >= 0 && libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) >= 0
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 /// Makes a pipe hold 1 MiB (Linux's default limit for a user) rather than
 /// 64 KiB, so a batch of text crosses in one write rather than in a handoff
 /// between smelt's writer thread and the worker per 64 KiB, each a scheduling
 /// delay on a busy machine. Where the kernel refuses, the pipe keeps its size.
-fn widen_pipe(fd: std::os::fd::RawFd) {
+fn widen_pipe(fd: RawFd) {
     #[cfg(target_os = "linux")]
     // SAFETY: fcntl(2) F_SETPIPE_SZ on a pipe descriptor this process owns (a child's stdin or stdout).
     unsafe {
@@ -315,11 +379,10 @@ impl Pool {
     /// # Errors
     /// No worker could be started or set up, or the frame failed twice.
     pub fn call(&self, frame: Vec<u8>) -> Result<Frame, CallError> {
-        let frame = Arc::new(frame);
         let mut first = None;
         loop {
             let mut w = self.checkout().map_err(|error| CallError { error, first: first.clone() })?;
-            match w.call(frame.clone(), self.timeout) {
+            match w.call(&frame, self.timeout) {
                 Ok(answer) => {
                     self.checkin(w);
                     return Ok(answer);
