@@ -142,6 +142,18 @@ pub fn stages() -> Vec<StageType> {
             configure: smelt_query::stage::configure,
         },
         StageType {
+            name: "python",
+            kind: StageKind::Transform,
+            about: "your own Python function or class (filter, map or batch mode) in worker processes, fed Arrow batches",
+            configure: pipelines::python::configure,
+        },
+        StageType {
+            name: "datatrove",
+            kind: StageKind::Transform,
+            about: "an installed datatrove step as it is (PipelineStep, BaseFilter, BaseFormatter): its drops and reasons, its text changes",
+            configure: pipelines::python::configure_datatrove,
+        },
+        StageType {
             name: "back_translate",
             kind: StageKind::Transform,
             about: "add back-translations (apertium, openai or libretranslate; through pivot languages and back) as new rows beside the originals",

@@ -17,6 +17,9 @@ fn required(stage: &str) -> serde_json::Value {
         "rss" => serde_json::json!({"feeds": ["https://example.org/feed.xml"]}),
         "tokenize" => serde_json::json!({"tokenizer": "tiktoken:cl100k_base"}),
         "sql" => serde_json::json!({"where": "true", "columns": {"x": "1"}}),
+        // Configuring runs no interpreter (the compiler's schema check does).
+        "python" => serde_json::json!({"module": "json", "function": "dumps", "mode": "map"}),
+        "datatrove" => serde_json::json!({"step": "datatrove.pipeline.filters.URLFilter"}),
         // The default backend (Apertium) is checked for at configure time; an endpoint is not.
         "back_translate" => {
             serde_json::json!({"pivots": ["es"], "backend": "openai", "http": {"url": "http://127.0.0.1:9/v1", "model": "m"}})

@@ -6,6 +6,7 @@
 //!   ──dedup_exact | dedup_url | dedup_lines | dedup_minhash (dedup/, barriers)──► unique rows
 //!   ──pii, toxicity, audit, back_translate (augment/)──► cleaned, audited, augmented rows
 //!   ──content_hash, tokenize──► content_hash, input_ids
+//!   ──python, datatrove (python/: your own Python, datatrove's steps, in worker processes)──► rows
 //! ```
 //! Each stage is one file or folder: its config struct (`deny_unknown_fields`,
 //! every field documented), its runtime struct, and its tests. A stage's
@@ -22,6 +23,7 @@ pub mod html;
 pub mod html_to_text;
 pub mod langid;
 pub mod pii;
+pub mod python;
 pub mod tokenize;
 pub mod toxicity;
 

@@ -1,0 +1,152 @@
+"""bench/python_stage.sh's measurements: smelt's `python` transform against datatrove 0.10.1's LambdaFilter on the
+same documents, and the worker protocol's overhead over a realistic function run in plain Python.
+
+    python_stage.py WORK SMELT_BIN     (WORK holds in/docs.jsonl and udf.py; run with the venv's python)
+
+Figures are rows per second of the filtering step alone, one process each. smelt: the stage's time from the run
+summary (`busy_ms`, `--parallelism 1`, one worker: Arrow IPC both ways, rows to Python, the calls, the verdicts
+merged back), less the same stage's time on one document (starting the worker: the interpreter, pyarrow, the
+module). datatrove, two figures: its `run` over the documents already in memory (what a datatrove pipeline spends
+in the step: the calls and BaseFilter.run's per-document work, the ratio's basis), and its own step time
+(`time_stats.total` of a LocalPipelineExecutor run, as bench/sql_where.sh reports it), which times only the
+`filter_batch` calls. Prints a table to stdout; exits 1 when two sides disagree on what they drop.
+"""
+
+import glob
+import json
+import os
+import subprocess
+import sys
+import time
+
+WORK, SMELT = sys.argv[1], sys.argv[2]
+PYTHON = sys.executable
+VARIANTS = {
+    # name: (mode, function, what datatrove runs as a LambdaFilter, or None)
+    "filter len(text) > 500": ("filter", "long_text", "len(doc.text) > 500"),
+    "batch pc.utf8_length > 500": ("batch", "long_batch", "len(doc.text) > 500"),
+    # The texts are ASCII: bytes are characters, and a byte length reads the offsets only (as sql_where's octet_length).
+    "batch pc.binary_length > 500": ("batch", "long_batch_bytes", "len(doc.text) > 500"),
+    "filter regex word count > 120": ("filter", "many_words", None),
+}
+
+
+def pipeline(name, mode, function, docs):
+    path = os.path.join(WORK, f"{name}.yaml")
+    with open(path, "w") as f:
+        f.write(f"""dataset: {name}
+stages:
+  docs:
+    type: jsonl
+    paths: [{docs}]
+  rule:
+    type: python
+    inputs: [docs]
+    path: udf.py
+    function: {function}
+    mode: {mode}
+    workers: 1
+    python: {PYTHON}
+  hashed:
+    type: content_hash
+    inputs: [rule]
+  out:
+    type: parquet
+    inputs: [hashed]
+""")
+    return path
+
+
+def smelt_stage(name, mode, function, docs):
+    """(seconds, rows in, drops) of the python stage."""
+    p = pipeline(name, mode, function, docs)
+    out = subprocess.run([SMELT, "--data-dir", os.path.join(WORK, "data"), "run", p, "--format", "json",
+                          "--no-progress", "--parallelism", "1"], capture_output=True, text=True)
+    if out.returncode != 0:
+        sys.exit(f"smelt failed on {name}:\n{out.stderr}")
+    stage = next(s for s in json.loads(out.stdout)["stages"] if s["stage"] == "rule")
+    return stage["busy_ms"] / 1000, stage["rows_in"], sum(stage["drops"].values())
+
+
+def datatrove_lambda(expression):
+    """(run seconds, docs, dropped, time_stats seconds) of a LambdaFilter over in/docs.jsonl."""
+    script = f"""
+import glob, json, time
+from datatrove.executor import LocalPipelineExecutor
+from datatrove.pipeline.filters import LambdaFilter
+from datatrove.pipeline.readers import JsonlReader
+data = {os.path.join(WORK, 'in')!r}
+docs = list(JsonlReader(data, glob_pattern="docs.jsonl")())
+step = LambdaFilter(lambda doc: {expression})
+start = time.perf_counter()
+kept = sum(1 for _ in step.run(iter(docs)))
+run_s = time.perf_counter() - start
+logs = {os.path.join(WORK, 'dt-logs')!r}
+LocalPipelineExecutor(pipeline=[JsonlReader(data, glob_pattern="docs.jsonl"), LambdaFilter(lambda doc: {expression})],
+                      tasks=1, workers=1, logging_dir=logs).run()
+stats = json.load(open(glob.glob(logs + "/stats.json")[0]))
+timed = next(s for s in stats if "Lambda" in s["name"])
+print(json.dumps([run_s, len(docs), len(docs) - kept, timed["time_stats"]["total"]]))
+"""
+    subprocess.run(["rm", "-rf", os.path.join(WORK, "dt-logs")], check=True)
+    out = subprocess.run([PYTHON, "-c", script], capture_output=True, text=True)
+    if out.returncode != 0:
+        sys.exit(f"datatrove failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def plain_python(function):
+    """Seconds of `function` over every row as a dict (the columns smelt's jsonl source gives), in plain Python."""
+    sys.path.insert(0, WORK)
+    import udf
+
+    fn = getattr(udf, function)
+    rows = []
+    with open(os.path.join(WORK, "in", "docs.jsonl")) as f:
+        for line in f:
+            d = json.loads(line)
+            rows.append({"id": d["id"], "text": d["text"], "url": None, "source": "jsonl", "fetched_at": None,
+                         "origin": "docs.jsonl#L1"})
+    start = time.perf_counter()
+    kept = sum(1 for row in rows if fn(row))
+    return time.perf_counter() - start, len(rows), len(rows) - kept, None
+
+
+def main():
+    with open(os.path.join(WORK, "in", "one.jsonl"), "w") as f:
+        f.write(json.dumps({"id": "x", "text": "one document"}) + "\n")
+    print("measurement\tdocs\tsmelt s\tsmelt docs/s\tother s\tother docs/s\tratio\tdatatrove time_stats docs/s")
+    failed = False
+    results = {}
+    for name, (mode, function, expression) in VARIANTS.items():
+        start_s, _, _ = smelt_stage(f"one-{function}", mode, function, "in/one.jsonl")
+        raw_s, rows, dropped = smelt_stage(f"all-{function}", mode, function, "in/docs.jsonl")
+        s = max(raw_s - start_s, 1e-9)
+        if expression is not None:
+            other, what = datatrove_lambda(expression), "datatrove LambdaFilter"
+        else:
+            other, what = plain_python(function), "plain Python"
+        o_s, o_docs, o_dropped, timed_s = other
+        if (rows, dropped) != (o_docs, o_dropped):
+            print(f"# {name}: smelt saw {rows} rows and dropped {dropped}, {what} {o_docs} and {o_dropped}",
+                  file=sys.stderr)
+            failed = True
+        ratio = (rows / s) / (o_docs / o_s)
+        results[name] = {"smelt_s": s, "smelt_raw_s": raw_s, "worker_start_s": start_s, "other": what,
+                         "other_s": o_s, "ratio": ratio, "datatrove_time_stats_s": timed_s}
+        timed = f"{o_docs / timed_s:,.0f} ({(rows / s) / (o_docs / timed_s):.2f}x)" if timed_s else "-"
+        print(f"{name} vs {what}\t{rows}\t{s:.3f}\t{rows / s:,.0f}\t{o_s:.3f}\t{o_docs / o_s:,.0f}\t{ratio:.2f}x"
+              f"\t{timed}")
+    regex = results["filter regex word count > 120"]
+    overhead = (regex["smelt_s"] - regex["other_s"]) / regex["other_s"]
+    print(f"# worker protocol overhead on the regex function: {overhead * 100:.1f}% of its plain-Python time "
+          f"(goal < 10%)")
+    print(f"# worker start (interpreter, pyarrow, module), taken out above: "
+          + ", ".join(f"{n.split()[0]} {r['worker_start_s']:.2f} s" for n, r in results.items()))
+    print("# goals: filter >= 3x and batch >= 20x datatrove's docs/s (its run over the documents)")
+    print(json.dumps({"results": results, "overhead": overhead}))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

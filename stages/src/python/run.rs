@@ -1,0 +1,136 @@
+//! A `python` or `datatrove` stage on one split: each batch through the
+//! run's worker pool, in order, and the answer merged back, or the error a
+//! user can act on.
+//!
+//! ```text
+//! batch ──encode (Arrow IPC)──► Pool::call ──B result──► schema::merge ──► Processed::Batch | Filtered
+//!                                          └─E exception──► user error: traceback, row, the stage's position
+//!                                          └─died / timed out twice──► external error: exit status, stderr lines
+//! ```
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use smelt_engine::{EngineError, Processed, Result, Transform};
+
+use super::protocol::{batch_frame, decode_batch, Kind, PyError};
+use super::worker::{self, CallError, Pool, WorkerError};
+use super::{schema, OnError};
+
+/// A stage's transform on one split: its batches through the run's pool, in order.
+pub(super) struct Run {
+    pub(super) pool: Arc<Pool>,
+    /// The stage's output schema for this split's input.
+    pub(super) output: SchemaRef,
+    /// How messages name the code.
+    pub(super) label: String,
+    /// The interpreter as the options name it.
+    pub(super) python: String,
+    pub(super) on_error: OnError,
+}
+
+impl Transform for Run {
+    fn process(&mut self, batch: RecordBatch) -> Result<Processed> {
+        let rows = batch.num_rows();
+        if rows == 0 {
+            return Ok(Processed::Batch(RecordBatch::new_empty(self.output.clone())));
+        }
+        let frame = batch_frame(&batch)?;
+        let answer = self.pool.call(frame).map_err(|e| self.failed(e, rows))?;
+        let result = match answer.kind {
+            Kind::Batch => decode_batch(&answer.payload).map_err(|e| self.protocol(e))?,
+            Kind::Error => {
+                let e = worker::parse_error(&answer.payload)
+                    .map_err(|e| self.failed(CallError { error: e, first: None }, rows))?;
+                return Err(self.exception(&e));
+            }
+            other => return Err(self.protocol(format!("a {other:?} frame answering a batch"))),
+        };
+        let (out, verdicts) = schema::merge(&batch, &result, &self.output)
+            .map_err(|e| EngineError::User(format!("{}: {e}", self.label)))?;
+        Ok(match verdicts {
+            Some(verdicts) => Processed::Filtered { batch: out, verdicts },
+            None => Processed::Batch(out),
+        })
+    }
+
+    fn take_counters(&mut self) -> BTreeMap<String, u64> {
+        match self.pool.take_restarts() {
+            0 => BTreeMap::new(),
+            n => BTreeMap::from([("worker_restarts".to_string(), n)]),
+        }
+    }
+}
+
+impl Run {
+    /// An exception in user code, or a result that does not fit the stage.
+    fn exception(&self, e: &PyError) -> EngineError {
+        if e.output {
+            return EngineError::User(format!("{}: {}", self.label, e.message));
+        }
+        let row = match &e.row {
+            Some(r) => match &r.id {
+                Some(id) => format!(" on row {} of the batch (id `{id}`)", r.index),
+                None => format!(" on row {} of the batch", r.index),
+            },
+            None => String::new(),
+        };
+        let hint = if self.on_error == OnError::Fail { "\n(`on_error: drop` drops such rows instead)" } else { "" };
+        EngineError::User(format!(
+            "{} raised {}{row}: {}\n{}{hint}",
+            self.label,
+            e.kind,
+            e.message,
+            e.traceback.trim_end()
+        ))
+    }
+
+    fn protocol(&self, e: String) -> EngineError {
+        EngineError::Internal(format!("the Python worker running {} broke the frame protocol: {e}", self.label))
+    }
+
+    /// A call that got no answer.
+    fn failed(&self, e: CallError, rows: usize) -> EngineError {
+        let what = |w: &WorkerError| match w {
+            WorkerError::Died { status, .. } => format!("died ({status})"),
+            WorkerError::Timeout(t) => {
+                format!("took longer than batch_timeout_s ({} s) and was killed", t.as_secs_f64())
+            }
+            other => format!("{other:?}"),
+        };
+        match &e.error {
+            WorkerError::Start(m) => EngineError::User(format!(
+                "{}: cannot start a Python worker: {m} (python: `{}`)",
+                self.label, self.python
+            )),
+            WorkerError::Setup(p) => EngineError::User(format!(
+                "{}: setting up a Python worker raised {}: {}\n{}",
+                self.label,
+                p.kind,
+                p.message,
+                p.traceback.trim_end()
+            )),
+            WorkerError::Protocol(m) => self.protocol(m.clone()),
+            WorkerError::Died { .. } | WorkerError::Timeout(_) => {
+                let story = match &e.first {
+                    Some(first) => {
+                        format!("{}, was replaced, and the new one {} on the same batch", what(first), what(&e.error))
+                    }
+                    None => what(&e.error),
+                };
+                let stderr = match &e.error {
+                    WorkerError::Died { stderr, .. } if !stderr.is_empty() => {
+                        format!("\nthe worker's last stderr lines:\n{stderr}")
+                    }
+                    _ => String::new(),
+                };
+                EngineError::External(format!(
+                    "the Python worker running {} on a batch of {rows} rows {story}{stderr}",
+                    self.label
+                ))
+            }
+        }
+    }
+}

@@ -1,0 +1,507 @@
+//! Python worker processes and the pool a stage keeps of them for a run.
+//!
+//! ```text
+//! Pool::call(batch frame) ──checkout (idle worker, or start one while fewer than `workers` live, or wait)──►
+//!   Worker: the calling thread ──frame──► stdin │ python -c worker.py serve │ stdout ──frame──► the calling thread
+//!           (non-blocking 1 MiB pipes, poll(2) until the deadline)  │ stderr ──a thread──► smelt's stderr (last lines kept)
+//!   answer within the timeout ──► checkin, answer returned
+//!   worker died, or no answer (killed) ──► a fresh worker, the same frame once more ──► answer, or the error
+//! ```
+//! A worker is a process group of its own, so a kill also ends what user
+//! code started; when smelt goes away the worker reads the end of its input
+//! and exits.
+
+use std::collections::VecDeque;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::protocol::{encode_frame, read_frame, Frame, Kind, PyError};
+
+/// The worker's source, run with `python -c`: the binary needs no file of the repository at run time.
+pub const WORKER_SOURCE: &str = include_str!("../../../python/smelt_data/worker.py");
+
+/// Lines of a worker's stderr kept for the message when it dies.
+const STDERR_TAIL: usize = 20;
+
+/// How to start a worker.
+#[derive(Debug, Clone)]
+pub struct Launch {
+    /// The interpreter.
+    pub python: PathBuf,
+    /// The whole environment of the worker.
+    pub env: Vec<(String, String)>,
+    /// Its working directory (the pipeline file's).
+    pub cwd: PathBuf,
+    /// The config frame's JSON.
+    pub config: Vec<u8>,
+    /// Prefix of the worker's stderr lines on smelt's stderr (`[python scored] `).
+    pub label: String,
+}
+
+impl Launch {
+    /// The command that runs the embedded worker with `args`, with this environment and directory.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(&self.python);
+        c.arg("-c").arg(WORKER_SOURCE).args(args).env_clear().envs(self.env.iter().cloned()).current_dir(&self.cwd);
+        c
+    }
+}
+
+/// Why a worker gave no answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WorkerError {
+    /// The interpreter could not be started.
+    Start(String),
+    /// The worker's setup raised (loading the module, `__init__`).
+    Setup(Box<PyError>),
+    /// It exited; how, and the last lines of its stderr.
+    Died { status: String, stderr: String },
+    /// No answer within the timeout: killed.
+    Timeout(Duration),
+    /// It answered something that is not a frame of the protocol.
+    Protocol(String),
+}
+
+/// One running worker.
+struct Worker {
+    child: Child,
+    /// Its stdin, non-blocking (closed on drop: the end of input ends the worker).
+    stdin: Option<ChildStdin>,
+    /// Its stdout, non-blocking.
+    stdout: ChildStdout,
+    stderr: Arc<Mutex<VecDeque<String>>>,
+    /// Copies its stderr to smelt's, keeping the last lines.
+    stderr_thread: Option<JoinHandle<()>>,
+}
+
+impl Worker {
+    /// Starts a worker and hands it its configuration; returns once it is ready.
+    fn start(launch: &Launch, timeout: Duration) -> Result<Worker, WorkerError> {
+        let mut child = launch
+            .command(&["serve"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .spawn()
+            .map_err(|e| WorkerError::Start(format!("cannot run `{}`: {e}", launch.python.display())))?;
+        let (stdin, stdout, stderr) = match (child.stdin.take(), child.stdout.take(), child.stderr.take()) {
+            (Some(i), Some(o), Some(e)) => (i, o, e),
+            _ => return Err(WorkerError::Start("the worker's pipes were not opened".into())),
+        };
+        for fd in [stdin.as_raw_fd(), stdout.as_raw_fd()] {
+            widen_pipe(fd);
+            non_blocking(fd).map_err(|e| WorkerError::Start(format!("the worker's pipes: {e}")))?;
+        }
+        let tail = Arc::new(Mutex::new(VecDeque::with_capacity(STDERR_TAIL)));
+        let stderr_thread = {
+            let (tail, label) = (tail.clone(), launch.label.clone());
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    eprintln!("{label}{line}");
+                    let mut t = tail.lock().unwrap_or_else(|e| e.into_inner());
+                    if t.len() == STDERR_TAIL {
+                        t.pop_front();
+                    }
+                    t.push_back(line);
+                }
+            })
+        };
+        let mut w = Worker { child, stdin: Some(stdin), stdout, stderr: tail, stderr_thread: Some(stderr_thread) };
+        let ready = w.call(&encode_frame(Kind::Config, &launch.config), timeout)?;
+        match ready.kind {
+            Kind::Ready => Ok(w),
+            Kind::Error => Err(WorkerError::Setup(Box::new(parse_error(&ready.payload)?))),
+            other => Err(WorkerError::Protocol(format!("a {other:?} frame where the worker says it is ready"))),
+        }
+    }
+
+    /// Sends one frame and waits up to `timeout` for the answer, on this
+    /// thread: writing and reading wait in poll(2) with the deadline.
+    fn call(&mut self, frame: &[u8], timeout: Duration) -> Result<Frame, WorkerError> {
+        let deadline = Instant::now() + timeout;
+        let sent = match self.stdin.as_mut() {
+            Some(stdin) => {
+                let fd = stdin.as_raw_fd();
+                Timed { inner: stdin, fd, deadline }.write_all(frame)
+            }
+            None => Err(io::Error::from(io::ErrorKind::BrokenPipe)),
+        };
+        let answer = sent.and_then(|()| {
+            let fd = self.stdout.as_raw_fd();
+            read_frame(&mut Timed { inner: &mut self.stdout, fd, deadline })
+        });
+        match answer {
+            Ok(Some(frame)) => Ok(frame),
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                self.kill();
+                Err(WorkerError::Timeout(timeout))
+            }
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => Err(WorkerError::Protocol(e.to_string())),
+            Ok(None) | Err(_) => Err(self.died()),
+        }
+    }
+
+    /// How the worker ended (it closed its output): its exit status and last stderr lines.
+    fn died(&mut self) -> WorkerError {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let status = loop {
+            match self.child.try_wait() {
+                Ok(Some(s)) => break describe(s),
+                Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
+                Ok(None) => {
+                    self.kill();
+                    break "closed its output and was killed".to_string();
+                }
+                Err(e) => break format!("status unknown: {e}"),
+            }
+        };
+        // The stderr thread ends with the process (unless something it started keeps stderr open): let it
+        // take the last lines.
+        if let Some(t) = self.stderr_thread.take() {
+            join_within(t, Duration::from_secs(1));
+        }
+        let stderr = self.stderr.lock().unwrap_or_else(|e| e.into_inner()).iter().cloned().collect::<Vec<_>>();
+        WorkerError::Died { status, stderr: stderr.join("\n") }
+    }
+
+    /// SIGKILL to the worker's process group.
+    fn kill(&mut self) {
+        let pid = self.child.id() as libc::pid_t;
+        // SAFETY: kill(2) with a negative pid signals that process group; the group is the worker's own
+        // (`process_group(0)`), and `child` is not reaped yet, so its id names no other process.
+        unsafe {
+            libc::kill(-pid, libc::SIGKILL);
+        }
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        // End of input ends the worker's loop; one that does not exit soon is killed.
+        self.stdin.take();
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while matches!(self.child.try_wait(), Ok(None)) {
+            if Instant::now() >= deadline {
+                self.kill();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        if let Some(t) = self.stderr_thread.take() {
+            join_within(t, Duration::from_secs(1));
+        }
+    }
+}
+
+/// Joins `t` if it ends within `limit`; else leaves it to end on its own (a
+/// process the worker started may hold its stderr open).
+fn join_within(t: JoinHandle<()>, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    while !t.is_finished() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    if t.is_finished() {
+        let _ = t.join();
+    }
+}
+
+/// A non-blocking pipe end read or written until a deadline: while it would
+/// block, poll(2) waits for it; past the deadline, `TimedOut`.
+struct Timed<'a, T> {
+    inner: &'a mut T,
+    fd: RawFd,
+    deadline: Instant,
+}
+
+impl<T> Timed<'_, T> {
+    fn wait(&self, events: libc::c_short) -> io::Result<()> {
+        loop {
+            let left = self.deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(io::Error::from(io::ErrorKind::TimedOut));
+            }
+            let mut p = libc::pollfd { fd: self.fd, events, revents: 0 };
+            let ms = left.as_millis().clamp(1, i32::MAX as u128) as libc::c_int;
+            // SAFETY: poll(2) on one pollfd that lives for the call.
+            match unsafe { libc::poll(&mut p, 1, ms) } {
+                n if n > 0 => return Ok(()), // ready, or closed: the next read or write says which
+                0 => {}
+                _ => {
+                    let e = io::Error::last_os_error();
+                    if e.kind() != io::ErrorKind::Interrupted {
+                        return Err(e);
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl<T: Read> Read for Timed<'_, T> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            match self.inner.read(buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.wait(libc::POLLIN)?,
+                other => return other,
+            }
+        }
+    }
+}
+
+impl<T: Write> Write for Timed<'_, T> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        loop {
+            match self.inner.write(buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.wait(libc::POLLOUT)?,
+                other => return other,
+            }
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Sets O_NONBLOCK on this process's end of a pipe.
+fn non_blocking(fd: RawFd) -> io::Result<()> {
+    // SAFETY: fcntl(2) F_GETFL/F_SETFL on a descriptor this process owns.
+    let ok = unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        flags >= 0 && libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) >= 0
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Makes a pipe hold 1 MiB (Linux's default limit for a user) rather than
+/// 64 KiB, so a batch of text crosses in one write rather than in a handoff
+/// between smelt's writer thread and the worker per 64 KiB, each a scheduling
+/// delay on a busy machine. Where the kernel refuses, the pipe keeps its size.
+fn widen_pipe(fd: RawFd) {
+    #[cfg(target_os = "linux")]
+    // SAFETY: fcntl(2) F_SETPIPE_SZ on a pipe descriptor this process owns (a child's stdin or stdout).
+    unsafe {
+        libc::fcntl(fd, libc::F_SETPIPE_SZ, 1 << 20);
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = fd;
+}
+
+/// `exit code 3`, `killed by signal 9 (SIGKILL)`.
+fn describe(status: std::process::ExitStatus) -> String {
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exit code {code}"),
+        (None, Some(sig)) => {
+            let name = match sig {
+                libc::SIGKILL => " (SIGKILL: killed, e.g. by the kernel when out of memory)",
+                libc::SIGSEGV => " (SIGSEGV: segmentation fault)",
+                libc::SIGABRT => " (SIGABRT: aborted)",
+                libc::SIGBUS => " (SIGBUS)",
+                libc::SIGTERM => " (SIGTERM)",
+                _ => "",
+            };
+            format!("killed by signal {sig}{name}")
+        }
+        (None, None) => status.to_string(),
+    }
+}
+
+/// The JSON of an error frame.
+///
+/// # Errors
+/// Not the worker's error JSON.
+pub fn parse_error(payload: &[u8]) -> Result<PyError, WorkerError> {
+    serde_json::from_slice(payload)
+        .map_err(|e| WorkerError::Protocol(format!("an error frame that is not the worker's JSON: {e}")))
+}
+
+/// The workers of one stage in one run: started when first needed, at most
+/// `max` at once, reused by every split.
+pub struct Pool {
+    launch: Launch,
+    max: usize,
+    timeout: Duration,
+    state: Mutex<PoolState>,
+    freed: Condvar,
+    restarts: AtomicU64,
+}
+
+struct PoolState {
+    idle: Vec<Worker>,
+    live: usize,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool").field("python", &self.launch.python).field("max", &self.max).finish()
+    }
+}
+
+/// A failed call: what happened, and whether a fresh worker was tried.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallError {
+    /// The last failure.
+    pub error: WorkerError,
+    /// The first failure when the frame was retried on a fresh worker.
+    pub first: Option<WorkerError>,
+}
+
+impl Pool {
+    /// A pool that starts workers with `launch`, at most `max` at once; a
+    /// worker that does not answer a frame within `timeout` is killed.
+    pub fn new(launch: Launch, max: usize, timeout: Duration) -> Pool {
+        Pool {
+            launch,
+            max: max.max(1),
+            timeout,
+            state: Mutex::new(PoolState { idle: Vec::new(), live: 0 }),
+            freed: Condvar::new(),
+            restarts: AtomicU64::new(0),
+        }
+    }
+
+    /// Sends `frame` to a worker and returns its answer. A worker that dies
+    /// or hangs is replaced and the frame sent once more, to the new one.
+    ///
+    /// # Errors
+    /// No worker could be started or set up, or the frame failed twice.
+    pub fn call(&self, frame: Vec<u8>) -> Result<Frame, CallError> {
+        let mut first = None;
+        loop {
+            let mut w = self.checkout().map_err(|error| CallError { error, first: first.clone() })?;
+            match w.call(&frame, self.timeout) {
+                Ok(answer) => {
+                    self.checkin(w);
+                    return Ok(answer);
+                }
+                Err(error) => {
+                    self.discard(w);
+                    let retry = matches!(error, WorkerError::Died { .. } | WorkerError::Timeout(_));
+                    if retry && first.is_none() {
+                        self.restarts.fetch_add(1, Ordering::Relaxed);
+                        first = Some(error);
+                        continue;
+                    }
+                    return Err(CallError { error, first });
+                }
+            }
+        }
+    }
+
+    /// Workers replaced since the last call of this (a stage counter).
+    pub fn take_restarts(&self) -> u64 {
+        self.restarts.swap(0, Ordering::Relaxed)
+    }
+
+    fn checkout(&self) -> Result<Worker, WorkerError> {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if let Some(w) = s.idle.pop() {
+                return Ok(w);
+            }
+            if s.live < self.max {
+                s.live += 1;
+                drop(s);
+                return Worker::start(&self.launch, self.timeout).inspect_err(|_| self.release());
+            }
+            s = self.freed.wait(s).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    fn checkin(&self, w: Worker) {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).idle.push(w);
+        self.freed.notify_one();
+    }
+
+    fn discard(&self, w: Worker) {
+        drop(w);
+        self.release();
+    }
+
+    fn release(&self) {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).live -= 1;
+        self.freed.notify_one();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A stand-in for the interpreter: a shell script that speaks the frame protocol well enough.
+    fn launch(dir: &std::path::Path, script: &str) -> Launch {
+        let path = dir.join("fake-python");
+        std::fs::write(&path, format!("#!/bin/sh\n{script}\n")).unwrap();
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        Launch {
+            python: path,
+            env: vec![("PATH".into(), std::env::var("PATH").unwrap_or_default())],
+            cwd: dir.to_path_buf(),
+            config: b"{}".to_vec(),
+            label: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_missing_interpreter_cannot_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut l = launch(dir.path(), "");
+        l.python = dir.path().join("no-such-python");
+        let pool = Pool::new(l, 1, Duration::from_secs(5));
+        let e = pool.call(encode_frame(Kind::Batch, b"x")).unwrap_err();
+        assert!(matches!(&e.error, WorkerError::Start(m) if m.contains("no-such-python")), "{e:?}");
+        assert_eq!(e.first, None, "a start failure is not retried");
+    }
+
+    #[test]
+    fn a_worker_that_dies_is_replaced_once_then_the_call_fails_with_its_status() {
+        let dir = tempfile::tempdir().unwrap();
+        // Answers the config frame with R{} then exits 3 on the first batch.
+        let script = r#"head -c 11 >/dev/null; printf 'R\002\000\000\000\000\000\000\000{}'; echo 'dying now' >&2; head -c 1 >/dev/null; exit 3"#;
+        let pool = Pool::new(launch(dir.path(), script), 2, Duration::from_secs(20));
+        let e = pool.call(encode_frame(Kind::Batch, b"x")).unwrap_err();
+        match (&e.error, &e.first) {
+            (WorkerError::Died { status, stderr }, Some(WorkerError::Died { .. })) => {
+                assert_eq!(status, "exit code 3");
+                assert!(stderr.contains("dying now"), "{stderr}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(pool.take_restarts(), 1);
+        assert_eq!(pool.state.lock().unwrap().live, 0, "dead workers free their slots");
+    }
+
+    #[test]
+    fn a_worker_that_hangs_is_killed_at_the_timeout() {
+        let dir = tempfile::tempdir().unwrap();
+        let script = r#"head -c 11 >/dev/null; printf 'R\002\000\000\000\000\000\000\000{}'; sleep 600"#;
+        let pool = Pool::new(launch(dir.path(), script), 1, Duration::from_millis(500));
+        let started = Instant::now();
+        let e = pool.call(encode_frame(Kind::Batch, b"x")).unwrap_err();
+        assert_eq!(e.error, WorkerError::Timeout(Duration::from_millis(500)));
+        assert_eq!(e.first, Some(WorkerError::Timeout(Duration::from_millis(500))));
+        assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+    }
+
+    #[test]
+    fn exit_statuses_are_described() {
+        assert_eq!(describe(std::process::ExitStatus::from_raw(3 << 8)), "exit code 3");
+        assert_eq!(
+            describe(std::process::ExitStatus::from_raw(libc::SIGKILL)),
+            "killed by signal 9 (SIGKILL: killed, e.g. by the kernel when out of memory)"
+        );
+    }
+}
