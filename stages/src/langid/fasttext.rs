@@ -536,8 +536,9 @@ impl Model {
                 }
             }
         }
-        // fastText sorts by log score (descending), then returns exp of it.
-        out.sort_by(|a, b| b.score.total_cmp(&a.score));
+        // fastText pushes each label onto a heap, sorts the heap by log score (descending),
+        // then returns exp of it; equal scores come out in the order that heap leaves them.
+        heap_sort_like_libstdcxx(out);
         for p in out.iter_mut() {
             p.score = p.score.exp();
         }
@@ -681,6 +682,61 @@ impl Model {
         } else {
             self.sigmoid_table[((x + MAX) * SIZE / MAX / 2.0) as usize]
         }
+    }
+}
+
+/// Orders `out` (in the order fastText pushed them) as fastText's
+/// `std::push_heap` per label then `std::sort_heap` with `comparePairs`
+/// (`a.score > b.score`) leave them with libstdc++ (the C++ library of the
+/// Linux wheels): best score first, and labels with equal scores in the
+/// order that heap gives them rather than in label order.
+fn heap_sort_like_libstdcxx(out: &mut [Prediction]) {
+    // comp(a, b): a comes after b in the sorted output (a min-heap on the score).
+    let comp = |a: &Prediction, b: &Prediction| a.score > b.score;
+    // libstdc++ `__push_heap`: move `value` up from `hole` while its parent compares below it.
+    fn push(
+        heap: &mut [Prediction],
+        mut hole: usize,
+        top: usize,
+        value: Prediction,
+        comp: impl Fn(&Prediction, &Prediction) -> bool,
+    ) {
+        while hole > top {
+            let parent = (hole - 1) / 2;
+            if !comp(&heap[parent], &value) {
+                break;
+            }
+            heap[hole] = heap[parent];
+            hole = parent;
+        }
+        heap[hole] = value;
+    }
+    for len in 2..=out.len() {
+        let value = out[len - 1];
+        push(&mut out[..len], len - 1, 0, value, comp);
+    }
+    // libstdc++ `sort_heap`: `__pop_heap` of the front into the last place, `__adjust_heap` the rest.
+    let mut len = out.len();
+    while len > 1 {
+        len -= 1;
+        let value = out[len];
+        out[len] = out[0];
+        let heap = &mut out[..len];
+        let (mut hole, mut child) = (0usize, 0usize);
+        while child < (len - 1) / 2 {
+            child = 2 * (child + 1);
+            if comp(&heap[child], &heap[child - 1]) {
+                child -= 1;
+            }
+            heap[hole] = heap[child];
+            hole = child;
+        }
+        if len.is_multiple_of(2) && child == (len - 2) / 2 {
+            child = 2 * (child + 1);
+            heap[hole] = heap[child - 1];
+            hole = child - 1;
+        }
+        push(heap, hole, 0, value, comp);
     }
 }
 
