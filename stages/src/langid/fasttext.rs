@@ -656,7 +656,8 @@ impl Model {
                 let max = out.iter().fold(out[0], |m, &x| m.max(x));
                 let mut z = 0.0f32;
                 for x in out.iter_mut() {
-                    *x = (*x - max).exp();
+                    // fastText calls the unqualified `exp` here, C's double `exp`, not `std::exp(float)`.
+                    *x = f64::from(*x - max).exp() as f32;
                     z += *x;
                 }
                 for x in out.iter_mut() {
