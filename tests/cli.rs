@@ -1174,3 +1174,93 @@ fn a_commit_killed_inside_recovers_to_one_complete_version() {
         assert_eq!(n.lines().nth(1), Some("19"), "{point}");
     }
 }
+
+/// Words as fastText reads them (the `tokens` weight of `classify`'s buckets).
+fn fasttext_words(text: &str) -> u128 {
+    text.split([' ', '\n', '\r', '\t', '\u{b}', '\u{c}', '\0']).filter(|w| !w.is_empty()).count() as u128
+}
+
+#[test]
+fn classify_keeps_by_score_and_buckets_the_same_for_any_parallelism_and_ranks() {
+    // The classify fixture's 209 texts in three JSONL files, with Python fastText's answers.
+    let fixture = repo().join("stages/tests/fixtures/classify");
+    let rows: Vec<serde_json::Value> = std::fs::read_to_string(fixture.join("texts.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let python = |row: &serde_json::Value, label: &str| -> f64 {
+        let answers = row["predict"]["topics_bigram.bin"].as_array().unwrap();
+        let p = answers.iter().find(|a| a[0] == format!("__label__{label}")).map_or(0.0, |a| a[1].as_f64().unwrap());
+        f64::from(p as f32)
+    };
+    let pipeline = |env: &Env| {
+        for (k, part) in rows.chunks(70).enumerate() {
+            let lines: String =
+                part.iter().map(|r| format!("{}\n", serde_json::json!({"id": r["id"], "text": r["text"]}))).collect();
+            env.write(&format!("in/{k}.jsonl"), lines.as_bytes());
+        }
+        let yaml = format!(
+            "dataset: scored
+stages:
+  docs: {{type: jsonl, paths: [in/*.jsonl]}}
+  quality:
+    type: classify
+    inputs: [docs]
+    model: {}
+    labels: [crude, __label__earn]
+    keep: \"score_crude >= 0.1 or score_earn >= 0.9\"
+    buckets: {{column: score_crude, count: 5}}
+  hashed: {{type: content_hash, inputs: [quality]}}
+  out: {{type: parquet, inputs: [hashed]}}
+",
+            fixture.join("topics_bigram.bin").display()
+        );
+        env.write("scored.yaml", yaml.as_bytes()).display().to_string()
+    };
+
+    let env = Env::new();
+    let p = pipeline(&env);
+    let one = env.json(&["run", &p, "--parallelism", "1"]);
+    let kept: Vec<&serde_json::Value> =
+        rows.iter().filter(|r| python(r, "crude") >= 0.1 || python(r, "earn") >= 0.9).collect();
+    assert_eq!(kept.len(), 136);
+    let q = stage(&one, "quality");
+    assert_eq!(q["rows_in"], 209, "{one}");
+    assert_eq!(q["drops"]["score_not_kept"], 209 - 136, "{one}");
+    assert_eq!(q["counters"]["bucketed_documents"], 136, "{one}");
+    let weight: u128 = kept.iter().map(|r| fasttext_words(r["text"].as_str().unwrap())).sum();
+    assert_eq!(q["counters"]["bucketed_weight"].as_u64().unwrap() as u128, weight);
+
+    // Every kept row has Python's scores and the bucket its definition gives:
+    // ⌊5 · (words of kept rows scoring less) / (words of all kept rows)⌋, at most 4.
+    let got =
+        env.json(&["sql", "SELECT id, score_crude, score_earn, score_crude_bucket FROM \"scored@1\" ORDER BY id"]);
+    let got = got.as_array().unwrap();
+    assert_eq!(got.len(), 136);
+    let mut buckets_used = std::collections::BTreeSet::new();
+    for g in got {
+        let row = kept.iter().find(|r| r["id"] == g["id"]).unwrap();
+        let s = python(row, "crude");
+        assert_eq!(f64::from(g["score_crude"].as_f64().unwrap() as f32), s, "{g}");
+        assert_eq!(f64::from(g["score_earn"].as_f64().unwrap() as f32), python(row, "earn"), "{g}");
+        let below: u128 =
+            kept.iter().filter(|r| python(r, "crude") < s).map(|r| fasttext_words(r["text"].as_str().unwrap())).sum();
+        let want = ((5 * below) / weight).min(4) as u64;
+        assert_eq!(g["score_crude_bucket"].as_u64().unwrap(), want, "{g}");
+        buckets_used.insert(want);
+    }
+    assert_eq!(buckets_used.len(), 5);
+
+    // Two threads, and two ranks (the first to finish its splits waits at the barrier), give the
+    // same rows: the same pipeline file (origins name the input paths), other data directories.
+    let two = Env::new();
+    assert_eq!(two.json(&["run", &p, "--parallelism", "2"])["digest"], one["digest"]);
+    let ranks = Env::new();
+    let pr = p.clone();
+    let out = ranks.ok(&["run", &pr, "--rank", "0", "--world-size", "2", "--run-id", "r"]);
+    assert!(out.contains("before barrier `quality`"), "{out}");
+    ranks.ok(&["run", &pr, "--rank", "1", "--world-size", "2", "--run-id", "r"]);
+    ranks.ok(&["run", &pr, "--rank", "0", "--world-size", "2", "--run-id", "r"]);
+    assert_eq!(ranks.json(&["commit", "r"])["digest"], one["digest"]);
+}

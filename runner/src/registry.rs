@@ -88,6 +88,12 @@ pub fn stages() -> Vec<StageType> {
             configure: pipelines::langid::configure,
         },
         StageType {
+            name: "classify",
+            kind: StageKind::Transform,
+            about: "score documents with a fastText classifier (score_<label>, or label + score); keep by an expression over the scores; `buckets`: token-weighted percentile buckets over the run (then a barrier)",
+            configure: pipelines::classify::configure,
+        },
+        StageType {
             name: "gopher_quality",
             kind: StageKind::Transform,
             about: "drop documents failing Gopher's quality rules (datatrove GopherQualityFilter: word count, word length, symbols, stop words)",

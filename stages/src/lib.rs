@@ -5,6 +5,7 @@
 //!   ──gopher_repetition, gopher_quality, c4, fineweb (filters/)──► kept rows
 //!   ──dedup_exact | dedup_url | dedup_lines | dedup_minhash (dedup/, barriers)──► unique rows
 //!   ──pii, toxicity, audit, back_translate (augment/)──► cleaned, audited, augmented rows
+//!   ──classify (fastText scores, keep, percentile buckets)──► scored rows
 //!   ──content_hash, tokenize──► content_hash, input_ids
 //!   ──python, datatrove (python/: your own Python, datatrove's steps, in worker processes)──► rows
 //! ```
@@ -15,6 +16,7 @@
 
 pub mod audit;
 pub mod augment;
+pub mod classify;
 pub mod content_hash;
 pub mod dedup;
 pub mod extract;

@@ -140,6 +140,32 @@ impl Matrix {
         Matrix::Dense { rows, cols, data }
     }
 
+    /// `x += row r` for each of `rows`, in order (fastText's `computeHidden`
+    /// sum, the same float operations). Dense rows a few kilobytes ahead
+    /// are prefetched: in a large model each row is a cache miss, and
+    /// fetching them one after the other is most of the time.
+    fn add_rows(&self, x: &mut [f32], rows: &[u32]) {
+        match self {
+            Matrix::Dense { cols, data, .. } => {
+                let cols = *cols;
+                let ahead = (PREFETCH_BYTES / (cols * 4)).clamp(1, 16);
+                for (i, &r) in rows.iter().enumerate() {
+                    if let Some(&next) = rows.get(i + ahead) {
+                        prefetch(&data[next as usize * cols..(next as usize + 1) * cols]);
+                    }
+                    for (xj, a) in x.iter_mut().zip(&data[r as usize * cols..(r as usize + 1) * cols]) {
+                        *xj += *a;
+                    }
+                }
+            }
+            Matrix::Quantized { .. } => {
+                for &r in rows {
+                    self.add_row(x, r as usize);
+                }
+            }
+        }
+    }
+
     /// `x += row i` (fastText `addRowToVector`).
     fn add_row(&self, x: &mut [f32], i: usize) {
         match self {
@@ -187,6 +213,22 @@ impl Matrix {
     }
 }
 
+/// How far ahead [`Matrix::add_rows`] prefetches, in bytes of rows.
+const PREFETCH_BYTES: usize = 2048;
+
+/// Asks the CPU to bring `row` into its caches (a hint: no effect on results).
+#[inline(always)]
+fn prefetch(row: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    for line in row.chunks(16) {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        // SAFETY: prefetching is a hint that never faults, whatever the address.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(line.as_ptr().cast::<i8>()) };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = row;
+}
+
 fn norm(norms: &Option<(Vec<u8>, ProductQuantizer)>, i: usize) -> f32 {
     match norms {
         Some((codes, npq)) => npq.centroid(0, codes[i])[0],
@@ -202,17 +244,19 @@ struct Node {
     count: i64,
 }
 
-/// An open-addressing map from a fastText hash to an index.
+/// An open-addressing map from a fastText hash to an index; each slot keeps
+/// the hash beside the index (-1: empty), so that a probe compares entry
+/// bytes only when the hashes match.
 #[derive(Debug)]
 struct IdTable {
-    slots: Vec<i32>,
+    slots: Vec<(u32, i32)>,
     mask: usize,
 }
 
 impl IdTable {
     fn with_len(len: usize) -> IdTable {
         let cap = (len * 2).max(16).next_power_of_two();
-        IdTable { slots: vec![-1; cap], mask: cap - 1 }
+        IdTable { slots: vec![(0, -1); cap], mask: cap - 1 }
     }
 
     fn start(&self, h: u32) -> usize {
@@ -270,6 +314,8 @@ struct Dictionary {
     /// Bucket -> pruned row index, when the model was pruned (`.ftz`).
     prune: Option<PruneTable>,
     bucket: u32,
+    /// `% bucket` (bucket 0: never used, see `parse`).
+    bucket_mod: FastMod,
     minn: usize,
     maxn: usize,
 }
@@ -284,11 +330,11 @@ impl Dictionary {
     fn find(&self, token: &[u8], h: u32) -> Option<usize> {
         let mut slot = self.words.start(h);
         loop {
-            let id = self.words.slots[slot];
+            let (sh, id) = self.words.slots[slot];
             if id < 0 {
                 return None;
             }
-            if self.entry(id as usize) == token {
+            if sh == h && self.entry(id as usize) == token {
                 return Some(id as usize);
             }
             slot = (slot + 1) & self.words.mask;
@@ -349,7 +395,7 @@ impl Dictionary {
 const FNV_OFFSET: u32 = 2_166_136_261;
 
 /// One FNV-1a step as fastText does it: the byte is sign-extended (`int8_t`) first.
-fn fnv_step(h: u32, byte: u8) -> u32 {
+const fn fnv_step(h: u32, byte: u8) -> u32 {
     (h ^ (byte as i8 as i32 as u32)).wrapping_mul(16_777_619)
 }
 
@@ -378,6 +424,8 @@ pub struct Model {
     tree: Vec<Node>,
     /// fastText's sigmoid lookup table (one-vs-all and negative sampling).
     sigmoid_table: Vec<f32>,
+    /// Whether [`Rows`] gathers and prefetches (a dense input matrix over [`GATHER_BYTES`]).
+    gather_rows: bool,
 }
 
 impl std::fmt::Debug for Model {
@@ -397,6 +445,8 @@ impl std::fmt::Debug for Model {
 #[derive(Debug, Default)]
 pub struct Scratch {
     hidden: Vec<f32>,
+    /// The input rows of the text, in fastText's order.
+    rows: Vec<u32>,
     output: Vec<f32>,
     word: Vec<u8>,
     word_hashes: Vec<u32>,
@@ -457,6 +507,41 @@ impl OovCache {
         &self.rows[r]
     }
 }
+
+/// The input rows of a text, summed into the hidden vector in order: at
+/// once, or (`gather`, for input matrices too large for the caches) all
+/// gathered first and summed with prefetching. Both do the same float
+/// operations in the same order.
+struct Rows<'a> {
+    input: &'a Matrix,
+    hidden: &'a mut [f32],
+    gathered: &'a mut Vec<u32>,
+    gather: bool,
+    count: usize,
+}
+
+impl Rows<'_> {
+    #[inline(always)]
+    fn add(&mut self, rows: &[u32]) {
+        if self.gather {
+            self.gathered.extend_from_slice(rows);
+        } else {
+            self.input.add_rows(self.hidden, rows);
+        }
+        self.count += rows.len();
+    }
+
+    /// Sums what was gathered; returns the number of rows.
+    fn finish(self) -> usize {
+        if self.gather {
+            self.input.add_rows(self.hidden, self.gathered);
+        }
+        self.count
+    }
+}
+
+/// Input matrices larger than this gather a text's rows and prefetch them.
+const GATHER_BYTES: usize = 8 << 20;
 
 /// A process-unique id per loaded model, so a [`Scratch`] cache is never used across models.
 fn next_model_id() -> u64 {
@@ -536,8 +621,9 @@ impl Model {
                 }
             }
         }
-        // fastText sorts by log score (descending), then returns exp of it.
-        out.sort_by(|a, b| b.score.total_cmp(&a.score));
+        // fastText pushes each label onto a heap, sorts the heap by log score (descending),
+        // then returns exp of it; equal scores come out in the order that heap leaves them.
+        heap_sort_like_libstdcxx(out);
         for p in out.iter_mut() {
             p.score = p.score.exp();
         }
@@ -549,27 +635,34 @@ impl Model {
         scratch.hidden.clear();
         scratch.hidden.resize(self.dim, 0.0);
         scratch.word_hashes.clear();
-        let mut count: usize = 0;
-        let hidden = &mut scratch.hidden;
+        scratch.rows.clear();
+        let mut rows = Rows {
+            input: &self.input,
+            hidden: &mut scratch.hidden,
+            gathered: &mut scratch.rows,
+            gather: self.gather_rows,
+            count: 0,
+        };
         let word = &mut scratch.word;
         let oov = &mut scratch.oov;
-        let mut add = |row: u32, hidden: &mut Vec<f32>| {
-            self.input.add_row(hidden, row as usize);
-            count += 1;
-        };
         let mut rest = line;
         loop {
             // readWord: skip separators; the end of the text is fastText's end of line, EOS.
-            let token: &[u8] = match rest.iter().position(|&c| !is_separator(c)) {
-                None => EOS.as_bytes(),
-                Some(s) => {
-                    let len = rest[s..].iter().position(|&c| is_separator(c)).unwrap_or(rest.len() - s);
-                    let t = &rest[s..s + len];
-                    rest = &rest[s + len..];
-                    t
+            // The token's hash is computed as it is scanned.
+            let mut i = rest.iter().position(|&c| !SEPARATOR[usize::from(c)]).unwrap_or(rest.len());
+            let (token, h): (&[u8], u32) = if i == rest.len() {
+                (EOS.as_bytes(), EOS_HASH)
+            } else {
+                let start = i;
+                let mut h = FNV_OFFSET;
+                while i < rest.len() && !SEPARATOR[usize::from(rest[i])] {
+                    h = fnv_step(h, rest[i]);
+                    i += 1;
                 }
+                let t = &rest[start..i];
+                rest = &rest[i..];
+                (t, h)
             };
-            let h = hash(token);
             let wid = self.dict.find(token, h);
             let label = match wid {
                 Some(id) => self.dict.is_label[id],
@@ -577,25 +670,20 @@ impl Model {
             };
             if !label {
                 match wid {
-                    None if token != EOS.as_bytes() => {
-                        let rows = oov.rows(self.id, token, h, |rows| {
+                    None if token != EOS.as_bytes() && self.dict.maxn > 0 => {
+                        rows.add(oov.rows(self.id, token, h, |rows| {
                             word.clear();
                             word.push(b'<');
                             word.extend_from_slice(token);
                             word.push(b'>');
                             self.dict.char_ngrams(word, |row| rows.push(row));
-                        });
-                        for &row in rows {
-                            add(row, hidden);
-                        }
+                        }));
                     }
                     None => {}
-                    Some(id) if self.dict.maxn == 0 => add(id as u32, hidden),
+                    Some(id) if self.dict.maxn == 0 => rows.add(&[id as u32]),
                     Some(id) => {
                         let start = if id == 0 { 0 } else { self.dict.subword_ends[id - 1] };
-                        for &row in &self.dict.subwords[start..self.dict.subword_ends[id]] {
-                            add(row, hidden);
-                        }
+                        rows.add(&self.dict.subwords[start..self.dict.subword_ends[id]]);
                     }
                 }
                 if self.word_ngrams > 1 {
@@ -612,16 +700,17 @@ impl Model {
             let mut h = hashes[i] as i32 as i64 as u64;
             for &hj in hashes.iter().skip(i + 1).take(self.word_ngrams - 1) {
                 h = h.wrapping_mul(116_049_371).wrapping_add(hj as i32 as i64 as u64);
-                if let Some(row) = self.dict.bucket_row((h % u64::from(self.dict.bucket)) as i64) {
-                    add(row, hidden);
+                if let Some(row) = self.dict.bucket_row(self.dict.bucket_mod.of(h) as i64) {
+                    rows.add(&[row]);
                 }
             }
         }
+        let count = rows.finish();
         if count == 0 {
             return false;
         }
         let scale = (1.0f64 / count as f64) as f32;
-        for x in hidden.iter_mut() {
+        for x in scratch.hidden.iter_mut() {
             *x *= scale;
         }
         true
@@ -655,7 +744,8 @@ impl Model {
                 let max = out.iter().fold(out[0], |m, &x| m.max(x));
                 let mut z = 0.0f32;
                 for x in out.iter_mut() {
-                    *x = (*x - max).exp();
+                    // fastText calls the unqualified `exp` here, C's double `exp`, not `std::exp(float)`.
+                    *x = f64::from(*x - max).exp() as f32;
                     z += *x;
                 }
                 for x in out.iter_mut() {
@@ -684,9 +774,109 @@ impl Model {
     }
 }
 
+/// Orders `out` (in the order fastText pushed them) as fastText's
+/// `std::push_heap` per label then `std::sort_heap` with `comparePairs`
+/// (`a.score > b.score`) leave them with libstdc++ (the C++ library of the
+/// Linux wheels): best score first, and labels with equal scores in the
+/// order that heap gives them rather than in label order.
+fn heap_sort_like_libstdcxx(out: &mut [Prediction]) {
+    // comp(a, b): a comes after b in the sorted output (a min-heap on the score).
+    let comp = |a: &Prediction, b: &Prediction| a.score > b.score;
+    // libstdc++ `__push_heap`: move `value` up from `hole` while its parent compares below it.
+    fn push(
+        heap: &mut [Prediction],
+        mut hole: usize,
+        top: usize,
+        value: Prediction,
+        comp: impl Fn(&Prediction, &Prediction) -> bool,
+    ) {
+        while hole > top {
+            let parent = (hole - 1) / 2;
+            if !comp(&heap[parent], &value) {
+                break;
+            }
+            heap[hole] = heap[parent];
+            hole = parent;
+        }
+        heap[hole] = value;
+    }
+    for len in 2..=out.len() {
+        let value = out[len - 1];
+        push(&mut out[..len], len - 1, 0, value, comp);
+    }
+    // libstdc++ `sort_heap`: `__pop_heap` of the front into the last place, `__adjust_heap` the rest.
+    let mut len = out.len();
+    while len > 1 {
+        len -= 1;
+        let value = out[len];
+        out[len] = out[0];
+        let heap = &mut out[..len];
+        let (mut hole, mut child) = (0usize, 0usize);
+        while child < (len - 1) / 2 {
+            child = 2 * (child + 1);
+            if comp(&heap[child], &heap[child - 1]) {
+                child -= 1;
+            }
+            heap[hole] = heap[child];
+            hole = child;
+        }
+        if len.is_multiple_of(2) && child == (len - 2) / 2 {
+            child = 2 * (child + 1);
+            heap[hole] = heap[child - 1];
+            hole = child - 1;
+        }
+        push(heap, hole, 0, value, comp);
+    }
+}
+
 /// fastText's word separators (`readWord`).
-fn is_separator(c: u8) -> bool {
+const fn is_separator(c: u8) -> bool {
     matches!(c, b' ' | b'\n' | b'\r' | b'\t' | 0x0b | 0x0c | 0)
+}
+
+/// [`is_separator`] as a table.
+static SEPARATOR: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 256 {
+        t[c] = is_separator(c as u8);
+        c += 1;
+    }
+    t
+};
+
+/// The hash of [`EOS`].
+const EOS_HASH: u32 = {
+    let (b, mut h, mut i) = (EOS.as_bytes(), FNV_OFFSET, 0);
+    while i < b.len() {
+        h = fnv_step(h, b[i]);
+        i += 1;
+    }
+    h
+};
+
+/// `x % d` for a fixed `d > 0` by multiplications (Lemire, Kaser and Kurz,
+/// "Faster Remainder by Direct Computation", 2019: exact for every u64 `x`),
+/// instead of a division per word n-gram.
+#[derive(Debug, Clone, Copy)]
+struct FastMod {
+    m: u128,
+    d: u64,
+}
+
+impl FastMod {
+    fn new(d: u64) -> FastMod {
+        assert!(d > 0, "modulo by 0");
+        FastMod { m: (u128::MAX / u128::from(d)).wrapping_add(1), d }
+    }
+
+    #[inline(always)]
+    fn of(self, x: u64) -> u64 {
+        let low = self.m.wrapping_mul(u128::from(x));
+        let bottom = ((low as u64 as u128) * u128::from(self.d)) >> 64;
+        let top = (low >> 64) * u128::from(self.d);
+        ((bottom + top) >> 64) as u64
+    }
 }
 
 struct Reader<'a> {
@@ -825,19 +1015,20 @@ fn parse(r: &mut Reader<'_>) -> Result<Model, String> {
         subword_ends: Vec::with_capacity(size),
         prune: None,
         bucket,
+        bucket_mod: FastMod::new(u64::from(bucket.max(1))),
         minn,
         maxn,
     };
     for i in 0..size {
         let h = hash(dict.entry(i));
         let mut slot = dict.words.start(h);
-        while dict.words.slots[slot] >= 0 {
-            if dict.entry(dict.words.slots[slot] as usize) == dict.entry(i) {
+        while dict.words.slots[slot].1 >= 0 {
+            if dict.entry(dict.words.slots[slot].1 as usize) == dict.entry(i) {
                 return Err(format!("dictionary entry {i} is a duplicate"));
             }
             slot = (slot + 1) & dict.words.mask;
         }
-        dict.words.slots[slot] = i as i32;
+        dict.words.slots[slot] = (h, i as i32);
     }
     if let Some(pairs) = prune {
         // fastText keeps the last pair for a repeated bucket (`pruneidx_[first] = second`).
@@ -915,7 +1106,20 @@ fn parse(r: &mut Reader<'_>) -> Result<Model, String> {
             (1.0 / (1.0 + f64::from((-x).exp()))) as f32
         })
         .collect();
-    Ok(Model { id: next_model_id(), dim, word_ngrams, loss, dict, input, output, labels, tree, sigmoid_table })
+    let gather_rows = matches!(input, Matrix::Dense { .. }) && input.rows() * input.cols() * 4 > GATHER_BYTES;
+    Ok(Model {
+        id: next_model_id(),
+        dim,
+        word_ngrams,
+        loss,
+        dict,
+        input,
+        output,
+        labels,
+        tree,
+        sigmoid_table,
+        gather_rows,
+    })
 }
 
 fn read_pq(r: &mut Reader<'_>, what: &str) -> Result<ProductQuantizer, String> {
@@ -1118,6 +1322,49 @@ mod tests {
         m.predict(&text, 0.0, &mut Scratch::default(), &mut fresh);
         assert_eq!(out, fresh);
         assert!(!out.is_empty());
+    }
+
+    #[test]
+    fn gathering_and_prefetching_rows_changes_nothing() {
+        // Small models sum rows as they come; large dense ones gather and prefetch. Both orders
+        // of work must give the very same floats.
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/classify");
+        let texts: Vec<String> = std::fs::read_to_string(dir.join("texts.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["text"].as_str().unwrap().to_string())
+            .collect();
+        let (mut scratch, mut a, mut b) = (Scratch::default(), Vec::new(), Vec::new());
+        for name in ["topics_bigram.bin", "topics_hs_q.ftz"] {
+            let direct = Model::load(&dir.join(name)).unwrap();
+            let gathering = Model { gather_rows: true, ..Model::load(&dir.join(name)).unwrap() };
+            assert!(!direct.gather_rows);
+            for t in &texts {
+                direct.predict(t, 0.0, &mut scratch, &mut a);
+                gathering.predict(t, 0.0, &mut scratch, &mut b);
+                assert_eq!(a, b, "{name}: {t}");
+            }
+        }
+    }
+
+    #[test]
+    fn fast_modulo_equals_the_remainder() {
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        for d in [1u64, 2, 3, 7, 4000, 20_000, 2_000_000, 2_147_483_647, u64::from(u32::MAX), u64::MAX] {
+            let f = FastMod::new(d);
+            for edge in [0, 1, d - 1, d, d.wrapping_add(1), u64::MAX, u64::MAX - 1, u64::MAX / 2] {
+                assert_eq!(f.of(edge), edge % d, "{edge} % {d}");
+            }
+            for _ in 0..100_000 {
+                // xorshift64*
+                x ^= x >> 12;
+                x ^= x << 25;
+                x ^= x >> 27;
+                let v = x.wrapping_mul(0x2545_F491_4F6C_DD1D);
+                assert_eq!(f.of(v), v % d, "{v} % {d}");
+            }
+        }
+        assert_eq!(EOS_HASH, hash(EOS.as_bytes()));
     }
 
     #[test]

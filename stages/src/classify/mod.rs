@@ -1,0 +1,484 @@
+//! `classify` stage: scores every document with a fastText supervised
+//! classifier (DCLM's quality filter, topic or domain classifiers), writes the
+//! probabilities as columns, keeps documents by an expression over them, and
+//! optionally puts each document in a token-weighted percentile bucket of the
+//! run (Nemotron-CC).
+//!
+//! ```text
+//! text ──fastText predict(k=-1), newlines as spaces (Python fastText's answers)──► every label's probability
+//!   labels: [hq, ...] ──► score_hq, ...    (0 for a label predict leaves out)
+//!   no labels         ──► label, score     (the best label)
+//!   keep: "score_hq >= 0.018112" ──► kept, or dropped `score_not_kept`          (keep.rs)
+//!   buckets: {column, count, weight} ──► <column>_bucket, over the whole run   (buckets.rs: a barrier)
+//! ```
+//! The model is read by smelt's own fastText reader ([`crate::langid::fasttext`],
+//! bit-exact with Python fastText 0.9.2) from a path (relative to the
+//! pipeline file) or an object-store URL, once per process, when the
+//! pipeline is compiled: a missing file or a label the model does not have is
+//! reported at its option's position. Without `buckets` the stage is a
+//! transform; with it, a barrier.
+
+pub mod buckets;
+pub mod keep;
+
+use std::borrow::Cow;
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+
+use arrow::array::{ArrayRef, Float64Builder, StringBuilder, UInt32Array};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::record_batch::RecordBatch;
+use serde::{Deserialize, Serialize};
+use smelt_engine::diagnostic::closest;
+use smelt_engine::yaml::PathSeg;
+use smelt_engine::{
+    parse_options, require_column, str_at, ConfigureContext, EngineError, OptionError, Processed, Result, SchemaError,
+    StageConfig, Transform, TransformConfig,
+};
+
+use self::keep::Predicate;
+use crate::langid::fasttext::{Model, Prediction, Scratch};
+
+/// The drop reason of documents `keep` does not hold for.
+pub const REASON: &str = "score_not_kept";
+
+/// fastText's label prefix; `labels` may be given with or without it.
+const LABEL_PREFIX: &str = "__label__";
+
+/// The label index written for a document the model predicts nothing for.
+const NO_LABEL: u32 = u32::MAX;
+
+/// Where the classifier runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// A fastText supervised model (`.bin` or `.ftz`), run in smelt.
+    #[default]
+    Fasttext,
+}
+
+/// What each document weighs in the percentile buckets.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Weight {
+    /// Its tokens: the words fastText reads (runs of bytes between spaces, tabs, newlines, ...).
+    #[default]
+    Tokens,
+    /// One per document.
+    Documents,
+}
+
+/// `buckets:` of `classify`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BucketsConfig {
+    /// The score column bucketed; the bucket goes to `<column>_bucket`.
+    pub column: String,
+    /// Number of buckets: 0 holds the lowest scores, `count - 1` the highest.
+    pub count: u32,
+    /// `tokens` (default) or `documents`: what a bucket's share is counted in.
+    #[serde(default)]
+    pub weight: Weight,
+}
+
+fn default_text() -> String {
+    "text".into()
+}
+
+/// Options of `classify`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClassifyConfig {
+    /// Where the classifier runs: `fasttext` (the only backend so far).
+    #[serde(default)]
+    pub backend: Backend,
+    /// A fastText supervised model (`.bin` or `.ftz`): a path relative to the
+    /// pipeline file, or an object-store URL (`s3://`, `https://`, `file://`).
+    pub model: String,
+    /// Labels whose probabilities are written, as `score_<label>` (with or
+    /// without `__label__`); empty: the best label, as `label` and `score`.
+    #[serde(default)]
+    pub labels: Vec<String>,
+    /// Keep only documents for which this holds: comparisons of score columns
+    /// with numbers, `and`, `or`, parentheses. Without it nothing is dropped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep: Option<String>,
+    /// The column classified (default `text`).
+    #[serde(default = "default_text")]
+    pub text: String,
+    /// Token-weighted percentile buckets of a score column over the whole run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub buckets: Option<BucketsConfig>,
+    /// `keep` parsed, with columns as slots of [`ClassifyConfig::score_columns`].
+    #[serde(skip)]
+    predicate: Option<Predicate>,
+    /// The model loaded and its labels found, or the error at an option's path.
+    #[serde(skip)]
+    prepared: Arc<OnceLock<std::result::Result<Arc<Prepared>, SchemaError>>>,
+}
+
+/// The loaded model and what the stage needs of it.
+#[derive(Debug)]
+pub(crate) struct Prepared {
+    model: Arc<Model>,
+    /// Model label index of each of `labels` (empty: the best label is written).
+    wanted: Vec<usize>,
+    /// xxh3-64 of the model file, for lineage.
+    hash: String,
+}
+
+fn key(k: &str) -> PathSeg {
+    PathSeg::Key(k.into())
+}
+
+fn at(path: Vec<PathSeg>, message: String) -> OptionError {
+    OptionError { path, message, at_key: false }
+}
+
+/// Registry hook (no I/O: the model is read when the schema is asked for).
+///
+/// # Errors
+/// Unknown or invalid options: a `keep` expression that does not parse or
+/// names a column the stage does not write (with the character position),
+/// repeated labels, `buckets` on a column the stage does not write, or 0 buckets.
+pub fn configure(options: serde_json::Value, ctx: &ConfigureContext) -> Result<StageConfig, OptionError> {
+    let mut c: ClassifyConfig = parse_options(options)?;
+    if c.model.trim().is_empty() {
+        return Err(at(vec![key("model")], "`model` is empty: name a fastText .bin or .ftz file".into()));
+    }
+    if !c.model.contains("://") {
+        c.model = ctx.resolve(Path::new(&c.model)).display().to_string();
+    }
+    for (i, l) in c.labels.iter().enumerate() {
+        let name = label_name(l);
+        if name.is_empty() {
+            return Err(at(vec![key("labels"), PathSeg::Index(i)], "a label is empty".into()));
+        }
+        if c.labels[..i].iter().any(|other| label_name(other) == name) {
+            return Err(at(vec![key("labels"), PathSeg::Index(i)], format!("label `{name}` is listed twice")));
+        }
+    }
+    let columns = c.score_columns();
+    if let Some(text) = &c.keep {
+        let p = Predicate::parse(text, &columns).map_err(|e| {
+            let help = e.help.as_ref().map(|h| format!("; {h}")).unwrap_or_default();
+            at(vec![key("keep")], format!("`{text}` {e}{help}"))
+        })?;
+        c.predicate = Some(p);
+    }
+    if let Some(b) = &c.buckets {
+        if !columns.contains(&b.column) {
+            let hint = closest(&b.column, columns.iter().map(String::as_str))
+                .map(|m| format!("did you mean `{m}`? "))
+                .unwrap_or_default();
+            return Err(at(
+                vec![key("buckets"), key("column")],
+                format!(
+                    "`{}` is not a score column of this stage; {hint}the score columns are: {}",
+                    b.column,
+                    columns.join(", ")
+                ),
+            ));
+        }
+        if b.count == 0 {
+            return Err(at(vec![key("buckets"), key("count")], "must be at least 1".into()));
+        }
+    }
+    let buckets = c.buckets.is_some();
+    let c = Arc::new(c);
+    Ok(if buckets { StageConfig::Barrier(c) } else { StageConfig::Transform(c) })
+}
+
+/// A label as the model names it: without `__label__`.
+fn label_name(label: &str) -> &str {
+    label.strip_prefix(LABEL_PREFIX).unwrap_or(label)
+}
+
+impl ClassifyConfig {
+    /// The score columns, in slot order: `score_<label>` per label, or `score`.
+    pub fn score_columns(&self) -> Vec<String> {
+        if self.labels.is_empty() {
+            vec!["score".into()]
+        } else {
+            self.labels.iter().map(|l| format!("score_{}", label_name(l))).collect()
+        }
+    }
+
+    /// Every column the stage writes (replacing input columns of the same name).
+    fn written(&self) -> Vec<String> {
+        let mut names = if self.labels.is_empty() { vec!["label".to_string()] } else { Vec::new() };
+        names.extend(self.score_columns());
+        if let Some(b) = &self.buckets {
+            names.push(bucket_column(b));
+        }
+        names
+    }
+
+    /// The model, loaded once per process.
+    pub(crate) fn prepared(&self) -> std::result::Result<Arc<Prepared>, SchemaError> {
+        self.prepared.get_or_init(|| self.prepare().map(Arc::new)).clone()
+    }
+
+    fn prepare(&self) -> std::result::Result<Prepared, SchemaError> {
+        let bytes = read_model(&self.model).map_err(|e| SchemaError::at_option(vec![key("model")], e, None))?;
+        let model = Model::from_bytes(&bytes, &self.model)
+            .map_err(|e| SchemaError::at_option(vec![key("model")], e.to_string(), None))?;
+        let mut wanted = Vec::with_capacity(self.labels.len());
+        for (i, l) in self.labels.iter().enumerate() {
+            let name = label_name(l);
+            let Some(index) = model.label_index(name) else {
+                let labels = model.labels();
+                let help = match closest(name, labels.iter().map(String::as_str)) {
+                    Some(c) => format!("did you mean `{c}`? Its labels are: {}", labels.join(", ")),
+                    None => format!("its labels are: {}", labels.join(", ")),
+                };
+                return Err(SchemaError::at_option(
+                    vec![key("labels"), PathSeg::Index(i)],
+                    format!("model {} has no label `{name}`", self.model),
+                    Some(help),
+                ));
+            };
+            wanted.push(index);
+        }
+        let hash = format!("{:016x}", xxhash_rust::xxh3::xxh3_64(&bytes));
+        Ok(Prepared { model: Arc::new(model), wanted, hash })
+    }
+
+    /// The output schema: the input's columns but those the stage writes, then its columns.
+    fn schema_for(&self, input: &SchemaRef) -> SchemaRef {
+        let written = self.written();
+        let mut fields: Vec<Field> =
+            input.fields().iter().filter(|f| !written.contains(f.name())).map(|f| f.as_ref().clone()).collect();
+        if self.labels.is_empty() {
+            fields.push(Field::new("label", DataType::Utf8, true));
+        }
+        for name in self.score_columns() {
+            fields.push(Field::new(name, DataType::Float64, false));
+        }
+        if let Some(b) = &self.buckets {
+            fields.push(Field::new(bucket_column(b), DataType::UInt32, false));
+        }
+        Arc::new(Schema::new_with_metadata(fields, input.metadata().clone()))
+    }
+
+    fn check_input(&self, input: &SchemaRef) -> std::result::Result<SchemaRef, SchemaError> {
+        require_column(input, &self.text, &[DataType::LargeUtf8, DataType::Utf8, DataType::Utf8View])?;
+        self.prepared()?;
+        Ok(self.schema_for(input))
+    }
+
+    fn resolved_value(&self) -> serde_json::Value {
+        let mut v = serde_json::to_value(self).unwrap_or_default();
+        if let Some(Ok(p)) = self.prepared.get() {
+            v["model_xxh3"] = serde_json::Value::String(p.hash.clone());
+        }
+        v
+    }
+
+    /// The scorer and column writer of one split.
+    fn runtime(&self, input: &SchemaRef) -> Result<(Scorer, Writer)> {
+        let prepared = self.prepared().map_err(|e| EngineError::User(e.0))?;
+        let scorer = Scorer::new(prepared.clone(), self.score_columns().len());
+        let writer = Writer {
+            output: self.schema_for(input),
+            written: self.written(),
+            text: self.text.clone(),
+            model: prepared.model.clone(),
+            top: self.labels.is_empty(),
+            slots: self.score_columns().len(),
+            predicate: self.predicate.clone(),
+        };
+        Ok((scorer, writer))
+    }
+}
+
+/// The column a bucket is written to.
+fn bucket_column(b: &BucketsConfig) -> String {
+    format!("{}_bucket", b.column)
+}
+
+/// Reads a model file from a local path or an object-store URL.
+fn read_model(location: &str) -> std::result::Result<Vec<u8>, String> {
+    if !location.contains("://") {
+        return std::fs::read(location).map_err(|e| format!("cannot read fastText model {location}: {e}"));
+    }
+    let Some((dir, name)) = location.rsplit_once('/').filter(|(d, n)| !n.is_empty() && !d.ends_with(':')) else {
+        return Err(format!("`{location}` names no file"));
+    };
+    // On a thread of its own: the I/O runtime's `block_on` must not run inside an async task.
+    let fetched = std::thread::scope(|s| {
+        s.spawn(|| {
+            smelt_engine::blocking::block_on(async {
+                let store = smelt_catalog::store::DatasetStore::open(dir)?;
+                store.get(name).await
+            })
+        })
+        .join()
+    });
+    match fetched {
+        Ok(Ok(Some(bytes))) => Ok(bytes.to_vec()),
+        Ok(Ok(None)) => Err(format!("cannot read fastText model {location}: no such object")),
+        Ok(Err(e)) => Err(format!("cannot read fastText model {location}: {e}")),
+        Err(_) => Err(format!("cannot read fastText model {location}: the download panicked")),
+    }
+}
+
+/// The number of words fastText reads in `text`: runs of bytes between its separators.
+pub fn words(text: &str) -> u64 {
+    let mut n = 0;
+    let mut in_word = false;
+    for &c in text.as_bytes() {
+        let sep = matches!(c, b' ' | b'\n' | b'\r' | b'\t' | 0x0b | 0x0c | 0);
+        n += u64::from(!sep && !in_word);
+        in_word = !sep;
+    }
+    n
+}
+
+/// Scores of one batch: per row the best label and one value per score column.
+#[derive(Debug, Default)]
+pub(crate) struct Scored {
+    /// Model label index of each row's best label ([`NO_LABEL`]: none).
+    labels: Vec<u32>,
+    /// `slots` values per row.
+    values: Vec<f32>,
+}
+
+/// Runs the model over texts.
+pub(crate) struct Scorer {
+    prepared: Arc<Prepared>,
+    slots: usize,
+    scratch: Scratch,
+    predictions: Vec<Prediction>,
+}
+
+impl Scorer {
+    fn new(prepared: Arc<Prepared>, slots: usize) -> Scorer {
+        Scorer { prepared, slots, scratch: Scratch::default(), predictions: Vec::new() }
+    }
+
+    /// Appends the scores of `text` to `out`: what Python fastText's
+    /// `predict(text.replace("\n", " "), k=-1)` returns, as float32.
+    fn score(&mut self, text: &str, out: &mut Scored) {
+        let p = &self.prepared;
+        p.model.predict(text, 0.0, &mut self.scratch, &mut self.predictions);
+        let best = self.predictions.first();
+        out.labels.push(best.map_or(NO_LABEL, |b| b.label as u32));
+        if p.wanted.is_empty() {
+            out.values.push(best.map_or(0.0, |b| b.score));
+        } else {
+            for &w in &p.wanted {
+                out.values.push(self.predictions.iter().find(|x| x.label == w).map_or(0.0, |x| x.score));
+            }
+        }
+        debug_assert_eq!(out.values.len(), out.labels.len() * self.slots);
+    }
+
+    /// Scores every row of `batch` (a null text scores as empty text).
+    fn score_batch(&mut self, batch: &RecordBatch, text: &str) -> Scored {
+        let mut out = Scored::default();
+        let col = batch.column_by_name(text).expect("schema checked");
+        for i in 0..batch.num_rows() {
+            self.score(str_at(col, i).unwrap_or(""), &mut out);
+        }
+        out
+    }
+}
+
+/// Turns scores into the stage's columns and verdicts.
+pub(crate) struct Writer {
+    output: SchemaRef,
+    written: Vec<String>,
+    text: String,
+    model: Arc<Model>,
+    top: bool,
+    /// Score columns.
+    slots: usize,
+    predicate: Option<Predicate>,
+}
+
+impl Writer {
+    /// Whether `keep` holds for a row with these scores (always without `keep`).
+    fn keeps(&self, values: &[f32], scratch: &mut Vec<f64>) -> bool {
+        let Some(p) = &self.predicate else { return true };
+        scratch.clear();
+        scratch.extend(values.iter().map(|&v| f64::from(v)));
+        p.eval(scratch)
+    }
+
+    /// `batch` with the stage's columns, and a verdict per row when `keep` is set.
+    fn write(&self, batch: RecordBatch, scored: &Scored, buckets: Option<Vec<u32>>) -> Result<Processed> {
+        let (rows, slots) = (batch.num_rows(), self.slots);
+        let mut cols: Vec<ArrayRef> = batch
+            .schema()
+            .fields()
+            .iter()
+            .zip(batch.columns())
+            .filter(|(f, _)| !self.written.contains(f.name()))
+            .map(|(_, c)| c.clone())
+            .collect();
+        if self.top {
+            let mut labels = StringBuilder::with_capacity(rows, rows * 8);
+            for &l in &scored.labels {
+                match self.model.labels().get(l as usize) {
+                    Some(name) if l != NO_LABEL => labels.append_value(name),
+                    _ => labels.append_null(),
+                }
+            }
+            cols.push(Arc::new(labels.finish()));
+        }
+        for s in 0..slots {
+            let mut b = Float64Builder::with_capacity(rows);
+            for r in 0..rows {
+                b.append_value(f64::from(scored.values[r * slots + s]));
+            }
+            cols.push(Arc::new(b.finish()));
+        }
+        if let Some(buckets) = buckets {
+            cols.push(Arc::new(UInt32Array::from(buckets)));
+        }
+        let out = RecordBatch::try_new(self.output.clone(), cols)?;
+        if self.predicate.is_none() {
+            return Ok(Processed::Batch(out));
+        }
+        let mut scratch = Vec::new();
+        let verdicts = (0..rows)
+            .map(|r| {
+                let kept = self.keeps(&scored.values[r * slots..(r + 1) * slots], &mut scratch);
+                (!kept).then_some(Cow::Borrowed(REASON))
+            })
+            .collect();
+        Ok(Processed::Filtered { batch: out, verdicts })
+    }
+}
+
+impl TransformConfig for ClassifyConfig {
+    fn output_schema(&self, input: &SchemaRef) -> std::result::Result<SchemaRef, SchemaError> {
+        self.check_input(input)
+    }
+
+    fn resolved(&self) -> serde_json::Value {
+        self.resolved_value()
+    }
+
+    fn build(&self, input: &SchemaRef) -> Result<Box<dyn Transform>> {
+        let (scorer, writer) = self.runtime(input)?;
+        Ok(Box::new(Classify { scorer, writer }))
+    }
+}
+
+/// The transform (no `buckets`).
+struct Classify {
+    scorer: Scorer,
+    writer: Writer,
+}
+
+impl Transform for Classify {
+    fn process(&mut self, batch: RecordBatch) -> Result<Processed> {
+        let scored = self.scorer.score_batch(&batch, &self.writer.text);
+        self.writer.write(batch, &scored, None)
+    }
+}
+
+#[cfg(test)]
+mod tests;
