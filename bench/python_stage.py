@@ -10,6 +10,10 @@ module). datatrove, two figures: its `run` over the documents already in memory 
 in the step: the calls and BaseFilter.run's per-document work, the ratio's basis), and its own step time
 (`time_stats.total` of a LocalPipelineExecutor run, as bench/sql_where.sh reports it), which times only the
 `filter_batch` calls. Prints a table to stdout; exits 1 when two sides disagree on what they drop.
+
+smelt's figure is the stage's wall time: its worker shares the machine with the pipeline's other stages, which run
+beside it (JSON parsing, content_hash, Parquet). On a 2-core machine, and more so one that others use too, that
+waiting is part of the figure; the `load` line gives the machine's 1-minute load average before and after.
 """
 
 import glob
@@ -113,6 +117,7 @@ def plain_python(function):
 
 
 def main():
+    load_before = os.getloadavg()[0]
     with open(os.path.join(WORK, "in", "one.jsonl"), "w") as f:
         f.write(json.dumps({"id": "x", "text": "one document"}) + "\n")
     print("measurement\tdocs\tsmelt s\tsmelt docs/s\tother s\tother docs/s\tratio\tdatatrove time_stats docs/s")
@@ -144,6 +149,7 @@ def main():
     print(f"# worker start (interpreter, pyarrow, module), taken out above: "
           + ", ".join(f"{n.split()[0]} {r['worker_start_s']:.2f} s" for n, r in results.items()))
     print("# goals: filter >= 3x and batch >= 20x datatrove's docs/s (its run over the documents)")
+    print(f"# load: {load_before:.2f} before, {os.getloadavg()[0]:.2f} after, on {os.cpu_count()} cores")
     print(json.dumps({"results": results, "overhead": overhead}))
     return 1 if failed else 0
 
