@@ -161,7 +161,9 @@ def main():
     work = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "target", "classify-bench"))
     os.makedirs(work, exist_ok=True)
     subprocess.run(["rm", "-rf", os.path.join(work, "smelt-data")], check=True)
-    docs = list(reuters())
+    # REPEAT=k reads the stories k times (distinct ids): longer passes, finer CPU-time figures.
+    repeat = int(os.environ.get("REPEAT", "1"))
+    docs = [(f"{i}#{k}" if k else i, t) for k in range(repeat) for i, t in reuters()]
     corpus = os.path.join(work, "corpus.jsonl")
     with open(corpus, "w", encoding="utf-8") as f:
         for i, text in docs:
@@ -173,8 +175,8 @@ def main():
         ("quality_d100.bin", train_d100(work)),
     ]
     baseline = med([smelt_run(work, f"baseline-{r}", BASELINE) for r in range(RUNS)])
-    print("%d texts, %.1f MB (Reuters-21578 stories with a body); one core each (taskset -c 0); medians of %d"
-          % (n, nbytes / 1e6, RUNS))
+    print("%d texts, %.1f MB (Reuters-21578 stories with a body, %d times); one core each (taskset -c 0); medians of %d"
+          % (n, nbytes / 1e6, repeat, RUNS))
     print("smelt run without classify (jsonl -> content_hash -> parquet): %.2f s CPU" % baseline)
     figures = {"docs": n, "bytes": nbytes, "baseline_run_cpu_s": baseline, "models": {}}
     rate = lambda cpu: "%.2f s CPU, %8.0f docs/s, %5.1f MB/s" % (cpu, n / cpu, nbytes / 1e6 / cpu)  # noqa: E731

@@ -5,7 +5,8 @@
 # models (the fixture's bigram/subword softmax model, the example's quantized
 # quality model, and a dense dim-100 quality model trained by the script).
 # Prints docs/s, MB/s and the ratios; figures in $WORK/figures.json
-# (WORK=dir for the corpus, models and runs, default target/classify-bench).
+# (WORK=dir for the corpus, models and runs, default target/classify-bench;
+# REPEAT=k reads the stories k times for longer, finer-grained passes).
 #   bash bench/classify.sh      # needs ~/.cache/smelt-peers (venv with fasttext 0.9.2, pyarrow) and ../shared/data
 set -euo pipefail
 cd "$(dirname "$0")/.."
