@@ -27,18 +27,8 @@ if ! "$VENV/bin/python" -c 'import datatrove, pyarrow, orjson' 2>/dev/null; then
     "$VENV/bin/pip" install --quiet --disable-pip-version-check 'datatrove==0.10.1' 'pyarrow==26.0.1' orjson regex
 fi
 
-# Documents: the generator of bench/sql_where.sh (ids, texts of 100 to 1,595 characters of a fixed word list).
-python3 - "$WORK/in/docs.jsonl" "$DOCS" <<'PY'
-import json, os, sys
-path, n = sys.argv[1], int(sys.argv[2])
-os.makedirs(os.path.dirname(path), exist_ok=True)
-words = ["data", "pipeline", "token", "crawl", "news", "model", "train", "shard", "filter", "text"]
-with open(path, "w") as f:
-    for i in range(n):
-        k = 20 + (i * 37) % 300
-        text = " ".join(words[(i + j) % len(words)] for j in range(k // 1))[: 5 * k]
-        f.write(json.dumps({"id": f"d{i:07d}", "text": text}) + "\n")
-PY
+# Documents: ids and texts of 100 to 1,595 characters (words of a fixed list), deterministic.
+python3 "$ROOT/bench/generated_docs.py" "$WORK/in/docs.jsonl" "$DOCS"
 
 cat > "$WORK/udf.py" <<'PY'
 import re

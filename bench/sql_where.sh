@@ -27,17 +27,7 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 
 # Documents: ids and texts of 100 to 1,595 characters (words of a fixed list), deterministic.
-python3 - "$WORK/in/docs.jsonl" "$DOCS" <<'PY'
-import json, os, sys
-path, n = sys.argv[1], int(sys.argv[2])
-os.makedirs(os.path.dirname(path), exist_ok=True)
-words = ["data", "pipeline", "token", "crawl", "news", "model", "train", "shard", "filter", "text"]
-with open(path, "w") as f:
-    for i in range(n):
-        k = 20 + (i * 37) % 300
-        text = " ".join(words[(i + j) % len(words)] for j in range(k // 1))[: 5 * k]
-        f.write(json.dumps({"id": f"d{i:07d}", "text": text}) + "\n")
-PY
+python3 "$ROOT/bench/generated_docs.py" "$WORK/in/docs.jsonl" "$DOCS"
 
 cat > "$WORK/p.yaml" <<YAML
 dataset: sql-where
