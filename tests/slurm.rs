@@ -217,24 +217,18 @@ fn templates_and_option_mistakes_are_reported() {
     }
 }
 
-/// The Kubernetes manifests against the Kubernetes API's own schema
-/// (strict: no unknown field), with PyPI's `kubernetes-validate`
-/// (`KUBERNETES_VALIDATE`, else on PATH).
-#[test]
-#[ignore = "needs kubernetes-validate: pip install kubernetes-validate (.ci/run installs it)"]
-fn k8s_manifests_validate_against_the_kubernetes_api_schema() {
-    let tool = std::env::var("KUBERNETES_VALIDATE").unwrap_or_else(|_| "kubernetes-validate".into());
-    let env = Env::new();
-    let dd = dedup_pipeline(&env);
-    env.ok(&[
+/// `smelt run PIPELINE --executor k8s` with 3 ranks and the resources both
+/// Kubernetes tests ask for, plus `extra`; its stdout.
+fn k8s_run(env: &Env, pipeline: &str, run_id: &str, extra: &[&str]) -> String {
+    let mut args = vec![
         "run",
-        &dd,
+        pipeline,
         "--executor",
         "k8s",
         "--ranks",
         "3",
         "--run-id",
-        "v1",
+        run_id,
         "--pvc",
         "smelt-data",
         "--image",
@@ -247,7 +241,21 @@ fn k8s_manifests_validate_against_the_kubernetes_api_schema() {
         "1:00:00",
         "--env",
         "RUST_LOG=info",
-    ]);
+    ];
+    args.extend(extra);
+    env.ok(&args)
+}
+
+/// The Kubernetes manifests against the Kubernetes API's own schema
+/// (strict: no unknown field), with PyPI's `kubernetes-validate`
+/// (`KUBERNETES_VALIDATE`, else on PATH).
+#[test]
+#[ignore = "needs kubernetes-validate: pip install kubernetes-validate (.ci/run installs it)"]
+fn k8s_manifests_validate_against_the_kubernetes_api_schema() {
+    let tool = std::env::var("KUBERNETES_VALIDATE").unwrap_or_else(|_| "kubernetes-validate".into());
+    let env = Env::new();
+    let dd = dedup_pipeline(&env);
+    k8s_run(&env, &dd, "v1", &[]);
     let dir = env.data().join("k8s/v1");
     let files = ["phase0.yaml", "phase1.yaml", "commit.yaml"].map(|f| dir.join(f));
     let out = Command::new(&tool)
@@ -264,30 +272,7 @@ fn k8s_manifests_validate_against_the_kubernetes_api_schema() {
 fn k8s_writes_an_indexed_job_per_phase_and_a_commit_job() {
     let env = Env::new();
     let dd = dedup_pipeline(&env);
-    let out = env.ok(&[
-        "run",
-        &dd,
-        "--executor",
-        "k8s",
-        "--ranks",
-        "3",
-        "--run-id",
-        "K8s_1",
-        "--pvc",
-        "smelt-data",
-        "--image",
-        "reg/smelt:1",
-        "--cpus-per-rank",
-        "2",
-        "--mem",
-        "4G",
-        "--time",
-        "1:00:00",
-        "--array-concurrency",
-        "2",
-        "--env",
-        "RUST_LOG=info",
-    ]);
+    let out = k8s_run(&env, &dd, "K8s_1", &["--array-concurrency", "2"]);
     assert!(out.contains("wrote 3 Kubernetes manifests"), "{out}");
     let dir = env.data().join("k8s/K8s_1");
     let data_dir = std::fs::canonicalize(env.data()).unwrap().display().to_string();
