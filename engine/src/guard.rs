@@ -11,6 +11,7 @@
 //! Tests make a parser panic on purpose with `SMELT_TEST_PANIC=<text>`:
 //! every [`catch_at`] whose location contains `<text>` panics before parsing.
 
+use std::cell::Cell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::OnceLock;
 
@@ -22,7 +23,10 @@ use std::sync::OnceLock;
 /// # Errors
 /// `f` panicked.
 pub fn catch<T>(f: impl FnOnce() -> T) -> Result<T, String> {
-    catch_unwind(AssertUnwindSafe(f)).map_err(|p| {
+    GUARDED.with(|g| g.set(g.get() + 1));
+    let caught = catch_unwind(AssertUnwindSafe(f));
+    GUARDED.with(|g| g.set(g.get() - 1));
+    caught.map_err(|p| {
         let message = p
             .downcast_ref::<&str>()
             .map(|s| s.to_string())
@@ -30,6 +34,17 @@ pub fn catch<T>(f: impl FnOnce() -> T) -> Result<T, String> {
             .unwrap_or_else(|| "a panic without a message".to_string());
         format!("panicked: {message}")
     })
+}
+
+thread_local! {
+    static GUARDED: Cell<u32> = const { Cell::new(0) };
+}
+
+/// Whether this thread is inside [`catch`] now: a panic hook can tell a panic
+/// that will be caught and counted as a skip from one that ends the run (the
+/// fuzz targets abort only on the latter).
+pub fn guarded() -> bool {
+    GUARDED.with(Cell::get) > 0
 }
 
 /// [`catch`] for the input at `location` (a URL, `file#offset`, a split id),
@@ -62,5 +77,9 @@ mod tests {
         let v: Vec<u8> = Vec::new();
         assert!(catch(|| v[1]).unwrap_err().contains("index out of bounds"));
         assert_eq!(catch_at("http://a.org/feed", || 1), Ok(1));
+        assert!(!guarded());
+        assert_eq!(catch(guarded), Ok(true));
+        assert_eq!(catch(|| catch(guarded)), Ok(Ok(true)));
+        assert!(!guarded());
     }
 }

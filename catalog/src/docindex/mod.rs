@@ -71,6 +71,10 @@ pub const MERGE_FAN_IN: usize = 64;
 pub const DEFAULT_RUN_BUDGET: usize = 16 << 20;
 
 const HEADER_LEN: usize = 16;
+/// Longest document id an index holds (16 MiB): the writer refuses longer
+/// ones, the reader refuses a length beyond it before allocating (a damaged
+/// or foreign file must not make it reserve gigabytes; found by fuzzing).
+pub const MAX_ID_BYTES: usize = 16 << 20;
 /// zstd window of the writer: small, so that a 64-way merge decodes in a few MiB.
 const WINDOW_LOG: u32 = 17;
 /// Largest window a reader accepts.

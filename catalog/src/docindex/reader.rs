@@ -8,7 +8,7 @@
 use std::cmp::Ordering;
 use std::io::{self, BufReader, Read};
 
-use super::{FILE_BUFFER, HEADER_LEN, INDEX_FORMAT, MAGIC, READ_CHUNK, WINDOW_LOG_MAX};
+use super::{FILE_BUFFER, HEADER_LEN, INDEX_FORMAT, MAGIC, MAX_ID_BYTES, READ_CHUNK, WINDOW_LOG_MAX};
 
 fn invalid(msg: impl Into<String>) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, msg.into())
@@ -183,7 +183,9 @@ impl<R: Read> DocIndexReader<R> {
             }
             return Ok(false);
         }
-        let suffix = usize::try_from(head - 1).map_err(|_| invalid("document index id length out of range"))?;
+        let suffix = usize::try_from(head - 1).ok().filter(|&n| n <= MAX_ID_BYTES).ok_or_else(|| {
+            invalid(format!("document index holds an id of {} bytes (at most {MAX_ID_BYTES})", head - 1))
+        })?;
         let shared = usize::try_from(self.varint()?).map_err(|_| invalid("document index prefix out of range"))?;
         if shared > self.id.len() {
             return Err(invalid("document index shares more bytes than the previous id has"));

@@ -8,7 +8,7 @@
 use std::cmp::Ordering;
 use std::io::{self, Write};
 
-use super::{DEFAULT_LEVEL, HEADER_LEN, INDEX_FORMAT, MAGIC, WINDOW_LOG, WRITE_CHUNK};
+use super::{DEFAULT_LEVEL, HEADER_LEN, INDEX_FORMAT, MAGIC, MAX_ID_BYTES, WINDOW_LOG, WRITE_CHUNK};
 
 pub(super) fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
@@ -85,6 +85,12 @@ impl<W: Write> DocIndexWriter<W> {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 "document index entries must be pushed in (id, hash) order",
+            ));
+        }
+        if id.len() > MAX_ID_BYTES {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("a document id of {} bytes is longer than a document index holds ({MAX_ID_BYTES})", id.len()),
             ));
         }
         let shared = common_prefix(&self.prev, id);

@@ -164,12 +164,81 @@ impl SourceConfig for RssConfig {
 }
 
 /// One feed item, as read from the feed.
-struct Item {
-    keys: Vec<String>,
-    id: String,
-    link: Option<String>,
-    time_us: Option<i64>,
-    inline_html: Option<String>,
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeedItem {
+    /// What marks the item as seen in later runs: its id, then its link.
+    pub keys: Vec<String>,
+    /// The item's GUID or id (feed-rs derives one when the feed states none).
+    pub id: String,
+    /// The item's page: its `alternate` link, else its first link.
+    pub link: Option<String>,
+    /// Published (else updated) time, microseconds since the epoch.
+    pub time_us: Option<i64>,
+    /// The item's own content, else its summary, as HTML.
+    pub inline_html: Option<String>,
+}
+
+/// A feed body read into items.
+#[derive(Debug, Clone)]
+pub struct ParsedFeed {
+    /// Items in feed order.
+    pub items: Vec<FeedItem>,
+    /// Set when the body was damaged and only the items before the damage
+    /// were read: why the whole body was refused.
+    pub truncated: Option<String>,
+}
+
+/// Reads a fetched feed body: decoded to UTF-8 (HTTP charset, BOM, XML
+/// declaration, detection), undeclared HTML entities and prolog clutter
+/// fixed, then parsed by feed-rs; a body damaged at the end gives the items
+/// before the damage. feed-rs (quick-xml inside) panics on some inputs: the
+/// panic comes back as `Err`, so the caller skips this feed, not the run.
+///
+/// # Errors
+/// Why the body is not a feed (a parse error, or the parser's panic).
+pub fn parse_feed(body: &[u8], content_type: Option<&str>, url: &str) -> std::result::Result<ParsedFeed, String> {
+    let parser = feed_rs::parser::Builder::new().base_uri(Some(url)).build();
+    let xml = feed_decode::prepare(body, content_type);
+    let parsing = format!("{url} as a feed");
+    let parse = |bytes: &[u8]| match smelt_engine::guard::catch_at(&parsing, || parser.parse(bytes)) {
+        Ok(Ok(feed)) => Ok(feed),
+        Ok(Err(e)) => Err(format!("not a feed feed-rs reads: {e}")),
+        Err(panic) => Err(format!("feed-rs {panic}")),
+    };
+    let (feed, truncated) = match parse(&xml) {
+        Ok(f) => (f, None),
+        Err(first) => match feed_decode::truncated_recovery(&xml).map(|cut| parse(&cut)) {
+            Some(Ok(f)) => (f, Some(first)),
+            _ => return Err(first),
+        },
+    };
+    let items = feed
+        .entries
+        .into_iter()
+        .map(|e| {
+            let link = e
+                .links
+                .iter()
+                .find(|l| l.rel.as_deref().is_none_or(|r| r == "alternate"))
+                .or(e.links.first())
+                .map(|l| l.href.clone());
+            let mut keys = vec![e.id.clone()];
+            keys.extend(link.clone());
+            let inline_html = e
+                .content
+                .as_ref()
+                .and_then(|c| c.body.clone())
+                .or_else(|| e.summary.as_ref().map(|s| s.content.clone()));
+            FeedItem {
+                keys,
+                id: e.id,
+                link,
+                time_us: e.published.or(e.updated).map(|t| t.timestamp_micros()),
+                inline_html,
+            }
+        })
+        .collect();
+    Ok(ParsedFeed { items, truncated })
 }
 
 struct RssReader {
@@ -177,7 +246,7 @@ struct RssReader {
     net: Arc<Net>,
     feed: String,
     prior: Prior,
-    items: Option<Vec<Item>>,
+    items: Option<Vec<FeedItem>>,
     next: usize,
     state: FeedState,
     /// An item failed in a way worth retrying: keep the old validators.
@@ -194,7 +263,7 @@ fn host_of(url: &str) -> Option<String> {
 
 impl RssReader {
     /// Fetches and parses the feed.
-    fn load(&mut self, skips: &mut Skips) -> Vec<Item> {
+    fn load(&mut self, skips: &mut Skips) -> Vec<FeedItem> {
         self.source =
             self.config.source.clone().unwrap_or_else(|| format!("rss:{}", host_of(&self.feed).unwrap_or_default()));
         let validators = self.config.incremental.then_some(&self.prior.validators);
@@ -217,57 +286,20 @@ impl RssReader {
             return Vec::new();
         }
         self.state.validators = Validators { etag: fetched.etag.clone(), last_modified: fetched.last_modified.clone() };
-        let parser = feed_rs::parser::Builder::new().base_uri(Some(fetched.url.as_str())).build();
-        // Decoded to UTF-8, HTML entities and prolog clutter fixed (feed_decode), then parsed; feed-rs
-        // (quick-xml inside) panics on some inputs: the feed is skipped, not the run.
-        let xml = feed_decode::prepare(&fetched.body, fetched.content_type.as_deref());
-        let parsing = format!("{} as a feed", self.feed);
-        let parse = |bytes: &[u8]| match smelt_engine::guard::catch_at(&parsing, || parser.parse(bytes)) {
-            Ok(Ok(feed)) => Ok(feed),
-            Ok(Err(e)) => Err(format!("not a feed feed-rs reads: {e}")),
-            Err(panic) => Err(format!("feed-rs {panic}")),
-        };
-        let feed = match parse(&xml) {
-            Ok(f) => f,
-            Err(first) => match feed_decode::truncated_recovery(&xml).map(|cut| parse(&cut)) {
-                Some(Ok(f)) => {
-                    skips.skip(
-                        "feed_truncated",
-                        format!("{}: {first}; read the {} items before the damage", self.feed, f.entries.len()),
-                    );
-                    f
-                }
-                _ => {
-                    skips.skip("bad_feed", format!("{}: {first}", self.feed));
-                    return Vec::new();
-                }
-            },
-        };
-        feed.entries
-            .into_iter()
-            .map(|e| {
-                let link = e
-                    .links
-                    .iter()
-                    .find(|l| l.rel.as_deref().is_none_or(|r| r == "alternate"))
-                    .or(e.links.first())
-                    .map(|l| l.href.clone());
-                let mut keys = vec![e.id.clone()];
-                keys.extend(link.clone());
-                let inline_html = e
-                    .content
-                    .as_ref()
-                    .and_then(|c| c.body.clone())
-                    .or_else(|| e.summary.as_ref().map(|s| s.content.clone()));
-                Item {
-                    keys,
-                    id: e.id,
-                    link,
-                    time_us: e.published.or(e.updated).map(|t| t.timestamp_micros()),
-                    inline_html,
-                }
-            })
-            .collect()
+        match parse_feed(&fetched.body, fetched.content_type.as_deref(), fetched.url.as_str()) {
+            Ok(ParsedFeed { items, truncated: None }) => items,
+            Ok(ParsedFeed { items, truncated: Some(first) }) => {
+                skips.skip(
+                    "feed_truncated",
+                    format!("{}: {first}; read the {} items before the damage", self.feed, items.len()),
+                );
+                items
+            }
+            Err(e) => {
+                skips.skip("bad_feed", format!("{}: {e}", self.feed));
+                Vec::new()
+            }
+        }
     }
 
     /// The page of an item: `Ok(Some)` kept, `Ok(None)` skipped for good, `Err` worth a later retry.

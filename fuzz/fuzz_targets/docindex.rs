@@ -1,0 +1,7 @@
+//! libFuzzer target: see [`smelt_fuzz::targets::docindex`].
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    smelt_fuzz::init();
+    smelt_fuzz::targets::docindex(data);
+});
