@@ -1,0 +1,178 @@
+#!/usr/bin/env bash
+# Builds the container image (Containerfile) and smoke-tests it by running the
+# README quick start inside it.
+#
+#   .ci/image.sh [BINARY]      BINARY: the smelt to put in the image, default target/release/smelt
+#
+# .ci/run passes target/debug/smelt, the binary it has built already (a release
+# build would add many minutes of compiling to CI); the image users run is built
+# from the release binary (docs/slurm.md, "Container image"). No container
+# registry is reachable here, so the base image is made from Debian's packages:
+#
+#   1. apt-get install debootstrap and podman when missing (podman builds with
+#      buildah's code; no daemon);
+#   2. debootstrap --variant=minbase bookworm into target/image-rootfs (what
+#      debian:bookworm-slim is made from), skipped when it is there already;
+#   3. import it as localhost/debian-slim-base:bookworm (skipped when present);
+#   4. podman build -f Containerfile (BASE is that image; SMELT_BIN the binary);
+#   5. smoke test: `smelt run examples/quickstart.yaml` twice in the image, as the
+#      image's user in its WORKDIR, with no network: both versions must be
+#      committed with the digest of the same run outside the image. With
+#      `podman run` when the machine can run containers, else (a VM without the
+#      cgroup or namespace support podman needs) in the image's root file system
+#      with chroot: a container's writable mount (`podman mount`), /proc and /dev
+#      bound in, `chroot --userspec` the image's user.
+#
+# Podman's storage is target/image-storage (overlay, or vfs where overlay cannot
+# be mounted), so nothing outside target/ is changed except the packages of step 1.
+# Environment: SMELT_IMAGE_TAG (default localhost/smelt:ci), SMELT_IMAGE_SMOKE
+# (auto, podman or chroot: auto tries podman run and falls back to chroot).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+start=$SECONDS
+bin=${1:-target/release/smelt}
+tag=${SMELT_IMAGE_TAG:-localhost/smelt:ci}
+base=localhost/debian-slim-base:bookworm
+rootfs=target/image-rootfs
+mode=${SMELT_IMAGE_SMOKE:-auto}
+mirror=http://deb.debian.org/debian
+say() { echo "== image.sh ($((SECONDS - start))s): $*"; }
+die() { echo "image.sh: FAILED: $*" >&2; exit 1; }
+
+[ -x "$bin" ] || die "no smelt binary at $bin (build it first: cargo build --release)"
+
+# 1. Tools.
+if ! command -v debootstrap >/dev/null || ! command -v podman >/dev/null; then
+    say "installing debootstrap and podman"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+        debootstrap podman crun conmon netavark aardvark-dns uidmap fuse-overlayfs ca-certificates >/dev/null
+fi
+
+# Podman as root on a machine without systemd or a container engine: cgroupfs,
+# events to a file, storage under target/. Overlay needs the kernel's overlayfs
+# on the storage's file system; vfs (full copies per layer) works everywhere.
+mkdir -p target/image-storage target/image-run
+driver_file=target/image-storage/driver
+if [ ! -f "$driver_file" ]; then
+    probe=$(mktemp -d target/image-run/overlay-probe.XXXX)
+    mkdir -p "$probe"/{l,u,w,m}
+    if mount -t overlay overlay -o "lowerdir=$probe/l,upperdir=$probe/u,workdir=$probe/w" "$probe/m" 2>/dev/null; then
+        umount "$probe/m"
+        echo overlay >"$driver_file"
+    else
+        echo vfs >"$driver_file"
+    fi
+    rm -rf "$probe"
+fi
+driver=$(cat "$driver_file")
+pm() {
+    podman --root "$PWD/target/image-storage/$driver" --runroot "$PWD/target/image-run" --storage-driver "$driver" \
+        --cgroup-manager cgroupfs --events-backend file "$@"
+}
+say "podman $(podman --version | awk '{print $3}'), storage driver $driver"
+
+# 2. The base root file system, from Debian's packages (cached in target/).
+if [ ! -f "$rootfs.done" ]; then
+    say "debootstrap --variant=minbase bookworm $rootfs"
+    rm -rf "$rootfs"
+    debootstrap --variant=minbase bookworm "$rootfs" "$mirror" >target/image-debootstrap.log 2>&1 \
+        || { tail -30 target/image-debootstrap.log; die "debootstrap failed (log: target/image-debootstrap.log)"; }
+    # The sources of debian:bookworm-slim: the release, its updates and security.
+    cat >"$rootfs/etc/apt/sources.list" <<EOF
+deb $mirror bookworm main
+deb $mirror bookworm-updates main
+deb http://deb.debian.org/debian-security bookworm-security main
+EOF
+    touch "$rootfs.done"
+fi
+
+# 3. Import it (without the package cache, manuals and the host's device nodes).
+if ! pm image exists "$base"; then
+    say "importing $rootfs as $base"
+    tar -C "$rootfs" --numeric-owner \
+        --exclude='./dev/*' --exclude='./proc/*' --exclude='./sys/*' --exclude='./run/*' --exclude='./tmp/*' \
+        --exclude='./var/cache/apt/archives/*.deb' --exclude='./var/cache/apt/*.bin' --exclude='./var/lib/apt/lists/*' \
+        --exclude='./usr/share/man/*' --exclude='./usr/share/info/*' -c . \
+        | pm import --change 'CMD ["/bin/bash"]' - "$base" >/dev/null
+fi
+
+# 4. Build. The binary is hard-linked (or copied) to target/image-bin/smelt,
+# inside the build context (.containerignore lets only it and the other
+# binaries of target/ through). RUN steps use chroot isolation (no container
+# runtime needed to build); the base is never pulled.
+mkdir -p target/image-bin
+ln -f "$bin" target/image-bin/smelt 2>/dev/null || cp -f "$bin" target/image-bin/smelt
+say "building $tag from $bin"
+pm build --pull=never --isolation chroot -f Containerfile \
+    --build-arg BASE="$base" --build-arg SMELT_BIN=target/image-bin/smelt -t "$tag" . >target/image-build.log 2>&1 \
+    || { tail -40 target/image-build.log; die "podman build failed (log: target/image-build.log)"; }
+pm image prune -f >/dev/null  # the images this tag named before
+say "built $tag: $(pm image inspect --format '{{.Size}}' "$tag" | awk '{printf "%.0f MB", $1/1e6}')"
+
+# 5. Smoke test. The quick start outside the image first, with the same binary
+# and the same relative pipeline path (rows keep their input paths, so the
+# digest depends on them).
+tmp=$(mktemp -d)
+cleanup() {
+    if [ -n "${mnt:-}" ]; then
+        umount "$mnt/proc" 2>/dev/null || true
+        umount "$mnt/dev" 2>/dev/null || true
+    fi
+    if [ -n "${ctr:-}" ]; then
+        pm umount "$ctr" >/dev/null 2>&1 || true
+        pm rm -f "$ctr" >/dev/null 2>&1 || true
+    fi
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+"$bin" --data-dir "$tmp/outside" run examples/quickstart.yaml --no-progress >"$tmp/outside.log" 2>&1 \
+    || { cat "$tmp/outside.log"; die "the quick start failed outside the image"; }
+digest_of() { sed -n 's/^  "digest": "\(.*\)",$/\1/p' "$1"; }
+"$bin" --data-dir "$tmp/outside" catalog show quickstart@1 --format json >"$tmp/outside.json"
+want=$(digest_of "$tmp/outside.json")
+[ -n "$want" ] || die "no digest in the outside run's catalog show"
+
+# What runs in the image: as its user, in its WORKDIR, the README's first
+# command twice (quickstart@1 and @2), then the versions as JSON.
+smoke='set -e
+echo "user $(id -un) uid $(id -u) in $(pwd)"
+[ "$(id -u)" != 0 ] || { echo "running as root" >&2; exit 1; }
+smelt run examples/quickstart.yaml --no-progress
+smelt run examples/quickstart.yaml --no-progress
+smelt catalog show quickstart@1 --format json >/tmp/v1.json
+smelt catalog show quickstart@2 --format json >/tmp/v2.json
+sed -n "s/^  \"digest\": \"\(.*\)\",\$/\1/p" /tmp/v1.json /tmp/v2.json'
+
+used=
+if [ "$mode" != chroot ]; then
+    say "smoke test: podman run --network none $tag"
+    if pm run --rm --network none --entrypoint /bin/sh "$tag" -c "$smoke" >"$tmp/inside.log" 2>&1; then
+        used=podman
+    else
+        cat "$tmp/inside.log"
+        [ "$mode" = auto ] || die "podman run failed"
+        say "podman run cannot run here (above); falling back to chroot into the image's root file system"
+    fi
+fi
+if [ -z "$used" ]; then
+    say "smoke test: chroot into a container's root file system ($tag)"
+    ctr=$(pm create --network none "$tag")
+    mnt=$(pm mount "$ctr")
+    mount -t proc proc "$mnt/proc"
+    mount --bind /dev "$mnt/dev"
+    # The image's user and working directory, as `podman run` would use them.
+    user=$(pm image inspect --format '{{.Config.User}}' "$tag")
+    workdir=$(pm image inspect --format '{{.Config.WorkingDir}}' "$tag")
+    uid=$(chroot "$mnt" id -u "$user")
+    gid=$(chroot "$mnt" id -g "$user")
+    env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME="$workdir" \
+        chroot --userspec="$uid:$gid" --groups="$gid" "$mnt" /bin/sh -c "cd '$workdir' && $smoke" >"$tmp/inside.log" 2>&1 \
+        || { cat "$tmp/inside.log"; die "the quick start failed in the image's root file system (chroot)"; }
+    used=chroot
+fi
+cat "$tmp/inside.log"
+got=$(tail -n 2 "$tmp/inside.log")
+expected=$(printf '%s\n%s' "$want" "$want")
+[ "$got" = "$expected" ] || die "quickstart@1 and @2 in the image have digests $(echo $got), not $want as outside the image"
+say "smoke test passed ($used): quickstart@1 and @2 committed in the image with digest $want, as outside"
