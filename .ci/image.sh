@@ -42,15 +42,16 @@ die() { echo "image.sh: FAILED: $*" >&2; exit 1; }
 [ -x "$bin" ] || die "no smelt binary at $bin (build it first: cargo build --release)"
 
 # 1. Tools.
-if ! command -v debootstrap >/dev/null || ! command -v podman >/dev/null; then
-    say "installing debootstrap and podman"
+# runc, not crun (podman's default): crun refuses cgroup v1/v2 hybrid hosts
+# ("cgroups in hybrid mode not supported"), runc runs on both.
+if ! command -v debootstrap >/dev/null || ! command -v podman >/dev/null || ! command -v runc >/dev/null; then
+    say "installing debootstrap, podman and runc"
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-        debootstrap podman crun conmon netavark aardvark-dns uidmap fuse-overlayfs ca-certificates >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends debootstrap podman runc >/dev/null
 fi
 
-# Podman as root on a machine without systemd or a container engine: cgroupfs,
-# events to a file, storage under target/. Overlay needs the kernel's overlayfs
+# Podman as root on a machine without systemd or a container engine: runc,
+# cgroupfs, events to a file, storage under target/. Overlay needs the kernel's overlayfs
 # on the storage's file system; vfs (full copies per layer) works everywhere.
 mkdir -p target/image-storage target/image-run
 driver_file=target/image-storage/driver
@@ -68,7 +69,7 @@ fi
 driver=$(cat "$driver_file")
 pm() {
     podman --root "$PWD/target/image-storage/$driver" --runroot "$PWD/target/image-run" --storage-driver "$driver" \
-        --cgroup-manager cgroupfs --events-backend file "$@"
+        --runtime runc --cgroup-manager cgroupfs --events-backend file "$@"
 }
 say "podman $(podman --version | awk '{print $3}'), storage driver $driver"
 
@@ -147,7 +148,14 @@ sed -n "s/^  \"digest\": \"\(.*\)\",\$/\1/p" /tmp/v1.json /tmp/v2.json'
 used=
 if [ "$mode" != chroot ]; then
     say "smoke test: podman run --network none $tag"
-    if pm run --rm --network none --entrypoint /bin/sh "$tag" -c "$smoke" >"$tmp/inside.log" 2>&1; then
+    # Podman's default rlimits (1048576 open files, more processes than podman's
+    # own 32768) must be raised by runc, which needs CAP_SYS_RESOURCE: a VM
+    # without it fails with "error setting rlimit type 7: operation not
+    # permitted". Lowering is always allowed: 4096 of each is ample here.
+    hn=$(ulimit -Hn); [ "$hn" = unlimited ] || [ "$hn" -ge 4096 ] || nofile=$hn
+    hu=$(ulimit -Hu); [ "$hu" = unlimited ] || [ "$hu" -ge 4096 ] || nproc=$hu
+    limits=(--ulimit "nofile=${nofile:-4096}:${nofile:-4096}" --ulimit "nproc=${nproc:-4096}:${nproc:-4096}")
+    if pm run --rm --network none "${limits[@]}" --entrypoint /bin/sh "$tag" -c "$smoke" >"$tmp/inside.log" 2>&1; then
         used=podman
     else
         cat "$tmp/inside.log"
