@@ -88,13 +88,29 @@ EOF
     touch "$rootfs.done"
 fi
 
-# 3. Import it (without the package cache, manuals and the host's device nodes).
+# 3. Import it, slimmed as debian:bookworm-slim is: no documentation but the
+# copyright files, no manuals or translations (dpkg.cfg.d/slim keeps it so for
+# packages installed later), no package lists or cache; no device nodes.
 if ! pm image exists "$base"; then
     say "importing $rootfs as $base"
+    cat >"$rootfs/etc/dpkg/dpkg.cfg.d/slim" <<EOF
+path-exclude /usr/share/doc/*
+path-include /usr/share/doc/*/copyright
+path-exclude /usr/share/man/*
+path-exclude /usr/share/info/*
+path-exclude /usr/share/locale/*
+path-include /usr/share/locale/locale.alias
+path-exclude /usr/share/lintian/*
+EOF
+    find "$rootfs/usr/share/doc" -mindepth 1 ! -type d ! -name copyright -delete
+    find "$rootfs/usr/share/doc" -mindepth 1 -type d -empty -delete
+    find "$rootfs/usr/share/locale" -mindepth 1 ! -type d ! -name locale.alias -delete
+    find "$rootfs/usr/share/locale" -mindepth 1 -type d -empty -delete
+    rm -rf "$rootfs"/usr/share/man/* "$rootfs"/usr/share/info/* "$rootfs"/usr/share/lintian/* \
+        "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/cache/apt/*.bin "$rootfs"/var/lib/apt/lists/*
     tar -C "$rootfs" --numeric-owner \
         --exclude='./dev/*' --exclude='./proc/*' --exclude='./sys/*' --exclude='./run/*' --exclude='./tmp/*' \
-        --exclude='./var/cache/apt/archives/*.deb' --exclude='./var/cache/apt/*.bin' --exclude='./var/lib/apt/lists/*' \
-        --exclude='./usr/share/man/*' --exclude='./usr/share/info/*' -c . \
+        -c . \
         | pm import --change 'CMD ["/bin/bash"]' - "$base" >/dev/null
 fi
 
@@ -155,12 +171,16 @@ if [ "$mode" != chroot ]; then
     hn=$(ulimit -Hn); [ "$hn" = unlimited ] || [ "$hn" -ge 4096 ] || nofile=$hn
     hu=$(ulimit -Hu); [ "$hu" = unlimited ] || [ "$hu" -ge 4096 ] || nproc=$hu
     limits=(--ulimit "nofile=${nofile:-4096}:${nofile:-4096}" --ulimit "nproc=${nproc:-4096}:${nproc:-4096}")
-    if pm run --rm --network none "${limits[@]}" --entrypoint /bin/sh "$tag" -c "$smoke" >"$tmp/inside.log" 2>&1; then
+    # First whether a container starts at all (else: chroot below); then the
+    # quick start, whose failure is the image's.
+    if pm run --rm --network none "${limits[@]}" --entrypoint /bin/true "$tag" >"$tmp/probe.log" 2>&1; then
+        pm run --rm --network none "${limits[@]}" --entrypoint /bin/sh "$tag" -c "$smoke" >"$tmp/inside.log" 2>&1 \
+            || { cat "$tmp/inside.log"; die "the quick start failed in the image (podman run)"; }
         used=podman
     else
-        cat "$tmp/inside.log"
-        [ "$mode" = auto ] || die "podman run failed"
-        say "podman run cannot run here (above); falling back to chroot into the image's root file system"
+        cat "$tmp/probe.log"
+        [ "$mode" = auto ] || die "podman run cannot start a container here"
+        say "podman run cannot start a container here (above); falling back to chroot into the image's root file system"
     fi
 fi
 if [ -z "$used" ]; then
