@@ -133,6 +133,7 @@ say "built $tag: $(pm image inspect --format '{{.Size}}' "$tag" | awk '{printf "
 tmp=$(mktemp -d)
 cleanup() {
     if [ -n "${mnt:-}" ]; then
+        umount "$mnt/data" 2>/dev/null || true
         umount "$mnt/proc" 2>/dev/null || true
         umount "$mnt/dev" 2>/dev/null || true
     fi
@@ -150,20 +151,14 @@ digest_of() { sed -n 's/^  "digest": "\(.*\)",$/\1/p' "$1"; }
 want=$(digest_of "$tmp/outside.json")
 [ -n "$want" ] || die "no digest in the outside run's catalog show"
 
-# What runs in the image: as its user, in its WORKDIR, the README's first
-# command twice (quickstart@1 and @2), then the versions as JSON.
-smoke='set -e
-echo "user $(id -un) uid $(id -u) in $(pwd)"
-[ "$(id -u)" != 0 ] || { echo "running as root" >&2; exit 1; }
-smelt run examples/quickstart.yaml --no-progress
-smelt run examples/quickstart.yaml --no-progress
-smelt catalog show quickstart@1 --format json >/tmp/v1.json
-smelt catalog show quickstart@2 --format json >/tmp/v2.json
-sed -n "s/^  \"digest\": \"\(.*\)\",\$/\1/p" /tmp/v1.json /tmp/v2.json'
-
+# in_image DATA_DIR SCRIPT [NAME=VALUE...]: runs SCRIPT with /bin/sh in the
+# image, as its user, in its WORKDIR, without network, with the host directory
+# DATA_DIR at /data (as a Kubernetes volume would be) and the variables given.
+# podman run when a container starts here; else chroot into the root file
+# system of a container (`podman mount`: its writable layer), /proc and /dev
+# bound in, the user and directory read from the image's config.
 used=
 if [ "$mode" != chroot ]; then
-    say "smoke test: podman run --network none $tag"
     # Podman's default rlimits (1048576 open files, more processes than podman's
     # own 32768) must be raised by runc, which needs CAP_SYS_RESOURCE: a VM
     # without it fails with "error setting rlimit type 7: operation not
@@ -171,11 +166,8 @@ if [ "$mode" != chroot ]; then
     hn=$(ulimit -Hn); [ "$hn" = unlimited ] || [ "$hn" -ge 4096 ] || nofile=$hn
     hu=$(ulimit -Hu); [ "$hu" = unlimited ] || [ "$hu" -ge 4096 ] || nproc=$hu
     limits=(--ulimit "nofile=${nofile:-4096}:${nofile:-4096}" --ulimit "nproc=${nproc:-4096}:${nproc:-4096}")
-    # First whether a container starts at all (else: chroot below); then the
-    # quick start, whose failure is the image's.
+    # Whether a container starts at all; a failure after this is the image's.
     if pm run --rm --network none "${limits[@]}" --entrypoint /bin/true "$tag" >"$tmp/probe.log" 2>&1; then
-        pm run --rm --network none "${limits[@]}" --entrypoint /bin/sh "$tag" -c "$smoke" >"$tmp/inside.log" 2>&1 \
-            || { cat "$tmp/inside.log"; die "the quick start failed in the image (podman run)"; }
         used=podman
     else
         cat "$tmp/probe.log"
@@ -184,23 +176,83 @@ if [ "$mode" != chroot ]; then
     fi
 fi
 if [ -z "$used" ]; then
-    say "smoke test: chroot into a container's root file system ($tag)"
+    used=chroot
     ctr=$(pm create --network none "$tag")
     mnt=$(pm mount "$ctr")
     mount -t proc proc "$mnt/proc"
     mount --bind /dev "$mnt/dev"
-    # The image's user and working directory, as `podman run` would use them.
     user=$(pm image inspect --format '{{.Config.User}}' "$tag")
     workdir=$(pm image inspect --format '{{.Config.WorkingDir}}' "$tag")
     uid=$(chroot "$mnt" id -u "$user")
     gid=$(chroot "$mnt" id -g "$user")
-    env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME="$workdir" \
-        chroot --userspec="$uid:$gid" --groups="$gid" "$mnt" /bin/sh -c "cd '$workdir' && $smoke" >"$tmp/inside.log" 2>&1 \
-        || { cat "$tmp/inside.log"; die "the quick start failed in the image's root file system (chroot)"; }
-    used=chroot
 fi
+in_image() {
+    local data=$1 script=$2 vars=() v
+    shift 2
+    if [ "$used" = podman ]; then
+        for v in "$@"; do vars+=(-e "$v"); done
+        pm run --rm --network none "${limits[@]}" -v "$data:/data" "${vars[@]}" --entrypoint /bin/sh "$tag" -c "$script"
+    else
+        mount --bind "$data" "$mnt/data"
+        local rc=0
+        env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME="$workdir" "$@" \
+            chroot --userspec="$uid:$gid" --groups="$gid" "$mnt" /bin/sh -c "cd '$workdir' && $script" || rc=$?
+        umount "$mnt/data"
+        return $rc
+    fi
+}
+# The data directory of step 6, owned by the image's user (uid 10001) as a
+# Kubernetes volume must be.
+mkdir -p "$tmp/data"
+chown 10001:10001 "$tmp/data"
+
+# 5. The README's first command twice in the image (quickstart@1 and @2, in
+# ./smelt-data of the WORKDIR), then their digests.
+say "smoke test ($used): smelt run examples/quickstart.yaml in $tag"
+smoke='set -e
+echo "user $(id -un) uid $(id -u) in $(pwd)"
+[ "$(id -u)" != 0 ] || { echo "running as root" >&2; exit 1; }
+smelt run examples/quickstart.yaml --no-progress
+smelt run examples/quickstart.yaml --no-progress
+smelt catalog show quickstart@1 --format json >/tmp/v1.json
+smelt catalog show quickstart@2 --format json >/tmp/v2.json
+sed -n "s/^  \"digest\": \"\(.*\)\",\$/\1/p" /tmp/v1.json /tmp/v2.json'
+in_image "$tmp/data" "$smoke" >"$tmp/inside.log" 2>&1 \
+    || { cat "$tmp/inside.log"; die "the quick start failed in the image ($used)"; }
 cat "$tmp/inside.log"
 got=$(tail -n 2 "$tmp/inside.log")
 expected=$(printf '%s\n%s' "$want" "$want")
 [ "$got" = "$expected" ] || die "quickstart@1 and @2 in the image have digests $(echo $got), not $want as outside the image"
-say "smoke test passed ($used): quickstart@1 and @2 committed in the image with digest $want, as outside"
+say "quick start passed ($used): quickstart@1 and @2 committed in the image with digest $want, as outside"
+
+# 6. The image runs what --executor k8s writes: the manifests for 2 ranks of
+# the image's quick start (data directory /data, the PVC's mount point), then
+# each Job's container command as the pods would run it (rank 0 and 1 with
+# JOB_COMPLETION_INDEX, then the commit), each in a fresh container with only
+# /data shared. The committed version must have the digest of a plain run of
+# the same pipeline path in the image.
+say "k8s manifests ($used): 2 ranks and the commit, each in its own container"
+in_image "$tmp/data" 'smelt --data-dir /data run /smelt/examples/quickstart.yaml --executor k8s --ranks 2 --pvc smelt-data --image '"$tag" \
+    >"$tmp/k8s.log" 2>&1 || { cat "$tmp/k8s.log"; die "smelt run --executor k8s failed in the image"; }
+run_dir=$(ls -d "$tmp"/data/k8s/*/ 2>/dev/null | head -1)
+[ -n "$run_dir" ] || { cat "$tmp/k8s.log"; die "no manifests under /data/k8s"; }
+# A container's command is ["/bin/sh", "-c", "<script>"]: the line after "-c".
+job_script() { grep -A1 '^ *- "-c"$' "$1" | tail -n 1 | sed 's/^ *- //' | python3 -c 'import json, sys; print(json.loads(sys.stdin.read()))'; }
+[ "$(grep -h 'image: ' "$run_dir"/phase0.yaml "$run_dir"/commit.yaml | sort -u | sed 's/^ *//')" = "image: \"$tag\"" ] \
+    || die "the manifests do not name the image $tag"
+for rank in 0 1; do
+    in_image "$tmp/data" "$(job_script "$run_dir/phase0.yaml")" JOB_COMPLETION_INDEX=$rank >>"$tmp/k8s.log" 2>&1 \
+        || { cat "$tmp/k8s.log"; die "rank $rank of the k8s Job failed in the image"; }
+done
+in_image "$tmp/data" "$(job_script "$run_dir/commit.yaml")" >>"$tmp/k8s.log" 2>&1 \
+    || { cat "$tmp/k8s.log"; die "the k8s commit Job failed in the image"; }
+in_image "$tmp/data" 'set -e
+smelt --data-dir /data catalog show quickstart@1 --format json >/tmp/k8s.json
+smelt --data-dir /tmp/plain run /smelt/examples/quickstart.yaml --no-progress >/dev/null 2>&1
+smelt --data-dir /tmp/plain catalog show quickstart@1 --format json >/tmp/plain.json
+sed -n "s/^  \"digest\": \"\(.*\)\",\$/\1/p" /tmp/k8s.json /tmp/plain.json' >"$tmp/k8s-digest.log" 2>&1 \
+    || { cat "$tmp/k8s.log" "$tmp/k8s-digest.log"; die "no version committed by the k8s Jobs"; }
+k8s=$(sed -n 1p "$tmp/k8s-digest.log") plain=$(sed -n 2p "$tmp/k8s-digest.log")
+[ -n "$k8s" ] && [ "$k8s" = "$plain" ] || { cat "$tmp/k8s.log" "$tmp/k8s-digest.log"; die "the k8s Jobs committed digest '$k8s', a plain run in the image '$plain'"; }
+say "k8s Jobs passed ($used): 2 ranks and the commit committed quickstart@1 in /data with digest $k8s, as a plain run"
+say "image $tag passed its smoke tests in $((SECONDS - start))s"
