@@ -9,19 +9,23 @@
 # from the release binary (docs/slurm.md, "Container image"). No container
 # registry is reachable here, so the base image is made from Debian's packages:
 #
-#   1. apt-get install debootstrap and podman when missing (podman builds with
-#      buildah's code; no daemon);
+#   1. apt-get install debootstrap, podman and runc when missing (podman builds
+#      with buildah's code; no daemon);
 #   2. debootstrap --variant=minbase bookworm into target/image-rootfs (what
 #      debian:bookworm-slim is made from), skipped when it is there already;
 #   3. import it as localhost/debian-slim-base:bookworm (skipped when present);
 #   4. podman build -f Containerfile (BASE is that image; SMELT_BIN the binary);
 #   5. smoke test: `smelt run examples/quickstart.yaml` twice in the image, as the
 #      image's user in its WORKDIR, with no network: both versions must be
-#      committed with the digest of the same run outside the image. With
-#      `podman run` when the machine can run containers, else (a VM without the
-#      cgroup or namespace support podman needs) in the image's root file system
-#      with chroot: a container's writable mount (`podman mount`), /proc and /dev
-#      bound in, `chroot --userspec` the image's user.
+#      committed with the digest of the same run outside the image;
+#   6. the image runs what `--executor k8s` writes: manifests for 2 ranks with
+#      the data directory at /data, then each Job's container command (rank 0,
+#      rank 1, the commit) separately with only /data shared: the version they
+#      commit has the digest of a plain run.
+#   Steps 5 and 6 use `podman run` when a container starts on this machine,
+#   else (a VM without the cgroup or namespace support a runtime needs) the
+#   image's root file system with chroot: a container's writable mount
+#   (`podman mount`), /proc and /dev bound in, `chroot --userspec` the image's user.
 #
 # Podman's storage is target/image-storage (overlay, or vfs where overlay cannot
 # be mounted), so nothing outside target/ is changed except the packages of step 1.
@@ -127,7 +131,7 @@ pm build --pull=never --isolation chroot -f Containerfile \
 pm image prune -f >/dev/null  # the images this tag named before
 say "built $tag: $(pm image inspect --format '{{.Size}}' "$tag" | awk '{printf "%.0f MB", $1/1e6}')"
 
-# 5. Smoke test. The quick start outside the image first, with the same binary
+# Smoke tests. The quick start outside the image first, with the same binary
 # and the same relative pipeline path (rows keep their input paths, so the
 # digest depends on them).
 tmp=$(mktemp -d)
@@ -201,7 +205,7 @@ in_image() {
         return $rc
     fi
 }
-# The data directory of step 6, owned by the image's user (uid 10001) as a
+# The data directory of step 6 (and /data in step 5), owned by the image's user (uid 10001) as a
 # Kubernetes volume must be.
 mkdir -p "$tmp/data"
 chown 10001:10001 "$tmp/data"
@@ -231,7 +235,7 @@ say "quick start passed ($used): quickstart@1 and @2 committed in the image with
 # JOB_COMPLETION_INDEX, then the commit), each in a fresh container with only
 # /data shared. The committed version must have the digest of a plain run of
 # the same pipeline path in the image.
-say "k8s manifests ($used): 2 ranks and the commit, each in its own container"
+say "k8s manifests ($used): 2 ranks and the commit, each Job's command on its own"
 in_image "$tmp/data" 'smelt --data-dir /data run /smelt/examples/quickstart.yaml --executor k8s --ranks 2 --pvc smelt-data --image '"$tag" \
     >"$tmp/k8s.log" 2>&1 || { cat "$tmp/k8s.log"; die "smelt run --executor k8s failed in the image"; }
 run_dir=$(ls -d "$tmp"/data/k8s/*/ 2>/dev/null | head -1)
