@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Peak RSS of dedup_minhash with memory_budget 512 MiB on generated corpora
 # (real Reuters-21578 stories with variations). SIZES="1000000 3000000" by
-# default; figures in target/minhash-memory/figures.json (WORK=dir elsewhere).
+# default; BUDGET=bytes sets memory_budget (default 512 MiB); figures in
+# target/minhash-memory/figures.json (WORK=dir elsewhere).
 #   bash bench/minhash_memory.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."

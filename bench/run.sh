@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs one benchmark script and keeps what it printed as its results file:
 #   bench/run.sh NAME [ARGS...]     runs bench/NAME.sh ARGS, writes bench/results/NAME.txt
+#   RESULTS=OTHER bench/run.sh NAME  the same, into bench/results/OTHER.txt (a second setting of one script)
 # The file starts with when, where and from which commit it ran, and the
 # machine's load before and after (the figures on a loaded machine are noted
 # as such in bench/README.md). Every figure in bench/README.md comes from a
@@ -12,7 +13,7 @@ name=${1:?usage: bench/run.sh NAME [ARGS...] (bench/NAME.sh)}
 shift
 script=bench/$name.sh
 [ -x "$script" ] || [ -f "$script" ] || { echo "no $script" >&2; exit 2; }
-out=bench/results/$name.txt
+out=bench/results/${RESULTS:-$name}.txt
 mkdir -p bench/results
 tmp=$(mktemp)
 {

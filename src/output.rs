@@ -53,28 +53,86 @@ pub fn emit_json(value: &serde_json::Value) {
     emit(&serde_json::to_string_pretty(value).unwrap_or_default());
 }
 
-/// A plain text table with right-aligned numeric columns.
-pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+/// The width tables are fitted to: `COLUMNS` when set, else the width of the
+/// terminal stdout goes to; `None` (no limit) when stdout is a file or pipe,
+/// so scripts see whole cells (and `--format json` has everything anyway).
+pub fn term_width() -> Option<usize> {
+    if let Some(c) = std::env::var("COLUMNS").ok().and_then(|c| c.trim().parse::<usize>().ok()) {
+        return Some(c.max(20));
+    }
+    let mut ws = libc::winsize { ws_row: 0, ws_col: 0, ws_xpixel: 0, ws_ypixel: 0 };
+    // SAFETY: TIOCGWINSZ writes one `winsize` to the pointer it is given; a
+    // stdout that is not a terminal makes it fail without writing.
+    let ok = unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut ws) } == 0;
+    (ok && ws.ws_col > 0).then(|| usize::from(ws.ws_col).max(20))
+}
+
+const SEP: usize = 2;
+/// A text column is not narrowed below this (or its header).
+const MIN_TEXT: usize = 12;
+
+fn is_numeric(rows: &[Vec<String>], i: usize) -> bool {
+    !rows.is_empty()
+        && rows.iter().all(|r| {
+            r.get(i).is_some_and(|c| c.chars().all(|ch| ch.is_ascii_digit() || ch == '.' || ch == ',' || ch == '-'))
+        })
+}
+
+/// Column widths: each column's widest cell, then, while the table is wider
+/// than `width`, the widest text column narrowed by one (numbers are never
+/// narrowed; text columns stop at 12 characters or their header).
+fn fit_widths(headers: &[&str], rows: &[Vec<String>], width: Option<usize>) -> Vec<usize> {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
     for r in rows {
         for (i, c) in r.iter().enumerate() {
             if i < widths.len() {
-                widths[i] = widths[i].max(c.chars().count());
+                widths[i] = widths[i].max(c.lines().map(|l| l.chars().count()).max().unwrap_or(0));
             }
         }
     }
-    let numeric = |i: usize| {
-        rows.iter().all(|r| {
-            r.get(i).is_some_and(|c| c.chars().all(|ch| ch.is_ascii_digit() || ch == '.' || ch == ',' || ch == '-'))
-        })
-    };
-    let fmt_row = |cells: Vec<&str>| -> String {
+    let Some(width) = width else { return widths };
+    let floor: Vec<Option<usize>> = headers
+        .iter()
+        .enumerate()
+        .map(|(i, h)| (!is_numeric(rows, i)).then(|| MIN_TEXT.max(h.chars().count())))
+        .collect();
+    let total = |w: &[usize]| w.iter().sum::<usize>() + SEP * w.len().saturating_sub(1);
+    while total(&widths) > width {
+        let widest = (0..widths.len())
+            .filter(|&i| floor[i].is_some_and(|f| widths[i] > f))
+            .max_by_key(|&i| (widths[i], std::cmp::Reverse(i)));
+        let Some(i) = widest else { break };
+        widths[i] -= 1;
+    }
+    widths
+}
+
+/// `cell` cut to `width` characters, ending in `…` when cut.
+fn clip(cell: &str, width: usize) -> String {
+    if cell.chars().count() <= width {
+        return cell.to_string();
+    }
+    let mut out: String = cell.chars().take(width.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
+/// A plain text table with right-aligned numeric columns, fitted to
+/// [`term_width`]: text columns narrowed, long cells cut with `…`.
+pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    table_fitted(headers, rows, &fit_widths(headers, rows, term_width()))
+}
+
+fn table_fitted(headers: &[&str], rows: &[Vec<String>], widths: &[usize]) -> String {
+    let numeric: Vec<bool> = (0..headers.len()).map(|i| is_numeric(rows, i)).collect();
+    let fmt_line = |cells: Vec<&str>| -> String {
         cells
             .iter()
             .enumerate()
             .map(|(i, c)| {
+                let c = clip(c, widths[i]);
                 let pad = widths[i].saturating_sub(c.chars().count());
-                if numeric(i) && !rows.is_empty() {
+                if numeric[i] {
                     format!("{}{}", " ".repeat(pad), c)
                 } else {
                     format!("{}{}", c, " ".repeat(pad))
@@ -85,15 +143,35 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
             .trim_end()
             .to_string()
     };
-    let mut out = fmt_row(headers.to_vec());
+    let mut out = fmt_line(headers.to_vec());
     out.push('\n');
     out.push_str(&widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>().join("  "));
     out.push('\n');
+    // A cell with line breaks takes as many lines as it has; the row's other cells are blank below their first line.
     for r in rows {
-        out.push_str(&fmt_row(r.iter().map(String::as_str).collect()));
-        out.push('\n');
+        let cells: Vec<Vec<&str>> = r.iter().map(|c| c.lines().collect()).collect();
+        let height = cells.iter().map(Vec::len).max().unwrap_or(0).max(1);
+        for line in 0..height {
+            out.push_str(&fmt_line(cells.iter().map(|c| c.get(line).copied().unwrap_or("")).collect()));
+            out.push('\n');
+        }
     }
     out
+}
+
+/// At most this many reasons per funnel cell, one per line.
+const TOP_REASONS: usize = 3;
+
+/// Counted reasons, one per line, largest counts first (ties by name): the
+/// top three, then `+N more` for the rest.
+fn top_reasons(m: &std::collections::BTreeMap<String, u64>) -> String {
+    let mut by_count: Vec<(&String, &u64)> = m.iter().collect();
+    by_count.sort_by(|a, b| b.1.cmp(a.1).then_with(|| a.0.cmp(b.0)));
+    let mut lines: Vec<String> = by_count.iter().take(TOP_REASONS).map(|(k, v)| format!("{k}={v}")).collect();
+    if by_count.len() > TOP_REASONS {
+        lines.push(format!("+{} more", by_count.len() - TOP_REASONS));
+    }
+    lines.join("\n")
 }
 
 /// Bytes as a short human figure.
@@ -143,33 +221,47 @@ pub fn progress_bar(progress: Arc<Progress>, enabled: bool) -> Option<(ProgressB
     Some((bar, ticker))
 }
 
-/// The filter funnel as a table.
+/// The filter funnel as a table, fitted to [`term_width`]: each reason cell
+/// lists its three largest counts, one per line, and says how many more there
+/// are (all of them are in `--format json` and `smelt runs show RUN --funnel`).
 pub fn funnel_table(stages: &[StageMetrics]) -> String {
+    funnel_table_width(stages, term_width())
+}
+
+fn funnel_table_width(stages: &[StageMetrics], width: Option<usize>) -> String {
+    let headers = ["stage", "rows in", "rows out", "dropped", "skipped input", "counted", "cpu s"];
     let rows: Vec<Vec<String>> = stages
         .iter()
         .map(|s| {
-            let reasons = |m: &std::collections::BTreeMap<String, u64>| {
-                m.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")
-            };
             vec![
                 s.stage.clone(),
                 s.rows_in.to_string(),
                 s.rows_out.to_string(),
-                reasons(&s.drops),
-                reasons(&s.skips),
-                // Stages such as `audit` count hundreds of things: the table shows the first few.
-                if s.counters.len() > 8 {
-                    let first: std::collections::BTreeMap<String, u64> =
-                        s.counters.iter().take(8).map(|(k, v)| (k.clone(), *v)).collect();
-                    format!("{} ... {} more (--format json)", reasons(&first), s.counters.len() - 8)
-                } else {
-                    reasons(&s.counters)
-                },
+                top_reasons(&s.drops),
+                top_reasons(&s.skips),
+                top_reasons(&s.counters),
                 format!("{:.2}", s.busy_ms as f64 / 1000.0),
             ]
         })
         .collect();
-    table(&["stage", "rows in", "rows out", "dropped", "skipped input", "counted", "cpu s"], &rows)
+    table_fitted(&headers, &rows, &fit_widths(&headers, &rows, width))
+}
+
+/// Every reason of every stage, one per line (`smelt runs show RUN --funnel`).
+pub fn funnel_long(stages: &[StageMetrics]) -> String {
+    let mut rows = Vec::new();
+    for s in stages {
+        rows.push(vec![s.stage.clone(), "rows".into(), "in".into(), s.rows_in.to_string()]);
+        rows.push(vec![s.stage.clone(), "rows".into(), "out".into(), s.rows_out.to_string()]);
+        for (kind, m) in [("dropped", &s.drops), ("skipped input", &s.skips), ("counted", &s.counters)] {
+            let mut by_count: Vec<_> = m.iter().collect();
+            by_count.sort_by(|a, b| b.1.cmp(a.1).then_with(|| a.0.cmp(b.0)));
+            for (k, v) in by_count {
+                rows.push(vec![s.stage.clone(), kind.into(), k.clone(), v.to_string()]);
+            }
+        }
+    }
+    table(&["stage", "kind", "reason", "count"], &rows)
 }
 
 fn fmt_opt(v: Option<f64>) -> String {
@@ -251,4 +343,68 @@ pub fn audit_risks_table(m: &VersionManifest) -> String {
         out.push_str(&table(&["action", "metric", "value", "threshold", "sample ids"], &rows));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stage(name: &str, drops: &[(&str, u64)]) -> StageMetrics {
+        StageMetrics {
+            stage: name.into(),
+            rows_in: 1000,
+            rows_out: 10,
+            drops: drops.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+            ..StageMetrics::default()
+        }
+    }
+
+    fn repetition() -> StageMetrics {
+        let reasons: Vec<(String, u64)> =
+            (0..13).map(|i| (format!("duplicated_{}_n_grams", i + 5), 100 - i as u64 * 7)).collect();
+        let refs: Vec<(&str, u64)> = reasons.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+        stage("repetition", &refs)
+    }
+
+    #[test]
+    fn the_funnel_fits_80_and_120_columns_with_the_top_reasons_first() {
+        let stages = [stage("text", &[("empty_text", 25)]), repetition()];
+        let wide = funnel_table_width(&stages, None);
+        assert_eq!(
+            wide.lines().skip(3).take(4).map(str::trim_end).collect::<Vec<_>>(),
+            [
+                "repetition     1000        10  duplicated_5_n_grams=100                           0.00",
+                "                               duplicated_6_n_grams=93",
+                "                               duplicated_7_n_grams=86",
+                "                               +10 more",
+            ],
+            "{wide}"
+        );
+        for width in [80, 120] {
+            let t = funnel_table_width(&stages, Some(width));
+            for line in t.lines() {
+                assert!(line.chars().count() <= width, "{width}: {line:?}");
+            }
+            assert!(t.contains("+10 more"), "{t}");
+        }
+        assert!(funnel_table_width(&stages, Some(120)).contains("duplicated_5_n_grams=100"));
+    }
+
+    #[test]
+    fn the_long_funnel_lists_every_reason() {
+        let t = funnel_long(&[repetition()]);
+        assert_eq!(t.lines().filter(|l| l.contains("duplicated_")).count(), 13, "{t}");
+        assert!(t.lines().nth(2).is_some_and(|l| l.ends_with("1000")), "{t}");
+    }
+
+    #[test]
+    fn tables_narrow_text_columns_and_keep_numbers() {
+        let rows = vec![vec!["a".repeat(200), "12345".into()], vec!["b".into(), "7".into()]];
+        let t = table_fitted(&["text", "n"], &rows, &fit_widths(&["text", "n"], &rows, Some(40)));
+        for line in t.lines() {
+            assert!(line.chars().count() <= 40, "{line:?}");
+        }
+        assert!(t.contains("…  12345"), "{t}");
+        assert_eq!(fit_widths(&["text", "n"], &rows, None), vec![200, 5]);
+    }
 }

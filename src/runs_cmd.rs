@@ -11,7 +11,7 @@ use smelt_runner::executor::Executor;
 use smelt_runner::runs::{self, ClusterRunView, LocalRunView, RunView};
 use smelt_runner::Workspace;
 
-use crate::output::{emit, emit_json, table, Format};
+use crate::output::{emit, emit_json, funnel_long, table, Format};
 
 /// `smelt runs` subcommands.
 #[derive(Debug, Subcommand)]
@@ -25,11 +25,14 @@ pub enum RunsCmd {
     },
     /// A run's state: a scheduled run's interval, attempts and last error; a cluster run's state per rank.
     #[command(
-        after_help = "Examples:\n  smelt runs show 20250101T000000Z-1a2b --format json\n  smelt runs show cc-news-20240501T000000Z"
+        after_help = "Examples:\n  smelt runs show 20250101T000000Z-1a2b --format json\n  smelt runs show cc-news-20240501T000000Z\n  smelt runs show 20250101T000000Z-1a2b --funnel"
     )]
     Show {
         /// The run id `smelt run --executor slurm` printed.
         run_id: String,
+        /// Print the committed version's whole filter funnel instead: every reason of every stage, one per line.
+        #[arg(long)]
+        funnel: bool,
         /// Output format.
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
@@ -58,7 +61,27 @@ pub async fn run(data_dir: &std::path::Path, cmd: RunsCmd) -> anyhow::Result<()>
     let ws = Workspace::new(data_dir);
     match cmd {
         RunsCmd::List { format } => list(&ws, format).await,
-        RunsCmd::Show { run_id, format } => {
+        RunsCmd::Show { run_id, funnel: true, format } => {
+            let committed = match runs::show(&ws, &run_id).await? {
+                RunView::Local(v) => v.committed,
+                RunView::Cluster(v) => v.committed,
+            };
+            let Some((dataset, version)) = committed else {
+                anyhow::bail!(
+                    "run {run_id} has not committed a version, so it has no funnel yet: `smelt runs show {run_id}` shows where it is"
+                );
+            };
+            let m = ws
+                .open_catalog()?
+                .manifest(&dataset, version)?
+                .ok_or_else(|| anyhow::anyhow!("{dataset}@{version} is not in the catalog (smelt catalog rebuild)"))?;
+            match format {
+                Format::Json => emit_json(&serde_json::to_value(&m.funnel)?),
+                Format::Table => emit(&format!("{dataset}@{version} (run {run_id})\n{}", funnel_long(&m.funnel))),
+            }
+            Ok(())
+        }
+        RunsCmd::Show { run_id, funnel: false, format } => {
             match runs::show(&ws, &run_id).await? {
                 RunView::Local(v) => show_local(&v, format),
                 RunView::Cluster(v) => show_cluster(&v, format),
