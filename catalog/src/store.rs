@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::TryStreamExt;
-use object_store::{path::Path, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use object_store::{path::Path, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, WriteMultipart};
 
 use crate::error::{CatalogError, Result};
 
@@ -48,12 +48,24 @@ pub fn object_store_at(url: &url::Url) -> std::result::Result<(Box<dyn ObjectSto
     object_store::parse_url_opts(url, aws)
 }
 
+/// Default size of one part of a streamed upload ([`DatasetStore::put_stream`]): 8 MiB.
+pub const DEFAULT_PART_BYTES: usize = 8 << 20;
+
+/// Parts of one streamed upload in flight at once.
+const PARTS_IN_FLIGHT: usize = 4;
+
+/// The environment variable that overrides [`DEFAULT_PART_BYTES`] (tests use
+/// small parts to see multipart uploads on small data; S3 wants at least 5 MiB
+/// for every part but the last).
+pub const PART_BYTES_ENV: &str = "SMELT_UPLOAD_PART_BYTES";
+
 /// An object store rooted at one dataset.
 #[derive(Debug, Clone)]
 pub struct DatasetStore {
     store: Arc<dyn ObjectStore>,
     prefix: Path,
     url: String,
+    part_bytes: usize,
 }
 
 /// Outcome of a create-only write.
@@ -81,6 +93,7 @@ impl DatasetStore {
                 store: Arc::from(store),
                 prefix,
                 url: location.trim_end_matches('/').to_string(),
+                part_bytes: part_bytes_from_env()?,
             });
         }
         std::fs::create_dir_all(location).map_err(|e| {
@@ -90,7 +103,25 @@ impl DatasetStore {
             .map_err(|e| CatalogError::User(format!("cannot resolve output directory {location}: {e}")))?;
         let store = object_store::local::LocalFileSystem::new_with_prefix(&abs)
             .map_err(|source| CatalogError::Storage { location: location.to_string(), source })?;
-        Ok(DatasetStore { store: Arc::new(store), prefix: Path::default(), url: abs.display().to_string() })
+        Ok(DatasetStore {
+            store: Arc::new(store),
+            prefix: Path::default(),
+            url: abs.display().to_string(),
+            part_bytes: part_bytes_from_env()?,
+        })
+    }
+
+    /// The same store with streamed uploads cut into parts of `bytes` bytes
+    /// (at least 1; S3 needs 5 MiB for every part but the last).
+    #[must_use]
+    pub fn with_part_bytes(mut self, bytes: usize) -> Self {
+        self.part_bytes = bytes.max(1);
+        self
+    }
+
+    /// The part size of streamed uploads.
+    pub fn part_bytes(&self) -> usize {
+        self.part_bytes
     }
 
     /// The dataset root's URL (or absolute local path).
@@ -117,6 +148,22 @@ impl DatasetStore {
     pub async fn put(&self, rel: &str, bytes: Bytes) -> Result<()> {
         self.store.put(&self.full(rel), PutPayload::from(bytes)).await.map_err(|e| self.err(rel, e))?;
         Ok(())
+    }
+
+    /// Starts a streamed write of `rel`: bytes given to [`StreamingPut::write`]
+    /// are sent in parts of [`DatasetStore::part_bytes`] while more are produced,
+    /// so at most a few parts are held in memory whatever the object's size.
+    /// Nothing is visible at `rel` until [`StreamingPut::finish`]; an aborted or
+    /// dropped write leaves no object there (an object already at `rel` stays
+    /// until the finish replaces it). An object smaller than one part is sent as
+    /// one plain put.
+    pub fn put_stream(&self, rel: &str) -> StreamingPut {
+        StreamingPut {
+            store: self.clone(),
+            rel: rel.to_string(),
+            state: Upload::Buffered { pieces: Vec::new(), len: 0 },
+            written: 0,
+        }
     }
 
     /// Writes `bytes` at `rel` only if nothing is there yet (atomic on stores that support it).
@@ -161,6 +208,134 @@ impl DatasetStore {
     /// Storage failures.
     pub async fn list(&self, rel_prefix: &str) -> Result<Vec<String>> {
         Ok(self.list_meta(rel_prefix).await?.into_iter().map(|o| o.path).collect())
+    }
+}
+
+fn part_bytes_from_env() -> Result<usize> {
+    match std::env::var(PART_BYTES_ENV) {
+        Err(_) => Ok(DEFAULT_PART_BYTES),
+        Ok(v) => match v.trim().parse::<usize>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(CatalogError::User(format!("{PART_BYTES_ENV}={v:?} is not a positive number of bytes"))),
+        },
+    }
+}
+
+enum Upload {
+    /// Less than one part so far: held back, in case the object is small.
+    Buffered { pieces: Vec<Bytes>, len: usize },
+    /// A multipart upload in progress.
+    Multipart(WriteMultipart),
+}
+
+/// A write of one object in parts, from [`DatasetStore::put_stream`].
+pub struct StreamingPut {
+    store: DatasetStore,
+    rel: String,
+    state: Upload,
+    written: u64,
+}
+
+impl std::fmt::Debug for StreamingPut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let multipart = matches!(self.state, Upload::Multipart(_));
+        f.debug_struct("StreamingPut")
+            .field("rel", &self.rel)
+            .field("written", &self.written)
+            .field("multipart", &multipart)
+            .finish()
+    }
+}
+
+impl StreamingPut {
+    /// Appends `bytes` to the object; waits while too many parts are in flight.
+    ///
+    /// # Errors
+    /// Storage failures of the upload; the write is aborted then (nothing
+    /// appears at the path).
+    pub async fn write(&mut self, bytes: Bytes) -> Result<()> {
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        self.written += bytes.len() as u64;
+        let part = self.store.part_bytes;
+        match &mut self.state {
+            Upload::Buffered { pieces, len } => {
+                *len += bytes.len();
+                pieces.push(bytes);
+                if *len < part {
+                    return Ok(());
+                }
+                let pieces = std::mem::take(pieces);
+                let target = self.store.full(&self.rel);
+                let inner = match self.store.store.put_multipart(&target).await {
+                    Ok(u) => u,
+                    Err(e) => return Err(self.store.err(&self.rel, e)),
+                };
+                let mut upload = WriteMultipart::new_with_chunk_size(inner, part);
+                for p in pieces {
+                    upload.put(p);
+                }
+                self.state = Upload::Multipart(upload);
+            }
+            Upload::Multipart(upload) => upload.put(bytes),
+        }
+        let Upload::Multipart(upload) = &mut self.state else { unreachable!("multipart state") };
+        if let Err(e) = upload.wait_for_capacity(PARTS_IN_FLIGHT).await {
+            let Upload::Multipart(upload) =
+                std::mem::replace(&mut self.state, Upload::Buffered { pieces: Vec::new(), len: 0 })
+            else {
+                unreachable!("multipart state")
+            };
+            let _ = upload.abort().await;
+            return Err(self.store.err(&self.rel, e));
+        }
+        Ok(())
+    }
+
+    /// Bytes given to [`StreamingPut::write`] so far.
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+
+    /// Completes the object: from now on it is visible at its path, whole.
+    ///
+    /// # Errors
+    /// Storage failures; the write is aborted then.
+    pub async fn finish(self) -> Result<()> {
+        match self.state {
+            Upload::Buffered { pieces, .. } => {
+                let payload: PutPayload = pieces.into_iter().collect();
+                self.store
+                    .store
+                    .put(&self.store.full(&self.rel), payload)
+                    .await
+                    .map_err(|e| self.store.err(&self.rel, e))?;
+            }
+            Upload::Multipart(mut upload) => {
+                // `WriteMultipart::finish` aborts the upload itself when the
+                // completion fails, but not when a part failed: wait for them here.
+                if let Err(e) = upload.wait_for_capacity(0).await {
+                    let _ = upload.abort().await;
+                    return Err(self.store.err(&self.rel, e));
+                }
+                upload.finish().await.map_err(|e| self.store.err(&self.rel, e))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Gives the write up: parts already sent are discarded and nothing
+    /// appears at the path.
+    ///
+    /// # Errors
+    /// The store could not be told to discard the parts (on S3 a lifecycle
+    /// rule for incomplete multipart uploads removes them later).
+    pub async fn abort(self) -> Result<()> {
+        if let Upload::Multipart(upload) = self.state {
+            upload.abort().await.map_err(|e| self.store.err(&self.rel, e))?;
+        }
+        Ok(())
     }
 }
 
@@ -250,5 +425,89 @@ mod tests {
         let store = DatasetStore::open("memory:///datasets/x").unwrap();
         store.put("a/b.json", Bytes::from_static(b"{}")).await.unwrap();
         assert_eq!(store.list("a").await.unwrap(), vec!["a/b.json"]);
+    }
+
+    /// Pieces of a pseudo-random object (incompressible, so nothing hides a wrong order).
+    fn pieces(total: usize, piece: usize) -> Vec<Bytes> {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let all: Vec<u8> = (0..total)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        all.chunks(piece).map(Bytes::copy_from_slice).collect()
+    }
+
+    async fn streamed_put_is_whole_and_abort_leaves_nothing(store: DatasetStore) {
+        // 10 KiB in 700-byte pieces through 1 KiB parts: a multipart upload of 10 parts.
+        let store = store.with_part_bytes(1024);
+        let data = pieces(10 * 1024 + 5, 700);
+        let mut put = store.put_stream("runs/r/shards/part-00000-0000.parquet");
+        for p in &data {
+            put.write(p.clone()).await.unwrap();
+        }
+        assert_eq!(put.written(), 10 * 1024 + 5);
+        assert!(format!("{put:?}").contains("multipart: true"), "{put:?}");
+        assert!(
+            store.get("runs/r/shards/part-00000-0000.parquet").await.unwrap().is_none(),
+            "not visible before finish"
+        );
+        put.finish().await.unwrap();
+        let whole: Vec<u8> = data.iter().flat_map(|b| b.iter().copied()).collect();
+        assert!(store.get("runs/r/shards/part-00000-0000.parquet").await.unwrap().unwrap() == whole);
+
+        // Smaller than a part: one plain put.
+        let mut small = store.put_stream("runs/r/shards/part-00000-0001.parquet");
+        small.write(Bytes::from_static(b"PAR1 small")).await.unwrap();
+        assert!(format!("{small:?}").contains("multipart: false"));
+        small.finish().await.unwrap();
+        assert_eq!(store.get("runs/r/shards/part-00000-0001.parquet").await.unwrap().unwrap(), "PAR1 small");
+
+        // Aborted after several parts, or dropped: no object at the path, and no staging file listed.
+        for drop_it in [false, true] {
+            let mut put = store.put_stream("runs/r/shards/part-00001-0000.parquet");
+            for p in &data[..8] {
+                put.write(p.clone()).await.unwrap();
+            }
+            if drop_it {
+                drop(put);
+                tokio::task::yield_now().await;
+            } else {
+                put.abort().await.unwrap();
+            }
+            assert!(store.get("runs/r/shards/part-00001-0000.parquet").await.unwrap().is_none());
+        }
+        // An aborted rewrite keeps what the path held.
+        let mut put = store.put_stream("runs/r/shards/part-00000-0000.parquet");
+        for p in &data[..8] {
+            put.write(p.clone()).await.unwrap();
+        }
+        put.abort().await.unwrap();
+        assert!(store.get("runs/r/shards/part-00000-0000.parquet").await.unwrap().unwrap() == whole);
+        assert_eq!(
+            store.list("runs/r/shards").await.unwrap(),
+            vec!["runs/r/shards/part-00000-0000.parquet", "runs/r/shards/part-00000-0001.parquet"]
+        );
+    }
+
+    #[tokio::test]
+    async fn streamed_puts_on_a_local_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = DatasetStore::open(dir.path().join("ds").to_str().unwrap()).unwrap();
+        streamed_put_is_whole_and_abort_leaves_nothing(store).await;
+        // No staging files left in the directory either.
+        let names: Vec<_> = std::fs::read_dir(dir.path().join("ds/runs/r/shards"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names.len(), 2, "{names:?}");
+    }
+
+    #[tokio::test]
+    async fn streamed_puts_on_a_memory_root() {
+        streamed_put_is_whole_and_abort_leaves_nothing(DatasetStore::open("memory:///ds").unwrap()).await;
     }
 }
