@@ -434,6 +434,8 @@ async fn run(data_dir: &Path, mut args: RunArgs) -> anyhow::Result<()> {
         "digest": committed.as_ref().map(|c| c.manifest.digest.clone()),
         "interval": outcome.interval,
         "retries": report.retries,
+        "s3_throttled": report.s3.map_or(0, |s| s.throttled),
+        "s3": report.s3,
         "train": train,
     });
     match args.format {
@@ -448,6 +450,12 @@ async fn run(data_dir: &Path, mut args: RunArgs) -> anyhow::Result<()> {
                 report.shards_written,
                 report.elapsed.as_secs_f64()
             ));
+            if let Some(s3) = report.s3.filter(|s| s.throttled > 0) {
+                emit(&format!(
+                    "S3 throttled {} requests (retried); request concurrency went down to {} of {}, now {}",
+                    s3.throttled, s3.lowest_limit, s3.max, s3.limit
+                ));
+            }
             match committed {
                 Some(c) => emit(&format!(
                     "committed {}@{} ({} rows, {} shards, {}); see `smelt catalog show {}@{}`",

@@ -16,7 +16,10 @@ use bytes::Bytes;
 use futures::TryStreamExt;
 use object_store::{path::Path, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, WriteMultipart};
 
+use object_store::aws::AmazonS3Builder;
+
 use crate::error::{CatalogError, Result};
+use crate::throttle::{self, max_requests_from_env, Aimd, ThrottleStats, ThrottledConnector};
 
 /// The object store a storage URL names, and the URL's path in it.
 ///
@@ -42,10 +45,41 @@ use crate::error::{CatalogError, Result};
 /// # Errors
 /// A URL object_store does not support, or an invalid value in the environment.
 pub fn object_store_at(url: &url::Url) -> std::result::Result<(Box<dyn ObjectStore>, Path), object_store::Error> {
+    open_url(url).map(|(store, path, _)| (store, path))
+}
+
+/// [`object_store_at`], with the bucket's concurrency limiter for S3 (see [`crate::throttle`]).
+fn open_url(
+    url: &url::Url,
+) -> std::result::Result<(Box<dyn ObjectStore>, Path, Option<Arc<Aimd>>), object_store::Error> {
     let aws = std::env::vars_os()
         .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
         .filter(|(k, _)| k.starts_with("AWS_"));
-    object_store::parse_url_opts(url, aws)
+    let (scheme, path) = object_store::ObjectStoreScheme::parse(url)?;
+    if scheme != object_store::ObjectStoreScheme::AmazonS3 {
+        let (store, path) = object_store::parse_url_opts(url, aws)?;
+        return Ok((store, path, None));
+    }
+    // As `parse_url_opts` builds it, with every request through the bucket's limiter.
+    let max = max_requests_from_env()
+        .map_err(|message| object_store::Error::Generic { store: "S3", source: message.into() })?;
+    let bucket = match url.scheme() {
+        "s3" | "s3a" => format!("s3://{}", url.host_str().unwrap_or_default()),
+        _ => format!(
+            "{}/{}",
+            url.host_str().unwrap_or_default(),
+            url.path_segments().and_then(|mut s| s.next()).unwrap_or_default()
+        ),
+    };
+    let aimd = throttle::limiter(&bucket, max);
+    let builder = aws.fold(AmazonS3Builder::new().with_url(url.to_string()), |b, (key, value)| {
+        match key.to_ascii_lowercase().parse() {
+            Ok(k) => b.with_config(k, value),
+            Err(_) => b,
+        }
+    });
+    let store = builder.with_http_connector(ThrottledConnector(aimd.clone())).build()?;
+    Ok((Box::new(store), Path::parse(path)?, Some(aimd)))
 }
 
 /// Default size of one part of a streamed upload ([`DatasetStore::put_stream`]): 8 MiB.
@@ -66,6 +100,8 @@ pub struct DatasetStore {
     prefix: Path,
     url: String,
     part_bytes: usize,
+    /// The bucket's concurrency limiter (S3 only).
+    throttle: Option<Arc<Aimd>>,
 }
 
 /// Outcome of a create-only write.
@@ -87,13 +123,14 @@ impl DatasetStore {
         if location.contains("://") {
             let url = url::Url::parse(location)
                 .map_err(|e| CatalogError::User(format!("invalid storage URL `{location}`: {e}")))?;
-            let (store, prefix) = object_store_at(&url)
-                .map_err(|source| CatalogError::Storage { location: location.to_string(), source })?;
+            let (store, prefix, throttle) =
+                open_url(&url).map_err(|source| CatalogError::Storage { location: location.to_string(), source })?;
             return Ok(DatasetStore {
                 store: Arc::from(store),
                 prefix,
                 url: location.trim_end_matches('/').to_string(),
                 part_bytes: part_bytes_from_env()?,
+                throttle,
             });
         }
         std::fs::create_dir_all(location).map_err(|e| {
@@ -108,7 +145,14 @@ impl DatasetStore {
             prefix: Path::default(),
             url: abs.display().to_string(),
             part_bytes: part_bytes_from_env()?,
+            throttle: None,
         })
+    }
+
+    /// Throttling this process has seen on the dataset's bucket (`None` when
+    /// the root is not on S3).
+    pub fn throttle_stats(&self) -> Option<ThrottleStats> {
+        self.throttle.as_ref().map(|t| t.stats())
     }
 
     /// The same store with streamed uploads cut into parts of `bytes` bytes
