@@ -24,7 +24,7 @@
 //! opened on it, so a run's shard uploads, document indexes and commit all
 //! back off together.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -42,8 +42,10 @@ pub const DEFAULT_MAX_REQUESTS: usize = 64;
 pub const MAX_REQUESTS_ENV: &str = "SMELT_S3_MAX_REQUESTS";
 
 /// Throttling seen on one bucket by this process.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct ThrottleStats {
+    /// The bucket (`s3://NAME`, or host and bucket of an S3 `https://` URL).
+    pub bucket: String,
     /// Throttling answers (503, 429) received; object_store retried each.
     pub throttled: u64,
     /// Requests allowed in flight now.
@@ -70,6 +72,7 @@ struct State {
 /// The concurrency limiter of one bucket.
 #[derive(Debug)]
 pub struct Aimd {
+    bucket: String,
     sem: Arc<Semaphore>,
     state: Mutex<State>,
     throttled: AtomicU64,
@@ -96,10 +99,11 @@ impl Drop for Ticket {
 }
 
 impl Aimd {
-    /// A limiter allowing `max` (at least 1) requests in flight, starting there.
-    pub fn new(max: usize) -> Arc<Aimd> {
+    /// A limiter of `bucket` allowing `max` (at least 1) requests in flight, starting there.
+    pub fn new(bucket: &str, max: usize) -> Arc<Aimd> {
         let max = max.max(1);
         Arc::new(Aimd {
+            bucket: bucket.to_string(),
             sem: Arc::new(Semaphore::new(max)),
             state: Mutex::new(State { limit: max, lowest: max, debt: 0, calm: 0, round: 0 }),
             throttled: AtomicU64::new(0),
@@ -111,6 +115,7 @@ impl Aimd {
     pub fn stats(&self) -> ThrottleStats {
         let st = self.state.lock().expect("aimd state");
         ThrottleStats {
+            bucket: self.bucket.clone(),
             throttled: self.throttled.load(Ordering::Relaxed),
             limit: st.limit,
             lowest_limit: st.lowest,
@@ -161,11 +166,18 @@ fn is_throttling(status: u16) -> bool {
     status == 503 || status == 429
 }
 
+static LIMITERS: OnceLock<Mutex<BTreeMap<String, Arc<Aimd>>>> = OnceLock::new();
+
 /// The limiter of the bucket `key` (created at `max` the first time).
 pub(crate) fn limiter(key: &str, max: usize) -> Arc<Aimd> {
-    static LIMITERS: OnceLock<Mutex<HashMap<String, Arc<Aimd>>>> = OnceLock::new();
     let mut all = LIMITERS.get_or_init(Default::default).lock().expect("limiters");
-    all.entry(key.to_string()).or_insert_with(|| Aimd::new(max)).clone()
+    all.entry(key.to_string()).or_insert_with(|| Aimd::new(key, max)).clone()
+}
+
+/// Throttling of every S3 bucket this process opened, by bucket name: what
+/// `smelt run` reports as `s3_throttled` and `s3`.
+pub fn all_stats() -> Vec<ThrottleStats> {
+    LIMITERS.get().map_or_else(Vec::new, |all| all.lock().expect("limiters").values().map(|a| a.stats()).collect())
 }
 
 /// The most requests in flight per bucket, from [`MAX_REQUESTS_ENV`].
@@ -218,13 +230,16 @@ mod tests {
 
     #[tokio::test]
     async fn halves_once_per_round_and_climbs_back_one_at_a_time() {
-        let aimd = Aimd::new(8);
+        let aimd = Aimd::new("s3://test", 8);
         // 8 requests in flight, all throttled: one cut (to 4), not eight.
         let tickets: Vec<Ticket> = futures::future::join_all((0..8).map(|_| aimd.acquire())).await;
         for t in &tickets {
             aimd.answered(t.round, true);
         }
-        assert_eq!(aimd.stats(), ThrottleStats { throttled: 8, limit: 4, lowest_limit: 4, max: 8 });
+        assert_eq!(
+            aimd.stats(),
+            ThrottleStats { bucket: "s3://test".into(), throttled: 8, limit: 4, lowest_limit: 4, max: 8 }
+        );
         drop(tickets);
         assert_eq!(aimd.sem.available_permits(), 4, "the cut took permits out as requests finished");
         // A request of the new round throttled again: 2.
@@ -247,7 +262,7 @@ mod tests {
 
     #[tokio::test]
     async fn never_below_one_request_nor_above_the_maximum() {
-        let aimd = Aimd::new(2);
+        let aimd = Aimd::new("s3://test", 2);
         for _ in 0..5 {
             let t = aimd.acquire().await;
             aimd.answered(t.round, true);

@@ -137,9 +137,6 @@ pub struct RunReport {
     pub waiting: Option<String>,
     /// Failed split attempts that were run again, in the order they failed.
     pub retries: Vec<RetryNote>,
-    /// Throttling of the dataset's S3 bucket during the run (`throttled`
-    /// counts the answers of this run only; `None` off S3).
-    pub s3: Option<smelt_catalog::throttle::ThrottleStats>,
 }
 
 /// The splits of every source, in plan order (sources in pipeline order, each source's splits in its order).
@@ -219,12 +216,7 @@ pub fn schema_desc(schema: &SchemaRef) -> Vec<FieldDesc> {
 /// Listing inputs, a stage failure, or storage failure. Splits completed before
 /// the error keep their completion records, so a rerun with the same run id resumes.
 pub async fn run(p: &Pipeline, store: &DatasetStore, opts: &RunOptions) -> Result<RunReport> {
-    let before = store.throttle_stats().map_or(0, |s| s.throttled);
-    let mut report = run_rank(p, store, opts).await.map_err(|e| e.located(p))?;
-    report.s3 = store
-        .throttle_stats()
-        .map(|s| smelt_catalog::throttle::ThrottleStats { throttled: s.throttled.saturating_sub(before), ..s });
-    Ok(report)
+    run_rank(p, store, opts).await.map_err(|e| e.located(p))
 }
 
 async fn run_rank(p: &Pipeline, store: &DatasetStore, opts: &RunOptions) -> Result<RunReport> {
@@ -332,7 +324,6 @@ async fn run_rank(p: &Pipeline, store: &DatasetStore, opts: &RunOptions) -> Resu
                     shards_written: 0,
                     elapsed: started.elapsed(),
                     retries: notes.lock().expect("retry notes").clone(),
-                    s3: None,
                     waiting: Some(format!(
                         "rank {} finished its splits before barrier `{}`; {} split(s) of other ranks are not done ({}); \
                          rerun every rank with the same --run-id once they are, to continue past the barrier",
@@ -404,7 +395,6 @@ async fn run_rank(p: &Pipeline, store: &DatasetStore, opts: &RunOptions) -> Resu
         elapsed: started.elapsed(),
         waiting: None,
         retries,
-        s3: None,
         plan,
     })
 }
