@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::TryStreamExt;
-use object_store::{path::Path, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, WriteMultipart};
+use object_store::{path::Path, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 
 use object_store::aws::AmazonS3Builder;
 
@@ -205,7 +205,9 @@ impl DatasetStore {
         StreamingPut {
             store: self.clone(),
             rel: rel.to_string(),
-            state: Upload::Buffered { pieces: Vec::new(), len: 0 },
+            pending: Vec::new(),
+            pending_len: 0,
+            parts: None,
             written: 0,
         }
     }
@@ -265,76 +267,116 @@ fn part_bytes_from_env() -> Result<usize> {
     }
 }
 
-enum Upload {
-    /// Less than one part so far: held back, in case the object is small.
-    Buffered { pieces: Vec<Bytes>, len: usize },
-    /// A multipart upload in progress.
-    Multipart(WriteMultipart),
+/// The parts of a multipart upload: whole parts are sent as soon as they are
+/// full, at most [`PARTS_IN_FLIGHT`] at a time. (object_store's
+/// `WriteMultipart` does the same but does not abort the upload when its last
+/// part fails, which would leave an incomplete upload on S3.)
+struct Parts {
+    upload: Box<dyn object_store::MultipartUpload>,
+    in_flight: tokio::task::JoinSet<object_store::Result<()>>,
+}
+
+impl Parts {
+    fn send(&mut self, part: PutPayload) {
+        self.in_flight.spawn(self.upload.put_part(part));
+    }
+
+    /// Waits until at most `n` parts are in flight.
+    async fn settle(&mut self, n: usize) -> object_store::Result<()> {
+        while self.in_flight.len() > n {
+            match self.in_flight.join_next().await {
+                Some(Ok(r)) => r?,
+                Some(Err(e)) => {
+                    return Err(object_store::Error::Generic { store: "multipart upload", source: Box::new(e) })
+                }
+                None => break,
+            }
+        }
+        Ok(())
+    }
+
+    async fn abort(mut self) -> object_store::Result<()> {
+        self.in_flight.shutdown().await;
+        self.upload.abort().await
+    }
 }
 
 /// A write of one object in parts, from [`DatasetStore::put_stream`].
 pub struct StreamingPut {
     store: DatasetStore,
     rel: String,
-    state: Upload,
+    /// Bytes not sent yet (less than one part).
+    pending: Vec<Bytes>,
+    pending_len: usize,
+    /// The multipart upload, once the object outgrew one part.
+    parts: Option<Parts>,
     written: u64,
 }
 
 impl std::fmt::Debug for StreamingPut {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let multipart = matches!(self.state, Upload::Multipart(_));
         f.debug_struct("StreamingPut")
             .field("rel", &self.rel)
             .field("written", &self.written)
-            .field("multipart", &multipart)
+            .field("multipart", &self.parts.is_some())
             .finish()
     }
 }
 
 impl StreamingPut {
-    /// Appends `bytes` to the object; waits while too many parts are in flight.
+    /// Appends `bytes` to the object; sends every full part and waits while
+    /// too many are in flight.
     ///
     /// # Errors
     /// Storage failures of the upload; the write is aborted then (nothing
     /// appears at the path).
     pub async fn write(&mut self, bytes: Bytes) -> Result<()> {
-        if bytes.is_empty() {
-            return Ok(());
-        }
         self.written += bytes.len() as u64;
+        self.pending_len += bytes.len();
+        self.pending.push(bytes);
         let part = self.store.part_bytes;
-        match &mut self.state {
-            Upload::Buffered { pieces, len } => {
-                *len += bytes.len();
-                pieces.push(bytes);
-                if *len < part {
-                    return Ok(());
-                }
-                let pieces = std::mem::take(pieces);
-                let target = self.store.full(&self.rel);
-                let inner = match self.store.store.put_multipart(&target).await {
-                    Ok(u) => u,
-                    Err(e) => return Err(self.store.err(&self.rel, e)),
-                };
-                let mut upload = WriteMultipart::new_with_chunk_size(inner, part);
-                for p in pieces {
-                    upload.put(p);
-                }
-                self.state = Upload::Multipart(upload);
+        while self.pending_len >= part {
+            if self.parts.is_none() {
+                let upload = self.store.store.put_multipart(&self.store.full(&self.rel)).await;
+                let upload = upload.map_err(|e| self.store.err(&self.rel, e))?;
+                self.parts = Some(Parts { upload, in_flight: tokio::task::JoinSet::new() });
             }
-            Upload::Multipart(upload) => upload.put(bytes),
-        }
-        let Upload::Multipart(upload) = &mut self.state else { unreachable!("multipart state") };
-        if let Err(e) = upload.wait_for_capacity(PARTS_IN_FLIGHT).await {
-            let Upload::Multipart(upload) =
-                std::mem::replace(&mut self.state, Upload::Buffered { pieces: Vec::new(), len: 0 })
-            else {
-                unreachable!("multipart state")
-            };
-            let _ = upload.abort().await;
-            return Err(self.store.err(&self.rel, e));
+            let payload = self.take_part(part);
+            let parts = self.parts.as_mut().expect("multipart upload");
+            parts.send(payload);
+            if let Err(e) = parts.settle(PARTS_IN_FLIGHT).await {
+                return Err(self.fail(e).await);
+            }
         }
         Ok(())
+    }
+
+    /// The first `n` pending bytes (or all of them, if fewer) as one payload.
+    fn take_part(&mut self, n: usize) -> PutPayload {
+        let mut out = Vec::new();
+        let mut need = n;
+        while need > 0 && !self.pending.is_empty() {
+            let first = &mut self.pending[0];
+            if first.len() <= need {
+                need -= first.len();
+                out.push(self.pending.remove(0));
+            } else {
+                out.push(first.split_to(need));
+                need = 0;
+            }
+        }
+        self.pending_len -= n - need;
+        out.into_iter().collect()
+    }
+
+    /// Aborts the upload after `e`; returns the error to report.
+    async fn fail(&mut self, e: object_store::Error) -> CatalogError {
+        if let Some(parts) = self.parts.take() {
+            if let Err(abort) = parts.abort().await {
+                tracing::warn!(path = %self.rel, "aborting a failed multipart upload failed too: {abort}");
+            }
+        }
+        self.store.err(&self.rel, e)
     }
 
     /// Bytes given to [`StreamingPut::write`] so far.
@@ -345,28 +387,31 @@ impl StreamingPut {
     /// Completes the object: from now on it is visible at its path, whole.
     ///
     /// # Errors
-    /// Storage failures; the write is aborted then.
-    pub async fn finish(self) -> Result<()> {
-        match self.state {
-            Upload::Buffered { pieces, .. } => {
-                let payload: PutPayload = pieces.into_iter().collect();
-                self.store
-                    .store
-                    .put(&self.store.full(&self.rel), payload)
-                    .await
-                    .map_err(|e| self.store.err(&self.rel, e))?;
-            }
-            Upload::Multipart(mut upload) => {
-                // `WriteMultipart::finish` aborts the upload itself when the
-                // completion fails, but not when a part failed: wait for them here.
-                if let Err(e) = upload.wait_for_capacity(0).await {
-                    let _ = upload.abort().await;
-                    return Err(self.store.err(&self.rel, e));
-                }
-                upload.finish().await.map_err(|e| self.store.err(&self.rel, e))?;
-            }
+    /// Storage failures; the write is aborted then (nothing appears at the path).
+    pub async fn finish(mut self) -> Result<()> {
+        if self.parts.is_none() {
+            let payload: PutPayload = std::mem::take(&mut self.pending).into_iter().collect();
+            return self
+                .store
+                .store
+                .put(&self.store.full(&self.rel), payload)
+                .await
+                .map(|_| ())
+                .map_err(|e| self.store.err(&self.rel, e));
         }
-        Ok(())
+        if self.pending_len > 0 {
+            let last = self.take_part(self.pending_len);
+            self.parts.as_mut().expect("multipart upload").send(last);
+        }
+        let parts = self.parts.as_mut().expect("multipart upload");
+        let done = match parts.settle(0).await {
+            Ok(()) => parts.upload.complete().await.map(|_| ()),
+            Err(e) => Err(e),
+        };
+        match done {
+            Ok(()) => Ok(()),
+            Err(e) => Err(self.fail(e).await),
+        }
     }
 
     /// Gives the write up: parts already sent are discarded and nothing
@@ -375,9 +420,9 @@ impl StreamingPut {
     /// # Errors
     /// The store could not be told to discard the parts (on S3 a lifecycle
     /// rule for incomplete multipart uploads removes them later).
-    pub async fn abort(self) -> Result<()> {
-        if let Upload::Multipart(upload) = self.state {
-            upload.abort().await.map_err(|e| self.store.err(&self.rel, e))?;
+    pub async fn abort(mut self) -> Result<()> {
+        if let Some(parts) = self.parts.take() {
+            parts.abort().await.map_err(|e| self.store.err(&self.rel, e))?;
         }
         Ok(())
     }
