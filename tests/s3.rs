@@ -292,6 +292,7 @@ fn a_throttled_bucket_lowers_concurrency_and_the_run_still_stores_every_byte() {
     assert_eq!(bucket["throttled"], throttled);
     assert_eq!(bucket["max"], 8);
     assert!(bucket["lowest_limit"].as_u64().unwrap() < 8, "concurrency was lowered: {bucket}");
+    eprintln!("{} requests through the proxy, {throttled} throttled; {bucket}", proxy.log().len());
 
     // The same data as an unthrottled local run: digest and shard bytes.
     let local = Env::new();
