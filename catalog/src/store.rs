@@ -464,6 +464,64 @@ impl DatasetStore {
         Ok(out)
     }
 
+    /// What interrupted streamed writes left on a local root: object_store's
+    /// staging files (`<name>#<n>`, completed by a rename into place), which
+    /// its listings skip. A write killed before it completed or aborted leaves
+    /// one. Empty on other stores: S3 keeps incomplete multipart uploads out
+    /// of the bucket's objects (a lifecycle rule removes them).
+    ///
+    /// # Errors
+    /// A directory that cannot be read.
+    pub fn list_staging(&self, rel_prefix: &str) -> Result<Vec<ObjectInfo>> {
+        let mut out = Vec::new();
+        if self.url.contains("://") {
+            return Ok(out);
+        }
+        let base = std::path::PathBuf::from(&self.url);
+        let mut dirs = vec![base.join(rel_prefix)];
+        while let Some(dir) = dirs.pop() {
+            let entries = match std::fs::read_dir(&dir) {
+                Ok(e) => e,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(CatalogError::User(format!("cannot list {}: {e}", dir.display()))),
+            };
+            for entry in entries.flatten() {
+                let path = entry.path();
+                let Ok(meta) = entry.metadata() else { continue };
+                if meta.is_dir() {
+                    dirs.push(path);
+                    continue;
+                }
+                let name = entry.file_name().to_string_lossy().to_string();
+                let staging =
+                    name.rsplit_once('#').is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+                let Ok(rel) = path.strip_prefix(&base) else { continue };
+                if staging {
+                    out.push(ObjectInfo {
+                        path: rel.to_string_lossy().replace('\\', "/"),
+                        bytes: meta.len(),
+                        modified: meta.modified().map(chrono::DateTime::<chrono::Utc>::from).unwrap_or_default(),
+                    });
+                }
+            }
+        }
+        out.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(out)
+    }
+
+    /// Deletes a staging file [`DatasetStore::list_staging`] listed.
+    ///
+    /// # Errors
+    /// The file exists but cannot be removed.
+    pub fn delete_staging(&self, rel: &str) -> Result<()> {
+        let path = std::path::PathBuf::from(&self.url).join(rel);
+        match std::fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(CatalogError::User(format!("cannot remove {}: {e}", path.display()))),
+        }
+    }
+
     /// Deletes `rel` (a missing object is not an error).
     ///
     /// # Errors
