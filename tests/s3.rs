@@ -319,26 +319,6 @@ fn a_throttled_bucket_lowers_concurrency_and_the_run_still_stores_every_byte() {
     );
 }
 
-/// `n` JSON Lines documents of `chars` characters that zstd cannot shrink much.
-fn noisy_jsonl(n: usize, chars: usize) -> Vec<u8> {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut x = 0x853c_49e6_748f_ea9bu64;
-    let mut out = Vec::new();
-    for i in 0..n {
-        let text: String = (0..chars)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                ALPHABET[(x >> 58) as usize] as char
-            })
-            .collect();
-        out.extend_from_slice(serde_json::json!({"id": format!("doc-{i:05}"), "text": text}).to_string().as_bytes());
-        out.push(b'\n');
-    }
-    out
-}
-
 #[test]
 #[ignore = "needs an S3-compatible server at SMELT_S3_ENDPOINT (.ci/run starts moto and runs it)"]
 fn a_shard_larger_than_one_part_goes_up_in_parts_and_a_failed_upload_leaves_nothing() {
@@ -348,7 +328,7 @@ fn a_shard_larger_than_one_part_goes_up_in_parts_and_a_failed_upload_leaves_noth
     let root = format!("s3://{}/{prefix}", s3.bucket);
     let env = Env::new();
     // ~9 MB of text: one shard of ~7 MB, in row groups of 400 rows (~1.4 MB each).
-    let input = env.write("in/docs.jsonl", &noisy_jsonl(2000, 4500));
+    let input = env.write("in/docs.jsonl", &common::noisy_jsonl(2000, 4500));
     let yaml = format!(
         "dataset: big\noutput: {root}\nstages:\n  docs:\n    type: jsonl\n    paths: [{}]\n  hashed:\n    type: content_hash\n    inputs: [docs]\n  out:\n    type: parquet\n    inputs: [hashed]\n    row_group_rows: 400\n",
         input.display()
