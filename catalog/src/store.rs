@@ -48,10 +48,11 @@ pub fn object_store_at(url: &url::Url) -> std::result::Result<(Box<dyn ObjectSto
     open_url(url).map(|(store, path, _)| (store, path))
 }
 
+/// An opened store, its root path, and for S3 the bucket's concurrency limiter.
+type Opened = (Box<dyn ObjectStore>, Path, Option<Arc<Aimd>>);
+
 /// [`object_store_at`], with the bucket's concurrency limiter for S3 (see [`crate::throttle`]).
-fn open_url(
-    url: &url::Url,
-) -> std::result::Result<(Box<dyn ObjectStore>, Path, Option<Arc<Aimd>>), object_store::Error> {
+fn open_url(url: &url::Url) -> std::result::Result<Opened, object_store::Error> {
     let aws = std::env::vars_os()
         .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
         .filter(|(k, _)| k.starts_with("AWS_"));
