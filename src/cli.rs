@@ -419,6 +419,8 @@ async fn run(data_dir: &Path, mut args: RunArgs) -> anyhow::Result<()> {
     started.commit(&ws, &p, &mut outcome).await.map_err(catalog_first)?;
     let report = &outcome.report;
     let (committed, train) = (&outcome.committed, &outcome.train);
+    // Throttling answers of every S3 bucket this process used (dataset root, inputs), retried.
+    let s3 = smelt_catalog::throttle::all_stats();
     let summary = serde_json::json!({
         "run_id": run_id,
         "dataset": p.dataset,
@@ -434,6 +436,8 @@ async fn run(data_dir: &Path, mut args: RunArgs) -> anyhow::Result<()> {
         "digest": committed.as_ref().map(|c| c.manifest.digest.clone()),
         "interval": outcome.interval,
         "retries": report.retries,
+        "s3_throttled": s3.iter().map(|s| s.throttled).sum::<u64>(),
+        "s3": s3,
         "train": train,
     });
     match args.format {
@@ -448,6 +452,12 @@ async fn run(data_dir: &Path, mut args: RunArgs) -> anyhow::Result<()> {
                 report.shards_written,
                 report.elapsed.as_secs_f64()
             ));
+            for b in s3.iter().filter(|s| s.throttled > 0) {
+                emit(&format!(
+                    "{}: {} requests throttled and retried; request concurrency went down to {} of {}, now {}",
+                    b.bucket, b.throttled, b.lowest_limit, b.max, b.limit
+                ));
+            }
             match committed {
                 Some(c) => emit(&format!(
                     "committed {}@{} ({} rows, {} shards, {}); see `smelt catalog show {}@{}`",

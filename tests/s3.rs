@@ -1,9 +1,12 @@
 //! An `s3://` dataset root against a real S3-compatible server (moto) at
 //! SMELT_S3_ENDPOINT: the `smelt` binary writes shards, commits versions with
 //! create-only puts, tags, collects garbage and answers SQL there, configured
-//! by the standard `AWS_*` variables only. `#[ignore]`d: `.ci/run` starts the
-//! server and runs it with `--include-ignored`. What is stored is checked by
-//! plain unsigned requests (tests/common/s3.rs), not through object_store.
+//! by the standard `AWS_*` variables only; through a throttling proxy it backs
+//! off and still stores every byte; a shard larger than one upload part goes
+//! up as a multipart upload, and a failed one leaves nothing behind.
+//! `#[ignore]`d: `.ci/run` starts the server and runs them with
+//! `--include-ignored`. What is stored is checked by plain unsigned requests
+//! (tests/common/s3.rs), not through object_store.
 
 mod common;
 
@@ -42,6 +45,24 @@ impl S3 {
         env.cmd().args(args).envs(s3::aws_env(&self.endpoint)).output().expect("smelt runs")
     }
 
+    /// `smelt` through `proxy` instead of straight to the server, with `vars` set.
+    fn via(&self, proxy: &s3::ThrottlingProxy, env: &Env, args: &[&str], vars: &[(&str, &str)]) -> Output {
+        let mut c = env.cmd();
+        c.args(args).envs(s3::aws_env(&proxy.endpoint()));
+        for (k, v) in vars {
+            c.env(k, v);
+        }
+        c.output().expect("smelt runs")
+    }
+
+    /// Multipart uploads open (started, neither completed nor aborted) in the bucket.
+    fn open_uploads(&self) -> usize {
+        let (status, body) = s3::request(&self.hostport, "GET", &format!("/{}?uploads", self.bucket), &[]);
+        let xml = String::from_utf8_lossy(&body);
+        assert_eq!(status, 200, "list multipart uploads: {xml}");
+        xml.matches("<Upload>").count()
+    }
+
     fn ok(&self, env: &Env, args: &[&str]) -> String {
         let out = self.smelt(env, args);
         assert!(out.status.success(), "smelt {args:?} failed ({:?}):\n{}", out.status, stderr(&out));
@@ -69,6 +90,23 @@ impl S3 {
     fn put(&self, key: &str, body: &[u8]) {
         s3::put(&self.hostport, &format!("/{}/{key}", self.bucket), body);
     }
+}
+
+/// The quick-start pipeline with `output: root` and its inputs by absolute path, written into `env`.
+fn quickstart_at(env: &Env, root: &str) -> String {
+    let data = common::repo().join("examples/data/cc/*.warc.gz").display().to_string();
+    let yaml = std::fs::read_to_string(example("quickstart.yaml"))
+        .unwrap()
+        .replace("# output: s3://bucket/datasets/quickstart", &format!("output: {root}"))
+        .replace("data/cc/*.warc.gz", &data);
+    assert!(yaml.contains(&format!("\noutput: {root}")), "{yaml}");
+    env.write("quickstart.yaml", yaml.as_bytes()).display().to_string()
+}
+
+fn parse_json(out: &Output) -> serde_json::Value {
+    assert!(out.status.success(), "smelt failed ({:?}):\n{}", out.status, stderr(out));
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
 }
 
 /// Shard paths (relative to the dataset root) of a manifest.
@@ -228,4 +266,115 @@ fn s3_dataset_root_takes_shards_commits_tags_gc_and_sql() {
     assert_eq!(r.trim(), format!("{root}: 2 versions, 1 tags recorded"));
     assert_eq!(s3.json(&fresh, &["catalog", "show", "quickstart@prod"])["version"], 1);
     assert_eq!(sql(&fresh, q), rows);
+}
+
+#[test]
+#[ignore = "needs an S3-compatible server at SMELT_S3_ENDPOINT (.ci/run starts moto and runs it)"]
+fn a_throttled_bucket_lowers_concurrency_and_the_run_still_stores_every_byte() {
+    let s3 = S3::new();
+    // Every third request through the proxy is answered `503 SlowDown` or `429`.
+    let proxy = s3::ThrottlingProxy::start(&s3.hostport, 3);
+    let prefix = "datasets/throttled";
+    let root = format!("s3://{}/{prefix}", s3.bucket);
+    let env = Env::new();
+    let p = quickstart_at(&env, &root);
+    let out =
+        s3.via(&proxy, &env, &["run", &p, "--run-id", "slow", "--format", "json"], &[("SMELT_S3_MAX_REQUESTS", "8")]);
+    let run = parse_json(&out);
+    assert_eq!(run["version"], 1, "{run}");
+    assert_eq!((&run["shards_written"], &run["rows_written"]), (&3.into(), &19.into()), "{run}");
+    let throttled = proxy.throttled();
+    assert!(throttled >= 5, "the proxy throttled only {throttled} requests: {:?}", proxy.log());
+    assert!(proxy.log().iter().any(|(_, s)| *s == 429) && proxy.log().iter().any(|(_, s)| *s == 503));
+    // Every throttling answer was seen, counted and retried.
+    assert_eq!(run["s3_throttled"], throttled, "{run}");
+    let bucket = &run["s3"].as_array().unwrap().iter().find(|b| b["bucket"] == format!("s3://{}", s3.bucket)).unwrap();
+    assert_eq!(bucket["throttled"], throttled);
+    assert_eq!(bucket["max"], 8);
+    assert!(bucket["lowest_limit"].as_u64().unwrap() < 8, "concurrency was lowered: {bucket}");
+    eprintln!("{} requests through the proxy, {throttled} throttled; {bucket}", proxy.log().len());
+
+    // The same data as an unthrottled local run: digest and shard bytes.
+    let local = Env::new();
+    let local_root = local.path().join("root");
+    let l = local.json(&["run", &p, "--run-id", "slow", "--output", local_root.to_str().unwrap()]);
+    assert_eq!(l["digest"], run["digest"], "throttling changed the data");
+    assert_eq!(l["s3_throttled"], 0);
+    let m = s3.json(&env, &["catalog", "show", "quickstart@1"]);
+    let lm = local.json(&["catalog", "show", "quickstart@1"]);
+    for ((name, bytes), rel) in shard_bytes(&lm, &local_root).iter().zip(m["shards"].as_array().unwrap()) {
+        let rel = rel["path"].as_str().unwrap();
+        assert!(rel.ends_with(&format!("/{name}")), "{rel} vs {name}");
+        assert!(s3.get(&format!("{prefix}/{rel}")) == *bytes, "shard {rel} in S3 differs from the local one");
+    }
+
+    // The table summary says it too.
+    let again = s3.via(&proxy, &env, &["run", &p, "--run-id", "slow2"], &[("SMELT_S3_MAX_REQUESTS", "8")]);
+    assert!(again.status.success(), "{}", stderr(&again));
+    let table = String::from_utf8_lossy(&again.stdout);
+    assert!(
+        table.contains(&format!("s3://{}: ", s3.bucket))
+            && table.contains("requests throttled and retried; request concurrency went down to"),
+        "{table}"
+    );
+}
+
+#[test]
+#[ignore = "needs an S3-compatible server at SMELT_S3_ENDPOINT (.ci/run starts moto and runs it)"]
+fn a_shard_larger_than_one_part_goes_up_in_parts_and_a_failed_upload_leaves_nothing() {
+    let s3 = S3::new();
+    let proxy = s3::ThrottlingProxy::start(&s3.hostport, 0);
+    let prefix = "datasets/big";
+    let root = format!("s3://{}/{prefix}", s3.bucket);
+    let env = Env::new();
+    // ~9 MB of text: one shard of ~7 MB, in row groups of 400 rows (~1.4 MB each).
+    let input = env.write("in/docs.jsonl", &common::noisy_jsonl(2000, 4500));
+    let yaml = format!(
+        "dataset: big\noutput: {root}\nstages:\n  docs:\n    type: jsonl\n    paths: [{}]\n  hashed:\n    type: content_hash\n    inputs: [docs]\n  out:\n    type: parquet\n    inputs: [hashed]\n    row_group_rows: 400\n",
+        input.display()
+    );
+    let p = env.write("big.yaml", yaml.as_bytes()).display().to_string();
+    // S3's smallest part (all but the last): 5 MiB.
+    let part = [("SMELT_UPLOAD_PART_BYTES", "5242880")];
+
+    // The second part is refused: the upload is aborted, the run fails, and
+    // neither a shard nor an open multipart upload is left in the bucket.
+    proxy.fail("partNumber=2&", 403);
+    let failed = s3.via(&proxy, &env, &["run", &p, "--run-id", "big"], &part);
+    assert!(!failed.status.success(), "the refused part fails the run");
+    let log = proxy.log();
+    assert!(log.iter().any(|(l, s)| l.contains("partNumber=2&") && *s == 403), "{log:?}");
+    assert!(log.iter().any(|(l, _)| l.starts_with("DELETE ") && l.contains("uploadId=")), "no abort: {log:?}");
+    let left: Vec<String> = s3.objects(prefix).into_keys().filter(|k| k.contains("/shards/")).collect();
+    assert!(left.is_empty(), "a failed upload left {left:?}");
+    assert_eq!(s3.open_uploads(), 0, "the failed multipart upload was aborted");
+
+    // Resumed without the fault: the shard goes up in two parts.
+    proxy.clear_failures();
+    let run = parse_json(&s3.via(&proxy, &env, &["run", &p, "--run-id", "big", "--format", "json"], &part));
+    assert_eq!((&run["version"], &run["shards_written"], &run["rows_written"]), (&1.into(), &1.into(), &2000.into()));
+    let log = proxy.log();
+    assert!(log.iter().any(|(l, _)| l.starts_with("POST ") && l.contains("?uploads")), "no multipart upload: {log:?}");
+    assert!(log.iter().any(|(l, s)| l.contains("partNumber=2&") && *s == 0), "{log:?}");
+    assert_eq!(s3.open_uploads(), 0);
+    let m = s3.json(&env, &["catalog", "show", "big@1"]);
+    let size = m["shards"][0]["bytes"].as_u64().unwrap();
+    assert!(size > 5 << 20, "the shard ({size} bytes) is larger than one part");
+
+    // Byte-identical to the shard of a local run (which streams its own parts: 1 MiB).
+    let local = Env::new();
+    let local_root = local.path().join("root");
+    let out = local
+        .cmd()
+        .args(["run", &p, "--run-id", "big", "--output", local_root.to_str().unwrap(), "--format", "json"])
+        .env("SMELT_UPLOAD_PART_BYTES", "1048576")
+        .output()
+        .unwrap();
+    let l = parse_json(&out);
+    assert_eq!(l["digest"], run["digest"]);
+    let lm = local.json(&["catalog", "show", "big@1"]);
+    let local_shards = shard_bytes(&lm, &local_root);
+    let rel = m["shards"][0]["path"].as_str().unwrap();
+    assert!(s3.get(&format!("{prefix}/{rel}")) == local_shards[0].1, "the shard in S3 differs from the local one");
+    assert_eq!(local_shards[0].1.len() as u64, size);
 }

@@ -7,7 +7,9 @@
 //!                  ──► run never committed, every file older than the grace ──► delete the whole run
 //! ```
 //! A committed shard is never removed; the plan, completion records and
-//! indexes of committed runs are kept (small, and they are provenance).
+//! indexes of committed runs are kept (small, and they are provenance). On a
+//! local root the staging files of shard uploads that were killed before they
+//! completed (`part-…parquet#N`) count as unreferenced shards.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -39,12 +41,15 @@ pub async fn collect(store: &DatasetStore, cutoff: DateTime<Utc>, dry_run: bool)
         referenced.extend(m.shards.into_iter().map(|s| s.path));
     }
     let mut by_run: BTreeMap<String, Vec<ObjectInfo>> = BTreeMap::new();
-    for o in store.list_meta("runs").await? {
+    let staging = store.list_staging("runs")?;
+    let is_staging: HashSet<String> = staging.iter().map(|o| o.path.clone()).collect();
+    for o in store.list_meta("runs").await?.into_iter().chain(staging) {
         let Some(run) = o.path.split('/').nth(1) else { continue };
         by_run.entry(run.to_string()).or_default().push(o);
     }
     let mut report = GcReport::default();
-    for (run, files) in by_run {
+    for (run, mut files) in by_run {
+        files.sort_by(|a, b| a.path.cmp(&b.path));
         let doomed: Vec<ObjectInfo> = if committed_runs.contains(&run) {
             files
                 .into_iter()
@@ -61,7 +66,11 @@ pub async fn collect(store: &DatasetStore, cutoff: DateTime<Utc>, dry_run: bool)
                 continue; // belt and braces: never a committed shard
             }
             if !dry_run {
-                store.delete(&f.path).await?;
+                if is_staging.contains(&f.path) {
+                    store.delete_staging(&f.path)?;
+                } else {
+                    store.delete(&f.path).await?;
+                }
             }
             report.removed.push(f);
         }
@@ -89,6 +98,8 @@ mod tests {
         ] {
             store.put(p, Bytes::from_static(b"x")).await.unwrap();
         }
+        // What a shard upload killed before it completed leaves on a local root.
+        std::fs::write(dir.path().join("runs/ok/shards/part-00002-0000.parquet#1"), b"partial").unwrap();
         // Built from JSON so that fields added later with defaults do not break the test.
         let m: VersionManifest = serde_json::from_value(serde_json::json!({
             "format": FORMAT_VERSION, "dataset": "d", "version": 1, "committed_at": "t", "digest": "x", "schema": [],
@@ -110,7 +121,8 @@ mod tests {
             vec![
                 "runs/failed/plan.json",
                 "runs/failed/shards/part-00000-0000.parquet",
-                "runs/ok/shards/part-00001-0000.parquet"
+                "runs/ok/shards/part-00001-0000.parquet",
+                "runs/ok/shards/part-00002-0000.parquet#1"
             ]
         );
         assert_eq!(r.runs_removed, vec!["failed"]);
@@ -119,5 +131,6 @@ mod tests {
         assert!(store.get("runs/failed/plan.json").await.unwrap().is_none());
         assert!(store.get("runs/ok/shards/part-00000-0000.parquet").await.unwrap().is_some(), "committed shard kept");
         assert!(store.get("runs/ok/plan.json").await.unwrap().is_some());
+        assert!(!dir.path().join("runs/ok/shards/part-00002-0000.parquet#1").exists(), "staging file removed");
     }
 }

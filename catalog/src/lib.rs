@@ -26,6 +26,7 @@ pub mod model;
 pub mod runstate;
 pub mod store;
 pub mod tags;
+pub mod throttle;
 
 pub use commit::{
     commit_run, completed_splits, rebuild, shard_path, split_record_path, write_plan, CommitHook, CommitOutcome,
@@ -34,4 +35,4 @@ pub use error::{CatalogError, Result};
 pub use index::{closest, valid_tag, Catalog, Selector, VersionRef};
 pub use model::*;
 pub use runstate::{Attempt, RunRecord, RunStatus};
-pub use store::{to_json_bytes, Created, DatasetStore};
+pub use store::{to_json_bytes, Created, DatasetStore, StreamingPut};

@@ -514,13 +514,20 @@ pub trait BarrierObserver: Send {
     fn finish(&mut self) -> Result<()>;
 }
 
-/// One encoded shard file, ready for the engine to store.
-#[derive(Debug, Clone)]
-pub struct EncodedShard {
-    /// File bytes.
-    pub bytes: Bytes,
-    /// Rows in it.
-    pub rows: u64,
+/// What a [`ShardWriter`] produced, in file order: the bytes of the shard
+/// being written as they are encoded, then its end. The engine streams the
+/// bytes to the store while the writer goes on, so a shard is never held
+/// whole in memory.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ShardOutput {
+    /// The next bytes of the shard being written (a new shard starts with the
+    /// first bytes after an [`ShardOutput::End`]).
+    Bytes(Bytes),
+    /// The shard being written is complete.
+    End {
+        /// Rows in it.
+        rows: u64,
+    },
 }
 
 /// A sink's configuration.
@@ -539,18 +546,22 @@ pub trait SinkConfig: Send + Sync + Debug {
     fn writer(&self, schema: &SchemaRef) -> Result<Box<dyn ShardWriter>>;
 }
 
-/// Encodes rows into shard files, rolling over at the size target.
+/// Encodes rows into shard files, rolling over at the size target. The
+/// bytes of a shard are handed out as they are encoded, not when it is
+/// complete; a writer holds back only what its format must (for Parquet, the
+/// row group being filled).
 pub trait ShardWriter: Send {
-    /// Adds a batch; returns the shards that are complete.
+    /// Adds a batch; returns the bytes encoded since the last call and the
+    /// ends of the shards completed, in file order.
     ///
     /// # Errors
     /// Encoding failures.
-    fn write(&mut self, batch: &RecordBatch) -> Result<Vec<EncodedShard>>;
-    /// Flushes the rest.
+    fn write(&mut self, batch: &RecordBatch) -> Result<Vec<ShardOutput>>;
+    /// Flushes the rest and ends the last shard.
     ///
     /// # Errors
     /// Encoding failures.
-    fn finish(&mut self) -> Result<Vec<EncodedShard>>;
+    fn finish(&mut self) -> Result<Vec<ShardOutput>>;
 }
 
 /// The fixed document columns every source produces and the sink and stages rely on.

@@ -119,3 +119,23 @@ pub fn scaled_quickstart(env: &Env, copies: usize) -> PathBuf {
         std::fs::read_to_string(example("quickstart.yaml")).unwrap().replace("data/cc/*.warc.gz", "in/*.warc.gz");
     env.write("scaled.yaml", yaml.as_bytes())
 }
+
+/// `n` JSON Lines documents of `chars` characters that zstd cannot shrink much.
+pub fn noisy_jsonl(n: usize, chars: usize) -> Vec<u8> {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut x = 0x853c_49e6_748f_ea9bu64;
+    let mut out = Vec::new();
+    for i in 0..n {
+        let text: String = (0..chars)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                ALPHABET[(x >> 58) as usize] as char
+            })
+            .collect();
+        out.extend_from_slice(serde_json::json!({"id": format!("doc-{i:05}"), "text": text}).to_string().as_bytes());
+        out.push(b'\n');
+    }
+    out
+}

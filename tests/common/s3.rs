@@ -119,3 +119,178 @@ fn query_escape(s: &str) -> String {
         })
         .collect()
 }
+
+/// A fault-injecting HTTP proxy on 127.0.0.1 in front of the S3 server: it
+/// answers every `every`-th request (0: none) with a throttling error,
+/// alternately `503 SlowDown` and `429 Too Many Requests` with S3's XML error
+/// body, answers requests matching a [`ThrottlingProxy::fail`] rule with that
+/// rule's status, and forwards the rest unchanged (one connection to the
+/// server per request). It keeps every request line it saw.
+pub struct ThrottlingProxy {
+    pub port: u16,
+    state: std::sync::Arc<std::sync::Mutex<ProxyState>>,
+}
+
+#[derive(Default)]
+struct ProxyState {
+    every: u64,
+    seen: u64,
+    throttled: u64,
+    /// (substring of the request line, status) answered instead of forwarding.
+    fail: Vec<(String, u16)>,
+    /// Request lines, with the status answered (0: forwarded).
+    log: Vec<(String, u16)>,
+}
+
+impl ThrottlingProxy {
+    /// Starts the proxy in front of `upstream` (`host:port`).
+    pub fn start(upstream: &str, every: u64) -> ThrottlingProxy {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
+        let port = listener.local_addr().unwrap().port();
+        let state = std::sync::Arc::new(std::sync::Mutex::new(ProxyState { every, ..Default::default() }));
+        let (st, upstream) = (state.clone(), upstream.to_string());
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(conn) = conn else { continue };
+                let (st, upstream) = (st.clone(), upstream.clone());
+                std::thread::spawn(move || {
+                    let _ = proxy_one(conn, &upstream, &st);
+                });
+            }
+        });
+        ThrottlingProxy { port, state }
+    }
+
+    /// `http://127.0.0.1:PORT`, for AWS_ENDPOINT_URL.
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Throttling answers sent so far.
+    pub fn throttled(&self) -> u64 {
+        self.state.lock().unwrap().throttled
+    }
+
+    /// Answers requests whose request line contains `needle` with `status`
+    /// from now on (an empty list of rules: [`ThrottlingProxy::clear_failures`]).
+    pub fn fail(&self, needle: &str, status: u16) {
+        self.state.lock().unwrap().fail.push((needle.to_string(), status));
+    }
+
+    /// Drops the [`ThrottlingProxy::fail`] rules.
+    pub fn clear_failures(&self) {
+        self.state.lock().unwrap().fail.clear();
+    }
+
+    /// Request lines seen (`METHOD /path?query`) with the status the proxy
+    /// answered itself, 0 for forwarded ones.
+    pub fn log(&self) -> Vec<(String, u16)> {
+        self.state.lock().unwrap().log.clone()
+    }
+}
+
+fn proxy_one(
+    mut client: std::net::TcpStream,
+    upstream: &str,
+    st: &std::sync::Mutex<ProxyState>,
+) -> std::io::Result<()> {
+    // The request: head, then a Content-Length body or a chunked one.
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 8192];
+    let head_end = loop {
+        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break p + 4;
+        }
+        let n = client.read(&mut byte)?;
+        if n == 0 {
+            return Ok(());
+        }
+        buf.extend_from_slice(&byte[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+    let lower = head.to_ascii_lowercase();
+    let header =
+        |name: &str| lower.lines().find_map(|l| l.strip_prefix(&format!("{name}:")).map(|v| v.trim().to_string()));
+    if header("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
+        while !buf[head_end..].ends_with(b"0\r\n\r\n") {
+            let n = client.read(&mut byte)?;
+            if n == 0 {
+                return Ok(());
+            }
+            buf.extend_from_slice(&byte[..n]);
+        }
+    } else {
+        let len: usize = header("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
+        while buf.len() < head_end + len {
+            let n = client.read(&mut byte)?;
+            if n == 0 {
+                return Ok(());
+            }
+            buf.extend_from_slice(&byte[..n]);
+        }
+    }
+    let line = head.lines().next().unwrap_or_default();
+    let line = line.rsplit_once(' ').map_or(line, |(l, _)| l).to_string();
+    let answer = {
+        let mut s = st.lock().unwrap();
+        let n = s.seen;
+        s.seen += 1;
+        let status = if let Some((_, status)) = s.fail.iter().find(|(needle, _)| line.contains(needle.as_str())) {
+            *status
+        } else if s.every > 0 && n % s.every == s.every - 1 {
+            s.throttled += 1;
+            if (n / s.every) % 2 == 0 {
+                503
+            } else {
+                429
+            }
+        } else {
+            0
+        };
+        s.log.push((line.clone(), status));
+        status
+    };
+    if answer != 0 {
+        let (reason, code, message) = match answer {
+            503 => ("Slow Down", "SlowDown", "Please reduce your request rate."),
+            429 => ("Too Many Requests", "TooManyRequests", "Please reduce your request rate."),
+            _ => ("Injected", "AccessDenied", "Injected failure."),
+        };
+        let body = format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code><Message>{message}</Message><RequestId>proxy</RequestId></Error>"
+        );
+        write!(
+            client,
+            "HTTP/1.1 {answer} {reason}\r\nContent-Type: application/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )?;
+        return client.flush();
+    }
+    // Forward with `Connection: close`, then relay the whole answer and close.
+    let mut up = std::net::TcpStream::connect(upstream)?;
+    let mut fwd = String::new();
+    for l in head[..head_end - 4].split("\r\n") {
+        if !l.to_ascii_lowercase().starts_with("connection:") {
+            fwd.push_str(l);
+            fwd.push_str("\r\n");
+        }
+    }
+    fwd.push_str("Connection: close\r\n\r\n");
+    up.write_all(fwd.as_bytes())?;
+    up.write_all(&buf[head_end..])?;
+    let mut resp = Vec::new();
+    up.read_to_end(&mut resp)?;
+    let end = resp.windows(4).position(|w| w == b"\r\n\r\n").map_or(resp.len(), |p| p + 4);
+    let rhead = String::from_utf8_lossy(&resp[..end.saturating_sub(4)]).to_string();
+    let mut out = String::new();
+    for l in rhead.split("\r\n") {
+        if !l.to_ascii_lowercase().starts_with("connection:") {
+            out.push_str(l);
+            out.push_str("\r\n");
+        }
+    }
+    out.push_str("Connection: close\r\n\r\n");
+    client.write_all(out.as_bytes())?;
+    client.write_all(&resp[end.min(resp.len())..])?;
+    client.flush()
+}

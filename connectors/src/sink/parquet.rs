@@ -3,11 +3,18 @@
 //! on the rows (no timestamps, fixed writer settings), so reruns are
 //! byte-identical. The engine names and stores the shards.
 //!
+//! The bytes of a shard leave the writer as each row group is flushed, not
+//! when the shard is complete: the engine streams them to the object store
+//! (multipart upload) while encoding goes on, so memory holds one row group
+//! and a few upload parts whatever `shard_bytes` is.
+//!
 //! ```text
-//! batches ──► ArrowWriter<Vec<u8>> ──(shard_rows or shard_bytes reached)──► EncodedShard ──► engine ──► object store
+//! batches ──► ArrowWriter<SharedBuf> ──(row group flushed)──► ShardOutput::Bytes ──► engine ──► multipart upload
+//!                          └──(shard_rows or shard_bytes reached)──► ShardOutput::End ──► engine completes the upload
 //! ```
 
-use std::sync::Arc;
+use std::io::Write;
+use std::sync::{Arc, Mutex};
 
 use arrow::datatypes::{DataType, SchemaRef};
 use arrow::record_batch::RecordBatch;
@@ -18,7 +25,7 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use serde::{Deserialize, Serialize};
 use smelt_engine::stage::doc;
 use smelt_engine::{
-    parse_options, require_column, ConfigureContext, EncodedShard, EngineError, OptionError, Result, SchemaError,
+    parse_options, require_column, ConfigureContext, EngineError, OptionError, Result, SchemaError, ShardOutput,
     ShardWriter, SinkConfig, StageConfig,
 };
 
@@ -74,23 +81,11 @@ pub fn configure(options: serde_json::Value, _ctx: &ConfigureContext) -> Result<
     Ok(StageConfig::Sink(Arc::new(c)))
 }
 
-impl SinkConfig for ParquetSinkConfig {
-    fn check_input(&self, input: &SchemaRef) -> Result<(), SchemaError> {
-        // Token shards (stage `tokenize`) carry `input_ids` and may leave `text` out.
-        let token_shards = input.field_with_name("input_ids").is_ok();
-        for f in doc::all().into_iter().filter(|f| !(token_shards && f.name() == "text")) {
-            require_column(input, f.name(), &[f.data_type().clone()])?;
-        }
-        Ok(())
-    }
-
-    fn resolved(&self) -> serde_json::Value {
-        serde_json::to_value(self).unwrap_or_default()
-    }
-
-    fn writer(&self, schema: &SchemaRef) -> Result<Box<dyn ShardWriter>> {
+impl ParquetSinkConfig {
+    /// The Parquet writer settings of every shard (fixed, so reruns are byte-identical).
+    fn props(&self, schema: &SchemaRef) -> Result<WriterProperties> {
         let level = ZstdLevel::try_new(self.zstd_level).map_err(|e| EngineError::User(e.to_string()))?;
-        let props = WriterProperties::builder()
+        Ok(WriterProperties::builder()
             .set_compression(Compression::ZSTD(level))
             .set_max_row_group_row_count(Some(self.row_group_rows))
             .set_statistics_enabled(EnabledStatistics::Chunk)
@@ -110,8 +105,56 @@ impl SinkConfig for ParquetSinkConfig {
                 )
                 .filter(|kv: &Vec<_>| !kv.is_empty()),
             )
-            .build();
-        Ok(Box::new(ParquetShardWriter { config: self.clone(), schema: schema.clone(), props, current: None, rows: 0 }))
+            .build())
+    }
+}
+
+impl SinkConfig for ParquetSinkConfig {
+    fn check_input(&self, input: &SchemaRef) -> Result<(), SchemaError> {
+        // Token shards (stage `tokenize`) carry `input_ids` and may leave `text` out.
+        let token_shards = input.field_with_name("input_ids").is_ok();
+        for f in doc::all().into_iter().filter(|f| !(token_shards && f.name() == "text")) {
+            require_column(input, f.name(), &[f.data_type().clone()])?;
+        }
+        Ok(())
+    }
+
+    fn resolved(&self) -> serde_json::Value {
+        serde_json::to_value(self).unwrap_or_default()
+    }
+
+    fn writer(&self, schema: &SchemaRef) -> Result<Box<dyn ShardWriter>> {
+        let props = self.props(schema)?;
+        Ok(Box::new(ParquetShardWriter {
+            config: self.clone(),
+            schema: schema.clone(),
+            props,
+            current: None,
+            buf: SharedBuf::default(),
+            rows: 0,
+        }))
+    }
+}
+
+/// The file bytes the `ArrowWriter` has written and the engine not yet taken.
+#[derive(Debug, Clone, Default)]
+struct SharedBuf(Arc<Mutex<Vec<u8>>>);
+
+impl SharedBuf {
+    /// Takes the bytes written so far.
+    fn take(&self) -> Bytes {
+        Bytes::from(std::mem::take(&mut *self.0.lock().expect("shard buffer")))
+    }
+}
+
+impl Write for SharedBuf {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("shard buffer").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
@@ -119,26 +162,37 @@ struct ParquetShardWriter {
     config: ParquetSinkConfig,
     schema: SchemaRef,
     props: WriterProperties,
-    current: Option<ArrowWriter<Vec<u8>>>,
+    current: Option<ArrowWriter<SharedBuf>>,
+    /// Where `current` writes.
+    buf: SharedBuf,
     rows: u64,
 }
 
 impl ParquetShardWriter {
-    fn close(&mut self) -> Result<Option<EncodedShard>> {
-        let Some(w) = self.current.take() else { return Ok(None) };
-        let bytes = w.into_inner().map_err(|e| EngineError::Internal(format!("parquet: {e}")))?;
-        let rows = std::mem::take(&mut self.rows);
-        Ok(Some(EncodedShard { bytes: Bytes::from(bytes), rows }))
+    /// Moves the bytes encoded so far to `out`.
+    fn drain(&self, out: &mut Vec<ShardOutput>) {
+        let bytes = self.buf.take();
+        if !bytes.is_empty() {
+            out.push(ShardOutput::Bytes(bytes));
+        }
+    }
+
+    fn close(&mut self, out: &mut Vec<ShardOutput>) -> Result<()> {
+        let Some(w) = self.current.take() else { return Ok(()) };
+        w.into_inner().map_err(|e| EngineError::Internal(format!("parquet: {e}")))?;
+        self.drain(out);
+        out.push(ShardOutput::End { rows: std::mem::take(&mut self.rows) });
+        Ok(())
     }
 }
 
 impl ShardWriter for ParquetShardWriter {
-    fn write(&mut self, batch: &RecordBatch) -> Result<Vec<EncodedShard>> {
-        let mut done = Vec::new();
+    fn write(&mut self, batch: &RecordBatch) -> Result<Vec<ShardOutput>> {
+        let mut out = Vec::new();
         let mut offset = 0;
         while offset < batch.num_rows() {
             if self.current.is_none() {
-                let w = ArrowWriter::try_new(Vec::new(), self.schema.clone(), Some(self.props.clone()))
+                let w = ArrowWriter::try_new(self.buf.clone(), self.schema.clone(), Some(self.props.clone()))
                     .map_err(|e| EngineError::Internal(format!("parquet: {e}")))?;
                 self.current = Some(w);
             }
@@ -152,14 +206,18 @@ impl ShardWriter for ParquetShardWriter {
             let full_rows = self.rows as usize >= self.config.shard_rows;
             let full_bytes = (w.bytes_written() + w.in_progress_size()) as u64 >= self.config.shard_bytes;
             if full_rows || full_bytes {
-                done.extend(self.close()?);
+                self.close(&mut out)?;
+            } else {
+                self.drain(&mut out);
             }
         }
-        Ok(done)
+        Ok(out)
     }
 
-    fn finish(&mut self) -> Result<Vec<EncodedShard>> {
-        Ok(self.close()?.into_iter().collect())
+    fn finish(&mut self) -> Result<Vec<ShardOutput>> {
+        let mut out = Vec::new();
+        self.close(&mut out)?;
+        Ok(out)
     }
 }
 
@@ -190,14 +248,36 @@ mod tests {
         RecordBatch::try_new(schema, cols).unwrap()
     }
 
-    fn write_all(cfg: &ParquetSinkConfig, batches: &[RecordBatch]) -> Vec<EncodedShard> {
+    /// A shard put together from the writer's output.
+    struct Shard {
+        bytes: Bytes,
+        rows: u64,
+        /// How many `ShardOutput::Bytes` pieces it came in.
+        pieces: usize,
+    }
+
+    fn write_all(cfg: &ParquetSinkConfig, batches: &[RecordBatch]) -> Vec<Shard> {
         let mut w = cfg.writer(&batches[0].schema()).unwrap();
-        let mut out = Vec::new();
+        let mut outputs = Vec::new();
         for b in batches {
-            out.extend(w.write(b).unwrap());
+            outputs.extend(w.write(b).unwrap());
         }
-        out.extend(w.finish().unwrap());
-        out
+        outputs.extend(w.finish().unwrap());
+        let (mut shards, mut open, mut pieces) = (Vec::new(), Vec::new(), 0);
+        for o in outputs {
+            match o {
+                ShardOutput::Bytes(b) => {
+                    open.extend_from_slice(&b);
+                    pieces += 1;
+                }
+                ShardOutput::End { rows } => {
+                    shards.push(Shard { bytes: Bytes::from(std::mem::take(&mut open)), rows, pieces });
+                    pieces = 0;
+                }
+            }
+        }
+        assert!(open.is_empty(), "bytes after the last shard's end");
+        shards
     }
 
     #[test]
@@ -216,6 +296,47 @@ mod tests {
         let reader = ParquetRecordBatchReaderBuilder::try_new(a[0].bytes.clone()).unwrap();
         assert_eq!(reader.metadata().file_metadata().num_rows(), 40);
         assert_eq!(reader.schema().fields().len(), 7);
+    }
+
+    #[test]
+    fn shard_bytes_leave_the_writer_row_group_by_row_group() {
+        // One shard of 5 row groups: its bytes come out as each row group is
+        // flushed, and put together they are the file a single buffer would hold.
+        let cfg: ParquetSinkConfig = serde_json::from_value(serde_json::json!({"row_group_rows": 20})).unwrap();
+        // Texts that do not compress, so each row group is larger than the writer's 8 KiB buffer.
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut noise = |n: usize| -> String {
+            (0..n)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    char::from(b'a' + (x % 26) as u8)
+                })
+                .collect()
+        };
+        let batches: Vec<_> = (0..5)
+            .map(|_| {
+                let b = docs(20);
+                let texts: Vec<String> = (0..20).map(|_| noise(1000)).collect();
+                let mut cols = b.columns().to_vec();
+                cols[1] = Arc::new(LargeStringArray::from(texts));
+                RecordBatch::try_new(b.schema(), cols).unwrap()
+            })
+            .collect();
+        let shards = write_all(&cfg, &batches);
+        assert_eq!(shards.len(), 1);
+        assert_eq!(shards[0].rows, 100);
+        assert!(shards[0].pieces >= 5, "{} pieces", shards[0].pieces);
+        let mut whole =
+            ArrowWriter::try_new(Vec::new(), batches[0].schema(), Some(cfg.props(&batches[0].schema()).unwrap()))
+                .unwrap();
+        for b in &batches {
+            whole.write(b).unwrap();
+        }
+        assert!(whole.into_inner().unwrap() == shards[0].bytes, "streamed bytes differ from one buffered file");
+        let reader = ParquetRecordBatchReaderBuilder::try_new(shards[0].bytes.clone()).unwrap();
+        assert_eq!(reader.metadata().num_row_groups(), 5);
     }
 
     #[test]

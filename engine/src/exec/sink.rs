@@ -1,10 +1,13 @@
 //! The sink stage on one split: its writer encodes shards on a blocking
-//! thread, the engine stores them named by (split, sequence), and
-//! [`DocumentFacts`] gathers the version's statistics and document index
-//! from the same rows. A dry run collects the rows instead.
+//! thread, the engine streams their bytes to the store as they come (a
+//! multipart upload once a shard outgrows one part) under their final names
+//! by (split, sequence), and [`DocumentFacts`] gathers the version's
+//! statistics and document index from the same rows. A dry run collects the
+//! rows instead. A shard becomes visible only when its upload completes; a
+//! failed split aborts its open upload (see docs/adr/0011-streamed-shard-uploads.md).
 //!
 //! ```text
-//! inputs ──join──► ShardWriter::write ──encoded shards──► store: runs/<id>/shards/<split>-<seq>.parquet
+//! inputs ──join──► ShardWriter::write ──bytes, end──► StreamingPut: runs/<id>/shards/<split>-<seq>.parquet
 //!               └► DocumentFacts ──► stats, index run ──► runs/<id>/index/<split>.idx (before the completion record)
 //! ```
 
@@ -12,14 +15,15 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use smelt_catalog::docindex::{put_run, split_index_path};
-use smelt_catalog::{shard_path, ShardEntry};
+use smelt_catalog::{shard_path, ShardEntry, StreamingPut};
+use xxhash_rust::xxh3::Xxh3;
 
 use super::cpu::StageIo;
 use super::facts::DocumentFacts;
 use super::split::{SinkMode, SinkOut};
 use super::Progress;
 use crate::error::Result;
-use crate::stage::SinkConfig;
+use crate::stage::{ShardOutput, SinkConfig};
 
 /// Writes `io`'s inputs with sink `cfg` as `mode` says.
 ///
@@ -43,33 +47,64 @@ pub(super) async fn run(
     let facts = DocumentFacts::new(&schema, matches!(mode, SinkMode::Store { .. }));
     let mut state = Some((cfg.writer(&schema)?, facts));
     let mut seq = 0u32;
-    loop {
-        let (batch, parts) = io.next_batch().await?.unzip();
-        let last = batch.is_none();
-        if let Some(b) = &batch {
-            io.metrics.rows_out += b.num_rows() as u64;
-        }
-        let encoded = io
-            .with(&mut state, move |(writer, facts)| match &batch {
-                Some(b) => writer.write(b).and_then(|shards| facts.observe(b).map(|()| shards)),
-                None => writer.finish().and_then(|shards| facts.finish().map(|()| shards)),
-            })
-            .await??;
-        drop(parts);
-        if let SinkMode::Store { store, run_id, split } = mode {
-            for shard in encoded {
-                let path = shard_path(run_id, *split, seq);
-                seq += 1;
-                let checksum = format!("xxh3-128:{:032x}", xxhash_rust::xxh3::xxh3_128(&shard.bytes));
-                let bytes = shard.bytes.len() as u64;
-                store.put(&path, shard.bytes).await?;
-                progress.rows_written.fetch_add(shard.rows, Ordering::Relaxed);
-                out.shards.push(ShardEntry { path, split: *split, rows: shard.rows, bytes, checksum });
+    let mut open: Option<OpenShard> = None;
+    let streamed = async {
+        loop {
+            let (batch, parts) = io.next_batch().await?.unzip();
+            let last = batch.is_none();
+            if let Some(b) = &batch {
+                io.metrics.rows_out += b.num_rows() as u64;
+            }
+            let encoded = io
+                .with(&mut state, move |(writer, facts)| match &batch {
+                    Some(b) => writer.write(b).and_then(|out| facts.observe(b).map(|()| out)),
+                    None => writer.finish().and_then(|out| facts.finish().map(|()| out)),
+                })
+                .await??;
+            drop(parts);
+            if let SinkMode::Store { store, run_id, split } = mode {
+                for piece in encoded {
+                    match piece {
+                        ShardOutput::Bytes(bytes) => {
+                            let shard = open.get_or_insert_with(|| {
+                                let path = shard_path(run_id, *split, seq);
+                                OpenShard { upload: store.put_stream(&path), path, hasher: Xxh3::new() }
+                            });
+                            shard.hasher.update(&bytes);
+                            shard.upload.write(bytes).await?;
+                        }
+                        ShardOutput::End { rows } => {
+                            let shard = match open.take() {
+                                Some(s) => s,
+                                // A shard with no bytes (no writer produces one): stored empty.
+                                None => OpenShard {
+                                    path: shard_path(run_id, *split, seq),
+                                    upload: store.put_stream(&shard_path(run_id, *split, seq)),
+                                    hasher: Xxh3::new(),
+                                },
+                            };
+                            seq += 1;
+                            let bytes = shard.upload.written();
+                            let checksum = format!("xxh3-128:{:032x}", shard.hasher.digest128());
+                            shard.upload.finish().await?;
+                            progress.rows_written.fetch_add(rows, Ordering::Relaxed);
+                            out.shards.push(ShardEntry { path: shard.path, split: *split, rows, bytes, checksum });
+                        }
+                    }
+                }
+            }
+            if last {
+                return Ok::<_, crate::error::EngineError>(());
             }
         }
-        if last {
-            break;
+    }
+    .await;
+    if let Err(e) = streamed {
+        // Nothing of the shard being written may appear under its name.
+        if let Some(shard) = open.take() {
+            let _ = shard.upload.abort().await;
         }
+        return Err(e);
     }
     if let Some((_, facts)) = state {
         let (stats, index) = facts.into_parts();
@@ -80,4 +115,11 @@ pub(super) async fn run(
         }
     }
     Ok(out)
+}
+
+/// The shard whose bytes are being uploaded.
+struct OpenShard {
+    path: String,
+    upload: StreamingPut,
+    hasher: Xxh3,
 }
