@@ -87,15 +87,30 @@ tokenizer_changed, pipeline_changed (0/1). Exit 4 when one holds.")]
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
     },
-    /// Remove staging left by failed runs and shards no version references.
-    #[command(after_help = "Examples:\n  smelt catalog gc --dry-run\n  smelt catalog gc --grace-hours 0")]
+    /// Expire versions by a retention policy, then remove staging left by failed runs and shards no kept
+    /// version references. Without --keep-last or --keep-days no version expires; the latest never does.
+    #[command(
+        after_help = "Examples:\n  smelt catalog gc --dry-run\n  smelt catalog gc --grace-hours 0\n  smelt catalog gc --keep-last 10 --keep-tagged --dry-run\n  smelt catalog gc --dataset cc-news --keep-days 30 --keep-tagged"
+    )]
     Gc {
         /// Only files older than this are removed (a run may still be writing younger ones).
         #[arg(long, default_value_t = 24.0)]
         grace_hours: f64,
-        /// List what would be removed.
+        /// List what would be expired and removed, change nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Only this dataset (default: every dataset in the catalog).
+        #[arg(long)]
+        dataset: Option<String>,
+        /// Keep the newest N versions of each dataset; older ones expire unless another rule keeps them.
+        #[arg(long, value_name = "N")]
+        keep_last: Option<usize>,
+        /// Keep versions committed in the last D days.
+        #[arg(long, value_name = "D")]
+        keep_days: Option<f64>,
+        /// Keep every version a tag points to (with --keep-last or --keep-days).
+        #[arg(long)]
+        keep_tagged: bool,
     },
     /// Recreate the index from the manifests in dataset storage.
     #[command(after_help = "Examples:\n  smelt catalog rebuild\n  smelt catalog rebuild s3://bucket/datasets/cc-news")]
@@ -157,7 +172,18 @@ pub async fn run(data_dir: &Path, cmd: CatalogCmd) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        CatalogCmd::Gc { grace_hours, dry_run } => gc(data_dir, grace_hours, dry_run).await,
+        CatalogCmd::Gc { grace_hours, dry_run, dataset, keep_last, keep_days, keep_tagged } => {
+            let retention = smelt_catalog::gc::Retention { keep_last, keep_days, keep_tagged };
+            if keep_tagged && !retention.expires() {
+                anyhow::bail!("--keep-tagged keeps tagged versions that --keep-last or --keep-days would expire: give one of those too");
+            }
+            if keep_last == Some(0) {
+                anyhow::bail!(
+                    "--keep-last 0 would keep no version: the latest always stays, so use --keep-last 1 or more"
+                );
+            }
+            gc(data_dir, grace_hours, dry_run, dataset.as_deref(), &retention).await
+        }
         CatalogCmd::Rebuild { roots } => rebuild(data_dir, roots).await,
     }
 }
@@ -478,15 +504,45 @@ async fn rebuild(data_dir: &Path, roots: Vec<String>) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn gc(data_dir: &Path, grace_hours: f64, dry_run: bool) -> anyhow::Result<()> {
-    let datasets = Workspace::new(data_dir).open_catalog()?.datasets()?;
+async fn gc(
+    data_dir: &Path,
+    grace_hours: f64,
+    dry_run: bool,
+    only: Option<&str>,
+    retention: &smelt_catalog::gc::Retention,
+) -> anyhow::Result<()> {
+    let catalog = Workspace::new(data_dir).open_catalog()?;
+    let mut datasets = catalog.datasets()?;
+    if let Some(name) = only {
+        datasets.retain(|d| d.name == name);
+        if datasets.is_empty() {
+            // The catalog's own message, with close names.
+            catalog.resolve(&smelt_catalog::VersionRef::latest(name))?;
+        }
+    }
     let grace = chrono::Duration::milliseconds((grace_hours * 3_600_000.0) as i64);
-    let cutoff = chrono::Utc::now() - grace;
-    let mut removed = 0u64;
-    let mut freed = 0u64;
+    let now = chrono::Utc::now();
+    let cutoff = now - grace;
+    let (mut removed, mut freed, mut expired_n) = (0u64, 0u64, 0u64);
+    let would = |done: &'static str| if dry_run { "would expire" } else { done };
     for d in datasets {
         let store = DatasetStore::open(&d.root_url)?;
-        let report = smelt_catalog::gc::collect(&store, cutoff, dry_run)
+        let expired = smelt_catalog::gc::expire(&store, &catalog, retention, now, dry_run)
+            .await
+            .with_context(|| format!("expiring versions of {}", d.root_url))?;
+        for e in &expired {
+            let tags = if e.tags.is_empty() { String::new() } else { format!(", tags {} removed", e.tags.join(" ")) };
+            emit(&format!(
+                "{} {}@{} (committed {}, run {}{tags})",
+                would("expired"),
+                d.name,
+                e.version,
+                e.committed_at,
+                e.run_id
+            ));
+        }
+        expired_n += expired.len() as u64;
+        let report = smelt_catalog::gc::collect_except(&store, cutoff, dry_run, &expired)
             .await
             .with_context(|| format!("gc of {}", d.root_url))?;
         for f in &report.removed {
@@ -499,6 +555,9 @@ async fn gc(data_dir: &Path, grace_hours: f64, dry_run: bool) -> anyhow::Result<
                 let _ = std::fs::remove_file(data_dir.join("runs").join(format!("{run}.json")));
             }
         }
+    }
+    if retention.expires() {
+        emit(&format!("{} {expired_n} versions", would("expired")));
     }
     emit(&format!("{} {removed} files, {}", if dry_run { "would remove" } else { "removed" }, human_bytes(freed)));
     Ok(())

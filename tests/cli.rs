@@ -1056,16 +1056,8 @@ fn run_panicking(env: &Env, marker: &str, pipeline: &str) -> (serde_json::Value,
 }
 
 fn walk_parquet(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            out.extend(walk_parquet(&p));
-        } else if p.extension().is_some_and(|x| x == "parquet") {
-            out.push(p);
-        }
-    }
-    out
+    assert!(dir.is_dir(), "{} is not a directory", dir.display());
+    walk(dir).into_iter().filter(|p| p.extension().is_some_and(|x| x == "parquet")).collect()
 }
 
 /// ARC files (Common Crawl 2008-2012, the Internet Archive) through the `warc` source.
@@ -1307,4 +1299,77 @@ stages:
     ranks.ok(&["run", &pr, "--rank", "1", "--world-size", "2", "--run-id", "r"]);
     ranks.ok(&["run", &pr, "--rank", "0", "--world-size", "2", "--run-id", "r"]);
     assert_eq!(ranks.json(&["commit", "r"])["digest"], one["digest"]);
+}
+
+#[test]
+fn gc_expires_versions_by_retention_and_frees_only_their_files() {
+    let env = Env::new();
+    let root = dataset_root(&env, "quickstart");
+    for i in 1..=4 {
+        env.ok(&["run", &quickstart(), "--run-id", &format!("v{i}")]);
+    }
+    env.ok(&["catalog", "tag", "quickstart@2", "prod"]);
+    let digest4 = env.json(&["catalog", "show", "quickstart@4"])["digest"].clone();
+    // A run in progress (one rank of two done) while gc runs: its files are younger than the grace period.
+    env.ok(&["run", &quickstart(), "--rank", "0", "--world-size", "2", "--run-id", "busy"]);
+
+    let dry = env.ok(&["catalog", "gc", "--keep-last", "2", "--keep-tagged", "--dry-run"]);
+    assert!(dry.contains("would expire quickstart@1 (committed "), "{dry}");
+    assert!(!dry.contains("quickstart@2") && !dry.contains("quickstart@3 "), "{dry}");
+    assert!(dry.contains("would remove") && dry.contains("runs/v1/shards/"), "the dry run lists v1's shards: {dry}");
+    assert!(root.join("_versions/000001.json").exists() && root.join("runs/v1").exists(), "a dry run changes nothing");
+
+    env.ok(&["catalog", "gc", "--keep-last", "2", "--keep-tagged"]);
+    let log = env.json(&["catalog", "log", "quickstart"]);
+    let kept: Vec<u64> = log.as_array().unwrap().iter().map(|v| v["version"].as_u64().unwrap()).collect();
+    assert_eq!(kept, vec![2, 3, 4]);
+    assert!(root.join("_expired/000001.json").exists() && !root.join("_versions/000001.json").exists());
+    let out = env.smelt(&["catalog", "show", "quickstart@1"]);
+    assert!(stderr(&out).contains("quickstart@1 was expired by `smelt catalog gc`"), "{}", stderr(&out));
+    for v in ["2", "3", "4"] {
+        let m = env.json(&["catalog", "show", &format!("quickstart@{v}")]);
+        for s in m["shards"].as_array().unwrap() {
+            assert!(root.join(s["path"].as_str().unwrap()).exists(), "a kept version's shard was removed");
+        }
+    }
+    assert_eq!(env.json(&["catalog", "show", "quickstart@prod"])["version"], 2, "the tag kept v2");
+    assert!(root.join("runs/busy/plan.json").exists(), "the run in progress keeps its files");
+    let left: Vec<_> = walk(&root.join("runs/v1"));
+    assert!(left.is_empty(), "the expired version's run is gone: {left:?}");
+
+    // Without --keep-tagged the tagged version expires too, and its tag with it.
+    let out = env.ok(&["catalog", "gc", "--keep-last", "1"]);
+    assert!(out.contains("expired quickstart@2 (") && out.contains("tags prod removed"), "{out}");
+    assert!(out.contains("expired quickstart@3 ("), "{out}");
+    assert!(!env.smelt(&["catalog", "show", "quickstart@prod"]).status.success());
+    assert!(!root.join("_tags/prod.json").exists());
+    assert_eq!(env.json(&["catalog", "show", "quickstart@4"])["digest"], digest4);
+
+    // The run that was in progress finishes and commits after gc.
+    env.ok(&["run", &quickstart(), "--rank", "1", "--world-size", "2", "--run-id", "busy"]);
+    assert_eq!(env.json(&["commit", "busy"])["version"], 5);
+
+    // The catalog rebuilt from storage has the kept versions only.
+    let fresh = Env::new();
+    fresh.ok(&["catalog", "rebuild", root.to_str().unwrap()]);
+    let log = fresh.json(&["catalog", "log", "quickstart"]);
+    let kept: Vec<u64> = log.as_array().unwrap().iter().map(|v| v["version"].as_u64().unwrap()).collect();
+    assert_eq!(kept, vec![4, 5]);
+
+    let out = env.smelt(&["catalog", "gc", "--keep-tagged"]);
+    assert!(stderr(&out).contains("give one of those too"), "{}", stderr(&out));
+}
+
+/// Files under `dir`, recursively (none when it does not exist).
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
 }

@@ -1,11 +1,20 @@
-//! Garbage collection of a dataset root: files under `runs/` that no
-//! committed version needs.
+//! Garbage collection of a dataset root: expiring versions by a retention
+//! policy, then removing the files under `runs/` that no kept version needs.
 //!
 //! ```text
+//! retention (--keep-last N, --keep-days D, --keep-tagged; the latest always stays)
+//!   expired version v ──► _versions/v.json copied to _expired/v.json, then removed with its
+//!                         document index and its tags (storage and index)
 //! _versions/*.json ──► referenced shards + committed run ids
 //! runs/<id>/**     ──► shard not referenced and older than the grace period ──► delete
-//!                  ──► run never committed, every file older than the grace ──► delete the whole run
+//!                  ──► run not committed (or of an expired version), every file older than
+//!                      the grace ──► delete the whole run, never a shard a kept version references
 //! ```
+//! A crash between the copy and the removal leaves the version in both
+//! places: the next gc expires it again (the copy is rewritten), so no
+//! version is ever half expired. A commit running at the same time writes a
+//! new manifest (create-only) and shards younger than the grace period:
+//! neither is touched.
 //! A committed shard is never removed; the plan, completion records and
 //! indexes of committed runs are kept (small, and they are provenance). On a
 //! local root the staging files of shard uploads that were killed before they
@@ -16,8 +25,112 @@ use std::collections::{BTreeMap, HashSet};
 use chrono::{DateTime, Utc};
 
 use crate::commit::{load_manifest, stored_versions};
-use crate::error::Result;
+use crate::error::{CatalogError, Result};
+use crate::index::Catalog;
+use crate::model::{manifest_path, VersionManifest};
 use crate::store::{DatasetStore, ObjectInfo};
+use crate::tags::{tag_path, TagFile};
+
+/// Which versions `catalog gc` keeps. A version stays when any rule keeps it;
+/// the latest version always stays. With neither `keep_last` nor `keep_days`
+/// nothing expires.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Retention {
+    /// Keep the newest N versions.
+    pub keep_last: Option<usize>,
+    /// Keep versions committed in the last D days.
+    pub keep_days: Option<f64>,
+    /// Keep every version a tag points to.
+    pub keep_tagged: bool,
+}
+
+impl Retention {
+    /// Whether any version can expire under this policy.
+    pub fn expires(&self) -> bool {
+        self.keep_last.is_some() || self.keep_days.is_some()
+    }
+}
+
+/// A version that gc expired (or would expire).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expired {
+    /// Its number.
+    pub version: u64,
+    /// When it was committed.
+    pub committed_at: String,
+    /// The run that made it.
+    pub run_id: String,
+    /// Tags that pointed at it (removed with it).
+    pub tags: Vec<String>,
+}
+
+/// Where an expired version's manifest is kept.
+pub fn expired_path(v: u64) -> String {
+    format!("_expired/{v:06}.json")
+}
+
+/// Expires the versions `retention` does not keep (only lists them with
+/// `dry_run`): each manifest is copied to `_expired/`, then its document
+/// index, its tag files and the manifest are removed, and the index forgets
+/// it. Run [`collect`] afterwards to remove the files no kept version needs.
+///
+/// # Errors
+/// Storage or index failures, undecodable manifests or tag files.
+pub async fn expire(
+    store: &DatasetStore,
+    catalog: &Catalog,
+    retention: &Retention,
+    now: DateTime<Utc>,
+    dry_run: bool,
+) -> Result<Vec<Expired>> {
+    if !retention.expires() {
+        return Ok(Vec::new());
+    }
+    let versions = stored_versions(store).await?;
+    let Some(&latest) = versions.iter().max() else { return Ok(Vec::new()) };
+    let mut tags: BTreeMap<u64, Vec<String>> = BTreeMap::new();
+    for name in store.list("_tags").await? {
+        if let Some(t) = store.get_json::<TagFile>(&name).await? {
+            tags.entry(t.version).or_default().push(t.tag);
+        }
+    }
+    let newest: HashSet<u64> = versions.iter().rev().take(retention.keep_last.unwrap_or(0)).copied().collect();
+    let since = retention.keep_days.map(|d| now - chrono::Duration::milliseconds((d * 86_400_000.0) as i64));
+    let mut out = Vec::new();
+    for &v in &versions {
+        let m: VersionManifest = load_manifest(store, v).await?;
+        let recent = since.is_some_and(|since| {
+            // A time that does not parse keeps its version.
+            DateTime::parse_from_rfc3339(&m.committed_at).map_or(true, |t| t.with_timezone(&Utc) >= since)
+        });
+        let tagged = retention.keep_tagged && tags.contains_key(&v);
+        if v == latest || newest.contains(&v) || recent || tagged {
+            continue;
+        }
+        let expired = Expired {
+            version: v,
+            committed_at: m.committed_at.clone(),
+            run_id: m.lineage.run_id.clone(),
+            tags: tags.get(&v).cloned().unwrap_or_default(),
+        };
+        if !dry_run {
+            let bytes = store.get(&manifest_path(v)).await?.ok_or_else(|| {
+                CatalogError::User(format!("{}/{} vanished during gc", store.url(), manifest_path(v)))
+            })?;
+            store.put(&expired_path(v), bytes).await?;
+            if let Some(idx) = &m.doc_index {
+                store.delete(&idx.path).await?;
+            }
+            for t in &expired.tags {
+                store.delete(&tag_path(t)).await?;
+            }
+            store.delete(&manifest_path(v)).await?;
+            catalog.forget(&m)?;
+        }
+        out.push(expired);
+    }
+    Ok(out)
+}
 
 /// What a collection removed (or would remove).
 #[derive(Debug, Clone, Default)]
@@ -33,9 +146,26 @@ pub struct GcReport {
 /// # Errors
 /// Storage failures or undecodable manifests (nothing is deleted then).
 pub async fn collect(store: &DatasetStore, cutoff: DateTime<Utc>, dry_run: bool) -> Result<GcReport> {
+    collect_except(store, cutoff, dry_run, &[]).await
+}
+
+/// [`collect`] after [`expire`]: the runs of the `expired` versions go
+/// whatever their age (they were committed, so nothing writes to them), but
+/// never a shard a kept version references; with `dry_run` the expired
+/// versions' manifests (still there) are left out as if they were gone.
+///
+/// # Errors
+/// As [`collect`].
+pub async fn collect_except(
+    store: &DatasetStore,
+    cutoff: DateTime<Utc>,
+    dry_run: bool,
+    expired: &[Expired],
+) -> Result<GcReport> {
+    let expired_runs: HashSet<&str> = expired.iter().map(|e| e.run_id.as_str()).collect();
     let mut referenced: HashSet<String> = HashSet::new();
     let mut committed_runs: HashSet<String> = HashSet::new();
-    for v in stored_versions(store).await? {
+    for v in stored_versions(store).await?.into_iter().filter(|v| !expired.iter().any(|e| e.version == *v)) {
         let m = load_manifest(store, v).await?;
         committed_runs.insert(m.lineage.run_id.clone());
         referenced.extend(m.shards.into_iter().map(|s| s.path));
@@ -50,12 +180,14 @@ pub async fn collect(store: &DatasetStore, cutoff: DateTime<Utc>, dry_run: bool)
     let mut report = GcReport::default();
     for (run, mut files) in by_run {
         files.sort_by(|a, b| a.path.cmp(&b.path));
+        // A run of an expired version is no longer committed: it goes whole (whatever its age), except a
+        // shard a kept version shares.
         let doomed: Vec<ObjectInfo> = if committed_runs.contains(&run) {
             files
                 .into_iter()
                 .filter(|f| f.path.contains("/shards/") && !referenced.contains(&f.path) && f.modified < cutoff)
                 .collect()
-        } else if files.iter().all(|f| f.modified < cutoff) {
+        } else if expired_runs.contains(run.as_str()) || files.iter().all(|f| f.modified < cutoff) {
             report.runs_removed.push(run);
             files
         } else {

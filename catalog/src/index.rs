@@ -306,6 +306,15 @@ impl Catalog {
             })?,
         };
         self.manifest(&r.dataset, v)?.ok_or_else(|| {
+            let kept: Vec<u64> = self.versions(&r.dataset).unwrap_or_default().iter().map(|s| s.version).collect();
+            if v < record.latest && !kept.contains(&v) {
+                return CatalogError::User(format!(
+                    "{}@{v} was expired by `smelt catalog gc` (its manifest is kept under _expired/ in {}); kept versions: {}",
+                    r.dataset,
+                    record.root_url,
+                    kept.iter().map(u64::to_string).collect::<Vec<_>>().join(", ")
+                ));
+            }
             CatalogError::User(format!("{}@{v} does not exist; versions are 1 to {}", r.dataset, record.latest))
         })
     }
@@ -364,6 +373,36 @@ impl Catalog {
         let s = String::from_utf8_lossy(&v).to_string();
         let parsed = s.rsplit_once('@').and_then(|(d, v)| Some((d.to_string(), v.parse().ok()?)));
         parsed.map(Some).ok_or_else(|| CatalogError::Corrupt { location: "catalog index (runs)".into(), message: s })
+    }
+
+    /// Removes a version that `catalog gc` expired: its summary, manifest,
+    /// run and interval entries and the tags pointing at it; then flushes.
+    /// The dataset's `latest` is left alone (gc never expires the latest).
+    ///
+    /// # Errors
+    /// Index failures.
+    pub fn forget(&self, manifest: &VersionManifest) -> Result<()> {
+        let key = version_key(&manifest.dataset, manifest.version);
+        self.versions.remove(&key)?;
+        self.manifests.remove(&key)?;
+        if self.run_version(&manifest.lineage.run_id)? == Some((manifest.dataset.clone(), manifest.version)) {
+            self.runs.remove(manifest.lineage.run_id.as_bytes())?;
+        }
+        if let Some(i) = &manifest.lineage.interval {
+            let k = crate::runstate::interval_key(&manifest.dataset, &i.start);
+            if self.intervals.get(&k)?.is_some_and(|v| v == manifest.version.to_string().as_bytes()) {
+                self.intervals.remove(k)?;
+            }
+        }
+        for (tag, v) in self.tags(&manifest.dataset)? {
+            if v == manifest.version {
+                let mut k = dataset_prefix(&manifest.dataset);
+                k.extend_from_slice(tag.as_bytes());
+                self.tags.remove(k)?;
+            }
+        }
+        self.db.flush()?;
+        Ok(())
     }
 
     /// Records a committed version in one sled transaction, then flushes.
