@@ -3,15 +3,12 @@
 //! ([`smelt_catalog::docindex`]) and never from the text.
 //!
 //! ```text
-//! _versions/A.idx ──mmap──DocIndexReader──────────────────────┐
-//!                                                             ├─► merge join on id ─► counts + samples ─► DocDiff
-//! _versions/B.idx ──mmap──DocIndexReader (own thread, batches)┘
+//! _versions/A.idx ──DocIndexReader──┐
+//!                                   ├─► merge join on id ─► counts + samples ─► DocDiff
+//! _versions/B.idx ──DocIndexReader──┘
 //! ```
 //! One pass over both indexes: time linear in their size, memory flat (one
-//! entry per side, a few batches decoded ahead, plus the samples). The files
-//! are memory-mapped: zstd reads the page cache in place (reading them with
-//! `read` spent about a sixth of the diff's CPU copying them out of it), and
-//! the checksums are taken over the same mapped bytes.
+//! entry per side, a few batches decoded ahead, plus the samples).
 //!
 //! **Duplicate ids.** Ids should be unique, but a dataset may repeat one. Each
 //! side is treated as a multiset of `(id, hash)`: within one id, entries with
@@ -26,12 +23,12 @@
 //! listed in id order. An id is sampled at most once per kind.
 
 use std::collections::BinaryHeap;
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, Read};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 
 use serde::Serialize;
 
-use smelt_catalog::docindex::{io_error, open_stored, DocIndexReader};
+use smelt_catalog::docindex::{io_error, open_stored, DocIndexReader, HashingReader};
 use smelt_catalog::model::{DocIndexRef, VersionManifest};
 use smelt_catalog::store::DatasetStore;
 use smelt_catalog::{CatalogError, Result};
@@ -130,20 +127,20 @@ trait Cursor {
 }
 
 /// A cursor reading an index on the joining thread.
-struct ReaderCursor<B: BufRead> {
-    r: DocIndexReader<B>,
+struct ReaderCursor<R: Read> {
+    r: DocIndexReader<R>,
     has: bool,
 }
 
-impl<B: BufRead> ReaderCursor<B> {
-    fn new(r: B) -> io::Result<Self> {
-        let mut r = DocIndexReader::from_buf_read(r)?;
+impl<R: Read> ReaderCursor<R> {
+    fn new(r: R) -> io::Result<Self> {
+        let mut r = DocIndexReader::new(r)?;
         let has = r.advance()?;
         Ok(ReaderCursor { r, has })
     }
 }
 
-impl<B: BufRead> Cursor for ReaderCursor<B> {
+impl<R: Read> Cursor for ReaderCursor<R> {
     fn has(&self) -> bool {
         self.has
     }
@@ -249,8 +246,8 @@ impl Cursor for BatchCursor {
 
 /// Decodes `r` into batches sent to `tx` until the end (or until the
 /// receiver hangs up); returns the inner reader for its checksum.
-fn decode_ahead<B: BufRead>(r: B, tx: &SyncSender<Msg>, back: &Receiver<Batch>) -> io::Result<B> {
-    let mut reader = DocIndexReader::from_buf_read(r)?;
+fn decode_ahead<R: Read>(r: R, tx: &SyncSender<Msg>, back: &Receiver<Batch>) -> io::Result<R> {
+    let mut reader = DocIndexReader::new(r)?;
     loop {
         let mut b = back.try_recv().unwrap_or_default();
         b.clear();
@@ -374,8 +371,8 @@ fn join(a: &mut impl Cursor, b: &mut impl Cursor, samples: usize) -> std::result
 /// order), `Storage` for read failures.
 pub fn diff_doc_indexes(a: impl Read, b: impl Read, samples: usize) -> Result<DocDiff> {
     let side = |name: &'static str| move |e| io_error(&format!("document index of version {name}"), e);
-    let mut ca = ReaderCursor::new(BufReader::new(a)).map_err(side("A"))?;
-    let mut cb = ReaderCursor::new(BufReader::new(b)).map_err(side("B"))?;
+    let mut ca = ReaderCursor::new(a).map_err(side("A"))?;
+    let mut cb = ReaderCursor::new(b).map_err(side("B"))?;
     join(&mut ca, &mut cb, samples)
         .map_err(|SideError(name, e)| io_error(&format!("document index of version {name}"), e))
 }
@@ -387,8 +384,8 @@ pub fn diff_doc_indexes(a: impl Read, b: impl Read, samples: usize) -> Result<Do
 /// inner readers once both indexes have been read to their end.
 fn diff_threaded<A, B>(a: A, b: B, samples: usize) -> std::result::Result<(DocDiff, A, B), SideError>
 where
-    A: BufRead,
-    B: BufRead + Send,
+    A: Read,
+    B: Read + Send,
 {
     // Decoded batches go one way, used ones come back to be refilled.
     let (tx, rx) = sync_channel::<Msg>(4);
@@ -413,7 +410,7 @@ where
 }
 
 /// Runs [`decode_ahead`], then tells the cursor how it ended.
-fn decode_thread<B: BufRead>(r: B, tx: SyncSender<Msg>, ret: Receiver<Batch>) -> Option<B> {
+fn decode_thread<R: Read>(r: R, tx: SyncSender<Msg>, ret: Receiver<Batch>) -> Option<R> {
     match decode_ahead(r, &tx, &ret) {
         Ok(inner) => {
             let _ = tx.send(Msg::End(Ok(())));
@@ -448,21 +445,17 @@ pub async fn diff_version_documents(
     let (fa, fb) = futures::try_join!(open_stored(store_a, ra), open_stored(store_b, rb))?;
     let (ra, rb) = (ra.clone(), rb.clone());
     tokio::task::spawn_blocking(move || -> Result<DocDiff> {
-        let ma = map_file(&fa.path).map_err(|e| io_error(&fa.location, e))?;
-        let mb = map_file(&fb.path).map_err(|e| io_error(&fb.location, e))?;
-        // B's checksum on a third thread while the two are decoded, A's after
-        // the join; a decoding error (which says where the file broke) wins.
-        let (res, checked_b) = std::thread::scope(|scope| {
-            let hb = scope.spawn(|| check(&mb, &rb, &fb.location));
-            let res = diff_threaded(&ma[..], &mb[..], samples).map_err(|SideError(side, e)| {
-                let location = if side == "A" { &fa.location } else { &fb.location };
-                io_error(location, e)
-            });
-            (res, hb.join())
-        });
-        let (diff, _, _) = res?;
-        checked_b.map_err(|_| CatalogError::Internal("the checksum thread panicked".into()))??;
-        check(&ma, &ra, &fa.location)?;
+        let open = |path: &std::path::Path, location: &str| {
+            std::fs::File::open(path).map(HashingReader::new).map_err(|e| io_error(location, e))
+        };
+        let ha = open(&fa.path, &fa.location)?;
+        let hb = open(&fb.path, &fb.location)?;
+        let (diff, ha, hb) = diff_threaded(ha, hb, samples).map_err(|SideError(side, e)| {
+            let location = if side == "A" { &fa.location } else { &fb.location };
+            io_error(location, e)
+        })?;
+        check(ha, &ra, &fa.location)?;
+        check(hb, &rb, &fb.location)?;
         if (diff.docs_a, diff.docs_b) != (ra.entries, rb.entries) {
             return Err(CatalogError::Corrupt {
                 location: format!("{} and {}", fa.location, fb.location),
@@ -479,20 +472,8 @@ pub async fn diff_version_documents(
     .map(Some)
 }
 
-/// Maps an index file read-only.
-fn map_file(path: &std::path::Path) -> io::Result<memmap2::Mmap> {
-    let file = std::fs::File::open(path)?;
-    // SAFETY: stored document indexes are written once under their final
-    // name (a version's `_versions/*.idx`, or a temporary download) and never
-    // modified in place; the mapping is read-only and dropped when the diff ends.
-    let map = unsafe { memmap2::Mmap::map(&file)? };
-    let _ = map.advise(memmap2::Advice::Sequential);
-    Ok(map)
-}
-
-/// Checks a whole index file against what its manifest records.
-fn check(bytes: &[u8], r: &DocIndexRef, location: &str) -> Result<()> {
-    let (len, checksum) = (bytes.len() as u64, format!("xxh3-128:{:032x}", xxhash_rust::xxh3::xxh3_128(bytes)));
+fn check<R: Read>(h: HashingReader<R>, r: &DocIndexRef, location: &str) -> Result<()> {
+    let (len, checksum) = h.finish().map_err(|e| io_error(location, e))?;
     if len != r.bytes || checksum != r.checksum {
         return Err(CatalogError::Corrupt {
             location: location.to_string(),
@@ -517,32 +498,6 @@ mod tests {
     fn index(entries: &[(&str, u8)]) -> Vec<u8> {
         let mut e: Vec<(&str, [u8; 16])> = entries.iter().map(|(i, n)| (*i, h(*n))).collect();
         encode_run(&mut e).unwrap()
-    }
-
-    #[test]
-    fn a_mapped_index_is_checked_against_its_manifest_and_diffs_like_a_read_one() {
-        let dir = tempfile::tempdir().unwrap();
-        let (pa, pb) = (dir.path().join("a.idx"), dir.path().join("b.idx"));
-        std::fs::write(&pa, index(&[("a", 1), ("b", 2), ("c", 3)])).unwrap();
-        std::fs::write(&pb, index(&[("b", 2), ("c", 4), ("d", 5)])).unwrap();
-        let (ma, mb) = (map_file(&pa).unwrap(), map_file(&pb).unwrap());
-        let (mapped, _, _) = diff_threaded(&ma[..], &mb[..], 5).unwrap();
-        let read = diff_doc_indexes(std::fs::File::open(&pa).unwrap(), std::fs::File::open(&pb).unwrap(), 5).unwrap();
-        assert_eq!(mapped, read);
-        assert_eq!((mapped.added, mapped.removed, mapped.changed, mapped.unchanged), (1, 1, 1, 1));
-        let whole = std::fs::read(&pa).unwrap();
-        let good = DocIndexRef {
-            path: "a.idx".into(),
-            entries: 3,
-            bytes: whole.len() as u64,
-            checksum: format!("xxh3-128:{:032x}", xxhash_rust::xxh3::xxh3_128(&whole)),
-        };
-        check(&ma, &good, "a.idx").unwrap();
-        let bad = DocIndexRef { checksum: "xxh3-128:00000000000000000000000000000000".into(), ..good };
-        let e = check(&ma, &bad, "a.idx").unwrap_err().to_string();
-        assert!(e.contains("but the manifest records") && e.contains("a.idx"), "{e}");
-        std::fs::write(dir.path().join("empty.idx"), b"").unwrap();
-        assert!(map_file(&dir.path().join("empty.idx")).unwrap().is_empty());
     }
 
     fn diff(a: &[(&str, u8)], b: &[(&str, u8)], samples: usize) -> DocDiff {

@@ -8,7 +8,7 @@
 
 use std::cmp::Ordering;
 use std::fs::File;
-use std::io::{self, BufReader, BufWriter, Write};
+use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use smelt_sort::{RunFormat, SortedCursor};
@@ -45,7 +45,7 @@ fn with_path(path: &Path, e: io::Error) -> io::Error {
 
 /// A sorted index file being merged; its errors name the file.
 pub(super) struct IndexCursor {
-    r: DocIndexReader<BufReader<File>>,
+    r: DocIndexReader<File>,
     path: PathBuf,
 }
 

@@ -6,7 +6,7 @@
 //! ```
 
 use std::cmp::Ordering;
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, BufReader, Read};
 
 use super::{FILE_BUFFER, HEADER_LEN, INDEX_FORMAT, MAGIC, MAX_ID_BYTES, READ_CHUNK, WINDOW_LOG_MAX};
 
@@ -27,11 +27,9 @@ fn invalid(msg: impl Into<String>) -> io::Error {
 /// }
 /// # Ok::<(), std::io::Error>(())
 /// ```
-/// or the [`Iterator`] of owned `(id, hash)` pairs. [`DocIndexReader::new`]
-/// buffers any reader; [`DocIndexReader::from_buf_read`] takes a buffered one
-/// as it is (a memory-mapped file as `&[u8]`: nothing is copied before zstd).
-pub struct DocIndexReader<B: BufRead> {
-    dec: zstd::stream::read::Decoder<'static, B>,
+/// or the [`Iterator`] of owned `(id, hash)` pairs.
+pub struct DocIndexReader<R: Read> {
+    dec: zstd::stream::read::Decoder<'static, BufReader<R>>,
     buf: Vec<u8>,
     start: usize,
     end: usize,
@@ -42,22 +40,12 @@ pub struct DocIndexReader<B: BufRead> {
     done: bool,
 }
 
-impl<R: Read> DocIndexReader<BufReader<R>> {
-    /// Reads and checks the header, through a buffer.
+impl<R: Read> DocIndexReader<R> {
+    /// Reads and checks the header.
     ///
     /// # Errors
     /// `InvalidData` for a file that is not a document index or of a newer format; read failures.
-    pub fn new(r: R) -> io::Result<Self> {
-        DocIndexReader::from_buf_read(BufReader::with_capacity(FILE_BUFFER, r))
-    }
-}
-
-impl<B: BufRead> DocIndexReader<B> {
-    /// Reads and checks the header of a buffered input.
-    ///
-    /// # Errors
-    /// `InvalidData` for a file that is not a document index or of a newer format; read failures.
-    pub fn from_buf_read(mut r: B) -> io::Result<Self> {
+    pub fn new(mut r: R) -> io::Result<Self> {
         let mut header = [0u8; HEADER_LEN];
         r.read_exact(&mut header).map_err(|e| {
             if e.kind() == io::ErrorKind::UnexpectedEof {
@@ -75,7 +63,7 @@ impl<B: BufRead> DocIndexReader<B> {
                 "document index format {format} is newer than this smelt reads ({INDEX_FORMAT}); upgrade smelt"
             )));
         }
-        let mut dec = zstd::stream::read::Decoder::with_buffer(r)?;
+        let mut dec = zstd::stream::read::Decoder::with_buffer(BufReader::with_capacity(FILE_BUFFER, r))?;
         dec.window_log_max(WINDOW_LOG_MAX)?;
         Ok(DocIndexReader {
             dec,
@@ -111,9 +99,9 @@ impl<B: BufRead> DocIndexReader<B> {
         self.repeats
     }
 
-    /// Gives the underlying input back (positioned after what the decoder consumed).
-    pub fn into_inner(self) -> B {
-        self.dec.finish()
+    /// Gives the underlying reader back (positioned after what the decoder consumed).
+    pub fn into_inner(self) -> R {
+        self.dec.finish().into_inner()
     }
 
     /// Ensures `n` decoded bytes are buffered.
@@ -228,7 +216,7 @@ impl<B: BufRead> DocIndexReader<B> {
     }
 }
 
-impl<B: BufRead> Iterator for DocIndexReader<B> {
+impl<R: Read> Iterator for DocIndexReader<R> {
     type Item = io::Result<(Vec<u8>, [u8; 16])>;
 
     fn next(&mut self) -> Option<Self::Item> {
