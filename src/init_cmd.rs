@@ -95,8 +95,11 @@ pub fn init(template: Template, out: &Path) -> anyhow::Result<()> {
             anyhow::Error::from(e).context(format!("cannot write {}", out.display()))
         }
     })?;
-    std::io::Write::write_all(&mut f, template.text().as_bytes())
-        .with_context(|| format!("cannot write {}", out.display()))?;
+    let text = match template.text() {
+        t if t.starts_with(SCHEMA_HEADER) => t.to_string(),
+        t => format!("{SCHEMA_HEADER}\n{t}"),
+    };
+    std::io::Write::write_all(&mut f, text.as_bytes()).with_context(|| format!("cannot write {}", out.display()))?;
     let schema_path = dir.join(SCHEMA_FILE);
     if schema_path.exists() {
         eprintln!(
