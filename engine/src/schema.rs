@@ -17,9 +17,6 @@ use crate::compile::{DEFAULT_BATCH_ROWS, DEFAULT_CHANNEL_BYTES, DEFAULT_MEMORY_B
 use crate::schedule::{DEFAULT_RUN_BACKOFF, DEFAULT_RUN_RETRIES, DEFAULT_STAGE_BACKOFF};
 use crate::stage::{StageKind, StageType};
 
-/// `$id` of the schema.
-pub const SCHEMA_ID: &str = "https://smelt.dev/schemas/pipeline.schema.json";
-
 /// Stage and dataset names: letters, digits, `_`, `-`, `.`, not starting with `.`.
 const NAME_PATTERN: &str = "^[A-Za-z0-9_-][A-Za-z0-9_.-]*$";
 
@@ -189,7 +186,6 @@ pub fn pipeline_schema(registry: &[StageType]) -> Value {
     all_defs.extend(defs);
     json!({
         "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "$id": SCHEMA_ID,
         "title": "smelt pipeline",
         "description": "A smelt pipeline file: the dataset it writes and its stages (docs/pipelines.md, docs/stages.md)",
         "type": "object",
