@@ -117,7 +117,11 @@ pub fn init(template: Template, out: &Path) -> anyhow::Result<()> {
             schema_path.display()
         );
     }
-    eprintln!("next: edit its paths, then `smelt validate {}` and `smelt run {}`", out.display(), out.display());
+    eprintln!(
+        "next: point its inputs at your data, then `smelt validate {}` and `smelt run {}`",
+        out.display(),
+        out.display()
+    );
     Ok(())
 }
 
