@@ -86,6 +86,36 @@ pub enum Command {
         #[arg(long, value_enum, default_value = "mermaid")]
         format: GraphFmt,
     },
+    /// Print (or write) the JSON Schema of pipeline files, for editors with a YAML language server.
+    #[command(after_help = "Examples:
+  smelt schema --out pipeline.schema.json
+  smelt schema | jq '.[\"$defs\"] | keys'
+
+Then start a pipeline file with
+  # yaml-language-server: $schema=./pipeline.schema.json
+and editors with a YAML language server (VS Code's YAML extension, Neovim's yamlls, ...)
+complete and check stage types, options, defaults and enums.")]
+    Schema {
+        /// Write the schema to this file instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Write a starter pipeline (and pipeline.schema.json beside it, for editors).
+    #[command(after_help = "Examples:
+  smelt init                               # quickstart template into pipeline.yaml
+  smelt init clean --out clean.yaml        # FineWeb-style cleaning
+  smelt init feeds --out pipelines/news.yaml
+  smelt init tokenize --out tokens.yaml
+
+Existing files are never overwritten.")]
+    Init {
+        /// The template.
+        #[arg(value_enum, default_value = "quickstart")]
+        template: crate::init_cmd::Template,
+        /// The pipeline file to write.
+        #[arg(long, default_value = "pipeline.yaml")]
+        out: PathBuf,
+    },
     /// List stage types.
     Stages {
         /// Output format.
@@ -239,6 +269,8 @@ pub async fn dispatch(cli: Cli) -> ExitCode {
             stages(format);
             Ok(())
         }
+        Command::Schema { out } => crate::init_cmd::schema(out.as_deref()),
+        Command::Init { template, out } => crate::init_cmd::init(template, &out),
         Command::Catalog(cmd) => crate::catalog_cmd::run(&data_dir, cmd).await,
         Command::Dedup(cmd) => crate::dedup_cmd::run(&data_dir, cmd).await,
         Command::Audit(cmd) => crate::audit_cmd::run(&data_dir, cmd).await,

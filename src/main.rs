@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! smelt validate|graph  ── compile (no I/O) ──► diagnostics | DAG drawing
+//! smelt schema|init     ── engine::schema over the registry's option types ──► pipeline.schema.json | starter pipeline (init_cmd.rs)
 //! smelt run             ── compile ─► exec::run (rank R of W) ─► commit (single process) ─► version
 //! smelt commit          ── catalog::commit_run (hook: query::audit::AuditGates) ─► version
 //! smelt sql|docs|audit  ── query (DataFusion over versions, diffs, audit sections)
@@ -19,6 +20,7 @@ mod dedup_cmd;
 mod docs;
 mod export_cmd;
 mod extract_cmd;
+mod init_cmd;
 mod output;
 mod runs_cmd;
 mod scheduler_cmd;

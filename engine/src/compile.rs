@@ -27,7 +27,8 @@ pub const DEFAULT_CHANNEL_BYTES: usize = 32 << 20;
 /// Default memory budget of a barrier stage's global step, in bytes.
 pub const DEFAULT_MEMORY_BUDGET: usize = 512 << 20;
 
-const SETTINGS: &[&str] = &[
+/// Top-level keys of a pipeline file.
+pub const SETTINGS: &[&str] = &[
     "dataset",
     "description",
     "output",

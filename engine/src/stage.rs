@@ -151,6 +151,16 @@ pub struct StageType {
     pub about: &'static str,
     /// Parses the stage's options (no I/O).
     pub configure: fn(serde_json::Value, &ConfigureContext) -> Result<StageConfig, OptionError>,
+    /// JSON Schema of the options `configure` deserialises (for `smelt schema`):
+    /// [`options_schema`] of the stage's config struct.
+    pub options: fn(&mut schemars::SchemaGenerator) -> schemars::Schema,
+}
+
+/// The JSON Schema of the options struct `T` (the struct [`parse_options`]
+/// deserialises for a stage): its fields, types, defaults and doc comments.
+/// Nested types land in the generator's definitions.
+pub fn options_schema<T: schemars::JsonSchema>(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    T::json_schema(generator)
 }
 
 impl Debug for StageType {

@@ -124,7 +124,13 @@ pub fn html(data: &[u8]) {
 fn registry() -> &'static [StageType] {
     static REGISTRY: std::sync::OnceLock<Vec<StageType>> = std::sync::OnceLock::new();
     REGISTRY.get_or_init(|| {
-        let t = |name, kind, configure| StageType { name, kind, about: "", configure };
+        let t = |name, kind, configure| StageType {
+            name,
+            kind,
+            about: "",
+            configure,
+            options: smelt_engine::options_schema::<serde_json::Value>,
+        };
         vec![
             t("warc", StageKind::Source, source::warc::configure),
             t("jsonl", StageKind::Source, source::jsonl::configure),

@@ -35,7 +35,7 @@ fn default_reason() -> String {
 }
 
 /// Options of the `sql` transform.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SqlConfig {
     /// A boolean SQL expression over the columns (the input's and the derived ones); rows for which it is

@@ -24,7 +24,7 @@ fn yes() -> bool {
 }
 
 /// Options of `content_hash`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ContentHashConfig {
     /// Normalise before hashing (default true); false hashes the exact text bytes.

@@ -27,7 +27,7 @@ fn default_min_chars() -> usize {
 }
 
 /// Options of `html_to_text`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HtmlToTextConfig {
     /// Keep the page `<title>` as the first line (default false).

@@ -32,7 +32,7 @@ use smelt_engine::{
 };
 
 /// A kind of personal data.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum PiiKind {
     /// Email addresses (`jane.doe@example.com`).
@@ -95,7 +95,7 @@ fn default_phone() -> Vec<String> {
 }
 
 /// Options of `pii`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PiiConfig {
     /// Kinds to redact: `email`, `ipv4`, `ipv6`, `phone` (default: all four).
@@ -112,7 +112,7 @@ pub struct PiiConfig {
 }
 
 /// Replacement strings of `pii`, per kind.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Replacements {
     /// For email addresses (default datatrove's: `email@example.com`, `firstname.lastname@example.org`).

@@ -72,7 +72,7 @@ pub const LDNOOBW: [(&str, &str); 28] = [
 const LANGUAGE_ALIASES: [(&str, &str); 3] = [("nb", "no"), ("nn", "no"), ("tl", "fil")];
 
 /// What to do with a toxic document.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     /// Drop it, with the reason `toxic_words` or `blocked_url`.
@@ -96,7 +96,7 @@ fn language() -> String {
 }
 
 /// Options of `toxicity`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ToxicityConfig {
     /// Bundled LDNOOBW lists to use, by language code (default: all 28).

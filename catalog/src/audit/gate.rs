@@ -49,7 +49,7 @@ pub fn metric_names() -> Vec<&'static str> {
 }
 
 /// What a crossed gate does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum GateAction {
     /// Record a risk with the version.

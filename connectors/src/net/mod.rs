@@ -56,7 +56,7 @@ fn default_rps() -> f64 {
 }
 
 /// HTTP settings shared by the network sources (the `http:` option).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HttpOptions {
     /// Retries after a 5xx, 429, timeout or dropped connection (default 5).

@@ -43,7 +43,7 @@ fn default_zstd_level() -> i32 {
 }
 
 /// Options of the `parquet` sink.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ParquetSinkConfig {
     /// Most rows in one shard file (default 500000).

@@ -30,7 +30,7 @@ use crate::net::{self, Events, HttpFile, HttpOptions, Net};
 use crate::warc::WarcReader;
 
 /// Which files of a crawl.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
     /// WARC files: HTTP responses; HTML goes to `html` for `extract`.
@@ -75,7 +75,7 @@ fn default_records_per_split() -> usize {
 }
 
 /// Options of the `commoncrawl` source.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CommonCrawlConfig {
     /// Crawl id (`CC-MAIN-2024-22`) or `latest` (the first crawl of `collinfo.json`).
@@ -598,7 +598,7 @@ fn default_news_base() -> String {
 }
 
 /// Options of the `commoncrawl_news` source.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CommonCrawlNewsConfig {
     /// First month, `YYYY-MM`.

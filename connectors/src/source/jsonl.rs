@@ -34,7 +34,7 @@ fn default_source() -> String {
 }
 
 /// Options of the `jsonl` source.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JsonlConfig {
     /// Files, directories or glob patterns, relative to the pipeline file.

@@ -29,7 +29,7 @@ fn default_source() -> String {
 }
 
 /// Options of the `parquet` source.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ParquetSourceConfig {
     /// Files, directories or glob patterns, relative to the pipeline file.

@@ -35,7 +35,7 @@ fn default_content_types() -> Vec<String> {
 }
 
 /// Options of the `rss` source.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RssConfig {
     /// Feed URLs (RSS 0.9x/1.0/2.0, Atom, JSON Feed), one split each.

@@ -25,7 +25,7 @@ use crate::files::list_files;
 use crate::warc::{parse_http_response, WarcReader};
 
 /// Which WARC records become documents.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RecordKind {
     /// HTTP responses (WARC files); the payload goes to `html` for `html_to_text`.
@@ -50,7 +50,7 @@ fn default_max_payload() -> u64 {
 }
 
 /// Options of the `warc` source.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WarcConfig {
     /// WARC/WET files, directories or glob patterns, relative to the pipeline file.

@@ -64,7 +64,7 @@ fn by_default() -> Vec<Breakdown> {
 }
 
 /// A column that group counts are broken down by.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Breakdown {
     /// The row's language (`language_column`).
@@ -86,7 +86,7 @@ impl Breakdown {
 }
 
 /// Options of `audit`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AuditConfig {
     /// Bundled lexicons to use, by language (default `[en]`: HolisticBias v1.1 descriptors and English pronouns).

@@ -43,7 +43,7 @@ use crate::content_hash::{content_hash, normalize};
 use crate::langid::fasttext::{Model, Prediction, Scratch};
 
 /// Which translation system the stage uses.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum BackendKind {
     /// Apertium from Debian's packages, run locally as a pool of processes.
@@ -75,7 +75,7 @@ fn yes() -> bool {
 }
 
 /// Which documents are back-translated.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Select {
     /// Share of the documents (0 to 1, default 1), picked by a hash of `id` and `seed`: the same documents on every run.
@@ -118,7 +118,7 @@ fn default_language_score() -> f64 {
 }
 
 /// Quality guards: a back-translation failing one is counted as `rejected:<reason>` and not emitted.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Guards {
     /// Least characters of the back-translation per character of the original (default 0.5): `length_ratio`.
@@ -161,7 +161,7 @@ fn default_stall_s() -> f64 {
 }
 
 /// Settings of the `apertium` backend.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ApertiumOptions {
     /// Apertium's data directory, holding `modes/` (default `/usr/share/apertium`, as `apertium -d`).
@@ -209,7 +209,7 @@ fn default_breaker() -> u32 {
 }
 
 /// Settings of the HTTP backends (`openai`, `libretranslate`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HttpOptions {
     /// Endpoint: the API base (`http://localhost:8000/v1` for OpenAI-compatible servers, the server root for LibreTranslate).
@@ -270,7 +270,7 @@ impl Default for HttpOptions {
 }
 
 /// Options of `back_translate`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BackTranslateConfig {
     /// `apertium` (default), `openai` or `libretranslate`.

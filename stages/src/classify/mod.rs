@@ -49,7 +49,7 @@ const LABEL_PREFIX: &str = "__label__";
 const NO_LABEL: u32 = u32::MAX;
 
 /// Where the classifier runs.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Backend {
     /// A fastText supervised model (`.bin` or `.ftz`), run in smelt.
@@ -58,7 +58,7 @@ pub enum Backend {
 }
 
 /// What each document weighs in the percentile buckets.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Weight {
     /// Its tokens: the words fastText reads (runs of bytes between spaces, tabs, newlines, ...).
@@ -69,7 +69,7 @@ pub enum Weight {
 }
 
 /// `buckets:` of `classify`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BucketsConfig {
     /// The score column bucketed; the bucket goes to `<column>_bucket`.
@@ -86,7 +86,7 @@ fn default_text() -> String {
 }
 
 /// Options of `classify`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClassifyConfig {
     /// Where the classifier runs: `fasttext` (the only backend so far).

@@ -32,7 +32,7 @@ use smelt_engine::{
 };
 
 /// Which copy of a duplicate set stays.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Keep {
     /// The first in (split, row) order: the input order of the run.
@@ -49,7 +49,7 @@ enum By {
 }
 
 /// Options of `dedup_exact`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DedupExactConfig {
     /// Which copy stays: `first` (input order) or `newest` (latest `fetched_at`).
@@ -58,7 +58,7 @@ pub struct DedupExactConfig {
 }
 
 /// Options of `dedup_url`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DedupUrlConfig {
     /// Which copy stays: `first` (input order) or `newest` (latest `fetched_at`).

@@ -47,7 +47,7 @@ use unicode_normalization::UnicodeNormalization;
 const REASON: &str = "lines_dedup_empty";
 
 /// Options of `dedup_lines`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DedupLinesConfig {
     /// A line occurring more than this many times in the run is removed (CCNet: 1).

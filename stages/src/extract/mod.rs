@@ -217,7 +217,7 @@ fn default_min_chars() -> usize {
 }
 
 /// Options of `extract`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExtractConfig {
     /// Skip payloads larger than this many bytes, with reason `html_too_large` (default 4 MiB).

@@ -46,7 +46,7 @@ fn d_word_len() -> i64 {
 }
 
 /// Options of `c4` (datatrove's argument names; -1 turns a count off).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct C4Config {
     /// Work on lines (default true, as C4); false works on sentences and joins kept ones with spaces.

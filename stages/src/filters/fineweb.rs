@@ -36,7 +36,7 @@ fn d_new_line() -> f64 {
 }
 
 /// Options of `fineweb` (datatrove's argument names).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FineWebConfig {
     /// Drop documents where a smaller share of non-blank lines ends with a stop character (default 0.12).

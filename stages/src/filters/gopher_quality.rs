@@ -62,7 +62,7 @@ pub(crate) fn d_language() -> String {
 }
 
 /// Options of `gopher_quality` (datatrove's argument names; `null` or 0 turns a check off).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GopherQualityConfig {
     /// Drop documents with fewer non-symbol words (default 50).

@@ -40,7 +40,7 @@ fn d_dup() -> Vec<(usize, f64)> {
 }
 
 /// Options of `gopher_repetition` (datatrove's argument names; `null` or 0 turns a fraction check off).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GopherRepetitionConfig {
     /// Drop documents with a larger share of duplicate lines (default 0.3).

@@ -57,7 +57,7 @@ fn default_threshold() -> f64 {
 }
 
 /// Which language identifier labels the documents.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Backend {
     /// A fastText model (LID-176 unless `model` names another).
@@ -68,7 +68,7 @@ pub enum Backend {
 }
 
 /// Options of `langid`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LangIdConfig {
     /// `fasttext` (default) or `whatlang`.

@@ -20,7 +20,7 @@ use smelt_engine::{parse_options, ConfigureContext, OptionError, Result, StageCo
 use super::{at, default_timeout, Common, Keys, OnError, Stage};
 
 /// Options of the `datatrove` transform.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DatatroveConfig {
     /// The step's class: `datatrove.pipeline.filters.URLFilter`, or `package.module.Class` of your own.

@@ -44,7 +44,7 @@ use protocol::encode_schema;
 use worker::{Launch, Pool};
 
 /// How the user's code sees the rows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     /// `fn(batch: pyarrow.RecordBatch)` returns columns, or one verdict per row.
@@ -75,7 +75,7 @@ impl Mode {
 }
 
 /// What an exception in user code does.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum OnError {
     /// Fails the split with the traceback.
@@ -93,7 +93,7 @@ fn default_timeout() -> f64 {
 }
 
 /// Options of the `python` transform.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PythonConfig {
     /// The Python file that defines `function` or `class`, relative to the pipeline file.

@@ -51,7 +51,7 @@ pub const META_BOS_ID: &str = "smelt.bos_id";
 pub const META_EOS_ID: &str = "smelt.eos_id";
 
 /// A BOS/EOS choice: `true` (the tokenizer's usual token), `false` (none), a token's text or its id.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum TokenChoice {
     /// `true`: the tokenizer's usual token; `false`: none.
@@ -63,7 +63,7 @@ pub enum TokenChoice {
 }
 
 /// What to do with documents longer than `max_tokens`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Overflow {
     /// Keep the first tokens (and the EOS, if any): one row of `max_tokens`.
@@ -74,7 +74,7 @@ pub enum Overflow {
 }
 
 /// Options of `tokenize`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TokenizeConfig {
     /// A Hugging Face `tokenizer.json` (path relative to the pipeline file), or

@@ -87,7 +87,7 @@ pub use self::signer::{Scratch, Signer};
 pub use self::simplify::simplify_text;
 
 /// Options of `dedup_minhash`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DedupMinhashConfig {
     /// Number of LSH bands (datatrove `num_buckets`); two documents are candidates when one band matches.
@@ -129,7 +129,7 @@ fn default_seed() -> u32 {
     1
 }
 /// Which document of a near-duplicate cluster stays.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum MinhashKeep {
     /// The one datatrove's `MinhashDedupCluster` keeps: the root of its union-find
