@@ -159,14 +159,20 @@ fn table_fitted(headers: &[&str], rows: &[Vec<String>], widths: &[usize]) -> Str
     out
 }
 
+/// Counted reasons, largest counts first, ties by name.
+fn by_count(m: &std::collections::BTreeMap<String, u64>) -> Vec<(&String, &u64)> {
+    let mut v: Vec<(&String, &u64)> = m.iter().collect();
+    v.sort_by(|a, b| b.1.cmp(a.1).then_with(|| a.0.cmp(b.0)));
+    v
+}
+
 /// At most this many reasons per funnel cell, one per line.
 const TOP_REASONS: usize = 3;
 
 /// Counted reasons, one per line, largest counts first (ties by name): the
 /// top three, then `+N more` for the rest.
 fn top_reasons(m: &std::collections::BTreeMap<String, u64>) -> String {
-    let mut by_count: Vec<(&String, &u64)> = m.iter().collect();
-    by_count.sort_by(|a, b| b.1.cmp(a.1).then_with(|| a.0.cmp(b.0)));
+    let by_count = by_count(m);
     let mut lines: Vec<String> = by_count.iter().take(TOP_REASONS).map(|(k, v)| format!("{k}={v}")).collect();
     if by_count.len() > TOP_REASONS {
         lines.push(format!("+{} more", by_count.len() - TOP_REASONS));
@@ -254,9 +260,7 @@ pub fn funnel_long(stages: &[StageMetrics]) -> String {
         rows.push(vec![s.stage.clone(), "rows".into(), "in".into(), s.rows_in.to_string()]);
         rows.push(vec![s.stage.clone(), "rows".into(), "out".into(), s.rows_out.to_string()]);
         for (kind, m) in [("dropped", &s.drops), ("skipped input", &s.skips), ("counted", &s.counters)] {
-            let mut by_count: Vec<_> = m.iter().collect();
-            by_count.sort_by(|a, b| b.1.cmp(a.1).then_with(|| a.0.cmp(b.0)));
-            for (k, v) in by_count {
+            for (k, v) in by_count(m) {
                 rows.push(vec![s.stage.clone(), kind.into(), k.clone(), v.to_string()]);
             }
         }
