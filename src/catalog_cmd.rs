@@ -90,7 +90,7 @@ tokenizer_changed, pipeline_changed (0/1). Exit 4 when one holds.")]
     /// Expire versions by a retention policy, then remove staging left by failed runs and shards no kept
     /// version references. Without --keep-last or --keep-days no version expires; the latest never does.
     #[command(
-        after_help = "Examples:\n  smelt catalog gc --dry-run\n  smelt catalog gc --grace-hours 0\n  smelt catalog gc --keep-last 10 --keep-tagged --dry-run\n  smelt catalog gc --dataset cc-news --keep-days 30 --keep-tagged"
+        after_help = "Examples:\n  smelt catalog gc --dry-run\n  smelt catalog gc --grace-hours 0\n  smelt catalog gc --keep-last 10 --keep-tagged --dry-run\n  smelt catalog gc --dataset cc-news --keep-days 30 --keep-tagged\n  smelt catalog gc --keep-last 3 --keep-trained    # and every version a training run read"
     )]
     Gc {
         /// Only files older than this are removed (a run may still be writing younger ones).
@@ -111,6 +111,9 @@ tokenizer_changed, pipeline_changed (0/1). Exit 4 when one holds.")]
         /// Keep every version a tag points to (with --keep-last or --keep-days).
         #[arg(long)]
         keep_tagged: bool,
+        /// Keep every version a recorded training run read (`smelt train list`; with --keep-last or --keep-days).
+        #[arg(long)]
+        keep_trained: bool,
     },
     /// Recreate the index from the manifests in dataset storage.
     #[command(after_help = "Examples:\n  smelt catalog rebuild\n  smelt catalog rebuild s3://bucket/datasets/cc-news")]
@@ -172,10 +175,10 @@ pub async fn run(data_dir: &Path, cmd: CatalogCmd) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        CatalogCmd::Gc { grace_hours, dry_run, dataset, keep_last, keep_days, keep_tagged } => {
-            let retention = smelt_catalog::gc::Retention { keep_last, keep_days, keep_tagged };
-            if keep_tagged && !retention.expires() {
-                anyhow::bail!("--keep-tagged keeps tagged versions that --keep-last or --keep-days would expire: give one of those too");
+        CatalogCmd::Gc { grace_hours, dry_run, dataset, keep_last, keep_days, keep_tagged, keep_trained } => {
+            let retention = smelt_catalog::gc::Retention { keep_last, keep_days, keep_tagged, keep_trained };
+            if (keep_tagged || keep_trained) && !retention.expires() {
+                anyhow::bail!("--keep-tagged and --keep-trained keep versions that --keep-last or --keep-days would expire: give one of those too");
             }
             if keep_last == Some(0) {
                 anyhow::bail!(
@@ -499,7 +502,14 @@ async fn rebuild(data_dir: &Path, roots: Vec<String>) -> anyhow::Result<()> {
         }
         let versions = smelt_catalog::rebuild(&catalog, &store).await?;
         let tags = smelt_catalog::tags::rebuild_tags(&catalog, &store).await?;
-        emit(&format!("{}: {} versions, {} tags recorded", store.url(), versions.len(), tags.len()));
+        let trained = smelt_catalog::training::sync(&catalog, &store).await?;
+        emit(&format!(
+            "{}: {} versions, {} tags, {} training runs recorded",
+            store.url(),
+            versions.len(),
+            tags.len(),
+            trained.len()
+        ));
     }
     Ok(())
 }

@@ -135,6 +135,9 @@ Existing files are never overwritten.")]
     /// Query the dataset catalog.
     #[command(subcommand)]
     Catalog(CatalogCmd),
+    /// Training runs recorded against the versions they read: loss curves, compare, the documents of a batch, spikes.
+    #[command(subcommand)]
+    Train(crate::train_cmd::TrainCmd),
     /// Runs: local, scheduled (state, interval, attempts) and on a cluster (state per rank), with logs.
     #[command(subcommand)]
     Runs(crate::runs_cmd::RunsCmd),
@@ -276,6 +279,7 @@ pub async fn dispatch(cli: Cli) -> ExitCode {
         Command::Audit(cmd) => crate::audit_cmd::run(&data_dir, cmd).await,
         Command::Export(args) => crate::export_cmd::run(&data_dir, &args).await,
         Command::Runs(cmd) => crate::runs_cmd::run(&data_dir, cmd).await,
+        Command::Train(cmd) => crate::train_cmd::run(&data_dir, cmd).await,
         Command::Scheduler(args) => crate::scheduler_cmd::scheduler(&data_dir, args).await,
         Command::Backfill(args) => crate::scheduler_cmd::backfill(&data_dir, args).await,
         Command::Extract(args) => crate::extract_cmd::run(&args),

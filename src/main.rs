@@ -10,6 +10,7 @@
 //! smelt run --executor slurm|k8s ── runner executors: sbatch arrays per phase + commit job | Job manifests (cluster_cmd.rs)
 //! smelt runs ...        ── runner::runs (runs_cmd.rs)
 //! smelt scheduler|backfill ── runner::scheduler (scheduler_cmd.rs)
+//! smelt train ...       ── catalog::training (_training/ files the loader writes) + the loader's trace (train_cmd/)
 //! ```
 
 mod audit_cmd;
@@ -24,6 +25,7 @@ mod init_cmd;
 mod output;
 mod runs_cmd;
 mod scheduler_cmd;
+mod train_cmd;
 
 use std::process::ExitCode;
 

@@ -467,7 +467,7 @@ fn tags_move_and_resolve() {
     // Tags survive a lost index.
     std::fs::remove_dir_all(env.data().join("catalog.sled")).unwrap();
     let out = env.ok(&["catalog", "rebuild"]);
-    assert!(out.contains("2 versions, 1 tags recorded"), "{out}");
+    assert!(out.contains("2 versions, 1 tags, 0 training runs recorded"), "{out}");
     assert_eq!(env.json(&["catalog", "show", "quickstart@prod"])["version"], 2);
 }
 

@@ -263,7 +263,7 @@ fn s3_dataset_root_takes_shards_commits_tags_gc_and_sql() {
     // versions and the tag from it and queries the same rows.
     let fresh = Env::new();
     let r = s3.ok(&fresh, &["catalog", "rebuild", &root]);
-    assert_eq!(r.trim(), format!("{root}: 2 versions, 1 tags recorded"));
+    assert_eq!(r.trim(), format!("{root}: 2 versions, 1 tags, 0 training runs recorded"));
     assert_eq!(s3.json(&fresh, &["catalog", "show", "quickstart@prod"])["version"], 1);
     assert_eq!(sql(&fresh, q), rows);
 }

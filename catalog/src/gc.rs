@@ -2,7 +2,7 @@
 //! policy, then removing the files under `runs/` that no kept version needs.
 //!
 //! ```text
-//! retention (--keep-last N, --keep-days D, --keep-tagged; the latest always stays)
+//! retention (--keep-last N, --keep-days D, --keep-tagged, --keep-trained; the latest always stays)
 //!   expired version v ──► _versions/v.json copied to _expired/v.json, then removed with its
 //!                         document index and its tags (storage and index)
 //! _versions/*.json ──► referenced shards + committed run ids
@@ -42,6 +42,8 @@ pub struct Retention {
     pub keep_days: Option<f64>,
     /// Keep every version a tag points to.
     pub keep_tagged: bool,
+    /// Keep every version a recorded training run read (`_training/*/rank-*.json`).
+    pub keep_trained: bool,
 }
 
 impl Retention {
@@ -94,6 +96,11 @@ pub async fn expire(
             tags.entry(t.version).or_default().push(t.tag);
         }
     }
+    let trained: HashSet<u64> = if retention.keep_trained {
+        crate::training::stored_ranks(store).await?.iter().map(|r| r.version).collect()
+    } else {
+        HashSet::new()
+    };
     let newest: HashSet<u64> = versions.iter().rev().take(retention.keep_last.unwrap_or(0)).copied().collect();
     let since = retention.keep_days.map(|d| now - chrono::Duration::milliseconds((d * 86_400_000.0) as i64));
     let mut out = Vec::new();
@@ -104,7 +111,7 @@ pub async fn expire(
             DateTime::parse_from_rfc3339(&m.committed_at).map_or(true, |t| t.with_timezone(&Utc) >= since)
         });
         let tagged = retention.keep_tagged && tags.contains_key(&v);
-        if v == latest || newest.contains(&v) || recent || tagged {
+        if v == latest || newest.contains(&v) || recent || tagged || trained.contains(&v) {
             continue;
         }
         let expired = Expired {

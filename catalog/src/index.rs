@@ -6,7 +6,9 @@
 //! VersionSummary), `manifests` (same key -> VersionManifest), `runs`
 //! (run id -> "name@version"), `intervals` (name \0 interval start -> version,
 //! written in the commit's transaction), `run_states` (run id -> the
-//! scheduler's [`crate::runstate::RunRecord`]: state, attempts, last error).
+//! scheduler's [`crate::runstate::RunRecord`]: state, attempts, last error),
+//! `training` (training run id -> [`crate::training::TrainingEntry`], from
+//! the `_training/` files the loader writes).
 
 use std::path::{Path, PathBuf};
 
@@ -27,6 +29,7 @@ pub struct Catalog {
     tags: sled::Tree,
     pub(crate) intervals: sled::Tree,
     pub(crate) run_states: sled::Tree,
+    training: sled::Tree,
     _holder: std::sync::Arc<Holder>,
 }
 
@@ -211,6 +214,7 @@ impl Catalog {
             tags: tree("tags")?,
             intervals: tree("intervals")?,
             run_states: tree("run_states")?,
+            training: tree("training")?,
             _holder: holder,
             db,
             path,
@@ -373,6 +377,36 @@ impl Catalog {
         let s = String::from_utf8_lossy(&v).to_string();
         let parsed = s.rsplit_once('@').and_then(|(d, v)| Some((d.to_string(), v.parse().ok()?)));
         parsed.map(Some).ok_or_else(|| CatalogError::Corrupt { location: "catalog index (runs)".into(), message: s })
+    }
+
+    /// Records (or updates) a training run found in dataset storage.
+    ///
+    /// # Errors
+    /// Index failures.
+    pub fn record_training(&self, entry: &crate::training::TrainingEntry) -> Result<()> {
+        let bytes = serde_json::to_vec(entry).map_err(|e| CatalogError::Internal(e.to_string()))?;
+        self.training.insert(entry.run_id.as_bytes(), bytes)?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// A training run by id.
+    ///
+    /// # Errors
+    /// Index failures.
+    pub fn training_run(&self, run_id: &str) -> Result<Option<crate::training::TrainingEntry>> {
+        self.training.get(run_id)?.map(|b| decode("training", &b)).transpose()
+    }
+
+    /// Every training run the index knows, by start time.
+    ///
+    /// # Errors
+    /// Index failures.
+    pub fn training_runs(&self) -> Result<Vec<crate::training::TrainingEntry>> {
+        let mut out: Vec<crate::training::TrainingEntry> =
+            self.training.iter().values().map(|v| decode("training", &v?)).collect::<Result<_>>()?;
+        out.sort_by(|a, b| (&a.started_at, &a.run_id).cmp(&(&b.started_at, &b.run_id)));
+        Ok(out)
     }
 
     /// Removes a version that `catalog gc` expired: its summary, manifest,

@@ -27,6 +27,7 @@ pub mod runstate;
 pub mod store;
 pub mod tags;
 pub mod throttle;
+pub mod training;
 
 pub use commit::{
     commit_run, completed_splits, rebuild, shard_path, split_record_path, write_plan, CommitHook, CommitOutcome,

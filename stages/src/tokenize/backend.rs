@@ -199,6 +199,41 @@ impl Loaded {
         }
         Ok(())
     }
+
+    /// The text of `ids`, for showing a sample (`smelt train batch`): the
+    /// end-of-text id reads as its token, bytes that are not UTF-8 as U+FFFD,
+    /// ids outside the vocabulary as `<id>`.
+    pub fn decode_lossy(&self, ids: &[u32]) -> String {
+        let eos = self.default_eos.as_ref().map(|(_, id)| *id);
+        let mut out = String::new();
+        let mut run: Vec<u32> = Vec::new();
+        let flush = |run: &mut Vec<u32>, out: &mut String| {
+            if run.is_empty() {
+                return;
+            }
+            let text = match &self.backend_impl {
+                Backend::OpenAi(t) => String::from_utf8_lossy(&t.bpe.decode_tokens(run)).into_owned(),
+                Backend::Hf(t, _) => t.decode(run, false).unwrap_or_else(|e| format!("<{e}>")),
+            };
+            out.push_str(&text);
+            run.clear();
+        };
+        for &id in ids {
+            if Some(id) == eos {
+                flush(&mut run, &mut out);
+                out.push_str(self.default_eos.as_ref().map_or("", |(t, _)| t.as_str()));
+            } else if id >= self.vocab_size
+                || matches!(&self.backend_impl, Backend::OpenAi(t) if id as usize >= t.bpe.num_tokens())
+            {
+                flush(&mut run, &mut out);
+                out.push_str(&format!("<{id}>"));
+            } else {
+                run.push(id);
+            }
+        }
+        flush(&mut run, &mut out);
+        out
+    }
 }
 
 /// The byte-level BPE backend for a tokenizer.json, or why it does not apply.
