@@ -236,6 +236,10 @@ pub struct RunArgs {
     /// Output format of the summary.
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
+    /// Send OpenLineage run events (START, COMPLETE with the version, FAIL) to a lineage server URL, or
+    /// append them to file:PATH (default: $OPENLINEAGE_URL when set; docs/training.md).
+    #[arg(long, value_name = "URL|file:PATH")]
+    pub openlineage: Option<String>,
     /// Cluster options (--executor slurm|k8s, --ranks, ...; docs/slurm.md).
     #[command(flatten)]
     pub cluster: crate::cluster_cmd::ClusterArgs,
@@ -416,6 +420,15 @@ async fn run(data_dir: &Path, mut args: RunArgs) -> anyhow::Result<()> {
     let progress = Arc::new(Progress::default());
     let started = smelt_runner::start(&ws, &p, &request, progress.clone()).await?;
     let (run_id, rank, world_size) = (started.run_id.clone(), started.options.rank, started.options.world_size);
+    let lineage = match args.openlineage.as_deref() {
+        Some(t) => Some(smelt_runner::openlineage::Target::parse(t).map_err(EngineError::User)?),
+        None => smelt_runner::openlineage::Target::from_env(),
+    }
+    .filter(|_| request.single())
+    .map(|t| smelt_runner::openlineage::Emitter::new(t, &p.dataset, &run_id, &args.pipeline.display().to_string()));
+    if let Some(l) = &lineage {
+        l.start().await;
+    }
     eprintln!(
         "run {run_id}: dataset `{}` -> {}{}",
         p.dataset,
@@ -442,17 +455,28 @@ async fn run(data_dir: &Path, mut args: RunArgs) -> anyhow::Result<()> {
             return Err(EngineError::Cancelled.into());
         }
         Err(e) => {
+            if let Some(l) = &lineage {
+                l.fail(&e.to_string()).await;
+            }
             return Err(anyhow::Error::new(e).context(format!(
                 "run {run_id} failed; nothing was committed. Fix the cause and resume with `smelt run {} --run-id {run_id}`",
                 args.pipeline.display()
-            )))
+            )));
         }
     };
     if let Some(waiting) = &outcome.report.waiting {
         emit(waiting);
         return Ok(());
     }
-    started.commit(&ws, &p, &mut outcome).await.map_err(catalog_first)?;
+    if let Err(e) = started.commit(&ws, &p, &mut outcome).await {
+        if let Some(l) = &lineage {
+            l.fail(&e.to_string()).await;
+        }
+        return Err(catalog_first(e));
+    }
+    if let (Some(l), Some(c)) = (&lineage, &outcome.committed) {
+        l.complete(&c.manifest, started.store.url()).await;
+    }
     let report = &outcome.report;
     let (committed, train) = (&outcome.committed, &outcome.train);
     // Throttling answers of every S3 bucket this process used (dataset root, inputs), retried.

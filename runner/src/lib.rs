@@ -19,6 +19,7 @@
 //! ```
 
 pub mod executor;
+pub mod openlineage;
 pub mod registry;
 pub mod run;
 pub mod runs;

@@ -67,11 +67,12 @@ pub fn noise(values: &[f64], window: usize) -> f64 {
 /// Where two aligned curves part.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Divergence {
-    /// Index into the aligned points of the first window that differs.
+    /// Index into the aligned points where the gap starts: in the first window whose
+    /// mean gap is significant, the first point carrying at least that mean gap.
     pub index: usize,
-    /// Mean of B minus mean of A over that window.
+    /// Mean of B minus A over the window that starts there.
     pub gap: f64,
-    /// The gap in units of the windowed noise.
+    /// That gap in standard errors of a window's mean.
     pub z: f64,
 }
 
@@ -89,11 +90,17 @@ pub fn divergence(a: &[f64], b: &[f64], window: usize, z: f64) -> Option<Diverge
     let se = (sigma * (2.0 / w as f64).sqrt()).max(1e-12);
     let gaps: Vec<f64> = (0..=n - w).map(|i| mean(&b[i..i + w]) - mean(&a[i..i + w])).collect();
     let over = |g: f64| g.abs() / se > z;
-    (0..gaps.len()).find_map(|i| {
+    let i = (0..gaps.len()).find(|&i| {
         let sign = gaps[i].signum();
-        let held = gaps[i..gaps.len().min(i + w)].iter().all(|&g| over(g) && g.signum() == sign);
-        (over(gaps[i]) && held).then(|| Divergence { index: i, gap: gaps[i], z: gaps[i].abs() / se })
-    })
+        over(gaps[i]) && gaps[i..gaps.len().min(i + w)].iter().all(|&g| over(g) && g.signum() == sign)
+    })?;
+    // The window says the change is within [i, i + w): its first point that carries at
+    // least the window's average gap, in the same direction.
+    let g = gaps[i];
+    let first = (i..i + w).find(|&j| (b[j] - a[j]) * g.signum() >= g.abs()).unwrap_or(i);
+    let after = first..n.min(first + w);
+    let gap = after.clone().map(|j| b[j] - a[j]).sum::<f64>() / after.len() as f64;
+    Some(Divergence { index: first, gap, z: gap.abs() / se })
 }
 
 /// A point of a curve that jumps above its recent past.

@@ -367,7 +367,7 @@ async fn list(data_dir: &Path, dataset: Option<&str>, format: Format) -> anyhow:
             e.ranks.len().to_string(),
             e.started_at.chars().take(19).collect(),
             s.steps.to_string(),
-            human_count(s.tokens),
+            if s.tokens > 0 { human_count(s.tokens) } else { "-".into() },
             fmt_opt(s.final_value),
             fmt_opt(s.best_value),
         ]);
@@ -423,33 +423,32 @@ async fn show(data_dir: &Path, run_id: &str, metric: &str, format: Format) -> an
                 format!("run       {}{}\n", s.run_id, s.name.as_deref().map(|n| format!(" ({n})")).unwrap_or_default());
             out.push_str(&format!("read      {}  ({})\n", versions_label(&run.entry), version_state(&catalog, r0)));
             let opt = |v: Option<u64>| v.map_or_else(|| "?".to_string(), |v| v.to_string());
+            match r0.loader.as_deref().and_then(|l| l.strip_prefix("import:")) {
+                Some(source) => out.push_str(&format!("source    imported from {source}\n")),
+                None => out.push_str(&format!(
+                    "loader    {}: seq_len {}, batch {}, seed {}, shuffle {}, {} rank(s) x {} worker(s), tokenizer {}\n",
+                    r0.loader.as_deref().unwrap_or("?"),
+                    opt(r0.seq_len),
+                    opt(r0.batch_size),
+                    opt(r0.seed),
+                    r0.shuffle.map_or("?".to_string(), |b| b.to_string()),
+                    r0.world_size,
+                    r0.workers.map_or("?".to_string(), |w| w.to_string()),
+                    r0.tokenizer.as_deref().unwrap_or("?")
+                )),
+            }
+            let hosts: Vec<String> =
+                run.ranks.iter().filter_map(|r| r.host.clone()).collect::<BTreeSet<_>>().into_iter().collect();
             out.push_str(&format!(
-                "loader    {}: seq_len {}, batch {}, seed {}, shuffle {}, {} rank(s) x {} worker(s), tokenizer {}\n",
-                r0.loader.as_deref().unwrap_or("?"),
-                opt(r0.seq_len),
-                opt(r0.batch_size),
-                opt(r0.seed),
-                r0.shuffle.map_or("?".to_string(), |b| b.to_string()),
-                r0.world_size,
-                r0.workers.map_or("?".to_string(), |w| w.to_string()),
-                r0.tokenizer.as_deref().unwrap_or("?")
-            ));
-            out.push_str(&format!(
-                "started   {} on {}\n",
+                "started   {}{}\n",
                 s.started_at,
-                run.ranks
-                    .iter()
-                    .filter_map(|r| r.host.clone())
-                    .collect::<BTreeSet<_>>()
-                    .into_iter()
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                if hosts.is_empty() { String::new() } else { format!(" on {}", hosts.join(", ")) }
             ));
             out.push_str(&format!(
-                "progress  {} logged steps{}, {} tokens (all ranks){}\n",
+                "progress  {} logged steps{}{}{}\n",
                 s.steps,
                 s.last_step.map(|l| format!(" (last step {l})")).unwrap_or_default(),
-                human_count(s.tokens),
+                if s.tokens > 0 { format!(", {} tokens (all ranks)", human_count(s.tokens)) } else { String::new() },
                 if run.ranks.iter().any(|r| r.segments.len() > 1) { ", resumed from a checkpoint" } else { "" }
             ));
             out.push_str(&format!(
