@@ -308,6 +308,8 @@ class ShardLoader:
             # Not the start of the epoch after a finished one: where it starts is recorded.
             taken = {self._consumer(w): position.get(self._consumer(w), 0) for w in range(self.num_workers)}
             self._rec.segment(self.batches, epoch, taken)
+        elif self._rec is not None:
+            self._rec.reached(epoch)
         self._jumped = False
         active = list(range(self.num_workers))
         p = 0  # position in active of the worker whose turn it is

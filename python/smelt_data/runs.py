@@ -205,6 +205,7 @@ class Recorder:
             if not first or self.header["segments"]:
                 seg.update(host=socket.gethostname(), pid=os.getpid())
             self.header["segments"].append(seg)
+            self.header["last_epoch"] = max(int(epoch), self.header.get("last_epoch", -1))
             self._write_header()
             if first:
                 self._register_exit()
@@ -212,6 +213,16 @@ class Recorder:
         except Exception as e:  # noqa: BLE001 - recording never breaks training
             self.enabled = False
             self._warn("register", e)
+
+    def reached(self, epoch: int) -> None:
+        """Records that iteration went on into ``epoch`` (``last_epoch``: how far the plan is known to run)."""
+        if not self.enabled or self.header is None or epoch <= self.header.get("last_epoch", -1):
+            return
+        try:
+            self.header["last_epoch"] = int(epoch)
+            self._write_header()
+        except Exception as e:  # noqa: BLE001
+            self._warn("update the rank file", e)
 
     def _join_or_create(self) -> Optional[dict]:
         fresh = self._fresh_header()
