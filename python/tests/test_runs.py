@@ -356,7 +356,7 @@ with mlflow.start_run() as r:
     with ShardLoader(TokenShardDataset(sys.argv[1], seq_len=8), batch_size=2, run="mlflow-run") as loader:
         for i, _ in enumerate(loader):
             loader.log(i, loss=1.0)
-    print(r.info.run_id)
+    print("MLFLOW_RUN_ID=" + r.info.run_id, flush=True)
 """
 
 
@@ -373,7 +373,7 @@ def test_mlflow_gets_the_dataset_input_and_tags(tmp_path):
                           PYTHON_DIR], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert "smelt_data" not in out.stderr, out.stderr
-    mlflow_run = out.stdout.strip().splitlines()[-1]
+    mlflow_run = [ln for ln in out.stdout.splitlines() if ln.startswith("MLFLOW_RUN_ID=")][0].split("=", 1)[1]
     with urllib.request.urlopen(f"{url}/api/2.0/mlflow/runs/get?run_id={mlflow_run}", timeout=30) as r:
         run = json.load(r)["run"]
     tags = {t["key"]: t["value"] for t in run["data"].get("tags", [])}
