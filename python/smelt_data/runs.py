@@ -162,6 +162,7 @@ class Recorder:
         self._pid = os.getpid()
         self._warned = False
         self._dropped_keys: set = set()
+        self._keys: Dict[str, str] = {}  # metric name -> its JSON string
 
     # ----- errors -----
 
@@ -304,20 +305,38 @@ class Recorder:
             self.flush()
 
     def _line(self, step, batch, epoch, tokens, t, metrics) -> str:
-        try:
-            step = int(step)
-        except (TypeError, ValueError):
-            step = str(step)
-        out: Dict[str, Any] = {"step": step, "batch": batch, "epoch": epoch, "tokens": tokens, "time": round(t, 6)}
-        for k, v in metrics.items():
-            if k in RESERVED:
-                self._drop_key(k, "is reserved (step, batch, epoch, tokens, time)")
-                continue
+        """One JSON line, formatted by hand (floats' repr is JSON; keys are escaped once): a third
+        of what json.dumps of a dict costs."""
+        if type(step) is not int:
             try:
-                out[k] = _number(v)
+                step = int(step)
             except (TypeError, ValueError):
-                self._drop_key(k, f"is a {type(v).__name__}, not a number")
-        return json.dumps(out, separators=(", ", ": "))
+                step = str(step)
+        head = f'{{"step": {json.dumps(step) if type(step) is str else step}, "batch": {batch}, "epoch": {epoch}, ' \
+               f'"tokens": {tokens}, "time": {t!r}'
+        parts = [head]
+        keys = self._keys
+        for k, v in metrics.items():
+            key = keys.get(k)
+            if key is None:
+                if k in RESERVED:
+                    self._drop_key(k, "is reserved (step, batch, epoch, tokens, time)")
+                    continue
+                key = keys[k] = json.dumps(str(k))
+            tv = type(v)
+            if tv is float:
+                parts.append(f", {key}: {v!r}" if math.isfinite(v) else f", {key}: null")
+            elif tv is int:
+                parts.append(f", {key}: {v}")
+            else:
+                try:
+                    n = _number(v)
+                except (TypeError, ValueError):
+                    self._drop_key(k, f"is a {tv.__name__}, not a number")
+                    continue
+                parts.append(f", {key}: {'null' if n is None else repr(n)}")
+        parts.append("}\n")
+        return "".join(parts)
 
     def _drop_key(self, k: str, why: str) -> None:
         if k not in self._dropped_keys:
@@ -333,7 +352,8 @@ class Recorder:
         if not self.enabled or self.header is None:
             return
         try:
-            data = "".join(self._line(*p) + "\n" for p in pending).encode()
+            line = self._line
+            data = "".join([line(*p) for p in pending]).encode()
             if self._fd is None:
                 self._fd = os.open(self.metrics_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
                 size = os.fstat(self._fd).st_size
