@@ -24,12 +24,13 @@ import json
 import os
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Sequence, Union
 
 import numpy as np
 import pyarrow.parquet as pq
+
+from .plan import Chunk, chunk_order, chunk_stream, chunk_tokens_from_counts, find_manifest, list_chunks, read_ids, row_order, samples_in
 
 try:  # torch is optional: without it the dataset is a plain iterable with the same API.
     import torch
@@ -48,37 +49,6 @@ META_EOS_ID = b"smelt.eos_id"
 
 class TokenizerMismatch(ValueError):
     """The version was tokenized with another tokenizer than the one the loader asked for."""
-
-
-@dataclass(frozen=True)
-class Chunk:
-    """One row group of one shard: the unit that is shuffled and assigned."""
-
-    shard: int
-    row_group: int
-    rows: int
-
-
-def find_manifest(source: Union[str, os.PathLike], version: Optional[int] = None) -> Path:
-    """The manifest path: ``source`` itself when it is a ``.json`` file, else
-    ``source/_versions/NNNNNN.json`` for ``version`` (default: the newest)."""
-    p = Path(source)
-    if p.is_file():
-        if version is not None and json.loads(p.read_text())["version"] != version:
-            raise ValueError(f"{p} is version {json.loads(p.read_text())['version']}, not {version}")
-        return p
-    versions = p / "_versions"
-    if not versions.is_dir():
-        raise FileNotFoundError(f"{p} is neither a manifest file nor a dataset root with _versions/")
-    if version is None:
-        found = sorted(f for f in versions.glob("[0-9]" * 6 + ".json"))
-        if not found:
-            raise FileNotFoundError(f"{versions} holds no committed version")
-        return found[-1]
-    m = versions / f"{version:06d}.json"
-    if not m.is_file():
-        raise FileNotFoundError(f"version {version} is not committed under {p} ({m} is missing)")
-    return m
 
 
 class TokenShardDataset(_Base):
@@ -184,13 +154,7 @@ class TokenShardDataset(_Base):
     # ----- plan -----
 
     def _chunks(self) -> List[Chunk]:
-        out = []
-        for i, path in enumerate(self.paths):
-            md = pq.ParquetFile(path).metadata
-            for rg in range(md.num_row_groups):
-                if md.row_group(rg).num_rows:
-                    out.append(Chunk(i, rg, md.row_group(rg).num_rows))
-        return out
+        return list_chunks(self.paths)
 
     def set_epoch(self, epoch: int) -> None:
         """Selects the epoch (its shuffle); clears progress."""
@@ -199,10 +163,7 @@ class TokenShardDataset(_Base):
         self._resume.clear()
 
     def _order(self) -> List[int]:
-        n = len(self.chunks)
-        if not self.shuffle:
-            return list(range(n))
-        return np.random.default_rng([self.seed, self.epoch]).permutation(n).tolist()
+        return chunk_order(len(self.chunks), self.seed, self.epoch, self.shuffle)
 
     def _workers(self):
         """(this worker's index, number of workers)."""
@@ -219,45 +180,23 @@ class TokenShardDataset(_Base):
 
     def _chunk_tokens(self, c: Chunk) -> int:
         t = pq.ParquetFile(self.paths[c.shard]).read_row_group(c.row_group, columns=["n_tokens"])
-        added = c.rows if self.recorded_eos is None and self.eos_id is not None else 0
-        return int(t.column("n_tokens").to_numpy().sum()) + added
+        return chunk_tokens_from_counts(t.column("n_tokens").to_numpy(), self._inserts_eos())
+
+    def _inserts_eos(self) -> bool:
+        """Whether an ``eos_id`` goes after each row (the version recorded no EOS and one was given)."""
+        return self.recorded_eos is None and self.eos_id is not None
 
     def _row_ids(self, c: Chunk) -> np.ndarray:
         """The chunk's token stream (``uint32``), its rows in this epoch's order.
 
         Rows whose last id is not the recorded EOS continue in the next row (a document the
         `tokenize` stage split into `id#0`, `id#1`, ...), so the shuffle moves runs of rows
-        ending with an EOS row: documents stay whole. With no EOS recorded, each row is a
-        document, and an ``eos_id`` given to the constructor is put after each.
+        ending with an EOS row: documents stay whole (:func:`smelt_data.plan.row_order`). With no
+        EOS recorded, each row is a document, and an ``eos_id`` given to the constructor is put after each.
         """
-        t = pq.ParquetFile(self.paths[c.shard]).read_row_group(c.row_group, columns=["input_ids"])
-        col = t.column("input_ids").combine_chunks()
-        values = col.values.to_numpy(zero_copy_only=False)  # uint32: widened once, when copied into a batch
-        offsets = col.offsets.to_numpy().astype(np.int64)
-        rows = len(offsets) - 1
-        starts, ends = offsets[:-1], offsets[1:]
-        if self.shuffle and rows > 1:
-            if self.recorded_eos is not None:
-                last = np.where(ends > starts, values[np.maximum(ends - 1, 0)], self.recorded_eos)
-                unit = np.concatenate([[0], np.cumsum(last[:-1] == self.recorded_eos)])
-            else:
-                unit = np.arange(rows)
-            n_units = int(unit[-1]) + 1
-            first_row = np.searchsorted(unit, np.arange(n_units))
-            unit_rows = np.diff(np.append(first_row, rows))
-            perm = np.random.default_rng([self.seed, self.epoch, c.shard, c.row_group]).permutation(n_units)
-            # Rows of the permuted units, in order within each unit.
-            order = np.repeat(first_row[perm] - (np.cumsum(unit_rows[perm]) - unit_rows[perm]), unit_rows[perm])
-            order = order + np.arange(rows)
-            starts, ends = starts[order], ends[order]
-        lengths = ends - starts
-        if self.shuffle and rows > 1:  # one slice per row: cheaper than a gather through an index array
-            stream = np.concatenate([values[s:e] for s, e in zip(starts.tolist(), ends.tolist())])
-        else:
-            stream = values[offsets[0]:offsets[-1]]
-        if self.recorded_eos is None and self.eos_id is not None:
-            stream = np.insert(stream, np.cumsum(lengths), self.eos_id)
-        return stream
+        values, offsets = read_ids(self.paths[c.shard], c)
+        order = row_order(values, offsets, self.seed, self.epoch, c, self.shuffle, self.recorded_eos)
+        return chunk_stream(values, offsets, order, self.eos_id if self._inserts_eos() else None)
 
     def _blocks(self, consumer: int, consumers: int, skip: int) -> Iterator[np.ndarray]:
         """The consumer's samples after the first ``skip``, as read-only ``[k, seq_len + 1]`` views
@@ -402,5 +341,5 @@ def samples_per_epoch(ds: TokenShardDataset, workers: int = 1) -> List[int]:
     for w in range(workers):
         c = ds.rank * workers + w
         tokens = sum(ds._cheap_tokens(ds.chunks[i]) for i in ds.consumer_chunks(c, consumers))
-        out.append(max(0, (tokens - 1) // ds.seq_len))
+        out.append(samples_in(tokens, ds.seq_len))
     return out

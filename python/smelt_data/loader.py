@@ -13,8 +13,12 @@ answers with the slots it has finished with. Nothing is copied or pickled on the
     worker w (forked) ──fill slot k──► ring w [ring x batch x (seq_len + 1)] ──(k, epoch, n)──► training process
                       ◄──────────────────────── release k (after `hold` more batches) ─────────┘
 
-The order is the DataLoader's: batch j comes from worker j % workers (among the workers
-whose epoch is not over), so state and resumption follow the dataset's own rules.
+The order is the DataLoader's: batch j comes from worker j % workers, and workers whose epoch is
+over leave the rotation, which goes on with the next worker (torch's DataLoader deals its tasks
+to the live workers cyclically), so state and resumption follow the dataset's own rules.
+
+The loader records the training run (``run=``, :mod:`smelt_data.runs`): its rank file at the first
+iteration and at each jump, and the metrics given to :meth:`ShardLoader.log`.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from typing import Deque, Dict, List, Optional, Tuple
 import numpy as np
 
 from .dataset import TokenShardDataset, torch
+from .runs import Recorder, resolve_run
 
 _BATCH = struct.Struct("<qqq")  # slot, epoch, samples; slot -1: the epoch is over; -2: an error follows
 _SLOT = struct.Struct("<q")  # a released slot; -1: stop
@@ -103,15 +108,22 @@ class ShardLoader:
             buffers when ``pin_memory``) and the device tensor is yielded.
         pin_memory: page-lock the rings (``cudaHostRegister``) so that copies to the GPU are DMA.
         timeout: seconds to wait for one batch before raising (None: wait as long as the worker lives).
+        run: the training run to record (``ROOT/_training/<run id>/``, :mod:`smelt_data.runs`): None
+            (default) records under ``SMELT_TRAIN_RUN``, else ``TORCHELASTIC_RUN_ID``, else a generated id;
+            a string is the run id; a dict ``{"id": ..., "name": ..., "params": {...}}`` adds a name and
+            the user's parameters (model, lr, ...); False records nothing. Recording never stops training:
+            write errors are one warning.
 
     Iterating gives one epoch; the workers stay and go on into the next epoch while the
     training loop finishes this one, so ``for epoch ...: for batch in loader`` never waits for a
     start. ``set_epoch`` / ``load_state_dict`` choose where the next iteration begins.
+    ``batches`` counts the batches yielded over the whole run (``state_dict`` carries it);
+    ``log(step, loss=...)`` records metrics against it.
     Workers are forked (Linux, macOS): the rings are mapped before the fork.
     """
 
     def __init__(self, dataset: TokenShardDataset, batch_size: int, num_workers: int = 1, ring: int = 8, hold: int = 2,
-                 device=None, pin_memory: bool = False, timeout: Optional[float] = None):
+                 device=None, pin_memory: bool = False, timeout: Optional[float] = None, run=None):
         if batch_size < 1 or num_workers < 1:
             raise ValueError("batch_size and num_workers must be positive")
         if not 1 <= hold < ring:
@@ -136,6 +148,24 @@ class ShardLoader:
         self._taken: Dict[int, int] = {}  # consumer -> samples handed out in _epoch
         self._held: Deque[tuple] = deque()  # (worker, slot, cuda event or None), oldest first
         self._pending: List[Optional[tuple]] = [None] * num_workers  # a next-epoch batch read while ending one
+        spec = resolve_run(run)
+        self._rec = Recorder(spec, dataset, batch_size, num_workers, "ShardLoader") if spec is not None else None
+        self.batches = 0  # batches yielded over the whole run (continued by load_state_dict)
+        self._samples = 0  # samples yielded over the whole run
+        self._last_epoch = dataset.epoch  # epoch of the last batch yielded
+        self._jumped = True  # the next iteration starts where the plan alone does not say: record a segment
+
+    @property
+    def run_id(self) -> Optional[str]:
+        """The recorded run's id (None with ``run=False``)."""
+        return self._rec.run_id if self._rec is not None else None
+
+    def log(self, step, **metrics) -> None:
+        """Records ``metrics`` (numbers: loss, lr, ...) for training step ``step`` against the batches
+        yielded so far: one line of ``metrics-RRRRR.jsonl``, written within 2 s. Costs about a list
+        append; never raises for I/O."""
+        if self._rec is not None:
+            self._rec.log(step, self.batches, self._last_epoch, self._samples * self.ds.seq_len, metrics)
 
     # ----- workers -----
 
@@ -206,6 +236,8 @@ class ShardLoader:
         """Stops the workers and unmaps the rings (also done when the loader is collected)."""
         self._stop()
         self._unpin()
+        if self._rec is not None:
+            self._rec.close()
 
     def __enter__(self):
         return self
@@ -264,21 +296,32 @@ class ShardLoader:
         if epoch != self._epoch or self._taken or self._skip:
             self._epoch, self._skip, self._taken = epoch, {}, {}
             self._stop()
+            self._jumped = True
         self.ds.epoch = epoch
 
     def __iter__(self):
         if any(wk.proc is None or not wk.proc.is_alive() for wk in self._workers):
             self._start()
         epoch = self._epoch
+        position = self._position()
+        if self._rec is not None and (self._jumped or any(position.values())):
+            # Not the start of the epoch after a finished one: where it starts is recorded.
+            taken = {self._consumer(w): position.get(self._consumer(w), 0) for w in range(self.num_workers)}
+            self._rec.segment(self.batches, epoch, taken)
+        elif self._rec is not None:
+            self._rec.reached(epoch)
+        self._jumped = False
         active = list(range(self.num_workers))
-        i = 0
+        p = 0  # position in active of the worker whose turn it is
         while active:
-            w = active[i % len(active)]
+            w = active[p]
             slot, got_epoch, n = self._recv(w)
             if slot == -1 or got_epoch != epoch:
                 if slot != -1:  # its end marker was read by an iteration the loop left early
                     self._pending[w] = (slot, got_epoch, n)
-                active.remove(w)
+                del active[p]  # the rotation goes on with the next worker
+                if active:
+                    p %= len(active)
                 continue
             while len(self._held) >= self.hold:
                 self._release_oldest()
@@ -293,7 +336,12 @@ class ShardLoader:
             self._held.append((w, slot, event))
             c = self._consumer(w)
             self._taken[c] = self._taken.get(c, 0) + n
-            i += 1
+            p = (p + 1) % len(active)
+            self.batches += 1
+            self._samples += n
+            self._last_epoch = epoch
+            if self._rec is not None:
+                self._rec.tick()
             yield batch
         self._epoch, self._skip, self._taken = epoch + 1, {}, {}
         self.ds.epoch = epoch + 1
@@ -301,10 +349,15 @@ class ShardLoader:
     def state_dict(self) -> dict:
         """Where this rank is: the dataset's state format (``load_state_dict`` of either takes it)."""
         self.ds.epoch, self.ds._taken = self._epoch, self._position()
-        return self.ds.state_dict()
+        return dict(self.ds.state_dict(), batches=self.batches, samples=self._samples)
 
     def load_state_dict(self, state: dict) -> None:
-        """Resumes where ``state`` stopped: the next batches are the ones that followed."""
+        """Resumes where ``state`` stopped: the next batches are the ones that followed, and the
+        global batch counter goes on from the state's ``batches`` (0 for states saved without it)."""
         self.ds.load_state_dict(state)
         self._stop()
         self._epoch, self._skip, self._taken = self.ds.epoch, dict(self.ds._resume), {}
+        self.batches = int(state.get("batches", 0))
+        self._samples = int(state.get("samples", self.batches * self.batch_size))
+        self._last_epoch = self._epoch
+        self._jumped = True

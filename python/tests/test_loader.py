@@ -13,19 +13,16 @@ def as_lists(batches):
 
 
 def expected_batches(root, epoch, workers, batch, **kw):
-    """What torch's DataLoader would give: worker w's batches, taken round-robin."""
+    """What torch's DataLoader would give: worker w's batches, taken round-robin; a worker whose
+    epoch is over leaves the rotation, which goes on with the next worker (its tasks are dealt
+    cyclically to the live workers)."""
     per = []
     for w in range(workers):
         ds = TokenShardDataset(root, batch_size=batch, epoch=epoch, **kw)
         per.append([np.asarray(b).tolist() for b in ds.iter_worker(w, workers)])
-    out, i = [], 0
-    while any(per):
-        w = i % len(per)
-        if not per[w]:
-            per.pop(w)
-            continue
-        out.append(per[w].pop(0))
-        i += 1
+    out = []
+    for r in range(max(len(p) for p in per)):
+        out.extend(p[r] for p in per if r < len(p))
     return out
 
 
