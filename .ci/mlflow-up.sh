@@ -20,7 +20,7 @@ URL="http://127.0.0.1:$PORT"
 VENV=target/mlflow-venv
 
 answers() {
-    curl -fsS -o /dev/null "$URL/health" 2>/dev/null
+    python3 -c "import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)" "$URL/health" 2>/dev/null
 }
 
 if [ "${1:-}" = "--stop" ]; then

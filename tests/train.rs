@@ -285,11 +285,11 @@ fn python() -> String {
     std::env::var("SMELT_PYTHON").ok().filter(|p| !p.is_empty()).unwrap_or_else(|| "python3".into())
 }
 
-/// A gzipped WARC of `n` HTML responses from junk.example whose text is byte
-/// garbage (random code points from a seeded generator).
-fn junk_warc(path: &Path, n: usize) {
-    use flate2::write::GzEncoder;
-    let mut out = GzEncoder::new(std::fs::File::create(path).unwrap(), flate2::Compression::default());
+/// `n` JSON Lines documents from junk.example whose text is garbage: random
+/// printable ASCII from a seeded generator (thousands of distinct,
+/// unpredictable tokens).
+fn junk_jsonl(path: &Path, n: usize) {
+    let mut out = String::new();
     let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
     for i in 0..n {
         let mut text = String::new();
@@ -297,47 +297,34 @@ fn junk_warc(path: &Path, n: usize) {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
-            let c = char::from_u32(0x21 + (x % 0x2f00) as u32)
-                .filter(|c| !c.is_control() && *c != '<' && *c != '&')
-                .unwrap_or('#');
-            text.push(c);
+            text.push(char::from(0x21 + (x % 94) as u8));
             if x % 9 == 0 {
                 text.push(' ');
             }
         }
-        let body = format!("<html><head><title>x{i}</title></head><body><p>{text}</p></body></html>");
-        let http = format!(
-            "HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        );
-        let record = format!(
-            "WARC/1.0\r\nWARC-Type: response\r\nWARC-Record-ID: <urn:uuid:00000000-0000-4000-8000-{i:012}>\r\nWARC-Date: 2024-05-01T00:00:00Z\r\nWARC-Target-URI: http://junk.example/p/{i}\r\nContent-Type: application/http; msgtype=response\r\nContent-Length: {}\r\n\r\n{http}\r\n\r\n",
-            http.len()
-        );
-        out.write_all(record.as_bytes()).unwrap();
+        let doc =
+            serde_json::json!({"id": format!("junk-{i}"), "url": format!("http://junk.example/p/{i}"), "text": text});
+        out.push_str(&format!("{doc}\n"));
     }
-    out.finish().unwrap();
+    std::fs::write(path, out).unwrap();
 }
 
 #[test]
 #[ignore = "needs Python 3 with numpy and pyarrow: SMELT_PYTHON=<venv>/bin/python (.ci/run installs it)"]
 fn compare_and_spikes_point_at_the_planted_documents() {
     let env = Env::new();
+    // Version 1: 209 real Reuters-21578 stories (the classify fixtures); version 2: the same plus
+    // 10 garbage documents from one domain (about 16% of the tokens).
     let data = env.path().join("data");
     std::fs::create_dir_all(&data).unwrap();
-    for f in std::fs::read_dir(repo().join("examples/data/cc")).unwrap() {
-        let f = f.unwrap().path();
-        if f.to_string_lossy().ends_with(".warc.gz") && !f.to_string_lossy().contains(".wet") {
-            std::fs::copy(&f, data.join(f.file_name().unwrap())).unwrap();
-        }
-    }
+    std::fs::copy(repo().join("stages/tests/fixtures/classify/texts.jsonl"), data.join("reuters.jsonl")).unwrap();
     let pipeline = env.write(
         "lm.yaml",
-        b"dataset: lm\nstages:\n  crawl: {type: warc, paths: [\"data/*.warc.gz\"]}\n  text: {type: html_to_text, inputs: [crawl], min_chars: 200}\n  hashed: {type: content_hash, inputs: [text]}\n  tok: {type: tokenize, inputs: [hashed], tokenizer: \"tiktoken:r50k_base\", max_tokens: 1024, overflow: split}\n  out: {type: parquet, inputs: [tok]}\n",
+        b"dataset: lm\nstages:\n  docs: {type: jsonl, paths: [\"data/*.jsonl\"]}\n  hashed: {type: content_hash, inputs: [docs]}\n  tok: {type: tokenize, inputs: [hashed], tokenizer: \"tiktoken:r50k_base\", max_tokens: 1024, overflow: split}\n  out: {type: parquet, inputs: [tok]}\n",
     );
     let p = pipeline.display().to_string();
     assert_eq!(env.json(&["run", &p])["version"], 1);
-    junk_warc(&data.join("zz-junk.warc.gz"), 12);
+    junk_jsonl(&data.join("zz-junk.jsonl"), 10);
     assert_eq!(env.json(&["run", &p])["version"], 2);
     let root = env.data().join("datasets/lm");
     let trainer = repo().join("examples/train/tiny_lm.py").display().to_string();
@@ -360,27 +347,58 @@ fn compare_and_spikes_point_at_the_planted_documents() {
             .unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     }
-    let cmp = env.json(&["train", "compare", "clean", "junk", "--window", "20"]);
+    let cmp = env.json(&["train", "compare", "clean", "junk"]);
     assert!(cmp["divergence"].is_object(), "{cmp}");
-    let added: Vec<&str> = cmp["diff"]["mixture"]["domains"]
-        .as_array()
-        .map(|a| a.iter().filter_map(|d| d["key"].as_str()).collect())
-        .unwrap_or_default();
-    let text = env.ok(&["train", "compare", "clean", "junk", "--window", "20"]);
-    assert!(text.contains("junk.example"), "the diff shows the added domain: {text} {added:?}");
+    let text = env.ok(&["train", "compare", "clean", "junk"]);
+    assert!(
+        text.contains("junk.example") && text.contains("diverge  from step"),
+        "the diff shows the added domain: {text}"
+    );
 
-    let sp = env.json(&["train", "spikes", "junk", "--window", "20", "--z", "3", "--top", "1000"]);
-    let spikes = sp["spikes"].as_array().unwrap();
+    let sp = env.json(&["train", "spikes", "junk", "--top", "1000"]); // window 50, z 4
+    let spikes: Vec<i64> = sp["spikes"].as_array().unwrap().iter().map(|s| s["step"].as_i64().unwrap()).collect();
     assert!(!spikes.is_empty(), "{sp}");
+    assert_eq!(sp["over_represented"][0]["value"], "junk.example", "{}", sp["over_represented"]);
+    let planted_doc = |d: &serde_json::Value| d["columns"]["url"].as_str().unwrap_or("").contains("junk.example");
     let docs = sp["documents"].as_array().unwrap();
-    let planted = |d: &serde_json::Value| d["columns"]["url"].as_str().unwrap_or("").contains("junk.example");
-    let hit = docs.iter().filter(|d| planted(d)).count();
-    let precision_steps = spikes.len();
-    assert!(sp["over_represented"][0]["value"] == "junk.example", "{}", sp["over_represented"]);
-    // Attribution: of the spike batches' documents, how many are planted; of the batches that held
-    // planted documents, how many were flagged (recall), over the batches the run took.
-    eprintln!("spikes {precision_steps}, documents {}, planted among them {hit}", docs.len());
-    assert!(hit > 0);
+    let planted_docs = docs.iter().filter(|d| planted_doc(d)).count();
+
+    // Attribution over every batch the run took (the loader's own trace of each step):
+    // precision = spike steps whose batch holds planted documents / spike steps;
+    // recall = steps whose batch holds planted documents that were flagged / such steps.
+    let steps = env.json(&["train", "show", "junk"])["steps"].as_i64().unwrap();
+    let mut cmd = std::process::Command::new(python());
+    cmd.args(["-m", "smelt_data.trace", &root.display().to_string(), "junk", "--excerpt-tokens", "0"]);
+    for s in 0..steps {
+        cmd.args(["--step", &s.to_string()]);
+    }
+    let out = cmd.env("PYTHONPATH", repo().join("python")).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let all: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let holds: std::collections::BTreeSet<i64> = all["batches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|b| {
+            b["samples"].as_array().unwrap().iter().any(|s| s["docs"].as_array().unwrap().iter().any(planted_doc))
+        })
+        .map(|b| b["step"].as_i64().unwrap())
+        .collect();
+    let flagged_holding = spikes.iter().filter(|s| holds.contains(s)).count();
+    let precision = flagged_holding as f64 / spikes.len() as f64;
+    let recall = flagged_holding as f64 / holds.len().max(1) as f64;
+    eprintln!(
+        "attribution: {} steps, {} spikes, {} steps hold planted documents; precision {precision:.3}, recall {recall:.3}; \
+         {planted_docs} of {} documents in spike batches are planted; junk.example token share in spike batches {:.3} (version {:.3})",
+        steps,
+        spikes.len(),
+        holds.len(),
+        docs.len(),
+        sp["over_represented"][0]["share"].as_f64().unwrap(),
+        sp["over_represented"][0]["baseline"].as_f64().unwrap()
+    );
+    assert!(precision >= 0.8, "precision {precision}");
+    assert!(recall >= 0.3, "recall {recall}");
 
     // One step's batch, as the loader gave it.
     let b = env.json(&["train", "batch", "junk", "--step", "5"]);

@@ -4,7 +4,7 @@
 //! ```text
 //! metrics (step, value) ──sparkline──► ▁▂▃▅▇ (bucket means)
 //! two curves ──align by step or tokens──► windowed mean gap vs the curves' own noise ──► first divergence
-//! one curve ──trailing window mean/std──► z-scores ──► spikes (z > threshold)
+//! one curve ──trailing window median/MAD──► robust z-scores ──► spikes (z > threshold)
 //! spike batches' documents (tokens per value) vs the version's stats ──► lift per domain/source/lang
 //! ```
 
@@ -110,15 +110,17 @@ pub struct Spike {
     pub index: usize,
     /// The value.
     pub value: f64,
-    /// Mean of the trailing window.
+    /// Median of the trailing window.
     pub baseline: f64,
-    /// Standard deviations above it.
+    /// Robust standard deviations above it.
     pub z: f64,
 }
 
-/// Points more than `z` standard deviations above the mean of the `window`
-/// points before them (spikes themselves are left out of later windows, so a
-/// burst does not hide its own tail). The first `window` points have no
+/// Points more than `z` robust standard deviations above the median of the
+/// `window` calm points before them. The scale is the median absolute
+/// deviation (x 1.4826, a normal distribution's standard deviation), so a
+/// burst of bad batches does not widen its own baseline, and points flagged
+/// as spikes are left out of later windows. The first `window` points have no
 /// baseline and are never spikes.
 pub fn spikes(values: &[f64], window: usize, z: f64) -> Vec<Spike> {
     let w = window.max(2);
@@ -126,9 +128,8 @@ pub fn spikes(values: &[f64], window: usize, z: f64) -> Vec<Spike> {
     let mut calm: Vec<f64> = Vec::new();
     for (i, &v) in values.iter().enumerate() {
         if calm.len() >= w {
-            let recent = &calm[calm.len() - w..];
-            let (m, s) = (mean(recent), std(recent).max(1e-12));
-            let score = (v - m) / s;
+            let (m, s) = median_mad(&calm[calm.len() - w..]);
+            let score = (v - m) / s.max(1e-12);
             if score > z {
                 out.push(Spike { index: i, value: v, baseline: m, z: score });
                 continue;
@@ -137,6 +138,21 @@ pub fn spikes(values: &[f64], window: usize, z: f64) -> Vec<Spike> {
         calm.push(v);
     }
     out
+}
+
+/// Median and 1.4826 x the median absolute deviation.
+fn median_mad(v: &[f64]) -> (f64, f64) {
+    let median = |mut x: Vec<f64>| {
+        x.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+        let n = x.len();
+        if n % 2 == 1 {
+            x[n / 2]
+        } else {
+            (x[n / 2 - 1] + x[n / 2]) / 2.0
+        }
+    };
+    let m = median(v.to_vec());
+    (m, 1.4826 * median(v.iter().map(|x| (x - m).abs()).collect()))
 }
 
 /// One value of a column that a set of batches holds more of than the version does.

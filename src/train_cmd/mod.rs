@@ -117,7 +117,7 @@ Needs a Python with numpy and pyarrow (--python, else SMELT_PYTHON, else python3
         /// Trailing points a step is compared with.
         #[arg(long, default_value_t = 50)]
         window: usize,
-        /// Standard deviations above the trailing mean that make a spike.
+        /// Robust standard deviations (1.4826 x MAD) above the trailing median that make a spike.
         #[arg(long, default_value_t = 4.0)]
         z: f64,
         /// Rank.
@@ -746,8 +746,18 @@ fn ids_of(doc: &serde_json::Value) -> Vec<u32> {
         .unwrap_or_default()
 }
 
+/// A document's column value; `domain` falls back to its URL's host as the
+/// catalog's group statistics compute it (token shards keep `url`, not `domain`).
 fn col<'a>(doc: &'a serde_json::Value, name: &str) -> &'a str {
-    doc["columns"][name].as_str().unwrap_or("")
+    match doc["columns"][name].as_str() {
+        Some(v) => v,
+        None if name == "domain" => doc["columns"]["url"].as_str().map_or("", smelt_engine::exec::domain_of),
+        None => "",
+    }
+}
+
+fn has_col(doc: &serde_json::Value, name: &str) -> bool {
+    doc["columns"].get(name).is_some() || (name == "domain" && doc["columns"].get("url").is_some())
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -883,10 +893,10 @@ async fn spikes_cmd(
                 e.0 += tokens;
                 e.1.insert(step);
                 for c in ["domain", "source", "lang"] {
-                    let v = col(d, c).to_string();
-                    if d["columns"].get(c).is_none() {
+                    if !has_col(d, c) {
                         continue;
                     }
+                    let v = col(d, c).to_string();
                     let o = observed.entry(c.to_string()).or_default().entry(v.clone()).or_default();
                     o.0 += tokens;
                     if seen_in_col.insert((c.to_string(), v, id.clone())) {
@@ -912,7 +922,7 @@ async fn spikes_cmd(
         })),
         Format::Table => {
             let mut o = format!(
-                "{} spikes of {metric} in {run_id} rank {rank} ({} steps; above the trailing {window}-step mean by more than {z} standard deviations)\n",
+                "{} spikes of {metric} in {run_id} rank {rank} ({} steps; above the median of the {window} calm steps before them by more than {z} robust standard deviations)\n",
                 found.len(),
                 values.len()
             );
@@ -960,7 +970,8 @@ async fn spikes_cmd(
                 .iter()
                 .take(top)
                 .map(|(id, t, st, c)| {
-                    let g = |k: &str| c[k].as_str().unwrap_or("").to_string();
+                    let doc = serde_json::json!({"columns": c});
+                    let g = |k: &str| col(&doc, k).to_string();
                     vec![id.clone(), g("domain"), g("source"), g("lang"), t.to_string(), st.len().to_string()]
                 })
                 .collect();

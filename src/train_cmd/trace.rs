@@ -11,11 +11,14 @@
 use std::path::{Path, PathBuf};
 
 /// The package's modules, as built into this binary.
-const PACKAGE: [(&str, &str); 4] = [
+const PACKAGE: [(&str, &str); 7] = [
     ("__init__.py", include_str!("../../python/smelt_data/__init__.py")),
     ("dataset.py", include_str!("../../python/smelt_data/dataset.py")),
     ("loader.py", include_str!("../../python/smelt_data/loader.py")),
     ("worker.py", include_str!("../../python/smelt_data/worker.py")),
+    ("plan.py", include_str!("../../python/smelt_data/plan.py")),
+    ("runs.py", include_str!("../../python/smelt_data/runs.py")),
+    ("trace.py", include_str!("../../python/smelt_data/trace.py")),
 ];
 
 /// Writes the embedded package once per content into the cache directory; returns the directory to put on PYTHONPATH.
