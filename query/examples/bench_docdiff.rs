@@ -7,6 +7,8 @@
 //! commit     merges each version's runs into its version index, like `smelt commit`
 //! smelt      diffs the two version indexes (what `smelt catalog diff` reads)
 //! datafusion FULL OUTER JOIN of the two versions' shards on id, comparing content_hash
+//! publish    writes the two manifests as datasets `bench-a@1` (root a) and `bench-b@1` (root b)
+//!            under `_versions/`, for `smelt catalog rebuild` (bench/train_compare.sh)
 //! ```
 //! Run each phase in its own process so that its time and peak RSS are its own
 //! (bench/diff.sh does, under /usr/bin/time):
@@ -327,6 +329,27 @@ async fn commit(dir: &Path) -> Result<serde_json::Value, String> {
     Ok(serde_json::json!({"phase": "commit", "entries": entries, "seconds": t.elapsed().as_secs_f64()}))
 }
 
+/// The committed manifests as `bench-a@1` (root a) and `bench-b@1` (root b), with
+/// their row totals, where `smelt catalog rebuild a b` finds them.
+fn publish(dir: &Path) -> Result<serde_json::Value, String> {
+    for (name, version) in [("a", 1u64), ("b", 1)] {
+        let root = dir.join(name);
+        let mut m: VersionManifest =
+            serde_json::from_slice(&std::fs::read(root.join("manifest.json")).map_err(|e| e.to_string())?)
+                .map_err(|e| e.to_string())?;
+        m.dataset = format!("bench-{name}");
+        m.version = version;
+        m.committed_at = chrono::Utc::now().to_rfc3339();
+        m.digest = format!("xxh3-128:{:032x}", u128::from(name == "b"));
+        m.lineage.run_id = format!("{RUN}-{name}");
+        m.totals.rows = m.doc_index.as_ref().map_or(0, |r| r.entries);
+        std::fs::create_dir_all(root.join("_versions")).map_err(|e| e.to_string())?;
+        std::fs::write(root.join(format!("_versions/{version:06}.json")), serde_json::to_vec(&m).map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(serde_json::json!({"phase": "publish"}))
+}
+
 async fn smelt(dir: &Path) -> Result<serde_json::Value, String> {
     let load = |name: &str| -> Result<(DatasetStore, VersionManifest), String> {
         let root = dir.join(name);
@@ -407,6 +430,7 @@ async fn main() -> ExitCode {
         "commit" => commit(&dir).await,
         "smelt" => smelt(&dir).await,
         "datafusion" => datafusion(&dir).await,
+        "publish" => publish(&dir),
         other => return fail(&format!("unknown phase {other}")),
     };
     match out {
