@@ -320,7 +320,7 @@ fn compare_and_spikes_point_at_the_planted_documents() {
     std::fs::copy(repo().join("stages/tests/fixtures/classify/texts.jsonl"), data.join("reuters.jsonl")).unwrap();
     let pipeline = env.write(
         "lm.yaml",
-        b"dataset: lm\nstages:\n  docs: {type: jsonl, paths: [\"data/*.jsonl\"]}\n  hashed: {type: content_hash, inputs: [docs]}\n  tok: {type: tokenize, inputs: [hashed], tokenizer: \"tiktoken:r50k_base\", max_tokens: 1024, overflow: split}\n  out: {type: parquet, inputs: [tok]}\n",
+        b"dataset: lm\nstages:\n  docs: {type: jsonl, paths: [\"data/*.jsonl\"]}\n  hashed: {type: content_hash, inputs: [docs]}\n  chars: {type: sql, inputs: [hashed], columns: {n_chars: \"character_length(text)\"}}\n  tok: {type: tokenize, inputs: [chars], tokenizer: \"tiktoken:r50k_base\", max_tokens: 1024, overflow: split}\n  out: {type: parquet, inputs: [tok]}\n",
     );
     let p = pipeline.display().to_string();
     assert_eq!(env.json(&["run", &p])["version"], 1);
@@ -396,6 +396,13 @@ fn compare_and_spikes_point_at_the_planted_documents() {
         docs.len(),
         sp["over_represented"][0]["share"].as_f64().unwrap(),
         sp["over_represented"][0]["baseline"].as_f64().unwrap()
+    );
+    // A numeric column of the version (here the sql stage's n_chars) is compared too.
+    let n_chars = sp["signals"].as_array().unwrap().iter().find(|g| g["column"] == "n_chars").expect("n_chars signal");
+    let (spiky, all) = (n_chars["spikes_mean"].as_f64().unwrap(), n_chars["version_mean"].as_f64().unwrap());
+    assert!(
+        (950.0..1050.0).contains(&spiky) && all < 0.8 * spiky,
+        "garbage documents hold ~1,000 characters, stories fewer: {n_chars}"
     );
     assert!(precision >= 0.8, "precision {precision}");
     assert!(recall >= 0.3, "recall {recall}");

@@ -344,8 +344,11 @@ fn publish(dir: &Path) -> Result<serde_json::Value, String> {
         m.lineage.run_id = format!("{RUN}-{name}");
         m.totals.rows = m.doc_index.as_ref().map_or(0, |r| r.entries);
         std::fs::create_dir_all(root.join("_versions")).map_err(|e| e.to_string())?;
-        std::fs::write(root.join(format!("_versions/{version:06}.json")), serde_json::to_vec(&m).map_err(|e| e.to_string())?)
-            .map_err(|e| e.to_string())?;
+        std::fs::write(
+            root.join(format!("_versions/{version:06}.json")),
+            serde_json::to_vec(&m).map_err(|e| e.to_string())?,
+        )
+        .map_err(|e| e.to_string())?;
     }
     Ok(serde_json::json!({"phase": "publish"}))
 }

@@ -907,6 +907,10 @@ async fn spikes_cmd(
         }
     }
     let lifts = manifest.as_ref().map(|m| analysis::lifts(&observed, &version_baseline(m), 1.5)).unwrap_or_default();
+    let signals = match &manifest {
+        Some(m) => signals(&local_root(&run.entry.root_url)?, m, docs.values().map(|(t, _, c)| (*t, c)))?,
+        None => Vec::new(),
+    };
     let mut ranked: Vec<(String, u64, BTreeSet<i64>, serde_json::Value)> =
         docs.into_iter().map(|(id, (t, st, c))| (id, t, st, c)).collect();
     ranked.sort_by(|a, b| (b.2.len(), b.1).cmp(&(a.2.len(), a.1)).then(a.0.cmp(&b.0)));
@@ -917,7 +921,7 @@ async fn spikes_cmd(
     match format {
         Format::Json => emit_json(&serde_json::json!({
             "run_id": run_id, "rank": rank, "metric": metric, "window": window, "z": z, "steps": values.len(),
-            "spikes": spikes_json, "over_represented": lifts,
+            "spikes": spikes_json, "over_represented": lifts, "signals": signals,
             "documents": ranked.iter().map(|(id, t, st, c)| serde_json::json!({"id": id, "tokens": t, "spike_steps": st, "columns": c})).collect::<Vec<_>>(),
         })),
         Format::Table => {
@@ -962,6 +966,30 @@ async fn spikes_cmd(
             } else {
                 table(&["column", "value", "spikes", "version", "lift", "docs"], &rows)
             });
+            if !signals.is_empty() {
+                o.push_str(
+                    "\nnumeric columns (quality scores, duplicate cluster sizes, ...): spike batches vs the version\n",
+                );
+                let rows: Vec<Vec<String>> = signals
+                    .iter()
+                    .map(|g| {
+                        vec![
+                            g.column.clone(),
+                            format!("{:.4}", g.spikes_mean),
+                            format!("{:.4}", g.version_mean),
+                            if g.version_mean != 0.0 {
+                                format!("{:.2}x", g.spikes_mean / g.version_mean)
+                            } else {
+                                "-".into()
+                            },
+                        ]
+                    })
+                    .collect();
+                o.push_str(&table(
+                    &["column", "spike batches (token-weighted mean)", "version (mean)", "ratio"],
+                    &rows,
+                ));
+            }
             o.push_str(&format!(
                 "\ndocuments in the spike batches ({} in all; most spikes, then most tokens, first):\n",
                 ranked.len()
@@ -980,6 +1008,71 @@ async fn spikes_cmd(
         }
     }
     Ok(())
+}
+
+/// A numeric column's mean in the spike batches against the version's.
+#[derive(Debug, serde::Serialize)]
+struct Signal {
+    column: String,
+    spikes_mean: f64,
+    version_mean: f64,
+}
+
+/// Numeric columns the spike documents carry (`score_hq`, `dup_cluster_size`, ...): their
+/// token-weighted mean over the spike batches, and their mean over the version's rows (read
+/// from its shards, that column only).
+fn signals<'a>(
+    root: &Path,
+    m: &VersionManifest,
+    docs: impl Iterator<Item = (u64, &'a serde_json::Value)>,
+) -> anyhow::Result<Vec<Signal>> {
+    use arrow::array::AsArray;
+    use arrow::datatypes::Float64Type;
+    let mut sums: BTreeMap<String, (f64, f64)> = BTreeMap::new();
+    for (tokens, cols) in docs {
+        for (k, v) in cols.as_object().into_iter().flatten() {
+            if let Some(x) = v.as_f64().filter(|x| x.is_finite()) {
+                let e = sums.entry(k.clone()).or_default();
+                e.0 += x * tokens as f64;
+                e.1 += tokens as f64;
+            }
+        }
+    }
+    sums.retain(|_, (_, w)| *w > 0.0);
+    if sums.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut version: BTreeMap<String, (f64, u64)> = BTreeMap::new();
+    for shard in &m.shards {
+        let path = root.join(&shard.path);
+        let file = std::fs::File::open(&path).with_context(|| format!("reading {}", path.display()))?;
+        let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)?;
+        let wanted: Vec<usize> = sums.keys().filter_map(|c| builder.schema().index_of(c).ok()).collect();
+        if wanted.is_empty() {
+            continue;
+        }
+        let mask = parquet::arrow::ProjectionMask::roots(builder.parquet_schema(), wanted);
+        for batch in builder.with_projection(mask).with_batch_size(8192).build()? {
+            let batch = batch?;
+            for (i, field) in batch.schema().fields().iter().enumerate() {
+                let Ok(col) = arrow::compute::cast(batch.column(i), &arrow::datatypes::DataType::Float64) else {
+                    continue;
+                };
+                let e = version.entry(field.name().clone()).or_default();
+                for x in col.as_primitive::<Float64Type>().iter().flatten().filter(|x| x.is_finite()) {
+                    e.0 += x;
+                    e.1 += 1;
+                }
+            }
+        }
+    }
+    Ok(sums
+        .into_iter()
+        .filter_map(|(column, (sum, w))| {
+            let (vs, vn) = version.get(&column).copied()?;
+            (vn > 0).then(|| Signal { spikes_mean: sum / w, version_mean: vs / vn as f64, column })
+        })
+        .collect())
 }
 
 // ----- import -----
