@@ -25,7 +25,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
@@ -33,8 +35,17 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .plan import Chunk, chunk_order, chunk_tokens_from_counts, list_chunks, row_order, samples_in
+from .plan import Chunk, chunk_order, chunk_tokens_from_counts, row_order, samples_in
 from .runs import check_run_id, metrics_file, rank_file, training_dir
+
+
+def _read_shard(path: str):
+    """(rows of each row group, every row's n_tokens) of one shard: its footer and one column."""
+    f = pq.ParquetFile(path)
+    md = f.metadata
+    sizes = [md.row_group(i).num_rows for i in range(md.num_row_groups)]
+    counts = f.read(columns=["n_tokens"], use_threads=False).column("n_tokens").to_numpy()
+    return sizes, counts
 
 
 class TraceError(Exception):
@@ -95,8 +106,15 @@ class RunPlan:
                              f"{h['digest']}: the version was rewritten, its batches cannot be traced")
         self.rel_paths = [s["path"] for s in self.manifest["shards"]]
         self.paths = [str(self.root / p) for p in self.rel_paths]
-        self.chunks: List[Chunk] = list_chunks(self.paths)
+        # Every shard's footer and n_tokens, read once and in parallel (Parquet decoding frees the
+        # GIL): the epoch arithmetic needs every chunk's token count, and a 10B-token version has
+        # hundreds of shards. The chunks are list_chunks()'s: non-empty row groups in shard order.
+        with ThreadPoolExecutor(max(1, min(8, os.cpu_count() or 1))) as pool:
+            shards = list(pool.map(_read_shard, self.paths))
+        self.chunks: List[Chunk] = [Chunk(i, rg, n) for i, (sizes, _) in enumerate(shards)
+                                    for rg, n in enumerate(sizes) if n]
         self.index = {(c.shard, c.row_group): i for i, c in enumerate(self.chunks)}
+        self._shard_counts = shards
         self.L, self.B = int(h["seq_len"]), int(h["batch_size"])
         self.seed, self.shuffle = h["seed"], bool(h["shuffle"])
         self.W, self.world = int(h["workers"]), int(h["world_size"])
@@ -119,10 +137,9 @@ class RunPlan:
     def chunk_tokens(self, ci: int) -> int:
         if ci not in self._tokens:
             shard = self.chunks[ci].shard
-            f = pq.ParquetFile(self.paths[shard])
-            counts = f.read(columns=["n_tokens"]).column("n_tokens").to_numpy()  # the whole file: one read
+            sizes, counts = self._shard_counts[shard]
             first = self.first_rows(shard)
-            for rg in range(f.metadata.num_row_groups):
+            for rg in range(len(sizes)):
                 j = self.index.get((shard, rg))
                 if j is not None:
                     self._tokens[j] = chunk_tokens_from_counts(counts[first[rg]:first[rg + 1]],
@@ -131,9 +148,8 @@ class RunPlan:
 
     def first_rows(self, shard: int) -> List[int]:
         if shard not in self._rg_first_row:
-            md = pq.ParquetFile(self.paths[shard]).metadata
-            self._rg_first_row[shard] = np.concatenate(
-                [[0], np.cumsum([md.row_group(i).num_rows for i in range(md.num_row_groups)])]).tolist()
+            sizes = self._shard_counts[shard][0]
+            self._rg_first_row[shard] = np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)]).tolist()
         return self._rg_first_row[shard]
 
     def consumer_chunks(self, epoch: int, consumer: int) -> List[int]:
