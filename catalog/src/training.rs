@@ -142,6 +142,40 @@ fn one() -> u32 {
     1
 }
 
+impl RankRecord {
+    /// A registration for a run the loader did not record (`smelt train import --dataset`):
+    /// the version it read and where its metrics came from; no loader plan, so its batches
+    /// cannot be traced.
+    pub fn without_loader(run_id: &str, m: &crate::model::VersionManifest, rank: u32, source: &str) -> Self {
+        RankRecord {
+            format: 1,
+            run_id: run_id.to_string(),
+            name: None,
+            dataset: m.dataset.clone(),
+            version: m.version,
+            digest: Some(m.digest.clone()),
+            manifest: Some(crate::model::manifest_path(m.version)),
+            tokenizer: None,
+            tokenizer_hash: None,
+            seq_len: None,
+            batch_size: None,
+            seed: None,
+            shuffle: None,
+            rank,
+            world_size: rank + 1,
+            workers: None,
+            eos_id: None,
+            loader: Some(source.to_string()),
+            host: None,
+            pid: None,
+            started_at: String::new(),
+            params: serde_json::Value::Null,
+            segments: Vec::new(),
+            extra: BTreeMap::new(),
+        }
+    }
+}
+
 /// One metrics line.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct MetricPoint {
@@ -444,31 +478,11 @@ mod tests {
 
     #[test]
     fn entries_group_ranks_of_a_run() {
-        let rank = |run: &str, rank: u32, at: &str| RankRecord {
-            format: 1,
-            run_id: run.into(),
-            name: None,
-            dataset: "d".into(),
-            version: 2,
-            digest: None,
-            manifest: None,
-            tokenizer: None,
-            tokenizer_hash: None,
-            seq_len: None,
-            batch_size: None,
-            seed: None,
-            shuffle: None,
-            rank,
-            world_size: 2,
-            workers: None,
-            eos_id: None,
-            loader: None,
-            host: None,
-            pid: None,
-            started_at: at.into(),
-            params: serde_json::Value::Null,
-            segments: vec![],
-            extra: BTreeMap::new(),
+        let rank = |run: &str, rank: u32, at: &str| -> RankRecord {
+            serde_json::from_value(serde_json::json!({
+                "format": 1, "run_id": run, "dataset": "d", "version": 2, "rank": rank, "world_size": 2, "started_at": at,
+            }))
+            .unwrap()
         };
         let e =
             entries("file:///r", &[rank("b", 1, "2026-01-02"), rank("b", 0, "2026-01-01"), rank("a", 0, "2026-01-03")]);

@@ -1150,32 +1150,9 @@ async fn import_cmd(
             } else {
                 chrono::Utc::now().to_rfc3339()
             };
-            let rec = training::RankRecord {
-                format: 1,
-                run_id: run_id.to_string(),
-                name: None,
-                dataset: m.dataset.clone(),
-                version: m.version,
-                digest: Some(m.digest.clone()),
-                manifest: Some(smelt_catalog::manifest_path(m.version)),
-                tokenizer: None,
-                tokenizer_hash: None,
-                seq_len: None,
-                batch_size: None,
-                seed: None,
-                shuffle: None,
-                rank,
-                world_size: rank + 1,
-                workers: None,
-                eos_id: None,
-                loader: Some(format!("import:{origin}")),
-                host: None,
-                pid: None,
-                started_at,
-                params: serde_json::to_value(&imported.params)?,
-                segments: Vec::new(),
-                extra: BTreeMap::new(),
-            };
+            let mut rec = training::RankRecord::without_loader(run_id, &m, rank, &format!("import:{origin}"));
+            rec.started_at = started_at;
+            rec.params = serde_json::to_value(&imported.params)?;
             training::write_rank(&store, &rec).await?;
             (store, Vec::new(), true)
         }
