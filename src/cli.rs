@@ -61,6 +61,10 @@ pub enum Command {
         /// The pipeline, when the run's pointer is not in this data directory.
         #[arg(long)]
         pipeline: Option<PathBuf>,
+        /// Send the OpenLineage COMPLETE (or FAIL) event of the run to a lineage server URL, or append it to
+        /// file:PATH (default: $OPENLINEAGE_URL when set).
+        #[arg(long, value_name = "URL|file:PATH")]
+        openlineage: Option<String>,
         /// Output format.
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
@@ -269,7 +273,9 @@ pub async fn dispatch(cli: Cli) -> ExitCode {
     let data_dir = cli.data_dir.clone();
     let result = match cli.command {
         Command::Run(args) => run(&data_dir, args).await,
-        Command::Commit { run_id, pipeline, format } => commit(&data_dir, &run_id, pipeline.as_deref(), format).await,
+        Command::Commit { run_id, pipeline, openlineage, format } => {
+            commit(&data_dir, &run_id, pipeline.as_deref(), openlineage.as_deref(), format).await
+        }
         Command::Validate { pipelines, format } => return validate(&data_dir, &pipelines, format),
         Command::Graph { pipeline, format } => graph(&data_dir, &pipeline, format),
         Command::Stages { format } => {
@@ -639,10 +645,35 @@ async fn sql(data_dir: &Path, query: &str, format: SqlFmt, output: Option<&Path>
     Ok(())
 }
 
-async fn commit(data_dir: &Path, run_id: &str, pipeline: Option<&Path>, format: Format) -> anyhow::Result<()> {
-    let out = smelt_runner::commit(&Workspace::new(data_dir), run_id, pipeline).await.map_err(catalog_first)?;
+async fn commit(
+    data_dir: &Path,
+    run_id: &str,
+    pipeline: Option<&Path>,
+    openlineage: Option<&str>,
+    format: Format,
+) -> anyhow::Result<()> {
+    use smelt_runner::openlineage::{Emitter, Target};
+    let ws = Workspace::new(data_dir);
+    let target = match openlineage {
+        Some(t) => Some(Target::parse(t).map_err(EngineError::User)?),
+        None => Target::from_env(),
+    };
+    let out = match smelt_runner::commit(&ws, run_id, pipeline).await {
+        Ok(out) => out,
+        Err(e) => {
+            // The run's dataset names the job; a run this data directory does not know sends nothing.
+            if let (Some(t), Ok(ptr)) = (target, ws.read_pointer(run_id)) {
+                Emitter::new(t, &ptr.dataset, run_id, &ptr.pipeline).fail(&e.to_string()).await;
+            }
+            return Err(catalog_first(e));
+        }
+    };
     let m = &out.committed.manifest;
     let newly = out.committed.newly_committed;
+    if let (Some(t), true) = (target, newly) {
+        let root = ws.read_pointer(run_id).map(|p| p.root_url).unwrap_or_default();
+        Emitter::new(t, &m.dataset, run_id, &m.lineage.pipeline_path).complete(m, &root).await;
+    }
     match format {
         Format::Json => {
             emit_json(&serde_json::json!({"dataset": m.dataset, "version": m.version, "newly_committed": newly,

@@ -189,6 +189,32 @@ fn openlineage_events_reach_a_lineage_server_and_a_file() {
     assert_eq!(kinds, ["START", "FAIL"], "{lines:?}");
     assert!(lines[1]["run"]["facets"]["errorMessage"]["message"].as_str().unwrap().contains("missing"), "{}", lines[1]);
 
+    // Ranks send nothing; the commit of their run sends COMPLETE with the version.
+    let ranks = env.path().join("ranks.jsonl");
+    let target = format!("file:{}", ranks.display());
+    for rank in ["0", "1"] {
+        env.ok(&[
+            "run",
+            &example("quickstart.yaml").display().to_string(),
+            "--run-id",
+            "ol-ranks",
+            "--rank",
+            rank,
+            "--world-size",
+            "2",
+            "--openlineage",
+            &target,
+        ]);
+    }
+    assert!(!ranks.exists(), "ranks send no events");
+    env.ok(&["commit", "ol-ranks", "--openlineage", &target]);
+    let lines: Vec<serde_json::Value> =
+        std::fs::read_to_string(&ranks).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["eventType"], "COMPLETE");
+    assert_eq!(lines[0]["outputs"][0]["facets"]["version"]["datasetVersion"], "2");
+    assert_eq!(lines[0]["run"]["facets"]["smelt"]["runId"], "ol-ranks");
+
     // An unreachable server is a warning, never a failed run.
     let r =
         env.smelt(&["run", &example("quickstart.yaml").display().to_string(), "--openlineage", "http://127.0.0.1:9"]);
