@@ -2,7 +2,7 @@
 //! Every command opens the sled index only for as long as it needs it, waiting
 //! (SMELT_CATALOG_WAIT seconds) while another smelt process holds it.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::Context;
@@ -342,6 +342,10 @@ pub fn diff_table(d: &VersionDiff) -> String {
     if !l.inputs_added.is_empty() || !l.inputs_removed.is_empty() {
         out.push_str(&format!("  inputs     +{} -{} splits\n", l.inputs_added.len(), l.inputs_removed.len()));
     }
+    if let Some((from, to)) = &l.upstream {
+        let show = |v: &Vec<String>| if v.is_empty() { "none".to_string() } else { v.join(", ") };
+        out.push_str(&format!("  upstream   {} -> {}\n", show(from), show(to)));
+    }
     out.push_str("\nschema\n");
     let s = &d.schema;
     if s.added.is_empty() && s.removed.is_empty() && s.changed.is_empty() {
@@ -463,8 +467,7 @@ fn lineage_table(m: &VersionManifest, root: &str) -> String {
             ));
         }
     }
-    let upstream: BTreeSet<&str> =
-        l.inputs.iter().filter_map(|i| i.id.split_once('@').map(|_| i.id.as_str())).collect();
+    let upstream = smelt_query::diff::upstream_versions(l);
     out.push_str(&format!("\ninputs ({} splits)\n", l.inputs.len()));
     for i in &l.inputs {
         out.push_str(&format!(
@@ -477,7 +480,7 @@ fn lineage_table(m: &VersionManifest, root: &str) -> String {
     }
     out.push_str(&format!(
         "\nupstream dataset versions: {}\n",
-        if upstream.is_empty() { "none".to_string() } else { upstream.into_iter().collect::<Vec<_>>().join(", ") }
+        if upstream.is_empty() { "none".to_string() } else { upstream.join(", ") }
     ));
     out
 }

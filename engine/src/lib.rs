@@ -22,6 +22,7 @@ pub mod guard;
 pub mod schedule;
 pub mod schema;
 pub mod stage;
+pub mod upstream;
 pub mod yaml;
 
 pub use compile::{compile, Pipeline, StageNode};

@@ -43,6 +43,17 @@ pub struct LineageDiff {
     pub inputs_removed: Vec<String>,
     /// Input splits only in B.
     pub inputs_added: Vec<String>,
+    /// Upstream dataset versions (`dataset` sources) A and B read, when they differ.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<(Vec<String>, Vec<String>)>,
+}
+
+/// The dataset versions a version read through `dataset` sources (split ids
+/// `name@V#shard`), sorted.
+pub fn upstream_versions(l: &smelt_catalog::Lineage) -> Vec<String> {
+    let set: BTreeSet<&str> =
+        l.inputs.iter().filter_map(|i| i.id.split_once('#').map(|(v, _)| v).filter(|v| v.contains('@'))).collect();
+    set.into_iter().map(str::to_string).collect()
 }
 
 /// Schema section.
@@ -204,6 +215,10 @@ pub fn diff_versions(a: &VersionManifest, b: &VersionManifest, documents: Option
         smelt_version: (a.lineage.smelt_version.clone(), b.lineage.smelt_version.clone()),
         inputs_removed: ia.difference(&ib).map(|s| s.to_string()).collect(),
         inputs_added: ib.difference(&ia).map(|s| s.to_string()).collect(),
+        upstream: {
+            let (ua, ub) = (upstream_versions(&a.lineage), upstream_versions(&b.lineage));
+            (ua != ub).then_some((ua, ub))
+        },
         config_changes,
     };
 

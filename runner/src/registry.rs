@@ -31,6 +31,13 @@ pub fn stages() -> Vec<StageType> {
             options: options_schema::<source::parquet::ParquetSourceConfig>,
         },
         StageType {
+            name: "dataset",
+            kind: StageKind::Source,
+            about: "a committed version of another dataset (name@tag, name@7, name@latest), pinned in the run plan and lineage",
+            configure: source::dataset::configure,
+            options: options_schema::<source::dataset::DatasetSourceConfig>,
+        },
+        StageType {
             name: "commoncrawl",
             kind: StageKind::Source,
             about: "Common Crawl over HTTPS or S3: a crawl (or `latest`), WARC/WET/WAT, segments, a sample, or CDX url/domain lookups; incremental",

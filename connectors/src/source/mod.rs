@@ -6,6 +6,7 @@
 //! ```
 
 pub mod commoncrawl;
+pub mod dataset;
 mod feed_decode;
 pub mod jsonl;
 pub mod parquet;

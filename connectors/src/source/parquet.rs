@@ -15,6 +15,7 @@ use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
 use parquet::arrow::ProjectionMask;
+use parquet::file::reader::ChunkReader;
 use serde::{Deserialize, Serialize};
 use smelt_engine::{
     parse_options, ConfigureContext, EngineError, OptionError, ReadOptions, Result, Skips, SourceConfig, SplitReader,
@@ -71,32 +72,47 @@ impl SourceConfig for ParquetSourceConfig {
             .map_err(|e| EngineError::External(format!("cannot open {}: {e}", split.id)))?;
         let builder = ParquetRecordBatchReaderBuilder::try_new(file)
             .map_err(|e| EngineError::External(format!("{} is not a readable Parquet file: {e}", split.id)))?;
-        let file_schema = builder.schema().clone();
-        if file_schema.field_with_name("text").is_err() {
-            return Err(EngineError::External(format!(
-                "{} has no `text` column (it has: {})",
-                split.id,
-                file_schema.fields().iter().map(|f| f.name().as_str()).collect::<Vec<_>>().join(", ")
-            )));
-        }
-        let wanted = doc_schema(Body::Text);
-        let indices: Vec<usize> = wanted.fields().iter().filter_map(|f| file_schema.index_of(f.name()).ok()).collect();
-        let mask = ProjectionMask::roots(builder.parquet_schema(), indices);
-        let reader = builder
-            .with_projection(mask)
-            .with_batch_size(options.batch_rows)
-            .build()
-            .map_err(|e| EngineError::External(format!("{}: {e}", split.id)))?;
-        Ok(Box::new(ParquetReader {
-            reader,
-            path: split.id.clone(),
-            source: self.source.clone(),
-            schema: wanted,
-            row: 0,
-            bytes: split.bytes.unwrap_or(0),
-            done: false,
-        }))
+        document_reader(builder, &split.id, &self.source, split.bytes.unwrap_or(0), options)
     }
+}
+
+/// A reader of the document columns of one Parquet file (local or fetched):
+/// cast to the document types, `id`, `source` and `origin` derived when
+/// absent (`source` from `default_source`), other missing columns null.
+///
+/// # Errors
+/// A file without `text`, an unreadable footer.
+pub(crate) fn document_reader<T: ChunkReader + 'static>(
+    builder: ParquetRecordBatchReaderBuilder<T>,
+    label: &str,
+    default_source: &str,
+    bytes: u64,
+    options: &ReadOptions,
+) -> Result<Box<dyn SplitReader>> {
+    let file_schema = builder.schema().clone();
+    if file_schema.field_with_name("text").is_err() {
+        return Err(EngineError::External(format!(
+            "{label} has no `text` column (it has: {})",
+            file_schema.fields().iter().map(|f| f.name().as_str()).collect::<Vec<_>>().join(", ")
+        )));
+    }
+    let wanted = doc_schema(Body::Text);
+    let indices: Vec<usize> = wanted.fields().iter().filter_map(|f| file_schema.index_of(f.name()).ok()).collect();
+    let mask = ProjectionMask::roots(builder.parquet_schema(), indices);
+    let reader = builder
+        .with_projection(mask)
+        .with_batch_size(options.batch_rows)
+        .build()
+        .map_err(|e| EngineError::External(format!("{label}: {e}")))?;
+    Ok(Box::new(ParquetReader {
+        reader,
+        path: label.to_string(),
+        source: default_source.to_string(),
+        schema: wanted,
+        row: 0,
+        bytes,
+        done: false,
+    }))
 }
 
 struct ParquetReader {

@@ -29,9 +29,6 @@ use arrow::array::Array;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ProjectionMask;
 use serde::{Deserialize, Serialize};
-use smelt_catalog::commit::{load_manifest, stored_versions};
-use smelt_catalog::tags::{tag_path, TagFile};
-use smelt_catalog::{DatasetStore, Selector, VersionManifest, VersionRef};
 use smelt_engine::{str_at, DatasetRoots, EngineError, Result};
 
 use super::io;
@@ -41,53 +38,14 @@ use crate::filters::words::Segmenter;
 /// Format of `index.json` and the files beside it.
 const INDEX_FORMAT: u32 = 1;
 
-/// A committed version, opened from its storage.
-pub struct Earlier {
-    /// `dataset@version`, the number resolved.
-    pub name: String,
-    /// The dataset's storage.
-    pub store: DatasetStore,
-    /// The version's manifest.
-    pub manifest: VersionManifest,
-}
+pub use smelt_engine::upstream::Earlier;
 
-/// Opens `spec` (`name@7`, `name@prod`, `name@latest`, or `path/or/url@7`)
-/// from storage, finding named datasets through `datasets`.
+/// Opens `spec` for `against:` ([`smelt_engine::upstream::open_version`]).
 ///
 /// # Errors
 /// A malformed reference, a dataset or version that does not exist, storage failures.
 pub async fn open_version(datasets: &DatasetRoots, spec: &str) -> Result<Earlier> {
-    let r: VersionRef = spec.parse()?;
-    let root = datasets.root_of(&r.dataset);
-    if !root.contains("://") && !Path::new(&root).join("_versions").is_dir() {
-        return Err(EngineError::User(format!(
-            "against `{spec}`: no committed dataset at {root}; give a dataset of this catalog \
-             (`smelt catalog list`) or its storage root, as in `/data/datasets/{}@3`",
-            r.dataset
-        )));
-    }
-    let store = DatasetStore::open(&root)?;
-    let version = match &r.selector {
-        Selector::Number(v) => *v,
-        Selector::Latest => *stored_versions(&store)
-            .await?
-            .last()
-            .ok_or_else(|| EngineError::User(format!("against `{spec}`: {root} has no committed version")))?,
-        Selector::Tag(t) => {
-            store
-                .get_json::<TagFile>(&tag_path(t))
-                .await?
-                .ok_or_else(|| {
-                    EngineError::User(format!(
-                        "against `{spec}`: {} has no tag `{t}` (see `smelt catalog tags {}`)",
-                        r.dataset, r.dataset
-                    ))
-                })?
-                .version
-        }
-    };
-    let manifest = load_manifest(&store, version).await?;
-    Ok(Earlier { name: format!("{}@{version}", manifest.dataset), store, manifest })
+    smelt_engine::upstream::open_version(datasets, spec, "against").await
 }
 
 /// What `index.json` records.

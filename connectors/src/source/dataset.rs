@@ -1,0 +1,126 @@
+//! `dataset` source: a committed version of another dataset, pinned at plan
+//! time, read shard by shard.
+//!
+//! ```text
+//! from: name@prod | name@7 | name@latest | root/or/url@7
+//!   ──plan (splits): upstream::open_version (storage only: _versions/, _tags/)──► version V pinned:
+//!        one split per shard, id "name@V#<shard path>" (in the run plan and the lineage)
+//!   ──open: the shard from the dataset's storage (local or object store), checked against
+//!        the manifest's xxh3-128 ──► the document columns (as `parquet_files` reads them)
+//! ```
+//! A resumed run, and every other rank of a run, reads the splits its plan
+//! pinned: a tag that moves while the run is going does not mix two versions.
+
+use std::sync::Arc;
+
+use arrow::datatypes::SchemaRef;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use serde::{Deserialize, Serialize};
+use smelt_catalog::{DatasetStore, VersionRef};
+use smelt_engine::blocking::block_on;
+use smelt_engine::yaml::PathSeg;
+use smelt_engine::{
+    parse_options, ConfigureContext, DatasetRoots, EngineError, OptionError, ReadOptions, Result, SourceConfig,
+    SplitReader, SplitSpec, StageConfig,
+};
+
+use super::parquet::document_reader;
+use super::{doc_schema, Body};
+
+/// Options of the `dataset` source.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetSourceConfig {
+    /// The version to read: `name@7`, `name@prod` (a tag), `name@latest` or `name` (the latest when the
+    /// run is planned), or a storage root with a version (`/data/datasets/news@3`, `s3://b/news@3`).
+    /// The version is pinned in the run's plan and recorded in the lineage.
+    pub from: String,
+    /// Where named datasets are stored (from the configure context, not an option).
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub datasets: Option<DatasetRoots>,
+}
+
+/// Registry hook.
+///
+/// # Errors
+/// Unknown options, a `from` that is not `name@version`, `name@tag` or `name`.
+pub fn configure(options: serde_json::Value, ctx: &ConfigureContext) -> Result<StageConfig, OptionError> {
+    let mut c: DatasetSourceConfig = parse_options(options)?;
+    c.from.parse::<VersionRef>().map_err(|e| OptionError {
+        path: vec![PathSeg::Key("from".into())],
+        message: format!("{e}; write name@7, name@prod, name@latest or name"),
+        at_key: false,
+    })?;
+    c.datasets = Some(ctx.datasets.clone());
+    Ok(StageConfig::Source(Arc::new(c)))
+}
+
+impl DatasetSourceConfig {
+    fn roots(&self) -> Result<&DatasetRoots> {
+        self.datasets.as_ref().ok_or_else(|| EngineError::Internal("dataset source without dataset roots".into()))
+    }
+}
+
+/// `name@V#path` -> (`name@V`, `path`).
+fn parse_split(id: &str) -> Result<(&str, &str)> {
+    id.split_once('#').ok_or_else(|| EngineError::Internal(format!("dataset split `{id}` is not name@version#path")))
+}
+
+impl SourceConfig for DatasetSourceConfig {
+    fn schema(&self) -> SchemaRef {
+        doc_schema(Body::Text)
+    }
+
+    fn resolved(&self) -> serde_json::Value {
+        serde_json::to_value(self).unwrap_or_default()
+    }
+
+    fn splits(&self) -> Result<Vec<SplitSpec>> {
+        let up = block_on(smelt_engine::upstream::open_version(self.roots()?, &self.from, "from"))?;
+        if !up.manifest.schema.iter().any(|f| f.name == "text") {
+            return Err(EngineError::User(format!(
+                "from `{}`: {} has no `text` column (token shards?): read a version that keeps the text",
+                self.from, up.name
+            )));
+        }
+        // The root as the spec gave it (a path or URL) or the dataset's name: open() finds it again.
+        let spec: VersionRef = self.from.parse()?;
+        Ok(up
+            .manifest
+            .shards
+            .iter()
+            .map(|s| SplitSpec {
+                id: format!("{}@{}#{}", spec.dataset, up.manifest.version, s.path),
+                bytes: Some(s.bytes),
+            })
+            .collect())
+    }
+
+    fn open(&self, split: &SplitSpec, options: &ReadOptions) -> Result<Box<dyn SplitReader>> {
+        let (version, path) = parse_split(&split.id)?;
+        let up = block_on(smelt_engine::upstream::open_version(self.roots()?, version, "from"))?;
+        let shard = up.manifest.shards.iter().find(|s| s.path == path).ok_or_else(|| {
+            EngineError::User(format!("{version} has no shard {path} any more: its version was rewritten or expired"))
+        })?;
+        let bytes = block_on(fetch(&up.store, path))?;
+        let sum = format!("xxh3-128:{:032x}", xxhash_rust::xxh3::xxh3_128(&bytes));
+        if !shard.checksum.is_empty() && sum != shard.checksum {
+            return Err(EngineError::External(format!(
+                "{}/{path}: checksum {sum} differs from the manifest's {}: the shard was changed after {version} was committed",
+                up.store.url(),
+                shard.checksum
+            )));
+        }
+        let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(|e| {
+            EngineError::External(format!("{}/{path} is not a readable Parquet file: {e}", up.store.url()))
+        })?;
+        document_reader(builder, &split.id, "dataset", shard.bytes, options)
+    }
+}
+
+async fn fetch(store: &DatasetStore, path: &str) -> Result<bytes::Bytes> {
+    store.get(path).await?.ok_or_else(|| {
+        EngineError::External(format!("{}/{path} is missing: the version's shard was removed", store.url()))
+    })
+}

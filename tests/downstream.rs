@@ -1,0 +1,78 @@
+//! Datasets feeding datasets: the `dataset` source reads a committed version,
+//! pins it in the run's plan and the lineage, and checks its shards.
+
+mod common;
+
+use common::{example, Env};
+
+fn downstream(env: &Env, from: &str) -> String {
+    let text = format!(
+        "dataset: down\nstages:\n  raw: {{type: dataset, from: \"{from}\"}}\n  hashed: {{type: content_hash, inputs: [raw]}}\n  out: {{type: parquet, inputs: [hashed]}}\n"
+    );
+    env.write("down.yaml", text.as_bytes()).display().to_string()
+}
+
+#[test]
+fn a_version_is_read_pinned_and_named_in_the_lineage() {
+    let env = Env::new();
+    let quickstart = example("quickstart.yaml").display().to_string();
+    let up = env.json(&["run", &quickstart]);
+    env.ok(&["catalog", "tag", "quickstart@1", "prod"]);
+    let p = downstream(&env, "quickstart@prod");
+    let down = env.json(&["run", &p]);
+    // Same documents, same columns: the same bytes as the upstream version.
+    assert_eq!(down["rows_written"], up["rows_written"]);
+    assert_eq!(down["digest"], up["digest"]);
+    let lineage = env.ok(&["catalog", "lineage", "down@1"]);
+    assert!(lineage.contains("upstream dataset versions: quickstart@1"), "{lineage}");
+    let m = env.json(&["catalog", "show", "down@1"]);
+    let inputs = m["lineage"]["inputs"].as_array().unwrap();
+    assert_eq!(inputs.len(), 3, "one split per upstream shard");
+    assert!(inputs.iter().all(|i| i["id"].as_str().unwrap().starts_with("quickstart@1#")), "{inputs:?}");
+
+    // A run planned on quickstart@prod = 1 stays on 1: its other rank, started after the tag
+    // moved to 2, reads the shards its plan pinned, and the commit records quickstart@1.
+    env.ok(&["run", &p, "--run-id", "pinned", "--rank", "0", "--world-size", "2"]);
+    env.json(&["run", &quickstart]);
+    env.ok(&["catalog", "tag", "quickstart@2", "prod"]);
+    env.ok(&["run", &p, "--run-id", "pinned", "--rank", "1", "--world-size", "2"]);
+    let pinned = env.json(&["commit", "pinned"]);
+    assert_eq!(pinned["version"], 2);
+    assert_eq!(pinned["digest"], up["digest"]);
+    assert!(env.ok(&["catalog", "lineage", "down@2"]).contains("upstream dataset versions: quickstart@1"));
+
+    // A new run reads where the tag points now; the diff names the upstream change.
+    assert_eq!(env.json(&["run", &p])["version"], 3);
+    let diff = env.ok(&["catalog", "diff", "down@1", "down@3"]);
+    assert!(diff.contains("upstream   quickstart@1 -> quickstart@2"), "{diff}");
+    let j = env.json(&["catalog", "diff", "down@1", "down@3"]);
+    assert_eq!(j["lineage"]["upstream"], serde_json::json!([["quickstart@1"], ["quickstart@2"]]));
+}
+
+#[test]
+fn unknown_versions_and_changed_shards_are_refused() {
+    let env = Env::new();
+    env.json(&["run", &example("quickstart.yaml").display().to_string()]);
+    for (from, says) in [
+        ("quickstart@nope", "quickstart has no tag `nope`"),
+        ("quickstart@9", "quickstart has no version 9"),
+        ("elsewhere", "no committed dataset at"),
+    ] {
+        let out = env.smelt(&["run", &downstream(&env, from)]);
+        assert!(!out.status.success(), "{from}");
+        assert!(common::stderr(&out).contains(says), "{from}: {}", common::stderr(&out));
+    }
+    let bad = env.smelt(&["validate", &downstream(&env, "quick start@@1")]);
+    assert!(!bad.status.success());
+
+    // A shard changed after the commit fails its checksum.
+    let m = env.json(&["catalog", "show", "quickstart@1"]);
+    let shard = env.data().join("datasets/quickstart").join(m["shards"][0]["path"].as_str().unwrap());
+    let mut bytes = std::fs::read(&shard).unwrap();
+    let n = bytes.len();
+    bytes[n / 2] ^= 0xff;
+    std::fs::write(&shard, bytes).unwrap();
+    let out = env.smelt(&["run", &downstream(&env, "quickstart@1")]);
+    assert!(!out.status.success());
+    assert!(common::stderr(&out).contains("differs from the manifest's"), "{}", common::stderr(&out));
+}
