@@ -505,6 +505,7 @@ async fn run(data_dir: &Path, mut args: RunArgs) -> anyhow::Result<()> {
         "s3_throttled": s3.iter().map(|s| s.throttled).sum::<u64>(),
         "s3": s3,
         "train": train,
+        "expired": outcome.expired,
     });
     match args.format {
         Format::Json => emit_json(&summary),
@@ -536,6 +537,9 @@ async fn run(data_dir: &Path, mut args: RunArgs) -> anyhow::Result<()> {
                     c.manifest.version
                 )),
                 None => emit(&format!("rank {rank} done; when every rank is done: smelt commit {run_id}")),
+            }
+            if !outcome.expired.is_empty() {
+                emit(&expired_line(&p.dataset, &outcome.expired));
             }
             if let Some(t) = train {
                 emit(&format!(
@@ -677,16 +681,21 @@ async fn commit(
     match format {
         Format::Json => {
             emit_json(&serde_json::json!({"dataset": m.dataset, "version": m.version, "newly_committed": newly,
-            "rows": m.totals.rows, "shards": m.totals.shards, "digest": m.digest}))
+            "rows": m.totals.rows, "shards": m.totals.shards, "digest": m.digest, "expired": out.expired}))
         }
-        Format::Table => emit(&format!(
-            "{} {}@{} ({} rows, {} shards)",
-            if newly { "committed" } else { "already committed as" },
-            m.dataset,
-            m.version,
-            m.totals.rows,
-            m.totals.shards
-        )),
+        Format::Table => {
+            emit(&format!(
+                "{} {}@{} ({} rows, {} shards)",
+                if newly { "committed" } else { "already committed as" },
+                m.dataset,
+                m.version,
+                m.totals.rows,
+                m.totals.shards
+            ));
+            if !out.expired.is_empty() {
+                emit(&expired_line(&m.dataset, &out.expired));
+            }
+        }
     }
     if let Some(t) = out.train {
         eprintln!("train command exited with {}", t.exit_code.map_or_else(|| "no code".into(), |c| c.to_string()));
@@ -695,6 +704,12 @@ async fn commit(
         }
     }
     Ok(())
+}
+
+/// What the pipeline's `retention:` expired after a commit.
+fn expired_line(dataset: &str, versions: &[u64]) -> String {
+    let names: Vec<String> = versions.iter().map(|v| format!("{dataset}@{v}")).collect();
+    format!("retention expired {} (manifests in _expired/; `smelt catalog gc` removes their shards)", names.join(", "))
 }
 
 /// A catalog error as itself (its kind decides the exit code), others as they are.

@@ -1373,3 +1373,34 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+#[test]
+fn retention_in_the_pipeline_expires_versions_after_each_commit() {
+    let env = Env::new();
+    let yaml = std::fs::read_to_string(example("quickstart.yaml"))
+        .unwrap()
+        .replace("data/cc/*.warc.gz", &format!("{}/examples/data/cc/*.warc.gz", repo().display()))
+        + "retention:\n  keep_last: 2\n  keep_tagged: true\n";
+    let p = env.write("kept.yaml", yaml.as_bytes()).display().to_string();
+    let expired: Vec<serde_json::Value> = (0..3).map(|_| env.json(&["run", &p])["expired"].clone()).collect();
+    assert_eq!(expired, [serde_json::json!([]), serde_json::json!([]), serde_json::json!([1])]);
+    env.ok(&["catalog", "tag", "quickstart@3", "prod"]);
+    env.json(&["run", &p]); // 4: keeps 3 (newest two), expires 2
+    let out = env.ok(&["run", &p]); // 5: keeps 4 and 5, and 3 for its tag
+    assert!(!out.contains("retention expired"), "{out}");
+    let log = env.json(&["catalog", "log", "quickstart"]);
+    let kept: Vec<u64> = log.as_array().unwrap().iter().map(|v| v["version"].as_u64().unwrap()).collect();
+    assert_eq!(kept, [3, 4, 5]);
+    let root = dataset_root(&env, "quickstart");
+    assert!(root.join("_expired/000001.json").is_file() && root.join("_expired/000002.json").is_file());
+
+    // Mistakes are positioned, with the closest setting.
+    let bad = env.write("bad.yaml", yaml.replace("keep_last: 2", "keep_lats: 2").as_bytes());
+    let v = env.smelt(&["validate", &bad.display().to_string()]);
+    assert!(!v.status.success());
+    let err = stderr(&v) + &stdout(&v);
+    assert!(
+        err.contains("unknown retention setting `keep_lats`") && err.contains("did you mean `keep_last`?"),
+        "{err}"
+    );
+}

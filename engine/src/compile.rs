@@ -38,6 +38,7 @@ pub const SETTINGS: &[&str] = &[
     "memory_budget",
     "train",
     "schedule",
+    "retention",
     "stages",
 ];
 
@@ -87,6 +88,9 @@ pub struct Pipeline {
     pub phases: Vec<u32>,
     /// When `smelt scheduler` runs it (`schedule:`), if set.
     pub schedule: Option<crate::schedule::Schedule>,
+    /// Which versions stay after each commit (`retention:`); the others expire
+    /// as `smelt catalog gc` expires them.
+    pub retention: Option<smelt_catalog::gc::Retention>,
     /// The DAG; edge weights are the input position at the consumer.
     pub graph: DiGraph<StageNode, usize>,
     /// Nodes in topological order, ties broken by file order.
@@ -189,6 +193,58 @@ fn positive_int(ctx: &mut Ctx<'_>, node: &Node, name: &str) -> Option<usize> {
     }
 }
 
+/// Keys of `retention:`.
+pub const RETENTION_KEYS: &[&str] = &["keep_last", "keep_days", "keep_tagged", "keep_trained"];
+
+/// `retention: {keep_last: N, keep_days: D, keep_tagged: bool, keep_trained: bool}`; at least one
+/// of `keep_last` and `keep_days` (the others only keep more).
+fn parse_retention(node: &Node) -> Result<smelt_catalog::gc::Retention, Vec<crate::schedule::Problem>> {
+    let example = Some("for example\nretention:\n  keep_last: 10\n  keep_tagged: true".to_string());
+    let Some(entries) = node.as_map() else {
+        return Err(vec![(
+            Vec::new(),
+            false,
+            format!("`retention` must be a mapping, found {}", node.kind()),
+            example,
+        )]);
+    };
+    let mut r = smelt_catalog::gc::Retention::default();
+    let mut problems = Vec::new();
+    for (k, v) in entries {
+        let name = k.as_str().unwrap_or_default();
+        let bad = |what: &str| (vec![key(name)], false, format!("`{name}` must be {what}, found {}", v.kind()), None);
+        match (name, &v.value) {
+            ("keep_last", Value::Int(i)) if *i >= 1 => r.keep_last = Some(*i as usize),
+            ("keep_last", _) => problems.push(bad("a positive integer (the latest version always stays)")),
+            ("keep_days", Value::Int(i)) if *i > 0 => r.keep_days = Some(*i as f64),
+            ("keep_days", Value::Float(f)) if *f > 0.0 => r.keep_days = Some(*f),
+            ("keep_days", _) => problems.push(bad("a positive number of days")),
+            ("keep_tagged", Value::Bool(b)) => r.keep_tagged = *b,
+            ("keep_trained", Value::Bool(b)) => r.keep_trained = *b,
+            ("keep_tagged" | "keep_trained", _) => problems.push(bad("true or false")),
+            (other, _) => problems.push((
+                vec![key(other)],
+                true,
+                format!("unknown retention setting `{other}`; settings are: {}", RETENTION_KEYS.join(", ")),
+                closest(other, RETENTION_KEYS.iter().copied()).map(|c| format!("did you mean `{c}`?")),
+            )),
+        }
+    }
+    if problems.is_empty() && !r.expires() {
+        problems.push((
+            Vec::new(),
+            false,
+            "`retention` needs `keep_last` or `keep_days`: without them no version expires".into(),
+            example,
+        ));
+    }
+    if problems.is_empty() {
+        Ok(r)
+    } else {
+        Err(problems)
+    }
+}
+
 fn valid_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 128
@@ -238,6 +294,7 @@ pub fn compile(
     let mut memory_budget = DEFAULT_MEMORY_BUDGET;
     let mut train = None;
     let mut schedule = None;
+    let mut retention = None;
     let mut stages_node = None;
     for (k, v) in top {
         let name = k.as_str().unwrap_or_default();
@@ -271,6 +328,16 @@ pub fn compile(
                 Err(problems) => {
                     for (path, at_key, message, help) in problems {
                         let mut p = vec![key("schedule")];
+                        p.extend(path);
+                        ctx.at(&p, at_key, message, help);
+                    }
+                }
+            },
+            "retention" => match parse_retention(v) {
+                Ok(r) => retention = Some(r),
+                Err(problems) => {
+                    for (path, at_key, message, help) in problems {
+                        let mut p = vec![key("retention")];
                         p.extend(path);
                         ctx.at(&p, at_key, message, help);
                     }
@@ -493,6 +560,7 @@ pub fn compile(
         memory_budget,
         train,
         schedule,
+        retention,
         phases,
         graph,
         order,

@@ -201,6 +201,18 @@ pub fn pipeline_schema(registry: &[StageType]) -> Value {
             "memory_budget": {"description": "memory budget of a barrier stage's global step, in bytes", "type": "integer", "minimum": 1, "default": DEFAULT_MEMORY_BUDGET},
             "train": {"description": "a command line run after each commit (training hook)", "type": "string", "pattern": "\\S"},
             "schedule": schedule_schema(),
+            "retention": {
+                "description": "which versions stay after each commit; the others expire as `smelt catalog gc` expires them (the latest always stays)",
+                "type": "object",
+                "additionalProperties": false,
+                "anyOf": [{"required": ["keep_last"]}, {"required": ["keep_days"]}],
+                "properties": {
+                    "keep_last": {"description": "keep the newest N versions", "type": "integer", "minimum": 1},
+                    "keep_days": {"description": "keep versions committed in the last D days", "type": "number", "exclusiveMinimum": 0},
+                    "keep_tagged": {"description": "keep every version a tag points to", "type": "boolean", "default": false},
+                    "keep_trained": {"description": "keep every version a recorded training run read", "type": "boolean", "default": false}
+                }
+            },
             "stages": {
                 "description": "the stages by name: each has a `type`, its options and (except sources) `inputs`",
                 "type": "object",

@@ -73,6 +73,8 @@ pub struct RunOutcome {
     pub train: Option<TrainOutcome>,
     /// The interval the run covers.
     pub interval: Option<RunInterval>,
+    /// Versions the pipeline's `retention:` expired after the commit.
+    pub expired: Vec<u64>,
 }
 
 /// Parallelism for `p` when the request does not set it.
@@ -155,6 +157,7 @@ impl Run {
             committed: None,
             train: None,
             interval: self.interval.clone(),
+            expired: Vec::new(),
         })
     }
 
@@ -171,6 +174,9 @@ impl Run {
         let catalog = ws.open_catalog()?;
         let committed =
             commit_run(&catalog, &self.store, &self.run_id, &chrono::Utc::now().to_rfc3339(), &[&AuditGates]).await?;
+        if let (Some(r), true) = (&p.retention, committed.newly_committed) {
+            outcome.expired = apply_retention(&catalog, &self.store, r).await?;
+        }
         drop(catalog);
         remove_scratch(&self.options.scratch_dir);
         outcome.train = p
@@ -189,6 +195,27 @@ pub struct CommitOutcome {
     pub committed: smelt_catalog::CommitOutcome,
     /// The `train:` hook, run for a newly committed version only.
     pub train: Option<TrainOutcome>,
+    /// Versions the pipeline's `retention:` expired after the commit.
+    pub expired: Vec<u64>,
+}
+
+/// The pipeline's `retention:` after a commit: expires the versions it does
+/// not keep (never the one just committed, the latest), then removes the
+/// files under `runs/` that no kept version needs and that are older than a
+/// day (a concurrent run may still be writing younger ones), as
+/// `smelt catalog gc` does.
+///
+/// # Errors
+/// Storage and index failures.
+async fn apply_retention(
+    catalog: &smelt_catalog::Catalog,
+    store: &DatasetStore,
+    retention: &smelt_catalog::gc::Retention,
+) -> Result<Vec<u64>, EngineError> {
+    let now = chrono::Utc::now();
+    let expired = smelt_catalog::gc::expire(store, catalog, retention, now, false).await?;
+    smelt_catalog::gc::collect_except(store, now - chrono::Duration::hours(24), false, &expired).await?;
+    Ok(expired.iter().map(|e| e.version).collect())
 }
 
 /// Commits run `run_id` (after `smelt run --rank`), found through its
@@ -207,14 +234,16 @@ pub async fn commit(ws: &Workspace, run_id: &str, pipeline: Option<&Path>) -> Re
     let catalog = ws.open_catalog()?;
     let store = DatasetStore::open(&root)?;
     let committed = commit_run(&catalog, &store, run_id, &chrono::Utc::now().to_rfc3339(), &[&AuditGates]).await?;
+    // The pipeline's `retention:` and `train:` command, once per version (not again for an
+    // already committed run).
+    let p = Some(train_pipeline).filter(|_| committed.newly_committed).and_then(|path| ws.load(&path).ok());
+    let expired = match p.as_ref().and_then(|p| p.retention.as_ref()) {
+        Some(r) => apply_retention(&catalog, &store, r).await?,
+        None => Vec::new(),
+    };
     drop(catalog);
     let m = &committed.manifest;
     remove_scratch(&ws.scratch_dir(&m.dataset, run_id));
-    // The pipeline's `train:` command, once per version (not again for an already committed run).
-    let train = Some(train_pipeline)
-        .filter(|_| committed.newly_committed)
-        .and_then(|path| ws.load(&path).ok())
-        .and_then(|p| p.train)
-        .map(|cmd| run_train(&cmd, store.url(), &m.dataset, m.version));
-    Ok(CommitOutcome { committed, train })
+    let train = p.and_then(|p| p.train).map(|cmd| run_train(&cmd, store.url(), &m.dataset, m.version));
+    Ok(CommitOutcome { committed, train, expired })
 }
