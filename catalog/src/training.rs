@@ -241,16 +241,19 @@ impl MetricPoint {
 pub struct Metrics {
     /// Lines in file order.
     pub points: Vec<MetricPoint>,
-    /// A final line cut short by a killed writer, skipped.
-    pub torn_tail: bool,
+    /// Lines cut short by a killed writer, skipped (a resumed writer starts a
+    /// new line after one, so they can stand anywhere in a run's file).
+    pub cut_lines: usize,
 }
 
-/// Parses a metrics file. Only the last line may be unreadable (a writer
-/// killed mid-line); an unreadable line before it is an error with its number.
+/// Parses a metrics file. A line that is not a metrics object is a line a
+/// killed writer cut short: skipped and counted, unless `strict` (a file a
+/// user hands to `smelt train import`), where only the last line may be cut
+/// and an earlier one is an error with its number.
 ///
 /// # Errors
-/// `Corrupt` naming the line.
-pub fn parse_metrics(bytes: &[u8], location: &str) -> Result<Metrics> {
+/// `Corrupt` naming the line (strict only).
+pub fn parse_metrics(bytes: &[u8], location: &str, strict: bool) -> Result<Metrics> {
     let mut out = Metrics::default();
     let lines: Vec<&[u8]> = bytes.split(|b| *b == b'\n').collect();
     for (i, line) in lines.iter().enumerate() {
@@ -260,7 +263,7 @@ pub fn parse_metrics(bytes: &[u8], location: &str) -> Result<Metrics> {
         let parsed = serde_json::from_slice::<serde_json::Value>(line).ok().and_then(|v| MetricPoint::from_json(&v));
         match parsed {
             Some(p) => out.points.push(p),
-            None if i + 1 == lines.len() => out.torn_tail = true,
+            None if !strict || i + 1 == lines.len() => out.cut_lines += 1,
             None => {
                 return Err(CatalogError::Corrupt {
                     location: format!("{location}:{}", i + 1),
@@ -409,7 +412,7 @@ pub async fn load_run(store: &DatasetStore, run_id: &str) -> Result<TrainingRun>
     for r in &ranks {
         let rel = metrics_path(run_id, r.rank);
         let m = match store.get(&rel).await? {
-            Some(bytes) => parse_metrics(&bytes, &format!("{}/{rel}", store.url()))?,
+            Some(bytes) => parse_metrics(&bytes, &format!("{}/{rel}", store.url()), false)?,
             None => Metrics::default(),
         };
         metrics.push(m);
@@ -439,17 +442,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_torn_last_line_is_skipped_and_an_earlier_one_is_an_error() {
+    fn cut_lines_are_skipped_and_only_a_strict_reader_refuses_an_inner_one() {
         let m = parse_metrics(
             b"{\"step\":1,\"loss\":2.5}\n{\"step\":2,\"batch\":3,\"loss\":2.0,\"lr\":0.1}\n{\"step\":3,\"lo",
             "f",
+            true,
         )
         .unwrap();
         assert_eq!(m.points.len(), 2);
-        assert!(m.torn_tail);
+        assert_eq!(m.cut_lines, 1);
         assert_eq!(m.points[1].batch, Some(3));
         assert_eq!(m.points[1].values["lr"], 0.1);
-        let err = parse_metrics(b"{\"step\":1}\nnot json\n{\"step\":3}\n", "f").unwrap_err().to_string();
+        // A killed writer's cut line, then the resumed writer's lines.
+        let resumed = b"{\"step\":1}\n{\"step\":2,\"lo\n{\"step\":2,\"loss\":1.0}\n";
+        let m = parse_metrics(resumed, "f", false).unwrap();
+        assert_eq!((m.points.len(), m.cut_lines), (2, 1));
+        let err = parse_metrics(resumed, "f", true).unwrap_err().to_string();
         assert!(err.contains("f:2"), "{err}");
     }
 
@@ -463,7 +471,7 @@ mod tests {
             time: Some(1.5),
             values: [("loss".to_string(), 2.25)].into(),
         };
-        let m = parse_metrics(&metrics_bytes(std::slice::from_ref(&p)), "f").unwrap();
+        let m = parse_metrics(&metrics_bytes(std::slice::from_ref(&p)), "f", true).unwrap();
         assert_eq!(m.points, vec![p]);
     }
 

@@ -129,7 +129,7 @@ pub fn csv(path: &Path, step_column: &str, renames: &BTreeMap<String, String>) -
 /// Unreadable file; a line that is not such an object (with its number; a cut last line is skipped).
 pub fn jsonl(path: &Path, renames: &BTreeMap<String, String>) -> anyhow::Result<Imported> {
     let bytes = std::fs::read(path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
-    let m = smelt_catalog::training::parse_metrics(&bytes, &path.display().to_string())?;
+    let m = smelt_catalog::training::parse_metrics(&bytes, &path.display().to_string(), true)?;
     let mut out = Imported::default();
     for p in &m.points {
         for (k, v) in &p.values {

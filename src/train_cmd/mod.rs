@@ -465,10 +465,11 @@ async fn show(data_dir: &Path, run_id: &str, metric: &str, format: Format) -> an
             if !r0.params.is_null() && r0.params.as_object().is_none_or(|o| !o.is_empty()) {
                 out.push_str(&format!("params    {}\n", r0.params));
             }
-            if run.metrics.iter().any(|m| m.torn_tail) {
-                out.push_str(
-                    "note      a metrics file ends in a cut line (the job was killed while writing); it is skipped\n",
-                );
+            let cut: usize = run.metrics.iter().map(|m| m.cut_lines).sum();
+            if cut > 0 {
+                out.push_str(&format!(
+                    "note      {cut} metrics line(s) cut short by a killed job were skipped (the job was killed while writing)\n"
+                ));
             }
             emit(&out);
         }
