@@ -123,8 +123,13 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     if t.is_empty() {
         return Err(bad());
     }
+    // Beyond Duration's range (about 584 billion years) is a mistake, not a panic.
+    let too_long = || format!("`{s}` is too long a duration: give one shorter than a century");
     if let Ok(secs) = t.parse::<f64>() {
-        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs)).ok_or_else(bad);
+        if !(secs.is_finite() && secs >= 0.0) {
+            return Err(bad());
+        }
+        return Duration::try_from_secs_f64(secs).map_err(|_| too_long());
     }
     let mut total = Duration::ZERO;
     let mut rest = t;
@@ -144,7 +149,8 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
             "d" => 86400.0,
             _ => return Err(bad()),
         };
-        total += Duration::from_secs_f64(n * unit);
+        let part = Duration::try_from_secs_f64(n * unit).map_err(|_| too_long())?;
+        total = total.checked_add(part).ok_or_else(too_long)?;
         rest = &rest[unit_len..];
     }
     Ok(total)
@@ -481,6 +487,15 @@ impl Schedule {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_beyond_range_are_errors_not_panics() {
+        // Found by the pipeline_yaml fuzzer (fuzz/regressions/pipeline_yaml/duration-overflow).
+        for s in ["1e300", "99999999999999999999999d", "9999999999999999999h9999999999999999999h"] {
+            assert!(parse_duration(s).unwrap_err().contains("too long a duration"), "{s}");
+        }
+        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
+    }
     use chrono::TimeZone;
 
     fn sched(yaml: &str) -> Schedule {
