@@ -18,6 +18,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde::{Deserialize, Serialize};
 use smelt_catalog::{DatasetStore, VersionRef};
 use smelt_engine::blocking::block_on;
+use smelt_engine::upstream::Earlier;
 use smelt_engine::yaml::PathSeg;
 use smelt_engine::{
     parse_options, ConfigureContext, DatasetRoots, EngineError, OptionError, ReadOptions, Result, SourceConfig,
@@ -39,6 +40,21 @@ pub struct DatasetSourceConfig {
     #[serde(skip)]
     #[schemars(skip)]
     pub datasets: Option<DatasetRoots>,
+    /// Pinned versions opened so far (`name@V` -> store and manifest): every split of a
+    /// version is opened against one read of its manifest, not one per shard.
+    #[serde(skip)]
+    #[schemars(skip)]
+    opened: Opened,
+}
+
+/// The cache behind [`DatasetSourceConfig::opened`].
+#[derive(Clone, Default)]
+struct Opened(Arc<std::sync::Mutex<std::collections::HashMap<String, Arc<Earlier>>>>);
+
+impl std::fmt::Debug for Opened {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Opened")
+    }
 }
 
 /// Registry hook.
@@ -59,6 +75,16 @@ pub fn configure(options: serde_json::Value, ctx: &ConfigureContext) -> Result<S
 impl DatasetSourceConfig {
     fn roots(&self) -> Result<&DatasetRoots> {
         self.datasets.as_ref().ok_or_else(|| EngineError::Internal("dataset source without dataset roots".into()))
+    }
+
+    /// The pinned version `spec` (`name@V`), opened once per source.
+    fn pinned(&self, spec: &str) -> Result<Arc<Earlier>> {
+        if let Some(up) = self.opened.0.lock().unwrap_or_else(|p| p.into_inner()).get(spec) {
+            return Ok(up.clone());
+        }
+        let up = Arc::new(block_on(smelt_engine::upstream::open_version(self.roots()?, spec, "from"))?);
+        self.opened.0.lock().unwrap_or_else(|p| p.into_inner()).insert(spec.to_string(), up.clone());
+        Ok(up)
     }
 }
 
@@ -99,7 +125,7 @@ impl SourceConfig for DatasetSourceConfig {
 
     fn open(&self, split: &SplitSpec, options: &ReadOptions) -> Result<Box<dyn SplitReader>> {
         let (version, path) = parse_split(&split.id)?;
-        let up = block_on(smelt_engine::upstream::open_version(self.roots()?, version, "from"))?;
+        let up = self.pinned(version)?;
         let shard = up.manifest.shards.iter().find(|s| s.path == path).ok_or_else(|| {
             EngineError::User(format!("{version} has no shard {path} any more: its version was rewritten or expired"))
         })?;
