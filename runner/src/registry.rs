@@ -115,6 +115,13 @@ pub fn stages() -> Vec<StageType> {
             options: options_schema::<pipelines::classify::ClassifyConfig>,
         },
         StageType {
+            name: "decontaminate",
+            kind: StageKind::Transform,
+            about: "find benchmark items (jsonl/parquet files or dataset versions) by word n-grams; drop, cut the matches out, or annotate `contamination`",
+            configure: pipelines::decontaminate::configure,
+            options: options_schema::<pipelines::decontaminate::DecontaminateConfig>,
+        },
+        StageType {
             name: "gopher_quality",
             kind: StageKind::Transform,
             about: "drop documents failing Gopher's quality rules (datatrove GopherQualityFilter: word count, word length, symbols, stop words)",

@@ -18,6 +18,7 @@ fn required(stage: &str) -> serde_json::Value {
         "rss" => serde_json::json!({"feeds": ["https://example.org/feed.xml"]}),
         "tokenize" => serde_json::json!({"tokenizer": "tiktoken:cl100k_base"}),
         "classify" => serde_json::json!({"model": "model.bin"}),
+        "decontaminate" => serde_json::json!({"benchmarks": ["evals/mmlu.jsonl"]}),
         "sql" => serde_json::json!({"where": "true", "columns": {"x": "1"}}),
         // Configuring runs no interpreter (the compiler's schema check does).
         "python" => serde_json::json!({"module": "json", "function": "dumps", "mode": "map"}),

@@ -6,6 +6,7 @@
 //!   ──dedup_exact | dedup_url | dedup_lines | dedup_minhash (dedup/, barriers)──► unique rows
 //!   ──pii, toxicity, audit, back_translate (augment/)──► cleaned, audited, augmented rows
 //!   ──classify (fastText scores, keep, percentile buckets)──► scored rows
+//!   ──decontaminate (benchmark n-grams: drop, cut or annotate)──► rows without test data
 //!   ──content_hash, tokenize──► content_hash, input_ids
 //!   ──python, datatrove (python/: your own Python, datatrove's steps, in worker processes)──► rows
 //! ```
@@ -18,8 +19,10 @@ pub mod audit;
 pub mod augment;
 pub mod classify;
 pub mod content_hash;
+pub mod decontaminate;
 pub mod dedup;
 pub mod extract;
+pub mod fetch;
 pub mod filters;
 pub mod html;
 pub mod html_to_text;

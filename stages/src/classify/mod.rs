@@ -220,7 +220,7 @@ impl ClassifyConfig {
     }
 
     fn prepare(&self) -> std::result::Result<Prepared, SchemaError> {
-        let bytes = read_model(&self.model).map_err(|e| SchemaError::at_option(vec![key("model")], e, None))?;
+        let bytes = crate::fetch::read_location(&self.model, "fastText model").map_err(|e| SchemaError::at_option(vec![key("model")], e, None))?;
         let model = Model::from_bytes(&bytes, &self.model)
             .map_err(|e| SchemaError::at_option(vec![key("model")], e.to_string(), None))?;
         let mut wanted = Vec::with_capacity(self.labels.len());
@@ -295,32 +295,6 @@ impl ClassifyConfig {
 /// The column a bucket is written to.
 fn bucket_column(b: &BucketsConfig) -> String {
     format!("{}_bucket", b.column)
-}
-
-/// Reads a model file from a local path or an object-store URL.
-fn read_model(location: &str) -> std::result::Result<Vec<u8>, String> {
-    if !location.contains("://") {
-        return std::fs::read(location).map_err(|e| format!("cannot read fastText model {location}: {e}"));
-    }
-    let Some((dir, name)) = location.rsplit_once('/').filter(|(d, n)| !n.is_empty() && !d.ends_with(':')) else {
-        return Err(format!("`{location}` names no file"));
-    };
-    // On a thread of its own: the I/O runtime's `block_on` must not run inside an async task.
-    let fetched = std::thread::scope(|s| {
-        s.spawn(|| {
-            smelt_engine::blocking::block_on(async {
-                let store = smelt_catalog::store::DatasetStore::open(dir)?;
-                store.get(name).await
-            })
-        })
-        .join()
-    });
-    match fetched {
-        Ok(Ok(Some(bytes))) => Ok(bytes.to_vec()),
-        Ok(Ok(None)) => Err(format!("cannot read fastText model {location}: no such object")),
-        Ok(Err(e)) => Err(format!("cannot read fastText model {location}: {e}")),
-        Err(_) => Err(format!("cannot read fastText model {location}: the download panicked")),
-    }
 }
 
 /// The number of words fastText reads in `text`: runs of bytes between its separators.
