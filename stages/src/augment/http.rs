@@ -80,9 +80,26 @@ impl std::fmt::Debug for Api {
 #[derive(Debug)]
 pub struct Http {
     api: Api,
-    limits: Limits,
     /// Languages the endpoint translates (empty: any).
     languages: Vec<String>,
+    guard: Guarded,
+}
+
+/// One failed attempt: what happened, and whether trying again may help.
+struct Attempt {
+    message: String,
+    retry: bool,
+}
+
+/// A JSON-over-HTTP client with the guard rails every HTTP backend shares
+/// (`back_translate`'s translators, `classify`'s inference servers): the
+/// concurrency the caller keeps to [`Limits::concurrency`], a rate limit,
+/// retries with backoff, timeouts, a circuit breaker, and counters.
+#[derive(Debug)]
+pub struct Guarded {
+    limits: Limits,
+    /// What a failure log line names ("translation", "classification").
+    what: &'static str,
     client: reqwest::Client,
     next_slot: Mutex<Option<tokio::time::Instant>>,
     in_a_row: AtomicU32,
@@ -93,18 +110,12 @@ pub struct Http {
     trips: AtomicU64,
 }
 
-/// One failed attempt: what happened, and whether trying again may help.
-struct Attempt {
-    message: String,
-    retry: bool,
-}
-
-impl Http {
-    /// A backend for `api` with `limits`, translating `languages` (empty: any).
+impl Guarded {
+    /// A client with `limits`; `what` names its requests in log lines.
     ///
     /// # Errors
     /// The HTTP client cannot be built.
-    pub fn new(api: Api, limits: Limits, languages: Vec<String>) -> Result<Http, String> {
+    pub fn new(limits: Limits, what: &'static str) -> Result<Guarded, String> {
         let client = {
             let _g = smelt_engine::blocking::runtime().enter();
             reqwest::Client::builder()
@@ -114,10 +125,9 @@ impl Http {
                 .build()
                 .map_err(|e| format!("cannot build the HTTP client: {e}"))?
         };
-        Ok(Http {
-            api,
+        Ok(Guarded {
             limits,
-            languages,
+            what,
             client,
             next_slot: Mutex::new(None),
             in_a_row: AtomicU32::new(0),
@@ -127,6 +137,11 @@ impl Http {
             failures: AtomicU64::new(0),
             trips: AtomicU64::new(0),
         })
+    }
+
+    /// The limits.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
     }
 
     /// Waits for the next request slot of the rate limit.
@@ -144,35 +159,50 @@ impl Http {
         tokio::time::sleep_until(at).await;
     }
 
-    async fn one(&self, from: &str, to: &str, text: &str) -> Result<Translated, Failure> {
+    /// POSTs `body` to `url` until an answer `parse` accepts, retrying what
+    /// may pass on a retry; `jitter_key` spreads the retries of different
+    /// requests. A failure after the retries counts toward the breaker.
+    ///
+    /// # Errors
+    /// The last attempt's failure, or [`Failure::CircuitOpen`] once the breaker is open.
+    pub async fn post<T>(
+        &self,
+        url: &str,
+        body: &serde_json::Value,
+        auth: Option<&str>,
+        jitter_key: &str,
+        parse: impl Fn(&serde_json::Value) -> Option<T>,
+    ) -> Result<T, Failure> {
         let mut attempt = 0u32;
+        let body = body.to_string();
         loop {
             if self.open.load(Ordering::SeqCst) {
                 return Err(Failure::CircuitOpen);
             }
             self.pace().await;
             self.requests.fetch_add(1, Ordering::Relaxed);
-            match self.request(from, to, text).await {
+            match self.request(url, &body, auth, &parse).await {
                 Ok(t) => {
                     self.in_a_row.store(0, Ordering::SeqCst);
-                    let text = t.trim().to_string();
-                    return Ok(Translated { words: count_words(&text), text, unknown: 0 });
+                    return Ok(t);
                 }
                 Err(a) if a.retry && attempt < self.limits.retries => {
                     attempt += 1;
                     self.retries.fetch_add(1, Ordering::Relaxed);
-                    let wait = Backoff::new(self.limits.backoff, Duration::from_secs(30)).delay(attempt, jitter(text));
-                    tracing::debug!("translation request failed ({}), retry {attempt} in {wait:?}", a.message);
+                    let wait =
+                        Backoff::new(self.limits.backoff, Duration::from_secs(30)).delay(attempt, jitter(jitter_key));
+                    tracing::debug!("{} request failed ({}), retry {attempt} in {wait:?}", self.what, a.message);
                     tokio::time::sleep(wait).await;
                 }
                 Err(a) => {
                     self.failures.fetch_add(1, Ordering::Relaxed);
                     let n = self.in_a_row.fetch_add(1, Ordering::SeqCst) + 1;
-                    tracing::warn!("translation failed after {attempt} retries: {}", a.message);
+                    tracing::warn!("{} failed after {attempt} retries: {}", self.what, a.message);
                     if n >= self.limits.breaker_failures && !self.open.swap(true, Ordering::SeqCst) {
                         self.trips.fetch_add(1, Ordering::Relaxed);
                         tracing::error!(
-                            "circuit breaker open: {n} translations failed in a row; the rest of the run is not augmented (originals are kept)"
+                            "circuit breaker open: {n} {}s failed in a row; nothing more is sent this run (the documents are kept as they are)",
+                            self.what
                         );
                     }
                     return Err(Failure::Backend(a.message));
@@ -181,32 +211,15 @@ impl Http {
         }
     }
 
-    async fn request(&self, from: &str, to: &str, text: &str) -> Result<String, Attempt> {
-        let (url, body, key) = match &self.api {
-            Api::OpenAi { url, model, prompt, temperature, api_key } => {
-                let url = if url.ends_with("/chat/completions") {
-                    url.clone()
-                } else {
-                    format!("{}/chat/completions", url.trim_end_matches('/'))
-                };
-                let system = prompt.replace("{source}", language_name(from)).replace("{target}", language_name(to));
-                let body = serde_json::json!({
-                    "model": model,
-                    "temperature": temperature,
-                    "messages": [{"role": "system", "content": system}, {"role": "user", "content": text}],
-                });
-                (url, body, api_key.as_deref().map(|k| format!("Bearer {k}")))
-            }
-            Api::LibreTranslate { url, api_key } => {
-                let mut body = serde_json::json!({"q": text, "source": from, "target": to, "format": "text"});
-                if let Some(k) = api_key {
-                    body["api_key"] = serde_json::Value::String(k.clone());
-                }
-                (format!("{}/translate", url.trim_end_matches('/')), body, None)
-            }
-        };
-        let mut req = self.client.post(&url).header("content-type", "application/json").body(body.to_string());
-        if let Some(k) = key {
+    async fn request<T>(
+        &self,
+        url: &str,
+        body: &str,
+        auth: Option<&str>,
+        parse: &impl Fn(&serde_json::Value) -> Option<T>,
+    ) -> Result<T, Attempt> {
+        let mut req = self.client.post(url).header("content-type", "application/json").body(body.to_string());
+        if let Some(k) = auth {
             req = req.header("authorization", k);
         }
         let resp = req.send().await.map_err(|e| Attempt {
@@ -237,11 +250,71 @@ impl Http {
             retry: true,
         };
         let v: serde_json::Value = serde_json::from_slice(&bytes).map_err(|_| garbage("not JSON"))?;
-        let text = match &self.api {
-            Api::OpenAi { .. } => v.pointer("/choices/0/message/content").and_then(|c| c.as_str()),
-            Api::LibreTranslate { .. } => v.get("translatedText").and_then(|c| c.as_str()),
+        parse(&v).ok_or_else(|| garbage(&format!("no {} in it", self.what)))
+    }
+
+    /// `http_requests`, `http_retries`, `http_failures`, `circuit_breaker_trips` since the last call (those above 0).
+    pub fn take_counters(&self) -> Vec<(String, u64)> {
+        [
+            ("http_requests", &self.requests),
+            ("http_retries", &self.retries),
+            ("http_failures", &self.failures),
+            ("circuit_breaker_trips", &self.trips),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.swap(0, Ordering::Relaxed)))
+        .filter(|(_, v)| *v > 0)
+        .collect()
+    }
+}
+
+impl Http {
+    /// A backend for `api` with `limits`, translating `languages` (empty: any).
+    ///
+    /// # Errors
+    /// The HTTP client cannot be built.
+    pub fn new(api: Api, limits: Limits, languages: Vec<String>) -> Result<Http, String> {
+        Ok(Http { api, languages, guard: Guarded::new(limits, "translation")? })
+    }
+
+    async fn one(&self, from: &str, to: &str, text: &str) -> Result<Translated, Failure> {
+        let (url, body, key) = match &self.api {
+            Api::OpenAi { url, model, prompt, temperature, api_key } => {
+                let url = if url.ends_with("/chat/completions") {
+                    url.clone()
+                } else {
+                    format!("{}/chat/completions", url.trim_end_matches('/'))
+                };
+                let system = prompt.replace("{source}", language_name(from)).replace("{target}", language_name(to));
+                let body = serde_json::json!({
+                    "model": model,
+                    "temperature": temperature,
+                    "messages": [{"role": "system", "content": system}, {"role": "user", "content": text}],
+                });
+                (url, body, api_key.as_deref().map(|k| format!("Bearer {k}")))
+            }
+            Api::LibreTranslate { url, api_key } => {
+                let mut body = serde_json::json!({"q": text, "source": from, "target": to, "format": "text"});
+                if let Some(k) = api_key {
+                    body["api_key"] = serde_json::Value::String(k.clone());
+                }
+                (format!("{}/translate", url.trim_end_matches('/')), body, None)
+            }
         };
-        text.map(str::to_string).ok_or_else(|| garbage("no translation in it"))
+        let openai = matches!(self.api, Api::OpenAi { .. });
+        let t = self
+            .guard
+            .post(&url, &body, key.as_deref(), text, |v| {
+                let t = if openai {
+                    v.pointer("/choices/0/message/content").and_then(|c| c.as_str())
+                } else {
+                    v.get("translatedText").and_then(|c| c.as_str())
+                };
+                t.map(str::to_string)
+            })
+            .await?;
+        let text = t.trim().to_string();
+        Ok(Translated { words: count_words(&text), text, unknown: 0 })
     }
 }
 
@@ -283,22 +356,13 @@ impl Translator for Http {
     fn translate(&self, from: &str, to: &str, texts: &[&str]) -> Vec<Result<Translated, Failure>> {
         smelt_engine::blocking::block_on(async {
             futures::stream::iter(texts.iter().map(|t| self.one(from, to, t)))
-                .buffered(self.limits.concurrency.max(1))
+                .buffered(self.guard.limits.concurrency.max(1))
                 .collect::<Vec<_>>()
                 .await
         })
     }
 
     fn take_counters(&self) -> Vec<(String, u64)> {
-        [
-            ("http_requests", &self.requests),
-            ("http_retries", &self.retries),
-            ("http_failures", &self.failures),
-            ("circuit_breaker_trips", &self.trips),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.swap(0, Ordering::Relaxed)))
-        .filter(|(_, v)| *v > 0)
-        .collect()
+        self.guard.take_counters()
     }
 }

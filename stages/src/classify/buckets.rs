@@ -224,9 +224,9 @@ struct Observer {
 
 impl BarrierObserver for Observer {
     fn observe(&mut self, batch: &RecordBatch) -> Result<()> {
-        let scored = self.scorer.score_batch(batch, &self.writer.text);
+        let scored = self.scorer.score_batch(batch, &self.writer.text)?;
         let text = batch.column_by_name(&self.writer.text).expect("schema checked");
-        let slots = self.scorer.slots;
+        let slots = self.scorer.slots();
         let mut scratch = Vec::new();
         self.bytes.clear();
         for (r, &label) in scored.labels.iter().enumerate() {
@@ -288,7 +288,7 @@ impl Transform for Applier {
         self.input.read_exact(&mut self.bytes).map_err(|e| {
             EngineError::Internal(format!("{}: fewer scores than spilled rows: {e}", self.path.display()))
         })?;
-        let mut scored = Scored { labels: Vec::with_capacity(rows), values: Vec::with_capacity(rows * self.slots) };
+        let mut scored = Scored { labels: Vec::with_capacity(rows), names: Vec::new(), values: Vec::with_capacity(rows * self.slots) };
         let mut buckets = Vec::with_capacity(rows);
         for rec in self.bytes.chunks_exact(width) {
             scored.labels.push(u32::from_le_bytes(rec[..4].try_into().expect("4 bytes")));

@@ -19,9 +19,11 @@
 //! transform; with it, a barrier.
 
 pub mod buckets;
+pub mod http;
 pub mod keep;
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
@@ -42,6 +44,9 @@ use crate::langid::fasttext::{Model, Prediction, Scratch};
 /// The drop reason of documents `keep` does not hold for.
 pub const REASON: &str = "score_not_kept";
 
+/// The drop reason of documents an inference server gave no answer for (`http.on_error: drop`).
+pub const UNSCORED: &str = "unscored";
+
 /// fastText's label prefix; `labels` may be given with or without it.
 const LABEL_PREFIX: &str = "__label__";
 
@@ -55,6 +60,9 @@ pub enum Backend {
     /// A fastText supervised model (`.bin` or `.ftz`), run in smelt.
     #[default]
     Fasttext,
+    /// A classifier behind an inference server (`http:`): text-embeddings-inference's
+    /// `/predict`, or OpenAI-compatible embeddings and a linear head.
+    Http,
 }
 
 /// What each document weighs in the percentile buckets.
@@ -89,12 +97,17 @@ fn default_text() -> String {
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClassifyConfig {
-    /// Where the classifier runs: `fasttext` (the only backend so far).
+    /// Where the classifier runs: `fasttext` (in smelt, default) or `http` (an inference server, `http:`).
     #[serde(default)]
     pub backend: Backend,
-    /// A fastText supervised model (`.bin` or `.ftz`): a path relative to the
-    /// pipeline file, or an object-store URL (`s3://`, `https://`, `file://`).
+    /// `fasttext`: a supervised model (`.bin` or `.ftz`), a path relative to the
+    /// pipeline file or an object-store URL (`s3://`, `https://`, `file://`).
+    /// `http`: the model's name, sent with `embeddings` requests and part of the cache's identity.
+    #[serde(default)]
     pub model: String,
+    /// `http`: the inference server and its guard rails.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<http::HttpOptions>,
     /// Labels whose probabilities are written, as `score_<label>` (with or
     /// without `__label__`); empty: the best label, as `label` and `score`.
     #[serde(default)]
@@ -115,16 +128,28 @@ pub struct ClassifyConfig {
     /// The model loaded and its labels found, or the error at an option's path.
     #[serde(skip)]
     prepared: Arc<OnceLock<std::result::Result<Arc<Prepared>, SchemaError>>>,
+    /// `http`: the answer cache's directory (`<data dir>/cache/classify`).
+    #[serde(skip)]
+    cache_root: Option<std::path::PathBuf>,
 }
 
-/// The loaded model and what the stage needs of it.
+/// The loaded model (or server client) and what the stage needs of it.
 #[derive(Debug)]
 pub(crate) struct Prepared {
-    model: Arc<Model>,
-    /// Model label index of each of `labels` (empty: the best label is written).
-    wanted: Vec<usize>,
-    /// xxh3-64 of the model file, for lineage.
+    engine: Engine,
+    /// xxh3-64 of the model file, for lineage (empty for `http`).
     hash: String,
+}
+
+/// What scores the texts.
+#[derive(Debug)]
+enum Engine {
+    Fasttext {
+        model: Arc<Model>,
+        /// Model label index of each of `labels` (empty: the best label is written).
+        wanted: Vec<usize>,
+    },
+    Http(Arc<http::HttpClassifier>),
 }
 
 fn key(k: &str) -> PathSeg {
@@ -143,11 +168,38 @@ fn at(path: Vec<PathSeg>, message: String) -> OptionError {
 /// repeated labels, `buckets` on a column the stage does not write, or 0 buckets.
 pub fn configure(options: serde_json::Value, ctx: &ConfigureContext) -> Result<StageConfig, OptionError> {
     let mut c: ClassifyConfig = parse_options(options)?;
-    if c.model.trim().is_empty() {
-        return Err(at(vec![key("model")], "`model` is empty: name a fastText .bin or .ftz file".into()));
-    }
-    if !c.model.contains("://") {
-        c.model = ctx.resolve(Path::new(&c.model)).display().to_string();
+    match (c.backend, &mut c.http) {
+        (Backend::Fasttext, None) => {
+            if c.model.trim().is_empty() {
+                return Err(at(vec![key("model")], "`model` is empty: name a fastText .bin or .ftz file".into()));
+            }
+            if !c.model.contains("://") {
+                c.model = ctx.resolve(Path::new(&c.model)).display().to_string();
+            }
+        }
+        (Backend::Fasttext, Some(_)) => {
+            return Err(at(vec![key("http")], "`http` is for `backend: http`; the fasttext backend runs in smelt".into()))
+        }
+        (Backend::Http, None) => {
+            return Err(at(vec![key("backend")], "backend `http` needs `http: {url: ...}` (the inference server)".into()))
+        }
+        (Backend::Http, Some(h)) => {
+            if let Some((option, message)) = h.check() {
+                return Err(at(vec![key("http"), key(option)], message));
+            }
+            if let Some(head) = &h.head {
+                if !head.contains("://") {
+                    h.head = Some(ctx.resolve(Path::new(head)).display().to_string());
+                }
+            }
+            if c.buckets.is_some() {
+                return Err(at(
+                    vec![key("buckets")],
+                    "`buckets` needs backend `fasttext` for now: bucket the scores in a later run or a `sql` stage".into(),
+                ));
+            }
+            c.cache_root = Some(ctx.data_dir.join("cache").join("classify"));
+        }
     }
     for (i, l) in c.labels.iter().enumerate() {
         let name = label_name(l);
@@ -220,6 +272,12 @@ impl ClassifyConfig {
     }
 
     fn prepare(&self) -> std::result::Result<Prepared, SchemaError> {
+        if let Some(h) = &self.http {
+            let root = self.cache_root.as_deref();
+            let client = http::HttpClassifier::new(h, &self.model, h.head.clone(), root)
+                .map_err(|e| SchemaError::at_option(vec![key("http")], e, None))?;
+            return Ok(Prepared { engine: Engine::Http(Arc::new(client)), hash: String::new() });
+        }
         let bytes = crate::fetch::read_location(&self.model, "fastText model").map_err(|e| SchemaError::at_option(vec![key("model")], e, None))?;
         let model = Model::from_bytes(&bytes, &self.model)
             .map_err(|e| SchemaError::at_option(vec![key("model")], e.to_string(), None))?;
@@ -241,7 +299,7 @@ impl ClassifyConfig {
             wanted.push(index);
         }
         let hash = format!("{:016x}", xxhash_rust::xxh3::xxh3_64(&bytes));
-        Ok(Prepared { model: Arc::new(model), wanted, hash })
+        Ok(Prepared { engine: Engine::Fasttext { model: Arc::new(model), wanted }, hash })
     }
 
     /// The output schema: the input's columns but those the stage writes, then its columns.
@@ -252,8 +310,10 @@ impl ClassifyConfig {
         if self.labels.is_empty() {
             fields.push(Field::new("label", DataType::Utf8, true));
         }
+        // A server may give no answer: its scores are null then.
+        let nullable = self.backend == Backend::Http;
         for name in self.score_columns() {
-            fields.push(Field::new(name, DataType::Float64, false));
+            fields.push(Field::new(name, DataType::Float64, nullable));
         }
         if let Some(b) = &self.buckets {
             fields.push(Field::new(bucket_column(b), DataType::UInt32, false));
@@ -270,7 +330,9 @@ impl ClassifyConfig {
     fn resolved_value(&self) -> serde_json::Value {
         let mut v = serde_json::to_value(self).unwrap_or_default();
         if let Some(Ok(p)) = self.prepared.get() {
-            v["model_xxh3"] = serde_json::Value::String(p.hash.clone());
+            if !p.hash.is_empty() {
+                v["model_xxh3"] = serde_json::Value::String(p.hash.clone());
+            }
         }
         v
     }
@@ -278,15 +340,20 @@ impl ClassifyConfig {
     /// The scorer and column writer of one split.
     fn runtime(&self, input: &SchemaRef) -> Result<(Scorer, Writer)> {
         let prepared = self.prepared().map_err(|e| EngineError::User(e.0))?;
-        let scorer = Scorer::new(prepared.clone(), self.score_columns().len());
+        let labels: Vec<String> = self.labels.iter().map(|l| label_name(l).to_string()).collect();
+        let scorer = Scorer::new(prepared.clone(), self.score_columns().len(), labels);
         let writer = Writer {
             output: self.schema_for(input),
             written: self.written(),
             text: self.text.clone(),
-            model: prepared.model.clone(),
+            model: match &prepared.engine {
+                Engine::Fasttext { model, .. } => Some(model.clone()),
+                Engine::Http(_) => None,
+            },
             top: self.labels.is_empty(),
             slots: self.score_columns().len(),
             predicate: self.predicate.clone(),
+            drop_unscored: self.http.as_ref().is_some_and(|h| h.on_error == http::OnError::Drop),
         };
         Ok((scorer, writer))
     }
@@ -312,36 +379,44 @@ pub fn words(text: &str) -> u64 {
 /// Scores of one batch: per row the best label and one value per score column.
 #[derive(Debug, Default)]
 pub(crate) struct Scored {
-    /// Model label index of each row's best label ([`NO_LABEL`]: none).
+    /// Model label index of each row's best label ([`NO_LABEL`]: none; `fasttext`).
     labels: Vec<u32>,
-    /// `slots` values per row.
+    /// The best label's name per row (`http`; empty for `fasttext`).
+    names: Vec<Option<String>>,
+    /// `slots` values per row; NaN for a row the server gave no answer for.
     values: Vec<f32>,
 }
 
-/// Runs the model over texts.
+/// Runs the model (or asks the server) over texts.
 pub(crate) struct Scorer {
     prepared: Arc<Prepared>,
     slots: usize,
+    /// `labels` without `__label__` (the server's label names for `http`).
+    labels: Vec<String>,
     scratch: Scratch,
     predictions: Vec<Prediction>,
 }
 
 impl Scorer {
-    fn new(prepared: Arc<Prepared>, slots: usize) -> Scorer {
-        Scorer { prepared, slots, scratch: Scratch::default(), predictions: Vec::new() }
+    fn new(prepared: Arc<Prepared>, slots: usize, labels: Vec<String>) -> Scorer {
+        Scorer { prepared, slots, labels, scratch: Scratch::default(), predictions: Vec::new() }
+    }
+
+    /// Score columns.
+    pub(crate) fn slots(&self) -> usize {
+        self.slots
     }
 
     /// Appends the scores of `text` to `out`: what Python fastText's
     /// `predict(text.replace("\n", " "), k=-1)` returns, as float32.
-    fn score(&mut self, text: &str, out: &mut Scored) {
-        let p = &self.prepared;
-        p.model.predict(text, 0.0, &mut self.scratch, &mut self.predictions);
+    fn score_fasttext(&mut self, model: &Model, wanted: &[usize], text: &str, out: &mut Scored) {
+        model.predict(text, 0.0, &mut self.scratch, &mut self.predictions);
         let best = self.predictions.first();
         out.labels.push(best.map_or(NO_LABEL, |b| b.label as u32));
-        if p.wanted.is_empty() {
+        if wanted.is_empty() {
             out.values.push(best.map_or(0.0, |b| b.score));
         } else {
-            for &w in &p.wanted {
+            for &w in wanted {
                 out.values.push(self.predictions.iter().find(|x| x.label == w).map_or(0.0, |x| x.score));
             }
         }
@@ -349,13 +424,56 @@ impl Scorer {
     }
 
     /// Scores every row of `batch` (a null text scores as empty text).
-    fn score_batch(&mut self, batch: &RecordBatch, text: &str) -> Scored {
+    ///
+    /// # Errors
+    /// A server that answers without a label the stage asks for.
+    pub(crate) fn score_batch(&mut self, batch: &RecordBatch, text: &str) -> Result<Scored> {
         let mut out = Scored::default();
         let col = batch.column_by_name(text).expect("schema checked");
-        for i in 0..batch.num_rows() {
-            self.score(str_at(col, i).unwrap_or(""), &mut out);
+        let prepared = self.prepared.clone();
+        match &prepared.engine {
+            Engine::Fasttext { model, wanted } => {
+                for i in 0..batch.num_rows() {
+                    self.score_fasttext(model, wanted, str_at(col, i).unwrap_or(""), &mut out);
+                }
+            }
+            Engine::Http(client) => {
+                let texts: Vec<&str> = (0..batch.num_rows()).map(|i| str_at(col, i).unwrap_or("")).collect();
+                for answer in client.score(&texts) {
+                    let Some(answer) = answer else {
+                        out.labels.push(NO_LABEL);
+                        out.names.push(None);
+                        out.values.extend(std::iter::repeat_n(f32::NAN, self.slots));
+                        continue;
+                    };
+                    let best = answer.iter().max_by(|a, b| a.1.total_cmp(&b.1));
+                    out.labels.push(NO_LABEL);
+                    out.names.push(best.map(|b| label_name(&b.0).to_string()));
+                    if self.labels.is_empty() {
+                        out.values.push(best.map_or(f32::NAN, |b| b.1));
+                    }
+                    for l in &self.labels {
+                        let Some((_, v)) = answer.iter().find(|(name, _)| label_name(name) == l) else {
+                            let names: Vec<&str> = answer.iter().map(|(n, _)| label_name(n)).collect();
+                            return Err(EngineError::User(format!(
+                                "the inference server answered no score for label `{l}`; its labels are: {} (set `labels` to these)",
+                                names.join(", ")
+                            )));
+                        };
+                        out.values.push(*v);
+                    }
+                }
+            }
         }
-        out
+        Ok(out)
+    }
+
+    /// The server client's counters (`http` only), taken once.
+    fn take_counters(&self) -> BTreeMap<String, u64> {
+        match &self.prepared.engine {
+            Engine::Http(c) => c.take_counters().into_iter().collect(),
+            Engine::Fasttext { .. } => BTreeMap::new(),
+        }
     }
 }
 
@@ -364,11 +482,14 @@ pub(crate) struct Writer {
     output: SchemaRef,
     written: Vec<String>,
     text: String,
-    model: Arc<Model>,
+    /// The fastText model, for label names (`None` for `http`, whose answers name their labels).
+    model: Option<Arc<Model>>,
     top: bool,
     /// Score columns.
     slots: usize,
     predicate: Option<Predicate>,
+    /// Drop rows without scores (`http.on_error: drop`) rather than keep them.
+    drop_unscored: bool,
 }
 
 impl Writer {
@@ -393,10 +514,16 @@ impl Writer {
             .collect();
         if self.top {
             let mut labels = StringBuilder::with_capacity(rows, rows * 8);
-            for &l in &scored.labels {
-                match self.model.labels().get(l as usize) {
-                    Some(name) if l != NO_LABEL => labels.append_value(name),
-                    _ => labels.append_null(),
+            if scored.names.is_empty() {
+                for &l in &scored.labels {
+                    match self.model.as_ref().and_then(|m| m.labels().get(l as usize)) {
+                        Some(name) if l != NO_LABEL => labels.append_value(name),
+                        _ => labels.append_null(),
+                    }
+                }
+            } else {
+                for n in &scored.names {
+                    labels.append_option(n.as_deref());
                 }
             }
             cols.push(Arc::new(labels.finish()));
@@ -404,7 +531,12 @@ impl Writer {
         for s in 0..slots {
             let mut b = Float64Builder::with_capacity(rows);
             for r in 0..rows {
-                b.append_value(f64::from(scored.values[r * slots + s]));
+                let v = scored.values[r * slots + s];
+                if v.is_nan() {
+                    b.append_null();
+                } else {
+                    b.append_value(f64::from(v));
+                }
             }
             cols.push(Arc::new(b.finish()));
         }
@@ -412,12 +544,16 @@ impl Writer {
             cols.push(Arc::new(UInt32Array::from(buckets)));
         }
         let out = RecordBatch::try_new(self.output.clone(), cols)?;
-        if self.predicate.is_none() {
+        let unscored = |r: usize| scored.values[r * slots..(r + 1) * slots].iter().any(|v| v.is_nan());
+        if self.predicate.is_none() && !(self.drop_unscored && (0..rows).any(unscored)) {
             return Ok(Processed::Batch(out));
         }
         let mut scratch = Vec::new();
         let verdicts = (0..rows)
             .map(|r| {
+                if unscored(r) {
+                    return self.drop_unscored.then_some(Cow::Borrowed(UNSCORED));
+                }
                 let kept = self.keeps(&scored.values[r * slots..(r + 1) * slots], &mut scratch);
                 (!kept).then_some(Cow::Borrowed(REASON))
             })
@@ -437,7 +573,7 @@ impl TransformConfig for ClassifyConfig {
 
     fn build(&self, input: &SchemaRef) -> Result<Box<dyn Transform>> {
         let (scorer, writer) = self.runtime(input)?;
-        Ok(Box::new(Classify { scorer, writer }))
+        Ok(Box::new(Classify { scorer, writer, counters: BTreeMap::new() }))
     }
 }
 
@@ -445,12 +581,23 @@ impl TransformConfig for ClassifyConfig {
 struct Classify {
     scorer: Scorer,
     writer: Writer,
+    counters: BTreeMap<String, u64>,
 }
 
 impl Transform for Classify {
     fn process(&mut self, batch: RecordBatch) -> Result<Processed> {
-        let scored = self.scorer.score_batch(&batch, &self.writer.text);
+        let scored = self.scorer.score_batch(&batch, &self.writer.text)?;
+        let unscored = scored.values.chunks(self.writer.slots.max(1)).filter(|v| v.iter().any(|x| x.is_nan())).count();
+        if unscored > 0 {
+            *self.counters.entry("unscored".into()).or_default() += unscored as u64;
+        }
         self.writer.write(batch, &scored, None)
+    }
+
+    fn take_counters(&mut self) -> BTreeMap<String, u64> {
+        let mut out = std::mem::take(&mut self.counters);
+        out.extend(self.scorer.take_counters());
+        out
     }
 }
 

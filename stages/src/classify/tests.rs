@@ -237,10 +237,10 @@ fn bad_options_are_reported_at_their_path() {
     let e = err(serde_json::json!({"model": "m.bin", "buckets": {"column": "score", "count": 2, "weight": "bytes"}}));
     assert_eq!(e.path, vec![PathSeg::Key("buckets".into()), PathSeg::Key("weight".into())]);
     assert!(e.message.starts_with("unknown variant `bytes`"), "{}", e.message);
-    let e = err(serde_json::json!({"model": "m.bin", "backend": "http"}));
-    assert!(e.message.starts_with("unknown variant `http`, expected `fasttext`"), "{}", e.message);
+    let e = err(serde_json::json!({"model": "m.bin", "backend": "onnx"}));
+    assert!(e.message.starts_with("unknown variant `onnx`, expected `fasttext` or `http`"), "{}", e.message);
     let e = err(serde_json::json!({"labels": ["hq"]}));
-    assert_eq!(e.message, "missing field `model`");
+    assert_eq!(e.message, "`model` is empty: name a fastText .bin or .ftz file");
     assert!(err(serde_json::json!({"model": "m.bin", "treshold": 0.5})).at_key);
 }
 
