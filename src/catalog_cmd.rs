@@ -8,7 +8,7 @@ use std::path::Path;
 use anyhow::Context;
 use clap::Subcommand;
 use smelt_catalog::{DatasetStore, VersionManifest, VersionRef};
-use smelt_query::diff::{diff_versions, FailOn, VersionDiff};
+use smelt_query::diff::{diff_versions, Check, FailOn, VersionDiff};
 
 use crate::docs::DocPart;
 use crate::output::{emit, emit_json, human_bytes, table, Format};
@@ -50,6 +50,33 @@ pub enum CatalogCmd {
         version: String,
         /// Tag name: letters, digits, `-`, `_`, `.`; not a number, not `latest`.
         tag: String,
+    },
+    /// Publish a version: evaluate its checks against the version the tag points
+    /// to and move the tag when they hold (write-audit-publish, the pipeline's
+    /// `publish:` by hand). The outcome is recorded beside the version and shown
+    /// by `catalog log` and `catalog show`. Exit 4 when a check fails (without --force).
+    #[command(after_help = "Examples:
+  smelt catalog publish cc-news@7                      # the tag and checks the pipeline's publish: recorded
+  smelt catalog publish cc-news@7 --tag prod --require audit --require 'diff: docs_removed<5%'
+  smelt catalog publish cc-news@7 --force --reason 'removals were the spam domain, checked by hand'")]
+    Publish {
+        /// DATASET@VERSION to publish.
+        version: String,
+        /// The tag to move (default: the tag of the version's publish record).
+        #[arg(long)]
+        tag: Option<String>,
+        /// A check: `audit` or `diff: METRIC<VALUE` (default: the recorded checks); repeatable.
+        #[arg(long = "require", value_name = "CHECK")]
+        require: Vec<String>,
+        /// Move the tag even when a check fails (recorded with --reason).
+        #[arg(long, requires = "reason")]
+        force: bool,
+        /// Why the version is forced out (required with --force).
+        #[arg(long)]
+        reason: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
     },
     /// What changed between two versions: lineage, schema, documents, mixture, funnel, shards.
     #[command(after_help = "Examples:
@@ -143,14 +170,27 @@ fn resolve(data_dir: &Path, r: &str) -> anyhow::Result<(VersionManifest, String)
 pub async fn run(data_dir: &Path, cmd: CatalogCmd) -> anyhow::Result<()> {
     match cmd {
         CatalogCmd::List { format } => list(data_dir, format),
-        CatalogCmd::Log { dataset, format } => log(data_dir, &dataset, format),
+        CatalogCmd::Log { dataset, format } => log(data_dir, &dataset, format).await,
         CatalogCmd::Show { version, format } => {
-            let (m, _) = resolve(data_dir, &version)?;
+            let (m, root) = resolve(data_dir, &version)?;
+            let record = smelt_catalog::publish::read_record(&DatasetStore::open(&root)?, m.version).await?;
             match format {
-                Format::Json => emit_json(&serde_json::to_value(&m)?),
-                Format::Table => emit(&show_table(&m)),
+                Format::Json => {
+                    let mut j = serde_json::to_value(&m)?;
+                    j["publish"] = serde_json::to_value(&record)?;
+                    emit_json(&j);
+                }
+                Format::Table => {
+                    emit(&show_table(&m));
+                    if let Some(r) = record {
+                        emit(&format!("publish    {}", publish_detail(&r)));
+                    }
+                }
             }
             Ok(())
+        }
+        CatalogCmd::Publish { version, tag, require, force, reason, format } => {
+            publish(data_dir, &version, tag, &require, force.then_some(reason).flatten(), format).await
         }
         CatalogCmd::Tag { version, tag } => {
             let (m, root) = resolve(data_dir, &version)?;
@@ -216,11 +256,82 @@ fn list(data_dir: &Path, format: Format) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn log(data_dir: &Path, dataset: &str, format: Format) -> anyhow::Result<()> {
+/// A publish record in one cell: `prod`, `prod (forced)`, or the failed checks.
+fn publish_cell(r: &smelt_catalog::publish::PublishRecord) -> String {
+    match (r.published, r.forced) {
+        (true, false) => r.tag.clone(),
+        (true, true) => format!("{} (forced)", r.tag),
+        (false, _) => format!(
+            "held: {}",
+            r.checks.iter().filter(|c| !c.held).map(|c| c.check.as_str()).collect::<Vec<_>>().join(", ")
+        ),
+    }
+}
+
+/// A publish record in full: outcome, each check, who and when.
+fn publish_detail(r: &smelt_catalog::publish::PublishRecord) -> String {
+    let mut out = format!("{} (by {} at {})", r.summary(), r.by, r.at.chars().take(19).collect::<String>());
+    if let Some(why) = &r.reason {
+        out.push_str(&format!("\n           reason: {why}"));
+    }
+    for c in &r.checks {
+        out.push_str(&format!("\n           {} {}: {}", if c.held { "held  " } else { "FAILED" }, c.check, c.detail));
+    }
+    out
+}
+
+/// `catalog publish`.
+async fn publish(
+    data_dir: &Path,
+    version: &str,
+    tag: Option<String>,
+    require: &[String],
+    force: Option<String>,
+    format: Format,
+) -> anyhow::Result<()> {
+    use smelt_catalog::publish::{read_record, Policy, Requirement};
+    let (m, root) = resolve(data_dir, version)?;
+    let store = DatasetStore::open(&root)?;
+    let recorded = read_record(&store, m.version).await?;
+    let tag = match (tag, &recorded) {
+        (Some(t), _) => t,
+        (None, Some(r)) => r.tag.clone(),
+        (None, None) => anyhow::bail!(
+            "{}@{} has no publish record (its pipeline has no `publish:`): give the tag, as in --tag prod",
+            m.dataset,
+            m.version
+        ),
+    };
+    if !smelt_catalog::index::valid_tag(&tag) {
+        anyhow::bail!("`{tag}` is not a tag name: letters, digits, `-`, `_`, `.`, not a number, not `latest`");
+    }
+    let require: Vec<Requirement> = if require.is_empty() {
+        recorded.as_ref().map(|r| r.require.clone()).unwrap_or_default()
+    } else {
+        require.iter().map(|r| Requirement::parse(r)).collect::<Result<_, _>>()?
+    };
+    let catalog = Workspace::new(data_dir).open_catalog()?;
+    let policy = Policy { tag, require };
+    let r = smelt_runner::publish::publish(&catalog, &store, &m, &policy, smelt_runner::publish::BY_HAND, force.as_deref())
+        .await?;
+    match format {
+        Format::Json => emit_json(&serde_json::to_value(&r)?),
+        Format::Table => emit(&format!("{}@{}: {}", r.dataset, r.version, publish_detail(&r))),
+    }
+    if r.published {
+        Ok(())
+    } else {
+        Err(GateFailed(r.failed().join("; ")).into())
+    }
+}
+
+async fn log(data_dir: &Path, dataset: &str, format: Format) -> anyhow::Result<()> {
     let c = Workspace::new(data_dir).open_catalog()?;
     if c.dataset(dataset)?.is_none() {
         c.resolve(&VersionRef::latest(dataset))?;
     }
+    let root = c.dataset(dataset)?.map(|d| d.root_url).unwrap_or_default();
+    let records = smelt_catalog::publish::records(&DatasetStore::open(&root)?).await?;
     let versions = c.versions(dataset)?;
     let mut tags: BTreeMap<u64, Vec<String>> = BTreeMap::new();
     for (t, v) in c.tags(dataset)? {
@@ -233,6 +344,7 @@ fn log(data_dir: &Path, dataset: &str, format: Format) -> anyhow::Result<()> {
                 .map(|v| {
                     let mut j = serde_json::to_value(v).unwrap_or_default();
                     j["tags"] = serde_json::json!(tags.get(&v.version).cloned().unwrap_or_default());
+                    j["publish"] = serde_json::to_value(records.get(&v.version)).unwrap_or_default();
                     j
                 })
                 .collect();
@@ -246,6 +358,7 @@ fn log(data_dir: &Path, dataset: &str, format: Format) -> anyhow::Result<()> {
                     vec![
                         format!("{}@{}", v.dataset, v.version),
                         tags.get(&v.version).map(|t| t.join(",")).unwrap_or_default(),
+                        records.get(&v.version).map(publish_cell).unwrap_or_default(),
                         v.committed_at.chars().take(19).collect(),
                         v.run_id.clone(),
                         v.totals.rows.to_string(),
@@ -258,7 +371,7 @@ fn log(data_dir: &Path, dataset: &str, format: Format) -> anyhow::Result<()> {
                 })
                 .collect();
             emit(&table(
-                &["version", "tags", "committed", "run", "rows", "tokens", "shards", "size", "pipeline", "digest"],
+                &["version", "tags", "published", "committed", "run", "rows", "tokens", "shards", "size", "pipeline", "digest"],
                 &rows,
             ));
         }

@@ -506,6 +506,7 @@ async fn run(data_dir: &Path, mut args: RunArgs) -> anyhow::Result<()> {
         "s3": s3,
         "train": train,
         "expired": outcome.expired,
+        "published": outcome.published,
     });
     match args.format {
         Format::Json => emit_json(&summary),
@@ -537,6 +538,9 @@ async fn run(data_dir: &Path, mut args: RunArgs) -> anyhow::Result<()> {
                     c.manifest.version
                 )),
                 None => emit(&format!("rank {rank} done; when every rank is done: smelt commit {run_id}")),
+            }
+            if let Some(r) = &outcome.published {
+                emit(&published_line(r));
             }
             if !outcome.expired.is_empty() {
                 emit(&expired_line(&p.dataset, &outcome.expired));
@@ -681,7 +685,8 @@ async fn commit(
     match format {
         Format::Json => {
             emit_json(&serde_json::json!({"dataset": m.dataset, "version": m.version, "newly_committed": newly,
-            "rows": m.totals.rows, "shards": m.totals.shards, "digest": m.digest, "expired": out.expired}))
+            "rows": m.totals.rows, "shards": m.totals.shards, "digest": m.digest, "expired": out.expired,
+            "published": out.published}))
         }
         Format::Table => {
             emit(&format!(
@@ -692,6 +697,9 @@ async fn commit(
                 m.totals.rows,
                 m.totals.shards
             ));
+            if let Some(r) = &out.published {
+                emit(&published_line(r));
+            }
             if !out.expired.is_empty() {
                 emit(&expired_line(&m.dataset, &out.expired));
             }
@@ -704,6 +712,24 @@ async fn commit(
         }
     }
     Ok(())
+}
+
+/// What the pipeline's `publish:` decided after a commit.
+pub(crate) fn published_line(r: &smelt_catalog::publish::PublishRecord) -> String {
+    if r.published {
+        let how = if r.forced { " (forced)" } else { "" };
+        format!("published {}@{} as {}@{}{how}", r.dataset, r.version, r.dataset, r.tag)
+    } else {
+        format!(
+            "not published: {}@{} keeps pointing at {}; failed checks: {} (`smelt catalog publish {}@{} --force --reason ...` overrides)",
+            r.dataset,
+            r.tag,
+            r.against.map_or_else(|| "nothing".to_string(), |v| format!("{}@{v}", r.dataset)),
+            r.failed().join("; "),
+            r.dataset,
+            r.version
+        )
+    }
 }
 
 /// What the pipeline's `retention:` expired after a commit.

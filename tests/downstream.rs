@@ -76,3 +76,66 @@ fn unknown_versions_and_changed_shards_are_refused() {
     assert!(!out.status.success());
     assert!(common::stderr(&out).contains("differs from the manifest's"), "{}", common::stderr(&out));
 }
+
+/// A pipeline over `docs.jsonl` that publishes as `prod` when few documents go.
+fn publishing(env: &Env, docs: usize, require: &str) -> String {
+    let mut lines = String::new();
+    for i in 0..docs {
+        lines.push_str(&format!("{{\"id\": \"d{i}\", \"text\": \"document number {i} of the corpus\"}}\n"));
+    }
+    env.write("docs.jsonl", lines.as_bytes());
+    let text = format!(
+        "dataset: pub\npublish:\n  tag: prod\n  require: [{require}]\nstages:\n  docs: {{type: jsonl, paths: [docs.jsonl]}}\n  hashed: {{type: content_hash, inputs: [docs]}}\n  out: {{type: parquet, inputs: [hashed]}}\n"
+    );
+    env.write("pub.yaml", text.as_bytes()).display().to_string()
+}
+
+#[test]
+fn publish_moves_the_tag_only_when_the_checks_hold() {
+    let env = Env::new();
+    // The first version has nothing to compare with: published.
+    let p = publishing(&env, 10, "\"diff: docs_removed<50%\"");
+    let first = env.json(&["run", &p]);
+    assert_eq!(first["published"]["published"], true, "{first}");
+    assert_eq!(env.json(&["catalog", "show", "pub@prod"])["version"], 1);
+
+    // 8 of 10 documents gone: the version commits, the tag stays, the failed check is recorded.
+    let p = publishing(&env, 2, "\"diff: docs_removed<50%\"");
+    let second = env.json(&["run", &p]);
+    assert_eq!(second["version"], 2);
+    assert_eq!(second["published"]["published"], false, "{second}");
+    assert_eq!(second["published"]["against"], 1);
+    let detail = second["published"]["checks"][0]["detail"].as_str().unwrap();
+    assert!(detail.starts_with("docs_removed = 80.000 against pub@1"), "{detail}");
+    let text = env.ok(&["run", &publishing(&env, 2, "\"diff: docs_removed<50%\"")]);
+    assert!(text.contains("not published: pub@prod keeps pointing at pub@1"), "{text}");
+    assert_eq!(env.json(&["catalog", "show", "pub@prod"])["version"], 1);
+    let log = env.ok(&["catalog", "log", "pub"]);
+    assert!(log.contains("held: diff: docs_removed<50"), "{log}");
+    let show = env.ok(&["catalog", "show", "pub@2"]);
+    assert!(show.contains("not published as prod") && show.contains("FAILED diff: docs_removed<50"), "{show}");
+
+    // By hand: the same checks fail again (exit 4); forced with a reason, the tag moves.
+    let out = env.smelt(&["catalog", "publish", "pub@2"]);
+    assert_eq!(out.status.code(), Some(4), "{}", common::stderr(&out));
+    let out = env.smelt(&["catalog", "publish", "pub@2", "--force"]);
+    assert_eq!(out.status.code(), Some(2), "--force needs --reason");
+    let forced = env.json(&["catalog", "publish", "pub@2", "--force", "--reason", "the corpus was cut on purpose"]);
+    assert_eq!((forced["published"].as_bool(), forced["forced"].as_bool()), (Some(true), Some(true)), "{forced}");
+    assert_eq!(forced["by"], "catalog publish");
+    assert_eq!(env.json(&["catalog", "show", "pub@prod"])["version"], 2);
+    assert!(env.ok(&["catalog", "log", "pub"]).contains("prod (forced)"));
+    let log = env.json(&["catalog", "log", "pub"]);
+    assert_eq!(log[1]["publish"]["reason"], "the corpus was cut on purpose", "{log}");
+
+    // `audit` needs an audit stage; other checks are named in the error.
+    let p = publishing(&env, 2, "audit");
+    let r = env.json(&["run", &p]);
+    assert_eq!(r["published"]["checks"][0]["held"], false);
+    assert!(r["published"]["checks"][0]["detail"].as_str().unwrap().contains("add an `audit` stage"), "{r}");
+    let bad = publishing(&env, 2, "\"diff: doc_removed<5%\", tests");
+    let out = env.smelt(&["validate", &bad]);
+    let err = common::stderr(&out);
+    assert!(err.contains("pub.yaml:4:13") && err.contains("not a metric of `catalog diff`"), "{err}");
+    assert!(err.contains("`tests` is not a check"), "{err}");
+}

@@ -23,6 +23,7 @@ pub mod error;
 pub mod gc;
 pub mod index;
 pub mod model;
+pub mod publish;
 pub mod runstate;
 pub mod store;
 pub mod tags;

@@ -39,6 +39,7 @@ pub const SETTINGS: &[&str] = &[
     "train",
     "schedule",
     "retention",
+    "publish",
     "stages",
 ];
 
@@ -91,6 +92,9 @@ pub struct Pipeline {
     /// Which versions stay after each commit (`retention:`); the others expire
     /// as `smelt catalog gc` expires them.
     pub retention: Option<smelt_catalog::gc::Retention>,
+    /// Write-audit-publish (`publish:`): the tag moved to each committed
+    /// version whose checks all hold.
+    pub publish: Option<smelt_catalog::publish::Policy>,
     /// The DAG; edge weights are the input position at the consumer.
     pub graph: DiGraph<StageNode, usize>,
     /// Nodes in topological order, ties broken by file order.
@@ -190,6 +194,65 @@ fn positive_int(ctx: &mut Ctx<'_>, node: &Node, name: &str) -> Option<usize> {
             ctx.at(&[key(name)], false, format!("`{name}` must be a positive integer, found {}", node.kind()), None);
             None
         }
+    }
+}
+
+/// Keys of `publish:`.
+pub const PUBLISH_KEYS: &[&str] = &["tag", "require"];
+
+/// `publish: {tag: prod, require: [audit, "diff: docs_removed<5%"]}`.
+fn parse_publish(node: &Node) -> Result<smelt_catalog::publish::Policy, Vec<crate::schedule::Problem>> {
+    let example = Some("for example\npublish:\n  tag: prod\n  require: [audit, \"diff: docs_removed<5%\"]".to_string());
+    let Some(entries) = node.as_map() else {
+        return Err(vec![(Vec::new(), false, format!("`publish` must be a mapping, found {}", node.kind()), example)]);
+    };
+    let (mut tag, mut require, mut problems) = (None, Vec::new(), Vec::new());
+    for (k, v) in entries {
+        let name = k.as_str().unwrap_or_default();
+        match name {
+            "tag" => match v.as_str() {
+                Some(t) if smelt_catalog::index::valid_tag(t) => tag = Some(t.to_string()),
+                _ => problems.push((
+                    vec![key("tag")],
+                    false,
+                    "`tag` must be a tag name: letters, digits, `-`, `_`, `.`, not a number, not `latest`".to_string(),
+                    None,
+                )),
+            },
+            "require" => match &v.value {
+                Value::Seq(items) => {
+                    for (i, item) in items.iter().enumerate() {
+                        let parsed = match item.as_str() {
+                            Some(text) => smelt_catalog::publish::Requirement::parse(text).map_err(|e| e.to_string()),
+                            None => Err(format!("a check is a string, found {}", item.kind())),
+                        };
+                        match parsed {
+                            Ok(r) => require.push(r),
+                            Err(m) => problems.push((vec![key("require"), PathSeg::Index(i)], false, m, None)),
+                        }
+                    }
+                }
+                _ => problems.push((
+                    vec![key("require")],
+                    false,
+                    format!("`require` must be a list of checks, found {}", v.kind()),
+                    None,
+                )),
+            },
+            other => problems.push((
+                vec![key(other)],
+                true,
+                format!("unknown publish setting `{other}`; settings are: {}", PUBLISH_KEYS.join(", ")),
+                closest(other, PUBLISH_KEYS.iter().copied()).map(|c| format!("did you mean `{c}`?")),
+            )),
+        }
+    }
+    if tag.is_none() && problems.is_empty() {
+        problems.push((Vec::new(), false, "`publish` needs `tag`: the tag a version gets when its checks hold".into(), example));
+    }
+    match tag {
+        Some(tag) if problems.is_empty() => Ok(smelt_catalog::publish::Policy { tag, require }),
+        _ => Err(problems),
     }
 }
 
@@ -295,6 +358,7 @@ pub fn compile(
     let mut train = None;
     let mut schedule = None;
     let mut retention = None;
+    let mut publish = None;
     let mut stages_node = None;
     for (k, v) in top {
         let name = k.as_str().unwrap_or_default();
@@ -338,6 +402,16 @@ pub fn compile(
                 Err(problems) => {
                     for (path, at_key, message, help) in problems {
                         let mut p = vec![key("retention")];
+                        p.extend(path);
+                        ctx.at(&p, at_key, message, help);
+                    }
+                }
+            },
+            "publish" => match parse_publish(v) {
+                Ok(r) => publish = Some(r),
+                Err(problems) => {
+                    for (path, at_key, message, help) in problems {
+                        let mut p = vec![key("publish")];
                         p.extend(path);
                         ctx.at(&p, at_key, message, help);
                     }
@@ -561,6 +635,7 @@ pub fn compile(
         train,
         schedule,
         retention,
+        publish,
         phases,
         graph,
         order,

@@ -213,6 +213,16 @@ pub fn pipeline_schema(registry: &[StageType]) -> Value {
                     "keep_trained": {"description": "keep every version a recorded training run read", "type": "boolean", "default": false}
                 }
             },
+            "publish": {
+                "description": "write-audit-publish: after each commit the tag moves to the new version only when every check holds; the outcome is recorded (`catalog log`, `catalog show`), `smelt catalog publish` promotes by hand",
+                "type": "object",
+                "additionalProperties": false,
+                "required": ["tag"],
+                "properties": {
+                    "tag": {"description": "the tag moved to a version whose checks hold", "type": "string", "pattern": "^[A-Za-z0-9_.-]+$"},
+                    "require": {"description": "checks: `audit` (no audit gate crossed) or `diff: METRIC<VALUE` against the version the tag points to (`catalog diff` metrics, as `--fail-on`)", "type": "array", "items": {"type": "string", "pattern": "^\\s*(audit|diff:.*[<>].*)\\s*$"}}
+                }
+            },
             "stages": {
                 "description": "the stages by name: each has a `type`, its options and (except sources) `inputs`",
                 "type": "object",

@@ -393,46 +393,20 @@ pub fn diff_versions(a: &VersionManifest, b: &VersionManifest, documents: Option
     }
 }
 
-/// A `--fail-on` condition: `metric OP number[pp|%]`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct FailOn {
-    /// Metric name (see [`VersionDiff::metrics`]).
-    pub metric: String,
-    /// `>`, `>=`, `<`, `<=`.
-    pub op: String,
-    /// Threshold.
-    pub value: f64,
-}
+/// A `--fail-on` condition: `metric OP number[pp|%]` (the same conditions `publish.require` takes).
+pub use smelt_catalog::publish::Condition as FailOn;
 
-impl std::str::FromStr for FailOn {
-    type Err = CatalogError;
-    fn from_str(s: &str) -> Result<Self> {
-        let s = s.trim();
-        let at = s.find(['>', '<']).ok_or_else(|| {
-            CatalogError::User(format!("`--fail-on {s}`: expected METRIC>VALUE, as in token_share_delta>2pp"))
-        })?;
-        let metric = s[..at].trim().to_string();
-        let rest = &s[at..];
-        let (op, num) = if let Some(r) = rest.strip_prefix(">=") {
-            (">=", r)
-        } else if let Some(r) = rest.strip_prefix("<=") {
-            ("<=", r)
-        } else {
-            (&rest[..1], &rest[1..])
-        };
-        let num = num.trim().trim_end_matches("pp").trim_end_matches('%').trim();
-        let value =
-            num.parse::<f64>().map_err(|_| CatalogError::User(format!("`--fail-on {s}`: `{num}` is not a number")))?;
-        Ok(FailOn { metric, op: op.to_string(), value })
-    }
-}
-
-impl FailOn {
-    /// Evaluates against a diff; `Some(message)` when the condition holds (the gate fails).
+/// Evaluating a condition on a diff.
+pub trait Check {
+    /// `Some(message)` when the condition holds (a `--fail-on` gate fails; a `publish` check passes).
     ///
     /// # Errors
     /// `User` for an unknown metric (listing the known ones).
-    pub fn check(&self, diff: &VersionDiff) -> Result<Option<String>> {
+    fn check(&self, diff: &VersionDiff) -> Result<Option<String>>;
+}
+
+impl Check for FailOn {
+    fn check(&self, diff: &VersionDiff) -> Result<Option<String>> {
         let Some(&v) = diff.metrics.get(&self.metric) else {
             return Err(CatalogError::User(format!(
                 "`--fail-on`: unknown metric `{}`; metrics: {}",
@@ -440,12 +414,6 @@ impl FailOn {
                 diff.metrics.keys().cloned().collect::<Vec<_>>().join(", ")
             )));
         };
-        let hit = match self.op.as_str() {
-            ">" => v > self.value,
-            ">=" => v >= self.value,
-            "<" => v < self.value,
-            _ => v <= self.value,
-        };
-        Ok(hit.then(|| format!("{} = {v:.3} {} {}", self.metric, self.op, self.value)))
+        Ok(self.holds(v).then(|| format!("{} = {v:.3} {} {}", self.metric, self.op, self.value)))
     }
 }

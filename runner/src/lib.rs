@@ -20,6 +20,7 @@
 
 pub mod executor;
 pub mod openlineage;
+pub mod publish;
 pub mod registry;
 pub mod run;
 pub mod runs;

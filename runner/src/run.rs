@@ -75,6 +75,8 @@ pub struct RunOutcome {
     pub interval: Option<RunInterval>,
     /// Versions the pipeline's `retention:` expired after the commit.
     pub expired: Vec<u64>,
+    /// What the pipeline's `publish:` decided for the committed version.
+    pub published: Option<smelt_catalog::publish::PublishRecord>,
 }
 
 /// Parallelism for `p` when the request does not set it.
@@ -158,6 +160,7 @@ impl Run {
             train: None,
             interval: self.interval.clone(),
             expired: Vec::new(),
+            published: None,
         })
     }
 
@@ -174,6 +177,11 @@ impl Run {
         let catalog = ws.open_catalog()?;
         let committed =
             commit_run(&catalog, &self.store, &self.run_id, &chrono::Utc::now().to_rfc3339(), &[&AuditGates]).await?;
+        if let (Some(policy), true) = (&p.publish, committed.newly_committed) {
+            let by = crate::publish::BY_PIPELINE;
+            outcome.published =
+                Some(crate::publish::publish(&catalog, &self.store, &committed.manifest, policy, by, None).await?);
+        }
         if let (Some(r), true) = (&p.retention, committed.newly_committed) {
             outcome.expired = apply_retention(&catalog, &self.store, r).await?;
         }
@@ -197,6 +205,8 @@ pub struct CommitOutcome {
     pub train: Option<TrainOutcome>,
     /// Versions the pipeline's `retention:` expired after the commit.
     pub expired: Vec<u64>,
+    /// What the pipeline's `publish:` decided for the version.
+    pub published: Option<smelt_catalog::publish::PublishRecord>,
 }
 
 /// The pipeline's `retention:` after a commit: expires the versions it does
@@ -237,6 +247,13 @@ pub async fn commit(ws: &Workspace, run_id: &str, pipeline: Option<&Path>) -> Re
     // The pipeline's `retention:` and `train:` command, once per version (not again for an
     // already committed run).
     let p = Some(train_pipeline).filter(|_| committed.newly_committed).and_then(|path| ws.load(&path).ok());
+    let published = match p.as_ref().and_then(|p| p.publish.as_ref()) {
+        Some(policy) => Some(
+            crate::publish::publish(&catalog, &store, &committed.manifest, policy, crate::publish::BY_PIPELINE, None)
+                .await?,
+        ),
+        None => None,
+    };
     let expired = match p.as_ref().and_then(|p| p.retention.as_ref()) {
         Some(r) => apply_retention(&catalog, &store, r).await?,
         None => Vec::new(),
@@ -245,5 +262,5 @@ pub async fn commit(ws: &Workspace, run_id: &str, pipeline: Option<&Path>) -> Re
     let m = &committed.manifest;
     remove_scratch(&ws.scratch_dir(&m.dataset, run_id));
     let train = p.and_then(|p| p.train).map(|cmd| run_train(&cmd, store.url(), &m.dataset, m.version));
-    Ok(CommitOutcome { committed, train, expired })
+    Ok(CommitOutcome { committed, train, expired, published })
 }
