@@ -11,6 +11,10 @@
 //!   action annotate ──► `contamination`: list of {benchmark, item}; nothing dropped
 //! counters: contaminated:<benchmark> (documents), match:<benchmark>:<item> (documents per item); samples of ids
 //! ```
+//! With `drop`, n-grams starting inside a match already found are not looked
+//! up: a copied item matches each of its n-grams, and one hit per matched
+//! stretch is all dropping needs (an item whose n-grams all lie inside another
+//! item's match is then not counted in `match:` counters).
 //! A catalog version used as a benchmark keeps its index beside it
 //! (`_indexes/decontaminate-<params>/<V>.bin`), built by the first run that
 //! needs it. Items shorter than `n` words are matched whole when they have at
@@ -401,6 +405,7 @@ impl TransformConfig for DecontaminateConfig {
             cap: self.samples,
             output: self.schema_for(input),
             hits: Vec::new(),
+            keys: Vec::new(),
             counters: BTreeMap::new(),
             samples: BTreeMap::new(),
         }))
@@ -419,6 +424,8 @@ struct Decontaminate {
     output: SchemaRef,
     /// Hits of the document being scanned: (item, start byte, end byte).
     hits: Vec<(u32, usize, usize)>,
+    /// Keys of the document being scanned, with their byte ranges.
+    keys: Vec<(u64, usize, usize)>,
     counters: BTreeMap<String, u64>,
     /// Per benchmark, the smallest ids of contaminated documents.
     samples: BTreeMap<usize, BTreeSet<String>>,
@@ -436,15 +443,27 @@ enum Outcome {
 }
 
 impl Decontaminate {
-    /// Finds the benchmark items in `text`.
+    /// Finds the benchmark items in `text`. The keys are made first and
+    /// looked up after, in a loop of independent loads the CPU overlaps.
     fn scan(&mut self, text: &str) {
         self.hits.clear();
-        let (table, hits) = (&self.prepared.table, &mut self.hits);
-        self.roller.keys(text, |k, s, e| {
-            if let Some(item) = table.get(k) {
-                hits.push((item, s, e));
+        self.keys.clear();
+        let keys = &mut self.keys;
+        self.roller.keys(text, |k, s, e| keys.push((k, s, e)));
+        let table = &self.prepared.table;
+        // Dropping needs each matched stretch once: n-grams that start inside a
+        // match are not counted again (a copied item hits every one of its n-grams).
+        let skip_overlaps = self.action == Action::Drop;
+        let mut covered = 0;
+        for &(k, s, e) in &self.keys {
+            if skip_overlaps && s < covered {
+                continue;
             }
-        });
+            if let Some(item) = table.get(k) {
+                self.hits.push((item, s, e));
+                covered = e;
+            }
+        }
     }
 
     /// Counts the document's items and keeps its id as a sample; returns the items in order of first hit.

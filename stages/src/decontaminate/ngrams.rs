@@ -4,7 +4,7 @@
 //! ```text
 //! text ──words: runs of letters, digits and combining marks, lowercased; the rest separates──► word hashes
 //!      ──prefix hashes P(j) = P(j-1)·B + w(j)  (wrapping u64)──► the k words ending at j: P(j) - P(j-k)·B^k, mixed with k
-//!      ──filter: one u64 per key block, two bits (≈1% false hits at 16 bits per key)──► table (open addressing) ──► item
+//!      ──filter: one u64 per key block, two bits (≈1.4% false hits at 16 bits per key)──► table (open addressing) ──► item
 //! ```
 //! Punctuation, case and line breaks vanish in the words, so an item copied
 //! with other quotes, capitals or wrapping still matches. Words of one ASCII
@@ -20,7 +20,11 @@ const PRIME: u64 = 0x0000_0100_0000_01B3;
 /// FNV-1a's offset basis.
 const SEED: u64 = 0xCBF2_9CE4_8422_2325;
 
-/// Bits of the filter per key.
+/// Slots of the rolling rings: a power of two above the longest n (64).
+const RING: usize = 128;
+
+/// Bits of the filter per key: about 1.4% of misses pass to the table, whose
+/// probes (out of cache for a large index) cost more than the filter's size.
 const FILTER_BITS_PER_KEY: usize = 16;
 
 /// Each ASCII byte as a word character (lowercased), or 0 for a separator.
@@ -118,16 +122,16 @@ pub struct Roller {
     short: Vec<usize>,
     /// B^k for k in 0..=n.
     pow: Vec<u64>,
-    /// Prefix hashes of the last n+1 positions.
-    prefix: Vec<u64>,
-    /// Start bytes of the last n words.
-    starts: Vec<usize>,
+    /// Prefix hashes of the last positions, at `count % RING`.
+    prefix: Box<[u64; RING]>,
+    /// Start bytes of the last words, at `(count - 1) % RING`.
+    starts: Box<[usize; RING]>,
 }
 
 impl Roller {
     /// A roller for `n`-grams and whole sequences of the `short` lengths.
     pub fn new(n: usize, short: &[usize]) -> Roller {
-        let n = n.max(1);
+        let n = n.clamp(1, RING / 2);
         let mut pow = vec![1u64; n + 1];
         for k in 1..=n {
             pow[k] = pow[k - 1].wrapping_mul(BASE);
@@ -135,32 +139,35 @@ impl Roller {
         let mut short: Vec<usize> = short.iter().copied().filter(|&k| k > 0 && k < n).collect();
         short.sort_unstable();
         short.dedup();
-        Roller { n, short, pow, prefix: vec![0; n + 1], starts: vec![0; n] }
+        Roller { n, short, pow, prefix: Box::new([0; RING]), starts: Box::new([0; RING]) }
     }
 
     /// Calls `f(key, start byte, end byte)` for every n-gram of `text` (and
     /// every sequence of a short length), in the order their last word ends.
     #[inline]
     pub fn keys(&mut self, text: &str, mut f: impl FnMut(u64, usize, usize)) {
-        let (n, m) = (self.n, self.n + 1);
+        const MASK: usize = RING - 1;
+        let n = self.n;
+        let pow_n = self.pow[n];
         let mut count = 0usize;
         let mut p = 0u64;
-        self.prefix[0] = 0;
+        let (prefix, starts) = (&mut *self.prefix, &mut *self.starts);
+        prefix[0] = 0;
         for_each_word(text, |w, start, end| {
             p = p.wrapping_mul(BASE).wrapping_add(w);
+            starts[count & MASK] = start;
             count += 1;
-            self.prefix[count % m] = p;
-            self.starts[(count - 1) % n] = start;
+            prefix[count & MASK] = p;
             if count >= n {
-                let h = p.wrapping_sub(self.prefix[(count - n) % m].wrapping_mul(self.pow[n]));
-                f(key(h, n), self.starts[(count - n) % n], end);
+                let h = p.wrapping_sub(prefix[(count - n) & MASK].wrapping_mul(pow_n));
+                f(key(h, n), starts[(count - n) & MASK], end);
             }
             for &k in &self.short {
                 if k > count {
                     break;
                 }
-                let h = p.wrapping_sub(self.prefix[(count - k) % m].wrapping_mul(self.pow[k]));
-                f(key(h, k), self.starts[(count - k) % n], end);
+                let h = p.wrapping_sub(prefix[(count - k) & MASK].wrapping_mul(self.pow[k]));
+                f(key(h, k), starts[(count - k) & MASK], end);
             }
         });
     }
@@ -181,7 +188,6 @@ impl Roller {
 #[derive(Debug, Clone)]
 pub struct Table {
     filter: Vec<u64>,
-    filter_mask: u64,
     keys: Vec<u64>,
     items: Vec<u32>,
     slot_mask: u64,
@@ -191,11 +197,11 @@ pub struct Table {
 impl Table {
     /// A table for about `capacity` keys.
     pub fn with_capacity(capacity: usize) -> Table {
-        let words = (capacity.max(1) * FILTER_BITS_PER_KEY / 64).next_power_of_two();
+        // Not rounded to a power of two: the filter stays as small as the keys allow.
+        let words = (capacity.max(1) * FILTER_BITS_PER_KEY).div_ceil(64);
         let slots = (capacity.max(1) * 2).next_power_of_two();
         Table {
             filter: vec![0; words],
-            filter_mask: words as u64 - 1,
             keys: vec![0; slots],
             items: vec![0; slots],
             slot_mask: slots as u64 - 1,
@@ -213,9 +219,11 @@ impl Table {
         self.len == 0
     }
 
+    /// The filter word of `key` (Lemire's multiply-shift range reduction) and its two bits.
     #[inline]
     fn filter_at(&self, key: u64) -> (usize, u64) {
-        ((key >> 32 & self.filter_mask) as usize, 1u64 << (key & 63) | 1u64 << (key >> 6 & 63))
+        let word = ((key >> 32) * self.filter.len() as u64) >> 32;
+        (word as usize, 1u64 << (key & 63) | 1u64 << (key >> 6 & 63))
     }
 
     /// Adds `key` for `item` unless the key is held already (the first item keeps it).
@@ -260,6 +268,11 @@ impl Table {
         if self.filter[w] & bits != bits {
             return None;
         }
+        self.probe(key)
+    }
+
+    #[inline]
+    fn probe(&self, key: u64) -> Option<u32> {
         let mut slot = (key >> 16) & self.slot_mask;
         loop {
             let k = self.keys[slot as usize];
