@@ -376,6 +376,10 @@ pub fn diff_versions(a: &VersionManifest, b: &VersionManifest, documents: Option
         metrics.insert("docs_removed".into(), pct(n("removed"), base));
         metrics.insert("docs_changed".into(), pct(n("changed"), base));
     }
+    debug_assert!(
+        metrics.keys().all(|k| smelt_catalog::publish::DIFF_METRICS.iter().any(|(m, _)| m == k)),
+        "a diff metric is missing from smelt_catalog::publish::DIFF_METRICS (publish checks validate against it)"
+    );
     VersionDiff {
         from: format!("{}@{}", a.dataset, a.version),
         to: format!("{}@{}", b.dataset, b.version),
