@@ -312,8 +312,9 @@ async fn publish(
     };
     let catalog = Workspace::new(data_dir).open_catalog()?;
     let policy = Policy { tag, require };
-    let r = smelt_runner::publish::publish(&catalog, &store, &m, &policy, smelt_runner::publish::BY_HAND, force.as_deref())
-        .await?;
+    let r =
+        smelt_runner::publish::publish(&catalog, &store, &m, &policy, smelt_runner::publish::BY_HAND, force.as_deref())
+            .await?;
     match format {
         Format::Json => emit_json(&serde_json::to_value(&r)?),
         Format::Table => emit(&format!("{}@{}: {}", r.dataset, r.version, publish_detail(&r))),
@@ -371,7 +372,19 @@ async fn log(data_dir: &Path, dataset: &str, format: Format) -> anyhow::Result<(
                 })
                 .collect();
             emit(&table(
-                &["version", "tags", "published", "committed", "run", "rows", "tokens", "shards", "size", "pipeline", "digest"],
+                &[
+                    "version",
+                    "tags",
+                    "published",
+                    "committed",
+                    "run",
+                    "rows",
+                    "tokens",
+                    "shards",
+                    "size",
+                    "pipeline",
+                    "digest",
+                ],
                 &rows,
             ));
         }

@@ -88,7 +88,13 @@ fn a_version_as_benchmark_drops_annotates_and_cuts() {
     assert_eq!(clean["drops"], serde_json::json!({"contaminated:evals": 2, "contaminated:mmlu_dev": 1}), "{clean}");
     assert_eq!(clean["counters"]["match:evals:HumanEval/11"], 1, "{clean}");
     assert_eq!(clean["counters"]["match:mmlu_dev:college_physics/4"], 1, "{clean}");
-    let resolved = m["lineage"]["resolved_config"]["stages"].as_array().unwrap().iter().find(|s| s["name"] == "clean").unwrap().clone();
+    let resolved = m["lineage"]["resolved_config"]["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "clean")
+        .unwrap()
+        .clone();
     assert_eq!(resolved["options"]["indexed"][0]["from"], "evals@1", "{resolved}");
     assert_eq!(resolved["options"]["indexed"][0]["items"], 50, "{resolved}");
 
@@ -104,13 +110,15 @@ fn a_version_as_benchmark_drops_annotates_and_cuts() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|r| {
-            (r["benchmark"].as_str().unwrap().to_string(), r["item"].as_str().unwrap().to_string())
-        })
+        .map(|r| (r["benchmark"].as_str().unwrap().to_string(), r["item"].as_str().unwrap().to_string()))
         .collect();
     assert_eq!(
         got,
-        [("evals".into(), "HumanEval/11".into()), ("evals".into(), "HumanEval/40".into()), ("mmlu_dev".into(), "college_physics/4".into())],
+        [
+            ("evals".into(), "HumanEval/11".into()),
+            ("evals".into(), "HumanEval/40".into()),
+            ("mmlu_dev".into(), "college_physics/4".into())
+        ],
         "{rows}"
     );
     let n = env.json(&["sql", "SELECT count(*) AS n FROM \"annotated@latest\" WHERE cardinality(contamination) > 0"]);
@@ -119,7 +127,10 @@ fn a_version_as_benchmark_drops_annotates_and_cuts() {
     // Cut keeps the stories, without the planted text.
     let run = env.json(&["run", &pipeline(&env, "cut", "cut")]);
     assert_eq!(run["rows_written"], 10);
-    let rows = env.json(&["sql", "SELECT text FROM \"cut@latest\" WHERE text LIKE '%internal energy%' OR lower(text) LIKE '%binary xor%'"]);
+    let rows = env.json(&[
+        "sql",
+        "SELECT text FROM \"cut@latest\" WHERE text LIKE '%internal energy%' OR lower(text) LIKE '%binary xor%'",
+    ]);
     assert_eq!(rows.as_array().unwrap().len(), 0, "{rows}");
 }
 

@@ -248,7 +248,12 @@ fn parse_publish(node: &Node) -> Result<smelt_catalog::publish::Policy, Vec<crat
         }
     }
     if tag.is_none() && problems.is_empty() {
-        problems.push((Vec::new(), false, "`publish` needs `tag`: the tag a version gets when its checks hold".into(), example));
+        problems.push((
+            Vec::new(),
+            false,
+            "`publish` needs `tag`: the tag a version gets when its checks hold".into(),
+            example,
+        ));
     }
     match tag {
         Some(tag) if problems.is_empty() => Ok(smelt_catalog::publish::Policy { tag, require }),

@@ -26,11 +26,8 @@ pub async fn publish(
     by: &str,
     force: Option<&str>,
 ) -> Result<PublishRecord, EngineError> {
-    let against = store
-        .get_json::<TagFile>(&tag_path(&policy.tag))
-        .await?
-        .map(|t| t.version)
-        .filter(|&v| v != m.version);
+    let against =
+        store.get_json::<TagFile>(&tag_path(&policy.tag)).await?.map(|t| t.version).filter(|&v| v != m.version);
     let previous = match against {
         Some(v) => Some(smelt_catalog::commit::load_manifest(store, v).await?),
         None => None,

@@ -50,7 +50,8 @@ fn server() -> Server {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let faults = Arc::new(Faults::default());
-    let model = Arc::new(Model::from_bytes(&std::fs::read(fixtures().join("topics_bigram.bin")).unwrap(), "fixture").unwrap());
+    let model =
+        Arc::new(Model::from_bytes(&std::fs::read(fixtures().join("topics_bigram.bin")).unwrap(), "fixture").unwrap());
     let f = faults.clone();
     std::thread::spawn(move || {
         for stream in listener.incoming() {
@@ -131,7 +132,10 @@ fn serve(mut stream: TcpStream, f: &Faults, model: &Model) -> std::io::Result<()
             && req["truncate"] == false
             && texts.iter().any(|t| t.chars().count() > 400)
         {
-            respond("413 Payload Too Large", r#"{"error":"Input validation error: inputs must have less than 512 tokens","error_type":"Validation"}"#)?;
+            respond(
+                "413 Payload Too Large",
+                r#"{"error":"Input validation error: inputs must have less than 512 tokens","error_type":"Validation"}"#,
+            )?;
             continue;
         }
         f.texts.fetch_add(texts.len(), Ordering::SeqCst);
@@ -179,7 +183,10 @@ fn stage(options: serde_json::Value, data: &Path) -> Arc<dyn TransformConfig> {
 }
 
 /// Runs `t` over `texts` in batches of 50: (output batches, drop verdicts, counters).
-fn run(t: &Arc<dyn TransformConfig>, texts: &[String]) -> (Vec<RecordBatch>, Vec<Option<String>>, std::collections::BTreeMap<String, u64>) {
+fn run(
+    t: &Arc<dyn TransformConfig>,
+    texts: &[String],
+) -> (Vec<RecordBatch>, Vec<Option<String>>, std::collections::BTreeMap<String, u64>) {
     t.output_schema(&schema()).unwrap();
     let mut tr = t.build(&schema()).unwrap();
     let (mut out, mut verdicts) = (Vec::new(), Vec::new());
@@ -255,11 +262,21 @@ fn tei_scores_equal_the_in_process_model_in_order_through_500s_and_slow_answers(
 
     // Without labels: the best label and its score, as the local model's.
     let local = stage(serde_json::json!({"model": "topics_bigram.bin"}), data.path());
-    let remote = stage(serde_json::json!({"backend": "http", "http": http(&s.url, serde_json::json!({}))}), data.path());
+    let remote =
+        stage(serde_json::json!({"backend": "http", "http": http(&s.url, serde_json::json!({}))}), data.path());
     let ((a, _, _), (b, _, _)) = (run(&local, &texts), run(&remote, &texts));
     assert_eq!(column(&a, "score"), column(&b, "score"));
     let labels = |bs: &[RecordBatch]| -> Vec<String> {
-        bs.iter().flat_map(|b| b.column_by_name("label").unwrap().as_string::<i32>().iter().map(|x| x.unwrap().to_string()).collect::<Vec<_>>()).collect()
+        bs.iter()
+            .flat_map(|b| {
+                b.column_by_name("label")
+                    .unwrap()
+                    .as_string::<i32>()
+                    .iter()
+                    .map(|x| x.unwrap().to_string())
+                    .collect::<Vec<_>>()
+            })
+            .collect()
     };
     assert_eq!(labels(&a), labels(&b));
 }
@@ -273,24 +290,30 @@ fn a_dead_or_slow_server_loses_no_document_and_the_cache_spares_a_rerun() {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         format!("http://{}", l.local_addr().unwrap())
     };
-    let options = |url: &str, extra: serde_json::Value| {
-        serde_json::json!({"backend": "http", "http": http(url, extra), "labels": ["earn"], "keep": "score_earn > 0.5"})
-    };
-    let (out, verdicts, counters) = run(&stage(options(&dead, serde_json::json!({"breaker_failures": 3})), data.path()), &texts);
+    let options = |url: &str, extra: serde_json::Value| serde_json::json!({"backend": "http", "http": http(url, extra), "labels": ["earn"], "keep": "score_earn > 0.5"});
+    let (out, verdicts, counters) =
+        run(&stage(options(&dead, serde_json::json!({"breaker_failures": 3})), data.path()), &texts);
     assert_eq!(out.iter().map(RecordBatch::num_rows).sum::<usize>(), 40, "originals kept");
     assert!(verdicts.iter().all(Option::is_none), "kept with null scores, `keep` not applied");
     assert!(column(&out, "score_earn").iter().all(|v| v.is_nan()));
     assert_eq!(counters["unscored"], 40, "{counters:?}");
     assert_eq!(counters["circuit_breaker_trips"], 1, "{counters:?}");
     // on_error: drop drops them, with their reason.
-    let (_, verdicts, _) = run(&stage(options(&dead, serde_json::json!({"on_error": "drop", "retries": 0})), data.path()), &texts);
+    let (_, verdicts, _) =
+        run(&stage(options(&dead, serde_json::json!({"on_error": "drop", "retries": 0})), data.path()), &texts);
     assert!(verdicts.iter().all(|v| v.as_deref() == Some("unscored")), "{verdicts:?}");
 
     // A server slower than the timeout: each request times out, is retried, then fails.
     let s = server();
     s.faults.slow_all_ms.store(400, Ordering::SeqCst);
     let (_, _, counters) = run(
-        &stage(options(&s.url, serde_json::json!({"timeout_s": 0.1, "retries": 1, "batch_size": 20, "breaker_failures": 100})), data.path()),
+        &stage(
+            options(
+                &s.url,
+                serde_json::json!({"timeout_s": 0.1, "retries": 1, "batch_size": 20, "breaker_failures": 100}),
+            ),
+            data.path(),
+        ),
         &texts,
     );
     assert_eq!(counters["unscored"], 40, "{counters:?}");
@@ -323,7 +346,8 @@ fn embeddings_with_a_linear_head_and_tei_truncation() {
     let head = data.path().join("head.json");
     std::fs::write(
         &head,
-        serde_json::json!({"labels": order, "weights": weights, "bias": vec![0.0; order.len()], "activation": "none"}).to_string(),
+        serde_json::json!({"labels": order, "weights": weights, "bias": vec![0.0; order.len()], "activation": "none"})
+            .to_string(),
     )
     .unwrap();
     let remote = stage(
@@ -359,18 +383,27 @@ fn options_are_checked() {
         smelt_stages::classify::configure(v, &ConfigureContext::new(fixtures(), data.path())).unwrap_err().message
     };
     assert!(err(serde_json::json!({"backend": "http"})).contains("needs `http: {url: ...}`"));
-    assert!(err(serde_json::json!({"backend": "http", "http": {"url": "ftp://x"}})).contains("not an http:// or https:// URL"));
-    assert!(err(serde_json::json!({"backend": "http", "http": {"url": "http://x", "api": "embeddings"}})).contains("needs `head`"));
-    assert!(err(serde_json::json!({"model": "topics_bigram.bin", "http": {"url": "http://x"}})).contains("is for `backend: http`"));
+    assert!(err(serde_json::json!({"backend": "http", "http": {"url": "ftp://x"}}))
+        .contains("not an http:// or https:// URL"));
+    assert!(err(serde_json::json!({"backend": "http", "http": {"url": "http://x", "api": "embeddings"}}))
+        .contains("needs `head`"));
+    assert!(err(serde_json::json!({"model": "topics_bigram.bin", "http": {"url": "http://x"}}))
+        .contains("is for `backend: http`"));
     assert!(err(serde_json::json!({"backend": "http", "http": {"url": "http://x"}, "labels": ["earn"], "buckets": {"column": "score_earn", "count": 4}}))
         .contains("`buckets` needs backend `fasttext`"));
     // A label the server does not have stops the run with the server's labels.
     let s = server();
-    let t = stage(serde_json::json!({"backend": "http", "labels": ["sports"], "http": http(&s.url, serde_json::json!({}))}), data.path());
+    let t = stage(
+        serde_json::json!({"backend": "http", "labels": ["sports"], "http": http(&s.url, serde_json::json!({}))}),
+        data.path(),
+    );
     let mut tr = t.build(&schema()).unwrap();
     let b = RecordBatch::try_new(
         schema(),
-        vec![Arc::new(StringArray::from(vec!["1"])), Arc::new(LargeStringArray::from(vec!["Shr 1.2 dlrs vs 1.1 dlrs"]))],
+        vec![
+            Arc::new(StringArray::from(vec!["1"])),
+            Arc::new(LargeStringArray::from(vec!["Shr 1.2 dlrs vs 1.1 dlrs"])),
+        ],
     )
     .unwrap();
     let e = tr.process(b).err().unwrap().to_string();

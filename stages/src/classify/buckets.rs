@@ -288,7 +288,11 @@ impl Transform for Applier {
         self.input.read_exact(&mut self.bytes).map_err(|e| {
             EngineError::Internal(format!("{}: fewer scores than spilled rows: {e}", self.path.display()))
         })?;
-        let mut scored = Scored { labels: Vec::with_capacity(rows), names: Vec::new(), values: Vec::with_capacity(rows * self.slots) };
+        let mut scored = Scored {
+            labels: Vec::with_capacity(rows),
+            names: Vec::new(),
+            values: Vec::with_capacity(rows * self.slots),
+        };
         let mut buckets = Vec::with_capacity(rows);
         for rec in self.bytes.chunks_exact(width) {
             scored.labels.push(u32::from_le_bytes(rec[..4].try_into().expect("4 bytes")));

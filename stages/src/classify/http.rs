@@ -129,13 +129,19 @@ impl HttpOptions {
             return Some(("url", format!("`{}` is not an http:// or https:// URL", self.url)));
         }
         if self.batch_size == 0 || self.concurrency == 0 || self.breaker_failures == 0 || self.timeout_s <= 0.0 {
-            return Some(("batch_size", "batch_size, concurrency, breaker_failures and timeout_s must be above 0".into()));
+            return Some((
+                "batch_size",
+                "batch_size, concurrency, breaker_failures and timeout_s must be above 0".into(),
+            ));
         }
         if self.requests_per_second.is_some_and(|r| r <= 0.0) {
             return Some(("requests_per_second", "must be above 0".into()));
         }
         if self.api == Api::Embeddings && self.head.is_none() {
-            return Some(("head", "api `embeddings` needs `head`: a JSON file with the linear head's labels, weights and bias".into()));
+            return Some((
+                "head",
+                "api `embeddings` needs `head`: a JSON file with the linear head's labels, weights and bias".into(),
+            ));
         }
         None
     }
@@ -196,8 +202,12 @@ impl Head {
         if e.len() != self.weights[0].len() {
             return None;
         }
-        let z: Vec<f64> =
-            self.weights.iter().zip(&self.bias).map(|(w, b)| w.iter().zip(e).map(|(a, x)| a * x).sum::<f64>() + b).collect();
+        let z: Vec<f64> = self
+            .weights
+            .iter()
+            .zip(&self.bias)
+            .map(|(w, b)| w.iter().zip(e).map(|(a, x)| a * x).sum::<f64>() + b)
+            .collect();
         let out: Vec<f64> = match self.activation {
             Activation::Softmax => {
                 let m = z.iter().copied().fold(f64::NEG_INFINITY, f64::max);
@@ -232,7 +242,12 @@ impl HttpClassifier {
     ///
     /// # Errors
     /// The head file cannot be read, the HTTP client cannot be built.
-    pub fn new(options: &HttpOptions, model: &str, head: Option<String>, cache_root: Option<&Path>) -> Result<Self, String> {
+    pub fn new(
+        options: &HttpOptions,
+        model: &str,
+        head: Option<String>,
+        cache_root: Option<&Path>,
+    ) -> Result<Self, String> {
         let head = head.as_deref().map(Head::load).transpose()?;
         let limits = Limits {
             concurrency: options.concurrency,
@@ -257,7 +272,8 @@ impl HttpClassifier {
             model,
             options.truncate,
             options.raw_scores,
-            head.as_ref().map_or(String::new(), |h| format!("{:?}{:?}{:?}{:?}", h.labels, h.weights, h.bias, h.activation))
+            head.as_ref()
+                .map_or(String::new(), |h| format!("{:?}{:?}{:?}{:?}", h.labels, h.weights, h.bias, h.activation))
         );
         let cache = match cache_root {
             Some(root) if options.cache => Some(ScoreCache::open(root, &identity)?),
@@ -362,7 +378,8 @@ fn parse_embeddings(v: &serde_json::Value, n: usize, head: &Head) -> Option<Vec<
     let mut out: Vec<Option<Answer>> = vec![None; n];
     for (k, d) in data.iter().enumerate() {
         let i = d.get("index").and_then(serde_json::Value::as_u64).map_or(k, |i| i as usize);
-        let e: Vec<f64> = d.get("embedding")?.as_array()?.iter().map(serde_json::Value::as_f64).collect::<Option<_>>()?;
+        let e: Vec<f64> =
+            d.get("embedding")?.as_array()?.iter().map(serde_json::Value::as_f64).collect::<Option<_>>()?;
         *out.get_mut(i)? = Some(head.apply(&e)?);
     }
     out.into_iter().collect()

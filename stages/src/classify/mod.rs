@@ -178,10 +178,16 @@ pub fn configure(options: serde_json::Value, ctx: &ConfigureContext) -> Result<S
             }
         }
         (Backend::Fasttext, Some(_)) => {
-            return Err(at(vec![key("http")], "`http` is for `backend: http`; the fasttext backend runs in smelt".into()))
+            return Err(at(
+                vec![key("http")],
+                "`http` is for `backend: http`; the fasttext backend runs in smelt".into(),
+            ))
         }
         (Backend::Http, None) => {
-            return Err(at(vec![key("backend")], "backend `http` needs `http: {url: ...}` (the inference server)".into()))
+            return Err(at(
+                vec![key("backend")],
+                "backend `http` needs `http: {url: ...}` (the inference server)".into(),
+            ))
         }
         (Backend::Http, Some(h)) => {
             if let Some((option, message)) = h.check() {
@@ -195,7 +201,8 @@ pub fn configure(options: serde_json::Value, ctx: &ConfigureContext) -> Result<S
             if c.buckets.is_some() {
                 return Err(at(
                     vec![key("buckets")],
-                    "`buckets` needs backend `fasttext` for now: bucket the scores in a later run or a `sql` stage".into(),
+                    "`buckets` needs backend `fasttext` for now: bucket the scores in a later run or a `sql` stage"
+                        .into(),
                 ));
             }
             c.cache_root = Some(ctx.data_dir.join("cache").join("classify"));
@@ -278,7 +285,8 @@ impl ClassifyConfig {
                 .map_err(|e| SchemaError::at_option(vec![key("http")], e, None))?;
             return Ok(Prepared { engine: Engine::Http(Arc::new(client)), hash: String::new() });
         }
-        let bytes = crate::fetch::read_location(&self.model, "fastText model").map_err(|e| SchemaError::at_option(vec![key("model")], e, None))?;
+        let bytes = crate::fetch::read_location(&self.model, "fastText model")
+            .map_err(|e| SchemaError::at_option(vec![key("model")], e, None))?;
         let model = Model::from_bytes(&bytes, &self.model)
             .map_err(|e| SchemaError::at_option(vec![key("model")], e.to_string(), None))?;
         let mut wanted = Vec::with_capacity(self.labels.len());

@@ -94,7 +94,8 @@ impl Part {
 
     /// The stored form.
     fn to_bytes(&self, p: Params) -> Vec<u8> {
-        let mut out = Vec::with_capacity(64 + self.keys.len() * 12 + self.items.iter().map(|i| i.len() + 4).sum::<usize>());
+        let mut out =
+            Vec::with_capacity(64 + self.keys.len() * 12 + self.items.iter().map(|i| i.len() + 4).sum::<usize>());
         out.extend_from_slice(MAGIC);
         for v in [INDEX_FORMAT, p.n as u32, p.min_words as u32, self.short_lengths.len() as u32] {
             out.extend_from_slice(&v.to_le_bytes());
@@ -328,7 +329,9 @@ pub fn index_file(b: &Benchmark, location: &str, p: Params) -> Result<Part> {
         }
     } else if lower.ends_with(".json") {
         let items: Vec<Ordered> = serde_json::from_str(&text).map_err(|e| {
-            EngineError::User(format!("benchmark {location}: not a JSON array of objects: {e} (a file of one object per line is .jsonl)"))
+            EngineError::User(format!(
+                "benchmark {location}: not a JSON array of objects: {e} (a file of one object per line is .jsonl)"
+            ))
         })?;
         for (i, obj) in items.iter().enumerate() {
             add_object(&mut part, &obj.0, b, i, p, &mut roller);
@@ -364,7 +367,12 @@ fn index_parquet(bytes: bytes::Bytes, b: &Benchmark, location: &str, p: Params, 
         _ => false,
     };
     let fields: Vec<String> = if b.fields.is_empty() {
-        schema.fields().iter().filter(|f| f.name() != id_field && is_text(f.data_type())).map(|f| f.name().clone()).collect()
+        schema
+            .fields()
+            .iter()
+            .filter(|f| f.name() != id_field && is_text(f.data_type()))
+            .map(|f| f.name().clone())
+            .collect()
     } else {
         for f in &b.fields {
             match schema.field_with_name(f) {
@@ -399,9 +407,9 @@ fn index_parquet(bytes: bytes::Bytes, b: &Benchmark, location: &str, p: Params, 
             }
             let id = id_col
                 .and_then(|c| {
-                    str_at(c, i).map(str::to_string).or_else(|| {
-                        arrow::util::display::array_value_to_string(c, i).ok().filter(|_| c.is_valid(i))
-                    })
+                    str_at(c, i)
+                        .map(str::to_string)
+                        .or_else(|| arrow::util::display::array_value_to_string(c, i).ok().filter(|_| c.is_valid(i)))
                 })
                 .unwrap_or_else(|| number.to_string());
             part.add(id, &text, p, &mut roller);
@@ -457,7 +465,8 @@ pub async fn index_version(
     p: Params,
 ) -> Result<(Part, String, bool)> {
     let e = smelt_engine::upstream::open_version(datasets, spec, "benchmarks").await?;
-    let key = IndexKey { n: p.n, min_words: p.min_words, fields: &b.fields, id: b.id.as_deref(), words: "alnum-lower-v1" };
+    let key =
+        IndexKey { n: p.n, min_words: p.min_words, fields: &b.fields, id: b.id.as_deref(), words: "alnum-lower-v1" };
     let key = xxhash_rust::xxh3::xxh3_64(serde_json::to_string(&key).unwrap_or_default().as_bytes());
     let rel = format!("_indexes/decontaminate-{key:016x}/{:06}.bin", e.manifest.version);
     let location = format!("{}/{rel}", e.store.url());
@@ -532,7 +541,8 @@ mod tests {
         let part = index_file(&bench(&[]), &path.display().to_string(), P).unwrap();
         assert_eq!(part.items, ["0", "q2"]);
         // "zebra apple mango kiwi pear": two 4-grams, in the file's order.
-        let want: Vec<u64> = ["zebra apple mango kiwi", "apple mango kiwi pear"].iter().map(|s| Roller::whole(s).0).collect();
+        let want: Vec<u64> =
+            ["zebra apple mango kiwi", "apple mango kiwi pear"].iter().map(|s| Roller::whole(s).0).collect();
         assert_eq!(part.keys.iter().map(|k| k.0).collect::<Vec<_>>(), want);
         let part = index_file(&bench(&["choices"]), &path.display().to_string(), P).unwrap();
         assert_eq!(part.keys, [(Roller::whole("mango kiwi pear").0, 0)]);

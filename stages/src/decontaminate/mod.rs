@@ -258,7 +258,10 @@ pub fn parse(options: serde_json::Value, ctx: &ConfigureContext) -> Result<Decon
     }
     let mut c: DecontaminateConfig = parse_options(options)?;
     if c.benchmarks.is_empty() {
-        return Err(at(vec![key("benchmarks")], "no benchmarks: list files (`evals/mmlu.jsonl`) or versions (`evals@3`)".into()));
+        return Err(at(
+            vec![key("benchmarks")],
+            "no benchmarks: list files (`evals/mmlu.jsonl`) or versions (`evals@3`)".into(),
+        ));
     }
     if c.n == 0 || c.n > 64 {
         return Err(at(vec![key("n")], format!("{} words per n-gram: give 1 to 64 (13 is GPT-3's)", c.n)));
@@ -279,7 +282,11 @@ pub fn parse(options: serde_json::Value, ctx: &ConfigureContext) -> Result<Decon
             ),
         };
         let origin = if benchmarks::is_file(&from) {
-            Origin::File(if from.contains("://") { from.clone() } else { ctx.resolve(Path::new(&from)).display().to_string() })
+            Origin::File(if from.contains("://") {
+                from.clone()
+            } else {
+                ctx.resolve(Path::new(&from)).display().to_string()
+            })
         } else if from.contains('@') {
             Origin::Version(from.clone())
         } else {
@@ -340,10 +347,8 @@ impl DecontaminateConfig {
                     let datasets = self.datasets.clone().unwrap_or_else(|| DatasetRoots::new(Path::new("smelt-data")));
                     // On a thread of its own: the I/O runtime's `block_on` must not run inside an async task.
                     let got = std::thread::scope(|s| {
-                        s.spawn(|| {
-                            smelt_engine::blocking::block_on(benchmarks::index_version(b, &datasets, spec, p))
-                        })
-                        .join()
+                        s.spawn(|| smelt_engine::blocking::block_on(benchmarks::index_version(b, &datasets, spec, p)))
+                            .join()
                     })
                     .map_err(|_| fail(EngineError::Internal("reading the benchmark version panicked".into())))?;
                     let (part, version, built) = got.map_err(fail)?;
@@ -581,8 +586,14 @@ impl Transform for Decontaminate {
                     if let Outcome::Held(items) = o {
                         for &item in items {
                             let entry = list.values();
-                            entry.field_builder::<StringBuilder>(0).expect("benchmark").append_value(&p.names[p.benchmark_of(item)]);
-                            entry.field_builder::<StringBuilder>(1).expect("item").append_value(&p.items[item as usize]);
+                            entry
+                                .field_builder::<StringBuilder>(0)
+                                .expect("benchmark")
+                                .append_value(&p.names[p.benchmark_of(item)]);
+                            entry
+                                .field_builder::<StringBuilder>(1)
+                                .expect("item")
+                                .append_value(&p.items[item as usize]);
                             entry.append(true);
                         }
                     }

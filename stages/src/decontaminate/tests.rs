@@ -124,7 +124,12 @@ fn mmlu_block(q: &serde_json::Value, variant: usize) -> String {
     } else {
         // Flan's few-shot prompt.
         let opts: Vec<String> = choices.iter().enumerate().map(|(i, c)| format!("({}) {c}", letter(i))).collect();
-        format!("Q: {}\n{}\nA: The answer is ({}).", q["question"].as_str().unwrap(), opts.join(" "), q["answer"].as_str().unwrap())
+        format!(
+            "Q: {}\n{}\nA: The answer is ({}).",
+            q["question"].as_str().unwrap(),
+            opts.join(" "),
+            q["answer"].as_str().unwrap()
+        )
     }
 }
 
@@ -166,7 +171,8 @@ fn planted_benchmark_items_are_found_through_the_edits_of_the_wild() {
         let entries = list.value(i);
         let entries = entries.as_struct();
         let found = (0..entries.len()).any(|j| {
-            entries.column(0).as_string::<i32>().value(j) == bench && entries.column(1).as_string::<i32>().value(j) == item
+            entries.column(0).as_string::<i32>().value(j) == bench
+                && entries.column(1).as_string::<i32>().value(j) == item
         });
         if !found {
             missed.push(format!("{bench}:{item} (variant {})", i % 5));
@@ -231,10 +237,12 @@ fn drop_names_the_benchmark_counts_items_and_keeps_samples() {
 fn cut_removes_each_match_with_its_surroundings_and_drops_past_max_cuts() {
     let dir = tempfile::tempdir().unwrap();
     let bench = dir.path().join("b.txt");
-    std::fs::write(&bench, "the quick brown fox jumps over the lazy dog again\nsome other long item that nobody ever wrote down before\n").unwrap();
-    let options = |max_cuts: usize| {
-        serde_json::json!({"benchmarks": [bench.display().to_string()], "n": 5, "action": "cut", "cut_chars": 3, "max_cuts": max_cuts})
-    };
+    std::fs::write(
+        &bench,
+        "the quick brown fox jumps over the lazy dog again\nsome other long item that nobody ever wrote down before\n",
+    )
+    .unwrap();
+    let options = |max_cuts: usize| serde_json::json!({"benchmarks": [bench.display().to_string()], "n": 5, "action": "cut", "cut_chars": 3, "max_cuts": max_cuts});
     let c = config(options(2));
     let text = "Start. The Quick brown fox, jumps over the lazy dog again! Middle part stays here. \
                 SOME other long item that nobody ever wrote down before. End";
@@ -262,11 +270,8 @@ fn cut_removes_each_match_with_its_surroundings_and_drops_past_max_cuts() {
 fn short_items_are_matched_whole_or_not_at_all() {
     let dir = tempfile::tempdir().unwrap();
     let bench = dir.path().join("short.jsonl");
-    std::fs::write(
-        &bench,
-        "{\"q\": \"how many legs does a spider have in total\"}\n{\"q\": \"too short to say\"}\n",
-    )
-    .unwrap();
+    std::fs::write(&bench, "{\"q\": \"how many legs does a spider have in total\"}\n{\"q\": \"too short to say\"}\n")
+        .unwrap();
     let c = config(serde_json::json!({"benchmarks": [bench.display().to_string()], "action": "annotate"}));
     let p = c.prepared().unwrap();
     assert_eq!(p.lineage[0]["matched_whole"], 1);
