@@ -98,6 +98,14 @@ fn publish_moves_the_tag_only_when_the_checks_hold() {
     let first = env.json(&["run", &p]);
     assert_eq!(first["published"]["published"], true, "{first}");
     assert_eq!(env.json(&["catalog", "show", "pub@prod"])["version"], 1);
+    // A kill between the commit and the publish record: committing the run again publishes, once.
+    let record = env.data().join("datasets/pub/_publish/000001.json");
+    std::fs::remove_file(&record).unwrap();
+    let run_id = first["run_id"].as_str().unwrap();
+    let again = env.json(&["commit", run_id, "--pipeline", &p]);
+    assert_eq!(again["published"]["published"], true, "{again}");
+    assert!(record.exists());
+    assert!(env.json(&["commit", run_id, "--pipeline", &p])["published"].is_null());
 
     // 8 of 10 documents gone: the version commits, the tag stays, the failed check is recorded.
     let p = publishing(&env, 2, "\"diff: docs_removed<50%\"");

@@ -177,10 +177,8 @@ impl Run {
         let catalog = ws.open_catalog()?;
         let committed =
             commit_run(&catalog, &self.store, &self.run_id, &chrono::Utc::now().to_rfc3339(), &[&AuditGates]).await?;
-        if let (Some(policy), true) = (&p.publish, committed.newly_committed) {
-            let by = crate::publish::BY_PIPELINE;
-            outcome.published =
-                Some(crate::publish::publish(&catalog, &self.store, &committed.manifest, policy, by, None).await?);
+        if let Some(policy) = &p.publish {
+            outcome.published = publish_once(&catalog, &self.store, &committed, policy).await?;
         }
         if let (Some(r), true) = (&p.retention, committed.newly_committed) {
             outcome.expired = apply_retention(&catalog, &self.store, r).await?;
@@ -207,6 +205,25 @@ pub struct CommitOutcome {
     pub expired: Vec<u64>,
     /// What the pipeline's `publish:` decided for the version.
     pub published: Option<smelt_catalog::publish::PublishRecord>,
+}
+
+/// The pipeline's `publish:` for a committed version, once: after its
+/// commit, or on a later `commit`/resume of the same run when a kill came
+/// between the commit and the publish record (the record is what says it ran).
+///
+/// # Errors
+/// Storage and index failures.
+async fn publish_once(
+    catalog: &smelt_catalog::Catalog,
+    store: &DatasetStore,
+    committed: &smelt_catalog::CommitOutcome,
+    policy: &smelt_catalog::publish::Policy,
+) -> Result<Option<smelt_catalog::publish::PublishRecord>, EngineError> {
+    let m = &committed.manifest;
+    if !committed.newly_committed && smelt_catalog::publish::read_record(store, m.version).await?.is_some() {
+        return Ok(None);
+    }
+    Ok(Some(crate::publish::publish(catalog, store, m, policy, crate::publish::BY_PIPELINE, None).await?))
 }
 
 /// The pipeline's `retention:` after a commit: expires the versions it does
@@ -246,14 +263,12 @@ pub async fn commit(ws: &Workspace, run_id: &str, pipeline: Option<&Path>) -> Re
     let committed = commit_run(&catalog, &store, run_id, &chrono::Utc::now().to_rfc3339(), &[&AuditGates]).await?;
     // The pipeline's `retention:` and `train:` command, once per version (not again for an
     // already committed run).
-    let p = Some(train_pipeline).filter(|_| committed.newly_committed).and_then(|path| ws.load(&path).ok());
-    let published = match p.as_ref().and_then(|p| p.publish.as_ref()) {
-        Some(policy) => Some(
-            crate::publish::publish(&catalog, &store, &committed.manifest, policy, crate::publish::BY_PIPELINE, None)
-                .await?,
-        ),
+    let loaded = ws.load(&train_pipeline).ok();
+    let published = match loaded.as_ref().and_then(|p| p.publish.as_ref()) {
+        Some(policy) => publish_once(&catalog, &store, &committed, policy).await?,
         None => None,
     };
+    let p = loaded.filter(|_| committed.newly_committed);
     let expired = match p.as_ref().and_then(|p| p.retention.as_ref()) {
         Some(r) => apply_retention(&catalog, &store, r).await?,
         None => Vec::new(),
