@@ -176,8 +176,11 @@ pub async fn run(data_dir: &Path, cmd: CatalogCmd) -> anyhow::Result<()> {
             let record = smelt_catalog::publish::read_record(&DatasetStore::open(&root)?, m.version).await?;
             match format {
                 Format::Json => {
+                    // The manifest as stored, plus its publish record when there is one.
                     let mut j = serde_json::to_value(&m)?;
-                    j["publish"] = serde_json::to_value(&record)?;
+                    if let Some(r) = &record {
+                        j["publish"] = serde_json::to_value(r)?;
+                    }
                     emit_json(&j);
                 }
                 Format::Table => {
