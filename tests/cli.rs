@@ -6,7 +6,7 @@ use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{example, repo, scaled_quickstart, shard_bytes, split_records, stderr, stdout, Env};
+use common::{example, repo, scaled_quickstart, shard_bytes, split_records, stderr, stdout, walk, Env};
 
 fn quickstart() -> String {
     example("quickstart.yaml").display().to_string()
@@ -1358,20 +1358,6 @@ fn gc_expires_versions_by_retention_and_frees_only_their_files() {
 
     let out = env.smelt(&["catalog", "gc", "--keep-tagged"]);
     assert!(stderr(&out).contains("give one of those too"), "{}", stderr(&out));
-}
-
-/// Files under `dir`, recursively (none when it does not exist).
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(walk(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
 }
 
 #[test]

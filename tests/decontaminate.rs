@@ -6,7 +6,7 @@ mod common;
 
 use std::io::Read;
 
-use common::{repo, Env};
+use common::{repo, walk, Env};
 
 /// HumanEval's problems, from the fixture.
 fn humaneval() -> Vec<serde_json::Value> {
@@ -153,19 +153,4 @@ fn a_missing_benchmark_is_reported_at_its_entry() {
     );
     let err = common::stderr(&env.smelt(&["validate", &p.display().to_string()]));
     assert!(err.contains("no committed dataset at"), "{err}");
-}
-
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for e in entries.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                out.extend(walk(&p));
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out
 }

@@ -26,6 +26,19 @@ pub struct Earlier {
     pub manifest: VersionManifest,
 }
 
+impl Earlier {
+    /// The bytes of one of the version's files (a shard's `path`), relative to its root.
+    ///
+    /// # Errors
+    /// A file that is missing, storage failures.
+    pub async fn shard(&self, path: &str) -> Result<bytes::Bytes> {
+        self.store
+            .get(path)
+            .await?
+            .ok_or_else(|| EngineError::External(format!("{}/{path} is missing", self.store.url())))
+    }
+}
+
 /// Opens `spec` (`name@7`, `name@prod`, `name@latest`, or `path/or/url@7`)
 /// from storage, finding named datasets through `datasets`; `option` names
 /// the pipeline option in messages (`against`, `from`).

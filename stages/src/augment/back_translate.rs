@@ -38,7 +38,10 @@ use super::apertium::{self, Apertium};
 use super::backend::{Failure, Translated, Translator};
 use super::cache::Cache;
 use super::chunk::{self, Chunk};
-use super::http::{Api, Http, Limits};
+use super::http::{
+    api_key_from_env, default_backoff_ms, default_breaker, default_concurrency, default_retries, default_timeout_s,
+    Api, Http, Limits,
+};
 use crate::content_hash::{content_hash, normalize};
 use crate::langid::fasttext::{Model, Prediction, Scratch};
 
@@ -191,21 +194,6 @@ impl Default for ApertiumOptions {
 
 fn default_prompt() -> String {
     "Translate the user's text from {source} to {target}. Answer with the translation only: no notes, no quotes.".into()
-}
-fn default_concurrency() -> usize {
-    4
-}
-fn default_retries() -> u32 {
-    3
-}
-fn default_backoff_ms() -> u64 {
-    500
-}
-fn default_timeout_s() -> f64 {
-    60.0
-}
-fn default_breaker() -> u32 {
-    5
 }
 
 /// Settings of the HTTP backends (`openai`, `libretranslate`).
@@ -441,16 +429,7 @@ impl BackTranslateConfig {
             }
             BackendKind::Openai | BackendKind::Libretranslate => {
                 let h = &self.http;
-                let api_key = match &h.api_key_env {
-                    Some(var) => match std::env::var(var) {
-                        Ok(k) if !k.is_empty() => Some(k),
-                        _ => {
-                            tracing::warn!("`{var}` is not set: requests go without an API key");
-                            None
-                        }
-                    },
-                    None => None,
-                };
+                let api_key = api_key_from_env(h.api_key_env.as_deref());
                 let url = h.url.clone().unwrap_or_default();
                 let api = if self.backend == BackendKind::Openai {
                     Api::OpenAi {

@@ -74,6 +74,41 @@ impl std::fmt::Debug for Api {
     }
 }
 
+/// Default of the HTTP backends' `concurrency`: requests in flight at once.
+pub(crate) fn default_concurrency() -> usize {
+    4
+}
+/// Default of `retries`.
+pub(crate) fn default_retries() -> u32 {
+    3
+}
+/// Default of `backoff_ms`: the first wait before a retry.
+pub(crate) fn default_backoff_ms() -> u64 {
+    500
+}
+/// Default of `timeout_s`: the time allowed for one request.
+pub(crate) fn default_timeout_s() -> f64 {
+    60.0
+}
+/// Default of `breaker_failures`: failures in a row that open the circuit breaker.
+pub(crate) fn default_breaker() -> u32 {
+    5
+}
+
+/// The API key in the environment variable `var` (`None` when no variable is
+/// named, or it is unset or empty: a warning, and requests go without a key).
+/// The key is never logged.
+pub(crate) fn api_key_from_env(var: Option<&str>) -> Option<String> {
+    let var = var?;
+    match std::env::var(var) {
+        Ok(k) if !k.is_empty() => Some(k),
+        _ => {
+            tracing::warn!("`{var}` is not set: requests go without an API key");
+            None
+        }
+    }
+}
+
 /// An HTTP translation backend. Stages run on the engine's blocking threads,
 /// so it waits on its requests through smelt's I/O runtime
 /// (`smelt_engine::blocking`).

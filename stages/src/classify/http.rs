@@ -26,7 +26,10 @@ use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
 use crate::augment::backend::Failure;
-use crate::augment::http::{Guarded, Limits};
+use crate::augment::http::{
+    api_key_from_env, default_backoff_ms, default_breaker, default_concurrency, default_retries, default_timeout_s,
+    Guarded, Limits,
+};
 
 /// The protocol the server speaks.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -52,21 +55,6 @@ pub enum OnError {
 
 fn default_batch_size() -> usize {
     32
-}
-fn default_concurrency() -> usize {
-    4
-}
-fn default_retries() -> u32 {
-    3
-}
-fn default_backoff_ms() -> u64 {
-    500
-}
-fn default_timeout_s() -> f64 {
-    60.0
-}
-fn default_breaker() -> u32 {
-    5
 }
 fn default_true() -> bool {
     true
@@ -257,13 +245,7 @@ impl HttpClassifier {
             timeout: Duration::from_secs_f64(options.timeout_s),
             breaker_failures: options.breaker_failures,
         };
-        let api_key = options.api_key_env.as_ref().and_then(|var| match std::env::var(var) {
-            Ok(k) if !k.is_empty() => Some(k),
-            _ => {
-                tracing::warn!("`{var}` is not set: classification requests go without an API key");
-                None
-            }
-        });
+        let api_key = api_key_from_env(options.api_key_env.as_deref());
         // What changes an answer is the cache's identity.
         let identity = format!(
             "{:?}\n{}\n{}\n{}\n{}\n{}",

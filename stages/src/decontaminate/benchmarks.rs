@@ -311,6 +311,11 @@ fn maybe_gunzip(bytes: Vec<u8>, location: &str) -> Result<Vec<u8>> {
 /// The index of a benchmark file.
 pub fn index_file(b: &Benchmark, location: &str, p: Params) -> Result<Part> {
     let bytes = crate::fetch::read_location(location, "benchmark file").map_err(EngineError::User)?;
+    index_bytes(b, location, bytes, p)
+}
+
+/// The index of a benchmark file's bytes, as read from `location` (which names its format).
+pub fn index_bytes(b: &Benchmark, location: &str, bytes: Vec<u8>, p: Params) -> Result<Part> {
     let bytes = maybe_gunzip(bytes, location)?;
     let lower = location.to_ascii_lowercase();
     let lower = lower.strip_suffix(".gz").unwrap_or(&lower);
@@ -480,11 +485,7 @@ pub async fn index_version(
     let fields = if b.fields.is_empty() { vec!["text".to_string()] } else { b.fields.clone() };
     let with = Benchmark { fields, ..b.clone() };
     for shard in &e.manifest.shards {
-        let bytes = e
-            .store
-            .get(&shard.path)
-            .await?
-            .ok_or_else(|| EngineError::External(format!("{}/{} is missing", e.store.url(), shard.path)))?;
+        let bytes = e.shard(&shard.path).await?;
         index_parquet(bytes, &with, &format!("{}/{}", e.name, shard.path), p, &mut part)?;
     }
     e.store.put(&rel, part.to_bytes(p).into()).await?;

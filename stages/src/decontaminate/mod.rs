@@ -336,10 +336,11 @@ impl DecontaminateConfig {
                             Some("paths are relative to the pipeline file".into()),
                         ));
                     }
-                    let part = benchmarks::index_file(b, location, p).map_err(fail)?;
-                    let hash = crate::fetch::read_location(location, "benchmark file")
-                        .map(|bytes| format!("{:016x}", xxhash_rust::xxh3::xxh3_64(&bytes)))
-                        .unwrap_or_default();
+                    // Read once: hashed for lineage, then indexed.
+                    let bytes = crate::fetch::read_location(location, "benchmark file")
+                        .map_err(|e| fail(EngineError::User(e)))?;
+                    let hash = format!("{:016x}", xxhash_rust::xxh3::xxh3_64(&bytes));
+                    let part = benchmarks::index_bytes(b, location, bytes, p).map_err(fail)?;
                     let info = serde_json::json!({"name": b.name, "from": location, "xxh3": hash});
                     parts.push((b.name.clone(), part, info));
                 }

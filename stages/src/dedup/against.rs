@@ -141,11 +141,7 @@ pub async fn ensure_index(
     let mut scratch_sig = Scratch::default();
     let mut sig = Vec::new();
     for shard in &e.manifest.shards {
-        let bytes = e
-            .store
-            .get(&shard.path)
-            .await?
-            .ok_or_else(|| EngineError::External(format!("{}/{} is missing", e.store.url(), shard.path)))?;
+        let bytes = e.shard(&shard.path).await?;
         let parquet_err = |err: parquet::errors::ParquetError| {
             EngineError::External(format!("{}/{}: {err}", e.store.url(), shard.path))
         };
