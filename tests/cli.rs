@@ -926,6 +926,51 @@ stages:
 }
 
 #[test]
+fn sentence_dedup_gives_datatrove_texts_for_any_parallelism() {
+    // Real Reuters stories and datatrove 0.10.1's SentenceDedup output for them
+    // (stages/tests/fixtures/dedup_sentences), in two input files.
+    let env = Env::new();
+    let dir = repo().join("stages/tests/fixtures/dedup_sentences");
+    let stories = std::fs::read_to_string(dir.join("stories.jsonl")).unwrap();
+    let lines: Vec<&str> = stories.lines().collect();
+    let (a, b) = lines.split_at(70);
+    env.write("in/0.jsonl", (a.join("\n") + "\n").as_bytes());
+    env.write("in/1.jsonl", (b.join("\n") + "\n").as_bytes());
+    let p = env
+        .write(
+            "s.yaml",
+            b"dataset: sents
+stages:
+  docs: {type: jsonl, paths: [in/*.jsonl]}
+  cut: {type: dedup_sentences, inputs: [docs]}
+  hashed: {type: content_hash, inputs: [cut]}
+  out: {type: parquet, inputs: [hashed]}
+",
+        )
+        .display()
+        .to_string();
+    let one = env.json(&["run", &p, "--parallelism", "1"]);
+    let cut = stage(&one, "cut");
+    let changed: Vec<serde_json::Value> = std::fs::read_to_string(dir.join("datatrove.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let dropped = changed.iter().filter(|c| c["text"].is_null()).count() as u64;
+    assert_eq!(cut["drops"]["sentences_dedup_short"].as_u64().unwrap(), dropped, "{one}");
+    assert!(cut["counters"]["sentences_removed"].as_u64().unwrap() > 100, "{one}");
+    let rows = env.json(&["sql", "SELECT id, text FROM \"sents@1\""]);
+    let kept: std::collections::HashMap<&str, &str> =
+        rows.as_array().unwrap().iter().map(|r| (r["id"].as_str().unwrap(), r["text"].as_str().unwrap())).collect();
+    for c in &changed {
+        assert_eq!(kept.get(c["id"].as_str().unwrap()).copied(), c["text"].as_str(), "{}", c["id"]);
+    }
+    assert_eq!(kept.len() as u64, lines.len() as u64 - dropped);
+    // Same pipeline file, another data directory, two workers: the same version.
+    assert_eq!(Env::new().json(&["run", &p, "--parallelism", "2"])["digest"], one["digest"]);
+}
+
+#[test]
 fn relative_stage_files_resolve_against_the_pipeline_file() {
     let env = Env::new();
     env.write("p/words.txt", b"# our own list\nflamingo\n");

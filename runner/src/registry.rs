@@ -171,6 +171,13 @@ pub fn stages() -> Vec<StageType> {
             options: options_schema::<pipelines::dedup::lines::DedupLinesConfig>,
         },
         StageType {
+            name: "dedup_sentences",
+            kind: StageKind::Barrier,
+            about: "cut every window of n_sentences sentences seen earlier in the run (C4 / datatrove SentenceDedup); drop documents left too short",
+            configure: pipelines::dedup::sentences::configure,
+            options: options_schema::<pipelines::dedup::sentences::DedupSentencesConfig>,
+        },
+        StageType {
             name: "dedup_minhash",
             kind: StageKind::Barrier,
             about: "drop near-duplicate documents (FineWeb/datatrove MinHash: 5-grams, 14 bands x 8 hashes); dup_cluster, dup_cluster_size on kept ones",

@@ -3,7 +3,7 @@
 //! ```text
 //! (html, content_type) ──extract | html_to_text──► text ──langid──► lang
 //!   ──gopher_repetition, gopher_quality, c4, fineweb (filters/)──► kept rows
-//!   ──dedup_exact | dedup_url | dedup_lines | dedup_minhash (dedup/, barriers)──► unique rows
+//!   ──dedup_exact | dedup_url | dedup_lines | dedup_sentences | dedup_minhash (dedup/, barriers)──► unique rows
 //!   ──pii, toxicity, audit, back_translate (augment/)──► cleaned, audited, augmented rows
 //!   ──classify (fastText scores, keep, percentile buckets)──► scored rows
 //!   ──decontaminate (benchmark n-grams: drop, cut or annotate)──► rows without test data

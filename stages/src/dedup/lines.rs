@@ -25,12 +25,9 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::io::{BufWriter, Write};
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::{io, DropsWriter, ExternalSort, Merge};
+use super::repeats::{self, Entry, Observed};
 use arrow::array::{Array, ArrayRef, AsArray, GenericStringArray, GenericStringBuilder, OffsetSizeTrait};
 use arrow::datatypes::{DataType, SchemaRef};
 use arrow::record_batch::RecordBatch;
@@ -45,6 +42,9 @@ use unicode_normalization::UnicodeNormalization;
 
 /// Drop reason of documents left without text.
 const REASON: &str = "lines_dedup_empty";
+
+/// Extension of the observed files.
+const EXT: &str = "lines";
 
 /// Options of `dedup_lines`.
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
@@ -133,42 +133,6 @@ fn line_key(line: &str, min_line_chars: usize) -> Option<u64> {
     (!n.is_empty() && n.chars().count() >= min_line_chars).then(|| xxhash_rust::xxh3::xxh3_64(n.as_bytes()))
 }
 
-/// One observed line: key, row, line number. 20 bytes on disk.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-struct Entry {
-    key: u64,
-    row: u64,
-    line: u32,
-}
-
-const ENTRY_BYTES: usize = 20;
-
-impl Entry {
-    /// Big-endian, so records sort as (key, row, line).
-    fn bytes(&self) -> [u8; ENTRY_BYTES] {
-        let mut b = [0u8; ENTRY_BYTES];
-        b[..8].copy_from_slice(&self.key.to_be_bytes());
-        b[8..16].copy_from_slice(&self.row.to_be_bytes());
-        b[16..].copy_from_slice(&self.line.to_be_bytes());
-        b
-    }
-
-    fn from_bytes(b: &[u8]) -> Entry {
-        Entry {
-            key: u64::from_be_bytes(b[..8].try_into().expect("8 bytes")),
-            row: u64::from_be_bytes(b[8..16].try_into().expect("8 bytes")),
-            line: u32::from_be_bytes(b[16..20].try_into().expect("4 bytes")),
-        }
-    }
-}
-
-fn lines_path(dir: &Path, split: u32) -> PathBuf {
-    dir.join(format!("{split:06}.lines"))
-}
-
-/// A removed line: (split, row, line).
-type Removed = (u32, u64, u32);
-
 impl BarrierConfig for DedupLines {
     fn output_schema(&self, input: &SchemaRef) -> Result<SchemaRef, SchemaError> {
         require_column(input, "text", &[DataType::Utf8, DataType::LargeUtf8])?;
@@ -180,77 +144,20 @@ impl BarrierConfig for DedupLines {
     }
 
     fn observer(&self, _input: &SchemaRef, ctx: &BarrierContext, split: u32) -> Result<Box<dyn BarrierObserver>> {
-        let path = lines_path(&ctx.observed_dir, split);
         Ok(Box::new(Observer {
             min_line_chars: self.c.min_line_chars,
-            entries: ExternalSort::new(path.clone(), ctx.observer_share()),
-            path,
+            entries: Observed::new(ctx, split, EXT),
             row: 0,
         }))
     }
 
     fn resolve(&self, ctx: &BarrierContext, splits: &[u32]) -> Result<BTreeMap<String, u64>> {
-        // One sorted file per split: merge them all by (key, split, row, line).
-        let files = splits.iter().map(|&split| (lines_path(&ctx.observed_dir, split), split));
-        let mut merge = Merge::open(files, ENTRY_BYTES, 8)?;
-        // Removed occurrences, sorted by (split, row, line) out of core.
-        let mut drops = ExternalSort::<16>::new(ctx.resolved_dir.join("drops"), ctx.memory_budget / 2);
-        let removed = |d: Removed| {
-            let mut b = [0u8; 16];
-            b[..4].copy_from_slice(&d.0.to_be_bytes());
-            b[4..12].copy_from_slice(&d.1.to_be_bytes());
-            b[12..].copy_from_slice(&d.2.to_be_bytes());
-            b
-        };
-        let (mut distinct, mut frequent, mut dropped) = (0u64, 0u64, 0u64);
-        // The first occurrences of the current key, until it has more than
-        // `max_occurrences`; then it is frequent and every occurrence goes
-        // to `drops` (but the first with `keep_first`).
-        let limit = usize::try_from(self.c.max_occurrences).unwrap_or(usize::MAX);
-        let skip = usize::from(self.c.keep_first);
-        let mut group: Vec<Removed> = Vec::new();
-        let mut is_frequent = false;
-        let mut last = None;
-        while let Some((rec, split)) = merge.peek() {
-            let Entry { key, row, line } = Entry::from_bytes(rec);
-            if last != Some(key) {
-                group.clear();
-                is_frequent = false;
-                distinct += 1;
-                last = Some(key);
-            }
-            if is_frequent {
-                drops.push(removed((split, row, line)))?;
-                dropped += 1;
-            } else {
-                group.push((split, row, line));
-                if group.len() > limit {
-                    is_frequent = true;
-                    frequent += 1;
-                    for &d in &group[skip..] {
-                        drops.push(removed(d))?;
-                        dropped += 1;
-                    }
-                    group.clear();
-                }
-            }
-            merge.pop()?;
-        }
-        let spilled = drops.runs();
-        write_drops(&ctx.resolved_dir, drops)?;
-        Ok(BTreeMap::from([
-            ("distinct_lines".to_string(), distinct),
-            ("frequent_lines".to_string(), frequent),
-            ("duplicate_lines".to_string(), dropped),
-        ])
-        .into_iter()
-        .chain((spilled > 0).then(|| ("spilled_runs".to_string(), spilled as u64)))
-        .collect())
+        Ok(repeats::resolve(ctx, splits, EXT, self.c.max_occurrences, self.c.keep_first)?.counters("lines"))
     }
 
     fn applier(&self, _input: &SchemaRef, ctx: &BarrierContext, split: u32) -> Result<Box<dyn Transform>> {
         Ok(Box::new(Applier {
-            drops: read_drops(&ctx.resolved_dir, split)?,
+            drops: repeats::read(&ctx.resolved_dir, split)?,
             next: 0,
             row: 0,
             min_chars: self.c.min_chars,
@@ -260,28 +167,9 @@ impl BarrierConfig for DedupLines {
     }
 }
 
-/// `drops.bin` records: (split u32, row u64, line u32) big-endian, sorted.
-fn write_drops(dir: &Path, drops: ExternalSort<16>) -> Result<()> {
-    let mut w = DropsWriter::create(dir)?;
-    drops.finish(|rec| w.push(rec))?;
-    w.finish()
-}
-
-/// The sorted removed (row, line) pairs of one split.
-fn read_drops(dir: &Path, split: u32) -> Result<Vec<(u64, u32)>> {
-    Ok(super::read_drops(dir, split, 16)?
-        .chunks_exact(16)
-        .map(|c| {
-            (u64::from_be_bytes(c[4..12].try_into().expect("8")), u32::from_be_bytes(c[12..].try_into().expect("4")))
-        })
-        .collect())
-}
-
 struct Observer {
     min_line_chars: usize,
-    path: PathBuf,
-    /// Sorted runs past the observer's share of `memory_budget`.
-    entries: ExternalSort<ENTRY_BYTES>,
+    entries: Observed,
     row: u64,
 }
 
@@ -295,7 +183,7 @@ impl BarrierObserver for Observer {
                     // More than 2^32 lines needs more than 4 GiB of text; such lines are not counted.
                     let Ok(line) = u32::try_from(line) else { break };
                     if let Some(key) = line_key(l, self.min_line_chars) {
-                        self.entries.push(Entry { key, row, line }.bytes())?;
+                        self.entries.push(Entry { key, row, part: line })?;
                     }
                 }
             }
@@ -305,13 +193,7 @@ impl BarrierObserver for Observer {
     }
 
     fn finish(&mut self) -> Result<()> {
-        let entries = std::mem::replace(&mut self.entries, ExternalSort::new(self.path.clone(), 0));
-        let tmp = self.path.with_extension("tmp");
-        let mut w = BufWriter::new(File::create(&tmp).map_err(|e| io(&tmp, e))?);
-        entries.finish(|rec| w.write_all(rec).map_err(|e| io(&tmp, e)))?;
-        w.flush().map_err(|e| io(&tmp, e))?;
-        drop(w);
-        std::fs::rename(&tmp, &self.path).map_err(|e| io(&self.path, e))
+        self.entries.finish()
     }
 }
 
@@ -391,6 +273,7 @@ impl Transform for Applier {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dedup::{run_barrier, Out};
     use arrow::array::{LargeStringArray, StringArray};
     use arrow::datatypes::Schema;
     use smelt_engine::stage::doc;
@@ -400,54 +283,9 @@ mod tests {
         RecordBatch::try_new(schema, vec![Arc::new(LargeStringArray::from(texts.to_vec()))]).unwrap()
     }
 
-    type Out = Vec<Vec<(Option<String>, Option<Cow<'static, str>>)>>;
-
     /// Runs the stage over `splits`; per split, per row, (text, verdict), and the counters.
     fn run(cfg: &StageConfig, splits: &[Vec<RecordBatch>]) -> (Out, BTreeMap<String, u64>) {
-        run_with_budget(cfg, splits, 1 << 20)
-    }
-
-    fn run_with_budget(cfg: &StageConfig, splits: &[Vec<RecordBatch>], budget: usize) -> (Out, BTreeMap<String, u64>) {
-        let StageConfig::Barrier(b) = cfg else { panic!("a barrier") };
-        let dir = tempfile::tempdir().unwrap();
-        let mut ctx = super::super::test_context(dir.path());
-        ctx.memory_budget = budget;
-        let schema = splits[0][0].schema();
-        b.output_schema(&schema).unwrap();
-        for (i, batches) in splits.iter().enumerate() {
-            let mut o = b.observer(&schema, &ctx, i as u32).unwrap();
-            for x in batches {
-                o.observe(x).unwrap();
-            }
-            o.finish().unwrap();
-        }
-        let ids: Vec<u32> = (0..splits.len() as u32).collect();
-        let mut counts = b.resolve(&ctx, &ids).unwrap();
-        let out = splits
-            .iter()
-            .enumerate()
-            .map(|(i, batches)| {
-                let mut a = b.applier(&schema, &ctx, i as u32).unwrap();
-                let rows = batches
-                    .iter()
-                    .flat_map(|x| match a.process(x.clone()).unwrap() {
-                        Processed::Filtered { batch, verdicts } => {
-                            let t = batch.column_by_name("text").unwrap().clone();
-                            (0..batch.num_rows())
-                                .map(|r| str_at(&t, r).map(String::from))
-                                .zip(verdicts)
-                                .collect::<Vec<_>>()
-                        }
-                        Processed::Batch(_) => panic!("a filter"),
-                    })
-                    .collect();
-                for (k, n) in a.take_counters() {
-                    *counts.entry(k).or_default() += n;
-                }
-                rows
-            })
-            .collect();
-        (out, counts)
+        run_barrier(cfg, splits, 1 << 20)
     }
 
     fn kept(s: &str) -> (Option<String>, Option<Cow<'static, str>>) {
@@ -489,8 +327,8 @@ mod tests {
             .map(|t| t.chunks(500).map(|c| batch(&c.iter().map(|s| Some(s.as_str())).collect::<Vec<_>>())).collect())
             .collect();
         let cfg = configure(serde_json::json!({}), &ConfigureContext::working_dir()).unwrap();
-        let (a, ca) = run_with_budget(&cfg, &splits, 1 << 30);
-        let (b, cb) = run_with_budget(&cfg, &splits, 0);
+        let (a, ca) = run_barrier(&cfg, &splits, 1 << 30);
+        let (b, cb) = run_barrier(&cfg, &splits, 0);
         assert_eq!(a, b);
         assert!(!ca.contains_key("spilled_runs"), "{ca:?}");
         assert!(cb["spilled_runs"] > 1, "{cb:?}");

@@ -5,7 +5,8 @@
 //! dedup_exact    by content_hash      ─┐
 //! dedup_url      by normalised URL    ─┴─► exact.rs (sorted key files, k-way merge)
 //! dedup_minhash  near duplicates      ───► minhash/ (signatures, LSH bands, union-find)
-//! dedup_lines    repeated lines       ───► lines.rs (sorted line-hash files, k-way merge)
+//! dedup_lines    repeated lines       ─┬─► lines.rs ─┐
+//! dedup_sentences repeated sentences  ─┘  sentences.rs ─┴─► repeats.rs (sorted piece-hash files, k-way merge)
 //! against:       earlier versions     ───► against.rs (band indexes stored with a version)
 //! ```
 
@@ -13,6 +14,8 @@ pub mod against;
 pub mod exact;
 pub mod lines;
 pub mod minhash;
+pub(crate) mod repeats;
+pub mod sentences;
 
 use std::cmp::Ordering;
 use std::fs::File;
@@ -245,4 +248,58 @@ pub(crate) fn test_context(dir: &Path) -> smelt_engine::BarrierContext {
     std::fs::create_dir_all(&ctx.observed_dir).unwrap();
     std::fs::create_dir_all(&ctx.resolved_dir).unwrap();
     ctx
+}
+
+/// Per split, per row: a filtering barrier's (text, verdict).
+#[cfg(test)]
+pub(crate) type Out = Vec<Vec<(Option<String>, Option<std::borrow::Cow<'static, str>>)>>;
+
+/// Runs a barrier over `splits` (observe, resolve, apply) within `budget`;
+/// its output rows and counters.
+#[cfg(test)]
+pub(crate) fn run_barrier(
+    cfg: &smelt_engine::StageConfig,
+    splits: &[Vec<arrow::record_batch::RecordBatch>],
+    budget: usize,
+) -> (Out, std::collections::BTreeMap<String, u64>) {
+    let smelt_engine::StageConfig::Barrier(b) = cfg else { panic!("a barrier") };
+    let dir = tempfile::tempdir().unwrap();
+    let mut ctx = test_context(dir.path());
+    ctx.memory_budget = budget;
+    let schema = splits[0][0].schema();
+    b.output_schema(&schema).unwrap();
+    for (i, batches) in splits.iter().enumerate() {
+        let mut o = b.observer(&schema, &ctx, i as u32).unwrap();
+        for x in batches {
+            o.observe(x).unwrap();
+        }
+        o.finish().unwrap();
+    }
+    let ids: Vec<u32> = (0..splits.len() as u32).collect();
+    let mut counts = b.resolve(&ctx, &ids).unwrap();
+    let out = splits
+        .iter()
+        .enumerate()
+        .map(|(i, batches)| {
+            let mut a = b.applier(&schema, &ctx, i as u32).unwrap();
+            let rows = batches
+                .iter()
+                .flat_map(|x| match a.process(x.clone()).unwrap() {
+                    smelt_engine::Processed::Filtered { batch, verdicts } => {
+                        let t = batch.column_by_name("text").unwrap().clone();
+                        (0..batch.num_rows())
+                            .map(|r| smelt_engine::str_at(&t, r).map(String::from))
+                            .zip(verdicts)
+                            .collect::<Vec<_>>()
+                    }
+                    smelt_engine::Processed::Batch(_) => panic!("a filter"),
+                })
+                .collect();
+            for (k, n) in a.take_counters() {
+                *counts.entry(k).or_default() += n;
+            }
+            rows
+        })
+        .collect();
+    (out, counts)
 }

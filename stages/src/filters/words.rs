@@ -188,8 +188,9 @@ pub fn split_into_sentences(text: &str, segmenter: Segmenter) -> Vec<&str> {
     out
 }
 
-/// End byte offsets of the sentences spaCy's `sentencizer` finds.
-fn sentence_ends(text: &str, segmenter: Segmenter) -> Vec<usize> {
+/// End byte offsets of the sentences spaCy's `sentencizer` finds (datatrove's
+/// `span_tokenize` ends; none for a text without tokens).
+pub(crate) fn sentence_ends(text: &str, segmenter: Segmenter) -> Vec<usize> {
     let mut toks = Vec::new();
     tokens(text, segmenter, true, &mut toks);
     let mut ends = Vec::new();

@@ -55,7 +55,7 @@ mod format;
 mod mt19937;
 mod observe;
 mod signer;
-mod simplify;
+pub(crate) mod simplify;
 mod tables;
 
 use std::collections::BTreeMap;
