@@ -409,7 +409,8 @@ async fn diff(
     let (b, root_b) = resolve(data_dir, to)?;
     let documents =
         crate::docs::document_diff(&a, &root_a, &b, &root_b, if docs.is_some() { limit } else { 5 }).await?;
-    let d = diff_versions(&a, &b, documents);
+    let mut d = diff_versions(&a, &b, documents);
+    d.signals = crate::signals::diff(data_dir, &a, &b).await?;
     let mut failed = Vec::new();
     for g in &gates {
         if let Some(msg) = g.check(&d)? {
@@ -564,6 +565,7 @@ pub fn diff_table(d: &VersionDiff) -> String {
         out.push('\n');
         out.push_str(&crate::output::audit_diff_table(&d.audit, 20));
     }
+    out.push_str(&crate::signals::table(&d.signals));
     out.push_str(&format!(
         "\nshards: {} added, {} removed, {} unchanged (by checksum)\n",
         d.shards.added, d.shards.removed, d.shards.unchanged

@@ -25,6 +25,7 @@ mod init_cmd;
 mod output;
 mod runs_cmd;
 mod scheduler_cmd;
+mod signals;
 mod train_cmd;
 
 use std::process::ExitCode;

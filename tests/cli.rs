@@ -968,6 +968,113 @@ stages:
     assert_eq!(kept.len() as u64, lines.len() as u64 - dropped);
     // Same pipeline file, another data directory, two workers: the same version.
     assert_eq!(Env::new().json(&["run", &p, "--parallelism", "2"])["digest"], one["digest"]);
+    // A barrier in annotate mode keeps the documents it would drop, with the reason.
+    let yaml = std::fs::read_to_string(&p).unwrap().replace("inputs: [docs]}", "inputs: [docs], mode: annotate}");
+    let p = env.write("annotate.yaml", yaml.replace("dataset: sents", "dataset: sents_annotated").as_bytes());
+    let run = env.json(&["run", p.to_str().unwrap()]);
+    assert_eq!(run["rows_written"].as_u64().unwrap(), lines.len() as u64, "{run}");
+    assert_eq!(stage(&run, "cut")["counters"]["would_drop:sentences_dedup_short"].as_u64().unwrap(), dropped);
+    let flagged =
+        env.json(&["sql", "SELECT id FROM \"sents_annotated@1\" WHERE array_has(would_drop, 'sentences_dedup_short')"]);
+    assert_eq!(flagged.as_array().unwrap().len() as u64, dropped);
+}
+
+#[test]
+fn annotate_mode_keeps_every_row_and_sql_thresholds_select_what_drop_mode_keeps() {
+    // Real pages (CCNet documents) and Reuters stories through the quality
+    // filters, once dropping and once annotating.
+    let env = Env::new();
+    let mut docs = std::fs::read_to_string(repo().join("stages/tests/fixtures/filters/dolma_cc_en.jsonl")).unwrap();
+    docs.push_str(
+        &std::fs::read_to_string(repo().join("stages/tests/fixtures/dedup_sentences/stories.jsonl")).unwrap(),
+    );
+    env.write("in/docs.jsonl", docs.as_bytes());
+    let n = docs.lines().count() as u64;
+    let pipeline = |dataset: &str, mode: &str| {
+        format!(
+            "dataset: {dataset}
+stages:
+  docs: {{type: jsonl, paths: [in/docs.jsonl]}}
+  repetition: {{type: gopher_repetition, inputs: [docs], mode: {mode}}}
+  quality: {{type: gopher_quality, inputs: [repetition], mode: {mode}}}
+  fineweb: {{type: fineweb, inputs: [quality], mode: {mode}}}
+  c4: {{type: c4, inputs: [fineweb], mode: {mode}, filter_no_terminal_punct: false}}
+  hashed: {{type: content_hash, inputs: [c4]}}
+  out: {{type: parquet, inputs: [hashed]}}
+"
+        )
+    };
+    let p = env.write("drop.yaml", pipeline("dropped", "drop").as_bytes()).display().to_string();
+    let dropped = env.json(&["run", &p]);
+    let kept = dropped["rows_written"].as_u64().unwrap();
+    assert!(kept > 10 && kept < n - 10, "{dropped}");
+    let p = env.write("annotate.yaml", pipeline("annotated", "annotate").as_bytes()).display().to_string();
+    let annotated = env.json(&["run", &p]);
+    assert_eq!(annotated["rows_written"].as_u64().unwrap(), n, "{annotated}");
+    // Each stage counts what it would have dropped instead of dropping.
+    let would: u64 = ["repetition", "quality", "fineweb", "c4"]
+        .iter()
+        .flat_map(|s| {
+            stage(&annotated, s)["counters"]
+                .as_object()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|(k, _)| k.starts_with("would_drop:"))
+                .map(|(_, v)| v.as_u64().unwrap())
+                .collect::<Vec<_>>()
+        })
+        .sum();
+    assert!(would >= n - kept, "{annotated}");
+    let ids = |sql: &str| -> Vec<String> {
+        env.json(&["sql", sql]).as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap().to_string()).collect()
+    };
+    let expected = ids("SELECT id FROM \"dropped@1\" ORDER BY id");
+    // No reason listed: exactly the rows drop mode keeps.
+    assert_eq!(ids("SELECT id FROM \"annotated@1\" WHERE cardinality(would_drop) = 0 ORDER BY id"), expected);
+    // datatrove's default thresholds written over the signals: the same rows.
+    let thresholds = "SELECT id FROM \"annotated@1\" WHERE
+        signals['repetition_dup_para_frac'] <= 0.3 AND signals['repetition_dup_para_char_frac'] <= 0.2
+        AND signals['repetition_dup_line_frac'] <= 0.3 AND signals['repetition_dup_line_char_frac'] <= 0.2
+        AND coalesce(signals['repetition_top_2_gram_char_frac'], 0) <= 0.2
+        AND coalesce(signals['repetition_top_3_gram_char_frac'], 0) <= 0.18
+        AND coalesce(signals['repetition_top_4_gram_char_frac'], 0) <= 0.16
+        AND signals['repetition_dup_5_gram_char_frac'] <= 0.15 AND signals['repetition_dup_6_gram_char_frac'] <= 0.14
+        AND signals['repetition_dup_7_gram_char_frac'] <= 0.13 AND signals['repetition_dup_8_gram_char_frac'] <= 0.12
+        AND signals['repetition_dup_9_gram_char_frac'] <= 0.11 AND signals['repetition_dup_10_gram_char_frac'] <= 0.10
+        AND signals['gopher_word_count'] BETWEEN 50 AND 100000
+        AND coalesce(signals['gopher_mean_word_length'], 5) BETWEEN 3 AND 10
+        AND signals['gopher_hash_word_ratio'] <= 0.1 AND signals['gopher_ellipsis_word_ratio'] <= 0.1
+        AND signals['gopher_bullet_lines_ratio'] <= 0.9 AND signals['gopher_ellipsis_lines_ratio'] <= 0.3
+        AND signals['gopher_alpha_words_ratio'] >= 0.8 AND signals['gopher_stop_words'] >= 2
+        AND signals['fineweb_line_punct_ratio'] >= 0.12 AND signals['fineweb_short_line_ratio'] <= 0.67
+        AND signals['fineweb_char_dup_ratio'] <= 0.01 AND signals['fineweb_newline_word_ratio'] <= 0.3
+        AND signals['c4_lorem_ipsum'] = 0 AND signals['c4_curly_bracket'] = 0 AND signals['c4_sentences'] >= 5
+        ORDER BY id";
+    assert_eq!(ids(thresholds), expected);
+    // A reason list says why: the first reason of a dropped row is the drop-mode reason.
+    let rows = env.json(&["sql", "SELECT would_drop FROM \"annotated@1\" WHERE cardinality(would_drop) > 0"]);
+    assert_eq!(rows.as_array().unwrap().len() as u64, n - kept);
+    // `catalog diff` shows how each signal is distributed (B only here: A dropped instead).
+    let diff = env.json(&["catalog", "diff", "dropped@1", "annotated@1"]);
+    let signals = diff["signals"].as_array().unwrap();
+    let words = signals.iter().find(|s| s["field"] == "gopher_word_count").unwrap();
+    assert!(words["a"].is_null(), "{words}");
+    assert_eq!(words["b"]["count"].as_u64().unwrap(), n);
+    assert!(words["b"]["p10"].as_f64().unwrap() <= words["b"]["p50"].as_f64().unwrap());
+    assert_eq!(signals.len(), 4 + 3 + 6 + 8 + 4 + 9, "{diff}");
+    // `mode` has two values; a source cannot annotate.
+    let bad = env.write(
+        "bad.yaml",
+        b"dataset: b\nstages:\n  docs: {type: jsonl, paths: [in/docs.jsonl], mode: annotate}\n  q: {type: fineweb, inputs: [docs], mode: keep}\n  out: {type: parquet, inputs: [q]}\n",
+    );
+    let out = env.cmd().args(["validate", bad.to_str().unwrap()]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.contains("`docs` is a source") && err.contains("`mode` is `drop` (the default) or `annotate`"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -733,9 +733,12 @@ fn compile_stage(
     let mut has_inputs = false;
     let mut options = serde_json::Map::new();
     let mut policy = crate::schedule::StagePolicy::default();
+    // `mode: annotate | drop` (the engine's); another `mode` value is the stage's own option (python's).
+    let mut mode: Option<(&crate::yaml::Node, Vec<PathSeg>)> = None;
     for (k, v) in entries {
         let k = k.as_str().unwrap_or_default();
         match k {
+            "mode" => mode = Some((v, with("mode"))),
             "type" => match v.as_str() {
                 Some(t) => type_name = Some(t.to_string()),
                 None => {
@@ -797,6 +800,34 @@ fn compile_stage(
         ctx.at(&with("type"), false, format!("unknown stage type `{type_name}`"), help);
         return (None, inputs);
     };
+    let mut annotate = false;
+    if let Some((v, path)) = mode {
+        match v.as_str() {
+            Some("annotate") => annotate = true,
+            Some("drop") => {}
+            _ if stage_has_option(st, "mode") => {
+                options.insert("mode".to_string(), v.to_json());
+            }
+            _ => ctx.at(
+                &path,
+                false,
+                format!("`mode` is `drop` (the default) or `annotate`, found {}", v.to_json()),
+                Some("annotate keeps every row and lists the reasons it would be dropped for in `would_drop`".into()),
+            ),
+        }
+        if annotate && matches!(st.kind, StageKind::Source | StageKind::Sink) {
+            ctx.at(
+                &path,
+                false,
+                format!(
+                    "`{name}` is a {} and drops nothing: `mode: annotate` is for transforms and barriers",
+                    if st.kind == StageKind::Source { "source" } else { "sink" }
+                ),
+                None,
+            );
+            annotate = false;
+        }
+    }
     let mut seen = BTreeMap::new();
     for (input, path) in &inputs {
         if input == name {
@@ -820,7 +851,13 @@ fn compile_stage(
         ),
         _ => {}
     }
-    let config = match (st.configure)(serde_json::Value::Object(options), ctx.configure) {
+    let configure = if annotate {
+        std::borrow::Cow::Owned(crate::ConfigureContext { annotate: true, ..ctx.configure.clone() })
+    } else {
+        std::borrow::Cow::Borrowed(ctx.configure)
+    };
+    let config = match (st.configure)(serde_json::Value::Object(options), &configure) {
+        Ok(c) if annotate => crate::annotate::wrap(c).expect("a transform or barrier"),
         Ok(c) => c,
         Err(e) => {
             let mut p = base.to_vec();
@@ -851,6 +888,13 @@ fn compile_stage(
         pos: ctx.root.locate(base, true),
     };
     (Some(node), inputs)
+}
+
+/// Whether the stage type's options have a property `option`.
+fn stage_has_option(st: &StageType, option: &str) -> bool {
+    let mut generator = schemars::SchemaGenerator::default();
+    let schema = (st.options)(&mut generator);
+    schema.as_value().get("properties").and_then(|p| p.get(option)).is_some()
 }
 
 fn type_names(registry: &[StageType]) -> String {

@@ -10,6 +10,7 @@
 //!                                                      dataset version
 //! ```
 
+pub mod annotate;
 pub mod backoff;
 pub mod blocking;
 pub mod channel;

@@ -71,6 +71,16 @@ fn common_stage_keys(st: &StageType) -> Map<String, Value> {
         );
     }
     p.insert("description".into(), json!({"description": "free text about the stage; ignored by smelt"}));
+    if matches!(st.kind, StageKind::Transform | StageKind::Barrier) {
+        p.insert(
+            "mode".into(),
+            json!({
+                "description": "`annotate`: keep every row and list the reasons it would be dropped for in `would_drop` (the quality filters also write their measurements in `signals`); `drop` (default): drop them",
+                "enum": ["drop", "annotate"],
+                "default": "drop"
+            }),
+        );
+    }
     p.insert(
         "retries".into(),
         count("a split whose attempt fails in this stage is run again up to this many times", 0, Some(0)),
@@ -138,7 +148,15 @@ pub fn pipeline_schema(registry: &[StageType]) -> Value {
         }
         if let Some(own) = options.get("properties").and_then(Value::as_object) {
             for (k, v) in own {
-                props.insert(k.clone(), v.clone());
+                // A stage's own `mode` (python's) takes the engine's two values too.
+                let v = match props.get(k) {
+                    Some(common) if k == "mode" => json!({
+                        "description": format!("{} Besides these, the engine's `annotate` (keep every row, list the reasons in `would_drop`).", v.get("description").and_then(Value::as_str).unwrap_or_default()),
+                        "anyOf": [v, common]
+                    }),
+                    _ => v.clone(),
+                };
+                props.insert(k.clone(), v);
             }
         }
         if let Some(r) = options.get("required").and_then(Value::as_array) {

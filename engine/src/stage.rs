@@ -75,6 +75,9 @@ pub struct ConfigureContext {
     pub data_dir: PathBuf,
     /// Where named datasets are stored.
     pub datasets: DatasetRoots,
+    /// The stage runs with `mode: annotate` (crate::annotate): it keeps every
+    /// row, and may write what it measured (the quality filters' `signals`).
+    pub annotate: bool,
 }
 
 impl ConfigureContext {
@@ -82,7 +85,12 @@ impl ConfigureContext {
     /// `data_dir`; named datasets are looked up under `<data_dir>/datasets/`.
     pub fn new(pipeline_dir: impl Into<PathBuf>, data_dir: impl Into<PathBuf>) -> ConfigureContext {
         let data_dir = data_dir.into();
-        ConfigureContext { pipeline_dir: pipeline_dir.into(), datasets: DatasetRoots::new(&data_dir), data_dir }
+        ConfigureContext {
+            pipeline_dir: pipeline_dir.into(),
+            datasets: DatasetRoots::new(&data_dir),
+            data_dir,
+            annotate: false,
+        }
     }
 
     /// What a pipeline file in the working directory gets with the default

@@ -129,6 +129,32 @@ pub struct ShardsDiff {
     pub unchanged: usize,
 }
 
+/// The distribution of one measurement over a version's rows.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Distribution {
+    /// Rows where it is defined (not null).
+    pub count: u64,
+    /// Mean.
+    pub mean: f64,
+    /// 10th, 50th and 90th percentiles (DataFusion's `approx_percentile_cont`, a t-digest).
+    pub p10: f64,
+    /// Median.
+    pub p50: f64,
+    /// 90th percentile.
+    pub p90: f64,
+}
+
+/// One field of the `signals` struct (annotate mode) in A and in B.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SignalRow {
+    /// Field name.
+    pub field: String,
+    /// Its distribution in A (`None`: A lacks it or has no defined value).
+    pub a: Option<Distribution>,
+    /// In B.
+    pub b: Option<Distribution>,
+}
+
 /// The whole diff.
 #[derive(Debug, Clone, Serialize)]
 pub struct VersionDiff {
@@ -158,6 +184,10 @@ pub struct VersionDiff {
     pub metrics: BTreeMap<String, f64>,
     /// Bias audit metrics that moved, risks added and removed (versions with an `audit` stage).
     pub audit: crate::audit::AuditDiff,
+    /// How each measurement of the `signals` column (stages in `mode: annotate`)
+    /// moved; filled by callers that read the data (`catalog diff`), empty otherwise.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub signals: Vec<SignalRow>,
 }
 
 fn flatten(prefix: &str, v: &serde_json::Value, out: &mut BTreeMap<String, serde_json::Value>) {
@@ -394,6 +424,7 @@ pub fn diff_versions(a: &VersionManifest, b: &VersionManifest, documents: Option
         documents,
         metrics,
         audit: crate::audit::diff(&a.audit, &b.audit, 0.0),
+        signals: Vec::new(),
     }
 }
 

@@ -25,7 +25,7 @@ use smelt_engine::{
 
 use super::gopher_quality::d_language;
 use super::words::{count_sentences, split_into_sentences, Segmenter};
-use super::{char_len, check_input, py_isspace, py_splitlines, py_strip, DocFilter, FilterStage, Outcome};
+use super::{char_len, filter_schema, py_isspace, py_splitlines, py_strip, Checks, DocFilter, FilterStage, Outcome};
 
 /// datatrove's POLICY_SUBSTRINGS.
 pub const POLICY_SUBSTRINGS: [&str; 6] =
@@ -82,28 +82,32 @@ pub struct C4Config {
     /// Language of rows without a `lang` column value (default `en`); picks the sentence splitter.
     #[serde(default = "d_language")]
     pub language: String,
+    /// Set from the stage's `mode: annotate` (not an option).
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub annotate: bool,
 }
 
 /// Registry hook.
 ///
 /// # Errors
 /// Unknown or invalid options.
-pub fn configure(options: serde_json::Value, _ctx: &ConfigureContext) -> Result<StageConfig, OptionError> {
-    let c: C4Config = parse_options(options)?;
+pub fn configure(options: serde_json::Value, ctx: &ConfigureContext) -> Result<StageConfig, OptionError> {
+    let c = C4Config { annotate: ctx.annotate, ..parse_options(options)? };
     Ok(StageConfig::Transform(Arc::new(c)))
 }
 
 impl TransformConfig for C4Config {
     fn output_schema(&self, input: &SchemaRef) -> Result<SchemaRef, SchemaError> {
-        check_input(input)
+        filter_schema(input, self.annotate, &signal_names())
     }
 
     fn resolved(&self) -> serde_json::Value {
         serde_json::to_value(self).unwrap_or_default()
     }
 
-    fn build(&self, _input: &SchemaRef) -> Result<Box<dyn Transform>> {
-        Ok(Box::new(FilterStage::new(C4::new(self.clone()), &self.language)))
+    fn build(&self, input: &SchemaRef) -> Result<Box<dyn Transform>> {
+        Ok(Box::new(FilterStage::new(C4::new(self.clone()), &self.language).annotating(self.annotate, input)?))
     }
 }
 
@@ -125,14 +129,30 @@ impl C4 {
     }
 }
 
+/// The measurements in annotate mode (`signals` fields): lines, the lines
+/// each rule would remove (in [`LINE_REASONS`] order), the sentences of the
+/// kept lines, and 1/0 for a kept line with "lorem ipsum" and with `{`.
+fn signal_names() -> Vec<String> {
+    let mut names = vec!["c4_lines".to_string()];
+    names.extend(LINE_REASONS.iter().map(|r| format!("c4_lines_{r}")));
+    names.extend(["c4_sentences", "c4_lorem_ipsum", "c4_curly_bracket"].map(String::from));
+    names
+}
+
 impl DocFilter for C4 {
-    fn filter(&mut self, text: &str, segmenter: Segmenter) -> Outcome {
+    fn signals(&self) -> Vec<String> {
+        signal_names()
+    }
+
+    fn check(&mut self, text: &str, segmenter: Segmenter, ck: &mut Checks<'_>) -> Outcome {
         let c = &self.c;
         let lines: Vec<&str> =
             if c.split_paragraph { py_splitlines(text).collect() } else { split_into_sentences(text, segmenter) };
         let mut removed = [0u64; 5];
         let mut num_sentences: i64 = 0;
         let mut kept: Vec<String> = Vec::new();
+        let (mut lorem, mut curly) = (false, false);
+        ck.set(0, lines.len() as f64);
         for line in lines {
             let line = py_strip(line);
             let words: Vec<&str> = line.split(py_isspace).filter(|w| !w.is_empty()).collect();
@@ -151,28 +171,43 @@ impl DocFilter for C4 {
                 continue;
             }
             let lower = line.to_lowercase();
-            if c.filter_lorem_ipsum && lower.contains("lorem ipsum") {
-                return Outcome::Drop("lorem_ipsum".into());
+            if c.filter_lorem_ipsum && lower.contains("lorem ipsum") && !lorem {
+                lorem = true;
+                if ck.fail("lorem_ipsum") {
+                    return ck.outcome();
+                }
             }
             if c.filter_javascript && lower.contains("javascript") {
                 removed[3] += 1;
                 continue;
             }
-            if c.filter_curly_bracket && line.contains('{') {
-                return Outcome::Drop("curly_bracket".into());
+            if c.filter_curly_bracket && line.contains('{') && !curly {
+                curly = true;
+                if ck.fail("curly_bracket") {
+                    return ck.outcome();
+                }
             }
             if c.filter_policy && POLICY_SUBSTRINGS.iter().any(|p| lower.contains(p)) {
                 removed[4] += 1;
                 continue;
             }
-            if c.min_num_sentences != -1 && num_sentences < c.min_num_sentences {
-                // Past the minimum the exact count no longer matters.
+            if ck.measuring() || (c.min_num_sentences != -1 && num_sentences < c.min_num_sentences) {
+                // Past the minimum the exact count no longer matters (but to annotate mode).
                 num_sentences += if c.split_paragraph { count_sentences(&line, segmenter) as i64 } else { 1 };
             }
             kept.push(line);
         }
-        if num_sentences < c.min_num_sentences {
-            return Outcome::Drop("too_few_sentences".into());
+        for (i, n) in removed.iter().enumerate() {
+            ck.set(1 + i, *n as f64);
+        }
+        ck.set(6, num_sentences as f64);
+        ck.set(7, f64::from(u8::from(lorem)));
+        ck.set(8, f64::from(u8::from(curly)));
+        if num_sentences < c.min_num_sentences && ck.fail("too_few_sentences") {
+            return ck.outcome();
+        }
+        if ck.measuring() {
+            return ck.outcome();
         }
         for (total, n) in self.removed.iter_mut().zip(removed) {
             *total += n;

@@ -17,7 +17,9 @@ use smelt_engine::{
 
 use super::gopher_quality::d_language;
 use super::words::{split_into_words, Segmenter};
-use super::{char_len, check_input, find_duplicates, is_dt_terminal, py_strip, DocFilter, FilterStage, Outcome};
+use super::{
+    char_len, filter_schema, find_duplicates, is_dt_terminal, py_strip, Checks, DocFilter, FilterStage, Outcome,
+};
 
 fn d_punct() -> f64 {
     0.12
@@ -63,28 +65,32 @@ pub struct FineWebConfig {
     /// Language of rows without a `lang` column value (default `en`); picks the word splitter.
     #[serde(default = "d_language")]
     pub language: String,
+    /// Set from the stage's `mode: annotate` (not an option).
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub annotate: bool,
 }
 
 /// Registry hook.
 ///
 /// # Errors
 /// Unknown or invalid options.
-pub fn configure(options: serde_json::Value, _ctx: &ConfigureContext) -> Result<StageConfig, OptionError> {
-    let c: FineWebConfig = parse_options(options)?;
+pub fn configure(options: serde_json::Value, ctx: &ConfigureContext) -> Result<StageConfig, OptionError> {
+    let c = FineWebConfig { annotate: ctx.annotate, ..parse_options(options)? };
     Ok(StageConfig::Transform(Arc::new(c)))
 }
 
 impl TransformConfig for FineWebConfig {
     fn output_schema(&self, input: &SchemaRef) -> Result<SchemaRef, SchemaError> {
-        check_input(input)
+        filter_schema(input, self.annotate, &self.signal_names())
     }
 
     fn resolved(&self) -> serde_json::Value {
         serde_json::to_value(self).unwrap_or_default()
     }
 
-    fn build(&self, _input: &SchemaRef) -> Result<Box<dyn Transform>> {
-        Ok(Box::new(FilterStage::new(FineWeb::new(self.clone()), &self.language)))
+    fn build(&self, input: &SchemaRef) -> Result<Box<dyn Transform>> {
+        Ok(Box::new(FilterStage::new(FineWeb::new(self.clone()), &self.language).annotating(self.annotate, input)?))
     }
 }
 
@@ -107,33 +113,54 @@ impl FineWeb {
     }
 }
 
+impl FineWebConfig {
+    /// The measurements in annotate mode (`signals` fields), in this order.
+    fn signal_names(&self) -> Vec<String> {
+        ["fineweb_line_punct_ratio", "fineweb_short_line_ratio", "fineweb_char_dup_ratio", "fineweb_newline_word_ratio"]
+            .map(String::from)
+            .to_vec()
+    }
+}
+
 impl DocFilter for FineWeb {
-    fn filter(&mut self, text: &str, segmenter: Segmenter) -> Outcome {
+    fn signals(&self) -> Vec<String> {
+        self.c.signal_names()
+    }
+
+    fn check(&mut self, text: &str, segmenter: Segmenter, ck: &mut Checks<'_>) -> Outcome {
         let c = &self.c;
         let lines: Vec<&str> = text.split('\n').filter(|l| !py_strip(l).is_empty()).collect();
         if lines.is_empty() {
-            return Outcome::Drop("empty".into());
+            // Nothing is defined for a text without a non-blank line.
+            ck.fail("empty");
+            return ck.outcome();
         }
         let n = lines.len() as f64;
         let ratio = lines.iter().filter(|l| self.ends_with_stop(l)).count() as f64 / n;
-        if ratio < c.line_punct_thr && !(ratio == 0.0 && c.line_punct_exclude_zero) {
-            return Outcome::Drop("line_punct_ratio".into());
+        ck.set(0, ratio);
+        if ratio < c.line_punct_thr && !(ratio == 0.0 && c.line_punct_exclude_zero) && ck.fail("line_punct_ratio") {
+            return ck.outcome();
         }
         let ratio = lines.iter().filter(|l| char_len(l) <= c.short_line_length).count() as f64 / n;
-        if ratio > c.short_line_thr {
-            return Outcome::Drop("short_line_ratio".into());
+        ck.set(1, ratio);
+        if ratio > c.short_line_thr && ck.fail("short_line_ratio") {
+            return ck.outcome();
         }
         let newlines = memchr::memchr_iter(b'\n', text.as_bytes()).count();
         let (_, dup_chars) = find_duplicates(lines.iter().copied());
-        if dup_chars as f64 / (char_len(text) - newlines) as f64 > c.char_duplicates_ratio {
-            return Outcome::Drop("char_dup_ratio".into());
+        let ratio = dup_chars as f64 / (char_len(text) - newlines) as f64;
+        ck.set(2, ratio);
+        if ratio > c.char_duplicates_ratio && ck.fail("char_dup_ratio") {
+            return ck.outcome();
         }
         let mut words = Vec::new();
         split_into_words(text, segmenter, &mut words);
-        if newlines as f64 / words.len() as f64 > c.new_line_ratio {
-            return Outcome::Drop("list_ratio".into());
+        let ratio = newlines as f64 / words.len() as f64;
+        ck.set(3, ratio);
+        if ratio > c.new_line_ratio && ck.fail("list_ratio") {
+            return ck.outcome();
         }
-        Outcome::Keep
+        ck.outcome()
     }
 }
 

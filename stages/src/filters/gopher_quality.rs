@@ -20,8 +20,8 @@ use smelt_engine::{
 
 use super::words::{split_into_words, Segmenter};
 use super::{
-    char_len, check_input, is_dt_punctuation, on, py_isalpha, py_isspace, py_splitlines, DocFilter, FilterStage,
-    Outcome,
+    char_len, filter_schema, is_dt_punctuation, on, py_isalpha, py_isspace, py_splitlines, Checks, DocFilter,
+    FilterStage, Outcome,
 };
 
 /// datatrove's default stop words.
@@ -98,28 +98,34 @@ pub struct GopherQualityConfig {
     /// Language of rows without a `lang` column value (default `en`); picks the word splitter.
     #[serde(default = "d_language")]
     pub language: String,
+    /// Set from the stage's `mode: annotate` (not an option).
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub annotate: bool,
 }
 
 /// Registry hook.
 ///
 /// # Errors
 /// Unknown or invalid options.
-pub fn configure(options: serde_json::Value, _ctx: &ConfigureContext) -> Result<StageConfig, OptionError> {
-    let c: GopherQualityConfig = parse_options(options)?;
+pub fn configure(options: serde_json::Value, ctx: &ConfigureContext) -> Result<StageConfig, OptionError> {
+    let c = GopherQualityConfig { annotate: ctx.annotate, ..parse_options(options)? };
     Ok(StageConfig::Transform(Arc::new(c)))
 }
 
 impl TransformConfig for GopherQualityConfig {
     fn output_schema(&self, input: &SchemaRef) -> Result<SchemaRef, SchemaError> {
-        check_input(input)
+        filter_schema(input, self.annotate, &signal_names())
     }
 
     fn resolved(&self) -> serde_json::Value {
         serde_json::to_value(self).unwrap_or_default()
     }
 
-    fn build(&self, _input: &SchemaRef) -> Result<Box<dyn Transform>> {
-        Ok(Box::new(FilterStage::new(GopherQuality::new(self.clone()), &self.language)))
+    fn build(&self, input: &SchemaRef) -> Result<Box<dyn Transform>> {
+        Ok(Box::new(
+            FilterStage::new(GopherQuality::new(self.clone()), &self.language).annotating(self.annotate, input)?,
+        ))
     }
 }
 
@@ -137,12 +143,28 @@ impl GopherQuality {
     }
 }
 
-fn drop(reason: &'static str) -> Outcome {
-    Outcome::Drop(reason.into())
+/// The measurements in annotate mode (`signals` fields), in this order.
+const SIGNALS: [&str; 8] = [
+    "gopher_word_count",
+    "gopher_mean_word_length",
+    "gopher_hash_word_ratio",
+    "gopher_ellipsis_word_ratio",
+    "gopher_bullet_lines_ratio",
+    "gopher_ellipsis_lines_ratio",
+    "gopher_alpha_words_ratio",
+    "gopher_stop_words",
+];
+
+fn signal_names() -> Vec<String> {
+    SIGNALS.iter().map(|s| s.to_string()).collect()
 }
 
 impl DocFilter for GopherQuality {
-    fn filter(&mut self, text: &str, segmenter: Segmenter) -> Outcome {
+    fn signals(&self) -> Vec<String> {
+        signal_names()
+    }
+
+    fn check(&mut self, text: &str, segmenter: Segmenter, ck: &mut Checks<'_>) -> Outcome {
         let c = &self.c;
         let mut words = Vec::new();
         split_into_words(text, segmenter, &mut words);
@@ -154,39 +176,50 @@ impl DocFilter for GopherQuality {
                 non_symbol_chars += char_len(w);
             }
         }
-        if let Some(min) = c.min_doc_words.filter(|v| *v != 0) {
-            if (n_non_symbol as u64) < min {
-                return drop("gopher_short_doc");
-            }
+        ck.set(0, n_non_symbol as f64);
+        if c.min_doc_words.filter(|v| *v != 0).is_some_and(|min| (n_non_symbol as u64) < min)
+            && ck.fail("gopher_short_doc")
+        {
+            return ck.outcome();
         }
-        if let Some(max) = c.max_doc_words.filter(|v| *v != 0) {
-            if n_non_symbol as u64 > max {
-                return drop("gopher_long_doc");
-            }
+        if c.max_doc_words.filter(|v| *v != 0).is_some_and(|max| n_non_symbol as u64 > max)
+            && ck.fail("gopher_long_doc")
+        {
+            return ck.outcome();
         }
         // numpy's mean of an empty list is NaN, which passes both comparisons.
         let avg = if n_non_symbol == 0 { f64::NAN } else { non_symbol_chars as f64 / n_non_symbol as f64 };
-        if on(c.min_avg_word_length).is_some_and(|t| avg < t) {
-            return drop("gopher_below_avg_threshold");
+        ck.set(1, avg);
+        if on(c.min_avg_word_length).is_some_and(|t| avg < t) && ck.fail("gopher_below_avg_threshold") {
+            return ck.outcome();
         }
-        if on(c.max_avg_word_length).is_some_and(|t| avg > t) {
-            return drop("gopher_above_avg_threshold");
+        if on(c.max_avg_word_length).is_some_and(|t| avg > t) && ck.fail("gopher_above_avg_threshold") {
+            return ck.outcome();
         }
         if n_words == 0 {
             // datatrove divides by zero here (ZeroDivisionError); a text without words is short.
-            return drop("gopher_short_doc");
+            // Nothing past this point is defined.
+            if !ck.failed("gopher_short_doc") {
+                ck.fail("gopher_short_doc");
+            }
+            return ck.outcome();
         }
         let n = n_words as f64;
-        if let Some(t) = on(c.max_symbol_word_ratio) {
-            if memchr::memchr_iter(b'#', text.as_bytes()).count() as f64 / n > t {
-                return drop("gopher_too_many_hashes");
+        let symbols = on(c.max_symbol_word_ratio);
+        if symbols.is_some() || ck.measuring() {
+            let hashes = memchr::memchr_iter(b'#', text.as_bytes()).count() as f64 / n;
+            ck.set(2, hashes);
+            if symbols.is_some_and(|t| hashes > t) && ck.fail("gopher_too_many_hashes") {
+                return ck.outcome();
             }
-            let ellipses = count_non_overlapping(text, "...") + count_non_overlapping(text, "…");
-            if ellipses as f64 / n > t {
-                return drop("gopher_too_many_ellipsis");
+            let ellipses = (count_non_overlapping(text, "...") + count_non_overlapping(text, "…")) as f64 / n;
+            ck.set(3, ellipses);
+            if symbols.is_some_and(|t| ellipses > t) && ck.fail("gopher_too_many_ellipsis") {
+                return ck.outcome();
             }
         }
-        let needs_lines = on(c.max_bullet_lines_ratio).is_some() || on(c.max_ellipsis_lines_ratio).is_some();
+        let needs_lines =
+            on(c.max_bullet_lines_ratio).is_some() || on(c.max_ellipsis_lines_ratio).is_some() || ck.measuring();
         if needs_lines {
             let (mut n_lines, mut bullets, mut end_ellipsis) = (0usize, 0usize, 0usize);
             for line in py_splitlines(text) {
@@ -201,34 +234,45 @@ impl DocFilter for GopherQuality {
                 }
             }
             let n_lines = n_lines.max(1) as f64;
-            if on(c.max_bullet_lines_ratio).is_some_and(|t| bullets as f64 / n_lines > t) {
-                return drop("gopher_too_many_bullets");
+            let (bullets, end_ellipsis) = (bullets as f64 / n_lines, end_ellipsis as f64 / n_lines);
+            ck.set(4, bullets);
+            ck.set(5, end_ellipsis);
+            if on(c.max_bullet_lines_ratio).is_some_and(|t| bullets > t) && ck.fail("gopher_too_many_bullets") {
+                return ck.outcome();
             }
-            if on(c.max_ellipsis_lines_ratio).is_some_and(|t| end_ellipsis as f64 / n_lines > t) {
-                return drop("gopher_too_many_end_ellipsis");
+            if on(c.max_ellipsis_lines_ratio).is_some_and(|t| end_ellipsis > t)
+                && ck.fail("gopher_too_many_end_ellipsis")
+            {
+                return ck.outcome();
             }
         }
-        if let Some(t) = on(c.max_non_alpha_words_ratio) {
-            let alpha = words.iter().filter(|w| w.chars().any(py_isalpha)).count();
-            if (alpha as f64 / n) < t {
-                return drop("gopher_below_alpha_threshold");
+        let alpha_min = on(c.max_non_alpha_words_ratio);
+        if alpha_min.is_some() || ck.measuring() {
+            let alpha = words.iter().filter(|w| w.chars().any(py_isalpha)).count() as f64 / n;
+            ck.set(6, alpha);
+            if alpha_min.is_some_and(|t| alpha < t) && ck.fail("gopher_below_alpha_threshold") {
+                return ck.outcome();
             }
         }
-        if let Some(min) = c.min_stop_words.filter(|v| *v != 0) {
+        let min_stop = c.min_stop_words.filter(|v| *v != 0);
+        if min_stop.is_some() || ck.measuring() {
+            // Drop mode stops counting at the minimum; annotate mode counts every distinct one.
+            let enough = if ck.measuring() { u64::MAX } else { min_stop.unwrap_or(0) };
             let mut found: Vec<&str> = Vec::new();
             for w in &words {
                 if self.stop_words.contains(*w) && !found.contains(w) {
                     found.push(w);
-                    if found.len() as u64 >= min {
+                    if found.len() as u64 >= enough {
                         break;
                     }
                 }
             }
-            if (found.len() as u64) < min {
-                return drop("gopher_enough_stop_words");
+            ck.set(7, found.len() as f64);
+            if min_stop.is_some_and(|min| (found.len() as u64) < min) && ck.fail("gopher_enough_stop_words") {
+                return ck.outcome();
             }
         }
-        Outcome::Keep
+        ck.outcome()
     }
 }
 

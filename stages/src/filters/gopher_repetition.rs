@@ -24,7 +24,7 @@ use smelt_engine::{
 
 use super::gopher_quality::d_language;
 use super::words::{split_into_words, Segmenter};
-use super::{char_len, check_input, find_duplicates, on, py_strip, DocFilter, FilterStage, Outcome};
+use super::{char_len, filter_schema, find_duplicates, on, py_strip, Checks, DocFilter, FilterStage, Outcome};
 
 fn d_03() -> Option<f64> {
     Some(0.3)
@@ -64,14 +64,18 @@ pub struct GopherRepetitionConfig {
     /// Language of rows without a `lang` column value (default `en`); picks the word splitter.
     #[serde(default = "d_language")]
     pub language: String,
+    /// Set from the stage's `mode: annotate` (not an option).
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub annotate: bool,
 }
 
 /// Registry hook.
 ///
 /// # Errors
 /// Unknown or invalid options (an n of 0).
-pub fn configure(options: serde_json::Value, _ctx: &ConfigureContext) -> Result<StageConfig, OptionError> {
-    let c: GopherRepetitionConfig = parse_options(options)?;
+pub fn configure(options: serde_json::Value, ctx: &ConfigureContext) -> Result<StageConfig, OptionError> {
+    let c = GopherRepetitionConfig { annotate: ctx.annotate, ..parse_options(options)? };
     for (key, list) in [("top_n_grams", &c.top_n_grams), ("dup_n_grams", &c.dup_n_grams)] {
         if let Some(i) = list.iter().position(|(n, _)| *n == 0) {
             return Err(OptionError {
@@ -86,15 +90,17 @@ pub fn configure(options: serde_json::Value, _ctx: &ConfigureContext) -> Result<
 
 impl TransformConfig for GopherRepetitionConfig {
     fn output_schema(&self, input: &SchemaRef) -> Result<SchemaRef, SchemaError> {
-        check_input(input)
+        filter_schema(input, self.annotate, &self.signal_names())
     }
 
     fn resolved(&self) -> serde_json::Value {
         serde_json::to_value(self).unwrap_or_default()
     }
 
-    fn build(&self, _input: &SchemaRef) -> Result<Box<dyn Transform>> {
-        Ok(Box::new(FilterStage::new(GopherRepetition::new(self.clone()), &self.language)))
+    fn build(&self, input: &SchemaRef) -> Result<Box<dyn Transform>> {
+        Ok(Box::new(
+            FilterStage::new(GopherRepetition::new(self.clone()), &self.language).annotating(self.annotate, input)?,
+        ))
     }
 }
 
@@ -305,46 +311,82 @@ impl Grams {
     }
 }
 
+impl GopherRepetitionConfig {
+    /// The measurements in annotate mode (`signals` fields), in this order:
+    /// the four line and paragraph fractions, then one per configured n-gram size.
+    fn signal_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = [
+            "repetition_dup_para_frac",
+            "repetition_dup_para_char_frac",
+            "repetition_dup_line_frac",
+            "repetition_dup_line_char_frac",
+        ]
+        .map(String::from)
+        .to_vec();
+        names.extend(self.top_n_grams.iter().map(|(n, _)| format!("repetition_top_{n}_gram_char_frac")));
+        names.extend(self.dup_n_grams.iter().map(|(n, _)| format!("repetition_dup_{n}_gram_char_frac")));
+        names
+    }
+}
+
 impl DocFilter for GopherRepetition {
-    fn filter(&mut self, text: &str, segmenter: Segmenter) -> Outcome {
+    fn signals(&self) -> Vec<String> {
+        self.c.signal_names()
+    }
+
+    fn check(&mut self, text: &str, segmenter: Segmenter, ck: &mut Checks<'_>) -> Outcome {
         if text.is_empty() {
-            return Outcome::Drop("empty".into());
+            ck.fail("empty");
+            return ck.outcome();
         }
         let c = &self.c;
         let text_len = char_len(text) as f64;
         let paragraphs = split_newline_runs(py_strip(text), 2);
         let (dups, dup_chars) = find_duplicates(paragraphs.iter().copied());
-        if on(c.dup_para_frac).is_some_and(|t| dups as f64 / paragraphs.len() as f64 > t) {
-            return Outcome::Drop("dup_para_frac".into());
+        let (frac, char_frac) = (dups as f64 / paragraphs.len() as f64, dup_chars as f64 / text_len);
+        ck.set(0, frac);
+        ck.set(1, char_frac);
+        if on(c.dup_para_frac).is_some_and(|t| frac > t) && ck.fail("dup_para_frac") {
+            return ck.outcome();
         }
-        if on(c.dup_para_char_frac).is_some_and(|t| dup_chars as f64 / text_len > t) {
-            return Outcome::Drop("dup_para_char_frac".into());
+        if on(c.dup_para_char_frac).is_some_and(|t| char_frac > t) && ck.fail("dup_para_char_frac") {
+            return ck.outcome();
         }
         let lines = split_newline_runs(text, 1);
         let (dups, dup_chars) = find_duplicates(lines.iter().copied());
-        if on(c.dup_line_frac).is_some_and(|t| dups as f64 / lines.len() as f64 > t) {
-            return Outcome::Drop("dup_line_frac".into());
+        let (frac, char_frac) = (dups as f64 / lines.len() as f64, dup_chars as f64 / text_len);
+        ck.set(2, frac);
+        ck.set(3, char_frac);
+        if on(c.dup_line_frac).is_some_and(|t| frac > t) && ck.fail("dup_line_frac") {
+            return ck.outcome();
         }
-        if on(c.dup_line_char_frac).is_some_and(|t| dup_chars as f64 / text_len > t) {
-            return Outcome::Drop("dup_line_char_frac".into());
+        if on(c.dup_line_char_frac).is_some_and(|t| char_frac > t) && ck.fail("dup_line_char_frac") {
+            return ck.outcome();
         }
         let mut words = Vec::new();
         split_into_words(text, segmenter, &mut words);
         self.buf.prepare(&words);
+        let mut k = 4;
         for &(n, frac) in &c.top_n_grams {
+            k += 1;
             if n > words.len() {
                 continue;
             }
-            if self.buf.top_duplicate(n) as f64 / text_len > frac {
-                return Outcome::Drop(Cow::Owned(format!("top_{n}_gram")));
+            let share = self.buf.top_duplicate(n) as f64 / text_len;
+            ck.set(k - 1, share);
+            if share > frac && ck.fail(Cow::Owned(format!("top_{n}_gram"))) {
+                return ck.outcome();
             }
         }
         for &(n, frac) in &c.dup_n_grams {
-            if self.buf.all_duplicate(n) as f64 / text_len > frac {
-                return Outcome::Drop(Cow::Owned(format!("duplicated_{n}_n_grams")));
+            k += 1;
+            let share = self.buf.all_duplicate(n) as f64 / text_len;
+            ck.set(k - 1, share);
+            if share > frac && ck.fail(Cow::Owned(format!("duplicated_{n}_n_grams"))) {
+                return ck.outcome();
             }
         }
-        Outcome::Keep
+        ck.outcome()
     }
 }
 

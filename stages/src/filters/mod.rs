@@ -28,8 +28,8 @@ use std::collections::BTreeMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, LargeStringArray, StringArray};
-use arrow::datatypes::{DataType, SchemaRef};
+use arrow::array::{Array, ArrayRef, Float64Array, LargeStringArray, StringArray, StructArray};
+use arrow::datatypes::{DataType, Field, FieldRef, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use smelt_engine::str_at;
 use smelt_engine::{require_column, Processed, Result, SchemaError, Transform};
@@ -49,11 +49,75 @@ pub enum Outcome {
 
 /// One document-level filter.
 pub trait DocFilter: Send {
-    /// Decides for one text, split as `segmenter` says.
-    fn filter(&mut self, text: &str, segmenter: Segmenter) -> Outcome;
+    /// Runs the rules on one text, split as `segmenter` says: in datatrove's
+    /// order, stopping at the first failed rule unless `ck` measures everything.
+    fn check(&mut self, text: &str, segmenter: Segmenter, ck: &mut Checks<'_>) -> Outcome;
+    /// Decides for one text (drop mode).
+    fn filter(&mut self, text: &str, segmenter: Segmenter) -> Outcome {
+        self.check(text, segmenter, &mut Checks::first_failure())
+    }
+    /// Names of the measurements `check` records (the `signals` fields in annotate mode).
+    fn signals(&self) -> Vec<String>;
     /// Counts besides drops (see `Transform::take_counters`).
     fn take_counters(&mut self) -> BTreeMap<String, u64> {
         BTreeMap::new()
+    }
+}
+
+/// How a filter's rules run: to the first failed rule (drop mode), or through
+/// every rule, recording each measurement and each failed rule (annotate mode).
+pub struct Checks<'a> {
+    signals: Option<&'a mut Vec<Option<f64>>>,
+    reasons: Vec<Cow<'static, str>>,
+}
+
+impl<'a> Checks<'a> {
+    /// Drop mode: the first failed rule decides.
+    pub fn first_failure() -> Checks<'static> {
+        Checks { signals: None, reasons: Vec::new() }
+    }
+
+    /// Annotate mode: `n` measurements into `signals` (`None` where undefined).
+    pub fn every(signals: &'a mut Vec<Option<f64>>, n: usize) -> Self {
+        signals.clear();
+        signals.resize(n, None);
+        Checks { signals: Some(signals), reasons: Vec::new() }
+    }
+
+    /// Whether every measurement is wanted (compute those drop mode can skip).
+    pub fn measuring(&self) -> bool {
+        self.signals.is_some()
+    }
+
+    /// Records measurement `i` (NaN and infinities as undefined).
+    pub fn set(&mut self, i: usize, v: f64) {
+        if let Some(s) = &mut self.signals {
+            s[i] = v.is_finite().then_some(v);
+        }
+    }
+
+    /// A rule failed; true when checking stops here (drop mode).
+    pub fn fail(&mut self, reason: impl Into<Cow<'static, str>>) -> bool {
+        self.reasons.push(reason.into());
+        self.signals.is_none()
+    }
+
+    /// Whether the rule with this reason failed already.
+    pub fn failed(&self, reason: &str) -> bool {
+        self.reasons.iter().any(|r| r == reason)
+    }
+
+    /// Drop with the first failed rule's reason, or keep.
+    pub fn outcome(&mut self) -> Outcome {
+        match self.reasons.first() {
+            Some(r) => Outcome::Drop(r.clone()),
+            None => Outcome::Keep,
+        }
+    }
+
+    /// Every failed rule's reason, in order.
+    pub fn take_reasons(&mut self) -> Vec<Cow<'static, str>> {
+        std::mem::take(&mut self.reasons)
     }
 }
 
@@ -70,21 +134,150 @@ pub fn check_input(input: &SchemaRef) -> Result<SchemaRef, SchemaError> {
     Ok(input.clone())
 }
 
+/// The column annotating filters write their measurements to: a struct of
+/// Float64 fields, extended by each annotating filter.
+pub const SIGNALS: &str = "signals";
+
+/// The output schema of a filter: its input, and in annotate mode the
+/// `signals` struct extended with `names` (a field of the same name is
+/// replaced) and `would_drop`.
+///
+/// # Errors
+/// As [`check_input`]; a `signals` column that is not a struct.
+pub fn filter_schema(input: &SchemaRef, annotate: bool, names: &[String]) -> Result<SchemaRef, SchemaError> {
+    let input = check_input(input)?;
+    if !annotate {
+        return Ok(input);
+    }
+    let mut fields: Vec<FieldRef> = Vec::new();
+    let mut signals: Vec<FieldRef> = match input.field_with_name(SIGNALS) {
+        Ok(f) => match f.data_type() {
+            DataType::Struct(sub) => sub.iter().filter(|s| !names.contains(s.name())).cloned().collect(),
+            other => {
+                return Err(SchemaError::new(format!(
+                    "column `{SIGNALS}` is {other}, but annotating filters write a struct of measurements there; rename it before this stage"
+                )))
+            }
+        },
+        Err(_) => Vec::new(),
+    };
+    signals.extend(names.iter().map(|n| Arc::new(Field::new(n, DataType::Float64, true))));
+    let signals = Arc::new(Field::new(SIGNALS, DataType::Struct(signals.into()), false));
+    let mut placed = false;
+    for f in input.fields() {
+        if f.name() == SIGNALS {
+            fields.push(signals.clone());
+            placed = true;
+        } else {
+            fields.push(f.clone());
+        }
+    }
+    if !placed {
+        fields.push(signals);
+    }
+    if input.field_with_name(smelt_engine::annotate::WOULD_DROP).is_err() {
+        fields.push(Arc::new(Field::new(
+            smelt_engine::annotate::WOULD_DROP,
+            smelt_engine::annotate::would_drop_type(),
+            false,
+        )));
+    }
+    Ok(Arc::new(Schema::new_with_metadata(fields, input.metadata().clone())))
+}
+
 /// The transform that runs a [`DocFilter`] over batches.
 pub struct FilterStage<F> {
     filter: F,
     default_language: Segmenter,
+    /// Annotate mode: the output schema (with `signals` and `would_drop`).
+    annotate: Option<SchemaRef>,
+    would_drop: BTreeMap<String, u64>,
 }
 
 impl<F: DocFilter> FilterStage<F> {
     /// A stage with `language` as the default for rows without one.
     pub fn new(filter: F, language: &str) -> Self {
-        FilterStage { filter, default_language: Segmenter::for_language(language) }
+        FilterStage {
+            filter,
+            default_language: Segmenter::for_language(language),
+            annotate: None,
+            would_drop: BTreeMap::new(),
+        }
+    }
+
+    /// In annotate mode when `annotate` (the context's): every row kept, with
+    /// its measurements and every rule it fails.
+    ///
+    /// # Errors
+    /// The input schema does not fit (see [`filter_schema`]).
+    pub fn annotating(mut self, annotate: bool, input: &SchemaRef) -> Result<Self> {
+        if annotate {
+            let schema = filter_schema(input, true, &self.filter.signals())
+                .map_err(|e| smelt_engine::EngineError::Internal(e.0))?;
+            self.annotate = Some(schema);
+        }
+        Ok(self)
+    }
+
+    /// Annotate mode: every row with its `signals` and `would_drop`.
+    fn annotate(&mut self, batch: RecordBatch, schema: SchemaRef) -> Result<Processed> {
+        let text = batch.column_by_name("text").expect("schema checked").clone();
+        let language = batch.column_by_name("lang").cloned();
+        let names = self.filter.signals();
+        let mut values: Vec<Vec<Option<f64>>> = vec![Vec::with_capacity(batch.num_rows()); names.len()];
+        let mut reasons: Vec<Vec<Cow<'static, str>>> = Vec::with_capacity(batch.num_rows());
+        let mut row = Vec::new();
+        for i in 0..batch.num_rows() {
+            let segmenter =
+                language.as_ref().and_then(|l| str_at(l, i)).map_or(self.default_language, Segmenter::for_language);
+            let t = str_at(&text, i).unwrap_or("");
+            let mut ck = Checks::every(&mut row, names.len());
+            // A rewrite (c4's removed lines) is not applied: annotate keeps the text as it is.
+            let _ = self.filter.check(t, segmenter, &mut ck);
+            reasons.push(ck.take_reasons());
+            for (col, v) in values.iter_mut().zip(&row) {
+                col.push(*v);
+            }
+        }
+        let would_drop = smelt_engine::annotate::extend_would_drop(
+            &batch,
+            |i, out| out.extend(reasons[i].iter().cloned()),
+            &mut self.would_drop,
+        );
+        let Some(DataType::Struct(sub)) = schema.field_with_name(SIGNALS).ok().map(|f| f.data_type().clone()) else {
+            return Err(smelt_engine::EngineError::Internal("annotate: no signals struct".into()));
+        };
+        let earlier = batch.column_by_name(SIGNALS).and_then(|c| c.as_any().downcast_ref::<StructArray>().cloned());
+        let mut children: Vec<ArrayRef> = Vec::with_capacity(sub.len());
+        for f in sub.iter() {
+            match names.iter().position(|n| n == f.name()) {
+                Some(k) => children.push(Arc::new(Float64Array::from(std::mem::take(&mut values[k])))),
+                None => children.push(earlier.as_ref().and_then(|e| e.column_by_name(f.name()).cloned()).ok_or_else(
+                    || smelt_engine::EngineError::Internal(format!("annotate: no signal `{}`", f.name())),
+                )?),
+            }
+        }
+        let signals: ArrayRef = Arc::new(StructArray::try_new(sub.clone(), children, None)?);
+        let mut cols = Vec::with_capacity(schema.fields().len());
+        for f in schema.fields() {
+            cols.push(match f.name().as_str() {
+                SIGNALS => signals.clone(),
+                smelt_engine::annotate::WOULD_DROP => would_drop.clone(),
+                name => batch
+                    .column_by_name(name)
+                    .cloned()
+                    .ok_or_else(|| smelt_engine::EngineError::Internal(format!("annotate: no column `{name}`")))?,
+            });
+        }
+        Ok(Processed::Batch(RecordBatch::try_new(schema, cols)?))
     }
 }
 
 impl<F: DocFilter> Transform for FilterStage<F> {
     fn process(&mut self, batch: RecordBatch) -> Result<Processed> {
+        if let Some(schema) = self.annotate.clone() {
+            return self.annotate(batch, schema);
+        }
         let text = batch.column_by_name("text").expect("schema checked").clone();
         let language = batch.column_by_name("lang").cloned();
         let mut verdicts = Vec::with_capacity(batch.num_rows());
@@ -128,7 +321,9 @@ impl<F: DocFilter> Transform for FilterStage<F> {
     }
 
     fn take_counters(&mut self) -> BTreeMap<String, u64> {
-        self.filter.take_counters()
+        let mut c = self.filter.take_counters();
+        c.append(&mut self.would_drop);
+        c
     }
 }
 
