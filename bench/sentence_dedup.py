@@ -128,7 +128,8 @@ def run_smelt(inp, base, rss=False):
 stages:
   docs: {{type: jsonl, paths: ["{inp}/*.jsonl"]}}
   cut: {{type: dedup_sentences, inputs: [docs]}}
-  out: {{type: parquet, inputs: [cut]}}
+  hashed: {{type: content_hash, inputs: [cut]}}
+  out: {{type: parquet, inputs: [hashed]}}
 """)
     env = dict(os.environ, SMELT_DATA_DIR=os.path.join(base, "data"))
     cmd = [SMELT, "run", yaml, "--parallelism", "1", "--format", "json"]
