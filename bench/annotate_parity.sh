@@ -24,13 +24,14 @@ stages:
   quality: {type: gopher_quality, inputs: [repetition], mode: $2}
   fineweb: {type: fineweb, inputs: [quality], mode: $2}
   c4: {type: c4, inputs: [fineweb], mode: $2, filter_no_terminal_punct: false}
-  out: {type: parquet, inputs: [c4]}
+  hashed: {type: content_hash, inputs: [c4]}
+  out: {type: parquet, inputs: [hashed]}
 YAML
 }
 pipeline dropped drop >"$WORK/drop.yaml"
 pipeline annotated annotate >"$WORK/annotate.yaml"
 export SMELT_DATA_DIR="$WORK/data"
-cpu() { /usr/bin/time -f "%U %S" -o "$WORK/time" "$@" >/dev/null; awk '{printf "%.2f", $1 + $2}' "$WORK/time"; }
+cpu() { /usr/bin/time -f "%U %S" -o "$WORK/time" "$@" >/dev/null || exit 1; awk '{printf "%.2f", $1 + $2}' "$WORK/time"; }
 echo "$(date -u +%F) $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), load $(cut -d' ' -f1 /proc/loadavg)"
 echo "input: $INPUT ($(zcat "$INPUT"/*.jsonl.gz | wc -l) documents)"
 d=$(cpu "$SMELT" run "$WORK/drop.yaml" --parallelism 1)
@@ -56,7 +57,7 @@ thresholds=$(q "SELECT id FROM \"annotated@1\" WHERE
   AND signals['fineweb_line_punct_ratio'] >= 0.12 AND signals['fineweb_short_line_ratio'] <= 0.67
   AND signals['fineweb_char_dup_ratio'] <= 0.01 AND signals['fineweb_newline_word_ratio'] <= 0.3
   AND signals['c4_lorem_ipsum'] = 0 AND signals['c4_curly_bracket'] = 0 AND signals['c4_sentences'] >= 5")
-n() { python3 -c 'import json,sys; print(len(json.loads(sys.argv[1])))' "$1"; }
+n() { python3 -c 'import json,sys; print(len(json.load(sys.stdin)))' <<<"$1"; }
 echo "drop mode keeps $(n "$kept") documents ($d CPU s); annotate mode writes $(n "$rows") rows ($a CPU s)"
 [ "$listed" = "$kept" ] && echo "cardinality(would_drop) = 0 selects the same documents: yes" || { echo "cardinality(would_drop) = 0 selects $(n "$listed"): DIFFERENT"; exit 1; }
 [ "$thresholds" = "$kept" ] && echo "default thresholds over signals select the same documents: yes" || { echo "thresholds select $(n "$thresholds"): DIFFERENT"; exit 1; }
