@@ -147,3 +147,82 @@ fn publish_moves_the_tag_only_when_the_checks_hold() {
     assert!(err.contains("pub.yaml:4:13") && err.contains("not a metric of `catalog diff`"), "{err}");
     assert!(err.contains("`tests` is not a check"), "{err}");
 }
+
+#[test]
+fn columns_carry_what_upstream_stages_added_and_annotations_select_downstream() {
+    // Annotate upstream (nothing dropped), select downstream with the annotations carried over.
+    let env = Env::new();
+    let docs = std::fs::read_to_string(common::repo().join("stages/tests/fixtures/filters/dolma_cc_en.jsonl")).unwrap();
+    env.write("in/docs.jsonl", docs.as_bytes());
+    let up = env
+        .write(
+            "up.yaml",
+            b"dataset: scored
+stages:
+  docs: {type: jsonl, paths: [in/docs.jsonl]}
+  quality: {type: gopher_quality, inputs: [docs], mode: annotate}
+  sized: {type: sql, inputs: [quality], columns: {n_chars: 'character_length(text)'}}
+  hashed: {type: content_hash, inputs: [sized]}
+  out: {type: parquet, inputs: [hashed]}
+",
+        )
+        .display()
+        .to_string();
+    assert_eq!(env.json(&["run", &up])["rows_written"], 20);
+    let keep = env.json(&["sql", "SELECT count(*) AS n FROM \"scored@1\" WHERE cardinality(would_drop) = 0"]);
+    let keep = keep[0]["n"].as_u64().unwrap();
+    assert!(keep > 0 && keep < 20, "{keep}");
+    let down = |columns: &str| {
+        let text = format!(
+            "dataset: kept
+stages:
+  raw: {{type: dataset, from: scored@latest, columns: {columns}}}
+  keep: {{type: sql, inputs: [raw], where: \"cardinality(would_drop) = 0 AND signals['gopher_word_count'] >= 50 AND n_chars > 0\"}}
+  hashed: {{type: content_hash, inputs: [keep]}}
+  out: {{type: parquet, inputs: [hashed]}}
+"
+        );
+        env.write("down.yaml", text.as_bytes()).display().to_string()
+    };
+    let p = down("[signals, would_drop, n_chars, text]");
+    let run = env.json(&["run", &p]);
+    assert_eq!(run["rows_written"].as_u64().unwrap(), keep, "{run}");
+    // The carried columns are in the new version, with their types.
+    let m = env.json(&["catalog", "show", "kept@1"]);
+    let schema: Vec<(String, String)> = m["schema"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f["name"].as_str().unwrap().to_string(), f["data_type"].as_str().unwrap().to_string()))
+        .collect();
+    assert!(schema.iter().any(|(n, t)| n == "n_chars" && t == "Int64"), "{schema:?}");
+    assert!(schema.iter().any(|(n, t)| n == "would_drop" && t.starts_with("List")), "{schema:?}");
+    assert!(schema.iter().any(|(n, t)| n == "signals" && t.starts_with("Struct")), "{schema:?}");
+    // Without the columns the expression cannot plan; a misspelt column is named with the closest.
+    let out = env.smelt(&["validate", &down("[signal, would_drop, n_chars]")]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = common::stderr(&out);
+    assert!(err.contains("scored@1 has no column `signal`") && err.contains("did you mean `signals`?"), "{err}");
+    assert!(err.contains("columns[0]") || err.contains("down.yaml:3:"), "{err}");
+    // A version without a listed column is refused when the pipeline is compiled.
+    env.write("in/docs.jsonl", docs.lines().take(3).collect::<Vec<_>>().join("\n").as_bytes());
+    let plain = env
+        .write(
+            "plain.yaml",
+            b"dataset: scored\nstages:\n  docs: {type: jsonl, paths: [in/docs.jsonl]}\n  hashed: {type: content_hash, inputs: [docs]}\n  out: {type: parquet, inputs: [hashed]}\n",
+        )
+        .display()
+        .to_string();
+    env.json(&["run", &plain]);
+    let text = std::fs::read_to_string(down("[signals, would_drop, n_chars, text]"))
+        .unwrap()
+        .replace("scored@latest", "scored@2")
+        .replace(
+            "where: \"cardinality(would_drop) = 0 AND signals['gopher_word_count'] >= 50 AND n_chars > 0\"",
+            "where: \"true\"",
+        );
+    let pinned = env.write("pinned.yaml", text.as_bytes());
+    let out = env.smelt(&["validate", pinned.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(common::stderr(&out).contains("scored@2 has no column `signals`"), "{}", common::stderr(&out));
+}

@@ -13,7 +13,7 @@
 
 use std::sync::Arc;
 
-use arrow::datatypes::SchemaRef;
+use arrow::datatypes::{DataType, Field, FieldRef, Schema, SchemaRef};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde::{Deserialize, Serialize};
 use smelt_catalog::{DatasetStore, VersionRef};
@@ -36,6 +36,15 @@ pub struct DatasetSourceConfig {
     /// run is planned), or a storage root with a version (`/data/datasets/news@3`, `s3://b/news@3`).
     /// The version is pinned in the run's plan and recorded in the lineage.
     pub from: String,
+    /// Columns to carry over besides the document ones (`id`, `text`, `url`, `source`, `fetched_at`,
+    /// `origin`): what upstream stages added, such as `lang`, `signals`, `would_drop` or `score_hq`.
+    /// Their types are read from the version `from` names when the pipeline is compiled.
+    #[serde(default)]
+    pub columns: Vec<String>,
+    /// The `columns` fields, typed (from the manifest, when configured).
+    #[serde(skip)]
+    #[schemars(skip)]
+    extra: Vec<FieldRef>,
     /// Where named datasets are stored (from the configure context, not an option).
     #[serde(skip)]
     #[schemars(skip)]
@@ -69,7 +78,51 @@ pub fn configure(options: serde_json::Value, ctx: &ConfigureContext) -> Result<S
         at_key: false,
     })?;
     c.datasets = Some(ctx.datasets.clone());
+    if !c.columns.is_empty() {
+        c.extra = extra_fields(&c, &ctx.datasets)?;
+    }
     Ok(StageConfig::Source(Arc::new(c)))
+}
+
+/// The fields of `columns` that are not document columns, typed as the
+/// version `from` names now stores them.
+fn extra_fields(c: &DatasetSourceConfig, datasets: &DatasetRoots) -> Result<Vec<FieldRef>, OptionError> {
+    let at = |i: Option<usize>, message: String| OptionError {
+        path: match i {
+            Some(i) => vec![PathSeg::Key("columns".into()), PathSeg::Index(i)],
+            None => vec![PathSeg::Key("columns".into())],
+        },
+        message,
+        at_key: false,
+    };
+    // On a thread of its own: the I/O runtime's `block_on` must not run inside an async task.
+    let up = std::thread::scope(|s| {
+        s.spawn(|| block_on(smelt_engine::upstream::open_version(datasets, &c.from, "from")))
+            .join()
+            .map_err(|_| at(None, "reading the upstream version panicked".into()))
+    })?
+    .map_err(|e| at(None, format!("the columns' types come from `{}`: {e}", c.from)))?;
+    let document = doc_schema(Body::Text);
+    let mut out: Vec<FieldRef> = Vec::new();
+    for (i, name) in c.columns.iter().enumerate() {
+        if document.field_with_name(name).is_ok() || out.iter().any(|f| f.name() == name) {
+            continue; // read anyway, or listed twice
+        }
+        let Some(f) = up.manifest.schema.iter().find(|f| &f.name == name) else {
+            let names: Vec<&str> = up.manifest.schema.iter().map(|f| f.name.as_str()).collect();
+            let hint = smelt_engine::diagnostic::closest(name, names.iter().copied())
+                .map_or(String::new(), |c| format!("; did you mean `{c}`?"));
+            return Err(at(
+                Some(i),
+                format!("{} has no column `{name}` (it has: {}){hint}", up.name, names.join(", ")),
+            ));
+        };
+        let data_type: DataType = f.data_type.parse().map_err(|e| {
+            at(Some(i), format!("{}: the type `{}` of `{name}` cannot be read back: {e}", up.name, f.data_type))
+        })?;
+        out.push(Arc::new(Field::new(name, data_type, f.nullable)));
+    }
+    Ok(out)
 }
 
 impl DatasetSourceConfig {
@@ -95,7 +148,12 @@ fn parse_split(id: &str) -> Result<(&str, &str)> {
 
 impl SourceConfig for DatasetSourceConfig {
     fn schema(&self) -> SchemaRef {
-        doc_schema(Body::Text)
+        let document = doc_schema(Body::Text);
+        if self.extra.is_empty() {
+            return document;
+        }
+        let fields: Vec<FieldRef> = document.fields().iter().cloned().chain(self.extra.iter().cloned()).collect();
+        Arc::new(Schema::new(fields))
     }
 
     fn resolved(&self) -> serde_json::Value {
@@ -141,7 +199,7 @@ impl SourceConfig for DatasetSourceConfig {
         let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(|e| {
             EngineError::External(format!("{}/{path} is not a readable Parquet file: {e}", up.store.url()))
         })?;
-        document_reader(builder, &split.id, "dataset", shard.bytes, options)
+        document_reader(builder, &split.id, "dataset", shard.bytes, options, self.schema())
     }
 }
 

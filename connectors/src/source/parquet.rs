@@ -72,7 +72,7 @@ impl SourceConfig for ParquetSourceConfig {
             .map_err(|e| EngineError::External(format!("cannot open {}: {e}", split.id)))?;
         let builder = ParquetRecordBatchReaderBuilder::try_new(file)
             .map_err(|e| EngineError::External(format!("{} is not a readable Parquet file: {e}", split.id)))?;
-        document_reader(builder, &split.id, &self.source, split.bytes.unwrap_or(0), options)
+        document_reader(builder, &split.id, &self.source, split.bytes.unwrap_or(0), options, doc_schema(Body::Text))
     }
 }
 
@@ -88,15 +88,21 @@ pub(crate) fn document_reader<T: ChunkReader + 'static>(
     default_source: &str,
     bytes: u64,
     options: &ReadOptions,
+    wanted: SchemaRef,
 ) -> Result<Box<dyn SplitReader>> {
     let file_schema = builder.schema().clone();
-    if file_schema.field_with_name("text").is_err() {
-        return Err(EngineError::External(format!(
-            "{label} has no `text` column (it has: {})",
-            file_schema.fields().iter().map(|f| f.name().as_str()).collect::<Vec<_>>().join(", ")
-        )));
+    let document = doc_schema(Body::Text);
+    // `text`, and every column past the document ones (the `dataset` source's `columns`), must be there.
+    let required = std::iter::once("text")
+        .chain(wanted.fields().iter().map(|f| f.name().as_str()).filter(|n| document.field_with_name(n).is_err()));
+    for name in required {
+        if file_schema.field_with_name(name).is_err() {
+            return Err(EngineError::External(format!(
+                "{label} has no `{name}` column (it has: {})",
+                file_schema.fields().iter().map(|f| f.name().as_str()).collect::<Vec<_>>().join(", ")
+            )));
+        }
     }
-    let wanted = doc_schema(Body::Text);
     let indices: Vec<usize> = wanted.fields().iter().filter_map(|f| file_schema.index_of(f.name()).ok()).collect();
     let mask = ProjectionMask::roots(builder.parquet_schema(), indices);
     let reader = builder
