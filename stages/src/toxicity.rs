@@ -166,7 +166,7 @@ fn check_languages(option: &str, langs: &[String], allowed: &[&str]) -> Result<(
 /// outside [0, 1), terms that are empty once normalised, or nothing to match.
 pub fn configure(options: serde_json::Value, ctx: &ConfigureContext) -> Result<StageConfig, OptionError> {
     let c = parse_config(options, ctx)?;
-    Ok(StageConfig::Transform(Arc::new(Toxicity { config: c, lexicon: Mutex::new(None) })))
+    Ok(StageConfig::Transform(Arc::new(Toxicity { config: c, lexicon: Mutex::new(None), annotate: ctx.annotate })))
 }
 
 /// Parses and checks `toxicity` options (also `audit`'s `toxicity:` block),
@@ -572,6 +572,8 @@ impl Clone for ToxicMatcher {
 pub struct Toxicity {
     config: ToxicityConfig,
     lexicon: Mutex<Option<Arc<Lexicon>>>,
+    /// `mode: annotate` (the engine's): `flag`'s columns, and the drop reasons as verdicts.
+    annotate: bool,
 }
 
 impl std::fmt::Debug for Toxicity {
@@ -607,7 +609,7 @@ impl TransformConfig for Toxicity {
         if input.field_with_name(&self.config.language_column).is_ok() {
             require_column(input, &self.config.language_column, &[DataType::Utf8, DataType::LargeUtf8])?;
         }
-        if self.config.mode == Mode::Drop {
+        if self.config.mode == Mode::Drop && !self.annotate {
             return Ok(input.clone());
         }
         for name in ["toxic", "toxic_matches"] {
@@ -632,6 +634,7 @@ impl TransformConfig for Toxicity {
         Ok(Box::new(ToxicityTransform {
             lexicon: self.lexicon()?,
             config: self.config.clone(),
+            annotate: self.annotate,
             output,
             scratch: String::new(),
             found: Vec::new(),
@@ -644,6 +647,7 @@ impl TransformConfig for Toxicity {
 struct ToxicityTransform {
     lexicon: Arc<Lexicon>,
     config: ToxicityConfig,
+    annotate: bool,
     output: SchemaRef,
     scratch: String,
     found: Vec<Found>,
@@ -689,7 +693,9 @@ impl Transform for ToxicityTransform {
             batch.column_by_name("text").ok_or_else(|| EngineError::Internal("toxicity: no text column".into()))?;
         let url = batch.column_by_name("url").filter(|_| lexicon.domains.len() + lexicon.url_words.len() > 0);
         let language = batch.column_by_name(&self.config.language_column);
-        let flag = self.config.mode == Mode::Flag;
+        // Annotate mode writes `flag`'s columns and gives drop mode's verdicts (the engine keeps the rows).
+        let flag = self.config.mode == Mode::Flag || self.annotate;
+        let verdicts_too = self.config.mode == Mode::Drop && self.annotate;
         let mut verdicts = Vec::with_capacity(batch.num_rows());
         let mut toxic = BooleanBuilder::with_capacity(batch.num_rows());
         let mut toxic_matches = UInt32Builder::with_capacity(batch.num_rows());
@@ -714,18 +720,19 @@ impl Transform for ToxicityTransform {
                 self.scan(str_at(text, i).unwrap_or(""), mask)
             };
             let toxic_words = self.is_toxic(matches, words);
+            if !flag || verdicts_too {
+                verdicts.push(match (blocked.is_some(), toxic_words) {
+                    (true, _) => Some("blocked_url".into()),
+                    (false, true) => Some("toxic_words".into()),
+                    (false, false) => None,
+                });
+            }
             if flag {
                 if blocked.is_some() || toxic_words {
                     self.count("flagged", 1);
                 }
                 toxic.append_value(blocked.is_some() || toxic_words);
                 toxic_matches.append_value(matches);
-            } else {
-                verdicts.push(match (blocked.is_some(), toxic_words) {
-                    (true, _) => Some("blocked_url".into()),
-                    (false, true) => Some("toxic_words".into()),
-                    (false, false) => None,
-                });
             }
         }
         if !flag {
@@ -734,7 +741,11 @@ impl Transform for ToxicityTransform {
         let mut cols: Vec<ArrayRef> = batch.columns().to_vec();
         cols.push(Arc::new(toxic.finish()));
         cols.push(Arc::new(toxic_matches.finish()));
-        Ok(Processed::Batch(RecordBatch::try_new(self.output.clone(), cols)?))
+        let batch = RecordBatch::try_new(self.output.clone(), cols)?;
+        if verdicts_too {
+            return Ok(Processed::Filtered { batch, verdicts });
+        }
+        Ok(Processed::Batch(batch))
     }
 
     fn take_counters(&mut self) -> BTreeMap<String, u64> {
@@ -902,6 +913,22 @@ mod tests {
         assert_eq!(counters.get("match:tr:am"), Some(&1));
         assert_eq!(counters.get("blocked_url:domain"), Some(&1));
         assert!(tr.take_counters().is_empty());
+    }
+
+    #[test]
+    fn annotate_mode_flags_and_gives_the_drop_verdicts() {
+        let mut ctx = ConfigureContext::working_dir();
+        ctx.annotate = true;
+        let StageConfig::Transform(t) = configure(serde_json::json!({"languages": ["en"]}), &ctx).unwrap() else {
+            panic!("a transform")
+        };
+        let batch = docs(&["This shit is bullshit, total shit.", "A perfectly fine page."], &[None, None], None);
+        assert_eq!(t.output_schema(&batch.schema()).unwrap().fields().len(), batch.num_columns() + 2);
+        let mut tr = t.build(&batch.schema()).unwrap();
+        let Processed::Filtered { batch: out, verdicts } = tr.process(batch).unwrap() else { panic!("a filter") };
+        assert_eq!(verdicts, vec![Some(Cow::Borrowed("toxic_words")), None]);
+        let n = out.column_by_name("toxic_matches").unwrap().as_any().downcast_ref::<UInt32Array>().unwrap();
+        assert_eq!(n.values().to_vec(), vec![3, 0]);
     }
 
     #[test]
