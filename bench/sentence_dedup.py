@@ -22,15 +22,16 @@ import html
 import json
 import os
 import re
-import resource
 import shutil
 import subprocess
 import sys
-import time
 
 PEERS = os.path.expanduser("~/.cache/smelt-peers")
 sys.path.insert(0, PEERS)
 import common  # noqa: E402,F401  (sets the offline environment)
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from minhash_parity import timed  # noqa: E402  (CPU of the process tree, exit on failure)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMELT = os.environ.get("SMELT_BIN", os.path.join(ROOT, "target", "release", "smelt"))
@@ -55,20 +56,6 @@ for name, pipe in [
 ]:
     LocalPipelineExecutor(pipeline=pipe, tasks=1, workers=1, logging_dir=base + "/logs/" + name).run()
 '''
-
-
-def child_cpu():
-    r = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return r.ru_utime + r.ru_stime
-
-
-def timed(cmd, **kw):
-    c0, t0 = child_cpu(), time.perf_counter()
-    p = subprocess.run(cmd, capture_output=True, text=True, **kw)
-    wall, cpu = time.perf_counter() - t0, child_cpu() - c0
-    if p.returncode != 0:
-        sys.exit(f"{' '.join(cmd)} failed ({p.returncode}):\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}")
-    return p, wall, cpu
 
 
 def reuters(path):
