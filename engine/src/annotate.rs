@@ -184,6 +184,8 @@ pub fn extend_would_drop(
 impl Transform for Annotating {
     fn process(&mut self, batch: RecordBatch) -> Result<Processed> {
         let (batch, verdicts) = match self.inner.process(batch)? {
+            // A stage that wrote `would_drop` itself (the quality filters) has nothing to add.
+            Processed::Batch(b) if b.schema() == self.schema => return Ok(Processed::Batch(b)),
             Processed::Batch(b) => (b, Vec::new()),
             Processed::Filtered { batch, verdicts } => (batch, verdicts),
         };

@@ -380,34 +380,9 @@ mod tests {
     }
 
     fn run(cfg: &StageConfig, splits: &[Vec<RecordBatch>]) -> Vec<Vec<Option<Cow<'static, str>>>> {
-        let StageConfig::Barrier(b) = cfg else { panic!("a barrier") };
-        let dir = tempfile::tempdir().unwrap();
-        let ctx = super::super::test_context(dir.path());
-        let schema = splits[0][0].schema();
-        for (i, batches) in splits.iter().enumerate() {
-            let mut o = b.observer(&schema, &ctx, i as u32).unwrap();
-            for x in batches {
-                o.observe(x).unwrap();
-            }
-            o.finish().unwrap();
-        }
-        let ids: Vec<u32> = (0..splits.len() as u32).collect();
-        let counts = b.resolve(&ctx, &ids).unwrap();
+        let (out, counts) = crate::dedup::testing::run(cfg, splits);
         assert!(counts.contains_key("duplicates"));
-        splits
-            .iter()
-            .enumerate()
-            .map(|(i, batches)| {
-                let mut a = b.applier(&schema, &ctx, i as u32).unwrap();
-                batches
-                    .iter()
-                    .flat_map(|x| match a.process(x.clone()).unwrap() {
-                        Processed::Filtered { verdicts, .. } => verdicts,
-                        Processed::Batch(_) => panic!("a filter"),
-                    })
-                    .collect()
-            })
-            .collect()
+        out.into_iter().map(|rows| rows.into_iter().map(|(_, verdict)| verdict).collect()).collect()
     }
 
     #[test]

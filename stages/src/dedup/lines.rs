@@ -273,24 +273,10 @@ impl Transform for Applier {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dedup::{run_barrier, Out};
-    use arrow::array::{LargeStringArray, StringArray};
+    use crate::dedup::testing::{kept, run, run_barrier, text_batch as batch};
+    use arrow::array::StringArray;
     use arrow::datatypes::Schema;
     use smelt_engine::stage::doc;
-
-    fn batch(texts: &[Option<&str>]) -> RecordBatch {
-        let schema = Arc::new(Schema::new(vec![arrow::datatypes::Field::new("text", DataType::LargeUtf8, true)]));
-        RecordBatch::try_new(schema, vec![Arc::new(LargeStringArray::from(texts.to_vec()))]).unwrap()
-    }
-
-    /// Runs the stage over `splits`; per split, per row, (text, verdict), and the counters.
-    fn run(cfg: &StageConfig, splits: &[Vec<RecordBatch>]) -> (Out, BTreeMap<String, u64>) {
-        run_barrier(cfg, splits, 1 << 20)
-    }
-
-    fn kept(s: &str) -> (Option<String>, Option<Cow<'static, str>>) {
-        (Some(s.to_string()), None)
-    }
 
     #[test]
     fn spilled_sorted_runs_give_the_same_result() {

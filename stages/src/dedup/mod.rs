@@ -250,56 +250,85 @@ pub(crate) fn test_context(dir: &Path) -> smelt_engine::BarrierContext {
     ctx
 }
 
-/// Per split, per row: a filtering barrier's (text, verdict).
+/// What the dedup stages' tests share: running a barrier through its three
+/// steps, and one-column text batches.
 #[cfg(test)]
-pub(crate) type Out = Vec<Vec<(Option<String>, Option<std::borrow::Cow<'static, str>>)>>;
+pub(crate) mod testing {
+    use std::borrow::Cow;
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
 
-/// Runs a barrier over `splits` (observe, resolve, apply) within `budget`;
-/// its output rows and counters.
-#[cfg(test)]
-pub(crate) fn run_barrier(
-    cfg: &smelt_engine::StageConfig,
-    splits: &[Vec<arrow::record_batch::RecordBatch>],
-    budget: usize,
-) -> (Out, std::collections::BTreeMap<String, u64>) {
-    let smelt_engine::StageConfig::Barrier(b) = cfg else { panic!("a barrier") };
-    let dir = tempfile::tempdir().unwrap();
-    let mut ctx = test_context(dir.path());
-    ctx.memory_budget = budget;
-    let schema = splits[0][0].schema();
-    b.output_schema(&schema).unwrap();
-    for (i, batches) in splits.iter().enumerate() {
-        let mut o = b.observer(&schema, &ctx, i as u32).unwrap();
-        for x in batches {
-            o.observe(x).unwrap();
-        }
-        o.finish().unwrap();
-    }
-    let ids: Vec<u32> = (0..splits.len() as u32).collect();
-    let mut counts = b.resolve(&ctx, &ids).unwrap();
-    let out = splits
-        .iter()
-        .enumerate()
-        .map(|(i, batches)| {
-            let mut a = b.applier(&schema, &ctx, i as u32).unwrap();
-            let rows = batches
-                .iter()
-                .flat_map(|x| match a.process(x.clone()).unwrap() {
-                    smelt_engine::Processed::Filtered { batch, verdicts } => {
-                        let t = batch.column_by_name("text").unwrap().clone();
-                        (0..batch.num_rows())
-                            .map(|r| smelt_engine::str_at(&t, r).map(String::from))
-                            .zip(verdicts)
-                            .collect::<Vec<_>>()
-                    }
-                    smelt_engine::Processed::Batch(_) => panic!("a filter"),
-                })
-                .collect();
-            for (k, n) in a.take_counters() {
-                *counts.entry(k).or_default() += n;
+    use arrow::array::LargeStringArray;
+    use arrow::datatypes::{DataType, Field, Schema};
+    use arrow::record_batch::RecordBatch;
+    use smelt_engine::{str_at, Processed, StageConfig};
+
+    /// Per split, per row: a filtering barrier's (text, verdict); the text is
+    /// `None` for a null one or a batch without a `text` column.
+    pub(crate) type Out = Vec<Vec<(Option<String>, Option<Cow<'static, str>>)>>;
+
+    /// Runs a barrier over `splits` (observe, resolve, apply) within `budget`;
+    /// its output rows and counters.
+    pub(crate) fn run_barrier(
+        cfg: &StageConfig,
+        splits: &[Vec<RecordBatch>],
+        budget: usize,
+    ) -> (Out, BTreeMap<String, u64>) {
+        let StageConfig::Barrier(b) = cfg else { panic!("a barrier") };
+        let dir = tempfile::tempdir().unwrap();
+        let mut ctx = super::test_context(dir.path());
+        ctx.memory_budget = budget;
+        let schema = splits[0][0].schema();
+        b.output_schema(&schema).unwrap();
+        for (i, batches) in splits.iter().enumerate() {
+            let mut o = b.observer(&schema, &ctx, i as u32).unwrap();
+            for x in batches {
+                o.observe(x).unwrap();
             }
-            rows
-        })
-        .collect();
-    (out, counts)
+            o.finish().unwrap();
+        }
+        let ids: Vec<u32> = (0..splits.len() as u32).collect();
+        let mut counts = b.resolve(&ctx, &ids).unwrap();
+        let out = splits
+            .iter()
+            .enumerate()
+            .map(|(i, batches)| {
+                let mut a = b.applier(&schema, &ctx, i as u32).unwrap();
+                let rows = batches
+                    .iter()
+                    .flat_map(|x| match a.process(x.clone()).unwrap() {
+                        Processed::Filtered { batch, verdicts } => {
+                            let t = batch.column_by_name("text").cloned();
+                            (0..batch.num_rows())
+                                .map(|r| t.as_ref().and_then(|t| str_at(t, r)).map(String::from))
+                                .zip(verdicts)
+                                .collect::<Vec<_>>()
+                        }
+                        Processed::Batch(_) => panic!("a filter"),
+                    })
+                    .collect();
+                for (k, n) in a.take_counters() {
+                    *counts.entry(k).or_default() += n;
+                }
+                rows
+            })
+            .collect();
+        (out, counts)
+    }
+
+    /// [`run_barrier`] with a 1 MiB budget.
+    pub(crate) fn run(cfg: &StageConfig, splits: &[Vec<RecordBatch>]) -> (Out, BTreeMap<String, u64>) {
+        run_barrier(cfg, splits, 1 << 20)
+    }
+
+    /// A batch of one nullable LargeUtf8 `text` column.
+    pub(crate) fn text_batch(texts: &[Option<&str>]) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![Field::new("text", DataType::LargeUtf8, true)]));
+        RecordBatch::try_new(schema, vec![Arc::new(LargeStringArray::from(texts.to_vec()))]).unwrap()
+    }
+
+    /// A kept row with this text.
+    pub(crate) fn kept(s: &str) -> (Option<String>, Option<Cow<'static, str>>) {
+        (Some(s.to_string()), None)
+    }
 }

@@ -396,25 +396,12 @@ impl Transform for Applier {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dedup::{run_barrier, Out};
-    use arrow::array::{LargeStringArray, StringArray};
+    use crate::dedup::testing::{kept, run, run_barrier, text_batch as batch};
+    use arrow::array::StringArray;
     use arrow::datatypes::{Field, Schema};
-
-    fn batch(texts: &[Option<&str>]) -> RecordBatch {
-        let schema = Arc::new(Schema::new(vec![Field::new("text", DataType::LargeUtf8, true)]));
-        RecordBatch::try_new(schema, vec![Arc::new(LargeStringArray::from(texts.to_vec()))]).unwrap()
-    }
 
     fn stage(options: serde_json::Value) -> StageConfig {
         configure(options, &ConfigureContext::working_dir()).unwrap()
-    }
-
-    fn run(cfg: &StageConfig, splits: &[Vec<RecordBatch>]) -> (Out, BTreeMap<String, u64>) {
-        run_barrier(cfg, splits, 1 << 20)
-    }
-
-    fn kept(s: &str) -> (Option<String>, Option<Cow<'static, str>>) {
-        (Some(s.to_string()), None)
     }
 
     const A: &str = "The cat sat on the mat. It was warm there. The dog did not mind. ";

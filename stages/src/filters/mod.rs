@@ -189,8 +189,8 @@ pub fn filter_schema(input: &SchemaRef, annotate: bool, names: &[String]) -> Res
 pub struct FilterStage<F> {
     filter: F,
     default_language: Segmenter,
-    /// Annotate mode: the output schema (with `signals` and `would_drop`).
-    annotate: Option<SchemaRef>,
+    /// Annotate mode: the output schema (with `signals` and `would_drop`) and the filter's signal names.
+    annotate: Option<(SchemaRef, Vec<String>)>,
     would_drop: BTreeMap<String, u64>,
 }
 
@@ -212,18 +212,20 @@ impl<F: DocFilter> FilterStage<F> {
     /// The input schema does not fit (see [`filter_schema`]).
     pub fn annotating(mut self, annotate: bool, input: &SchemaRef) -> Result<Self> {
         if annotate {
-            let schema = filter_schema(input, true, &self.filter.signals())
-                .map_err(|e| smelt_engine::EngineError::Internal(e.0))?;
-            self.annotate = Some(schema);
+            let names = self.filter.signals();
+            let schema = filter_schema(input, true, &names).map_err(|e| smelt_engine::EngineError::Internal(e.0))?;
+            self.annotate = Some((schema, names));
         }
         Ok(self)
     }
 
     /// Annotate mode: every row with its `signals` and `would_drop`.
-    fn annotate(&mut self, batch: RecordBatch, schema: SchemaRef) -> Result<Processed> {
+    fn annotate(&mut self, batch: RecordBatch) -> Result<Processed> {
+        let Some((schema, names)) = &self.annotate else {
+            return Err(smelt_engine::EngineError::Internal("annotate: not in annotate mode".into()));
+        };
         let text = batch.column_by_name("text").expect("schema checked").clone();
         let language = batch.column_by_name("lang").cloned();
-        let names = self.filter.signals();
         let mut values: Vec<Vec<Option<f64>>> = vec![Vec::with_capacity(batch.num_rows()); names.len()];
         let mut reasons: Vec<Vec<Cow<'static, str>>> = Vec::with_capacity(batch.num_rows());
         let mut row = Vec::new();
@@ -269,14 +271,14 @@ impl<F: DocFilter> FilterStage<F> {
                     .ok_or_else(|| smelt_engine::EngineError::Internal(format!("annotate: no column `{name}`")))?,
             });
         }
-        Ok(Processed::Batch(RecordBatch::try_new(schema, cols)?))
+        Ok(Processed::Batch(RecordBatch::try_new(schema.clone(), cols)?))
     }
 }
 
 impl<F: DocFilter> Transform for FilterStage<F> {
     fn process(&mut self, batch: RecordBatch) -> Result<Processed> {
-        if let Some(schema) = self.annotate.clone() {
-            return self.annotate(batch, schema);
+        if self.annotate.is_some() {
+            return self.annotate(batch);
         }
         let text = batch.column_by_name("text").expect("schema checked").clone();
         let language = batch.column_by_name("lang").cloned();
