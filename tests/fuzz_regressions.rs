@@ -29,6 +29,19 @@ fn every_saved_fuzz_crash_now_passes() {
 }
 
 #[test]
+fn a_stage_duration_beyond_range_written_as_a_bare_number_is_a_positioned_error() {
+    // `retry_backoff: 3666...6` (80 digits): too long for an integer, so YAML reads a float.
+    let ctx = smelt_engine::ConfigureContext::working_dir();
+    let yaml = format!(
+        "dataset: d\nstages:\n  docs: {{type: jsonl, paths: [in.jsonl], retry_backoff: {}}}\n  out: {{type: parquet, inputs: [docs]}}\n",
+        "3".repeat(80)
+    );
+    let e = smelt_engine::compile("p.yaml", &yaml, &smelt_runner::registry::stages(), &ctx).unwrap_err();
+    let text = e.to_string();
+    assert!(text.contains("is too long a duration") && text.contains("p.yaml:3:"), "{text}");
+}
+
+#[test]
 fn an_index_id_length_beyond_the_limit_is_refused_before_allocating() {
     let data = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/regressions/docindex/id-length-oom"))
         .expect("regression input");

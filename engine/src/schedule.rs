@@ -174,7 +174,9 @@ fn duration_of(node: &Node, name: &str, problems: &mut Vec<Problem>) -> Option<D
     let parsed = match &node.value {
         Value::Str(s) => parse_duration(s),
         Value::Int(i) if *i >= 0 => Ok(Duration::from_secs(*i as u64)),
-        Value::Float(f) if *f >= 0.0 && f.is_finite() => Ok(Duration::from_secs_f64(*f)),
+        // Beyond Duration's range (a number too long for an integer is read as a float) is a mistake, not a panic.
+        Value::Float(f) if *f >= 0.0 && f.is_finite() => Duration::try_from_secs_f64(*f)
+            .map_err(|_| format!("`{name}: {f}` is too long a duration: give one shorter than a century")),
         _ => Err(format!("`{name}` must be a duration such as `30s` or `5m`, found {}", node.kind())),
     };
     match parsed {
