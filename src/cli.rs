@@ -130,6 +130,8 @@ Existing files are never overwritten.")]
     Extract(crate::extract_cmd::ExtractArgs),
     /// Write a version's token shards as Megatron-LM, nanoGPT or JSONL training files.
     Export(crate::export_cmd::ExportArgs),
+    /// A read-only web app over the catalog: datasets, versions, diffs, runs, training runs, SQL.
+    Ui(crate::ui::UiArgs),
     /// Explain `dedup_minhash` clusters: members, similarity, which one stayed and why.
     #[command(subcommand)]
     Dedup(crate::dedup_cmd::DedupCmd),
@@ -288,6 +290,7 @@ pub async fn dispatch(cli: Cli) -> ExitCode {
         Command::Dedup(cmd) => crate::dedup_cmd::run(&data_dir, cmd).await,
         Command::Audit(cmd) => crate::audit_cmd::run(&data_dir, cmd).await,
         Command::Export(args) => crate::export_cmd::run(&data_dir, &args).await,
+        Command::Ui(args) => crate::ui::run(&data_dir, &args).await,
         Command::Runs(cmd) => crate::runs_cmd::run(&data_dir, cmd).await,
         Command::Train(cmd) => crate::train_cmd::run(&data_dir, cmd).await,
         Command::Scheduler(args) => crate::scheduler_cmd::scheduler(&data_dir, args).await,

@@ -38,7 +38,11 @@ fn quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
 
-async fn fetch(
+/// The id, url, source and first 300 characters of the text of documents of a version.
+///
+/// # Errors
+/// Catalog, storage or query failures.
+pub async fn fetch(
     data_dir: &std::path::Path,
     m: &VersionManifest,
     ids: &[String],

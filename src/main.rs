@@ -11,6 +11,7 @@
 //! smelt runs ...        ── runner::runs (runs_cmd.rs)
 //! smelt scheduler|backfill ── runner::scheduler (scheduler_cmd.rs)
 //! smelt train ...       ── catalog::training (_training/ files the loader writes) + the loader's trace (train_cmd/)
+//! smelt ui              ── read-only web app over all of the above, or static pages (ui/)
 //! ```
 
 mod audit_cmd;
@@ -27,6 +28,7 @@ mod runs_cmd;
 mod scheduler_cmd;
 mod signals;
 mod train_cmd;
+mod ui;
 
 use std::process::ExitCode;
 

@@ -66,7 +66,65 @@ pub enum SqlFormat {
 /// column where it gives one); `Storage` when a shard cannot be read;
 /// `Internal` for bugs.
 pub async fn query(catalog: &Catalog, sql: &str) -> Result<Vec<RecordBatch>> {
-    let ctx = session();
+    let df = prepare(catalog, sql, session()).await?;
+    let schema = Arc::new(df.schema().as_arrow().clone());
+    let mut batches = df.collect().await.map_err(run_error)?;
+    batches.retain(|b| b.num_rows() > 0);
+    if batches.is_empty() {
+        batches.push(RecordBatch::new_empty(schema));
+    }
+    Ok(batches)
+}
+
+/// One page of a query's result, for `smelt ui`: rows `offset..offset + rows`,
+/// read as a stream that stops once the page is full, in a session whose
+/// operators may hold at most `memory` bytes (a sort or join over more fails
+/// with DataFusion's resources error instead of growing the process).
+#[derive(Debug, Clone)]
+pub struct Page {
+    /// The result's columns.
+    pub schema: arrow::datatypes::SchemaRef,
+    /// The page's rows.
+    pub batches: Vec<RecordBatch>,
+    /// Whether rows follow the page.
+    pub more: bool,
+}
+
+/// Runs one reading statement and returns one page of its rows (see [`Page`]).
+/// The catalog is only read while the statement is planned.
+///
+/// # Errors
+/// As [`query`]; `User` when the query needs more than `memory` bytes.
+pub async fn query_page(catalog: &Catalog, sql: &str, offset: usize, rows: usize, memory: usize) -> Result<Page> {
+    use futures::StreamExt;
+    let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
+        .with_memory_limit(memory, 1.0)
+        .build_arc()
+        .map_err(|e| CatalogError::Internal(format!("query runtime: {e}")))?;
+    let ctx = SessionContext::new_with_config_rt(session().copied_config(), runtime);
+    let df = prepare(catalog, sql, ctx).await?;
+    let schema = Arc::new(df.schema().as_arrow().clone());
+    let mut stream = df.execute_stream().await.map_err(run_error)?;
+    let (mut seen, mut batches, mut more) = (0usize, Vec::new(), false);
+    while let Some(batch) = stream.next().await {
+        let batch = batch.map_err(run_error)?;
+        let (start, end) = (seen, seen + batch.num_rows());
+        seen = end;
+        if end > offset && start < offset + rows {
+            let from = offset.saturating_sub(start);
+            let to = (offset + rows).min(end) - start;
+            batches.push(batch.slice(from, to - from));
+        }
+        if seen > offset + rows {
+            more = true;
+            break;
+        }
+    }
+    Ok(Page { schema, batches, more })
+}
+
+/// Parses, checks (reading only), resolves the tables and plans one statement in `ctx`.
+async fn prepare(catalog: &Catalog, sql: &str, ctx: SessionContext) -> Result<datafusion::dataframe::DataFrame> {
     let state = ctx.state();
     let dialect = state.config().options().sql_parser.dialect;
     let statement = state.sql_to_statement(sql, &dialect).map_err(|e| sql_error(sql, &e))?;
@@ -117,14 +175,7 @@ pub async fn query(catalog: &Catalog, sql: &str) -> Result<Vec<RecordBatch>> {
         .map_err(|e| {
             CatalogError::User(format!("{}; `smelt sql` only reads (SELECT, EXPLAIN, DESCRIBE)", e.strip_backtrace()))
         })?;
-    let df = ctx.execute_logical_plan(plan).await.map_err(|e| sql_error(sql, &e))?;
-    let schema = Arc::new(df.schema().as_arrow().clone());
-    let mut batches = df.collect().await.map_err(run_error)?;
-    batches.retain(|b| b.num_rows() > 0);
-    if batches.is_empty() {
-        batches.push(RecordBatch::new_empty(schema));
-    }
-    Ok(batches)
+    ctx.execute_logical_plan(plan).await.map_err(|e| sql_error(sql, &e))
 }
 
 /// Whether a statement only reads: a query, `EXPLAIN` of one, or `DESCRIBE`.

@@ -6,7 +6,7 @@
 //!   ──trace (the loader's plan, in Python)──► batch (documents of a step) | spikes (z-scores ──► documents ──► lifts)
 //! ```
 
-mod analysis;
+pub(crate) mod analysis;
 mod import;
 mod tensorboard;
 mod trace;
