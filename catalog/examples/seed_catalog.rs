@@ -1,21 +1,27 @@
 //! Seeds a catalog with many synthetic versions, for timing `catalog log` and
 //! `catalog list` (bench/catalog.sh). The manifests are the real types with
 //! made-up numbers: 1 shard, 20 stat groups and 4 funnel stages each.
+//! With RUNS, the first dataset also gets that many scheduled-run records
+//! (daily intervals, one in 50 failed after 3 attempts), and with
+//! FIRST_VERSIONS it has that many versions instead of VERSIONS (bench/ui.sh).
 //!
-//!     cargo run --release -p smelt-catalog --example seed_catalog -- DATA_DIR DATASETS VERSIONS
+//!     cargo run --release -p smelt-catalog --example seed_catalog -- DATA_DIR DATASETS VERSIONS [RUNS [FIRST_VERSIONS]]
 
 use smelt_catalog::*;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
-    let (dir, datasets, versions) = match args.as_slice() {
-        [_, d, n, v] => (std::path::PathBuf::from(d), n.parse::<usize>()?, v.parse::<u64>()?),
-        _ => return Err("usage: seed_catalog DATA_DIR DATASETS VERSIONS".into()),
+    let usage = "usage: seed_catalog DATA_DIR DATASETS VERSIONS [RUNS [FIRST_VERSIONS]]";
+    let (dir, datasets, versions) = match args.get(1..4) {
+        Some([d, n, v]) => (std::path::PathBuf::from(d), n.parse::<usize>()?, v.parse::<u64>()?),
+        _ => return Err(usage.into()),
     };
+    let runs: usize = args.get(4).map(|r| r.parse()).transpose()?.unwrap_or(0);
+    let first_versions: u64 = args.get(5).map(|r| r.parse()).transpose()?.unwrap_or(versions);
     let catalog = Catalog::open(&dir)?;
     for d in 0..datasets {
         let name = format!("ds{d:03}");
-        for v in 1..=versions {
+        for v in 1..=(if d == 0 { first_versions } else { versions }) {
             let m: VersionManifest = serde_json::from_value(serde_json::json!({
                 "format": FORMAT_VERSION, "dataset": name, "version": v, "committed_at": "2026-11-26T00:00:00Z",
                 "digest": format!("xxh3-128:{v:032x}"),
@@ -30,6 +36,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             catalog.record(&format!("/data/{name}"), &m)?;
         }
     }
-    println!("seeded {datasets} datasets x {versions} versions in {}", dir.display());
+    let day0 = chrono::NaiveDate::from_ymd_opt(2000, 1, 1).ok_or("date")?;
+    for i in 0..runs {
+        let start = (day0 + chrono::Days::new(i as u64)).format("%Y-%m-%dT06:00:00Z").to_string();
+        let end = (day0 + chrono::Days::new(i as u64 + 1)).format("%Y-%m-%dT06:00:00Z").to_string();
+        let failed = i % 50 == 49;
+        let attempts: u32 = if failed { 3 } else { 1 };
+        let r: RunRecord = serde_json::from_value(serde_json::json!({
+            "run_id": format!("ds000-{}", start.replace(['-', ':'], "")), "dataset": "ds000", "pipeline": "/p.yaml",
+            "interval": {"start": start, "end": end, "cron": "0 6 * * *", "timezone": "UTC"},
+            "status": if failed { "failed" } else { "succeeded" }, "attempts": attempts, "max_attempts": 3,
+            "last_error": if failed { Some("error: cannot read https://example.com/feed.xml: 503") } else { None },
+            "next_attempt_at": null, "pid": null, "trigger": "schedule", "created_at": start, "updated_at": end,
+            "history": (1..=attempts).map(|n| serde_json::json!({"number": n, "started_at": start, "finished_at": end,
+                "exit_code": if failed { 1 } else { 0 }, "log": format!("/logs/{i}-{n}.log")})).collect::<Vec<_>>(),
+        }))?;
+        catalog.put_run_record(&r)?;
+    }
+    println!("seeded {datasets} datasets x {versions} versions and {runs} runs in {}", dir.display());
     Ok(())
 }

@@ -106,7 +106,7 @@ svg text { font-size: 12px; fill: #222; } svg text.title { font-weight: bold; fo
 .grid td.cell { width: 14px; height: 14px; padding: 0; border: 2px solid #fff; }
 .grid td.cell a { display: block; width: 14px; height: 14px; }
 .s-succeeded { background: #2e9b4f; } .s-failed { background: #c0392b; } .s-running { background: #3b6ea5; }
-.s-queued, .s-up_for_retry, .s-waiting { background: #e0a030; } .s-other { background: #999; }
+.s-waiting { background: #e0a030; } .s-other { background: #999; }
 form.inline { display: inline; } textarea { width: 100%; font-family: ui-monospace, monospace; }
 figure { margin: 0.5em 0 1em; }
 "#;

@@ -542,8 +542,16 @@ async fn export(data_dir: &Path, dir: &Path) -> anyhow::Result<()> {
             }
         }
     }
-    let c = smelt_runner::Workspace::new(data_dir).open_catalog()?;
-    let mut run_ids: Vec<String> = c.run_records()?.into_iter().map(|r| r.run_id).collect();
+    let ws = smelt_runner::Workspace::new(data_dir);
+    let mut run_ids: Vec<String> = smelt_runner::runs::list(&ws)
+        .await?
+        .into_iter()
+        .map(|r| match r {
+            smelt_runner::runs::RunSummary::Local(l) => l.run_id,
+            smelt_runner::runs::RunSummary::Cluster(c) => c.run_id,
+        })
+        .collect();
+    let c = ws.open_catalog()?;
     for d in c.datasets()? {
         run_ids.extend(c.versions(&d.name)?.into_iter().map(|v| v.run_id));
     }

@@ -66,9 +66,7 @@ fn status_class(s: &str) -> &'static str {
         "succeeded" => "succeeded",
         "failed" => "failed",
         "running" => "running",
-        "queued" => "queued",
-        "up_for_retry" => "up_for_retry",
-        "waiting" => "waiting",
+        "pending" | "retry_wait" => "waiting",
         _ => "other",
     }
 }
@@ -756,7 +754,7 @@ pub async fn runs(ctx: &Ctx, page: usize) -> Result<(String, String), UiError> {
         }
         s.push_str("</table>");
         s.push_str(
-            r#"<p class="muted">Green: succeeded, red: failed, blue: running, amber: queued or waiting to retry.</p>"#,
+            r#"<p class="muted">Green: succeeded, red: failed, blue: running, amber: pending or waiting to retry, grey: interrupted.</p>"#,
         );
     }
     let all = runs::list(&Workspace::new(&ctx.data_dir)).await?;

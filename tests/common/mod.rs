@@ -1,6 +1,7 @@
 //! Helpers for the CLI tests: run the real `smelt` binary in a temp data dir.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod http_server;
 pub mod s3;
 
