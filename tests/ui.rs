@@ -120,6 +120,32 @@ fn catalog() -> Env {
         "2024-05-04",
     ]);
     hostile(&env);
+    // Two training runs on the two quickstart versions: A has one spike, B parts from A at step 150.
+    for (run, version, shift) in [("run-a", 1, 0.0), ("run-b", 2, 0.3)] {
+        let lines: Vec<String> = (0..300)
+            .map(|step| {
+                let f = f64::from(step);
+                let mut loss = 3.0 * (-f / 100.0).exp() + 1.0 + 0.01 * (f * 1.7).sin();
+                if step >= 150 {
+                    loss += shift;
+                }
+                if run == "run-a" && step == 200 {
+                    loss += 1.0;
+                }
+                serde_json::json!({"step": step, "loss": loss}).to_string()
+            })
+            .collect();
+        let file = env.write(&format!("{run}.jsonl"), (lines.join("\n") + "\n").as_bytes());
+        env.ok(&[
+            "train",
+            "import",
+            run,
+            "--dataset",
+            &format!("quickstart@{version}"),
+            "--jsonl",
+            &file.display().to_string(),
+        ]);
+    }
     env
 }
 
@@ -205,6 +231,17 @@ fn every_page_is_served_linked_and_escaped() {
     let run = ok(p, &format!("/runs/scheduled-{id}.html"));
     assert!(run.contains("id=\"attempts\"") && run.contains("class=\"log\""), "{run}");
     assert!(run.contains("committed"), "the log shows the commit: {run}");
+
+    // Training runs: the loss curve with its spike, and two runs compared, linked to the data diff.
+    let train = ok(p, "/train/index.html");
+    assert!(train.contains("id=\"compare-form\"") && train.contains("href=\"train/run-a.html\""), "{train}");
+    let a = ok(p, "/train/run-a.html");
+    assert!(a.contains("id=\"loss-curve\"") && a.contains("class=\"mark\""), "{a}");
+    assert!(a.contains("<td class=\"n\">200</td>"), "the spike at step 200: {a}");
+    let cmp = ok(p, "/train/compare.html?a=run-a&b=run-b");
+    assert!(cmp.contains("The curves part at step 15"), "{cmp}");
+    assert!(cmp.contains("href=\"d/quickstart/diff-1-2.html\""), "{cmp}");
+    assert_eq!(get(p, "/train/compare.html?a=run-a&b=..%2Fx").0, 400);
 
     // SQL: results paged, values escaped.
     let sql = ok(p, "/sql.html?q=SELECT+unnest(range(1%2C+251))+AS+value");

@@ -280,7 +280,7 @@ fn open(data_dir: &Path) -> anyhow::Result<Catalog> {
 // ----- summaries -----
 
 /// (step, value) of `metric` on the run's primary rank, in file order.
-fn series(points: &[MetricPoint], metric: &str) -> Vec<(i64, f64, Option<u64>)> {
+pub(crate) fn series(points: &[MetricPoint], metric: &str) -> Vec<(i64, f64, Option<u64>)> {
     points
         .iter()
         .filter_map(|p| p.values.get(metric).map(|v| (p.step, *v, p.tokens)))
@@ -481,7 +481,7 @@ async fn show(data_dir: &Path, run_id: &str, metric: &str, format: Format) -> an
 
 /// The two curves on common x: by step, the steps both logged; by tokens, a
 /// common grid of token buckets (bucket means).
-fn align(
+pub(crate) fn align(
     a: &[(i64, f64, Option<u64>)],
     b: &[(i64, f64, Option<u64>)],
     by: Align,

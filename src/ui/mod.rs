@@ -234,6 +234,15 @@ pub async fn route(ctx: &Ctx, path: &str, query: &Query) -> Result<Body, UiError
             None => Err(UiError::NotFound(format!("no page `{file}`"))),
         },
         ["train"] | ["train", ""] | ["train", "index.html"] => Ok(page(pages::training(ctx).await?)),
+        ["train", "compare.html"] if ctx.served => {
+            let (Some(a), Some(b)) = (query.get("a"), query.get("b")) else {
+                return Err(UiError::BadRequest("a comparison needs `a` and `b`, two training run ids".into()));
+            };
+            if !smelt_catalog::training::valid_run_id(a) || !smelt_catalog::training::valid_run_id(b) {
+                return Err(UiError::BadRequest("`a` and `b` are training run ids".into()));
+            }
+            Ok(page(pages::training_compare(ctx, a, b).await?))
+        }
         ["train", file] => match file.strip_suffix(".html") {
             Some(id) if smelt_catalog::training::valid_run_id(id) => Ok(page(pages::training_run(ctx, id).await?)),
             _ => Err(UiError::BadRequest(format!("`{file}` is not a training run page"))),

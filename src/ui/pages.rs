@@ -943,31 +943,65 @@ pub async fn training(ctx: &Ctx) -> Result<(String, String), UiError> {
             ]
         })
         .collect();
+    let mut form = String::new();
+    if ctx.served && entries.len() > 1 {
+        let options = |selected: usize| {
+            let mut o = String::new();
+            for (i, e) in entries.iter().enumerate() {
+                let sel = if i == selected { " selected" } else { "" };
+                let _ = write!(o, r#"<option value="{}"{sel}>{}</option>"#, esc(&e.run_id), esc(&e.run_id));
+            }
+            o
+        };
+        let _ = write!(
+            form,
+            r#"<form id="compare-form" method="get" action="train/compare.html">Compare <select name="a">{}</select> with <select name="b">{}</select> <button type="submit">compare</button></form>"#,
+            options(0),
+            options(1)
+        );
+    }
     let body = if rows.is_empty() {
         r#"<p class="muted" id="empty">No training run recorded yet: the loader records one when it is given a run id (docs/training-runs.md); <code>smelt train sync</code> indexes runs found in storage.</p>"#.to_string()
     } else {
-        table("training", &["run", "name", "dataset", "versions", "#ranks", "started"], &rows)
+        table("training", &["run", "name", "dataset", "versions", "#ranks", "started"], &rows) + &form
     };
     Ok(("Training runs".into(), body))
 }
 
-pub async fn training_run(ctx: &Ctx, id: &str) -> Result<(String, String), UiError> {
+/// The metric a page draws: `wanted` when given, else `loss`, else the first with `loss` in its name, else the first.
+fn pick_metric(points: &[smelt_catalog::training::MetricPoint], wanted: Option<&str>) -> Option<String> {
+    let mut names: Vec<&String> = points.iter().flat_map(|p| p.values.keys()).collect();
+    names.sort();
+    names.dedup();
+    if let Some(w) = wanted {
+        return names.iter().find(|n| n.as_str() == w).map(|s| s.to_string());
+    }
+    names
+        .iter()
+        .find(|n| n.as_str() == "loss")
+        .or_else(|| names.iter().find(|n| n.contains("loss")))
+        .or(names.first())
+        .map(|s| s.to_string())
+}
+
+/// A recorded training run read from its dataset's storage.
+async fn load_training(ctx: &Ctx, id: &str) -> Result<smelt_catalog::training::TrainingRun, UiError> {
     let c = open(ctx)?;
     let entry = c.training_run(id)?;
     drop(c);
     let Some(entry) = entry else { return Err(UiError::NotFound(format!("no training run `{id}` in the index"))) };
     let store = DatasetStore::open(&entry.root_url)?;
-    let run = smelt_catalog::training::load_run(&store, id).await?;
+    Ok(smelt_catalog::training::load_run(&store, id).await?)
+}
+
+/// Window and threshold of `smelt train spikes` and `compare` (their defaults).
+const TRAIN_WINDOW: usize = 50;
+const TRAIN_Z: f64 = 4.0;
+
+pub async fn training_run(ctx: &Ctx, id: &str) -> Result<(String, String), UiError> {
+    let run = load_training(ctx, id).await?;
+    let entry = &run.entry;
     let points = run.primary_metrics();
-    let mut names: Vec<&String> = points.iter().flat_map(|p| p.values.keys()).collect();
-    names.sort();
-    names.dedup();
-    let metric = names
-        .iter()
-        .find(|n| n.as_str() == "loss")
-        .or_else(|| names.iter().find(|n| n.contains("loss")))
-        .or(names.first())
-        .map(|s| s.to_string());
     let mut s = String::new();
     let _ = write!(
         s,
@@ -976,19 +1010,15 @@ pub async fn training_run(ctx: &Ctx, id: &str) -> Result<(String, String), UiErr
         entry.ranks.len(),
         esc(&when(&entry.started_at))
     );
-    let Some(metric) = metric else {
+    let Some(metric) = pick_metric(points, None) else {
         s.push_str(r#"<p class="muted">No metrics logged yet.</p>"#);
         return Ok((format!("Training run {id}"), s));
     };
-    let series: Vec<(i64, f64)> = points
-        .iter()
-        .filter_map(|p| p.values.get(&metric).map(|v| (p.step, *v)))
-        .filter(|(_, v)| v.is_finite())
-        .collect();
+    let series = crate::train_cmd::series(points, &metric);
     let values: Vec<f64> = series.iter().map(|x| x.1).collect();
-    let spikes = crate::train_cmd::analysis::spikes(&values, 20, 4.0);
+    let spikes = crate::train_cmd::analysis::spikes(&values, TRAIN_WINDOW, TRAIN_Z);
     let marks: Vec<(f64, f64)> = spikes.iter().map(|sp| (series[sp.index].0 as f64, sp.value)).collect();
-    let pts: Vec<(f64, f64)> = series.iter().map(|(x, y)| (*x as f64, *y)).collect();
+    let pts: Vec<(f64, f64)> = series.iter().map(|p| (p.0 as f64, p.1)).collect();
     s.push_str(&curve(
         "loss-curve",
         &format!("{metric} by step (rank 0); red: spikes"),
@@ -1009,11 +1039,67 @@ pub async fn training_run(ctx: &Ctx, id: &str) -> Result<(String, String), UiErr
             ]
         })
         .collect();
-    let _ = write!(s, "<h2>Spikes</h2><p>{} points more than 4 robust standard deviations above the median of the 20 before them.</p>", spikes.len());
+    let _ = write!(
+        s,
+        "<h2>Spikes</h2><p>{} points more than {TRAIN_Z} robust standard deviations above the median of the {TRAIN_WINDOW} calm points before them (as <code>smelt train spikes {}</code>).</p>",
+        spikes.len(),
+        esc(id)
+    );
     if !rows.is_empty() {
         s.push_str(&table("spikes", &["#step", "#value", "#baseline", "#z", "the documents of that batch"], &rows));
     }
     Ok((format!("Training run {id}"), s))
+}
+
+/// Two training runs' curves on common steps, where they part, and the diff of the versions they read.
+pub async fn training_compare(ctx: &Ctx, a: &str, b: &str) -> Result<(String, String), UiError> {
+    let (ra, rb) = (load_training(ctx, a).await?, load_training(ctx, b).await?);
+    let metric = pick_metric(ra.primary_metrics(), None)
+        .ok_or_else(|| UiError::NotFound(format!("training run {a} logged no metric")))?;
+    let (sa, sb) = (
+        crate::train_cmd::series(ra.primary_metrics(), &metric),
+        crate::train_cmd::series(rb.primary_metrics(), &metric),
+    );
+    let aligned = crate::train_cmd::align(&sa, &sb, crate::train_cmd::Align::Step)
+        .map_err(|e| UiError::NotFound(e.to_string()))?;
+    let xa: Vec<f64> = aligned.iter().map(|p| p.1).collect();
+    let xb: Vec<f64> = aligned.iter().map(|p| p.2).collect();
+    let div = crate::train_cmd::analysis::divergence(&xa, &xb, TRAIN_WINDOW, TRAIN_Z);
+    let mut s = String::new();
+    let label = |r: &smelt_catalog::training::TrainingRun| {
+        let e = &r.entry;
+        format!(
+            "{} ({})",
+            e.run_id,
+            e.versions.iter().map(|v| format!("{}@{v}", e.dataset)).collect::<Vec<_>>().join(", ")
+        )
+    };
+    let series = [
+        (label(&ra), aligned.iter().map(|p| (p.0, p.1)).collect()),
+        (label(&rb), aligned.iter().map(|p| (p.0, p.2)).collect()),
+    ];
+    let marks: Vec<(f64, f64)> = div.iter().map(|d| (aligned[d.index].0, aligned[d.index].2)).collect();
+    s.push_str(&curve("compare-curve", &format!("{metric} by step, {} common steps", aligned.len()), &series, &marks));
+    match &div {
+        Some(d) => {
+            let _ = write!(
+                s,
+                r#"<p id="divergence">The curves part at step {:.0}: over the next {TRAIN_WINDOW} steps B is {:+.4} from A ({:.1} standard errors).</p>"#,
+                aligned[d.index].0, d.gap, d.z
+            );
+        }
+        None => s.push_str(r#"<p id="divergence">The curves do not part.</p>"#),
+    }
+    let (ea, eb) = (&ra.entry, &rb.entry);
+    if let (Some(va), Some(vb)) = (ea.versions.last(), eb.versions.last()) {
+        let href = if ea.dataset == eb.dataset {
+            diff_href(&ea.dataset, *va, *vb)
+        } else {
+            format!("diff.html?a={}&b={}", seg(&format!("{}@{va}", ea.dataset)), seg(&format!("{}@{vb}", eb.dataset)))
+        };
+        let _ = write!(s, r#"<p>{}</p>"#, link(&href, "What changed in the data between the versions they read"));
+    }
+    Ok((format!("Compare {a} with {b}"), s))
 }
 
 /// Every dataset with its versions (number order) and the versions that have an audit, for `--export`.
