@@ -91,18 +91,20 @@ pub struct Page {
 }
 
 /// Runs one reading statement and returns one page of its rows (see [`Page`]).
-/// The catalog is only read while the statement is planned.
+/// The catalog is closed (this handle dropped) once the statement is planned,
+/// so a commit does not wait for the rows to be read.
 ///
 /// # Errors
 /// As [`query`]; `User` when the query needs more than `memory` bytes.
-pub async fn query_page(catalog: &Catalog, sql: &str, offset: usize, rows: usize, memory: usize) -> Result<Page> {
+pub async fn query_page(catalog: Catalog, sql: &str, offset: usize, rows: usize, memory: usize) -> Result<Page> {
     use futures::StreamExt;
     let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
         .with_memory_limit(memory, 1.0)
         .build_arc()
         .map_err(|e| CatalogError::Internal(format!("query runtime: {e}")))?;
     let ctx = SessionContext::new_with_config_rt(session().copied_config(), runtime);
-    let df = prepare(catalog, sql, ctx).await?;
+    let df = prepare(&catalog, sql, ctx).await?;
+    drop(catalog);
     let schema = Arc::new(df.schema().as_arrow().clone());
     let mut stream = df.execute_stream().await.map_err(run_error)?;
     let (mut seen, mut batches, mut more) = (0usize, Vec::new(), false);

@@ -272,9 +272,8 @@ async fn sql_page(ctx: &Ctx, query: &Query) -> Result<(String, String), UiError>
         return Ok(("SQL".into(), s));
     }
     let catalog = smelt_runner::Workspace::new(&ctx.data_dir).open_catalog()?;
-    let run = smelt_query::sql::query_page(&catalog, &q, page * SQL_ROWS, SQL_ROWS, SQL_MEMORY);
+    let run = smelt_query::sql::query_page(catalog, &q, page * SQL_ROWS, SQL_ROWS, SQL_MEMORY);
     let result = tokio::time::timeout(SQL_TIMEOUT, run).await;
-    drop(catalog);
     let p = match result {
         Err(_) => {
             return Err(UiError::BadRequest(format!(

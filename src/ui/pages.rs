@@ -87,6 +87,46 @@ fn schedule_health(records: &[&RunRecord]) -> String {
     )
 }
 
+/// The clamped 0-based page of `n` items to show, and the number of pages.
+fn paged(n: usize, page: usize) -> (usize, usize) {
+    let pages = n.div_ceil(PAGE_ROWS).max(1);
+    (page.min(pages - 1), pages)
+}
+
+/// Links to the other pages of a list at `href` (served only: exported sites hold the first page).
+fn pager(href: &str, page: usize, pages: usize, served: bool) -> String {
+    if pages < 2 || !served {
+        return String::new();
+    }
+    let mut s = String::from(r#"<p id="pages">Page "#);
+    for p in 0..pages {
+        if p == page {
+            let _ = write!(s, "<b>{}</b> ", p + 1);
+        } else {
+            let _ = write!(s, r#"<a href="{}?page={}">{}</a> "#, esc(href), p + 1, p + 1);
+        }
+    }
+    s.push_str("</p>");
+    s
+}
+
+/// A form that sends two of `choices` as `a` and `b` to `action` (`a` and `b`: the indexes preselected).
+fn pair_form(id: &str, action: &str, verb: &str, choices: &[String], a: usize, b: usize) -> String {
+    let options = |selected: usize| {
+        let mut o = String::new();
+        for (i, c) in choices.iter().enumerate() {
+            let sel = if i == selected { " selected" } else { "" };
+            let _ = write!(o, r#"<option value="{c}"{sel}>{c}</option>"#, c = esc(c));
+        }
+        o
+    };
+    format!(
+        r#"<form id="{id}" class="inline" method="get" action="{action}">Compare <select name="a">{}</select> with <select name="b">{}</select> <button type="submit">{verb}</button></form>"#,
+        options(a),
+        options(b)
+    )
+}
+
 // ----- datasets -----
 
 pub fn datasets(ctx: &Ctx) -> Result<(String, String), UiError> {
@@ -152,25 +192,10 @@ pub async fn dataset(ctx: &Ctx, ds: &str, page: usize) -> Result<(String, String
         ));
     }
     if ctx.served && versions.len() > 1 {
-        let options = |selected: u64| {
-            let mut o = String::new();
-            for v in versions.iter().rev() {
-                let sel = if v.version == selected { " selected" } else { "" };
-                let _ =
-                    write!(o, r#"<option value="{}@{}"{sel}>{}@{}</option>"#, esc(ds), v.version, esc(ds), v.version);
-            }
-            o
-        };
-        let n = versions.len();
-        let _ = write!(
-            s,
-            r#"<form id="diff-form" class="inline" method="get" action="diff.html">Compare <select name="a">{}</select> with <select name="b">{}</select> <button type="submit">diff</button></form>"#,
-            options(versions[n - 2].version),
-            options(versions[n - 1].version)
-        );
+        let choices: Vec<String> = versions.iter().rev().map(|v| format!("{ds}@{}", v.version)).collect();
+        s.push_str(&pair_form("diff-form", "diff.html", "diff", &choices, 1, 0));
     }
-    let pages = versions.len().div_ceil(PAGE_ROWS).max(1);
-    let page = page.min(pages - 1);
+    let (page, pages) = paged(versions.len(), page);
     let rows: Vec<Vec<String>> = versions
         .iter()
         .rev()
@@ -211,17 +236,7 @@ pub async fn dataset(ctx: &Ctx, ds: &str, page: usize) -> Result<(String, String
         ],
         &rows,
     ));
-    if pages > 1 {
-        s.push_str(r#"<p id="pages">Page "#);
-        for p in 0..pages {
-            if p == page {
-                let _ = write!(s, "<b>{}</b> ", p + 1);
-            } else if ctx.served {
-                let _ = write!(s, r#"<a href="{}?page={}">{}</a> "#, esc(&dataset_href(ds)), p + 1, p + 1);
-            }
-        }
-        s.push_str("</p>");
-    }
+    s.push_str(&pager(&dataset_href(ds), page, pages, ctx.served));
     Ok((format!("Dataset {ds}"), s))
 }
 
@@ -758,8 +773,7 @@ pub async fn runs(ctx: &Ctx, page: usize) -> Result<(String, String), UiError> {
         );
     }
     let all = runs::list(&Workspace::new(&ctx.data_dir)).await?;
-    let pages = all.len().div_ceil(PAGE_ROWS).max(1);
-    let page = page.min(pages - 1);
+    let (page, pages) = paged(all.len(), page);
     let rows: Vec<Vec<String>> = all
         .iter()
         .rev()
@@ -797,17 +811,7 @@ pub async fn runs(ctx: &Ctx, page: usize) -> Result<(String, String), UiError> {
         &["run", "executor", "dataset", "state", "interval", "trigger", "#attempts", "last error"],
         &rows,
     ));
-    if pages > 1 && ctx.served {
-        s.push_str(r#"<p id="pages">Page "#);
-        for p in 0..pages {
-            if p == page {
-                let _ = write!(s, "<b>{}</b> ", p + 1);
-            } else {
-                let _ = write!(s, r#"<a href="runs/index.html?page={}">{}</a> "#, p + 1, p + 1);
-            }
-        }
-        s.push_str("</p>");
-    }
+    s.push_str(&pager("runs/index.html", page, pages, ctx.served));
     Ok(("Runs".into(), s))
 }
 
@@ -945,20 +949,8 @@ pub async fn training(ctx: &Ctx) -> Result<(String, String), UiError> {
         .collect();
     let mut form = String::new();
     if ctx.served && entries.len() > 1 {
-        let options = |selected: usize| {
-            let mut o = String::new();
-            for (i, e) in entries.iter().enumerate() {
-                let sel = if i == selected { " selected" } else { "" };
-                let _ = write!(o, r#"<option value="{}"{sel}>{}</option>"#, esc(&e.run_id), esc(&e.run_id));
-            }
-            o
-        };
-        let _ = write!(
-            form,
-            r#"<form id="compare-form" method="get" action="train/compare.html">Compare <select name="a">{}</select> with <select name="b">{}</select> <button type="submit">compare</button></form>"#,
-            options(0),
-            options(1)
-        );
+        let choices: Vec<String> = entries.iter().map(|e| e.run_id.clone()).collect();
+        form = pair_form("compare-form", "train/compare.html", "compare", &choices, 0, 1);
     }
     let body = if rows.is_empty() {
         r#"<p class="muted" id="empty">No training run recorded yet: the loader records one when it is given a run id (docs/training-runs.md); <code>smelt train sync</code> indexes runs found in storage.</p>"#.to_string()
