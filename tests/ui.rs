@@ -325,6 +325,29 @@ fn bad_requests_are_refused_with_4xx() {
 }
 
 #[test]
+fn sql_queries_past_their_memory_or_time_are_refused() {
+    let env = Env::new();
+    env.ok(&["run", &example("quickstart.yaml").display().to_string()]);
+    // A sort of 300,000 numbers needs more than 1 MiB, and may not spill.
+    let sort = "/sql.html?q=SELECT+v+FROM+(SELECT+unnest(range(1%2C+300000))+AS+v)+ORDER+BY+v+DESC";
+    let ui = start(&env, &["--sql-memory", "1"], None);
+    let (status, body) = get(ui.port, sort);
+    assert_eq!(status, 400, "{body}");
+    assert!(body.to_lowercase().contains("resources exhausted"), "{body}");
+    assert_eq!(get(ui.port, "/sql.html?q=SELECT+count(*)+FROM+versions").0, 200, "small queries still run");
+    drop(ui);
+    let ui = start(&env, &["--sql-timeout", "0.000001"], None);
+    let (status, body) = get(ui.port, sort);
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("ran past"), "{body}");
+    drop(ui);
+    // With the defaults the same sort runs, and its first page is the largest numbers.
+    let ui = start(&env, &[], None);
+    let body = ok(ui.port, sort);
+    assert!(body.contains("<td>299999</td>") && body.contains("(more follow)"), "{body}");
+}
+
+#[test]
 fn a_token_guards_every_request_and_other_interfaces_need_one() {
     let env = Env::new();
     env.ok(&["run", &example("quickstart.yaml").display().to_string()]);

@@ -78,8 +78,9 @@ pub async fn query(catalog: &Catalog, sql: &str) -> Result<Vec<RecordBatch>> {
 
 /// One page of a query's result, for `smelt ui`: rows `offset..offset + rows`,
 /// read as a stream that stops once the page is full, in a session whose
-/// operators may hold at most `memory` bytes (a sort or join over more fails
-/// with DataFusion's resources error instead of growing the process).
+/// operators may hold at most `memory` bytes and may not spill to disk (a
+/// sort or join over more fails with DataFusion's resources error instead of
+/// growing the process or filling a disk).
 #[derive(Debug, Clone)]
 pub struct Page {
     /// The result's columns.
@@ -97,9 +98,12 @@ pub struct Page {
 /// # Errors
 /// As [`query`]; `User` when the query needs more than `memory` bytes.
 pub async fn query_page(catalog: Catalog, sql: &str, offset: usize, rows: usize, memory: usize) -> Result<Page> {
+    use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
     use futures::StreamExt;
+    // No spilling: a query past its memory fails instead of writing temporary files.
     let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
         .with_memory_limit(memory, 1.0)
+        .with_disk_manager_builder(DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled))
         .build_arc()
         .map_err(|e| CatalogError::Internal(format!("query runtime: {e}")))?;
     let ctx = SessionContext::new_with_config_rt(session().copied_config(), runtime);

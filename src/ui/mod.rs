@@ -52,6 +52,12 @@ pub struct UiArgs {
     /// Write every page as static HTML under this directory instead of serving.
     #[arg(long, value_name = "DIR")]
     pub export: Option<PathBuf>,
+    /// SQL page: seconds a query may run.
+    #[arg(long, default_value_t = 20.0, value_name = "SECONDS")]
+    pub sql_timeout: f64,
+    /// SQL page: MiB of memory a query's operators (sorts, joins, aggregates) may hold.
+    #[arg(long, default_value_t = 512, value_name = "MIB")]
+    pub sql_memory: usize,
 }
 
 /// What a page renderer needs.
@@ -60,6 +66,17 @@ pub struct Ctx {
     pub data_dir: PathBuf,
     /// Served (forms and the SQL page work) or exported.
     pub served: bool,
+    /// SQL page limits.
+    pub sql: SqlLimits,
+}
+
+/// What one query of the SQL page may use.
+#[derive(Debug, Clone, Copy)]
+pub struct SqlLimits {
+    /// Wall time.
+    pub timeout: Duration,
+    /// Bytes of operator memory (DataFusion's memory pool).
+    pub memory: usize,
 }
 
 /// Why a page cannot be shown.
@@ -118,10 +135,8 @@ impl UiError {
 pub const MAX_TARGET: usize = 16 * 1024;
 /// Longest SQL statement accepted.
 pub const MAX_SQL: usize = 8 * 1024;
-/// SQL page: rows per page, time and memory limits.
+/// SQL page: rows per page.
 pub const SQL_ROWS: usize = 100;
-pub const SQL_TIMEOUT: Duration = Duration::from_secs(20);
-pub const SQL_MEMORY: usize = 512 << 20;
 
 /// Query parameters of a request (decoded; repeated names: the last wins).
 #[derive(Debug, Default)]
@@ -264,21 +279,21 @@ async fn sql_page(ctx: &Ctx, query: &Query) -> Result<(String, String), UiError>
         r#"<form id="sql-form" method="get" action="sql.html"><textarea name="q" rows="6">{}</textarea><br><button type="submit">Run</button> <span class="muted">One SELECT (or EXPLAIN, DESCRIBE) over versions (<code>"news@3"</code>, <code>"news@latest"</code>) and the catalog tables ({}); {SQL_ROWS} rows a page, {} s and {} MiB at most.</span></form>"#,
         html::esc(&q),
         smelt_query::sql::CATALOG_TABLES.join(", "),
-        SQL_TIMEOUT.as_secs(),
-        SQL_MEMORY >> 20,
+        ctx.sql.timeout.as_secs_f64(),
+        ctx.sql.memory >> 20,
     );
     if q.is_empty() {
         s.push_str(r#"<p class="muted">For example: <code>SELECT dataset, version, rows, tokens FROM versions ORDER BY committed_at DESC</code></p>"#);
         return Ok(("SQL".into(), s));
     }
     let catalog = smelt_runner::Workspace::new(&ctx.data_dir).open_catalog()?;
-    let run = smelt_query::sql::query_page(catalog, &q, page * SQL_ROWS, SQL_ROWS, SQL_MEMORY);
-    let result = tokio::time::timeout(SQL_TIMEOUT, run).await;
+    let run = smelt_query::sql::query_page(catalog, &q, page * SQL_ROWS, SQL_ROWS, ctx.sql.memory);
+    let result = tokio::time::timeout(ctx.sql.timeout, run).await;
     let p = match result {
         Err(_) => {
             return Err(UiError::BadRequest(format!(
-                "the query ran past {} s; narrow it (WHERE, LIMIT) or run it with `smelt sql`",
-                SQL_TIMEOUT.as_secs()
+                "the query ran past {} s; narrow it (WHERE, LIMIT), run it with `smelt sql`, or start smelt ui with a larger --sql-timeout",
+                ctx.sql.timeout.as_secs_f64()
             )))
         }
         Ok(Err(smelt_catalog::CatalogError::User(m))) => return Err(UiError::BadRequest(m)),
@@ -390,7 +405,11 @@ pub async fn run(data_dir: &Path, args: &UiArgs) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("cannot listen on {}:{}: {e}; pick another --port", args.bind, args.port))?;
     let addr = listener.local_addr()?;
     emit(&format!("smelt ui: serving {} at http://{addr}/ (read-only; Ctrl-C stops)", data_dir.display()));
-    let state = Arc::new(Server { ctx: Ctx { data_dir: data_dir.to_path_buf(), served: true }, token });
+    if !(args.sql_timeout > 0.0 && args.sql_timeout.is_finite()) || args.sql_memory == 0 {
+        anyhow::bail!("--sql-timeout and --sql-memory must be positive");
+    }
+    let sql = SqlLimits { timeout: Duration::from_secs_f64(args.sql_timeout), memory: args.sql_memory << 20 };
+    let state = Arc::new(Server { ctx: Ctx { data_dir: data_dir.to_path_buf(), served: true, sql }, token });
     let mut shutdown = std::pin::pin!(tokio::signal::ctrl_c());
     loop {
         let (stream, _) = tokio::select! {
@@ -535,7 +554,11 @@ impl Server {
 
 /// Writes every page a link can reach as static HTML under `dir`.
 async fn export(data_dir: &Path, dir: &Path) -> anyhow::Result<()> {
-    let ctx = Ctx { data_dir: data_dir.to_path_buf(), served: false };
+    let ctx = Ctx {
+        data_dir: data_dir.to_path_buf(),
+        served: false,
+        sql: SqlLimits { timeout: Duration::from_secs(1), memory: 1 << 20 },
+    };
     let mut paths: Vec<String> = vec!["index.html".into(), "runs/index.html".into(), "train/index.html".into()];
     for (ds, versions, audited) in pages::export_plan(data_dir)? {
         let d = html::seg(&ds);
