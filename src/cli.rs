@@ -47,6 +47,7 @@ pub enum Command {
   smelt run pipeline.yaml --run-id nightly-01               # resume: finished splits are skipped
   smelt run pipeline.yaml --resume nightly-01               # the same, after a crash (the run must exist)
   smelt run pipeline.yaml --interval 2024-05-01T00:00:00Z   # the schedule interval starting then (docs/scheduling.md)
+  smelt run examples/downstream.yaml --upstream quickstart@2   # read quickstart@2 whatever `from:` selects
   smelt run pipeline.yaml --rank 0 --world-size 2 --run-id r1 &
   smelt run pipeline.yaml --rank 1 --world-size 2 --run-id r1; wait; smelt commit r1
   smelt run pipeline.yaml --executor slurm --ranks 64 --partition cpu --cpus-per-rank 8 --mem 32G --time 10:00:00
@@ -224,6 +225,10 @@ pub struct RunArgs {
     /// time in the schedule's timezone); recorded in the version's lineage, which marks it done.
     #[arg(long, value_name = "START")]
     pub interval: Option<String>,
+    /// Pin an upstream version: `dataset` sources whose `from` names DATASET read this version
+    /// (what `schedule: {on_commit: ...}` runs pass); repeatable.
+    #[arg(long, value_name = "DATASET@VERSION")]
+    pub upstream: Vec<String>,
     /// This process's rank (with --world-size): runs splits i with i % W == R, does not commit.
     #[arg(long, requires = "world_size")]
     pub rank: Option<u32>,
@@ -421,7 +426,7 @@ async fn run(data_dir: &Path, mut args: RunArgs) -> anyhow::Result<()> {
     if cluster.wanted() {
         return crate::cluster_cmd::submit(data_dir, &request, &cluster, args.sample.is_some(), args.format).await;
     }
-    let p = smelt_runner::load_for_run(&ws, &args.pipeline, request.single() && args.sample.is_none())?;
+    let p = smelt_runner::load_pinned(&ws, &args.pipeline, request.single() && args.sample.is_none(), &args.upstream)?;
     if let Some(n) = args.sample {
         return sample(&p, n, smelt_runner::parallelism(&p, &request), args.format).await;
     }

@@ -117,7 +117,11 @@ async fn list(ws: &Workspace, format: Format) -> anyhow::Result<()> {
                         s(&i["dataset"]),
                         s(&i["ranks"]),
                         s(&i["submitted_at"]),
-                        i["interval"]["start"].as_str().unwrap_or("-").to_string(),
+                        i["interval"]["start"]
+                            .as_str()
+                            .map(str::to_string)
+                            .or_else(|| i["trigger_version"].as_str().map(|v| format!("after {v}")))
+                            .unwrap_or_else(|| "-".into()),
                         i["state"].as_str().unwrap_or("-").to_string(),
                         i["attempts"].as_u64().map_or_else(|| "-".into(), |n| n.to_string()),
                         format!("{}/{}", i["splits_done"], i["splits_total"]),
@@ -132,7 +136,7 @@ async fn list(ws: &Workspace, format: Format) -> anyhow::Result<()> {
                     "dataset",
                     "ranks",
                     "submitted",
-                    "interval",
+                    "interval / trigger",
                     "state",
                     "attempts",
                     "splits",
@@ -159,6 +163,9 @@ fn show_local(run: &LocalRunView, format: Format) {
             out.push_str(&format!("  pipeline   {}\n", sum.pipeline));
             if let Some(i) = run.record.as_ref().and_then(|r| r.interval.as_ref()) {
                 out.push_str(&format!("  interval   {} .. {} (cron `{}`, {})\n", i.start, i.end, i.cron, i.timezone));
+            }
+            if let Some(v) = run.record.as_ref().and_then(|r| r.trigger_version.as_ref()) {
+                out.push_str(&format!("  trigger    the commit of {v}\n"));
             }
             out.push_str(&format!(
                 "  splits     {}/{}\n",

@@ -149,6 +149,16 @@ pub async fn scheduler(data_dir: &Path, args: SchedulerArgs) -> anyhow::Result<(
     };
     let clock = SystemClock::from_arg(args.now.as_deref())?;
     for j in &jobs {
+        if let Some(o) = &j.schedule.on_commit {
+            say(&format!(
+                "{}: dataset `{}`, after each commit of {o}, catchup {}, max_active_runs {}",
+                j.path.display(),
+                j.dataset,
+                j.schedule.catchup,
+                j.schedule.max_active_runs
+            ));
+            continue;
+        }
         let next = j.schedule.next_fire(clock.now(), false).map_or_else(|| "never".into(), rfc3339);
         say(&format!(
             "{}: dataset `{}`, cron `{}` ({}), catchup {}, max_active_runs {}, next interval ends {next}",

@@ -622,3 +622,115 @@ fn schedule_mistakes_are_reported_with_positions_and_fixes() {
     assert_eq!(r["splits_resumed"], 2);
     assert_eq!(interval_of(&env, "quickstart@1"), "2024-01-03T00:00:00Z");
 }
+
+/// A pipeline of dataset `down` that reads `up` through a `dataset` source, run after each commit of `up`.
+fn downstream(env: &Env, schedule: &str) -> PathBuf {
+    let yaml = format!(
+        "dataset: down\nschedule:\n{schedule}\nstages:\n  raw:\n    type: dataset\n    from: up@latest\n  hashed:\n    type: content_hash\n    inputs: [raw]\n  out:\n    type: parquet\n    inputs: [hashed]\n"
+    );
+    env.write("down.yaml", yaml.as_bytes())
+}
+
+/// The upstream versions a downstream version read (its lineage's inputs).
+fn read_upstream(env: &Env, version: &str) -> Vec<String> {
+    let m = env.json(&["catalog", "show", version]);
+    let mut ups: Vec<String> = m["lineage"]["inputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|i| i["id"].as_str()?.split_once('#').map(|(v, _)| v.to_string()))
+        .collect();
+    ups.dedup();
+    ups
+}
+
+#[test]
+fn a_commit_of_the_upstream_triggers_the_downstream_run_that_reads_it() {
+    let env = Env::new();
+    let up = scheduled(&env, "up.yaml", "  cron: \"@daily\"", "").display().to_string();
+    let up_yaml = std::fs::read_to_string(&up).unwrap().replace("dataset: quickstart", "dataset: up");
+    std::fs::write(&up, up_yaml).unwrap();
+    let down = downstream(&env, "  on_commit: up@latest\n  catchup: true").display().to_string();
+
+    // Nothing to run before the upstream has a version.
+    let out = env.smelt(&["scheduler", &down, "--once"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(versions(&env, "down").is_empty());
+
+    // A running scheduler sees each real commit of `up` and runs `down` once per version, reading exactly it.
+    let mut sched = scheduler(&env, &[&down]);
+    env.ok(&["run", &up]);
+    assert!(wait_for(|| versions(&env, "down").len() == 1, Duration::from_secs(60)), "no run after up@1");
+    env.ok(&["run", &up]);
+    env.ok(&["run", &up]);
+    assert!(wait_for(|| versions(&env, "down").len() == 3, Duration::from_secs(90)), "no runs after up@2 and up@3");
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(sched.id() as i32, libc::SIGTERM) };
+    assert!(wait_exit(&mut sched, Duration::from_secs(30)).success());
+    for (v, up_v) in [(1, "up@1"), (2, "up@2"), (3, "up@3")] {
+        assert_eq!(read_upstream(&env, &format!("down@{v}")), vec![up_v.to_string()], "down@{v}");
+    }
+    let listed = runs(&env);
+    let triggered: Vec<&str> =
+        listed.iter().filter(|r| r["dataset"] == "down").filter_map(|r| r["trigger_version"].as_str()).collect();
+    assert_eq!(triggered, ["up@1", "up@2", "up@3"]);
+    let show = run_show(&env, "down-after-up-2");
+    assert_eq!(show["trigger"], "on_commit");
+    assert_eq!(show["trigger_version"], "up@2");
+    let table = env.ok(&["runs", "list"]);
+    assert!(table.contains("after up@3"), "{table}");
+
+    // Nothing new: a restarted scheduler runs nothing again.
+    let out = env.smelt(&["scheduler", &down, "--once"]);
+    assert!(out.status.success());
+    assert_eq!(versions(&env, "down").len(), 3);
+
+    // Without catch-up, two commits while no scheduler ran give one run, of the newest.
+    let newest_only = downstream(&env, "  on_commit: up@latest").display().to_string();
+    env.ok(&["run", &up]);
+    env.ok(&["run", &up]);
+    let out = env.smelt(&["scheduler", &newest_only, "--once"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let all = versions(&env, "down");
+    assert_eq!(all.len(), 4);
+    assert_eq!(read_upstream(&env, "down@4"), ["up@5"]);
+
+    // A tag: each version the tag moves to that no run read yet, once (up@4 was skipped above).
+    let tagged = downstream(&env, "  on_commit: up@prod").display().to_string();
+    env.ok(&["catalog", "tag", "up@4", "prod"]);
+    assert!(env.smelt(&["scheduler", &tagged, "--once"]).status.success());
+    assert_eq!(read_upstream(&env, "down@5"), ["up@4"]);
+    assert!(env.smelt(&["scheduler", &tagged, "--once"]).status.success());
+    assert_eq!(versions(&env, "down").len(), 5, "the tag did not move");
+    env.ok(&["catalog", "tag", "up@2", "prod"]);
+    assert!(env.smelt(&["scheduler", &tagged, "--once"]).status.success());
+    assert_eq!(versions(&env, "down").len(), 5, "up@2 was run after already");
+
+    // By hand: --upstream pins the version; a dataset the pipeline does not read is refused; no backfill.
+    env.ok(&["run", &down, "--upstream", "up@1"]);
+    assert_eq!(read_upstream(&env, "down@6"), ["up@1"]);
+    let out = env.smelt(&["run", &down, "--upstream", "other@1"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("no `dataset` source"), "{}", stderr(&out));
+    let out = env.smelt(&["backfill", &down, "--from", "2024-01-01"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("nothing to backfill"), "{}", stderr(&out));
+}
+
+#[test]
+fn on_commit_schedules_are_checked() {
+    let env = Env::new();
+    for (schedule, message) in [
+        ("  on_commit: up@3", "names one fixed version"),
+        ("  on_commit: \"up@\"", "must name an upstream dataset"),
+        ("  on_commit: up@latest\n  cron: \"@daily\"", "not both"),
+        ("  on_commit: up@latest\n  start_date: 2024-01-01", "`start_date` is for `cron` schedules"),
+        ("  catchup: false", "needs `cron:` or `on_commit:`"),
+    ] {
+        let p = downstream(&env, schedule).display().to_string();
+        let out = env.smelt(&["validate", &p]);
+        assert_eq!(out.status.code(), Some(2), "{schedule}");
+        let err = stderr(&out);
+        assert!(err.contains(message), "{schedule}: {err}");
+    }
+}

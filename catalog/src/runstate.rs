@@ -95,8 +95,11 @@ pub struct RunRecord {
     pub next_attempt_at: Option<String>,
     /// Process id of the running attempt.
     pub pid: Option<u32>,
-    /// `schedule` or `backfill`.
+    /// `schedule`, `backfill` or `on_commit`.
     pub trigger: String,
+    /// The upstream version whose commit started it (`cc-news@7`; `schedule: {on_commit: ...}` runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trigger_version: Option<String>,
     /// When the record was created, RFC 3339.
     pub created_at: String,
     /// Last change, RFC 3339.
@@ -190,6 +193,7 @@ mod tests {
             next_attempt_at: Some("2024-01-02T00:01:00Z".into()),
             pid: None,
             trigger: "schedule".into(),
+            trigger_version: None,
             created_at: "2024-01-02T00:00:00Z".into(),
             updated_at: "2024-01-02T00:00:10Z".into(),
             history: vec![],

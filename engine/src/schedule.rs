@@ -6,6 +6,10 @@
 //!     ──parse (no I/O)──► Schedule ──cron fire times in the timezone──► t0 < t1 < t2 ...
 //!                                                                 intervals [t_k, t_k+1) in UTC
 //! an interval is due once its end has passed; `smelt scheduler` runs each due interval once
+//!
+//! schedule: {on_commit: DATASET@latest|DATASET@TAG, catchup, max_active_runs, retries, retry_backoff}
+//!     ──► no intervals: `smelt scheduler` runs the pipeline once per commit of the upstream
+//!         version it names (runner::scheduler::commit_triggers)
 //! ```
 //! Fire times are computed in the schedule's IANA time zone (croner resolves
 //! wall-clock times across DST changes: a skipped local time fires at the
@@ -22,7 +26,7 @@ use crate::yaml::{Node, PathSeg, Value};
 
 /// Keys of a `schedule:` block.
 pub const SCHEDULE_KEYS: &[&str] =
-    &["cron", "timezone", "catchup", "max_active_runs", "start_date", "retries", "retry_backoff"];
+    &["cron", "on_commit", "timezone", "catchup", "max_active_runs", "start_date", "retries", "retry_backoff"];
 
 /// Keys every stage accepts besides its own options (the engine's, not the stage's).
 pub const STAGE_POLICY_KEYS: &[&str] = &["retries", "retry_backoff", "timeout"];
@@ -39,8 +43,10 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(3600);
 /// A parsed `schedule:` block.
 #[derive(Debug, Clone)]
 pub struct Schedule {
-    /// The cron expression as written (5 fields, 6 with seconds first, or `@daily`-style).
+    /// The cron expression as written (5 fields, 6 with seconds first, or `@daily`-style); empty with `on_commit`.
     pub cron: String,
+    /// Run after each commit of this upstream (`dataset@latest` or `dataset@tag`) instead of on a cron.
+    pub on_commit: Option<OnCommit>,
     /// IANA time zone the cron is read in.
     pub timezone: String,
     /// Run every missed interval (true) or only the latest one (false).
@@ -53,8 +59,42 @@ pub struct Schedule {
     pub retries: u32,
     /// Base of the exponential backoff between run attempts.
     pub retry_backoff: Duration,
-    compiled: croner::Cron,
+    compiled: Option<croner::Cron>,
     tz: chrono_tz::Tz,
+}
+
+/// The upstream a `schedule: {on_commit: ...}` follows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OnCommit {
+    /// The upstream dataset.
+    pub dataset: String,
+    /// `latest` (every commit) or a tag (every version the tag moves to).
+    pub selector: String,
+}
+
+impl std::fmt::Display for OnCommit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}@{}", self.dataset, self.selector)
+    }
+}
+
+/// Parses `on_commit:`: `dataset`, `dataset@latest` or `dataset@tag` (a version number never commits again).
+fn parse_on_commit(s: &str) -> Result<OnCommit, (String, String)> {
+    let (dataset, selector) = s.rsplit_once('@').unwrap_or((s, "latest"));
+    let ok_name = |n: &str| !n.is_empty() && n.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    if !ok_name(dataset) || !ok_name(selector) {
+        return Err((
+            format!("`on_commit` must name an upstream dataset as `name@latest` or `name@tag`, found `{s}`"),
+            "for example `on_commit: cc-news@latest` (every commit) or `on_commit: cc-news@prod` (every version `prod` moves to)".into(),
+        ));
+    }
+    if selector.parse::<u64>().is_ok() {
+        return Err((
+            format!("`on_commit: {s}` names one fixed version, which never commits again"),
+            format!("follow the dataset's commits with `{dataset}@latest`, or a tag such as `{dataset}@prod`"),
+        ));
+    }
+    Ok(OnCommit { dataset: dataset.to_string(), selector: selector.to_string() })
 }
 
 /// One interval `[start, end)` of a schedule, in UTC.
@@ -263,6 +303,7 @@ pub fn parse_schedule(node: &Node) -> Result<Schedule, Vec<Problem>> {
         )]);
     };
     let mut cron = None;
+    let mut on_commit = None;
     let mut timezone = ("UTC".to_string(), None);
     let mut catchup = false;
     let mut max_active_runs = 1;
@@ -282,6 +323,18 @@ pub fn parse_schedule(node: &Node) -> Result<Schedule, Vec<Problem>> {
                     false,
                     format!("`cron` must be a cron expression in quotes, found {}", v.kind()),
                     Some("for example `cron: \"0 * * * *\"`".into()),
+                )),
+            },
+            "on_commit" => match v.as_str() {
+                Some(s) => match parse_on_commit(s) {
+                    Ok(o) => on_commit = Some(o),
+                    Err((m, help)) => problems.push((vec![key("on_commit")], false, m, Some(help))),
+                },
+                None => problems.push((
+                    vec![key("on_commit")],
+                    false,
+                    format!("`on_commit` must be an upstream version such as `cc-news@latest`, found {}", v.kind()),
+                    None,
                 )),
             },
             "timezone" => match v.as_str() {
@@ -342,15 +395,35 @@ pub fn parse_schedule(node: &Node) -> Result<Schedule, Vec<Problem>> {
         },
         None => None,
     };
-    if cron.is_none() && !entries.iter().any(|(k, _)| k.as_str() == Some("cron")) {
+    let has = |k: &str| entries.iter().any(|(e, _)| e.as_str() == Some(k));
+    if !has("cron") && !has("on_commit") {
         problems.push((
             Vec::new(),
             false,
-            "`schedule` needs `cron:`".into(),
-            Some("for example `cron: \"0 * * * *\"` (hourly)".into()),
+            "`schedule` needs `cron:` or `on_commit:`".into(),
+            Some("for example `cron: \"0 * * * *\"` (hourly), or `on_commit: cc-news@latest` (after each commit of cc-news)".into()),
         ));
     }
-    if catchup && start.is_none() && !entries.iter().any(|(k, _)| k.as_str() == Some("start_date")) {
+    if has("cron") && has("on_commit") {
+        problems.push((
+            vec![key("on_commit")],
+            false,
+            "a schedule runs on a `cron` or `on_commit`, not both".into(),
+            Some(
+                "keep one; a pipeline that must run on both can be two pipeline files writing the same dataset".into(),
+            ),
+        ));
+    }
+    if has("on_commit") && has("start_date") {
+        problems.push((
+            vec![key("start_date")],
+            false,
+            "`start_date` is for `cron` schedules; an `on_commit` schedule starts with the upstream's newest version"
+                .into(),
+            None,
+        ));
+    }
+    if catchup && !has("on_commit") && start.is_none() && !has("start_date") {
         problems.push((
             vec![key("catchup")],
             false,
@@ -358,9 +431,14 @@ pub fn parse_schedule(node: &Node) -> Result<Schedule, Vec<Problem>> {
             Some("add `start_date: 2024-05-01` (in the schedule's timezone), or set `catchup: false`".into()),
         ));
     }
-    match cron {
-        Some((expr, compiled)) if problems.is_empty() => Ok(Schedule {
+    let (expr, compiled) = match cron {
+        Some((expr, compiled)) => (expr, Some(compiled)),
+        None => (String::new(), None),
+    };
+    match (compiled.is_some() || on_commit.is_some()) && problems.is_empty() {
+        true => Ok(Schedule {
             cron: expr,
+            on_commit,
             timezone: timezone.0,
             catchup,
             max_active_runs,
@@ -370,7 +448,7 @@ pub fn parse_schedule(node: &Node) -> Result<Schedule, Vec<Problem>> {
             compiled,
             tz,
         }),
-        _ => Err(problems),
+        false => Err(problems),
     }
 }
 
@@ -412,16 +490,16 @@ impl Schedule {
         self.tz
     }
 
-    /// The first fire time strictly after `t` (`inclusive`: at or after).
+    /// The first fire time strictly after `t` (`inclusive`: at or after); none for `on_commit`.
     pub fn next_fire(&self, t: DateTime<Utc>, inclusive: bool) -> Option<DateTime<Utc>> {
         let local = t.with_timezone(&self.tz);
-        self.compiled.find_next_occurrence(&local, inclusive).ok().map(|n| n.with_timezone(&Utc))
+        self.compiled.as_ref()?.find_next_occurrence(&local, inclusive).ok().map(|n| n.with_timezone(&Utc))
     }
 
-    /// The last fire time at or before `t`.
+    /// The last fire time at or before `t`; none for `on_commit`.
     pub fn prev_fire(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
         let local = t.with_timezone(&self.tz);
-        self.compiled.find_previous_occurrence(&local, true).ok().map(|n| n.with_timezone(&Utc))
+        self.compiled.as_ref()?.find_previous_occurrence(&local, true).ok().map(|n| n.with_timezone(&Utc))
     }
 
     /// The interval that starts at `start`.
@@ -429,6 +507,12 @@ impl Schedule {
     /// # Errors
     /// `start` is not a fire time of the cron (with the nearest ones).
     pub fn interval_at(&self, start: DateTime<Utc>) -> Result<Interval, String> {
+        if let Some(o) = &self.on_commit {
+            return Err(format!(
+                "the schedule runs after each commit of {o}, not on intervals; run one by hand with `smelt run PIPELINE --upstream {}@VERSION`",
+                o.dataset
+            ));
+        }
         let first = self.next_fire(start, true);
         match first {
             Some(s) if s == start => {
@@ -499,6 +583,17 @@ mod tests {
         assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
     }
     use chrono::TimeZone;
+
+    #[test]
+    fn on_commit_schedules_have_no_intervals() {
+        let s = sched("on_commit: cc-news@prod\ncatchup: true\n");
+        assert_eq!(s.on_commit, Some(OnCommit { dataset: "cc-news".into(), selector: "prod".into() }));
+        assert_eq!(sched("on_commit: cc-news\n").on_commit.unwrap().to_string(), "cc-news@latest");
+        let now = t("2024-05-01T00:00:00Z");
+        assert!(s.due(now, 100).is_empty());
+        assert!(s.next_fire(now, true).is_none());
+        assert!(s.interval_at(now).unwrap_err().contains("--upstream cc-news@VERSION"));
+    }
 
     fn sched(yaml: &str) -> Schedule {
         parse_schedule(&crate::yaml::parse(yaml).unwrap()).unwrap_or_else(|p| panic!("{p:?}"))

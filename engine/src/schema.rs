@@ -113,18 +113,24 @@ pub fn stage_def(name: &str) -> String {
 /// The `schedule:` block (schedule.rs `parse_schedule`).
 fn schedule_schema() -> Value {
     json!({
-        "description": "when `smelt scheduler` runs the pipeline: each cron interval once, in the time zone",
+        "description": "when `smelt scheduler` runs the pipeline: each cron interval once, in the time zone, or after each commit of an upstream dataset (`on_commit`)",
         "type": "object",
         "additionalProperties": false,
-        "required": ["cron"],
+        "oneOf": [{"required": ["cron"]}, {"required": ["on_commit"]}],
         "properties": {
             "cron": {
                 "description": "cron expression (5 or 6 fields with seconds, L, #, or @hourly, @daily, ...), in quotes",
                 "type": "string",
                 "examples": ["0 * * * *", "@daily"]
             },
+            "on_commit": {
+                "description": "run after each commit of this upstream dataset (`name@latest`), or each version a tag moves to (`name@tag`), instead of on a cron",
+                "type": "string",
+                "pattern": "^[A-Za-z0-9._-]+(@[A-Za-z0-9._-]*[A-Za-z._-][A-Za-z0-9._-]*)?$",
+                "examples": ["cc-news@latest", "cc-news@prod"]
+            },
             "timezone": {"description": "IANA time zone of the cron expression", "type": "string", "default": "UTC", "examples": ["Europe/Berlin"]},
-            "catchup": {"description": "run every interval since `start_date` (needs `start_date`)", "type": "boolean", "default": false},
+            "catchup": {"description": "cron: run every interval since `start_date` (needs `start_date`); on_commit: run once per upstream version missed, not only the newest", "type": "boolean", "default": false},
             "max_active_runs": count("most intervals run at the same time", 1, Some(1)),
             "start_date": {"description": "first interval, a date or time in the time zone, such as `2024-05-01`", "type": "string"},
             "retries": count("a failed run is tried this many more times", 0, Some(u64::from(DEFAULT_RUN_RETRIES))),

@@ -78,6 +78,10 @@ pub struct ConfigureContext {
     /// The stage runs with `mode: annotate` (crate::annotate): it keeps every
     /// row, and may write what it measured (the quality filters' `signals`).
     pub annotate: bool,
+    /// Upstream versions pinned for this run (`smelt run --upstream NAME@V`, the
+    /// scheduler's `on_commit` runs): a `dataset` source whose `from` names
+    /// dataset NAME reads version V instead.
+    pub pins: std::collections::BTreeMap<String, u64>,
 }
 
 impl ConfigureContext {
@@ -90,6 +94,7 @@ impl ConfigureContext {
             datasets: DatasetRoots::new(&data_dir),
             data_dir,
             annotate: false,
+            pins: std::collections::BTreeMap::new(),
         }
     }
 

@@ -28,6 +28,6 @@ pub mod scheduler;
 pub mod train_hook;
 pub mod workspace;
 
-pub use run::{commit, load_for_run, parallelism, start, CommitOutcome, Run, RunOutcome, RunRequest};
+pub use run::{commit, load_for_run, load_pinned, parallelism, start, CommitOutcome, Run, RunOutcome, RunRequest};
 pub use train_hook::{TrainFailed, TrainOutcome, EXIT_TRAIN_FAILED};
 pub use workspace::{new_run_id, valid_run_id, RunPointer, Workspace};

@@ -93,11 +93,50 @@ pub fn parallelism(p: &Pipeline, request: &RunRequest) -> usize {
 /// # Errors
 /// The catalog cannot be opened; as [`Workspace::load`].
 pub fn load_for_run(ws: &Workspace, pipeline: &Path, with_catalog: bool) -> Result<Pipeline, EngineError> {
+    load_pinned(ws, pipeline, with_catalog, &[])
+}
+
+/// [`load_for_run`] with upstream versions pinned (`smelt run --upstream NAME@V`):
+/// every `dataset` source whose `from` names dataset NAME reads version V.
+///
+/// # Errors
+/// As [`load_for_run`]; a pin that is not `NAME@NUMBER`, or that no `dataset` source reads (user).
+pub fn load_pinned(
+    ws: &Workspace,
+    pipeline: &Path,
+    with_catalog: bool,
+    pins: &[String],
+) -> Result<Pipeline, EngineError> {
     let mut ctx = ws.context(pipeline);
     if with_catalog {
         ctx.datasets = ctx.datasets.with_named(ws.dataset_roots()?);
     }
-    crate::workspace::load_in(pipeline, &ctx)
+    for pin in pins {
+        let parsed = pin.rsplit_once('@').and_then(|(n, v)| Some((n.to_string(), v.parse::<u64>().ok()?)));
+        let Some((name, v)) = parsed.filter(|(n, _)| !n.is_empty()) else {
+            return Err(EngineError::User(format!("--upstream `{pin}`: write DATASET@VERSION, as in cc-news@7")));
+        };
+        ctx.pins.insert(name, v);
+    }
+    let p = crate::workspace::load_in(pipeline, &ctx)?;
+    for name in ctx.pins.keys() {
+        let reads = p.order.iter().any(|&n| {
+            let s = &p.graph[n];
+            s.type_name == "dataset"
+                && s.config
+                    .resolved()
+                    .get("from")
+                    .and_then(|f| f.as_str())
+                    .is_some_and(|f| f.starts_with(&format!("{name}@")))
+        });
+        if !reads {
+            return Err(EngineError::User(format!(
+                "--upstream {name}@...: no `dataset` source of {} reads {name}",
+                pipeline.display()
+            )));
+        }
+    }
+    Ok(p)
 }
 
 /// Starts run `request` of `p`: picks or checks the run id, opens the

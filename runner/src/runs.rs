@@ -77,8 +77,10 @@ pub struct LocalSummary {
     pub last_error: Option<String>,
     /// When the next attempt starts (a run waiting to retry).
     pub next_attempt_at: Option<String>,
-    /// `schedule` or `backfill`.
+    /// `schedule`, `backfill` or `on_commit`.
     pub trigger: Option<String>,
+    /// The upstream version whose commit started it (`on_commit` runs).
+    pub trigger_version: Option<String>,
     /// When the record was made, or the time in a generated run id.
     pub submitted_at: Option<String>,
     /// Splits with a completion record.
@@ -191,6 +193,7 @@ async fn summary(run: &LocalRun) -> LocalSummary {
         last_error: r.and_then(|r| r.last_error.clone()),
         next_attempt_at: r.and_then(|r| r.next_attempt_at.clone()),
         trigger: r.map(|r| r.trigger.clone()),
+        trigger_version: r.and_then(|r| r.trigger_version.clone()),
         submitted_at: r.map(|r| r.created_at.clone()).or_else(|| run_id_time(&run.run_id)),
         splits_done: done,
         splits_total: total,

@@ -785,7 +785,12 @@ pub async fn runs(ctx: &Ctx, page: usize) -> Result<(String, String), UiError> {
                 esc(&l.executor),
                 link(&dataset_href(&l.dataset), &l.dataset),
                 format!(r#"<span class="s-text-{}">{}</span>"#, status_class(&l.state), esc(&l.state)),
-                esc(&l.interval.as_ref().map(|i| i.start.clone()).unwrap_or_default()),
+                esc(&l
+                    .interval
+                    .as_ref()
+                    .map(|i| i.start.clone())
+                    .or_else(|| l.trigger_version.as_ref().map(|v| format!("after {v}")))
+                    .unwrap_or_default()),
                 esc(&l.trigger.clone().unwrap_or_default()),
                 l.attempts.map(|a| a.to_string()).unwrap_or_default(),
                 esc(&l.last_error.clone().unwrap_or_default().chars().take(160).collect::<String>()),

@@ -77,6 +77,11 @@ pub fn configure(options: serde_json::Value, ctx: &ConfigureContext) -> Result<S
         message: format!("{e}; write name@7, name@prod, name@latest or name"),
         at_key: false,
     })?;
+    // A pinned upstream (`smelt run --upstream NAME@V`) replaces the version `from` selects.
+    let name = c.from.rsplit_once('@').map_or(c.from.as_str(), |(n, _)| n).to_string();
+    if let Some(v) = ctx.pins.get(&name) {
+        c.from = format!("{name}@{v}");
+    }
     c.datasets = Some(ctx.datasets.clone());
     if !c.columns.is_empty() {
         c.extra = extra_fields(&c, &ctx.datasets)?;

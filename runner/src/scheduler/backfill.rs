@@ -95,6 +95,14 @@ pub fn plan(
     rerun: bool,
     now: DateTime<Utc>,
 ) -> Result<BackfillPlan, EngineError> {
+    if let Some(o) = &job.schedule.on_commit {
+        return Err(EngineError::User(format!(
+            "{} runs after each commit of {o}, not on intervals, so there is nothing to backfill; run it after one upstream version with `smelt run {} --upstream {}@VERSION`",
+            job.path.display(),
+            job.path.display(),
+            o.dataset
+        )));
+    }
     let tz = job.schedule.tz();
     let user = EngineError::User;
     let from = parse_time(from, tz).map_err(|e| user(format!("--from: {e}")))?;
@@ -296,7 +304,13 @@ mod tests {
         let all = ws.open_catalog().unwrap().run_records().unwrap();
         let clock = TestClock::at("2024-06-01T12:00:00Z");
         let committed = Default::default();
-        let w = World { records: &all, committed: &committed, active: &[], alive: gone };
+        let w = World {
+            records: &all,
+            committed: &committed,
+            active: &[],
+            triggers: &std::collections::BTreeMap::new(),
+            alive: gone,
+        };
         let j = Job { schedule: job("cron: \"0 0 * * *\"\ntimezone: UTC\nmax_active_runs: 5\n").schedule, ..j };
         let launch: Vec<String> =
             plan_runs(std::slice::from_ref(&j), &Mode::Backfill { runs: runs.clone() }, w, &clock)

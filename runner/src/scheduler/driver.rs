@@ -5,7 +5,7 @@
 //! loop (every 25 ms):
 //!   reap ended children ──attempt_ended──► run record (catalog run_states)
 //!   plan (after an end, a Wake signal, or when the last plan's wake time passed)
-//!     ──launch──► `smelt --data-dir D run P --run-id R --no-progress --format json [--interval START]`
+//!     ──launch──► `smelt --data-dir D run P --run-id R --no-progress --format json [--interval START | --upstream UP@V]`
 //!                 stdout+stderr ─► <data dir>/scheduler/logs/<run id>.<attempt>.log
 //!   Stop signal ─► SIGINT to every run (they keep finished splits); a second Stop ─► SIGKILL
 //! ```
@@ -24,7 +24,8 @@ use smelt_engine::backoff::jitter;
 use smelt_engine::EngineError;
 
 use super::{
-    attempt_ended, attempt_started, last_error, logs_dir, pid_alive_with, plan, Clock, Ended, Job, Mode, World,
+    attempt_ended, attempt_started, commit_triggers, last_error, logs_dir, pid_alive_with, plan, Clock, Ended, Job,
+    Mode, World,
 };
 use crate::workspace::Workspace;
 
@@ -100,6 +101,9 @@ impl Scheduler {
         if let Some(i) = &rec.interval {
             cmd.args(["--interval", &i.start]);
         }
+        if let Some(v) = &rec.trigger_version {
+            cmd.args(["--upstream", v]);
+        }
         if let Some(n) = self.parallelism {
             cmd.args(["--parallelism", &n.to_string()]);
         }
@@ -123,12 +127,15 @@ impl Scheduler {
         let child = cmd.spawn().map_err(|e| ext("cannot start `smelt run`", e))?;
         attempt_started(&mut rec, child.id(), &log_path, self.clock.wall());
         c.put_run_record(&rec)?;
+        let what = match (&rec.interval, &rec.trigger_version) {
+            (Some(i), _) => format!("interval {} .. {}", i.start, i.end),
+            (None, Some(v)) => format!("after the commit of {v}"),
+            (None, None) => "no interval".into(),
+        };
         (self.say)(&format!(
-            "started {} ({}interval {} .. {}, attempt {attempt} of {}), log {}",
+            "started {} ({}{what}, attempt {attempt} of {}), log {}",
             rec.run_id,
             if rec.trigger == "backfill" { "backfill, " } else { "" },
-            rec.interval.as_ref().map_or("-", |i| i.start.as_str()),
-            rec.interval.as_ref().map_or("-", |i| i.end.as_str()),
             rec.max_attempts,
             log_path.display()
         ));
@@ -185,8 +192,20 @@ impl Scheduler {
                 committed.insert(j.dataset.clone(), starts);
             }
         }
+        let mut triggers = BTreeMap::new();
+        if let Mode::Schedule { .. } = self.mode {
+            for j in self.jobs.iter().filter(|j| j.schedule.on_commit.is_some()) {
+                triggers.insert(j.pipeline(), commit_triggers(&c, j, &records)?);
+            }
+        }
         let active: Vec<(String, usize)> = self.active.iter().map(|a| (a.run_id.clone(), a.job)).collect();
-        let w = World { records: &records, committed: &committed, active: &active, alive: pid_alive_with };
+        let w = World {
+            records: &records,
+            committed: &committed,
+            active: &active,
+            triggers: &triggers,
+            alive: pid_alive_with,
+        };
         let p = plan(&self.jobs, &self.mode, w, self.clock.as_ref());
         for (job, rec) in p.launch {
             self.launch(&c, job, rec)?;

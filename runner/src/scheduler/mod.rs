@@ -8,6 +8,7 @@
 //!     minus committed ones (catalog `intervals`, written by the commit itself)
 //!     ──plan──► RunRecords to launch (interrupted first, then retries past their backoff, then pending / new),
 //!               at most max_active_runs per pipeline
+//!  on_commit jobs: commit_triggers (the upstream versions not yet run after) ──plan──► one RunRecord per version
 //!  attempt_ended(exit code) ─► succeeded │ retry_wait (backoff on Clock::wall) │ failed │ interrupted (stopping)
 //!  driver::Scheduler runs the launches as child `smelt run P --run-id R --interval START`
 //! ```
@@ -99,6 +100,27 @@ impl Job {
         self.path.display().to_string()
     }
 
+    /// A new `pending` record for the run after the commit of `upstream@v` (an `on_commit` schedule), made at `at`.
+    pub fn commit_record(&self, upstream: &str, v: u64, at: &str) -> RunRecord {
+        RunRecord {
+            run_id: commit_run_id(&self.dataset, upstream, v),
+            dataset: self.dataset.clone(),
+            pipeline: self.pipeline(),
+            interval: None,
+            status: RunStatus::Pending,
+            attempts: 0,
+            max_attempts: self.schedule.retries + 1,
+            last_error: None,
+            next_attempt_at: None,
+            pid: None,
+            trigger: "on_commit".into(),
+            trigger_version: Some(format!("{upstream}@{v}")),
+            created_at: at.to_string(),
+            updated_at: at.to_string(),
+            history: Vec::new(),
+        }
+    }
+
     /// A new `pending` record for interval `i`, made at `at`.
     pub fn new_record(&self, run_id: String, i: &Interval, trigger: &str, at: &str) -> RunRecord {
         RunRecord {
@@ -113,6 +135,7 @@ impl Job {
             next_attempt_at: None,
             pid: None,
             trigger: trigger.into(),
+            trigger_version: None,
             created_at: at.to_string(),
             updated_at: at.to_string(),
             history: Vec::new(),
@@ -216,6 +239,61 @@ pub fn interval_run_id(dataset: &str, i: &Interval) -> String {
     format!("{dataset}-{}", compact(i.start))
 }
 
+/// The run id of the run after the commit of `upstream@v`.
+pub fn commit_run_id(dataset: &str, upstream: &str, v: u64) -> String {
+    format!("{dataset}-after-{upstream}-{v}")
+}
+
+/// How often the scheduler looks for upstream commits (`on_commit` schedules).
+pub const COMMIT_POLL: Duration = Duration::from_secs(2);
+
+/// The upstream versions an `on_commit` job is due to run after, oldest
+/// first: none until the upstream has a version; then, the first time, only
+/// the version the selector names now; afterwards every version after the
+/// last one run after or read (with `catchup`), or only the newest.
+/// A tag follows the versions it moves to: each one not yet run after.
+///
+/// # Errors
+/// Catalog failures.
+pub fn commit_triggers(c: &smelt_catalog::Catalog, job: &Job, records: &[RunRecord]) -> Result<Vec<u64>, EngineError> {
+    let Some(o) = &job.schedule.on_commit else { return Ok(Vec::new()) };
+    let current = if o.selector == "latest" {
+        c.dataset(&o.dataset)?.map(|d| d.latest).filter(|v| *v > 0)
+    } else {
+        c.tag_version(&o.dataset, &o.selector)?
+    };
+    let Some(current) = current else { return Ok(Vec::new()) };
+    let prefix = format!("{}@", o.dataset);
+    let pipeline = job.pipeline();
+    let mut consumed: BTreeSet<u64> = records
+        .iter()
+        .filter(|r| r.pipeline == pipeline)
+        .filter_map(|r| r.trigger_version.as_deref()?.strip_prefix(&prefix)?.parse().ok())
+        .collect();
+    // A downstream version made by hand (`smelt run`) counts too: what its latest version read.
+    if let Some(d) = c.dataset(&job.dataset)? {
+        if let Some(m) = c.manifest(&job.dataset, d.latest)? {
+            consumed.extend(
+                m.lineage
+                    .inputs
+                    .iter()
+                    .filter_map(|i| i.id.split_once('#')?.0.strip_prefix(&prefix)?.parse::<u64>().ok()),
+            );
+        }
+    }
+    if o.selector != "latest" {
+        return Ok(if consumed.contains(&current) { Vec::new() } else { vec![current] });
+    }
+    Ok(match consumed.last() {
+        None => vec![current],
+        Some(&last) if job.schedule.catchup => {
+            c.versions(&o.dataset)?.iter().map(|v| v.version).filter(|v| *v > last && *v <= current).collect()
+        }
+        Some(&last) if current > last => vec![current],
+        Some(_) => Vec::new(),
+    })
+}
+
 /// Where attempts' logs go.
 pub fn logs_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("scheduler").join("logs")
@@ -273,6 +351,8 @@ pub struct World<'a> {
     pub committed: &'a BTreeMap<String, BTreeSet<String>>,
     /// Runs this scheduler has started and not seen end: (run id, job index).
     pub active: &'a [(String, usize)],
+    /// Per pipeline of an `on_commit` job, the upstream versions due ([`commit_triggers`]).
+    pub triggers: &'a BTreeMap<String, Vec<u64>>,
     /// Whether process `pid` is still the run `run_id` of another scheduler.
     pub alive: fn(u32, &str) -> bool,
 }
@@ -305,6 +385,9 @@ pub fn plan(jobs: &[Job], mode: &Mode, w: World<'_>, clock: &dyn Clock) -> Plan 
         if let Some(t) = j.schedule.next_fire(now, false) {
             soon(t, now);
         }
+        if j.schedule.on_commit.is_some() {
+            soon(now + COMMIT_POLL, now);
+        }
     }
     for r in w.records.iter().filter(|r| r.status == RunStatus::RetryWait) {
         if let Some(t) = r.next_attempt_at.as_deref().and_then(|t| DateTime::parse_from_rfc3339(t).ok()) {
@@ -312,7 +395,16 @@ pub fn plan(jobs: &[Job], mode: &Mode, w: World<'_>, clock: &dyn Clock) -> Plan 
         }
     }
     let is_active = |run_id: &str| w.active.iter().any(|(id, _)| id == run_id);
-    let start_of = |r: &RunRecord| r.interval.as_ref().map_or(String::new(), |i| i.start.clone());
+    // Runs go oldest first: by interval start, or by the number of the upstream version that triggered them.
+    let trigger_key =
+        |tv: &str| tv.rsplit_once('@').and_then(|(_, v)| v.parse::<u64>().ok()).map(|v| format!("{v:020}"));
+    let start_of = |r: &RunRecord| {
+        r.interval
+            .as_ref()
+            .map(|i| i.start.clone())
+            .or_else(|| r.trigger_version.as_deref().and_then(trigger_key))
+            .unwrap_or_default()
+    };
     let mut launch = Vec::new();
     for (job, j) in jobs.iter().enumerate() {
         let pipeline = j.pipeline();
@@ -350,7 +442,14 @@ pub fn plan(jobs: &[Job], mode: &Mode, w: World<'_>, clock: &dyn Clock) -> Plan 
                 _ => {}
             }
         }
-        if let Mode::Schedule { max_catchup } = mode {
+        if let (Mode::Schedule { .. }, Some(o)) = (mode, &j.schedule.on_commit) {
+            for v in w.triggers.get(&pipeline).into_iter().flatten() {
+                let tv = format!("{}@{v}", o.dataset);
+                if !mine.iter().any(|r| r.trigger_version.as_deref() == Some(tv.as_str())) {
+                    todo.push((2, format!("{v:020}"), j.commit_record(&o.dataset, *v, &rfc3339(wall))));
+                }
+            }
+        } else if let Mode::Schedule { max_catchup } = mode {
             let committed = w.committed.get(&j.dataset);
             for i in j.schedule.due(now, *max_catchup) {
                 let start = i.start_str();
@@ -514,7 +613,7 @@ pub(crate) mod tests {
 
     fn plan_now(jobs: &[Job], records: &[RunRecord], active: &[(String, usize)], clock: &TestClock) -> Plan {
         let committed = BTreeMap::new();
-        let w = World { records, committed: &committed, active, alive: gone };
+        let w = World { records, committed: &committed, active, triggers: &BTreeMap::new(), alive: gone };
         plan(jobs, &Mode::Schedule { max_catchup: 1000 }, w, clock)
     }
 
@@ -552,18 +651,53 @@ pub(crate) mod tests {
             j.new_record("r".into(), &j.schedule.interval_at(t("2024-05-01T02:00:00Z")).unwrap(), "schedule", "x");
         let committed: BTreeMap<String, BTreeSet<String>> =
             [("news".to_string(), ["2024-05-01T00:00:00Z".to_string()].into_iter().collect())].into_iter().collect();
-        let w = World { records: std::slice::from_ref(&recorded), committed: &committed, active: &[], alive: gone };
+        let w = World {
+            records: std::slice::from_ref(&recorded),
+            committed: &committed,
+            active: &[],
+            triggers: &BTreeMap::new(),
+            alive: gone,
+        };
         let p = plan(std::slice::from_ref(&j), &Mode::Schedule { max_catchup: 1000 }, w, &clock);
         // The recorded interval's pending record runs too, in interval order.
         assert_eq!(starts(&p), ["2024-05-01T01:00:00Z", "2024-05-01T02:00:00Z", "2024-05-01T03:00:00Z"]);
         assert_eq!(p.launch[1].1.run_id, "r");
         // --max-catchup keeps the latest ones.
-        let w = World { records: &[], committed: &committed, active: &[], alive: gone };
+        let w = World { records: &[], committed: &committed, active: &[], triggers: &BTreeMap::new(), alive: gone };
         let p = plan(std::slice::from_ref(&j), &Mode::Schedule { max_catchup: 2 }, w, &clock);
         assert_eq!(starts(&p), ["2024-05-01T02:00:00Z", "2024-05-01T03:00:00Z"]);
         // Without catch-up only the latest interval that ended runs.
         let j = job("cron: \"0 * * * *\"\ntimezone: UTC\nstart_date: 2024-05-01T00:00:00Z\n");
         assert_eq!(starts(&plan_now(&[j], &[], &[], &clock)), ["2024-05-01T03:00:00Z"]);
+    }
+
+    #[test]
+    fn commit_triggers_become_runs_oldest_first_once_each() {
+        let j = job("on_commit: up@latest\ncatchup: true\nmax_active_runs: 2\n");
+        let clock = TestClock::at("2024-05-01T00:00:00Z");
+        let triggers: BTreeMap<String, Vec<u64>> = [(j.pipeline(), vec![3, 4, 5])].into_iter().collect();
+        let committed = BTreeMap::new();
+        let done = j.commit_record("up", 3, "x");
+        let w = World {
+            records: std::slice::from_ref(&done),
+            committed: &committed,
+            active: &[],
+            triggers: &triggers,
+            alive: gone,
+        };
+        let p = plan(std::slice::from_ref(&j), &Mode::Schedule { max_catchup: 1000 }, w, &clock);
+        // up@3 has its record (pending: it runs first, by version), up@4 is new; up@5 waits for a slot.
+        let ids: Vec<&str> = p.launch.iter().map(|(_, r)| r.run_id.as_str()).collect();
+        assert_eq!(ids, ["news-after-up-3", "news-after-up-4"]);
+        assert_eq!(p.launch[1].1.trigger_version.as_deref(), Some("up@4"));
+        assert_eq!(p.launch[1].1.trigger, "on_commit");
+        assert!(p.launch[1].1.interval.is_none());
+        assert!(p.waiting);
+        assert!(p.wake <= COMMIT_POLL, "commits are looked for every {COMMIT_POLL:?}");
+        // A backfill never makes commit runs.
+        let w = World { records: &[], committed: &committed, active: &[], triggers: &triggers, alive: gone };
+        let p = plan(std::slice::from_ref(&j), &Mode::Backfill { runs: BTreeSet::new() }, w, &clock);
+        assert!(p.launch.is_empty());
     }
 
     #[test]
@@ -592,7 +726,13 @@ pub(crate) mod tests {
         // Another process's live run takes a slot too, and is looked at again within a second.
         let alive = |_: u32, _: &str| true;
         let committed = BTreeMap::new();
-        let w = World { records: std::slice::from_ref(&running), committed: &committed, active: &[], alive };
+        let w = World {
+            records: std::slice::from_ref(&running),
+            committed: &committed,
+            active: &[],
+            triggers: &BTreeMap::new(),
+            alive,
+        };
         let p = plan(std::slice::from_ref(&j), &Mode::Schedule { max_catchup: 1000 }, w, &clock);
         assert_eq!(starts(&p), ["2024-05-01T01:00:00Z"]);
         assert_eq!(p.wake, Duration::from_secs(1));
