@@ -323,6 +323,14 @@ fn k8s_writes_an_indexed_job_per_phase_and_a_commit_job() {
     assert_eq!(list[0]["run_id"], "K8s_1");
     assert_eq!(list[0]["executor"], "k8s");
     assert_eq!(list[0]["splits_total"], 6);
+    // `smelt ui` lists the Kubernetes run and shows its ranks, none started yet.
+    let site = env.path().join("site");
+    env.ok(&["ui", "--export", site.to_str().unwrap()]);
+    let runs = std::fs::read_to_string(site.join("runs/index.html")).unwrap();
+    assert!(runs.contains("href=\"runs/K8s_1.html\"") && runs.contains("<td>k8s</td>"), "{runs}");
+    let page = std::fs::read_to_string(site.join("runs/K8s_1.html")).unwrap();
+    assert!(page.contains("id=\"ranks\""), "{page}");
+    assert_eq!(page.matches("<tr><td class=\"n\">").count(), 3, "three ranks: {page}");
 }
 
 #[test]
@@ -361,6 +369,13 @@ fn quickstart_on_four_slurm_ranks_commits_the_local_digest() {
     assert!(table.contains("committed; 6/6 splits done") && table.contains("committed as quickstart@1"), "{table}");
     let list = env.ok(&["runs", "list"]);
     assert!(list.contains("q4") && list.contains("quickstart@1") && list.contains("6/6"), "{list}");
+    // `smelt ui`'s page of the run: every rank's Slurm state and the end of its log.
+    let site = env.path().join("site");
+    env.ok(&["ui", "--export", site.to_str().unwrap()]);
+    let page = std::fs::read_to_string(site.join("runs/q4.html")).unwrap();
+    assert!(page.contains("id=\"ranks\"") && page.contains("committed as"), "{page}");
+    assert_eq!(page.matches("<td>COMPLETED</td>").count(), 4, "{page}");
+    assert!(page.contains("rank 2 done"), "the rank's log: {page}");
 }
 
 #[test]
