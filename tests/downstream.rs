@@ -226,3 +226,94 @@ stages:
     assert_eq!(out.status.code(), Some(2));
     assert!(common::stderr(&out).contains("scored@2 has no column `signals`"), "{}", common::stderr(&out));
 }
+
+/// A dataset `name` of `n` generated documents (ids `{prefix}-00000`...) in 4 files.
+fn generated(env: &Env, name: &str, prefix: &str, n: usize) {
+    let text = String::from_utf8(common::noisy_jsonl(n, 200)).unwrap().replace("\"doc-", &format!("\"{prefix}-"));
+    let lines: Vec<&str> = text.lines().collect();
+    for (k, chunk) in lines.chunks(n.div_ceil(4)).enumerate() {
+        env.write(&format!("{name}/part-{k}.jsonl"), (chunk.join("\n") + "\n").as_bytes());
+    }
+    let yaml = format!(
+        "dataset: {name}\nstages:\n  docs: {{type: jsonl, paths: [\"{name}/*.jsonl\"]}}\n  hashed: {{type: content_hash, inputs: [docs]}}\n  out: {{type: parquet, inputs: [hashed]}}\n"
+    );
+    let p = env.write(&format!("{name}.yaml"), yaml.as_bytes());
+    env.ok(&["run", &p.display().to_string()]);
+}
+
+fn mix(env: &Env, file: &str, body: &str) -> String {
+    let yaml = format!(
+        "dataset: mixed\nstages:\n  mix:\n    type: mix\n{body}  hashed: {{type: content_hash, inputs: [mix]}}\n  out: {{type: parquet, inputs: [hashed]}}\n"
+    );
+    env.write(file, yaml.as_bytes()).display().to_string()
+}
+
+fn count(env: &Env, version: &str, where_: &str) -> u64 {
+    let q = format!("SELECT count(*) AS n, count(DISTINCT id) AS d FROM \"{version}\" WHERE {where_}");
+    let r = env.json(&["sql", &q]);
+    let (n, d) = (r[0]["n"].as_u64().unwrap(), r[0]["d"].as_u64().unwrap());
+    assert_eq!(n, d, "{version} {where_}: every copy has its own id");
+    n
+}
+
+#[test]
+fn mix_samples_versions_by_weight_repeats_small_ones_and_is_deterministic() {
+    let env = Env::new();
+    generated(&env, "big", "a", 2000);
+    generated(&env, "small", "b", 500);
+    // 1,000 documents, 3:1 -> 750 of big (f = 0.375) and 250 of small (f = 0.5), each within sampling noise.
+    let p = mix(
+        &env,
+        "mix1.yaml",
+        "    sources:\n      - {from: big@latest, weight: 3}\n      - {from: small@1, weight: 1}\n    documents: 1000\n",
+    );
+    let one = env.json(&["run", &p, "--parallelism", "1"]);
+    let (a, b) = (count(&env, "mixed@1", "id LIKE 'a-%'"), count(&env, "mixed@1", "id LIKE 'b-%'"));
+    assert!((690..=810).contains(&a), "big: {a}");
+    assert!((215..=285).contains(&b), "small: {b}");
+    // The same sample whatever the parallelism (and split order).
+    let two = env.json(&["run", &p, "--parallelism", "3"]);
+    assert_eq!(one["digest"], two["digest"]);
+    // The lineage names both pinned versions, and each split's factor and rows.
+    let m = env.json(&["catalog", "show", "mixed@1"]);
+    let states = m["lineage"]["source_state"].as_array().unwrap();
+    assert_eq!(states.len(), 8, "4 shards of each");
+    let out: u64 = states
+        .iter()
+        .filter(|s| s["state"]["from"] == "small@1")
+        .map(|s| s["state"]["rows_out"].as_u64().unwrap())
+        .sum();
+    assert_eq!(out, b);
+    assert!(states.iter().any(|s| s["state"]["from"] == "big@1" && s["state"]["factor"] == 0.375), "{states:?}");
+
+    // Too small for its share: small would need 3 epochs, max_epochs allows 2 -> every document twice, ids `~2`.
+    let p = mix(
+        &env,
+        "mix2.yaml",
+        "    sources:\n      - {from: big, weight: 1}\n      - {from: small, weight: 1, max_epochs: 2}\n    documents: 3000\n    seed: 5\n",
+    );
+    env.ok(&["run", &p]);
+    assert_eq!(count(&env, "mixed@3", "id LIKE 'b-%'"), 1000);
+    assert_eq!(count(&env, "mixed@3", "id LIKE 'b-%~2'"), 500);
+    let a = count(&env, "mixed@3", "id LIKE 'a-%'");
+    assert!((1420..=1580).contains(&a), "big at f = 0.75: {a}");
+
+    // Bad mixtures are refused before anything runs.
+    for (body, msg) in [
+        ("    sources:\n      - {from: big, weight: 1}\n    documents: 10\n    tokens: 10\n", "one of them"),
+        ("    sources:\n      - {from: big, weight: 0}\n    documents: 10\n", "`weight` must be a positive number"),
+        ("    sources: []\n    documents: 10\n", "lists no version"),
+        ("    sources:\n      - {from: \"big@\", weight: 1}\n    documents: 10\n", "sources[0].from"),
+    ] {
+        let p = mix(&env, "bad.yaml", body);
+        let out = env.smelt(&["validate", &p]);
+        assert_eq!(out.status.code(), Some(2), "{body}");
+        let err = common::stderr(&out);
+        assert!(err.contains(msg), "{body}: {err}");
+    }
+    // A token budget needs token counts; these versions were not tokenized.
+    let p = mix(&env, "tokens.yaml", "    sources:\n      - {from: big, weight: 1}\n    tokens: 1000\n");
+    let out = env.smelt(&["run", &p]);
+    assert!(!out.status.success());
+    assert!(common::stderr(&out).contains("not tokenized"), "{}", common::stderr(&out));
+}

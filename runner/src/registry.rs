@@ -38,6 +38,13 @@ pub fn stages() -> Vec<StageType> {
             options: options_schema::<source::dataset::DatasetSourceConfig>,
         },
         StageType {
+            name: "mix",
+            kind: StageKind::Source,
+            about: "a deterministic weighted sample of committed versions to a document or token budget, repeating small ones up to max_epochs",
+            configure: source::mix::configure,
+            options: options_schema::<source::mix::MixConfig>,
+        },
+        StageType {
             name: "commoncrawl",
             kind: StageKind::Source,
             about: "Common Crawl over HTTPS or S3: a crawl (or `latest`), WARC/WET/WAT, segments, a sample, or CDX url/domain lookups; incremental",

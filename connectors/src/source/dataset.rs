@@ -71,22 +71,45 @@ impl std::fmt::Debug for Opened {
 /// # Errors
 /// Unknown options, a `from` that is not `name@version`, `name@tag` or `name`.
 pub fn configure(options: serde_json::Value, ctx: &ConfigureContext) -> Result<StageConfig, OptionError> {
-    let mut c: DatasetSourceConfig = parse_options(options)?;
-    c.from.parse::<VersionRef>().map_err(|e| OptionError {
-        path: vec![PathSeg::Key("from".into())],
-        message: format!("{e}; write name@7, name@prod, name@latest or name"),
-        at_key: false,
-    })?;
-    // A pinned upstream (`smelt run --upstream NAME@V`) replaces the version `from` selects.
-    let name = c.from.rsplit_once('@').map_or(c.from.as_str(), |(n, _)| n).to_string();
-    if let Some(v) = ctx.pins.get(&name) {
-        c.from = format!("{name}@{v}");
+    let c: DatasetSourceConfig = parse_options(options)?;
+    Ok(StageConfig::Source(Arc::new(c.configured(ctx, vec![PathSeg::Key("from".into())])?)))
+}
+
+impl DatasetSourceConfig {
+    /// A source reading `from` (no extra columns), for stages built on it (`mix`).
+    ///
+    /// # Errors
+    /// A `from` that is not `name@version`, `name@tag` or `name` (at `path`).
+    pub(crate) fn reading(from: &str, ctx: &ConfigureContext, path: Vec<PathSeg>) -> Result<Self, OptionError> {
+        let c = DatasetSourceConfig {
+            from: from.to_string(),
+            columns: Vec::new(),
+            extra: Vec::new(),
+            datasets: None,
+            opened: Opened::default(),
+        };
+        c.configured(ctx, path)
     }
-    c.datasets = Some(ctx.datasets.clone());
-    if !c.columns.is_empty() {
-        c.extra = extra_fields(&c, &ctx.datasets)?;
+
+    /// Checks `from`, applies a pinned upstream version and takes the dataset roots (and the `columns`' types).
+    fn configured(mut self, ctx: &ConfigureContext, from_path: Vec<PathSeg>) -> Result<Self, OptionError> {
+        let c = &mut self;
+        c.from.parse::<VersionRef>().map_err(|e| OptionError {
+            path: from_path,
+            message: format!("{e}; write name@7, name@prod, name@latest or name"),
+            at_key: false,
+        })?;
+        // A pinned upstream (`smelt run --upstream NAME@V`) replaces the version `from` selects.
+        let name = c.from.rsplit_once('@').map_or(c.from.as_str(), |(n, _)| n).to_string();
+        if let Some(v) = ctx.pins.get(&name) {
+            c.from = format!("{name}@{v}");
+        }
+        c.datasets = Some(ctx.datasets.clone());
+        if !c.columns.is_empty() {
+            c.extra = extra_fields(c, &ctx.datasets)?;
+        }
+        Ok(self)
     }
-    Ok(StageConfig::Source(Arc::new(c)))
 }
 
 /// The fields of `columns` that are not document columns, typed as the
@@ -136,7 +159,7 @@ impl DatasetSourceConfig {
     }
 
     /// The pinned version `spec` (`name@V`), opened once per source.
-    fn pinned(&self, spec: &str) -> Result<Arc<Earlier>> {
+    pub(crate) fn pinned(&self, spec: &str) -> Result<Arc<Earlier>> {
         if let Some(up) = self.opened.0.lock().unwrap_or_else(|p| p.into_inner()).get(spec) {
             return Ok(up.clone());
         }
@@ -147,7 +170,7 @@ impl DatasetSourceConfig {
 }
 
 /// `name@V#path` -> (`name@V`, `path`).
-fn parse_split(id: &str) -> Result<(&str, &str)> {
+pub(crate) fn parse_split(id: &str) -> Result<(&str, &str)> {
     id.split_once('#').ok_or_else(|| EngineError::Internal(format!("dataset split `{id}` is not name@version#path")))
 }
 

@@ -9,6 +9,7 @@ pub mod commoncrawl;
 pub mod dataset;
 mod feed_decode;
 pub mod jsonl;
+pub mod mix;
 pub mod parquet;
 pub mod rss;
 pub mod warc;
