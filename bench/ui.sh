@@ -63,11 +63,15 @@ for name, p in pages:
         ts.append(ms)
     worst = max(worst, max(ts))
     print(f"{name:<36} {statistics.median(ts):>9.1f} {max(ts):>7.1f} {size // 1024:>6}")
-rss2 = rss()
-for _ in range(5):
-    for _, p in pages:
-        fetch(p)
-rss3 = rss()
+series = [(16, rss())]
+rounds = 16
+for target in (41, 81, 161):
+    while rounds < target:
+        for _, p in pages:
+            fetch(p)
+        rounds += 1
+    series.append((rounds, rss()))
 print(f"slowest request: {worst:.1f} ms (goal < 200 ms); {len(pages)} pages x 15 requests, one client, release build")
-print(f"server RSS after 1 / 16 / 21 rounds of every page: {rss1[0]} / {rss2[0]} / {rss3[0]} MiB (peak {rss3[1]} MiB)")
+print("server RSS after N rounds of every page: " + ", ".join(f"{n}: {r[0]} MiB" for n, r in [(1, rss1)] + series)
+      + f" (peak {series[-1][1][1]} MiB); flat: {series[-1][1][0] - series[1][1][0]} MiB from round 41 to {series[-1][0]}")
 PY
