@@ -102,32 +102,22 @@ impl Job {
 
     /// A new `pending` record for the run after the commit of `upstream@v` (an `on_commit` schedule), made at `at`.
     pub fn commit_record(&self, upstream: &str, v: u64, at: &str) -> RunRecord {
-        RunRecord {
-            run_id: commit_run_id(&self.dataset, upstream, v),
-            dataset: self.dataset.clone(),
-            pipeline: self.pipeline(),
-            interval: None,
-            status: RunStatus::Pending,
-            attempts: 0,
-            max_attempts: self.schedule.retries + 1,
-            last_error: None,
-            next_attempt_at: None,
-            pid: None,
-            trigger: "on_commit".into(),
-            trigger_version: Some(format!("{upstream}@{v}")),
-            created_at: at.to_string(),
-            updated_at: at.to_string(),
-            history: Vec::new(),
-        }
+        let mut r = self.pending(commit_run_id(&self.dataset, upstream, v), None, "on_commit", at);
+        r.trigger_version = Some(format!("{upstream}@{v}"));
+        r
     }
 
     /// A new `pending` record for interval `i`, made at `at`.
     pub fn new_record(&self, run_id: String, i: &Interval, trigger: &str, at: &str) -> RunRecord {
+        self.pending(run_id, Some(self.run_interval(i)), trigger, at)
+    }
+
+    fn pending(&self, run_id: String, interval: Option<RunInterval>, trigger: &str, at: &str) -> RunRecord {
         RunRecord {
             run_id,
             dataset: self.dataset.clone(),
             pipeline: self.pipeline(),
-            interval: Some(self.run_interval(i)),
+            interval,
             status: RunStatus::Pending,
             attempts: 0,
             max_attempts: self.schedule.retries + 1,
