@@ -171,9 +171,13 @@ impl Scheduler {
                 wait.as_secs_f64()
             ),
             Ended::Failed { error, fatal } => format!(
-                "{} failed{}: {error}; `smelt backfill` runs it again",
+                "{} failed{}: {error}; {}",
                 a.run_id,
-                if fatal { " (a pipeline or usage error: not retried)" } else { " after every attempt" }
+                if fatal { " (a pipeline or usage error: not retried)" } else { " after every attempt" },
+                match &rec.trigger_version {
+                    Some(v) => format!("`smelt run {} --upstream {v}` runs it again", rec.pipeline),
+                    None => "`smelt backfill` runs it again".into(),
+                }
             ),
         };
         (self.say)(&msg);
