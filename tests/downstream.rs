@@ -286,6 +286,13 @@ fn mix_samples_versions_by_weight_repeats_small_ones_and_is_deterministic() {
     assert_eq!(out, b);
     assert!(states.iter().any(|s| s["state"]["from"] == "big@1" && s["state"]["factor"] == 0.375), "{states:?}");
 
+    // `smelt ui` shows the realised mixture: both versions with their factors and what was kept.
+    let site = env.path().join("site");
+    env.ok(&["ui", "--export", site.to_str().unwrap()]);
+    let page = std::fs::read_to_string(site.join("d/mixed/v1.html")).unwrap();
+    assert!(page.contains("id=\"mix-sources\"") && page.contains(">0.3750<"), "{page}");
+    assert!(page.contains(&format!("<td class=\"n\">{b}</td>")), "small's kept rows: {page}");
+
     // Too small for its share: small would need 3 epochs, max_epochs allows 2 -> every document twice, ids `~2`.
     let p = mix(
         &env,

@@ -364,6 +364,7 @@ pub async fn version(ctx: &Ctx, ds: &str, v: u64) -> Result<(String, String), Ui
 
     // Mixture.
     s.push_str("<h2>Mixture</h2>");
+    mix_sources(&mut s, &m);
     mixture(&mut s, &m);
 
     // Funnel.
@@ -420,6 +421,40 @@ pub async fn version(ctx: &Ctx, ds: &str, v: u64) -> Result<(String, String), Ui
         );
     }
     Ok((format!("{ds}@{v}"), s))
+}
+
+/// A `mix` source's realised mixture: per input version, its factor and the rows read and kept (from the splits' states).
+fn mix_sources(s: &mut String, m: &VersionManifest) {
+    let mut per: BTreeMap<&str, (f64, u64, u64)> = BTreeMap::new();
+    for st in &m.lineage.source_state {
+        let (Some(from), Some(factor)) =
+            (st.state.get("from").and_then(|v| v.as_str()), st.state.get("factor").and_then(|v| v.as_f64()))
+        else {
+            continue;
+        };
+        let n = |k: &str| st.state.get(k).and_then(serde_json::Value::as_u64).unwrap_or(0);
+        let e = per.entry(from).or_insert((factor, 0, 0));
+        e.1 += n("rows_in");
+        e.2 += n("rows_out");
+    }
+    if per.is_empty() {
+        return;
+    }
+    let total: u64 = per.values().map(|e| e.2).sum::<u64>().max(1);
+    let rows: Vec<Vec<String>> = per
+        .iter()
+        .map(|(from, (factor, read, kept))| {
+            vec![
+                ref_link(from),
+                format!("{factor:.4}"),
+                int(*read),
+                int(*kept),
+                format!("{:.2}%", *kept as f64 / total as f64 * 100.0),
+            ]
+        })
+        .collect();
+    s.push_str("<p>Mixed from (the <code>mix</code> source: each document kept <i>factor</i> times on average):</p>");
+    s.push_str(&table("mix-sources", &["version", "#factor", "#documents read", "#kept", "#share"], &rows));
 }
 
 fn mixture(s: &mut String, m: &VersionManifest) {
