@@ -452,9 +452,21 @@ fn a_cancelled_array_resumes_without_loss_or_duplicates() {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert!(Command::new("scancel").arg(&job).status().unwrap().success());
-    let s = settle(&env, "kill");
+    let mut s = settle(&env, "kill");
     assert_eq!(s["state"], "failed", "{s:#}");
     assert_eq!(s["commit_job"]["state"], "CANCELLED", "{s:#}");
+    // Slurm reports a cancelled task before its process has exited (KillWait): a rank may still
+    // write its last split record. Wait until the records stop changing.
+    let done_of =
+        |s: &Value| -> Vec<Value> { s["ranks"].as_array().unwrap().iter().map(|r| r["splits_done"].clone()).collect() };
+    loop {
+        std::thread::sleep(Duration::from_secs(1));
+        let again = env.json(&["runs", "show", "kill"]);
+        if done_of(&again) == done_of(&s) {
+            break;
+        }
+        s = again;
+    }
     let incomplete: Vec<u64> = s["ranks"]
         .as_array()
         .unwrap()
