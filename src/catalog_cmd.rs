@@ -142,6 +142,23 @@ tokenizer_changed, pipeline_changed (0/1). Exit 4 when one holds.")]
         #[arg(long)]
         keep_trained: bool,
     },
+    /// Rewrite a version's small shards into a new version with the same rows, in the same order, and the
+    /// same digest: adjacent shards under half of the sink's shard_bytes and shard_rows are merged into
+    /// shards of up to shard_bytes. The old version stays; `catalog gc` frees its small shards once it expires.
+    #[command(after_help = "Examples:
+  smelt catalog compact feeds@12
+  smelt catalog compact feeds@latest --shard-bytes 268435456 --format json
+  smelt catalog tag feeds@13 prod        # the compacted version is a new number; tags do not move by themselves")]
+    Compact {
+        /// DATASET@VERSION to compact.
+        version: String,
+        /// Target size of a merged shard in bytes (default: the shard_bytes the version was written with).
+        #[arg(long, value_name = "BYTES")]
+        shard_bytes: Option<u64>,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
     /// Recreate the index from the manifests in dataset storage.
     #[command(after_help = "Examples:\n  smelt catalog rebuild\n  smelt catalog rebuild s3://bucket/datasets/cc-news")]
     Rebuild {
@@ -231,7 +248,56 @@ pub async fn run(data_dir: &Path, cmd: CatalogCmd) -> anyhow::Result<()> {
             gc(data_dir, grace_hours, dry_run, dataset.as_deref(), &retention).await
         }
         CatalogCmd::Rebuild { roots } => rebuild(data_dir, roots).await,
+        CatalogCmd::Compact { version, shard_bytes, format } => compact(data_dir, &version, shard_bytes, format).await,
     }
+}
+
+async fn compact(data_dir: &Path, version: &str, shard_bytes: Option<u64>, format: Format) -> anyhow::Result<()> {
+    use smelt_connectors::sink::compact::{compact, sink_options};
+    let (m, root) = resolve(data_dir, version)?;
+    let store = DatasetStore::open(&root)?;
+    let cfg = shard_bytes.map(|b| {
+        let mut c = sink_options(&m.lineage.resolved_config).unwrap_or_default();
+        c.shard_bytes = b.max(1);
+        c
+    });
+    let run_id = format!("compact-{}", smelt_runner::workspace::new_run_id());
+    let now = chrono::Utc::now().to_rfc3339();
+    let Some(done) = compact(&store, &m, cfg, &run_id, &now).await? else {
+        match format {
+            Format::Json => {
+                emit_json(&serde_json::json!({"dataset": m.dataset, "version": m.version, "compacted": null,
+                "shards": m.totals.shards}))
+            }
+            Format::Table => emit(&format!(
+                "{}@{}: nothing to compact ({} shards; no two small ones are adjacent)",
+                m.dataset, m.version, m.totals.shards
+            )),
+        }
+        return Ok(());
+    };
+    let catalog = Workspace::new(data_dir).open_catalog()?;
+    let new = smelt_catalog::commit::commit_manifest(&catalog, &store, done.manifest, m.doc_index.as_ref()).await?;
+    match format {
+        Format::Json => emit_json(&serde_json::json!({"dataset": new.dataset, "version": new.version,
+            "compacted": m.version, "shards_before": m.totals.shards, "shards": new.totals.shards,
+            "merged_from": done.merged_from, "merged_into": done.merged_into, "digest": new.digest,
+            "same_digest": new.digest == m.digest})),
+        Format::Table => emit(&format!(
+            "{}@{}: {} shards of {}@{} merged into {}: {} shards, {} ({}), digest {}",
+            new.dataset,
+            new.version,
+            done.merged_from,
+            m.dataset,
+            m.version,
+            done.merged_into,
+            new.totals.shards,
+            human_bytes(new.totals.bytes),
+            if new.digest == m.digest { "same digest" } else { "new digest: the version predates content hashes" },
+            new.digest,
+        )),
+    }
+    Ok(())
 }
 
 fn list(data_dir: &Path, format: Format) -> anyhow::Result<()> {
@@ -722,6 +788,12 @@ fn show_table(m: &VersionManifest) -> String {
         m.totals.tokens,
         human_bytes(m.totals.text_bytes)
     ));
+    if let Some(v) = m.lineage.compacted_from {
+        out.push_str(&format!(
+            "  compacted   from {}@{v} (`smelt catalog compact`): the same rows in fewer shards\n",
+            m.dataset
+        ));
+    }
     out.push_str(&format!(
         "  lineage     pipeline {} (hash {}), smelt {}, {} input splits\n\nschema\n",
         m.lineage.pipeline_path,

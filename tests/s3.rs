@@ -149,10 +149,12 @@ fn s3_dataset_root_takes_shards_commits_tags_gc_and_sql() {
     let lm1 = local.json(&["catalog", "show", "quickstart@1"]);
     assert_eq!(m1["digest"], first["digest"]);
     assert_eq!(m1["totals"]["rows"], 19);
+    // Three splits' small shards, merged at commit into one (read back from and written to the bucket).
     let shards1 = shard_paths(&m1);
-    assert_eq!(shards1.len(), 3);
+    assert_eq!(shards1.len(), 1);
+    assert!(shards1.iter().all(|s| s.starts_with("runs/first/shards/merged-")), "{shards1:?}");
     let local_shards = shard_bytes(&lm1, &local_root);
-    assert_eq!(local_shards.len(), 3);
+    assert_eq!(local_shards.len(), 1);
     for ((name, bytes), rel) in local_shards.iter().zip(m1["shards"].as_array().unwrap()) {
         let rel = rel["path"].as_str().unwrap();
         assert!(rel.ends_with(&format!("/{name}")), "{rel} vs {name}");
@@ -165,12 +167,19 @@ fn s3_dataset_root_takes_shards_commits_tags_gc_and_sql() {
     assert_eq!(second["digest"], first["digest"]);
     let m2 = s3.json(&env, &["catalog", "show", "quickstart@2"]);
     let shards2 = shard_paths(&m2);
-    assert_eq!(shards2.len(), 3);
+    assert_eq!(shards2.len(), 1);
     assert!(shards2.iter().all(|s| s.starts_with("runs/second/shards/")), "{shards2:?}");
     let objects = s3.objects(prefix);
     let stored = |dir: &str| -> BTreeSet<String> { objects.keys().filter(|k| k.starts_with(dir)).cloned().collect() };
-    assert_eq!(stored("runs/first/shards/"), shards1);
-    assert_eq!(stored("runs/second/shards/"), shards2);
+    // Each run's shards: the merged one the manifest names and the three small ones it was made
+    // of (no version's: `catalog gc` removes them).
+    for (run, listed) in [("first", &shards1), ("second", &shards2)] {
+        let all = stored(&format!("runs/{run}/shards/"));
+        let small: Vec<&String> = all.difference(listed).collect();
+        assert!(listed.is_subset(&all), "{run}: {all:?}");
+        assert_eq!(small.len(), 3, "{run}: {all:?}");
+        assert!(small.iter().all(|s| s.contains("/shards/part-")), "{small:?}");
+    }
     let manifests: BTreeSet<String> = stored("_versions/").into_iter().filter(|k| k.ends_with(".json")).collect();
     assert_eq!(manifests, BTreeSet::from(["_versions/000001.json".to_string(), "_versions/000002.json".to_string()]));
     let stored_m1: serde_json::Value =

@@ -206,6 +206,40 @@ pub async fn commit_run(
     )))
 }
 
+/// Commits `manifest`, a version made from committed ones rather than by a
+/// run (`smelt catalog compact`): under the next free number, with a copy of
+/// the document index `index` (a version's index, `None` when it has none)
+/// placed first, as [`commit_run`] places a run's. Returns the manifest as written.
+///
+/// # Errors
+/// Storage and index failures, or other commits taking every number tried.
+pub async fn commit_manifest(
+    catalog: &Catalog,
+    store: &DatasetStore,
+    mut manifest: VersionManifest,
+    index: Option<&DocIndexRef>,
+) -> Result<VersionManifest> {
+    let run_id = manifest.lineage.run_id.clone();
+    for _attempt in 0..8 {
+        let recorded_latest = catalog.dataset(&manifest.dataset)?.map_or(0, |d| d.latest);
+        let next = stored_versions(store).await?.last().copied().unwrap_or(0).max(recorded_latest) + 1;
+        manifest.version = next;
+        if let Some(r) = index {
+            let path = version_index_path(next, &run_id);
+            store.copy(&r.path, &path).await?;
+            manifest.doc_index = Some(DocIndexRef { path, ..r.clone() });
+        }
+        if store.put_create(&manifest_path(next), to_json_bytes(&manifest)).await? == Created::Written {
+            record_blocking(catalog, store.url(), &manifest).await?;
+            return Ok(manifest);
+        }
+    }
+    Err(CatalogError::User(format!(
+        "could not commit {} ({run_id}): other commits kept taking the next version number; retry",
+        manifest.dataset
+    )))
+}
+
 /// Crash tests stop a committing process at named points: with
 /// `SMELT_TEST_PAUSE=<point>` the commit says so on stderr and waits there
 /// (ten minutes) for the test to kill it. Points: `before_manifest` (the
@@ -265,6 +299,28 @@ pub async fn rebuild(catalog: &Catalog, store: &DatasetStore) -> Result<Vec<u64>
     Ok(versions)
 }
 
+/// A version's digest: xxh3-128 over its schema and the content hash of its
+/// rows in order, so it does not change when shards are merged; over the
+/// shard checksums when a shard has no content hash (written before smelt
+/// recorded them).
+pub fn version_digest(schema: &[crate::model::FieldDesc], shards: &[crate::model::ShardEntry]) -> String {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    h.update(&to_json_bytes(&schema));
+    match crate::content::concat_shards(shards) {
+        Some(content) => {
+            h.update(b"content\n");
+            h.update(&content.to_bytes());
+        }
+        None => {
+            for s in shards {
+                h.update(s.checksum.as_bytes());
+                h.update(b"\n");
+            }
+        }
+    }
+    format!("xxh3-128:{:032x}", h.digest128())
+}
+
 fn build_manifest(
     plan: &RunPlan,
     records: &[SplitRecord],
@@ -317,18 +373,13 @@ fn build_manifest(
         text_bytes: stats.iter().map(|s| s.text_bytes).sum(),
     };
 
-    let mut h = xxhash_rust::xxh3::Xxh3::new();
-    h.update(&to_json_bytes(&plan.schema));
-    for s in &shards {
-        h.update(s.checksum.as_bytes());
-        h.update(b"\n");
-    }
+    let digest = version_digest(&plan.schema, &shards);
     VersionManifest {
         format: FORMAT_VERSION,
         dataset: plan.dataset.clone(),
         version,
         committed_at: committed_at.to_string(),
-        digest: format!("xxh3-128:{:032x}", h.digest128()),
+        digest,
         schema: plan.schema.clone(),
         shards,
         totals,
@@ -343,6 +394,7 @@ fn build_manifest(
             inputs: plan.splits.clone(),
             source_state,
             interval: plan.interval.clone(),
+            compacted_from: None,
         },
         doc_index,
         audit: Vec::new(),
@@ -384,6 +436,7 @@ mod tests {
                 rows: 5,
                 bytes: 100,
                 checksum: format!("xxh3-128:{i}"),
+                content: None,
             }],
             stats: vec![GroupStats {
                 lang: "und".into(),

@@ -18,6 +18,7 @@
 
 pub mod audit;
 pub mod commit;
+pub mod content;
 pub mod docindex;
 pub mod error;
 pub mod gc;

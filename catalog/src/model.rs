@@ -89,6 +89,10 @@ pub struct ShardEntry {
     pub bytes: u64,
     /// `xxh3-128:<hex>` of the file's bytes.
     pub checksum: String,
+    /// Content hash of its rows in order (`poly61x2:<hex>`, see
+    /// [`crate::content`]); absent in shards written before smelt recorded it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<String>,
 }
 
 /// A stored document index: the `(id, content_hash)` of every row, sorted by
@@ -241,6 +245,10 @@ pub struct Lineage {
     /// read back at the next run's plan time so it processes only what is new.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub source_state: Vec<SourceState>,
+    /// The version this one rewrote with `smelt catalog compact` (same
+    /// documents in the same order, fewer shards); the rest of the lineage is that version's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compacted_from: Option<u64>,
 }
 
 /// One split's committed source state (see [`Lineage::source_state`]).
@@ -280,8 +288,12 @@ pub struct VersionManifest {
     pub version: u64,
     /// Commit time, RFC 3339.
     pub committed_at: String,
-    /// xxh3-128 over the schema and every shard checksum in order: equal
-    /// digests mean byte-identical data, whatever the run.
+    /// xxh3-128 over the schema and the content hash of every row in order
+    /// ([`crate::content`]): equal digests mean the same rows, whatever the
+    /// run and however they are cut into shards (the shards' `checksum`s
+    /// say whether the files are byte-identical). Versions whose shards have
+    /// no content hash (written before smelt recorded them) hash the shard
+    /// checksums instead.
     pub digest: String,
     /// Schema of the shards.
     pub schema: Vec<FieldDesc>,

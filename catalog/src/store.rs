@@ -226,6 +226,15 @@ impl DatasetStore {
         }
     }
 
+    /// Copies `from` to `to` within the store (server-side where the store
+    /// can), replacing what is at `to`.
+    ///
+    /// # Errors
+    /// Storage failures, `from` missing among them.
+    pub async fn copy(&self, from: &str, to: &str) -> Result<()> {
+        self.store.copy(&self.full(from), &self.full(to)).await.map_err(|e| self.err(from, e))
+    }
+
     /// Reads `rel`, `None` if it does not exist.
     ///
     /// # Errors

@@ -20,6 +20,7 @@ pub mod error;
 pub mod exec;
 pub mod graph;
 pub mod guard;
+pub mod rowhash;
 pub mod schedule;
 pub mod schema;
 pub mod stage;

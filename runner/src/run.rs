@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use smelt_catalog::{commit_run, DatasetStore, RunInterval};
+use smelt_connectors::sink::compact::MergeSmallShards;
 use smelt_engine::{EngineError, Pipeline, Progress, RunOptions, RunReport};
 use smelt_query::audit::AuditGates;
 
@@ -214,8 +215,14 @@ impl Run {
             return Ok(());
         }
         let catalog = ws.open_catalog()?;
-        let committed =
-            commit_run(&catalog, &self.store, &self.run_id, &chrono::Utc::now().to_rfc3339(), &[&AuditGates]).await?;
+        let committed = commit_run(
+            &catalog,
+            &self.store,
+            &self.run_id,
+            &chrono::Utc::now().to_rfc3339(),
+            &[&MergeSmallShards, &AuditGates],
+        )
+        .await?;
         if let Some(policy) = &p.publish {
             outcome.published = publish_once(&catalog, &self.store, &committed, policy).await?;
         }
@@ -299,7 +306,9 @@ pub async fn commit(ws: &Workspace, run_id: &str, pipeline: Option<&Path>) -> Re
     };
     let catalog = ws.open_catalog()?;
     let store = DatasetStore::open(&root)?;
-    let committed = commit_run(&catalog, &store, run_id, &chrono::Utc::now().to_rfc3339(), &[&AuditGates]).await?;
+    let committed =
+        commit_run(&catalog, &store, run_id, &chrono::Utc::now().to_rfc3339(), &[&MergeSmallShards, &AuditGates])
+            .await?;
     // The pipeline's `retention:` and `train:` command, once per version (not again for an
     // already committed run).
     let loaded = ws.load(&train_pipeline).ok();

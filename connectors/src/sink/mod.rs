@@ -1,2 +1,3 @@
 //! Sinks.
+pub mod compact;
 pub mod parquet;

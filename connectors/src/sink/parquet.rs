@@ -59,6 +59,29 @@ pub struct ParquetSinkConfig {
     /// zstd compression level, 1 to 22 (default 3).
     #[serde(default = "default_zstd_level")]
     pub zstd_level: i32,
+    /// Merge small shards at commit (default true): shards under half of
+    /// `shard_bytes` and `shard_rows` that follow each other in split order
+    /// are rewritten together into shards of up to `shard_bytes`, so many
+    /// small inputs do not make many tiny files. The version's rows, their
+    /// order and its digest are the same either way.
+    #[serde(default = "default_true")]
+    pub merge_small_shards: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+impl Default for ParquetSinkConfig {
+    fn default() -> Self {
+        ParquetSinkConfig {
+            shard_rows: default_shard_rows(),
+            shard_bytes: default_shard_bytes(),
+            row_group_rows: default_row_group_rows(),
+            zstd_level: default_zstd_level(),
+            merge_small_shards: true,
+        }
+    }
 }
 
 /// Registry hook.

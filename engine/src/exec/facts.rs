@@ -1,18 +1,21 @@
 //! What a version records about its rows besides the shards, gathered by
 //! the sink runner from every row it writes: documents, tokens and text
 //! bytes per (lang, source, domain), and each split's sorted
-//! `(id, content_hash)` run for the document diff.
+//! `(id, content_hash)` run for the document diff, and the content hash of
+//! each shard's rows (see [`crate::rowhash`]).
 //!
 //! ```text
 //! written batch ──► per (lang, source, domain): docs, n_tokens, text bytes ──► SplitRecord.stats
-//!               └─► (id, content_hash) ──RunBuilder (sorted, spills)──► runs/<id>/index/<split>.idx
+//!               ├─► (id, content_hash) ──RunBuilder (sorted, spills)──► runs/<id>/index/<split>.idx
+//!               └─► row hashes ──(the writer ends a shard of N rows: the first N)──► ShardEntry.content
 //! ```
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::{DataType, SchemaRef};
 use arrow::record_batch::RecordBatch;
+use smelt_catalog::content::ContentHash;
 use smelt_catalog::docindex::{FinishedRun, RunBuilder};
 use smelt_catalog::GroupStats;
 
@@ -24,16 +27,23 @@ pub(super) struct DocumentFacts {
     groups: BTreeMap<(String, String, String), GroupStats>,
     index: Option<RunBuilder>,
     finished: Option<FinishedRun>,
+    /// Hashes of the rows observed and not yet in an ended shard (at most a
+    /// shard's rows and a batch).
+    pending: VecDeque<u128>,
+    hash_rows: bool,
 }
 
 impl DocumentFacts {
-    /// Facts of rows of `schema`; the document index is kept when `index` is
-    /// asked for and the rows have a string `id` and a 16-byte `content_hash`.
-    pub(super) fn new(schema: &SchemaRef, index: bool) -> DocumentFacts {
+    /// Facts of rows of `schema`; with `store` (shards are being stored) the
+    /// rows are hashed for the shards' content hashes, and the document index
+    /// is kept when the rows have a string `id` and a 16-byte `content_hash`.
+    pub(super) fn new(schema: &SchemaRef, store: bool) -> DocumentFacts {
         DocumentFacts {
             groups: BTreeMap::new(),
-            index: (index && indexable(schema)).then(RunBuilder::new),
+            index: (store && indexable(schema)).then(RunBuilder::new),
+            hash_rows: store,
             finished: None,
+            pending: VecDeque::new(),
         }
     }
 
@@ -43,10 +53,30 @@ impl DocumentFacts {
     /// The index cannot spill to temporary space.
     pub(super) fn observe(&mut self, batch: &RecordBatch) -> Result<()> {
         accumulate_stats(batch, &mut self.groups);
+        if self.hash_rows {
+            self.pending.extend(crate::rowhash::row_hashes(batch)?);
+        }
         match &mut self.index {
             Some(run) => index_batch(run, batch),
             None => Ok(()),
         }
+    }
+
+    /// The content hash of the next `rows` rows observed: the shard the writer just ended.
+    ///
+    /// # Errors
+    /// The writer ended a shard with more rows than it was given (a bug).
+    pub(super) fn take_shard(&mut self, rows: u64) -> Result<ContentHash> {
+        let rows = usize::try_from(rows).unwrap_or(usize::MAX);
+        if rows > self.pending.len() {
+            return Err(EngineError::Internal(format!(
+                "the sink's writer ended a shard of {rows} rows after {} rows",
+                self.pending.len()
+            )));
+        }
+        let mut h = ContentHash::default();
+        self.pending.drain(..rows).for_each(|r| h.push(r));
+        Ok(h)
     }
 
     /// Every row seen: sorts the split's index run.

@@ -2,7 +2,7 @@
 //! thread, the engine streams their bytes to the store as they come (a
 //! multipart upload once a shard outgrows one part) under their final names
 //! by (split, sequence), and [`DocumentFacts`] gathers the version's
-//! statistics and document index from the same rows. A dry run collects the
+//! statistics, document index and each shard's content hash from the same rows. A dry run collects the
 //! rows instead. A shard becomes visible only when its upload completes; a
 //! failed split aborts its open upload (see docs/adr/0011-streamed-shard-uploads.md).
 //!
@@ -84,11 +84,22 @@ pub(super) async fn run(
                                 },
                             };
                             seq += 1;
+                            let content = match &mut state {
+                                Some((_, facts)) => Some(facts.take_shard(rows)?.to_string()),
+                                None => None,
+                            };
                             let bytes = shard.upload.written();
                             let checksum = format!("xxh3-128:{:032x}", shard.hasher.digest128());
                             shard.upload.finish().await?;
                             progress.rows_written.fetch_add(rows, Ordering::Relaxed);
-                            out.shards.push(ShardEntry { path: shard.path, split: *split, rows, bytes, checksum });
+                            out.shards.push(ShardEntry {
+                                path: shard.path,
+                                split: *split,
+                                rows,
+                                bytes,
+                                checksum,
+                                content,
+                            });
                         }
                     }
                 }

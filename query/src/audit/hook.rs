@@ -115,6 +115,7 @@ mod tests {
                 rows: 10,
                 bytes: 100,
                 checksum: "xxh3-128:0".into(),
+                content: None,
             }],
             stats: Vec::new(),
             stages: vec![StageMetrics { stage: "bias".into(), rows_out: 10, counters, ..Default::default() }],

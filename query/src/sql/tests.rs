@@ -78,6 +78,7 @@ fn commit(f: &Fixture, root_url: &str, version: u64, shards: &[RecordBatch]) -> 
             rows: b.num_rows() as u64,
             bytes: buf.len() as u64,
             checksum: format!("xxh3-128:{:032x}", xxhash_rust::xxh3::xxh3_128(&buf)),
+            content: None,
         });
     }
     let schema = docs(&[]).schema();
@@ -124,6 +125,7 @@ fn commit(f: &Fixture, root_url: &str, version: u64, shards: &[RecordBatch]) -> 
         inputs: vec![],
         source_state: vec![],
         interval: None,
+        compacted_from: None,
     };
     // Through JSON, as a manifest file is read: fields added later keep their defaults.
     let m: VersionManifest = serde_json::from_value(serde_json::json!({
