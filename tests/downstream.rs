@@ -236,8 +236,9 @@ fn generated(env: &Env, name: &str, prefix: &str, n: usize) {
         env.write(&format!("{name}/part-{k}.jsonl"), (chunk.join("\n") + "\n").as_bytes());
     }
     let yaml = format!(
-        "dataset: {name}\nstages:\n  docs: {{type: jsonl, paths: [\"{name}/*.jsonl\"]}}\n  hashed: {{type: content_hash, inputs: [docs]}}\n  out: {{type: parquet, inputs: [hashed]}}\n"
+        "dataset: {name}\nstages:\n  docs: {{type: jsonl, paths: [\"{name}/*.jsonl\"]}}\n  hashed: {{type: content_hash, inputs: [docs]}}\n  out: {{type: parquet, inputs: [hashed], merge_small_shards: false}}\n"
     );
+    // Four shards (not merged into one), so the mix reads each version as several splits.
     let p = env.write(&format!("{name}.yaml"), yaml.as_bytes());
     env.ok(&["run", &p.display().to_string()]);
 }

@@ -173,12 +173,14 @@ fn s3_dataset_root_takes_shards_commits_tags_gc_and_sql() {
     let stored = |dir: &str| -> BTreeSet<String> { objects.keys().filter(|k| k.starts_with(dir)).cloned().collect() };
     // Each run's shards: the merged one the manifest names and the three small ones it was made
     // of (no version's: `catalog gc` removes them).
+    let mut merged_away = BTreeSet::new();
     for (run, listed) in [("first", &shards1), ("second", &shards2)] {
         let all = stored(&format!("runs/{run}/shards/"));
         let small: Vec<&String> = all.difference(listed).collect();
         assert!(listed.is_subset(&all), "{run}: {all:?}");
         assert_eq!(small.len(), 3, "{run}: {all:?}");
         assert!(small.iter().all(|s| s.contains("/shards/part-")), "{small:?}");
+        merged_away.extend(small.into_iter().cloned());
     }
     let manifests: BTreeSet<String> = stored("_versions/").into_iter().filter(|k| k.ends_with(".json")).collect();
     assert_eq!(manifests, BTreeSet::from(["_versions/000001.json".to_string(), "_versions/000002.json".to_string()]));
@@ -215,8 +217,8 @@ fn s3_dataset_root_takes_shards_commits_tags_gc_and_sql() {
     assert_eq!(
         v,
         serde_json::json!([
-            {"version": 1, "run_id": "first", "rows": 19, "shards": 3, "digest": d},
-            {"version": 2, "run_id": "second", "rows": 19, "shards": 3, "digest": d},
+            {"version": 1, "run_id": "first", "rows": 19, "shards": 1, "digest": d},
+            {"version": 2, "run_id": "second", "rows": 19, "shards": 1, "digest": d},
         ])
     );
 
@@ -248,6 +250,7 @@ fn s3_dataset_root_takes_shards_commits_tags_gc_and_sql() {
     );
     let mut doomed = abandoned.clone();
     doomed.insert("runs/first/shards/part-00009-0000.parquet".to_string());
+    doomed.extend(merged_away); // the small shards the commits merged: no version's
     let listed = |out: &str, verb: &str| -> BTreeSet<String> {
         out.lines().filter_map(|l| l.strip_prefix(&format!("{verb} {root}/"))).map(str::to_string).collect()
     };

@@ -346,8 +346,10 @@ fn compare_and_spikes_point_at_the_planted_documents() {
     std::fs::copy(repo().join("stages/tests/fixtures/classify/texts.jsonl"), data.join("reuters.jsonl")).unwrap();
     let pipeline = env.write(
         "lm.yaml",
-        b"dataset: lm\nstages:\n  docs: {type: jsonl, paths: [\"data/*.jsonl\"]}\n  hashed: {type: content_hash, inputs: [docs]}\n  chars: {type: sql, inputs: [hashed], columns: {n_chars: \"character_length(text)\"}}\n  tok: {type: tokenize, inputs: [chars], tokenizer: \"tiktoken:r50k_base\", max_tokens: 1024, overflow: split}\n  out: {type: parquet, inputs: [tok]}\n",
+        b"dataset: lm\nstages:\n  docs: {type: jsonl, paths: [\"data/*.jsonl\"]}\n  hashed: {type: content_hash, inputs: [docs]}\n  chars: {type: sql, inputs: [hashed], columns: {n_chars: \"character_length(text)\"}}\n  tok: {type: tokenize, inputs: [chars], tokenizer: \"tiktoken:r50k_base\", max_tokens: 1024, overflow: split}\n  out: {type: parquet, inputs: [tok], merge_small_shards: false}\n",
     );
+    // Each file its own shard (as examples/train/loss_delta.sh: a separate day's ingest), so the
+    // planted documents reach the loader as their own shard, as they did when the figures were made.
     let p = pipeline.display().to_string();
     assert_eq!(env.json(&["run", &p])["version"], 1);
     junk_jsonl(&data.join("zz-junk.jsonl"), 10);

@@ -24,7 +24,9 @@ stages:
   docs: {type: jsonl, paths: ["data/*.jsonl"]}
   hashed: {type: content_hash, inputs: [docs]}
   tok: {type: tokenize, inputs: [hashed], tokenizer: "tiktoken:r50k_base", max_tokens: 1024, overflow: split}
-  out: {type: parquet, inputs: [tok]}
+  # Each input file its own shard, as a separate day's ingest would be: merged, the 10 planted
+  # documents would share the stories' one shard and the loader would spread them over most batches.
+  out: {type: parquet, inputs: [tok], merge_small_shards: false}
 YAML
 S=("$smelt" --data-dir "$work/smelt-data")
 "${S[@]}" run "$work/lm.yaml" --no-progress

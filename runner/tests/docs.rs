@@ -15,6 +15,7 @@ fn required(stage: &str) -> serde_json::Value {
         "commoncrawl" => serde_json::json!({"crawl": "CC-MAIN-2024-22"}),
         "commoncrawl_news" => serde_json::json!({"from": "2024-01"}),
         "dataset" => serde_json::json!({"from": "cc-news@prod"}),
+        "mix" => serde_json::json!({"sources": [{"from": "cc-news@prod", "weight": 1}], "documents": 10}),
         "rss" => serde_json::json!({"feeds": ["https://example.org/feed.xml"]}),
         "tokenize" => serde_json::json!({"tokenizer": "tiktoken:cl100k_base"}),
         "classify" => serde_json::json!({"model": "model.bin"}),
