@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use smelt_catalog::CatalogError;
-use smelt_engine::{ConfigureContext, EngineError, GraphFormat, Pipeline, Progress};
+use smelt_engine::{EngineError, GraphFormat, Pipeline, Progress};
 
 use crate::catalog_cmd::{CatalogCmd, GateFailed, EXIT_GATE};
 use crate::output::{emit, emit_json, funnel_table, human_bytes, progress_bar, table, Format};
@@ -329,7 +329,7 @@ fn validate(data_dir: &Path, paths: &[PathBuf], format: Format) -> ExitCode {
                 continue;
             }
         };
-        let ctx = ConfigureContext::for_file(path, data_dir);
+        let ctx = Workspace::new(data_dir).context(path);
         match smelt_engine::compile(&path.display().to_string(), &text, &smelt_runner::registry::stages(), &ctx) {
             Ok(p) => {
                 all.push(serde_json::json!({"file": path.display().to_string(), "ok": true, "dataset": p.dataset,

@@ -326,3 +326,45 @@ fn mix_samples_versions_by_weight_repeats_small_ones_and_is_deterministic() {
     assert!(!out.status.success());
     assert!(common::stderr(&out).contains("not tokenized"), "{}", common::stderr(&out));
 }
+
+#[test]
+fn where_reads_only_the_rows_it_selects_and_errors_point_into_it() {
+    let env = Env::new();
+    env.json(&["run", &example("quickstart.yaml").display().to_string()]);
+    let expected = env.ok(&[
+        "sql",
+        "SELECT id FROM \"quickstart@1\" WHERE length(text) > 2000 AND url NOT LIKE '%wikipedia%' ORDER BY id",
+        "--format",
+        "csv",
+    ]);
+    let kept = expected.lines().count() - 1;
+    assert!(kept > 0 && kept < 19, "the predicate splits the sample: {expected}");
+    let p = env.write(
+        "filtered.yaml",
+        b"dataset: long\nstages:\n  raw:\n    type: dataset\n    from: quickstart@1\n    where: \"length(text) > 2000 AND url NOT LIKE '%wikipedia%'\"\n  hashed: {type: content_hash, inputs: [raw]}\n  out: {type: parquet, inputs: [hashed]}\n",
+    );
+    let run = env.json(&["run", &p.display().to_string()]);
+    assert_eq!(run["rows_written"].as_u64(), Some(kept as u64), "{run}");
+    let source = &run["stages"][0];
+    assert_eq!(source["skips"]["where"].as_u64(), Some(19 - kept as u64), "{source}");
+    let got = env.ok(&["sql", "SELECT id FROM \"long@1\" ORDER BY id", "--format", "csv"]);
+    assert_eq!(got, expected);
+
+    // A column the source does not read, a misspelt one and a non-boolean expression: each at
+    // `where`'s line in the file, with what to change.
+    for (predicate, says) in [
+        ("lang = 'en'", "goes under `columns` first"),
+        ("lenght(text) > 3", "lenght"),
+        ("length(txt) > 3", "did you mean `text`?"),
+        ("length(text)", "must be true or false for each row"),
+    ] {
+        let yaml = format!(
+            "dataset: bad\nstages:\n  raw:\n    type: dataset\n    from: quickstart@1\n    where: \"{predicate}\"\n  out: {{type: parquet, inputs: [raw]}}\n"
+        );
+        let f = env.write("bad.yaml", yaml.as_bytes());
+        let out = env.smelt(&["validate", &f.display().to_string()]);
+        let err = common::stderr(&out);
+        assert!(!out.status.success(), "{predicate}");
+        assert!(err.contains("bad.yaml:6:") && err.contains(says), "{predicate}: {err}");
+    }
+}

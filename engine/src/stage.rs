@@ -82,6 +82,42 @@ pub struct ConfigureContext {
     /// scheduler's `on_commit` runs): a `dataset` source whose `from` names
     /// dataset NAME reads version V instead.
     pub pins: std::collections::BTreeMap<String, u64>,
+    /// Compiles SQL predicates (the `dataset` source's `where`): the engine
+    /// cannot parse SQL, so the runner hands stages DataFusion's compiler
+    /// here; `None` where no SQL engine is linked.
+    pub predicates: Option<Arc<dyn PredicateCompiler>>,
+}
+
+/// Compiles a SQL boolean expression over a schema into a [`RowPredicate`].
+pub trait PredicateCompiler: Send + Sync + Debug {
+    /// `sql` planned against `schema`.
+    ///
+    /// # Errors
+    /// Syntax errors, unknown columns (with the closest), an expression that
+    /// is not boolean: the message and a hint for the user.
+    fn compile(&self, sql: &str, schema: &SchemaRef) -> Result<Arc<dyn RowPredicate>, (String, Option<String>)>;
+}
+
+/// A compiled row predicate.
+pub trait RowPredicate: Send + Sync + Debug {
+    /// The rows of `batch` for which the predicate is true (not false, not null), in order.
+    ///
+    /// # Errors
+    /// The expression fails on these values.
+    fn filter(&self, batch: &RecordBatch) -> Result<RecordBatch>;
+
+    /// The row groups of a Parquet file (its `metadata`, read as `schema`)
+    /// that may hold a row for which the predicate is true, judged by their
+    /// column statistics; `None` when the statistics rule nothing out (or
+    /// cannot be used), so every row group is read.
+    fn row_groups(
+        &self,
+        metadata: &parquet::file::metadata::ParquetMetaData,
+        schema: &SchemaRef,
+    ) -> Option<Vec<usize>> {
+        let _ = (metadata, schema);
+        None
+    }
 }
 
 impl ConfigureContext {
@@ -95,6 +131,7 @@ impl ConfigureContext {
             data_dir,
             annotate: false,
             pins: std::collections::BTreeMap::new(),
+            predicates: None,
         }
     }
 
@@ -331,6 +368,14 @@ impl Skips {
     /// (a non-HTML response, a 404), without a warning.
     pub fn ignore(&mut self, reason: &str) {
         *self.counts.entry(reason.to_string()).or_default() += 1;
+    }
+
+    /// Counts `n` input records that are expected not to become documents
+    /// (rows a source's `where` leaves out), without a warning.
+    pub fn ignore_many(&mut self, reason: &str, n: u64) {
+        if n > 0 {
+            *self.counts.entry(reason.to_string()).or_default() += n;
+        }
     }
 
     /// Counts by reason.

@@ -20,9 +20,12 @@ use arrow::record_batch::RecordBatch;
 use datafusion::common::DFSchema;
 use datafusion::logical_expr::{Expr, ExprSchemable};
 use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_optimizer::pruning::{PruningPredicate, PruningPredicateBuilder, PruningStatistics};
 use datafusion::prelude::SessionContext;
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::parser::Parser;
+use parquet::arrow::arrow_reader::statistics::StatisticsConverter;
+use parquet::file::metadata::ParquetMetaData;
 use serde::{Deserialize, Serialize};
 use smelt_engine::yaml::PathSeg;
 use smelt_engine::{
@@ -233,6 +236,111 @@ impl Transform for Sql {
     }
 }
 
+/// DataFusion's compiler of the `dataset` source's `where` (set in the
+/// configure context by the runner): the `sql` transform's planning of a
+/// `where` alone.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SqlPredicates;
+
+impl smelt_engine::PredicateCompiler for SqlPredicates {
+    fn compile(
+        &self,
+        sql: &str,
+        schema: &SchemaRef,
+    ) -> std::result::Result<Arc<dyn smelt_engine::RowPredicate>, (String, Option<String>)> {
+        parse_sql(sql).map_err(|e| (e, None))?;
+        let config = SqlConfig { filter: Some(sql.to_string()), reason: default_reason(), columns: BTreeMap::new() };
+        let planned = config.plan(schema).map_err(|e| (e.0, e.1.and_then(|(_, help)| help)))?;
+        let filter = planned.filter.ok_or_else(|| ("no expression".to_string(), None))?;
+        // Row-group pruning by statistics, where the expression allows it (else every group is read).
+        let pruning = PruningPredicateBuilder::new().with_file_schema(schema.clone()).build(filter.clone());
+        Ok(Arc::new(SqlPredicate { sql: sql.to_string(), filter, pruning }))
+    }
+}
+
+/// A compiled `where`.
+struct SqlPredicate {
+    sql: String,
+    filter: Arc<dyn PhysicalExpr>,
+    pruning: Option<Arc<PruningPredicate>>,
+}
+
+/// The column statistics of a Parquet file's row groups, as DataFusion's
+/// pruning reads them (min, max, nulls and rows per row group).
+struct RowGroupStatistics<'a> {
+    metadata: &'a ParquetMetaData,
+    schema: &'a SchemaRef,
+}
+
+impl RowGroupStatistics<'_> {
+    fn converter(&self, column: &datafusion::common::Column) -> Option<StatisticsConverter<'_>> {
+        StatisticsConverter::try_new(column.name(), self.schema, self.metadata.file_metadata().schema_descr()).ok()
+    }
+}
+
+impl PruningStatistics for RowGroupStatistics<'_> {
+    fn min_values(&self, column: &datafusion::common::Column) -> Option<ArrayRef> {
+        self.converter(column)?.row_group_mins(self.metadata.row_groups().iter()).ok()
+    }
+
+    fn max_values(&self, column: &datafusion::common::Column) -> Option<ArrayRef> {
+        self.converter(column)?.row_group_maxes(self.metadata.row_groups().iter()).ok()
+    }
+
+    fn num_containers(&self) -> usize {
+        self.metadata.num_row_groups()
+    }
+
+    fn null_counts(&self, column: &datafusion::common::Column) -> Option<ArrayRef> {
+        let counts = self.converter(column)?.row_group_null_counts(self.metadata.row_groups().iter()).ok()?;
+        Some(Arc::new(counts))
+    }
+
+    fn row_counts(&self) -> Option<ArrayRef> {
+        let rows: Vec<u64> = self.metadata.row_groups().iter().map(|g| g.num_rows().max(0) as u64).collect();
+        Some(Arc::new(arrow::array::UInt64Array::from(rows)))
+    }
+
+    fn contained(
+        &self,
+        _column: &datafusion::common::Column,
+        _values: &std::collections::HashSet<datafusion::common::ScalarValue>,
+    ) -> Option<arrow::array::BooleanArray> {
+        None
+    }
+}
+
+impl std::fmt::Debug for SqlPredicate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SqlPredicate({})", self.sql)
+    }
+}
+
+impl smelt_engine::RowPredicate for SqlPredicate {
+    fn filter(&self, batch: &RecordBatch) -> Result<RecordBatch> {
+        let keep = self
+            .filter
+            .evaluate(batch)
+            .and_then(|v| v.into_array(batch.num_rows()))
+            .map_err(|e| EngineError::User(format!("evaluating `{}`: {}", self.sql, clean(&e))))?;
+        let keep = match keep.data_type() {
+            // Null is not true: those rows are left out too.
+            DataType::Boolean if keep.null_count() > 0 => arrow::compute::prep_null_mask_filter(keep.as_boolean()),
+            DataType::Boolean => keep.as_boolean().clone(),
+            _ => arrow::array::BooleanArray::from(vec![false; batch.num_rows()]),
+        };
+        Ok(arrow::compute::filter_record_batch(batch, &keep)?)
+    }
+
+    fn row_groups(&self, metadata: &ParquetMetaData, schema: &SchemaRef) -> Option<Vec<usize>> {
+        let keep = self.pruning.as_ref()?.prune(&RowGroupStatistics { metadata, schema }).ok()?;
+        if keep.iter().all(|k| *k) {
+            return None;
+        }
+        Some(keep.iter().enumerate().filter(|(_, k)| **k).map(|(i, _)| i).collect())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use arrow::array::{Int64Array, StringArray};
@@ -253,6 +361,45 @@ mod tests {
             StageConfig::Transform(t) => t,
             _ => unreachable!(),
         }
+    }
+
+    #[test]
+    fn a_predicate_filters_rows_and_prunes_row_groups_by_their_statistics() {
+        use smelt_engine::PredicateCompiler;
+        // 100 rows d000..d099 in row groups of 10, with chunk statistics (as the parquet sink writes them).
+        let ids: Vec<String> = (0..100).map(|i| format!("d{i:03}")).collect();
+        let n: Vec<i64> = (0..100).collect();
+        let batch = RecordBatch::try_from_iter([
+            ("id", Arc::new(StringArray::from(ids)) as ArrayRef),
+            ("n", Arc::new(Int64Array::from(n)) as ArrayRef),
+        ])
+        .unwrap();
+        let props = parquet::file::properties::WriterProperties::builder()
+            .set_max_row_group_row_count(Some(10))
+            .set_statistics_enabled(parquet::file::properties::EnabledStatistics::Chunk)
+            .build();
+        let mut buf = Vec::new();
+        let mut w = parquet::arrow::ArrowWriter::try_new(&mut buf, batch.schema(), Some(props)).unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+        let builder =
+            parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(buf)).unwrap();
+        assert_eq!(builder.metadata().num_row_groups(), 10);
+        let schema = batch.schema();
+        let groups = |sql: &str| {
+            let p = SqlPredicates.compile(sql, &schema).unwrap();
+            p.row_groups(builder.metadata(), builder.schema())
+        };
+        assert_eq!(groups("id < 'd020'"), Some(vec![0, 1]));
+        assert_eq!(groups("n >= 95 OR id = 'd033'"), Some(vec![3, 9]));
+        assert_eq!(groups("n >= 0"), None, "nothing ruled out");
+        assert_eq!(groups("length(id) = 4"), None, "statistics cannot judge it");
+        let p = SqlPredicates.compile("n % 10 = 3 AND n < 50", &schema).unwrap();
+        let kept = p.filter(&batch).unwrap();
+        assert_eq!(kept.num_rows(), 5);
+        let (e, help) = SqlPredicates.compile("idd = 'x'", &schema).unwrap_err();
+        assert!(e.contains("idd") && help.unwrap().contains("did you mean `id`?"), "{e}");
+        assert!(SqlPredicates.compile("n + 1", &schema).unwrap_err().0.contains("true or false"));
     }
 
     #[test]

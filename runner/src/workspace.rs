@@ -66,9 +66,12 @@ impl Workspace {
     }
 
     /// The configure context for the pipeline file `pipeline`: its directory,
-    /// this data directory, and named datasets under `<data dir>/datasets/`.
+    /// this data directory, named datasets under `<data dir>/datasets/`, and
+    /// DataFusion to compile SQL predicates (the `dataset` source's `where`).
     pub fn context(&self, pipeline: &Path) -> ConfigureContext {
-        ConfigureContext::for_file(pipeline, &self.data_dir)
+        let mut ctx = ConfigureContext::for_file(pipeline, &self.data_dir);
+        ctx.predicates = Some(std::sync::Arc::new(smelt_query::stage::SqlPredicates));
+        ctx
     }
 
     /// Reads and compiles a pipeline file with [`Workspace::context`].

@@ -14,6 +14,7 @@
 use std::sync::Arc;
 
 use arrow::datatypes::{DataType, Field, FieldRef, Schema, SchemaRef};
+use arrow::record_batch::RecordBatch;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde::{Deserialize, Serialize};
 use smelt_catalog::{DatasetStore, VersionRef};
@@ -21,8 +22,8 @@ use smelt_engine::blocking::block_on;
 use smelt_engine::upstream::Earlier;
 use smelt_engine::yaml::PathSeg;
 use smelt_engine::{
-    parse_options, ConfigureContext, DatasetRoots, EngineError, OptionError, ReadOptions, Result, SourceConfig,
-    SplitReader, SplitSpec, StageConfig,
+    parse_options, ConfigureContext, DatasetRoots, EngineError, OptionError, ReadOptions, Result, RowPredicate,
+    SourceConfig, SplitReader, SplitSpec, StageConfig,
 };
 
 use super::parquet::document_reader;
@@ -41,6 +42,14 @@ pub struct DatasetSourceConfig {
     /// Their types are read from the version `from` names when the pipeline is compiled.
     #[serde(default)]
     pub columns: Vec<String>,
+    /// A SQL boolean expression over the columns read (the document ones and `columns`): only rows for
+    /// which it is true are read; the others are counted under `where` in the source's skips.
+    #[serde(default, rename = "where", skip_serializing_if = "Option::is_none")]
+    pub filter: Option<String>,
+    /// The compiled `where`.
+    #[serde(skip)]
+    #[schemars(skip)]
+    predicate: Option<Arc<dyn RowPredicate>>,
     /// The `columns` fields, typed (from the manifest, when configured).
     #[serde(skip)]
     #[schemars(skip)]
@@ -84,6 +93,8 @@ impl DatasetSourceConfig {
         let c = DatasetSourceConfig {
             from: from.to_string(),
             columns: Vec::new(),
+            filter: None,
+            predicate: None,
             extra: Vec::new(),
             datasets: None,
             opened: Opened::default(),
@@ -107,6 +118,15 @@ impl DatasetSourceConfig {
         c.datasets = Some(ctx.datasets.clone());
         if !c.columns.is_empty() {
             c.extra = extra_fields(c, &ctx.datasets)?;
+        }
+        if let Some(sql) = c.filter.clone() {
+            let at = |message: String| OptionError { path: vec![PathSeg::Key("where".into())], message, at_key: false };
+            let compiler = ctx.predicates.as_ref().ok_or_else(|| at("`where` needs smelt's SQL engine".into()))?;
+            let predicate = compiler.compile(&sql, &self.schema()).map_err(|(message, help)| {
+                let hint = help.map_or(String::new(), |h| format!("; {h}"));
+                at(format!("{message}{hint} (a column of the version not read here goes under `columns` first)"))
+            })?;
+            self.predicate = Some(predicate);
         }
         Ok(self)
     }
@@ -224,10 +244,50 @@ impl SourceConfig for DatasetSourceConfig {
                 shard.checksum
             )));
         }
-        let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(|e| {
+        let mut builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(|e| {
             EngineError::External(format!("{}/{path} is not a readable Parquet file: {e}", up.store.url()))
         })?;
-        document_reader(builder, &split.id, "dataset", shard.bytes, options, self.schema())
+        // `where` pushed down: row groups whose statistics rule out every row are not decoded.
+        let mut pruned_rows = 0;
+        if let Some(keep) = self.predicate.as_ref().and_then(|p| p.row_groups(builder.metadata(), builder.schema())) {
+            let groups = builder.metadata().row_groups();
+            pruned_rows = (0..groups.len())
+                .filter(|i| !keep.contains(i))
+                .map(|i| u64::try_from(groups[i].num_rows()).unwrap_or(0))
+                .sum();
+            builder = builder.with_row_groups(keep);
+        }
+        let reader = document_reader(builder, &split.id, "dataset", shard.bytes, options, self.schema())?;
+        Ok(match &self.predicate {
+            Some(p) => Box::new(Filtered { inner: reader, predicate: p.clone(), pruned_rows }),
+            None => reader,
+        })
+    }
+}
+
+/// A split's reader with the source's `where` applied.
+struct Filtered {
+    inner: Box<dyn SplitReader>,
+    predicate: Arc<dyn RowPredicate>,
+    /// Rows of the row groups pruned by statistics (counted under `where` once).
+    pruned_rows: u64,
+}
+
+impl SplitReader for Filtered {
+    fn next_batch(&mut self, skips: &mut smelt_engine::Skips) -> Result<Option<RecordBatch>> {
+        skips.ignore_many("where", std::mem::take(&mut self.pruned_rows));
+        while let Some(batch) = self.inner.next_batch(skips)? {
+            let kept = self.predicate.filter(&batch)?;
+            skips.ignore_many("where", (batch.num_rows() - kept.num_rows()) as u64);
+            if kept.num_rows() > 0 {
+                return Ok(Some(kept));
+            }
+        }
+        Ok(None)
+    }
+
+    fn bytes_read(&self) -> u64 {
+        self.inner.bytes_read()
     }
 }
 
