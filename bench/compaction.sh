@@ -21,7 +21,7 @@ WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 cd "$WORK"
 
-python3 "$ROOT/bench/generated_docs.py" all.jsonl $((FILES * PER_FILE))
+python3 "$ROOT/bench/generated_docs.py" "$WORK/all.jsonl" $((FILES * PER_FILE))
 python3 - "$FILES" "$PER_FILE" <<'PY'
 import os, sys
 files, per = int(sys.argv[1]), int(sys.argv[2])
