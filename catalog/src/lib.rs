@@ -38,4 +38,4 @@ pub use error::{CatalogError, Result};
 pub use index::{closest, valid_tag, Catalog, Selector, VersionRef};
 pub use model::*;
 pub use runstate::{Attempt, RunRecord, RunStatus};
-pub use store::{to_json_bytes, Created, DatasetStore, StreamingPut};
+pub use store::{to_json_bytes, Created, DatasetStore, ShardUploads, StreamingPut};

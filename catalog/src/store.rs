@@ -438,6 +438,76 @@ impl StreamingPut {
     }
 }
 
+/// Shards written one after another, each streamed to storage under its
+/// final name (`names(seq)`, seq from 0) as its bytes come, its checksum
+/// taken on the way: the sink's shards and the merged ones of compaction.
+pub struct ShardUploads {
+    store: DatasetStore,
+    names: Box<dyn Fn(u32) -> String + Send + Sync>,
+    seq: u32,
+    /// The shard being written: its path, upload and running checksum.
+    open: Option<(String, StreamingPut, xxhash_rust::xxh3::Xxh3)>,
+}
+
+impl ShardUploads {
+    /// Shards of `store` named by `names`.
+    pub fn new(store: &DatasetStore, names: impl Fn(u32) -> String + Send + Sync + 'static) -> ShardUploads {
+        ShardUploads { store: store.clone(), names: Box::new(names), seq: 0, open: None }
+    }
+
+    /// The next shard's upload, not yet started.
+    fn start(&self) -> (String, StreamingPut, xxhash_rust::xxh3::Xxh3) {
+        let path = (self.names)(self.seq);
+        let upload = self.store.put_stream(&path);
+        (path, upload, xxhash_rust::xxh3::Xxh3::new())
+    }
+
+    /// Adds `bytes` to the shard being written (starting the next one).
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn write(&mut self, bytes: Bytes) -> Result<()> {
+        if self.open.is_none() {
+            self.open = Some(self.start());
+        }
+        if let Some((_, upload, hasher)) = &mut self.open {
+            hasher.update(&bytes);
+            upload.write(bytes).await?;
+        }
+        Ok(())
+    }
+
+    /// Completes the shard being written (stored empty when no bytes came)
+    /// as the entry of `rows` rows; its `split` and `content` are the caller's to set.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn end(&mut self, rows: u64) -> Result<crate::model::ShardEntry> {
+        let (path, upload, hasher) = match self.open.take() {
+            Some(open) => open,
+            None => self.start(),
+        };
+        self.seq += 1;
+        let bytes = upload.written();
+        upload.finish().await?;
+        Ok(crate::model::ShardEntry {
+            path,
+            split: 0,
+            rows,
+            bytes,
+            checksum: format!("xxh3-128:{:032x}", hasher.digest128()),
+            content: None,
+        })
+    }
+
+    /// Gives up the shard being written: nothing of it appears under its name.
+    pub async fn abort(&mut self) {
+        if let Some((_, upload, _)) = self.open.take() {
+            let _ = upload.abort().await;
+        }
+    }
+}
+
 /// An object in dataset storage.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectInfo {

@@ -24,6 +24,40 @@ use crate::error::{EngineError, Result};
 /// The hash of a null value.
 const NULL: u128 = 0x6e75_6c6c_6e75_6c6c_6e75_6c6c_6e75_6c6c;
 
+/// The hashes of rows written and not yet in an ended shard: a shard
+/// writer's `End { rows }` takes the first `rows` of them as that shard's
+/// content (at most a shard's rows and a batch are held).
+#[derive(Debug, Default)]
+pub struct PendingRows(std::collections::VecDeque<u128>);
+
+impl PendingRows {
+    /// Adds the rows of `batch`, in order.
+    ///
+    /// # Errors
+    /// As [`row_hashes`].
+    pub fn push(&mut self, batch: &RecordBatch) -> Result<()> {
+        self.0.extend(row_hashes(batch)?);
+        Ok(())
+    }
+
+    /// The content hash of the next `rows` rows: the shard the writer just ended.
+    ///
+    /// # Errors
+    /// The writer ended a shard with more rows than it was given (a bug).
+    pub fn take(&mut self, rows: u64) -> Result<smelt_catalog::content::ContentHash> {
+        let n = usize::try_from(rows).unwrap_or(usize::MAX);
+        if n > self.0.len() {
+            return Err(EngineError::Internal(format!(
+                "a shard writer ended a shard of {rows} rows after {} rows",
+                self.0.len()
+            )));
+        }
+        let mut h = smelt_catalog::content::ContentHash::default();
+        self.0.drain(..n).for_each(|r| h.push(r));
+        Ok(h)
+    }
+}
+
 /// The 128-bit hash of every row of `batch`, in order.
 ///
 /// # Errors

@@ -17,19 +17,18 @@
 //! version references. A commit killed while merging leaves files no
 //! manifest names; the next attempt writes the same bytes again.
 
-use std::collections::VecDeque;
 use std::ops::Range;
 
 use arrow::record_batch::RecordBatchReader;
 use async_trait::async_trait;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use smelt_catalog::commit::CommitHook;
-use smelt_catalog::content::{concat_shards, ContentHash};
+use smelt_catalog::content::concat_shards;
 use smelt_catalog::model::{RunPlan, ShardEntry, VersionManifest};
 use smelt_catalog::store::DatasetStore;
-use smelt_catalog::{CatalogError, Result};
+use smelt_catalog::{CatalogError, Result, ShardUploads};
+use smelt_engine::rowhash::PendingRows;
 use smelt_engine::{ShardOutput, SinkConfig};
-use xxhash_rust::xxh3::Xxh3;
 
 use super::parquet::ParquetSinkConfig;
 
@@ -82,8 +81,8 @@ pub async fn merge_small_shards(
     let mut next = 0;
     for g in groups {
         out.extend_from_slice(&shards[next..g.start]);
-        let first = &shards[g.start];
-        let name = |k: usize| format!("runs/{run_id}/shards/merged-{:05}-{:06}-{k:02}.parquet", first.split, g.start);
+        let (run_id, split, start) = (run_id.to_string(), shards[g.start].split, g.start);
+        let name = move |k: u32| format!("runs/{run_id}/shards/merged-{split:05}-{start:06}-{k:02}.parquet");
         out.extend(merge(store, cfg, &shards[g.clone()], name).await?);
         next = g.end;
     }
@@ -91,20 +90,46 @@ pub async fn merge_small_shards(
     Ok(out)
 }
 
-/// Writes the rows of `group`, in order, as shards named by `name(k)`.
+/// Writes the rows of `group`, in order, as shards named by `name(k)`; a
+/// failure leaves nothing under the name of the shard being written.
 async fn merge(
     store: &DatasetStore,
     cfg: &ParquetSinkConfig,
     group: &[ShardEntry],
-    name: impl Fn(usize) -> String,
+    name: impl Fn(u32) -> String + Send + Sync + 'static,
+) -> Result<Vec<ShardEntry>> {
+    let mut uploads = ShardUploads::new(store, name);
+    let written = merge_into(store, cfg, group, &mut uploads).await;
+    if written.is_err() {
+        uploads.abort().await;
+    }
+    let written = written?;
+    // The merged rows are the originals, in order: their content hashes say so.
+    let before = concat_shards(group);
+    if before.is_some() && before != concat_shards(&written) {
+        return Err(CatalogError::Internal(format!(
+            "merging {} shards from {} changed their rows' content; nothing was committed",
+            group.len(),
+            group[0].path
+        )));
+    }
+    Ok(written)
+}
+
+/// [`merge`]'s reading and writing: each shard of `group` read back and
+/// given to the sink's writer, whose output goes to `uploads`.
+async fn merge_into(
+    store: &DatasetStore,
+    cfg: &ParquetSinkConfig,
+    group: &[ShardEntry],
+    uploads: &mut ShardUploads,
 ) -> Result<Vec<ShardEntry>> {
     let bad = |path: &str, e: &dyn std::fmt::Display| {
         CatalogError::User(format!("cannot merge shard {}/{path}: {e}", store.url()))
     };
     let mut writer: Option<(Box<dyn smelt_engine::ShardWriter>, arrow::datatypes::SchemaRef)> = None;
-    let mut pending: VecDeque<u128> = VecDeque::new();
+    let mut pending = PendingRows::default();
     let mut written = Vec::new();
-    let mut open: Option<(String, smelt_catalog::StreamingPut, Xxh3)> = None;
     for shard in group {
         let bytes = store.get(&shard.path).await?.ok_or_else(|| bad(&shard.path, &"it is missing"))?;
         let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
@@ -122,70 +147,34 @@ async fn merge(
         }
         for batch in reader {
             let batch = batch.map_err(|e| bad(&shard.path, &e))?;
-            pending.extend(smelt_engine::rowhash::row_hashes(&batch).map_err(|e| bad(&shard.path, &e))?);
+            pending.push(&batch).map_err(|e| bad(&shard.path, &e))?;
             let outputs = w.write(&batch).map_err(|e| bad(&shard.path, &e))?;
-            emit(store, outputs, &name, &mut open, &mut pending, &mut written, group[0].split).await?;
+            emit(outputs, uploads, &mut pending, &mut written, group[0].split).await?;
         }
     }
     if let Some((w, _)) = &mut writer {
         let outputs = w.finish().map_err(|e| CatalogError::Internal(format!("parquet: {e}")))?;
-        emit(store, outputs, &name, &mut open, &mut pending, &mut written, group[0].split).await?;
-    }
-    // The merged rows are the originals, in order: their content hashes say so.
-    let before = concat_shards(group);
-    let after = concat_shards(&written);
-    if before.is_some() && before != after {
-        return Err(CatalogError::Internal(format!(
-            "merging {} shards from {} changed their rows' content; nothing was committed",
-            group.len(),
-            group[0].path
-        )));
+        emit(outputs, uploads, &mut pending, &mut written, group[0].split).await?;
     }
     Ok(written)
 }
 
-/// Streams the writer's `outputs` to storage: bytes to the open shard, each
-/// end completing it as a [`ShardEntry`] with the content of its rows.
+/// The writer's `outputs` to storage: bytes to the shard being written, each
+/// end completing it as a [`ShardEntry`] of `split` with the content of its rows.
 async fn emit(
-    store: &DatasetStore,
     outputs: Vec<ShardOutput>,
-    name: &impl Fn(usize) -> String,
-    open: &mut Option<(String, smelt_catalog::StreamingPut, Xxh3)>,
-    pending: &mut VecDeque<u128>,
+    uploads: &mut ShardUploads,
+    pending: &mut PendingRows,
     written: &mut Vec<ShardEntry>,
     split: u32,
 ) -> Result<()> {
-    let start = |k: usize| (name(k), Xxh3::new());
     for o in outputs {
         match o {
-            ShardOutput::Bytes(bytes) => {
-                let (_, upload, hasher) = open.get_or_insert_with(|| {
-                    let (path, h) = start(written.len());
-                    let upload = store.put_stream(&path);
-                    (path, upload, h)
-                });
-                hasher.update(&bytes);
-                upload.write(bytes).await?;
-            }
+            ShardOutput::Bytes(bytes) => uploads.write(bytes).await?,
             ShardOutput::End { rows } => {
-                let (path, upload, hasher) = open.take().unwrap_or_else(|| {
-                    let (path, h) = start(written.len());
-                    let upload = store.put_stream(&path);
-                    (path, upload, h)
-                });
-                let bytes = upload.written();
-                upload.finish().await?;
-                let n = usize::try_from(rows).unwrap_or(usize::MAX).min(pending.len());
-                let mut content = ContentHash::default();
-                pending.drain(..n).for_each(|r| content.push(r));
-                written.push(ShardEntry {
-                    split,
-                    path,
-                    rows,
-                    bytes,
-                    checksum: format!("xxh3-128:{:032x}", hasher.digest128()),
-                    content: Some(content.to_string()),
-                });
+                let content = pending.take(rows).map_err(|e| CatalogError::Internal(e.to_string()))?;
+                let shard = uploads.end(rows).await?;
+                written.push(ShardEntry { split, content: Some(content.to_string()), ..shard });
             }
         }
     }

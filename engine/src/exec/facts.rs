@@ -10,12 +10,11 @@
 //!               └─► row hashes ──(the writer ends a shard of N rows: the first N)──► ShardEntry.content
 //! ```
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::{DataType, SchemaRef};
 use arrow::record_batch::RecordBatch;
-use smelt_catalog::content::ContentHash;
 use smelt_catalog::docindex::{FinishedRun, RunBuilder};
 use smelt_catalog::GroupStats;
 
@@ -27,10 +26,8 @@ pub(super) struct DocumentFacts {
     groups: BTreeMap<(String, String, String), GroupStats>,
     index: Option<RunBuilder>,
     finished: Option<FinishedRun>,
-    /// Hashes of the rows observed and not yet in an ended shard (at most a
-    /// shard's rows and a batch).
-    pending: VecDeque<u128>,
-    hash_rows: bool,
+    /// Hashes of the rows observed and not yet in an ended shard, when storing.
+    pending: Option<crate::rowhash::PendingRows>,
 }
 
 impl DocumentFacts {
@@ -41,9 +38,9 @@ impl DocumentFacts {
         DocumentFacts {
             groups: BTreeMap::new(),
             index: (store && indexable(schema)).then(RunBuilder::new),
-            hash_rows: store,
+
             finished: None,
-            pending: VecDeque::new(),
+            pending: store.then(crate::rowhash::PendingRows::default),
         }
     }
 
@@ -53,8 +50,8 @@ impl DocumentFacts {
     /// The index cannot spill to temporary space.
     pub(super) fn observe(&mut self, batch: &RecordBatch) -> Result<()> {
         accumulate_stats(batch, &mut self.groups);
-        if self.hash_rows {
-            self.pending.extend(crate::rowhash::row_hashes(batch)?);
+        if let Some(p) = &mut self.pending {
+            p.push(batch)?;
         }
         match &mut self.index {
             Some(run) => index_batch(run, batch),
@@ -62,21 +59,13 @@ impl DocumentFacts {
         }
     }
 
-    /// The content hash of the next `rows` rows observed: the shard the writer just ended.
+    /// The content hash (stored form) of the next `rows` rows observed: the
+    /// shard the writer just ended; `None` when the rows are not hashed.
     ///
     /// # Errors
     /// The writer ended a shard with more rows than it was given (a bug).
-    pub(super) fn take_shard(&mut self, rows: u64) -> Result<ContentHash> {
-        let rows = usize::try_from(rows).unwrap_or(usize::MAX);
-        if rows > self.pending.len() {
-            return Err(EngineError::Internal(format!(
-                "the sink's writer ended a shard of {rows} rows after {} rows",
-                self.pending.len()
-            )));
-        }
-        let mut h = ContentHash::default();
-        self.pending.drain(..rows).for_each(|r| h.push(r));
-        Ok(h)
+    pub(super) fn take_shard(&mut self, rows: u64) -> Result<Option<String>> {
+        self.pending.as_mut().map(|p| p.take(rows).map(|h| h.to_string())).transpose()
     }
 
     /// Every row seen: sorts the split's index run.

@@ -7,7 +7,7 @@
 //! failed split aborts its open upload (see docs/adr/0011-streamed-shard-uploads.md).
 //!
 //! ```text
-//! inputs ──join──► ShardWriter::write ──bytes, end──► StreamingPut: runs/<id>/shards/<split>-<seq>.parquet
+//! inputs ──join──► ShardWriter::write ──bytes, end──► ShardUploads: runs/<id>/shards/<split>-<seq>.parquet
 //!               └► DocumentFacts ──► stats, index run ──► runs/<id>/index/<split>.idx (before the completion record)
 //! ```
 
@@ -15,8 +15,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use smelt_catalog::docindex::{put_run, split_index_path};
-use smelt_catalog::{shard_path, ShardEntry, StreamingPut};
-use xxhash_rust::xxh3::Xxh3;
+use smelt_catalog::{shard_path, ShardEntry, ShardUploads};
 
 use super::cpu::StageIo;
 use super::facts::DocumentFacts;
@@ -46,8 +45,13 @@ pub(super) async fn run(
     }
     let facts = DocumentFacts::new(&schema, matches!(mode, SinkMode::Store { .. }));
     let mut state = Some((cfg.writer(&schema)?, facts));
-    let mut seq = 0u32;
-    let mut open: Option<OpenShard> = None;
+    let mut uploads = match mode {
+        SinkMode::Store { store, run_id, split } => {
+            let (run_id, split) = (run_id.clone(), *split);
+            Some(ShardUploads::new(store, move |seq| shard_path(&run_id, split, seq)))
+        }
+        _ => None,
+    };
     let streamed = async {
         loop {
             let (batch, parts) = io.next_batch().await?.unzip();
@@ -62,44 +66,18 @@ pub(super) async fn run(
                 })
                 .await??;
             drop(parts);
-            if let SinkMode::Store { store, run_id, split } = mode {
+            if let (Some(uploads), SinkMode::Store { split, .. }) = (&mut uploads, mode) {
                 for piece in encoded {
                     match piece {
-                        ShardOutput::Bytes(bytes) => {
-                            let shard = open.get_or_insert_with(|| {
-                                let path = shard_path(run_id, *split, seq);
-                                OpenShard { upload: store.put_stream(&path), path, hasher: Xxh3::new() }
-                            });
-                            shard.hasher.update(&bytes);
-                            shard.upload.write(bytes).await?;
-                        }
+                        ShardOutput::Bytes(bytes) => uploads.write(bytes).await?,
                         ShardOutput::End { rows } => {
-                            let shard = match open.take() {
-                                Some(s) => s,
-                                // A shard with no bytes (no writer produces one): stored empty.
-                                None => OpenShard {
-                                    path: shard_path(run_id, *split, seq),
-                                    upload: store.put_stream(&shard_path(run_id, *split, seq)),
-                                    hasher: Xxh3::new(),
-                                },
-                            };
-                            seq += 1;
                             let content = match &mut state {
-                                Some((_, facts)) => Some(facts.take_shard(rows)?.to_string()),
+                                Some((_, facts)) => facts.take_shard(rows)?,
                                 None => None,
                             };
-                            let bytes = shard.upload.written();
-                            let checksum = format!("xxh3-128:{:032x}", shard.hasher.digest128());
-                            shard.upload.finish().await?;
+                            let shard = uploads.end(rows).await?;
                             progress.rows_written.fetch_add(rows, Ordering::Relaxed);
-                            out.shards.push(ShardEntry {
-                                path: shard.path,
-                                split: *split,
-                                rows,
-                                bytes,
-                                checksum,
-                                content,
-                            });
+                            out.shards.push(ShardEntry { split: *split, content, ..shard });
                         }
                     }
                 }
@@ -112,8 +90,8 @@ pub(super) async fn run(
     .await;
     if let Err(e) = streamed {
         // Nothing of the shard being written may appear under its name.
-        if let Some(shard) = open.take() {
-            let _ = shard.upload.abort().await;
+        if let Some(uploads) = &mut uploads {
+            uploads.abort().await;
         }
         return Err(e);
     }
@@ -126,11 +104,4 @@ pub(super) async fn run(
         }
     }
     Ok(out)
-}
-
-/// The shard whose bytes are being uploaded.
-struct OpenShard {
-    path: String,
-    upload: StreamingPut,
-    hasher: Xxh3,
 }
