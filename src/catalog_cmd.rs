@@ -679,6 +679,22 @@ fn lineage_table(m: &VersionManifest, root: &str) -> String {
         "\nupstream dataset versions: {}\n",
         if upstream.is_empty() { "none".to_string() } else { upstream.join(", ") }
     ));
+    for u in &l.upstream {
+        if let Some(s) = &u.since {
+            out.push_str(&format!(
+                "  {} read incrementally by `{}`: {} documents added or changed since {}@{}, {} removed; \
+                 appended to {}@{}\n",
+                u.version,
+                u.source,
+                s.added,
+                u.dataset(),
+                s.upstream,
+                s.removed,
+                m.dataset,
+                s.base
+            ));
+        }
+    }
     out
 }
 
@@ -788,6 +804,14 @@ fn show_table(m: &VersionManifest) -> String {
         m.totals.tokens,
         human_bytes(m.totals.text_bytes)
     ));
+    for u in &m.lineage.upstream {
+        if let Some(s) = &u.since {
+            out.push_str(&format!(
+                "  appended    to {}@{}: {} documents new in {} since @{}, {} removed\n",
+                m.dataset, s.base, s.added, u.version, s.upstream, s.removed
+            ));
+        }
+    }
     if let Some(v) = m.lineage.compacted_from {
         out.push_str(&format!(
             "  compacted   from {}@{v} (`smelt catalog compact`): the same rows in fewer shards\n",

@@ -368,3 +368,133 @@ fn where_reads_only_the_rows_it_selects_and_errors_point_into_it() {
         assert!(err.contains("bad.yaml:6:") && err.contains(says), "{predicate}: {err}");
     }
 }
+
+/// Upstream `raw` from `raw/part-K.jsonl` (50 documents each, ids ordered by file).
+fn raw_parts(env: &Env, parts: &[usize]) {
+    let text = String::from_utf8(common::noisy_jsonl(300, 120)).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let _ = std::fs::remove_dir_all(env.path().join("raw"));
+    for &k in parts {
+        env.write(&format!("raw/part-{k}.jsonl"), (lines[k * 50..(k + 1) * 50].join("\n") + "\n").as_bytes());
+    }
+    let p = env.write(
+        "raw.yaml",
+        b"dataset: raw\nstages:\n  docs: {type: jsonl, paths: [\"raw/*.jsonl\"]}\n  hashed: {type: content_hash, inputs: [docs]}\n  out: {type: parquet, inputs: [hashed]}\n",
+    );
+    env.json(&["run", &p.display().to_string()]);
+}
+
+/// A downstream of `raw` named `dataset`, read with `read` (`incremental: true`, or `columns: [content_hash]`).
+fn cleaned(env: &Env, dataset: &str, read: &str) -> String {
+    let yaml = format!(
+        "dataset: {dataset}\nstages:\n  raw: {{type: dataset, from: raw@latest, {read}, where: \"id NOT LIKE '%7'\"}}\n  \
+         clean: {{type: pii, inputs: [raw]}}\n  out: {{type: parquet, inputs: [clean], merge_small_shards: false}}\n"
+    );
+    env.write(&format!("{dataset}.yaml"), yaml.as_bytes()).display().to_string()
+}
+
+fn shard_paths(env: &Env, version: &str) -> Vec<String> {
+    let m = env.json(&["catalog", "show", version]);
+    m["shards"].as_array().unwrap().iter().map(|s| s["path"].as_str().unwrap().to_string()).collect()
+}
+
+#[test]
+fn incremental_runs_append_what_is_new_and_equal_a_build_from_scratch() {
+    let env = Env::new();
+    raw_parts(&env, &[0, 1, 2, 3]);
+    let down = cleaned(&env, "down", "incremental: true");
+    let first = env.json(&["run", &down]);
+    assert_eq!(first["rows_written"], 180, "the first run reads everything: {first}");
+    assert!(!env.ok(&["catalog", "lineage", "down@1"]).contains("incrementally"));
+
+    // 50 new upstream documents: the run reads them only and keeps down@1's shards as they are.
+    raw_parts(&env, &[0, 1, 2, 3, 4]);
+    let second = env.json(&["run", &down]);
+    assert_eq!(second["rows_written"], 45, "{second}");
+    assert_eq!(second["stages"][0]["skips"]["where"], 5, "{second}");
+    let v2 = env.json(&["catalog", "show", "down@2"]);
+    assert_eq!(v2["totals"]["rows"], 225);
+    let (one, two) = (shard_paths(&env, "down@1"), shard_paths(&env, "down@2"));
+    assert_eq!(two[..one.len()], one[..], "the base's shards are referenced, not copied");
+    let lineage = env.ok(&["catalog", "lineage", "down@2"]);
+    assert!(
+        lineage.contains("raw@2 read incrementally by `raw`: 50 documents added or changed since raw@1, 0 removed; appended to down@1"),
+        "{lineage}"
+    );
+
+    // 50 documents gone upstream and 50 new: their rows leave the base's shards.
+    raw_parts(&env, &[0, 2, 3, 4, 5]);
+    env.json(&["run", &down]);
+    let v3 = env.json(&["catalog", "show", "down@3"]);
+    assert_eq!(v3["totals"]["rows"], 225);
+    assert_eq!(v3["lineage"]["upstream"][0]["since"]["removed"], 50, "{}", v3["lineage"]);
+    let three = shard_paths(&env, "down@3");
+    assert!(three.iter().any(|p| p.contains("/kept-")), "the shard that held them was rewritten: {three:?}");
+    assert_eq!(count(&env, "down@3", "id >= 'doc-00050' AND id < 'doc-00100'"), 0);
+
+    // Nothing new: a version with the same rows.
+    let again = env.json(&["run", &down]);
+    assert_eq!((again["rows_written"].as_u64(), again["version"].as_u64()), (Some(0), Some(4)), "{again}");
+    assert_eq!(again["digest"], v3["digest"]);
+
+    // A chain of three incremental versions has the digest of one build from scratch.
+    let scratch = env.json(&["run", &cleaned(&env, "scratch", "columns: [content_hash]")]);
+    assert_eq!(scratch["digest"], v3["digest"]);
+    assert_eq!(env.json(&["catalog", "show", "scratch@1"])["stats"], v3["stats"]);
+    assert!(env.ok(&["catalog", "diff", "down@3", "scratch@1"]).contains("identical data: same digest"));
+    // The merged document index holds exactly the rows: the document diff sees nothing changed.
+    let diff = env.json(&["catalog", "diff", "down@3", "scratch@1"]);
+    assert_eq!(diff["documents"]["unchanged"], 225, "{}", diff["documents"]);
+
+    // gc expires the bases; the shards the latest version shares stay readable.
+    env.ok(&["catalog", "gc", "--keep-last", "1", "--grace-hours", "0"]);
+    assert_eq!(count(&env, "down@4", "true"), 225);
+
+    // Stages that compare documents across the input, and other sources, are refused.
+    for (extra, last, says) in [
+        (
+            "  dd: {type: dedup_exact, inputs: [raw]}\n",
+            "dd",
+            "`dd` (dedup_exact) compares documents across the whole input",
+        ),
+        (
+            "  other: {type: dataset, from: raw@latest, columns: [content_hash]}\n",
+            "raw, other",
+            "`other` is another source",
+        ),
+    ] {
+        let yaml = format!(
+            "dataset: bad\nstages:\n  raw: {{type: dataset, from: raw@latest, incremental: true}}\n{extra}  out: {{type: parquet, inputs: [{last}]}}\n"
+        );
+        let f = env.write("bad.yaml", yaml.as_bytes());
+        let out = env.smelt(&["validate", &f.display().to_string()]);
+        let err = common::stderr(&out);
+        assert!(!out.status.success() && err.contains(says) && err.contains("bad.yaml:3:"), "{err}");
+    }
+}
+
+#[test]
+fn gc_keeps_the_base_of_an_incremental_run_in_progress() {
+    let env = Env::new();
+    raw_parts(&env, &[0, 1, 2, 3]);
+    let down = cleaned(&env, "down", "incremental: true");
+    env.json(&["run", &down]);
+    raw_parts(&env, &[0, 1, 2, 3, 4]);
+    // An incremental run on down@1 is half done (one of two ranks) when another pipeline commits
+    // down@2 and gc keeps only the latest version.
+    env.ok(&["run", &down, "--run-id", "inc", "--rank", "1", "--world-size", "2"]);
+    let other = env.write(
+        "other.yaml",
+        b"dataset: down\nstages:\n  raw: {type: dataset, from: raw@1, columns: [content_hash]}\n  out: {type: parquet, inputs: [raw]}\n",
+    );
+    assert_eq!(env.json(&["run", &other.display().to_string()])["version"], 2);
+    let gc = env.ok(&["catalog", "gc", "--keep-last", "1", "--dataset", "down"]);
+    assert!(gc.contains("expired 0 versions"), "down@1 is the base of run inc: {gc}");
+    env.ok(&["run", &down, "--run-id", "inc", "--rank", "0", "--world-size", "2"]);
+    let done = env.json(&["commit", "inc"]);
+    assert_eq!(done["version"], 3);
+    // Once it committed, the base expires; the shards down@3 shares with it stay.
+    let gc = env.ok(&["catalog", "gc", "--keep-last", "1", "--dataset", "down"]);
+    assert!(gc.contains("expired 2 versions"), "{gc}");
+    assert_eq!(count(&env, "down@3", "true"), 225);
+}

@@ -16,7 +16,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::docindex::{build_version_index, version_index_path};
+use crate::docindex::{build_version_index, version_index_path, BaseIndex};
 use crate::error::{CatalogError, Result};
 use crate::index::Catalog;
 use crate::model::{
@@ -170,9 +170,25 @@ pub async fn commit_run(
         return Err(CatalogError::IncompleteRun { run_id: run_id.to_string(), total: plan.splits.len(), missing });
     }
 
+    // An incremental run appends to a base version: its shards stay, less the rows of removed documents.
+    let base = load_base(store, &plan).await?;
+    let base_index = match &base {
+        Some(b) => match &b.manifest.doc_index {
+            Some(index) => Some(BaseIndex { index, removed: &b.removed }),
+            None => {
+                tracing::warn!("base version {} has no document index: neither has this one", b.manifest.version);
+                None
+            }
+        },
+        None => None,
+    };
+
     // The version's document index: the splits' sorted runs merged once, stored
     // before the manifest under each number tried.
-    let mut doc_index = build_version_index(store, run_id, &records).await?;
+    let mut doc_index = match (&base, base_index) {
+        (Some(_), None) => None,
+        (_, b) => build_version_index(store, run_id, &records, b).await?,
+    };
     let mut placed: Option<String> = None;
 
     // Bounded retries against a concurrent committer taking the same number.
@@ -188,6 +204,9 @@ pub async fn commit_run(
             None => None,
         };
         let mut manifest = build_manifest(&plan, &records, next, committed_at, index_ref);
+        if let Some(b) = &base {
+            append_to(&mut manifest, &b.manifest);
+        }
         for hook in hooks {
             hook.before_commit(store, run_id, &plan, &mut manifest).await?;
         }
@@ -204,6 +223,103 @@ pub async fn commit_run(
     Err(CatalogError::User(format!(
         "could not commit run {run_id}: other commits kept taking the next version number; retry"
     )))
+}
+
+/// The version an incremental run appends to, and the ids of the upstream
+/// documents removed since its read (their rows leave it).
+pub struct Base {
+    /// The base version.
+    pub manifest: VersionManifest,
+    /// Ids of removed or changed upstream documents.
+    pub removed: std::collections::HashSet<Vec<u8>>,
+}
+
+/// The base of `plan` when one of its reads is incremental.
+///
+/// # Errors
+/// A base version that is gone, or whose schema differs from the plan's; upstream index failures.
+pub async fn load_base(store: &DatasetStore, plan: &RunPlan) -> Result<Option<Base>> {
+    let Some((read, since)) = plan.upstream.iter().find_map(|u| Some((u, u.since.as_ref()?))) else {
+        return Ok(None);
+    };
+    let manifest = load_manifest(store, since.base).await.map_err(|e| {
+        CatalogError::User(format!(
+            "run {} appends to {}@{}, which is gone ({e}); start a new run",
+            plan.run_id, plan.dataset, since.base
+        ))
+    })?;
+    if manifest.schema != plan.schema {
+        return Err(CatalogError::User(format!(
+            "run {} appends to {}@{}, whose columns differ from the pipeline's now;              run once with `incremental: false` to rebuild",
+            plan.run_id, plan.dataset, since.base
+        )));
+    }
+    let removed = match crate::incremental::delta_of(read).await? {
+        Some(d) => d.removed,
+        None => Default::default(),
+    };
+    Ok(Some(Base { manifest, removed }))
+}
+
+/// `manifest` (a run's) made the continuation of `base`: the base's shards
+/// first, statistics and funnel added up, totals and digest over all of it.
+/// The rows of removed documents are still in the base's shards; the
+/// caller's hook takes them out (`smelt_connectors`'s `DropRemovedRows`).
+pub fn append_to(manifest: &mut VersionManifest, base: &VersionManifest) {
+    let mut shards = base.shards.clone();
+    shards.append(&mut manifest.shards);
+    manifest.shards = shards;
+    let mut stats = base.stats.clone();
+    add_stats(&mut stats, &manifest.stats, 1);
+    manifest.stats = stats;
+    let mut funnel = base.funnel.clone();
+    for m in &manifest.funnel {
+        match funnel.iter_mut().find(|f| f.stage == m.stage) {
+            Some(f) => f.merge(m),
+            None => funnel.push(m.clone()),
+        }
+    }
+    manifest.funnel = funnel;
+    refresh_totals(manifest);
+}
+
+/// Adds (`sign` 1) or takes away (`sign` -1) `delta` from the group statistics `stats`, kept sorted by key.
+pub fn add_stats(stats: &mut Vec<GroupStats>, delta: &[GroupStats], sign: i64) {
+    for d in delta {
+        let key = (&d.lang, &d.source, &d.domain);
+        let g = match stats.binary_search_by(|g| (&g.lang, &g.source, &g.domain).cmp(&key)) {
+            Ok(i) => &mut stats[i],
+            Err(i) => {
+                stats.insert(
+                    i,
+                    GroupStats {
+                        lang: d.lang.clone(),
+                        source: d.source.clone(),
+                        domain: d.domain.clone(),
+                        ..Default::default()
+                    },
+                );
+                &mut stats[i]
+            }
+        };
+        let apply = |x: &mut u64, y: u64| *x = if sign < 0 { x.saturating_sub(y) } else { *x + y };
+        apply(&mut g.docs, d.docs);
+        apply(&mut g.tokens, d.tokens);
+        apply(&mut g.text_bytes, d.text_bytes);
+    }
+    stats.retain(|g| g.docs > 0);
+}
+
+/// Recomputes `manifest`'s totals and digest from its shards and statistics.
+pub fn refresh_totals(manifest: &mut VersionManifest) {
+    manifest.totals = Totals {
+        rows: manifest.shards.iter().map(|s| s.rows).sum(),
+        shards: manifest.shards.len() as u64,
+        bytes: manifest.shards.iter().map(|s| s.bytes).sum(),
+        tokens: manifest.stats.iter().map(|s| s.tokens).sum(),
+        text_bytes: manifest.stats.iter().map(|s| s.text_bytes).sum(),
+    };
+    manifest.digest = version_digest(&manifest.schema, &manifest.shards);
 }
 
 /// Commits `manifest`, a version made from committed ones rather than by a
@@ -365,24 +481,15 @@ fn build_manifest(
         f.state = None;
     }
 
-    let totals = Totals {
-        rows: shards.iter().map(|s| s.rows).sum(),
-        shards: shards.len() as u64,
-        bytes: shards.iter().map(|s| s.bytes).sum(),
-        tokens: stats.iter().map(|s| s.tokens).sum(),
-        text_bytes: stats.iter().map(|s| s.text_bytes).sum(),
-    };
-
-    let digest = version_digest(&plan.schema, &shards);
-    VersionManifest {
+    let mut manifest = VersionManifest {
         format: FORMAT_VERSION,
         dataset: plan.dataset.clone(),
         version,
         committed_at: committed_at.to_string(),
-        digest,
+        digest: String::new(),
         schema: plan.schema.clone(),
         shards,
-        totals,
+        totals: Totals::default(),
         stats,
         funnel,
         lineage: Lineage {
@@ -395,10 +502,13 @@ fn build_manifest(
             source_state,
             interval: plan.interval.clone(),
             compacted_from: None,
+            upstream: plan.upstream.clone(),
         },
         doc_index,
         audit: Vec::new(),
-    }
+    };
+    refresh_totals(&mut manifest);
+    manifest
 }
 
 #[cfg(test)]
@@ -423,6 +533,7 @@ mod tests {
                 .map(|i| SplitInfo { index: i, source: "src".into(), id: format!("f{i}.warc.gz"), bytes: Some(10) })
                 .collect(),
             interval: None,
+            upstream: Vec::new(),
         }
     }
 

@@ -102,6 +102,7 @@ pub async fn expire(
         HashSet::new()
     };
     let newest: HashSet<u64> = versions.iter().rev().take(retention.keep_last.unwrap_or(0)).copied().collect();
+    let appended_to = bases_of_runs_in_progress(store, &versions).await?;
     let since = retention.keep_days.map(|d| now - chrono::Duration::milliseconds((d * 86_400_000.0) as i64));
     let mut out = Vec::new();
     for &v in &versions {
@@ -111,7 +112,7 @@ pub async fn expire(
             DateTime::parse_from_rfc3339(&m.committed_at).map_or(true, |t| t.with_timezone(&Utc) >= since)
         });
         let tagged = retention.keep_tagged && tags.contains_key(&v);
-        if v == latest || newest.contains(&v) || recent || tagged || trained.contains(&v) {
+        if v == latest || newest.contains(&v) || recent || tagged || trained.contains(&v) || appended_to.contains(&v) {
             continue;
         }
         let expired = Expired {
@@ -137,6 +138,29 @@ pub async fn expire(
         out.push(expired);
     }
     Ok(out)
+}
+
+/// The versions that runs not yet committed append to (incremental reads):
+/// their manifests must stay until those runs commit.
+///
+/// # Errors
+/// Storage failures.
+async fn bases_of_runs_in_progress(store: &DatasetStore, versions: &[u64]) -> Result<HashSet<u64>> {
+    let mut bases: Vec<(String, u64)> = Vec::new();
+    for path in store.list("runs").await?.into_iter().filter(|p| p.ends_with("/plan.json")) {
+        // A plan that does not decode is not this gc's business: it keeps nothing.
+        if let Ok(Some(plan)) = store.get_json::<crate::model::RunPlan>(&path).await {
+            bases.extend(plan.upstream.iter().filter_map(|u| Some((plan.run_id.clone(), u.since.as_ref()?.base))));
+        }
+    }
+    if bases.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let mut committed: HashSet<String> = HashSet::new();
+    for &v in versions {
+        committed.insert(load_manifest(store, v).await?.lineage.run_id);
+    }
+    Ok(bases.into_iter().filter(|(run, _)| !committed.contains(run)).map(|(_, b)| b).collect())
 }
 
 /// What a collection removed (or would remove).

@@ -22,6 +22,7 @@ pub mod content;
 pub mod docindex;
 pub mod error;
 pub mod gc;
+pub mod incremental;
 pub mod index;
 pub mod model;
 pub mod publish;

@@ -60,6 +60,51 @@ pub struct RunPlan {
     /// The schedule interval the run covers (`smelt run --interval`, `smelt scheduler`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interval: Option<RunInterval>,
+    /// The committed versions of other datasets the run reads (`dataset`
+    /// sources), pinned at plan time; an incremental read names the version
+    /// it appends to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub upstream: Vec<UpstreamRead>,
+}
+
+/// A committed version of another dataset that a run reads (a `dataset` source).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpstreamRead {
+    /// The source stage.
+    pub source: String,
+    /// `name@V`, the version read.
+    pub version: String,
+    /// Its storage root (URL or path), so that a commit finds it again.
+    pub root: String,
+    /// Set when the run read only what changed since an earlier version (`incremental: true`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<Since>,
+}
+
+/// What an incremental read of an upstream version starts from
+/// (docs/adr/0019-incremental-downstream.md).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Since {
+    /// The upstream version the base version read (its documents are already in).
+    pub upstream: u64,
+    /// The version of this dataset the run's rows are appended to.
+    pub base: u64,
+    /// Upstream documents new or changed since then (read by the run).
+    pub added: u64,
+    /// Upstream documents removed or changed since then (their rows leave the base's shards).
+    pub removed: u64,
+}
+
+impl UpstreamRead {
+    /// The upstream dataset's name (`name` of `name@V`).
+    pub fn dataset(&self) -> &str {
+        self.version.rsplit_once('@').map_or(self.version.as_str(), |(n, _)| n)
+    }
+
+    /// The version number read.
+    pub fn number(&self) -> Option<u64> {
+        self.version.rsplit_once('@')?.1.parse().ok()
+    }
 }
 
 /// One interval `[start, end)` of a pipeline's `schedule:` that a run covers.
@@ -249,6 +294,9 @@ pub struct Lineage {
     /// documents in the same order, fewer shards); the rest of the lineage is that version's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compacted_from: Option<u64>,
+    /// The versions of other datasets read (from the run's plan), with what an incremental read appended to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub upstream: Vec<UpstreamRead>,
 }
 
 /// One split's committed source state (see [`Lineage::source_state`]).

@@ -624,6 +624,9 @@ pub fn compile(
     }
 
     let phases = if ctx.out.is_empty() { phases_of(&graph, &order, &mut ctx) } else { Vec::new() };
+    if ctx.out.is_empty() {
+        check_appending(&graph, &order, &mut ctx);
+    }
     if !ctx.out.is_empty() {
         return Err(finish(ctx));
     }
@@ -646,6 +649,38 @@ pub fn compile(
         order,
         context: context.clone(),
     })
+}
+
+/// A source that appends to the latest version (`incremental: true`) must
+/// be the only source, and no stage may compare documents across the whole
+/// input: it would see only the new ones, and the result would differ from a
+/// build from scratch.
+fn check_appending(graph: &DiGraph<StageNode, usize>, order: &[NodeIndex], ctx: &mut Ctx<'_>) {
+    let appends = |n: &NodeIndex| matches!(&graph[*n].config, StageConfig::Source(c) if c.appends());
+    let Some(&source) = order.iter().find(|n| appends(n)) else { return };
+    let name = graph[source].name.clone();
+    let at = vec![key("stages"), key(&name), key("incremental")];
+    for &n in order {
+        let other = &graph[n];
+        let why = match &other.config {
+            StageConfig::Source(_) if n != source => format!(
+                "`{}` is another source: an incremental read appends to the latest version, so the pipeline may have \
+                 only this source",
+                other.name
+            ),
+            StageConfig::Barrier(_) => format!(
+                "`{}` ({}) compares documents across the whole input, and an incremental run reads only the new ones",
+                other.name, other.type_name
+            ),
+            _ => continue,
+        };
+        let help = match &other.config {
+            StageConfig::Barrier(_) => "deduplicate in the upstream pipeline, or read with `incremental: false`",
+            _ => "read each upstream in its own pipeline, or set `incremental: false`",
+        };
+        ctx.at(&at, true, format!("`{name}` has `incremental: true`, but {why}"), Some(help.into()));
+        return;
+    }
 }
 
 /// Each node's phase (see [`Pipeline::phases`]). A stage whose inputs lie on

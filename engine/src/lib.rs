@@ -31,8 +31,8 @@ pub use compile::{compile, Pipeline, StageNode};
 pub use diagnostic::{Diagnostic, Diagnostics, Pos};
 pub use error::{EngineError, Fault, Result};
 pub use exec::{
-    committed_inputs, list_splits, list_splits_since, run, sample, Progress, RetryNote, RunOptions, RunReport,
-    SampleReport,
+    committed_inputs, group_stats, list_splits, list_splits_since, list_upstream, run, sample, Progress, RetryNote,
+    RunOptions, RunReport, SampleReport,
 };
 pub use graph::{render, GraphFormat};
 pub use schedule::{Interval, Schedule, StagePolicy};

@@ -418,6 +418,24 @@ pub trait SourceConfig: Send + Sync + Debug {
         let _ = committed;
         self.splits()
     }
+    /// The committed version of another dataset the source reads (`dataset`),
+    /// as the run's plan and the version's lineage record it, with `source`
+    /// left empty (the engine names the stage); with `since` when it reads
+    /// only what changed after `committed.latest`'s read. Must agree with
+    /// [`SourceConfig::splits_since`] given the same `committed`. Default: none.
+    ///
+    /// # Errors
+    /// As [`SourceConfig::splits`].
+    fn upstream(&self, committed: &Committed) -> Result<Option<smelt_catalog::UpstreamRead>> {
+        let _ = committed;
+        Ok(None)
+    }
+    /// Whether the source's rows are appended to the output's latest version
+    /// rather than replacing it (`dataset` with `incremental: true`): the
+    /// pipeline may then have no other source and no barrier stage.
+    fn appends(&self) -> bool {
+        false
+    }
 }
 
 /// What the committed versions of a dataset hold from one source stage (by
@@ -429,6 +447,17 @@ pub struct Committed {
     pub splits: std::collections::BTreeSet<String>,
     /// `(split id, state)` its readers returned ([`SplitReader::state`]), oldest version first.
     pub states: Vec<(String, serde_json::Value)>,
+    /// The output dataset's latest version, when the same pipeline file made it, and what this source read for it.
+    pub latest: Option<LatestRead>,
+}
+
+/// The output dataset's latest version and the upstream version a source read for it (see [`Committed`]).
+#[derive(Debug, Clone)]
+pub struct LatestRead {
+    /// Its number.
+    pub version: u64,
+    /// What the source read ([`SourceConfig::upstream`]), if it recorded anything.
+    pub upstream: Option<smelt_catalog::UpstreamRead>,
 }
 
 /// Reads one split; blocking calls are fine (the engine runs it off the I/O threads).

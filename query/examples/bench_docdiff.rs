@@ -319,7 +319,7 @@ async fn commit(dir: &Path) -> Result<serde_json::Value, String> {
             .collect();
         let store = DatasetStore::open(root.to_str().expect("utf-8 path")).map_err(|e| e.to_string())?;
         let mut built =
-            build_version_index(&store, RUN, &records).await.map_err(|e| e.to_string())?.ok_or("no index")?;
+            build_version_index(&store, RUN, &records, None).await.map_err(|e| e.to_string())?.ok_or("no index")?;
         let r = built.place(&store, &version_index_path(1, RUN), None).await.map_err(|e| e.to_string())?;
         entries.push(r.entries);
         let m = manifest(Some(r))?;

@@ -51,8 +51,15 @@ pub struct LineageDiff {
 /// The dataset versions a version read through `dataset` sources (split ids
 /// `name@V#shard`), sorted.
 pub fn upstream_versions(l: &smelt_catalog::Lineage) -> Vec<String> {
-    let set: BTreeSet<&str> =
-        l.inputs.iter().filter_map(|i| i.id.split_once('#').map(|(v, _)| v).filter(|v| v.contains('@'))).collect();
+    let mut set: BTreeSet<&str> = l.upstream.iter().map(|u| u.version.as_str()).collect();
+    if set.is_empty() {
+        // Versions before the lineage recorded them: named in the split ids (`name@V#shard`).
+        set = l
+            .inputs
+            .iter()
+            .filter_map(|i| i.id.split_once('#').map(|(v, _)| v).filter(|v| v.contains('@') && !v.contains("..")))
+            .collect();
+    }
     set.into_iter().map(str::to_string).collect()
 }
 

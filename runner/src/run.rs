@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use smelt_catalog::{commit_run, DatasetStore, RunInterval};
 use smelt_connectors::sink::compact::MergeSmallShards;
+use smelt_connectors::sink::incremental::DropRemovedRows;
 use smelt_engine::{EngineError, Pipeline, Progress, RunOptions, RunReport};
 use smelt_query::audit::AuditGates;
 
@@ -220,7 +221,7 @@ impl Run {
             &self.store,
             &self.run_id,
             &chrono::Utc::now().to_rfc3339(),
-            &[&MergeSmallShards, &AuditGates],
+            &[&DropRemovedRows, &MergeSmallShards, &AuditGates],
         )
         .await?;
         if let Some(policy) = &p.publish {
@@ -306,9 +307,14 @@ pub async fn commit(ws: &Workspace, run_id: &str, pipeline: Option<&Path>) -> Re
     };
     let catalog = ws.open_catalog()?;
     let store = DatasetStore::open(&root)?;
-    let committed =
-        commit_run(&catalog, &store, run_id, &chrono::Utc::now().to_rfc3339(), &[&MergeSmallShards, &AuditGates])
-            .await?;
+    let committed = commit_run(
+        &catalog,
+        &store,
+        run_id,
+        &chrono::Utc::now().to_rfc3339(),
+        &[&DropRemovedRows, &MergeSmallShards, &AuditGates],
+    )
+    .await?;
     // The pipeline's `retention:` and `train:` command, once per version (not again for an
     // already committed run).
     let loaded = ws.load(&train_pipeline).ok();

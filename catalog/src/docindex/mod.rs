@@ -53,7 +53,7 @@ pub use reader::DocIndexReader;
 pub use run::{FinishedRun, RunBuilder};
 pub use smelt_sort::ScratchDir;
 pub use storage::{io_error, open_stored, put_run, OpenedIndex};
-pub use version::{build_version_index, BuiltIndex};
+pub use version::{build_version_index, BaseIndex, BuiltIndex};
 pub use writer::{encode_run, DocIndexWriter};
 
 /// First bytes of every document index file.

@@ -66,7 +66,36 @@ impl BuiltIndex {
     }
 }
 
-/// Merges the sorted runs of `records`' splits into one version index, in a
+/// The index of the version an incremental run appends to, and the ids of
+/// the rows that leave it ([`crate::incremental`]).
+#[derive(Debug, Clone, Copy)]
+pub struct BaseIndex<'a> {
+    /// The base version's index.
+    pub index: &'a DocIndexRef,
+    /// Ids whose entries are left out.
+    pub removed: &'a std::collections::HashSet<Vec<u8>>,
+}
+
+/// Copies the entries of the index at `from` whose ids are not in `removed` to `to`; returns how many.
+fn keep_entries(
+    from: &std::path::Path,
+    to: &std::path::Path,
+    removed: &std::collections::HashSet<Vec<u8>>,
+) -> io::Result<u64> {
+    let mut r = super::DocIndexReader::new(std::io::BufReader::new(File::open(from)?))?;
+    let mut w = super::DocIndexWriter::with_level(BufWriter::new(File::create(to)?), super::INTERMEDIATE_LEVEL)?;
+    while r.advance()? {
+        if !removed.contains(r.id()) {
+            w.push(r.id(), r.hash())?;
+        }
+    }
+    let n = w.entries();
+    w.finish()?.flush()?;
+    Ok(n)
+}
+
+/// Merges the sorted runs of `records`' splits (and the entries of `keep`'s
+/// index that stay) into one version index, in a
 /// local temporary file (next to the dataset on a local root). Returns `None`,
 /// with a warning, when a split has no run (written by a smelt before document
 /// indexes): the version then has no document index.
@@ -78,6 +107,7 @@ pub async fn build_version_index(
     store: &DatasetStore,
     run_id: &str,
     records: &[SplitRecord],
+    keep: Option<BaseIndex<'_>>,
 ) -> Result<Option<BuiltIndex>> {
     let mut refs = Vec::with_capacity(records.len());
     for r in records {
@@ -121,7 +151,23 @@ pub async fn build_version_index(
         .try_collect()
         .await?;
 
-    let expected: u64 = refs.iter().map(|r| r.entries).sum();
+    let mut expected: u64 = refs.iter().map(|r| r.entries).sum();
+    let mut paths = paths;
+    if let Some(b) = keep {
+        // The base's entries whose ids stay, as one more sorted run.
+        let p = fetch(store, b.index, &dir, "base.idx").await?;
+        let loc = format!("{}/{}", store.url(), b.index.path);
+        let (to, removed) = (dir.join("base-kept.idx"), b.removed.clone());
+        let (p2, r2, loc2, to2) = (p.clone(), b.index.clone(), loc.clone(), to.clone());
+        let kept = tokio::task::spawn_blocking(move || -> Result<u64> {
+            verify(&p2, &r2, &loc2)?;
+            keep_entries(&p2, &to2, &removed).map_err(|e| io_error(&loc2, e))
+        })
+        .await
+        .map_err(join_err)??;
+        expected += kept;
+        paths.push(to);
+    }
     let out = dir.join("version.idx");
     let (out2, dir2) = (out.clone(), dir.clone());
     let (entries, bytes, checksum) = tokio::task::spawn_blocking(move || -> io::Result<(u64, u64, String)> {

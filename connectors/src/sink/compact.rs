@@ -19,7 +19,7 @@
 
 use std::ops::Range;
 
-use arrow::record_batch::RecordBatchReader;
+use arrow::record_batch::{RecordBatch, RecordBatchReader};
 use async_trait::async_trait;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use smelt_catalog::commit::CommitHook;
@@ -99,7 +99,7 @@ async fn merge(
     name: impl Fn(u32) -> String + Send + Sync + 'static,
 ) -> Result<Vec<ShardEntry>> {
     let mut uploads = ShardUploads::new(store, name);
-    let written = merge_into(store, cfg, group, &mut uploads).await;
+    let written = merge_into(store, cfg, group, &mut uploads, &mut Ok).await;
     if written.is_err() {
         uploads.abort().await;
     }
@@ -116,13 +116,15 @@ async fn merge(
     Ok(written)
 }
 
-/// [`merge`]'s reading and writing: each shard of `group` read back and
-/// given to the sink's writer, whose output goes to `uploads`.
-async fn merge_into(
+/// [`merge`]'s reading and writing: each shard of `group` read back, passed
+/// through `keep` (which may leave rows out) and given to the sink's writer,
+/// whose output goes to `uploads`.
+pub(super) async fn merge_into(
     store: &DatasetStore,
     cfg: &ParquetSinkConfig,
     group: &[ShardEntry],
     uploads: &mut ShardUploads,
+    keep: &mut (dyn FnMut(RecordBatch) -> Result<RecordBatch> + Send),
 ) -> Result<Vec<ShardEntry>> {
     let bad = |path: &str, e: &dyn std::fmt::Display| {
         CatalogError::User(format!("cannot merge shard {}/{path}: {e}", store.url()))
@@ -146,7 +148,10 @@ async fn merge_into(
             return Err(bad(&shard.path, &"its schema differs from the shards before it"));
         }
         for batch in reader {
-            let batch = batch.map_err(|e| bad(&shard.path, &e))?;
+            let batch = keep(batch.map_err(|e| bad(&shard.path, &e))?)?;
+            if batch.num_rows() == 0 {
+                continue;
+            }
             pending.push(&batch).map_err(|e| bad(&shard.path, &e))?;
             let outputs = w.write(&batch).map_err(|e| bad(&shard.path, &e))?;
             emit(outputs, uploads, &mut pending, &mut written, group[0].split).await?;

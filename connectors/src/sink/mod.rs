@@ -1,3 +1,4 @@
 //! Sinks.
 pub mod compact;
+pub mod incremental;
 pub mod parquet;

@@ -13,17 +13,21 @@
 
 use std::sync::Arc;
 
+use arrow::array::{Array, AsArray, BooleanArray};
 use arrow::datatypes::{DataType, Field, FieldRef, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_reader::RowSelection;
+use parquet::arrow::ProjectionMask;
 use serde::{Deserialize, Serialize};
-use smelt_catalog::{DatasetStore, VersionRef};
+use smelt_catalog::incremental::{row_key, Delta};
+use smelt_catalog::{DatasetStore, Since, UpstreamRead, VersionRef};
 use smelt_engine::blocking::block_on;
 use smelt_engine::upstream::Earlier;
 use smelt_engine::yaml::PathSeg;
 use smelt_engine::{
-    parse_options, ConfigureContext, DatasetRoots, EngineError, OptionError, ReadOptions, Result, RowPredicate,
-    SourceConfig, SplitReader, SplitSpec, StageConfig,
+    parse_options, Committed, ConfigureContext, DatasetRoots, EngineError, OptionError, ReadOptions, Result,
+    RowPredicate, SourceConfig, SplitReader, SplitSpec, StageConfig,
 };
 
 use super::parquet::document_reader;
@@ -46,6 +50,13 @@ pub struct DatasetSourceConfig {
     /// which it is true are read; the others are counted under `where` in the source's skips.
     #[serde(default, rename = "where", skip_serializing_if = "Option::is_none")]
     pub filter: Option<String>,
+    /// Read only the documents added or changed since the upstream version that this pipeline's latest
+    /// version read, and append their rows to it (its shards are kept, less the rows of documents removed
+    /// upstream since). The first run, and a run after the pipeline file changed, reads everything. Needs
+    /// upstream versions with a document index (an `id` and a `content_hash` column); `content_hash` is
+    /// then read too. The pipeline may have no other source and no dedup stage.
+    #[serde(default)]
+    pub incremental: bool,
     /// The compiled `where`.
     #[serde(skip)]
     #[schemars(skip)]
@@ -63,6 +74,20 @@ pub struct DatasetSourceConfig {
     #[serde(skip)]
     #[schemars(skip)]
     opened: Opened,
+    /// Deltas computed so far (`name@OLD..NEW` -> delta): one index diff per process.
+    #[serde(skip)]
+    #[schemars(skip)]
+    deltas: Deltas,
+}
+
+/// The cache behind [`DatasetSourceConfig::deltas`].
+#[derive(Clone, Default)]
+struct Deltas(Arc<std::sync::Mutex<std::collections::HashMap<String, Arc<Delta>>>>);
+
+impl std::fmt::Debug for Deltas {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Deltas")
+    }
 }
 
 /// The cache behind [`DatasetSourceConfig::opened`].
@@ -94,10 +119,12 @@ impl DatasetSourceConfig {
             from: from.to_string(),
             columns: Vec::new(),
             filter: None,
+            incremental: false,
             predicate: None,
             extra: Vec::new(),
             datasets: None,
             opened: Opened::default(),
+            deltas: Deltas::default(),
         };
         c.configured(ctx, path)
     }
@@ -116,6 +143,10 @@ impl DatasetSourceConfig {
             c.from = format!("{name}@{v}");
         }
         c.datasets = Some(ctx.datasets.clone());
+        // An incremental read tells documents apart by (id, content_hash): the rows keep both.
+        if c.incremental && !c.columns.iter().any(|n| n == "content_hash") {
+            c.columns.push("content_hash".into());
+        }
         if !c.columns.is_empty() {
             c.extra = extra_fields(c, &ctx.datasets)?;
         }
@@ -189,6 +220,64 @@ impl DatasetSourceConfig {
     }
 }
 
+/// An incremental read: the upstream version the base read, and the base.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ReadSince {
+    /// The upstream version whose documents the base holds.
+    old: u64,
+    /// The output dataset's version appended to.
+    base: u64,
+}
+
+impl DatasetSourceConfig {
+    /// Whether this run reads only what changed since the output's latest version's read, and from which version.
+    fn read_since(&self, up: &Earlier, committed: &Committed) -> Option<ReadSince> {
+        if !self.incremental {
+            return None;
+        }
+        let latest = committed.latest.as_ref()?;
+        let read = latest.upstream.as_ref()?;
+        let old = read.number()?;
+        if read.dataset() != up.manifest.dataset {
+            tracing::info!(
+                "{}: the latest version read {}, not {}: reading everything",
+                self.from,
+                read.version,
+                up.name
+            );
+            return None;
+        }
+        let name = up.name.rsplit_once('@').map_or(up.name.as_str(), |(n, _)| n);
+        match self.pinned(&format!("{name}@{old}")) {
+            Ok(o) if o.manifest.doc_index.is_some() => Some(ReadSince { old, base: latest.version }),
+            _ => {
+                let msg = format!(
+                    "{name}@{old}, which the latest version read, is gone or has no document index: reading all of {}",
+                    up.name
+                );
+                tracing::warn!("{msg}");
+                eprintln!("warning: {msg}");
+                None
+            }
+        }
+    }
+
+    /// The delta from `name@old` to `name@new` (`spec` is `name@old..new`), computed once per process.
+    fn delta(&self, spec: &str) -> Result<Arc<Delta>> {
+        if let Some(d) = self.deltas.0.lock().unwrap_or_else(|p| p.into_inner()).get(spec) {
+            return Ok(d.clone());
+        }
+        let (name, range) = spec
+            .rsplit_once('@')
+            .and_then(|(n, r)| Some((n, r.split_once("..")?)))
+            .ok_or_else(|| EngineError::Internal(format!("`{spec}` is not name@old..new")))?;
+        let (old, new) = (self.pinned(&format!("{name}@{}", range.0))?, self.pinned(&format!("{name}@{}", range.1))?);
+        let d = Arc::new(block_on(smelt_catalog::incremental::delta(&new.store, &old.manifest, &new.manifest))?);
+        self.deltas.0.lock().unwrap_or_else(|p| p.into_inner()).insert(spec.to_string(), d.clone());
+        Ok(d)
+    }
+}
+
 /// `name@V#path` -> (`name@V`, `path`).
 pub(crate) fn parse_split(id: &str) -> Result<(&str, &str)> {
     id.split_once('#').ok_or_else(|| EngineError::Internal(format!("dataset split `{id}` is not name@version#path")))
@@ -209,6 +298,10 @@ impl SourceConfig for DatasetSourceConfig {
     }
 
     fn splits(&self) -> Result<Vec<SplitSpec>> {
+        self.splits_since(&Committed::default())
+    }
+
+    fn splits_since(&self, committed: &Committed) -> Result<Vec<SplitSpec>> {
         let up = block_on(smelt_engine::upstream::open_version(self.roots()?, &self.from, "from"))?;
         if !up.manifest.schema.iter().any(|f| f.name == "text") {
             return Err(EngineError::User(format!(
@@ -218,19 +311,63 @@ impl SourceConfig for DatasetSourceConfig {
         }
         // The root as the spec gave it (a path or URL) or the dataset's name: open() finds it again.
         let spec: VersionRef = self.from.parse()?;
+        let v = up.manifest.version;
+        let Some(since) = self.read_since(&up, committed) else {
+            return Ok(up
+                .manifest
+                .shards
+                .iter()
+                .map(|s| SplitSpec { id: format!("{}@{v}#{}", spec.dataset, s.path), bytes: Some(s.bytes) })
+                .collect());
+        };
+        // Only shards the old version does not share can hold new documents; open() keeps those rows.
+        let old = self.pinned(&format!("{}@{}", spec.dataset, since.old))?;
+        let shared: std::collections::HashSet<(&str, &str)> =
+            old.manifest.shards.iter().map(|s| (s.path.as_str(), s.checksum.as_str())).collect();
         Ok(up
             .manifest
             .shards
             .iter()
-            .map(|s| SplitSpec {
-                id: format!("{}@{}#{}", spec.dataset, up.manifest.version, s.path),
-                bytes: Some(s.bytes),
-            })
+            .filter(|s| !shared.contains(&(s.path.as_str(), s.checksum.as_str())))
+            .map(|s| SplitSpec { id: format!("{}@{}..{v}#{}", spec.dataset, since.old, s.path), bytes: Some(s.bytes) })
             .collect())
+    }
+
+    fn upstream(&self, committed: &Committed) -> Result<Option<UpstreamRead>> {
+        let up = block_on(smelt_engine::upstream::open_version(self.roots()?, &self.from, "from"))?;
+        let since = match self.read_since(&up, committed) {
+            Some(s) => {
+                let spec: VersionRef = self.from.parse()?;
+                let d = self.delta(&format!("{}@{}..{}", spec.dataset, s.old, up.manifest.version))?;
+                Some(Since {
+                    upstream: s.old,
+                    base: s.base,
+                    added: d.added.len() as u64,
+                    removed: d.removed.len() as u64,
+                })
+            }
+            None => None,
+        };
+        Ok(Some(UpstreamRead {
+            source: String::new(),
+            version: up.name.clone(),
+            root: up.store.url().to_string(),
+            since,
+        }))
+    }
+
+    fn appends(&self) -> bool {
+        self.incremental
     }
 
     fn open(&self, split: &SplitSpec, options: &ReadOptions) -> Result<Box<dyn SplitReader>> {
         let (version, path) = parse_split(&split.id)?;
+        // `name@OLD..NEW`: only the rows new since OLD.
+        let (version, delta) = match version.rsplit_once('@').and_then(|(n, r)| Some((n, r.split_once("..")?))) {
+            Some((name, (_, new))) => (format!("{name}@{new}"), Some(self.delta(version)?)),
+            None => (version.to_string(), None),
+        };
+        let version = version.as_str();
         let up = self.pinned(version)?;
         let shard = up.manifest.shards.iter().find(|s| s.path == path).ok_or_else(|| {
             EngineError::User(format!("{version} has no shard {path} any more: its version was rewritten or expired"))
@@ -244,18 +381,40 @@ impl SourceConfig for DatasetSourceConfig {
                 shard.checksum
             )));
         }
-        let mut builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(|e| {
+        let mut builder = ParquetRecordBatchReaderBuilder::try_new(bytes.clone()).map_err(|e| {
             EngineError::External(format!("{}/{path} is not a readable Parquet file: {e}", up.store.url()))
         })?;
         // `where` pushed down: row groups whose statistics rule out every row are not decoded.
         let mut pruned_rows = 0;
-        if let Some(keep) = self.predicate.as_ref().and_then(|p| p.row_groups(builder.metadata(), builder.schema())) {
+        let groups = builder.metadata().num_row_groups();
+        let mut keep: Vec<usize> = (0..groups).collect();
+        if let Some(k) = self.predicate.as_ref().and_then(|p| p.row_groups(builder.metadata(), builder.schema())) {
             let groups = builder.metadata().row_groups();
             pruned_rows = (0..groups.len())
-                .filter(|i| !keep.contains(i))
+                .filter(|i| !k.contains(i))
                 .map(|i| u64::try_from(groups[i].num_rows()).unwrap_or(0))
                 .sum();
+            keep = k;
+        }
+        // An incremental read decodes `id` and `content_hash` first, then only the rows that are new.
+        let selection = match &delta {
+            Some(d) => {
+                let (k, selection) = new_rows(&bytes, &keep, d).map_err(|e| {
+                    EngineError::External(format!(
+                        "{}/{path}: cannot read its `id` and `content_hash`: {e}",
+                        up.store.url()
+                    ))
+                })?;
+                keep = k;
+                Some(selection)
+            }
+            None => None,
+        };
+        if keep.len() < groups {
             builder = builder.with_row_groups(keep);
+        }
+        if let Some(s) = selection {
+            builder = builder.with_row_selection(s);
         }
         let reader = document_reader(builder, &split.id, "dataset", shard.bytes, options, self.schema())?;
         Ok(match &self.predicate {
@@ -289,6 +448,51 @@ impl SplitReader for Filtered {
     fn bytes_read(&self) -> u64 {
         self.inner.bytes_read()
     }
+}
+
+/// The row groups of `keep` holding a row whose `(id, content_hash)` is
+/// among `delta`'s added ones, and those rows as a selection over them.
+fn new_rows(
+    bytes: &bytes::Bytes,
+    keep: &[usize],
+    delta: &Delta,
+) -> std::result::Result<(Vec<usize>, RowSelection), parquet::errors::ParquetError> {
+    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes.clone())?;
+    let schema = builder.schema().clone();
+    let column = |name: &str| {
+        schema.index_of(name).map_err(|_| parquet::errors::ParquetError::General(format!("no `{name}` column")))
+    };
+    let mask = ProjectionMask::roots(builder.parquet_schema(), [column("id")?, column("content_hash")?]);
+    let sizes: Vec<usize> =
+        builder.metadata().row_groups().iter().map(|g| usize::try_from(g.num_rows()).unwrap_or(0)).collect();
+    let reader = builder.with_projection(mask).with_row_groups(keep.to_vec()).with_batch_size(8192).build()?;
+    let mut new = Vec::new();
+    for batch in reader {
+        let batch = batch?;
+        let ids = arrow::compute::cast(batch.column(0), &DataType::LargeUtf8)?;
+        let ids = ids.as_string::<i64>();
+        let hashes = batch
+            .column(1)
+            .as_fixed_size_binary_opt()
+            .ok_or_else(|| parquet::errors::ParquetError::General("`content_hash` is not 16-byte binary".into()))?;
+        new.extend((0..batch.num_rows()).map(|i| {
+            let hash: Option<&[u8; 16]> = hashes.is_valid(i).then(|| hashes.value(i).try_into().ok()).flatten();
+            matches!((ids.is_valid(i), hash), (true, Some(h)) if delta.added.contains(&row_key(ids.value(i).as_bytes(), h)))
+        }));
+    }
+    // Row groups without a new row are not read at all.
+    let (mut groups, mut selected) = (Vec::new(), Vec::new());
+    let mut at = 0;
+    for &g in keep {
+        let rows = &new[at.min(new.len())..(at + sizes[g]).min(new.len())];
+        at += sizes[g];
+        if rows.iter().any(|&b| b) {
+            groups.push(g);
+            selected.extend_from_slice(rows);
+        }
+    }
+    let filters = [BooleanArray::from(selected)];
+    Ok((groups, RowSelection::from_filters(&filters)))
 }
 
 async fn fetch(store: &DatasetStore, path: &str) -> Result<bytes::Bytes> {

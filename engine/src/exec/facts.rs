@@ -135,6 +135,13 @@ pub fn domain_of(url: &str) -> &str {
     }
 }
 
+/// Documents, tokens and text bytes of `batch`'s rows per (lang, source, domain), sorted by key.
+pub fn group_stats(batch: &RecordBatch) -> Vec<GroupStats> {
+    let mut groups = BTreeMap::new();
+    accumulate_stats(batch, &mut groups);
+    groups.into_values().collect()
+}
+
 fn accumulate_stats(batch: &RecordBatch, groups: &mut BTreeMap<(String, String, String), GroupStats>) {
     let string_at = |name: &str, i: usize| -> Option<String> {
         batch.column_by_name(name).and_then(|c| str_at(c, i)).map(str::to_string)

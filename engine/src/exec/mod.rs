@@ -46,18 +46,18 @@ use futures::{StreamExt, TryStreamExt};
 use petgraph::graph::NodeIndex;
 use smelt_catalog::{
     completed_splits, split_record_path, to_json_bytes, write_plan, DatasetStore, FieldDesc, RunPlan, SplitInfo,
-    SplitRecord, StageMetrics, FORMAT_VERSION,
+    SplitRecord, StageMetrics, UpstreamRead, FORMAT_VERSION,
 };
 use tokio::sync::Semaphore;
 
-pub use facts::domain_of;
+pub use facts::{domain_of, group_stats};
 use phase::{resolve_barrier, PhaseEnv, TempDir};
 use retry::with_retries;
 use split::{run_split, Root, SinkMode};
 
 use crate::compile::Pipeline;
 use crate::error::{EngineError, Result};
-use crate::stage::{Committed, SplitSpec, StageConfig};
+use crate::stage::{Committed, LatestRead, SplitSpec, StageConfig};
 
 /// Live counters for a progress bar.
 #[derive(Debug, Default)]
@@ -159,20 +159,48 @@ fn planned_splits(p: &Pipeline, plan: &RunPlan) -> Option<Vec<(NodeIndex, SplitS
         .collect()
 }
 
-/// What the committed versions in `store` read, by source stage name (see [`Committed`]).
+/// What the committed versions in `store` read, by source stage name (see
+/// [`Committed`]); `pipeline_hash` is the running pipeline's, whose latest
+/// version an incremental source may append to.
 ///
 /// # Errors
 /// Storage failures, or an undecodable manifest.
-pub async fn committed_inputs(store: &DatasetStore) -> Result<HashMap<String, Committed>> {
+pub async fn committed_inputs(store: &DatasetStore, pipeline_hash: &str) -> Result<HashMap<String, Committed>> {
     let mut out: HashMap<String, Committed> = HashMap::new();
-    for v in smelt_catalog::commit::stored_versions(store).await? {
+    let versions = smelt_catalog::commit::stored_versions(store).await?;
+    for &v in &versions {
         let lineage = smelt_catalog::commit::load_manifest(store, v).await?.lineage;
+        if Some(&v) == versions.last() && lineage.pipeline_hash == pipeline_hash {
+            for u in &lineage.upstream {
+                out.entry(u.source.clone()).or_default().latest =
+                    Some(LatestRead { version: v, upstream: Some(u.clone()) });
+            }
+        }
         for input in lineage.inputs {
             out.entry(input.source).or_default().splits.insert(input.id);
         }
         for s in lineage.source_state {
             out.entry(s.source).or_default().states.push((s.split, s.state));
         }
+    }
+    Ok(out)
+}
+
+/// What each source reads of other datasets' versions (see [`SourceConfig::upstream`]), in pipeline order.
+///
+/// # Errors
+/// A source cannot open the version it reads.
+pub async fn list_upstream(p: &Pipeline, committed: &HashMap<String, Committed>) -> Result<Vec<UpstreamRead>> {
+    let mut out = Vec::new();
+    for n in p.sources() {
+        let StageConfig::Source(cfg) = p.graph[n].config.clone() else { continue };
+        let name = p.graph[n].name.clone();
+        let seen = committed.get(&name).cloned().unwrap_or_default();
+        let read = tokio::task::spawn_blocking(move || cfg.upstream(&seen))
+            .await
+            .map_err(|e| EngineError::Internal(format!("upstream listing panicked: {e}")))?
+            .map_err(|e| e.in_stage(&name))?;
+        out.extend(read.map(|r| UpstreamRead { source: name, ..r }));
     }
     Ok(out)
 }
@@ -227,13 +255,14 @@ async fn run_rank(p: &Pipeline, store: &DatasetStore, opts: &RunOptions) -> Resu
             opts.rank, opts.world_size, opts.world_size
         )));
     }
-    let committed = committed_inputs(store).await?;
-    let splits = list_splits_since(p, &committed).await?;
-    // Resuming a run: the splits its first attempt planned, even where a source
+    let committed = committed_inputs(store, &p.hash).await?;
+    // Resuming a run: the splits (and upstream versions) its first attempt planned, even where a source
     // lists more now (a crawl or news list that grew since), so it finishes what it started.
-    let splits = match store.get_json::<RunPlan>(&smelt_catalog::commit::plan_path(&opts.run_id)).await? {
-        Some(old) if old.pipeline_hash == p.hash => planned_splits(p, &old).unwrap_or(splits),
-        _ => splits,
+    let (splits, upstream) = match store.get_json::<RunPlan>(&smelt_catalog::commit::plan_path(&opts.run_id)).await? {
+        Some(old) if old.pipeline_hash == p.hash && planned_splits(p, &old).is_some() => {
+            (planned_splits(p, &old).unwrap_or_default(), old.upstream)
+        }
+        _ => (list_splits_since(p, &committed).await?, list_upstream(p, &committed).await?),
     };
     let infos: Vec<SplitInfo> = splits
         .iter()
@@ -257,6 +286,7 @@ async fn run_rank(p: &Pipeline, store: &DatasetStore, opts: &RunOptions) -> Resu
         schema: schema_desc(&p.graph[p.sink()].schema),
         splits: infos,
         interval: opts.interval.clone(),
+        upstream,
     };
     write_plan(store, &plan).await?;
     let notes = std::sync::Mutex::new(Vec::new());

@@ -103,6 +103,7 @@ mod tests {
             schema: vec![FieldDesc { name: "id".into(), data_type: "Utf8".into(), nullable: false }],
             splits: vec![split.clone()],
             interval: None,
+            upstream: Vec::new(),
         };
         write_plan(store, &plan).await.unwrap();
         let counters = [("docs", 10), ("audited_docs", 10)].map(|(k, v)| (k.to_string(), v)).into();

@@ -126,6 +126,7 @@ fn commit(f: &Fixture, root_url: &str, version: u64, shards: &[RecordBatch]) -> 
         source_state: vec![],
         interval: None,
         compacted_from: None,
+        upstream: Vec::new(),
     };
     // Through JSON, as a manifest file is read: fields added later keep their defaults.
     let m: VersionManifest = serde_json::from_value(serde_json::json!({

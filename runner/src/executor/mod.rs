@@ -423,7 +423,7 @@ pub async fn prepare(ws: &Workspace, request: &RunRequest, c: &ClusterRequest) -
     let store = DatasetStore::open(&Workspace::new(&data_dir).dataset_root(&p, &pipeline, request.output.as_deref()))?;
     let root_url = store.url().to_string();
     // As the ranks will plan them: incremental sources leave out what committed versions hold.
-    let committed = smelt_engine::committed_inputs(&store).await?;
+    let committed = smelt_engine::committed_inputs(&store, &p.hash).await?;
     let splits = smelt_engine::list_splits_since(&p, &committed).await?.len() as u32;
     if splits == 0 {
         return Err(user_err(format!("{}: the pipeline's sources list no input files", pipeline.display())));
