@@ -11,6 +11,15 @@
 //! ```
 //! PREFIX is `DATASET-vN` inside `--out`. Rows and sequences keep the
 //! version's shard order, so an export is byte-identical for a version.
+//!
+//! `--shuffle global --seed S` writes the sequences (documents, or packed
+//! sequences) in a uniformly random order with bounded memory, in two passes:
+//! ```text
+//! pass 1: each sequence ──bucket = rng(S) mod B──► scratch bucket files (B = size / --shuffle-memory)
+//! pass 2: each bucket in turn ──read whole, Fisher-Yates with rng(S, bucket)──► the output
+//! ```
+//! A random bucket per sequence and a uniform shuffle within each bucket
+//! give a uniform permutation; the same version, seed and B give the same bytes.
 
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -53,7 +62,8 @@ impl ExportFormat {
 #[command(after_help = "Examples:
   smelt export news-tok@3 --format megatron --out /data/megatron      # news-tok-v3.bin + .idx
   smelt export news-tok@prod --format nanogpt --out /data/nanogpt --pack 1024
-  smelt export news-tok --format jsonl --out /tmp/x --summary json")]
+  smelt export news-tok --format jsonl --out /tmp/x --summary json
+  smelt export mixture@2 --format megatron --out /data/mix --shuffle global --seed 7   # a random order, bounded memory")]
 pub struct ExportArgs {
     /// DATASET@VERSION, DATASET@TAG or DATASET (latest); its shards need an `input_ids` column (stage `tokenize`).
     pub version: String,
@@ -66,12 +76,142 @@ pub struct ExportArgs {
     /// Pack into sequences of exactly this many tokens (rows concatenated: the EOS `tokenize` puts after each document separates them; the last partial sequence is dropped).
     #[arg(long, value_name = "SEQ_LEN")]
     pub pack: Option<usize>,
+    /// Order of the sequences: `none` (the version's order) or `global` (a uniformly random
+    /// permutation of all of them, shuffled in two passes with bounded memory, so a mixture trains
+    /// without a separate shuffle step).
+    #[arg(long, value_enum, default_value = "none")]
+    pub shuffle: Shuffle,
+    /// Seed of `--shuffle global`: the same seed gives the same order.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// MiB the shuffle's second pass holds at once (one bucket of sequences); more memory, fewer buckets.
+    #[arg(long, default_value_t = 512, value_name = "MIB")]
+    pub shuffle_memory: u64,
+    /// Buckets of the shuffle's first pass (default: the version's size over --shuffle-memory); the
+    /// order depends on the seed and this number.
+    #[arg(long, value_name = "N")]
+    pub shuffle_buckets: Option<usize>,
     /// No progress bar.
     #[arg(long)]
     pub no_progress: bool,
     /// Output format of the summary.
     #[arg(long, value_enum, default_value = "table")]
     pub summary: Format,
+}
+
+/// `smelt export --shuffle`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Shuffle {
+    /// The version's order.
+    None,
+    /// A uniformly random order of every sequence (two-pass external shuffle).
+    Global,
+}
+
+/// SplitMix64: a small, well-mixed generator; the same seed gives the same stream on every machine.
+struct Rng(u64);
+
+impl Rng {
+    fn new(seed: u64, stream: u64) -> Self {
+        Rng(seed ^ stream.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(17))
+    }
+
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `0..n` (`n` > 0), without modulo bias.
+    fn below(&mut self, n: u64) -> u64 {
+        let zone = u64::MAX - u64::MAX % n;
+        loop {
+            let x = self.next();
+            if x < zone {
+                return x % n;
+            }
+        }
+    }
+}
+
+/// The first pass of `--shuffle global`: sequences scattered over bucket files.
+struct Scatter {
+    rng: Rng,
+    seed: u64,
+    buckets: Vec<BufWriter<std::fs::File>>,
+    scratch: smelt_catalog::docindex::ScratchDir,
+}
+
+impl Scatter {
+    fn new(seed: u64, buckets: usize, near: &Path) -> anyhow::Result<Self> {
+        let scratch = smelt_catalog::docindex::ScratchDir::new_in(near, "smelt-shuffle")
+            .with_context(|| format!("create a scratch directory in {}", near.display()))?;
+        let files = (0..buckets)
+            .map(|b| {
+                let path = scratch.path().join(format!("{b:05}.bucket"));
+                Ok(BufWriter::with_capacity(16 << 10, std::fs::File::create(&path)?))
+            })
+            .collect::<std::io::Result<Vec<_>>>()
+            .context("create the shuffle's bucket files")?;
+        Ok(Scatter { rng: Rng::new(seed, u64::MAX), seed, buckets: files, scratch })
+    }
+
+    /// Writes a sequence (`id` length + 1 or 0, id, token count, tokens) to a random bucket.
+    fn push(&mut self, id: Option<&str>, ids: &[u32]) -> anyhow::Result<()> {
+        let b = self.rng.below(self.buckets.len() as u64) as usize;
+        let w = &mut self.buckets[b];
+        let id = id.map(str::as_bytes);
+        w.write_all(&(id.map_or(0, |i| i.len() as u32 + 1)).to_le_bytes())?;
+        w.write_all(id.unwrap_or_default())?;
+        w.write_all(&(ids.len() as u32).to_le_bytes())?;
+        for t in ids {
+            w.write_all(&t.to_le_bytes())?;
+        }
+        Ok(())
+    }
+
+    /// The second pass: each bucket read back, shuffled and written to `sink`.
+    fn drain(self, sink: &mut Sink) -> anyhow::Result<usize> {
+        let n = self.buckets.len();
+        for w in self.buckets {
+            w.into_inner().map_err(|e| e.into_error())?.sync_data().ok();
+        }
+        for b in 0..n {
+            let path = self.scratch.path().join(format!("{b:05}.bucket"));
+            let bytes = std::fs::read(&path).with_context(|| format!("read {}", path.display()))?;
+            let mut seqs: Vec<(Option<&str>, &[u8])> = Vec::new();
+            let mut at = 0;
+            let take = |at: &mut usize, n: usize| -> anyhow::Result<&[u8]> {
+                let s = bytes.get(*at..*at + n).context("a shuffle bucket file is cut short")?;
+                *at += n;
+                Ok(s)
+            };
+            while at < bytes.len() {
+                let id_len = u32::from_le_bytes(take(&mut at, 4)?.try_into()?) as usize;
+                let id = match id_len {
+                    0 => None,
+                    n => Some(std::str::from_utf8(take(&mut at, n - 1)?)?),
+                };
+                let tokens = u32::from_le_bytes(take(&mut at, 4)?.try_into()?) as usize;
+                seqs.push((id, take(&mut at, tokens * 4)?));
+            }
+            let mut rng = Rng::new(self.seed, b as u64);
+            for i in (1..seqs.len()).rev() {
+                seqs.swap(i, rng.below(i as u64 + 1) as usize);
+            }
+            let mut tokens = Vec::new();
+            for (id, raw) in seqs {
+                tokens.clear();
+                tokens.extend(raw.chunks_exact(4).map(|c| u32::from_le_bytes(c.try_into().expect("4 bytes"))));
+                sink.push(id, &tokens)?;
+            }
+            drop(bytes);
+            let _ = std::fs::remove_file(&path);
+        }
+        Ok(n)
+    }
 }
 
 /// Megatron's dtype codes (megatron/core/datasets/indexed_dataset.py, `DType`).
@@ -188,6 +328,18 @@ pub async fn run(data_dir: &Path, args: &ExportArgs) -> anyhow::Result<()> {
     let with_ext = |ext: &str| PathBuf::from(format!("{}.{ext}", prefix.display()));
 
     let bar = progress(manifest.shards.iter().map(|s| s.bytes).sum(), !args.no_progress);
+    // Buckets of about --shuffle-memory each: 4 bytes a token (plus ids), at most 4,096 files.
+    let mut scatter = match args.shuffle {
+        Shuffle::None => None,
+        Shuffle::Global => {
+            let size = (manifest.totals.tokens * 4 + manifest.totals.rows * 32).max(manifest.totals.bytes);
+            let buckets = match args.shuffle_buckets {
+                Some(n) => n.clamp(1, 4096),
+                None => size.div_ceil((args.shuffle_memory << 20).max(1)).clamp(1, 4096) as usize,
+            };
+            Some(Scatter::new(args.seed, buckets, &args.out)?)
+        }
+    };
     let mut sink: Option<Sink> = None;
     let mut meta: std::collections::HashMap<String, String> = Default::default();
     let mut eos: Option<u32> = None;
@@ -241,10 +393,14 @@ pub async fn run(data_dir: &Path, args: &ExportArgs) -> anyhow::Result<()> {
             for r in 0..batch.num_rows() {
                 rows += 1;
                 let row = &values[offsets[r] as usize..offsets[r + 1] as usize];
+                let mut out = |id: Option<&str>, ids: &[u32]| match &mut scatter {
+                    Some(s) => s.push(id, ids),
+                    None => sink.push(id, ids),
+                };
                 match args.pack {
                     None => {
                         let id = doc_ids.as_ref().and_then(|c| smelt_engine::str_at(c, r));
-                        sink.push(id, row)?;
+                        out(id, row)?;
                     }
                     Some(len) => {
                         // Rows carry the EOS the `tokenize` stage put at each document's end
@@ -252,7 +408,7 @@ pub async fn run(data_dir: &Path, args: &ExportArgs) -> anyhow::Result<()> {
                         pending.extend_from_slice(row);
                         let full = pending.len() / len * len;
                         for chunk in pending[..full].chunks(len) {
-                            sink.push(None, chunk)?;
+                            out(None, chunk)?;
                         }
                         pending.drain(..full);
                     }
@@ -270,6 +426,10 @@ pub async fn run(data_dir: &Path, args: &ExportArgs) -> anyhow::Result<()> {
         return Err(
             EngineError::User(format!("{}@{} has no shards to export", manifest.dataset, manifest.version)).into()
         );
+    };
+    let buckets = match scatter {
+        Some(s) => Some(s.drain(&mut sink)?),
+        None => None,
     };
     sink.data.flush()?;
     let mut files = vec![with_ext(if args.format == ExportFormat::Jsonl { "jsonl" } else { "bin" })];
@@ -298,6 +458,7 @@ pub async fn run(data_dir: &Path, args: &ExportArgs) -> anyhow::Result<()> {
         "tokens": sink.tokens,
         "pack": args.pack,
         "dropped_tail_tokens": pending.len(),
+        "shuffle": buckets.map(|b| serde_json::json!({"kind": "global", "seed": args.seed, "buckets": b})),
         "files": files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>(),
     });
     let meta_path = with_ext("json");
