@@ -498,3 +498,40 @@ fn gc_keeps_the_base_of_an_incremental_run_in_progress() {
     assert!(gc.contains("expired 2 versions"), "{gc}");
     assert_eq!(count(&env, "down@3", "true"), 225);
 }
+
+#[test]
+fn mix_upsamples_by_cluster_size_fineweb2_style() {
+    let env = Env::new();
+    // 400 documents whose cluster sizes cycle 1, 2, 3, ..., 8 (ids doc-00000...).
+    std::fs::write(env.path().join("docs.jsonl"), common::noisy_jsonl(400, 60)).unwrap();
+    let up = env.write(
+        "clustered.yaml",
+        b"dataset: clustered\nstages:\n  docs: {type: jsonl, paths: [docs.jsonl]}\n  sized:\n    type: sql\n    inputs: [docs]\n    columns:\n      cluster_size: \"CAST(CAST(substr(id, 5) AS BIGINT) % 8 + 1 AS BIGINT)\"\n  hashed: {type: content_hash, inputs: [sized]}\n  out: {type: parquet, inputs: [hashed]}\n",
+    );
+    env.ok(&["run", &up.display().to_string()]);
+    let body = "    sources:\n      - {from: clustered@1, weight: 1, max_epochs: 10}\n    documents: 800\n    upsample: {column: cluster_size, rule: fineweb2}\n";
+    let p = mix(&env, "up.yaml", body);
+    let run = env.json(&["run", &p]);
+    // FineWeb-2 weights of sizes 1..8: 1, 2, 3, 3, 5, 5, 5, 5 (mean 3.625); 400 documents weigh 1,450,
+    // so the budget of 800 scales every weight by 800/1450: a size-5 document is kept about 2.76 times,
+    // a singleton 0.55 times.
+    let rows = run["rows_written"].as_u64().unwrap();
+    assert!((720..=880).contains(&rows), "about the budget: {rows}");
+    let by_size = |size: u64| count(&env, "mixed@1", &format!("cluster_size = {size}"));
+    let (one, five) = (by_size(1) as f64, by_size(5) as f64);
+    assert!((five / one - 5.0).abs() < 1.5, "size 5 kept about 5x as often as size 1: {five} vs {one}");
+    assert_eq!(env.json(&["run", &p])["digest"], run["digest"], "deterministic");
+
+    for (upsample, says) in [
+        ("{column: cluster_size, rule: fineweb3}", "unknown rule `fineweb3`"),
+        ("{column: cluster_size, steps: [[2, 1]]}", "ascending from 1"),
+        ("{column: cluster_size}", "needs `rule: fineweb2` or `steps`"),
+    ] {
+        let body = format!(
+            "    sources:\n      - {{from: clustered@1, weight: 1}}\n    documents: 10\n    upsample: {upsample}\n"
+        );
+        let f = mix(&env, "bad.yaml", &body);
+        let out = env.smelt(&["validate", &f]);
+        assert!(!out.status.success() && common::stderr(&out).contains(says), "{}", common::stderr(&out));
+    }
+}

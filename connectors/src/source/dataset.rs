@@ -110,14 +110,19 @@ pub fn configure(options: serde_json::Value, ctx: &ConfigureContext) -> Result<S
 }
 
 impl DatasetSourceConfig {
-    /// A source reading `from` (no extra columns), for stages built on it (`mix`).
+    /// A source reading `from` (and `columns`), for stages built on it (`mix`).
     ///
     /// # Errors
     /// A `from` that is not `name@version`, `name@tag` or `name` (at `path`).
-    pub(crate) fn reading(from: &str, ctx: &ConfigureContext, path: Vec<PathSeg>) -> Result<Self, OptionError> {
+    pub(crate) fn reading(
+        from: &str,
+        columns: Vec<String>,
+        ctx: &ConfigureContext,
+        path: Vec<PathSeg>,
+    ) -> Result<Self, OptionError> {
         let c = DatasetSourceConfig {
             from: from.to_string(),
-            columns: Vec::new(),
+            columns,
             filter: None,
             incremental: false,
             predicate: None,

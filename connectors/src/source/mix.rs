@@ -18,6 +18,8 @@ use std::sync::Arc;
 
 use arrow::array::{Array, AsArray, RecordBatch, StringBuilder, UInt32Array};
 use arrow::datatypes::SchemaRef;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::ProjectionMask;
 use serde::{Deserialize, Serialize};
 use smelt_engine::yaml::PathSeg;
 use smelt_engine::{
@@ -59,10 +61,64 @@ pub struct MixConfig {
     /// Seed of the sample: another seed, another (equally weighted) sample.
     #[serde(default)]
     pub seed: u64,
+    /// Rehydration: documents repeated by the size of the near-duplicate cluster they stood for, before the
+    /// budget is applied (FineWeb-2's recipe: the `dedup_minhash` survivor of a cluster of 5 counts 5 times).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upsample: Option<Upsample>,
     /// One `dataset` source per entry of `sources`.
     #[serde(skip)]
     #[schemars(skip)]
     inner: Vec<DatasetSourceConfig>,
+    /// Upsampled sizes computed so far (`name@V` -> documents or tokens, each times its weight).
+    #[serde(skip)]
+    #[schemars(skip)]
+    weighted: Weighted,
+}
+
+/// The cache behind [`MixConfig::weighted`].
+#[derive(Clone, Default)]
+struct Weighted(Arc<std::sync::Mutex<std::collections::HashMap<String, f64>>>);
+
+impl std::fmt::Debug for Weighted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Weighted")
+    }
+}
+
+/// The `upsample` column of a batch as cluster sizes (null or absent: 1).
+fn sizes(batch: &RecordBatch, column: &str) -> Result<Vec<u64>> {
+    let Some(c) = batch.column_by_name(column) else { return Ok(vec![1; batch.num_rows()]) };
+    let c = arrow::compute::cast(c, &arrow::datatypes::DataType::UInt64)
+        .map_err(|e| EngineError::User(format!("mix: upsample column `{column}` is not a count: {e}")))?;
+    let c = c.as_primitive::<arrow::datatypes::UInt64Type>();
+    Ok((0..c.len()).map(|i| if c.is_null(i) { 1 } else { c.value(i) }).collect())
+}
+
+/// `upsample:` of the `mix` source.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Upsample {
+    /// Integer column with each document's near-duplicate cluster size (1: no duplicate), such as
+    /// `dedup_minhash`'s cluster size kept upstream; every source needs it. Null counts as 1.
+    pub column: String,
+    /// `fineweb2`: weights 1, 2, 3, 3, 5, 8 and 1 for cluster sizes 1, 2, 3, 4, 5-100, 101-1000 and over
+    /// 1000 (FineWeb-2's rehydration); or give `steps` instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    /// `[[min_size, weight], ...]`, ascending `min_size` from 1: a document of cluster size s weighs the
+    /// weight of the last step whose `min_size` is at most s.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<(u64, f64)>,
+}
+
+/// FineWeb-2's rehydration weights by cluster size.
+const FINEWEB2: [(u64, f64); 6] = [(1, 1.0), (2, 2.0), (3, 3.0), (5, 5.0), (101, 8.0), (1001, 1.0)];
+
+impl Upsample {
+    /// The weight of a document of cluster size `size`.
+    pub fn weight(&self, size: u64) -> f64 {
+        self.steps.iter().take_while(|(min, _)| *min <= size.max(1)).last().map_or(1.0, |(_, w)| *w)
+    }
 }
 
 /// Registry hook.
@@ -93,7 +149,31 @@ pub fn configure(options: serde_json::Value, ctx: &ConfigureContext) -> Result<S
                 format!("`max_epochs` must be a positive number, found {}", s.max_epochs),
             ));
         }
-        c.inner.push(DatasetSourceConfig::reading(&s.from, ctx, at("from"))?);
+    }
+    // (the sources' `dataset` readers are built below, once `upsample` says which column they also read)
+    if let Some(u) = &mut c.upsample {
+        let at = |k: &str| vec![PathSeg::Key("upsample".into()), PathSeg::Key(k.into())];
+        match (u.rule.as_deref(), u.steps.is_empty()) {
+            (Some("fineweb2"), true) => u.steps = FINEWEB2.to_vec(),
+            (Some(other), true) => {
+                return Err(err(at("rule"), format!("unknown rule `{other}`: write `fineweb2`, or give `steps`")))
+            }
+            (Some(_), false) => return Err(err(at("steps"), "give `rule` or `steps`, not both".into())),
+            (None, true) => return Err(err(Vec::new(), "`upsample` needs `rule: fineweb2` or `steps`".into())),
+            (None, false) => {}
+        }
+        let ascending = u.steps.windows(2).all(|w| w[0].0 < w[1].0);
+        if u.steps[0].0 != 1 || !ascending || u.steps.iter().any(|(_, w)| !(w.is_finite() && *w >= 0.0)) {
+            return Err(err(
+                at("steps"),
+                "`steps` are [min_size, weight] pairs with min_size ascending from 1 and weights of 0 or more".into(),
+            ));
+        }
+    }
+    let columns: Vec<String> = c.upsample.iter().map(|u| u.column.clone()).collect();
+    for (i, s) in c.sources.iter().enumerate() {
+        let at = vec![PathSeg::Key("sources".into()), PathSeg::Index(i), PathSeg::Key("from".into())];
+        c.inner.push(DatasetSourceConfig::reading(&s.from, columns.clone(), ctx, at)?);
     }
     Ok(StageConfig::Source(Arc::new(c)))
 }
@@ -104,18 +184,53 @@ impl MixConfig {
         let up = self.inner[i].pinned(version)?;
         let total_weight: f64 = self.sources.iter().map(|s| s.weight).sum();
         let (budget, available, unit) = match (self.documents, self.tokens) {
-            (Some(d), _) => (d, up.manifest.totals.rows, "documents"),
-            (None, Some(t)) => (t, up.manifest.totals.tokens, "tokens"),
+            (Some(d), _) => (d, up.manifest.totals.rows as f64, "documents"),
+            (None, Some(t)) => (t, up.manifest.totals.tokens as f64, "tokens"),
             (None, None) => return Err(EngineError::Internal("mix without a budget".into())),
         };
-        if available == 0 {
+        let available = match &self.upsample {
+            Some(u) if available > 0.0 => self.upsampled(i, version, u)?,
+            _ => available,
+        };
+        if available <= 0.0 {
             return Err(EngineError::User(format!(
                 "mix: {version} has no {unit}{}",
                 if unit == "tokens" { " counted (it was not tokenized): give the budget as `documents:`" } else { "" }
             )));
         }
         let want = self.sources[i].weight / total_weight * budget as f64;
-        Ok((want / available as f64).min(self.sources[i].max_epochs))
+        Ok((want / available).min(self.sources[i].max_epochs))
+    }
+
+    /// Source `i`'s documents (or tokens) with each document counted `u.weight(cluster size)` times:
+    /// its `upsample` column (and `n_tokens`) read from every shard, once per process.
+    fn upsampled(&self, i: usize, version: &str, u: &Upsample) -> Result<f64> {
+        if let Some(w) = self.weighted.0.lock().unwrap_or_else(|p| p.into_inner()).get(version) {
+            return Ok(*w);
+        }
+        let up = self.inner[i].pinned(version)?;
+        let mut total = 0.0;
+        for shard in &up.manifest.shards {
+            let bytes = smelt_engine::blocking::block_on(up.shard(&shard.path))?;
+            let bad = |e: &dyn std::fmt::Display| EngineError::External(format!("mix: {version} {}: {e}", shard.path));
+            let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(|e| bad(&e))?;
+            let names = [u.column.as_str(), "n_tokens"];
+            let wanted: Vec<usize> = names.iter().filter_map(|n| builder.schema().index_of(n).ok()).collect();
+            let mask = ProjectionMask::roots(builder.parquet_schema(), wanted);
+            for batch in builder.with_projection(mask).build().map_err(|e| bad(&e))? {
+                let batch = batch.map_err(|e| bad(&e))?;
+                let weights = sizes(&batch, &u.column)?.into_iter().map(|s| u.weight(s));
+                total += match self.tokens {
+                    Some(_) => {
+                        let tokens = sizes(&batch, "n_tokens")?;
+                        weights.zip(tokens).map(|(w, t)| w * t as f64).sum::<f64>()
+                    }
+                    None => weights.sum::<f64>(),
+                };
+            }
+        }
+        self.weighted.0.lock().unwrap_or_else(|p| p.into_inner()).insert(version.to_string(), total);
+        Ok(total)
     }
 }
 
@@ -166,7 +281,15 @@ impl SourceConfig for MixConfig {
         let factor = self.factor(i, version)?;
         let inner = self.inner[i].open(&SplitSpec { id: inner_id.to_string(), bytes: split.bytes }, options)?;
         let seed = xxhash_rust::xxh3::xxh3_64(format!("{}:{i}", self.seed).as_bytes());
-        Ok(Box::new(MixReader { inner, factor, seed, version: version.to_string(), rows_in: 0, rows_out: 0 }))
+        Ok(Box::new(MixReader {
+            inner,
+            factor,
+            seed,
+            upsample: self.upsample.clone(),
+            version: version.to_string(),
+            rows_in: 0,
+            rows_out: 0,
+        }))
     }
 }
 
@@ -175,6 +298,7 @@ struct MixReader {
     inner: Box<dyn SplitReader>,
     factor: f64,
     seed: u64,
+    upsample: Option<Upsample>,
     version: String,
     rows_in: u64,
     rows_out: u64,
@@ -197,9 +321,14 @@ impl MixReader {
             .ok_or_else(|| EngineError::Internal("mix: `id` is not Utf8".into()))?;
         let mut take: Vec<u32> = Vec::with_capacity(batch.num_rows());
         let mut copy_of: Vec<u32> = Vec::with_capacity(batch.num_rows());
+        let weights: Option<Vec<f64>> = match &self.upsample {
+            Some(u) => Some(sizes(batch, &u.column)?.into_iter().map(|s| u.weight(s)).collect()),
+            None => None,
+        };
         for r in 0..batch.num_rows() {
             let id = if ids.is_null(r) { "" } else { ids.value(r) };
-            for k in 0..copies(self.factor, self.seed, id.as_bytes()) {
+            let factor = self.factor * weights.as_ref().map_or(1.0, |w| w[r]);
+            for k in 0..copies(factor, self.seed, id.as_bytes()) {
                 take.push(r as u32);
                 copy_of.push(k);
             }
