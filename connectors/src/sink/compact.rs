@@ -201,8 +201,13 @@ impl CommitHook for MergeSmallShards {
         manifest: &mut VersionManifest,
     ) -> Result<()> {
         let Some(cfg) = sink_options(&plan.resolved_config).filter(|c| c.merge_small_shards) else { return Ok(()) };
-        let merged = merge_small_shards(store, &cfg, run_id, &manifest.shards).await?;
-        set_shards(manifest, merged);
+        // Only the run's own shards: those an incremental run appends to are referenced as they are
+        // (zero copy; `smelt catalog compact` merges across appends).
+        let own = format!("runs/{run_id}/");
+        let start = manifest.shards.iter().rposition(|s| !s.path.starts_with(&own)).map_or(0, |i| i + 1);
+        let mut shards = manifest.shards[..start].to_vec();
+        shards.extend(merge_small_shards(store, &cfg, run_id, &manifest.shards[start..]).await?);
+        set_shards(manifest, shards);
         Ok(())
     }
 }
