@@ -16,7 +16,8 @@ cd "$(dirname "$0")/.."
 SIZES=${SIZES:-"1000000 10000000"}
 RUNS=${RUNS:-3}
 cargo build --release --locked -q --workspace --bins --examples
-bin=$PWD/target/release/examples/bench_docdiff
+target=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+bin=$target/release/examples/bench_docdiff
 work=${WORK:-$(mktemp -d)}
 mkdir -p "$work"
 [[ -n ${KEEP:-} ]] || trap 'rm -rf "$work"' EXIT
