@@ -57,7 +57,7 @@ use split::{run_split, Root, SinkMode};
 
 use crate::compile::Pipeline;
 use crate::error::{EngineError, Result};
-use crate::stage::{Committed, LatestRead, SplitSpec, StageConfig};
+use crate::stage::{Committed, LatestRead, SourceConfig, SplitSpec, StageConfig};
 
 /// Live counters for a progress bar.
 #[derive(Debug, Default)]
@@ -191,18 +191,8 @@ pub async fn committed_inputs(store: &DatasetStore, pipeline_hash: &str) -> Resu
 /// # Errors
 /// A source cannot open the version it reads.
 pub async fn list_upstream(p: &Pipeline, committed: &HashMap<String, Committed>) -> Result<Vec<UpstreamRead>> {
-    let mut out = Vec::new();
-    for n in p.sources() {
-        let StageConfig::Source(cfg) = p.graph[n].config.clone() else { continue };
-        let name = p.graph[n].name.clone();
-        let seen = committed.get(&name).cloned().unwrap_or_default();
-        let read = tokio::task::spawn_blocking(move || cfg.upstream(&seen))
-            .await
-            .map_err(|e| EngineError::Internal(format!("upstream listing panicked: {e}")))?
-            .map_err(|e| e.in_stage(&name))?;
-        out.extend(read.map(|r| UpstreamRead { source: name, ..r }));
-    }
-    Ok(out)
+    let reads = per_source(p, committed, "upstream listing", |cfg, seen| cfg.upstream(seen)).await?;
+    Ok(reads.into_iter().filter_map(|(n, r)| Some(UpstreamRead { source: p.graph[n].name.clone(), ..r? })).collect())
 }
 
 /// [`list_splits`] for a dataset whose committed versions read `committed`:
@@ -214,16 +204,28 @@ pub async fn list_splits_since(
     p: &Pipeline,
     committed: &HashMap<String, Committed>,
 ) -> Result<Vec<(NodeIndex, SplitSpec)>> {
+    let specs = per_source(p, committed, "split listing", |cfg, seen| cfg.splits_since(seen)).await?;
+    Ok(specs.into_iter().flat_map(|(n, specs)| specs.into_iter().map(move |s| (n, s))).collect())
+}
+
+/// `f` of every source with what the committed versions read from it, off
+/// the I/O threads (sources list files and read manifests), in pipeline order.
+async fn per_source<T: Send + 'static>(
+    p: &Pipeline,
+    committed: &HashMap<String, Committed>,
+    what: &str,
+    f: fn(&dyn SourceConfig, &Committed) -> Result<T>,
+) -> Result<Vec<(NodeIndex, T)>> {
     let mut out = Vec::new();
     for n in p.sources() {
         let StageConfig::Source(cfg) = p.graph[n].config.clone() else { continue };
         let name = p.graph[n].name.clone();
         let seen = committed.get(&name).cloned().unwrap_or_default();
-        let specs = tokio::task::spawn_blocking(move || cfg.splits_since(&seen))
+        let got = tokio::task::spawn_blocking(move || f(cfg.as_ref(), &seen))
             .await
-            .map_err(|e| EngineError::Internal(format!("split listing panicked: {e}")))?
+            .map_err(|e| EngineError::Internal(format!("{what} panicked: {e}")))?
             .map_err(|e| e.in_stage(&name))?;
-        out.extend(specs.into_iter().map(|s| (n, s)));
+        out.push((n, got));
     }
     Ok(out)
 }
