@@ -421,6 +421,10 @@ fn incremental_runs_append_what_is_new_and_equal_a_build_from_scratch() {
         lineage.contains("raw@2 read incrementally by `raw`: 50 documents added or changed since raw@1, 0 removed; appended to down@1"),
         "{lineage}"
     );
+    let site = env.path().join("site");
+    env.ok(&["ui", "--export", site.to_str().unwrap()]);
+    let page = std::fs::read_to_string(site.join("d/down/v2.html")).unwrap();
+    assert!(page.contains("Incremental: 50 documents new or changed in"), "the version page says what was appended");
 
     // 50 documents gone upstream and 50 new: their rows leave the base's shards.
     raw_parts(&env, &[0, 2, 3, 4, 5]);

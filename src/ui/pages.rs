@@ -337,6 +337,26 @@ pub async fn version(ctx: &Ctx, ds: &str, v: u64) -> Result<(String, String), Ui
             upstream.iter().map(|u| ref_link(u)).collect::<Vec<_>>().join(", ")
         );
     }
+    for u in &l.upstream {
+        if let Some(since) = &u.since {
+            let _ = write!(
+                s,
+                r#"<p class="appended">Incremental: {} documents new or changed in {} since {}, {} removed; appended to {}.</p>"#,
+                int(since.added),
+                ref_link(&u.version),
+                ref_link(&format!("{}@{}", u.dataset(), since.upstream)),
+                int(since.removed),
+                ref_link(&format!("{}@{}", m.dataset, since.base))
+            );
+        }
+    }
+    if let Some(v) = l.compacted_from {
+        let _ = write!(
+            s,
+            "<p>Compacted from {}: the same rows in fewer shards.</p>",
+            ref_link(&format!("{}@{v}", m.dataset))
+        );
+    }
     let nodes = pipeline_nodes(&m);
     if !nodes.is_empty() {
         s.push_str(&dag("dag", &nodes));
