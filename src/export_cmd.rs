@@ -176,7 +176,7 @@ impl Scatter {
     fn drain(self, sink: &mut Sink) -> anyhow::Result<usize> {
         let n = self.buckets.len();
         for w in self.buckets {
-            w.into_inner().map_err(|e| e.into_error())?.sync_data().ok();
+            w.into_inner().map_err(|e| e.into_error())?; // flushed; scratch files need no fsync
         }
         for b in 0..n {
             let path = self.scratch.path().join(format!("{b:05}.bucket"));

@@ -172,22 +172,20 @@ pub async fn commit_run(
 
     // An incremental run appends to a base version: its shards stay, less the rows of removed documents.
     let base = load_base(store, &plan).await?;
-    let base_index = match &base {
+
+    // The version's document index: the splits' sorted runs (and the base's, less
+    // the removed ids) merged once, stored before the manifest under each number tried.
+    let mut doc_index = match &base {
         Some(b) => match &b.manifest.doc_index {
-            Some(index) => Some(BaseIndex { index, removed: &b.removed }),
+            Some(index) => {
+                build_version_index(store, run_id, &records, Some(BaseIndex { index, removed: &b.removed })).await?
+            }
             None => {
                 tracing::warn!("base version {} has no document index: neither has this one", b.manifest.version);
                 None
             }
         },
-        None => None,
-    };
-
-    // The version's document index: the splits' sorted runs merged once, stored
-    // before the manifest under each number tried.
-    let mut doc_index = match (&base, base_index) {
-        (Some(_), None) => None,
-        (_, b) => build_version_index(store, run_id, &records, b).await?,
+        None => build_version_index(store, run_id, &records, None).await?,
     };
     let mut placed: Option<String> = None;
 
@@ -250,13 +248,15 @@ pub async fn load_base(store: &DatasetStore, plan: &RunPlan) -> Result<Option<Ba
     })?;
     if manifest.schema != plan.schema {
         return Err(CatalogError::User(format!(
-            "run {} appends to {}@{}, whose columns differ from the pipeline's now;              run once with `incremental: false` to rebuild",
+            "run {} appends to {}@{}, whose columns differ from the pipeline's now; \
+             run once with `incremental: false` to rebuild",
             plan.run_id, plan.dataset, since.base
         )));
     }
-    let removed = match crate::incremental::delta_of(read).await? {
-        Some(d) => d.removed,
-        None => Default::default(),
+    // The plan counted the removed documents: only when there are some is the upstream diffed again for their ids.
+    let removed = match since.removed {
+        0 => Default::default(),
+        _ => crate::incremental::delta_of(read).await?.map(|d| d.removed).unwrap_or_default(),
     };
     Ok(Some(Base { manifest, removed }))
 }
@@ -273,41 +273,41 @@ pub fn append_to(manifest: &mut VersionManifest, base: &VersionManifest) {
     add_stats(&mut stats, &manifest.stats, 1);
     manifest.stats = stats;
     let mut funnel = base.funnel.clone();
-    for m in &manifest.funnel {
-        match funnel.iter_mut().find(|f| f.stage == m.stage) {
-            Some(f) => f.merge(m),
-            None => funnel.push(m.clone()),
-        }
-    }
+    merge_funnel(&mut funnel, &manifest.funnel);
     manifest.funnel = funnel;
     refresh_totals(manifest);
 }
 
-/// Adds (`sign` 1) or takes away (`sign` -1) `delta` from the group statistics `stats`, kept sorted by key.
-pub fn add_stats(stats: &mut Vec<GroupStats>, delta: &[GroupStats], sign: i64) {
+/// Adds (`sign` 1) or takes away (`sign` -1) the counts of `delta` to the
+/// group statistics `stats`, kept sorted by key; taking away drops groups
+/// left without documents.
+pub fn add_stats<'a>(stats: &mut Vec<GroupStats>, delta: impl IntoIterator<Item = &'a GroupStats>, sign: i64) {
+    let key = |g: &GroupStats| (g.lang.clone(), g.source.clone(), g.domain.clone());
+    let mut groups: BTreeMap<(String, String, String), GroupStats> =
+        std::mem::take(stats).into_iter().map(|g| (key(&g), g)).collect();
     for d in delta {
-        let key = (&d.lang, &d.source, &d.domain);
-        let g = match stats.binary_search_by(|g| (&g.lang, &g.source, &g.domain).cmp(&key)) {
-            Ok(i) => &mut stats[i],
-            Err(i) => {
-                stats.insert(
-                    i,
-                    GroupStats {
-                        lang: d.lang.clone(),
-                        source: d.source.clone(),
-                        domain: d.domain.clone(),
-                        ..Default::default()
-                    },
-                );
-                &mut stats[i]
-            }
-        };
+        let g = groups.entry(key(d)).or_insert_with(|| GroupStats {
+            lang: d.lang.clone(),
+            source: d.source.clone(),
+            domain: d.domain.clone(),
+            ..Default::default()
+        });
         let apply = |x: &mut u64, y: u64| *x = if sign < 0 { x.saturating_sub(y) } else { *x + y };
         apply(&mut g.docs, d.docs);
         apply(&mut g.tokens, d.tokens);
         apply(&mut g.text_bytes, d.text_bytes);
     }
-    stats.retain(|g| g.docs > 0);
+    *stats = groups.into_values().filter(|g| sign > 0 || g.docs > 0).collect();
+}
+
+/// Merges per-stage metrics `more` into `funnel` by stage name, new stages at the end.
+fn merge_funnel<'a>(funnel: &mut Vec<StageMetrics>, more: impl IntoIterator<Item = &'a StageMetrics>) {
+    for m in more {
+        match funnel.iter_mut().find(|f| f.stage == m.stage) {
+            Some(f) => f.merge(m),
+            None => funnel.push(m.clone()),
+        }
+    }
 }
 
 /// Recomputes `manifest`'s totals and digest from its shards and statistics.
@@ -447,27 +447,10 @@ fn build_manifest(
     let mut shards: Vec<_> = records.iter().flat_map(|r| r.shards.iter().cloned()).collect();
     shards.sort_by(|a, b| (a.split, &a.path).cmp(&(b.split, &b.path)));
 
-    let mut groups: BTreeMap<(String, String, String), GroupStats> = BTreeMap::new();
-    for s in records.iter().flat_map(|r| &r.stats) {
-        let g = groups.entry((s.lang.clone(), s.source.clone(), s.domain.clone())).or_insert_with(|| GroupStats {
-            lang: s.lang.clone(),
-            source: s.source.clone(),
-            domain: s.domain.clone(),
-            ..Default::default()
-        });
-        g.docs += s.docs;
-        g.tokens += s.tokens;
-        g.text_bytes += s.text_bytes;
-    }
-    let stats: Vec<GroupStats> = groups.into_values().collect();
-
+    let mut stats: Vec<GroupStats> = Vec::new();
+    add_stats(&mut stats, records.iter().flat_map(|r| &r.stats), 1);
     let mut funnel: Vec<StageMetrics> = Vec::new();
-    for m in records.iter().flat_map(|r| &r.stages) {
-        match funnel.iter_mut().find(|f| f.stage == m.stage) {
-            Some(f) => f.merge(m),
-            None => funnel.push(m.clone()),
-        }
-    }
+    merge_funnel(&mut funnel, records.iter().flat_map(|r| &r.stages));
     let source_state: Vec<SourceState> = records
         .iter()
         .flat_map(|r| {

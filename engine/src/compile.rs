@@ -662,21 +662,24 @@ fn check_appending(graph: &DiGraph<StageNode, usize>, order: &[NodeIndex], ctx: 
     let at = vec![key("stages"), key(&name), key("incremental")];
     for &n in order {
         let other = &graph[n];
-        let why = match &other.config {
-            StageConfig::Source(_) if n != source => format!(
-                "`{}` is another source: an incremental read appends to the latest version, so the pipeline may have \
-                 only this source",
-                other.name
+        let (why, help) = match &other.config {
+            StageConfig::Source(_) if n != source => (
+                format!(
+                    "`{}` is another source: an incremental read appends to the latest version, so the pipeline may \
+                     have only this source",
+                    other.name
+                ),
+                "read each upstream in its own pipeline, or set `incremental: false`",
             ),
-            StageConfig::Barrier(_) => format!(
-                "`{}` ({}) compares documents across the whole input, and an incremental run reads only the new ones",
-                other.name, other.type_name
+            StageConfig::Barrier(_) => (
+                format!(
+                    "`{}` ({}) compares documents across the whole input, and an incremental run reads only the new \
+                     ones",
+                    other.name, other.type_name
+                ),
+                "deduplicate in the upstream pipeline, or read with `incremental: false`",
             ),
             _ => continue,
-        };
-        let help = match &other.config {
-            StageConfig::Barrier(_) => "deduplicate in the upstream pipeline, or read with `incremental: false`",
-            _ => "read each upstream in its own pipeline, or set `incremental: false`",
         };
         ctx.at(&at, true, format!("`{name}` has `incremental: true`, but {why}"), Some(help.into()));
         return;

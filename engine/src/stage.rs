@@ -456,8 +456,8 @@ pub struct Committed {
 pub struct LatestRead {
     /// Its number.
     pub version: u64,
-    /// What the source read ([`SourceConfig::upstream`]), if it recorded anything.
-    pub upstream: Option<smelt_catalog::UpstreamRead>,
+    /// What the source read for it ([`SourceConfig::upstream`]).
+    pub upstream: smelt_catalog::UpstreamRead,
 }
 
 /// Reads one split; blocking calls are fine (the engine runs it off the I/O threads).

@@ -137,7 +137,7 @@ pub async fn build_version_index(
 
     // Local copies of every run, checked against their records.
     let dir = scratch.path().to_path_buf();
-    let paths: Vec<PathBuf> = futures::stream::iter(refs.iter().enumerate())
+    let mut paths: Vec<PathBuf> = futures::stream::iter(refs.iter().enumerate())
         .map(|(i, r)| {
             let dir = dir.clone();
             async move {
@@ -152,20 +152,18 @@ pub async fn build_version_index(
         .await?;
 
     let mut expected: u64 = refs.iter().map(|r| r.entries).sum();
-    let mut paths = paths;
     if let Some(b) = keep {
         // The base's entries whose ids stay, as one more sorted run.
-        let p = fetch(store, b.index, &dir, "base.idx").await?;
-        let loc = format!("{}/{}", store.url(), b.index.path);
-        let (to, removed) = (dir.join("base-kept.idx"), b.removed.clone());
-        let (p2, r2, loc2, to2) = (p.clone(), b.index.clone(), loc.clone(), to.clone());
-        let kept = tokio::task::spawn_blocking(move || -> Result<u64> {
-            verify(&p2, &r2, &loc2)?;
-            keep_entries(&p2, &to2, &removed).map_err(|e| io_error(&loc2, e))
+        let from = fetch(store, b.index, &dir, "base.idx").await?;
+        let to = dir.join("base-kept.idx");
+        let (to2, r, removed) = (to.clone(), b.index.clone(), b.removed.clone());
+        let loc = format!("{}/{}", store.url(), r.path);
+        expected += tokio::task::spawn_blocking(move || -> Result<u64> {
+            verify(&from, &r, &loc)?;
+            keep_entries(&from, &to2, &removed).map_err(|e| io_error(&loc, e))
         })
         .await
         .map_err(join_err)??;
-        expected += kept;
         paths.push(to);
     }
     let out = dir.join("version.idx");

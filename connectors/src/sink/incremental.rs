@@ -40,6 +40,10 @@ impl CommitHook for DropRemovedRows {
         plan: &RunPlan,
         manifest: &mut VersionManifest,
     ) -> Result<()> {
+        // Nothing removed upstream (the plan counted it): the base's shards stay as they are.
+        if plan.upstream.iter().all(|u| u.since.as_ref().is_none_or(|s| s.removed == 0)) {
+            return Ok(());
+        }
         let Some(base) = load_base(store, plan).await? else { return Ok(()) };
         if base.removed.is_empty() {
             return Ok(());

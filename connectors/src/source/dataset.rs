@@ -73,30 +73,47 @@ pub struct DatasetSourceConfig {
     /// version is opened against one read of its manifest, not one per shard.
     #[serde(skip)]
     #[schemars(skip)]
-    opened: Opened,
+    opened: Memo<Earlier>,
     /// Deltas computed so far (`name@OLD..NEW` -> delta): one index diff per process.
     #[serde(skip)]
     #[schemars(skip)]
-    deltas: Deltas,
+    deltas: Memo<Delta>,
 }
 
-/// The cache behind [`DatasetSourceConfig::deltas`].
-#[derive(Clone, Default)]
-struct Deltas(Arc<std::sync::Mutex<std::collections::HashMap<String, Arc<Delta>>>>);
+/// Values computed once per process and shared by the clones of a stage's
+/// configuration (opened versions, index deltas, weighted sizes), by key.
+pub(crate) struct Memo<T>(Arc<std::sync::Mutex<std::collections::HashMap<String, Arc<T>>>>);
 
-impl std::fmt::Debug for Deltas {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Deltas")
+impl<T> Memo<T> {
+    /// The value under `key`, computed by `make` the first time.
+    ///
+    /// # Errors
+    /// `make`'s error (nothing is kept then).
+    pub(crate) fn get_or_try(&self, key: &str, make: impl FnOnce() -> Result<T>) -> Result<Arc<T>> {
+        if let Some(v) = self.0.lock().unwrap_or_else(|p| p.into_inner()).get(key) {
+            return Ok(v.clone());
+        }
+        let v = Arc::new(make()?);
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).insert(key.to_string(), v.clone());
+        Ok(v)
     }
 }
 
-/// The cache behind [`DatasetSourceConfig::opened`].
-#[derive(Clone, Default)]
-struct Opened(Arc<std::sync::Mutex<std::collections::HashMap<String, Arc<Earlier>>>>);
+impl<T> Clone for Memo<T> {
+    fn clone(&self) -> Self {
+        Memo(self.0.clone())
+    }
+}
 
-impl std::fmt::Debug for Opened {
+impl<T> Default for Memo<T> {
+    fn default() -> Self {
+        Memo(Arc::default())
+    }
+}
+
+impl<T> std::fmt::Debug for Memo<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Opened")
+        f.write_str("Memo")
     }
 }
 
@@ -128,8 +145,8 @@ impl DatasetSourceConfig {
             predicate: None,
             extra: Vec::new(),
             datasets: None,
-            opened: Opened::default(),
-            deltas: Deltas::default(),
+            opened: Memo::default(),
+            deltas: Memo::default(),
         };
         c.configured(ctx, path)
     }
@@ -216,12 +233,7 @@ impl DatasetSourceConfig {
 
     /// The pinned version `spec` (`name@V`), opened once per source.
     pub(crate) fn pinned(&self, spec: &str) -> Result<Arc<Earlier>> {
-        if let Some(up) = self.opened.0.lock().unwrap_or_else(|p| p.into_inner()).get(spec) {
-            return Ok(up.clone());
-        }
-        let up = Arc::new(block_on(smelt_engine::upstream::open_version(self.roots()?, spec, "from"))?);
-        self.opened.0.lock().unwrap_or_else(|p| p.into_inner()).insert(spec.to_string(), up.clone());
-        Ok(up)
+        self.opened.get_or_try(spec, || block_on(smelt_engine::upstream::open_version(self.roots()?, spec, "from")))
     }
 }
 
@@ -236,12 +248,13 @@ struct ReadSince {
 
 impl DatasetSourceConfig {
     /// Whether this run reads only what changed since the output's latest version's read, and from which version.
-    fn read_since(&self, up: &Earlier, committed: &Committed) -> Option<ReadSince> {
+    /// `name` is the dataset as `from` gives it (a name or a storage root), `up` the version read now.
+    fn read_since(&self, name: &str, up: &Earlier, committed: &Committed) -> Option<ReadSince> {
         if !self.incremental {
             return None;
         }
         let latest = committed.latest.as_ref()?;
-        let read = latest.upstream.as_ref()?;
+        let read = &latest.upstream;
         let old = read.number()?;
         if read.dataset() != up.manifest.dataset {
             tracing::info!(
@@ -252,7 +265,6 @@ impl DatasetSourceConfig {
             );
             return None;
         }
-        let name = up.name.rsplit_once('@').map_or(up.name.as_str(), |(n, _)| n);
         match self.pinned(&format!("{name}@{old}")) {
             Ok(o) if o.manifest.doc_index.is_some() => Some(ReadSince { old, base: latest.version }),
             _ => {
@@ -267,20 +279,20 @@ impl DatasetSourceConfig {
         }
     }
 
-    /// The delta from `name@old` to `name@new` (`spec` is `name@old..new`), computed once per process.
-    fn delta(&self, spec: &str) -> Result<Arc<Delta>> {
-        if let Some(d) = self.deltas.0.lock().unwrap_or_else(|p| p.into_inner()).get(spec) {
-            return Ok(d.clone());
-        }
-        let (name, range) = spec
-            .rsplit_once('@')
-            .and_then(|(n, r)| Some((n, r.split_once("..")?)))
-            .ok_or_else(|| EngineError::Internal(format!("`{spec}` is not name@old..new")))?;
-        let (old, new) = (self.pinned(&format!("{name}@{}", range.0))?, self.pinned(&format!("{name}@{}", range.1))?);
-        let d = Arc::new(block_on(smelt_catalog::incremental::delta(&new.store, &old.manifest, &new.manifest))?);
-        self.deltas.0.lock().unwrap_or_else(|p| p.into_inner()).insert(spec.to_string(), d.clone());
-        Ok(d)
+    /// The delta from `name@old` to `name@new`, computed once per process.
+    fn delta(&self, name: &str, old: &str, new: &str) -> Result<Arc<Delta>> {
+        self.deltas.get_or_try(&format!("{name}@{old}..{new}"), || {
+            let (old, new) = (self.pinned(&format!("{name}@{old}"))?, self.pinned(&format!("{name}@{new}"))?);
+            Ok(block_on(smelt_catalog::incremental::delta(&new.store, &old.manifest, &new.manifest))?)
+        })
     }
+}
+
+/// The version of an incremental split, `name@OLD..NEW`, as (`name`, OLD, NEW); `None` for `name@V`.
+fn parse_range(version: &str) -> Option<(&str, &str, &str)> {
+    let (name, range) = version.rsplit_once('@')?;
+    let (old, new) = range.split_once("..")?;
+    Some((name, old, new))
 }
 
 /// `name@V#path` -> (`name@V`, `path`).
@@ -317,7 +329,7 @@ impl SourceConfig for DatasetSourceConfig {
         // The root as the spec gave it (a path or URL) or the dataset's name: open() finds it again.
         let spec: VersionRef = self.from.parse()?;
         let v = up.manifest.version;
-        let Some(since) = self.read_since(&up, committed) else {
+        let Some(since) = self.read_since(&spec.dataset, &up, committed) else {
             return Ok(up
                 .manifest
                 .shards
@@ -340,10 +352,10 @@ impl SourceConfig for DatasetSourceConfig {
 
     fn upstream(&self, committed: &Committed) -> Result<Option<UpstreamRead>> {
         let up = block_on(smelt_engine::upstream::open_version(self.roots()?, &self.from, "from"))?;
-        let since = match self.read_since(&up, committed) {
+        let spec: VersionRef = self.from.parse()?;
+        let since = match self.read_since(&spec.dataset, &up, committed) {
             Some(s) => {
-                let spec: VersionRef = self.from.parse()?;
-                let d = self.delta(&format!("{}@{}..{}", spec.dataset, s.old, up.manifest.version))?;
+                let d = self.delta(&spec.dataset, &s.old.to_string(), &up.manifest.version.to_string())?;
                 Some(Since {
                     upstream: s.old,
                     base: s.base,
@@ -368,8 +380,8 @@ impl SourceConfig for DatasetSourceConfig {
     fn open(&self, split: &SplitSpec, options: &ReadOptions) -> Result<Box<dyn SplitReader>> {
         let (version, path) = parse_split(&split.id)?;
         // `name@OLD..NEW`: only the rows new since OLD.
-        let (version, delta) = match version.rsplit_once('@').and_then(|(n, r)| Some((n, r.split_once("..")?))) {
-            Some((name, (_, new))) => (format!("{name}@{new}"), Some(self.delta(version)?)),
+        let (version, delta) = match parse_range(version) {
+            Some((name, old, new)) => (format!("{name}@{new}"), Some(self.delta(name, old, new)?)),
             None => (version.to_string(), None),
         };
         let version = version.as_str();

@@ -27,7 +27,7 @@ use smelt_engine::{
     SplitSpec, StageConfig,
 };
 
-use super::dataset::{parse_split, DatasetSourceConfig};
+use super::dataset::{parse_split, DatasetSourceConfig, Memo};
 
 /// One input of a mixture.
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
@@ -72,17 +72,7 @@ pub struct MixConfig {
     /// Upsampled sizes computed so far (`name@V` -> documents or tokens, each times its weight).
     #[serde(skip)]
     #[schemars(skip)]
-    weighted: Weighted,
-}
-
-/// The cache behind [`MixConfig::weighted`].
-#[derive(Clone, Default)]
-struct Weighted(Arc<std::sync::Mutex<std::collections::HashMap<String, f64>>>);
-
-impl std::fmt::Debug for Weighted {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Weighted")
-    }
+    weighted: Memo<f64>,
 }
 
 /// The `upsample` column of a batch as cluster sizes (null or absent: 1).
@@ -205,9 +195,11 @@ impl MixConfig {
     /// Source `i`'s documents (or tokens) with each document counted `u.weight(cluster size)` times:
     /// its `upsample` column (and `n_tokens`) read from every shard, once per process.
     fn upsampled(&self, i: usize, version: &str, u: &Upsample) -> Result<f64> {
-        if let Some(w) = self.weighted.0.lock().unwrap_or_else(|p| p.into_inner()).get(version) {
-            return Ok(*w);
-        }
+        self.weighted.get_or_try(version, || self.weigh(i, version, u)).map(|w| *w)
+    }
+
+    /// [`MixConfig::upsampled`], computed.
+    fn weigh(&self, i: usize, version: &str, u: &Upsample) -> Result<f64> {
         let up = self.inner[i].pinned(version)?;
         let mut total = 0.0;
         for shard in &up.manifest.shards {
@@ -229,7 +221,6 @@ impl MixConfig {
                 };
             }
         }
-        self.weighted.0.lock().unwrap_or_else(|p| p.into_inner()).insert(version.to_string(), total);
         Ok(total)
     }
 }

@@ -172,8 +172,7 @@ pub async fn committed_inputs(store: &DatasetStore, pipeline_hash: &str) -> Resu
         let lineage = smelt_catalog::commit::load_manifest(store, v).await?.lineage;
         if Some(&v) == versions.last() && lineage.pipeline_hash == pipeline_hash {
             for u in &lineage.upstream {
-                out.entry(u.source.clone()).or_default().latest =
-                    Some(LatestRead { version: v, upstream: Some(u.clone()) });
+                out.entry(u.source.clone()).or_default().latest = Some(LatestRead { version: v, upstream: u.clone() });
             }
         }
         for input in lineage.inputs {
@@ -257,14 +256,19 @@ async fn run_rank(p: &Pipeline, store: &DatasetStore, opts: &RunOptions) -> Resu
             opts.rank, opts.world_size, opts.world_size
         )));
     }
-    let committed = committed_inputs(store, &p.hash).await?;
     // Resuming a run: the splits (and upstream versions) its first attempt planned, even where a source
     // lists more now (a crawl or news list that grew since), so it finishes what it started.
-    let (splits, upstream) = match store.get_json::<RunPlan>(&smelt_catalog::commit::plan_path(&opts.run_id)).await? {
-        Some(old) if old.pipeline_hash == p.hash && planned_splits(p, &old).is_some() => {
-            (planned_splits(p, &old).unwrap_or_default(), old.upstream)
+    let planned = store
+        .get_json::<RunPlan>(&smelt_catalog::commit::plan_path(&opts.run_id))
+        .await?
+        .filter(|old| old.pipeline_hash == p.hash)
+        .and_then(|old| Some((planned_splits(p, &old)?, old.upstream)));
+    let (splits, upstream) = match planned {
+        Some(planned) => planned,
+        None => {
+            let committed = committed_inputs(store, &p.hash).await?;
+            (list_splits_since(p, &committed).await?, list_upstream(p, &committed).await?)
         }
-        _ => (list_splits_since(p, &committed).await?, list_upstream(p, &committed).await?),
     };
     let infos: Vec<SplitInfo> = splits
         .iter()
