@@ -28,6 +28,7 @@ pub mod html;
 pub mod html_to_text;
 pub mod langid;
 pub mod pii;
+mod prefetch;
 pub mod python;
 pub mod tokenize;
 pub mod toxicity;

@@ -412,6 +412,7 @@ impl TransformConfig for DecontaminateConfig {
             output: self.schema_for(input),
             hits: Vec::new(),
             keys: Vec::new(),
+            candidates: Vec::new(),
             counters: BTreeMap::new(),
             samples: BTreeMap::new(),
         }))
@@ -432,6 +433,8 @@ struct Decontaminate {
     hits: Vec<(u32, usize, usize)>,
     /// Keys of the document being scanned, with their byte ranges.
     keys: Vec<(u64, usize, usize)>,
+    /// Indexes into `keys` of those the filter let through.
+    candidates: Vec<u32>,
     counters: BTreeMap<String, u64>,
     /// Per benchmark, the smallest ids of contaminated documents.
     samples: BTreeMap<usize, BTreeSet<String>>,
@@ -449,23 +452,43 @@ enum Outcome {
 }
 
 impl Decontaminate {
-    /// Finds the benchmark items in `text`. The keys are made first and
-    /// looked up after, in a loop of independent loads the CPU overlaps.
+    /// Finds the benchmark items in `text`, in three passes so that the
+    /// index's cache misses overlap instead of following one another: the
+    /// keys are made (each one's filter word asked for), the filter picks
+    /// the candidates (each one's table slot asked for), and the candidates
+    /// are looked up.
     fn scan(&mut self, text: &str) {
         self.hits.clear();
         self.keys.clear();
-        let keys = &mut self.keys;
-        self.roller.keys(text, |k, s, e| keys.push((k, s, e)));
+        self.candidates.clear();
         let table = &self.prepared.table;
+        let keys = &mut self.keys;
+        self.roller.keys(text, |k, s, e| {
+            table.prefetch_filter(k);
+            keys.push((k, s, e));
+        });
+        let mut run = false;
+        for (i, &(k, _, _)) in self.keys.iter().enumerate() {
+            let candidate = table.may_hold(k);
+            if candidate {
+                // In a run of candidates (a copied item), dropping looks up only a few: the first is asked for.
+                if !run {
+                    table.prefetch_slot(k);
+                }
+                self.candidates.push(i as u32);
+            }
+            run = candidate;
+        }
         // Dropping needs each matched stretch once: n-grams that start inside a
         // match are not counted again (a copied item hits every one of its n-grams).
         let skip_overlaps = self.action == Action::Drop;
         let mut covered = 0;
-        for &(k, s, e) in &self.keys {
+        for &i in &self.candidates {
+            let (k, s, e) = self.keys[i as usize];
             if skip_overlaps && s < covered {
                 continue;
             }
-            if let Some(item) = table.get(k) {
+            if let Some(item) = table.probe(k) {
                 self.hits.push((item, s, e));
                 covered = e;
             }

@@ -13,6 +13,8 @@
 //! inside a run of letters: Chinese or Japanese text without spaces is one
 //! word per run, so n-grams of such benchmarks match only whole runs.
 
+use crate::prefetch::prefetch;
+
 /// Multiplier of the prefix hash (odd).
 const BASE: u64 = 0x9E37_79B9_7F4A_7C15;
 /// FNV-1a's 64-bit prime, per character of a word.
@@ -264,15 +266,36 @@ impl Table {
     /// The item of `key`, if held.
     #[inline]
     pub fn get(&self, key: u64) -> Option<u32> {
-        let (w, bits) = self.filter_at(key);
-        if self.filter[w] & bits != bits {
+        if !self.may_hold(key) {
             return None;
         }
         self.probe(key)
     }
 
+    /// Whether the filter lets `key` through (always, when it is held).
     #[inline]
-    fn probe(&self, key: u64) -> Option<u32> {
+    pub fn may_hold(&self, key: u64) -> bool {
+        let (w, bits) = self.filter_at(key);
+        self.filter[w] & bits == bits
+    }
+
+    /// Asks for the filter word of `key` (a hint: a large index's filter is out of the nearest caches).
+    #[inline(always)]
+    pub fn prefetch_filter(&self, key: u64) {
+        prefetch(&self.filter[self.filter_at(key).0..][..1]);
+    }
+
+    /// Asks for the table slot where a probe of `key` starts (a hint).
+    #[inline(always)]
+    pub fn prefetch_slot(&self, key: u64) {
+        let slot = ((key >> 16) & self.slot_mask) as usize;
+        prefetch(&self.keys[slot..][..1]);
+        prefetch(&self.items[slot..][..1]);
+    }
+
+    /// The item of `key`, if held, from the table itself (no filter).
+    #[inline]
+    pub fn probe(&self, key: u64) -> Option<u32> {
         let mut slot = (key >> 16) & self.slot_mask;
         loop {
             let k = self.keys[slot as usize];

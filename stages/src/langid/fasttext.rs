@@ -21,6 +21,8 @@
 use std::collections::HashMap;
 use std::path::Path;
 
+use crate::prefetch::prefetch;
+
 /// fastText's magic number at the start of every model file.
 const MAGIC: i32 = 793_712_314;
 /// The end-of-sentence token fastText appends to every line.
@@ -146,18 +148,23 @@ impl Matrix {
     /// fetching them one after the other is most of the time.
     fn add_rows(&self, x: &mut [f32], rows: &[u32]) {
         match self {
-            Matrix::Dense { cols, data, .. } => {
-                let cols = *cols;
-                let ahead = (PREFETCH_BYTES / (cols * 4)).clamp(1, 16);
-                for (i, &r) in rows.iter().enumerate() {
-                    if let Some(&next) = rows.get(i + ahead) {
-                        prefetch(&data[next as usize * cols..(next as usize + 1) * cols]);
-                    }
-                    for (xj, a) in x.iter_mut().zip(&data[r as usize * cols..(r as usize + 1) * cols]) {
-                        *xj += *a;
+            Matrix::Dense { cols, data, .. } => match *cols {
+                8 => add_dense::<8>(x, data, rows),
+                16 => add_dense::<16>(x, data, rows),
+                32 => add_dense::<32>(x, data, rows),
+                64 => add_dense::<64>(x, data, rows),
+                cols => {
+                    let ahead = (PREFETCH_BYTES / (cols * 4)).clamp(1, 16);
+                    for (i, &r) in rows.iter().enumerate() {
+                        if let Some(&next) = rows.get(i + ahead) {
+                            prefetch(&data[next as usize * cols..(next as usize + 1) * cols]);
+                        }
+                        for (xj, a) in x.iter_mut().zip(&data[r as usize * cols..(r as usize + 1) * cols]) {
+                            *xj += *a;
+                        }
                     }
                 }
-            }
+            },
             Matrix::Quantized { .. } => {
                 for &r in rows {
                     self.add_row(x, r as usize);
@@ -213,21 +220,28 @@ impl Matrix {
     }
 }
 
+/// [`Matrix::add_rows`] for a dense matrix of `N` columns: the sum kept in
+/// registers across the rows (each element still adds the rows in order:
+/// the same float operations), rows prefetched a few kilobytes ahead.
+#[inline(always)]
+fn add_dense<const N: usize>(x: &mut [f32], data: &[f32], rows: &[u32]) {
+    let Ok(x) = <&mut [f32; N]>::try_from(x) else { unreachable!("the hidden vector has the matrix's columns") };
+    let ahead = (PREFETCH_BYTES / (N * 4)).clamp(1, 16);
+    let mut acc = *x;
+    for (i, &r) in rows.iter().enumerate() {
+        if let Some(&next) = rows.get(i + ahead) {
+            prefetch(&data[next as usize * N..(next as usize + 1) * N]);
+        }
+        let row: &[f32; N] = data[r as usize * N..(r as usize + 1) * N].try_into().expect("N floats");
+        for j in 0..N {
+            acc[j] += row[j];
+        }
+    }
+    *x = acc;
+}
+
 /// How far ahead [`Matrix::add_rows`] prefetches, in bytes of rows.
 const PREFETCH_BYTES: usize = 2048;
-
-/// Asks the CPU to bring `row` into its caches (a hint: no effect on results).
-#[inline(always)]
-fn prefetch(row: &[f32]) {
-    #[cfg(target_arch = "x86_64")]
-    for line in row.chunks(16) {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        // SAFETY: prefetching is a hint that never faults, whatever the address.
-        unsafe { _mm_prefetch::<_MM_HINT_T0>(line.as_ptr().cast::<i8>()) };
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = row;
-}
 
 fn norm(norms: &Option<(Vec<u8>, ProductQuantizer)>, i: usize) -> f32 {
     match norms {
@@ -261,6 +275,12 @@ impl IdTable {
 
     fn start(&self, h: u32) -> usize {
         (h.wrapping_mul(0x9E37_79B1) as usize) & self.mask
+    }
+
+    /// Asks for the slot where a lookup of `h` starts (a hint).
+    #[inline(always)]
+    fn prefetch(&self, h: u32) {
+        prefetch(&self.slots[self.start(h)..][..1]);
     }
 }
 
@@ -313,7 +333,6 @@ struct Dictionary {
     subword_ends: Vec<usize>,
     /// Bucket -> pruned row index, when the model was pruned (`.ftz`).
     prune: Option<PruneTable>,
-    bucket: u32,
     /// `% bucket` (bucket 0: never used, see `parse`).
     bucket_mod: FastMod,
     minn: usize,
@@ -382,7 +401,7 @@ impl Dictionary {
                     j += 1;
                 }
                 if n >= self.minn && !(n == 1 && (i == 0 || j == word.len())) {
-                    if let Some(row) = self.bucket_row(i64::from(h % self.bucket)) {
+                    if let Some(row) = self.bucket_row(self.bucket_mod.of(u64::from(h)) as i64) {
                         push(row);
                     }
                 }
@@ -450,6 +469,10 @@ pub struct Scratch {
     output: Vec<f32>,
     word: Vec<u8>,
     word_hashes: Vec<u32>,
+    /// The text's tokens: start and end byte (`u32::MAX`: the end-of-line token EOS) and hash.
+    tokens: Vec<(u32, u32, u32)>,
+    /// Where each token's rows are, in order.
+    spans: Vec<Span>,
     oov: OovCache,
 }
 
@@ -466,11 +489,18 @@ struct OovCache {
 }
 
 impl OovCache {
+    /// Slots of the table when it starts (it doubles while one text needs more).
     const SLOTS: usize = 1 << 16;
     const MAX_ROWS: usize = 1 << 22;
 
-    /// The rows of `token` (fastText hash `h`), computed by `compute` on a miss.
-    fn rows(&mut self, model: u64, token: &[u8], h: u32, compute: impl FnOnce(&mut Vec<u32>)) -> &[u32] {
+    fn slot(&self, h: u32) -> usize {
+        (h.wrapping_mul(0x9E37_79B1) >> 16) as usize & (self.slots.len() - 1)
+    }
+
+    /// Readies the cache for a text of `model`: emptied when it holds
+    /// another model's tokens or has grown past its bounds (never within a
+    /// text, so the spans a text's tokens got stay valid).
+    fn begin(&mut self, model: u64) {
         if self.model != model || self.ends.len() >= Self::SLOTS / 2 || self.rows.len() >= Self::MAX_ROWS {
             self.model = model;
             self.slots.clear();
@@ -479,12 +509,22 @@ impl OovCache {
             self.bytes.clear();
             self.rows.clear();
         }
+    }
+
+    /// Asks for the slot where a lookup of `h` starts (a hint; after [`OovCache::begin`]).
+    #[inline(always)]
+    fn prefetch(&self, h: u32) {
+        prefetch(&self.slots[self.slot(h)..][..1]);
+    }
+
+    /// Where the rows of `token` (fastText hash `h`) are in `self.rows`,
+    /// computed by `compute` on a miss.
+    fn lookup(&mut self, token: &[u8], h: u32, compute: impl FnOnce(&mut Vec<u32>)) -> (u32, u32) {
         let span = |ends: &[(usize, usize)], i: usize| {
             let (b0, r0) = if i == 0 { (0, 0) } else { ends[i - 1] };
-            (b0..ends[i].0, r0..ends[i].1)
+            (b0..ends[i].0, (r0 as u32, ends[i].1 as u32))
         };
-        let mask = Self::SLOTS - 1;
-        let mut slot = (h.wrapping_mul(0x9E37_79B1) >> 16) as usize & mask;
+        let mut slot = self.slot(h);
         loop {
             let (sh, idx) = self.slots[slot];
             if idx == 0 {
@@ -493,19 +533,45 @@ impl OovCache {
             if sh == h {
                 let (b, r) = span(&self.ends, idx as usize - 1);
                 if &self.bytes[b] == token {
-                    return &self.rows[r];
+                    return r;
                 }
             }
-            slot = (slot + 1) & mask;
+            slot = (slot + 1) & (self.slots.len() - 1);
         }
         self.bytes.extend_from_slice(token);
         compute(&mut self.rows);
         self.ends.push((self.bytes.len(), self.rows.len()));
         let i = self.ends.len();
         self.slots[slot] = (h, i as u32);
-        let (_, r) = span(&self.ends, i - 1);
-        &self.rows[r]
+        if i * 2 >= self.slots.len() {
+            self.grow();
+        }
+        span(&self.ends, i - 1).1
     }
+
+    /// Twice the slots, every token placed again (one text with many new tokens).
+    fn grow(&mut self) {
+        let doubled = vec![(0, 0); self.slots.len() * 2];
+        let old = std::mem::replace(&mut self.slots, doubled);
+        for (h, idx) in old.into_iter().filter(|&(_, idx)| idx != 0) {
+            let mut slot = self.slot(h);
+            while self.slots[slot].1 != 0 {
+                slot = (slot + 1) & (self.slots.len() - 1);
+            }
+            self.slots[slot] = (h, idx);
+        }
+    }
+}
+
+/// Where a token's input rows are.
+#[derive(Debug, Clone, Copy)]
+enum Span {
+    /// A word of the dictionary without char n-grams: its own row.
+    Word(u32),
+    /// `Dictionary::subwords[start..end]`.
+    Subwords(u32, u32),
+    /// `OovCache::rows[start..end]`.
+    Oov(u32, u32),
 }
 
 /// The input rows of a text, summed into the hidden vector in order: at
@@ -524,7 +590,10 @@ impl Rows<'_> {
     #[inline(always)]
     fn add(&mut self, rows: &[u32]) {
         if self.gather {
-            self.gathered.extend_from_slice(rows);
+            // A token has a few rows: a loop, not a call to memcpy.
+            for &r in rows {
+                self.gathered.push(r);
+            }
         } else {
             self.input.add_rows(self.hidden, rows);
         }
@@ -541,7 +610,7 @@ impl Rows<'_> {
 }
 
 /// Input matrices larger than this gather a text's rows and prefetch them.
-const GATHER_BYTES: usize = 8 << 20;
+const GATHER_BYTES: usize = 256 << 10;
 
 /// A process-unique id per loaded model, so a [`Scratch`] cache is never used across models.
 fn next_model_id() -> u64 {
@@ -643,26 +712,46 @@ impl Model {
             gather: self.gather_rows,
             count: 0,
         };
-        let word = &mut scratch.word;
+        // getLine, first pass: every token's bytes and hash, with the hash
+        // table slots its lookups will read asked for ahead (a token's slots
+        // are cache misses in a large vocabulary; fetched together, they overlap).
+        let tokens = &mut scratch.tokens;
+        tokens.clear();
         let oov = &mut scratch.oov;
-        let mut rest = line;
+        let subword_rows = self.dict.maxn > 0;
+        if subword_rows {
+            oov.begin(self.id);
+        }
+        let mut at = 0;
         loop {
             // readWord: skip separators; the end of the text is fastText's end of line, EOS.
             // The token's hash is computed as it is scanned.
-            let mut i = rest.iter().position(|&c| !SEPARATOR[usize::from(c)]).unwrap_or(rest.len());
-            let (token, h): (&[u8], u32) = if i == rest.len() {
-                (EOS.as_bytes(), EOS_HASH)
-            } else {
-                let start = i;
-                let mut h = FNV_OFFSET;
-                while i < rest.len() && !SEPARATOR[usize::from(rest[i])] {
-                    h = fnv_step(h, rest[i]);
-                    i += 1;
-                }
-                let t = &rest[start..i];
-                rest = &rest[i..];
-                (t, h)
-            };
+            at += line[at..].iter().position(|&c| !SEPARATOR[usize::from(c)]).unwrap_or(line.len() - at);
+            if at == line.len() {
+                tokens.push((u32::MAX, u32::MAX, EOS_HASH));
+                break;
+            }
+            let start = at;
+            let mut h = FNV_OFFSET;
+            while at < line.len() && !SEPARATOR[usize::from(line[at])] {
+                h = fnv_step(h, line[at]);
+                at += 1;
+            }
+            tokens.push((start as u32, at as u32, h));
+            self.dict.words.prefetch(h);
+            if subword_rows {
+                oov.prefetch(h);
+            }
+            if h == EOS_HASH && &line[start..at] == EOS.as_bytes() {
+                break;
+            }
+        }
+        // Second pass: where each token's rows are (dictionary or cache
+        // lookups, their slots fetched by now), the rows asked for ahead.
+        let (word, spans) = (&mut scratch.word, &mut scratch.spans);
+        spans.clear();
+        for &(start, end, h) in tokens.iter() {
+            let token: &[u8] = if start == u32::MAX { EOS.as_bytes() } else { &line[start as usize..end as usize] };
             let wid = self.dict.find(token, h);
             let label = match wid {
                 Some(id) => self.dict.is_label[id],
@@ -670,20 +759,24 @@ impl Model {
             };
             if !label {
                 match wid {
-                    None if token != EOS.as_bytes() && self.dict.maxn > 0 => {
-                        rows.add(oov.rows(self.id, token, h, |rows| {
+                    None if token != EOS.as_bytes() && subword_rows => {
+                        let (a, b) = oov.lookup(token, h, |rows| {
                             word.clear();
                             word.push(b'<');
                             word.extend_from_slice(token);
                             word.push(b'>');
                             self.dict.char_ngrams(word, |row| rows.push(row));
-                        }));
+                        });
+                        prefetch(&oov.rows[a as usize..b as usize]);
+                        spans.push(Span::Oov(a, b));
                     }
                     None => {}
-                    Some(id) if self.dict.maxn == 0 => rows.add(&[id as u32]),
+                    Some(id) if !subword_rows => spans.push(Span::Word(id as u32)),
                     Some(id) => {
                         let start = if id == 0 { 0 } else { self.dict.subword_ends[id - 1] };
-                        rows.add(&self.dict.subwords[start..self.dict.subword_ends[id]]);
+                        let end = self.dict.subword_ends[id];
+                        prefetch(&self.dict.subwords[start..end]);
+                        spans.push(Span::Subwords(start as u32, end as u32));
                     }
                 }
                 if self.word_ngrams > 1 {
@@ -692,6 +785,13 @@ impl Model {
             }
             if token == EOS.as_bytes() {
                 break;
+            }
+        }
+        for &span in spans.iter() {
+            match span {
+                Span::Word(id) => rows.add(&[id]),
+                Span::Subwords(a, b) => rows.add(&self.dict.subwords[a as usize..b as usize]),
+                Span::Oov(a, b) => rows.add(&oov.rows[a as usize..b as usize]),
             }
         }
         // addWordNgrams: hashes are int32 in fastText, widened to uint64 with sign extension.
@@ -1014,7 +1114,6 @@ fn parse(r: &mut Reader<'_>) -> Result<Model, String> {
         subwords: Vec::new(),
         subword_ends: Vec::with_capacity(size),
         prune: None,
-        bucket,
         bucket_mod: FastMod::new(u64::from(bucket.max(1))),
         minn,
         maxn,
@@ -1336,9 +1435,8 @@ mod tests {
             .collect();
         let (mut scratch, mut a, mut b) = (Scratch::default(), Vec::new(), Vec::new());
         for name in ["topics_bigram.bin", "topics_hs_q.ftz"] {
-            let direct = Model::load(&dir.join(name)).unwrap();
+            let direct = Model { gather_rows: false, ..Model::load(&dir.join(name)).unwrap() };
             let gathering = Model { gather_rows: true, ..Model::load(&dir.join(name)).unwrap() };
-            assert!(!direct.gather_rows);
             for t in &texts {
                 direct.predict(t, 0.0, &mut scratch, &mut a);
                 gathering.predict(t, 0.0, &mut scratch, &mut b);
