@@ -38,29 +38,30 @@ report() { # label file...
   done
 }
 
-for model in stages/tests/fixtures/classify/topics_bigram.bin examples/models/quality.ftz "$cb/quality_d100.bin"; do
+# in_turns LABEL CMD: runs `CMD DIR` (which prints seconds) for the old and the new build in turns, then reports.
+in_turns() {
+  local label=$1 cmd=$2
   : >"$tmp/old.t"
   : >"$tmp/new.t"
   for _ in $(seq "$rounds"); do
-    for side in old new; do
-      dir=$old
-      [ "$side" = new ] && dir=$new
-      RUNS=3 taskset -c 0 "$dir/release/examples/langid_predict" "$cb/corpus.jsonl" "$model" 2>&1 >/dev/null |
-        sed -E 's/.*median ([0-9.]+) s wall.*/\1/' >>"$tmp/$side.t"
-    done
+    "$cmd" "$old" >>"$tmp/old.t"
+    "$cmd" "$new" >>"$tmp/new.t"
   done
-  report "fastText reader, $(basename "$model"), s/pass" "$tmp/old.t" "$tmp/new.t"
-done
+  report "$label" "$tmp/old.t" "$tmp/new.t"
+}
 
-: >"$tmp/old.t"
-: >"$tmp/new.t"
-for _ in $(seq "$rounds"); do
-  for side in old new; do
-    dir=$old
-    [ "$side" = new ] && dir=$new
-    rm -rf "$tmp/data"
-    (cd "$dc" && taskset -c 0 "$dir/release/smelt" --data-dir "$tmp/data" run dc.yaml --parallelism 1 --format json --no-progress) |
-      python3 -c "import json, sys; print([s['busy_ms'] / 1000 for s in json.load(sys.stdin)['stages'] if s['stage'] == 'clean'][0])" >>"$tmp/$side.t"
-  done
+reader() { # DIR: seconds of one pass of the fastText reader over the corpus with $model (median of 3)
+  RUNS=3 taskset -c 0 "$1/release/examples/langid_predict" "$cb/corpus.jsonl" "$model" 2>&1 >/dev/null |
+    sed -E 's/.*median ([0-9.]+) s wall.*/\1/'
+}
+
+stage() { # DIR: busy seconds of the decontaminate stage in one run
+  rm -rf "$tmp/data"
+  (cd "$dc" && taskset -c 0 "$1/release/smelt" --data-dir "$tmp/data" run dc.yaml --parallelism 1 --format json --no-progress) |
+    python3 -c "import json, sys; print([s['busy_ms'] / 1000 for s in json.load(sys.stdin)['stages'] if s['stage'] == 'clean'][0])"
+}
+
+for model in stages/tests/fixtures/classify/topics_bigram.bin examples/models/quality.ftz "$cb/quality_d100.bin"; do
+  in_turns "fastText reader, $(basename "$model"), s/pass" reader
 done
-report "decontaminate stage busy, 33.2 MB, s" "$tmp/old.t" "$tmp/new.t"
+in_turns "decontaminate stage busy, 33.2 MB, s" stage
