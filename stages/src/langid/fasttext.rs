@@ -153,17 +153,11 @@ impl Matrix {
                 16 => add_dense::<16>(x, data, rows),
                 32 => add_dense::<32>(x, data, rows),
                 64 => add_dense::<64>(x, data, rows),
-                cols => {
-                    let ahead = (PREFETCH_BYTES / (cols * 4)).clamp(1, 16);
-                    for (i, &r) in rows.iter().enumerate() {
-                        if let Some(&next) = rows.get(i + ahead) {
-                            prefetch(&data[next as usize * cols..(next as usize + 1) * cols]);
-                        }
-                        for (xj, a) in x.iter_mut().zip(&data[r as usize * cols..(r as usize + 1) * cols]) {
-                            *xj += *a;
-                        }
+                cols => each_row(data, cols, rows, |row| {
+                    for (xj, a) in x.iter_mut().zip(row) {
+                        *xj += *a;
                     }
-                }
+                }),
             },
             Matrix::Quantized { .. } => {
                 for &r in rows {
@@ -220,23 +214,32 @@ impl Matrix {
     }
 }
 
+/// Calls `add` with each of `rows` of the dense `data` (`cols` floats a
+/// row), in order, the rows a few kilobytes ahead prefetched.
+#[inline(always)]
+fn each_row<'a>(data: &'a [f32], cols: usize, rows: &[u32], mut add: impl FnMut(&'a [f32])) {
+    let ahead = (PREFETCH_BYTES / (cols * 4)).clamp(1, 16);
+    for (i, &r) in rows.iter().enumerate() {
+        if let Some(&next) = rows.get(i + ahead) {
+            prefetch(&data[next as usize * cols..][..cols]);
+        }
+        add(&data[r as usize * cols..][..cols]);
+    }
+}
+
 /// [`Matrix::add_rows`] for a dense matrix of `N` columns: the sum kept in
 /// registers across the rows (each element still adds the rows in order:
-/// the same float operations), rows prefetched a few kilobytes ahead.
+/// the same float operations).
 #[inline(always)]
 fn add_dense<const N: usize>(x: &mut [f32], data: &[f32], rows: &[u32]) {
     let Ok(x) = <&mut [f32; N]>::try_from(x) else { unreachable!("the hidden vector has the matrix's columns") };
-    let ahead = (PREFETCH_BYTES / (N * 4)).clamp(1, 16);
     let mut acc = *x;
-    for (i, &r) in rows.iter().enumerate() {
-        if let Some(&next) = rows.get(i + ahead) {
-            prefetch(&data[next as usize * N..(next as usize + 1) * N]);
-        }
-        let row: &[f32; N] = data[r as usize * N..(r as usize + 1) * N].try_into().expect("N floats");
+    each_row(data, N, rows, |row| {
+        let row: &[f32; N] = row.try_into().expect("N floats");
         for j in 0..N {
             acc[j] += row[j];
         }
-    }
+    });
     *x = acc;
 }
 
@@ -746,8 +749,8 @@ impl Model {
                 break;
             }
         }
-        // Second pass: where each token's rows are (dictionary or cache
-        // lookups, their slots fetched by now), the rows asked for ahead.
+        // Second pass (the tokens end with the first EOS): where each token's rows
+        // are (dictionary or cache lookups, their slots fetched by now), the rows asked for ahead.
         let (word, spans) = (&mut scratch.word, &mut scratch.spans);
         spans.clear();
         for &(start, end, h) in tokens.iter() {
@@ -782,9 +785,6 @@ impl Model {
                 if self.word_ngrams > 1 {
                     scratch.word_hashes.push(h);
                 }
-            }
-            if token == EOS.as_bytes() {
-                break;
             }
         }
         for &span in spans.iter() {
