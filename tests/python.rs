@@ -284,6 +284,71 @@ fn output_is_the_same_whatever_workers_and_parallelism() {
     }
 }
 
+/// Batch functions that keep what they are handed, and check it on every later call.
+const KEEPER: &str = r#"
+import pyarrow as pa
+import pyarrow.compute as pc
+
+kept = []
+
+
+def keep_and_check(batch):
+    # A batch that smelt's next batch overwrote would fail here (the worker hands batch mode a copy).
+    for old, snapshot in kept:
+        if old.column(1).to_pylist() != snapshot:
+            raise AssertionError("a batch kept from an earlier call changed under the function")
+    kept.append((batch, batch.column(1).to_pylist()))
+    return pc.greater(pc.binary_length(batch["text"]), 100_000)
+
+
+def words(row):
+    return {"n_words": len(row["text"].split())}
+"#;
+
+#[test]
+#[ignore = "needs Python 3 with pyarrow: SMELT_PYTHON=<venv>/bin/python (.ci/run installs it)"]
+fn batches_cross_in_shared_memory_as_they_grow_and_give_what_the_pipe_gives() {
+    require(&["pyarrow"]);
+    let env = Env::new();
+    // Small texts, then texts large enough that one batch of 8 is past the
+    // buffer's first 1 MiB, then small ones again: the worker maps it anew.
+    let mut lines = String::new();
+    for i in 0..60 {
+        let len = if (20..36).contains(&i) { 200_000 + i * 1000 } else { 100 + i * 200 };
+        let text: String = (0..len).map(|k| (b'a' + ((i + k / 7) % 26) as u8) as char).collect();
+        let text = text.as_bytes().chunks(9).map(|c| std::str::from_utf8(c).unwrap()).collect::<Vec<_>>().join(" ");
+        lines.push_str(&serde_json::json!({"id": format!("d{i:03}"), "text": text}).to_string());
+        lines.push('\n');
+    }
+    env.write("in/part-0.jsonl", lines.as_bytes());
+    env.write("keeper.py", KEEPER.as_bytes());
+    let p = pipeline(
+        &env,
+        "shared",
+        "batch_rows: 8\n",
+        "  long:\n    type: python\n    inputs: [docs]\n    path: keeper.py\n    function: keep_and_check\n    mode: batch\n\
+         \x20 last:\n    type: python\n    inputs: [long]\n    path: keeper.py\n    function: words\n    mode: map\n    output_schema: {n_words: int64}\n",
+    );
+    let shared = run(&env, &p);
+    let long = (20..36).count() as u64;
+    assert_eq!(stage(&shared, "long")["drops"], serde_json::json!({"keep_and_check": 60 - long}));
+    let b = rows(&env, "shared", 1);
+    let n_words: Vec<String> = column(&b, "n_words");
+    assert_eq!(n_words.len() as u64, long);
+    assert!(n_words.iter().all(|n| n.parse::<u64>().unwrap() > 20_000), "{n_words:?}");
+
+    // The same run with batches through the workers' stdin: the same rows.
+    let out = env
+        .cmd()
+        .env("SMELT_PYTHON_PIPE", "1")
+        .args(["run", &p.display().to_string(), "--no-progress", "--format", "json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let piped: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(piped["digest"], shared["digest"]);
+}
+
 #[test]
 #[ignore = "needs Python 3 with pyarrow: SMELT_PYTHON=<venv>/bin/python (.ci/run installs it)"]
 fn an_exception_fails_the_run_with_its_traceback_and_the_stage_position() {

@@ -4,7 +4,13 @@ batches of a `python` or `datatrove` stage. smelt embeds this file in its binary
 
     smelt ──C config (JSON)──────────────► worker ──R ready (JSON) | E error (JSON)
     smelt ──B batch (Arrow IPC stream)───► worker ──B result (Arrow IPC stream) | E error (JSON)
+    smelt ──M batch in shared memory─────► worker ──B result | E error
       ... one reply per batch, in order; end of input: the worker exits
+
+`serve FD` names a memfd that smelt shares with this worker: an M frame's payload is the IPC stream's length and
+the memfd's size (8 bytes little-endian each), the stream being at its start. The batch is read from the mapping
+without a copy; smelt writes the next batch there only after this worker's reply, and a batch that user code keeps
+past its call is moved to private pages first (SharedBatches.settle).
 
 A frame is 1 byte of kind, the payload's length as 8 bytes little-endian, then the payload. A result
 batch holds only the columns that changed or were added, and `__smelt_drop__` (string, null = keep)
@@ -86,11 +92,73 @@ def to_ipc(batch):
 def from_ipc(payload):
     import pyarrow as pa
 
-    reader = pa.ipc.open_stream(pa.py_buffer(payload))
+    reader = pa.ipc.open_stream(payload if isinstance(payload, pa.Buffer) else pa.py_buffer(payload))
     batches = list(reader)
     if len(batches) != 1:
         raise ValueError(f"a batch frame holds {len(batches)} batches")
     return batches[0]
+
+
+class SharedBatches:
+    """The memfd smelt writes batches into, mapped read-only (mapped again when smelt grows it); each batch is read
+    where it lies, without a copy."""
+
+    def __init__(self, fd):
+        self.fd, self.map, self.size, self.view = fd, None, 0, None
+
+    def batch(self, payload):
+        import mmap
+
+        import pyarrow as pa
+
+        n, size = struct.unpack("<QQ", payload)
+        if size != self.size:
+            if self.map is not None:
+                try:
+                    self.map.close()
+                except BufferError:
+                    pass  # a view is still alive somewhere: the mapping goes when it does
+            self.map = mmap.mmap(self.fd, size, prot=mmap.PROT_READ) if size else None
+            self.size = size
+        if n > self.size:
+            raise ValueError(f"a shared batch of {n} bytes in a buffer of {self.size}")
+        self.view = memoryview(self.map)[:n]
+        return from_ipc(pa.py_buffer(self.view))
+
+    def settle(self):
+        """After a call, before its reply (smelt writes the next batch once it has the reply): when something still
+        holds the batch (user code that kept it, or a part of it), the pages under it become private copies, so
+        that the next batch cannot change what it holds, and later batches use a new mapping."""
+        view, self.view = self.view, None
+        if view is None:
+            return
+        try:
+            view.release()  # refused while a pyarrow buffer of the batch is alive
+            return
+        except BufferError:
+            pass
+        import ctypes
+        import mmap
+
+        import pyarrow as pa
+
+        length = -(-len(view) // mmap.PAGESIZE) * mmap.PAGESIZE
+        whole = pa.py_buffer(self.map)
+        addr = whole.address
+        del whole
+        saved = ctypes.string_at(addr, length)
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.mmap.restype = ctypes.c_void_p
+        libc.mmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int,
+                              ctypes.c_long)
+        map_fixed = 0x10  # MAP_FIXED: replaces the shared pages at this address by anonymous ones
+        got = libc.mmap(addr, length, mmap.PROT_READ | mmap.PROT_WRITE,
+                        mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | map_fixed, -1, 0)
+        if got != addr:
+            raise OSError(ctypes.get_errno(), "cannot keep a batch that user code holds: mmap failed")
+        ctypes.memmove(addr, saved, length)
+        # The old mapping object stays alive while the batch does, and unmaps the range when it goes.
+        self.map, self.size = None, 0
 
 
 def schema_from_hex(text):
@@ -536,8 +604,9 @@ def take_stdio():
     return fin, fout
 
 
-def serve():
+def serve(shared_fd=None):
     fin, fout = take_stdio()
+    shared = SharedBatches(shared_fd) if shared_fd is not None else None
     frame = read_frame(fin)
     if frame is None:
         return
@@ -552,12 +621,22 @@ def serve():
         frame = read_frame(fin)
         if frame is None:
             return
+        kind, payload = frame
+        batch, out = None, None
         try:
-            reply = to_ipc(step.process(from_ipc(frame[1])))
+            if kind == b"M":
+                if shared is None:
+                    raise ValueError("a shared-memory batch, but this worker was started without a buffer")
+                batch = shared.batch(payload)
+            else:
+                batch = from_ipc(payload)
+            out = (b"B", to_ipc(step.process(batch)))
         except Exception as e:  # noqa: BLE001
-            write_frame(fout, b"E", error_payload(e))
-            continue
-        write_frame(fout, b"B", reply)
+            out = (b"E", error_payload(e))
+        batch = None
+        if shared is not None:
+            shared.settle()
+        write_frame(fout, *out)
 
 
 def _requirements(cls):
@@ -664,7 +743,7 @@ def _bind_options(fn, options):
 
 def main(argv):
     if len(argv) >= 2 and argv[1] == "serve":
-        serve()
+        serve(int(argv[2]) if len(argv) >= 3 else None)
     elif len(argv) >= 3 and argv[1] == "probe":
         fin, fout = take_stdio()
         fin.close()
@@ -672,7 +751,7 @@ def main(argv):
         fout.write(json.dumps(result).encode() + b"\n")
         fout.flush()
     else:
-        sys.stderr.write("usage: python -m smelt_data.worker serve | probe REQUEST_JSON (smelt starts it)\n")
+        sys.stderr.write("usage: python -m smelt_data.worker serve [SHARED_FD] | probe REQUEST_JSON (smelt starts it)\n")
         return 2
     return 0
 

@@ -23,6 +23,7 @@ pub mod probe;
 pub mod protocol;
 mod run;
 pub mod schema;
+mod shm;
 pub mod worker;
 
 use std::collections::BTreeMap;

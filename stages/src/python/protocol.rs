@@ -5,7 +5,12 @@
 //! ```text
 //! smelt ──C config (JSON)────────────► worker ──R ready | E error (JSON)
 //! smelt ──B batch (Arrow IPC stream)─► worker ──B result (Arrow IPC stream) | E error (JSON)
+//! smelt ──M batch in shared memory───► worker ──B result | E error
 //! ```
+//! An `M` frame's payload is the IPC stream's length and the shared
+//! buffer's size, 8 bytes little endian each; the stream is at the start of
+//! the buffer (shm.rs). Workers started with a shared buffer get `M`
+//! frames; `B` frames serve where the system has no memfd.
 //! A result batch holds the columns that changed or were added, and
 //! [`DROP_COLUMN`] (string, null keeps the row) when rows are dropped.
 
@@ -37,6 +42,8 @@ pub enum Kind {
     Ready,
     /// worker -> smelt: an exception (JSON, [`PyError`]).
     Error,
+    /// smelt -> worker: one Arrow record batch as an IPC stream in the shared buffer.
+    Shared,
 }
 
 impl Kind {
@@ -46,11 +53,12 @@ impl Kind {
             Kind::Batch => b'B',
             Kind::Ready => b'R',
             Kind::Error => b'E',
+            Kind::Shared => b'M',
         }
     }
 
     fn from_byte(b: u8) -> Option<Kind> {
-        [Kind::Config, Kind::Batch, Kind::Ready, Kind::Error].into_iter().find(|k| k.byte() == b)
+        [Kind::Config, Kind::Batch, Kind::Ready, Kind::Error, Kind::Shared].into_iter().find(|k| k.byte() == b)
     }
 }
 
@@ -133,7 +141,19 @@ pub fn batch_frame(batch: &RecordBatch) -> Result<Vec<u8>, arrow::error::ArrowEr
     Ok(out)
 }
 
-fn write_batch(batch: &RecordBatch, out: &mut Vec<u8>) -> Result<(), arrow::error::ArrowError> {
+/// A [`Kind::Shared`] frame: `len` bytes of IPC stream at the start of a shared buffer of `size` bytes.
+pub fn shared_frame(len: usize, size: usize) -> Vec<u8> {
+    let mut payload = [0u8; 16];
+    payload[..8].copy_from_slice(&(len as u64).to_le_bytes());
+    payload[8..].copy_from_slice(&(size as u64).to_le_bytes());
+    encode_frame(Kind::Shared, &payload)
+}
+
+/// Writes `batch` to `out` as an Arrow IPC stream (its schema, then the batch).
+///
+/// # Errors
+/// Arrow cannot encode it, or `out` fails.
+pub fn write_batch(batch: &RecordBatch, out: impl Write) -> Result<(), arrow::error::ArrowError> {
     let mut w = StreamWriter::try_new(out, &batch.schema())?;
     w.write(batch)?;
     w.finish()

@@ -15,7 +15,7 @@ use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use smelt_engine::{EngineError, Processed, Result, Transform};
 
-use super::protocol::{batch_frame, decode_batch, Kind, PyError};
+use super::protocol::{decode_batch, Kind, PyError};
 use super::worker::{self, CallError, Pool, WorkerError};
 use super::{schema, OnError};
 
@@ -37,8 +37,7 @@ impl Transform for Run {
         if rows == 0 {
             return Ok(Processed::Batch(RecordBatch::new_empty(self.output.clone())));
         }
-        let frame = batch_frame(&batch)?;
-        let answer = self.pool.call(frame).map_err(|e| self.failed(e, rows))?;
+        let answer = self.pool.call_batch(&batch).map_err(|e| self.failed(e, rows))?;
         let result = match answer.kind {
             Kind::Batch => decode_batch(&answer.payload).map_err(|e| self.protocol(e))?,
             Kind::Error => {
@@ -113,6 +112,9 @@ impl Run {
                 p.traceback.trim_end()
             )),
             WorkerError::Protocol(m) => self.protocol(m.clone()),
+            WorkerError::Encode(m) => {
+                EngineError::Internal(format!("{}: cannot hand a batch of {rows} rows to its worker: {m}", self.label))
+            }
             WorkerError::Died { .. } | WorkerError::Timeout(_) => {
                 let story = match &e.first {
                     Some(first) => {

@@ -1,8 +1,9 @@
 //! Python worker processes and the pool a stage keeps of them for a run.
 //!
 //! ```text
-//! Pool::call(batch frame) ──checkout (idle worker, or start one while fewer than `workers` live, or wait)──►
-//!   Worker: the calling thread ──frame──► stdin │ python -c worker.py serve │ stdout ──frame──► the calling thread
+//! Pool::call_batch(batch) ──checkout (idle worker, or start one while fewer than `workers` live, or wait)──►
+//!   Worker: the calling thread ──batch into its shared buffer (shm.rs), M frame──► stdin │ python -c worker.py
+//!           serve FD │ stdout ──frame──► the calling thread
 //!           (non-blocking 1 MiB pipes, poll(2) until the deadline)  │ stderr ──a thread──► smelt's stderr (last lines kept)
 //!   answer within the timeout ──► checkin, answer returned
 //!   worker died, or no answer (killed) ──► a fresh worker, the same frame once more ──► answer, or the error
@@ -22,10 +23,18 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::protocol::{encode_frame, read_frame, Frame, Kind, PyError};
+use arrow::record_batch::RecordBatch;
+
+use super::protocol::{batch_frame, encode_frame, read_frame, shared_frame, write_batch, Frame, Kind, PyError};
+use super::shm::Shared;
 
 /// The worker's source, run with `python -c`: the binary needs no file of the repository at run time.
 pub const WORKER_SOURCE: &str = include_str!("../../../python/smelt_data/worker.py");
+
+/// Set (to anything), batches go to workers through their stdin rather than
+/// shared memory: for a system where memfds misbehave, and to measure one
+/// against the other (bench/python_stage.sh).
+pub const PIPE_ONLY: &str = "SMELT_PYTHON_PIPE";
 
 /// Lines of a worker's stderr kept for the message when it dies.
 const STDERR_TAIL: usize = 20;
@@ -67,6 +76,8 @@ pub enum WorkerError {
     Timeout(Duration),
     /// It answered something that is not a frame of the protocol.
     Protocol(String),
+    /// The batch could not be encoded for it (a bug, or no memory for its buffer).
+    Encode(String),
 }
 
 /// One running worker.
@@ -79,13 +90,24 @@ struct Worker {
     stderr: Arc<Mutex<VecDeque<String>>>,
     /// Copies its stderr to smelt's, keeping the last lines.
     stderr_thread: Option<JoinHandle<()>>,
+    /// The buffer its batches go through; without one (no memfd here), batches go through stdin.
+    shared: Option<Shared>,
 }
 
 impl Worker {
     /// Starts a worker and hands it its configuration; returns once it is ready.
     fn start(launch: &Launch, timeout: Duration) -> Result<Worker, WorkerError> {
-        let mut child = launch
-            .command(&["serve"])
+        let shared = if std::env::var_os(PIPE_ONLY).is_some() { None } else { Shared::new().ok() };
+        let mut command = launch.command(&["serve"]);
+        if let Some(s) = &shared {
+            let raw = s.fd();
+            command.arg(raw.to_string());
+            // SAFETY: the closure runs in the forked child before exec and makes one async-signal-safe call.
+            unsafe {
+                command.pre_exec(move || Shared::inherit(raw));
+            }
+        }
+        let mut child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -114,13 +136,30 @@ impl Worker {
                 }
             })
         };
-        let mut w = Worker { child, stdin: Some(stdin), stdout, stderr: tail, stderr_thread: Some(stderr_thread) };
+        let mut w =
+            Worker { child, stdin: Some(stdin), stdout, stderr: tail, stderr_thread: Some(stderr_thread), shared };
         let ready = w.call(&encode_frame(Kind::Config, &launch.config), timeout)?;
         match ready.kind {
             Kind::Ready => Ok(w),
             Kind::Error => Err(WorkerError::Setup(Box::new(parse_error(&ready.payload)?))),
             other => Err(WorkerError::Protocol(format!("a {other:?} frame where the worker says it is ready"))),
         }
+    }
+
+    /// Sends one batch (through the shared buffer when there is one) and
+    /// waits up to `timeout` for the answer.
+    fn call_batch(&mut self, batch: &RecordBatch, timeout: Duration) -> Result<Frame, WorkerError> {
+        let encode = |e: arrow::error::ArrowError| WorkerError::Encode(e.to_string());
+        let frame = match self.shared.as_mut() {
+            Some(shared) => {
+                let mut w = shared.writer();
+                write_batch(batch, &mut w).map_err(encode)?;
+                let len = w.len();
+                shared_frame(len, shared.size())
+            }
+            None => batch_frame(batch).map_err(encode)?,
+        };
+        self.call(&frame, timeout)
     }
 
     /// Sends one frame and waits up to `timeout` for the answer, on this
@@ -373,16 +412,32 @@ impl Pool {
         }
     }
 
-    /// Sends `frame` to a worker and returns its answer. A worker that dies
-    /// or hangs is replaced and the frame sent once more, to the new one.
+    /// Sends `batch` to a worker and returns its answer. A worker that dies
+    /// or hangs is replaced and the batch sent once more, to the new one.
     ///
     /// # Errors
-    /// No worker could be started or set up, or the frame failed twice.
-    pub fn call(&self, frame: Vec<u8>) -> Result<Frame, CallError> {
+    /// No worker could be started or set up, or the batch failed twice.
+    pub fn call_batch(&self, batch: &RecordBatch) -> Result<Frame, CallError> {
+        self.call_with(|w, timeout| w.call_batch(batch, timeout))
+    }
+
+    /// Sends `frame` as it is to a worker, as [`Pool::call_batch`] does.
+    ///
+    /// # Errors
+    /// As [`Pool::call_batch`].
+    #[cfg(test)]
+    pub fn call(&self, frame: &[u8]) -> Result<Frame, CallError> {
+        self.call_with(|w, timeout| w.call(frame, timeout))
+    }
+
+    fn call_with(
+        &self,
+        send: impl Fn(&mut Worker, Duration) -> Result<Frame, WorkerError>,
+    ) -> Result<Frame, CallError> {
         let mut first = None;
         loop {
             let mut w = self.checkout().map_err(|error| CallError { error, first: first.clone() })?;
-            match w.call(&frame, self.timeout) {
+            match send(&mut w, self.timeout) {
                 Ok(answer) => {
                     self.checkin(w);
                     return Ok(answer);
@@ -461,7 +516,7 @@ mod tests {
         let mut l = launch(dir.path(), "");
         l.python = dir.path().join("no-such-python");
         let pool = Pool::new(l, 1, Duration::from_secs(5));
-        let e = pool.call(encode_frame(Kind::Batch, b"x")).unwrap_err();
+        let e = pool.call(&encode_frame(Kind::Batch, b"x")).unwrap_err();
         assert!(matches!(&e.error, WorkerError::Start(m) if m.contains("no-such-python")), "{e:?}");
         assert_eq!(e.first, None, "a start failure is not retried");
     }
@@ -472,7 +527,7 @@ mod tests {
         // Answers the config frame with R{} then exits 3 on the first batch.
         let script = r#"head -c 11 >/dev/null; printf 'R\002\000\000\000\000\000\000\000{}'; echo 'dying now' >&2; head -c 1 >/dev/null; exit 3"#;
         let pool = Pool::new(launch(dir.path(), script), 2, Duration::from_secs(20));
-        let e = pool.call(encode_frame(Kind::Batch, b"x")).unwrap_err();
+        let e = pool.call(&encode_frame(Kind::Batch, b"x")).unwrap_err();
         match (&e.error, &e.first) {
             (WorkerError::Died { status, stderr }, Some(WorkerError::Died { .. })) => {
                 assert_eq!(status, "exit code 3");
@@ -490,7 +545,7 @@ mod tests {
         let script = r#"head -c 11 >/dev/null; printf 'R\002\000\000\000\000\000\000\000{}'; sleep 600"#;
         let pool = Pool::new(launch(dir.path(), script), 1, Duration::from_millis(500));
         let started = Instant::now();
-        let e = pool.call(encode_frame(Kind::Batch, b"x")).unwrap_err();
+        let e = pool.call(&encode_frame(Kind::Batch, b"x")).unwrap_err();
         assert_eq!(e.error, WorkerError::Timeout(Duration::from_millis(500)));
         assert_eq!(e.first, Some(WorkerError::Timeout(Duration::from_millis(500))));
         assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
