@@ -8,10 +8,11 @@ summary (`busy_ms`, `--parallelism 1`, one worker: each batch to the worker as A
 Python, the calls, the verdicts back over a pipe and merged), less the same stage's time on one document (starting
 the worker: the interpreter, pyarrow, the module, the first call). Each side runs REPEAT times (default 3) in turns
 with the other, and the fastest run of each counts: the worker's start varies by a few tenths of a second from run
-to run, and this kind of shared machine's speed drifts by as much as 1.5x over minutes. datatrove, two figures: its `run` over the documents already in memory (what a datatrove pipeline spends
-in the step: the calls and BaseFilter.run's per-document work, the ratio's basis), and its own step time
-(`time_stats.total` of a LocalPipelineExecutor run, as bench/sql_where.sh reports it), which times only the
-`filter_batch` calls. Prints a table to stdout; exits 1 when two sides disagree on what they drop.
+to run, and this kind of shared machine's speed drifts by as much as 1.5x over minutes. datatrove, two figures: its
+`run` over the documents already in memory (what a datatrove pipeline spends in the step: the calls and
+BaseFilter.run's per-document work, the ratio's basis), and its own step time (`time_stats.total` of a
+LocalPipelineExecutor run, as bench/sql_where.sh reports it), which times only the `filter_batch` calls. Prints a
+table to stdout; exits 1 when two sides disagree on what they drop.
 
 smelt's figure is the stage's wall time: its worker shares the machine with the pipeline's other stages, which run
 beside it (JSON parsing, content_hash, Parquet). On a 2-core machine, and more so one that others use too, that
@@ -139,17 +140,14 @@ def main():
     others = {}  # the peer's runs are the same for every variant of one expression or function: measured once
     for i, (name, (mode, function, expression, batch_rows, env)) in enumerate(VARIANTS.items()):
         key = expression or function
-        if expression is not None:
-            peer, what = (lambda e=expression: datatrove_lambda(e)), "datatrove LambdaFilter"
-        else:
-            peer, what = (lambda f=function: plain_python(f)), "plain Python"
+        what = "datatrove LambdaFilter" if expression is not None else "plain Python"
         # In turns (smelt, then its peer, REPEAT times), fastest of each: this machine's speed drifts over minutes.
         starts, runs, peers = [], [], []
         for _ in range(REPEAT):
             starts.append(smelt_stage(f"one-{i}", mode, function, "in/one.jsonl", batch_rows, env)[0])
             runs.append(smelt_stage(f"all-{i}", mode, function, "in/docs.jsonl", batch_rows, env))
             if key not in others:
-                peers.append(peer())
+                peers.append(datatrove_lambda(expression) if expression is not None else plain_python(function))
         if key not in others:
             others[key] = min(peers, key=lambda r: r[0])
         start_s = min(starts)

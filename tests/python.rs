@@ -286,14 +286,13 @@ fn output_is_the_same_whatever_workers_and_parallelism() {
 
 /// Batch functions that keep what they are handed, and check it on every later call.
 const KEEPER: &str = r#"
-import pyarrow as pa
 import pyarrow.compute as pc
 
 kept = []
 
 
 def keep_and_check(batch):
-    # A batch that smelt's next batch overwrote would fail here (the worker hands batch mode a copy).
+    # A batch that smelt's next batch overwrote would fail here (the worker moves a kept batch to private pages).
     for old, snapshot in kept:
         if old.column(1).to_pylist() != snapshot:
             raise AssertionError("a batch kept from an earlier call changed under the function")

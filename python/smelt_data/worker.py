@@ -92,7 +92,7 @@ def to_ipc(batch):
 def from_ipc(payload):
     import pyarrow as pa
 
-    reader = pa.ipc.open_stream(payload if isinstance(payload, pa.Buffer) else pa.py_buffer(payload))
+    reader = pa.ipc.open_stream(pa.py_buffer(payload))
     batches = list(reader)
     if len(batches) != 1:
         raise ValueError(f"a batch frame holds {len(batches)} batches")
@@ -109,8 +109,6 @@ class SharedBatches:
     def batch(self, payload):
         import mmap
 
-        import pyarrow as pa
-
         n, size = struct.unpack("<QQ", payload)
         if size != self.size:
             if self.map is not None:
@@ -123,7 +121,7 @@ class SharedBatches:
         if n > self.size:
             raise ValueError(f"a shared batch of {n} bytes in a buffer of {self.size}")
         self.view = memoryview(self.map)[:n]
-        return from_ipc(pa.py_buffer(self.view))
+        return from_ipc(self.view)
 
     def settle(self):
         """After a call, before its reply (smelt writes the next batch once it has the reply): when something still
@@ -622,7 +620,6 @@ def serve(shared_fd=None):
         if frame is None:
             return
         kind, payload = frame
-        batch, out = None, None
         try:
             if kind == b"M":
                 if shared is None:
