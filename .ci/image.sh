@@ -3,6 +3,7 @@
 # README quick start inside it.
 #
 #   .ci/image.sh [BINARY]      BINARY: the smelt to put in the image, default target/release/smelt
+#   .ci/image.sh --base-only   steps 1 to 3 only (.ci/run makes the base while the workspace builds)
 #
 # .ci/run passes target/debug/smelt, the binary it has built already (a release
 # build would add many minutes of compiling to CI); the image users run is built
@@ -34,6 +35,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$SECONDS
+base_only=false
+if [ "${1:-}" = "--base-only" ]; then base_only=true; shift; fi
 bin=${1:-target/release/smelt}
 tag=${SMELT_IMAGE_TAG:-localhost/smelt:ci}
 base=localhost/debian-slim-base:bookworm
@@ -43,7 +46,7 @@ mirror=http://deb.debian.org/debian
 say() { echo "== image.sh ($((SECONDS - start))s): $*"; }
 die() { echo "image.sh: FAILED: $*" >&2; exit 1; }
 
-[ -x "$bin" ] || die "no smelt binary at $bin (build it first: cargo build --release)"
+$base_only || [ -x "$bin" ] || die "no smelt binary at $bin (build it first: cargo build --release)"
 
 # 1. Tools.
 # runc, not crun (podman's default): crun refuses cgroup v1/v2 hybrid hosts
@@ -116,6 +119,11 @@ EOF
         --exclude='./dev/*' --exclude='./proc/*' --exclude='./sys/*' --exclude='./run/*' --exclude='./tmp/*' \
         -c . \
         | pm import --change 'CMD ["/bin/bash"]' - "$base" >/dev/null
+fi
+
+if $base_only; then
+    say "base image $base is ready"
+    exit 0
 fi
 
 # 4. Build. The binary is hard-linked (or copied) to target/image-bin/smelt,
