@@ -50,3 +50,33 @@ fn an_index_id_length_beyond_the_limit_is_refused_before_allocating() {
     assert_eq!(errors.len(), 1, "{errors:?}");
     assert!(errors[0].starts_with("document index holds an id of "), "{}", errors[0]);
 }
+
+#[test]
+fn seed_indexes_read_the_same_streamed_and_mapped_in_key_ranges() {
+    use smelt_catalog::docindex::{DocIndexReader, MappedIndex};
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seed-files/docindex");
+    let mut mapped_files = 0;
+    for entry in std::fs::read_dir(&dir).expect("seed directory") {
+        let path = entry.expect("entry").path();
+        let streamed: Vec<(Vec<u8>, [u8; 16])> = DocIndexReader::new(std::fs::File::open(&path).unwrap())
+            .and_then(|r| r.collect::<std::io::Result<_>>())
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let Some(index) = MappedIndex::open(&std::fs::File::open(&path).unwrap()).unwrap() else { continue };
+        mapped_files += 1;
+        for parts in [1, 2, 3, 8] {
+            let keys = index.split_keys(parts).unwrap();
+            let mut ranges = index.key_ranges(&keys, true).unwrap();
+            let mut mapped = Vec::new();
+            for r in &mut ranges {
+                while r.advance().unwrap() {
+                    mapped.push((r.id().to_vec(), *r.hash()));
+                }
+            }
+            assert_eq!(mapped, streamed, "{} in {parts} ranges", path.display());
+            let (len, sum) = index.block_checksum(ranges.iter().map(|r| r.block_digests()));
+            let bytes = std::fs::read(&path).unwrap();
+            assert_eq!((len, sum), (bytes.len() as u64, smelt_catalog::docindex::checksum_of(&bytes)));
+        }
+    }
+    assert!(mapped_files >= 2, "format 2 seeds are there");
+}

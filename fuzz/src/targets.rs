@@ -173,12 +173,54 @@ pub fn manifest(data: &[u8]) {
 }
 
 /// A stored document index (the sorted `(id, content hash)` file that
-/// `catalog diff` streams): header checks, zstd frames, entries to the end.
+/// `catalog diff` reads): header checks, zstd frames (format 1), restart
+/// points and footer (format 2), entries to the end; and the same bytes
+/// mapped, as the document diff reads them: cut into key ranges that hash
+/// their checksum blocks. Where the streaming reader accepts the whole
+/// file, the ranges must give the same entries, in order.
 pub fn docindex(data: &[u8]) {
-    let Ok(reader) = smelt_catalog::docindex::DocIndexReader::new(std::io::Cursor::new(data)) else { return };
-    for entry in reader.take(1 << 20) {
-        if entry.is_err() {
-            break;
+    use smelt_catalog::docindex::{DocIndexReader, MappedIndex};
+    let streamed: Option<Vec<(Vec<u8>, [u8; 16])>> = match DocIndexReader::new(std::io::Cursor::new(data)) {
+        Ok(reader) => reader.take(1 << 20).collect::<std::io::Result<_>>().ok(),
+        Err(_) => None,
+    };
+    let path = std::env::temp_dir().join(format!("smelt-fuzz-docindex-{}.idx", std::process::id()));
+    if std::fs::write(&path, data).is_err() {
+        return;
+    }
+    let Ok(file) = std::fs::File::open(&path) else { return };
+    let index = match MappedIndex::open(&file) {
+        Ok(Some(index)) => index,
+        Ok(None) => return, // format 1: streamed only
+        Err(e) => {
+            assert!(streamed.is_none(), "the mapped reader refuses an index the streaming one reads: {e}");
+            return;
         }
+    };
+    let mut mapped = Vec::new();
+    let mut failed = false;
+    if let Ok(keys) = index.split_keys(3) {
+        match index.key_ranges(&keys, true) {
+            Ok(mut ranges) => {
+                for r in &mut ranges {
+                    while !failed && mapped.len() < 1 << 20 {
+                        match r.advance() {
+                            Ok(true) => mapped.push((r.id().to_vec(), *r.hash())),
+                            Ok(false) => break,
+                            Err(_) => failed = true,
+                        }
+                    }
+                    r.finish_blocks();
+                }
+                let _ = index.block_checksum(ranges.iter().map(|r| r.block_digests()));
+            }
+            Err(_) => failed = true,
+        }
+    } else {
+        failed = true;
+    }
+    if let Some(streamed) = streamed {
+        assert!(!failed, "the mapped reader fails on an index the streaming one reads");
+        assert_eq!(mapped, streamed, "mapped key ranges and the streaming reader disagree");
     }
 }

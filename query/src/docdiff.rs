@@ -3,12 +3,13 @@
 //! ([`smelt_catalog::docindex`]) and never from the text.
 //!
 //! ```text
-//! _versions/A.idx ──DocIndexReader──┐
-//!                                   ├─► merge join on id ─► counts + samples ─► DocDiff
-//! _versions/B.idx ──DocIndexReader──┘
+//! _versions/A.idx ──mmap──► key ranges (restart points) ─┬─ range 0: merge join + checksum blocks ─┐
+//! _versions/B.idx ──mmap──► the same key ranges ─────────┴─ range 1: ... (a thread each) ──────────┴─► counts + samples ─► DocDiff
 //! ```
-//! One pass over both indexes: time linear in their size, memory flat (one
-//! entry per side, a few batches decoded ahead, plus the samples).
+//! One pass over both indexes: time linear in their size, memory flat (the
+//! pages behind each cursor are released as it goes). Format 1 indexes
+//! (zstd, from older smelt) are streamed instead: one join thread with the
+//! other side decoded ahead on a second (ADR 0020).
 //!
 //! **Duplicate ids.** Ids should be unique, but a dataset may repeat one. Each
 //! side is treated as a multiset of `(id, hash)`: within one id, entries with
@@ -23,12 +24,15 @@
 //! listed in id order. An id is sampled at most once per kind.
 
 use std::collections::BinaryHeap;
+use std::fs::File;
 use std::io::{self, Read};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 
 use serde::Serialize;
 
-use smelt_catalog::docindex::{io_error, open_stored, DocIndexReader, HashingReader};
+use smelt_catalog::docindex::{
+    check_sum, io_error, open_stored, DocIndexReader, HashingReader, MappedIndex, MappedRecords, BLOCKS_PREFIX,
+};
 use smelt_catalog::model::{DocIndexRef, VersionManifest};
 use smelt_catalog::store::DatasetStore;
 use smelt_catalog::{CatalogError, Result};
@@ -75,25 +79,82 @@ impl BottomK {
     }
 
     fn offer(&mut self, id: &[u8]) {
-        if self.k == 0 {
-            return;
-        }
         let key = xxhash_rust::xxh3::xxh3_64(id);
+        if self.admits(key, id) {
+            self.heap.push((key, id.to_vec()));
+        }
+    }
+
+    /// Whether `(key, id)` belongs among the k smallest; makes room for it if so.
+    fn admits(&mut self, key: u64, id: &[u8]) -> bool {
+        if self.k == 0 {
+            return false;
+        }
         if self.heap.len() == self.k {
             match self.heap.peek() {
                 Some((top, top_id)) if key < *top || (key == *top && id < top_id.as_slice()) => {
                     self.heap.pop();
                 }
-                _ => return,
+                _ => return false,
             }
         }
-        self.heap.push((key, id.to_vec()));
+        true
     }
 
     fn into_sorted(self) -> Vec<String> {
         let mut ids: Vec<Vec<u8>> = self.heap.into_iter().map(|(_, id)| id).collect();
         ids.sort();
         ids.into_iter().map(|id| String::from_utf8_lossy(&id).into_owned()).collect()
+    }
+}
+
+impl BottomK {
+    /// Adds the candidates `other` kept (the bottom k of a union is the
+    /// bottom k of the parts' bottom k).
+    fn absorb(&mut self, other: BottomK) {
+        for (key, id) in other.heap {
+            if self.admits(key, &id) {
+                self.heap.push((key, id));
+            }
+        }
+    }
+}
+
+/// Sample candidates of the three kinds while a join runs.
+struct Samplers {
+    added: BottomK,
+    removed: BottomK,
+    changed: BottomK,
+}
+
+impl Samplers {
+    fn new(k: usize) -> Self {
+        Samplers { added: BottomK::new(k), removed: BottomK::new(k), changed: BottomK::new(k) }
+    }
+
+    fn absorb(&mut self, other: Samplers) {
+        self.added.absorb(other.added);
+        self.removed.absorb(other.removed);
+        self.changed.absorb(other.changed);
+    }
+
+    fn finish(self) -> DocSamples {
+        DocSamples {
+            added: self.added.into_sorted(),
+            removed: self.removed.into_sorted(),
+            changed: self.changed.into_sorted(),
+        }
+    }
+}
+
+impl DocDiff {
+    fn add_counts(&mut self, o: &DocDiff) {
+        self.docs_a += o.docs_a;
+        self.docs_b += o.docs_b;
+        self.added += o.added;
+        self.removed += o.removed;
+        self.changed += o.changed;
+        self.unchanged += o.unchanged;
     }
 }
 
@@ -273,12 +334,23 @@ struct SideError(&'static str, io::Error);
 
 /// The merge join of two sorted cursors.
 fn join(a: &mut impl Cursor, b: &mut impl Cursor, samples: usize) -> std::result::Result<DocDiff, SideError> {
+    let (mut d, s) = join_counts(a, b, samples)?;
+    d.samples = s.finish();
+    Ok(d)
+}
+
+/// The merge join of two sorted cursors: the counts and the sample candidates.
+fn join_counts(
+    a: &mut impl Cursor,
+    b: &mut impl Cursor,
+    samples: usize,
+) -> std::result::Result<(DocDiff, Samplers), SideError> {
     use std::cmp::Ordering;
     let ea = |e| SideError("A", e);
     let eb = |e| SideError("B", e);
     let mut d = DocDiff::default();
-    let (mut s_added, mut s_removed, mut s_changed) =
-        (BottomK::new(samples), BottomK::new(samples), BottomK::new(samples));
+    let mut s = Samplers::new(samples);
+    let Samplers { added: s_added, removed: s_removed, changed: s_changed } = &mut s;
     loop {
         let ord = match (a.has(), b.has()) {
             (false, false) => break,
@@ -358,9 +430,7 @@ fn join(a: &mut impl Cursor, b: &mut impl Cursor, samples: usize) -> std::result
             }
         }
     }
-    d.samples =
-        DocSamples { added: s_added.into_sorted(), removed: s_removed.into_sorted(), changed: s_changed.into_sorted() };
-    Ok(d)
+    Ok((d, s))
 }
 
 /// Diffs two document indexes (A the older version, B the newer) in one
@@ -423,11 +493,145 @@ fn decode_thread<R: Read>(r: R, tx: SyncSender<Msg>, ret: Receiver<Batch>) -> Op
     }
 }
 
+/// A cursor over one key range of a mapped index.
+struct MappedCursor<'a> {
+    r: MappedRecords<'a>,
+    has: bool,
+}
+
+impl Cursor for MappedCursor<'_> {
+    fn has(&self) -> bool {
+        self.has
+    }
+    fn id(&self) -> &[u8] {
+        self.r.id()
+    }
+    fn hash(&self) -> &[u8; 16] {
+        self.r.hash()
+    }
+    fn repeats(&self) -> bool {
+        self.r.repeats_id()
+    }
+    fn next(&mut self) -> io::Result<()> {
+        self.has = self.r.advance()?;
+        Ok(())
+    }
+}
+
+/// What one thread of [`diff_mapped`] did: the whole-file checks it ran,
+/// its range's join, and the checksum block digests of each side's range.
+type RangeResult = (Result<()>, std::result::Result<(DocDiff, Samplers), SideError>, [Vec<[u8; 16]>; 2]);
+
+/// The diff of two mapped format 2 indexes, cut into up to `parts` key
+/// ranges (at restart ids of the index with more of them) that are joined
+/// on their own threads and added up.
+///
+/// Each side is checked against `recorded` when given: a block checksum
+/// (`xxh3-128-blocks:`, what smelt writes) is hashed by the joins as they
+/// read their ranges, block by block, and combined at the end; a whole-file
+/// one (`xxh3-128:`) takes a pass of its own on the first threads. A failed
+/// check is the error, before any error of the join. `location` names each
+/// side in errors.
+fn diff_mapped(
+    a: &MappedIndex,
+    b: &MappedIndex,
+    samples: usize,
+    parts: usize,
+    recorded: [Option<&DocIndexRef>; 2],
+    location: [&str; 2],
+) -> Result<DocDiff> {
+    let side = |i: usize| move |e| io_error(location[i], e);
+    let sides = [a, b];
+    let in_join = recorded.map(|r| r.is_some_and(|r| r.checksum.starts_with(BLOCKS_PREFIX)));
+    let keys = if a.restart_points() >= b.restart_points() {
+        a.split_keys(parts).map_err(side(0))?
+    } else {
+        b.split_keys(parts).map_err(side(1))?
+    };
+    let ra = a.key_ranges(&keys, in_join[0]).map_err(side(0))?;
+    let rb = b.key_ranges(&keys, in_join[1]).map_err(side(1))?;
+    let mut work: Vec<(Vec<usize>, MappedRecords<'_>, MappedRecords<'_>)> =
+        ra.into_iter().zip(rb).map(|(ra, rb)| (Vec::new(), ra, rb)).collect();
+    // Whole-file checks go to the first threads: side A's to the first, B's to the second.
+    let n = work.len();
+    for i in (0..2).filter(|&i| recorded[i].is_some() && !in_join[i]) {
+        work[i % n].0.push(i);
+    }
+    let run = |(checks, ra, rb): (Vec<usize>, MappedRecords<'_>, MappedRecords<'_>)| -> RangeResult {
+        let checked: Result<()> = checks.into_iter().try_for_each(|i| {
+            let r = recorded[i].expect("checks are for recorded sides");
+            let (len, sum) = sides[i].checksum(&r.checksum);
+            check_sum(len, &sum, r, location[i])
+        });
+        let (mut ca, mut cb) = (MappedCursor { r: ra, has: false }, MappedCursor { r: rb, has: false });
+        let joined = ca
+            .next()
+            .map_err(|e| SideError("A", e))
+            .and_then(|()| cb.next().map_err(|e| SideError("B", e)))
+            .and_then(|()| join_counts(&mut ca, &mut cb, samples));
+        // Blocks a failed join did not reach are hashed too: a damaged file is told by its checksum.
+        ca.r.finish_blocks();
+        cb.r.finish_blocks();
+        (checked, joined, [ca.r.block_digests().to_vec(), cb.r.block_digests().to_vec()])
+    };
+    let results: Vec<RangeResult> = std::thread::scope(|scope| {
+        let mut work = work.into_iter();
+        let first = work.next().expect("one range at least");
+        let handles: Vec<_> = work.map(|w| scope.spawn(move || run(w))).collect();
+        let mut results = vec![run(first)];
+        for h in handles {
+            results.push(h.join().unwrap_or_else(|_| {
+                let panicked = CatalogError::Internal("a document diff thread panicked".into());
+                (Err(panicked), Ok((DocDiff::default(), Samplers::new(0))), [Vec::new(), Vec::new()])
+            }));
+        }
+        results
+    });
+    let mut joins = Vec::with_capacity(results.len());
+    let mut digests = Vec::with_capacity(results.len());
+    for (checked, joined, d) in results {
+        checked?;
+        joins.push(joined);
+        digests.push(d);
+    }
+    for i in (0..2).filter(|&i| in_join[i]) {
+        let r = recorded[i].expect("hashed in the join only when recorded");
+        let (len, sum) = sides[i].block_checksum(digests.iter().map(|d| d[i].as_slice()));
+        check_sum(len, &sum, r, location[i])?;
+    }
+    let mut diff = DocDiff::default();
+    let mut samplers = Samplers::new(samples);
+    for joined in joins {
+        let (d, s) = joined.map_err(|SideError(name, e)| io_error(location[usize::from(name == "B")], e))?;
+        diff.add_counts(&d);
+        samplers.absorb(s);
+    }
+    for (i, (read, holds)) in [(diff.docs_a, a.entries()), (diff.docs_b, b.entries())].into_iter().enumerate() {
+        if read != holds {
+            return Err(CatalogError::Corrupt {
+                location: location[i].to_string(),
+                message: format!("{read} entries read, its end record says {holds}"),
+            });
+        }
+    }
+    diff.samples = samplers.finish();
+    Ok(diff)
+}
+
+/// Threads (and key ranges) of a document diff: the cores there are, at most 8.
+fn diff_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get()).min(8)
+}
+
 /// The document diff of two committed versions from their stored indexes:
 /// a local index is read in place, one in an object store is first
 /// downloaded to a temporary file. Both are checked against the checksums
-/// their manifests record. The join runs on a blocking thread, with B
-/// decoded ahead on a second one.
+/// their manifests record.
+///
+/// Format 2 indexes (what smelt writes) are mapped and cut into key ranges
+/// at their restart points, one per core: each range's join runs on its own
+/// thread and hashes the checksum blocks it reads. Format 1 indexes (zstd, from older smelt) are streamed: the
+/// join runs on one thread with B decoded ahead on a second.
 ///
 /// Returns `None` when either version has no document index (committed
 /// before smelt wrote them): the diff then has no document section.
@@ -445,17 +649,28 @@ pub async fn diff_version_documents(
     let (fa, fb) = futures::try_join!(open_stored(store_a, ra), open_stored(store_b, rb))?;
     let (ra, rb) = (ra.clone(), rb.clone());
     tokio::task::spawn_blocking(move || -> Result<DocDiff> {
-        let open = |path: &std::path::Path, location: &str| {
-            std::fs::File::open(path).map(HashingReader::new).map_err(|e| io_error(location, e))
+        let open = |path: &std::path::Path, location: &str| File::open(path).map_err(|e| io_error(location, e));
+        let (file_a, file_b) = (open(&fa.path, &fa.location)?, open(&fb.path, &fb.location)?);
+        let mapped = |f: &File, location: &str| MappedIndex::open(f).map_err(|e| io_error(location, e));
+        let diff = match (mapped(&file_a, &fa.location)?, mapped(&file_b, &fb.location)?) {
+            (Some(ma), Some(mb)) => {
+                diff_mapped(&ma, &mb, samples, diff_threads(), [Some(&ra), Some(&rb)], [&fa.location, &fb.location])?
+            }
+            _ => {
+                let (diff, ha, hb) = diff_threaded(
+                    HashingReader::like(file_a, &ra.checksum),
+                    HashingReader::like(file_b, &rb.checksum),
+                    samples,
+                )
+                .map_err(|SideError(side, e)| {
+                    let location = if side == "A" { &fa.location } else { &fb.location };
+                    io_error(location, e)
+                })?;
+                check(ha, &ra, &fa.location)?;
+                check(hb, &rb, &fb.location)?;
+                diff
+            }
         };
-        let ha = open(&fa.path, &fa.location)?;
-        let hb = open(&fb.path, &fb.location)?;
-        let (diff, ha, hb) = diff_threaded(ha, hb, samples).map_err(|SideError(side, e)| {
-            let location = if side == "A" { &fa.location } else { &fb.location };
-            io_error(location, e)
-        })?;
-        check(ha, &ra, &fa.location)?;
-        check(hb, &rb, &fb.location)?;
         if (diff.docs_a, diff.docs_b) != (ra.entries, rb.entries) {
             return Err(CatalogError::Corrupt {
                 location: format!("{} and {}", fa.location, fb.location),
@@ -474,22 +689,13 @@ pub async fn diff_version_documents(
 
 fn check<R: Read>(h: HashingReader<R>, r: &DocIndexRef, location: &str) -> Result<()> {
     let (len, checksum) = h.finish().map_err(|e| io_error(location, e))?;
-    if len != r.bytes || checksum != r.checksum {
-        return Err(CatalogError::Corrupt {
-            location: location.to_string(),
-            message: format!(
-                "{len} bytes with checksum {checksum}, but the manifest records {} bytes with {}",
-                r.bytes, r.checksum
-            ),
-        });
-    }
-    Ok(())
+    check_sum(len, &checksum, r, location)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use smelt_catalog::docindex::{encode_run, put_run, split_index_path, RunBuilder};
+    use smelt_catalog::docindex::{encode_run, put_run, split_index_path, RunBuilder, CHECKSUM_BLOCK};
 
     fn h(n: u8) -> [u8; 16] {
         [n; 16]
@@ -596,6 +802,90 @@ mod tests {
         assert_eq!(e.0, "A");
     }
 
+    /// Writes `entries` (sorted here) as a format 2 index with restart points
+    /// 4 KiB apart, maps it.
+    fn mapped(dir: &std::path::Path, name: &str, entries: &[(String, u8)]) -> (File, MappedIndex) {
+        let mut e: Vec<(&[u8], [u8; 16])> = entries.iter().map(|(i, n)| (i.as_bytes(), h(*n))).collect();
+        e.sort_unstable();
+        let mut w = smelt_catalog::docindex::DocIndexWriter::with_restarts(Vec::new(), 4096).unwrap();
+        for (id, hash) in &e {
+            w.push(id, hash).unwrap();
+        }
+        let path = dir.join(name);
+        std::fs::write(&path, w.finish().unwrap()).unwrap();
+        let f = File::open(&path).unwrap();
+        let ix = MappedIndex::open(&f).unwrap().unwrap();
+        (f, ix)
+    }
+
+    #[test]
+    fn key_ranges_on_threads_give_the_streaming_diff() {
+        let dir = tempfile::tempdir().unwrap();
+        // Duplicate ids (three per id in A, up to 40 for some) across restart points and range cuts.
+        let a: Vec<(String, u8)> = (0..80_000)
+            .map(|i| (format!("id-{:06}", if i % 1000 < 40 { i / 1000 * 1000 } else { i / 3 }), (i % 5) as u8))
+            .collect();
+        let b: Vec<(String, u8)> =
+            (0..80_000).filter(|i| i % 7 != 0).map(|i| (format!("id-{:06}", (i + 100) / 2), (i % 4) as u8)).collect();
+        fn refs(v: &[(String, u8)]) -> Vec<(&str, u8)> {
+            v.iter().map(|(i, n)| (i.as_str(), *n)).collect()
+        }
+        let (fa, ma) = mapped(dir.path(), "a.idx", &a);
+        let (fb, mb) = mapped(dir.path(), "b.idx", &b);
+        let (_fe, me) = mapped(dir.path(), "e.idx", &[]);
+        let loc = ["A", "B"];
+        for samples in [0, 10] {
+            let want = diff(&refs(&a), &refs(&b), samples);
+            assert!(want.added > 0 && want.removed > 0 && want.changed > 0 && want.unchanged > 0, "{want:?}");
+            for parts in [1, 2, 3, 5, 64] {
+                assert_eq!(diff_mapped(&ma, &mb, samples, parts, [None, None], loc).unwrap(), want, "{parts} parts");
+            }
+            // One side empty: every entry of the other is added or removed.
+            let only_b = diff_mapped(&me, &mb, samples, 3, [None, None], loc).unwrap();
+            assert_eq!(only_b, diff(&[], &refs(&b), samples));
+            let only_a = diff_mapped(&ma, &me, samples, 3, [None, None], loc).unwrap();
+            assert_eq!(only_a, diff(&refs(&a), &[], samples));
+        }
+
+        // Checksums: block checksums hashed inside the joins, whole-file ones
+        // in a pass of their own; both pass on the files as written, and a
+        // wrong one is the error, naming its side, however many ranges.
+        let recorded = |f: &File, kind: &str| DocIndexRef {
+            path: String::new(),
+            bytes: f.metadata().unwrap().len(),
+            checksum: smelt_catalog::docindex::hash_file(f, kind).unwrap().1,
+            entries: 0,
+        };
+        let want = diff(&refs(&a), &refs(&b), 10);
+        for kind in [BLOCKS_PREFIX, smelt_catalog::docindex::WHOLE_PREFIX] {
+            let (ra, mut rb) = (recorded(&fa, kind), recorded(&fb, kind));
+            assert!(ra.checksum.starts_with(kind) && ra.bytes > 3 * CHECKSUM_BLOCK as u64, "{ra:?}");
+            for parts in [1, 2, 3, 7] {
+                assert_eq!(diff_mapped(&ma, &mb, 10, parts, [Some(&ra), Some(&rb)], loc).unwrap(), want);
+            }
+            rb.checksum.push('0');
+            for parts in [1, 2, 4] {
+                let e = diff_mapped(&ma, &mb, 10, parts, [Some(&ra), Some(&rb)], loc).unwrap_err();
+                assert!(matches!(&e, CatalogError::Corrupt { location, .. } if location == "B"), "{kind} {parts}: {e}");
+            }
+        }
+
+        // A damaged byte in the middle of A, where a range's join reads it:
+        // the block checksum tells it, whatever the join made of the byte.
+        let ra = recorded(&fa, BLOCKS_PREFIX);
+        let rb = recorded(&fb, BLOCKS_PREFIX);
+        let mut bytes = std::fs::read(dir.path().join("a.idx")).unwrap();
+        for at in [bytes.len() / 3, bytes.len() / 2 + 7] {
+            bytes[at] ^= 0x5a;
+        }
+        std::fs::write(dir.path().join("bad.idx"), &bytes).unwrap();
+        let bad = MappedIndex::open(&File::open(dir.path().join("bad.idx")).unwrap()).unwrap().unwrap();
+        for parts in [1, 2, 5] {
+            let e = diff_mapped(&bad, &mb, 10, parts, [Some(&ra), Some(&rb)], loc).unwrap_err();
+            assert!(matches!(&e, CatalogError::Corrupt { location, .. } if location == "A"), "{parts}: {e}");
+        }
+    }
+
     #[test]
     fn a_corrupt_index_is_an_error_naming_the_side() {
         let good = index(&[("a", 1)]);
@@ -633,6 +923,31 @@ mod tests {
         assert_eq!(counts(&d), (1, 1, 1, 0));
         assert_eq!(d.samples.changed, ["b"]);
         assert!(diff_version_documents(&store, &manifest(None), &store, &mb, 5).await.unwrap().is_none());
+
+        // Indexes committed before format 2 (zstd, whole-file checksums) diff the same, streamed.
+        let mut old = Vec::new();
+        for (i, docs) in [vec![("a", 1), ("b", 1)], vec![("b", 2), ("c", 1)]].into_iter().enumerate() {
+            let mut w = smelt_catalog::docindex::DocIndexWriter::with_level(Vec::new(), -1).unwrap();
+            for (id, n) in docs {
+                w.push(id.as_bytes(), &h(n)).unwrap();
+            }
+            let bytes = w.finish().unwrap();
+            let path = format!("_versions/old-{i}.idx");
+            std::fs::create_dir_all(dir.path().join("ds/_versions")).unwrap();
+            std::fs::write(dir.path().join("ds").join(&path), &bytes).unwrap();
+            let checksum = format!("xxh3-128:{:032x}", xxhash_rust::xxh3::xxh3_128(&bytes));
+            old.push(manifest(Some(DocIndexRef { path, entries: 2, bytes: bytes.len() as u64, checksum })));
+        }
+        let d_old = diff_version_documents(&store, &old[0], &store, &old[1], 5).await.unwrap().unwrap();
+        assert_eq!(d_old, d);
+        let mut bad = old[1].clone();
+        bad.doc_index.as_mut().unwrap().checksum.replace_range(12..14, "zz");
+        assert!(matches!(
+            diff_version_documents(&store, &old[0], &store, &bad, 5).await,
+            Err(CatalogError::Corrupt { .. })
+        ));
+        // A format 2 index and a format 1 one: streamed too.
+        assert_eq!(diff_version_documents(&store, &ma, &store, &old[1], 5).await.unwrap().unwrap(), d);
 
         let mut tampered = ma.clone();
         tampered.doc_index.as_mut().unwrap().checksum = "xxh3-128:00".into();

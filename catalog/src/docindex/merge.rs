@@ -2,7 +2,7 @@
 //! writer the sink, and merging sorted index files is its bounded fan-in merge.
 //!
 //! ```text
-//! runs (n > fan-in) ──merge a group──► merge-NNNNNN (INTERMEDIATE_LEVEL) ─┐
+//! runs (n > fan-in) ──merge a group──► merge-NNNNNN ─┐
 //! rest of the runs ───────────────────────────────────────────────────────┴─loser tree──► out (one sorted index)
 //! ```
 
@@ -15,7 +15,7 @@ use smelt_sort::{RunFormat, SortedCursor};
 
 use super::reader::DocIndexReader;
 use super::writer::DocIndexWriter;
-use super::{INTERMEDIATE_LEVEL, MERGE_FAN_IN};
+use super::MERGE_FAN_IN;
 
 /// Merges sorted index files into one on `out`, at most [`MERGE_FAN_IN`] at a
 /// time: with more inputs, earlier passes merge groups into files under
@@ -58,7 +58,7 @@ impl SortedCursor for IndexCursor {
 
 /// Document index files as sorted runs of `(id, hash)` entries, ordered by
 /// (id bytes, hash); spills and intermediate passes are written at
-/// [`INTERMEDIATE_LEVEL`].
+/// the current format.
 pub(super) struct IndexFormat;
 
 impl RunFormat for IndexFormat {
@@ -73,7 +73,7 @@ impl RunFormat for IndexFormat {
 
     fn create(&self, path: &Path) -> io::Result<Self::Writer> {
         let file = BufWriter::new(File::create(path).map_err(|e| with_path(path, e))?);
-        DocIndexWriter::with_level(file, INTERMEDIATE_LEVEL)
+        DocIndexWriter::new(file)
     }
 
     #[inline(always)]

@@ -21,12 +21,12 @@
 //! (checksums they share); temporary directories are smelt-sort's
 //! [`ScratchDir`].
 //!
-//! # File format (version 1)
+//! # File format (version 2; version 1 is still read)
 //! ```text
-//! header   b"SMELTDIX" | format: u32 LE (1) | flags: u32 LE (0)
-//! body     one zstd frame (window ≤ 128 KiB) of
-//!            record*  varint(suffix_len + 1) varint(shared) suffix hash[16]
-//!            end      varint(0) varint(entries)
+//! header   b"SMELTDIX" | format: u32 LE (2) | restart_bytes: u32 LE
+//! body     record*  varint(suffix_len + 1) varint(shared) suffix hash[16]
+//! end      varint(0) varint(entries)
+//! footer   restart_offset: u64 LE * n | end_offset: u64 LE | entries: u64 LE | n: u64 LE | b"SMELTDXF"
 //! ```
 //! `shared` is the number of leading id bytes the record shares with the
 //! previous record's id (prefix coding: sorted ids share long prefixes; the
@@ -35,8 +35,22 @@
 //! hash); an id may repeat (a dataset may hold duplicate ids). Varints are
 //! LEB128. The end record with the entry count makes a cut file an error
 //! rather than a shorter index.
+//!
+//! **Restart points.** The first record, then the first record that starts
+//! at least `restart_bytes` after the previous restart point, has
+//! `shared = 0`: its whole id is there, so decoding can start at it. The
+//! footer lists their file offsets, so a reader that maps the file finds
+//! any id by a binary search over them and a short scan, and the document
+//! diff splits two indexes into key ranges that threads join apart
+//! ([`MappedIndex`]). The rule is part of the format: a streaming reader
+//! knows which records must be restart points and checks the footer
+//! against them.
+//!
+//! Format 1 has the format 2 body and end record in one zstd frame (window
+//! ≤ 128 KiB), with `restart_bytes` 0 and no restart points or footer.
 
 mod hashing;
+mod mapped;
 mod merge;
 mod reader;
 mod run;
@@ -47,30 +61,44 @@ mod writer;
 #[cfg(test)]
 mod tests;
 
-pub use hashing::{HashingReader, HashingWriter};
+pub use hashing::{
+    checksum_of, hash_file, Checksummer, HashingReader, HashingWriter, BLOCKS_PREFIX, CHECKSUM_BLOCK, WHOLE_PREFIX,
+};
+pub use mapped::{MappedIndex, MappedRecords};
 pub use merge::merge_files;
 pub use reader::DocIndexReader;
 pub use run::{FinishedRun, RunBuilder};
 pub use smelt_sort::ScratchDir;
-pub use storage::{io_error, open_stored, put_run, OpenedIndex};
+pub use storage::{check_sum, io_error, open_stored, put_run, verify_file, OpenedIndex};
 pub use version::{build_version_index, BaseIndex, BuiltIndex};
 pub use writer::{encode_run, DocIndexWriter};
 
 /// First bytes of every document index file.
 pub const MAGIC: &[u8; 8] = b"SMELTDIX";
-/// Format version written (and the newest one read).
-pub const INDEX_FORMAT: u32 = 1;
-/// zstd level of the indexes smelt stores. A negative ("fast") level keeps
-/// zstd's matching but stores literals as they are: the random hashes and ids
-/// hardly compress (level 3 saves about 20%), and reading then costs a third
-/// of the time, which is what the diff is waiting on.
-pub const DEFAULT_LEVEL: i32 = -1;
+/// Format version written (and the newest one read): 2, the records as
+/// they are, with restart points and a footer.
+pub const INDEX_FORMAT: u32 = 2;
+/// Last bytes of a format 2 file.
+pub const FOOTER_MAGIC: &[u8; 8] = b"SMELTDXF";
+/// Bytes of records between restart points that smelt writes: 64 KiB, so a
+/// seek decodes at most that much and the footer costs 8 bytes per 64 KiB.
+pub const RESTART_BYTES: u32 = 64 << 10;
+/// Smallest `restart_bytes` a reader accepts (a damaged header must not make
+/// it keep an offset per record).
+pub const MIN_RESTART_BYTES: u32 = 4 << 10;
+/// Format 1: the records in one zstd frame (smelt wrote it at level -1,
+/// which stored the blocks as they were: a 2M-document index was 100.84 MB
+/// with zstd and 100.84 MB without, and decoding it copied every byte once
+/// more). Still read.
+pub const FORMAT_ZSTD: u32 = 1;
 /// Runs merged at once; more runs take more passes.
 pub const MERGE_FAN_IN: usize = 64;
 /// Bytes a [`RunBuilder`] holds in memory before it spills a sorted run.
 pub const DEFAULT_RUN_BUDGET: usize = 16 << 20;
 
 const HEADER_LEN: usize = 16;
+/// Footer bytes after the restart offsets: end offset, entries, n, magic.
+const FOOTER_TAIL: usize = 32;
 /// Longest document id an index holds (16 MiB): the writer refuses longer
 /// ones, the reader refuses a length beyond it before allocating (a damaged
 /// or foreign file must not make it reserve gigabytes; found by fuzzing).
@@ -84,8 +112,6 @@ const WRITE_CHUNK: usize = 64 << 10;
 const READ_CHUNK: usize = 192 << 10;
 /// Compressed bytes read from the file at once.
 const FILE_BUFFER: usize = 64 << 10;
-/// Spills and intermediate merge passes.
-const INTERMEDIATE_LEVEL: i32 = -1;
 /// Names of the scratch directories of spills, merge passes and downloaded indexes.
 pub const SCRATCH_PREFIX: &str = "smelt-docindex";
 

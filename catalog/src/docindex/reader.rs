@@ -1,14 +1,33 @@
 //! Reading the format: a streaming decoder that checks the header, the
-//! order of entries and the end record as it goes.
+//! order of entries, the restart points, the end record and the footer as
+//! it goes.
 //!
 //! ```text
-//! header | zstd frame ──decode (READ_CHUNK at a time)──► record ──prefix──► (id, hash) ... end(count)
+//! header | records (format 1: in a zstd frame) ──READ_CHUNK at a time──► record ──prefix──► (id, hash) ... end(count) footer
 //! ```
 
 use std::cmp::Ordering;
 use std::io::{self, BufReader, Read};
 
-use super::{FILE_BUFFER, HEADER_LEN, INDEX_FORMAT, MAGIC, MAX_ID_BYTES, READ_CHUNK, WINDOW_LOG_MAX};
+use super::{
+    FILE_BUFFER, FOOTER_MAGIC, FOOTER_TAIL, FORMAT_ZSTD, HEADER_LEN, INDEX_FORMAT, MAGIC, MAX_ID_BYTES,
+    MIN_RESTART_BYTES, READ_CHUNK, WINDOW_LOG_MAX,
+};
+
+/// Where the records come from: the file after its header (format 2), or the zstd frame there (format 1).
+enum Source<R: Read> {
+    Raw(BufReader<R>),
+    Zstd(zstd::stream::read::Decoder<'static, BufReader<R>>),
+}
+
+impl<R: Read> Read for Source<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Source::Raw(r) => r.read(buf),
+            Source::Zstd(d) => d.read(buf),
+        }
+    }
+}
 
 fn invalid(msg: impl Into<String>) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, msg.into())
@@ -29,7 +48,7 @@ fn invalid(msg: impl Into<String>) -> io::Error {
 /// ```
 /// or the [`Iterator`] of owned `(id, hash)` pairs.
 pub struct DocIndexReader<R: Read> {
-    dec: zstd::stream::read::Decoder<'static, BufReader<R>>,
+    dec: Source<R>,
     buf: Vec<u8>,
     start: usize,
     end: usize,
@@ -38,6 +57,12 @@ pub struct DocIndexReader<R: Read> {
     entries: u64,
     repeats: bool,
     done: bool,
+    /// Bytes between restart points (format 2), 0 for format 1.
+    restart_bytes: u64,
+    /// Record bytes taken from the source so far.
+    read_total: u64,
+    /// Offsets of the restart records seen, checked against the footer.
+    restarts: Vec<u64>,
 }
 
 impl<R: Read> DocIndexReader<R> {
@@ -58,13 +83,26 @@ impl<R: Read> DocIndexReader<R> {
             return Err(invalid("not a smelt document index (bad magic bytes)"));
         }
         let format = u32::from_le_bytes(header[8..12].try_into().expect("4 bytes"));
-        if format > INDEX_FORMAT {
+        if format == 0 || format > INDEX_FORMAT {
             return Err(invalid(format!(
                 "document index format {format} is newer than this smelt reads ({INDEX_FORMAT}); upgrade smelt"
             )));
         }
-        let mut dec = zstd::stream::read::Decoder::with_buffer(BufReader::with_capacity(FILE_BUFFER, r))?;
-        dec.window_log_max(WINDOW_LOG_MAX)?;
+        let flags = u32::from_le_bytes(header[12..16].try_into().expect("4 bytes"));
+        let restart_bytes = if format == FORMAT_ZSTD { 0 } else { flags };
+        if format != FORMAT_ZSTD && restart_bytes < MIN_RESTART_BYTES {
+            return Err(invalid(format!(
+                "document index has restart points {restart_bytes} bytes apart (at least {MIN_RESTART_BYTES})"
+            )));
+        }
+        let file = BufReader::with_capacity(FILE_BUFFER, r);
+        let dec = if format == FORMAT_ZSTD {
+            let mut dec = zstd::stream::read::Decoder::with_buffer(file)?;
+            dec.window_log_max(WINDOW_LOG_MAX)?;
+            Source::Zstd(dec)
+        } else {
+            Source::Raw(file)
+        };
         Ok(DocIndexReader {
             dec,
             buf: vec![0; READ_CHUNK],
@@ -75,6 +113,9 @@ impl<R: Read> DocIndexReader<R> {
             entries: 0,
             repeats: false,
             done: false,
+            restart_bytes: u64::from(restart_bytes),
+            read_total: 0,
+            restarts: Vec::new(),
         })
     }
 
@@ -101,7 +142,10 @@ impl<R: Read> DocIndexReader<R> {
 
     /// Gives the underlying reader back (positioned after what the decoder consumed).
     pub fn into_inner(self) -> R {
-        self.dec.finish().into_inner()
+        match self.dec {
+            Source::Raw(r) => r.into_inner(),
+            Source::Zstd(d) => d.finish().into_inner(),
+        }
     }
 
     /// Ensures `n` decoded bytes are buffered.
@@ -124,7 +168,39 @@ impl<R: Read> DocIndexReader<R> {
                 return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "document index is truncated"));
             }
             self.end += got;
+            self.read_total += got as u64;
         }
+        Ok(())
+    }
+
+    /// File offset of the next byte to decode (format 2; format 1 counts decoded bytes).
+    fn offset(&self) -> u64 {
+        HEADER_LEN as u64 + self.read_total - (self.end - self.start) as u64
+    }
+
+    /// Checks the footer of a format 2 file against the restart points and
+    /// the end record just read (at `end`).
+    fn check_footer(&mut self, end: u64) -> io::Result<()> {
+        let n = self.restarts.len();
+        let len =
+            n.checked_mul(8).and_then(|b| b.checked_add(FOOTER_TAIL)).ok_or_else(|| invalid("footer too long"))?;
+        self.fill(len).map_err(|e| {
+            if e.kind() == io::ErrorKind::UnexpectedEof {
+                io::Error::new(io::ErrorKind::UnexpectedEof, "document index is truncated in its footer")
+            } else {
+                e
+            }
+        })?;
+        let footer = &self.buf[self.start..self.start + len];
+        let word = |i: usize| u64::from_le_bytes(footer[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
+        let offsets_match = self.restarts.iter().enumerate().all(|(i, &off)| word(i) == off);
+        if !offsets_match || word(n) != end || word(n + 1) != self.entries || word(n + 2) != n as u64 {
+            return Err(invalid("document index footer does not match its records"));
+        }
+        if &footer[len - 8..] != FOOTER_MAGIC {
+            return Err(invalid("document index footer has bad magic bytes"));
+        }
+        self.start += len;
         Ok(())
     }
 
@@ -171,11 +247,15 @@ impl<R: Read> DocIndexReader<R> {
     }
 
     fn advance_inner(&mut self) -> io::Result<bool> {
+        let at = self.offset();
         let head = self.varint()?;
         if head == 0 {
             let count = self.varint()?;
             if count != self.entries {
                 return Err(invalid(format!("document index says {count} entries but holds {}", self.entries)));
+            }
+            if self.restart_bytes > 0 {
+                self.check_footer(at)?;
             }
             let mut rest = [0u8; 1];
             if self.end > self.start || self.dec.read(&mut rest)? != 0 {
@@ -189,6 +269,12 @@ impl<R: Read> DocIndexReader<R> {
         let shared = usize::try_from(self.varint()?).map_err(|_| invalid("document index prefix out of range"))?;
         if shared > self.id.len() {
             return Err(invalid("document index shares more bytes than the previous id has"));
+        }
+        if self.restart_bytes > 0 && self.restarts.last().is_none_or(|&last| at - last >= self.restart_bytes) {
+            if shared != 0 {
+                return Err(invalid(format!("document index restart point at byte {at} shares a prefix")));
+            }
+            self.restarts.push(at);
         }
         self.fill(suffix + 16)?;
         let s = self.start;

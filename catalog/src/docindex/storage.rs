@@ -11,7 +11,7 @@
 //! ```
 
 use std::fs::File;
-use std::io::{self, BufReader};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -19,7 +19,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use object_store::{path::Path as ObjectPath, ObjectStore, ObjectStoreExt, WriteMultipart};
 
-use super::hashing::HashingReader;
+use super::hashing::hash_file;
 use super::run::FinishedRun;
 use super::{ScratchDir, SCRATCH_PREFIX};
 use crate::error::{CatalogError, Result};
@@ -214,8 +214,24 @@ pub(super) async fn fetch(store: &DatasetStore, r: &DocIndexRef, scratch: &Path,
 /// Checks a local copy of `r` against its recorded size and checksum.
 pub(super) fn verify(path: &Path, r: &DocIndexRef, location: &str) -> Result<()> {
     let f = File::open(path).map_err(|e| io_error(location, e))?;
-    let (len, checksum) =
-        HashingReader::new(BufReader::with_capacity(1 << 20, f)).finish().map_err(|e| io_error(location, e))?;
+    verify_file(&f, r, location)
+}
+
+/// Checks an open index file (read from its start) against the size and
+/// checksum that `r` records.
+///
+/// # Errors
+/// `Corrupt` when they differ, `Storage` for read failures.
+pub fn verify_file(f: &File, r: &DocIndexRef, location: &str) -> Result<()> {
+    let (len, checksum) = hash_file(f, &r.checksum).map_err(|e| io_error(location, e))?;
+    check_sum(len, &checksum, r, location)
+}
+
+/// Compares a byte count and checksum with those `r` records.
+///
+/// # Errors
+/// `Corrupt` when they differ.
+pub fn check_sum(len: u64, checksum: &str, r: &DocIndexRef, location: &str) -> Result<()> {
     if len != r.bytes || checksum != r.checksum {
         return Err(CatalogError::Corrupt {
             location: location.to_string(),

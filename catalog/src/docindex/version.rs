@@ -83,7 +83,7 @@ fn keep_entries(
     removed: &std::collections::HashSet<Vec<u8>>,
 ) -> io::Result<u64> {
     let mut r = super::DocIndexReader::new(std::io::BufReader::new(File::open(from)?))?;
-    let mut w = super::DocIndexWriter::with_level(BufWriter::new(File::create(to)?), super::INTERMEDIATE_LEVEL)?;
+    let mut w = super::DocIndexWriter::new(BufWriter::new(File::create(to)?))?;
     while r.advance()? {
         if !removed.contains(r.id()) {
             w.push(r.id(), r.hash())?;
