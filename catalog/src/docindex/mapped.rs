@@ -452,15 +452,7 @@ impl MappedRecords<'_> {
                 let suffix = head - 1;
                 self.repeats = suffix == 0 && shared == self.id_len;
                 self.id[shared..shared + 64].copy_from_slice(&b[pos..pos + 64]);
-                self.id_len = shared + suffix;
-                self.hash = b[pos + suffix..pos + suffix + 16].try_into().expect("16 bytes");
-                self.first = false;
-                self.pos = pos + suffix + 16;
-                self.entries += 1;
-                if self.pos >= self.checkpoint {
-                    self.at_checkpoint();
-                }
-                return Ok(true);
+                return Ok(self.took(shared + suffix, pos + suffix));
             }
         }
         self.advance_slow()
@@ -506,15 +498,22 @@ impl MappedRecords<'_> {
             self.id.resize(len + 64, 0);
         }
         self.id[shared..len].copy_from_slice(&b[pos..pos + suffix]);
+        Ok(self.took(len, pos + suffix))
+    }
+
+    /// Ends a decoded record: its id is `id[..len]` (copied in), its hash at
+    /// `hash_at`; true.
+    #[inline(always)]
+    fn took(&mut self, len: usize, hash_at: usize) -> bool {
         self.id_len = len;
-        self.hash = b[pos + suffix..pos + suffix + 16].try_into().expect("16 bytes");
+        self.hash = self.bytes[hash_at..hash_at + 16].try_into().expect("16 bytes");
         self.first = false;
-        self.pos = pos + suffix + 16;
+        self.pos = hash_at + 16;
         self.entries += 1;
         if self.pos >= self.checkpoint {
             self.at_checkpoint();
         }
-        Ok(true)
+        true
     }
 
     /// Hashes the blocks the cursor has read whole, releases the pages it
