@@ -150,7 +150,9 @@ pub struct DocIndexRef {
     pub entries: u64,
     /// File size in bytes.
     pub bytes: u64,
-    /// `xxh3-128:<hex>` of the file's bytes.
+    /// Checksum of the file: `xxh3-128-blocks:<hex>` (the xxh3-128 of its
+    /// 256 KiB blocks' digests, what smelt writes) or `xxh3-128:<hex>` (of
+    /// the whole file, indexes committed before; see `docindex::hashing`).
     pub checksum: String,
 }
 
