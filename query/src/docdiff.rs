@@ -106,9 +106,7 @@ impl BottomK {
         ids.sort();
         ids.into_iter().map(|id| String::from_utf8_lossy(&id).into_owned()).collect()
     }
-}
 
-impl BottomK {
     /// Adds the candidates `other` kept (the bottom k of a union is the
     /// bottom k of the parts' bottom k).
     fn absorb(&mut self, other: BottomK) {
@@ -630,8 +628,9 @@ fn diff_threads() -> usize {
 ///
 /// Format 2 indexes (what smelt writes) are mapped and cut into key ranges
 /// at their restart points, one per core: each range's join runs on its own
-/// thread and hashes the checksum blocks it reads. Format 1 indexes (zstd, from older smelt) are streamed: the
-/// join runs on one thread with B decoded ahead on a second.
+/// thread and hashes the checksum blocks it reads. Format 1 indexes (zstd,
+/// from older smelt) are streamed: the join runs on one thread with B
+/// decoded ahead on a second.
 ///
 /// Returns `None` when either version has no document index (committed
 /// before smelt wrote them): the diff then has no document section.
