@@ -11,7 +11,12 @@
 //! ```text
 //! cargo build --release --workspace --example bench_pii_toxicity   # workspace features, as the smelt binary
 //! target/release/examples/bench_pii_toxicity [--iters N] [--show N] FILE.jsonl
+//! target/release/examples/bench_pii_toxicity --stage decontaminate '{"benchmarks": ["items.jsonl"]}' FILE.jsonl
 //! ```
+//!
+//! `--stage NAME OPTIONS` measures that one transform (`pii`, `toxicity` or
+//! `decontaminate`) with those options instead, relative paths in them
+//! taken from the working directory.
 //!
 //! Prints one JSON object per measured stage (the best of N runs) to stdout.
 //! `--show N` first prints up to N PII matches of each kind with some context
@@ -31,6 +36,7 @@ fn main() {
     let mut iters: usize = 3;
     let mut show: usize = 0;
     let mut files = Vec::new();
+    let mut only: Option<(String, serde_json::Value)> = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -38,6 +44,13 @@ fn main() {
                 Some(n) if n > 0 => iters = n,
                 _ => {
                     eprintln!("--iters needs a positive number");
+                    std::process::exit(2);
+                }
+            },
+            "--stage" => match (args.next(), args.next().map(|o| serde_json::from_str(&o))) {
+                (Some(name), Some(Ok(options))) => only = Some((name, options)),
+                _ => {
+                    eprintln!("--stage needs a stage name and its options as JSON");
                     std::process::exit(2);
                 }
             },
@@ -55,15 +68,23 @@ fn main() {
     }
     let docs: usize = batches.iter().map(RecordBatch::num_rows).sum();
     let bytes: usize = batches.iter().map(|b| b.column(1).as_string::<i64>().value_data().len()).sum();
-    let stages = [
-        ("pii", serde_json::json!({})),
-        ("toxicity", serde_json::json!({"mode": "flag"})),
-        ("toxicity", serde_json::json!({"mode": "flag", "languages": ["en"]})),
-    ];
+    let stages = match only {
+        Some(stage) => vec![stage],
+        None => vec![
+            ("pii".to_string(), serde_json::json!({})),
+            ("toxicity".to_string(), serde_json::json!({"mode": "flag"})),
+            ("toxicity".to_string(), serde_json::json!({"mode": "flag", "languages": ["en"]})),
+        ],
+    };
     for (name, options) in stages {
-        let configure = match name {
+        let configure = match name.as_str() {
             "pii" => smelt_stages::pii::configure,
-            _ => smelt_stages::toxicity::configure,
+            "toxicity" => smelt_stages::toxicity::configure,
+            "decontaminate" => smelt_stages::decontaminate::configure,
+            _ => {
+                eprintln!("--stage: `{name}` is not one of pii, toxicity, decontaminate");
+                std::process::exit(2);
+            }
         };
         let Ok(StageConfig::Transform(cfg)) = configure(options.clone(), &ConfigureContext::working_dir()) else {
             panic!("{name}: bad options {options}")

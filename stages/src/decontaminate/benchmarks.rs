@@ -5,7 +5,7 @@
 //!   ──fields (default: every string or list of strings but the id, in the file's order)──► item text, item id
 //! evals@3 (a committed version) ──`text` (or fields) and `id` of every row──► items
 //!   ──stored beside the version: <root>/_indexes/decontaminate-<params>/<V>.bin (built once, then read)
-//! items ──n or more words: every n-gram │ min_words..n-1 words: the whole item │ fewer: not indexed, counted──► Part
+//! items ──n or more words: every n-gram │ min_words..n-1 words: the whole item, under the key of its first min_words │ fewer: not indexed, counted──► Part
 //! ```
 
 use std::io::Read;
@@ -17,10 +17,10 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde::{Deserialize, Serialize};
 use smelt_engine::{str_at, DatasetRoots, EngineError, Result};
 
-use super::ngrams::{count_words, Roller};
+use super::ngrams::Words;
 
 /// Format of stored indexes.
-const INDEX_FORMAT: u32 = 1;
+const INDEX_FORMAT: u32 = 2;
 /// First bytes of a stored index.
 const MAGIC: &[u8; 8] = b"SMELTDCX";
 
@@ -55,15 +55,29 @@ pub struct Params {
     pub min_words: usize,
 }
 
+/// An item of fewer than `n` words, matched whole: looked for where the
+/// key of its first `min_words` words (the anchor) turns up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Short {
+    /// Key of its first `min_words` words.
+    pub anchor: u64,
+    /// Key of all its words.
+    pub whole: u64,
+    /// Its words.
+    pub len: u32,
+    /// Its item number.
+    pub item: u32,
+}
+
 /// A benchmark's index: its items and the keys that point at them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Part {
     /// Item ids, by item number.
     pub items: Vec<String>,
-    /// `(key, item number)`, in item order.
+    /// `(key, item number)` of every n-gram, in item order.
     pub keys: Vec<(u64, u32)>,
-    /// Word counts below `n` that items are matched whole at.
-    pub short_lengths: Vec<usize>,
+    /// Items matched whole, in item order.
+    pub shorts: Vec<Short>,
     /// Items matched whole (fewer than `n` words).
     pub short_items: u64,
     /// Items with fewer than `min_words` words: not indexed.
@@ -72,20 +86,17 @@ pub struct Part {
 
 impl Part {
     /// Adds one item.
-    pub fn add(&mut self, id: String, text: &str, p: Params, roller: &mut Roller) {
+    pub fn add(&mut self, id: String, text: &str, p: Params, words: &mut Words) {
         let item = self.items.len() as u32;
         self.items.push(id);
-        let words = count_words(text);
-        if words >= p.n {
+        words.scan(text);
+        let len = words.len();
+        if len >= p.n {
             let keys = &mut self.keys;
-            roller.keys(text, |k, _, _| keys.push((k, item)));
-        } else if words >= p.min_words.max(1) {
-            let (k, len) = Roller::whole(text);
-            self.keys.push((k, item));
-            if !self.short_lengths.contains(&len) {
-                self.short_lengths.push(len);
-                self.short_lengths.sort_unstable();
-            }
+            words.each_key(p.n, |k| keys.push((k, item)));
+        } else if len >= p.min_words.max(1) {
+            let anchor = words.key(0, p.min_words.max(1));
+            self.shorts.push(Short { anchor, whole: words.key(0, len), len: len as u32, item });
             self.short_items += 1;
         } else {
             self.too_short += 1;
@@ -94,16 +105,20 @@ impl Part {
 
     /// The stored form.
     fn to_bytes(&self, p: Params) -> Vec<u8> {
-        let mut out =
-            Vec::with_capacity(64 + self.keys.len() * 12 + self.items.iter().map(|i| i.len() + 4).sum::<usize>());
+        let mut out = Vec::with_capacity(
+            64 + self.keys.len() * 12 + self.shorts.len() * 24 + self.items.iter().map(|i| i.len() + 4).sum::<usize>(),
+        );
         out.extend_from_slice(MAGIC);
-        for v in [INDEX_FORMAT, p.n as u32, p.min_words as u32, self.short_lengths.len() as u32] {
+        for v in [INDEX_FORMAT, p.n as u32, p.min_words as u32] {
             out.extend_from_slice(&v.to_le_bytes());
         }
-        for &l in &self.short_lengths {
-            out.extend_from_slice(&(l as u32).to_le_bytes());
-        }
-        for v in [self.short_items, self.too_short, self.items.len() as u64, self.keys.len() as u64] {
+        for v in [
+            self.short_items,
+            self.too_short,
+            self.items.len() as u64,
+            self.keys.len() as u64,
+            self.shorts.len() as u64,
+        ] {
             out.extend_from_slice(&v.to_le_bytes());
         }
         for id in &self.items {
@@ -113,6 +128,12 @@ impl Part {
         for &(k, i) in &self.keys {
             out.extend_from_slice(&k.to_le_bytes());
             out.extend_from_slice(&i.to_le_bytes());
+        }
+        for s in &self.shorts {
+            out.extend_from_slice(&s.anchor.to_le_bytes());
+            out.extend_from_slice(&s.whole.to_le_bytes());
+            out.extend_from_slice(&s.len.to_le_bytes());
+            out.extend_from_slice(&s.item.to_le_bytes());
         }
         out
     }
@@ -134,16 +155,13 @@ impl Part {
         if n as usize != p.n || min_words as usize != p.min_words {
             return Ok(None);
         }
-        let lengths = r.u32().ok_or_else(|| bad("truncated"))?;
         let mut part = Part::default();
-        for _ in 0..lengths {
-            part.short_lengths.push(r.u32().ok_or_else(|| bad("truncated"))? as usize);
-        }
         part.short_items = r.u64().ok_or_else(|| bad("truncated"))?;
         part.too_short = r.u64().ok_or_else(|| bad("truncated"))?;
         let items = r.u64().ok_or_else(|| bad("truncated"))?;
         let keys = r.u64().ok_or_else(|| bad("truncated"))?;
-        if items > b.len() as u64 || keys > b.len() as u64 / 12 {
+        let shorts = r.u64().ok_or_else(|| bad("truncated"))?;
+        if items > b.len() as u64 || keys > b.len() as u64 / 12 || shorts > b.len() as u64 / 24 {
             return Err(bad("truncated"));
         }
         part.items.reserve(items as usize);
@@ -160,6 +178,18 @@ impl Part {
                 return Err(bad("a key points past the items"));
             }
             part.keys.push((k, i));
+        }
+        part.shorts.reserve(shorts as usize);
+        for _ in 0..shorts {
+            let (anchor, whole) = (r.u64().ok_or_else(|| bad("truncated"))?, r.u64().ok_or_else(|| bad("truncated"))?);
+            let (len, item) = (r.u32().ok_or_else(|| bad("truncated"))?, r.u32().ok_or_else(|| bad("truncated"))?);
+            if item as u64 >= items {
+                return Err(bad("a key points past the items"));
+            }
+            if (len as usize) < p.min_words.max(1) || len as usize >= p.n {
+                return Err(bad("a whole item's length is out of range"));
+            }
+            part.shorts.push(Short { anchor, whole, len, item });
         }
         if r.at != b.len() {
             return Err(bad("trailing bytes"));
@@ -275,7 +305,7 @@ fn add_object(
     b: &Benchmark,
     number: usize,
     p: Params,
-    roller: &mut Roller,
+    words: &mut Words,
 ) {
     let id_field = b.id.as_deref().unwrap_or("id");
     let id = lookup(obj, id_field).and_then(id_text).unwrap_or_else(|| number.to_string());
@@ -293,7 +323,7 @@ fn add_object(
             }
         }
     }
-    part.add(id, &text, p, roller);
+    part.add(id, &text, p, words);
 }
 
 /// Decompresses `bytes` when `location` ends in `.gz`.
@@ -320,7 +350,7 @@ pub fn index_bytes(b: &Benchmark, location: &str, bytes: Vec<u8>, p: Params) -> 
     let lower = location.to_ascii_lowercase();
     let lower = lower.strip_suffix(".gz").unwrap_or(&lower);
     let mut part = Part::default();
-    let mut roller = Roller::new(p.n, &[]);
+    let mut words = Words::default();
     if lower.ends_with(".parquet") {
         index_parquet(bytes::Bytes::from(bytes), b, location, p, &mut part)?;
         return Ok(part);
@@ -330,7 +360,7 @@ pub fn index_bytes(b: &Benchmark, location: &str, bytes: Vec<u8>, p: Params) -> 
     })?;
     if lower.ends_with(".txt") {
         for (i, line) in text.lines().enumerate() {
-            part.add(i.to_string(), line, p, &mut roller);
+            part.add(i.to_string(), line, p, &mut words);
         }
     } else if lower.ends_with(".json") {
         let items: Vec<Ordered> = serde_json::from_str(&text).map_err(|e| {
@@ -339,7 +369,7 @@ pub fn index_bytes(b: &Benchmark, location: &str, bytes: Vec<u8>, p: Params) -> 
             ))
         })?;
         for (i, obj) in items.iter().enumerate() {
-            add_object(&mut part, &obj.0, b, i, p, &mut roller);
+            add_object(&mut part, &obj.0, b, i, p, &mut words);
         }
     } else {
         let mut number = 0;
@@ -350,7 +380,7 @@ pub fn index_bytes(b: &Benchmark, location: &str, bytes: Vec<u8>, p: Params) -> 
             let obj: Ordered = serde_json::from_str(line).map_err(|e| {
                 EngineError::User(format!("benchmark {location}:{}: not a JSON object: {e}", line_no + 1))
             })?;
-            add_object(&mut part, &obj.0, b, number, p, &mut roller);
+            add_object(&mut part, &obj.0, b, number, p, &mut words);
             number += 1;
         }
     }
@@ -398,7 +428,7 @@ fn index_parquet(bytes: bytes::Bytes, b: &Benchmark, location: &str, p: Params, 
         }
         b.fields.clone()
     };
-    let mut roller = Roller::new(p.n, &[]);
+    let mut words = Words::default();
     let mut number = part.items.len();
     let mut text = String::new();
     for batch in builder.build().map_err(err)? {
@@ -417,7 +447,7 @@ fn index_parquet(bytes: bytes::Bytes, b: &Benchmark, location: &str, p: Params, 
                         .or_else(|| arrow::util::display::array_value_to_string(c, i).ok().filter(|_| c.is_valid(i)))
                 })
                 .unwrap_or_else(|| number.to_string());
-            part.add(id, &text, p, &mut roller);
+            part.add(id, &text, p, &mut words);
             number += 1;
         }
     }
@@ -471,7 +501,7 @@ pub async fn index_version(
 ) -> Result<(Part, String, bool)> {
     let e = smelt_engine::upstream::open_version(datasets, spec, "benchmarks").await?;
     let key =
-        IndexKey { n: p.n, min_words: p.min_words, fields: &b.fields, id: b.id.as_deref(), words: "alnum-lower-v1" };
+        IndexKey { n: p.n, min_words: p.min_words, fields: &b.fields, id: b.id.as_deref(), words: "alnum-lower-v2" };
     let key = xxhash_rust::xxh3::xxh3_64(serde_json::to_string(&key).unwrap_or_default().as_bytes());
     let rel = format!("_indexes/decontaminate-{key:016x}/{:06}.bin", e.manifest.version);
     let location = format!("{}/{rel}", e.store.url());
@@ -499,6 +529,7 @@ pub fn local_missing(location: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use super::super::ngrams::whole_key;
     use super::*;
 
     const P: Params = Params { n: 4, min_words: 2 };
@@ -515,19 +546,26 @@ mod tests {
     #[test]
     fn items_short_items_and_the_stored_form() {
         let mut part = Part::default();
-        let mut r = Roller::new(P.n, &[]);
-        part.add("long".into(), "one two three four five", P, &mut r);
-        part.add("short".into(), "one two three", P, &mut r);
-        part.add("tiny".into(), "one", P, &mut r);
+        let mut w = Words::default();
+        part.add("long".into(), "one two three four five", P, &mut w);
+        part.add("short".into(), "one two three", P, &mut w);
+        part.add("tiny".into(), "one", P, &mut w);
         assert_eq!(part.items, ["long", "short", "tiny"]);
-        assert_eq!(part.keys.len(), 3);
-        assert_eq!(part.short_lengths, [3]);
+        assert_eq!(part.keys.len(), 2);
+        let short = Short { anchor: whole_key("one two").0, whole: whole_key("one two three").0, len: 3, item: 1 };
+        assert_eq!(part.shorts, [short]);
         assert_eq!((part.short_items, part.too_short), (1, 1));
         let bytes = part.to_bytes(P);
         assert_eq!(Part::from_bytes(&bytes, P, "x").unwrap(), Some(part.clone()));
         assert_eq!(Part::from_bytes(&bytes, Params { n: 5, min_words: 2 }, "x").unwrap(), None);
         let err = Part::from_bytes(&bytes[..bytes.len() - 3], P, "x").unwrap_err().to_string();
         assert!(err.contains("truncated"), "{err}");
+        // A whole item of n words would never be looked for: the file is damaged.
+        let mut bad = bytes.clone();
+        let at = bad.len() - 8;
+        bad[at..at + 4].copy_from_slice(&4u32.to_le_bytes());
+        let err = Part::from_bytes(&bad, P, "x").unwrap_err().to_string();
+        assert!(err.contains("out of range"), "{err}");
     }
 
     #[test]
@@ -543,10 +581,12 @@ mod tests {
         assert_eq!(part.items, ["0", "q2"]);
         // "zebra apple mango kiwi pear": two 4-grams, in the file's order.
         let want: Vec<u64> =
-            ["zebra apple mango kiwi", "apple mango kiwi pear"].iter().map(|s| Roller::whole(s).0).collect();
+            ["zebra apple mango kiwi", "apple mango kiwi pear"].iter().map(|s| whole_key(s).0).collect();
         assert_eq!(part.keys.iter().map(|k| k.0).collect::<Vec<_>>(), want);
         let part = index_file(&bench(&["choices"]), &path.display().to_string(), P).unwrap();
-        assert_eq!(part.keys, [(Roller::whole("mango kiwi pear").0, 0)]);
+        assert!(part.keys.is_empty());
+        let whole = whole_key("mango kiwi pear").0;
+        assert_eq!(part.shorts, [Short { anchor: whole_key("mango kiwi").0, whole, len: 3, item: 0 }]);
         std::fs::write(&path, "{\"a\": 1}\nnot json\n").unwrap();
         let err = index_file(&bench(&[]), &path.display().to_string(), P).unwrap_err().to_string();
         assert!(err.contains("q.jsonl:2: not a JSON object"), "{err}");

@@ -4,8 +4,8 @@
 //!
 //! ```text
 //! benchmarks: [evals/mmlu.jsonl, {from: evals@3, fields: [question]}]   (read once per process, at compile time)
-//!   ──items──► n-grams of n normalised words (ngrams.rs), whole items of min_words..n-1 words ──► one table
-//! text ──every n-gram (and every sequence of a short item's length) looked up──► hits: (item, byte range)
+//!   ──items──► n-grams of n normalised words (ngrams.rs) ──► table; items of min_words..n-1 words ──► anchors: key of their first min_words
+//! text ──every n-gram looked up; every min_words-gram in the anchors, then the whole item at that word──► hits: (item, byte range)
 //!   action drop     ──► dropped `contaminated:<benchmark>` (the benchmark of the first hit)
 //!   action cut      ──► each hit and `cut_chars` characters around it removed; past `max_cuts` cuts: dropped
 //!   action annotate ──► `contamination`: list of {benchmark, item}; nothing dropped
@@ -14,7 +14,8 @@
 //! With `drop`, n-grams starting inside a match already found are not looked
 //! up: a copied item matches each of its n-grams, and one hit per matched
 //! stretch is all dropping needs (an item whose n-grams all lie inside another
-//! item's match is then not counted in `match:` counters).
+//! item's match is then not counted in `match:` counters). Whole short items
+//! are looked for everywhere. Hits are reported in the order they end.
 //! A catalog version used as a benchmark keeps its index beside it
 //! (`_indexes/decontaminate-<params>/<V>.bin`), built by the first run that
 //! needs it. Items shorter than `n` words are matched whole when they have at
@@ -40,8 +41,8 @@ use smelt_engine::{
     SchemaError, StageConfig, Transform, TransformConfig,
 };
 
-use self::benchmarks::{Benchmark, Origin, Params, Part};
-use self::ngrams::{Roller, Table};
+use self::benchmarks::{Benchmark, Origin, Params, Part, Short};
+use self::ngrams::{Table, Words};
 
 /// The column `action: annotate` writes.
 pub const COLUMN: &str = "contamination";
@@ -154,9 +155,14 @@ pub struct DecontaminateConfig {
 /// The index of all benchmarks.
 #[derive(Debug)]
 pub struct Prepared {
+    /// n-gram keys to items.
     table: Table,
-    /// Word counts below `n` that some item is matched whole at.
-    short_lengths: Vec<usize>,
+    /// Anchor keys of whole items (their first `min_words` words) to groups.
+    anchors: Table,
+    /// Whole items by anchor, in item order (no two of one key).
+    groups: Vec<Vec<Short>>,
+    /// Words of an anchor.
+    anchor_words: usize,
     /// First item number of each benchmark.
     offsets: Vec<u32>,
     /// Item ids, by item number.
@@ -169,10 +175,12 @@ pub struct Prepared {
 
 impl Prepared {
     /// Joins the parts' items and keys (the first item holding a key keeps it).
-    pub fn new(parts: Vec<(String, Part, serde_json::Value)>) -> Prepared {
+    pub fn new(parts: Vec<(String, Part, serde_json::Value)>, p: Params) -> Prepared {
         let total: usize = parts.iter().map(|p| p.1.keys.len()).sum();
         let mut table = Table::with_capacity(total);
-        let (mut offsets, mut items, mut names, mut lineage, mut short) = (vec![], vec![], vec![], vec![], vec![]);
+        let mut anchors = Table::with_capacity(parts.iter().map(|p| p.1.shorts.len()).sum());
+        let mut groups: Vec<Vec<Short>> = Vec::new();
+        let (mut offsets, mut items, mut names, mut lineage) = (vec![], vec![], vec![], vec![]);
         for (name, part, mut info) in parts {
             let offset = items.len() as u32;
             offsets.push(offset);
@@ -180,19 +188,31 @@ impl Prepared {
             for &(k, i) in &part.keys {
                 table.insert(k, offset + i);
             }
+            let mut wholes = 0;
+            for &short in &part.shorts {
+                let group = match anchors.probe(short.anchor) {
+                    Some(g) => g as usize,
+                    None => {
+                        anchors.insert(short.anchor, groups.len() as u32);
+                        groups.push(Vec::new());
+                        groups.len() - 1
+                    }
+                };
+                if !groups[group].iter().any(|s| s.whole == short.whole) {
+                    groups[group].push(Short { item: offset + short.item, ..short });
+                    wholes += 1;
+                }
+            }
             info["items"] = part.items.len().into();
             // Distinct n-grams (and whole short items) this benchmark adds to the index.
-            info["keys"] = (table.len() - before).into();
+            info["keys"] = (table.len() - before + wholes).into();
             info["matched_whole"] = part.short_items.into();
             info["too_short"] = part.too_short.into();
-            short.extend(part.short_lengths.iter().copied());
             items.extend(part.items);
             names.push(name);
             lineage.push(info);
         }
-        short.sort_unstable();
-        short.dedup();
-        Prepared { table, short_lengths: short, offsets, items, names, lineage }
+        Prepared { table, anchors, groups, anchor_words: p.min_words.max(1), offsets, items, names, lineage }
     }
 
     /// The benchmark number of item `item`.
@@ -200,9 +220,9 @@ impl Prepared {
         self.offsets.partition_point(|&o| o <= item) - 1
     }
 
-    /// Keys in the table.
+    /// Keys held: n-grams and whole items.
     pub fn keys(&self) -> usize {
-        self.table.len()
+        self.table.len() + self.groups.iter().map(Vec::len).sum::<usize>()
     }
 }
 
@@ -360,7 +380,7 @@ impl DecontaminateConfig {
                 }
             }
         }
-        Ok(Prepared::new(parts))
+        Ok(Prepared::new(parts, p))
     }
 
     fn schema_for(&self, input: &SchemaRef) -> SchemaRef {
@@ -400,10 +420,10 @@ impl TransformConfig for DecontaminateConfig {
 
     fn build(&self, input: &SchemaRef) -> Result<Box<dyn Transform>> {
         let prepared = self.prepared().map_err(|e| EngineError::User(e.0))?;
-        let roller = Roller::new(self.n, &prepared.short_lengths);
         Ok(Box::new(Decontaminate {
             prepared,
-            roller,
+            words: Words::default(),
+            n: self.n,
             action: self.action,
             text: self.text.clone(),
             cut_chars: self.cut_chars,
@@ -422,7 +442,8 @@ impl TransformConfig for DecontaminateConfig {
 /// The runtime of one split.
 struct Decontaminate {
     prepared: Arc<Prepared>,
-    roller: Roller,
+    words: Words,
+    n: usize,
     action: Action,
     text: String,
     cut_chars: usize,
@@ -431,8 +452,8 @@ struct Decontaminate {
     output: SchemaRef,
     /// Hits of the document being scanned: (item, start byte, end byte).
     hits: Vec<(u32, usize, usize)>,
-    /// Keys of the document being scanned, with their byte ranges.
-    keys: Vec<(u64, usize, usize)>,
+    /// n-gram keys of the document being scanned, by first word.
+    keys: Vec<u64>,
     /// Indexes into `keys` of those the filter let through.
     candidates: Vec<u32>,
     counters: BTreeMap<String, u64>,
@@ -452,23 +473,26 @@ enum Outcome {
 }
 
 impl Decontaminate {
-    /// Finds the benchmark items in `text`, in three passes so that the
-    /// index's cache misses overlap instead of following one another: the
-    /// keys are made (each one's filter word asked for), the filter picks
-    /// the candidates (each one's table slot asked for), and the candidates
-    /// are looked up.
+    /// Finds the benchmark items in `text`. Its words are read first; then
+    /// the n-grams go in three passes so that the index's cache misses
+    /// overlap instead of following one another: the keys are made (each
+    /// one's filter word asked for), the filter picks the candidates (each
+    /// one's table slot asked for), and the candidates are looked up. Whole
+    /// short items are looked for last, by their anchors.
     fn scan(&mut self, text: &str) {
         self.hits.clear();
         self.keys.clear();
         self.candidates.clear();
-        let table = &self.prepared.table;
+        self.words.scan(text);
+        let (p, words, n) = (&*self.prepared, &self.words, self.n);
+        let table = &p.table;
         let keys = &mut self.keys;
-        self.roller.keys(text, |k, s, e| {
+        words.each_key(n, |k| {
             table.prefetch_filter(k);
-            keys.push((k, s, e));
+            keys.push(k);
         });
         let mut run = false;
-        for (i, &(k, _, _)) in self.keys.iter().enumerate() {
+        for (i, &k) in self.keys.iter().enumerate() {
             let candidate = table.may_hold(k);
             if candidate {
                 // In a run of candidates (a copied item), dropping looks up only a few: the first is asked for.
@@ -483,15 +507,38 @@ impl Decontaminate {
         // match are not counted again (a copied item hits every one of its n-grams).
         let skip_overlaps = self.action == Action::Drop;
         let mut covered = 0;
-        for &i in &self.candidates {
-            let (k, s, e) = self.keys[i as usize];
-            if skip_overlaps && s < covered {
+        for &first in &self.candidates {
+            let first = first as usize;
+            if skip_overlaps && first < covered {
                 continue;
             }
-            if let Some(item) = table.probe(k) {
+            if let Some(item) = table.probe(self.keys[first]) {
+                let (s, e) = words.span(first, n);
                 self.hits.push((item, s, e));
-                covered = e;
+                covered = first + n;
             }
+        }
+        if p.groups.is_empty() {
+            return;
+        }
+        let found = self.hits.len();
+        let mut first = 0;
+        words.each_key(p.anchor_words, |anchor| {
+            if p.anchors.may_hold(anchor) {
+                if let Some(group) = p.anchors.probe(anchor) {
+                    for short in &p.groups[group as usize] {
+                        let len = short.len as usize;
+                        if first + len <= words.len() && words.key(first, len) == short.whole {
+                            let (s, e) = words.span(first, len);
+                            self.hits.push((short.item, s, e));
+                        }
+                    }
+                }
+            }
+            first += 1;
+        });
+        if self.hits.len() > found {
+            self.hits.sort_by_key(|&(_, s, e)| (e, s));
         }
     }
 
