@@ -4,6 +4,7 @@
 # and runs each for a bounded time, seeded with the repository's real fixtures.
 #
 #   fuzz/run.sh [SECONDS_PER_TARGET] [TARGET...]     # default 60 s, every target
+#   FUZZ_JOBS=1 fuzz/run.sh 60                         # one target at a time (default: one per core)
 #
 # A crash (an uncaught panic, an abort, a timeout of 10 s on one input, or more
 # than 2 GiB of memory) fails the script; libFuzzer leaves the input in
@@ -27,19 +28,31 @@ cargo build --release --locked --bins -q --target "$host"
 bin="target/$host/release"
 echo "fuzz build: $(( $(date +%s) - start )) s"
 ./seeds.sh
-for t in "${targets[@]}"; do
+# The targets run side by side, one per core (each libFuzzer process is one thread).
+jobs=${FUZZ_JOBS:-$(nproc)}
+run_target() {
+    local t=$1 rc=0
     mkdir -p "corpus/$t" "artifacts/$t"
-    dirs=("corpus/$t" "seeds/$t")
+    local dirs=("corpus/$t" "seeds/$t")
     [ -d "regressions/$t" ] && dirs+=("regressions/$t")
-    echo "== $t: ${secs} s"
-    log="artifacts/$t/last-run.log"
-    rc=0
     "$bin/$t" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -max_len=1048576 \
-        -print_final_stats=1 -artifact_prefix="artifacts/$t/" "${dirs[@]}" >"$log" 2>&1 || rc=$?
-    grep -E '^(#[0-9]+ +DONE|stat::number_of_executed_units|stat::peak_rss_mb|INFO: seed corpus)' "$log" || true
-    if [ "$rc" -ne 0 ]; then
-        tail -n 40 "$log" >&2
-        echo "fuzz target $t crashed (exit $rc): the input is in fuzz/artifacts/$t/, the log in $log" >&2
-        exit 1
-    fi
+        -print_final_stats=1 -artifact_prefix="artifacts/$t/" "${dirs[@]}" >"artifacts/$t/last-run.log" 2>&1 || rc=$?
+    echo "$rc" >"artifacts/$t/last-run.rc"
+}
+for ((i = 0; i < ${#targets[@]}; i += jobs)); do
+    batch=("${targets[@]:i:jobs}")
+    echo "== ${batch[*]}: ${secs} s each"
+    for t in "${batch[@]}"; do run_target "$t" & done
+    wait
+    for t in "${batch[@]}"; do
+        log="artifacts/$t/last-run.log"
+        rc=$(cat "artifacts/$t/last-run.rc")
+        echo "-- $t"
+        grep -E '^(#[0-9]+ +DONE|stat::number_of_executed_units|stat::peak_rss_mb|INFO: seed corpus)' "$log" || true
+        if [ "$rc" -ne 0 ]; then
+            tail -n 40 "$log" >&2
+            echo "fuzz target $t crashed (exit $rc): the input is in fuzz/artifacts/$t/, the log in $log" >&2
+            exit 1
+        fi
+    done
 done

@@ -185,36 +185,50 @@ trait Cursor {
     }
 }
 
-/// A cursor reading an index on the joining thread.
-struct ReaderCursor<R: Read> {
-    r: DocIndexReader<R>,
+/// A cursor over one of the catalog's record readers, on the joining
+/// thread: the streaming [`DocIndexReader`] or a mapped key range's
+/// [`MappedRecords`].
+struct RecordCursor<T> {
+    r: T,
     has: bool,
 }
+
+/// The [`Cursor`] of a record reader: both readers have the same methods
+/// (`id`, `hash`, `repeats_id`, `advance`), so one body serves both.
+macro_rules! record_cursor {
+    ([$($generics:tt)*] $reader:ty) => {
+        impl<$($generics)*> Cursor for RecordCursor<$reader> {
+            fn has(&self) -> bool {
+                self.has
+            }
+            fn id(&self) -> &[u8] {
+                self.r.id()
+            }
+            fn hash(&self) -> &[u8; 16] {
+                self.r.hash()
+            }
+            fn repeats(&self) -> bool {
+                self.r.repeats_id()
+            }
+            fn next(&mut self) -> io::Result<()> {
+                self.has = self.r.advance()?;
+                Ok(())
+            }
+        }
+    };
+}
+
+record_cursor!([R: Read] DocIndexReader<R>);
+record_cursor!(['a] MappedRecords<'a>);
+
+/// A cursor reading a whole index from `R`.
+type ReaderCursor<R> = RecordCursor<DocIndexReader<R>>;
 
 impl<R: Read> ReaderCursor<R> {
     fn new(r: R) -> io::Result<Self> {
         let mut r = DocIndexReader::new(r)?;
         let has = r.advance()?;
-        Ok(ReaderCursor { r, has })
-    }
-}
-
-impl<R: Read> Cursor for ReaderCursor<R> {
-    fn has(&self) -> bool {
-        self.has
-    }
-    fn id(&self) -> &[u8] {
-        self.r.id()
-    }
-    fn hash(&self) -> &[u8; 16] {
-        self.r.hash()
-    }
-    fn repeats(&self) -> bool {
-        self.r.repeats_id()
-    }
-    fn next(&mut self) -> io::Result<()> {
-        self.has = self.r.advance()?;
-        Ok(())
+        Ok(RecordCursor { r, has })
     }
 }
 
@@ -491,31 +505,6 @@ fn decode_thread<R: Read>(r: R, tx: SyncSender<Msg>, ret: Receiver<Batch>) -> Op
     }
 }
 
-/// A cursor over one key range of a mapped index.
-struct MappedCursor<'a> {
-    r: MappedRecords<'a>,
-    has: bool,
-}
-
-impl Cursor for MappedCursor<'_> {
-    fn has(&self) -> bool {
-        self.has
-    }
-    fn id(&self) -> &[u8] {
-        self.r.id()
-    }
-    fn hash(&self) -> &[u8; 16] {
-        self.r.hash()
-    }
-    fn repeats(&self) -> bool {
-        self.r.repeats_id()
-    }
-    fn next(&mut self) -> io::Result<()> {
-        self.has = self.r.advance()?;
-        Ok(())
-    }
-}
-
 /// What one thread of [`diff_mapped`] did: the whole-file checks it ran,
 /// its range's join, and the checksum block digests of each side's range.
 type RangeResult = (Result<()>, std::result::Result<(DocDiff, Samplers), SideError>, [Vec<[u8; 16]>; 2]);
@@ -561,7 +550,7 @@ fn diff_mapped(
             let (len, sum) = sides[i].checksum(&r.checksum);
             check_sum(len, &sum, r, location[i])
         });
-        let (mut ca, mut cb) = (MappedCursor { r: ra, has: false }, MappedCursor { r: rb, has: false });
+        let (mut ca, mut cb) = (RecordCursor { r: ra, has: false }, RecordCursor { r: rb, has: false });
         let joined = ca
             .next()
             .map_err(|e| SideError("A", e))

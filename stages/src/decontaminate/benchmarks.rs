@@ -155,9 +155,11 @@ impl Part {
         if n as usize != p.n || min_words as usize != p.min_words {
             return Ok(None);
         }
-        let mut part = Part::default();
-        part.short_items = r.u64().ok_or_else(|| bad("truncated"))?;
-        part.too_short = r.u64().ok_or_else(|| bad("truncated"))?;
+        let mut part = Part {
+            short_items: r.u64().ok_or_else(|| bad("truncated"))?,
+            too_short: r.u64().ok_or_else(|| bad("truncated"))?,
+            ..Part::default()
+        };
         let items = r.u64().ok_or_else(|| bad("truncated"))?;
         let keys = r.u64().ok_or_else(|| bad("truncated"))?;
         let shorts = r.u64().ok_or_else(|| bad("truncated"))?;
