@@ -8,6 +8,6 @@
 #   bash bench/decontaminate.sh      # needs ~/.cache/smelt-peers (venv with datatrove 0.10.1, pyarrow) and ../shared/data
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release --locked -q --workspace --bins
+cargo build --release --locked -q --workspace --bins --example bench_pii_toxicity
 echo "$(date -u +%F) $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), load $(cut -d' ' -f1-3 /proc/loadavg)"
 ~/.cache/smelt-peers/venv/bin/python bench/decontaminate.py "${WORK:-target/decontaminate-bench}"
