@@ -10,6 +10,15 @@
       is a true positive, missed a false negative; a 'without' snippet found a
       false positive, absent a true negative (as trafilatura's comparison.py);
       precision, recall, F1 and accuracy over all snippets.
+  readability: Mozilla Readability's test pages, the 93 real ones (news,
+    blog and reference pages saved from their sites; the 36 under 8 KB are
+    hand-made tests of one feature each; ../shared/data/news/readability-test-pages), scored by
+    bag of words against Readability.js's own extraction (expected.html: its
+    output, not human gold, so the figures measure agreement with
+    Readability), per page, macro and micro. The pages are split once, by a
+    hash of their names, into a tuning half and a check half (split_part):
+    rules may be tuned on the first; the second stays unseen and is reported
+    beside it. Writes bench/results/extract_readability.json.
   speed: docs/s on one core, pages loaded into memory first (untimed); every
     extractor gets the raw bytes and decodes them itself (smelt: decode_html;
     trafilatura: its own decoding of bytes; resiliparse: detect_encoding +
@@ -222,6 +231,103 @@ def quality(args):
                     g.write(t)
 
 
+# ---------------------------------------------------------------- readability
+def split_part(name):
+    """'tuning' or 'check': fixed by the page's directory name (SHA-256, first byte's parity)."""
+    import hashlib
+    return "tuning" if hashlib.sha256(name.encode()).digest()[0] % 2 == 0 else "check"
+
+
+def html_fragment_text(fragment):
+    """The text of an HTML fragment: tags separate words, entities decoded, scripts and styles left out."""
+    from html.parser import HTMLParser
+
+    class Text(HTMLParser):
+        def __init__(self):
+            super().__init__(convert_charrefs=True)
+            self.parts, self.skip = [], 0
+
+        def handle_starttag(self, tag, attrs):
+            self.skip += tag in ("script", "style")
+            self.parts.append(" ")
+
+        def handle_endtag(self, tag):
+            if tag in ("script", "style") and self.skip > 0:
+                self.skip -= 1
+            self.parts.append(" ")
+
+        def handle_data(self, data):
+            if not self.skip:
+                self.parts.append(data)
+
+    t = Text()
+    t.feed(fragment)
+    t.close()
+    return norm("".join(t.parts))
+
+
+# Readability's test pages under this size are its hand-made tests of one feature each (3.8 KB
+# and less); the real saved pages start at 10 KB.
+READABILITY_MIN_BYTES = 8000
+
+
+def readability_pages():
+    """(name, source.html path, Readability's text) of every real test page (both files, 8 KB or more)."""
+    base = os.path.join(SHARED, "readability-test-pages")
+    pages = []
+    for d in sorted(glob.glob(os.path.join(base, "*", ""))):
+        name = os.path.basename(os.path.dirname(d))
+        src, exp = os.path.join(d, "source.html"), os.path.join(d, "expected.html")
+        if os.path.exists(src) and os.path.exists(exp) and os.path.getsize(src) >= READABILITY_MIN_BYTES:
+            pages.append((name, src, html_fragment_text(open(exp, encoding="utf-8", errors="replace").read())))
+    return pages
+
+
+def readability(args):
+    if not args.only_smelt:
+        import common  # noqa: F401  (offline environment for the peers)
+    pages = readability_pages()
+    files = [src for _, src, _ in pages]
+    outputs = {"smelt extract": smelt_texts(files)}
+    for name, fn in PEER_EXTRACTORS.items():
+        if args.only_smelt:
+            break
+        reset_caches()
+        outputs[name] = {f: fn(open(f, "rb").read()) for f in files}
+    rows, per_page = [], {}
+    for name, texts in outputs.items():
+        scores = {pname: bow_scores(texts[src], gold) for pname, src, gold in pages}
+        per_page[name] = {k: round(v["f1"], 3) for k, v in scores.items()}
+        for part in ("tuning", "check", "all"):
+            mine = [v for k, v in scores.items() if part == "all" or split_part(k) == part]
+            tot = collections.Counter()
+            for v in mine:
+                tot.update({"overlap": v["overlap"], "pred": v["pred"], "gold": v["gold"]})
+            mp, mr = tot["overlap"] / max(tot["pred"], 1), tot["overlap"] / max(tot["gold"], 1)
+            rows.append({
+                "extractor": name, "part": part, "pages": len(mine),
+                "bow_macro_p": statistics.mean(v["p"] for v in mine),
+                "bow_macro_r": statistics.mean(v["r"] for v in mine),
+                "bow_macro_f1": statistics.mean(v["f1"] for v in mine),
+                "bow_micro_p": mp, "bow_micro_r": mr,
+                "bow_micro_f1": 2 * mp * mr / (mp + mr) if mp + mr else 0.0,
+            })
+    parts = collections.Counter(split_part(n) for n, _, _ in pages)
+    print(f"Readability test pages of {READABILITY_MIN_BYTES} bytes or more: {len(pages)} ({parts['tuning']} tuning, {parts['check']} check); reference: Readability.js's expected.html")
+    print(f"{'extractor':30s} {'part':7s} {'pages':>5s} | {'P':>6s} {'R':>6s} {'F1':>6s} (macro) | {'P':>6s} {'R':>6s} {'F1':>6s} (micro)")
+    for r in rows:
+        print(f"{r['extractor']:30s} {r['part']:7s} {r['pages']:5d} | {r['bow_macro_p']:6.3f} {r['bow_macro_r']:6.3f} {r['bow_macro_f1']:6.3f}         | "
+              f"{r['bow_micro_p']:6.3f} {r['bow_micro_r']:6.3f} {r['bow_micro_f1']:6.3f}")
+    if args.verbose:
+        for name in outputs:
+            print(name, json.dumps({k: v for k, v in per_page[name].items() if split_part(k) == "tuning"}))
+    if not args.only_smelt:
+        os.makedirs(RESULTS, exist_ok=True)
+        with open(os.path.join(RESULTS, "extract_readability.json"), "w") as f:
+            json.dump({"split": {n: split_part(n) for n, _, _ in pages}, "rows": rows,
+                       "per_page_bow_f1": per_page}, f, indent=1, ensure_ascii=False)
+
+
 # ---------------------------------------------------------------- speed
 def dump_warc_pages(pattern, dest, limit=None, seed=0):
     """Raw HTML payloads of 200 text/html responses (as the peers' harness selects them) into dest/."""
@@ -304,13 +410,16 @@ def main():
     q.add_argument("--dump", action="store_true", help="write every extractor's texts under target/extract-bench/texts/")
     q.add_argument("--only-smelt", action="store_true", help="score smelt alone (no peers, results file untouched): for quick iteration")
     q.add_argument("--snippets", action="store_true", help="list every snippet smelt misses or wrongly keeps")
+    r = sub.add_parser("readability")
+    r.add_argument("-v", "--verbose", action="store_true", help="per-page F1 of the tuning half (the check half stays unseen)")
+    r.add_argument("--only-smelt", action="store_true", help="score smelt alone (results file untouched)")
     s = sub.add_parser("speed")
     s.add_argument("--runs", type=int, default=3)
     s.add_argument("--debdocs", type=int, default=1500)
     s.add_argument("--peers", nargs="*", default=list(PEER_EXTRACTORS))
     a = ap.parse_args()
     os.makedirs(OUT, exist_ok=True)
-    quality(a) if a.cmd == "quality" else speed(a)
+    {"quality": quality, "readability": readability, "speed": speed}[a.cmd](a)
 
 
 if __name__ == "__main__":
