@@ -162,25 +162,40 @@ def snippet_pages():
     return [(os.path.join(base, f), w, wo) for f, (w, wo) in sorted(EVAL.items()) if os.path.exists(os.path.join(base, f))]
 
 
-def quality(args):
-    if not args.only_smelt:
+def extract_all(files, only_smelt):
+    """{extractor: {file: text}}: smelt, then each peer unless only_smelt."""
+    if not only_smelt:
         import common  # noqa: F401  (offline environment for the peers)
-    gp, sp = gold_pages(), snippet_pages()
-    files = [p for p, _ in gp] + [p for p, _, _ in sp]
     outputs = {"smelt extract": smelt_texts(files)}
     for name, fn in PEER_EXTRACTORS.items():
-        if args.only_smelt:
+        if only_smelt:
             break
         reset_caches()
         outputs[name] = {f: fn(open(f, "rb").read()) for f in files}
+    return outputs
+
+
+def bow_summary(scores):
+    """Macro (mean over pages) and micro (over all tokens) P/R/F1 of several pages' bow_scores."""
+    tot = collections.Counter()
+    for s in scores:
+        tot.update({"overlap": s["overlap"], "pred": s["pred"], "gold": s["gold"]})
+    mp, mr = tot["overlap"] / max(tot["pred"], 1), tot["overlap"] / max(tot["gold"], 1)
+    return {
+        "bow_macro_p": statistics.mean(s["p"] for s in scores),
+        "bow_macro_r": statistics.mean(s["r"] for s in scores),
+        "bow_macro_f1": statistics.mean(s["f1"] for s in scores),
+        "bow_micro_p": mp, "bow_micro_r": mr, "bow_micro_f1": 2 * mp * mr / (mp + mr) if mp + mr else 0.0,
+    }
+
+
+def quality(args):
+    gp, sp = gold_pages(), snippet_pages()
+    outputs = extract_all([p for p, _ in gp] + [p for p, _, _ in sp], args.only_smelt)
     rows, per_page = [], {}
     for name, texts in outputs.items():
         bows = [bow_scores(texts[f], gold) for f, gold in gp]
         per_page[name] = {os.path.basename(f): round(s["f1"], 3) for (f, _), s in zip(gp, bows)}
-        tot = collections.Counter()
-        for s in bows:
-            tot.update({"overlap": s["overlap"], "pred": s["pred"], "gold": s["gold"]})
-        mp, mr = tot["overlap"] / max(tot["pred"], 1), tot["overlap"] / max(tot["gold"], 1)
         counts = collections.Counter()
         snip_fail = {}
         for f, w, wo in sp:
@@ -192,10 +207,7 @@ def quality(args):
         rows.append({
             "extractor": name,
             "gold_pages": len(gp),
-            "bow_macro_p": statistics.mean(s["p"] for s in bows),
-            "bow_macro_r": statistics.mean(s["r"] for s in bows),
-            "bow_macro_f1": statistics.mean(s["f1"] for s in bows),
-            "bow_micro_p": mp, "bow_micro_r": mr, "bow_micro_f1": 2 * mp * mr / (mp + mr) if mp + mr else 0.0,
+            **bow_summary(bows),
             "snippet_pages": len(sp), **dict(counts),
             "snip_p": sp_, "snip_r": sr, "snip_f1": sf, "snip_acc": sa,
             "snip_fail": snip_fail,
@@ -284,34 +296,15 @@ def readability_pages():
 
 
 def readability(args):
-    if not args.only_smelt:
-        import common  # noqa: F401  (offline environment for the peers)
     pages = readability_pages()
-    files = [src for _, src, _ in pages]
-    outputs = {"smelt extract": smelt_texts(files)}
-    for name, fn in PEER_EXTRACTORS.items():
-        if args.only_smelt:
-            break
-        reset_caches()
-        outputs[name] = {f: fn(open(f, "rb").read()) for f in files}
+    outputs = extract_all([src for _, src, _ in pages], args.only_smelt)
     rows, per_page = [], {}
     for name, texts in outputs.items():
         scores = {pname: bow_scores(texts[src], gold) for pname, src, gold in pages}
         per_page[name] = {k: round(v["f1"], 3) for k, v in scores.items()}
         for part in ("tuning", "check", "all"):
             mine = [v for k, v in scores.items() if part == "all" or split_part(k) == part]
-            tot = collections.Counter()
-            for v in mine:
-                tot.update({"overlap": v["overlap"], "pred": v["pred"], "gold": v["gold"]})
-            mp, mr = tot["overlap"] / max(tot["pred"], 1), tot["overlap"] / max(tot["gold"], 1)
-            rows.append({
-                "extractor": name, "part": part, "pages": len(mine),
-                "bow_macro_p": statistics.mean(v["p"] for v in mine),
-                "bow_macro_r": statistics.mean(v["r"] for v in mine),
-                "bow_macro_f1": statistics.mean(v["f1"] for v in mine),
-                "bow_micro_p": mp, "bow_micro_r": mr,
-                "bow_micro_f1": 2 * mp * mr / (mp + mr) if mp + mr else 0.0,
-            })
+            rows.append({"extractor": name, "part": part, "pages": len(mine), **bow_summary(mine)})
     parts = collections.Counter(split_part(n) for n, _, _ in pages)
     print(f"Readability test pages of {READABILITY_MIN_BYTES} bytes or more: {len(pages)} ({parts['tuning']} tuning, {parts['check']} check); reference: Readability.js's expected.html")
     print(f"{'extractor':30s} {'part':7s} {'pages':>5s} | {'P':>6s} {'R':>6s} {'F1':>6s} (macro) | {'P':>6s} {'R':>6s} {'F1':>6s} (micro)")
