@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use smelt_connectors::warc::{parse_http_response, WarcReader};
-use smelt_stages::{extract_document, ExtractOptions};
+use smelt_stages::{explain_document, extract_document, ExplainedBlock, ExtractOptions};
 
 use crate::output::emit;
 
@@ -17,7 +17,8 @@ use crate::output::emit;
 #[command(after_help = "Examples:
   smelt extract page.html
   smelt extract --warc examples/data/cc/CC-MAIN-2024-22-whirlwind.warc.gz --limit 3
-  smelt extract --warc crawl.warc.gz --url 'bbc.co.uk' --format json | jq .text")]
+  smelt extract --warc crawl.warc.gz --url 'bbc.co.uk' --format json | jq .text
+  smelt extract --explain page.html      # every block: kept (+) or dropped (-), and the rule that decided")]
 pub struct ExtractArgs {
     /// HTML files (charset from <meta> or detection).
     pub files: Vec<PathBuf>,
@@ -33,6 +34,11 @@ pub struct ExtractArgs {
     /// Put the page <title> first.
     #[arg(long)]
     pub keep_title: bool,
+    /// Print every block of the page instead of the text: `+` kept or `-`
+    /// dropped, the rule or feature that decided (main node, link list,
+    /// furniture by tag or class, ...), its role, bytes and link bytes.
+    #[arg(long)]
+    pub explain: bool,
     /// Time budget per page in milliseconds (0: none).
     #[arg(long, default_value = "1000")]
     pub timeout_ms: u64,
@@ -71,6 +77,11 @@ pub fn run(args: &ExtractArgs) -> anyhow::Result<()> {
             return false;
         }
         left -= 1;
+        if args.explain {
+            let blocks = explain_document(&page.body, page.content_type.as_deref(), page.url.as_deref(), &options);
+            show_explained(&page, blocks, args.format);
+            return true;
+        }
         let result = extract_document(&page.body, page.content_type.as_deref(), page.url.as_deref(), &options);
         match args.format {
             crate::output::Format::Json => {
@@ -143,6 +154,63 @@ fn warc_pages(path: &Path, url_filter: Option<&str>, show: &mut impl FnMut(Page)
         }
     }
     Ok(true)
+}
+
+/// Prints the blocks of one page with their verdicts.
+fn show_explained(
+    page: &Page,
+    blocks: Result<Vec<ExplainedBlock>, smelt_stages::SkipReason>,
+    format: crate::output::Format,
+) {
+    let blocks = match blocks {
+        Ok(b) => b,
+        Err(reason) => {
+            match format {
+                crate::output::Format::Json => emit_json_line(
+                    &serde_json::json!({"source": page.name, "url": page.url, "skipped": reason.as_str()}),
+                ),
+                crate::output::Format::Table => emit(&format!("==> {} [skipped: {}]\n", page.name, reason.as_str())),
+            }
+            return;
+        }
+    };
+    let why = |b: &ExplainedBlock| match b.left_out {
+        Some(l) => format!("{}, but {l}", b.verdict.describe()),
+        None => b.verdict.describe(),
+    };
+    let in_text = |b: &ExplainedBlock| b.verdict.kept() && b.left_out.is_none();
+    match format {
+        crate::output::Format::Json => {
+            let list: Vec<serde_json::Value> = blocks
+                .iter()
+                .map(|b| {
+                    serde_json::json!({"kept": in_text(b), "why": why(b), "role": b.role,
+                        "bytes": b.text.len(), "link_bytes": b.link_bytes, "text": b.text})
+                })
+                .collect();
+            emit_json_line(&serde_json::json!({"source": page.name, "url": page.url, "blocks": list}));
+        }
+        crate::output::Format::Table => {
+            let kept = blocks.iter().filter(|b| in_text(b)).count();
+            let mut out = format!("==> {} [{} blocks, {kept} kept]\n", page.name, blocks.len());
+            for b in &blocks {
+                let line: String = b.text.split_whitespace().collect::<Vec<_>>().join(" ");
+                let line = match line.char_indices().nth(100) {
+                    Some((at, _)) => format!("{}...", &line[..at]),
+                    None => line,
+                };
+                let mark = if in_text(b) { '+' } else { '-' };
+                out.push_str(&format!(
+                    "{mark} {:<7} {:>6} B {:>6} link | {} | {line}\n",
+                    b.role,
+                    b.text.len(),
+                    b.link_bytes,
+                    why(b)
+                ));
+            }
+            emit(&out);
+        }
+    }
 }
 
 fn emit_json_line(v: &serde_json::Value) {

@@ -646,6 +646,19 @@ fn extract_prints_main_content_of_html_files_and_warc_responses() {
     assert!(out.contains("The harbour reopened on Monday") && out.contains("Ferries resume"), "{out}");
     assert!(!out.contains("All rights reserved"), "footer kept: {out}");
 
+    // --explain: every block, kept or dropped, with the rule that decided.
+    let out = env.ok(&["extract", "--explain", page.to_str().unwrap()]);
+    let line = |text: &str| out.lines().find(|l| l.contains(text)).unwrap_or_else(|| panic!("no {text}: {out}"));
+    assert!(
+        line("The harbour reopened").starts_with("+ text") && line("The harbour reopened").contains("| main node |")
+    );
+    assert!(line("All rights reserved").starts_with("- ") && line("All rights reserved").contains("furniture by tag"));
+    let out = env.ok(&["extract", "--explain", "--format", "json", page.to_str().unwrap()]);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let blocks = v["blocks"].as_array().unwrap();
+    assert!(blocks.iter().any(|b| b["kept"] == true && b["why"] == "main node"), "{out}");
+    assert!(blocks.iter().any(|b| b["kept"] == false && b["text"].as_str().unwrap().contains("Copyright")), "{out}");
+
     let warc = repo().join("examples/data/cc/CC-MAIN-2020-34-resiliparse-excerpt.warc.gz");
     let out = env.ok(&["extract", "--warc", warc.to_str().unwrap(), "--limit", "3", "--format", "json"]);
     let lines: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();

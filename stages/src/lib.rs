@@ -33,4 +33,4 @@ pub mod python;
 pub mod tokenize;
 pub mod toxicity;
 
-pub use extract::{extract_document, ExtractOptions, Extracted, SkipReason};
+pub use extract::{explain_document, extract_document, ExplainedBlock, ExtractOptions, Extracted, SkipReason, Verdict};

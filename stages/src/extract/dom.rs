@@ -66,6 +66,20 @@ pub(crate) enum Role {
     Quote,
 }
 
+impl Role {
+    /// Its name in `smelt extract --explain`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Text => "text",
+            Role::Heading => "heading",
+            Role::Item => "item",
+            Role::Row => "row",
+            Role::Pre => "pre",
+            Role::Quote => "quote",
+        }
+    }
+}
+
 /// An element of the tree.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Node {

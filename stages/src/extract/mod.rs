@@ -8,7 +8,7 @@
 //! ```text
 //! (html: LargeBinary, content_type, url)
 //!     ──guards──► too large? binary? ──► dropped with a reason
-//!     ──decode_html──► &str ──dom::parse──► nodes + blocks ──select::main_blocks──► text: LargeUtf8
+//!     ──decode_html──► &str ──dom::parse──► nodes + blocks ──select::verdicts (kept or why not, per block)──► text: LargeUtf8
 //!                                   (deadline checked in every loop: extract_timeout)
 //!                                              empty or shorter than min_chars ──► dropped with a reason
 //! ```
@@ -19,6 +19,8 @@
 mod dom;
 mod patterns;
 mod select;
+
+pub use self::select::Verdict;
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -128,6 +130,88 @@ fn looks_binary(bytes: &[u8]) -> bool {
     nul * 1000 > head.len() || control * 20 > head.len()
 }
 
+/// One block of a page as `smelt extract --explain` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExplainedBlock {
+    /// Its text (lines joined by `\n`).
+    pub text: String,
+    /// `text`, `heading`, `item`, `row`, `pre` or `quote`.
+    pub role: &'static str,
+    /// Bytes of it inside links.
+    pub link_bytes: usize,
+    /// Why it is in the text or not.
+    pub verdict: Verdict,
+    /// Kept by its verdict but left out all the same: `repeated` or `no letters`.
+    pub left_out: Option<&'static str>,
+}
+
+/// The parsed page and each block's verdict: what [`extract_document`] and
+/// [`explain_document`] share.
+fn select_page(
+    html: &[u8],
+    content_type: Option<&str>,
+    url: Option<&str>,
+    options: &ExtractOptions,
+) -> std::result::Result<(dom::Doc, Vec<Verdict>, &'static str), SkipReason> {
+    let deadline = options.timeout.map(|t| Instant::now() + t);
+    if html.len() > options.max_html_bytes {
+        return Err(SkipReason::HtmlTooLarge);
+    }
+    if looks_binary(html) {
+        return Err(SkipReason::NotText);
+    }
+    let (decoded, encoding) = decode_html(html, content_type, url);
+    let parsed = dom::parse(&decoded, deadline).map_err(|_| SkipReason::Timeout)?;
+    let verdicts = select::verdicts(&parsed, deadline).map_err(|_| SkipReason::Timeout)?;
+    Ok((parsed, verdicts, encoding))
+}
+
+/// Why a kept block is left out of the text all the same: repeated blocks
+/// (gallery captions, "Read more") and blocks without a letter (pagers'
+/// "<<", separators); `seen` holds the texts of the blocks before.
+fn left_out<'a>(b: &dom::Block, s: &'a str, seen: &mut std::collections::HashSet<&'a str>) -> Option<&'static str> {
+    if b.role == Role::Pre || b.role == Role::Row {
+        return None;
+    }
+    if !s.chars().any(char::is_alphabetic) {
+        Some("no letters")
+    } else if !seen.insert(s) {
+        Some("repeated")
+    } else {
+        None
+    }
+}
+
+/// Every block of one HTML payload with its verdict, in document order:
+/// what [`extract_document`] keeps and drops, and why.
+///
+/// # Errors
+/// As [`extract_document`], before any block is chosen (too large, binary, timeout).
+pub fn explain_document(
+    html: &[u8],
+    content_type: Option<&str>,
+    url: Option<&str>,
+    options: &ExtractOptions,
+) -> std::result::Result<Vec<ExplainedBlock>, SkipReason> {
+    let (parsed, verdicts, _) = select_page(html, content_type, url, options)?;
+    let mut seen = std::collections::HashSet::new();
+    Ok(parsed
+        .blocks
+        .iter()
+        .zip(verdicts)
+        .map(|(b, verdict)| {
+            let s = &parsed.text[b.start..b.end];
+            ExplainedBlock {
+                text: s.to_string(),
+                role: b.role.as_str(),
+                link_bytes: b.link_bytes,
+                verdict,
+                left_out: if verdict.kept() { left_out(b, s, &mut seen) } else { None },
+            }
+        })
+        .collect())
+}
+
 /// Extracts the main content of one HTML payload.
 ///
 /// `content_type` is the HTTP `Content-Type` (its charset wins over the
@@ -142,33 +226,20 @@ pub fn extract_document(
     url: Option<&str>,
     options: &ExtractOptions,
 ) -> std::result::Result<Extracted, SkipReason> {
-    let deadline = options.timeout.map(|t| Instant::now() + t);
-    if html.len() > options.max_html_bytes {
-        return Err(SkipReason::HtmlTooLarge);
-    }
-    if looks_binary(html) {
-        return Err(SkipReason::NotText);
-    }
-    let (decoded, encoding) = decode_html(html, content_type, url);
-    let parsed = dom::parse(&decoded, deadline).map_err(|_| SkipReason::Timeout)?;
-    let keep = select::main_blocks(&parsed, deadline).map_err(|_| SkipReason::Timeout)?;
+    let (parsed, verdicts, encoding) = select_page(html, content_type, url, options)?;
+    let keep: Vec<usize> = verdicts.iter().enumerate().filter(|(_, v)| v.kept()).map(|(i, _)| i).collect();
     let mut text = String::with_capacity(keep.iter().map(|&i| parsed.blocks[i].end - parsed.blocks[i].start + 1).sum());
     if options.keep_title {
         if let Some(title) = &parsed.title {
             text.push_str(title);
         }
     }
-    // Repeated blocks (gallery captions, "Read more") and blocks without a
-    // letter or digit run (pagers' "<<", separators) are left out.
     let mut seen = std::collections::HashSet::new();
     for &i in &keep {
         let b = parsed.blocks[i];
         let s = &parsed.text[b.start..b.end];
-        if b.role != Role::Pre && b.role != Role::Row {
-            let letters = s.chars().filter(|c| c.is_alphabetic()).count();
-            if letters == 0 || !seen.insert(s) {
-                continue;
-            }
+        if left_out(&b, s, &mut seen).is_some() {
+            continue;
         }
         if !text.is_empty() {
             text.push('\n');

@@ -58,11 +58,71 @@ fn check(deadline: Option<Instant>) -> Result<(), Timeout> {
     }
 }
 
-/// Indices of the blocks of the main content, in document order.
+/// Why a block is in the main content or not (`smelt extract --explain`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Kept: inside the main node, the container with the most good text for the least link text.
+    Main,
+    /// Kept: a long, link-poor paragraph right beside the main node.
+    Lead,
+    /// Kept: in a sibling container of the main node with a good share of its text.
+    Sibling,
+    /// Kept: a paragraph that is all link, right after a good one of its container.
+    InlineLink,
+    /// Kept: a lead paragraph in the own `<header>` of the article holding the main node.
+    ArticleLead,
+    /// Dropped: in a subtree dropped as furniture; the flag bits that marked it:
+    /// its tag (nav, header, footer, aside, form, ...), a class/id word that
+    /// names furniture (comments, share, cookie, ...) or hints at it, hidden.
+    Furniture(u16),
+    /// Dropped: outside the main node and its siblings.
+    Outside,
+    /// Dropped: a list of links (navigation, related posts, tags).
+    LinkList,
+    /// Dropped: a heading or short line right before a link list, the list's title.
+    ListTitle,
+}
+
+impl Verdict {
+    /// Whether the block is in the text.
+    pub fn kept(self) -> bool {
+        matches!(self, Verdict::Main | Verdict::Lead | Verdict::Sibling | Verdict::InlineLink | Verdict::ArticleLead)
+    }
+
+    /// What it means, in a few words.
+    pub fn describe(self) -> String {
+        match self {
+            Verdict::Main => "main node".into(),
+            Verdict::Lead => "lead paragraph beside the main node".into(),
+            Verdict::Sibling => "sibling container of the main node".into(),
+            Verdict::InlineLink => "link paragraph after a good paragraph".into(),
+            Verdict::ArticleLead => "lead paragraph in the article's header".into(),
+            Verdict::Furniture(flags) => {
+                let mut why = Vec::new();
+                for (bit, name) in [
+                    (flag::TAG_BOILER, "tag"),
+                    (flag::STRONG_NEG, "class/id"),
+                    (flag::WEAK_NEG, "weak class/id"),
+                    (flag::HIDDEN, "hidden"),
+                ] {
+                    if flags & bit != 0 {
+                        why.push(name);
+                    }
+                }
+                format!("furniture by {}", why.join(", "))
+            }
+            Verdict::Outside => "outside the main node".into(),
+            Verdict::LinkList => "link list".into(),
+            Verdict::ListTitle => "title of a link list".into(),
+        }
+    }
+}
+
+/// The [`Verdict`] of every block, in document order.
 ///
 /// # Errors
 /// [`Timeout`] when `deadline` passes first.
-pub(crate) fn main_blocks(doc: &Doc, deadline: Option<Instant>) -> Result<Vec<usize>, Timeout> {
+pub(crate) fn verdicts(doc: &Doc, deadline: Option<Instant>) -> Result<Vec<Verdict>, Timeout> {
     let nodes = &doc.nodes;
     let n = nodes.len();
     let parent = |i: usize| nodes[i].parent as usize;
@@ -99,6 +159,8 @@ pub(crate) fn main_blocks(doc: &Doc, deadline: Option<Instant>) -> Result<Vec<us
     let total = good_raw[0];
     let main_total = main_raw[0];
     let mut dead = vec![false; n];
+    // The node whose flags dropped each dead node's subtree.
+    let mut dropped_by = vec![0usize; n];
     // The nearest `<article>`/`<main>` (or articleBody) of each node, and
     // whether the node is in such an element's own <header>.
     let mut article_of = vec![0usize; n];
@@ -114,6 +176,7 @@ pub(crate) fn main_blocks(doc: &Doc, deadline: Option<Instant>) -> Result<Vec<us
         let most = good_raw[i] * 1000 > total * KEEP_FLAGGED_PERMILLE
             && (in_main[i] || (main_total - main_raw[i]) * 1000 < good_raw[i] * MAIN_OUTSIDE_PERMILLE);
         dead[i] = flags & FURNITURE != 0 && !most || dead[parent(i)];
+        dropped_by[i] = if dead[parent(i)] { dropped_by[parent(i)] } else { i };
     }
 
     // Good and bad bytes per subtree, dropped subtrees excluded.
@@ -235,18 +298,34 @@ pub(crate) fn main_blocks(doc: &Doc, deadline: Option<Instant>) -> Result<Vec<us
             && b.link_bytes == 0
             && (article..end[article]).contains(&best)
     };
+    // The verdicts, in the order of the rules: the article's lead paragraphs
+    // whatever else holds; dropped subtrees; list titles; the main node's
+    // leads; then the main node and its siblings, less their link lists.
     Ok(doc
         .blocks
         .iter()
         .enumerate()
-        .filter(|&(i, b)| {
+        .map(|(i, b)| {
             let node = b.node as usize;
-            !dead[node]
-                && ((range.contains(&node) || best != 0 && in_sibling(node)) && (!is_link_list(b) || inline_link(i))
-                    || lead(b))
-                && !list_title(i)
-                || article_lead(b)
+            if article_lead(b) {
+                Verdict::ArticleLead
+            } else if dead[node] {
+                Verdict::Furniture(nodes[dropped_by[node]].flags & FURNITURE)
+            } else if list_title(i) {
+                Verdict::ListTitle
+            } else if lead(b) {
+                Verdict::Lead
+            } else if !(range.contains(&node) || best != 0 && in_sibling(node)) {
+                Verdict::Outside
+            } else if is_link_list(b) && !inline_link(i) {
+                Verdict::LinkList
+            } else if is_link_list(b) {
+                Verdict::InlineLink
+            } else if range.contains(&node) {
+                Verdict::Main
+            } else {
+                Verdict::Sibling
+            }
         })
-        .map(|(i, _)| i)
         .collect())
 }

@@ -521,3 +521,39 @@ fn print_page() {
     let e = extract(&std::fs::read(path).unwrap());
     println!("{}", e.text);
 }
+
+#[test]
+fn explain_gives_every_block_the_verdict_the_text_follows() {
+    // On real pages: the kept blocks, less those left out, are the extracted text.
+    for stem in ["cnn_article", "time_001", "chinese_article_002", "arabic_article"] {
+        let html = fixture("html", &format!("{stem}.html"));
+        let options = ExtractOptions::default();
+        let blocks = explain_document(&html, None, None, &options).unwrap();
+        let text = extract_document(&html, None, None, &options).unwrap().text;
+        let kept: Vec<String> = blocks
+            .iter()
+            .filter(|b| b.verdict.kept() && b.left_out.is_none())
+            .map(|b| b.text.split('\n').map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join("\n"))
+            .filter(|t| !t.is_empty())
+            .collect();
+        assert_eq!(kept.join("\n"), text, "{stem}");
+        assert!(blocks.iter().any(|b| !b.verdict.kept()), "{stem}: some boilerplate is dropped");
+    }
+    // Each rule names itself.
+    let html = format!(
+        "<html><body><nav><a href=/a>Home</a> <a href=/b>World</a></nav>\
+         <div class=\"comments\"><p>{PARA}</p></div>\
+         <article><p>{PARA}</p><p>{PARA} Second.</p><ul><li><a href=/x>Related story one</a></li><li><a href=/y>Related story two</a></li></ul></article>\
+         <footer><p>Copyright</p></footer></body></html>"
+    );
+    let blocks = explain_document(html.as_bytes(), None, None, &ExtractOptions::default()).unwrap();
+    let verdict = |start: &str| blocks.iter().find(|b| b.text.starts_with(start)).map(|b| b.verdict.describe());
+    assert_eq!(verdict("Home").as_deref(), Some("furniture by tag"));
+    assert_eq!(verdict("Copyright").as_deref(), Some("furniture by tag"));
+    assert_eq!(blocks.iter().filter(|b| b.verdict == Verdict::Main).count(), 2);
+    assert!(blocks.iter().any(|b| b.verdict.describe() == "furniture by class/id"), "{blocks:#?}");
+    assert_eq!(verdict("Related story two"), Some("link list".to_string()));
+    // A short line right before a link list goes with it, as its title.
+    assert_eq!(verdict("Related story one"), Some("title of a link list".to_string()));
+    assert!(explain_document(b"\x00\x01\x02binary", None, None, &ExtractOptions::default()).is_err());
+}
