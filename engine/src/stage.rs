@@ -492,6 +492,26 @@ pub trait TransformConfig: Send + Sync + Debug {
     /// # Errors
     /// Resources the stage needs cannot be loaded.
     fn build(&self, input: &SchemaRef) -> Result<Box<dyn Transform>>;
+    /// More rows per call than a pipeline batch, for a transform whose every
+    /// call has a fixed cost (the `python` stage's round trip to its worker):
+    /// the engine gathers consecutive batches of a split and hands them to
+    /// [`Transform::process_many`]. Default: `process`, batch by batch.
+    fn batching(&self) -> Option<Batching> {
+        None
+    }
+}
+
+/// How a transform wants its input gathered ([`TransformConfig::batching`]):
+/// consecutive batches of one split, until they hold at least `rows` rows or
+/// `bytes` bytes of arrays, or the split ends. A batch is never cut, so a call
+/// may pass either bound by one batch less one row; each batch still gets its
+/// own result, so the output is the same as batch by batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Batching {
+    /// Rows to gather at least.
+    pub rows: usize,
+    /// Bytes of arrays (`get_array_memory_size`) to gather at most before a call, one batch aside.
+    pub bytes: usize,
 }
 
 /// What a transform did with a batch.
@@ -516,6 +536,16 @@ pub trait Transform: Send {
     /// # Errors
     /// Failures that must stop the run (not bad documents: drop those with a reason).
     fn process(&mut self, batch: RecordBatch) -> Result<Processed>;
+
+    /// Processes consecutive batches of a split in one call, one result per
+    /// batch in order (for a transform that asks, [`TransformConfig::batching`]).
+    /// Default: [`Transform::process`] on each.
+    ///
+    /// # Errors
+    /// As [`Transform::process`].
+    fn process_many(&mut self, batches: Vec<RecordBatch>) -> Result<Vec<Processed>> {
+        batches.into_iter().map(|b| self.process(b)).collect()
+    }
 
     /// Counts the stage kept besides rows and drops (redactions, matches, ...),
     /// taken once when its split ends and summed into the stage's metrics.

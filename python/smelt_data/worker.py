@@ -14,7 +14,8 @@ past its call is moved to private pages first (SharedBatches.settle).
 
 A frame is 1 byte of kind, the payload's length as 8 bytes little-endian, then the payload. A result
 batch holds only the columns that changed or were added, and `__smelt_drop__` (string, null = keep)
-when rows are dropped. The frames use duplicates of file descriptors 0 and 1, which then point at
+when rows are dropped; its schema metadata `smelt.user_ns` is the time the batch spent in user code (the
+calls, in filter and map mode the loop over the rows that makes them). The frames use duplicates of file descriptors 0 and 1, which then point at
 /dev/null and stderr: a print (from Python or from C) in user code goes to stderr, never into a frame.
 
 Users import the decorators from here (`from smelt_data import filter`): they only name the mode, so
@@ -29,10 +30,13 @@ import json
 import os
 import struct
 import sys
+import time
 import traceback
 
 HEADER = struct.Struct("<cQ")
 DROP = "__smelt_drop__"
+#: Result batches' schema metadata: nanoseconds the batch spent in user code (smelt sums it per stage).
+USER_NS = "smelt.user_ns"
 _THIS_FILE = globals().get("__file__", "<string>")
 
 
@@ -90,13 +94,24 @@ def to_ipc(batch):
 
 
 def from_ipc(payload):
+    """The rows of one call: a RecordBatch, or a Table when smelt joined consecutive batches for the call
+    (`batch_rows`); batch mode makes that one RecordBatch (`whole`), the other modes read its columns as they are."""
     import pyarrow as pa
 
     reader = pa.ipc.open_stream(pa.py_buffer(payload))
     batches = list(reader)
-    if len(batches) != 1:
-        raise ValueError(f"a batch frame holds {len(batches)} batches")
-    return batches[0]
+    if not batches:
+        raise ValueError("a batch frame holds no batch")
+    return batches[0] if len(batches) == 1 else pa.Table.from_batches(batches)
+
+
+def whole(rows):
+    """`rows` as one RecordBatch."""
+    import pyarrow as pa
+
+    if isinstance(rows, pa.Table):
+        return rows.combine_chunks().to_batches()[0]
+    return rows
 
 
 class SharedBatches:
@@ -272,7 +287,9 @@ def _row_builder(names):
 def python_rows(batch):
     """The batch's rows as dicts, and its columns as Python lists (the values the dicts started with)."""
     names = tuple(batch.schema.names)
-    columns = [c.to_pylist() for c in batch.columns]
+    # A column of nulls only (a source's unset `url`, `fetched_at`) as a list at once: pyarrow's to_pylist makes a
+    # scalar object per null, 30 times slower than the list.
+    columns = [[None] * len(c) if c.null_count == len(c) else c.to_pylist() for c in batch.columns]
     rows = _row_builder(names)(columns) if names else [{} for _ in range(batch.num_rows)]
     return rows, dict(zip(names, columns))
 
@@ -324,8 +341,12 @@ class Output:
             if len(array) != batch.num_rows:
                 raise OutputError(f"column `{name}` has {len(array)} rows for a batch of {batch.num_rows}")
             i = batch.schema.get_field_index(name)
-            if i >= 0 and batch.column(i).type == array.type and batch.column(i).equals(array):
-                continue  # unchanged: not sent back
+            if i >= 0 and batch.column(i).type == array.type:
+                existing = batch.column(i)
+                if isinstance(existing, pa.ChunkedArray):
+                    existing = existing.combine_chunks()
+                if existing.equals(array):
+                    continue  # unchanged: not sent back
             names.append(name)
             arrays.append(array)
         for name in self.declared.names:
@@ -386,6 +407,8 @@ class UserStep:
             self.name = config["class"]
         self.mode = config.get("mode") or mode
         self.fn = fn
+        self.user_ns = 0
+        self.verdicts = None
         self.drop_errors = config.get("on_error") == "drop"
         self.output = Output(schema_from_hex(config["declared"]))
 
@@ -403,6 +426,7 @@ class UserStep:
         rows, columns = python_rows(batch)
         drops = [None] * len(rows)
         fn = self.fn
+        start = time.perf_counter_ns()
         for i, row in enumerate(rows):
             try:
                 result = fn(row)
@@ -412,6 +436,7 @@ class UserStep:
                 drops[i] = type(e).__name__
                 continue
             each(i, row, result, drops)
+        self.user_ns += time.perf_counter_ns() - start
         return rows, columns, drops
 
     def process_filter(self, batch):
@@ -419,6 +444,7 @@ class UserStep:
         rows, _ = python_rows(batch)
         drops = [None] * len(rows)
         fn, name, drop_errors = self.fn, self.name, self.drop_errors
+        start = time.perf_counter_ns()
         for i, row in enumerate(rows):
             try:
                 result = fn(row)
@@ -430,6 +456,7 @@ class UserStep:
             if result is True:
                 continue
             drops[i] = name if result is False else verdict(result, name)
+        self.user_ns += time.perf_counter_ns() - start
         return self.output.result(batch, {}, drops)
 
     def process_map(self, batch):
@@ -459,12 +486,16 @@ class UserStep:
     def process_batch(self, batch):
         import pyarrow as pa
 
+        batch = whole(batch)
+        start = time.perf_counter_ns()
         try:
             result = self.fn(batch)
         except Exception as e:  # noqa: BLE001
             if not self.drop_errors:
                 raise
             return self.output.result(batch, {}, [type(e).__name__] * batch.num_rows)
+        finally:
+            self.user_ns += time.perf_counter_ns() - start
         if isinstance(result, (pa.RecordBatch, pa.Table)):
             if result.num_rows != batch.num_rows:
                 raise OutputError(
@@ -487,7 +518,9 @@ class UserStep:
         if pa.types.is_boolean(mask.type):
             import pyarrow.compute as pc
 
-            drops = pc.if_else(pc.fill_null(mask, False), pa.scalar(None, pa.string()), pa.scalar(self.name))
+            if self.verdicts is None:  # pyarrow's scalars take longer to make than the if_else over 8192 rows
+                self.verdicts = (pa.scalar(None, pa.string()), pa.scalar(self.name))
+            drops = pc.if_else(pc.fill_null(mask, False), *self.verdicts)
         elif pa.types.is_string(mask.type) or pa.types.is_large_string(mask.type):
             drops = mask
         else:
@@ -507,6 +540,7 @@ class DatatroveStep:
         self.step = cls(**(config.get("args") or {}))
         self.name = cls.__name__
         self.is_filter = isinstance(self.step, BaseFilter)
+        self.user_ns = 0
         self.drop_errors = config.get("on_error") == "drop"
         self.output = Output(schema_from_hex(config["declared"]))
 
@@ -525,10 +559,12 @@ class DatatroveStep:
     def process(self, batch):
         docs = self.documents(batch)
         texts = [d.text for d in docs]
+        start = time.perf_counter_ns()
         if self.is_filter:
             drops = self.filter(docs)
         else:
             drops = self.run(docs)
+        self.user_ns += time.perf_counter_ns() - start
         columns = {}
         if any(d.text != t for d, t in zip(docs, texts)):
             columns["text"] = [d.text for d in docs]
@@ -627,7 +663,9 @@ def serve(shared_fd=None):
                 batch = shared.batch(payload)
             else:
                 batch = from_ipc(payload)
-            out = (b"B", to_ipc(step.process(batch)))
+            step.user_ns = 0
+            result = step.process(batch)
+            out = (b"B", to_ipc(result.replace_schema_metadata({USER_NS: str(step.user_ns)})))
         except Exception as e:  # noqa: BLE001
             out = (b"E", error_payload(e))
         batch = None

@@ -18,16 +18,30 @@ def declared(fields):
     return sink.getvalue().to_pybytes().hex()
 
 
-def serve(config, batch):
+def stream(*batches):
+    """Batches as one IPC stream: the rows of one call (smelt gathers consecutive batches, `batch_rows`)."""
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, batches[0].schema) as w:
+        for b in batches:
+            w.write_batch(b)
+    return sink.getvalue().to_pybytes()
+
+
+def serve(config, *batches, metadata=None):
     p = subprocess.Popen([sys.executable, "-m", "smelt_data.worker", "serve"], stdin=subprocess.PIPE,
                          stdout=subprocess.PIPE)
     worker.write_frame(p.stdin, b"C", json.dumps(config).encode())
     assert worker.read_frame(p.stdout) == (b"R", b"{}")
-    worker.write_frame(p.stdin, b"B", worker.to_ipc(batch))
+    worker.write_frame(p.stdin, b"B", stream(*batches))
     kind, payload = worker.read_frame(p.stdout)
     p.stdin.close()
     assert p.wait(timeout=30) == 0
-    return kind, (worker.from_ipc(payload).to_pydict() if kind == b"B" else json.loads(payload))
+    if kind != b"B":
+        return kind, json.loads(payload)
+    result = worker.from_ipc(payload)
+    if metadata is not None:
+        metadata.update(result.schema.metadata or {})
+    return kind, result.to_pydict()
 
 
 BATCH = pa.record_batch({"id": ["a", "b", "c"], "text": pa.array(["short", "a longer text", "xyz"], pa.large_string())})
@@ -61,3 +75,29 @@ def test_filter_map_and_errors_over_the_pipes(tmp_path):
     assert 'udf.py", line 8, in score' in error["traceback"]
     assert serve(dict(scored, on_error="drop"), BATCH) == (
         b"B", {"score": [0.5, 1.3, None], "__smelt_drop__": [None, None, "ValueError"]})
+
+
+def test_a_call_of_several_batches_is_one_batch_to_the_function_and_one_result(tmp_path):
+    code = tmp_path / "udf.py"
+    code.write_text(textwrap.dedent("""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        def sizes(batch):
+            assert isinstance(batch, pa.RecordBatch), type(batch)
+            return {"n": pa.array([batch.num_rows] * batch.num_rows, pa.int64()),
+                    "long": pc.greater(pc.binary_length(batch["text"]), 4)}
+
+        def long(row):
+            return len(row["text"]) > 4
+    """))
+    declared_n = declared([("n", pa.int64()), ("long", pa.bool_())])
+    second = pa.record_batch({"id": ["d", "e"], "text": pa.array(["abcdef", "ab"], pa.large_string())})
+    metadata = {}
+    kind, got = serve({"path": str(code), "declared": declared_n, "function": "sizes", "mode": "batch"},
+                      BATCH, second, metadata=metadata)
+    assert kind == b"B" and got == {"n": [5] * 5, "long": [True, True, False, True, False]}
+    assert int(metadata[b"smelt.user_ns"]) > 0, "the time in user code comes back with the result"
+    kind, got = serve({"path": str(code), "declared": declared([]), "function": "long", "mode": "filter"},
+                      BATCH, second)
+    assert got == {"__smelt_drop__": [None, None, "long", None, "long"]}

@@ -4,6 +4,7 @@
 //!
 //! ```text
 //! inputs ──join──► Transform::process (blocking thread) ──verdicts──► kept rows ──► outputs
+//!          └─ gathered (TransformConfig::batching) ──► Transform::process_many ──► one result per batch
 //! spill.parquet ──read──► applier ──► kept, dropped or annotated rows ──► outputs
 //! ```
 
@@ -13,7 +14,7 @@ use std::sync::Arc;
 use super::cpu::StageIo;
 use super::phase::io_error;
 use crate::error::{EngineError, Result};
-use crate::stage::{BarrierConfig, BarrierContext, Transform, TransformConfig};
+use crate::stage::{BarrierConfig, BarrierContext, Batching, Transform, TransformConfig};
 
 /// Runs transform `cfg` over `io`'s inputs.
 ///
@@ -21,11 +22,45 @@ use crate::stage::{BarrierConfig, BarrierContext, Transform, TransformConfig};
 /// The transform cannot be built or fails on a batch.
 pub(super) async fn run(io: &mut StageIo, cfg: &Arc<dyn TransformConfig>) -> Result<()> {
     let mut state = Some(cfg.build(&io.input_schema()?)?);
+    if let Some(want) = cfg.batching() {
+        return run_gathered(io, state, want).await;
+    }
     while let Some((batch, parts)) = io.next_batch().await? {
         let res = io.with(&mut state, move |t| t.process(batch)).await?;
         drop(parts);
         if !io.emit(res?).await? {
             break;
+        }
+    }
+    take_counts(io, state.as_mut());
+    Ok(())
+}
+
+/// [`run`] for a transform that takes consecutive batches together ([`TransformConfig::batching`]).
+async fn run_gathered(io: &mut StageIo, mut state: Option<Box<dyn Transform>>, want: Batching) -> Result<()> {
+    'split: loop {
+        let (mut batches, mut rows, mut bytes) = (Vec::new(), 0, 0);
+        while rows < want.rows && bytes < want.bytes {
+            let Some((batch, parts)) = io.next_batch().await? else { break };
+            // The channel's budget goes back at once: what is gathered here is bounded by `want.bytes`, and a
+            // producer whose channel holds less than that would otherwise wait for this stage forever.
+            drop(parts);
+            rows += batch.num_rows();
+            bytes += batch.get_array_memory_size();
+            batches.push(batch);
+        }
+        if batches.is_empty() {
+            break;
+        }
+        let n = batches.len();
+        let results = io.with(&mut state, move |t| t.process_many(batches)).await??;
+        if results.len() != n {
+            return Err(EngineError::Internal(format!("a transform gave {} results for {n} batches", results.len())));
+        }
+        for res in results {
+            if !io.emit(res).await? {
+                break 'split;
+            }
         }
     }
     take_counts(io, state.as_mut());

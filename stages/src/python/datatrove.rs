@@ -17,7 +17,7 @@ use std::sync::{Arc, OnceLock};
 use serde::{Deserialize, Serialize};
 use smelt_engine::{parse_options, ConfigureContext, OptionError, Result, StageConfig};
 
-use super::{at, default_timeout, Common, Keys, OnError, Stage};
+use super::{at, calls, default_batch_bytes, default_batch_rows, default_timeout, Common, Keys, OnError, Stage};
 
 /// Options of the `datatrove` transform.
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
@@ -44,6 +44,15 @@ pub struct DatatroveConfig {
     /// Seconds a worker may take on one batch.
     #[serde(default = "default_timeout")]
     pub batch_timeout_s: f64,
+    /// Rows per call to a worker: consecutive batches of a split are joined until they hold this many rows
+    /// (or `batch_bytes`) before they go to the worker, so a call's fixed cost (the batch's encoding, the round
+    /// trip, the documents' conversion) is paid once per this many rows. A pipeline batch is never cut; 0 sends
+    /// the pipeline's batches as they come.
+    #[serde(default = "default_batch_rows")]
+    pub batch_rows: usize,
+    /// Bytes of Arrow arrays gathered for one call at most (one batch aside): long documents make smaller calls.
+    #[serde(default = "default_batch_bytes")]
+    pub batch_bytes: usize,
     /// Environment variables passed to the workers besides the minimal set (e.g. `HF_HOME`).
     #[serde(default)]
     pub env: Vec<String>,
@@ -70,7 +79,8 @@ pub(super) fn stage(options: serde_json::Value, ctx: &ConfigureContext) -> Resul
         ));
     };
     let class = class.to_string();
-    let common = Common::new(&mut c.python, c.workers, c.batch_timeout_s, &c.env, &c.output_schema, ctx)?;
+    let calls = calls(c.batch_rows, c.batch_bytes)?;
+    let common = Common::new(&mut c.python, c.workers, c.batch_timeout_s, &c.env, &c.output_schema, ctx, calls)?;
     let request = serde_json::json!({"kind": "datatrove", "step": c.step, "args": c.args});
     Ok(Stage {
         resolved: serde_json::to_value(&c).unwrap_or_default(),

@@ -35,8 +35,8 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use serde::{Deserialize, Serialize};
 use smelt_engine::yaml::PathSeg;
 use smelt_engine::{
-    parse_options, require_column, ConfigureContext, EngineError, OptionError, Result, SchemaError, StageConfig,
-    Transform, TransformConfig,
+    parse_options, require_column, Batching, ConfigureContext, EngineError, OptionError, Result, SchemaError,
+    StageConfig, Transform, TransformConfig,
 };
 
 pub use datatrove::{configure as configure_datatrove, DatatroveConfig};
@@ -93,6 +93,21 @@ fn default_timeout() -> f64 {
     DEFAULT_BATCH_TIMEOUT_S
 }
 
+/// Default of `batch_rows`: at 8192 rows a call's fixed cost is a few percent of a trivial function's time
+/// (bench/python_stage.sh).
+pub const DEFAULT_CALL_ROWS: usize = 8192;
+
+/// Default of `batch_bytes`.
+pub const DEFAULT_CALL_BYTES: usize = 16 << 20;
+
+fn default_batch_rows() -> usize {
+    DEFAULT_CALL_ROWS
+}
+
+fn default_batch_bytes() -> usize {
+    DEFAULT_CALL_BYTES
+}
+
 /// Options of the `python` transform.
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -133,6 +148,15 @@ pub struct PythonConfig {
     /// Seconds a worker may take on one batch; a worker past it is killed (and the batch retried once).
     #[serde(default = "default_timeout")]
     pub batch_timeout_s: f64,
+    /// Rows per call to a worker: consecutive batches of a split are joined until they hold this many rows
+    /// (or `batch_bytes`) before they go to the worker, so a call's fixed cost (the batch's encoding, the round
+    /// trip, pyarrow's work per call) is paid once per this many rows. A pipeline batch is never cut; 0 sends
+    /// the pipeline's batches as they come.
+    #[serde(default = "default_batch_rows")]
+    pub batch_rows: usize,
+    /// Bytes of Arrow arrays gathered for one call at most (one batch aside): long documents make smaller calls.
+    #[serde(default = "default_batch_bytes")]
+    pub batch_bytes: usize,
     /// Environment variables passed to the workers besides the minimal set (PATH, HOME, LANG, PYTHONPATH, ...).
     #[serde(default)]
     pub env: Vec<String>,
@@ -168,7 +192,8 @@ fn stage(options: serde_json::Value, ctx: &ConfigureContext) -> Result<Stage, Op
             "filter mode keeps or drops rows and adds no columns; use `map` or `batch` to add them".into(),
         ));
     }
-    let common = Common::new(&mut c.python, c.workers, c.batch_timeout_s, &c.env, &c.output_schema, ctx)?;
+    let calls = calls(c.batch_rows, c.batch_bytes)?;
+    let common = Common::new(&mut c.python, c.workers, c.batch_timeout_s, &c.env, &c.output_schema, ctx, calls)?;
     let mut file = None;
     let mut code_hash = None;
     if code_key == "path" {
@@ -231,6 +256,16 @@ struct Common {
     declared: Vec<(String, DataType)>,
     /// The workers' directory: the pipeline file's.
     cwd: PathBuf,
+    /// How many rows go to a worker per call (`batch_rows`, `batch_bytes`); None: the pipeline's batches.
+    calls: Option<Batching>,
+}
+
+/// `batch_rows` and `batch_bytes` as the engine's [`Batching`].
+fn calls(rows: usize, bytes: usize) -> Result<Option<Batching>, OptionError> {
+    if bytes == 0 {
+        return Err(at(&["batch_bytes"], "`batch_bytes` must be at least 1 (or set `batch_rows: 0`)".into()));
+    }
+    Ok((rows > 0).then_some(Batching { rows, bytes }))
 }
 
 impl Common {
@@ -241,6 +276,7 @@ impl Common {
         env: &[String],
         output_schema: &BTreeMap<String, String>,
         ctx: &ConfigureContext,
+        calls: Option<Batching>,
     ) -> Result<Common, OptionError> {
         // An option's path is relative to the pipeline file; SMELT_PYTHON's to the working directory.
         let (given, base) = match python.clone() {
@@ -290,6 +326,7 @@ impl Common {
             env: env.to_vec(),
             declared,
             cwd: absolute(&ctx.pipeline_dir),
+            calls,
         })
     }
 }
@@ -465,6 +502,11 @@ impl TransformConfig for Stage {
             label: self.label.clone(),
             python: self.common.python.clone(),
             on_error: self.on_error(),
+            user_ns: 0,
         }))
+    }
+
+    fn batching(&self) -> Option<Batching> {
+        self.common.calls
     }
 }

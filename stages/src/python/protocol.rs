@@ -4,15 +4,19 @@
 //!
 //! ```text
 //! smelt ──C config (JSON)────────────► worker ──R ready | E error (JSON)
-//! smelt ──B batch (Arrow IPC stream)─► worker ──B result (Arrow IPC stream) | E error (JSON)
+//! smelt ──B batches (Arrow IPC stream)► worker ──B result (Arrow IPC stream) | E error (JSON)
 //! smelt ──M batch in shared memory───► worker ──B result | E error
 //! ```
 //! An `M` frame's payload is the IPC stream's length and the shared
 //! buffer's size, 8 bytes little endian each; the stream is at the start of
 //! the buffer (shm.rs). Workers started with a shared buffer get `M`
-//! frames; `B` frames serve where the system has no memfd.
+//! frames; `B` frames serve where the system has no memfd. The stream smelt
+//! sends may hold several batches (consecutive ones of a split, joined for one
+//! call: `batch_rows`); the worker treats them as one, and its result batch
+//! has the rows of all of them, in order.
 //! A result batch holds the columns that changed or were added, and
-//! [`DROP_COLUMN`] (string, null keeps the row) when rows are dropped.
+//! [`DROP_COLUMN`] (string, null keeps the row) when rows are dropped; its
+//! schema metadata [`USER_NS_KEY`] is the time it spent in user code.
 
 use std::io::{self, Read, Write};
 
@@ -27,6 +31,9 @@ pub const HEADER: usize = 9;
 
 /// The column of a result batch that holds each row's drop reason (null: kept).
 pub const DROP_COLUMN: &str = "__smelt_drop__";
+
+/// The result batch's schema metadata key of the nanoseconds the batch spent in user code.
+pub const USER_NS_KEY: &str = "smelt.user_ns";
 
 /// Longest payload accepted (a corrupt header must not make smelt allocate terabytes).
 const MAX_PAYLOAD: u64 = 1 << 36;
@@ -127,14 +134,15 @@ pub fn encode_batch(batch: &RecordBatch) -> Result<Vec<u8>, arrow::error::ArrowE
     Ok(out)
 }
 
-/// A [`Kind::Batch`] frame of `batch`, encoded in place (no copy of the IPC bytes).
+/// A [`Kind::Batch`] frame of `batches` (one stream), encoded in place (no copy of the IPC bytes).
 ///
 /// # Errors
-/// Arrow cannot encode it.
-pub fn batch_frame(batch: &RecordBatch) -> Result<Vec<u8>, arrow::error::ArrowError> {
-    let mut out = Vec::with_capacity(HEADER + batch.get_array_memory_size() + 1024);
+/// Arrow cannot encode them.
+pub fn batch_frame(batches: &[RecordBatch]) -> Result<Vec<u8>, arrow::error::ArrowError> {
+    let size: usize = batches.iter().map(RecordBatch::get_array_memory_size).sum();
+    let mut out = Vec::with_capacity(HEADER + size + 1024);
     out.extend_from_slice(&[0; HEADER]);
-    write_batch(batch, &mut out)?;
+    write_batches(batches, &mut out)?;
     let len = (out.len() - HEADER) as u64;
     out[0] = Kind::Batch.byte();
     out[1..HEADER].copy_from_slice(&len.to_le_bytes());
@@ -154,8 +162,22 @@ pub fn shared_frame(len: usize, size: usize) -> Vec<u8> {
 /// # Errors
 /// Arrow cannot encode it, or `out` fails.
 pub fn write_batch(batch: &RecordBatch, out: impl Write) -> Result<(), arrow::error::ArrowError> {
-    let mut w = StreamWriter::try_new(out, &batch.schema())?;
-    w.write(batch)?;
+    write_batches(std::slice::from_ref(batch), out)
+}
+
+/// Writes `batches` (one schema, at least one batch) to `out` as one Arrow IPC stream: the rows of one
+/// call, which the worker sees as one batch.
+///
+/// # Errors
+/// Arrow cannot encode them, or `out` fails.
+pub fn write_batches(batches: &[RecordBatch], out: impl Write) -> Result<(), arrow::error::ArrowError> {
+    let Some(first) = batches.first() else {
+        return Err(arrow::error::ArrowError::InvalidArgumentError("no batch to write".into()));
+    };
+    let mut w = StreamWriter::try_new(out, &first.schema())?;
+    for b in batches {
+        w.write(b)?;
+    }
     w.finish()
 }
 
@@ -261,7 +283,7 @@ mod tests {
         .unwrap();
         let back = decode_batch(&encode_batch(&batch).unwrap()).unwrap();
         assert_eq!(back, batch);
-        let frame = read_frame(&mut io::Cursor::new(batch_frame(&batch).unwrap())).unwrap().unwrap();
+        let frame = read_frame(&mut io::Cursor::new(batch_frame(std::slice::from_ref(&batch)).unwrap())).unwrap().unwrap();
         assert_eq!((frame.kind, decode_batch(&frame.payload).unwrap()), (Kind::Batch, batch.clone()));
         assert_eq!(back.column(1).as_string::<i64>().value(2), "ç");
         assert!(back.column(1).is_null(1));

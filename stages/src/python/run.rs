@@ -15,7 +15,7 @@ use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use smelt_engine::{EngineError, Processed, Result, Transform};
 
-use super::protocol::{decode_batch, Kind, PyError};
+use super::protocol::{decode_batch, Kind, PyError, USER_NS_KEY};
 use super::worker::{self, CallError, Pool, WorkerError};
 use super::{schema, OnError};
 
@@ -29,15 +29,68 @@ pub(super) struct Run {
     /// The interpreter as the options name it.
     pub(super) python: String,
     pub(super) on_error: OnError,
+    /// Nanoseconds this split's batches spent in user code, as the worker measured them.
+    pub(super) user_ns: u64,
 }
 
 impl Transform for Run {
     fn process(&mut self, batch: RecordBatch) -> Result<Processed> {
-        let rows = batch.num_rows();
-        if rows == 0 {
-            return Ok(Processed::Batch(RecordBatch::new_empty(self.output.clone())));
+        let mut out = self.process_many(vec![batch])?;
+        Ok(out.pop().expect("one result per batch"))
+    }
+
+    /// The batches in one call to a worker (one IPC stream, one result batch), each batch's part of the
+    /// result merged into it.
+    fn process_many(&mut self, batches: Vec<RecordBatch>) -> Result<Vec<Processed>> {
+        let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+        let sent: Vec<RecordBatch> = batches.iter().filter(|b| b.num_rows() > 0).cloned().collect();
+        let result = if sent.is_empty() { None } else { Some(self.call(&sent, rows)?) };
+        let mut offset = 0;
+        batches
+            .iter()
+            .map(|batch| {
+                let n = batch.num_rows();
+                let Some(result) = result.as_ref().filter(|_| n > 0) else {
+                    return Ok(Processed::Batch(RecordBatch::new_empty(self.output.clone())));
+                };
+                // A result without columns (a filter that kept every row) stands for every batch of the call.
+                let part = if result.num_columns() == 0 { result.clone() } else { result.slice(offset, n) };
+                offset += n;
+                let (out, verdicts) = schema::merge(batch, &part, &self.output)
+                    .map_err(|e| EngineError::User(format!("{}: {e}", self.label)))?;
+                Ok(match verdicts {
+                    Some(verdicts) => Processed::Filtered { batch: out, verdicts },
+                    None => Processed::Batch(out),
+                })
+            })
+            .collect()
+    }
+
+    fn take_counters(&mut self) -> BTreeMap<String, u64> {
+        let mut counters = BTreeMap::new();
+        match self.pool.take_restarts() {
+            0 => {}
+            n => _ = counters.insert("worker_restarts".to_string(), n),
         }
-        let answer = self.pool.call_batch(&batch).map_err(|e| self.failed(e, rows))?;
+        // The stage's time less this is what the worker protocol cost (bench/python_stage.sh).
+        counters.insert(USER_CODE_COUNTER.to_string(), std::mem::take(&mut self.user_ns) / 1000);
+        counters
+    }
+}
+
+/// The stage counter of microseconds spent in user code (the calls; in
+/// filter and map mode, the worker's loop over the rows that makes them).
+pub const USER_CODE_COUNTER: &str = "user_code_us";
+
+/// The time a result batch spent in user code (its schema metadata `smelt.user_ns`; 0 without it).
+fn user_ns(result: &RecordBatch) -> u64 {
+    result.schema_ref().metadata().get(USER_NS_KEY).and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
+impl Run {
+    /// One call to a worker with `batches` (`rows` rows in all, none empty): its result batch, as many rows.
+    fn call(&mut self, batches: &[RecordBatch], rows: usize) -> Result<RecordBatch> {
+        let answer = self.pool.call_batches(batches).map_err(|e| self.failed(e, rows))?;
         let result = match answer.kind {
             Kind::Batch => decode_batch(&answer.payload).map_err(|e| self.protocol(e))?,
             Kind::Error => {
@@ -47,23 +100,17 @@ impl Transform for Run {
             }
             other => return Err(self.protocol(format!("a {other:?} frame answering a batch"))),
         };
-        let (out, verdicts) = schema::merge(&batch, &result, &self.output)
-            .map_err(|e| EngineError::User(format!("{}: {e}", self.label)))?;
-        Ok(match verdicts {
-            Some(verdicts) => Processed::Filtered { batch: out, verdicts },
-            None => Processed::Batch(out),
-        })
-    }
-
-    fn take_counters(&mut self) -> BTreeMap<String, u64> {
-        match self.pool.take_restarts() {
-            0 => BTreeMap::new(),
-            n => BTreeMap::from([("worker_restarts".to_string(), n)]),
+        if result.num_rows() != rows && result.num_columns() > 0 {
+            return Err(EngineError::User(format!(
+                "{}: the result has {} rows for a call of {rows}",
+                self.label,
+                result.num_rows()
+            )));
         }
+        self.user_ns += user_ns(&result);
+        Ok(result)
     }
-}
 
-impl Run {
     /// An exception in user code, or a result that does not fit the stage.
     fn exception(&self, e: &PyError) -> EngineError {
         if e.output {

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use arrow::record_batch::RecordBatch;
 
-use super::protocol::{batch_frame, encode_frame, read_frame, shared_frame, write_batch, Frame, Kind, PyError};
+use super::protocol::{batch_frame, encode_frame, read_frame, shared_frame, write_batches, Frame, Kind, PyError};
 use super::shm::Shared;
 
 /// The worker's source, run with `python -c`: the binary needs no file of the repository at run time.
@@ -146,18 +146,18 @@ impl Worker {
         }
     }
 
-    /// Sends one batch (through the shared buffer when there is one) and
-    /// waits up to `timeout` for the answer.
-    fn call_batch(&mut self, batch: &RecordBatch, timeout: Duration) -> Result<Frame, WorkerError> {
+    /// Sends the batches of one call (through the shared buffer when there
+    /// is one) and waits up to `timeout` for the answer.
+    fn call_batches(&mut self, batches: &[RecordBatch], timeout: Duration) -> Result<Frame, WorkerError> {
         let encode = |e: arrow::error::ArrowError| WorkerError::Encode(e.to_string());
         let frame = match self.shared.as_mut() {
             Some(shared) => {
                 let mut w = shared.writer();
-                write_batch(batch, &mut w).map_err(encode)?;
+                write_batches(batches, &mut w).map_err(encode)?;
                 let len = w.len();
                 shared_frame(len, shared.size())
             }
-            None => batch_frame(batch).map_err(encode)?,
+            None => batch_frame(batches).map_err(encode)?,
         };
         self.call(&frame, timeout)
     }
@@ -412,13 +412,14 @@ impl Pool {
         }
     }
 
-    /// Sends `batch` to a worker and returns its answer. A worker that dies
-    /// or hangs is replaced and the batch sent once more, to the new one.
+    /// Sends `batches` (consecutive ones of a split, one call) to a worker
+    /// and returns its answer. A worker that dies or hangs is replaced and the
+    /// batches sent once more, to the new one.
     ///
     /// # Errors
-    /// No worker could be started or set up, or the batch failed twice.
-    pub fn call_batch(&self, batch: &RecordBatch) -> Result<Frame, CallError> {
-        self.call_with(|w, timeout| w.call_batch(batch, timeout))
+    /// No worker could be started or set up, or the call failed twice.
+    pub fn call_batches(&self, batches: &[RecordBatch]) -> Result<Frame, CallError> {
+        self.call_with(|w, timeout| w.call_batches(batches, timeout))
     }
 
     /// Sends `frame` as it is to a worker, as [`Pool::call_batch`] does.
