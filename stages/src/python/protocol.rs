@@ -283,7 +283,8 @@ mod tests {
         .unwrap();
         let back = decode_batch(&encode_batch(&batch).unwrap()).unwrap();
         assert_eq!(back, batch);
-        let frame = read_frame(&mut io::Cursor::new(batch_frame(std::slice::from_ref(&batch)).unwrap())).unwrap().unwrap();
+        let frame =
+            read_frame(&mut io::Cursor::new(batch_frame(std::slice::from_ref(&batch)).unwrap())).unwrap().unwrap();
         assert_eq!((frame.kind, decode_batch(&frame.payload).unwrap()), (Kind::Batch, batch.clone()));
         assert_eq!(back.column(1).as_string::<i64>().value(2), "ç");
         assert!(back.column(1).is_null(1));
