@@ -14,9 +14,11 @@ past its call is moved to private pages first (SharedBatches.settle).
 
 A frame is 1 byte of kind, the payload's length as 8 bytes little-endian, then the payload. A result
 batch holds only the columns that changed or were added, and `__smelt_drop__` (string, null = keep)
-when rows are dropped; its schema metadata `smelt.user_ns` is the time the batch spent in user code (the
-calls, in filter and map mode the loop over the rows that makes them). The frames use duplicates of file descriptors 0 and 1, which then point at
-/dev/null and stderr: a print (from Python or from C) in user code goes to stderr, never into a frame.
+when rows are dropped; its schema metadata `smelt.user_ns` is the time the batch spent in user code
+(the calls; in filter and map mode, the loop over the rows that makes them). A B or M frame's stream may
+hold several batches: consecutive ones of a split that smelt gathered for one call (`batch_rows`).
+The frames use duplicates of file descriptors 0 and 1, which then point at /dev/null and stderr: a
+print (from Python or from C) in user code goes to stderr, never into a frame.
 
 Users import the decorators from here (`from smelt_data import filter`): they only name the mode, so
 a stage that does not set `mode:` knows it.
