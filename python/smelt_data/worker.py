@@ -96,8 +96,9 @@ def to_ipc(batch):
 
 
 def from_ipc(payload):
-    """The rows of one call: a RecordBatch, or a Table when smelt joined consecutive batches for the call
-    (`batch_rows`); batch mode makes that one RecordBatch (`whole`), the other modes read its columns as they are."""
+    """The rows of one call: a RecordBatch (smelt writes a call's batches, `batch_rows`, as one), or a Table when
+    the stream holds several (columns of types smelt does not join: lists, structs); batch mode makes that one
+    RecordBatch (`whole`), the other modes read its columns as they are."""
     import pyarrow as pa
 
     reader = pa.ipc.open_stream(pa.py_buffer(payload))
@@ -332,12 +333,12 @@ class Output:
         except (pa.ArrowException, TypeError, ValueError, OverflowError) as e:
             raise OutputError(f"column `{name}` does not fit its type {target} (output_schema): {e}") from None
 
-    def result(self, batch, columns, drops):
-        """`columns`: name -> values (Arrow arrays or lists); `drops`: None, or one reason (or None) per row as a
-        list or a string array."""
+    def result(self, batch, columns, drops, reason=None):
+        """`columns`: name -> values (Arrow arrays or lists); `drops`: None, one reason (or None) per row as a list
+        or a string array, or a boolean array (True drops) whose rows all have `reason`."""
         import pyarrow as pa
 
-        names, arrays = [], []
+        fields, arrays = [], []
         for name, values in columns.items():
             array = self.cast(batch, name, values)
             if len(array) != batch.num_rows:
@@ -349,21 +350,24 @@ class Output:
                     existing = existing.combine_chunks()
                 if existing.equals(array):
                     continue  # unchanged: not sent back
-            names.append(name)
+            fields.append(pa.field(name, array.type))
             arrays.append(array)
+        names = [f.name for f in fields]
         for name in self.declared.names:
             if name not in names and batch.schema.get_field_index(name) < 0:
                 raise OutputError(f"returned no column `{name}`, which output_schema declares")
-        if isinstance(drops, pa.Array):
+        if isinstance(drops, pa.Array) and pa.types.is_boolean(drops.type):
+            if drops.true_count:  # one bit a row, the reason once (REASON_KEY in protocol.rs)
+                fields.append(pa.field(DROP, pa.bool_(), metadata={"smelt.reason": reason}))
+                arrays.append(drops)
+        elif isinstance(drops, pa.Array):
             if drops.null_count < len(drops):
-                names.append(DROP)
+                fields.append(pa.field(DROP, pa.string()))
                 arrays.append(drops.cast(pa.string()))
         elif drops is not None and any(d is not None for d in drops):
-            names.append(DROP)
+            fields.append(pa.field(DROP, pa.string()))
             arrays.append(pa.array(drops, type=pa.string()))
-        if not names:
-            return pa.RecordBatch.from_arrays([], schema=pa.schema([]))
-        return pa.RecordBatch.from_arrays(arrays, names=names)
+        return pa.RecordBatch.from_arrays(arrays, schema=pa.schema(fields))
 
 
 def verdict(result, default_reason):
@@ -410,7 +414,6 @@ class UserStep:
         self.mode = config.get("mode") or mode
         self.fn = fn
         self.user_ns = 0
-        self.verdicts = None
         self.drop_errors = config.get("on_error") == "drop"
         self.output = Output(schema_from_hex(config["declared"]))
 
@@ -520,9 +523,8 @@ class UserStep:
         if pa.types.is_boolean(mask.type):
             import pyarrow.compute as pc
 
-            if self.verdicts is None:  # pyarrow's scalars take longer to make than the if_else over 8192 rows
-                self.verdicts = (pa.scalar(None, pa.string()), pa.scalar(self.name))
-            drops = pc.if_else(pc.fill_null(mask, False), *self.verdicts)
+            # True keeps; null drops, as False does.
+            return self.output.result(batch, {}, pc.invert(pc.fill_null(mask, False)), self.name)
         elif pa.types.is_string(mask.type) or pa.types.is_large_string(mask.type):
             drops = mask
         else:

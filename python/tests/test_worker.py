@@ -27,7 +27,7 @@ def stream(*batches):
     return sink.getvalue().to_pybytes()
 
 
-def serve(config, *batches, metadata=None):
+def serve(config, *batches, metadata=None, fields=None):
     p = subprocess.Popen([sys.executable, "-m", "smelt_data.worker", "serve"], stdin=subprocess.PIPE,
                          stdout=subprocess.PIPE)
     worker.write_frame(p.stdin, b"C", json.dumps(config).encode())
@@ -41,6 +41,8 @@ def serve(config, *batches, metadata=None):
     result = worker.from_ipc(payload)
     if metadata is not None:
         metadata.update(result.schema.metadata or {})
+    if fields is not None:
+        fields.extend(result.schema)
     return kind, result.to_pydict()
 
 
@@ -101,3 +103,24 @@ def test_a_call_of_several_batches_is_one_batch_to_the_function_and_one_result(t
     kind, got = serve({"path": str(code), "declared": declared([]), "function": "long", "mode": "filter"},
                       BATCH, second)
     assert got == {"__smelt_drop__": [None, None, "long", None, "long"]}
+
+
+def test_batch_mode_verdicts_come_back_as_one_bit_a_row_and_the_reason_once(tmp_path):
+    code = tmp_path / "udf.py"
+    code.write_text(textwrap.dedent("""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        def long_enough(batch):
+            # null (the unknown) drops, as False does
+            return pa.array([True, None, False])
+
+        def all_long(batch):
+            return pc.greater_equal(pc.binary_length(batch["text"]), 0)
+    """))
+    base = {"path": str(code), "declared": declared([]), "mode": "batch"}
+    fields = []
+    kind, got = serve(dict(base, function="long_enough"), BATCH, fields=fields)
+    assert kind == b"B" and got == {"__smelt_drop__": [False, True, True]}
+    assert fields[0].type == pa.bool_() and fields[0].metadata == {b"smelt.reason": b"long_enough"}
+    assert serve(dict(base, function="all_long"), BATCH) == (b"B", {}), "nothing dropped: no column"

@@ -276,7 +276,11 @@ pub(super) fn apply_verdicts(
             None => keep.push(true),
             Some(reason) => {
                 keep.push(false);
-                *drops.entry(reason.into_owned()).or_default() += 1;
+                // Reasons repeat: a lookup by &str, and a String only for one not seen yet.
+                match drops.get_mut(reason.as_ref()) {
+                    Some(n) => *n += 1,
+                    None => _ = drops.insert(reason.into_owned(), 1),
+                }
             }
         }
     }

@@ -19,6 +19,7 @@
 
 mod datatrove;
 mod diagnose;
+mod joined;
 pub mod probe;
 pub mod protocol;
 mod run;

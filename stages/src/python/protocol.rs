@@ -11,12 +11,15 @@
 //! buffer's size, 8 bytes little endian each; the stream is at the start of
 //! the buffer (shm.rs). Workers started with a shared buffer get `M`
 //! frames; `B` frames serve where the system has no memfd. The stream smelt
-//! sends may hold several batches (consecutive ones of a split, joined for one
-//! call: `batch_rows`); the worker treats them as one, and its result batch
-//! has the rows of all of them, in order.
+//! sends holds the rows of one call (consecutive batches of a split:
+//! `batch_rows`), as one record batch (joined.rs) or, for column types that
+//! are not joined there, as several that the worker treats as one; its result
+//! batch has the rows of all of them, in order.
 //! A result batch holds the columns that changed or were added, and
-//! [`DROP_COLUMN`] (string, null keeps the row) when rows are dropped; its
-//! schema metadata [`USER_NS_KEY`] is the time it spent in user code.
+//! [`DROP_COLUMN`] when rows are dropped: strings (each row's reason, null
+//! keeps it), or booleans (true drops) with the one reason in the field's
+//! metadata [`REASON_KEY`]; its schema metadata [`USER_NS_KEY`] is the time
+//! it spent in user code.
 
 use std::io::{self, Read, Write};
 
@@ -31,6 +34,9 @@ pub const HEADER: usize = 9;
 
 /// The column of a result batch that holds each row's drop reason (null: kept).
 pub const DROP_COLUMN: &str = "__smelt_drop__";
+
+/// The field metadata key of a boolean [`DROP_COLUMN`]: the reason of every row it drops.
+pub const REASON_KEY: &str = "smelt.reason";
 
 /// The result batch's schema metadata key of the nanoseconds the batch spent in user code.
 pub const USER_NS_KEY: &str = "smelt.user_ns";
@@ -134,7 +140,8 @@ pub fn encode_batch(batch: &RecordBatch) -> Result<Vec<u8>, arrow::error::ArrowE
     Ok(out)
 }
 
-/// A [`Kind::Batch`] frame of `batches` (one stream), encoded in place (no copy of the IPC bytes).
+/// A [`Kind::Batch`] frame of `batches` (one stream; one batch where they can be joined), encoded in place (no
+/// copy of the IPC bytes).
 ///
 /// # Errors
 /// Arrow cannot encode them.
@@ -142,7 +149,9 @@ pub fn batch_frame(batches: &[RecordBatch]) -> Result<Vec<u8>, arrow::error::Arr
     let size: usize = batches.iter().map(RecordBatch::get_array_memory_size).sum();
     let mut out = Vec::with_capacity(HEADER + size + 1024);
     out.extend_from_slice(&[0; HEADER]);
-    write_batches(batches, &mut out)?;
+    if !super::joined::write(batches, &mut out)? {
+        write_batches(batches, &mut out)?;
+    }
     let len = (out.len() - HEADER) as u64;
     out[0] = Kind::Batch.byte();
     out[1..HEADER].copy_from_slice(&len.to_le_bytes());

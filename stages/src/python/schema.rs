@@ -16,7 +16,7 @@ use arrow::array::{Array, ArrayRef, AsArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
 
-use super::protocol::DROP_COLUMN;
+use super::protocol::{DROP_COLUMN, REASON_KEY};
 
 /// A type written in `output_schema` (pyarrow's names): `bool`, `int8` ...
 /// `int64`, `uint8` ... `uint64`, `float32`, `float64` (`float`, `double`),
@@ -107,7 +107,7 @@ pub fn merge(
             return Err(format!("column `{name}` came back with {} rows for a batch of {rows}", array.len()));
         }
         if name == DROP_COLUMN {
-            drops = Some(verdicts(array)?);
+            drops = Some(verdicts(field, array)?);
             continue;
         }
         let Ok(i) = output.index_of(name) else {
@@ -138,25 +138,62 @@ pub fn merge(
     Ok((batch, drops))
 }
 
-fn verdicts(array: &ArrayRef) -> Result<Verdicts, String> {
-    if array.data_type() != &DataType::Utf8 {
-        return Err(format!("`{DROP_COLUMN}` came back as {}, not utf8", array.data_type()));
+fn verdicts(field: &Field, array: &ArrayRef) -> Result<Verdicts, String> {
+    match array.data_type() {
+        // One reason for the whole call (batch mode's boolean verdicts): true drops the row.
+        DataType::Boolean => {
+            let Some(reason) = field.metadata().get(REASON_KEY) else {
+                return Err(format!("`{DROP_COLUMN}` came back as booleans without the field metadata `{REASON_KEY}`"));
+            };
+            let reason = intern(reason);
+            let dropped = array.as_boolean();
+            Ok((0..dropped.len()).map(|i| (dropped.is_valid(i) && dropped.value(i)).then(|| reason.clone())).collect())
+        }
+        DataType::Utf8 => {
+            let reasons = array.as_string::<i32>();
+            let mut seen: HashMap<&str, Cow<'static, str>> = HashMap::new();
+            Ok((0..reasons.len())
+                .map(|i| {
+                    reasons.is_valid(i).then(|| {
+                        let r = reasons.value(i);
+                        seen.entry(r).or_insert_with(|| intern(r)).clone()
+                    })
+                })
+                .collect())
+        }
+        other => Err(format!("`{DROP_COLUMN}` came back as {other}, not utf8 or boolean")),
     }
-    let reasons = array.as_string::<i32>();
-    let mut seen: HashMap<&str, Cow<'static, str>> = HashMap::new();
-    Ok((0..reasons.len())
-        .map(|i| {
-            reasons.is_valid(i).then(|| {
-                let r = reasons.value(i);
-                seen.entry(r).or_insert_with(|| Cow::Owned(r.to_string())).clone()
-            })
-        })
-        .collect())
 }
+
+/// A drop reason as a `'static` string, so that each dropped row's verdict is a pointer, not an allocation.
+/// Reasons repeat (a stage's name, an exception type, a few of a function's own); the first [`INTERNED`]
+/// distinct ones (of at most [`INTERNED_LEN`] bytes) are kept for the life of the process, others are copied.
+fn intern(reason: &str) -> Cow<'static, str> {
+    static SEEN: std::sync::Mutex<Option<std::collections::HashSet<&'static str>>> = std::sync::Mutex::new(None);
+    if reason.len() > INTERNED_LEN {
+        return Cow::Owned(reason.to_string());
+    }
+    let mut seen = SEEN.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let seen = seen.get_or_insert_with(Default::default);
+    if let Some(r) = seen.get(reason) {
+        return Cow::Borrowed(r);
+    }
+    if seen.len() >= INTERNED {
+        return Cow::Owned(reason.to_string());
+    }
+    let r: &'static str = Box::leak(reason.to_string().into_boxed_str());
+    seen.insert(r);
+    Cow::Borrowed(r)
+}
+
+/// Distinct drop reasons kept as `'static` strings at most.
+const INTERNED: usize = 4096;
+/// Longest drop reason kept as a `'static` string.
+const INTERNED_LEN: usize = 256;
 
 #[cfg(test)]
 mod tests {
-    use arrow::array::{Float64Array, Int64Array, StringArray};
+    use arrow::array::{BooleanArray, Float64Array, Int64Array, StringArray};
 
     use super::*;
 
@@ -211,6 +248,24 @@ mod tests {
         assert_eq!(merged.column(0), b.column(0), "unchanged columns are the input's");
         assert_eq!(merged.column(2).as_any().downcast_ref::<Float64Array>().unwrap().values(), &[0.5, 1.5]);
         assert_eq!(verdicts.unwrap(), vec![None, Some(Cow::Borrowed("short"))]);
+    }
+
+    #[test]
+    fn boolean_verdicts_carry_one_reason_in_the_field() {
+        let b = input();
+        let out = output_schema(&b.schema(), &[]);
+        let dropped = Arc::new(BooleanArray::from(vec![Some(true), None])) as ArrayRef;
+        let field = |metadata: &[(&str, &str)]| {
+            let m = metadata.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            Field::new(DROP_COLUMN, DataType::Boolean, true).with_metadata(m)
+        };
+        let result = |f: Field| RecordBatch::try_new(Arc::new(Schema::new(vec![f])), vec![dropped.clone()]).unwrap();
+        let (_, verdicts) = merge(&b, &result(field(&[(REASON_KEY, "too_short")])), &out).unwrap();
+        let verdicts = verdicts.unwrap();
+        assert_eq!(verdicts, vec![Some(Cow::Borrowed("too_short")), None], "null keeps");
+        assert!(matches!(verdicts[0], Some(Cow::Borrowed(_))), "a repeated reason is not copied per row");
+        let e = merge(&b, &result(field(&[])), &out).unwrap_err();
+        assert_eq!(e, "`__smelt_drop__` came back as booleans without the field metadata `smelt.reason`");
     }
 
     #[test]

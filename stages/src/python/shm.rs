@@ -2,7 +2,7 @@
 //! so a batch's Arrow IPC bytes cross without a pipe.
 //!
 //! ```text
-//! smelt: StreamWriter ──encode──► Shared (memfd, mapped read-write) ──M frame (length, size)──► worker
+//! smelt: joined::write (or StreamWriter) ──encode──► Shared (memfd, mapped read-write) ──M frame (length, size)──► worker
 //! worker: mmap of the same memfd (read-only) ──pyarrow IPC reader, zero-copy──► the batch
 //! ```
 //! Through a pipe, each megabyte of text was copied into the kernel's pipe
@@ -133,6 +133,20 @@ impl SharedWriter<'_> {
     /// Bytes written.
     pub fn len(&self) -> usize {
         self.pos
+    }
+}
+
+impl super::joined::Sink for SharedWriter<'_> {
+    fn take(&mut self, n: usize) -> io::Result<&mut [u8]> {
+        let end = self.pos.checked_add(n).ok_or_else(|| io::Error::other("batch too large"))?;
+        self.shared.grow(end)?;
+        let (ptr, _) = self.shared.map.expect("mapped by grow");
+        // SAFETY: `grow` made the mapping at least `end` bytes long; the slice borrows this writer, which borrows
+        // the buffer mutably, so nothing else in this process reads or remaps it meanwhile (and the worker reads
+        // only after the frame that follows).
+        let out = unsafe { std::slice::from_raw_parts_mut(ptr.as_ptr().add(self.pos), n) };
+        self.pos = end;
+        Ok(out)
     }
 }
 

@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use arrow::record_batch::RecordBatch;
 
+use super::joined;
 use super::protocol::{batch_frame, encode_frame, read_frame, shared_frame, write_batches, Frame, Kind, PyError};
 use super::shm::Shared;
 
@@ -153,7 +154,9 @@ impl Worker {
         let frame = match self.shared.as_mut() {
             Some(shared) => {
                 let mut w = shared.writer();
-                write_batches(batches, &mut w).map_err(encode)?;
+                if !joined::write(batches, &mut w).map_err(|e| WorkerError::Encode(e.to_string()))? {
+                    write_batches(batches, &mut w).map_err(encode)?;
+                }
                 let len = w.len();
                 shared_frame(len, shared.size())
             }
