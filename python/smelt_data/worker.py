@@ -7,10 +7,13 @@ batches of a `python` or `datatrove` stage. smelt embeds this file in its binary
     smelt ──M batch in shared memory─────► worker ──B result | E error
       ... one reply per batch, in order; end of input: the worker exits
 
-`serve FD` names a memfd that smelt shares with this worker: an M frame's payload is the IPC stream's length and
-the memfd's size (8 bytes little-endian each), the stream being at its start. The batch is read from the mapping
-without a copy; smelt writes the next batch there only after this worker's reply, and a batch that user code keeps
-past its call is moved to private pages first (SharedBatches.settle).
+`serve FD [FD]` names the memfds that smelt shares with this worker: an M frame's payload is the IPC stream's
+length, the memfd's size and which memfd (its place in the arguments; 8 bytes little-endian each, the last one
+absent for the first memfd), the stream being at its start. The batch is read from the mapping without a copy.
+With two memfds, smelt writes a call's second part into one while this worker runs the first part from the other,
+and sends its frame before this worker replies; it writes into a memfd again only after the reply to the batch
+that was in it, and a batch that user code keeps past its call is moved to private pages first
+(SharedBatches.settle).
 
 A frame is 1 byte of kind, the payload's length as 8 bytes little-endian, then the payload. A result
 batch holds only the columns that changed or were added, and `__smelt_drop__` (string, null = keep)
@@ -124,10 +127,9 @@ class SharedBatches:
     def __init__(self, fd):
         self.fd, self.map, self.size, self.view = fd, None, 0, None
 
-    def batch(self, payload):
+    def batch(self, n, size):
         import mmap
 
-        n, size = struct.unpack("<QQ", payload)
         if size != self.size:
             if self.map is not None:
                 try:
@@ -642,9 +644,9 @@ def take_stdio():
     return fin, fout
 
 
-def serve(shared_fd=None):
+def serve(shared_fds=()):
     fin, fout = take_stdio()
-    shared = SharedBatches(shared_fd) if shared_fd is not None else None
+    shared = [SharedBatches(fd) for fd in shared_fds]
     frame = read_frame(fin)
     if frame is None:
         return
@@ -660,11 +662,15 @@ def serve(shared_fd=None):
         if frame is None:
             return
         kind, payload = frame
+        buffer = None
         try:
             if kind == b"M":
-                if shared is None:
-                    raise ValueError("a shared-memory batch, but this worker was started without a buffer")
-                batch = shared.batch(payload)
+                n, size, which = (struct.unpack("<QQQ", payload) if len(payload) == 24
+                                  else (*struct.unpack("<QQ", payload), 0))
+                if which >= len(shared):
+                    raise ValueError(f"a batch in shared buffer {which}, but this worker was started with {len(shared)}")
+                buffer = shared[which]
+                batch = buffer.batch(n, size)
             else:
                 batch = from_ipc(payload)
             step.user_ns = 0
@@ -673,8 +679,8 @@ def serve(shared_fd=None):
         except Exception as e:  # noqa: BLE001
             out = (b"E", error_payload(e))
         batch = None
-        if shared is not None:
-            shared.settle()
+        if buffer is not None:
+            buffer.settle()
         write_frame(fout, *out)
 
 
@@ -782,7 +788,7 @@ def _bind_options(fn, options):
 
 def main(argv):
     if len(argv) >= 2 and argv[1] == "serve":
-        serve(int(argv[2]) if len(argv) >= 3 else None)
+        serve([int(fd) for fd in argv[2:]])
     elif len(argv) >= 3 and argv[1] == "probe":
         fin, fout = take_stdio()
         fin.close()
@@ -790,7 +796,7 @@ def main(argv):
         fout.write(json.dumps(result).encode() + b"\n")
         fout.flush()
     else:
-        sys.stderr.write("usage: python -m smelt_data.worker serve [SHARED_FD] | probe REQUEST_JSON (smelt starts it)\n")
+        sys.stderr.write("usage: python -m smelt_data.worker serve [SHARED_FD...] | probe REQUEST_JSON (smelt starts it)\n")
         return 2
     return 0
 

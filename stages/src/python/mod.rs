@@ -504,10 +504,12 @@ impl TransformConfig for Stage {
             python: self.common.python.clone(),
             on_error: self.on_error(),
             user_ns: 0,
+            calls: self.common.calls,
         }))
     }
 
+    /// Two calls' worth: the run sends them as two calls, the second written while the worker runs the first.
     fn batching(&self) -> Option<Batching> {
-        self.common.calls
+        self.common.calls.map(|c| Batching { rows: c.rows.saturating_mul(2), bytes: c.bytes.saturating_mul(2) })
     }
 }

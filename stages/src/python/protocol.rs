@@ -7,9 +7,9 @@
 //! smelt ──B batches (Arrow IPC stream)► worker ──B result (Arrow IPC stream) | E error (JSON)
 //! smelt ──M batch in shared memory───► worker ──B result | E error
 //! ```
-//! An `M` frame's payload is the IPC stream's length and the shared
-//! buffer's size, 8 bytes little endian each; the stream is at the start of
-//! the buffer (shm.rs). Workers started with a shared buffer get `M`
+//! An `M` frame's payload is the IPC stream's length, the shared buffer's
+//! size and which of the worker's buffers it is, 8 bytes little endian each;
+//! the stream is at the start of the buffer (shm.rs). Workers started with a shared buffer get `M`
 //! frames; `B` frames serve where the system has no memfd. The stream smelt
 //! sends holds the rows of one call (consecutive batches of a split:
 //! `batch_rows`), as one record batch (joined.rs) or, for column types that
@@ -158,11 +158,13 @@ pub fn batch_frame(batches: &[RecordBatch]) -> Result<Vec<u8>, arrow::error::Arr
     Ok(out)
 }
 
-/// A [`Kind::Shared`] frame: `len` bytes of IPC stream at the start of a shared buffer of `size` bytes.
-pub fn shared_frame(len: usize, size: usize) -> Vec<u8> {
-    let mut payload = [0u8; 16];
+/// A [`Kind::Shared`] frame: `len` bytes of IPC stream at the start of shared buffer `which` (the worker's
+/// `which`th), of `size` bytes.
+pub fn shared_frame(len: usize, size: usize, which: usize) -> Vec<u8> {
+    let mut payload = [0u8; 24];
     payload[..8].copy_from_slice(&(len as u64).to_le_bytes());
-    payload[8..].copy_from_slice(&(size as u64).to_le_bytes());
+    payload[8..16].copy_from_slice(&(size as u64).to_le_bytes());
+    payload[16..].copy_from_slice(&(which as u64).to_le_bytes());
     encode_frame(Kind::Shared, &payload)
 }
 

@@ -1,19 +1,24 @@
 //! Python worker processes and the pool a stage keeps of them for a run.
 //!
 //! ```text
-//! Pool::call_batch(batch) ──checkout (idle worker, or start one while fewer than `workers` live, or wait)──►
-//!   Worker: the calling thread ──batch into its shared buffer (shm.rs), M frame──► stdin │ python -c worker.py
-//!           serve FD │ stdout ──frame──► the calling thread
+//! Pool::call_batches(batches, parts) ──checkout (idle worker, or start one while fewer than `workers` live, or wait)──►
+//!   Worker: the calling thread ──part 1 into shared buffer A, M frame; part 2 into B, M frame──► stdin │ python -c worker.py
+//!           (part 3 into A once part 1's answer is in, ...)                                              serve FD_A FD_B │
+//!           stdout ──an answer a part, in order──► the calling thread
 //!           (non-blocking 1 MiB pipes, poll(2) until the deadline)  │ stderr ──a thread──► smelt's stderr (last lines kept)
-//!   answer within the timeout ──► checkin, answer returned
-//!   worker died, or no answer (killed) ──► a fresh worker, the same frame once more ──► answer, or the error
+//!   answers within the timeout ──► checkin, answers returned
+//!   worker died, or no answer (killed) ──► a fresh worker, the same parts once more ──► answers, or the error
 //! ```
+//! Two buffers let smelt write a call's next part while the worker runs the
+//! one before: on a call of two parts the encoding of the second overlaps
+//! the work on the first.
 //! A worker is a process group of its own, so a kill also ends what user
 //! code started; when smelt goes away the worker reads the end of its input
 //! and exits.
 
 use std::collections::VecDeque;
 use std::io::{self, BufRead, BufReader, Read, Write};
+use std::ops::Range;
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::PathBuf;
@@ -91,21 +96,25 @@ struct Worker {
     stderr: Arc<Mutex<VecDeque<String>>>,
     /// Copies its stderr to smelt's, keeping the last lines.
     stderr_thread: Option<JoinHandle<()>>,
-    /// The buffer its batches go through; without one (no memfd here), batches go through stdin.
-    shared: Option<Shared>,
+    /// The buffers its batches go through (two: one is written while the worker reads the other); without them
+    /// (no memfd here), batches go through stdin.
+    shared: Vec<Shared>,
 }
 
 impl Worker {
     /// Starts a worker and hands it its configuration; returns once it is ready.
     fn start(launch: &Launch, timeout: Duration) -> Result<Worker, WorkerError> {
-        let shared = if std::env::var_os(PIPE_ONLY).is_some() { None } else { Shared::new().ok() };
+        let shared = match std::env::var_os(PIPE_ONLY) {
+            Some(_) => Vec::new(),
+            None => (0..2).map(|_| Shared::new()).collect::<io::Result<Vec<_>>>().unwrap_or_default(),
+        };
         let mut command = launch.command(&["serve"]);
-        if let Some(s) = &shared {
-            let raw = s.fd();
-            command.arg(raw.to_string());
-            // SAFETY: the closure runs in the forked child before exec and makes one async-signal-safe call.
+        let fds: Vec<RawFd> = shared.iter().map(Shared::fd).collect();
+        command.args(fds.iter().map(ToString::to_string));
+        if !fds.is_empty() {
+            // SAFETY: the closure runs in the forked child before exec and makes async-signal-safe calls only.
             unsafe {
-                command.pre_exec(move || Shared::inherit(raw));
+                command.pre_exec(move || fds.iter().try_for_each(|&fd| Shared::inherit(fd)));
             }
         }
         let mut child = command
@@ -147,27 +156,45 @@ impl Worker {
         }
     }
 
-    /// Sends the batches of one call (through the shared buffer when there
-    /// is one) and waits up to `timeout` for the answer.
-    fn call_batches(&mut self, batches: &[RecordBatch], timeout: Duration) -> Result<Frame, WorkerError> {
-        let encode = |e: arrow::error::ArrowError| WorkerError::Encode(e.to_string());
-        let frame = match self.shared.as_mut() {
-            Some(shared) => {
-                let mut w = shared.writer();
-                if !joined::write(batches, &mut w).map_err(|e| WorkerError::Encode(e.to_string()))? {
-                    write_batches(batches, &mut w).map_err(encode)?;
-                }
-                let len = w.len();
-                shared_frame(len, shared.size())
+    /// Sends the batches of one call in `parts` (consecutive ranges of `batches`, one answer each) and waits up
+    /// to `timeout` for each answer. With shared buffers, each part goes into the buffer the part before last
+    /// used, once that part's answer is in: the next part is written while the worker runs the one before.
+    fn call_parts(
+        &mut self,
+        batches: &[RecordBatch],
+        parts: &[Range<usize>],
+        timeout: Duration,
+    ) -> Result<Vec<Frame>, WorkerError> {
+        let mut answers = Vec::with_capacity(parts.len());
+        for (i, part) in parts.iter().enumerate() {
+            let part = &batches[part.clone()];
+            if self.shared.is_empty() {
+                let frame = batch_frame(part).map_err(|e| WorkerError::Encode(e.to_string()))?;
+                answers.push(self.call(&frame, timeout)?);
+                continue;
             }
-            None => batch_frame(batches).map_err(encode)?,
-        };
-        self.call(&frame, timeout)
+            let which = i % self.shared.len();
+            if i >= self.shared.len() {
+                answers.push(self.receive(timeout)?); // the answer to the part that was in this buffer
+            }
+            let frame = write_shared(&mut self.shared[which], which, part)?;
+            self.send(&frame, timeout)?;
+        }
+        while answers.len() < parts.len() {
+            answers.push(self.receive(timeout)?);
+        }
+        Ok(answers)
     }
 
     /// Sends one frame and waits up to `timeout` for the answer, on this
     /// thread: writing and reading wait in poll(2) with the deadline.
     fn call(&mut self, frame: &[u8], timeout: Duration) -> Result<Frame, WorkerError> {
+        self.send(frame, timeout)?;
+        self.receive(timeout)
+    }
+
+    /// Writes one frame to the worker, waiting up to `timeout` for room in the pipe.
+    fn send(&mut self, frame: &[u8], timeout: Duration) -> Result<(), WorkerError> {
         let deadline = Instant::now() + timeout;
         let sent = match self.stdin.as_mut() {
             Some(stdin) => {
@@ -176,18 +203,30 @@ impl Worker {
             }
             None => Err(io::Error::from(io::ErrorKind::BrokenPipe)),
         };
-        let answer = sent.and_then(|()| {
-            let fd = self.stdout.as_raw_fd();
-            read_frame(&mut Timed { inner: &mut self.stdout, fd, deadline })
-        });
-        match answer {
+        sent.map_err(|e| self.failed(&e, timeout))
+    }
+
+    /// Reads the worker's next answer, waiting up to `timeout` for it.
+    fn receive(&mut self, timeout: Duration) -> Result<Frame, WorkerError> {
+        let deadline = Instant::now() + timeout;
+        let fd = self.stdout.as_raw_fd();
+        match read_frame(&mut Timed { inner: &mut self.stdout, fd, deadline }) {
             Ok(Some(frame)) => Ok(frame),
-            Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+            Ok(None) => Err(self.died()),
+            Err(e) => Err(self.failed(&e, timeout)),
+        }
+    }
+
+    /// What a failed read or write of the pipes means: no answer in time (the worker is killed), a broken
+    /// frame, or a worker that is gone.
+    fn failed(&mut self, e: &io::Error, timeout: Duration) -> WorkerError {
+        match e.kind() {
+            io::ErrorKind::TimedOut => {
                 self.kill();
-                Err(WorkerError::Timeout(timeout))
+                WorkerError::Timeout(timeout)
             }
-            Err(e) if e.kind() == io::ErrorKind::InvalidData => Err(WorkerError::Protocol(e.to_string())),
-            Ok(None) | Err(_) => Err(self.died()),
+            io::ErrorKind::InvalidData => WorkerError::Protocol(e.to_string()),
+            _ => self.died(),
         }
     }
 
@@ -242,6 +281,17 @@ impl Drop for Worker {
             join_within(t, Duration::from_secs(1));
         }
     }
+}
+
+/// Writes `batches` into shared buffer number `which` (joined into one record batch where their column types
+/// allow) and returns the frame that tells the worker.
+fn write_shared(shared: &mut Shared, which: usize, batches: &[RecordBatch]) -> Result<Vec<u8>, WorkerError> {
+    let mut w = shared.writer();
+    if !joined::write(batches, &mut w).map_err(|e| WorkerError::Encode(e.to_string()))? {
+        write_batches(batches, &mut w).map_err(|e| WorkerError::Encode(e.to_string()))?;
+    }
+    let len = w.len();
+    Ok(shared_frame(len, shared.size(), which))
 }
 
 /// Joins `t` if it ends within `limit`; else leaves it to end on its own (a
@@ -415,29 +465,27 @@ impl Pool {
         }
     }
 
-    /// Sends `batches` (consecutive ones of a split, one call) to a worker
-    /// and returns its answer. A worker that dies or hangs is replaced and the
-    /// batches sent once more, to the new one.
+    /// Sends `batches` (consecutive ones of a split) to a worker in `parts`
+    /// (consecutive ranges of them, a call each) and returns an answer a
+    /// part. A worker that dies or hangs is replaced and the parts sent once
+    /// more, to the new one.
     ///
     /// # Errors
     /// No worker could be started or set up, or the call failed twice.
-    pub fn call_batches(&self, batches: &[RecordBatch]) -> Result<Frame, CallError> {
-        self.call_with(|w, timeout| w.call_batches(batches, timeout))
+    pub fn call_batches(&self, batches: &[RecordBatch], parts: &[Range<usize>]) -> Result<Vec<Frame>, CallError> {
+        self.call_with(|w, timeout| w.call_parts(batches, parts, timeout))
     }
 
-    /// Sends `frame` as it is to a worker, as [`Pool::call_batch`] does.
+    /// Sends `frame` as it is to a worker, as [`Pool::call_batches`] does.
     ///
     /// # Errors
-    /// As [`Pool::call_batch`].
+    /// As [`Pool::call_batches`].
     #[cfg(test)]
     pub fn call(&self, frame: &[u8]) -> Result<Frame, CallError> {
         self.call_with(|w, timeout| w.call(frame, timeout))
     }
 
-    fn call_with(
-        &self,
-        send: impl Fn(&mut Worker, Duration) -> Result<Frame, WorkerError>,
-    ) -> Result<Frame, CallError> {
+    fn call_with<T>(&self, send: impl Fn(&mut Worker, Duration) -> Result<T, WorkerError>) -> Result<T, CallError> {
         let mut first = None;
         loop {
             let mut w = self.checkout().map_err(|error| CallError { error, first: first.clone() })?;
@@ -541,6 +589,59 @@ mod tests {
         }
         assert_eq!(pool.take_restarts(), 1);
         assert_eq!(pool.state.lock().unwrap().live, 0, "dead workers free their slots");
+    }
+
+    #[test]
+    #[ignore = "needs Python 3 with pyarrow: SMELT_PYTHON=<venv>/bin/python (.ci/run installs it)"]
+    fn parts_of_a_call_take_turns_in_two_buffers_and_are_answered_in_order() {
+        use arrow::array::{ArrayRef, AsArray, Int64Array};
+
+        use crate::python::protocol::{decode_batch, encode_schema};
+
+        let Some(python) = std::env::var_os("SMELT_PYTHON") else { panic!("set SMELT_PYTHON") };
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("udf.py"),
+            "def plus_one(batch):\n    return {'n': batch['n'].to_numpy() + 1}\n",
+        )
+        .unwrap();
+        let declared = hex::encode(encode_schema(&arrow::datatypes::Schema::empty()).unwrap());
+        let config =
+            serde_json::json!({"path": "udf.py", "function": "plus_one", "mode": "batch", "declared": declared});
+        let launch = Launch {
+            python: python.into(),
+            env: vec![("PATH".into(), std::env::var("PATH").unwrap_or_default())],
+            cwd: dir.path().to_path_buf(),
+            config: config.to_string().into_bytes(),
+            label: String::new(),
+        };
+        let pool = Pool::new(launch, 1, Duration::from_secs(60));
+        // Seven batches in five calls: the third call goes into the first call's buffer once its answer is in,
+        // and a later call larger than the buffer grows it.
+        let batches: Vec<RecordBatch> = [1usize, 2, 3, 1, 50_000, 2, 1]
+            .iter()
+            .scan(0i64, |at, &n| {
+                let values: Vec<i64> = (*at..*at + n as i64).collect();
+                *at += n as i64;
+                Some(RecordBatch::try_from_iter([("n", Arc::new(Int64Array::from(values)) as ArrayRef)]).unwrap())
+            })
+            .collect();
+        let parts = [0..1, 1..3, 3..4, 4..5, 5..7];
+        for _ in 0..2 {
+            let answers = pool.call_batches(&batches, &parts).unwrap();
+            assert_eq!(answers.len(), parts.len());
+            for (answer, range) in answers.iter().zip(&parts) {
+                let result = decode_batch(&answer.payload).unwrap();
+                let got = result.column(0).as_primitive::<arrow::datatypes::Int64Type>().values().to_vec();
+                let want: Vec<i64> = batches[range.clone()]
+                    .iter()
+                    .flat_map(|b| b.column(0).as_primitive::<arrow::datatypes::Int64Type>().values().to_vec())
+                    .map(|v| v + 1)
+                    .collect();
+                assert_eq!(got, want, "part {range:?}");
+            }
+        }
+        assert_eq!(pool.take_restarts(), 0);
     }
 
     #[test]
