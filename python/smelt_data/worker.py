@@ -16,10 +16,12 @@ that was in it, and a batch that user code keeps past its call is moved to priva
 (SharedBatches.settle).
 
 A frame is 1 byte of kind, the payload's length as 8 bytes little-endian, then the payload. A result
-batch holds only the columns that changed or were added, and `__smelt_drop__` (string, null = keep)
-when rows are dropped; its schema metadata `smelt.user_ns` is the time the batch spent in user code
-(the calls; in filter and map mode, the loop over the rows that makes them). A B or M frame's stream may
-hold several batches: consecutive ones of a split that smelt gathered for one call (`batch_rows`).
+batch holds only the columns that changed or were added, and `__smelt_drop__` when rows are dropped:
+strings (each row's reason, null = keep), or booleans (True drops) with the one reason in the field's
+metadata `smelt.reason` (batch mode's boolean answers); its schema metadata `smelt.user_ns` is the time
+the batch spent in user code (the calls; in filter and map mode, the loop over the rows that makes them).
+A B or M frame's stream holds the rows of one call (`batch_rows`) as one batch, or as several (columns
+of types smelt does not join) that the worker reads as one.
 The frames use duplicates of file descriptors 0 and 1, which then point at /dev/null and stderr: a
 print (from Python or from C) in user code goes to stderr, never into a frame.
 
