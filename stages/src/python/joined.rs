@@ -18,6 +18,7 @@ use std::io;
 use arrow::array::BooleanBufferBuilder;
 use arrow::array::{Array, ArrayData};
 use arrow::datatypes::{DataType, Schema};
+use arrow::error::ArrowError;
 use arrow::ipc::writer::{DictionaryTracker, IpcDataGenerator, IpcWriteOptions};
 use arrow::record_batch::RecordBatch;
 
@@ -180,6 +181,18 @@ fn rebase<const N: usize>(parts: &[ArrayData], out: &mut [u8], read: impl Fn([u8
     }
 }
 
+/// Writes the rows of one call to `out` as an Arrow IPC stream: one record batch where [`write`] can join
+/// `batches`, else the batches as they are (arrow's `StreamWriter`; the worker reads them as one).
+///
+/// # Errors
+/// The sink fails, or Arrow cannot encode the batches.
+pub fn write_call(batches: &[RecordBatch], out: &mut (impl Sink + io::Write)) -> Result<(), ArrowError> {
+    if !write(batches, out)? {
+        super::protocol::write_batches(batches, out)?;
+    }
+    Ok(())
+}
+
 /// Writes `batches` (at least one, one schema) to `sink` as an Arrow IPC stream of one record batch: their
 /// rows in order. `Ok(false)` (nothing written) when a column has a type this cannot join.
 ///
@@ -207,13 +220,12 @@ pub fn write(batches: &[RecordBatch], sink: &mut impl Sink) -> io::Result<bool> 
     }
     message(sink, &schema_message(&schema))?;
     // The record batch message: one node per column, each buffer's place in the body.
-    let (mut nodes, mut buffers, mut lens) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut nodes, mut buffers) = (Vec::new(), Vec::new());
     let mut body = 0usize;
     for column in &columns {
         nodes.push(arrow::ipc::FieldNode::new(rows as i64, column.nulls as i64));
         for len in column.buffer_lens() {
             buffers.push(arrow::ipc::Buffer::new(body as i64, len as i64));
-            lens.push(len);
             body += len.next_multiple_of(ALIGN);
         }
     }
@@ -232,10 +244,8 @@ pub fn write(batches: &[RecordBatch], sink: &mut impl Sink) -> io::Result<bool> 
     let root = m.finish();
     fbb.finish(root, None);
     message(sink, fbb.finished_data())?;
-    let mut lens = lens.into_iter();
     for column in &columns {
-        for i in 0..column.buffer_lens().len() {
-            let len = lens.next().expect("a length per buffer");
+        for (i, len) in column.buffer_lens().into_iter().enumerate() {
             let out = sink.take(len.next_multiple_of(ALIGN))?;
             let (buffer, padding) = out.split_at_mut(len);
             column.fill(i, buffer);

@@ -149,9 +149,7 @@ pub fn batch_frame(batches: &[RecordBatch]) -> Result<Vec<u8>, arrow::error::Arr
     let size: usize = batches.iter().map(RecordBatch::get_array_memory_size).sum();
     let mut out = Vec::with_capacity(HEADER + size + 1024);
     out.extend_from_slice(&[0; HEADER]);
-    if !super::joined::write(batches, &mut out)? {
-        write_batches(batches, &mut out)?;
-    }
+    super::joined::write_call(batches, &mut out)?;
     let len = (out.len() - HEADER) as u64;
     out[0] = Kind::Batch.byte();
     out[1..HEADER].copy_from_slice(&len.to_le_bytes());

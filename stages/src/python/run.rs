@@ -124,11 +124,11 @@ impl Run {
     /// The calls of `parts` (ranges of `batches`, none empty) to one worker: a result batch a call, with as
     /// many rows as its batches.
     fn call(&mut self, batches: &[RecordBatch], parts: &[Range<usize>]) -> Result<Vec<RecordBatch>> {
-        let rows = |range: &Range<usize>| batches[range.clone()].iter().map(RecordBatch::num_rows).sum::<usize>();
-        let answers = self.pool.call_batches(batches, parts).map_err(|e| self.failed(e, rows(&(0..batches.len()))))?;
+        let rows_of = |b: &[RecordBatch]| b.iter().map(RecordBatch::num_rows).sum::<usize>();
+        let answers = self.pool.call_batches(batches, parts).map_err(|e| self.failed(e, rows_of(batches)))?;
         let mut results = Vec::with_capacity(answers.len());
         for (answer, range) in answers.into_iter().zip(parts) {
-            let rows = rows(range);
+            let rows = rows_of(&batches[range.clone()]);
             let result = match answer.kind {
                 Kind::Batch => decode_batch(&answer.payload).map_err(|e| self.protocol(e))?,
                 Kind::Error => {

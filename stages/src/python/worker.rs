@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 use arrow::record_batch::RecordBatch;
 
 use super::joined;
-use super::protocol::{batch_frame, encode_frame, read_frame, shared_frame, write_batches, Frame, Kind, PyError};
+use super::protocol::{batch_frame, encode_frame, read_frame, shared_frame, Frame, Kind, PyError};
 use super::shm::Shared;
 
 /// The worker's source, run with `python -c`: the binary needs no file of the repository at run time.
@@ -287,9 +287,7 @@ impl Drop for Worker {
 /// allow) and returns the frame that tells the worker.
 fn write_shared(shared: &mut Shared, which: usize, batches: &[RecordBatch]) -> Result<Vec<u8>, WorkerError> {
     let mut w = shared.writer();
-    if !joined::write(batches, &mut w).map_err(|e| WorkerError::Encode(e.to_string()))? {
-        write_batches(batches, &mut w).map_err(|e| WorkerError::Encode(e.to_string()))?;
-    }
+    joined::write_call(batches, &mut w).map_err(|e| WorkerError::Encode(e.to_string()))?;
     let len = w.len();
     Ok(shared_frame(len, shared.size(), which))
 }
