@@ -7,6 +7,7 @@
 #
 #   bash bench/clean_e2e.sh                 # 250 responses from each DEBDOCS shard = 1,000 pages
 #   RESPONSES=1000 bash bench/clean_e2e.sh  # 4,000 pages
+#   INPUT=realweb bash bench/clean_e2e.sh   # the 440 real pages of ../shared/data (bench/realweb_warc.py)
 #
 # Needs the peer environment (bash ../shared/peers/setup.sh; $PEERS, default
 # ~/.cache/smelt-peers). CPU time is of the whole process tree (timed.py).
@@ -20,7 +21,11 @@ if [ -z "${SMELT_BIN:-}" ]; then cargo build --release --locked -q --workspace -
 bin=${SMELT_BIN:-$PWD/target/release/smelt}
 work=${WORK:-$(mktemp -d)}
 mkdir -p "$work"
-python3 bench/warc_subset.py --responses "$RESPONSES" "$work/input" "$PEERS"/data/warc/DEBDOCS-SYNTH-0000[0-3].warc.gz
+case ${INPUT:-debdocs} in
+  debdocs) python3 bench/warc_subset.py --responses "$RESPONSES" "$work/input" "$PEERS"/data/warc/DEBDOCS-SYNTH-0000[0-3].warc.gz ;;
+  realweb) python3 bench/realweb_warc.py "$work/input" "${SHARED_DATA:-../shared/data}" ;;
+  *) echo "INPUT is debdocs or realweb" >&2; exit 2 ;;
+esac
 sed "s#INPUT#$work/input#" bench/clean_e2e.yaml > "$work/p.yaml"
 export PEERS_MAX_IDLE_WAIT=${PEERS_MAX_IDLE_WAIT:-30}
 
