@@ -141,6 +141,7 @@ def main():
                     ("WARC-Date", "2026-01-01T00:00:00Z"),
                     ("WARC-Record-ID", f"<urn:sha256:{key[:32]}>"),
                     ("WARC-Payload-Digest", f"sha256:{digest}"),
+                    ("WARC-Identified-Payload-Type", "text/html"),  # as Common Crawl writes it
                     ("Content-Type", "application/http; msgtype=response"),
                 ], block))
     print(f"{len(pages)} real pages ({html_bytes / 1e6:.1f} MB of HTTP responses) in {a.shards} shards -> {a.out}",

@@ -25,6 +25,8 @@
 //! * a UTF-8 payload whose only defect is a multi-byte sequence cut off at the
 //!   end (a truncated WARC record) still counts as valid UTF-8.
 
+use std::borrow::Cow;
+
 use encoding_rs::{Encoding, REPLACEMENT, UTF_16BE, UTF_16LE, UTF_8, WINDOWS_1252, X_USER_DEFINED};
 
 /// Bytes the `<meta>` prescan always examines (WHATWG).
@@ -69,11 +71,17 @@ pub struct Sniffed {
 ///
 /// Never fails: invalid sequences become U+FFFD. Returns the text (without BOM)
 /// and the encoding's WHATWG name (e.g. `"UTF-8"`, `"windows-1252"`, `"Shift_JIS"`).
-pub fn decode_html(bytes: &[u8], http_content_type: Option<&str>, url: Option<&str>) -> (String, &'static str) {
+pub fn decode_html<'a>(
+    bytes: &'a [u8],
+    http_content_type: Option<&str>,
+    url: Option<&str>,
+) -> (Cow<'a, str>, &'static str) {
     let sniffed = sniff_encoding(bytes, http_content_type, url);
     let body = bytes.get(sniffed.bom_len..).unwrap_or_default();
+    // Borrowed where the bytes already are valid UTF-8 (most of the web):
+    // a page is not copied only to be parsed.
     let (text, _had_errors) = sniffed.encoding.decode_without_bom_handling(body);
-    (text.into_owned(), sniffed.encoding.name())
+    (text, sniffed.encoding.name())
 }
 
 /// Chooses the encoding of an HTML payload (see [`decode_html`]) without decoding it.
@@ -573,7 +581,7 @@ mod tests {
             page.extend_from_slice(&unit.to_le_bytes());
         }
         let (text, name) = decode_html(&page, None, None);
-        assert_eq!((text.as_str(), name), ("<p>Grüße</p>", "UTF-16LE"));
+        assert_eq!((&*text, name), ("<p>Grüße</p>", "UTF-16LE"));
     }
 
     #[test]

@@ -34,9 +34,10 @@ mod tests {
     }
 
     fn page_text(name: &str) -> (String, String, &'static str) {
-        let (html, encoding) = decode_html(&fixture(name), None, None);
+        let page = fixture(name);
+        let (html, encoding) = decode_html(&page, None, None);
         let text = html_to_text(&html, &TextOptions::default());
-        (html, text, encoding)
+        (html.into_owned(), text, encoding)
     }
 
     /// Words of a text; Han, kana and Thai characters count one by one, as
@@ -264,7 +265,8 @@ mod tests {
 
     #[test]
     fn title_is_kept_on_request() {
-        let (html, _) = decode_html(&fixture("dw.com.uncork.html"), None, None);
+        let page = fixture("dw.com.uncork.html");
+        let (html, _) = decode_html(&page, None, None);
         let title = "Uncork the mystery of Germany′s Frühburgunder | Culture| Arts, music and lifestyle reporting from Germany | DW | 10.06.2013";
         let with_title = html_to_text(&html, &TextOptions { keep_title: true });
         assert_eq!(with_title.lines().next(), Some(title));
