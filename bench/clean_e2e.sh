@@ -56,13 +56,17 @@ if len(smelt_runs) > 1:
     print(f"smelt CPU s over {len(smelt_runs)} runs: " + ", ".join(f"{r['cpu_s']:.2f}" for r in smelt_runs) + " (median below)")
 run = json.load(open(f"{work}/smelt.out"))
 docs_in = run["stages"][0]["rows_out"] if "stages" in run else None
-smelt_ids = set()
+smelt_ids, smelt_text, dt_text = set(), {}, {}
 for f in glob.glob(f"{work}/data/datasets/clean_e2e/**/*.parquet", recursive=True):
-    smelt_ids |= set(pq.read_table(f, columns=["id"]).column("id").to_pylist())
+    t = pq.read_table(f, columns=["id", "text"])
+    smelt_text.update(zip(t.column("id").to_pylist(), t.column("text").to_pylist()))
+    smelt_ids |= set(t.column("id").to_pylist())
 dt_ids = set()
 for f in glob.glob(f"{work}/datatrove/output/*.jsonl.gz"):
     for line in gzip.open(f, "rt"):
-        dt_ids.add(json.loads(line)["id"].strip("<>"))  # datatrove keeps the WARC-Record-ID's brackets
+        d = json.loads(line)
+        dt_ids.add(d["id"].strip("<>"))  # datatrove keeps the WARC-Record-ID's brackets
+        dt_text[d["id"].strip("<>")] = d["text"]
 dt = json.load(open(glob.glob(f"{work}/datatrove/logs/stats.json")[0]))
 dt_in = next(s["stats"].get("documents", 0) for s in dt if "WARC" in s["name"] or "Warc" in s["name"])
 dt_in = dt_in.get("total", dt_in) if isinstance(dt_in, dict) else dt_in
@@ -78,6 +82,18 @@ print(f"\nratio (docs per CPU-second, smelt / datatrove): {rows[0][6] / rows[1][
 both = smelt_ids & dt_ids
 union = smelt_ids | dt_ids
 print(f"kept-set agreement: {len(both)} kept by both, {len(smelt_ids - dt_ids)} only smelt, {len(dt_ids - smelt_ids)} only datatrove (Jaccard {len(both) / max(1, len(union)):.3f})")
+# How the kept texts differ where both kept a page: words (lowercased \w+ runs)
+# of smelt's text against those of datatrove's Trafilatura text, as bags.
+import collections, re
+def bag(text):
+    return collections.Counter(re.findall(r"\w+", text.lower()))
+over = mine = theirs = 0
+for i in both:
+    a, b = bag(smelt_text[i]), bag(dt_text[i])
+    over += sum((a & b).values()); mine += sum(a.values()); theirs += sum(b.values())
+if both:
+    print(f"texts of the {len(both)} kept by both: smelt {mine:,} words, datatrove {theirs:,}; "
+          f"{over / max(1, mine):.3f} of smelt's words are in datatrove's text, {over / max(1, theirs):.3f} of datatrove's in smelt's")
 if "stages" in run:
     print("\nsmelt funnel:")
     for s in run["stages"]:
