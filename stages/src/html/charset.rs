@@ -69,8 +69,9 @@ pub struct Sniffed {
 /// UTF-8, else chardetng's guess (with the top-level domain of `url` as hint).
 /// See the module docs for how a declared legacy encoding can yield to UTF-8.
 ///
-/// Never fails: invalid sequences become U+FFFD. Returns the text (without BOM)
-/// and the encoding's WHATWG name (e.g. `"UTF-8"`, `"windows-1252"`, `"Shift_JIS"`).
+/// Never fails: invalid sequences become U+FFFD. Returns the text (without BOM;
+/// borrowed from `bytes` when they are valid UTF-8 already) and the encoding's
+/// WHATWG name (e.g. `"UTF-8"`, `"windows-1252"`, `"Shift_JIS"`).
 pub fn decode_html<'a>(
     bytes: &'a [u8],
     http_content_type: Option<&str>,
@@ -78,8 +79,8 @@ pub fn decode_html<'a>(
 ) -> (Cow<'a, str>, &'static str) {
     let sniffed = sniff_encoding(bytes, http_content_type, url);
     let body = bytes.get(sniffed.bom_len..).unwrap_or_default();
-    // Borrowed where the bytes already are valid UTF-8 (most of the web):
-    // a page is not copied only to be parsed.
+    // Borrowed where the bytes already are valid UTF-8 (most of the web): a
+    // page is not copied only to be parsed.
     let (text, _had_errors) = sniffed.encoding.decode_without_bom_handling(body);
     (text, sniffed.encoding.name())
 }
@@ -582,6 +583,18 @@ mod tests {
         }
         let (text, name) = decode_html(&page, None, None);
         assert_eq!((&*text, name), ("<p>Grüße</p>", "UTF-16LE"));
+    }
+
+    #[test]
+    fn valid_utf8_is_borrowed_not_copied() {
+        let page = "<p>Grüße</p>".as_bytes();
+        let (text, name) = decode_html(page, Some("text/html; charset=utf-8"), None);
+        assert!(matches!(text, Cow::Borrowed(t) if t.as_ptr() == page.as_ptr()), "{text:?}");
+        assert_eq!(name, "UTF-8");
+        // A legacy encoding is decoded into a new string.
+        let (text, name) = decode_html(b"<p>Gr\xfc\xdfe</p>", Some("text/html; charset=iso-8859-1"), None);
+        assert!(matches!(text, Cow::Owned(_)));
+        assert_eq!((&*text, name), ("<p>Grüße</p>", "windows-1252"));
     }
 
     #[test]
