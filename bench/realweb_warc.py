@@ -14,8 +14,8 @@ Sources (their licences and origin: ../shared/data/PROVENANCE.md):
 - the saved pages of news/: Mozilla Readability's test pages (source.html),
   trafilatura's tests/cache and newspaper4k's tests/data/html, wrapped in a
   response record (HTTP 200, text/html, no charset: both tools detect it)
-  with the page's URL where the source names it, else a stable
-  https://<source>.invalid/<name> URL.
+  under a stable https://<source>.invalid/<name> URL (the saved pages do
+  not record where they were fetched from).
 Pages are deduplicated by payload hash and ordered by SHA-256 of their URL,
 then dealt round-robin onto the shards: the same files on every machine.
 """
@@ -79,13 +79,7 @@ def from_pages(shared):
     news = os.path.join(shared, "news")
     for page in sorted(glob.glob(os.path.join(news, "readability-test-pages", "*", "source.html"))):
         name = os.path.basename(os.path.dirname(page))
-        url = f"https://readability-test-pages.invalid/{name}/"
-        meta = os.path.join(os.path.dirname(page), "expected-metadata.json")
-        if os.path.exists(meta):
-            m = re.search(rb'"(?:url|canonical)"\s*:\s*"(https?://[^"]+)"', open(meta, "rb").read())
-            if m:
-                url = m.group(1).decode()
-        yield url, http_block(open(page, "rb").read())
+        yield f"https://readability-test-pages.invalid/{name}/", http_block(open(page, "rb").read())
     for page in sorted(glob.glob(os.path.join(news, "trafilatura-tests-cache", "*.html"))):
         yield f"https://trafilatura-tests.invalid/{os.path.basename(page)}", http_block(open(page, "rb").read())
     for page in sorted(glob.glob(os.path.join(news, "newspaper4k-0.9.6-tests-data", "html", "*.html"))):
