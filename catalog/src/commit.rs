@@ -690,6 +690,17 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_run_whose_options_hold_any_float_resumes() {
+        // serde_json without `float_roundtrip` read this one back one ulp off,
+        // so the stored plan differed from the same pipeline's plan on resume.
+        let (_d, _catalog, store) = setup().await;
+        let mut p = plan("r1", 1);
+        p.resolved_config = serde_json::json!({"stages": [{"options": {"max_payload_bytes": 1.0715660391465826e-75}}]});
+        write_plan(&store, &p).await.unwrap();
+        write_plan(&store, &p).await.expect("the same pipeline resumes");
+    }
+
+    #[tokio::test]
     async fn a_manifest_written_before_a_crash_is_recorded_not_duplicated() {
         let (dir, catalog, store) = setup().await;
         write_plan(&store, &plan("r1", 1)).await.unwrap();
