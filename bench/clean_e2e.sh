@@ -65,8 +65,9 @@ dt_ids = set()
 for f in glob.glob(f"{work}/datatrove/output/*.jsonl.gz"):
     for line in gzip.open(f, "rt"):
         d = json.loads(line)
-        dt_ids.add(d["id"].strip("<>"))  # datatrove keeps the WARC-Record-ID's brackets
-        dt_text[d["id"].strip("<>")] = d["text"]
+        doc_id = d["id"].strip("<>")  # datatrove keeps the WARC-Record-ID's brackets
+        dt_ids.add(doc_id)
+        dt_text[doc_id] = d["text"]
 dt = json.load(open(glob.glob(f"{work}/datatrove/logs/stats.json")[0]))
 dt_in = next(s["stats"].get("documents", 0) for s in dt if "WARC" in s["name"] or "Warc" in s["name"])
 dt_in = dt_in.get("total", dt_in) if isinstance(dt_in, dict) else dt_in
