@@ -14,12 +14,20 @@ per-token cost, closer to DCLM's classifier.
 
 Python side: `model.predict(text.replace("\\n", " "), k=-1)` per text, the
 call DCLM and datatrove make, texts in memory; CPU seconds of the loop.
-smelt side, twice: the model alone (`langid_predict MODEL`: smelt's reader's
-predict with every label, one thread, texts in memory), and the stage in a
+smelt side: the model alone (`langid_predict MODEL`: smelt's reader's
+predict with every label, one thread, texts in memory) and the stage in a
 pipeline `jsonl -> classify -> content_hash -> parquet`, `--parallelism 1`
-(CPU of that run minus the CPU of the same run without classify). Both
-pinned to one core with taskset. Figures are medians of 3 passes/runs. Each
-text's best label and score from both smelt sides are compared with Python's.
+(CPU of that run minus the CPU of the same run without classify), each
+twice: as `classify` runs by default (fastText's own float operations,
+bit for bit) and with `exact: false` (each input row projected onto the
+labels at load, `Model::projected`; `PROJECTED=1` for the model alone).
+All pinned to one core with taskset. Figures are medians of 3 passes/runs.
+Each text's best label and score from every smelt side are compared with
+Python's: the same label, the score within 1e-6 (the issue's parity), how
+many scores are bit-equal and the largest difference. A second corpus
+checks the projection's answers only: long texts (5, 20 and 80 stories
+joined, 1,039 texts) and the 29 pages of real Common Crawl WET text in
+../shared/data, where fastText's f32 rounding grows.
 """
 import glob
 import json
@@ -45,6 +53,20 @@ import train  # noqa: E402  (the fixtures' Reuters reader and model training)
 def reuters():
     """Every story with a body as (id, text), in NEWID order: the fixture script's reader."""
     return [(f"reuters-{newid}", text) for newid, _, _, text in train.reuters()]
+
+
+def wet_pages():
+    """The conversion records of the real WET files in ../shared/data, whole, as (id, text)."""
+    import gzip
+    pages = []
+    for rel in ["cc/whirlwind-python/whirlwind.warc.wet.gz", *train.WET]:
+        path = os.path.join(SHARED, rel)
+        data = (gzip.open if path.endswith(".gz") else open)(path, "rb").read().decode("utf-8", "replace")
+        for rec in re.split(r"\r?\nWARC/1\.0\r?\n", data):
+            parts = re.split(r"\r?\n\r?\n", rec, maxsplit=1)
+            if "WARC-Type: conversion" in rec and len(parts) == 2 and parts[1].strip():
+                pages.append((f"wet-{len(pages)}", parts[1]))
+    return pages
 
 
 def med(xs):
@@ -91,11 +113,13 @@ def python_fasttext(model, corpus):
     return {k: tuple(v) for k, v in r["top"].items()}, med(r["cpus"])
 
 
-def model_only(model, corpus):
-    """smelt's reader alone (langid_predict): best label and score per id, median CPU of a pass."""
+def model_only(model, corpus, exact):
+    """smelt's reader alone (langid_predict; exact=False: PROJECTED=1): best label and score per id,
+    median CPU of a pass."""
     common.wait_idle()
     run = subprocess.run(PIN + [os.path.join(TARGET, "release", "examples", "langid_predict"), corpus, model],
-                         capture_output=True, text=True, check=True, env=dict(os.environ, RUNS=str(RUNS)))
+                         capture_output=True, text=True, check=True,
+                         env=dict(os.environ, RUNS=str(RUNS), PROJECTED="0" if exact else "1"))
     out = {}
     for line in run.stdout.splitlines():
         i, label, score = line.split("\t")
@@ -107,7 +131,7 @@ def model_only(model, corpus):
 PIPELINE = """dataset: DATASET
 stages:
   docs: {type: jsonl, paths: [corpus.jsonl]}
-  scored: {type: classify, inputs: [docs], model: MODEL}
+  scored: {type: classify, inputs: [docs], model: MODEL, exact: EXACT}
   hashed: {type: content_hash, inputs: [scored]}
   out: {type: parquet, inputs: [hashed]}
 """
@@ -134,9 +158,11 @@ def smelt_run(work, dataset, pipeline):
     return cpu
 
 
-def stage(work, name, model, baseline):
+def stage(work, name, model, baseline, exact):
     """CPU of the run with classify minus the baseline run's; the stage's best label and score per id."""
-    cpus = [smelt_run(work, f"{name}-{r}", PIPELINE.replace("MODEL", model)) for r in range(RUNS)]
+    pipeline = PIPELINE.replace("MODEL", model).replace("EXACT", "true" if exact else "false")
+    name = f"{name}-{'exact' if exact else 'projected'}"
+    cpus = [smelt_run(work, f"{name}-{r}", pipeline) for r in range(RUNS)]
     import pyarrow.parquet as pq
     out = {}
     for s in sorted(glob.glob(os.path.join(work, f"smelt-data/datasets/{name}-0/**/*.parquet"), recursive=True)):
@@ -162,30 +188,59 @@ def main():
         ("topics_bigram.bin", os.path.join(ROOT, "stages/tests/fixtures/classify/topics_bigram.bin")),
         ("quality.ftz", os.path.join(ROOT, "examples/models/quality.ftz")),
         ("quality_d100.bin", train_d100(work)),
+        ("topics_d64_q.ftz", os.path.join(ROOT, "stages/tests/fixtures/classify/topics_d64_q.ftz")),
     ]
+    # Long and real web texts, for the projection's answers.
+    stories = [t for _, t in reuters()]
+    hard = [(f"long{k}-{i}", "\n".join(stories[i:i + k])) for k in (5, 20, 80)
+            for i in range(0, min(len(stories), 400 * k), k)] + wet_pages()
+    hard_corpus = os.path.join(work, "hard.jsonl")
+    with open(hard_corpus, "w", encoding="utf-8") as f:
+        for i, text in hard:
+            f.write(json.dumps({"id": i, "text": text}, ensure_ascii=False) + "\n")
     baseline = med([smelt_run(work, f"baseline-{r}", BASELINE) for r in range(RUNS)])
     print("%d texts, %.1f MB (Reuters-21578 stories with a body, %d times); one core each (taskset -c 0); medians of %d"
           % (n, nbytes / 1e6, repeat, RUNS))
     print("smelt run without classify (jsonl -> content_hash -> parquet): %.2f s CPU" % baseline)
     figures = {"docs": n, "bytes": nbytes, "baseline_run_cpu_s": baseline, "models": {}}
     rate = lambda cpu: "%.2f s CPU, %8.0f docs/s, %5.1f MB/s" % (cpu, n / cpu, nbytes / 1e6 / cpu)  # noqa: E731
+    def agree(got, py):
+        """(same label and score within 1e-6, bit-equal score, largest score difference) over every text."""
+        within = sum(1 for i, _ in docs if got[i][0] == py[i][0] and abs(got[i][1] - py[i][1]) <= 1e-6)
+        equal = sum(1 for i, _ in docs if got[i][1] == py[i][1])
+        return within, equal, max(abs(got[i][1] - py[i][1]) for i, _ in docs)
+
     for name, path in models:
         py, py_cpu = python_fasttext(path, corpus)
-        mo, mo_cpu = model_only(path, corpus)
-        st, st_cpu, run_cpu = stage(work, name.split(".")[0], path, baseline)
-        mo_same = sum(1 for i, _ in docs if mo[i][0] == py[i][0] and mo[i][1] == py[i][1])
-        st_same = sum(1 for i, _ in docs if st[i][0] == py[i][0] and st[i][1] == py[i][1])
         print("\n%s (%.1f MB)" % (name, os.path.getsize(path) / 1e6))
-        print("  Python fastText 0.9.2 predict(k=-1)   %s" % rate(py_cpu))
-        print("  smelt model only (langid_predict)     %s  = %.1fx; best label and score equal: %d/%d"
-              % (rate(mo_cpu), py_cpu / mo_cpu, mo_same, n))
-        print("  smelt classify stage (run - baseline) %s  = %.1fx; best label and score equal: %d/%d"
-              " (run %.2f s CPU)" % (rate(st_cpu), py_cpu / st_cpu, st_same, n, run_cpu))
-        figures["models"][name] = {
-            "python_cpu_s": py_cpu, "model_only_cpu_s": mo_cpu, "stage_cpu_s": st_cpu, "run_cpu_s": run_cpu,
-            "model_only_ratio": py_cpu / mo_cpu, "stage_ratio": py_cpu / st_cpu,
-            "model_only_equal": mo_same, "stage_equal": st_same,
-        }
+        print("  Python fastText 0.9.2 predict(k=-1)          %s" % rate(py_cpu))
+        row = "  %-44s %s  = %.1fx; same label, score within 1e-6: %d/%d (bit-equal %d, max diff %.1e)"
+        fig = figures["models"][name] = {"python_cpu_s": py_cpu}
+        for exact in (True, False):
+            opt = "default" if exact else "exact: false"
+            mo, mo_cpu = model_only(path, corpus, exact)
+            st, st_cpu, run_cpu = stage(work, name.split(".")[0], path, baseline, exact)
+            for label, got, cpu in [(f"smelt model only ({opt})", mo, mo_cpu),
+                                    (f"smelt classify stage ({opt}, run - baseline)", st, st_cpu)]:
+                within, equal, worst = agree(got, py)
+                print(row % (label, rate(cpu), py_cpu / cpu, within, n, equal, worst))
+            key = "exact" if exact else "projected"
+            fig[key] = {"model_only_cpu_s": mo_cpu, "stage_cpu_s": st_cpu, "run_cpu_s": run_cpu,
+                        "model_only_ratio": py_cpu / mo_cpu, "stage_ratio": py_cpu / st_cpu,
+                        "model_only_agree": agree(mo, py), "stage_agree": agree(st, py)}
+        # The projection on long texts and real web pages (answers only).
+        hpy, _ = python_fasttext(path, hard_corpus)
+        hmo, _ = model_only(path, hard_corpus, exact=False)
+        diffs = {i: abs(hmo[i][1] - hpy[i][1]) for i, _ in hard}
+        labels = sum(1 for i, _ in hard if hmo[i][0] != hpy[i][0])
+        parts = {}
+        for part in ("long5", "long20", "long80", "wet"):
+            d = [v for i, v in diffs.items() if i.split("-")[0] == part]
+            parts[part] = {"texts": len(d), "max_diff": max(d), "over_1e-6": sum(1 for v in d if v > 1e-6)}
+        print("  exact: false on long texts and WET pages: other best label %d/%d; %s" % (labels, len(hard), "; ".join(
+            "%s: %d texts, max diff %.1e, %d over 1e-6" % (k, v["texts"], v["max_diff"], v["over_1e-6"])
+            for k, v in parts.items())))
+        fig["projected"]["hard_texts"] = {"other_label": labels, "parts": parts}
     figures["machine"] = "%s, %d cores" % (
         open("/proc/cpuinfo").read().split("model name")[1].split("\n")[0].strip(": \t"), os.cpu_count())
     with open(os.path.join(work, "figures.json"), "w") as f:

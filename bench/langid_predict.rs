@@ -2,6 +2,8 @@
 //! reads JSONL (`id`, `text`), runs smelt's fastText reader on every text
 //! `RUNS` times (default 3) on one thread, prints `id \t label \t score` of the
 //! last pass to stdout and the median wall and CPU seconds of a pass to stderr.
+//! `PROJECTED=1` reads a model file as `classify` with `exact: false` does,
+//! projected onto its labels (`Model::projected`).
 //!
 //! ```text
 //! cargo build --release --example langid_predict
@@ -24,7 +26,11 @@ fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let Some(corpus) = args.get(1) else { anyhow::bail!("usage: langid_predict corpus.jsonl [model.bin|.ftz]") };
     let model = match args.get(2) {
-        Some(path) => std::sync::Arc::new(Model::load(std::path::Path::new(path))?),
+        Some(path) => {
+            let model = Model::load(std::path::Path::new(path))?;
+            let projected = std::env::var("PROJECTED").is_ok_and(|v| v == "1");
+            std::sync::Arc::new(if projected { model.projected() } else { model })
+        }
         None => smelt_stages::langid::lid176()?,
     };
     let runs: usize = std::env::var("RUNS").ok().and_then(|r| r.parse().ok()).unwrap_or(3).max(1);

@@ -391,6 +391,8 @@ fn options_are_checked() {
         .contains("is for `backend: http`"));
     assert!(err(serde_json::json!({"backend": "http", "http": {"url": "http://x"}, "labels": ["earn"], "buckets": {"column": "score_earn", "count": 4}}))
         .contains("`buckets` needs backend `fasttext`"));
+    assert!(err(serde_json::json!({"backend": "http", "http": {"url": "http://x"}, "exact": false}))
+        .contains("`exact: false` is for the fasttext backend"));
     // A label the server does not have stops the run with the server's labels.
     let s = server();
     let t = stage(

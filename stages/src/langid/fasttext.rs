@@ -448,6 +448,46 @@ pub struct Model {
     sigmoid_table: Vec<f32>,
     /// Whether [`Rows`] gathers and prefetches (a dense input matrix over [`GATHER_BYTES`]).
     gather_rows: bool,
+    /// Every input row already multiplied by the output matrix ([`Model::projected`]).
+    projection: Option<Projection>,
+}
+
+/// The input matrix multiplied by the output matrix, row by row: what a
+/// row adds to each output score. fastText sums a text's input rows into a
+/// hidden vector of `dim` floats, then takes its dot product with each
+/// output row; the scores are linear in the rows, so adding each row's
+/// projection (one float per output row) gives them too, reading
+/// `outputs` floats per row instead of `dim`. The sums are in f64: the
+/// scores are those of exact arithmetic to about 1e-7, and differ from
+/// fastText's by the rounding of its f32 sums.
+struct Projection {
+    /// Output rows: floats per input row.
+    outputs: usize,
+    /// Input rows × `outputs`, each the f32 rounding of an f64 dot product.
+    rows: Vec<f32>,
+}
+
+impl Projection {
+    /// `sums += projection of row r` for each of `rows`, in order.
+    #[inline(always)]
+    fn add_rows(&self, sums: &mut [f64], rows: &[u32]) {
+        let k = self.outputs;
+        if k == 2 {
+            let (mut a, mut b) = (sums[0], sums[1]);
+            for &r in rows {
+                let p = &self.rows[r as usize * 2..][..2];
+                a += f64::from(p[0]);
+                b += f64::from(p[1]);
+            }
+            (sums[0], sums[1]) = (a, b);
+        } else {
+            for &r in rows {
+                for (s, p) in sums.iter_mut().zip(&self.rows[r as usize * k..][..k]) {
+                    *s += f64::from(*p);
+                }
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for Model {
@@ -458,6 +498,7 @@ impl std::fmt::Debug for Model {
             .field("words", &self.dict.nwords)
             .field("labels", &self.labels.len())
             .field("input_rows", &self.input.rows())
+            .field("projected", &self.projection.is_some())
             .finish()
     }
 }
@@ -467,6 +508,8 @@ impl std::fmt::Debug for Model {
 #[derive(Debug, Default)]
 pub struct Scratch {
     hidden: Vec<f32>,
+    /// [`Projection`]: the text's output scores, summed.
+    sums: Vec<f64>,
     /// The input rows of the text, in fastText's order.
     rows: Vec<u32>,
     output: Vec<f32>,
@@ -583,7 +626,10 @@ enum Span {
 /// operations in the same order.
 struct Rows<'a> {
     input: &'a Matrix,
+    /// Rows are added as their projections into `sums` instead ([`Model::projected`]).
+    projection: Option<&'a Projection>,
     hidden: &'a mut [f32],
+    sums: &'a mut [f64],
     gathered: &'a mut Vec<u32>,
     gather: bool,
     count: usize,
@@ -592,7 +638,9 @@ struct Rows<'a> {
 impl Rows<'_> {
     #[inline(always)]
     fn add(&mut self, rows: &[u32]) {
-        if self.gather {
+        if let Some(p) = self.projection {
+            p.add_rows(self.sums, rows);
+        } else if self.gather {
             // A token has a few rows: a loop, not a call to memcpy.
             for &r in rows {
                 self.gathered.push(r);
@@ -651,6 +699,53 @@ impl Model {
         parse(&mut r).map_err(fail)
     }
 
+    /// The same model predicting through a [`Projection`]: every input row
+    /// multiplied by the output matrix once, here, so that a text reads one
+    /// float per output row for each of its rows instead of `dim` (a
+    /// 2-label model of dim 100: 8 bytes a row instead of 400), and the
+    /// input matrix dropped (the projection is `outputs / dim` of its size).
+    /// The probabilities are those of exact arithmetic to about 1e-7; they
+    /// differ from fastText's by the rounding of its f32 sum of a text's
+    /// rows, which stays under 1e-6 for models without char n-grams (DCLM's
+    /// classifier's shape) and grows with the number of rows with them.
+    /// Returned unchanged where the projection would not pay or not hold:
+    /// more than `dim / 4` output rows, char n-grams, or a one-vs-all or
+    /// negative-sampling loss (fastText's table sigmoid turns a last-bit
+    /// difference into a step of 1/512 now and then).
+    #[must_use]
+    pub fn projected(mut self) -> Model {
+        let (dim, outputs) = (self.dim, self.output.rows());
+        let projects =
+            matches!(self.loss, Loss::Softmax | Loss::HierarchicalSoftmax) && outputs * 4 <= dim && self.dict.maxn == 0;
+        if !projects || self.projection.is_some() {
+            return self;
+        }
+        let mut out = vec![0.0f32; outputs * dim];
+        for (i, row) in out.chunks_exact_mut(dim).enumerate() {
+            self.output.add_row(row, i);
+        }
+        let rows = self.input.rows();
+        let mut projected = vec![0.0f32; rows * outputs];
+        let mut x = vec![0.0f32; dim];
+        for (r, p) in projected.chunks_exact_mut(outputs).enumerate() {
+            // The row as fastText adds it to the hidden vector (decoded, when quantized).
+            x.fill(0.0);
+            self.input.add_row(&mut x, r);
+            for (pk, o) in p.iter_mut().zip(out.chunks_exact(dim)) {
+                *pk = o.iter().zip(&x).map(|(a, b)| f64::from(*a) * f64::from(*b)).sum::<f64>() as f32;
+            }
+        }
+        self.input = Matrix::Dense { rows: 0, cols: dim, data: Vec::new() };
+        self.gather_rows = false;
+        self.projection = Some(Projection { outputs, rows: projected });
+        self
+    }
+
+    /// Whether the model predicts through a projection ([`Model::projected`]).
+    pub fn is_projected(&self) -> bool {
+        self.projection.is_some()
+    }
+
     /// Label names, without `__label__`, in the model's order.
     pub fn labels(&self) -> &[String] {
         &self.labels
@@ -681,7 +776,7 @@ impl Model {
         match self.loss {
             Loss::HierarchicalSoftmax => {
                 if !self.tree.is_empty() {
-                    self.dfs(self.tree.len() - 1, 0.0, std_log(threshold), &scratch.hidden, out);
+                    self.dfs(self.tree.len() - 1, 0.0, std_log(threshold), scratch, out);
                 }
             }
             Loss::Softmax | Loss::NegativeSampling | Loss::OneVsAll => {
@@ -708,9 +803,13 @@ impl Model {
         scratch.hidden.resize(self.dim, 0.0);
         scratch.word_hashes.clear();
         scratch.rows.clear();
+        scratch.sums.clear();
+        scratch.sums.resize(self.projection.as_ref().map_or(0, |p| p.outputs), 0.0);
         let mut rows = Rows {
             input: &self.input,
+            projection: self.projection.as_ref(),
             hidden: &mut scratch.hidden,
+            sums: &mut scratch.sums,
             gathered: &mut scratch.rows,
             gather: self.gather_rows,
             count: 0,
@@ -809,6 +908,13 @@ impl Model {
         if count == 0 {
             return false;
         }
+        if self.projection.is_some() {
+            // The output scores: fastText's hidden × (1/count), then · each output row.
+            for s in scratch.sums.iter_mut() {
+                *s /= count as f64;
+            }
+            return true;
+        }
         let scale = (1.0f64 / count as f64) as f32;
         for x in scratch.hidden.iter_mut() {
             *x *= scale;
@@ -817,7 +923,7 @@ impl Model {
     }
 
     /// Hierarchical softmax DFS (fastText `HierarchicalSoftmaxLoss::dfs` with k = all labels).
-    fn dfs(&self, node: usize, score: f32, log_threshold: f32, hidden: &[f32], out: &mut Vec<Prediction>) {
+    fn dfs(&self, node: usize, score: f32, log_threshold: f32, scratch: &Scratch, out: &mut Vec<Prediction>) {
         if score < log_threshold {
             return;
         }
@@ -827,17 +933,27 @@ impl Model {
             return;
         }
         let osz = self.labels.len();
-        let f = self.output.dot_row(hidden, node - osz);
+        let f = self.output_score(scratch, node - osz);
         let f = (1.0f64 / f64::from(1.0f32 + (-f).exp())) as f32;
-        self.dfs(n.left as usize, score + std_log(1.0 - f), log_threshold, hidden, out);
-        self.dfs(n.right as usize, score + std_log(f), log_threshold, hidden, out);
+        self.dfs(n.left as usize, score + std_log(1.0 - f), log_threshold, scratch, out);
+        self.dfs(n.right as usize, score + std_log(f), log_threshold, scratch, out);
+    }
+
+    /// Output row `i` · the hidden vector of the text [`Model::hidden`] read.
+    fn output_score(&self, scratch: &Scratch, i: usize) -> f32 {
+        match self.projection {
+            Some(_) => scratch.sums[i] as f32,
+            None => self.output.dot_row(&scratch.hidden, i),
+        }
     }
 
     /// Output probabilities for softmax and sigmoid losses (fastText `computeOutput`).
     fn compute_output(&self, scratch: &mut Scratch) {
         let osz = self.labels.len();
-        scratch.output.clear();
-        scratch.output.extend((0..osz).map(|i| self.output.dot_row(&scratch.hidden, i)));
+        let mut scores = std::mem::take(&mut scratch.output);
+        scores.clear();
+        scores.extend((0..osz).map(|i| self.output_score(scratch, i)));
+        scratch.output = scores;
         let out = &mut scratch.output;
         match self.loss {
             Loss::Softmax => {
@@ -1218,6 +1334,7 @@ fn parse(r: &mut Reader<'_>) -> Result<Model, String> {
         tree,
         sigmoid_table,
         gather_rows,
+        projection: None,
     })
 }
 
@@ -1421,6 +1538,115 @@ mod tests {
         m.predict(&text, 0.0, &mut Scratch::default(), &mut fresh);
         assert_eq!(out, fresh);
         assert!(!out.is_empty());
+    }
+
+    /// Softmax probabilities (+ 1e-5, as fastText reports them) of near-exact arithmetic: the
+    /// text's input rows, as the gathering path lists them, summed in f64, averaged, times
+    /// each output row in f64, softmax in f64.
+    fn exact_arithmetic(model: &Model, text: &str, scratch: &mut Scratch) -> Vec<f64> {
+        let gathering = Model { gather_rows: true, ..Model::from_bytes(&model_bytes(model), "test").unwrap() };
+        assert!(gathering.hidden(text.as_bytes(), scratch));
+        let dim = gathering.dim;
+        let (mut h, mut row) = (vec![0.0f64; dim], vec![0.0f32; dim]);
+        for &r in &scratch.rows {
+            row.fill(0.0);
+            gathering.input.add_row(&mut row, r as usize);
+            for (hj, x) in h.iter_mut().zip(&row) {
+                *hj += f64::from(*x);
+            }
+        }
+        let n = scratch.rows.len() as f64;
+        let logits: Vec<f64> = (0..gathering.labels.len())
+            .map(|k| {
+                row.fill(0.0);
+                gathering.output.add_row(&mut row, k);
+                row.iter().zip(&h).map(|(o, hj)| f64::from(*o) * hj / n).sum()
+            })
+            .collect();
+        let max = logits.iter().copied().fold(f64::MIN, f64::max);
+        let z: f64 = logits.iter().map(|l| (l - max).exp()).sum();
+        logits.iter().map(|l| (l - max).exp() / z + 1e-5).collect()
+    }
+
+    thread_local! {
+        static BYTES: std::cell::RefCell<HashMap<u64, Vec<u8>>> = std::cell::RefCell::new(HashMap::new());
+    }
+
+    /// The file bytes a test model was read from (kept by [`load`]).
+    fn model_bytes(model: &Model) -> Vec<u8> {
+        BYTES.with(|b| b.borrow()[&model.id].clone())
+    }
+
+    /// Reads a model and keeps its bytes for [`model_bytes`].
+    fn load(path: &Path) -> Model {
+        let bytes = std::fs::read(path).unwrap();
+        let model = Model::from_bytes(&bytes, &path.display().to_string()).unwrap();
+        BYTES.with(|b| b.borrow_mut().insert(model.id, bytes));
+        model
+    }
+
+    #[test]
+    fn projected_scores_are_nearer_exact_arithmetic_than_fasttexts() {
+        // Summing each row's projection in f64 instead of the rows in f32 rounds differently:
+        // the scores come within a few 1e-7 of exact arithmetic, where fastText's own f32 sums
+        // leave it further off; the best label is the same.
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+        let mut texts = Vec::new();
+        for dir in ["langid", "classify"] {
+            texts.extend(
+                std::fs::read_to_string(root.join(dir).join("texts.jsonl")).unwrap().lines().map(|l| {
+                    serde_json::from_str::<serde_json::Value>(l).unwrap()["text"].as_str().unwrap().to_string()
+                }),
+            );
+        }
+        let (mut scratch, mut exact, mut fast) = (Scratch::default(), Vec::new(), Vec::new());
+        let models = [
+            // 12 labels for dim 8: a projection would be larger than the rows.
+            ("langid/softmax_bigram.bin", false),
+            ("langid/ova.bin", false),
+            // Char n-grams.
+            ("classify/topics_bigram.bin", false),
+            // 10 labels for dim 16.
+            ("classify/topics_hs_q.ftz", false),
+            ("classify/topics_ova_q.ftz", false),
+            // 10 labels for dim 64, word bigrams, quantized and pruned: softmax and hierarchical softmax.
+            ("classify/topics_d64_q.ftz", true),
+            ("classify/topics_hs_d64_q.ftz", true),
+            // 2 labels for dim 16.
+            ("../../../examples/models/quality.ftz", true),
+        ];
+        for (name, projects) in models {
+            let model = load(&root.join(name));
+            let projected = Model::load(&root.join(name)).unwrap().projected();
+            assert_eq!(projected.is_projected(), projects, "{name}");
+            let (mut from_fasttext, mut projected_off, mut fasttext_off) = (0.0f64, 0.0f64, 0.0f64);
+            for t in &texts {
+                model.predict(t, 0.0, &mut scratch, &mut exact);
+                projected.predict(t, 0.0, &mut scratch, &mut fast);
+                assert_eq!(exact.len(), fast.len(), "{name}: {t}");
+                assert_eq!(exact.first().map(|p| p.label), fast.first().map(|p| p.label), "{name}: {t}");
+                for e in &exact {
+                    let f = fast.iter().find(|f| f.label == e.label).expect("every label");
+                    from_fasttext = from_fasttext.max(f64::from((e.score - f.score).abs()));
+                }
+                if projects && model.loss == Loss::Softmax && !exact.is_empty() {
+                    let reference = exact_arithmetic(&model, t, &mut scratch);
+                    for (e, f) in exact.iter().zip(&fast) {
+                        fasttext_off = fasttext_off.max((f64::from(e.score) - reference[e.label]).abs());
+                        projected_off = projected_off.max((f64::from(f.score) - reference[f.label]).abs());
+                    }
+                }
+            }
+            eprintln!("{name}: projected {projected_off:.2e} and fastText {fasttext_off:.2e} off exact arithmetic, {from_fasttext:.2e} apart");
+            if !projects {
+                assert_eq!(from_fasttext, 0.0, "{name}: unchanged");
+            }
+            // The score is reported as an f32 of exp(ln(p + 1e-5)): a few 1e-7 of rounding near 1.
+            assert!(projected_off <= 4e-7, "{name}: projected {projected_off} off exact arithmetic");
+            assert!(projected_off <= fasttext_off, "{name}: {projected_off} against fastText's {fasttext_off}");
+            // On these short texts fastText's rounding stays about 1e-6; it grows with a text's rows.
+            assert!(from_fasttext <= 2e-6, "{name}: {from_fasttext} from fastText's");
+        }
     }
 
     #[test]
