@@ -189,6 +189,9 @@ pub fn docindex(data: &[u8]) {
         return;
     }
     let Ok(file) = std::fs::File::open(&path) else { return };
+    // Unlinked at once: the open file (and its mapping) stays readable, and
+    // nothing is left in the temporary directory when the fuzzer stops.
+    let _ = std::fs::remove_file(&path);
     let index = match MappedIndex::open(&file) {
         Ok(Some(index)) => index,
         Ok(None) => return, // format 1: streamed only
