@@ -3,7 +3,7 @@
 //! `RUNS` times (default 3) on one thread, prints `id \t label \t score` of the
 //! last pass to stdout and the median wall and CPU seconds of a pass to stderr.
 //! `PROJECTED=1` reads a model file as `classify` with `exact: false` does,
-//! projected onto its labels (`Model::projected`).
+//! projected onto its labels (`Model::from_bytes_projected`).
 //!
 //! ```text
 //! cargo build --release --example langid_predict
@@ -27,9 +27,10 @@ fn main() -> anyhow::Result<()> {
     let Some(corpus) = args.get(1) else { anyhow::bail!("usage: langid_predict corpus.jsonl [model.bin|.ftz]") };
     let model = match args.get(2) {
         Some(path) => {
-            let model = Model::load(std::path::Path::new(path))?;
+            let bytes = std::fs::read(path)?;
             let projected = std::env::var("PROJECTED").is_ok_and(|v| v == "1");
-            std::sync::Arc::new(if projected { model.projected() } else { model })
+            let read = if projected { Model::from_bytes_projected } else { Model::from_bytes };
+            std::sync::Arc::new(read(&bytes, path)?)
         }
         None => smelt_stages::langid::lid176()?,
     };

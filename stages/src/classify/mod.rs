@@ -312,11 +312,9 @@ impl ClassifyConfig {
         }
         let bytes = crate::fetch::read_location(&self.model, "fastText model")
             .map_err(|e| SchemaError::at_option(vec![key("model")], e, None))?;
-        let mut model = Model::from_bytes(&bytes, &self.model)
-            .map_err(|e| SchemaError::at_option(vec![key("model")], e.to_string(), None))?;
-        if !self.exact {
-            model = model.projected();
-        }
+        let read = if self.exact { Model::from_bytes } else { Model::from_bytes_projected };
+        let model =
+            read(&bytes, &self.model).map_err(|e| SchemaError::at_option(vec![key("model")], e.to_string(), None))?;
         let mut wanted = Vec::with_capacity(self.labels.len());
         for (i, l) in self.labels.iter().enumerate() {
             let name = label_name(l);

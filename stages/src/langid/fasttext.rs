@@ -660,6 +660,30 @@ impl Rows<'_> {
     }
 }
 
+/// Whether [`Model::projected`] projects a model: a softmax or hierarchical
+/// softmax loss, at most `dim / 4` output rows, no char n-grams.
+fn projects(loss: Loss, outputs: usize, dim: usize, maxn: usize) -> bool {
+    matches!(loss, Loss::Softmax | Loss::HierarchicalSoftmax) && outputs * 4 <= dim && maxn == 0
+}
+
+/// The [`Projection`] of `rows` input rows, `row(i, x)` writing row `i` into `x`.
+fn project(rows: usize, dim: usize, output: &Matrix, mut row: impl FnMut(usize, &mut [f32])) -> Projection {
+    let outputs = output.rows();
+    let mut out = vec![0.0f32; outputs * dim];
+    for (i, o) in out.chunks_exact_mut(dim).enumerate() {
+        output.add_row(o, i);
+    }
+    let mut projected = vec![0.0f32; rows * outputs];
+    let mut x = vec![0.0f32; dim];
+    for (r, p) in projected.chunks_exact_mut(outputs).enumerate() {
+        row(r, &mut x);
+        for (pk, o) in p.iter_mut().zip(out.chunks_exact(dim)) {
+            *pk = o.iter().zip(&x).map(|(a, b)| f64::from(*a) * f64::from(*b)).sum::<f64>() as f32;
+        }
+    }
+    Projection { outputs, rows: projected }
+}
+
 /// Input matrices larger than this gather a text's rows and prefetch them.
 const GATHER_BYTES: usize = 256 << 10;
 
@@ -696,7 +720,7 @@ impl Model {
     pub fn from_bytes(bytes: &[u8], origin: &str) -> Result<Model, ModelError> {
         let fail = |message: String| ModelError::Format { origin: origin.to_string(), message };
         let mut r = Reader { bytes, pos: 0 };
-        parse(&mut r).map_err(fail)
+        parse(&mut r, false).map_err(fail)
     }
 
     /// The same model predicting through a [`Projection`]: every input row
@@ -714,31 +738,29 @@ impl Model {
     /// difference into a step of 1/512 now and then).
     #[must_use]
     pub fn projected(mut self) -> Model {
-        let (dim, outputs) = (self.dim, self.output.rows());
-        let projects =
-            matches!(self.loss, Loss::Softmax | Loss::HierarchicalSoftmax) && outputs * 4 <= dim && self.dict.maxn == 0;
-        if !projects || self.projection.is_some() {
+        if self.projection.is_some() || !projects(self.loss, self.output.rows(), self.dim, self.dict.maxn) {
             return self;
         }
-        let mut out = vec![0.0f32; outputs * dim];
-        for (i, row) in out.chunks_exact_mut(dim).enumerate() {
-            self.output.add_row(row, i);
-        }
-        let rows = self.input.rows();
-        let mut projected = vec![0.0f32; rows * outputs];
-        let mut x = vec![0.0f32; dim];
-        for (r, p) in projected.chunks_exact_mut(outputs).enumerate() {
+        let input = std::mem::replace(&mut self.input, Matrix::Dense { rows: 0, cols: self.dim, data: Vec::new() });
+        self.projection = Some(project(input.rows(), self.dim, &self.output, |r, x| {
             // The row as fastText adds it to the hidden vector (decoded, when quantized).
             x.fill(0.0);
-            self.input.add_row(&mut x, r);
-            for (pk, o) in p.iter_mut().zip(out.chunks_exact(dim)) {
-                *pk = o.iter().zip(&x).map(|(a, b)| f64::from(*a) * f64::from(*b)).sum::<f64>() as f32;
-            }
-        }
-        self.input = Matrix::Dense { rows: 0, cols: dim, data: Vec::new() };
+            input.add_row(x, r);
+        }));
         self.gather_rows = false;
-        self.projection = Some(Projection { outputs, rows: projected });
         self
+    }
+
+    /// Reads a model from its bytes as [`Model::from_bytes`] then
+    /// [`Model::projected`] would, without copying a dense input matrix
+    /// first: the peak memory of reading is the bytes and the projection.
+    ///
+    /// # Errors
+    /// The bytes are not a supervised fastText model (version 11 or 12).
+    pub fn from_bytes_projected(bytes: &[u8], origin: &str) -> Result<Model, ModelError> {
+        let fail = |message: String| ModelError::Format { origin: origin.to_string(), message };
+        let model = parse(&mut Reader { bytes, pos: 0 }, true).map_err(fail)?;
+        Ok(model.projected())
     }
 
     /// Whether the model predicts through a projection ([`Model::projected`]).
@@ -1139,7 +1161,10 @@ impl Reader<'_> {
     }
 }
 
-fn parse(r: &mut Reader<'_>) -> Result<Model, String> {
+/// Reads a model; with `may_project`, a qualifying model ([`projects`]) comes
+/// out projected ([`Model::projected`]) straight from the bytes of a dense
+/// input matrix, which is never copied.
+fn parse(r: &mut Reader<'_>, may_project: bool) -> Result<Model, String> {
     if r.i32("magic number")? != MAGIC {
         return Err("wrong magic number (expected a fastText .bin or .ftz file)".into());
     }
@@ -1275,7 +1300,14 @@ fn parse(r: &mut Reader<'_>) -> Result<Model, String> {
     }
 
     let quant_input = r.u8("input quantization flag")? != 0;
-    let input = read_matrix(r, quant_input, "input")?.dequantized(DEQUANTIZE_MAX_FLOATS);
+    // A dense input matrix that may be projected is only measured here: its
+    // floats stay in the file's bytes until the output matrix is known.
+    let (mut input, deferred) = if may_project && !quant_input {
+        let (rows, cols, at) = skip_dense(r, "input")?;
+        (Matrix::Dense { rows, cols, data: Vec::new() }, Some(at))
+    } else {
+        (read_matrix(r, quant_input, "input")?.dequantized(DEQUANTIZE_MAX_FLOATS), None)
+    };
     if prune_size >= 0 && !quant_input {
         return Err("a pruned dictionary needs a quantized input matrix".into());
     }
@@ -1321,6 +1353,22 @@ fn parse(r: &mut Reader<'_>) -> Result<Model, String> {
             (1.0 / (1.0 + f64::from((-x).exp()))) as f32
         })
         .collect();
+    let mut projection = None;
+    if let Some(at) = deferred {
+        let (rows, bytes) = (input.rows(), &r.bytes[at]);
+        let floats = |i: usize| bytes[i * 4 * dim..(i + 1) * 4 * dim].chunks_exact(4);
+        if projects(loss, output.rows(), dim, maxn) {
+            projection = Some(project(rows, dim, &output, |i, x| {
+                for (xj, c) in x.iter_mut().zip(floats(i)) {
+                    *xj = f32::from_le_bytes(c.try_into().expect("4 bytes"));
+                }
+            }));
+            input = Matrix::Dense { rows: 0, cols: dim, data: Vec::new() };
+        } else {
+            let data = (0..rows).flat_map(floats).map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes"))).collect();
+            input = Matrix::Dense { rows, cols: dim, data };
+        }
+    }
     let gather_rows = matches!(input, Matrix::Dense { .. }) && input.rows() * input.cols() * 4 > GATHER_BYTES;
     Ok(Model {
         id: next_model_id(),
@@ -1334,7 +1382,7 @@ fn parse(r: &mut Reader<'_>) -> Result<Model, String> {
         tree,
         sigmoid_table,
         gather_rows,
-        projection: None,
+        projection,
     })
 }
 
@@ -1350,6 +1398,18 @@ fn read_pq(r: &mut Reader<'_>, what: &str) -> Result<ProductQuantizer, String> {
     }
     let centroids = r.f32s(dim * KSUB, &format!("{what} quantizer centroids"))?;
     Ok(ProductQuantizer { nsubq, dsub, lastdsub, centroids })
+}
+
+/// Rows, columns and the bytes of a dense matrix's floats, skipped.
+fn skip_dense(r: &mut Reader<'_>, what: &str) -> Result<(usize, usize, std::ops::Range<usize>), String> {
+    let limit = r.bytes.len();
+    let rows = r.size(true, limit, &format!("{what} matrix rows"))?;
+    let cols = r.size(true, limit, &format!("{what} matrix columns"))?;
+    let n =
+        rows.checked_mul(cols).and_then(|n| n.checked_mul(4)).ok_or_else(|| format!("{what} matrix size overflows"))?;
+    let start = r.pos;
+    r.take(n, &format!("{what} matrix"))?;
+    Ok((rows, cols, start..r.pos))
 }
 
 fn read_matrix(r: &mut Reader<'_>, quantized: bool, what: &str) -> Result<Matrix, String> {
@@ -1612,6 +1672,8 @@ mod tests {
             // 10 labels for dim 64, word bigrams, quantized and pruned: softmax and hierarchical softmax.
             ("classify/topics_d64_q.ftz", true),
             ("classify/topics_hs_d64_q.ftz", true),
+            // 10 labels for dim 40, dense: projected straight from the file's bytes too.
+            ("classify/topics_d40.bin", true),
             // 2 labels for dim 16.
             ("../../../examples/models/quality.ftz", true),
         ];
@@ -1619,6 +1681,11 @@ mod tests {
             let model = load(&root.join(name));
             let projected = Model::load(&root.join(name)).unwrap().projected();
             assert_eq!(projected.is_projected(), projects, "{name}");
+            // Read projected from the bytes (a dense input matrix never copied): the same model.
+            let direct = Model::from_bytes_projected(&std::fs::read(root.join(name)).unwrap(), name).unwrap();
+            assert_eq!(direct.is_projected(), projects, "{name}");
+            assert_eq!(direct.input.rows(), projected.input.rows(), "{name}: the input matrix is dropped");
+            assert_eq!(direct.projection.as_ref().map(|p| &p.rows), projected.projection.as_ref().map(|p| &p.rows));
             let (mut from_fasttext, mut projected_off, mut fasttext_off) = (0.0f64, 0.0f64, 0.0f64);
             for t in &texts {
                 model.predict(t, 0.0, &mut scratch, &mut exact);
