@@ -21,7 +21,8 @@ pipeline `jsonl -> classify -> content_hash -> parquet`, `--parallelism 1`
 twice: as `classify` runs by default (fastText's own float operations,
 bit for bit) and with `exact: false` (each input row projected onto the
 labels at load, `Model::projected`; `PROJECTED=1` for the model alone).
-All pinned to one core with taskset. Figures are medians of 3 passes/runs.
+All pinned to one core with taskset. Figures are medians of 3 passes/runs
+(and of the runs' peak RSS, from /usr/bin/time).
 Each text's best label and score from every smelt side are compared with
 Python's: the same label, the score within 1e-6 (the issue's parity), how
 many scores are bit-equal and the largest difference. A second corpus
@@ -143,6 +144,9 @@ stages:
 """
 
 
+PEAK_RSS_KB = {}  # per run (dataset name): the peak RSS /usr/bin/time reports
+
+
 def smelt_run(work, dataset, pipeline):
     path = os.path.join(work, dataset + ".yaml")
     with open(path, "w") as f:
@@ -150,11 +154,13 @@ def smelt_run(work, dataset, pipeline):
     env = dict(os.environ, SMELT_DATA_DIR=os.path.join(work, "smelt-data"))
     common.wait_idle()
     cpu0 = common.cpu_now()
-    run = subprocess.run(PIN + [os.path.join(TARGET, "release", "smelt"), "run", path, "--parallelism", "1"],
-                         env=env, capture_output=True, text=True)
+    rss = os.path.join(work, dataset + ".rss")
+    run = subprocess.run(PIN + ["/usr/bin/time", "-f", "%M", "-o", rss, os.path.join(TARGET, "release", "smelt"), "run",
+                                path, "--parallelism", "1"], env=env, capture_output=True, text=True)
     cpu = common.cpu_now() - cpu0
     if run.returncode != 0:
         raise SystemExit("smelt run failed:\n" + run.stdout + run.stderr)
+    PEAK_RSS_KB[dataset] = int(open(rss).read().split()[-1])
     return cpu
 
 
@@ -163,13 +169,14 @@ def stage(work, name, model, baseline, exact):
     pipeline = PIPELINE.replace("MODEL", model).replace("EXACT", "true" if exact else "false")
     name = f"{name}-{'exact' if exact else 'projected'}"
     cpus = [smelt_run(work, f"{name}-{r}", pipeline) for r in range(RUNS)]
+    rss_mb = med([PEAK_RSS_KB[f"{name}-{r}"] for r in range(RUNS)]) / 1024
     import pyarrow.parquet as pq
     out = {}
     for s in sorted(glob.glob(os.path.join(work, f"smelt-data/datasets/{name}-0/**/*.parquet"), recursive=True)):
         t = pq.read_table(s, columns=["id", "label", "score"])
         for i, label, score in zip(*(t.column(c).to_pylist() for c in ("id", "label", "score"))):
             out[i] = (label, score)
-    return out, med(cpus) - baseline, med(cpus)
+    return out, med(cpus) - baseline, med(cpus), rss_mb
 
 
 def main():
@@ -199,9 +206,11 @@ def main():
         for i, text in hard:
             f.write(json.dumps({"id": i, "text": text}, ensure_ascii=False) + "\n")
     baseline = med([smelt_run(work, f"baseline-{r}", BASELINE) for r in range(RUNS)])
+    baseline_rss = med([PEAK_RSS_KB[f"baseline-{r}"] for r in range(RUNS)]) / 1024
     print("%d texts, %.1f MB (Reuters-21578 stories with a body, %d times); one core each (taskset -c 0); medians of %d"
           % (n, nbytes / 1e6, repeat, RUNS))
-    print("smelt run without classify (jsonl -> content_hash -> parquet): %.2f s CPU" % baseline)
+    print("smelt run without classify (jsonl -> content_hash -> parquet): %.2f s CPU, peak RSS %.0f MB"
+          % (baseline, baseline_rss))
     figures = {"docs": n, "bytes": nbytes, "baseline_run_cpu_s": baseline, "models": {}}
     rate = lambda cpu: "%.2f s CPU, %8.0f docs/s, %5.1f MB/s" % (cpu, n / cpu, nbytes / 1e6 / cpu)  # noqa: E731
     def agree(got, py):
@@ -219,13 +228,14 @@ def main():
         for exact in (True, False):
             opt = "default" if exact else "exact: false"
             mo, mo_cpu = model_only(path, corpus, exact)
-            st, st_cpu, run_cpu = stage(work, name.split(".")[0], path, baseline, exact)
+            st, st_cpu, run_cpu, rss_mb = stage(work, name.split(".")[0], path, baseline, exact)
             for label, got, cpu in [(f"smelt model only ({opt})", mo, mo_cpu),
                                     (f"smelt classify stage ({opt}, run - baseline)", st, st_cpu)]:
                 within, equal, worst = agree(got, py)
                 print(row % (label, rate(cpu), py_cpu / cpu, within, n, equal, worst))
+            print("  %-44s %.2f s CPU, peak RSS %.0f MB" % (f"(classify run, {opt})", run_cpu, rss_mb))
             key = "exact" if exact else "projected"
-            fig[key] = {"model_only_cpu_s": mo_cpu, "stage_cpu_s": st_cpu, "run_cpu_s": run_cpu,
+            fig[key] = {"model_only_cpu_s": mo_cpu, "stage_cpu_s": st_cpu, "run_cpu_s": run_cpu, "peak_rss_mb": rss_mb,
                         "model_only_ratio": py_cpu / mo_cpu, "stage_ratio": py_cpu / st_cpu,
                         "model_only_agree": agree(mo, py), "stage_agree": agree(st, py)}
         # The projection on long texts and real web pages (answers only).
