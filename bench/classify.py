@@ -58,16 +58,9 @@ def reuters():
 
 def wet_pages():
     """The conversion records of the real WET files in ../shared/data, whole, as (id, text)."""
-    import gzip
-    pages = []
-    for rel in ["cc/whirlwind-python/whirlwind.warc.wet.gz", *train.WET]:
-        path = os.path.join(SHARED, rel)
-        data = (gzip.open if path.endswith(".gz") else open)(path, "rb").read().decode("utf-8", "replace")
-        for rec in re.split(r"\r?\nWARC/1\.0\r?\n", data):
-            parts = re.split(r"\r?\n\r?\n", rec, maxsplit=1)
-            if "WARC-Type: conversion" in rec and len(parts) == 2 and parts[1].strip():
-                pages.append((f"wet-{len(pages)}", parts[1]))
-    return pages
+    paths = [os.path.join(SHARED, rel) for rel in ["cc/whirlwind-python/whirlwind.warc.wet.gz", *train.WET]]
+    texts = [t for t in train.wet_records(paths) if t.strip()]
+    return [(f"wet-{i}", t) for i, t in enumerate(texts)]
 
 
 def med(xs):

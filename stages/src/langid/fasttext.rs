@@ -1149,7 +1149,7 @@ impl Reader<'_> {
     }
     fn f32s(&mut self, n: usize, what: &str) -> Result<Vec<f32>, String> {
         let bytes = self.take(n.checked_mul(4).ok_or_else(|| format!("{what}: size overflows"))?, what)?;
-        Ok(bytes.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes"))).collect())
+        Ok(le_f32s(bytes).collect())
     }
     /// A non-negative size, at most `max`.
     fn size(&mut self, wide: bool, max: usize, what: &str) -> Result<usize, String> {
@@ -1356,17 +1356,15 @@ fn parse(r: &mut Reader<'_>, may_project: bool) -> Result<Model, String> {
     let mut projection = None;
     if let Some(at) = deferred {
         let (rows, bytes) = (input.rows(), &r.bytes[at]);
-        let floats = |i: usize| bytes[i * 4 * dim..(i + 1) * 4 * dim].chunks_exact(4);
         if projects(loss, output.rows(), dim, maxn) {
             projection = Some(project(rows, dim, &output, |i, x| {
-                for (xj, c) in x.iter_mut().zip(floats(i)) {
-                    *xj = f32::from_le_bytes(c.try_into().expect("4 bytes"));
+                for (xj, v) in x.iter_mut().zip(le_f32s(&bytes[i * 4 * dim..(i + 1) * 4 * dim])) {
+                    *xj = v;
                 }
             }));
             input = Matrix::Dense { rows: 0, cols: dim, data: Vec::new() };
         } else {
-            let data = (0..rows).flat_map(floats).map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes"))).collect();
-            input = Matrix::Dense { rows, cols: dim, data };
+            input = Matrix::Dense { rows, cols: dim, data: le_f32s(bytes).collect() };
         }
     }
     let gather_rows = matches!(input, Matrix::Dense { .. }) && input.rows() * input.cols() * 4 > GATHER_BYTES;
@@ -1400,6 +1398,11 @@ fn read_pq(r: &mut Reader<'_>, what: &str) -> Result<ProductQuantizer, String> {
     Ok(ProductQuantizer { nsubq, dsub, lastdsub, centroids })
 }
 
+/// The little-endian f32s of `bytes` (a multiple of 4 long).
+fn le_f32s(bytes: &[u8]) -> impl Iterator<Item = f32> + '_ {
+    bytes.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
+}
+
 /// Rows, columns and the bytes of a dense matrix's floats, skipped.
 fn skip_dense(r: &mut Reader<'_>, what: &str) -> Result<(usize, usize, std::ops::Range<usize>), String> {
     let limit = r.bytes.len();
@@ -1415,11 +1418,8 @@ fn skip_dense(r: &mut Reader<'_>, what: &str) -> Result<(usize, usize, std::ops:
 fn read_matrix(r: &mut Reader<'_>, quantized: bool, what: &str) -> Result<Matrix, String> {
     let limit = r.bytes.len();
     if !quantized {
-        let rows = r.size(true, limit, &format!("{what} matrix rows"))?;
-        let cols = r.size(true, limit, &format!("{what} matrix columns"))?;
-        let n = rows.checked_mul(cols).ok_or_else(|| format!("{what} matrix size overflows"))?;
-        let data = r.f32s(n, &format!("{what} matrix"))?;
-        return Ok(Matrix::Dense { rows, cols, data });
+        let (rows, cols, at) = skip_dense(r, what)?;
+        return Ok(Matrix::Dense { rows, cols, data: le_f32s(&r.bytes[at]).collect() });
     }
     let qnorm = r.u8(&format!("{what} qnorm flag"))? != 0;
     let rows = r.size(true, limit, &format!("{what} matrix rows"))?;
@@ -1601,10 +1601,10 @@ mod tests {
     }
 
     /// Softmax probabilities (+ 1e-5, as fastText reports them) of near-exact arithmetic: the
-    /// text's input rows, as the gathering path lists them, summed in f64, averaged, times
+    /// text's input rows, as a `gathering` model lists them, summed in f64, averaged, times
     /// each output row in f64, softmax in f64.
-    fn exact_arithmetic(model: &Model, text: &str, scratch: &mut Scratch) -> Vec<f64> {
-        let gathering = Model { gather_rows: true, ..Model::from_bytes(&model_bytes(model), "test").unwrap() };
+    fn exact_arithmetic(gathering: &Model, text: &str, scratch: &mut Scratch) -> Vec<f64> {
+        assert!(gathering.gather_rows);
         assert!(gathering.hidden(text.as_bytes(), scratch));
         let dim = gathering.dim;
         let (mut h, mut row) = (vec![0.0f64; dim], vec![0.0f32; dim]);
@@ -1626,23 +1626,6 @@ mod tests {
         let max = logits.iter().copied().fold(f64::MIN, f64::max);
         let z: f64 = logits.iter().map(|l| (l - max).exp()).sum();
         logits.iter().map(|l| (l - max).exp() / z + 1e-5).collect()
-    }
-
-    thread_local! {
-        static BYTES: std::cell::RefCell<HashMap<u64, Vec<u8>>> = std::cell::RefCell::new(HashMap::new());
-    }
-
-    /// The file bytes a test model was read from (kept by [`load`]).
-    fn model_bytes(model: &Model) -> Vec<u8> {
-        BYTES.with(|b| b.borrow()[&model.id].clone())
-    }
-
-    /// Reads a model and keeps its bytes for [`model_bytes`].
-    fn load(path: &Path) -> Model {
-        let bytes = std::fs::read(path).unwrap();
-        let model = Model::from_bytes(&bytes, &path.display().to_string()).unwrap();
-        BYTES.with(|b| b.borrow_mut().insert(model.id, bytes));
-        model
     }
 
     #[test]
@@ -1678,11 +1661,13 @@ mod tests {
             ("../../../examples/models/quality.ftz", true),
         ];
         for (name, projects) in models {
-            let model = load(&root.join(name));
-            let projected = Model::load(&root.join(name)).unwrap().projected();
+            let bytes = std::fs::read(root.join(name)).unwrap();
+            let model = Model::from_bytes(&bytes, name).unwrap();
+            let gathering = Model { gather_rows: true, ..Model::from_bytes(&bytes, name).unwrap() };
+            let projected = Model::from_bytes(&bytes, name).unwrap().projected();
             assert_eq!(projected.is_projected(), projects, "{name}");
             // Read projected from the bytes (a dense input matrix never copied): the same model.
-            let direct = Model::from_bytes_projected(&std::fs::read(root.join(name)).unwrap(), name).unwrap();
+            let direct = Model::from_bytes_projected(&bytes, name).unwrap();
             assert_eq!(direct.is_projected(), projects, "{name}");
             assert_eq!(direct.input.rows(), projected.input.rows(), "{name}: the input matrix is dropped");
             assert_eq!(direct.projection.as_ref().map(|p| &p.rows), projected.projection.as_ref().map(|p| &p.rows));
@@ -1697,7 +1682,7 @@ mod tests {
                     from_fasttext = from_fasttext.max(f64::from((e.score - f.score).abs()));
                 }
                 if projects && model.loss == Loss::Softmax && !exact.is_empty() {
-                    let reference = exact_arithmetic(&model, t, &mut scratch);
+                    let reference = exact_arithmetic(&gathering, t, &mut scratch);
                     for (e, f) in exact.iter().zip(&fast) {
                         fasttext_off = fasttext_off.max((f64::from(e.score) - reference[e.label]).abs());
                         projected_off = projected_off.max((f64::from(f.score) - reference[f.label]).abs());
